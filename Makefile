@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+export PYTHONPATH := $(CURDIR)/plugins
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: install demo test lint unit integration clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+## Run the whole pipeline on a synthetic enterprise and print what it did.
+demo: install
+	$(BIN)/python -m turnover_signals.demo
+
+## Lint Python and SQL, then run every test against real PostgreSQL and sshd.
+test: install
+	bash scripts/ensure_test_services.sh
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint include/sql
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint include/sql
+
+unit: install
+	$(BIN)/pytest tests/unit tests/dags
+
+clean:
+	rm -rf .demo logs

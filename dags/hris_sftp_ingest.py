@@ -1,0 +1,89 @@
+"""
+### hris_sftp_ingest
+
+**Purpose:** turn the HR system's daily exports into trustworthy, point-in-time employee history.
+
+**Source:** SFTP connection `hris_sftp` (pinned host key), directory from its `remote_dir` extra or the
+`hris.remote_dir` setting: `employees_YYYYMMDD.csv` full snapshots and `compensation_YYYYMMDD.csv`
+pay changes, each with an optional `.ctl` control file.
+
+**Flow:** wait (up to `hris.wait_for_files_minutes`, default 6 h, then skip) for files not yet in `audit.file_manifest` → one mapped task per file
+(download with the host key verified, sha256, Great Expectations gate on the staged file, then publish
+in one transaction or quarantine) → rebuild `core.employee_history` (SCD2) and `core.compensation_event`
+→ update the HR asset, which triggers the identity and feature DAGs. A quarantined file fails the
+run (without retries: it fails the same way until corrected) while the good files still load.
+
+**Schedule:** daily at 06:00 UTC (cron trigger timetable); a run processes every pending file in date order.
+
+**Owner:** people-analytics data engineering. **Runbook:** README.md#runbook-hris_sftp_ingest —
+every task is safe to clear and rerun; a rerun for a recorded file changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import PokeReturnValue, dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.assets import HRIS_EMPLOYEE_HISTORY
+
+
+@dag(
+    dag_id="hris_sftp_ingest",
+    schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["turnover-signals", "hris", "ingest"],
+    doc_md=__doc__,
+)
+def hris_sftp_ingest():
+    @task
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    @task.sensor(poke_interval=600, timeout=24 * 3600, mode="reschedule")
+    def wait_for_hris_files(dag_run=None) -> PokeReturnValue:
+        from turnover_signals.config import load_config
+        from turnover_signals.hris.ingest import wait_for_pending_files
+
+        pending = wait_for_pending_files(load_config(), dag_run.start_date)
+        return PokeReturnValue(is_done=bool(pending), xcom_value=pending)
+
+    @task(max_active_tis_per_dagrun=1, retry_delay=timedelta(minutes=2))
+    def ingest_hris_file(remote_file: dict) -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.hris.ingest import ingest_file
+
+        with bad_input_fails_without_retry():
+            return ingest_file(remote_file, load_config(), current_run_identity())
+
+    @task(trigger_rule="all_done", outlets=[HRIS_EMPLOYEE_HISTORY])
+    def build_employee_history(ingested: list[dict]) -> dict:
+        from turnover_signals.config import load_config
+        from turnover_signals.hris.history import build_employee_history as rebuild
+
+        return rebuild(load_config())
+
+    @task
+    def report_ingested_files(ingested: list[dict]) -> dict:
+        """A leaf that only succeeds when every file loaded: a quarantined file fails the run."""
+        from turnover_signals.hris.ingest import summarize_ingest
+
+        return summarize_ingest(list(ingested))
+
+    pending = wait_for_hris_files()
+    migrate_warehouse() >> pending
+    ingested = ingest_hris_file.expand(remote_file=pending)
+    build_employee_history(ingested)
+    report_ingested_files(ingested)
+
+
+hris_sftp_ingest()

@@ -1,0 +1,151 @@
+-- one row per employee_id per validity interval over the loaded employees snapshots
+-- An interval starts at the first snapshot showing a version of the worker's attributes and
+-- ends (valid_to, exclusive) at the first snapshot that shows another version or no longer
+-- lists the worker. known_at is when the warehouse received the file that first showed it.
+with loaded_files as (
+    select
+        sha256,
+        file_date,
+        received_at,
+        date_pattern,
+        date_groups
+    from audit.file_manifest
+    where feed = 'employees' and status = 'loaded'
+),
+
+snapshot_sequence as (
+    select
+        file_date as snapshot_date,
+        row_number() over (order by file_date) as snapshot_ordinal
+    from loaded_files
+),
+
+snapshot_rows as (
+    select
+        snapshot_row.employee_id,
+        snapshot_row.snapshot_date,
+        snapshot_sequence.snapshot_ordinal,
+        loaded_files.received_at as known_at,
+        snapshot_row.first_name,
+        snapshot_row.last_name,
+        snapshot_row.termination_reason,
+        snapshot_row.employment_status,
+        snapshot_row.job_role,
+        snapshot_row.department,
+        snapshot_row.location,
+        snapshot_row.currency,
+        snapshot_row.source_sha256,
+        nullif(btrim(snapshot_row.sso_guid), '') as sso_guid,
+        nullif(btrim(snapshot_row.work_email), '') as work_email,
+        core.parse_date_text(
+            snapshot_row.hire_date, loaded_files.date_pattern,
+            loaded_files.date_groups[1], loaded_files.date_groups[2], loaded_files.date_groups[3]
+        ) as hire_date,
+        core.parse_date_text(
+            snapshot_row.termination_date, loaded_files.date_pattern,
+            loaded_files.date_groups[1], loaded_files.date_groups[2], loaded_files.date_groups[3]
+        ) as termination_date,
+        nullif(btrim(snapshot_row.termination_type), '') as termination_type,
+        %(termination_mapping)s::jsonb
+        ->> lower(btrim(snapshot_row.termination_type)) as termination_category,
+        core.parse_integer_text(snapshot_row.job_level) as job_level,
+        nullif(btrim(snapshot_row.manager_id), '') as manager_id,
+        core.parse_numeric_text(snapshot_row.base_salary) as base_salary,
+        core.parse_numeric_text(snapshot_row.fte) as fte,
+        core.parse_integer_text(snapshot_row.performance_rating) as performance_rating
+    from raw.hris_employee_snapshot as snapshot_row
+    inner join loaded_files on snapshot_row.source_sha256 = loaded_files.sha256
+    inner join snapshot_sequence on snapshot_row.snapshot_date = snapshot_sequence.snapshot_date
+),
+
+fingerprinted as (
+    select
+        *,
+        md5(
+            row(
+                sso_guid, work_email, first_name, last_name, hire_date, termination_date,
+                termination_type, termination_reason, employment_status, job_role, job_level,
+                department, location, manager_id, base_salary, currency, fte, performance_rating
+            )::text
+        ) as attribute_hash
+    from snapshot_rows
+),
+
+compared as (
+    select
+        *,
+        lag(attribute_hash) over by_employee as previous_hash,
+        lag(snapshot_ordinal) over by_employee as previous_ordinal
+    from fingerprinted
+    window by_employee as (partition by employee_id order by snapshot_ordinal)
+),
+
+islands as (
+    select
+        *,
+        sum(
+            case
+                when previous_hash is distinct from attribute_hash then 1
+                when previous_ordinal <> snapshot_ordinal - 1 then 1
+                else 0
+            end
+        ) over (partition by employee_id order by snapshot_ordinal) as island
+    from compared
+),
+
+intervals as (
+    select
+        employee_id,
+        island,
+        min(snapshot_ordinal) as first_ordinal,
+        max(snapshot_ordinal) as last_ordinal
+    from islands
+    group by employee_id, island
+),
+
+final as (
+    select
+        first_row.employee_id,
+        first_row.snapshot_date as valid_from,
+        next_snapshot.snapshot_date as valid_to,
+        first_row.known_at,
+        first_row.source_sha256,
+        first_row.sso_guid,
+        first_row.work_email,
+        first_row.first_name,
+        first_row.last_name,
+        first_row.hire_date,
+        first_row.termination_date,
+        first_row.termination_type,
+        first_row.termination_category,
+        first_row.termination_reason,
+        first_row.employment_status,
+        first_row.job_role,
+        first_row.job_level,
+        first_row.department,
+        first_row.location,
+        first_row.manager_id,
+        first_row.base_salary,
+        first_row.currency,
+        first_row.fte,
+        first_row.performance_rating,
+        next_snapshot.snapshot_date is null as is_current,
+        case
+            when next_snapshot.snapshot_date is null then null
+            when next_interval.employee_id is not null then 'attribute_change'
+            else 'absent_from_snapshot'
+        end as closed_by
+    from intervals
+    inner join islands as first_row
+        on
+            intervals.employee_id = first_row.employee_id
+            and intervals.first_ordinal = first_row.snapshot_ordinal
+    left join snapshot_sequence as next_snapshot
+        on intervals.last_ordinal + 1 = next_snapshot.snapshot_ordinal
+    left join intervals as next_interval
+        on
+            intervals.employee_id = next_interval.employee_id
+            and intervals.last_ordinal + 1 = next_interval.first_ordinal
+)
+
+select * from final

@@ -1,0 +1,18 @@
+"""Airflow Assets this bundle produces, so downstream DAGs run when data arrives.
+
+URIs are logical names in the bundle's own scheme: the warehouse's host is only known from
+the `warehouse_postgres` connection at run time, never at parse time.
+"""
+
+from airflow.sdk import Asset
+
+HRIS_EMPLOYEE_HISTORY = Asset(
+    name="turnover_signals_hris_employee_history",
+    uri="turnover-signals://warehouse/core/employee_history",
+    group="turnover_signals",
+)
+LMS_ACTIVITY = Asset(
+    name="turnover_signals_lms_activity",
+    uri="turnover-signals://warehouse/core/lms_activity",
+    group="turnover_signals",
+)

@@ -1,0 +1,222 @@
+"""The validation gate: run a Great Expectations suite on warehouse data and record the outcome.
+
+GX's own Python API is used directly (an ephemeral context with a PostgreSQL data source),
+so the expectations run as SQL inside the warehouse: a million-row file is never pulled into
+Python memory. Every run becomes one row of `audit.validation_result`; unexpected values from
+PII columns are replaced by a short keyed-free hash before they are stored or shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class SuiteDefinition:
+    """A named, versioned list of expectations (as GX expectation objects)."""
+
+    name: str
+    version: str
+    expectations: list[Any]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the definition, so a change to any expectation shows in the results."""
+        payload = json.dumps(
+            [e.configuration.to_json_dict() for e in self.expectations], sort_keys=True, default=str
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Which Airflow task instance did the work (all optional outside Airflow)."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any] | None) -> RunIdentity:
+        if not context:
+            return cls()
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is None:
+            return cls()
+        map_index = getattr(ti, "map_index", None)
+        return cls(
+            dag_id=getattr(ti, "dag_id", None),
+            run_id=getattr(ti, "run_id", None),
+            task_id=getattr(ti, "task_id", None),
+            map_index=map_index if map_index is not None and map_index >= 0 else None,
+            try_number=getattr(ti, "try_number", None),
+        )
+
+
+@dataclass
+class ValidationOutcome:
+    validation_id: str
+    suite_name: str
+    suite_version: str
+    data_asset: str
+    batch_identifier: str
+    success: bool
+    statistics: dict[str, Any]
+    results: list[dict[str, Any]]
+    validated_at: datetime
+    data_docs_path: str | None = None
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def failure_summary(self, limit: int = 5) -> str:
+        """One line per failed expectation, for error messages and logs (PII already masked)."""
+        lines = []
+        for item in self.failed[:limit]:
+            detail = item.get("exception") or item.get("observed")
+            lines.append(f"{item['description']} [{item['expectation']}]: {detail}")
+        more = len(self.failed) - limit
+        if more > 0:
+            lines.append(f"... and {more} more")
+        return "; ".join(lines)
+
+
+def mask_value(value: Any) -> str:
+    """A stable, non-reversible stand-in for a PII value: enough to spot repeats, not to read it."""
+    return "pii:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:10]
+
+
+def _masked_list(values: Iterable[Any], is_pii: bool, limit: int = 10) -> list[Any]:
+    values = list(values or [])[:limit]
+    return [mask_value(v) for v in values] if is_pii else values
+
+
+def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dict[str, Any]:
+    """A JSON-safe, PII-masked summary of one GX expectation result."""
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
+    columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")} - {None}
+    pii = set(pii_columns)
+    is_pii = any(c in pii or c.split("_parsed")[0] in pii for c in columns)
+    raw = result.result or {}
+    observed: Any
+    if "unexpected_count" in raw:
+        observed = {
+            "unexpected_count": raw.get("unexpected_count"),
+            "unexpected_percent": raw.get("unexpected_percent"),
+            "element_count": raw.get("element_count"),
+            "sample": _masked_list(raw.get("partial_unexpected_list"), is_pii),
+        }
+    else:
+        observed = {"observed_value": raw.get("observed_value")}
+    exception = (result.exception_info or {}).get("exception_message") if result.exception_info else None
+    return {
+        "expectation": config.type,
+        "description": config.description or config.type,
+        "kwargs": json.loads(json.dumps(kwargs, default=str)),
+        "success": bool(result.success),
+        "observed": json.loads(json.dumps(observed, default=str)),
+        "exception": exception,
+    }
+
+
+def run_suite(
+    sqlalchemy_url: str,
+    suite: SuiteDefinition,
+    data_asset: str,
+    batch_identifier: str,
+    query: str,
+    parameters: Mapping[str, Any] | None = None,
+    pii_columns: Iterable[str] = (),
+) -> ValidationOutcome:
+    """Validate the rows of `query` (read-only SQL over the warehouse) against `suite`."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    source = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url)
+    asset = source.add_query_asset(name=data_asset, query=query)
+    batch_definition = asset.add_batch_definition_whole_table("whole_batch")
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
+    for expectation in suite.expectations:
+        gx_suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite.name}:{batch_identifier}", data=batch_definition, suite=gx_suite)
+    )
+    validated_at = datetime.now(UTC)
+    result = definition.run(expectation_parameters=dict(parameters or {}), result_format="SUMMARY")
+    summaries = [summarize_expectation_result(r, pii_columns) for r in result.results]
+    stats = dict(result.statistics)
+    outcome = ValidationOutcome(
+        validation_id=str(uuid.uuid4()),
+        suite_name=suite.name,
+        suite_version=f"{suite.version}+{suite.fingerprint}",
+        data_asset=data_asset,
+        batch_identifier=batch_identifier,
+        success=bool(result.success),
+        statistics=json.loads(json.dumps(stats, default=str)),
+        results=summaries,
+        validated_at=validated_at,
+        failed=[s for s in summaries if not s["success"]],
+    )
+    log.info(
+        "validation %s on %s: %s (%s of %s expectations met)",
+        suite.name, data_asset, "passed" if outcome.success else "FAILED",
+        stats.get("successful_expectations"), stats.get("evaluated_expectations"),
+    )
+    return outcome
+
+
+INSERT_VALIDATION_RESULT = """
+insert into audit.validation_result (
+    validation_id, suite_name, suite_version, data_asset, batch_identifier, success,
+    evaluated_expectations, failed_expectation_count, statistics, failed_expectations, results,
+    dag_id, run_id, task_id, map_index, try_number, data_docs_path, validated_at
+) values (
+    %(validation_id)s, %(suite_name)s, %(suite_version)s, %(data_asset)s, %(batch_identifier)s,
+    %(success)s, %(evaluated)s, %(failed_count)s, %(statistics)s, %(failed)s, %(results)s,
+    %(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s, %(data_docs_path)s,
+    %(validated_at)s
+)
+"""
+
+
+def record_validation(conn: psycopg.Connection, outcome: ValidationOutcome, run: RunIdentity) -> None:
+    """Insert the outcome into `audit.validation_result` (inside the caller's transaction)."""
+    conn.execute(
+        INSERT_VALIDATION_RESULT,
+        {
+            "validation_id": outcome.validation_id,
+            "suite_name": outcome.suite_name,
+            "suite_version": outcome.suite_version,
+            "data_asset": outcome.data_asset,
+            "batch_identifier": outcome.batch_identifier,
+            "success": outcome.success,
+            "evaluated": int(outcome.statistics.get("evaluated_expectations") or 0),
+            "failed_count": len(outcome.failed),
+            "statistics": Jsonb(outcome.statistics),
+            "failed": Jsonb(outcome.failed),
+            "results": Jsonb(outcome.results),
+            "dag_id": run.dag_id,
+            "run_id": run.run_id,
+            "task_id": run.task_id,
+            "map_index": run.map_index,
+            "try_number": run.try_number,
+            "data_docs_path": outcome.data_docs_path,
+            "validated_at": outcome.validated_at,
+        },
+    )

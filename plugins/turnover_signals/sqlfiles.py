@@ -1,0 +1,42 @@
+"""Reading the SQL files of `include/sql` and rebuilding a relation from one of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from turnover_signals.paths import SQL_DIR
+
+
+def read_sql(layer: str, relation: str) -> str:
+    """The SELECT in `include/sql/<layer>/<relation>.sql` (the file builds `<layer>.<relation>`)."""
+    return (SQL_DIR / layer / f"{relation}.sql").read_text(encoding="utf-8").rstrip().rstrip(";")
+
+
+def rebuild_relation(
+    conn: psycopg.Connection, schema: str, table: str, params: Mapping[str, Any] | None = None
+) -> int:
+    """Replace every row of `schema.table` with the result of its SQL file, in one transaction.
+
+    Readers see either the old rows or the new ones, never a half-built table.
+    """
+    select = read_sql(schema, table)
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("select * from ({}) as built limit 0").format(sql.SQL(select)), params)
+            columns = [d.name for d in cur.description]
+            cur.execute(sql.SQL("delete from {}").format(target))
+            cur.execute(
+                sql.SQL("insert into {} ({}) select {} from ({}) as built").format(
+                    target,
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    sql.SQL(select),
+                ),
+                params,
+            )
+            return cur.rowcount

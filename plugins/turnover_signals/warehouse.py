@@ -1,0 +1,182 @@
+"""The PostgreSQL warehouse: connections and versioned, idempotent schema migrations.
+
+Migrations are the files `include/sql/ddl/NNNN_verb_object.sql`, applied in version order,
+each in its own transaction together with its row in `audit.schema_migration`. Running
+`migrate` twice changes nothing; a new file applies only what is new. An applied file that
+was edited afterwards is refused (checksum mismatch): add a new migration instead.
+
+    python -m turnover_signals.warehouse migrate [--dsn postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from turnover_signals.paths import SQL_DIR
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID = "warehouse_postgres"
+DSN_ENV_VAR = "TURNOVER_WAREHOUSE_URL"
+MIGRATIONS_DIR = SQL_DIR / "ddl"
+MIGRATION_FILE_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+# Any constant works; it only has to be the same for every migrator of this bundle.
+MIGRATION_LOCK_KEY = 74_207_311
+
+BOOTSTRAP_SQL = """
+create schema if not exists audit;
+create table if not exists audit.schema_migration (
+    version integer primary key,
+    name text not null,
+    sha256 text not null,
+    applied_at timestamptz not null default now()
+);
+"""
+
+
+class MigrationError(RuntimeError):
+    """The warehouse schema cannot be brought to the bundle's version."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """All migration files in version order; duplicate versions or stray names are errors."""
+    migrations: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_FILE_PATTERN.match(path.name)
+        if not match:
+            raise MigrationError(
+                f"{path}: migration files must be named NNNN_verb_object.sql; rename it"
+            )
+        version = int(match["version"])
+        if version in migrations:
+            raise MigrationError(
+                f"{path}: version {version} is also used by {migrations[version].path.name}"
+            )
+        migrations[version] = Migration(version, match["name"], path)
+    return [migrations[v] for v in sorted(migrations)]
+
+
+def resolve_dsn(dsn: str | None = None) -> str | None:
+    """An explicit DSN, else $TURNOVER_WAREHOUSE_URL, else None (use the Airflow connection)."""
+    return dsn or os.environ.get(DSN_ENV_VAR) or None
+
+
+@contextmanager
+def warehouse_connection(
+    conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None
+) -> Iterator[psycopg.Connection]:
+    """A psycopg 3 connection to the warehouse, from a DSN or the Airflow connection `conn_id`.
+
+    The connection is in autocommit mode, so that every `with conn.transaction():` block is a
+    real transaction (committed at its end) rather than a savepoint inside an implicit one:
+    callers group what must be atomic in such blocks.
+    """
+    resolved = resolve_dsn(dsn)
+    if resolved:
+        conn = psycopg.connect(resolved, autocommit=True)
+    else:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+        conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def sqlalchemy_url(conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None) -> str:
+    """A SQLAlchemy URL (psycopg 3 driver) for tools that need one, such as Great Expectations."""
+    resolved = resolve_dsn(dsn)
+    if resolved:
+        if "://" not in resolved:
+            raise ValueError("a key=value DSN cannot be turned into a SQLAlchemy URL; use a postgresql:// URL")
+        scheme, rest = resolved.split("://", 1)
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(f"unsupported warehouse URL scheme {scheme!r}")
+        return f"postgresql+psycopg://{rest}"
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    url = PostgresHook(postgres_conn_id=conn_id).sqlalchemy_url
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:
+    """Version -> sha256 of the migrations recorded in the warehouse."""
+    with conn.cursor() as cur:
+        cur.execute("select version, sha256 from audit.schema_migration order by version")
+        return dict(cur.fetchall())
+
+
+def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply every migration not yet applied; return the ones applied by this call."""
+    migrations = discover_migrations(directory)
+    conn.autocommit = True
+    with conn.transaction():
+        # Serialises concurrent migrators (two DAGs starting at once); released at commit.
+        conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(BOOTSTRAP_SQL)
+    applied_now: list[Migration] = []
+    for migration in migrations:
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            recorded = applied_migrations(conn)
+            if migration.version in recorded:
+                if recorded[migration.version] != migration.sha256:
+                    raise MigrationError(
+                        f"{migration.path.name} was changed after it was applied to this warehouse "
+                        "(sha256 differs); revert the edit and add a new migration file instead"
+                    )
+                continue
+            conn.execute(migration.sql)
+            conn.execute(
+                "insert into audit.schema_migration (version, name, sha256) values (%s, %s, %s)",
+                (migration.version, migration.name, migration.sha256),
+            )
+            applied_now.append(migration)
+            log.info("applied warehouse migration %s", migration.path.name)
+    return applied_now
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m turnover_signals.warehouse")
+    sub = parser.add_subparsers(dest="command", required=True)
+    migrate_cmd = sub.add_parser("migrate", help="apply pending schema migrations")
+    migrate_cmd.add_argument("--dsn", help=f"PostgreSQL URL; default ${DSN_ENV_VAR} or the Airflow connection")
+    migrate_cmd.add_argument("--conn-id", default=DEFAULT_CONN_ID)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with warehouse_connection(args.conn_id, args.dsn) as conn:
+        applied = migrate(conn)
+    print(f"warehouse migrated: {len(applied)} migration(s) applied")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

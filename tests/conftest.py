@@ -1,0 +1,90 @@
+"""Shared test set-up: a throwaway Airflow home and real PostgreSQL databases.
+
+The environment is fixed here, at import time, because Airflow reads its configuration when
+it is first imported by a test module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="turnover-signals-airflow-"))
+
+os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+os.environ.setdefault(
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+)
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TURNOVER_DATA_DIR", str(_AIRFLOW_HOME / "data"))
+
+ADMIN_DSN = os.environ.get("TURNOVER_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin_execute(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def migrated_template_db() -> str:
+    """A database migrated once per session, used as the template for per-test databases."""
+    from turnover_signals.warehouse import migrate, warehouse_connection
+
+    name = f"ts_template_{uuid.uuid4().hex[:8]}"
+    _admin_execute(f'create database "{name}"')
+    try:
+        with warehouse_connection(dsn=_dsn_for(name)) as conn:
+            migrate(conn)
+        yield name
+    finally:
+        _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def empty_database_dsn() -> str:
+    """A fresh, empty database on the real PostgreSQL, dropped after the test."""
+    name = f"ts_test_{uuid.uuid4().hex[:10]}"
+    _admin_execute(f'create database "{name}"')
+    yield _dsn_for(name)
+    _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def warehouse_dsn(migrated_template_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, fully migrated warehouse database, also exposed as the Airflow connection."""
+    name = f"ts_test_{uuid.uuid4().hex[:10]}"
+    _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
+    dsn = _dsn_for(name)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", dsn.replace("postgresql://", "postgres://", 1))
+    yield dsn
+    _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata_db() -> None:
+    """Migrate the throwaway SQLite metadata DB that `dag.test()` needs."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )

@@ -1,0 +1,383 @@
+"""HRIS over SFTP: real sshd, real PostgreSQL, real Great Expectations gate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.hris_helpers import (
+    FIXTURES,
+    compensation_bytes,
+    csv_bytes,
+    employee_row,
+    query,
+    table_snapshot,
+    write_feed_file,
+)
+from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError, SourceRefusedError, SourceUnavailableError
+from turnover_signals.hris.history import build_employee_history
+from turnover_signals.hris.ingest import ingest_file, list_pending_files
+from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+
+pytestmark = pytest.mark.integration
+RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_file", try_number=1)
+
+
+@pytest.fixture(scope="module")
+def sftp_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sftp-root")
+    (root / "outbound" / "hris").mkdir(parents=True)
+    with SftpSampleServer(root) as server:
+        yield server
+
+
+@pytest.fixture
+def hris_dir(sftp_server, monkeypatch) -> Path:
+    directory = sftp_server.root_dir / "outbound" / "hris"
+    for entry in directory.iterdir():
+        entry.unlink()
+    for key, value in sftp_server.airflow_connection_env().items():
+        monkeypatch.setenv(key, value)
+    return directory
+
+
+@pytest.fixture
+def config(tmp_path):
+    overrides = {"hris": {"landing_dir": str(tmp_path / "landing"), "download_max_backoff_seconds": 0.2}}
+    return load_config(overrides, use_variable=False)
+
+
+def deliver(server: SftpSampleServer, directory: Path, name: str, data: bytes, control=True) -> None:
+    write_feed_file(directory, name, data, control)
+    server.sync()
+
+
+def run_pipeline(config, dsn):
+    """What one DAG run does: ingest every pending file in date order, then rebuild history."""
+    results, errors = [], []
+    for remote in list_pending_files(config, dsn):
+        try:
+            results.append(ingest_file(remote, config, RUN, dsn))
+        except BadInputError as exc:
+            errors.append(exc)
+    build_employee_history(config, dsn)
+    return results, errors
+
+
+def five_employees(**changes):
+    rows = [employee_row(n) for n in range(1, 6)]
+    for n, overrides in changes.items():
+        rows[int(n[1:]) - 1].update(overrides)
+    return rows
+
+
+def test_snapshots_and_compensation_load_into_point_in_time_history(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(
+        sftp_server, hris_dir, "employees_20260112.csv",
+        csv_bytes(five_employees(e3={"job_level": "4", "job_role": "Senior Analyst"})[:4]),
+    )  # fmt: skip
+    deliver(
+        sftp_server, hris_dir, "compensation_20260112.csv",
+        compensation_bytes([
+            {"employee_id": "E000003", "effective_date": "2026-01-10", "change_type": "promotion",
+             "previous_base_salary": "50003.00", "new_base_salary": "56000.00", "currency": "GBP"},
+        ]),
+    )  # fmt: skip
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == []
+    assert [(r["file_name"], r["status"], r["rows_loaded"]) for r in results] == [
+        ("employees_20260105.csv", "loaded", 5),
+        ("compensation_20260112.csv", "loaded", 1),
+        ("employees_20260112.csv", "loaded", 4),
+    ]
+    manifest = query(warehouse_dsn, "select file_name, status, size_bytes > 0, length(sha256), rows_loaded, dag_id, try_number from audit.file_manifest order by 1")
+    assert manifest == [
+        ("compensation_20260112.csv", "loaded", True, 64, 1, "hris_sftp_ingest", 1),
+        ("employees_20260105.csv", "loaded", True, 64, 5, "hris_sftp_ingest", 1),
+        ("employees_20260112.csv", "loaded", True, 64, 4, "hris_sftp_ingest", 1),
+    ]
+    history = query(
+        warehouse_dsn,
+        "select employee_id, valid_from::text, valid_to::text, closed_by, job_level from core.employee_history order by 1, 2",
+    )
+    assert ("E000003", "2026-01-05", "2026-01-12", "attribute_change", 3) in history
+    assert ("E000003", "2026-01-12", None, None, 4) in history
+    # E000005 vanished from the second full snapshot: closed and flagged, never deleted
+    assert ("E000005", "2026-01-05", "2026-01-12", "absent_from_snapshot", 3) in history
+    assert ("E000001", "2026-01-05", None, None, 3) in history
+    known = query(warehouse_dsn, "select bool_and(known_at is not null) from core.employee_history")
+    assert known == [(True,)]
+    comp = query(warehouse_dsn, "select employee_id, change_type, new_base_salary::text, change_pct::text from core.compensation_event")
+    assert comp == [("E000003", "promotion", "56000.00", "11.9933")]
+    validations = query(warehouse_dsn, "select suite_name, success from audit.validation_result order by 1")
+    assert validations == [("hris_compensation_file", True), ("hris_employees_file", True), ("hris_employees_file", True)]
+    # the landed copy is kept by sha256 for rebuilds and audits
+    assert len(list(Path(config["hris"]["landing_dir"]).rglob("*employees_20260105.csv"))) == 1
+
+
+def test_rerunning_everything_changes_nothing(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    first_pending = list_pending_files(config, warehouse_dsn)
+    for remote in first_pending:
+        ingest_file(remote, config, RUN, warehouse_dsn)
+    build_employee_history(config, warehouse_dsn)
+    before = table_snapshot(warehouse_dsn)
+    # a cleared task reruns with the same mapped input; the history build reruns too
+    for remote in first_pending:
+        result = ingest_file(remote, config, RUN, warehouse_dsn)
+        assert result["note"] == "already recorded"
+    build_employee_history(config, warehouse_dsn)
+    assert list_pending_files(config, warehouse_dsn) == []
+    assert table_snapshot(warehouse_dsn) == before
+
+
+def test_same_bytes_under_another_name_is_a_recorded_duplicate(sftp_server, hris_dir, config, warehouse_dsn):
+    data = csv_bytes(five_employees())
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data)
+    run_pipeline(config, warehouse_dsn)
+    deliver(sftp_server, hris_dir, "employees_20260106.csv", data)
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == []
+    assert [(r["file_name"], r["status"]) for r in results] == [("employees_20260106.csv", "duplicate")]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(5,)]
+
+
+def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    run_pipeline(config, warehouse_dsn)
+    first_sha = query(warehouse_dsn, "select sha256 from audit.file_manifest")[0][0]
+    for entry in hris_dir.iterdir():
+        entry.unlink()
+    # the vendor re-exports the same date under another name with one salary fixed
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e2={"base_salary": "99000.00"})))
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and results[0]["superseded"] == ["employees_20260105.csv"]
+    statuses = dict(query(warehouse_dsn, "select sha256, status from audit.file_manifest"))
+    assert statuses[first_sha] == "superseded"
+    assert sorted(statuses.values()) == ["loaded", "superseded"]
+    salary = query(warehouse_dsn, "select base_salary::text from core.employee_history where employee_id = 'E000002'")
+    assert salary == [("99000.00",)]
+
+
+@pytest.mark.parametrize(
+    ("fixture_name", "encoding", "expected_names"),
+    [
+        ("employees_bom.csv", "utf-8", {"José", "Zoë", "Lars"}),
+        ("employees_cp1252.csv", "cp1252", {"José", "Zoë", "Lars"}),
+    ],
+)
+def test_bom_and_windows_1252_files_load(sftp_server, hris_dir, config, warehouse_dsn, fixture_name, encoding, expected_names):
+    config["hris"]["encoding"] = encoding
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", (FIXTURES / fixture_name).read_bytes(), control=False)
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and results[0]["status"] == "loaded"
+    names = {n for (n,) in query(warehouse_dsn, "select first_name from core.employee_history")}
+    assert expected_names <= names
+    # the BOM never sticks to the first column name
+    assert query(warehouse_dsn, "select count(*) from core.employee_history where employee_id like 'E%'") == [(5,)]
+
+
+def test_quoted_commas_quotes_newlines_and_sql_text_are_stored_verbatim(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", (FIXTURES / "employees_quoted.csv").read_bytes(), control=False)
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == []
+    rows = dict(query(warehouse_dsn, "select employee_id, job_role from raw.hris_employee_snapshot"))
+    assert rows["E000002"] == 'Engineer, Data "Platform"'
+    assert rows["E000003"] == "Analyst\r\nFinance, FP&A"
+    names = dict(query(warehouse_dsn, "select employee_id, first_name from raw.hris_employee_snapshot"))
+    assert names["E000005"] == "Robert'); DROP TABLE raw.hris_employee_snapshot;--"
+
+
+def test_extra_columns_are_accepted_and_recorded(sftp_server, hris_dir, config, warehouse_dsn):
+    columns = [*csv_bytes([]).decode().strip().split(","), "Badge Colour"]
+    rows = [employee_row(n) | {"Badge Colour": "blue"} for n in range(1, 4)]
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows, columns))
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and results[0]["rows_loaded"] == 3
+    assert query(warehouse_dsn, "select extra_columns from audit.file_manifest") == [(["Badge Colour"],)]
+
+
+def test_vendor_headers_map_onto_canonical_names_by_configuration(sftp_server, hris_dir, config, warehouse_dsn):
+    workday = {
+        "Employee_ID": "employee_id", "Worker SSO": "sso_guid", "Primary Work Email": "work_email",
+        "Legal First Name": "first_name", "Legal Last Name": "last_name", "Hire Date": "hire_date",
+        "Termination Date": "termination_date", "Termination Category": "termination_type",
+        "Worker Status": "employment_status", "Compensation Base": "base_salary",
+    }  # fmt: skip
+    config["hris"]["column_mapping"]["employees"] = workday
+    config["hris"]["date_format"] = "%m/%d/%Y"
+    reverse = {v: k for k, v in workday.items()}
+    rows = [
+        {reverse.get(k, k): v for k, v in employee_row(n, hire_date="01/06/2020").items() if k in reverse}
+        for n in range(1, 4)
+    ]
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows, list(workday)))
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [], errors
+    assert query(warehouse_dsn, "select distinct hire_date::text from core.employee_history") == [("2020-01-06",)]
+
+
+def _assert_quarantined(warehouse_dsn, errors, file_name, *fragments):
+    assert len(errors) == 1
+    message = str(errors[0])
+    assert file_name in message and "Next step" in message and "runbook" in message
+    for fragment in fragments:
+        assert fragment in message, message
+    status, reason = query(warehouse_dsn, "select status, reason from audit.file_manifest where file_name = %s", (file_name,))[0]
+    assert status == "quarantined" and reason
+    assert query(warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'") == [(0,)]
+
+
+BAD_FILES = {
+    "truncated": (lambda: (FIXTURES / "employees_truncated.csv").read_bytes(), False, "malformed"),
+    "empty": (lambda: b"", False, "empty"),
+    "missing_required_column": (
+        lambda: csv_bytes([employee_row(1)], [c for c in csv_bytes([]).decode().strip().split(",") if c != "hire_date"]),
+        True, "required columns are present",
+    ),  # fmt: skip
+    "renamed_required_column": (
+        lambda: csv_bytes([employee_row(1)]).replace(b"employee_id,", b"emp_number,", 1), True, "required columns",
+    ),  # fmt: skip
+    "duplicate_employee_id": (
+        lambda: csv_bytes([employee_row(1), employee_row(2), employee_row(2)]), True, "employee_id is unique",
+    ),  # fmt: skip
+    "unparseable_date": (
+        lambda: csv_bytes([employee_row(1), employee_row(2, hire_date="2026-02-31")]), True,
+        "hire_date parses as a date",
+    ),  # fmt: skip
+    "hire_after_termination": (
+        lambda: csv_bytes([employee_row(1, termination_date="2019-01-01", termination_type="Voluntary",
+                                        employment_status="Terminated")]),
+        True, "hire_date is on or before termination_date",
+    ),  # fmt: skip
+    "unknown_termination_type": (
+        lambda: csv_bytes([employee_row(1, termination_date="2026-01-01", termination_type="Quit?")]), True,
+        "termination_type is one of",
+    ),  # fmt: skip
+    "bad_email": (lambda: csv_bytes([employee_row(1, work_email="not-an-email")]), True, "work_email looks like"),
+    "negative_salary": (lambda: csv_bytes([employee_row(1, base_salary="-5.00")]), True, "base_salary is not negative"),
+    "control_rows_wrong": (lambda: csv_bytes([employee_row(1), employee_row(2)]), {"rows": 3}, "row count equals the control file"),
+    "control_sha_wrong": (lambda: csv_bytes([employee_row(1)]), {"rows": 1, "sha256": "0" * 64}, "differs from the control file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files_are_quarantined_and_last_good_data_stays_served(sftp_server, hris_dir, config, warehouse_dsn, case):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    run_pipeline(config, warehouse_dsn)
+    good = table_snapshot(warehouse_dsn)
+    make, control, fragment = BAD_FILES[case]
+    deliver(sftp_server, hris_dir, "employees_20260112.csv", make(), control=control)
+    _results, errors = run_pipeline(config, warehouse_dsn)
+    _assert_quarantined(warehouse_dsn, errors, "employees_20260112.csv", fragment)
+    after = table_snapshot(warehouse_dsn)
+    for table in ("raw_employees", "employee_history", "compensation_event"):
+        assert after[table] == good[table], table
+    # rerunning the failed task fails again with the same reason and writes nothing new
+    remote = {"name": "employees_20260112.csv"}
+    listed = [r for r in list_pending_files(config, warehouse_dsn) if r["name"] == remote["name"]]
+    assert listed == []  # a quarantined delivery is not picked up again until it changes
+    assert table_snapshot(warehouse_dsn) == after
+
+
+def test_volume_guard_stops_a_snapshot_that_shrank(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)]))
+    deliver(sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)]))
+    _results, errors = run_pipeline(config, warehouse_dsn)
+    _assert_quarantined(warehouse_dsn, errors, "employees_20260112.csv", "volume guard", "20 rows")
+
+
+def test_rerun_of_a_quarantined_file_fails_again_without_writing(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(1), employee_row(1)]))
+    pending = list_pending_files(config, warehouse_dsn)
+    with pytest.raises(BadInputError, match="employee_id is unique"):
+        ingest_file(pending[0], config, RUN, warehouse_dsn)
+    before = table_snapshot(warehouse_dsn)
+    with pytest.raises(BadInputError, match="employee_id is unique"):
+        ingest_file(pending[0], config, RUN, warehouse_dsn)
+    assert table_snapshot(warehouse_dsn) == before
+
+
+def test_path_traversal_and_unknown_names_are_ignored(sftp_server, hris_dir, config, warehouse_dsn):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    for name in ("..employees_20260106.csv", ".employees_20260107.csv", "employees_2026010.csv", "notes.txt"):
+        (hris_dir / name).write_bytes(b"x")
+    sftp_server.sync()
+    names = [f["name"] for f in list_pending_files(config, warehouse_dsn)]
+    assert names == ["employees_20260105.csv"]
+
+
+def test_sftp_server_down_is_retried_then_fails_clearly(sftp_server, hris_dir, config, warehouse_dsn):
+    config["hris"]["download_attempts"] = 2
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    pending = list_pending_files(config, warehouse_dsn)
+    sftp_server.stop()
+    try:
+        with pytest.raises(SourceUnavailableError, match=r"employees_20260105\.csv.*after 2 attempts.*Next step"):
+            ingest_file(pending[0], config, RUN, warehouse_dsn)
+    finally:
+        sftp_server.start()
+    assert query(warehouse_dsn, "select count(*) from audit.file_manifest") == [(0,)]
+    # once the server is back the same task succeeds
+    assert ingest_file(pending[0], config, RUN, warehouse_dsn)["status"] == "loaded"
+
+
+def test_connection_dropped_mid_transfer_is_retried(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch):
+    from turnover_signals.sources import sftp_hris
+
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 2000)]))
+    pending = list_pending_files(config, warehouse_dsn)
+    original = sftp_hris.HrisSftpSource._hook
+    calls = {"n": 0}
+
+    def hook_that_drops_the_first_transfer(self):
+        hook = original(self)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            real_retrieve = hook.retrieve_file
+
+            def retrieve_and_drop(remote, local, prefetch=True):
+                # the session is open (managed connection) when the server drops it
+                with hook.get_managed_conn():
+                    assert sftp_server.drop_connections() >= 1
+                    return real_retrieve(remote, local, prefetch=prefetch)
+
+            hook.retrieve_file = retrieve_and_drop
+        return hook
+
+    monkeypatch.setattr(sftp_hris.HrisSftpSource, "_hook", hook_that_drops_the_first_transfer)
+    result = ingest_file(pending[0], config, RUN, warehouse_dsn)
+    assert calls["n"] >= 2 and result["status"] == "loaded" and result["rows_loaded"] == 1999
+
+
+def test_a_host_key_that_does_not_match_is_refused(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    impostor = SftpSampleServer(sftp_server.root_dir, state_dir=tmp_path / "impostor")
+    connection = json.loads(sftp_server.airflow_connection_json())
+    connection["extra"]["host_key"] = impostor.host_public_key
+    monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
+    with pytest.raises(SourceRefusedError, match="host key"):
+        list_pending_files(config, warehouse_dsn)
+
+
+def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path):
+    gnupg = pytest.importorskip("gnupg")
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg binary not installed")
+    home = tmp_path / "vendor-gnupg"
+    home.mkdir(mode=0o700)
+    gpg = gnupg.GPG(gnupghome=str(home))
+    key = gpg.gen_key(gpg.gen_key_input(name_email="hris@northwind.example", passphrase="s3cret", key_type="RSA", key_length=2048))
+    armored_private = gpg.export_keys(key.fingerprint, secret=True, passphrase="s3cret")
+    encrypted = gpg.encrypt(csv_bytes(five_employees()), key.fingerprint, always_trust=True, armor=False)
+    assert encrypted.ok
+    monkeypatch.setenv("AIRFLOW_CONN_HRIS_PGP", json.dumps({"conn_type": "generic", "password": armored_private, "extra": {"passphrase": "s3cret"}}))
+    deliver(sftp_server, hris_dir, "employees_20260105.csv.pgp", encrypted.data, control=False)
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and results[0]["status"] == "loaded" and results[0]["rows_loaded"] == 5
