@@ -123,8 +123,13 @@ def sqlalchemy_url(conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None) -> st
         return f"postgresql+psycopg://{rest}"
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    url = PostgresHook(postgres_conn_id=conn_id).sqlalchemy_url
-    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    url = hook.sqlalchemy_url.set(drivername="postgresql+psycopg")
+    socket_dir = hook.connection.extra_dejson.get("host")
+    if socket_dir:
+        # A Unix-socket directory given as the extra `host` (the hook hands it to psycopg).
+        url = url.set(host=None, port=None).update_query_dict({"host": socket_dir})
+    return url.render_as_string(hide_password=False)
 
 
 def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:

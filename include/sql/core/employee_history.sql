@@ -20,6 +20,31 @@ snapshot_sequence as (
     from loaded_files
 ),
 
+date_texts as (
+    select distinct
+        loaded_files.date_pattern,
+        loaded_files.date_groups,
+        raw_dates.raw_value
+    from raw.hris_employee_snapshot as snapshot_row
+    inner join loaded_files on snapshot_row.source_sha256 = loaded_files.sha256
+    cross join
+        lateral (
+            values (snapshot_row.hire_date), (snapshot_row.termination_date)
+        ) as raw_dates (raw_value)
+    where raw_dates.raw_value is not null
+),
+
+parsed_dates as (
+    select
+        date_pattern,
+        date_groups,
+        raw_value,
+        core.parse_date_text(
+            raw_value, date_pattern, date_groups[1], date_groups[2], date_groups[3]
+        ) as parsed_date
+    from date_texts
+),
+
 snapshot_rows as (
     select
         snapshot_row.employee_id,
@@ -35,16 +60,10 @@ snapshot_rows as (
         snapshot_row.location,
         snapshot_row.currency,
         snapshot_row.source_sha256,
+        hire.parsed_date as hire_date,
+        termination.parsed_date as termination_date,
         nullif(btrim(snapshot_row.sso_guid), '') as sso_guid,
         nullif(btrim(snapshot_row.work_email), '') as work_email,
-        core.parse_date_text(
-            snapshot_row.hire_date, loaded_files.date_pattern,
-            loaded_files.date_groups[1], loaded_files.date_groups[2], loaded_files.date_groups[3]
-        ) as hire_date,
-        core.parse_date_text(
-            snapshot_row.termination_date, loaded_files.date_pattern,
-            loaded_files.date_groups[1], loaded_files.date_groups[2], loaded_files.date_groups[3]
-        ) as termination_date,
         nullif(btrim(snapshot_row.termination_type), '') as termination_type,
         %(termination_mapping)s::jsonb
         ->> lower(btrim(snapshot_row.termination_type)) as termination_category,
@@ -56,6 +75,16 @@ snapshot_rows as (
     from raw.hris_employee_snapshot as snapshot_row
     inner join loaded_files on snapshot_row.source_sha256 = loaded_files.sha256
     inner join snapshot_sequence on snapshot_row.snapshot_date = snapshot_sequence.snapshot_date
+    left join parsed_dates as hire
+        on
+            snapshot_row.hire_date = hire.raw_value
+            and loaded_files.date_pattern = hire.date_pattern
+            and loaded_files.date_groups = hire.date_groups
+    left join parsed_dates as termination
+        on
+            snapshot_row.termination_date = termination.raw_value
+            and loaded_files.date_pattern = termination.date_pattern
+            and loaded_files.date_groups = termination.date_groups
 ),
 
 fingerprinted as (

@@ -29,8 +29,8 @@ from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record
 from turnover_signals.quality.hris_suites import (
     FileChecks,
     allowed_termination_types,
+    create_check_table,
     hris_file_suite,
-    validation_query,
 )
 from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, file_size, sha256_of_file
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
@@ -249,6 +249,7 @@ def _validate_and_publish(
         raise _quarantine(conn, record, f"columns appear twice in the header: {', '.join(header.duplicate_columns)}", None, run, 0)
 
     staged: StagedFile | None = None
+    checks_table: StagedFile | None = None
     try:
         try:
             staged = stage_csv_file(
@@ -264,12 +265,13 @@ def _validate_and_publish(
             allowed_termination_types=allowed_termination_types(hris["termination_type_mapping"]),
         )
         suite = hris_file_suite(feed, header, checks, date_format)
+        checks_table = create_check_table(conn, staged, feed, header, date_format)
         outcome = run_suite(
             sqlalchemy_url(config["connections"]["warehouse"], dsn),
             suite,
             data_asset=f"hris_{feed.name}_file",
             batch_identifier=f"{remote.name}@{record['sha256']}",
-            query=validation_query(conn, staged, feed, header, date_format),
+            query=sql.SQL("select * from {}").format(checks_table.qualified).as_string(conn),
             parameters=checks.parameters(),
             pii_columns=config["quality"]["pii_columns"],
         )
@@ -282,8 +284,9 @@ def _validate_and_publish(
         superseded = _publish(conn, staged, feed, header, record, outcome, run, config, local_path, remote)
         staged = None  # now a partition of the raw table
     finally:
-        if staged is not None:
-            drop_staged(conn, staged)
+        for scratch in (checks_table, staged):
+            if scratch is not None:
+                drop_staged(conn, scratch)
     return IngestResult(
         remote.name, remote.feed, remote.file_date, "loaded", record["sha256"],
         rows_loaded=int(record["rows_loaded"]), superseded=tuple(superseded),

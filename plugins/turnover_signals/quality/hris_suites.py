@@ -1,6 +1,6 @@
 """Great Expectations suites for HRIS files, and the SQL each one validates.
 
-The suite runs on the staged file through a query that adds parsed columns
+The suite runs on a check table built from the staged file in one pass, with parsed columns
 (`hire_date_parsed`, ...) and, for each value that does not parse, the offending text in
 `<column>_unparseable` — so a report shows which values failed, not only how many.
 """
@@ -46,38 +46,67 @@ class FileChecks:
         return params
 
 
-def validation_query(
+def create_check_table(
     conn: psycopg.Connection, staged: StagedFile, feed: Feed, header: MappedHeader, date_format: str
-) -> str:
-    """The SELECT the suite validates: present canonical columns plus parsed helpers."""
+) -> StagedFile:
+    """Materialise what the suite validates, in one pass over the staged file: the present
+    canonical columns plus parsed helpers (`<col>_parsed`, and `<col>_unparseable` holding the
+    offending text). Dates repeat a lot, so each distinct date text is parsed once and joined.
+    """
     pattern, _template, (year, month, day) = date_format_parts(date_format)
-    selects: list[sql.Composable] = [sql.Identifier(c) for c in header.canonical_present]
+    checks = StagedFile(staged.schema, f"{staged.table}__checks", staged.rows_copied)
+    source = sql.Identifier("source_row")
+    ctes: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    selects: list[sql.Composable] = [
+        sql.SQL("{}.{}").format(source, sql.Identifier(c)) for c in header.canonical_present
+    ]
     for column in feed.date_columns:
         if column not in header.canonical_present:
             continue
-        parsed = sql.SQL("core.parse_date_text({c}, {p}, {y}, {m}, {d})").format(
-            c=sql.Identifier(column), p=sql.Literal(pattern), y=year, m=month, d=day
+        lookup = sql.Identifier(f"{column}_lookup")
+        ctes.append(
+            sql.SQL(
+                "{lookup} as (select raw_value, core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) as parsed"
+                " from (select distinct {c} as raw_value from {staged} where {c} is not null) as distinct_values)"
+            ).format(lookup=lookup, p=sql.Literal(pattern), y=year, m=month, d=day,
+                     c=sql.Identifier(column), staged=staged.qualified)
+        )  # fmt: skip
+        joins.append(
+            sql.SQL("left join {lookup} on {src}.{c} = {lookup}.raw_value").format(
+                lookup=lookup, src=source, c=sql.Identifier(column)
+            )
         )
-        selects.append(sql.SQL("{} as {}").format(parsed, sql.Identifier(f"{column}_parsed")))
+        selects.append(sql.SQL("{}.parsed as {}").format(lookup, sql.Identifier(f"{column}_parsed")))
         selects.append(
-            sql.SQL("case when {parsed} is null then {c} end as {alias}").format(
-                parsed=parsed, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
+            sql.SQL("case when {lookup}.parsed is null then {src}.{c} end as {alias}").format(
+                lookup=lookup, src=source, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
             )
         )
     for column in NUMERIC_COLUMNS[feed.name]:
         if column not in header.canonical_present:
             continue
-        parsed = sql.SQL("core.parse_numeric_text({})").format(sql.Identifier(column))
+        parsed = sql.SQL("core.parse_numeric_text({}.{})").format(source, sql.Identifier(column))
         selects.append(sql.SQL("{} as {}").format(parsed, sql.Identifier(f"{column}_parsed")))
         selects.append(
-            sql.SQL("case when {parsed} is null then {c} end as {alias}").format(
-                parsed=parsed, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
+            sql.SQL("case when {parsed} is null then {src}.{c} end as {alias}").format(
+                parsed=parsed, src=source, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
             )
         )
     if feed.name == "employees" and "termination_type" in header.canonical_present:
-        selects.append(sql.SQL("lower(btrim(termination_type)) as termination_type_key"))
-    query = sql.SQL("select {} from {}").format(sql.SQL(", ").join(selects), staged.qualified)
-    return query.as_string(conn)
+        selects.append(sql.SQL("lower(btrim({}.termination_type)) as termination_type_key").format(source))
+    query = sql.SQL("create unlogged table {checks} as {with_clause} select {selects} from {staged} as {src} {joins}").format(
+        checks=checks.qualified,
+        with_clause=sql.SQL("with ") + sql.SQL(", ").join(ctes) if ctes else sql.SQL(""),
+        selects=sql.SQL(", ").join(selects),
+        staged=staged.qualified,
+        src=source,
+        joins=sql.SQL(" ").join(joins),
+    )
+    with conn.transaction():
+        conn.execute(sql.SQL("drop table if exists {}").format(checks.qualified))
+        conn.execute(query)
+    return checks
 
 
 def _describe(expectation, text: str):

@@ -1,0 +1,317 @@
+"""`make demo`: the whole pipeline on a synthetic enterprise, with a summary a person can read.
+
+1. A warehouse: $TURNOVER_WAREHOUSE_URL when set, else an embedded throwaway PostgreSQL
+   (the pgserver wheel) under `.demo/pgdata`.
+2. A synthetic enterprise from `turnover_signals.synth` (deterministic; regenerated only when
+   the parameters change).
+3. The sample servers on 127.0.0.1: SFTP (real sshd as root, asyncssh otherwise) and the LMS
+   (xAPI + SCIM), with connections handed to Airflow through `AIRFLOW_CONN_*`.
+4. Every DAG of the bundle through `airflow dags test`, in dependency order, against a
+   throwaway SQLite metadata DB in `.demo/airflow`.
+5. A summary read back from the warehouse.
+
+Running it twice ends with the same tables: every stage is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from turnover_signals.paths import BUNDLE_ROOT
+from turnover_signals.warehouse import DSN_ENV_VAR
+
+DEMO_DIR = BUNDLE_ROOT / ".demo"
+DAGS_DIR = BUNDLE_ROOT / "dags"
+PLUGINS_DIR = BUNDLE_ROOT / "plugins"
+DEMO_DATABASE = "turnover_demo"
+# The pipeline's DAGs in dependency order; the demo runs those that exist in dags/.
+PIPELINE_ORDER = (
+    "hris_sftp_ingest",
+    "lms_api_ingest",
+    "identity_resolution",
+    "turnover_features",
+    "turnover_model",
+    "warehouse_retention",
+)
+
+
+@dataclass
+class StageRun:
+    dag_id: str
+    succeeded: bool
+    seconds: float
+    log_path: Path
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- warehouse -------------------------------------------------------------------------------
+
+
+def start_warehouse() -> tuple[str, Any]:
+    """The warehouse URL and a handle that keeps an embedded server alive (None otherwise)."""
+    url = os.environ.get(DSN_ENV_VAR)
+    if url:
+        say(f"warehouse: {DSN_ENV_VAR} (your PostgreSQL)")
+        return url, None
+    import pgserver
+
+    server = pgserver.get_server(DEMO_DIR / "pgdata", cleanup_mode="stop")
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (DEMO_DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f'create database "{DEMO_DATABASE}"')
+    say(f"warehouse: embedded PostgreSQL in {DEMO_DIR / 'pgdata'} (set {DSN_ENV_VAR} to use your own)")
+    return server.get_uri(DEMO_DATABASE), server
+
+
+def airflow_warehouse_connection(url: str) -> str:
+    """The `warehouse_postgres` connection as Airflow JSON.
+
+    A Unix-socket directory (the embedded server listens on no TCP port) cannot travel in the
+    connection's host field, which Airflow round-trips through a URI; it goes in the extra
+    `host`, which the Postgres hook passes to psycopg as is.
+    """
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    host = info.get("host") or "127.0.0.1"
+    connection = {
+        "conn_type": "postgres",
+        "host": "localhost" if host.startswith("/") else host,
+        "port": int(info.get("port") or 5432),
+        "login": info.get("user") or "postgres",
+        "password": info.get("password") or "",
+        "schema": info.get("dbname"),
+    }
+    if host.startswith("/"):
+        connection["extra"] = {"host": host}
+    return json.dumps(connection)
+
+
+# -- synthetic data --------------------------------------------------------------------------
+
+
+def generate_enterprise(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """Generate the enterprise unless the same parameters were already generated."""
+    wanted = {
+        "employees": args.employees, "months": args.months, "seed": args.seed,
+        "snapshot_every_days": args.snapshot_every_days, "end_date": args.end_date,
+    }  # fmt: skip
+    stamp = out_dir / "demo-parameters.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted and (out_dir / "manifest.json").exists():
+        say(f"synthetic enterprise: reusing {out_dir} (same parameters)")
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        started = time.monotonic()
+        subprocess.run(
+            [
+                sys.executable, "-m", "turnover_signals.synth", "--out", str(out_dir),
+                "--employees", str(args.employees), "--months", str(args.months), "--seed", str(args.seed),
+                "--snapshot-every-days", str(args.snapshot_every_days), "--end-date", args.end_date,
+            ],  # fmt: skip
+            check=True,
+            env=os.environ | {"PYTHONPATH": str(PLUGINS_DIR)},
+        )
+        stamp.write_text(json.dumps(wanted))
+        say(f"synthetic enterprise: generated in {time.monotonic() - started:.0f} s into {out_dir}")
+    # The SFTP root must not be group/world-writable for sshd's chroot.
+    os.chmod(out_dir / "sftp", 0o755)
+    return json.loads((out_dir / "manifest.json").read_text())
+
+
+# -- airflow ---------------------------------------------------------------------------------
+
+
+def airflow_env(extra: dict[str, str]) -> dict[str, str]:
+    airflow_home = DEMO_DIR / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env |= {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_DIR),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(DEMO_DIR / "logs" / "airflow"),
+        "PYTHONPATH": str(PLUGINS_DIR),
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+    return env | extra
+
+
+def run_dag(dag_id: str, logical_date: str, env: dict[str, str]) -> StageRun:
+    log_path = DEMO_DIR / "logs" / f"{dag_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        completed = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, logical_date],
+            env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    seconds = time.monotonic() - started
+    succeeded = completed.returncode == 0 and "state=failed" not in log_path.read_text()[-5000:]
+    return StageRun(dag_id, succeeded, seconds, log_path)
+
+
+def existing_dags() -> list[str]:
+    return [dag_id for dag_id in PIPELINE_ORDER if (DAGS_DIR / f"{dag_id}.py").exists()]
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+
+def summarize_hris(conn: psycopg.Connection) -> list[str]:
+    lines = ["HRIS over SFTP (hris_sftp_ingest):"]
+    rows = conn.execute(
+        """
+        select feed, status, count(*), coalesce(sum(rows_loaded), 0)
+        from audit.file_manifest group by feed, status order by feed, status
+        """
+    ).fetchall()
+    for feed, status, files, loaded in rows:
+        lines.append(f"  {feed:<13} {status:<12} {files:>4} file(s) {loaded:>9,} rows loaded")
+    quarantined = conn.execute(
+        "select file_name, reason from audit.file_manifest where status = 'quarantined' order by file_name"
+    ).fetchall()
+    for name, reason in quarantined[:5]:
+        lines.append(f"  QUARANTINED {name}: {reason[:240]}")
+    if len(quarantined) > 5:
+        lines.append(f"  ... and {len(quarantined) - 5} more quarantined file(s): see audit.file_manifest")
+    passed, failed = conn.execute(
+        "select count(*) filter (where success), count(*) filter (where not success) "
+        "from audit.validation_result where suite_name like 'hris_%'"
+    ).fetchone()
+    lines.append(f"  validation runs: {passed} passed, {failed} failed (audit.validation_result)")
+    history = conn.execute(
+        """
+        select count(*), count(distinct employee_id), count(*) filter (where is_current),
+               count(*) filter (where closed_by = 'absent_from_snapshot'),
+               min(valid_from), max(valid_from)
+        from core.employee_history
+        """
+    ).fetchone()
+    lines.append(
+        f"  core.employee_history: {history[0]:,} intervals for {history[1]:,} employees "
+        f"({history[2]:,} current, {history[3]:,} closed because they left the snapshot), "
+        f"snapshots {history[4]} .. {history[5]}"
+    )
+    events = conn.execute("select change_type, count(*) from core.compensation_event group by 1 order by 1").fetchall()
+    lines.append("  core.compensation_event: " + ", ".join(f"{t} {n:,}" for t, n in events))
+    return lines
+
+
+STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
+    "hris_sftp_ingest": summarize_hris,
+}
+
+
+def table_fingerprint(conn: psycopg.Connection) -> dict[str, int]:
+    """Row counts and content hashes of the published tables, to show a rerun changed nothing."""
+    tables = conn.execute(
+        """
+        select table_schema || '.' || table_name from information_schema.tables
+        where table_schema in ('core', 'mart') and table_type = 'BASE TABLE' order by 1
+        """
+    ).fetchall()
+    fingerprint = {}
+    for (table,) in tables:
+        schema, name = table.split(".")
+        query = psycopg.sql.SQL("select count(*), coalesce(sum(hashtext(t::text)::bigint), 0) from {}.{} t").format(
+            psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name)
+        )
+        fingerprint[table] = conn.execute(query).fetchone()
+    return fingerprint
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m turnover_signals.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--employees", type=int, default=2000)
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=7)
+    # Four-weekly files keep the demo within minutes; the generator's own default is weekly.
+    parser.add_argument("--snapshot-every-days", type=int, default=28)
+    parser.add_argument("--end-date", default="2026-10-31")
+    parser.add_argument("--fresh", action="store_true", help="start from an empty .demo directory")
+    args = parser.parse_args(argv)
+
+    from turnover_signals.sample_servers.lms_server import LmsSampleServer
+    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+
+    started = time.monotonic()
+    if args.fresh:
+        shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    DEMO_DIR.mkdir(exist_ok=True)
+    os.chmod(DEMO_DIR, 0o755)
+    warehouse_url, _server_handle = start_warehouse()
+    data_dir = DEMO_DIR / "data"
+    manifest = generate_enterprise(args, data_dir)
+    logical_date = (date.fromisoformat(args.end_date) + timedelta(days=1)).isoformat()
+
+    with SftpSampleServer(data_dir / "sftp", state_dir=DEMO_DIR / "sftp-state") as sftp, LmsSampleServer(data_dir) as lms:
+        say(f"sample servers: SFTP {sftp.backend} on 127.0.0.1:{sftp.port}, LMS on {lms.base_url}")
+        variable = {
+            "hris": {"landing_dir": str(DEMO_DIR / "landing"), "wait_for_files_minutes": 0},
+            "quality": {"data_docs_dir": str(DEMO_DIR / "data_docs")},
+        }
+        env = airflow_env(
+            {
+                **sftp.airflow_connection_env(),
+                **lms.airflow_connections_env(),
+                "AIRFLOW_CONN_WAREHOUSE_POSTGRES": airflow_warehouse_connection(warehouse_url),
+                "AIRFLOW_VAR_TURNOVER_SIGNALS": json.dumps(variable),
+            }
+        )
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+        )
+        with psycopg.connect(warehouse_url) as conn:
+            before = table_fingerprint(conn) if conn.execute(
+                "select to_regclass('core.employee_history') is not null"
+            ).fetchone()[0] else {}
+        runs = []
+        for dag_id in existing_dags():
+            say(f"running {dag_id} (airflow dags test {dag_id} {logical_date}) ...")
+            run = run_dag(dag_id, logical_date, env)
+            runs.append(run)
+            say(f"  {'ok' if run.succeeded else 'FAILED'} in {run.seconds:.0f} s — log: {run.log_path.relative_to(BUNDLE_ROOT)}")
+
+    with psycopg.connect(warehouse_url) as conn:
+        say("")
+        say("=" * 100)
+        say(
+            f"Synthetic enterprise: {manifest.get('counts', {}).get('employments', '?')} employments, "
+            f"{args.months} months ending {args.end_date}, seed {args.seed} ({data_dir.relative_to(BUNDLE_ROOT)})"
+        )
+        for run in runs:
+            for line in STAGE_SUMMARIES.get(run.dag_id, lambda _c: [])(conn):
+                say(line)
+        after = table_fingerprint(conn)
+        say("")
+        if before and before == after:
+            say("Rerun check: the published tables are identical to those before this run (idempotent).")
+        elif before:
+            changed = sorted(t for t in after if before.get(t) != after[t])
+            say(f"Tables changed by this run: {', '.join(changed)}")
+        say(f"Logs: {(DEMO_DIR / 'logs').relative_to(BUNDLE_ROOT)}/   Landed files: .demo/landing/")
+        say(f"Total: {time.monotonic() - started:.0f} s")
+        say("=" * 100)
+    failed = [r.dag_id for r in runs if not r.succeeded]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
