@@ -1,0 +1,1088 @@
+"""HRIS load benchmark (issue 3): one large employees file through the bundle's real path.
+
+    PYTHONPATH=plugins .venv/bin/python benchmarks/hris_load.py [--rows 1000000] [--keep]
+
+In one run, on this machine:
+
+1. Streams a realistic employees CSV (HRIS contract, CRLF, RFC 4180 quoting, ~5% leavers)
+   and its `.ctl` sidecar to `ROOT/outbound/hris/employees_20260105.csv`, where ROOT is a
+   root-owned 0700 temporary directory (the sample server's "bind" chroot strategy).
+2. Starts the real sshd (`SftpSampleServer`) and points `AIRFLOW_CONN_HRIS_SFTP` at it (pinned
+   host key), with Airflow configured for a throwaway home.
+3. Creates and migrates fresh warehouse databases, then runs `list_pending_files` +
+   `ingest_file` in a CHILD process (download over SFTP, sha256, COPY into staging, the GX
+   gate, partition attach): wall time and the child's own peak RSS (`os.wait4`). A second,
+   instrumented child runs the same `ingest_file` with the phase functions wrapped (timing,
+   per-phase peak RSS, and every SQL statement GX sends).
+4. Baselines: `psql \\copy` into a plain 19-text-column table (and into a table shaped like the
+   bundle's staging table), and the OpenSSH `sftp` client vs the Airflow `SFTPHook.retrieve_file`
+   the bundle uses, on the same file and server.
+5. Prints markdown tables. Stops the server, drops the databases and deletes the generated
+   files (unless --keep).
+
+Units: file sizes and throughput in MB = 10^6 bytes; memory in MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLUGINS_DIR = REPO_ROOT / "plugins"
+FILE_NAME = "employees_20260105.csv"
+REMOTE_DIR = "/outbound/hris"
+REMOTE_PATH = f"{REMOTE_DIR}/{FILE_NAME}"
+SNAPSHOT_DATE = date(2026, 1, 5)
+ADMIN_DSN = os.environ.get("HRIS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PSQL_ARGS = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+
+GOAL_RATIO_BUNDLE_PSQL = 2.5
+GOAL_RATIO_HOOK_SFTP = 0.7
+GOAL_PEAK_RSS_MIB = 600
+
+HEADER = (
+    "employee_id", "sso_guid", "work_email", "first_name", "last_name", "hire_date",
+    "termination_date", "termination_type", "termination_reason", "employment_status",
+    "job_role", "job_level", "department", "location", "manager_id", "base_salary",
+    "currency", "fte", "performance_rating",
+)  # fmt: skip
+
+# -- the synthetic employees file --------------------------------------------------------------
+
+FIRST_NAMES = (
+    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
+    "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
+    "Priya", "Arjun", "Wei", "Mei", "Hiroshi", "Yuki", "Olga", "Dmitri", "Fatima", "Omar", "Aisha",
+    "Kwame", "Ngozi", "Lars", "Ingrid", "Mateo", "Lucía", "José", "Zoë", "Anne-Marie", "Seán", "Siobhán",
+    "François", "Chloé", "Jürgen", "Søren", "Łukasz", "Agnieszka", "Thanh", "Minh",
+)  # fmt: skip
+LAST_NAMES = (
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
+    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Taylor", "Moore", "Jackson", "Martin", "Lee",
+    "Patel", "Shah", "Kumar", "Chen", "Wang", "Tanaka", "Sato", "Ivanova", "Petrov", "Haddad", "Okafor",
+    "Mensah", "Nielsen", "Larsen", "O'Brien", "O'Connor", "McCarthy", "García López", "Müller", "Schäfer",
+    "Dubois", "Lefèvre", "Kowalski", "Nowak", "Nguyen", "Tran", "van der Berg", "De Luca", "Smith, Jr.",
+    "Jones-Whitaker",
+)  # fmt: skip
+DEPARTMENTS = (
+    "Finance", "Engineering", "Sales, EMEA", "Sales, Americas", "Marketing", "Human Resources",
+    "Research & Development", "Customer Success", "Legal", "Operations", "IT", "Procurement",
+)  # fmt: skip
+JOB_ROLES = (
+    "Analyst", "Senior Analyst", "Engineer", "Senior Engineer", "Staff Engineer", "Manager",
+    "Senior Manager", "Director", "Account Executive", "Sales Development Representative",
+    "Customer Success Manager", "Recruiter", "Accountant", "Paralegal", "Product Manager",
+    "Data Scientist", "Support Specialist", "Buyer",
+)  # fmt: skip
+LOCATIONS = (
+    ("London", "GBP"), ("Manchester", "GBP"), ("New York", "USD"), ("Austin", "USD"), ("Toronto", "CAD"),
+    ("Berlin", "EUR"), ("Paris", "EUR"), ("Madrid", "EUR"), ("Singapore", "SGD"), ("Bangalore", "INR"),
+)  # fmt: skip
+VOLUNTARY_REASONS = (
+    "Resignation", "Better opportunity", "Relocation, family reasons", "Career change", "Retirement",
+    "Compensation", 'Left for "startup" role', "Return to education",
+)  # fmt: skip
+INVOLUNTARY_REASONS = (
+    "Performance", "Redundancy", "Misconduct", "Restructuring, role eliminated", "End of contract",
+)  # fmt: skip
+FTES = ("1.0",) * 9 + ("0.8", "0.6", "0.5")
+HIRE_START = date(1995, 1, 2)
+HIRE_SPAN_DAYS = (date(2025, 12, 31) - HIRE_START).days
+ROWS_PER_WRITE = 20_000
+
+
+def _email_part(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower().encode("ascii", "ignore").decode()) or "x"
+
+
+def employee_rows(rows: int, seed: int = 20260105):
+    """Yield `rows` employee records (lists in HEADER order), deterministically from `seed`."""
+    rng = random.Random(seed)
+    email_first = {n: _email_part(n) for n in FIRST_NAMES}
+    email_last = {n: _email_part(n) for n in LAST_NAMES}
+    for n in range(1, rows + 1):
+        first = rng.choice(FIRST_NAMES)
+        if rng.random() < 0.001:
+            first = f'{first} "{first[:3]}"'  # a nickname in quotes: RFC 4180 doubles them
+        last = rng.choice(LAST_NAMES)
+        hire = HIRE_START + timedelta(days=rng.randrange(HIRE_SPAN_DAYS))
+        level = rng.randint(1, 7)
+        location, currency = rng.choice(LOCATIONS)
+        term_date = term_type = term_reason = ""
+        if rng.random() < 0.05:
+            days_employed = (SNAPSHOT_DATE - hire).days
+            term_date = (hire + timedelta(days=rng.randint(1, max(days_employed, 1)))).isoformat()
+            if rng.random() < 0.7:
+                term_type, term_reason, status = "Voluntary", rng.choice(VOLUNTARY_REASONS), "Terminated"
+            else:
+                term_type, term_reason, status = "Involuntary", rng.choice(INVOLUNTARY_REASONS), "Terminated"
+        else:
+            status = "Active" if rng.random() < 0.96 else "On Leave"
+        yield [
+            f"E{n:07d}",
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            f"{email_first[first.split(' ')[0]]}.{email_last[last]}{n}@northwind.example",
+            first,
+            last,
+            hire.isoformat(),
+            term_date,
+            term_type,
+            term_reason,
+            status,
+            rng.choice(JOB_ROLES),
+            str(level),
+            rng.choice(DEPARTMENTS),
+            location,
+            f"E{rng.randrange(1, n):07d}" if n > 1 else "",
+            f"{rng.uniform(22_000, 40_000) * (1 + 0.35 * (level - 1)):.2f}",
+            currency,
+            rng.choice(FTES),
+            "" if rng.random() < 0.04 else str(rng.randint(1, 5)),
+        ]
+
+
+def write_employees_file(directory: Path, rows: int) -> tuple[Path, str, int]:
+    """Stream the CSV (CRLF, minimal RFC 4180 quoting) and its `.ctl` sidecar; return path, sha256, bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / FILE_NAME
+    digest = hashlib.sha256()
+    size = 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    with open(path, "wb") as handle:
+        for count, row in enumerate(employee_rows(rows), start=1):
+            writer.writerow(row)
+            if count % ROWS_PER_WRITE == 0 or count == rows:
+                data = buffer.getvalue().encode("utf-8")
+                buffer.seek(0)
+                buffer.truncate()
+                digest.update(data)
+                handle.write(data)
+                size += len(data)
+        if rows == 0:
+            data = buffer.getvalue().encode("utf-8")
+            digest.update(data)
+            handle.write(data)
+            size += len(data)
+    sha256 = digest.hexdigest()
+    (directory / (FILE_NAME + ".ctl")).write_text(
+        json.dumps({"rows": rows, "sha256": sha256}), encoding="utf-8"
+    )
+    return path, sha256, size
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def mib(kib: int | float) -> float:
+    return kib / 1024
+
+
+def proc_status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        match = re.search(rf"^{field}:\s+(\d+) kB", handle.read(), re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM (Linux: write 5 to clear_refs), so the next phase's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def machine_description() -> dict[str, Any]:
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", handle.read()).group(1))
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pg = subprocess.run(
+        ["psql", *PSQL_ARGS, "-d", "postgres", "-Atc", "show server_version"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "postgres": pg,
+        "python": sys.version.split()[0],
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def admin_execute(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+def run_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run this script as `--child mode` and return its JSON result plus the parent's view:
+    wall time from spawn to exit and the child's own peak RSS (os.wait4 rusage)."""
+    result_file = log_dir / f"{mode}-{uuid.uuid4().hex[:6]}.json"
+    log_file = log_dir / f"{mode}.log"
+    t0 = time.time()
+    started = time.perf_counter()
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--t0", repr(t0),
+             "--result-file", str(result_file), *args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or not result_file.exists():
+        tail = log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(f"child {mode} failed with exit code {proc.returncode}:\n{tail}")
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    result_file.unlink()
+    result["wall_s"] = wall
+    result["peak_rss_mib"] = mib(usage.ru_maxrss)
+    return result
+
+
+def timed_run(command: list[str], stdin: str | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, input=stdin, text=True, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+
+def psql_baselines(dsn_database: str, csv_path: Path, sha256: str) -> dict[str, float]:
+    """`\\copy` into a plain 19-text-column table, and into a table shaped like the staging table."""
+    columns = ", ".join(f"{c} text" for c in HEADER)
+    column_list = ", ".join(HEADER)
+    psql = ["psql", *PSQL_ARGS, "-d", dsn_database, "-v", "ON_ERROR_STOP=1", "-qc"]
+    results: dict[str, float] = {}
+
+    subprocess.run([*psql, f"create table bench_plain ({columns})"], check=True, capture_output=True)
+    results["plain"] = timed_run(
+        [*psql, f"\\copy bench_plain from '{csv_path}' with (format csv, header true)"]
+    )
+    subprocess.run([*psql, "drop table bench_plain"], check=True, capture_output=True)
+
+    # What stage_csv_file creates: constant default + CHECK on the partition key, a date default,
+    # and COPY with encoding and force_null on every column.
+    subprocess.run(
+        [*psql, f"create table bench_staged (source_sha256 text not null default '{sha256}' "
+                f"check (source_sha256 = '{sha256}'), snapshot_date date not null default '2026-01-05', "
+                f"{columns})"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    results["staging_shaped"] = timed_run(
+        [*psql, f"\\copy bench_staged ({column_list}) from '{csv_path}' with (format csv, header true, "
+                f"encoding 'UTF8', force_null ({column_list}))"]
+    )  # fmt: skip
+    subprocess.run([*psql, "drop table bench_staged"], check=True, capture_output=True)
+    return results
+
+
+def sftp_client_download(server, known_hosts: Path, local: Path) -> float:
+    command = [
+        "sftp", "-q", "-F", "/dev/null", "-b", "-", "-i", str(server.client_private_key_path),
+        "-P", str(server.port), "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", f"{server.username}@{server.host}",
+    ]  # fmt: skip
+    seconds = timed_run(command, stdin=f"get {REMOTE_PATH} {local}\n")
+    local.unlink()
+    return seconds
+
+
+# -- children ---------------------------------------------------------------------------------
+
+
+def _write_result(path: str, payload: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(payload, default=str), encoding="utf-8")
+
+
+def child_imports(args: argparse.Namespace) -> None:
+    """Import costs on their own: GX, then Airflow's SFTP hook, then the bundle's ingest module."""
+    started_at = time.time()
+    out: dict[str, Any] = {"interpreter_start_s": started_at - args.t0}
+    t = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    out["import_gx_s"] = time.perf_counter() - t
+    out["rss_after_gx_mib"] = mib(proc_status_kib("VmRSS"))
+    t = time.perf_counter()
+    from airflow.providers.sftp.hooks.sftp import SFTPHook  # noqa: F401
+
+    out["import_airflow_sftp_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    import turnover_signals.hris.ingest  # noqa: F401
+
+    out["import_bundle_s"] = time.perf_counter() - t
+    out["rss_after_imports_mib"] = mib(proc_status_kib("VmRSS"))
+    _write_result(args.result_file, out)
+
+
+def _import_for_ingest(out: dict[str, Any]) -> None:
+    t = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    out["import_gx_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    from airflow.providers.sftp.hooks.sftp import SFTPHook  # noqa: F401
+
+    out["import_airflow_sftp_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    import turnover_signals.config  # noqa: F401
+    import turnover_signals.hris.ingest  # noqa: F401
+
+    out["import_bundle_s"] = time.perf_counter() - t
+    out["rss_after_imports_mib"] = mib(proc_status_kib("VmRSS"))
+
+
+def _run_ingest(dsn: str) -> dict[str, Any]:
+    from turnover_signals.config import load_config
+    from turnover_signals.hris.ingest import ingest_file, list_pending_files
+
+    config = load_config(use_variable=False)
+    pending = list_pending_files(config, dsn)
+    remote = next(f for f in pending if f["name"] == FILE_NAME)
+    return ingest_file(remote, config, dsn=dsn)
+
+
+def child_bundle(args: argparse.Namespace) -> None:
+    """The bundle's path, uninstrumented: list_pending_files then ingest_file."""
+    out: dict[str, Any] = {"interpreter_start_s": time.time() - args.t0}
+    _import_for_ingest(out)
+    t = time.perf_counter()
+    out["result"] = _run_ingest(args.dsn)
+    out["work_s"] = time.perf_counter() - t
+    out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
+    _write_result(args.result_file, out)
+
+
+def _short_sql(statement: str, validation_query: str | None) -> str:
+    text = statement
+    if validation_query:
+        text = text.replace(validation_query, "<validation query>")
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= 400 else text[:400] + " …"
+
+
+def child_phases(args: argparse.Namespace) -> None:
+    """The same ingest_file, with its phase functions wrapped: time, peak RSS, and GX's SQL."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    out: dict[str, Any] = {"interpreter_start_s": time.time() - args.t0}
+    _import_for_ingest(out)
+
+    import great_expectations as gx
+
+    import turnover_signals.hris.ingest as ingest
+    import turnover_signals.quality.gate as gate
+    from turnover_signals.load import manifest
+    from turnover_signals.sources.sftp_hris import HrisSftpSource
+
+    phases: list[dict[str, Any]] = []
+    depth = [0]
+    can_reset = reset_peak_rss()
+
+    def wrap(owner: Any, attribute: str, label: str) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            top = depth[0] == 0
+            if top and can_reset:
+                reset_peak_rss()
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                depth[0] -= 1
+                phases.append(
+                    {
+                        "phase": label,
+                        "seconds": time.perf_counter() - t,
+                        "nested": not top,
+                        "peak_rss_mib": mib(proc_status_kib("VmHWM")) if top else None,
+                    }
+                )
+
+        setattr(owner, attribute, timed)
+
+    # Top-level phases, in the order ingest_file calls them.
+    wrap(ingest, "list_pending_files", "list_pending_files (SFTP listing + manifest lookup)")
+    wrap(manifest, "find_by_listing", "manifest: find_by_listing")
+    wrap(HrisSftpSource, "download", "download (SFTPHook.retrieve_file: csv + ctl)")
+    wrap(ingest, "sha256_of_file", "sha256_of_file")
+    wrap(manifest, "find", "manifest: find")
+    wrap(manifest, "find_published_copy", "manifest: find_published_copy")
+    wrap(ingest, "read_header", "read_header + map_header")
+    wrap(ingest, "stage_csv_file", "stage_csv_file (COPY into staging)")
+    wrap(manifest, "previous_good_rows", "manifest: previous_good_rows")
+    wrap(ingest, "hris_file_suite", "hris_file_suite (build expectations)")
+    wrap(ingest, "validation_query", "validation_query")
+    wrap(ingest, "run_suite", "run_suite (GX gate)")
+    wrap(ingest, "_publish", "_publish (attach partition + manifest, one transaction)")
+    wrap(ingest, "drop_staged", "drop_staged")
+    # Inside run_suite (nested: time only).
+    wrap(gx, "get_context", "  gx.get_context (ephemeral context)")
+    wrap(gx.ValidationDefinition, "run", "  ValidationDefinition.run (metrics SQL + GX Python)")
+    wrap(gate, "summarize_expectation_result", "  summarize_expectation_result")
+
+    captured_query: dict[str, str | None] = {"text": None}
+    original_validation_query = ingest.validation_query
+
+    def remember_query(*a: Any, **kw: Any) -> str:
+        captured_query["text"] = original_validation_query(*a, **kw)
+        return captured_query["text"]
+
+    ingest.validation_query = remember_query
+
+    statements: list[dict[str, Any]] = []
+
+    @event.listens_for(sqlalchemy.engine.Engine, "before_cursor_execute")
+    def _before(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    @event.listens_for(sqlalchemy.engine.Engine, "after_cursor_execute")
+    def _after(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        started = conn.info["bench_started"].pop()
+        statements.append({"seconds": time.perf_counter() - started, "statement": statement})
+
+    t = time.perf_counter()
+    out["result"] = _run_ingest(args.dsn)
+    out["work_s"] = time.perf_counter() - t
+    out["self_peak_rss_mib_last_phase"] = mib(proc_status_kib("VmHWM"))
+    out["phases"] = phases
+    out["peak_reset_supported"] = can_reset
+    query = captured_query["text"]
+    out["validation_query"] = query
+    out["gx_statements"] = [
+        {"seconds": s["seconds"], "sql": _short_sql(s["statement"], query),
+         "scans_staged_table": bool(query and query in s["statement"])}
+        for s in statements
+    ]  # fmt: skip
+    _write_result(args.result_file, out)
+
+
+def child_hook_download(args: argparse.Namespace) -> None:
+    """SFTPHook.retrieve_file as HrisSftpSource.download calls it (prefetch=True), timed."""
+    out: dict[str, Any] = {"interpreter_start_s": time.time() - args.t0}
+    t = time.perf_counter()
+    from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+    out["import_s"] = time.perf_counter() - t
+    hook = SFTPHook(ssh_conn_id="hris_sftp", conn_retry_attempts=1)
+    local = Path(args.local)
+    reset_peak_rss()
+    t = time.perf_counter()
+    with hook.get_managed_conn() as sftp:
+        out["connect_s"] = time.perf_counter() - t
+        transport = sftp.get_channel().get_transport()
+        out["negotiated"] = {
+            "cipher": transport.remote_cipher, "mac": transport.remote_mac,
+            "compression": transport.remote_compression,
+        }  # fmt: skip
+        t = time.perf_counter()
+        if args.max_requests:
+            # Diagnostic variant: paramiko's own prefetch with a cap on requests in flight.
+            sftp.get(
+                REMOTE_PATH, str(local), prefetch=True, max_concurrent_prefetch_requests=args.max_requests
+            )
+        else:
+            hook.retrieve_file(REMOTE_PATH, str(local), prefetch=True)
+        out["transfer_s"] = time.perf_counter() - t
+    out["bytes"] = local.stat().st_size
+    out["download_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
+    local.unlink()
+    _write_result(args.result_file, out)
+
+
+# What-if probes: NOT the bundle's code. They measure, on the file the bundle has just loaded,
+# what the gate would cost if its date parsing, its data asset and its result format changed.
+
+# The bundle's parse_date_text, but with the regexp evaluated once per call (OFFSET 0 stops the
+# planner from flattening the subquery and re-evaluating regexp_match at every `parts` reference).
+PARSE_DATE_OFFSET0 = r"""
+create function pg_temp.parse_date_offset0(
+    value text, pattern text, year_group integer, month_group integer, day_group integer
+) returns date language sql immutable parallel safe as $$
+    select case
+        when parts is null then null
+        when parts[year_group]::integer not between 1 and 9999 then null
+        when parts[month_group]::integer not between 1 and 12 then null
+        when parts[day_group]::integer between 1 and extract(
+            day from make_date(parts[year_group]::integer, parts[month_group]::integer, 1)
+            + interval '1 month - 1 day'
+        ) then make_date(parts[year_group]::integer, parts[month_group]::integer, parts[day_group]::integer)
+    end
+    from (select regexp_match(btrim(value), pattern) as parts offset 0) as matched
+$$
+"""
+# A shape check with `~` (no capture groups) and fixed offsets: a single expression, so the
+# planner inlines it. Offsets come from the date format (%Y-%m-%d: 1, 6, 9).
+PARSE_DATE_INLINE = r"""
+create function pg_temp.parse_date_inline(
+    value text, shape text, year_at integer, month_at integer, day_at integer
+) returns date language sql immutable parallel safe as $$
+    select case when value ~ shape then
+        case when substr(value, month_at, 2)::integer between 1 and 12
+                  and substr(value, year_at, 4)::integer between 1 and 9999
+             then case when substr(value, day_at, 2)::integer between 1 and extract(
+                     day from make_date(substr(value, year_at, 4)::integer, substr(value, month_at, 2)::integer, 1)
+                     + interval '1 month - 1 day')
+                  then make_date(substr(value, year_at, 4)::integer, substr(value, month_at, 2)::integer,
+                                 substr(value, day_at, 2)::integer)
+             end
+        end
+    end
+$$
+"""
+DATE_REGEX = r"^(\d{4})\-(\d{2})\-(\d{2})$"
+DATE_SHAPE = r"^\d{4}\-\d{2}\-\d{2}$"
+
+
+def _gx_statement_recorder() -> list[dict[str, Any]]:
+    import sqlalchemy
+    from sqlalchemy import event
+
+    statements: list[dict[str, Any]] = []
+
+    @event.listens_for(sqlalchemy.engine.Engine, "before_cursor_execute")
+    def _before(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    @event.listens_for(sqlalchemy.engine.Engine, "after_cursor_execute")
+    def _after(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append(
+            {"seconds": time.perf_counter() - conn.info["bench_started"].pop(), "statement": statement}
+        )
+
+    return statements
+
+
+def child_what_if(args: argparse.Namespace) -> None:
+    import great_expectations as gx
+    import psycopg
+    from psycopg import sql
+
+    from turnover_signals.config import load_config
+    from turnover_signals.hris.contract import FEEDS, map_header
+    from turnover_signals.hris.ingest import validation_query
+    from turnover_signals.load.csv_stage import StagedFile
+    from turnover_signals.quality.gate import run_suite
+    from turnover_signals.quality.hris_suites import FileChecks, allowed_termination_types, hris_file_suite
+    from turnover_signals.warehouse import sqlalchemy_url
+
+    statements = _gx_statement_recorder()
+    out: dict[str, Any] = {"probes": {}, "gate": {}}
+    config = load_config(use_variable=False)
+    feed = FEEDS["employees"]
+    header = map_header(list(HEADER), feed, {})
+    checks = FileChecks(
+        control_rows=args.rows, previous_good_rows=None, volume_min_ratio=0.8, volume_max_ratio=1.25,
+        allowed_termination_types=allowed_termination_types(config["hris"]["termination_type_mapping"]),
+    )  # fmt: skip
+
+    def new_suite():  # a fresh definition per GX run: GX binds expectation objects to their suite
+        return hris_file_suite(feed, header, checks, "%Y-%m-%d")
+
+    url = sqlalchemy_url(dsn=args.dsn)
+
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        partition = conn.execute(
+            "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+            "join pg_class p on p.oid = i.inhparent where p.relname = 'hris_employee_snapshot'"
+        ).fetchone()[0]
+        loaded = sql.SQL("raw.{}").format(sql.Identifier(partition))
+
+        def timed(statement: Any) -> float:
+            t = time.perf_counter()
+            conn.execute(statement)
+            return time.perf_counter() - t
+
+        # Per-row costs on a sample (so the slow variants stay affordable at 1M rows).
+        sample_rows = min(args.rows, args.sample_rows)
+        conn.execute(PARSE_DATE_OFFSET0)
+        conn.execute(PARSE_DATE_INLINE)
+        conn.execute(
+            sql.SQL("create temp table bench_sample as select * from {} limit {}").format(loaded, sample_rows)
+        )
+        conn.execute("analyze bench_sample")
+        sample_query = validation_query(
+            conn, StagedFile("pg_temp", "bench_sample", sample_rows), feed, header, "%Y-%m-%d"
+        )
+        regex, shape = sql.Literal(DATE_REGEX), sql.Literal(DATE_SHAPE)
+        probes = {
+            "regexp_match with capture groups (hire_date)": sql.SQL("select count(regexp_match(btrim(hire_date), {})) from bench_sample").format(regex),
+            "`~` shape check, no captures (hire_date)": sql.SQL("select count(*) from bench_sample where btrim(hire_date) ~ {}").format(shape),
+            "core.parse_date_text (hire_date), as deployed": sql.SQL("select count(core.parse_date_text(hire_date, {}, 1, 2, 3)) from bench_sample").format(regex),
+            "same body with OFFSET 0 (one regexp_match per call)": sql.SQL("select count(pg_temp.parse_date_offset0(hire_date, {}, 1, 2, 3)) from bench_sample").format(regex),
+            "inlinable `~` + substr version": sql.SQL("select count(pg_temp.parse_date_inline(btrim(hire_date), {}, 1, 6, 9)) from bench_sample").format(shape),
+            "core.parse_numeric_text (base_salary)": sql.SQL("select count(core.parse_numeric_text(base_salary)) from bench_sample"),
+            "validation query, every derived column once": sql.SQL(
+                "select count(hire_date_parsed), count(hire_date_unparseable), count(termination_date_parsed), "
+                "count(termination_date_unparseable), count(base_salary_parsed), count(base_salary_unparseable), "
+                "count(termination_type_key) from ({}) as q"
+            ).format(sql.SQL(sample_query)),
+        }  # fmt: skip
+        for label, statement in probes.items():
+            seconds = timed(statement)
+            out["probes"][label] = {"us_per_row": 1e6 * seconds / sample_rows, "sample_rows": sample_rows,
+                                    "extrapolated_s": seconds * args.rows / sample_rows}  # fmt: skip
+        # Full-size: one plain scan of the loaded file.
+        out["full_scan_s"] = timed(sql.SQL("select count(*) from {}").format(loaded))
+
+        # Parse once: materialize the validation relation with the inlinable parser.
+        canonical = sql.SQL(", ").join(
+            sql.SQL("t.{}").format(sql.Identifier(c)) for c in header.canonical_present
+        )
+        materialize = sql.SQL(
+            "create unlogged table staging.bench_checked as select {canonical}, "
+            "p.hire_date_parsed, case when p.hire_date_parsed is null then t.hire_date end as hire_date_unparseable, "
+            "p.termination_date_parsed, "
+            "case when p.termination_date_parsed is null then t.termination_date end as termination_date_unparseable, "
+            "p.base_salary_parsed, case when p.base_salary_parsed is null then t.base_salary end as base_salary_unparseable, "
+            "lower(btrim(t.termination_type)) as termination_type_key "
+            "from {loaded} as t, lateral (select "
+            "pg_temp.parse_date_inline(btrim(t.hire_date), {shape}, 1, 6, 9) as hire_date_parsed, "
+            "pg_temp.parse_date_inline(btrim(t.termination_date), {shape}, 1, 6, 9) as termination_date_parsed, "
+            "core.parse_numeric_text(t.base_salary) as base_salary_parsed offset 0) as p"
+        ).format(canonical=canonical, loaded=loaded, shape=sql.Literal(DATE_SHAPE))
+        out["materialize_s"] = timed(materialize)
+        t = time.perf_counter()
+        conn.execute("analyze staging.bench_checked")
+        out["analyze_s"] = time.perf_counter() - t
+
+    def gx_on_table(result_format: str, sqlalchemy_url_: str) -> dict[str, Any]:
+        statements.clear()
+        t = time.perf_counter()
+        context = gx.get_context(mode="ephemeral")
+        source = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url_)
+        asset = source.add_table_asset(name="checked", table_name="bench_checked", schema_name="staging")
+        batch_definition = asset.add_batch_definition_whole_table("whole_batch")
+        suite = new_suite()
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
+        for expectation in suite.expectations:
+            gx_suite.add_expectation(expectation)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name="what-if", data=batch_definition, suite=gx_suite)
+        )
+        result = definition.run(expectation_parameters=checks.parameters(), result_format=result_format)
+        return {
+            "seconds": time.perf_counter() - t, "success": bool(result.success), "statements": len(statements),
+            "sql_s": sum(s["seconds"] for s in statements),
+        }  # fmt: skip
+
+    out["gate"]["GX table asset on the parsed table, SUMMARY"] = gx_on_table("SUMMARY", url)
+    out["gate"]["GX table asset on the parsed table, BOOLEAN_ONLY"] = gx_on_table("BOOLEAN_ONLY", url)
+    jit_off = url + ("&" if "?" in url else "?") + "options=-c%20jit%3Doff"
+    out["gate"]["same, BOOLEAN_ONLY, jit=off"] = gx_on_table("BOOLEAN_ONLY", jit_off)
+    # The bundle's run_suite (custom query asset) over the already parsed table: what is left is
+    # GX's column-reflection fallback, which executes the whole query to learn the column names.
+    statements.clear()
+    reset_peak_rss()
+    rss_before = mib(proc_status_kib("VmRSS"))
+    t = time.perf_counter()
+    outcome = run_suite(url, new_suite(), "what_if", "what-if", "select * from staging.bench_checked",
+                        checks.parameters(), config["quality"]["pii_columns"])  # fmt: skip
+    out["gate"]["bundle's run_suite (query asset) on the parsed table"] = {
+        "seconds": time.perf_counter() - t, "success": outcome.success, "statements": len(statements),
+        "sql_s": sum(s["seconds"] for s in statements),
+        "reflection_fallback_s": sum(s["seconds"] for s in statements if s["statement"].strip() == "select * from staging.bench_checked"),
+        "peak_rss_increase_mib": mib(proc_status_kib("VmHWM")) - rss_before,
+    }  # fmt: skip
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute("drop table if exists staging.bench_checked")
+    _write_result(args.result_file, out)
+
+
+CHILDREN = {
+    "what-if": child_what_if,
+    "imports": child_imports,
+    "bundle": child_bundle,
+    "phases": child_phases,
+    "hook-download": child_hook_download,
+}
+
+# -- the parent: set-up, measurements, report -------------------------------------------------
+
+
+def configure_airflow_env(airflow_home: Path) -> None:
+    """Airflow reads its configuration at first import: set it before anything imports airflow."""
+    os.environ["AIRFLOW_HOME"] = str(airflow_home)
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{airflow_home / 'airflow.db'}"
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    os.environ["TURNOVER_DATA_DIR"] = str(airflow_home / "data")
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(PLUGINS_DIR) not in [str(Path(p).resolve()) for p in paths]:
+        paths.insert(0, str(PLUGINS_DIR))
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    if str(PLUGINS_DIR) not in sys.path:
+        sys.path.insert(0, str(PLUGINS_DIR))
+    airflow_home = Path(tempfile.mkdtemp(prefix="hris-bench-airflow-"))
+    configure_airflow_env(airflow_home)
+
+    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+    from turnover_signals.warehouse import migrate, warehouse_connection
+
+    report: dict[str, Any] = {"rows": args.rows, "machine": machine_description()}
+    sftp_root = Path(tempfile.mkdtemp(prefix="hris-bench-sftp-"))  # 0700, root-owned: "bind" chroot
+    scratch = Path(tempfile.mkdtemp(prefix="hris-bench-scratch-"))
+    tag = uuid.uuid4().hex[:8]
+    databases: list[str] = []
+    server = None
+    try:
+        print(f"generating {args.rows:,} rows under {sftp_root} ...", flush=True)
+        t = time.perf_counter()
+        csv_path, sha256, size = write_employees_file(sftp_root / "outbound" / "hris", args.rows)
+        report["generate_s"] = time.perf_counter() - t
+        report["file_bytes"] = size
+        report["file_mb"] = size / 1e6
+        print(f"  {size / 1e6:.1f} MB in {report['generate_s']:.1f} s (sha256 {sha256[:12]}…)", flush=True)
+
+        server = SftpSampleServer(sftp_root).start()
+        os.environ.update(server.airflow_connection_env())
+        report["sftp"] = {
+            "backend": server.backend,
+            "chroot_strategy": server.chroot_strategy,
+            "port": server.port,
+        }
+        print(f"sftp: {server.backend} on port {server.port} (chroot {server.chroot_strategy})", flush=True)
+        known_hosts = scratch / "known_hosts"
+        known_hosts.write_text(f"[{server.host}]:{server.port} {server.host_public_key}\n", encoding="ascii")
+
+        template = f"hris_bench_{tag}_template"
+        admin_execute(f'create database "{template}"')
+        databases.append(template)
+        with warehouse_connection(dsn=dsn_for(template)) as conn:
+            migrate(conn)
+
+        def fresh_database(purpose: str) -> str:
+            name = f"hris_bench_{tag}_{purpose}"
+            admin_execute(f'create database "{name}" template "{template}"')
+            databases.append(name)
+            return name
+
+        # Baseline (a): psql \copy.
+        print("psql \\copy baselines ...", flush=True)
+        report["psql_copy_s"] = psql_baselines(fresh_database("psql"), csv_path, sha256)
+        print(f"  {report['psql_copy_s']}", flush=True)
+
+        # Baseline (b): the OpenSSH sftp client vs SFTPHook.retrieve_file, alternated.
+        print(f"downloads: sftp client vs SFTPHook, {args.download_rounds} rounds ...", flush=True)
+        client_s: list[float] = []
+        hook_runs: list[dict[str, Any]] = []
+        for _ in range(args.download_rounds):
+            client_s.append(sftp_client_download(server, known_hosts, scratch / "client.csv"))
+            hook_runs.append(run_child("hook-download", ["--local", str(scratch / "hook.csv")], scratch))
+        report["download"] = {"sftp_client_s": client_s, "hook": hook_runs}
+        # Diagnostic: the same hook with SSH compression off (SSHHook compresses unless the
+        # connection extra says "compress": false; the sftp client does not compress by default).
+        uncompressed = server.airflow_connection()
+        uncompressed["extra"]["compress"] = False
+        report["download"]["hook_uncompressed"] = [
+            run_child("hook-download", ["--local", str(scratch / "hook.csv")], scratch,
+                      env={"AIRFLOW_CONN_HRIS_SFTP": json.dumps(uncompressed)})
+            for _ in range(args.download_rounds)
+        ]  # fmt: skip
+        if args.prefetch_cap:
+            report["download"]["hook_capped"] = run_child(
+                "hook-download",
+                ["--local", str(scratch / "hook.csv"), "--max-requests", str(args.prefetch_cap)],
+                scratch,
+            )
+        print(f"  client {[round(s, 2) for s in client_s]} s; hook transfer "
+              f"{[round(h['transfer_s'], 2) for h in hook_runs]} s", flush=True)  # fmt: skip
+
+        print("import costs ...", flush=True)
+        report["imports"] = run_child("imports", [], scratch)
+
+        print("bundle end to end (child process) ...", flush=True)
+        bundle_runs = []
+        for run in range(args.bundle_runs):
+            dsn = dsn_for(fresh_database(f"bundle{run}"))
+            bundle_runs.append(run_child("bundle", ["--dsn", dsn], scratch))
+            result = bundle_runs[-1]["result"]
+            if result["status"] != "loaded" or result["rows_loaded"] != args.rows:
+                raise RuntimeError(f"the bundle did not load the file: {result}")
+            import psycopg
+
+            with psycopg.connect(dsn) as conn:
+                loaded = conn.execute("select count(*) from raw.hris_employee_snapshot").fetchone()[0]
+            if loaded != args.rows:
+                raise RuntimeError(f"raw.hris_employee_snapshot holds {loaded} rows, expected {args.rows}")
+            print(f"  wall {bundle_runs[-1]['wall_s']:.1f} s, work {bundle_runs[-1]['work_s']:.1f} s, "
+                  f"peak {bundle_runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
+        report["bundle"] = bundle_runs
+        if args.what_if:
+            print("what-if probes on the loaded file ...", flush=True)
+            report["what_if"] = run_child(
+                "what-if",
+                ["--dsn", dsn, "--rows", str(args.rows), "--sample-rows", str(args.sample_rows)],
+                scratch,
+            )
+
+        print("instrumented run (phases) ...", flush=True)
+        report["phases"] = run_child("phases", ["--dsn", dsn_for(fresh_database("phases"))], scratch)
+        report["machine"]["loadavg_end"] = os.getloadavg()
+        report["date"] = time.strftime("%Y-%m-%d")
+        return report
+    finally:
+        if server is not None:
+            server.close()
+        for name in reversed(databases):
+            try:
+                admin_execute(f'drop database if exists "{name}" with (force)')
+            except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
+                print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(airflow_home, ignore_errors=True)
+        if args.keep:
+            print(f"kept the generated files under {sftp_root}", flush=True)
+        else:
+            shutil.rmtree(sftp_root, ignore_errors=True)
+
+
+def render(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    size_mb = report["file_mb"]
+    bundle = min(report["bundle"], key=lambda r: r["wall_s"])
+    startup = (
+        bundle["interpreter_start_s"]
+        + bundle["import_gx_s"]
+        + bundle["import_airflow_sftp_s"]
+        + bundle["import_bundle_s"]
+    )
+    psql_s = report["psql_copy_s"]["plain"]
+    client_s = median(report["download"]["sftp_client_s"])
+    hooks = report["download"]["hook"]
+    hook_total_s = median([h["connect_s"] + h["transfer_s"] for h in hooks])
+    hook_transfer_s = median([h["transfer_s"] for h in hooks])
+    client_mbs = size_mb / client_s
+    hook_mbs = size_mb / hook_total_s
+    ratio_e2e = bundle["wall_s"] / psql_s
+    ratio_work = bundle["work_s"] / psql_s
+    ratio_hook = hook_mbs / client_mbs
+    verdict = lambda ok: "met" if ok else "**missed**"  # noqa: E731
+
+    lines = [
+        f"### HRIS load, {rows:,} rows ({report['date']}, {report['machine']['nproc']} cores, "
+        f"{report['machine']['ram_gib']} GiB RAM)",
+        "",
+        "| rows | file MB | bundle wall s (end to end) | bundle peak RSS MiB | psql \\copy s | ratio bundle/psql (goal ≤ 2.5) "
+        "| hook download MB/s | sftp client MB/s | ratio hook/sftp (goal ≥ 0.7) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {rows:,} | {size_mb:.1f} | {bundle['wall_s']:.1f} | {bundle['peak_rss_mib']:.0f} | {psql_s:.2f} "
+        f"| {ratio_e2e:.1f} ({verdict(ratio_e2e <= GOAL_RATIO_BUNDLE_PSQL)}) | {hook_mbs:.0f} | {client_mbs:.0f} "
+        f"| {ratio_hook:.2f} ({verdict(ratio_hook >= GOAL_RATIO_HOOK_SFTP)}) |",
+        "",
+        f"- Bundle wall excluding interpreter and import start-up ({startup:.1f} s: interpreter "
+        f"{bundle['interpreter_start_s']:.2f} s, GX import {bundle['import_gx_s']:.1f} s, Airflow SFTP hook import "
+        f"{bundle['import_airflow_sftp_s']:.1f} s, bundle modules {bundle['import_bundle_s']:.2f} s): "
+        f"{bundle['work_s']:.1f} s, ratio to psql {ratio_work:.1f}.",
+        f"- GX import on its own (fresh interpreter): {report['imports']['import_gx_s']:.1f} s, RSS after it "
+        f"{report['imports']['rss_after_gx_mib']:.0f} MiB; RSS after all imports {report['imports']['rss_after_imports_mib']:.0f} MiB.",
+        f"- Machine: {report['machine']['cpu']}, PostgreSQL {report['machine']['postgres']}, Python "
+        f"{report['machine']['python']}; load average (1/5/15 min) at start "
+        f"{'/'.join(f'{x:.1f}' for x in report['machine']['loadavg_start'])}, at end "
+        f"{'/'.join(f'{x:.1f}' for x in report['machine']['loadavg_end'])} (the machine is shared).",
+        f"- Peak RSS {bundle['peak_rss_mib']:.0f} MiB (goal < {GOAL_PEAK_RSS_MIB}: "
+        f"{verdict(bundle['peak_rss_mib'] < GOAL_PEAK_RSS_MIB)}).",
+        f"- psql \\copy into a table shaped like the staging table (constant default + CHECK, date default, "
+        f"force_null on all columns): {report['psql_copy_s']['staging_shaped']:.2f} s.",
+        f"- Downloads (median of {len(hooks)}): sftp client {client_s:.2f} s per file (whole process); hook "
+        f"{hook_total_s:.2f} s incl. SSH connect ({hook_transfer_s:.2f} s transfer only, "
+        f"{size_mb / hook_transfer_s:.0f} MB/s), hook download peak RSS "
+        f"{max(h['peak_rss_mib'] for h in hooks):.0f} MiB.",
+    ]
+    uncompressed = report["download"].get("hook_uncompressed")
+    if uncompressed:
+        unc_s = median([h["connect_s"] + h["transfer_s"] for h in uncompressed])
+        lines.append(
+            f"- Negotiated by the hook: {hooks[0]['negotiated']}. Diagnostic: the same hook with the connection "
+            f"extra `compress: false`: {unc_s:.2f} s incl. connect ({size_mb / unc_s:.0f} MB/s, ratio to the sftp "
+            f"client {size_mb / unc_s / client_mbs:.2f}), negotiated {uncompressed[0]['negotiated']}."
+        )
+    capped = report["download"].get("hook_capped")
+    if capped:
+        lines.append(
+            f"- Diagnostic: paramiko get with max_concurrent_prefetch_requests={report['prefetch_cap']}: "
+            f"{capped['transfer_s']:.2f} s transfer, download peak {capped['download_peak_rss_mib']:.0f} MiB "
+            f"(uncapped: {max(h['download_peak_rss_mib'] for h in hooks):.0f} MiB)."
+        )
+
+    phases = report["phases"]
+    lines += [
+        "",
+        f"#### Phase breakdown ({rows:,} rows, instrumented run of the same `ingest_file`)",
+        "",
+        "| phase | s | share of work | peak RSS MiB during phase |",
+        "|---|---:|---:|---:|",
+    ]
+    work = phases["work_s"]
+    merged: dict[str, dict[str, Any]] = {}
+    for phase in phases["phases"]:
+        label = phase["phase"] + (
+            " (inside list_pending_files)" if phase["nested"] and not phase["phase"].startswith("  ") else ""
+        )
+        entry = merged.setdefault(
+            label, {"seconds": 0.0, "calls": 0, "nested": phase["nested"], "peak": None}
+        )
+        entry["seconds"] += phase["seconds"]
+        entry["calls"] += 1
+        if phase["peak_rss_mib"] is not None:
+            entry["peak"] = max(entry["peak"] or 0, phase["peak_rss_mib"])
+    top_total = sum(e["seconds"] for e in merged.values() if not e["nested"])
+    for name, entry in merged.items():
+        calls = f" ×{entry['calls']}" if entry["calls"] > 1 else ""
+        peak = f"{entry['peak']:.0f}" if entry["peak"] is not None else ""
+        lines.append(
+            f"| {name}{calls} | {entry['seconds']:.2f} | {100 * entry['seconds'] / work:.0f}% | {peak} |"
+        )
+    lines.append(
+        f"| other (temp dir clean-up, connections, config) | {work - top_total:.2f} | {100 * (work - top_total) / work:.0f}% | |"
+    )
+    lines.append(f"| **total work (excl. start-up)** | **{work:.2f}** | 100% | |")
+    startup_phases = (
+        phases["interpreter_start_s"]
+        + phases["import_gx_s"]
+        + phases["import_airflow_sftp_s"]
+        + phases["import_bundle_s"]
+    )
+    lines.append(
+        f"| start-up: interpreter + imports (GX {phases['import_gx_s']:.1f} s) | {startup_phases:.2f} | | {phases['rss_after_imports_mib']:.0f} (RSS after) |"
+    )
+
+    statements = phases["gx_statements"]
+    scans = [s for s in statements if s["scans_staged_table"]]
+    lines += [
+        "",
+        f"GX sent {len(statements)} SQL statements ({sum(s['seconds'] for s in statements):.2f} s in the database), "
+        f"{len(scans)} of which read the staged table through the validation query "
+        f"({sum(s['seconds'] for s in scans):.2f} s). Slowest:",
+        "",
+        "| s | statement (`<validation query>` = the SELECT over the staged table) |",
+        "|---:|---|",
+    ]
+    for s in sorted(statements, key=lambda s: -s["seconds"])[:12]:
+        lines.append(f"| {s['seconds']:.2f} | `{s['sql'][:300].replace('|', '∣')}` |")
+    what_if = report.get("what_if")
+    if what_if:
+        lines += [
+            "",
+            f"#### What-if probes ({rows:,} rows; diagnostic SQL and GX runs, not the bundle's code)",
+            "",
+            "| probe | µs per row | extrapolated to the file, s |",
+            "|---|---:|---:|",
+        ]
+        for label, probe in what_if["probes"].items():
+            lines.append(
+                f"| {label} (sample of {probe['sample_rows']:,}) | {probe['us_per_row']:.1f} | {probe['extrapolated_s']:.1f} |"
+            )
+        lines += [
+            f"| one plain scan of the loaded table (`count(*)`, full size) | "
+            f"{1e6 * what_if['full_scan_s'] / rows:.2f} | {what_if['full_scan_s']:.2f} |",
+            f"| materialize the validation relation once with the inlinable parser (full size) | "
+            f"{1e6 * what_if['materialize_s'] / rows:.2f} | {what_if['materialize_s']:.2f} |",
+            "",
+            "| gate variant on the materialized table (full size) | s | SQL statements | s in SQL | success |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for label, gate in what_if["gate"].items():
+            extra = ""
+            if "reflection_fallback_s" in gate:
+                extra = (f" (reflection fallback {gate['reflection_fallback_s']:.2f} s, "
+                         f"+{gate['peak_rss_increase_mib']:.0f} MiB peak RSS)")  # fmt: skip
+            lines.append(
+                f"| {label}{extra} | {gate['seconds']:.2f} | {gate['statements']} | {gate['sql_s']:.2f} | {gate['success']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated CSV and .ctl")
+    parser.add_argument(
+        "--download-rounds", type=int, default=3, help="sftp client / hook downloads, alternated"
+    )
+    parser.add_argument(
+        "--bundle-runs", type=int, default=1, help="end-to-end runs (the fastest is reported)"
+    )
+    parser.add_argument("--prefetch-cap", type=int, default=0,
+                        help="also time paramiko get with max_concurrent_prefetch_requests=N (diagnostic)")  # fmt: skip
+    parser.add_argument(
+        "--no-what-if",
+        dest="what_if",
+        action="store_false",
+        help="skip the diagnostic what-if probes (parse-function variants, GX on a parsed table)",
+    )
+    parser.add_argument("--sample-rows", type=int, default=20_000, help="rows for the per-row cost probes")
+    parser.add_argument("--json-out", help="also write the raw measurements here")
+    # Internal: this script re-runs itself as the measured child process.
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--local", help=argparse.SUPPRESS)
+    parser.add_argument("--max-requests", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        CHILDREN[args.child](args)
+        return 0
+    report = run_benchmark(args)
+    report["prefetch_cap"] = args.prefetch_cap
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print()
+    print(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

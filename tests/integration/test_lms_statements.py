@@ -1,0 +1,193 @@
+"""xAPI statements into the warehouse: the real sample LRS, real PostgreSQL, real GX gate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError, SourceUnavailableError
+from turnover_signals.lms.statements import extract_statements
+from turnover_signals.quality.gate import RunIdentity
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+HOME = "https://lms.northwind.example"
+VERB = "http://adlnet.gov/expapi/verbs/"
+
+
+def statement(n: int, *, learner="u-1", verb="completed", minutes=0, stored_delay=timedelta(seconds=5), **extra):
+    occurred = T0 + timedelta(minutes=minutes)
+    body = {
+        "id": str(uuid.UUID(int=n)),
+        "actor": {"objectType": "Agent", "account": {"homePage": HOME, "name": learner}},
+        "verb": {"id": VERB + verb if "://" not in verb else verb, "display": {"en-US": verb}},
+        "object": {"objectType": "Activity", "id": f"{HOME}/courses/C-{n % 3}",
+                   "definition": {"name": {"en-US": f"Course {n % 3}"}}},
+        "timestamp": occurred.isoformat().replace("+00:00", "Z"),
+        "stored": (occurred + stored_delay).isoformat().replace("+00:00", "Z"),
+        "version": "1.0.3",
+    }  # fmt: skip
+    body.update(extra)
+    return body
+
+
+@pytest.fixture
+def config():
+    return load_config(
+        {"lms": {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "max_retry_after_seconds": 1,
+                 "statements_page_limit": 4, "max_reject_rate": 0.5, "request_timeout_seconds": 2}},
+        use_variable=False,
+    )  # fmt: skip
+
+
+def connect(server, monkeypatch):
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+
+
+def rows(dsn, query, params=None):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def data_tables(dsn):
+    return {
+        "raw": rows(dsn, "select statement_id, stored_at, occurred_at, statement, is_voided from raw.lms_statement order by 1"),
+        "rejected": rows(dsn, "select payload_sha256, reason, statement_id, raw from raw.lms_statement_rejected order by 1, 2"),
+        "activity": rows(dsn, "select * from core.lms_activity order by statement_id"),
+        "watermark": rows(dsn, "select source, watermark from audit.extract_watermark"),
+        "voids": rows(dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied order by 1"),
+    }
+
+
+def test_statements_load_once_normalised_and_reruns_change_nothing(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    statements = [
+        statement(1, result={"score": {"scaled": 0.8}, "success": True, "completion": True, "duration": "PT1H2M3S"}),
+        statement(2, verb="passed", minutes=1, result={"score": {"raw": 30, "min": 0, "max": 40}}),
+        statement(3, verb="registered", minutes=2, actor={"objectType": "Agent", "mbox": "mailto:Jane.Doe@northwind.example"}),
+        statement(4, verb="http://example.com/verbs/bookmarked", minutes=3),
+        statement(5, minutes=4, timestamp="2026-03-02T09:04:00"),  # no timezone: read as UTC, flagged
+        statement(6, minutes=-4000, stored_delay=timedelta(days=3)),  # stored days after it happened
+    ]
+    server = lms_server_factory(statements=statements)
+    connect(server, monkeypatch)
+    run = RunIdentity("lms_api_ingest", "run-1", "extract_lms_statements", None, 1)
+    summary = extract_statements(config, run, warehouse_dsn)
+    assert (summary["received"], summary["new"], summary["rejected"], summary["status"]) == (6, 6, 0, "published")
+    assert summary["pages"] >= 2  # limit 4: paged through `more`
+    activity = {r[0]: r for r in rows(warehouse_dsn, """
+        select statement_id, learner_identifier, event_type, course_id, score_normalized::float,
+               duration_seconds, is_timestamp_assumed_utc, occurred_at from core.lms_activity""")}  # fmt: skip
+    first = activity[str(uuid.UUID(int=1))]
+    assert first[1:7] == (f"account:{HOME}|u-1", "completed", "C-1", 0.8, 3723, False)
+    assert activity[str(uuid.UUID(int=2))][4] == 0.75
+    assert activity[str(uuid.UUID(int=3))][1:3] == ("mbox:Jane.Doe@northwind.example", "enrolled")
+    assert activity[str(uuid.UUID(int=4))][2] == "other"
+    assert activity[str(uuid.UUID(int=5))][6] is True
+    assert activity[str(uuid.UUID(int=6))][7] == T0 - timedelta(minutes=4000)
+    watermark = rows(warehouse_dsn, "select watermark from audit.extract_watermark")[0][0]
+    assert watermark == max(datetime.fromisoformat(s["stored"].replace("Z", "+00:00")) for s in statements)
+
+    before = data_tables(warehouse_dsn)
+    again = extract_statements(config, run, warehouse_dsn)  # a cleared and rerun task
+    assert again["new"] == 0
+    assert data_tables(warehouse_dsn) == before
+    assert rows(warehouse_dsn, "select count(*) from audit.lms_extract_batch") == [(1,)]
+
+
+def test_incremental_runs_fetch_only_what_is_new_and_late_statements_still_arrive(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 6)])
+    connect(server, monkeypatch)
+    extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    # an old experience stored now (late) and a new one
+    server.add_statements([statement(50, minutes=-60 * 24 * 10), statement(51, minutes=10)])
+    second = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert second["new"] == 2
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [(7, 7)]
+
+
+def test_bad_statements_are_rejected_with_reasons_and_never_dropped(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    two_ids = statement(10, actor={"objectType": "Agent", "mbox": "mailto:a@x.example", "account": {"homePage": HOME, "name": "u-2"}})
+    no_id = statement(11, minutes=1, actor={"objectType": "Agent", "name": "nobody"})
+    too_high = statement(12, minutes=2, result={"score": {"scaled": 1.5}})
+    bad_verb = statement(13, minutes=3)
+    bad_verb["verb"] = {"id": "not an iri"}
+    good = [statement(n, minutes=10 + n) for n in range(20, 26)]
+    server = lms_server_factory(statements=[two_ids, no_id, too_high, bad_verb, *good])
+    connect(server, monkeypatch)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (summary["new"], summary["rejected"]) == (6, 4)
+    reasons = dict(rows(warehouse_dsn, "select statement_id, reason from raw.lms_statement_rejected"))
+    assert reasons[str(uuid.UUID(int=10))] == "actor must have exactly one identifier"
+    assert reasons[str(uuid.UUID(int=11))] == "actor must have exactly one identifier"
+    assert reasons[str(uuid.UUID(int=12))] == "result.score.scaled outside [-1, 1]"
+    assert reasons[str(uuid.UUID(int=13))] == "verb id is not an IRI"
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected where raw like '%%\"id\"%%'") == [(4,)]
+
+
+def test_a_batch_over_the_reject_threshold_publishes_nothing_and_keeps_the_watermark(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    config["lms"]["max_reject_rate"] = 0.1
+    bad = [statement(n, minutes=n, result={"score": {"scaled": 2}}) for n in range(1, 4)]
+    server = lms_server_factory(statements=[*bad, *[statement(n, minutes=n) for n in range(10, 16)]])
+    connect(server, monkeypatch)
+    with pytest.raises(BadInputError, match=r"3 of 9 statements rejected.*Next step"):
+        extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(0,)]
+    assert rows(warehouse_dsn, "select count(*) from audit.extract_watermark") == [(0,)]
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(3,)]
+    assert rows(warehouse_dsn, "select status from audit.lms_extract_batch") == [("failed",)]
+    assert rows(warehouse_dsn, "select success from audit.validation_result") == [(False,)]
+
+
+def test_a_void_arriving_after_its_target_was_loaded_marks_it_voided(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    server = lms_server_factory(statements=[statement(1), statement(2, minutes=1)])
+    connect(server, monkeypatch)
+    extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    void = statement(99, verb="voided", minutes=30)
+    void["object"] = {"objectType": "StatementRef", "id": str(uuid.UUID(int=1))}
+    server.add_statements([void])
+    summary = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert summary["voids_applied"] == 1
+    assert rows(warehouse_dsn, "select statement_id, is_voided from core.lms_activity order by 1") == [
+        (str(uuid.UUID(int=1)), True), (str(uuid.UUID(int=2)), False),
+    ]  # fmt: skip
+    assert rows(warehouse_dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied") == [
+        (str(uuid.UUID(int=1)), str(uuid.UUID(int=99)))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("status", {"status": 500}),
+        ("status", {"status": 429, "retry_after": 0}),
+        ("reset", {"after_bytes": 40}),
+        ("malformed_json", {}),
+        ("repeat_page", {}),
+    ],
+)
+def test_server_faults_still_load_every_statement_exactly_once(lms_server_factory, monkeypatch, warehouse_dsn, config, kind, params):
+    statements = [statement(n, minutes=n) for n in range(1, 11)]
+    server = lms_server_factory(statements=statements)
+    connect(server, monkeypatch)
+    server.inject_fault(kind, count=1, **params)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert summary["new"] == 10
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [(10, 10)]
+    before = data_tables(warehouse_dsn)
+    extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert data_tables(warehouse_dsn) == before
+
+
+def test_a_more_loop_fails_clearly_and_publishes_nothing(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 11)])
+    connect(server, monkeypatch)
+    server.inject_fault("more_loop", count=50)
+    with pytest.raises(SourceUnavailableError, match="Next step"):
+        extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(0,)]
+    assert rows(warehouse_dsn, "select count(*) from audit.extract_watermark") == [(0,)]
