@@ -214,8 +214,55 @@ def summarize_hris(conn: psycopg.Connection) -> list[str]:
     return lines
 
 
+def summarize_lms(conn: psycopg.Connection) -> list[str]:
+    lines = ["LMS over its API (lms_api_ingest):"]
+    for status, batches, received, new, rejected, voids in conn.execute(
+        """
+        select status, count(*), sum(statements_received), sum(statements_new), sum(statements_rejected),
+               sum(voids_applied)
+        from audit.lms_extract_batch group by status order by status
+        """
+    ).fetchall():
+        lines.append(
+            f"  xAPI batches {status}: {batches}, {received:,} statements received, {new:,} new, "
+            f"{rejected:,} rejected, {voids:,} voids applied"
+        )
+    totals = conn.execute(
+        """
+        select count(*), count(*) filter (where is_voided), count(distinct learner_identifier),
+               min(occurred_at)::date, max(occurred_at)::date
+        from core.lms_activity
+        """
+    ).fetchone()
+    lines.append(
+        f"  core.lms_activity: {totals[0]:,} statements ({totals[1]:,} voided) from {totals[2]:,} learners, "
+        f"{totals[3]} .. {totals[4]}"
+    )
+    events = conn.execute("select event_type, count(*) from core.lms_activity group by 1 order by 2 desc").fetchall()
+    lines.append("  by event type: " + ", ".join(f"{t} {n:,}" for t, n in events))
+    for reason, count in conn.execute(
+        "select reason, count(*) from raw.lms_statement_rejected group by 1 order by 2 desc limit 5"
+    ).fetchall():
+        lines.append(f"  REJECTED {count:,} statement(s): {reason}")
+    users = conn.execute(
+        "select count(distinct lms_user_id), count(*), count(*) filter (where valid_to is null and is_active) "
+        "from raw.lms_user"
+    ).fetchone()
+    lines.append(f"  raw.lms_user: {users[0]:,} users, {users[1]:,} versions, {users[2]:,} active now")
+    unknown = conn.execute("select count(*) from audit.unknown_course").fetchone()[0]
+    catalog = conn.execute("select count(*) from core.course_catalog").fetchone()[0]
+    lines.append(f"  course catalog: {catalog} courses; {unknown} course id(s) seen in activity but not in it")
+    passed, failed = conn.execute(
+        "select count(*) filter (where success), count(*) filter (where not success) from audit.validation_result "
+        "where suite_name in ('lms_statement_batch', 'lms_user_batch', 'course_catalog')"
+    ).fetchone()
+    lines.append(f"  validation runs: {passed} passed, {failed} failed")
+    return lines
+
+
 STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
     "hris_sftp_ingest": summarize_hris,
+    "lms_api_ingest": summarize_lms,
 }
 
 

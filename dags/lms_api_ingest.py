@@ -1,0 +1,89 @@
+"""
+### lms_api_ingest
+
+**Purpose:** land learning activity and the LMS user directory exactly once, incrementally.
+
+**Sources:** the xAPI Learning Record Store behind connection `lms_api` (Statements resource, Basic auth
+or OAuth2 client credentials) and the SCIM 2.0 directory behind `lms_directory` (bearer token); the
+business-edited course catalog `include/course_catalog.csv`.
+
+**Flow:** migrate → validate and load the course catalog → pull SCIM users (incremental on
+`meta.lastModified` when the server can filter) into `raw.lms_user` with history, and page xAPI statements
+stored since the watermark minus the overlap into a staging table → Great Expectations gate on the batch
+→ one transaction publishes `raw.lms_statement`, the rejects, `core.lms_activity`, voids, the audit row and
+the watermark → report courses missing from the catalog → update the LMS asset.
+
+**Schedule:** hourly at :10 (cron trigger timetable). **Owner:** people-analytics data engineering.
+**Runbook:** README.md#runbook-lms_api_ingest — every task is safe to clear and rerun: statements are
+keyed by id, user versions by (id, lastModified), and the watermark only moves with the data it covers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.assets import LMS_ACTIVITY
+
+
+@dag(
+    dag_id="lms_api_ingest",
+    schedule=CronTriggerTimetable("10 * * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["turnover-signals", "lms", "ingest"],
+    doc_md=__doc__,
+)
+def lms_api_ingest():
+    @task
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    @task
+    def load_course_catalog() -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.lms.catalog import load_course_catalog as load
+
+        with bad_input_fails_without_retry():
+            return load(load_config(), current_run_identity())
+
+    @task
+    def extract_lms_users() -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.lms.users import extract_users
+
+        with bad_input_fails_without_retry():
+            return extract_users(load_config(), current_run_identity())
+
+    @task(outlets=[LMS_ACTIVITY])
+    def extract_lms_statements() -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.lms.statements import extract_statements
+
+        with bad_input_fails_without_retry():
+            return extract_statements(load_config(), current_run_identity())
+
+    @task
+    def report_unknown_courses() -> list:
+        from turnover_signals.config import load_config
+        from turnover_signals.lms.catalog import report_unknown_courses as report
+
+        return report(load_config())
+
+    catalog = load_course_catalog()
+    migrate_warehouse() >> catalog
+    catalog >> [extract_lms_users(), extract_lms_statements() >> report_unknown_courses()]
+
+
+lms_api_ingest()

@@ -1,0 +1,134 @@
+"""The business-editable course catalog (`include/course_catalog.csv`) into `core.course_catalog`.
+
+The CSV is staged, gated by Great Expectations and only then swapped in, in one transaction;
+an unchanged file (same sha256) is a no-op. Courses seen in learning activity but missing from
+the catalog are reported (log, task result and `audit.unknown_course`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import great_expectations.expectations as gxe
+from psycopg import sql
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.paths import INCLUDE_DIR
+from turnover_signals.quality.gate import RunIdentity, SuiteDefinition, record_validation, run_suite
+from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
+
+log = logging.getLogger(__name__)
+
+CATALOG_COLUMNS = ("course_id", "title", "difficulty", "is_mandatory", "due_within_days", "skill_tags")
+
+
+def catalog_path(config: Mapping[str, Any]) -> Path:
+    path = Path(config["lms"]["course_catalog_file"])
+    return path if path.is_absolute() else INCLUDE_DIR / path
+
+
+def catalog_suite() -> SuiteDefinition:
+    def described(expectation, text):
+        expectation.description = text
+        return expectation
+
+    return SuiteDefinition(
+        name="course_catalog",
+        version="1",
+        expectations=[
+            described(gxe.ExpectTableColumnsToMatchSet(column_set=list(CATALOG_COLUMNS), exact_match=False),
+                      "the catalog has every column"),
+            described(gxe.ExpectColumnValuesToNotBeNull(column="course_id"), "every course has an id"),
+            described(gxe.ExpectColumnValuesToBeUnique(column="course_id"), "course ids are unique"),
+            described(gxe.ExpectColumnValuesToNotBeNull(column="title"), "every course has a title"),
+            described(gxe.ExpectColumnValuesToBeInSet(column="difficulty", value_set=["1", "2", "3", "4", "5"]),
+                      "difficulty is 1 to 5"),
+            described(gxe.ExpectColumnValuesToBeInSet(column="is_mandatory", value_set=["true", "false"]),
+                      "is_mandatory is true or false"),
+            described(gxe.ExpectColumnValuesToMatchRegex(column="due_within_days", regex=r"^[0-9]{1,4}$"),
+                      "due_within_days is a whole number of days"),
+            described(gxe.ExpectColumnValuesToNotBeNull(column="skill_tags"), "every course has skill tags"),
+        ],
+    )  # fmt: skip
+
+
+def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None) -> dict:
+    """Validate the catalog file and replace `core.course_catalog` with it when it changed."""
+    run = run or RunIdentity()
+    path = catalog_path(config)
+    data = path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        current = conn.execute("select distinct catalog_sha256 from core.course_catalog").fetchall()
+        if current == [(sha256,)]:
+            return {"catalog_sha256": sha256, "courses": None, "changed": False}
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
+        staging = sql.Identifier("staging", f"course_catalog_{sha256[:16]}")
+        with conn.transaction():
+            conn.execute(sql.SQL("drop table if exists {}").format(staging))
+            conn.execute(sql.SQL("create unlogged table {} ({})").format(
+                staging, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.strip())) for c in header)))
+            with conn.cursor() as cur, cur.copy(sql.SQL("copy {} from stdin with (format csv, header true)").format(staging)) as copy:
+                copy.write(data.removeprefix(b"\xef\xbb\xbf"))
+        try:
+            outcome = run_suite(
+                sqlalchemy_url(config["connections"]["warehouse"], dsn), catalog_suite(), data_asset="course_catalog",
+                batch_identifier=f"{path.name}@{sha256}",
+                query=sql.SQL("select * from {}").format(staging).as_string(conn), pii_columns=(),
+            )  # fmt: skip
+            with conn.transaction():
+                record_validation(conn, outcome, run)
+                if outcome.success:
+                    conn.execute("delete from core.course_catalog")
+                    courses = conn.execute(
+                        sql.SQL(
+                            "insert into core.course_catalog select btrim(course_id), btrim(title), difficulty::integer,"
+                            " is_mandatory::boolean, nullif(due_within_days, '')::integer,"
+                            " array(select btrim(tag) from unnest(string_to_array(skill_tags, ';')) as tag"
+                            "       where btrim(tag) <> ''), %s from {}"
+                        ).format(staging),
+                        (sha256,),
+                    ).rowcount
+        finally:
+            with conn.transaction():
+                conn.execute(sql.SQL("drop table if exists {}").format(staging))
+    if not outcome.success:
+        raise BadInputError(
+            f"course catalog {path.name}",
+            f"validation failed: {outcome.failure_summary()}",
+            "fix the CSV (see the README's catalog section); the previous catalog stays in use",
+            "course-catalog",
+        )
+    log.info("course catalog %s loaded: %d course(s)", path.name, courses)
+    return {"catalog_sha256": sha256, "courses": courses, "changed": True}
+
+
+def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:
+    """Courses in `core.lms_activity` that the catalog lacks, most used first; kept in `audit.unknown_course`."""
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.transaction():
+        conn.execute("delete from audit.unknown_course where course_id in (select course_id from core.course_catalog)")
+        rows = conn.execute(
+            """
+            insert into audit.unknown_course (course_id, statements, first_seen_at)
+            select activity.course_id, count(*), now()
+            from core.lms_activity as activity
+            where activity.course_id is not null
+              and not exists (select 1 from core.course_catalog as catalog where catalog.course_id = activity.course_id)
+            group by activity.course_id
+            on conflict (course_id) do update set statements = excluded.statements
+            returning course_id, statements
+            """
+        ).fetchall()
+    unknown = [{"course_id": c, "statements": n} for c, n in sorted(rows, key=lambda r: (-r[1], r[0]))]
+    if unknown:
+        log.warning(
+            "%d course id(s) in learning activity are missing from the catalog (top: %s); add them to %s",
+            len(unknown), ", ".join(u["course_id"] for u in unknown[:5]), config["lms"]["course_catalog_file"],
+        )  # fmt: skip
+    return unknown

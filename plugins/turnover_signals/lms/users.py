@@ -1,0 +1,223 @@
+"""The LMS user directory (SCIM 2.0) into `raw.lms_user`, one row per version of each user.
+
+A version is identified by (SCIM id, meta.lastModified): pulling the same directory twice adds
+nothing, and the identity layer can ask what the directory said on any date through
+`last_modified_at` <= d < `valid_to`. Incremental with `meta.lastModified gt` when the server
+supports filtering, a full pull otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import great_expectations.expectations as gxe
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.lms.statements import batch_id_for
+from turnover_signals.quality.gate import RunIdentity, SuiteDefinition, record_validation, run_suite
+from turnover_signals.sources.http_base import RetryPolicy
+from turnover_signals.sources.scim import ScimClient
+from turnover_signals.sources.xapi import XapiTimestampError, parse_xapi_timestamp
+from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
+
+log = logging.getLogger(__name__)
+
+USER_COLUMNS = (
+    "lms_user_id", "last_modified_at", "user_name", "external_id", "work_email", "primary_email", "emails",
+    "is_active", "created_at", "resource",
+)  # fmt: skip
+EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return parse_xapi_timestamp(value)
+    except (XapiTimestampError, ValueError):
+        return None
+
+
+def user_row(resource: Mapping[str, Any], extracted_at: datetime) -> tuple:
+    """The row of one SCIM User; a missing lastModified falls back to created, then to now."""
+    meta = resource.get("meta") or {}
+    emails = [e for e in resource.get("emails") or [] if isinstance(e, Mapping) and e.get("value")]
+    work = next((e["value"] for e in emails if str(e.get("type", "")).lower() == "work"), None)
+    primary = next((e["value"] for e in emails if e.get("primary") is True), None)
+    created = _timestamp(meta.get("created"))
+    last_modified = _timestamp(meta.get("lastModified")) or created or extracted_at
+    active = resource.get("active")
+    return (
+        str(resource.get("id") or ""), last_modified, resource.get("userName"), resource.get("externalId"),
+        work or primary, primary, Jsonb(emails), active if isinstance(active, bool) else None, created,
+        Jsonb(dict(resource)),
+    )  # fmt: skip
+
+
+def users_suite() -> SuiteDefinition:
+    def described(expectation, text):
+        expectation.description = text
+        return expectation
+
+    return SuiteDefinition(
+        name="lms_user_batch",
+        version="1",
+        expectations=[
+            described(gxe.ExpectColumnValuesToNotBeNull(column="lms_user_id"), "every user has a SCIM id"),
+            described(gxe.ExpectColumnValuesToBeUnique(column="lms_user_id"), "SCIM ids are unique in a pull"),
+            described(gxe.ExpectColumnValuesToNotBeNull(column="is_active"), "active is a boolean"),
+            described(gxe.ExpectColumnValuesToMatchRegex(column="work_email", regex=EMAIL_SHAPE, mostly=0.99),
+                      "work emails look like email addresses"),
+        ],
+    )  # fmt: skip
+
+
+def scim_client(config: Mapping[str, Any]) -> ScimClient:
+    lms = config["lms"]
+    return ScimClient(
+        config["connections"]["lms_directory"],
+        timeout=float(lms["request_timeout_seconds"]),
+        retry=RetryPolicy(
+            attempts=int(lms["max_retries"]),
+            initial_backoff_seconds=float(lms.get("initial_backoff_seconds", 1.0)),
+            max_backoff_seconds=float(lms.get("max_backoff_seconds", 30.0)),
+            max_retry_after_seconds=float(lms.get("max_retry_after_seconds", 120.0)),
+        ),
+    )
+
+
+def extract_users(
+    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None,
+    client: ScimClient | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Pull the directory (incrementally when possible) and add every new user version."""
+    run = run or RunIdentity()
+    client = client or scim_client(config)
+    batch_id = batch_id_for(run)
+    staging = sql.Identifier("staging", f"scim_batch_{batch_id}")
+    started_at = datetime.now(UTC)
+    with client, warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        source = f"scim:{client.base_url}"
+        row = conn.execute("select watermark from audit.extract_watermark where source = %s", (source,)).fetchone()
+        watermark = row[0] if row else None
+        overlap = timedelta(minutes=float(config["lms"]["scim_overlap_minutes"]))
+        listing = client.iter_users(
+            last_modified_after=(watermark - overlap) if watermark else None,
+            page_size=int(config["lms"]["scim_page_size"]),
+        )
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("drop table if exists {}").format(staging))
+                conn.execute(
+                    sql.SQL(
+                        "create unlogged table {} (lms_user_id text, last_modified_at timestamptz, user_name text,"
+                        " external_id text, work_email text, primary_email text, emails jsonb, is_active boolean,"
+                        " created_at timestamptz, resource jsonb)"
+                    ).format(staging)
+                )
+            received = 0
+            copy = sql.SQL("copy {} ({}) from stdin").format(staging, sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS)))
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as stream:
+                for resource in listing:
+                    if isinstance(resource, Mapping):
+                        stream.write_row(user_row(resource, started_at))
+                        received += 1
+            mode = listing.mode
+            outcome = None
+            if received:
+                outcome = run_suite(
+                    sqlalchemy_url(config["connections"]["warehouse"], dsn), users_suite(),
+                    data_asset="lms_user_batch", batch_identifier=f"{source} {mode} pull batch {batch_id}",
+                    query=sql.SQL("select * from {}").format(staging).as_string(conn),
+                    pii_columns=config["quality"]["pii_columns"],
+                )  # fmt: skip
+            passed = outcome is None or outcome.success
+            with conn.transaction():
+                new_versions, watermark_after = 0, watermark
+                if passed and received:
+                    new_versions, watermark_after = _publish(conn, staging, batch_id, source, watermark)
+                if outcome is not None:
+                    record_validation(conn, outcome, run)
+                _record_batch(conn, batch_id, source, mode, watermark, watermark_after, received, new_versions,
+                              passed, outcome, run, started_at)  # fmt: skip
+        finally:
+            with conn.transaction():
+                conn.execute(sql.SQL("drop table if exists {}").format(staging))
+    summary = {"batch_id": batch_id, "mode": mode, "users_received": received, "versions_new": new_versions,
+               "status": "published" if passed else "failed"}  # fmt: skip
+    log.info("SCIM pull summary: %s", summary)
+    if not passed:
+        raise BadInputError(
+            f"SCIM pull {batch_id} from {client.base_url}",
+            f"the user batch failed validation: {outcome.failure_summary()}",
+            "nothing was published and the watermark did not move; fix the directory data at the source, "
+            "then clear the task",
+            "lms-users-rejected",
+        )
+    return summary
+
+
+def _publish(
+    conn: psycopg.Connection, staging: sql.Identifier, batch_id: str, source: str, watermark: datetime | None
+) -> tuple[int, datetime | None]:
+    columns = sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS))
+    new_versions = conn.execute(
+        sql.SQL(
+            "insert into raw.lms_user ({cols}, batch_id, extracted_at) select {cols}, %s, now() from {staging}"
+            " on conflict (lms_user_id, last_modified_at) do nothing"
+        ).format(cols=columns, staging=staging),
+        (batch_id,),
+    ).rowcount
+    # Close the previous version of every user that got a new one.
+    conn.execute(
+        sql.SQL(
+            """
+            update raw.lms_user as version set valid_to = ordered.next_modified_at
+            from (
+                select lms_user_id, last_modified_at,
+                       lead(last_modified_at) over (partition by lms_user_id order by last_modified_at)
+                       as next_modified_at
+                from raw.lms_user where lms_user_id in (select lms_user_id from {staging})
+            ) as ordered
+            where version.lms_user_id = ordered.lms_user_id and version.last_modified_at = ordered.last_modified_at
+              and version.valid_to is distinct from ordered.next_modified_at
+            """
+        ).format(staging=staging)
+    )
+    latest = conn.execute(sql.SQL("select max(last_modified_at) from {}").format(staging)).fetchone()[0]
+    if latest is not None and (watermark is None or latest > watermark):
+        conn.execute(
+            """
+            insert into audit.extract_watermark (source, watermark, batch_id, updated_at)
+            values (%s, %s, %s, now())
+            on conflict (source) do update set watermark = greatest(audit.extract_watermark.watermark,
+                excluded.watermark), batch_id = excluded.batch_id, updated_at = excluded.updated_at
+            """,
+            (source, latest, batch_id),
+        )
+        watermark = latest
+    return new_versions, watermark
+
+
+def _record_batch(conn, batch_id, source, mode, before, after, received, new_versions, passed, outcome, run,
+                  started_at) -> None:  # fmt: skip
+    conn.execute(
+        """
+        insert into audit.scim_extract_batch (batch_id, source, mode, watermark_before, watermark_after,
+            users_received, versions_new, status, reason, validation_id, dag_id, run_id, task_id, try_number,
+            started_at, finished_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+        on conflict (batch_id) do update set mode = excluded.mode, watermark_before = excluded.watermark_before,
+            watermark_after = excluded.watermark_after, users_received = excluded.users_received,
+            versions_new = excluded.versions_new, status = excluded.status, reason = excluded.reason,
+            validation_id = excluded.validation_id, try_number = excluded.try_number,
+            started_at = excluded.started_at, finished_at = excluded.finished_at
+        """,
+        (batch_id, source, mode, before, after, received, new_versions, "published" if passed else "failed",
+         None if passed else outcome.failure_summary(), outcome.validation_id if outcome else None,
+         run.dag_id, run.run_id, run.task_id, run.try_number, started_at),
+    )  # fmt: skip

@@ -1,0 +1,93 @@
+"""SCIM users with history, and the course catalog gate: real sample server, PostgreSQL and GX."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError
+from turnover_signals.lms.catalog import load_course_catalog, report_unknown_courses
+from turnover_signals.lms.users import extract_users
+from turnover_signals.quality.gate import RunIdentity
+
+pytestmark = pytest.mark.integration
+
+
+def user(n: int, *, email=None, active=True, modified="2026-01-05T10:00:00Z", external_id=None):
+    resource = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": f"u-{n:04d}",
+        "userName": email or f"person{n}@northwind.example",
+        "name": {"givenName": f"First{n}", "familyName": f"Last{n}"},
+        "emails": [{"value": email or f"person{n}@northwind.example", "type": "work", "primary": True}],
+        "active": active,
+        "meta": {"resourceType": "User", "created": "2025-01-01T00:00:00Z", "lastModified": modified},
+    }
+    if external_id:
+        resource["externalId"] = external_id
+    return resource
+
+
+def rows(dsn, query, params=None):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def config():
+    return load_config(
+        {"lms": {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "scim_page_size": 2}},
+        use_variable=False,
+    )
+
+
+def test_users_keep_history_and_pulls_are_idempotent(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    server = lms_server_factory(users=[user(n, external_id=f"guid-{n}") for n in range(1, 6)])
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+    first = extract_users(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (first["users_received"], first["versions_new"]) == (5, 5)
+    # the leaver is deactivated and someone's email changes
+    server.add_or_update_users([user(2, active=False), user(3, email="p3.new@northwind.example")])
+    second = extract_users(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert second["mode"] == "incremental" and second["versions_new"] == 2
+    history = rows(warehouse_dsn, """
+        select lms_user_id, work_email, is_active, valid_to is null, external_id
+        from raw.lms_user where lms_user_id = 'u-0003' order by last_modified_at""")
+    assert history == [
+        ("u-0003", "person3@northwind.example", True, False, "guid-3"),
+        ("u-0003", "p3.new@northwind.example", True, True, None),
+    ]
+    before = rows(warehouse_dsn, "select lms_user_id, last_modified_at, valid_to, resource from raw.lms_user order by 1, 2")
+    extract_users(config, RunIdentity("d", "r2", "t"), warehouse_dsn)  # cleared and rerun
+    assert rows(warehouse_dsn, "select lms_user_id, last_modified_at, valid_to, resource from raw.lms_user order by 1, 2") == before
+
+
+def test_the_catalog_loads_once_and_unknown_courses_are_reported(warehouse_dsn, config):
+    first = load_course_catalog(config, dsn=warehouse_dsn)
+    assert first["changed"] and first["courses"] >= 30
+    assert load_course_catalog(config, dsn=warehouse_dsn)["changed"] is False
+    mandatory = rows(warehouse_dsn, "select count(*) from core.course_catalog where is_mandatory and due_within_days > 0")
+    assert mandatory[0][0] > 0
+    with psycopg.connect(warehouse_dsn) as conn:
+        conn.execute(
+            """insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type,
+               verb_id, course_id, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
+               values ('s1', 'account:x|u', 'account', 'completed', 'v', 'NOT-IN-CATALOG', now(), false, now(), false)"""
+        )
+    assert report_unknown_courses(config, warehouse_dsn) == [{"course_id": "NOT-IN-CATALOG", "statements": 1}]
+
+
+def test_a_broken_catalog_is_refused_and_the_previous_one_stays(warehouse_dsn, config, tmp_path):
+    load_course_catalog(config, dsn=warehouse_dsn)
+    before = rows(warehouse_dsn, "select * from core.course_catalog order by 1")
+    broken = tmp_path / "catalog.csv"
+    broken.write_text(
+        "course_id,title,difficulty,is_mandatory,due_within_days,skill_tags\n"
+        "C-1,Intro,9,maybe,,x\nC-1,Dup,2,false,,y\n"
+    )
+    config["lms"]["course_catalog_file"] = str(broken)
+    with pytest.raises(BadInputError, match="course ids are unique.*Next step"):
+        load_course_catalog(config, dsn=warehouse_dsn)
+    assert rows(warehouse_dsn, "select * from core.course_catalog order by 1") == before
