@@ -122,59 +122,61 @@ islands as (
     from compared
 ),
 
+interval_rows as (
+    select
+        *,
+        row_number() over (
+            partition by employee_id, island order by snapshot_ordinal
+        ) as position_in_interval,
+        max(snapshot_ordinal) over (partition by employee_id, island) as last_ordinal
+    from islands
+),
+
 intervals as (
     select
-        employee_id,
-        island,
-        min(snapshot_ordinal) as first_ordinal,
-        max(snapshot_ordinal) as last_ordinal
-    from islands
-    group by employee_id, island
+        *,
+        lead(snapshot_ordinal) over (
+            partition by employee_id order by snapshot_ordinal
+        ) as next_interval_first_ordinal
+    from interval_rows
+    where position_in_interval = 1
 ),
 
 final as (
     select
-        first_row.employee_id,
-        first_row.snapshot_date as valid_from,
+        intervals.employee_id,
+        intervals.snapshot_date as valid_from,
         next_snapshot.snapshot_date as valid_to,
-        first_row.known_at,
-        first_row.source_sha256,
-        first_row.sso_guid,
-        first_row.work_email,
-        first_row.first_name,
-        first_row.last_name,
-        first_row.hire_date,
-        first_row.termination_date,
-        first_row.termination_type,
-        first_row.termination_category,
-        first_row.termination_reason,
-        first_row.employment_status,
-        first_row.job_role,
-        first_row.job_level,
-        first_row.department,
-        first_row.location,
-        first_row.manager_id,
-        first_row.base_salary,
-        first_row.currency,
-        first_row.fte,
-        first_row.performance_rating,
+        intervals.known_at,
+        intervals.source_sha256,
+        intervals.sso_guid,
+        intervals.work_email,
+        intervals.first_name,
+        intervals.last_name,
+        intervals.hire_date,
+        intervals.termination_date,
+        intervals.termination_type,
+        intervals.termination_category,
+        intervals.termination_reason,
+        intervals.employment_status,
+        intervals.job_role,
+        intervals.job_level,
+        intervals.department,
+        intervals.location,
+        intervals.manager_id,
+        intervals.base_salary,
+        intervals.currency,
+        intervals.fte,
+        intervals.performance_rating,
         next_snapshot.snapshot_date is null as is_current,
         case
             when next_snapshot.snapshot_date is null then null
-            when next_interval.employee_id is not null then 'attribute_change'
+            when intervals.next_interval_first_ordinal = intervals.last_ordinal + 1 then 'attribute_change'
             else 'absent_from_snapshot'
         end as closed_by
     from intervals
-    inner join islands as first_row
-        on
-            intervals.employee_id = first_row.employee_id
-            and intervals.first_ordinal = first_row.snapshot_ordinal
     left join snapshot_sequence as next_snapshot
         on intervals.last_ordinal + 1 = next_snapshot.snapshot_ordinal
-    left join intervals as next_interval
-        on
-            intervals.employee_id = next_interval.employee_id
-            and intervals.last_ordinal + 1 = next_interval.first_ordinal
 )
 
 select * from final
