@@ -8,6 +8,7 @@ PII columns are replaced by a short keyed-free hash before they are stored or sh
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
@@ -151,22 +153,34 @@ def run_suite(
     # The generic SQL data source (not add_postgres) accepts every URL SQLAlchemy does, such as
     # a Unix-socket host in the query string; GX reads "$NAME" as a config variable, hence the escape.
     source = context.data_sources.add_sql(
-        name="warehouse", connection_string=sqlalchemy_url.replace("$", r"\$")
+        name="warehouse",
+        connection_string=sqlalchemy_url.replace("$", r"\$"),
+        # No pool: a validation is a handful of queries, and pooled connections would outlive it.
+        kwargs={"poolclass": NullPool},
     )
-    asset = source.add_query_asset(name=data_asset, query=query)
-    batch_definition = asset.add_batch_definition_whole_table("whole_batch")
-    gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
-    for expectation in suite.expectations:
-        gx_suite.add_expectation(expectation)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{suite.name}:{batch_identifier}", data=batch_definition, suite=gx_suite)
-    )
-    validated_at = datetime.now(UTC)
-    # A passing batch needs only the verdicts; the unexpected-value samples and counts that an
-    # auditor needs are computed by a second, fuller run only when something failed.
-    result = definition.run(expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY")
-    if not result.success:
-        result = definition.run(expectation_parameters=dict(parameters or {}), result_format="SUMMARY")
+    try:
+        asset = source.add_query_asset(name=data_asset, query=query)
+        batch_definition = asset.add_batch_definition_whole_table("whole_batch")
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
+        for expectation in suite.expectations:
+            # GX binds an expectation to one suite; a copy keeps SuiteDefinition reusable.
+            bound = copy.copy(expectation)
+            bound.id = None
+            gx_suite.add_expectation(bound)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{suite.name}:{batch_identifier}", data=batch_definition, suite=gx_suite)
+        )
+        validated_at = datetime.now(UTC)
+        # A passing batch needs only the verdicts; the unexpected-value samples and counts that an
+        # auditor needs are computed by a second, fuller run only when something failed.
+        result = definition.run(expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY")
+        if not result.success:
+            result = definition.run(expectation_parameters=dict(parameters or {}), result_format="SUMMARY")
+    finally:
+        # Without this, a process that validates many batches (dag.test, a long-lived worker)
+        # runs the warehouse out of connections.
+        source.get_execution_engine().close()
+        source.get_engine().dispose()
     summaries = [summarize_expectation_result(r, pii_columns) for r in result.results]
     stats = dict(result.statistics)
     outcome = ValidationOutcome(
