@@ -205,7 +205,11 @@ def proc_status_kib(field: str) -> int:
 
 
 def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM (Linux: write 5 to clear_refs), so the next phase's peak is its own."""
+    """Reset this process's VmHWM (Linux: write 5 to clear_refs), so the next phase's peak is its own.
+
+    This also resets what the parent later reads as the child's ru_maxrss, so only the
+    uninstrumented `bundle` child (which never calls this) gives the whole-run peak.
+    """
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
             handle.write("5")
@@ -297,11 +301,11 @@ def timed_run(command: list[str], stdin: str | None = None) -> float:
 # -- baselines --------------------------------------------------------------------------------
 
 
-def psql_baselines(dsn_database: str, csv_path: Path, sha256: str) -> dict[str, float]:
+def psql_baselines(database: str, csv_path: Path, sha256: str) -> dict[str, float]:
     """`\\copy` into a plain 19-text-column table, and into a table shaped like the staging table."""
     columns = ", ".join(f"{c} text" for c in HEADER)
     column_list = ", ".join(HEADER)
-    psql = ["psql", *PSQL_ARGS, "-d", dsn_database, "-v", "ON_ERROR_STOP=1", "-qc"]
+    psql = ["psql", *PSQL_ARGS, "-d", database, "-v", "ON_ERROR_STOP=1", "-qc"]
     results: dict[str, float] = {}
 
     subprocess.run([*psql, f"create table bench_plain ({columns})"], check=True, capture_output=True)

@@ -690,7 +690,168 @@ def child_probes(args: argparse.Namespace) -> None:
     _write_result(args.result_file, out)
 
 
-CHILDREN = {"bare": child_bare, "raw_http": child_raw_http, "end_to_end": child_end_to_end, "probes": child_probes}
+# The checks build with first copies found by a hash anti-join (no sort of whole rows) and the heavy
+# columns left in staging (referenced by received_order): the --what-if variant of the SQL file.
+FIRST_COPIES_ANTI_JOIN = """with first_copies as (
+    select s.* from staging_batch as s
+    where not exists (
+        select from staging_batch as e
+        where e.statement_id = s.statement_id and e.received_order < s.received_order
+    )
+),
+
+"""
+
+
+def narrow_checks_sql(checks_sql: str) -> str | None:
+    """The package's checks SQL rewritten as above; None if the file no longer has the expected shape."""
+    start, end = checks_sql.find("with received as ("), checks_sql.find("checked as (")
+    heavy = "        payload_sha256,\n        raw_text,\n        statement,\n"
+    if start < 0 or end < 0 or heavy not in checks_sql:
+        return None
+    return checks_sql[:start] + FIRST_COPIES_ANTI_JOIN + checks_sql[end:].replace(heavy, "        received_order,\n", 1)
+
+
+def child_sql_probes(args: argparse.Namespace) -> None:
+    """SQL-side costs on the loaded warehouse: the checks build as is vs a narrow variant, the GX
+    suite through a query asset (as the package runs it) vs a table asset, and the plans of the
+    core.lms_activity build and apply_voids."""
+    import great_expectations as gx
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from turnover_signals.config import load_config
+    from turnover_signals.lms.statements import VOIDED_VERB, lms_batch_suite
+    from turnover_signals.quality.gate import run_suite
+    from turnover_signals.sqlfiles import read_sql
+    from turnover_signals.warehouse import sqlalchemy_url
+
+    config = load_config(use_variable=False)
+    out: dict[str, Any] = {}
+    future_limit = datetime.now(UTC) + timedelta(minutes=10)
+    with RssSampler() as sampler, psycopg.connect(args.dsn, autocommit=True) as conn:
+        batch_id = conn.execute("select batch_id from raw.lms_statement limit 1").fetchone()[0]
+        conn.execute(
+            "create unlogged table staging.bench_batch as select"
+            " row_number() over (order by stored_at, statement_id) as received_order, statement_id, occurred_at,"
+            " null::text as timestamp_problem, false as is_timestamp_assumed_utc, stored_at, statement,"
+            " encode(sha256(convert_to(statement::text, 'UTF8')), 'hex') as payload_sha256,"
+            " statement::text as raw_text from raw.lms_statement"
+        )
+        conn.execute("vacuum analyze staging.bench_batch")
+        conn.execute("create temp view staging_batch as select * from staging.bench_batch")
+
+        def timed_create(name: str, select: str) -> dict[str, Any]:
+            conn.execute(f"drop table if exists staging.{name}")
+            started = time.perf_counter()
+            rows = conn.execute(
+                f"create unlogged table staging.{name} as {select}", {"future_limit": future_limit}
+            ).rowcount
+            seconds = time.perf_counter() - started
+            size = conn.execute("select pg_total_relation_size(%s::regclass)", (f"staging.{name}",)).fetchone()[0]
+            plan = conn.execute(
+                f"explain (analyze, timing off, buffers, format json) {select}", {"future_limit": future_limit}
+            ).fetchone()[0][0]
+            sorts = []
+
+            def walk(node: dict[str, Any]) -> None:
+                if "Sort Method" in node:
+                    sorts.append(f"{node['Sort Method']} {node.get('Sort Space Used')} kB {node.get('Sort Space Type')}")
+                for child in node.get("Plans", []):
+                    walk(child)
+
+            walk(plan["Plan"])
+            return {"s": seconds, "rows": rows, "mb": size / 1e6, "sorts": sorts,
+                    "temp_written_mb": plan["Plan"].get("Temp Written Blocks", 0) * 8192 / 1e6}  # fmt: skip
+
+        checks_sql = read_sql("staging", "lms_statement_checks")
+        out["checks_as_is"] = timed_create("bench_checks", checks_sql)
+        narrow = narrow_checks_sql(checks_sql)
+        if narrow:
+            out["checks_narrow"] = timed_create("bench_checks_narrow", narrow)
+
+        url = sqlalchemy_url(dsn=args.dsn)
+        suite = lms_batch_suite(float(config["lms"]["max_reject_rate"]))
+        queries: list[str] = []
+        original_execute = psycopg.Cursor.execute
+
+        def counting_execute(self: Any, query: Any, *a: Any, **kw: Any) -> Any:
+            queries.append(str(query)[:80])
+            return original_execute(self, query, *a, **kw)
+
+        psycopg.Cursor.execute = counting_execute  # type: ignore[method-assign]
+
+        def table_asset_run(table: str) -> bool:
+            context = gx.get_context(mode="ephemeral")
+            source = context.data_sources.add_sql(name="warehouse", connection_string=url.replace("$", r"\$"))
+            asset = source.add_table_asset(name=table, table_name=table, schema_name="staging")
+            batch = asset.add_batch_definition_whole_table("whole_batch")
+            gx_suite = context.suites.add(gx.ExpectationSuite(name="lms_statement_batch"))
+            for expectation in lms_batch_suite(float(config["lms"]["max_reject_rate"])).expectations:
+                gx_suite.add_expectation(expectation)
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(name="probe", data=batch, suite=gx_suite)
+            )
+            return bool(definition.run(result_format="BOOLEAN_ONLY").success)
+
+        def measured(label: str, function: Any) -> dict[str, Any]:
+            queries.clear()
+            sampler.phase = label
+            before = mib(proc_status_kib("VmRSS"))
+            started = time.perf_counter()
+            success = function()
+            seconds = time.perf_counter() - started
+            sampler.phase = "between"
+            return {"s": seconds, "success": success, "queries": len(queries),
+                    "rss_before_mib": before, "rss_peak_mib": sampler.peaks.get(label, before)}  # fmt: skip
+
+        # Table assets first: glibc keeps freed memory, so the query asset's peak must come last.
+        out["gx_table_asset"] = measured("gx_table_asset", lambda: table_asset_run("bench_checks"))
+        if narrow:
+            out["gx_table_asset_narrow"] = measured(
+                "gx_table_asset_narrow", lambda: table_asset_run("bench_checks_narrow")
+            )
+        out["gx_query_asset"] = measured(
+            "gx_query_asset",
+            lambda: run_suite(url, suite, data_asset="lms_statement_batch", batch_identifier="probe",
+                              query='select * from "staging"."bench_checks"').success,
+        )  # fmt: skip
+        psycopg.Cursor.execute = original_execute  # type: ignore[method-assign]
+
+        core_select = read_sql("core", "lms_activity")
+        params = {"batch_id": batch_id, "verb_event_types": Jsonb(config["lms"]["verb_event_types"])}
+        plan = conn.execute(f"explain (analyze, timing off, format json) {core_select}", params).fetchone()[0][0]
+        out["core_select_s"] = plan["Execution Time"] / 1000
+        plain = conn.execute(f"explain {core_select}", params).fetchall()
+        out["core_select_plan"] = [row[0] for row in plain if "Scan" in row[0]]
+        conn.execute("drop table if exists pg_temp.core_copy")
+        conn.execute("create temp table core_copy (like core.lms_activity including all)")
+        started = time.perf_counter()
+        conn.execute("insert into core_copy select * from core.lms_activity")
+        out["core_insert_only_s"] = time.perf_counter() - started
+        voids_plan = conn.execute(
+            "explain with voids as (select v.statement_id from raw.lms_statement as v"
+            " where v.statement #>> '{verb,id}' = %(voided)s and v.statement #>> '{object,objectType}' = 'StatementRef'"
+            " and (v.batch_id = %(batch)s or v.statement #>> '{object,id}' in"
+            " (select statement_id from raw.lms_statement where batch_id = %(batch)s))) select count(*) from voids",
+            {"voided": VOIDED_VERB, "batch": batch_id},
+        ).fetchall()
+        out["voids_plan"] = [row[0].strip() for row in voids_plan if "Scan" in row[0]]
+        started = time.perf_counter()
+        conn.execute(
+            "select count(*) from raw.lms_statement as v where v.statement #>> '{verb,id}' = %s", (VOIDED_VERB,)
+        )
+        out["voids_full_scan_s"] = time.perf_counter() - started
+        conn.execute("drop view staging_batch")
+        for table in ("bench_checks", "bench_checks_narrow", "bench_batch"):
+            conn.execute(f"drop table if exists staging.{table}")
+    _write_result(args.result_file, out)
+
+
+CHILDREN = {
+    "bare": child_bare, "raw_http": child_raw_http, "end_to_end": child_end_to_end, "probes": child_probes,
+    "sql_probes": child_sql_probes,
+}  # fmt: skip
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -774,6 +935,8 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path, probes: bool,
                     "probes", [*child_args, "--dsn", dsn, "--probe-statements", str(PROBE_STATEMENTS)], log_dir, env
                 )
             if what_if:
+                print(f"[{count:,}] what-if: SQL and GX variants on the loaded warehouse", flush=True)
+                report["sql_probes"] = run_child("sql_probes", [*child_args, "--dsn", dsn], log_dir, env)
                 dsn_prefetch, _ = fresh_database("prefetch")
                 print(f"[{count:,}] what-if: end to end with the pages prefetched by a thread", flush=True)
                 report["e2e_prefetch"] = run_child(
@@ -965,6 +1128,39 @@ def render(results: dict[str, Any]) -> str:
                 f"| COPY one page at a time, {name}: write_row / whole COPY | "
                 f"{fmt(value['write_row_us'], 2)} / {fmt(value['copy_total_us'], 2)} |"
             )
+    sql_report = next((r for r in reports if "sql_probes" in r), None)
+    if sql_report:
+        q = sql_report["sql_probes"]
+        n = sql_report["statements"]
+        lines += [
+            "",
+            f"What-if, SQL side (N = {n:,}, on a staging-shaped copy of the loaded batch):",
+            "",
+            "| variant | s | notes |",
+            "|---|---:|---|",
+        ]
+        for key, label in (("checks_as_is", "checks table as the package builds it (row_number over whole rows)"),
+                           ("checks_narrow", "checks table: first copies by hash anti-join, jsonb/raw_text left in "
+                                             "staging (joined back by received_order at publish)")):  # fmt: skip
+            if key in q:
+                c = q[key]
+                sorts = "; ".join(c["sorts"]) or "no sort"
+                lines.append(f"| {label} | {fmt(c['s'])} | {fmt(c['mb'], 0)} MB table; {sorts}; temp written "
+                             f"{fmt(c['temp_written_mb'], 0)} MB |")  # fmt: skip
+        for key, label in (("gx_query_asset", "GX suite via a query asset (`run_suite`, as the package does)"),
+                           ("gx_table_asset", "GX suite via a table asset on the same checks table"),
+                           ("gx_table_asset_narrow", "GX suite via a table asset on the narrow checks table")):  # fmt: skip
+            if key in q:
+                g = q[key]
+                lines.append(f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} → "
+                             f"peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |")  # fmt: skip
+        lines += [
+            f"| core.lms_activity: the SELECT alone | {fmt(q['core_select_s'])} | {'; '.join(q['core_select_plan'])} |",
+            f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} | "
+            "temp table with the same indexes |",
+            f"| apply_voids: the verb filter over all of raw.lms_statement | {fmt(q['voids_full_scan_s'])} | "
+            f"{'; '.join(q['voids_plan'])} |",
+        ]
     what_if = next((r for r in reports if "e2e_prefetch" in r), None)
     if what_if:
         w = what_if["e2e_prefetch"]

@@ -26,12 +26,6 @@ from turnover_signals.hris.contract import FEEDS, Feed, MappedHeader, date_forma
 from turnover_signals.load import manifest
 from turnover_signals.load.csv_stage import StagedFile, drop_staged, read_header, stage_csv_file
 from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation, run_suite
-from turnover_signals.quality.hris_suites import (
-    FileChecks,
-    allowed_termination_types,
-    create_check_table,
-    hris_file_suite,
-)
 from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, file_size, sha256_of_file
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
@@ -219,6 +213,14 @@ def _validate_and_publish(
     record: dict[str, Any],
     dsn: str | None,
 ) -> dict[str, Any]:
+    # Imported here: it pulls in Great Expectations (5 s, 250 MB), which listing files never needs.
+    from turnover_signals.quality.hris_suites import (
+        FileChecks,
+        allowed_termination_types,
+        create_check_table,
+        hris_file_suite,
+    )
+
     hris = config["hris"]
     encoding = hris.get("encoding", "utf-8")
     date_format = hris.get("date_formats", {}).get(feed.name) or hris.get("date_format", "%Y-%m-%d")
@@ -271,7 +273,7 @@ def _validate_and_publish(
             suite,
             data_asset=f"hris_{feed.name}_file",
             batch_identifier=f"{remote.name}@{record['sha256']}",
-            query=sql.SQL("select * from {}").format(checks_table.qualified).as_string(conn),
+            table=(checks_table.schema, checks_table.table),
             parameters=checks.parameters(),
             pii_columns=config["quality"]["pii_columns"],
         )

@@ -80,7 +80,7 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
             outcome = run_suite(
                 sqlalchemy_url(config["connections"]["warehouse"], dsn), catalog_suite(), data_asset="course_catalog",
                 batch_identifier=f"{path.name}@{sha256}",
-                query=sql.SQL("select * from {}").format(staging).as_string(conn), pii_columns=(),
+                table=("staging", f"course_catalog_{sha256[:16]}"), pii_columns=(),
             )  # fmt: skip
             with conn.transaction():
                 record_validation(conn, outcome, run)

@@ -223,7 +223,7 @@ class StatementExtraction:
                 lms_batch_suite(max_reject_rate),
                 data_asset="lms_statement_batch",
                 batch_identifier=f"{stats.source} stored>{stats.requested_since.isoformat()} batch {self.batch_id}",
-                query=sql.SQL("select * from {}").format(self.checks).as_string(conn),
+                table=("staging", f"lms_batch_{self.batch_id}__checks"),
                 pii_columns=self.config["quality"]["pii_columns"],
             )
         reject_rate = rejected / distinct if distinct else 0.0

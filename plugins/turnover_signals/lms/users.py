@@ -132,7 +132,7 @@ def extract_users(
                 outcome = run_suite(
                     sqlalchemy_url(config["connections"]["warehouse"], dsn), users_suite(),
                     data_asset="lms_user_batch", batch_identifier=f"{source} {mode} pull batch {batch_id}",
-                    query=sql.SQL("select * from {}").format(staging).as_string(conn),
+                    table=("staging", f"scim_batch_{batch_id}"),
                     pii_columns=config["quality"]["pii_columns"],
                 )  # fmt: skip
             passed = outcome is None or outcome.success
