@@ -191,3 +191,16 @@ def test_a_more_loop_fails_clearly_and_publishes_nothing(lms_server_factory, mon
         extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(0,)]
     assert rows(warehouse_dsn, "select count(*) from audit.extract_watermark") == [(0,)]
+
+
+def test_the_watermark_belongs_to_the_connection_not_the_servers_address(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    config["lms"]["since_overlap_days"] = 0
+    first_server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 6)])
+    connect(first_server, monkeypatch)
+    extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    # the same LRS now answers on another port, with one more statement stored since
+    moved = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 7)])
+    connect(moved, monkeypatch)
+    second = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert (second["received"], second["new"]) == (1, 1)
+    assert rows(warehouse_dsn, "select source from audit.extract_watermark") == [("xapi:lms_api",)]

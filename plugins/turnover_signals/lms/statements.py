@@ -195,7 +195,9 @@ class StatementExtraction:
     # -- the run -----------------------------------------------------------------------------
 
     def run_batch(self) -> dict[str, Any]:
-        source = f"xapi:{self.client.base_url}"
+        # Keyed by connection id, not URL: the watermark survives a host move behind the same
+        # connection (pointing it at a different LRS needs a watermark reset, see the runbook).
+        source = f"xapi:{self.client.conn_id or self.client.base_url}"
         conn_id = self.config["connections"]["warehouse"]
         with warehouse_connection(conn_id, self.dsn) as conn:
             row = conn.execute(

@@ -101,7 +101,7 @@ def extract_users(
     staging = sql.Identifier("staging", f"scim_batch_{batch_id}")
     started_at = datetime.now(UTC)
     with client, warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        source = f"scim:{client.base_url}"
+        source = f"scim:{client.conn_id or client.base_url}"
         row = conn.execute("select watermark from audit.extract_watermark where source = %s", (source,)).fetchone()
         watermark = row[0] if row else None
         overlap = timedelta(minutes=float(config["lms"]["scim_overlap_minutes"]))
