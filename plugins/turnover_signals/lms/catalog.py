@@ -19,7 +19,13 @@ from psycopg import sql
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.paths import INCLUDE_DIR
-from turnover_signals.quality.gate import RunIdentity, SuiteDefinition, record_validation, run_suite
+from turnover_signals.quality.gate import (
+    RunIdentity,
+    SuiteDefinition,
+    described,
+    record_validation,
+    run_suite,
+)
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -33,9 +39,6 @@ def catalog_path(config: Mapping[str, Any]) -> Path:
 
 
 def catalog_suite() -> SuiteDefinition:
-    def described(expectation, text):
-        expectation.description = text
-        return expectation
 
     return SuiteDefinition(
         name="course_catalog",

@@ -25,7 +25,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from turnover_signals.errors import BadInputError
-from turnover_signals.quality.gate import RunIdentity, SuiteDefinition, record_validation, run_suite
+from turnover_signals.quality.gate import (
+    RunIdentity,
+    SuiteDefinition,
+    described,
+    record_validation,
+    run_suite,
+)
+from turnover_signals.sources.http_base import RetryPolicy
 from turnover_signals.sources.xapi import (
     TimezoneMissingError,
     XapiClient,
@@ -100,9 +107,6 @@ def lms_batch_suite(max_reject_rate: float) -> SuiteDefinition:
     """Row checks hold for all but `max_reject_rate` of the batch; failing rows are rejected."""
     mostly = max(0.0, 1.0 - max_reject_rate)
 
-    def described(expectation, text):
-        expectation.description = text
-        return expectation
 
     return SuiteDefinition(
         name="lms_statement_batch",
@@ -200,10 +204,7 @@ class StatementExtraction:
         source = f"xapi:{self.client.conn_id or self.client.base_url}"
         conn_id = self.config["connections"]["warehouse"]
         with warehouse_connection(conn_id, self.dsn) as conn:
-            row = conn.execute(
-                "select watermark from audit.extract_watermark where source = %s", (source,)
-            ).fetchone()
-            watermark = row[0] if row else None
+            watermark = read_watermark(conn, source)
             overlap = timedelta(days=float(self.lms["since_overlap_days"]))
             since = (watermark - overlap) if watermark else _initial_since(self.lms)
             stats = BatchStats(self.batch_id, source, self.client.statements_url, since, watermark, datetime.now(UTC))
@@ -303,16 +304,7 @@ class StatementExtraction:
             candidate = min(candidate, stats.consistent_through)
         if candidate is None or (stats.watermark_before is not None and candidate <= stats.watermark_before):
             return stats.watermark_before
-        conn.execute(
-            """
-            insert into audit.extract_watermark (source, watermark, batch_id, updated_at)
-            values (%s, %s, %s, now())
-            on conflict (source) do update
-            set watermark = greatest(audit.extract_watermark.watermark, excluded.watermark),
-                batch_id = excluded.batch_id, updated_at = excluded.updated_at
-            """,
-            (stats.source, candidate, self.batch_id),
-        )
+        advance_watermark(conn, stats.source, candidate, self.batch_id)
         return candidate
 
     def _record_batch(self, conn, stats, distinct, new, rejected, voids, reject_rate, watermark_after, status,
@@ -410,19 +402,39 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def xapi_client(config: Mapping[str, Any]) -> XapiClient:
-    from turnover_signals.sources.http_base import RetryPolicy
+def retry_policy(lms: Mapping[str, Any]) -> RetryPolicy:
+    """The LMS clients' retry settings from the `lms` config section."""
+    return RetryPolicy(
+        attempts=int(lms["max_retries"]),
+        initial_backoff_seconds=float(lms.get("initial_backoff_seconds", 1.0)),
+        max_backoff_seconds=float(lms.get("max_backoff_seconds", 30.0)),
+        max_retry_after_seconds=float(lms.get("max_retry_after_seconds", 120.0)),
+    )
 
+
+def read_watermark(conn: psycopg.Connection, source: str) -> datetime | None:
+    row = conn.execute("select watermark from audit.extract_watermark where source = %s", (source,)).fetchone()
+    return row[0] if row else None
+
+
+def advance_watermark(conn: psycopg.Connection, source: str, watermark: datetime, batch_id: str) -> None:
+    """Move the source's watermark forward (never back), inside the caller's publishing transaction."""
+    conn.execute(
+        """
+        insert into audit.extract_watermark (source, watermark, batch_id, updated_at)
+        values (%s, %s, %s, now())
+        on conflict (source) do update
+        set watermark = greatest(audit.extract_watermark.watermark, excluded.watermark),
+            batch_id = excluded.batch_id, updated_at = excluded.updated_at
+        """,
+        (source, watermark, batch_id),
+    )
+
+
+def xapi_client(config: Mapping[str, Any]) -> XapiClient:
     lms = config["lms"]
     return XapiClient(
-        config["connections"]["lms_api"],
-        timeout=float(lms["request_timeout_seconds"]),
-        retry=RetryPolicy(
-            attempts=int(lms["max_retries"]),
-            initial_backoff_seconds=float(lms.get("initial_backoff_seconds", 1.0)),
-            max_backoff_seconds=float(lms.get("max_backoff_seconds", 30.0)),
-            max_retry_after_seconds=float(lms.get("max_retry_after_seconds", 120.0)),
-        ),
+        config["connections"]["lms_api"], timeout=float(lms["request_timeout_seconds"]), retry=retry_policy(lms)
     )
 
 

@@ -19,9 +19,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from turnover_signals.errors import BadInputError
-from turnover_signals.lms.statements import batch_id_for
-from turnover_signals.quality.gate import RunIdentity, SuiteDefinition, record_validation, run_suite
-from turnover_signals.sources.http_base import RetryPolicy
+from turnover_signals.lms.statements import advance_watermark, batch_id_for, read_watermark, retry_policy
+from turnover_signals.quality.gate import (
+    RunIdentity,
+    SuiteDefinition,
+    described,
+    record_validation,
+    run_suite,
+)
 from turnover_signals.sources.scim import ScimClient
 from turnover_signals.sources.xapi import XapiTimestampError, parse_xapi_timestamp
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
@@ -59,9 +64,6 @@ def user_row(resource: Mapping[str, Any], extracted_at: datetime) -> tuple:
 
 
 def users_suite() -> SuiteDefinition:
-    def described(expectation, text):
-        expectation.description = text
-        return expectation
 
     return SuiteDefinition(
         name="lms_user_batch",
@@ -79,14 +81,7 @@ def users_suite() -> SuiteDefinition:
 def scim_client(config: Mapping[str, Any]) -> ScimClient:
     lms = config["lms"]
     return ScimClient(
-        config["connections"]["lms_directory"],
-        timeout=float(lms["request_timeout_seconds"]),
-        retry=RetryPolicy(
-            attempts=int(lms["max_retries"]),
-            initial_backoff_seconds=float(lms.get("initial_backoff_seconds", 1.0)),
-            max_backoff_seconds=float(lms.get("max_backoff_seconds", 30.0)),
-            max_retry_after_seconds=float(lms.get("max_retry_after_seconds", 120.0)),
-        ),
+        config["connections"]["lms_directory"], timeout=float(lms["request_timeout_seconds"]), retry=retry_policy(lms)
     )
 
 
@@ -102,8 +97,7 @@ def extract_users(
     started_at = datetime.now(UTC)
     with client, warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         source = f"scim:{client.conn_id or client.base_url}"
-        row = conn.execute("select watermark from audit.extract_watermark where source = %s", (source,)).fetchone()
-        watermark = row[0] if row else None
+        watermark = read_watermark(conn, source)
         overlap = timedelta(minutes=float(config["lms"]["scim_overlap_minutes"]))
         listing = client.iter_users(
             last_modified_after=(watermark - overlap) if watermark else None,
@@ -190,15 +184,7 @@ def _publish(
     )
     latest = conn.execute(sql.SQL("select max(last_modified_at) from {}").format(staging)).fetchone()[0]
     if latest is not None and (watermark is None or latest > watermark):
-        conn.execute(
-            """
-            insert into audit.extract_watermark (source, watermark, batch_id, updated_at)
-            values (%s, %s, %s, now())
-            on conflict (source) do update set watermark = greatest(audit.extract_watermark.watermark,
-                excluded.watermark), batch_id = excluded.batch_id, updated_at = excluded.updated_at
-            """,
-            (source, latest, batch_id),
-        )
+        advance_watermark(conn, source, latest, batch_id)
         watermark = latest
     return new_versions, watermark
 

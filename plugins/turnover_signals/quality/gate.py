@@ -45,6 +45,12 @@ class SuiteDefinition:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def described(expectation: Any, text: str) -> Any:
+    """Give an expectation the plain-language description auditors read in the results."""
+    expectation.description = text
+    return expectation
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """Which Airflow task instance did the work (all optional outside Airflow)."""

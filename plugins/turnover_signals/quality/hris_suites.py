@@ -18,7 +18,7 @@ from psycopg import sql
 
 from turnover_signals.hris.contract import Feed, MappedHeader, date_format_parts
 from turnover_signals.load.csv_stage import StagedFile
-from turnover_signals.quality.gate import SuiteDefinition
+from turnover_signals.quality.gate import SuiteDefinition, described
 
 SUITE_VERSION = "1"
 EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -112,33 +112,28 @@ def create_check_table(
     return checks
 
 
-def _describe(expectation, text: str):
-    expectation.description = text
-    return expectation
-
-
 def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
     """The expectations for one HRIS file; columns the file lacks get no column expectations
     (the missing-column expectation already fails)."""
     present = set(header.canonical_present)
     e: list[Any] = [
-        _describe(
+        described(
             gxe.ExpectTableColumnsToMatchSet(column_set=list(feed.required_columns), exact_match=False),
             "required columns are present",
         )
     ]
     if feed.name == "employees":
-        e.append(_describe(gxe.ExpectTableRowCountToBeBetween(min_value=1), "the snapshot has at least one row"))
+        e.append(described(gxe.ExpectTableRowCountToBeBetween(min_value=1), "the snapshot has at least one row"))
     if checks.control_rows is not None:
         e.append(
-            _describe(
+            described(
                 gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "control_rows"}),
                 "row count equals the control file",
             )
         )
     if feed.name == "employees" and checks.previous_good_rows is not None:
         e.append(
-            _describe(
+            described(
                 gxe.ExpectTableRowCountToBeBetween(
                     min_value={"$PARAMETER": "volume_min_rows"}, max_value={"$PARAMETER": "volume_max_rows"}
                 ),
@@ -147,16 +142,16 @@ def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_f
             )
         )
     if "employee_id" in present:
-        e.append(_describe(gxe.ExpectColumnValuesToNotBeNull(column="employee_id"), "employee_id is never empty"))
+        e.append(described(gxe.ExpectColumnValuesToNotBeNull(column="employee_id"), "employee_id is never empty"))
         if feed.name == "employees":
-            e.append(_describe(gxe.ExpectColumnValuesToBeUnique(column="employee_id"), "employee_id is unique"))
+            e.append(described(gxe.ExpectColumnValuesToBeUnique(column="employee_id"), "employee_id is unique"))
     for column in feed.date_columns:
         if column not in present:
             continue
         if column in feed.required_columns and column != "termination_date":
-            e.append(_describe(gxe.ExpectColumnValuesToNotBeNull(column=column), f"{column} is never empty"))
+            e.append(described(gxe.ExpectColumnValuesToNotBeNull(column=column), f"{column} is never empty"))
         e.append(
-            _describe(
+            described(
                 gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"),
                 f"{column} parses as a date in format {date_format}",
             )
@@ -165,11 +160,11 @@ def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_f
         if column not in present:
             continue
         e.append(
-            _describe(gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"), f"{column} is a number")
+            described(gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"), f"{column} is a number")
         )
         if column in NON_NEGATIVE_COLUMNS[feed.name]:
             e.append(
-                _describe(
+                described(
                     gxe.ExpectColumnValuesToBeBetween(column=f"{column}_parsed", min_value=0),
                     f"{column} is not negative",
                 )
@@ -177,7 +172,7 @@ def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_f
     if feed.name == "employees":
         if {"hire_date", "termination_date"} <= present:
             e.append(
-                _describe(
+                described(
                     gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                         column_A="termination_date_parsed",
                         column_B="hire_date_parsed",
@@ -189,7 +184,7 @@ def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_f
             )
         if "termination_type" in present:
             e.append(
-                _describe(
+                described(
                     gxe.ExpectColumnValuesToBeInSet(
                         column="termination_type_key", value_set=list(checks.allowed_termination_types)
                     ),
@@ -198,19 +193,19 @@ def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_f
             )
         if "work_email" in present:
             e.append(
-                _describe(
+                described(
                     gxe.ExpectColumnValuesToMatchRegex(column="work_email", regex=EMAIL_SHAPE),
                     "work_email looks like an email address",
                 )
             )
     if feed.name == "compensation" and {"employee_id", "effective_date", "change_type"} <= present:
         e.append(
-            _describe(
+            described(
                 gxe.ExpectCompoundColumnsToBeUnique(column_list=["employee_id", "effective_date", "change_type"]),
                 "one line per employee, effective date and change type",
             )
         )
-        e.append(_describe(gxe.ExpectColumnValuesToNotBeNull(column="change_type"), "change_type is never empty"))
+        e.append(described(gxe.ExpectColumnValuesToNotBeNull(column="change_type"), "change_type is never empty"))
     return SuiteDefinition(name=f"hris_{feed.name}_file", version=SUITE_VERSION, expectations=e)
 
 
