@@ -1,0 +1,1440 @@
+"""LMS extraction benchmark (issue 4): xAPI statements from the sample LRS into PostgreSQL.
+
+    PYTHONPATH=plugins .venv/bin/python benchmarks/lms_load.py [--statements 1000000 [200000 ...]]
+        [--page-size 500] [--what-if] [--readme] [--keep]
+
+Goal (issue 4): 1,000,000 statements served by the sample LRS on loopback in pages of 500, loaded
+end to end at no less than 0.7x the statements/s of a bare client that only pages through the same
+server in the same run, with peak memory flat in N.
+
+For every N given, in one run:
+
+1. Streams N xAPI 1.0.3 statements to `DATA/lms/statements.jsonl` (uuid ids, an actor with
+   exactly one identifier - 90% `account`, 10% `mbox` -, ADL verbs, course activities
+   `https://lms.northwind.example/courses/C-nnn`, `result` on completed/passed/failed,
+   `context.registration`, `timestamp` and strictly increasing `stored` in ISO 8601 with 'Z'; 2% are
+   stored days after their timestamp) and an empty `DATA/lms/users.jsonl`.
+2. Starts `LmsSampleServer(DATA, max_page_size=page_size)` in this (parent) process; its start-up
+   (JSONL -> SQLite) is timed on its own and is part of no measurement.
+3. Bare client, in a child process: `XapiClient(base_url=.../xapi, auth=BasicAuth("lrs", ...))`,
+   `iter_statement_pages(since=1970-01-01Z, limit=page_size)` over every page, counting
+   statements. Run before and after the end-to-end run; the reference is their mean. A raw
+   `http.client` loop that follows `more` without parsing JSON shows what the server alone allows.
+4. End to end, in a child process with Airflow pointed at a throwaway home: a freshly created and
+   migrated database, then `extract_statements(config, dsn=..., client=XapiClient(...))` with
+   `statements_page_limit = page_size`. Phases are timed without changing the package: the
+   `StatementExtraction` methods, `run_suite`, `apply_voids` and every SQL statement sent through
+   psycopg are wrapped, and the client's page iterator is wrapped to split network + JSON decoding
+   from the per-statement staging work. Peak RSS is the child's own (os.wait4), with a sampler
+   thread recording which phase reached it. Counts in `raw.lms_statement` / `core.lms_activity`
+   are verified afterwards.
+5. Per-statement probes (largest N only), on the first 50,000 statements: the parts of
+   `staging_row`, and `Copy.write_row` into a table shaped like the staging table, as is and with
+   the cheaper variants suggested in the README.
+6. With `--what-if` (largest N only): the end-to-end run again on a fresh database with the
+   client's pages prefetched by one background thread (the package untouched), to measure how
+   much overlapping the network fetch with the COPY would buy.
+
+Prints markdown tables; `--readme` also writes them to the "LMS extraction (issue 4)" section of
+benchmarks/README.md. Stops the server, drops the databases and deletes the generated data.
+
+Before starting it waits (30 s polls, up to 20 minutes) until no other benchmark
+(`benchmarks/hris_load.py`, `synth_memory.py`) is running, and records any it had to run beside.
+Units: memory in MiB (2^20 bytes), sizes in MB (10^6 bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLUGINS_DIR = REPO_ROOT / "plugins"
+README = Path(__file__).resolve().parent / "README.md"
+SECTION_TITLE = "LMS extraction (issue 4)"
+ADMIN_DSN = os.environ.get("LMS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+LRS_LOGIN, LRS_PASSWORD = "lrs", "lrs-secret"
+GOAL_RATIO = 0.7
+OTHER_BENCHMARKS = "benchmarks/hris_load.py|synth_memory.py"
+QUIET_POLL_SECONDS = 30
+QUIET_MAX_WAIT_SECONDS = 20 * 60
+PROBE_STATEMENTS = 50_000
+
+# -- the synthetic statements ----------------------------------------------------------------
+
+HOME_PAGE = "https://lms.northwind.example"
+ADL = "http://adlnet.gov/expapi/verbs/"
+VERB_WEIGHTS = (("registered", 20), ("launched", 40), ("completed", 20), ("passed", 12), ("failed", 8))
+FIRST_NAMES = (
+    "James", "Mary", "Robert", "Patricia", "Priya", "Arjun", "Wei", "Mei", "Olga", "Dmitri", "Fatima",
+    "Omar", "Kwame", "Ngozi", "Lars", "Ingrid", "Mateo", "Lucía", "Zoë", "Seán", "François", "Jürgen",
+)  # fmt: skip
+LAST_NAMES = (
+    "Smith", "Johnson", "Garcia", "Patel", "Chen", "Tanaka", "Ivanova", "Okafor", "Nielsen", "O'Brien",
+    "Müller", "Dubois", "Kowalski", "Nguyen", "van der Berg", "De Luca", "Jones-Whitaker",
+)  # fmt: skip
+COURSE_TOPICS = (
+    "Information Security Awareness", "Code of Conduct", "Data Protection (GDPR)", "Leading Teams",
+    "Advanced Excel", "Negotiation Skills", "Python for Analysts", "Customer Empathy", "Health & Safety",
+    "Anti-Bribery", "Project Management Basics", "Giving Feedback",
+)  # fmt: skip
+LEARNERS = 40_000
+COURSES = 400
+STORED_START = datetime(2024, 1, 1)  # naive UTC; every time is written with 'Z'
+LINES_PER_WRITE = 10_000
+
+
+def _json_text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def statement_lines(count: int, seed: int = 20260104):
+    """Yield `count` xAPI statements as JSON lines, in strictly increasing `stored` order."""
+    rng = random.Random(seed)
+    verbs = [verb for verb, weight in VERB_WEIGHTS for _ in range(weight)]
+    verb_json = {v: f'{{"id":"{ADL}{v}","display":{{"en-US":"{v}"}}}}' for v, _ in VERB_WEIGHTS}
+    course_json = [
+        f'{{"objectType":"Activity","id":"{HOME_PAGE}/courses/C-{n:03d}","definition":{{"name":{{"en-US":'
+        f"{_json_text(f'{COURSE_TOPICS[n % len(COURSE_TOPICS)]} ({n // len(COURSE_TOPICS) + 1})')}}},"
+        f'"type":"http://adlnet.gov/expapi/activities/course"}}}}'
+        for n in range(1, COURSES + 1)
+    ]
+    learners = []
+    for n in range(1, LEARNERS + 1):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        name = _json_text(f"{first} {last}")
+        local = re.sub(r"[^a-z]", "", f"{first}.{last}".lower().encode("ascii", "ignore").decode())
+        learners.append((
+            f'{{"objectType":"Agent","name":{name},"account":{{"homePage":"{HOME_PAGE}","name":"U{n:06d}"}}}}',
+            f'{{"objectType":"Agent","name":{name},"mbox":"mailto:{local}{n}@northwind.example"}}',
+        ))  # fmt: skip
+    stored_ms = 0
+    for _ in range(count):
+        stored_ms += rng.randint(1, 40_000)  # ~20 s apart on average: N = 10^6 spans about 8 months
+        stored = STORED_START + timedelta(milliseconds=stored_ms)
+        if rng.random() < 0.02:  # offline sync: the LRS learned about it days later
+            occurred = stored - timedelta(milliseconds=rng.randint(86_400_000, 9 * 86_400_000))
+        else:
+            occurred = stored - timedelta(milliseconds=rng.randint(50, 30_000))
+        account, mbox = learners[rng.randrange(LEARNERS)]
+        actor = mbox if rng.random() < 0.10 else account
+        verb = rng.choice(verbs)
+        result = ""
+        if verb == "completed":
+            result = (
+                f',"result":{{"completion":true,"duration":"PT{rng.randint(3, 95)}M{rng.randint(0, 59)}S"}}'
+            )
+        elif verb in ("passed", "failed"):
+            raw = rng.randint(60, 100) if verb == "passed" else rng.randint(10, 59)
+            result = (
+                f',"result":{{"score":{{"scaled":{raw / 100},"raw":{raw},"min":0,"max":100}},'
+                f'"success":{"true" if verb == "passed" else "false"},"completion":true,'
+                f'"duration":"PT{rng.randint(5, 60)}M"}}'
+            )
+        yield (
+            f'{{"id":"{uuid.UUID(int=rng.getrandbits(128), version=4)}","actor":{actor},'
+            f'"verb":{verb_json[verb]},"object":{course_json[rng.randrange(COURSES)]}{result},'
+            f'"context":{{"registration":"{uuid.UUID(int=rng.getrandbits(128), version=4)}",'
+            f'"platform":"Northwind LMS"}},'
+            f'"timestamp":"{occurred.isoformat(timespec="milliseconds")}Z",'
+            f'"stored":"{stored.isoformat(timespec="milliseconds")}Z","version":"1.0.3"}}\n'
+        )
+
+
+def write_statements(data_dir: Path, count: int) -> tuple[Path, int]:
+    """Stream the statements to DATA/lms/statements.jsonl (and an empty users.jsonl); return path, bytes."""
+    lms_dir = data_dir / "lms"
+    lms_dir.mkdir(parents=True, exist_ok=True)
+    (lms_dir / "users.jsonl").write_text("", encoding="utf-8")
+    path = lms_dir / "statements.jsonl"
+    chunk: list[str] = []
+    size = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for line in statement_lines(count):
+            chunk.append(line)
+            if len(chunk) >= LINES_PER_WRITE:
+                text = "".join(chunk)
+                size += len(text.encode("utf-8"))
+                handle.write(text)
+                chunk = []
+        text = "".join(chunk)
+        size += len(text.encode("utf-8"))
+        handle.write(text)
+    return path, size
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def mib(kib: float) -> float:
+    return kib / 1024
+
+
+def proc_status_kib(field: str, pid: str = "self") -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            match = re.search(rf"^{field}:\s+(\d+) kB", handle.read(), re.MULTILINE)
+    except OSError:
+        return 0
+    return int(match.group(1)) if match else 0
+
+
+def machine_description() -> dict[str, Any]:
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", handle.read()).group(1))
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        settings = dict(
+            conn.execute(
+                "select name, setting || coalesce(unit, '') from pg_settings where name in"
+                " ('server_version', 'shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_wal_size',"
+                " 'synchronous_commit', 'wal_level', 'max_parallel_workers_per_gather')"
+            ).fetchall()
+        )
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "postgres": settings,
+    }
+
+
+def other_benchmarks() -> list[str]:
+    found = subprocess.run(["pgrep", "-af", OTHER_BENCHMARKS], capture_output=True, text=True).stdout
+    own = {str(os.getpid())}
+    return [line for line in found.splitlines() if line.split(" ", 1)[0] not in own and "pgrep" not in line]
+
+
+def wait_until_quiet(no_wait: bool) -> dict[str, Any]:
+    """Poll every 30 s, up to 20 minutes, until no other benchmark runs; say what we waited for."""
+    started = time.monotonic()
+    seen: list[str] = []
+    while not no_wait:
+        running = other_benchmarks()
+        if not running:
+            return {"waited_s": time.monotonic() - started, "ran_beside": [], "seen_while_waiting": seen}
+        seen = sorted(set(seen) | set(running))
+        if time.monotonic() - started >= QUIET_MAX_WAIT_SECONDS:
+            break
+        print(f"waiting for other benchmarks to finish: {running}", flush=True)
+        time.sleep(QUIET_POLL_SECONDS)
+    return {
+        "waited_s": time.monotonic() - started,
+        "ran_beside": other_benchmarks(),
+        "seen_while_waiting": seen,
+    }
+
+
+class ContentionWatch:
+    """Samples, every 5 s, whether another benchmark runs and the 1-minute load average; also
+    per measured child (`begin` / `end`), so a report can say which figures were contended."""
+
+    active: ContentionWatch | None = None
+
+    def __init__(self) -> None:
+        self.others: set[str] = set()
+        self.loads: list[float] = []
+        self.window_others: set[str] = set()
+        self.window_loads: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="contention-watch")
+
+    def _sample(self) -> None:
+        running = other_benchmarks()
+        load = os.getloadavg()[0]
+        self.others.update(running)
+        self.loads.append(load)
+        self.window_others.update(running)
+        self.window_loads.append(load)
+
+    def _run(self) -> None:
+        while not self._stop.wait(5):
+            self._sample()
+
+    def begin(self) -> None:
+        self.window_others, self.window_loads = set(), []
+        self._sample()
+
+    def end(self) -> dict[str, Any]:
+        self._sample()
+        return {"ran_beside": sorted(self.window_others), "loadavg_max": max(self.window_loads)}
+
+    def __enter__(self) -> ContentionWatch:
+        ContentionWatch.active = self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ContentionWatch.active = None
+        self._stop.set()
+        self._thread.join()
+
+
+PACKAGE_FILES = (
+    "plugins/turnover_signals/lms/statements.py", "plugins/turnover_signals/quality/gate.py",
+    "plugins/turnover_signals/sources/xapi.py", "plugins/turnover_signals/sources/http_base.py",
+    "plugins/turnover_signals/warehouse.py", "include/sql/staging/lms_statement_checks.sql",
+    "include/sql/core/lms_activity.sql", "include/sql/ddl/0005_create_lms_tables.sql",
+)  # fmt: skip
+
+
+def package_fingerprint() -> dict[str, Any]:
+    """The commit and a hash of the files measured, to spot code changing under a long run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in PACKAGE_FILES:
+        digest.update((REPO_ROOT / name).read_bytes())
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *PACKAGE_FILES],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {"commit": commit, "files_sha256": digest.hexdigest()[:12], "uncommitted_changes": bool(dirty)}
+
+
+def admin_execute(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+def configure_airflow_env(airflow_home: Path) -> dict[str, str]:
+    """The environment of a child: Airflow in a throwaway home, read at its first import."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(PLUGINS_DIR) not in [str(Path(p).resolve()) for p in paths]:
+        paths.insert(0, str(PLUGINS_DIR))
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "GX_ANALYTICS_ENABLED": "false",
+        "TURNOVER_DATA_DIR": str(airflow_home / "data"),
+        "PYTHONPATH": os.pathsep.join(paths),
+    }
+
+
+def run_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run this script as `--child mode`; return its JSON result plus the parent's view of it:
+    wall time from spawn to exit and the child's own peak RSS (os.wait4 rusage)."""
+    result_file = log_dir / f"{mode}-{uuid.uuid4().hex[:6]}.json"
+    log_file = log_dir / f"{mode}.log"
+    watch = ContentionWatch.active
+    if watch:
+        watch.begin()
+    started = time.perf_counter()
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--result-file", str(result_file),
+             *args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            env={**os.environ, **env},
+        )  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not result_file.exists():
+        tail = log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(f"child {mode} failed with exit code {code}:\n{tail}")
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    result_file.unlink()
+    result["process_wall_s"] = wall
+    result["peak_rss_mib"] = mib(usage.ru_maxrss)
+    result["cpu_user_s"] = usage.ru_utime
+    result["cpu_sys_s"] = usage.ru_stime
+    if watch:
+        result["contention"] = watch.end()
+    return result
+
+
+def _write_result(path: str, payload: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(payload, default=str), encoding="utf-8")
+
+
+def _make_client(base_url: str):
+    from turnover_signals.sources.http_base import BasicAuth
+    from turnover_signals.sources.xapi import XapiClient
+
+    return XapiClient(base_url=base_url + "/xapi", auth=BasicAuth(LRS_LOGIN, LRS_PASSWORD))
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RssSampler:
+    """A thread sampling VmRSS every 0.1 s, keeping the peak per phase label."""
+
+    def __init__(self) -> None:
+        self.phase = "start"
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            rss = mib(proc_status_kib("VmRSS"))
+            if rss > self.peaks.get(self.phase, 0.0):
+                self.peaks[self.phase] = rss
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# -- children ---------------------------------------------------------------------------------
+
+
+def child_bare(args: argparse.Namespace) -> None:
+    """The bare client: every page of the listing, counting statements, nothing else."""
+    out: dict[str, Any] = {}
+    t = time.perf_counter()
+    from turnover_signals.sources.xapi import XapiClient  # noqa: F401
+
+    out["import_s"] = time.perf_counter() - t
+    out["rss_after_imports_mib"] = mib(proc_status_kib("VmRSS"))
+    statements = pages = 0
+    started = time.perf_counter()
+    with _make_client(args.base_url) as client:
+        for page in client.iter_statement_pages(since=EPOCH, limit=args.page_size):
+            pages += 1
+            statements += len(page.statements)
+        out["requests_sent"] = client.requests_sent
+        out["retries"] = client.retries
+    out["work_s"] = time.perf_counter() - started
+    out["statements"] = statements
+    out["pages"] = pages
+    out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
+    _write_result(args.result_file, out)
+
+
+def child_raw_http(args: argparse.Namespace) -> None:
+    """What the server alone allows: http.client with keep-alive, `more` cut from the body's end,
+    no JSON decoding (statements counted by their one `"actor":` key)."""
+    import base64
+    import http.client
+    from urllib.parse import urlencode, urlsplit
+
+    parts = urlsplit(args.base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{LRS_LOGIN}:{LRS_PASSWORD}".encode()).decode(),
+        "X-Experience-API-Version": "1.0.3",
+        "Accept": "application/json",
+    }
+    path = "/xapi/statements?" + urlencode(
+        {"since": "1970-01-01T00:00:00Z", "limit": args.page_size, "ascending": "true"}
+    )
+    statements = pages = 0
+    body_bytes = 0
+    started = time.perf_counter()
+    while path:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        pages += 1
+        body_bytes += len(body)
+        statements += body.count(b'"actor":')
+        tail = body[body.rfind(b'"more":') + len(b'"more":') : -1]
+        path = json.loads(tail)
+    conn.close()
+    _write_result(
+        args.result_file,
+        {"work_s": time.perf_counter() - started, "statements": statements, "pages": pages,
+         "body_mb": body_bytes / 1e6},
+    )  # fmt: skip
+
+
+class _PrefetchedPages:
+    """The client's pages fetched one ahead by a background thread (the --what-if probe only)."""
+
+    def __init__(self, pages: Any, depth: int = 2):
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._pages = pages
+        self._thread = threading.Thread(target=self._fill, daemon=True, name="xapi-prefetch")
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            for page in self._pages:
+                self._queue.put(("page", page))
+            self._queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer
+            self._queue.put(("error", exc))
+
+    def __iter__(self) -> _PrefetchedPages:
+        return self
+
+    def __next__(self) -> Any:
+        kind, value = self._queue.get()
+        if kind == "page":
+            return value
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+
+def child_end_to_end(args: argparse.Namespace) -> None:
+    """extract_statements into a fresh warehouse, with its phases timed from outside the package."""
+    out: dict[str, Any] = {"prefetch": args.prefetch}
+    with RssSampler() as sampler:
+        sampler.phase = "imports"
+        t = time.perf_counter()
+        import great_expectations  # noqa: F401
+
+        out["import_gx_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        import psycopg
+
+        import turnover_signals.lms.statements as st
+        from turnover_signals.config import load_config
+
+        out["import_bundle_s"] = time.perf_counter() - t
+        out["rss_after_imports_mib"] = mib(proc_status_kib("VmRSS"))
+
+        timings: dict[str, float] = {}
+        calls: dict[str, int] = {}
+        stack: list[str] = []
+
+        def wrap(owner: Any, attribute: str, label: str) -> None:
+            original = getattr(owner, attribute)
+
+            def timed(*a: Any, **kw: Any) -> Any:
+                stack.append(label)
+                sampler.phase = label
+                started = time.perf_counter()
+                try:
+                    return original(*a, **kw)
+                finally:
+                    timings[label] = timings.get(label, 0.0) + time.perf_counter() - started
+                    calls[label] = calls.get(label, 0) + 1
+                    stack.pop()
+                    sampler.phase = stack[-1] if stack else "other"
+
+            setattr(owner, attribute, timed)
+
+        extraction = st.StatementExtraction
+        for method in ("run_batch", "_stage", "_build_checks", "_drop_scratch", "_gate_and_publish",
+                       "_record_rejects", "_publish", "_advance_watermark", "_record_batch"):  # fmt: skip
+            wrap(extraction, method, method)
+        for function in ("run_suite", "apply_voids", "_check_counts", "record_validation", "lms_batch_suite"):
+            wrap(st, function, function)
+
+        # Every statement sent through psycopg (the loader's and GX's, via SQLAlchemy): time and phase.
+        sql_log: list[dict[str, Any]] = []
+        original_execute = psycopg.Cursor.execute
+
+        def execute(self: Any, query: Any, *a: Any, **kw: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original_execute(self, query, *a, **kw)
+            finally:
+                text = query.as_string(self.connection) if hasattr(query, "as_string") else str(query)
+                sql_log.append({
+                    "phase": "/".join(stack) or "other",
+                    "sql": re.sub(r"\s+", " ", text).strip()[:160],
+                    "s": time.perf_counter() - started,
+                    "rowcount": self.rowcount,
+                })  # fmt: skip
+
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+
+        # Transaction ends (COMMIT) are not cursor executes: time them per phase too.
+        commits: dict[str, float] = {}
+        original_exit = psycopg.Transaction.__exit__
+
+        def transaction_exit(self: Any, *exc: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original_exit(self, *exc)
+            finally:
+                label = stack[-1] if stack else "other"
+                commits[label] = commits.get(label, 0.0) + time.perf_counter() - started
+
+        psycopg.Transaction.__exit__ = transaction_exit  # type: ignore[method-assign]
+        original_copy_exit = psycopg.Copy.__exit__
+        copy_exit = {"s": 0.0}
+
+        def timed_copy_exit(self: Any, *exc: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original_copy_exit(self, *exc)
+            finally:
+                copy_exit["s"] += time.perf_counter() - started
+
+        psycopg.Copy.__exit__ = timed_copy_exit  # type: ignore[method-assign]
+
+        client = _make_client(args.base_url)
+        fetch = {"s": 0.0, "pages": 0, "statements": 0}
+        original_pages = client.iter_statement_pages
+
+        class TimedPages:
+            """Time spent inside the client (HTTP + JSON decoding) vs in the loader between pages."""
+
+            def __init__(self, pages: Any):
+                self._pages = pages
+
+            def __iter__(self) -> TimedPages:
+                return self
+
+            def __next__(self) -> Any:
+                started = time.perf_counter()
+                try:
+                    page = next(self._pages)
+                finally:
+                    fetch["s"] += time.perf_counter() - started
+                fetch["pages"] += 1
+                fetch["statements"] += len(page.statements)
+                return page
+
+        def iter_statement_pages(*a: Any, **kw: Any) -> Any:
+            pages = original_pages(*a, **kw)
+            return TimedPages(_PrefetchedPages(pages) if args.prefetch else pages)
+
+        client.iter_statement_pages = iter_statement_pages  # type: ignore[method-assign]
+
+        config = load_config({"lms": {"statements_page_limit": args.page_size}}, use_variable=False)
+        sampler.phase = "other"
+        started = time.perf_counter()
+        summary = st.extract_statements(config, dsn=args.dsn, client=client)
+        out["work_s"] = time.perf_counter() - started
+    out["summary"] = summary
+    out["timings"] = timings
+    out["calls"] = calls
+    out["fetch"] = fetch
+    out["sql"] = sql_log
+    out["transaction_exit_s"] = commits
+    out["copy_exit_s"] = copy_exit["s"]
+    out["rss_peaks_by_phase"] = sampler.peaks
+    out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
+    _write_result(args.result_file, out)
+
+
+def child_probes(args: argparse.Namespace) -> None:
+    """Per-statement costs of the staging step, on the first PROBE_STATEMENTS statements."""
+    import hashlib
+
+    import psycopg
+    from psycopg import sql
+
+    from turnover_signals.lms.statements import STAGING_COLUMNS, staging_row
+    from turnover_signals.sources.xapi import parse_xapi_timestamp
+
+    statements: list[dict[str, Any]] = []
+    bodies: list[str] = []
+    get_s = decode_s = 0.0
+    body_bytes = 0
+    with _make_client(args.base_url) as client:
+        pages = client.iter_statement_pages(since=EPOCH, limit=args.page_size)
+        while len(statements) < args.probe_statements:
+            started = time.perf_counter()
+            try:
+                page = next(pages)
+            except StopIteration:
+                break
+            get_s += time.perf_counter() - started
+            started = time.perf_counter()
+            json.loads(page.raw_body)
+            decode_s += time.perf_counter() - started
+            body_bytes += page.raw_body_bytes
+            statements.extend(page.statements)
+            bodies.append(page.raw_body.decode("utf-8"))
+    n = len(statements)
+    out: dict[str, Any] = {
+        "statements": n,
+        "client_page_us_per_statement": get_s / n * 1e6,
+        "json_decode_us_per_statement": decode_s / n * 1e6,
+        "bytes_per_statement": body_bytes / n,
+    }
+
+    def per_statement(function: Any, repeat: int = 3) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            function()
+            best = min(best, time.perf_counter() - started)
+        return best / n * 1e6
+
+    dumps_sorted = [
+        json.dumps(s, ensure_ascii=False, separators=(",", ":"), sort_keys=True) for s in statements
+    ]
+    out["us"] = {
+        "staging_row (all of it)": per_statement(
+            lambda: [staging_row(i, s) for i, s in enumerate(statements)]
+        ),
+        "json.dumps sort_keys (raw_text)": per_statement(
+            lambda: [
+                json.dumps(s, ensure_ascii=False, separators=(",", ":"), sort_keys=True) for s in statements
+            ]
+        ),
+        "json.dumps unsorted": per_statement(
+            lambda: [json.dumps(s, ensure_ascii=False, separators=(",", ":")) for s in statements]
+        ),
+        "sha256 of raw_text": per_statement(
+            lambda: [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in dumps_sorted]
+        ),
+        "parse_xapi_timestamp x2": per_statement(
+            lambda: [
+                (parse_xapi_timestamp(s["timestamp"]), parse_xapi_timestamp(s["stored"])) for s in statements
+            ]
+        ),
+    }
+
+    rows = [staging_row(i, s) for i, s in enumerate(statements)]
+    rows_text_json = [row[:6] + (row[8],) + row[7:] for row in rows]  # raw_text reused for the jsonb column
+    rows_no_raw = [row[:8] for row in rows]
+    columns = ", ".join(STAGING_COLUMNS)
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(
+            "create unlogged table if not exists bench_probe_staging (received_order bigint, statement_id text,"
+            " occurred_at timestamptz, timestamp_problem text, is_timestamp_assumed_utc boolean,"
+            " stored_at timestamptz, statement jsonb, payload_sha256 text, raw_text text)"
+        )
+
+        def copy_rows(rows_: list[tuple], columns_: str) -> tuple[float, float]:
+            conn.execute("truncate bench_probe_staging")
+            write = 0.0
+            started = time.perf_counter()
+            with conn.transaction():
+                for start in range(0, n, args.page_size):  # one COPY per page, as the loader does
+                    with (
+                        conn.cursor() as cur,
+                        cur.copy(f"copy bench_probe_staging ({columns_}) from stdin") as copy,
+                    ):
+                        t = time.perf_counter()
+                        for row in rows_[start : start + args.page_size]:
+                            copy.write_row(row)
+                        write += time.perf_counter() - t
+            return write / n * 1e6, (time.perf_counter() - started) / n * 1e6
+
+        def best_copy(rows_: list[tuple], columns_: str) -> dict[str, float]:
+            runs = [copy_rows(rows_, columns_) for _ in range(3)]
+            write, total = min(runs, key=lambda r: r[1])
+            return {"write_row_us": write, "copy_total_us": total}
+
+        out["copy"] = {
+            "as is (Jsonb object + raw_text)": best_copy(rows, columns),
+            "raw_text string into the jsonb column": best_copy(rows_text_json, columns),
+            "no raw_text column (Jsonb only)": best_copy(rows_no_raw, ", ".join(STAGING_COLUMNS[:8])),
+        }
+
+        # The alternative: COPY each page body as received (one row per page), explode in SQL.
+        conn.execute("create unlogged table if not exists bench_probe_pages (page_number integer, body text)")
+
+        def page_level() -> tuple[float, float]:
+            conn.execute("truncate bench_probe_pages, bench_probe_staging")
+            started = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur:
+                for number, body in enumerate(bodies):  # one COPY per page, as now
+                    with cur.copy("copy bench_probe_pages (page_number, body) from stdin") as copy:
+                        copy.write_row((number, body))
+            copied = time.perf_counter() - started
+            started = time.perf_counter()
+            conn.execute(
+                sql.SQL(
+                    "insert into bench_probe_staging ({})"
+                    " select p.page_number::bigint * 100000 + e.ordinality - 1, e.value ->> 'id',"
+                    " (coalesce(e.value ->> 'timestamp', e.value ->> 'stored'))::timestamptz, null, false,"
+                    " (e.value ->> 'stored')::timestamptz, e.value,"
+                    " encode(sha256(convert_to(e.value::text, 'UTF8')), 'hex'), e.value::text"
+                    " from bench_probe_pages as p,"
+                    " jsonb_array_elements(p.body::jsonb -> 'statements') with ordinality as e"
+                ).format(sql.SQL(", ").join(map(sql.Identifier, STAGING_COLUMNS)))
+            )
+            exploded = time.perf_counter() - started
+            return copied / n * 1e6, exploded / n * 1e6
+
+        copied, exploded = min((page_level() for _ in range(3)), key=sum)
+        out["page_level"] = {"copy_pages_us": copied, "explode_in_sql_us": exploded}
+        conn.execute("drop table bench_probe_staging")
+        conn.execute("drop table bench_probe_pages")
+    _write_result(args.result_file, out)
+
+
+# The checks build with first copies found by a hash anti-join (no sort of whole rows) and the heavy
+# columns left in staging (referenced by received_order): the --what-if variant of the SQL file.
+FIRST_COPIES_ANTI_JOIN = """with first_copies as (
+    select s.* from staging_batch as s
+    where not exists (
+        select from staging_batch as e
+        where e.statement_id = s.statement_id and e.received_order < s.received_order
+    )
+),
+
+"""
+
+
+def narrow_checks_sql(checks_sql: str) -> str | None:
+    """The package's checks SQL rewritten as above; None if the file no longer has the expected shape."""
+    start, end = checks_sql.find("with received as ("), checks_sql.find("checked as (")
+    heavy = "        payload_sha256,\n        raw_text,\n        statement,\n"
+    if start < 0 or end < 0 or heavy not in checks_sql:
+        return None
+    return (
+        checks_sql[:start]
+        + FIRST_COPIES_ANTI_JOIN
+        + checks_sql[end:].replace(heavy, "        received_order,\n", 1)
+    )
+
+
+def child_sql_probes(args: argparse.Namespace) -> None:
+    """SQL-side costs on the loaded warehouse: the checks build as is vs a narrow variant, the GX
+    suite through a query asset (as the package runs it) vs a table asset, and the plans of the
+    core.lms_activity build and apply_voids."""
+    import great_expectations as gx
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from turnover_signals.config import load_config
+    from turnover_signals.lms.statements import VOIDED_VERB, lms_batch_suite
+    from turnover_signals.quality.gate import run_suite
+    from turnover_signals.sqlfiles import read_sql
+    from turnover_signals.warehouse import sqlalchemy_url
+
+    config = load_config(use_variable=False)
+    out: dict[str, Any] = {}
+    future_limit = datetime.now(UTC) + timedelta(minutes=10)
+    with RssSampler() as sampler, psycopg.connect(args.dsn, autocommit=True) as conn:
+        batch_id = conn.execute("select batch_id from raw.lms_statement limit 1").fetchone()[0]
+        conn.execute(
+            "create unlogged table staging.bench_batch as select"
+            " row_number() over (order by stored_at, statement_id) as received_order, statement_id, occurred_at,"
+            " null::text as timestamp_problem, false as is_timestamp_assumed_utc, stored_at, statement,"
+            " encode(sha256(convert_to(statement::text, 'UTF8')), 'hex') as payload_sha256,"
+            " statement::text as raw_text from raw.lms_statement"
+        )
+        conn.execute("vacuum analyze staging.bench_batch")
+        conn.execute("create temp view staging_batch as select * from staging.bench_batch")
+
+        def timed_create(name: str, select: str) -> dict[str, Any]:
+            conn.execute(f"drop table if exists staging.{name}")
+            started = time.perf_counter()
+            rows = conn.execute(
+                f"create unlogged table staging.{name} as {select}", {"future_limit": future_limit}
+            ).rowcount
+            seconds = time.perf_counter() - started
+            size = conn.execute(
+                "select pg_total_relation_size(%s::regclass)", (f"staging.{name}",)
+            ).fetchone()[0]
+            plan = conn.execute(
+                f"explain (analyze, timing off, buffers, format json) {select}",
+                {"future_limit": future_limit},
+            ).fetchone()[0][0]
+            sorts = []
+
+            def walk(node: dict[str, Any]) -> None:
+                if "Sort Method" in node:
+                    sorts.append(
+                        f"{node['Sort Method']} {node.get('Sort Space Used')} kB {node.get('Sort Space Type')}"
+                    )
+                for child in node.get("Plans", []):
+                    walk(child)
+
+            walk(plan["Plan"])
+            return {"s": seconds, "rows": rows, "mb": size / 1e6, "sorts": sorts,
+                    "temp_written_mb": plan["Plan"].get("Temp Written Blocks", 0) * 8192 / 1e6}  # fmt: skip
+
+        checks_sql = read_sql("staging", "lms_statement_checks")
+        out["checks_as_is"] = timed_create("bench_checks", checks_sql)
+        narrow = narrow_checks_sql(checks_sql)
+        if narrow:
+            out["checks_narrow"] = timed_create("bench_checks_narrow", narrow)
+
+        url = sqlalchemy_url(dsn=args.dsn)
+        suite = lms_batch_suite(float(config["lms"]["max_reject_rate"]))
+        queries: list[str] = []
+        original_execute = psycopg.Cursor.execute
+
+        def counting_execute(self: Any, query: Any, *a: Any, **kw: Any) -> Any:
+            queries.append(str(query)[:80])
+            return original_execute(self, query, *a, **kw)
+
+        psycopg.Cursor.execute = counting_execute  # type: ignore[method-assign]
+
+        def table_asset_run(table: str) -> bool:
+            context = gx.get_context(mode="ephemeral")
+            source = context.data_sources.add_sql(name="warehouse", connection_string=url.replace("$", r"\$"))
+            asset = source.add_table_asset(name=table, table_name=table, schema_name="staging")
+            batch = asset.add_batch_definition_whole_table("whole_batch")
+            gx_suite = context.suites.add(gx.ExpectationSuite(name="lms_statement_batch"))
+            for expectation in lms_batch_suite(float(config["lms"]["max_reject_rate"])).expectations:
+                gx_suite.add_expectation(expectation)
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(name="probe", data=batch, suite=gx_suite)
+            )
+            return bool(definition.run(result_format="BOOLEAN_ONLY").success)
+
+        def measured(label: str, function: Any) -> dict[str, Any]:
+            queries.clear()
+            sampler.phase = label
+            before = mib(proc_status_kib("VmRSS"))
+            started = time.perf_counter()
+            success = function()
+            seconds = time.perf_counter() - started
+            sampler.phase = "between"
+            return {"s": seconds, "success": success, "queries": len(queries),
+                    "rss_before_mib": before, "rss_peak_mib": sampler.peaks.get(label, before)}  # fmt: skip
+
+        # Table assets first: glibc keeps freed memory, so the query asset's peak must come last.
+        out["gx_table_asset"] = measured("gx_table_asset", lambda: table_asset_run("bench_checks"))
+        if narrow:
+            out["gx_table_asset_narrow"] = measured(
+                "gx_table_asset_narrow", lambda: table_asset_run("bench_checks_narrow")
+            )
+        out["gx_query_asset"] = measured(
+            "gx_query_asset",
+            lambda: run_suite(url, suite, data_asset="lms_statement_batch", batch_identifier="probe",
+                              query='select * from "staging"."bench_checks"').success,
+        )  # fmt: skip
+        psycopg.Cursor.execute = original_execute  # type: ignore[method-assign]
+
+        core_select = read_sql("core", "lms_activity")
+        params = {"batch_id": batch_id, "verb_event_types": Jsonb(config["lms"]["verb_event_types"])}
+        plan = conn.execute(f"explain (analyze, timing off, format json) {core_select}", params).fetchone()[
+            0
+        ][0]
+        out["core_select_s"] = plan["Execution Time"] / 1000
+        plain = conn.execute(f"explain {core_select}", params).fetchall()
+        out["core_select_plan"] = [row[0] for row in plain if "Scan" in row[0]]
+        conn.execute("drop table if exists pg_temp.core_copy")
+        conn.execute("create temp table core_copy (like core.lms_activity including all)")
+        started = time.perf_counter()
+        conn.execute("insert into core_copy select * from core.lms_activity")
+        out["core_insert_only_s"] = time.perf_counter() - started
+        voids_plan = conn.execute(
+            "explain with voids as (select v.statement_id from raw.lms_statement as v"
+            " where v.statement #>> '{verb,id}' = %(voided)s and v.statement #>> '{object,objectType}' = 'StatementRef'"
+            " and (v.batch_id = %(batch)s or v.statement #>> '{object,id}' in"
+            " (select statement_id from raw.lms_statement where batch_id = %(batch)s))) select count(*) from voids",
+            {"voided": VOIDED_VERB, "batch": batch_id},
+        ).fetchall()
+        out["voids_plan"] = [row[0].strip() for row in voids_plan if "Scan" in row[0]]
+        started = time.perf_counter()
+        conn.execute(
+            "select count(*) from raw.lms_statement as v where v.statement #>> '{verb,id}' = %s",
+            (VOIDED_VERB,),
+        )
+        out["voids_full_scan_s"] = time.perf_counter() - started
+        conn.execute("drop view staging_batch")
+        for table in ("bench_checks", "bench_checks_narrow", "bench_batch"):
+            conn.execute(f"drop table if exists staging.{table}")
+    _write_result(args.result_file, out)
+
+
+CHILDREN = {
+    "bare": child_bare, "raw_http": child_raw_http, "end_to_end": child_end_to_end, "probes": child_probes,
+    "sql_probes": child_sql_probes,
+}  # fmt: skip
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def run_size(
+    count: int, args: argparse.Namespace, work_dir: Path, probes: bool, what_if: bool
+) -> dict[str, Any]:
+    """Everything for one N: data, server, bare client, end to end, (probes, what-if), cleanup."""
+    import psycopg
+
+    from turnover_signals.sample_servers.lms_server import LmsSampleServer
+    from turnover_signals.warehouse import migrate, warehouse_connection
+
+    report: dict[str, Any] = {"statements": count, "page_size": args.page_size}
+    data_dir = work_dir / f"data-{count}"
+    log_dir = work_dir / f"logs-{count}"
+    log_dir.mkdir(parents=True)
+    airflow_home = work_dir / f"airflow-{count}"
+    airflow_home.mkdir()
+    env = configure_airflow_env(airflow_home)
+    databases: list[str] = []
+
+    def fresh_database(purpose: str) -> tuple[str, float]:
+        name = f"lms_bench_{purpose}_{os.getpid()}_{count}"
+        admin_execute(f'drop database if exists "{name}"')
+        admin_execute(f'create database "{name}"')
+        databases.append(name)
+        started = time.perf_counter()
+        with warehouse_connection(dsn=dsn_for(name)) as conn:
+            migrate(conn)
+        return dsn_for(name), time.perf_counter() - started
+
+    server = None
+    try:
+        print(f"[{count:,}] writing statements", flush=True)
+        started = time.perf_counter()
+        path, size = write_statements(data_dir, count)
+        report["generate_s"] = time.perf_counter() - started
+        report["jsonl_mb"] = size / 1e6
+
+        print(f"[{count:,}] starting the sample LRS (JSONL -> SQLite)", flush=True)
+        server = LmsSampleServer(data_dir, max_page_size=args.page_size)
+        started = time.perf_counter()
+        server.start()
+        report["server_start_s"] = time.perf_counter() - started
+        report["server_statements"] = server.statement_count
+        report["sqlite_mb"] = server._statements.path.stat().st_size / 1e6  # noqa: SLF001 - a size only
+        child_args = ["--base-url", server.base_url, "--page-size", str(args.page_size)]
+
+        with ContentionWatch() as watch:
+            print(f"[{count:,}] raw HTTP floor", flush=True)
+            report["raw_http"] = run_child("raw_http", child_args, log_dir, env)
+            print(f"[{count:,}] bare client (1)", flush=True)
+            report["bare"] = [run_child("bare", child_args, log_dir, env)]
+
+            dsn, report["migrate_s"] = fresh_database("e2e")
+            print(f"[{count:,}] end to end", flush=True)
+            report["e2e"] = run_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                report["verify"] = dict(zip(
+                    ("raw_lms_statement", "core_lms_activity", "rejected", "batch_status"),
+                    conn.execute(
+                        "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity),"
+                        " (select count(*) from raw.lms_statement_rejected),"
+                        " (select string_agg(status, ',') from audit.lms_extract_batch)"
+                    ).fetchone(),
+                    strict=True,
+                ))  # fmt: skip
+                report["db_sizes_mb"] = dict(
+                    conn.execute(
+                        "select c.relname, pg_total_relation_size(c.oid) / 1e6 from pg_class c"
+                        " join pg_namespace n on n.oid = c.relnamespace"
+                        " where (n.nspname, c.relname) in (('raw', 'lms_statement'), ('core', 'lms_activity'))"
+                    ).fetchall()
+                )
+            print(f"[{count:,}] bare client (2)", flush=True)
+            report["bare"].append(run_child("bare", child_args, log_dir, env))
+
+            if probes:
+                print(f"[{count:,}] per-statement probes", flush=True)
+                report["probes"] = run_child(
+                    "probes",
+                    [*child_args, "--dsn", dsn, "--probe-statements", str(PROBE_STATEMENTS)],
+                    log_dir,
+                    env,
+                )
+            if what_if:
+                print(f"[{count:,}] what-if: SQL and GX variants on the loaded warehouse", flush=True)
+                report["sql_probes"] = run_child("sql_probes", [*child_args, "--dsn", dsn], log_dir, env)
+                dsn_prefetch, _ = fresh_database("prefetch")
+                print(f"[{count:,}] what-if: end to end with the pages prefetched by a thread", flush=True)
+                report["e2e_prefetch"] = run_child(
+                    "end_to_end", [*child_args, "--dsn", dsn_prefetch, "--prefetch"], log_dir, env
+                )
+        report["ran_beside"] = sorted(watch.others)
+        report["loadavg_max"] = max(watch.loads, default=os.getloadavg()[0])
+    finally:
+        if server is not None:
+            server.close()
+        for name in databases:
+            admin_execute(f'drop database if exists "{name}" with (force)')
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(airflow_home, ignore_errors=True)
+    return report
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def short_process(line: str) -> str:
+    """`PID .../benchmarks/hris_load.py --child bundle --t0 ... --dsn ...` -> `hris_load.py --child bundle`."""
+    match = re.search(r"(hris_load\.py|synth_memory\.py)(.*)", line)
+    if not match:
+        return line[:60]
+    args = re.split(r" --(?:t0|result-file|dsn|local|json-out) ", match.group(2) + " ")[0].strip()
+    return f"{match.group(1)} {args}".strip()
+
+
+def bare_reference(report: dict[str, Any]) -> float:
+    """Mean bare-client throughput (statements/s) of the runs before and after end to end."""
+    rates = [b["statements"] / b["work_s"] for b in report["bare"]]
+    return sum(rates) / len(rates)
+
+
+def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(phase, seconds, what it is) adding up to the extract_statements wall time."""
+    t = e2e["timings"]
+    sql = e2e["sql"]
+
+    def sql_time(predicate: Any) -> float:
+        return sum(s["s"] for s in sql if predicate(s))
+
+    stage = t.get("_stage", 0.0)
+    fetch = e2e["fetch"]["s"]
+    gate = t.get("_gate_and_publish", 0.0)
+    publish = t.get("_publish", 0.0)
+    raw_insert = sql_time(
+        lambda s: s["sql"].startswith("insert into raw.lms_statement (") and "_publish" in s["phase"]
+    )
+    core_insert = sql_time(lambda s: s["sql"].startswith("insert into core.lms_activity"))
+    voids = t.get("apply_voids", 0.0)
+    gx = t.get("run_suite", 0.0)
+    gx_sql = sql_time(lambda s: "run_suite" in s["phase"])
+    gx_queries = sum(1 for s in sql if "run_suite" in s["phase"])
+    counts = t.get("_check_counts", 0.0)
+    rejects = t.get("_record_rejects", 0.0)
+    small = t.get("_advance_watermark", 0.0) + t.get("record_validation", 0.0) + t.get("_record_batch", 0.0)
+    commit = e2e.get("transaction_exit_s", {}).get("_gate_and_publish", 0.0)
+    suite = t.get("lms_batch_suite", 0.0)
+    gate_rest = gate - gx - counts - rejects - publish - small - commit - suite
+    stage_commits = e2e.get("transaction_exit_s", {}).get("_stage", 0.0) + e2e.get("copy_exit_s", 0.0)
+    # GX on a query asset runs the whole query once to learn its columns (fixed in c2998e1).
+    distinct = e2e["summary"]["distinct"]
+    gx_full_fetch = [
+        s for s in sql if "run_suite" in s["phase"] and distinct > 1 and s["rowcount"] >= distinct
+    ]
+    rows = [
+        ("stage: client fetch (HTTP + JSON decode)", fetch, f"{e2e['fetch']['pages']} pages"),
+        ("stage: staging_row + COPY write_row (Python, per statement)", stage - fetch - stage_commits, ""),
+        ("stage: end of each page's COPY + commit", stage_commits, "waits for PostgreSQL to finish the page"),
+        ("build checks table (SQL over jsonb, window sort)", t.get("_build_checks", 0.0), "create unlogged table as"),
+        ("check counts + top reasons", counts, "2 queries"),
+        (f"GX suite ({gx_queries} queries, {fmt(gx_sql)} s in SQL)", gx,
+         "run_suite, BOOLEAN_ONLY" + (f"; includes GX fetching all {gx_full_fetch[0]['rowcount']:,} rows of the "
+                                      f"checks table to learn its columns ({fmt(gx_full_fetch[0]['s'])} s)"
+                                      if gx_full_fetch else "")),
+        ("suite definition (GX expectation objects)", suite, "lms_batch_suite"),
+        ("record rejects", rejects, "insert ... where reject_reason is not null"),
+        ("publish raw.lms_statement", raw_insert, "insert ... on conflict do nothing"),
+        ("publish core.lms_activity", core_insert, "insert ... select from raw.lms_statement"),
+        ("apply voids", voids, "scans raw.lms_statement"),
+        ("watermark, validation and batch rows", small, ""),
+        ("commit of the publish transaction", commit, ""),
+        ("rest of gate and publish (Python)", gate_rest, ""),
+        ("drop staging + checks", t.get("_drop_scratch", 0.0), ""),
+        ("connect, read watermark, other", e2e["work_s"] - stage - t.get("_build_checks", 0.0) - gate
+         - t.get("_drop_scratch", 0.0), ""),
+    ]  # fmt: skip
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    reports = results["reports"]
+    pg = machine["postgres"]
+    lines = [
+        f"Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
+        f"Linux {machine['kernel']}, Python {machine['python']}, PostgreSQL {pg.get('server_version')} "
+        f"(shared_buffers {pg.get('shared_buffers')}, work_mem {pg.get('work_mem')}, synchronous_commit "
+        f"{pg.get('synchronous_commit')}, max_wal_size {pg.get('max_wal_size')}), all on one machine over loopback.",
+        "",
+        "```",
+        results["command"],
+        "```",
+        "",
+    ]
+    before, after = results.get("package_before"), results.get("package_after")
+    if before:
+        changed = after is not None and after["files_sha256"] != before["files_sha256"]
+        lines += [
+            f"Package at `{before['commit']}` (measured files sha256 {before['files_sha256']}"
+            + (", with uncommitted changes" if before["uncommitted_changes"] else "")
+            + (
+                "; **the package changed during the run**: figures mix two versions"
+                if changed
+                else "; unchanged during the run"
+            )
+            + ").",
+            "",
+        ]
+    contention = results["quiet"]
+    contended = []
+    for r in reports:
+        children = [("raw HTTP", r.get("raw_http")), *((f"bare client {i + 1}", b) for i, b in enumerate(r["bare"])),
+                    ("end to end", r.get("e2e")), ("per-statement probes", r.get("probes")),
+                    ("SQL what-if", r.get("sql_probes")), ("prefetch what-if", r.get("e2e_prefetch"))]  # fmt: skip
+        for label, child in children:
+            seen = (child or {}).get("contention", {})
+            if seen.get("ran_beside"):
+                others = sorted({short_process(p) for p in seen["ran_beside"]})
+                contended.append(
+                    f"{label} (N = {r['statements']:,}; load ≤ {fmt(seen['loadavg_max'], 1)}; beside {', '.join(others)})"
+                )
+    load_max = fmt(max(r["loadavg_max"] for r in reports), 2)
+    waited = (
+        f"waited {fmt(contention['waited_s'], 0)} s for other benchmarks to finish"
+        if contention["waited_s"] >= 1
+        else "no other benchmark was running at the start"
+    )
+    if contended:
+        lines += [
+            f"**Contention:** {waited}, but another benchmark started during: {'; '.join(contended)}. "
+            f"Max 1-min load average {load_max} on 2 cores: those figures are pessimistic.",
+            "",
+        ]
+    else:
+        lines += [
+            f"No other benchmark ran during any measured step ({waited}); max 1-min load average {load_max} "
+            "(2 cores: the LRS, the client and PostgreSQL share them).",
+            "",
+        ]
+    lines += [
+        "| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ 0.7) | e2e wall s | "
+        "e2e peak RSS MiB | bare peak RSS MiB | raw HTTP st/s | rows verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in reports:
+        n = r["statements"]
+        bare = bare_reference(r)
+        e2e = r["e2e"]
+        rate = n / e2e["work_s"]
+        v = r["verify"]
+        ok = v["raw_lms_statement"] == n and v["core_lms_activity"] == n and v["rejected"] == 0
+        lines.append(
+            f"| {n:,} ({r['page_size']}) | {fmt(bare, 0)} | {fmt(rate, 0)} | **{rate / bare:.2f}** | "
+            f"{fmt(e2e['work_s'])} | {fmt(e2e['peak_rss_mib'], 0)} | "
+            f"{fmt(max(b['peak_rss_mib'] for b in r['bare']), 0)} | {fmt(r['raw_http']['statements'] / r['raw_http']['work_s'], 0)} | "
+            f"{'yes' if ok else 'NO'}: raw {v['raw_lms_statement']:,}, core {v['core_lms_activity']:,}, "
+            f"rejected {v['rejected']:,}, batch {v['batch_status']} |"
+        )
+    lines += [
+        "",
+        "Bare client = `XapiClient.iter_statement_pages` over every page (mean of a run before and one after the "
+        "end-to-end run: "
+        + "; ".join(
+            f"N={r['statements']:,}: "
+            + " / ".join(fmt(b["statements"] / b["work_s"], 0) for b in r["bare"])
+            + " st/s"
+            for r in reports
+        )
+        + "). End to end = `extract_statements(...)` call wall time, imports excluded. Raw HTTP = `http.client`, "
+        "no JSON decoding (what the sample LRS alone serves). Peak RSS = the child's own (`os.wait4`).",
+        "",
+        "| N | JSONL MB | generate s | LRS start-up s (JSONL→SQLite, not measured) | migrate s | child start + imports s "
+        "(e2e) | RSS after imports MiB | CPU s of the e2e child, imports included (user + sys) | CPU s of a bare child | "
+        "raw.lms_statement MB | core.lms_activity MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in reports:
+        e2e = r["e2e"]
+        sizes = r.get("db_sizes_mb", {})
+        lines.append(
+            f"| {r['statements']:,} | {fmt(r['jsonl_mb'], 0)} | {fmt(r['generate_s'])} | {fmt(r['server_start_s'])} | "
+            f"{fmt(r['migrate_s'], 2)} | {fmt(e2e['process_wall_s'] - e2e['work_s'])} | "
+            f"{fmt(e2e['rss_after_imports_mib'], 0)} | {fmt(e2e['cpu_user_s'] + e2e['cpu_sys_s'])} | "
+            f"{fmt(r['bare'][0]['cpu_user_s'] + r['bare'][0]['cpu_sys_s'])} | {fmt(sizes.get('lms_statement', 0), 0)} | "
+            f"{fmt(sizes.get('lms_activity', 0), 0)} |"
+        )
+    for r in reports:
+        e2e = r["e2e"]
+        lines += [
+            "",
+            f"Phases of the end-to-end run, N = {r['statements']:,} (wall {fmt(e2e['work_s'])} s; the client's "
+            "page iterator and the loader's methods wrapped from outside the package):",
+            "",
+            "| phase | s | share | note |",
+            "|---|---:|---:|---|",
+        ]
+        for name, seconds, note in phase_rows(e2e):
+            lines.append(f"| {name} | {fmt(seconds)} | {seconds / e2e['work_s']:.0%} | {note} |")
+        peaks = e2e.get("rss_peaks_by_phase", {})
+        if peaks:
+            top = sorted(peaks.items(), key=lambda kv: -kv[1])[:4]
+            lines += [
+                "",
+                "Sampled peak RSS by phase (MiB): " + ", ".join(f"{k} {fmt(v, 0)}" for k, v in top) + ".",
+            ]
+    probe_report = next((r for r in reports if "probes" in r), None)
+    if probe_report:
+        p = probe_report["probes"]
+        lines += [
+            "",
+            f"Per-statement costs (first {p['statements']:,} statements, {fmt(p['bytes_per_statement'], 0)} bytes each "
+            "on the wire; best of 3):",
+            "",
+            "| step | µs per statement |",
+            "|---|---:|",
+            f"| client: HTTP round trip + JSON decode, per statement | {fmt(p['client_page_us_per_statement'], 2)} |",
+            f"| … of which `json.loads` of the page body | {fmt(p['json_decode_us_per_statement'], 2)} |",
+        ]
+        for name, value in p["us"].items():
+            lines.append(f"| {name} | {fmt(value, 2)} |")
+        page_level = p.get("page_level")
+        if page_level:
+            lines.append(
+                "| instead: COPY each page body as received (one row per page) / explode it into the same staging rows"
+                " in SQL (`jsonb_array_elements`, casts, `sha256`) | "
+                f"{fmt(page_level['copy_pages_us'], 2)} / {fmt(page_level['explode_in_sql_us'], 2)} |"
+            )
+        for name, value in p["copy"].items():
+            lines.append(
+                f"| COPY one page at a time, {name}: write_row / whole COPY | "
+                f"{fmt(value['write_row_us'], 2)} / {fmt(value['copy_total_us'], 2)} |"
+            )
+    sql_report = next((r for r in reports if "sql_probes" in r), None)
+    if sql_report:
+        q = sql_report["sql_probes"]
+        n = sql_report["statements"]
+        lines += [
+            "",
+            f"What-if, SQL side (N = {n:,}, on a staging-shaped copy of the loaded batch):",
+            "",
+            "| variant | s | notes |",
+            "|---|---:|---|",
+        ]
+        for key, label in (("checks_as_is", "checks table as the package builds it (row_number over whole rows)"),
+                           ("checks_narrow", "checks table: first copies by hash anti-join, jsonb/raw_text left in "
+                                             "staging (joined back by received_order at publish)")):  # fmt: skip
+            if key in q:
+                c = q[key]
+                sorts = "; ".join(c["sorts"]) or "no sort"
+                lines.append(f"| {label} | {fmt(c['s'])} | {fmt(c['mb'], 0)} MB table; {sorts}; temp written "
+                             f"{fmt(c['temp_written_mb'], 0)} MB |")  # fmt: skip
+        for key, label in (("gx_query_asset", "GX suite via a query asset (`run_suite(query=...)`, the package before c2998e1)"),
+                           ("gx_table_asset", "GX suite via a table asset on the same checks table (the package since c2998e1)"),
+                           ("gx_table_asset_narrow", "GX suite via a table asset on the narrow checks table")):  # fmt: skip
+            if key in q:
+                g = q[key]
+                lines.append(f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} → "
+                             f"peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |")  # fmt: skip
+        lines += [
+            f"| core.lms_activity: the SELECT alone | {fmt(q['core_select_s'])} | {'; '.join(q['core_select_plan'])} |",
+            f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} | "
+            "temp table with the same indexes |",
+            f"| apply_voids: the verb filter over all of raw.lms_statement | {fmt(q['voids_full_scan_s'])} | "
+            f"{'; '.join(q['voids_plan'])} |",
+        ]
+    what_if = next((r for r in reports if "e2e_prefetch" in r), None)
+    if what_if:
+        w = what_if["e2e_prefetch"]
+        base = what_if["e2e"]
+        n = what_if["statements"]
+        stage_w = w["timings"].get("_stage", 0.0)
+        stage_b = base["timings"].get("_stage", 0.0)
+        lines += [
+            "",
+            f"What-if, N = {n:,}: the same run with the client's pages prefetched by one background thread "
+            f"(benchmark-side wrapper, package untouched): staging {fmt(stage_b)} s → {fmt(stage_w)} s, whole run "
+            f"{fmt(base['work_s'])} s → {fmt(w['work_s'])} s, ratio {n / base['work_s'] / bare_reference(what_if):.2f} → "
+            f"{n / w['work_s'] / bare_reference(what_if):.2f}; peak RSS {fmt(w['peak_rss_mib'], 0)} MiB.",
+        ]
+    return "\n".join(lines)
+
+
+def write_readme_section(body: str) -> None:
+    """Add or replace only the "LMS extraction (issue 4)" section; re-read right before writing."""
+    heading = f"## {SECTION_TITLE}"
+    section = f"{heading}\n\n{body.rstrip()}\n"
+    text = README.read_text(encoding="utf-8") if README.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    README.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--statements", type=int, nargs="+", default=[1_000_000],
+                        help="one or more N; each gets its own data, server and database")  # fmt: skip
+    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--what-if", action="store_true", help="also time end to end with prefetched pages")
+    parser.add_argument(
+        "--no-probes", dest="probes", action="store_false", help="skip the per-statement probes"
+    )
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks to finish")
+    parser.add_argument("--readme", action="store_true", help=f"write the tables to README '{SECTION_TITLE}'")
+    parser.add_argument("--keep", action="store_true", help="keep the generated JSONL")
+    parser.add_argument("--json-out", help="also write the raw measurements here")
+    parser.add_argument("--from-json", help="render (and with --readme write) a saved --json-out; no run")
+    # Internal: this script re-runs itself as the measured child processes.
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--prefetch", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-statements", type=int, default=PROBE_STATEMENTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        CHILDREN[args.child](args)
+        return 0
+
+    if args.from_json:
+        text = render(json.loads(Path(args.from_json).read_text(encoding="utf-8")))
+        print(text)
+        if args.readme:
+            write_readme_section(text)
+        return 0
+    quiet = wait_until_quiet(args.no_wait)
+    command = "PYTHONPATH=plugins .venv/bin/python benchmarks/lms_load.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--readme", "--no-wait")
+    )
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command.strip(),
+        "machine": machine_description(),
+        "quiet": quiet,
+        "package_before": package_fingerprint(),
+        "reports": [],
+    }
+    largest = max(args.statements)
+    work_dir = Path(tempfile.mkdtemp(prefix="lms-bench-"))
+    try:
+        for count in args.statements:
+            results["reports"].append(
+                run_size(count, args, work_dir, probes=args.probes and count == largest,
+                         what_if=args.what_if and count == largest)
+            )  # fmt: skip
+    finally:
+        if args.keep:
+            print(f"kept: {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    results["package_after"] = package_fingerprint()
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    text = render(results)
+    print()
+    print(text)
+    if args.readme:
+        write_readme_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
