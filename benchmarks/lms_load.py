@@ -1,7 +1,7 @@
 """LMS extraction benchmark (issue 4): xAPI statements from the sample LRS into PostgreSQL.
 
     PYTHONPATH=plugins .venv/bin/python benchmarks/lms_load.py [--statements 1000000 [200000 ...]]
-        [--page-size 500] [--what-if] [--readme] [--keep]
+        [--page-size 500] [--what-if] [--readme] [--json-out FILE] [--keep]
 
 Goal (issue 4): 1,000,000 statements served by the sample LRS on loopback in pages of 500, loaded
 end to end at no less than 0.7x the statements/s of a bare client that only pages through the same
@@ -31,12 +31,15 @@ For every N given, in one run:
 5. Per-statement probes (largest N only), on the first 50,000 statements: the parts of
    `staging_row`, and `Copy.write_row` into a table shaped like the staging table, as is and with
    the cheaper variants suggested in the README.
-6. With `--what-if` (largest N only): the end-to-end run again on a fresh database with the
-   client's pages prefetched by one background thread (the package untouched), to measure how
-   much overlapping the network fetch with the COPY would buy.
+6. With `--what-if` (largest N only): on a staging-shaped copy of the loaded batch, the checks
+   build as is vs a narrow variant, GX through a query asset vs a table asset, the
+   core.lms_activity SELECT vs its insert, and the apply_voids scan; then the end-to-end run again
+   on a fresh database with the client's pages prefetched by one background thread (the package
+   untouched), to measure how much overlapping the network fetch with the COPY would buy.
 
 Prints markdown tables; `--readme` also writes them to the "LMS extraction (issue 4)" section of
-benchmarks/README.md. Stops the server, drops the databases and deletes the generated data.
+benchmarks/README.md (replacing that section only), and `--from-json FILE [--readme]` re-renders a
+run saved with `--json-out`. Stops the server, drops the databases and deletes the generated data.
 
 Before starting it waits (30 s polls, up to 20 minutes) until no other benchmark
 (`benchmarks/hris_load.py`, `synth_memory.py`) is running, and records any it had to run beside.
@@ -1036,7 +1039,7 @@ def run_size(
                 ))  # fmt: skip
                 report["db_sizes_mb"] = dict(
                     conn.execute(
-                        "select c.relname, pg_total_relation_size(c.oid) / 1e6 from pg_class c"
+                        "select c.relname, (pg_total_relation_size(c.oid) / 1e6)::float8 from pg_class c"
                         " join pg_namespace n on n.oid = c.relnamespace"
                         " where (n.nspname, c.relname) in (('raw', 'lms_statement'), ('core', 'lms_activity'))"
                     ).fetchall()
@@ -1077,7 +1080,7 @@ def run_size(
 
 
 def fmt(value: float, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}"
+    return f"{float(value):,.{digits}f}"
 
 
 def short_process(line: str) -> str:
@@ -1087,6 +1090,11 @@ def short_process(line: str) -> str:
         return line[:60]
     args = re.split(r" --(?:t0|result-file|dsn|local|json-out) ", match.group(2) + " ")[0].strip()
     return f"{match.group(1)} {args}".strip()
+
+
+def plan_nodes(lines: list[str]) -> str:
+    """EXPLAIN lines such as `  ->  Parallel Seq Scan on lms_statement v  (cost=...)` -> `Parallel Seq Scan on lms_statement v`."""
+    return "; ".join(re.sub(r"\s*\(cost=.*$", "", line.strip().removeprefix("->").strip()) for line in lines)
 
 
 def bare_reference(report: dict[str, Any]) -> float:
@@ -1152,12 +1160,43 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
     return rows
 
 
+GOAL_RATIO_TEXT = (
+    "1,000,000 statements served by the sample LRS on loopback in pages of 500: end-to-end statements/s into "
+    "PostgreSQL at least 0.7× a bare client that only pages through the same server in the same run, with peak "
+    "memory flat in N."
+)
+METHOD_TEXT = (
+    "`benchmarks/lms_load.py` streams N xAPI 1.0.3 statements (uuid ids; actor with exactly one identifier, 90 % "
+    "`account`, 10 % `mbox`; ADL verbs registered/launched/completed/passed/failed; course activities; `result` "
+    "with score/success/completion/duration on completed/passed/failed; `context.registration`; ISO `timestamp` and "
+    "strictly increasing `stored` with `Z`, 2 % stored days late; ~670 bytes each) to `DATA/lms/statements.jsonl`, "
+    "starts `LmsSampleServer(DATA, max_page_size=500)` in the parent process (its JSONL→SQLite start-up is timed "
+    "apart and is in no figure), and runs each measurement in its own child process: the bare client "
+    "(`XapiClient.iter_statement_pages(since=1970-01-01Z, limit=500)` over every page, before and after the "
+    "end-to-end run; the reference is the mean), a raw `http.client` loop (no JSON decoding: what the LRS alone "
+    "serves), and `extract_statements(config, dsn=..., client=XapiClient(...))` on a freshly created and migrated "
+    "database with Airflow pointed at a throwaway home. Throughput is N / wall time of the measured call (imports "
+    "excluded; listed apart); peak RSS is the child's own (`os.wait4`). Phases come from wrapping, outside the "
+    "package, the `StatementExtraction` methods, `run_suite`, `apply_voids`, psycopg's `Cursor.execute`, "
+    "`Copy.__exit__` and `Transaction.__exit__`, and the client's page iterator (time inside `next()` = HTTP + JSON "
+    "decoding). Row counts of `raw.lms_statement` and `core.lms_activity` are checked. Probes: per-statement costs "
+    "on the first 50,000 statements; with `--what-if`, SQL and GX variants on a staging-shaped copy of the loaded "
+    "batch, and the whole run again with the pages prefetched by a background thread. The script waits for other "
+    "benchmarks to finish and records any that ran beside a measured step; it drops its databases and deletes the "
+    "generated data."
+)
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     reports = results["reports"]
     pg = machine["postgres"]
     lines = [
-        f"Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
+        f"**Goal:** {GOAL_RATIO_TEXT}",
+        "",
+        f"**Method.** {METHOD_TEXT}",
+        "",
+        f"**Results.** Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
         f"Linux {machine['kernel']}, Python {machine['python']}, PostgreSQL {pg.get('server_version')} "
         f"(shared_buffers {pg.get('shared_buffers')}, work_mem {pg.get('work_mem')}, synchronous_commit "
         f"{pg.get('synchronous_commit')}, max_wal_size {pg.get('max_wal_size')}), all on one machine over loopback.",
@@ -1332,11 +1371,11 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} → "
                              f"peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |")  # fmt: skip
         lines += [
-            f"| core.lms_activity: the SELECT alone | {fmt(q['core_select_s'])} | {'; '.join(q['core_select_plan'])} |",
+            f"| core.lms_activity: the SELECT alone | {fmt(q['core_select_s'])} | {plan_nodes(q['core_select_plan'])} |",
             f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} | "
             "temp table with the same indexes |",
             f"| apply_voids: the verb filter over all of raw.lms_statement | {fmt(q['voids_full_scan_s'])} | "
-            f"{'; '.join(q['voids_plan'])} |",
+            f"{plan_nodes(q['voids_plan'])} |",
         ]
     what_if = next((r for r in reports if "e2e_prefetch" in r), None)
     if what_if:
