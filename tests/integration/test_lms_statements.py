@@ -204,3 +204,97 @@ def test_the_watermark_belongs_to_the_connection_not_the_servers_address(lms_ser
     second = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert (second["received"], second["new"]) == (1, 1)
     assert rows(warehouse_dsn, "select source from audit.extract_watermark") == [("xapi:lms_api",)]
+
+
+def chunked(config, statements_per_chunk):
+    config["lms"]["publish_chunk_statements"] = statements_per_chunk
+    return config
+
+
+def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    bad = statement(60, minutes=20, result={"score": {"scaled": 1.5}})
+    statements = [*[statement(n, minutes=n) for n in range(1, 30)], bad]
+    server = lms_server_factory(statements=statements)
+    connect(server, monkeypatch)
+    summary = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert summary["chunks"] == 4  # pages of 4, chunks of 8: 30 statements
+    assert (summary["received"], summary["new"], summary["rejected"]) == (30, 29, 1)
+    assert rows(warehouse_dsn, "select status, count(*) from audit.lms_extract_batch group by 1") == [("published", 4)]
+    chunked_tables = data_tables(warehouse_dsn)
+
+    extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)  # rerun: nothing changes
+    assert data_tables(warehouse_dsn) == chunked_tables
+
+    with psycopg.connect(warehouse_dsn) as conn:
+        conn.execute("truncate raw.lms_statement, raw.lms_statement_rejected, core.lms_activity,"
+                     " audit.extract_watermark, audit.lms_void_applied")  # fmt: skip
+    one_batch = extract_statements(chunked(config, 10_000), RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert one_batch["chunks"] == 1
+    assert data_tables(warehouse_dsn) == chunked_tables
+
+
+def test_voids_reach_statements_published_by_earlier_chunks(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 21)])
+    connect(server, monkeypatch)
+    extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    voids = []
+    for n, target in ((98, 2), (99, 19)):  # targets in the first and the last chunk
+        void = statement(n, verb="voided", minutes=30 + n)
+        void["object"] = {"objectType": "StatementRef", "id": str(uuid.UUID(int=target))}
+        voids.append(void)
+    server.add_statements(voids)
+    summary = extract_statements(chunked(config, 8), RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert summary["voids_applied"] == 2
+    assert rows(warehouse_dsn, "select statement_id from core.lms_activity where is_voided order by 1") == [
+        (str(uuid.UUID(int=2)),), (str(uuid.UUID(int=19)),)
+    ]  # fmt: skip
+
+
+def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_watermark(lms_server_factory, monkeypatch, warehouse_dsn, config):
+    config["lms"]["max_reject_rate"] = 0.1
+    good = [statement(n, minutes=n) for n in range(1, 9)]  # chunk 1: two pages of 4
+    bad = [statement(n, minutes=n, result={"score": {"scaled": 2}}) for n in range(10, 14)]  # chunk 2
+    later = [statement(n, minutes=n) for n in range(20, 28)]  # chunk 3: never published
+    server = lms_server_factory(statements=[*good, *bad, *later])
+    connect(server, monkeypatch)
+    with pytest.raises(BadInputError, match=r"chunk 2.*4 of 8 statements rejected.*1 earlier chunk"):
+        extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(8,)]
+    assert rows(warehouse_dsn, "select count(*) from core.lms_activity") == [(8,)]
+    chunk_one_end = max(datetime.fromisoformat(s["stored"].replace("Z", "+00:00")) for s in good)
+    assert rows(warehouse_dsn, "select watermark from audit.extract_watermark") == [(chunk_one_end,)]
+    assert rows(warehouse_dsn, "select status, statements_rejected from audit.lms_extract_batch order by batch_id") == [
+        ("published", 0), ("failed", 4),
+    ]  # fmt: skip
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(4,)]
+    assert rows(warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'") == [(0,)]
+
+    config["lms"]["max_reject_rate"] = 0.6  # the vendor's answer: these are acceptable
+    rerun = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert rerun["status"] == "published"
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(16,)]
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(4,)]
+    last_stored = max(datetime.fromisoformat(s["stored"].replace("Z", "+00:00")) for s in later)
+    assert rows(warehouse_dsn, "select watermark from audit.extract_watermark") == [(last_stored,)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-03-02T09:04:00Z", "2026-03-02T09:04:00.123456789+01:30", "2026-03-02 09:04:00-05", "2026-03-02T09:04+0200",
+     "2026-03-02T09:04:00", "2026-03-02", "2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+     "2026-03-02T24:00:00Z", "2026-03-02T09:61:00Z", "yesterday", "", "  2026-03-02T09:04:00z  "],
+)  # fmt: skip
+def test_sql_timestamp_parsing_agrees_with_the_client(warehouse_dsn, text):
+    from turnover_signals.sources.xapi import TimezoneMissingError, XapiTimestampError, parse_xapi_timestamp
+
+    try:
+        expected_zoned = expected_loose = parse_xapi_timestamp(text)
+    except TimezoneMissingError:
+        expected_zoned, expected_loose = None, datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
+    except XapiTimestampError:
+        expected_zoned = expected_loose = None
+    assert rows(
+        warehouse_dsn,
+        "select core.parse_xapi_timestamp_text(%(t)s, true), core.parse_xapi_timestamp_text(%(t)s, false)",
+        {"t": text},
+    ) == [(expected_zoned, expected_loose)]

@@ -1,65 +1,133 @@
--- one row per distinct statement id of an extraction batch, with what the gate checks
--- Rows come from the batch's staging table, bound to the name staging_batch by the loader; the first copy
--- of a statement id received wins, repeats of a page are not errors.
+-- one row per statement received in an extraction chunk, with what the gate checks and its normalised columns
+-- Rows come from the chunk's page bodies as received (one row per page), bound to the name staging_pages by
+-- the loader: PostgreSQL parses the JSON once, and this single pass computes both the checks and the columns
+-- of core.lms_activity. Repeats of a statement id are kept here; the loader keeps the first copy received.
+-- Times and the duration are parsed by functions in FROM: evaluated once per row, whereas an expression in
+-- a step's select list is evaluated again at every reference once PostgreSQL inlines the step.
 with received as (
     select
-        statement_id,
-        occurred_at,
-        timestamp_problem,
-        is_timestamp_assumed_utc,
-        stored_at,
-        statement,
-        payload_sha256,
-        raw_text,
-        row_number() over (partition by statement_id order by received_order) as copy_rank
-    from staging_batch
+        elements.statement,
+        pages.page_number::bigint * 4294967296 + elements.page_position as received_order
+    from staging_pages as pages
+    cross join
+        lateral jsonb_array_elements(pages.body::jsonb -> 'statements')
+        with ordinality as elements (statement, page_position)
 ),
 
-first_copies as (
-    select * from received
-    where copy_rank = 1
+extracted as (
+    select
+        received_order,
+        statement,
+        jsonb_typeof(statement) = 'object' as is_object,
+        statement ->> 'id' as declared_id,
+        statement #>> '{verb,id}' as verb_id,
+        statement -> 'actor' as actor,
+        statement -> 'object' as activity,
+        statement -> 'result' as result,
+        statement -> 'result' -> 'score' as score,
+        -- the experience time; an LRS sets timestamp = stored when the statement carried none
+        coalesce(nullif(statement ->> 'timestamp', ''), statement ->> 'stored') as occurred_text
+    from received
+),
+
+timed as (
+    select
+        extracted.*,
+        stored_time.stored_at,
+        occurred_time.occurred_at,
+        iso_duration.duration_parts,
+        coalesce(extracted.actor ? 'mbox', false) as has_mbox,
+        coalesce(extracted.actor ? 'mbox_sha1sum', false) as has_mbox_sha1sum,
+        coalesce(extracted.actor ? 'openid', false) as has_openid,
+        coalesce(extracted.actor ? 'account', false) as has_account,
+        -- a time without a zone is read as UTC and flagged, not dropped (xAPI timestamps SHOULD carry one)
+        occurred_time.occurred_at is not null
+        and btrim(extracted.occurred_text) !~ '[T ][0-9:.,]+([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$'
+            as is_timestamp_assumed_utc,
+        case
+            when jsonb_typeof(extracted.score -> 'scaled') = 'number' then (extracted.score ->> 'scaled')::numeric
+        end as score_scaled,
+        case
+            when jsonb_typeof(extracted.score -> 'raw') = 'number' then (extracted.score ->> 'raw')::numeric
+        end as score_raw,
+        case
+            when jsonb_typeof(extracted.score -> 'min') = 'number' then (extracted.score ->> 'min')::numeric
+        end as score_min,
+        case
+            when jsonb_typeof(extracted.score -> 'max') = 'number' then (extracted.score ->> 'max')::numeric
+        end as score_max
+    from extracted
+    cross join lateral core.parse_xapi_timestamp_text(extracted.statement ->> 'stored', true) as stored_time (stored_at)
+    cross join lateral core.parse_xapi_timestamp_text(extracted.occurred_text, false) as occurred_time (occurred_at)
+    cross join lateral regexp_match(
+        extracted.result ->> 'duration', '^P(?:([0-9.]+)D)?(?:T(?:([0-9.]+)H)?(?:([0-9.]+)M)?(?:([0-9.]+)S)?)?$'
+    ) as iso_duration (duration_parts)
 ),
 
 checked as (
     select
-        statement_id,
+        received_order,
+        declared_id,
+        statement,
+        verb_id,
         occurred_at,
         stored_at,
-        payload_sha256,
-        raw_text,
-        statement,
-        timestamp_problem,
         is_timestamp_assumed_utc,
-        statement ->> 'id' as declared_id,
-        statement #>> '{verb,id}' as verb_id,
-        statement #>> '{object,objectType}' as object_type,
-        statement #>> '{object,id}' as object_id,
-        jsonb_typeof(statement) = 'object' as is_object,
-        coalesce(statement ->> 'id', '')
-        ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' as is_id_uuid,
-        coalesce(statement #>> '{verb,id}', '') ~ '^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$' as is_verb_iri,
-        (coalesce(statement -> 'actor', '{}'::jsonb) ? 'mbox')::integer
-        + (coalesce(statement -> 'actor', '{}'::jsonb) ? 'mbox_sha1sum')::integer
-        + (coalesce(statement -> 'actor', '{}'::jsonb) ? 'openid')::integer
-        + (coalesce(statement -> 'actor', '{}'::jsonb) ? 'account')::integer as actor_identifier_count,
+        is_object,
+        score_scaled,
+        score_raw,
+        score_min,
+        score_max,
+        coalesce(
+            nullif(declared_id, ''), 'payload:' || encode(sha256(convert_to(statement::text, 'UTF8')), 'hex')
+        ) as statement_id,
+        activity ->> 'objectType' as object_type,
+        activity ->> 'id' as object_id,
+        coalesce(declared_id, '') ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+            as is_id_uuid,
+        coalesce(verb_id, '') ~ '^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$' as is_verb_iri,
+        has_mbox::integer + has_mbox_sha1sum::integer + has_openid::integer + has_account::integer
+            as actor_identifier_count,
+        coalesce(occurred_at > %(future_limit)s::timestamptz, false) as is_in_future,
         case
-            when jsonb_typeof(statement #> '{result,score,scaled}') = 'number'
-                then (statement #>> '{result,score,scaled}')::numeric
-        end as score_scaled,
+            when occurred_at is null then 'timestamp is not an ISO 8601 time'
+            when stored_at is null then 'stored is missing or not an ISO 8601 time with a zone'
+        end as timestamp_problem,
         case
-            when jsonb_typeof(statement #> '{result,score,raw}') = 'number'
-                then (statement #>> '{result,score,raw}')::numeric
-        end as score_raw,
+            when has_account then 'account:' || (actor #>> '{account,homePage}') || '|' || (actor #>> '{account,name}')
+            when has_mbox then 'mbox:' || regexp_replace(actor ->> 'mbox', '^mailto:', '', 'i')
+            when has_mbox_sha1sum then 'mbox_sha1sum:' || lower(actor ->> 'mbox_sha1sum')
+            when has_openid then 'openid:' || (actor ->> 'openid')
+        end as learner_identifier,
         case
-            when jsonb_typeof(statement #> '{result,score,min}') = 'number'
-                then (statement #>> '{result,score,min}')::numeric
-        end as score_min,
+            when has_account then 'account'
+            when has_mbox then 'mbox'
+            when has_mbox_sha1sum then 'mbox_sha1sum'
+            when has_openid then 'openid'
+        end as learner_identifier_type,
+        coalesce(%(verb_event_types)s::jsonb ->> verb_id, 'other') as event_type,
+        regexp_replace(activity ->> 'id', '^.*/courses/', '') as course_id,
+        coalesce(
+            activity #>> '{definition,name,en-US}', activity #>> '{definition,name,en}', activity ->> 'id'
+        ) as course_name,
+        round(
+            case
+                when score_scaled is not null then greatest(score_scaled, 0)
+                when score_max > score_min then (score_raw - score_min) / (score_max - score_min)
+            end,
+            6
+        ) as score_normalized,
+        case when jsonb_typeof(result -> 'success') = 'boolean' then (result ->> 'success')::boolean end as is_success,
         case
-            when jsonb_typeof(statement #> '{result,score,max}') = 'number'
-                then (statement #>> '{result,score,max}')::numeric
-        end as score_max,
-        coalesce(occurred_at > %(future_limit)s::timestamptz, false) as is_in_future
-    from first_copies
+            when jsonb_typeof(result -> 'completion') = 'boolean' then (result ->> 'completion')::boolean
+        end as is_completion,
+        round(
+            coalesce(duration_parts[1]::numeric, 0) * 86400
+            + coalesce(duration_parts[2]::numeric, 0) * 3600
+            + coalesce(duration_parts[3]::numeric, 0) * 60
+            + coalesce(duration_parts[4]::numeric, 0)
+        )::integer as duration_seconds
+    from timed
 ),
 
 final as (

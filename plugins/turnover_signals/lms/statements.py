@@ -1,11 +1,19 @@
 """Incremental, exactly-once extraction of xAPI statements into the warehouse.
 
-Write-audit-publish per extraction batch: pages stream by COPY into a staging table as they
-arrive (memory stays flat), the batch is checked in SQL and gated by Great Expectations, then
-ONE transaction publishes the accepted statements (`raw.lms_statement`, idempotent on the
-statement id), the rejects with their reasons, `core.lms_activity`, the voids, the batch's
-audit row and the advanced watermark. The watermark never moves ahead of the data it covers,
-and a batch whose reject rate exceeds the threshold publishes nothing and keeps it.
+Write-audit-publish per chunk of an extraction: the pages' bodies stream as received by COPY into a
+staging table (one row per page, memory stays flat, no per-statement Python), and every
+`lms.publish_chunk_statements` statements (page-aligned) the chunk is handed to a publisher thread
+with its own connection, while the next pages are being fetched. The publisher checks the chunk in
+SQL (PostgreSQL parses the JSON once and computes the checks and the normalised columns in one
+pass), gates it with Great Expectations, then publishes it in ONE transaction: the accepted
+statements (`raw.lms_statement`, idempotent on the statement id), the rejects with their reasons,
+`core.lms_activity`, the voids, the chunk's audit row and the advanced watermark.
+
+Each chunk is its own gated batch (audit row `batch_id`, `batch_id-2`, ...). Chunks publish in
+order, so the watermark never moves ahead of the data it covers; a chunk whose reject rate exceeds
+the threshold publishes nothing, stops the extraction and fails the task, leaving the chunks before
+it published and the watermark at their end. A rerun starts from that watermark (minus the
+overlap) and converges to the same tables.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import uuid
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,17 +39,13 @@ from turnover_signals.errors import BadInputError
 from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
+    ValidationOutcome,
     described,
     record_validation,
     run_suite,
 )
 from turnover_signals.sources.http_base import RetryPolicy
-from turnover_signals.sources.xapi import (
-    TimezoneMissingError,
-    XapiClient,
-    XapiTimestampError,
-    parse_xapi_timestamp,
-)
+from turnover_signals.sources.xapi import StatementPage, XapiClient, parse_xapi_timestamp
 from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
@@ -47,14 +54,13 @@ log = logging.getLogger(__name__)
 VOIDED_VERB = "http://adlnet.gov/expapi/verbs/voided"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SUITE_VERSION = "1"
-STAGING_COLUMNS = (
-    "received_order", "statement_id", "occurred_at", "timestamp_problem", "is_timestamp_assumed_utc",
-    "stored_at", "statement", "payload_sha256", "raw_text",
-)  # fmt: skip
+DEFAULT_PUBLISH_CHUNK_STATEMENTS = 100_000
 
 
 @dataclass
 class BatchStats:
+    """Running totals of one extraction (the task's batch), over all of its chunks."""
+
     batch_id: str
     source: str
     endpoint: str
@@ -63,9 +69,37 @@ class BatchStats:
     started_at: datetime
     pages: int = 0
     received: int = 0
+    distinct: int = 0
+    new: int = 0
+    rejected: int = 0
+    voids: int = 0
+    chunks_published: int = 0
     max_stored: datetime | None = None
     consistent_through: datetime | None = None
+    watermark: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """A page-aligned slice of an extraction, staged and then published as its own gated batch."""
+
+    number: int
+    batch_id: str
+    staging: sql.Identifier
+    checks: sql.Identifier
+    checks_name: str
+    pages: int = 0
+    received: int = 0
+    consistent_through: datetime | None = None  # the smallest seen up to the end of this chunk
+
+
+@dataclass
+class ChunkCounts:
+    distinct: int
+    rejected: int
+    max_stored: datetime | None
+    top_reasons: str
 
 
 def batch_id_for(run: RunIdentity) -> str:
@@ -75,32 +109,21 @@ def batch_id_for(run: RunIdentity) -> str:
     return uuid.uuid4().hex[:20]
 
 
-def staging_row(order: int, statement: Any) -> tuple:
-    """The staging row of one received statement; problems are recorded, never raised."""
-    raw_text = json.dumps(statement, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    payload_sha256 = hashlib.sha256(raw_text.encode("utf-8")).hexdigest()
-    if not isinstance(statement, dict):
-        return (order, f"payload:{payload_sha256}", None, "not a JSON object", False, None,
-                Jsonb(statement), payload_sha256, raw_text)  # fmt: skip
-    statement_id = str(statement.get("id") or f"payload:{payload_sha256}")
-    problem, assumed_utc, occurred_at = None, False, None
-    # The experience time; an LRS sets timestamp = stored when the statement carried none.
-    occurred_text = statement.get("timestamp") or statement.get("stored")
+def chunk_batch_id(batch_id: str, number: int) -> str:
+    """The audit id of chunk `number` (1-based): the task's batch id, then `-2`, `-3`, ..."""
+    return batch_id if number == 1 else f"{batch_id}-{number}"
+
+
+def page_copy_text(page: StatementPage) -> str:
+    """A page body as received, as text for the staging COPY (PostgreSQL parses it, not Python).
+
+    JSON is UTF-8 on the wire (RFC 8259); a body in another encoding that the client could still
+    read is re-serialised from what it parsed.
+    """
     try:
-        occurred_at = parse_xapi_timestamp(occurred_text)
-    except TimezoneMissingError:
-        # xAPI timestamps SHOULD carry a zone; one without is read as UTC and flagged, not dropped.
-        occurred_at = datetime.fromisoformat(str(occurred_text).strip()).replace(tzinfo=UTC)
-        assumed_utc = True
-    except (XapiTimestampError, ValueError):
-        problem = "timestamp is not an ISO 8601 time"
-    try:
-        stored_at = parse_xapi_timestamp(statement.get("stored"))
-    except (XapiTimestampError, ValueError):
-        stored_at = None
-        problem = problem or "stored is missing or not an ISO 8601 time with a zone"
-    return (order, statement_id, occurred_at, problem, assumed_utc, stored_at, Jsonb(statement),
-            payload_sha256, raw_text)  # fmt: skip
+        return page.raw_body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return json.dumps({"statements": page.statements}, ensure_ascii=False)
 
 
 def lms_batch_suite(max_reject_rate: float) -> SuiteDefinition:
@@ -136,7 +159,7 @@ def lms_batch_suite(max_reject_rate: float) -> SuiteDefinition:
 
 
 class StatementExtraction:
-    """One extraction batch: stage, gate, then publish or fail."""
+    """One extraction (the task's batch): stage pages by chunk, and gate and publish each chunk."""
 
     def __init__(self, config: Mapping[str, Any], run: RunIdentity, dsn: str | None, client: XapiClient):
         self.config = config
@@ -145,56 +168,13 @@ class StatementExtraction:
         self.dsn = dsn
         self.client = client
         self.batch_id = batch_id_for(run)
-        self.staging = sql.Identifier("staging", f"lms_batch_{self.batch_id}")
-        self.checks = sql.Identifier("staging", f"lms_batch_{self.batch_id}__checks")
+        self.chunk_statements = max(1, int(self.lms.get("publish_chunk_statements",
+                                                         DEFAULT_PUBLISH_CHUNK_STATEMENTS)))  # fmt: skip
 
-    # -- staging -----------------------------------------------------------------------------
-
-    def _stage(self, conn: psycopg.Connection, stats: BatchStats) -> None:
-        with conn.transaction():
-            conn.execute(sql.SQL("drop table if exists {}").format(self.staging))
-            conn.execute(
-                sql.SQL(
-                    "create unlogged table {} (received_order bigint, statement_id text, occurred_at timestamptz,"
-                    " timestamp_problem text, is_timestamp_assumed_utc boolean, stored_at timestamptz,"
-                    " statement jsonb, payload_sha256 text, raw_text text)"
-                ).format(self.staging)
-            )
-        copy = sql.SQL("copy {} ({}) from stdin").format(
-            self.staging, sql.SQL(", ").join(map(sql.Identifier, STAGING_COLUMNS))
-        )
-        limit = int(self.lms["statements_page_limit"])
-        for page in self.client.iter_statement_pages(stats.requested_since, limit=limit, ascending=True):
-            stats.pages += 1
-            if page.consistent_through is not None:
-                stats.consistent_through = min(filter(None, [stats.consistent_through, page.consistent_through]))
-            if not page.statements:
-                continue
-            with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as stream:
-                for statement in page.statements:
-                    row = staging_row(stats.received, statement)
-                    stats.received += 1
-                    if row[5] is not None and (stats.max_stored is None or row[5] > stats.max_stored):
-                        stats.max_stored = row[5]
-                    stream.write_row(row)
-        log.info("xAPI batch %s: %d statement(s) received in %d page(s)", self.batch_id, stats.received, stats.pages)
-
-    def _build_checks(self, conn: psycopg.Connection, future_limit: datetime) -> None:
-        with conn.transaction():
-            conn.execute(sql.SQL("drop table if exists {}").format(self.checks))
-            conn.execute(sql.SQL("create temp view staging_batch as select * from {}").format(self.staging))
-            conn.execute(
-                sql.SQL("create unlogged table {} as {}").format(
-                    self.checks, sql.SQL(read_sql("staging", "lms_statement_checks"))
-                ),
-                {"future_limit": future_limit},
-            )
-            conn.execute("drop view staging_batch")
-
-    def _drop_scratch(self, conn: psycopg.Connection) -> None:
-        with conn.transaction():
-            conn.execute(sql.SQL("drop table if exists {}").format(self.checks))
-            conn.execute(sql.SQL("drop table if exists {}").format(self.staging))
+    def new_chunk(self, number: int) -> Chunk:
+        name = f"lms_batch_{self.batch_id}_{number}"
+        return Chunk(number, chunk_batch_id(self.batch_id, number), sql.Identifier("staging", name),
+                     sql.Identifier("staging", f"{name}__checks"), f"{name}__checks")  # fmt: skip
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -208,74 +188,168 @@ class StatementExtraction:
             overlap = timedelta(days=float(self.lms["since_overlap_days"]))
             since = (watermark - overlap) if watermark else _initial_since(self.lms)
             stats = BatchStats(self.batch_id, source, self.client.statements_url, since, watermark, datetime.now(UTC))
+            stats.watermark = watermark
+            publisher = ChunkPublisher(self, stats)
+            staged: list[Chunk] = []
             try:
-                self._stage(conn, stats)
-                tolerance = timedelta(minutes=float(self.lms["future_timestamp_tolerance_minutes"]))
-                self._build_checks(conn, datetime.now(UTC) + tolerance)
-                return self._gate_and_publish(conn, stats)
+                publisher.start()
+                self._stage(conn, stats, publisher, staged)
             finally:
-                self._drop_scratch(conn)
+                # Chunks already handed over are complete and are published even if fetching
+                # failed after them: the watermark then covers exactly what was published.
+                publisher.finish()
+                _drop_scratch(conn, staged)
+            if publisher.error is not None:
+                raise publisher.error
+        summary = {
+            "batch_id": self.batch_id, "chunks": stats.chunks_published, "pages": stats.pages,
+            "received": stats.received, "distinct": stats.distinct, "new": stats.new, "rejected": stats.rejected,
+            "voids_applied": stats.voids,
+            "reject_rate": round(stats.rejected / stats.distinct, 6) if stats.distinct else 0.0,
+            "watermark_before": _iso(stats.watermark_before), "watermark_after": _iso(stats.watermark),
+            "status": "published",
+        }  # fmt: skip
+        log.info("xAPI batch summary: %s", summary)
+        return summary
 
-    def _gate_and_publish(self, conn: psycopg.Connection, stats: BatchStats) -> dict[str, Any]:
+    # -- staging (main thread) ---------------------------------------------------------------
+
+    def _stage(self, conn: psycopg.Connection, stats: BatchStats, publisher: ChunkPublisher,
+               staged: list[Chunk]) -> None:  # fmt: skip
+        """Fetch every page; COPY each body into the current chunk; hand full chunks to the publisher."""
+        limit = int(self.lms["statements_page_limit"])
+        writer: ChunkWriter | None = None
+        try:
+            for page in self.client.iter_statement_pages(stats.requested_since, limit=limit, ascending=True):
+                if publisher.error is not None:
+                    break  # a chunk failed its gate: fetching more would publish nothing
+                stats.pages += 1
+                if page.consistent_through is not None:
+                    stats.consistent_through = min(filter(None, [stats.consistent_through, page.consistent_through]))
+                if not page.statements:
+                    continue
+                if writer is None:
+                    writer = ChunkWriter(conn, self.new_chunk(len(staged) + 1))
+                    staged.append(writer.chunk)
+                writer.write(page)
+                stats.received += len(page.statements)
+                if writer.chunk.received >= self.chunk_statements:
+                    publisher.submit(writer.close(stats))
+                    writer = None
+            else:
+                if writer is None and not staged:
+                    # Nothing received: an empty chunk still records the batch (and its audit row).
+                    writer = ChunkWriter(conn, self.new_chunk(1))
+                    staged.append(writer.chunk)
+                if writer is not None:
+                    publisher.submit(writer.close(stats))
+                    writer = None
+        finally:
+            if writer is not None:
+                writer.abandon()  # an incomplete chunk (fetch failed or gate failed) is never published
+        log.info("xAPI batch %s: %d statement(s) received in %d page(s), %d chunk(s)",
+                 self.batch_id, stats.received, stats.pages, len(staged))  # fmt: skip
+
+    # -- checking and publishing (publisher thread) ------------------------------------------
+
+    def publish_chunk(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
+        """Check, gate and publish one chunk; raise BadInputError if its reject rate is over the threshold."""
+        try:
+            tolerance = timedelta(minutes=float(self.lms["future_timestamp_tolerance_minutes"]))
+            self._build_checks(conn, chunk, datetime.now(UTC) + tolerance)
+            counts = _check_counts(conn, chunk.checks)
+            self._gate_and_publish(conn, chunk, counts, stats)
+        finally:
+            _drop_scratch(conn, [chunk])
+
+    def _build_checks(self, conn: psycopg.Connection, chunk: Chunk, future_limit: datetime) -> None:
+        with conn.transaction():
+            conn.execute(sql.SQL("drop table if exists {}").format(chunk.checks))
+            conn.execute(sql.SQL("create temp view staging_pages as select * from {}").format(chunk.staging))
+            conn.execute(
+                sql.SQL("create unlogged table {} as {}").format(
+                    chunk.checks, sql.SQL(read_sql("staging", "lms_statement_checks"))
+                ),
+                {"future_limit": future_limit, "verb_event_types": Jsonb(self.lms["verb_event_types"])},
+            )
+            conn.execute("drop view staging_pages")
+            # Repeats of a page: the first copy of a statement id received wins. Grouping the ids
+            # alone is cheap; sorting whole statements to rank copies is not.
+            conn.execute(
+                sql.SQL(
+                    "delete from {checks} as later using ("
+                    " select statement_id, min(received_order) as first_order from {checks}"
+                    " group by statement_id having count(*) > 1) as repeated"
+                    " where later.statement_id = repeated.statement_id and later.received_order > repeated.first_order"
+                ).format(checks=chunk.checks)
+            )
+
+    def _gate_and_publish(self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts,
+                          stats: BatchStats) -> None:  # fmt: skip
         max_reject_rate = float(self.lms["max_reject_rate"])
-        distinct, rejected, top_reasons = _check_counts(conn, self.checks)
         outcome = None
-        if distinct:
+        if counts.distinct:
             outcome = run_suite(
                 sqlalchemy_url(self.config["connections"]["warehouse"], self.dsn),
                 lms_batch_suite(max_reject_rate),
                 data_asset="lms_statement_batch",
-                batch_identifier=f"{stats.source} stored>{stats.requested_since.isoformat()} batch {self.batch_id}",
-                table=("staging", f"lms_batch_{self.batch_id}__checks"),
+                batch_identifier=f"{stats.source} stored>{stats.requested_since.isoformat()} batch {chunk.batch_id}",
+                table=("staging", chunk.checks_name),
                 pii_columns=self.config["quality"]["pii_columns"],
             )
-        reject_rate = rejected / distinct if distinct else 0.0
+        reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0
         passed = outcome is None or outcome.success
+        watermark_before = stats.watermark
         with conn.transaction():
-            self._record_rejects(conn, stats)
+            self._record_rejects(conn, chunk, stats)
             new = voids = 0
-            watermark_after = stats.watermark_before
+            watermark_after = watermark_before
             if passed:
-                new, voids = self._publish(conn, stats)
-                watermark_after = self._advance_watermark(conn, stats)
+                new, voids = self._publish(conn, chunk, stats)
+                watermark_after = self._advance_watermark(conn, chunk, counts, stats)
             if outcome is not None:
                 record_validation(conn, outcome, self.run)
             reason = None if passed else (
-                f"reject rate {reject_rate:.1%} exceeds {max_reject_rate:.1%}; top reasons: {top_reasons}"
+                f"reject rate {reject_rate:.1%} exceeds {max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
             )
-            self._record_batch(conn, stats, distinct, new, rejected, voids, reject_rate, watermark_after,
-                               "published" if passed else "failed", reason, outcome)  # fmt: skip
-        summary = {
-            "batch_id": self.batch_id, "pages": stats.pages, "received": stats.received, "distinct": distinct,
-            "new": new, "rejected": rejected, "voids_applied": voids, "reject_rate": round(reject_rate, 6),
-            "watermark_before": _iso(stats.watermark_before), "watermark_after": _iso(watermark_after),
-            "status": "published" if passed else "failed",
-        }  # fmt: skip
-        log.info("xAPI batch summary: %s", summary)
+            _record_batch(conn, self.run, chunk, stats, counts, new, voids, reject_rate, watermark_before,
+                          watermark_after, reason, outcome)  # fmt: skip
+        # Only once committed: the totals describe what is durably in the warehouse.
+        stats.distinct += counts.distinct
+        stats.rejected += counts.rejected
         if not passed:
             raise BadInputError(
-                f"xAPI batch {self.batch_id} from {stats.endpoint} (stored after {stats.requested_since:%Y-%m-%d %H:%M}Z)",
-                f"{rejected} of {distinct} statements rejected ({reject_rate:.1%} > {max_reject_rate:.1%}): {top_reasons}",
-                "nothing was published and the watermark did not move; inspect raw.lms_statement_rejected for "
-                "this batch, get the LMS vendor to fix the statements (or raise lms.max_reject_rate if they are "
-                "acceptable), then clear the task",
+                f"xAPI batch {chunk.batch_id} from {stats.endpoint} (chunk {chunk.number}, stored after "
+                f"{stats.requested_since:%Y-%m-%d %H:%M}Z)",
+                f"{counts.rejected} of {counts.distinct} statements rejected ({reject_rate:.1%} > "
+                f"{max_reject_rate:.1%}): {counts.top_reasons}",
+                f"nothing of this chunk was published, {stats.chunks_published} earlier chunk(s) were, and the "
+                f"watermark stays at {_iso(stats.watermark) or 'its previous value'}; inspect "
+                "raw.lms_statement_rejected for this batch, get the LMS vendor to fix the statements (or raise "
+                "lms.max_reject_rate if they are acceptable), then clear the task",
                 "lms-batch-rejected",
             )
-        return summary
+        stats.new += new
+        stats.voids += voids
+        stats.chunks_published += 1
+        stats.watermark = watermark_after
+        if counts.max_stored is not None and (stats.max_stored is None or counts.max_stored > stats.max_stored):
+            stats.max_stored = counts.max_stored
 
-    def _record_rejects(self, conn: psycopg.Connection, stats: BatchStats) -> None:
+    def _record_rejects(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
         conn.execute(
             sql.SQL(
                 "insert into raw.lms_statement_rejected"
                 " (payload_sha256, reason, statement_id, raw, source, batch_id, rejected_at)"
-                " select payload_sha256, reject_reason, nullif(declared_id, ''), raw_text, %(source)s, %(batch)s, now()"
+                " select encode(sha256(convert_to(statement::text, 'UTF8')), 'hex'), reject_reason,"
+                " nullif(declared_id, ''), statement::text, %(source)s, %(batch)s, now()"
                 " from {} where reject_reason is not null"
                 " on conflict (payload_sha256, reason) do nothing"
-            ).format(self.checks),
-            {"source": stats.source, "batch": self.batch_id},
+            ).format(chunk.checks),
+            {"source": stats.source, "batch": chunk.batch_id},
         )
 
-    def _publish(self, conn: psycopg.Connection, stats: BatchStats) -> tuple[int, int]:
+    def _publish(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> tuple[int, int]:
         inserted = conn.execute(
             sql.SQL(
                 "insert into raw.lms_statement"
@@ -283,59 +357,106 @@ class StatementExtraction:
                 " select statement_id, stored_at, occurred_at, statement, %(source)s, %(batch)s, now()"
                 " from {} where reject_reason is null"
                 " on conflict (statement_id) do nothing"
-            ).format(self.checks),
-            {"source": stats.source, "batch": self.batch_id},
+            ).format(chunk.checks),
+            {"source": stats.source, "batch": chunk.batch_id},
         ).rowcount
+        conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
         conn.execute(
             sql.SQL("insert into core.lms_activity ({cols}) select {cols} from ({select}) as built"
                     " on conflict (statement_id) do nothing").format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS)),
                 select=sql.SQL(read_sql("core", "lms_activity")),
-            ),
-            {"batch_id": self.batch_id, "verb_event_types": Jsonb(self.lms["verb_event_types"])},
+            )
         )  # fmt: skip
-        voids = apply_voids(conn, self.batch_id)
+        conn.execute("drop view checked_batch")
+        voids = apply_voids(conn, chunk.checks, chunk.batch_id)
         return inserted, voids
 
-    def _advance_watermark(self, conn: psycopg.Connection, stats: BatchStats) -> datetime | None:
-        candidate = stats.max_stored
-        if candidate is not None and stats.consistent_through is not None:
+    def _advance_watermark(self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts,
+                           stats: BatchStats) -> datetime | None:  # fmt: skip
+        candidate = max(filter(None, [stats.max_stored, counts.max_stored]), default=None)
+        if candidate is not None and chunk.consistent_through is not None:
             # Statements stored after the LRS's consistency point may still be incomplete.
-            candidate = min(candidate, stats.consistent_through)
-        if candidate is None or (stats.watermark_before is not None and candidate <= stats.watermark_before):
-            return stats.watermark_before
-        advance_watermark(conn, stats.source, candidate, self.batch_id)
+            candidate = min(candidate, chunk.consistent_through)
+        if candidate is None or (stats.watermark is not None and candidate <= stats.watermark):
+            return stats.watermark
+        advance_watermark(conn, stats.source, candidate, chunk.batch_id)
         return candidate
 
-    def _record_batch(self, conn, stats, distinct, new, rejected, voids, reject_rate, watermark_after, status,
-                      reason, outcome) -> None:  # fmt: skip
-        conn.execute(
-            """
-            insert into audit.lms_extract_batch (
-                batch_id, source, endpoint, requested_since, watermark_before, watermark_after,
-                consistent_through, pages, statements_received, statements_new, statements_already_loaded,
-                statements_rejected, voids_applied, reject_rate, status, reason, validation_id, dag_id, run_id,
-                task_id, try_number, started_at, finished_at
-            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-            on conflict (batch_id) do update set
-                requested_since = excluded.requested_since, watermark_before = excluded.watermark_before,
-                watermark_after = excluded.watermark_after, consistent_through = excluded.consistent_through,
-                pages = excluded.pages, statements_received = excluded.statements_received,
-                statements_new = excluded.statements_new,
-                statements_already_loaded = excluded.statements_already_loaded,
-                statements_rejected = excluded.statements_rejected, voids_applied = excluded.voids_applied,
-                reject_rate = excluded.reject_rate, status = excluded.status, reason = excluded.reason,
-                validation_id = excluded.validation_id, try_number = excluded.try_number,
-                started_at = excluded.started_at, finished_at = excluded.finished_at
-            """,
-            (
-                self.batch_id, stats.source, stats.endpoint, stats.requested_since, stats.watermark_before,
-                watermark_after, stats.consistent_through, stats.pages, stats.received, new,
-                distinct - rejected - new, rejected, voids, reject_rate, status, reason,
-                outcome.validation_id if outcome else None, self.run.dag_id, self.run.run_id, self.run.task_id,
-                self.run.try_number, stats.started_at,
-            ),
-        )  # fmt: skip
+
+class ChunkWriter:
+    """The staging COPY of one chunk: one transaction, one row per page body as received."""
+
+    def __init__(self, conn: psycopg.Connection, chunk: Chunk):
+        self.chunk = chunk
+        self._stack = ExitStack()
+        self._stack.enter_context(conn.transaction())
+        conn.execute(sql.SQL("drop table if exists {}").format(chunk.staging))
+        conn.execute(sql.SQL("create unlogged table {} (page_number integer, body text)").format(chunk.staging))
+        # Bodies are a few hundred kB: stored out of line but uncompressed, as compressing them
+        # would cost more CPU than the disk it saves on a table read once.
+        conn.execute(sql.SQL("alter table {} alter column body set storage external").format(chunk.staging))
+        cursor = self._stack.enter_context(conn.cursor())
+        self._stream = self._stack.enter_context(
+            cursor.copy(sql.SQL("copy {} (page_number, body) from stdin").format(chunk.staging))
+        )
+
+    def write(self, page: StatementPage) -> None:
+        self.chunk.pages += 1
+        self.chunk.received += len(page.statements)
+        self._stream.write_row((page.page_number, page_copy_text(page)))
+
+    def close(self, stats: BatchStats) -> Chunk:
+        """Commit the staged pages; the chunk is then complete and can be published."""
+        self._stack.close()
+        self.chunk.consistent_through = stats.consistent_through
+        return self.chunk
+
+    def abandon(self) -> None:
+        self._stack.__exit__(RuntimeError, RuntimeError("chunk abandoned"), None)
+
+
+class ChunkPublisher:
+    """A thread with its own warehouse connection that publishes staged chunks in order.
+
+    At most one chunk waits while another is being published, so fetching runs ahead of
+    publishing by a bounded amount (memory and staging space stay flat). After the first error no
+    further chunk is published; the error is kept for the caller to raise.
+    """
+
+    def __init__(self, extraction: StatementExtraction, stats: BatchStats):
+        self.extraction = extraction
+        self.stats = stats
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Chunk | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name=f"xapi-publish-{extraction.batch_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, chunk: Chunk) -> None:
+        self._queue.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every submitted chunk is published (or skipped after an error)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        extraction = self.extraction
+        with ExitStack() as stack:
+            conn = None
+            while (chunk := self._queue.get()) is not None:
+                if self.error is not None:
+                    continue  # keep draining, so the fetching thread never blocks on a dead publisher
+                try:
+                    if conn is None:
+                        conn = stack.enter_context(warehouse_connection(
+                            extraction.config["connections"]["warehouse"], extraction.dsn))  # fmt: skip
+                    extraction.publish_chunk(conn, chunk, self.stats)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
+                    self.error = exc
 
 
 LMS_ACTIVITY_COLUMNS = (
@@ -345,44 +466,53 @@ LMS_ACTIVITY_COLUMNS = (
 )  # fmt: skip
 
 
-def apply_voids(conn: psycopg.Connection, batch_id: str) -> int:
-    """Mark as voided every statement targeted by a voiding statement, where either side is in
-    this batch (a void may arrive before or after its target); record each in the audit table."""
-    voided = conn.execute(
-        """
-        with voids as (
-            select v.statement_id as voiding_id, v.statement #>> '{object,id}' as target_id, v.stored_at
-            from raw.lms_statement as v
-            where v.statement #>> '{verb,id}' = %(voided)s
-              and v.statement #>> '{object,objectType}' = 'StatementRef'
-              and (v.batch_id = %(batch)s
-                   or v.statement #>> '{object,id}' in (select statement_id from raw.lms_statement where batch_id = %(batch)s))
-        ),
-        marked as (
-            update raw.lms_statement as t
-            set is_voided = true, voided_by_statement_id = voids.voiding_id
-            from voids
-            where t.statement_id = voids.target_id and not t.is_voided
-              and t.statement #>> '{verb,id}' <> %(voided)s
-            returning t.statement_id, t.occurred_at, voids.voiding_id, voids.stored_at
-        ),
-        recorded as (
-            insert into audit.lms_void_applied
-                (voided_statement_id, voiding_statement_id, voided_occurred_at, void_stored_at, batch_id)
-            select statement_id, voiding_id, occurred_at, stored_at, %(batch)s from marked
-            on conflict (voided_statement_id) do nothing
-        )
-        update core.lms_activity as a set is_voided = true
-        from marked where a.statement_id = marked.statement_id
-        """,
-        {"voided": VOIDED_VERB, "batch": batch_id},
+def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str) -> int:
+    """Mark as voided every statement targeted by a voiding statement where either side is in this
+    chunk (a void may arrive before or after its target); record each in the audit table.
+
+    The chunk's own voids come from its checks table; earlier voids of its statements are found
+    through the partial index on voiding statements, so the cost does not grow with the raw history.
+    """
+    voided = sql.Literal(VOIDED_VERB)
+    return conn.execute(
+        sql.SQL(
+            """
+            with voids as (
+                select statement_id as voiding_id, object_id as target_id, stored_at
+                from {checks}
+                where reject_reason is null and verb_id = {voided} and object_type = 'StatementRef'
+                union all
+                select v.statement_id, v.statement #>> '{{object,id}}', v.stored_at
+                from raw.lms_statement as v
+                where v.statement #>> '{{verb,id}}' = {voided}
+                  and v.statement #>> '{{object,objectType}}' = 'StatementRef'
+                  and v.statement #>> '{{object,id}}' in (select statement_id from {checks} where reject_reason is null)
+            ),
+            marked as (
+                update raw.lms_statement as t
+                set is_voided = true, voided_by_statement_id = voids.voiding_id
+                from voids
+                where t.statement_id = voids.target_id and not t.is_voided
+                  and t.statement #>> '{{verb,id}}' <> {voided}
+                returning t.statement_id, t.occurred_at, voids.voiding_id, voids.stored_at
+            ),
+            recorded as (
+                insert into audit.lms_void_applied
+                    (voided_statement_id, voiding_statement_id, voided_occurred_at, void_stored_at, batch_id)
+                select statement_id, voiding_id, occurred_at, stored_at, %(batch)s from marked
+                on conflict (voided_statement_id) do nothing
+            )
+            update core.lms_activity as a set is_voided = true
+            from marked where a.statement_id = marked.statement_id
+            """
+        ).format(checks=checks, voided=voided),
+        {"batch": batch_id},
     ).rowcount
-    return voided
 
 
-def _check_counts(conn: psycopg.Connection, checks: sql.Composed) -> tuple[int, int, str]:
-    distinct, rejected = conn.execute(
-        sql.SQL("select count(*), count(reject_reason) from {}").format(checks)
+def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCounts:
+    distinct, rejected, max_stored = conn.execute(
+        sql.SQL("select count(*), count(reject_reason), max(stored_at) from {}").format(checks)
     ).fetchone()
     reasons = conn.execute(
         sql.SQL(
@@ -390,7 +520,49 @@ def _check_counts(conn: psycopg.Connection, checks: sql.Composed) -> tuple[int, 
             " group by 1 order by 2 desc, 1 limit 3"
         ).format(checks)
     ).fetchall()
-    return distinct, rejected, "; ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
+    top = "; ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
+    return ChunkCounts(distinct, rejected, max_stored, top)
+
+
+def _drop_scratch(conn: psycopg.Connection, chunks: list[Chunk]) -> None:
+    with conn.transaction():
+        for chunk in chunks:
+            conn.execute(sql.SQL("drop table if exists {}").format(chunk.checks))
+            conn.execute(sql.SQL("drop table if exists {}").format(chunk.staging))
+
+
+def _record_batch(conn: psycopg.Connection, run: RunIdentity, chunk: Chunk, stats: BatchStats,
+                  counts: ChunkCounts, new: int, voids: int, reject_rate: float, watermark_before: datetime | None,
+                  watermark_after: datetime | None, reason: str | None,
+                  outcome: ValidationOutcome | None) -> None:  # fmt: skip
+    conn.execute(
+        """
+        insert into audit.lms_extract_batch (
+            batch_id, source, endpoint, requested_since, watermark_before, watermark_after,
+            consistent_through, pages, statements_received, statements_new, statements_already_loaded,
+            statements_rejected, voids_applied, reject_rate, status, reason, validation_id, dag_id, run_id,
+            task_id, try_number, started_at, finished_at
+        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+        on conflict (batch_id) do update set
+            requested_since = excluded.requested_since, watermark_before = excluded.watermark_before,
+            watermark_after = excluded.watermark_after, consistent_through = excluded.consistent_through,
+            pages = excluded.pages, statements_received = excluded.statements_received,
+            statements_new = excluded.statements_new,
+            statements_already_loaded = excluded.statements_already_loaded,
+            statements_rejected = excluded.statements_rejected, voids_applied = excluded.voids_applied,
+            reject_rate = excluded.reject_rate, status = excluded.status, reason = excluded.reason,
+            validation_id = excluded.validation_id, try_number = excluded.try_number,
+            started_at = excluded.started_at, finished_at = excluded.finished_at
+        """,
+        (
+            chunk.batch_id, stats.source, stats.endpoint, stats.requested_since, watermark_before,
+            watermark_after, chunk.consistent_through, chunk.pages, chunk.received, new,
+            counts.distinct - counts.rejected - new, counts.rejected, voids, reject_rate,
+            "published" if reason is None else "failed", reason,
+            outcome.validation_id if outcome else None, run.dag_id, run.run_id, run.task_id,
+            run.try_number, stats.started_at,
+        ),
+    )  # fmt: skip
 
 
 def _initial_since(lms: Mapping[str, Any]) -> datetime:
