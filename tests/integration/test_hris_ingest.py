@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -156,6 +158,12 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_di
         entry.unlink()
     # the vendor re-exports the same date under another name with one salary fixed
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e2={"base_salary": "99000.00"})))
+    # Same name and size: only the modification time (whole seconds over SFTP) tells the listing
+    # it is a new delivery, and a fast first run can finish within the same second.
+    corrected = hris_dir / "employees_20260105.csv"
+    later = corrected.stat().st_mtime + 60
+    os.utime(corrected, (later, later))
+    sftp_server.sync()
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["superseded"] == ["employees_20260105.csv"]
     statuses = dict(query(warehouse_dsn, "select sha256, status from audit.file_manifest"))
@@ -334,26 +342,79 @@ def test_connection_dropped_mid_transfer_is_retried(sftp_server, hris_dir, confi
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 2000)]))
     pending = list_pending_files(config, warehouse_dsn)
     original = sftp_hris.HrisSftpSource._hook
-    calls = {"n": 0}
+    drops = {"n": 0}
 
     def hook_that_drops_the_first_transfer(self):
         hook = original(self)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            real_retrieve = hook.retrieve_file
+        real_get_conn = hook.get_conn
 
-            def retrieve_and_drop(remote, local, prefetch=True):
-                # the session is open (managed connection) when the server drops it
-                with hook.get_managed_conn():
-                    assert sftp_server.drop_connections() >= 1
-                    return real_retrieve(remote, local, prefetch=prefetch)
+        def get_conn():
+            client = real_get_conn()
+            real_open = client.open
 
-            hook.retrieve_file = retrieve_and_drop
+            def open_data_file(path, mode="r", *args, **kwargs):
+                handle = real_open(path, mode, *args, **kwargs)
+                if path.endswith(".csv") and drops["n"] == 0:
+                    real_read, reads = handle.read, {"n": 0}
+
+                    def read(size=None):
+                        # the server drops the session after the first block was streamed into COPY
+                        reads["n"] += 1
+                        if reads["n"] == 2 and drops["n"] == 0:
+                            drops["n"] += 1
+                            assert sftp_server.drop_connections() >= 1
+                        return real_read(size)
+
+                    handle.read = read
+                return handle
+
+            client.open = open_data_file
+            return client
+
+        hook.get_conn = get_conn
         return hook
 
     monkeypatch.setattr(sftp_hris.HrisSftpSource, "_hook", hook_that_drops_the_first_transfer)
+    monkeypatch.setattr(sftp_hris, "STREAM_CHUNK_BYTES", 32 * 1024)
     result = ingest_file(pending[0], config, RUN, warehouse_dsn)
-    assert calls["n"] >= 2 and result["status"] == "loaded" and result["rows_loaded"] == 1999
+    assert drops["n"] == 1 and result["status"] == "loaded" and result["rows_loaded"] == 1999
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(1999,)]
+    assert query(warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'") == [(0,)]
+
+
+def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(sftp_server, hris_dir, config, warehouse_dsn):
+    # Well-formed but wrong: the file is COPYed under the control file's hash and only then found
+    # to differ, so the staging transaction must roll back.
+    data = csv_bytes([employee_row(n) for n in range(1, 3000)])
+    wrong = "ab" * 32
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control={"rows": 2999, "sha256": wrong})
+    _results, errors = run_pipeline(config, warehouse_dsn)
+    _assert_quarantined(warehouse_dsn, errors, "employees_20260105.csv", "differs from the control file")
+    actual = hashlib.sha256(data).hexdigest()
+    assert query(warehouse_dsn, "select sha256, control_sha256, size_bytes, rows_loaded from audit.file_manifest") == [
+        (actual, wrong, len(data), 0)
+    ]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(0,)]
+    assert query(warehouse_dsn, "select count(*) from pg_class where relname like 'hris_employee_snapshot_%'") == [(0,)]
+    assert list((Path(config["hris"]["landing_dir"])).rglob("*")) == []
+
+
+def test_file_without_control_file_is_keyed_by_its_streamed_sha256(sftp_server, hris_dir, config, warehouse_dsn):
+    data = csv_bytes(five_employees())
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    results, errors = run_pipeline(config, warehouse_dsn)
+    sha = hashlib.sha256(data).hexdigest()
+    assert errors == [] and results[0]["status"] == "loaded" and results[0]["sha256"] == sha
+    assert query(warehouse_dsn, "select distinct source_sha256 from raw.hris_employee_snapshot") == [(sha,)]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(5,)]
+    partition = query(
+        warehouse_dsn,
+        "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+        "where i.inhparent = 'raw.hris_employee_snapshot'::regclass",
+    )
+    assert partition == [(f"hris_employee_snapshot_{sha[:16]}",)]
+    landed = list(Path(config["hris"]["landing_dir"]).rglob("*.csv"))
+    assert len(landed) == 1 and landed[0].read_bytes() == data
 
 
 def test_a_host_key_that_does_not_match_is_refused(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path):

@@ -1,7 +1,8 @@
 """Ingest one HRIS file: download, checksum, validate, then publish or quarantine.
 
-Write-audit-publish: the file is streamed into a staging table, the Great Expectations gate
-runs on it, and only then, in ONE transaction, is the staging table attached as the file's
+Write-audit-publish: the file is streamed from the SFTP server straight into a staging table
+(hashed on the way; a sha256 that differs from the control file rolls the staging back), the
+Great Expectations gate runs on it, and only then, in ONE transaction, is the staging table attached as the file's
 partition of the raw table together with its manifest and validation rows. A failure at any
 point leaves published data untouched. Rerunning the task for a file already recorded changes
 nothing (a quarantined file fails again with its recorded reason).
@@ -10,9 +11,11 @@ nothing (a quarantined file fails again with its recorded reason).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +27,22 @@ from psycopg import sql
 from turnover_signals.errors import BadInputError
 from turnover_signals.hris.contract import FEEDS, Feed, MappedHeader, date_format_parts, map_header
 from turnover_signals.load import manifest
-from turnover_signals.load.csv_stage import StagedFile, drop_staged, read_header, stage_csv_file
+from turnover_signals.load.csv_stage import (
+    ByteStream,
+    ChecksumMismatchError,
+    StagedFile,
+    drop_staged,
+    file_chunks,
+    header_from_bytes,
+    stage_csv_stream,
+)
 from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation, run_suite
-from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, file_size, sha256_of_file
+from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, sha256_of_file
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
 
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NEXT_STEP_BAD_FILE = (
     "fix the export at the source and deliver a corrected file with the same date (it supersedes this "
     "one), or fix the configuration (column mapping, encoding, date format) and release the file"
@@ -117,6 +129,20 @@ def _landing_path(config: Mapping[str, Any], remote: RemoteHrisFile, sha256: str
     return Path(landing_dir) / remote.feed / remote.file_date / f"{sha256}__{remote.name}"
 
 
+@dataclass
+class Delivery:
+    """What arrived: its hash and size, and how far staging got (a table, or the problem)."""
+
+    sha256: str
+    size_bytes: int
+    received_at: datetime
+    landed_copy: Path | None
+    header: MappedHeader | None = None
+    staged: StagedFile | None = None
+    problem: BadInputError | None = None
+    rows_read: int | None = None
+
+
 def ingest_file(
     remote_file: Mapping[str, Any],
     config: Mapping[str, Any],
@@ -133,40 +159,177 @@ def ingest_file(
         if known is not None:
             return _already_recorded(remote, known)
 
-    with tempfile.TemporaryDirectory(prefix="hris-") as tmp:
-        local_path, control = hris_source(config).download(remote, Path(tmp))
-        received_at = datetime.now(UTC)
-        sha256 = sha256_of_file(local_path)
-        record: dict[str, Any] = {
-            "file_name": remote.name, "sha256": sha256, "feed": remote.feed, "file_date": remote.file_date,
-            "size_bytes": file_size(local_path), "remote_mtime": remote.remote_mtime, "received_at": received_at,
-            "dag_id": run.dag_id, "run_id": run.run_id, "task_id": run.task_id, "map_index": run.map_index,
-            "try_number": run.try_number,
-        }  # fmt: skip
-        with warehouse_connection(conn_id, dsn) as conn:
-            known = manifest.find(conn, remote.name, sha256)
-            if known is not None:
-                return _already_recorded(remote, known)
-            copy = manifest.find_published_copy(conn, remote.feed, sha256)
-            if copy is not None:
-                with conn.transaction():
-                    manifest.insert(
-                        conn,
-                        record | {
-                            "status": "duplicate", "duplicate_of_sha256": sha256, "rows_read": 0, "rows_loaded": 0,
-                            "reason": f"same bytes as {copy['file_name']} (received {copy['received_at']:%Y-%m-%d}); not loaded again",
-                        },  # fmt: skip
-                    )
-                log.info("HRIS file %s is a duplicate of %s: recorded, nothing loaded", remote.name, copy["file_name"])
-                return IngestResult(remote.name, remote.feed, remote.file_date, "duplicate", sha256).to_dict()
-            if remote.is_encrypted:
-                from turnover_signals.hris.decrypt import decrypt_file
+    source = hris_source(config)
+    with tempfile.TemporaryDirectory(prefix="hris-") as tmp, warehouse_connection(conn_id, dsn) as conn:
+        work_dir = Path(tmp)
+        if remote.is_encrypted:
+            delivery, control = _receive_encrypted(conn, config, source, remote, feed, work_dir)
+        else:
+            control = source.read_control(remote)
+            landed = work_dir / remote.name if config["hris"].get("landing_dir") else None
+            delivery = source.stream(
+                remote, lambda chunks: _receive(conn, config, remote, feed, chunks, control, landed)
+            )
+        try:
+            return _decide(FileTask(conn, config, run, remote, feed, dsn), delivery, control)
+        finally:
+            if delivery.staged is not None:
+                drop_staged(conn, delivery.staged)
 
+
+def _receive(
+    conn: psycopg.Connection,
+    config: Mapping[str, Any],
+    remote: RemoteHrisFile,
+    feed: Feed,
+    chunks: Iterable[bytes],
+    control: dict[str, Any] | None,
+    landed: Path | None,
+    sha256: str | None = None,
+) -> Delivery:
+    """Read the delivery once: header, then COPY into staging while hashing (and landing) the bytes.
+
+    A problem with the file is returned, not raised, after the rest of the bytes are read, so
+    the manifest can record the file's sha256; faults of the transfer itself propagate (the
+    caller retries). `sha256` is the delivery's hash when the bytes read here are not the
+    delivered ones (a decrypted file).
+    """
+    hris = config["hris"]
+    encoding = hris.get("encoding", "utf-8")
+    subject = f"HRIS file {remote.name}"
+    with open(landed, "wb") if landed else nullcontext() as tee:
+        stream = ByteStream(chunks, tee)
+        header: MappedHeader | None = None
+        staged: StagedFile | None = None
+        problem: BadInputError | None = None
+        rows_read: int | None = None
+        expected = _control_sha256(control)
+        try:
+            if control is not None and (_control_unreadable(control) or (expected is None and control.get("sha256"))):
+                pass  # condemned by its control file; only the hash is needed
+            else:
+                data, _at_eof = stream.first_record()
                 try:
-                    local_path = decrypt_file(local_path, config, Path(tmp))
-                except BadInputError as exc:
-                    raise _quarantine(conn, record, exc.problem, None, run, None) from exc
-            return _validate_and_publish(conn, config, run, remote, feed, local_path, control, record, dsn)
+                    raw_header = header_from_bytes(data, encoding, subject)
+                except BadInputError:
+                    rows_read = 0
+                    raise
+                header = map_header(raw_header, feed, hris.get("column_mapping", {}).get(feed.name, {}))
+                if header.duplicate_columns:
+                    rows_read = 0
+                    raise BadInputError(
+                        subject, f"columns appear twice in the header: {', '.join(header.duplicate_columns)}",
+                        NEXT_STEP_BAD_FILE, "hris-quarantined-file",
+                    )  # fmt: skip
+                staged = stage_csv_stream(
+                    conn, stream, feed, header, remote.file_date, encoding, subject,
+                    sha256=sha256, expected_sha256=None if sha256 else expected,
+                )  # fmt: skip
+        except ChecksumMismatchError:
+            pass  # decided from the control file once the hash is known
+        except BadInputError as exc:
+            problem = exc
+        stream.drain()
+    return Delivery(
+        sha256=sha256 or stream.sha256, size_bytes=stream.size_bytes, received_at=datetime.now(UTC),
+        landed_copy=landed, header=header, staged=staged, problem=problem, rows_read=rows_read,
+    )  # fmt: skip
+
+
+def _receive_encrypted(
+    conn: psycopg.Connection,
+    config: Mapping[str, Any],
+    source: HrisSftpSource,
+    remote: RemoteHrisFile,
+    feed: Feed,
+    work_dir: Path,
+) -> tuple[Delivery, dict[str, Any] | None]:
+    """An OpenPGP delivery: download it whole (decryption needs the file), decrypt in the task's
+    temp space, then stage the clear text under the delivered file's sha256."""
+    from turnover_signals.hris.decrypt import decrypt_file
+
+    local_path, control = source.download(remote, work_dir)
+    sha256 = sha256_of_file(local_path)
+    try:
+        clear_path = decrypt_file(local_path, config, work_dir)
+    except BadInputError as exc:
+        size = local_path.stat().st_size
+        return Delivery(sha256, size, datetime.now(UTC), local_path, problem=exc), control
+    delivery = _receive(conn, config, remote, feed, file_chunks(clear_path), control, None, sha256=sha256)
+    delivery.size_bytes = local_path.stat().st_size
+    delivery.landed_copy = local_path  # the delivered (encrypted) bytes, never the clear text
+    return delivery, control
+
+
+def _control_unreadable(control: Mapping[str, Any]) -> bool:
+    return "unreadable" in control or not isinstance(control.get("rows"), int)
+
+
+def _control_sha256(control: Mapping[str, Any] | None) -> str | None:
+    """The control file's sha256 when it is well formed (lowercase hex), else None."""
+    value = str((control or {}).get("sha256") or "").lower()
+    return value if SHA256_HEX.fullmatch(value) else None
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file being ingested: where it came from, where it goes, and which task does it."""
+
+    conn: psycopg.Connection
+    config: Mapping[str, Any]
+    run: RunIdentity
+    remote: RemoteHrisFile
+    feed: Feed
+    dsn: str | None
+
+
+def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) -> dict[str, Any]:
+    """Already recorded, duplicate, quarantined or validated and published, in that order."""
+    conn, config, run, remote, feed = task.conn, task.config, task.run, task.remote, task.feed
+    sha256 = delivery.sha256
+    record: dict[str, Any] = {
+        "file_name": remote.name, "sha256": sha256, "feed": remote.feed, "file_date": remote.file_date,
+        "size_bytes": delivery.size_bytes, "remote_mtime": remote.remote_mtime, "received_at": delivery.received_at,
+        "dag_id": run.dag_id, "run_id": run.run_id, "task_id": run.task_id, "map_index": run.map_index,
+        "try_number": run.try_number,
+    }  # fmt: skip
+    known = manifest.find(conn, remote.name, sha256)
+    if known is not None:
+        return _already_recorded(remote, known)
+    copy = manifest.find_published_copy(conn, remote.feed, sha256)
+    if copy is not None:
+        with conn.transaction():
+            manifest.insert(
+                conn,
+                record | {
+                    "status": "duplicate", "duplicate_of_sha256": sha256, "rows_read": 0, "rows_loaded": 0,
+                    "reason": f"same bytes as {copy['file_name']} (received {copy['received_at']:%Y-%m-%d}); not loaded again",
+                },  # fmt: skip
+            )
+        log.info("HRIS file %s is a duplicate of %s: recorded, nothing loaded", remote.name, copy["file_name"])
+        return IngestResult(remote.name, remote.feed, remote.file_date, "duplicate", sha256).to_dict()
+
+    hris = config["hris"]
+    date_format = hris.get("date_formats", {}).get(feed.name) or hris.get("date_format", "%Y-%m-%d")
+    pattern, _template, groups = date_format_parts(date_format)
+    record |= {
+        "encoding": hris.get("encoding", "utf-8"), "date_format": date_format, "date_pattern": pattern,
+        "date_groups": list(groups),
+    }  # fmt: skip
+    if control is not None:
+        record["control_rows"] = control.get("rows") if isinstance(control.get("rows"), int) else None
+        record["control_sha256"] = control.get("sha256")
+        if _control_unreadable(control):
+            raise _quarantine(conn, record, f"control file is unreadable or has no integer 'rows' ({control.get('unreadable', '')})", None, run, None)
+        if record["control_sha256"] and str(record["control_sha256"]).lower() != sha256:
+            mismatch = ChecksumMismatchError(f"HRIS file {remote.name}", sha256, str(record["control_sha256"]))
+            raise _quarantine(conn, record, mismatch.problem, None, run, None)
+    extra_columns = list(delivery.header.extra_columns) if delivery.header else []
+    record["extra_columns"] = extra_columns or None
+    if delivery.problem is not None:
+        raise _quarantine(conn, record, delivery.problem.problem, None, run, delivery.rows_read)
+    assert delivery.staged is not None and delivery.header is not None
+    return _validate_and_publish(task, delivery, record, date_format)
 
 
 def _already_recorded(remote: RemoteHrisFile, known: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,93 +365,48 @@ def _quarantine(
     return _quarantine_error(record["file_name"], reason)
 
 
-def _validate_and_publish(
-    conn: psycopg.Connection,
-    config: Mapping[str, Any],
-    run: RunIdentity,
-    remote: RemoteHrisFile,
-    feed: Feed,
-    local_path: Path,
-    control: dict[str, Any] | None,
-    record: dict[str, Any],
-    dsn: str | None,
-) -> dict[str, Any]:
+def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, Any], date_format: str) -> dict[str, Any]:
+    conn, config, run, remote, feed, dsn = task.conn, task.config, task.run, task.remote, task.feed, task.dsn
     # Imported here: it pulls in Great Expectations (5 s, 250 MB), which listing files never needs.
     from turnover_signals.quality.hris_suites import (
         FileChecks,
         allowed_termination_types,
-        create_check_table,
+        create_check_relation,
+        drop_check_relation,
         hris_file_suite,
     )
 
     hris = config["hris"]
-    encoding = hris.get("encoding", "utf-8")
-    date_format = hris.get("date_formats", {}).get(feed.name) or hris.get("date_format", "%Y-%m-%d")
-    pattern, _template, groups = date_format_parts(date_format)
-    subject = f"HRIS file {remote.name}"
-    record |= {"encoding": encoding, "date_format": date_format, "date_pattern": pattern, "date_groups": list(groups)}
-
-    if control is not None:
-        record["control_rows"] = control.get("rows") if isinstance(control.get("rows"), int) else None
-        record["control_sha256"] = control.get("sha256")
-        if "unreadable" in control or record["control_rows"] is None:
-            raise _quarantine(conn, record, f"control file is unreadable or has no integer 'rows' ({control.get('unreadable', '')})", None, run, None)
-        if record["control_sha256"] and str(record["control_sha256"]).lower() != record["sha256"]:
-            raise _quarantine(
-                conn, record,
-                f"sha256 of the delivered file ({record['sha256'][:12]}…) differs from the control file "
-                f"({str(record['control_sha256'])[:12]}…): the transfer or the export is incomplete",
-                None, run, None,
-            )  # fmt: skip
-
+    staged, header = delivery.staged, delivery.header
+    checks = FileChecks(
+        control_rows=record.get("control_rows"),
+        previous_good_rows=manifest.previous_good_rows(conn, feed.name, remote.file_date),
+        volume_min_ratio=float(hris["volume_guard"]["min_ratio"]),
+        volume_max_ratio=float(hris["volume_guard"]["max_ratio"]),
+        allowed_termination_types=allowed_termination_types(hris["termination_type_mapping"]),
+    )
+    suite = hris_file_suite(feed, header, checks, date_format)
+    check_relation = create_check_relation(conn, staged, feed, header, date_format)
     try:
-        raw_header = read_header(local_path, encoding, subject)
-    except BadInputError as exc:
-        raise _quarantine(conn, record, exc.problem, None, run, 0) from exc
-    header = map_header(raw_header, feed, hris.get("column_mapping", {}).get(feed.name, {}))
-    record["extra_columns"] = list(header.extra_columns) or None
-    if header.duplicate_columns:
-        raise _quarantine(conn, record, f"columns appear twice in the header: {', '.join(header.duplicate_columns)}", None, run, 0)
-
-    staged: StagedFile | None = None
-    checks_table: StagedFile | None = None
-    try:
-        try:
-            staged = stage_csv_file(
-                conn, local_path, feed, header, record["sha256"], remote.file_date, encoding, subject
-            )
-        except BadInputError as exc:
-            raise _quarantine(conn, record, exc.problem, None, run, None) from exc
-        checks = FileChecks(
-            control_rows=record.get("control_rows"),
-            previous_good_rows=manifest.previous_good_rows(conn, feed.name, remote.file_date),
-            volume_min_ratio=float(hris["volume_guard"]["min_ratio"]),
-            volume_max_ratio=float(hris["volume_guard"]["max_ratio"]),
-            allowed_termination_types=allowed_termination_types(hris["termination_type_mapping"]),
-        )
-        suite = hris_file_suite(feed, header, checks, date_format)
-        checks_table = create_check_table(conn, staged, feed, header, date_format)
         outcome = run_suite(
             sqlalchemy_url(config["connections"]["warehouse"], dsn),
             suite,
             data_asset=f"hris_{feed.name}_file",
             batch_identifier=f"{remote.name}@{record['sha256']}",
-            table=(checks_table.schema, checks_table.table),
+            table=(check_relation.schema, check_relation.table),
             parameters=checks.parameters(),
             pii_columns=config["quality"]["pii_columns"],
         )
-        if not outcome.success:
-            raise _quarantine(
-                conn, record,
-                f"{len(outcome.failed)} expectation(s) failed in suite {suite.name}: {outcome.failure_summary()}",
-                outcome, run, staged.rows_copied,
-            )  # fmt: skip
-        superseded = _publish(conn, staged, feed, header, record, outcome, run, config, local_path, remote)
-        staged = None  # now a partition of the raw table
     finally:
-        for scratch in (checks_table, staged):
-            if scratch is not None:
-                drop_staged(conn, scratch)
+        drop_check_relation(conn, check_relation)
+    if not outcome.success:
+        raise _quarantine(
+            conn, record,
+            f"{len(outcome.failed)} expectation(s) failed in suite {suite.name}: {outcome.failure_summary()}",
+            outcome, run, staged.rows_copied,
+        )  # fmt: skip
+    superseded = _publish(conn, staged, feed, header, record, outcome, run, config, delivery.landed_copy, remote)
+    delivery.staged = None  # now a partition of the raw table
     return IngestResult(
         remote.name, remote.feed, remote.file_date, "loaded", record["sha256"],
         rows_loaded=int(record["rows_loaded"]), superseded=tuple(superseded),
@@ -304,7 +422,7 @@ def _publish(
     outcome: ValidationOutcome,
     run: RunIdentity,
     config: Mapping[str, Any],
-    local_path: Path,
+    landed_copy: Path | None,
     remote: RemoteHrisFile,
 ) -> list[str]:
     """Attach the validated staging table as the file's raw partition, in one transaction with
@@ -335,9 +453,9 @@ def _publish(
         }  # fmt: skip
         record_validation(conn, outcome, run)
         manifest.insert(conn, record)
-        if landing is not None:
+        if landing is not None and landed_copy is not None:
             landing.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(local_path, landing)
+            shutil.copyfile(landed_copy, landing)
     log.info(
         "HRIS file %s loaded: %d rows into raw.%s%s", remote.name, staged.rows_copied, feed.raw_table,
         f" (supersedes {len(superseded)} earlier file(s))" if superseded else "",

@@ -1,21 +1,28 @@
 """Streaming a delivered CSV file into a staging table with PostgreSQL's own CSV parser.
 
-The bytes go to `COPY ... FROM STDIN (format csv)` in 1 MiB chunks on one psycopg
-connection, so memory stays flat whatever the file size and RFC 4180 quoting (commas,
-quotes, newlines inside fields, CRLF) is handled by the server. Nothing here publishes: the
-staging table is validated first and attached to the raw table only if it passes.
+The bytes go to `COPY ... FROM STDIN (format csv)` in ~1 MiB chunks on one psycopg
+connection as they arrive (straight from the SFTP transfer, hashed on the way), so memory
+stays flat whatever the file size and RFC 4180 quoting (commas, quotes, newlines inside
+fields, CRLF) is handled by the server. Nothing here publishes: the staging table is
+validated first and attached to the raw table only if it passes.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
+import io
 import re
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.hris.contract import Feed, MappedHeader
@@ -44,12 +51,86 @@ def postgres_encoding(encoding: str) -> str:
         ) from None
 
 
-def read_header(path: Path, encoding: str, subject: str) -> list[str]:
-    """The first CSV record of the file (a UTF-8 BOM is tolerated)."""
+# A header that needs more than this is not an HRIS export.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+class ByteStream:
+    """The bytes of one delivery, in order, hashed (sha256) and counted as they pass.
+
+    Chunks read to find the header are kept and handed out again first, so the consumer sees
+    every byte exactly once. With `tee`, the bytes are also written there (the landed copy).
+    """
+
+    def __init__(self, chunks: Iterable[bytes], tee: BinaryIO | None = None):
+        self._source = iter(chunks)
+        self._digest = hashlib.sha256()
+        self._peeked: list[bytes] = []
+        self._tee = tee
+        self.size_bytes = 0
+        self.exhausted = False
+
+    def _pull(self) -> bytes | None:
+        chunk = next(self._source, None)
+        if chunk is None:
+            self.exhausted = True
+            return None
+        self._digest.update(chunk)
+        self.size_bytes += len(chunk)
+        if self._tee is not None:
+            self._tee.write(chunk)
+        return chunk
+
+    def first_record(self) -> tuple[bytes, bool]:
+        """Bytes holding at least the first CSV record (the header), and whether that is all."""
+        while True:
+            data = b"".join(self._peeked)
+            if self.exhausted or len(data) > MAX_HEADER_BYTES:
+                return data, self.exhausted
+            complete_lines = data[: data.rfind(b"\n") + 1]
+            if complete_lines and _holds_a_whole_record(complete_lines):
+                return complete_lines, False
+            chunk = self._pull()
+            if chunk is not None:
+                self._peeked.append(chunk)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self._peeked:
+            yield self._peeked.pop(0)
+        while (chunk := self._pull()) is not None:
+            yield chunk
+
+    def drain(self) -> None:
+        """Read (and hash) whatever is left, e.g. to record the sha256 of a file that is rejected."""
+        self._peeked.clear()
+        while self._pull() is not None:
+            pass
+
+    @property
+    def sha256(self) -> str:
+        if not self.exhausted:
+            raise RuntimeError("the stream has not been read to the end")
+        return self._digest.hexdigest()
+
+
+def _holds_a_whole_record(lines: bytes) -> bool:
+    # Latin-1 keeps byte offsets; quotes, commas and newlines are ASCII in every supported encoding.
+    reader = csv.reader(io.StringIO(lines.decode("latin-1"), newline=""))
+    next(reader, None)
+    return reader.line_num < lines.count(b"\n")
+
+
+def file_chunks(path: Path, chunk_bytes: int = COPY_CHUNK_BYTES) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            yield chunk
+
+
+def header_from_bytes(data: bytes, encoding: str, subject: str) -> list[str]:
+    """The first CSV record in `data` (a UTF-8 BOM is tolerated)."""
     codec = "utf-8-sig" if postgres_encoding(encoding) == "UTF8" else encoding
     try:
-        with open(path, encoding=codec, newline="") as handle:
-            header = next(csv.reader(handle), None)
+        text = data.decode(codec)
     except UnicodeDecodeError as exc:
         raise BadInputError(
             subject,
@@ -58,6 +139,7 @@ def read_header(path: Path, encoding: str, subject: str) -> list[str]:
             "Variable; otherwise ask for a UTF-8 export",
             "hris-quarantined-file",
         ) from exc
+    header = next(csv.reader(io.StringIO(text, newline="")), None)
     if not header or not any(name.strip() for name in header):
         raise BadInputError(
             subject,
@@ -66,6 +148,22 @@ def read_header(path: Path, encoding: str, subject: str) -> list[str]:
             "hris-quarantined-file",
         )
     return header
+
+
+class ChecksumMismatchError(BadInputError):
+    """The streamed bytes do not hash to what the control file says."""
+
+    def __init__(self, subject: str, actual: str, expected: str):
+        self.actual = actual
+        self.expected = expected
+        super().__init__(
+            subject,
+            f"sha256 of the delivered file ({actual[:12]}…) differs from the control file "
+            f"({expected[:12]}…): the transfer or the export is incomplete",
+            "ask the HRIS team to re-deliver the complete file and its control file; the last good "
+            "data stays served",
+            "hris-quarantined-file",
+        )
 
 
 @dataclass(frozen=True)
@@ -89,42 +187,50 @@ def _copy_error_line(exc: psycopg.Error) -> str:
     return f" (at line {match.group(1)})" if match else ""
 
 
-def stage_csv_file(
+def stage_csv_stream(
     conn: psycopg.Connection,
-    path: Path,
+    stream: ByteStream,
     feed: Feed,
     header: MappedHeader,
-    sha256: str,
     file_date: str,
     encoding: str,
     subject: str,
+    *,
+    sha256: str | None = None,
+    expected_sha256: str | None = None,
 ) -> StagedFile:
-    """Create `staging.<raw_table>_<sha16>` with the file's columns and COPY the file into it.
+    """Create `staging.<raw_table>_<sha16>` with the file's columns and COPY the stream into it.
 
     The table carries the partition key and date as constant defaults and a CHECK constraint
-    on the key, so that attaching it to the raw table later needs no extra scan. Committed on
-    return (the validation gate reads it over its own connection).
+    on the key, so that attaching it to the raw table later needs no extra scan. The key is
+    `sha256` when the caller knows it already (a decrypted file: the delivery's hash), else the
+    control file's `expected_sha256`, checked against the streamed bytes before anything is
+    committed (a mismatch raises ChecksumMismatchError and leaves no table), else the streamed
+    bytes' own hash, added once they are all read. Committed on return (the validation gate
+    reads it over its own connection).
     """
-    table = staging_table_name(feed, sha256)
+    key = sha256 or expected_sha256
+    table = staging_table_name(feed, key) if key else f"{feed.raw_table}_incoming_{uuid.uuid4().hex[:12]}"
     staged = StagedFile("staging", table, 0)
-    columns = [
-        sql.SQL("{} text").format(sql.Identifier(name)) for name in header.staging_columns
-    ]
-    create = sql.SQL(
-        "create table {table} ("
-        " source_sha256 text not null default {sha} check (source_sha256 = {sha}),"
-        " {date_column} date not null default {file_date}, {columns})"
-    ).format(
+    columns = [sql.SQL("{} text").format(sql.Identifier(name)) for name in header.staging_columns]
+    key_column = (
+        sql.SQL("source_sha256 text not null default {sha} check (source_sha256 = {sha}), ").format(sha=sql.Literal(key))
+        if key
+        else sql.SQL("")
+    )
+    create = sql.SQL("create table {table} ({key_column}{date_column} date not null default {file_date}, {columns})").format(
         table=staged.qualified,
-        sha=sql.Literal(sha256),
+        key_column=key_column,
         date_column=sql.Identifier(feed.date_column_in_raw),
         file_date=sql.Literal(file_date),
         columns=sql.SQL(", ").join(columns),
     )
     column_list = sql.SQL(", ").join(sql.Identifier(c) for c in header.staging_columns)
+    # FREEZE: the table is new in this transaction, so its rows can be written frozen and the
+    # gate's scans do not have to rewrite every page to set hint bits.
     copy = sql.SQL(
         "copy {table} ({columns}) from stdin"
-        " with (format csv, header true, encoding {encoding}, force_null ({columns}))"
+        " with (format csv, header true, freeze true, encoding {encoding}, force_null ({columns}))"
     ).format(table=staged.qualified, columns=column_list, encoding=sql.Literal(postgres_encoding(encoding)))
 
     with conn.transaction():
@@ -132,15 +238,15 @@ def stage_csv_file(
         conn.execute(create)
         try:
             with conn.cursor() as cur:
-                with cur.copy(copy) as copy_stream, open(path, "rb") as handle:
-                    first = handle.read(COPY_CHUNK_BYTES)
+                # A writer thread feeds libpq, so reading the next chunk from the network
+                # overlaps with PostgreSQL parsing the previous one.
+                with cur.copy(copy, writer=QueuedLibpqWriter(cur)) as copy_stream:
+                    chunks = iter(stream)
+                    first = next(chunks, b"")
                     # PostgreSQL's CSV reader does not know the BOM; it would glue it to the first name.
-                    if first.startswith(UTF8_BOM):
-                        first = first[len(UTF8_BOM):]
-                    chunk = first
-                    while chunk:
+                    copy_stream.write(first.removeprefix(UTF8_BOM))
+                    for chunk in chunks:
                         copy_stream.write(chunk)
-                        chunk = handle.read(COPY_CHUNK_BYTES)
                 rows = cur.rowcount
         except (psycopg.errors.BadCopyFileFormat, psycopg.errors.InvalidTextRepresentation) as exc:
             raise BadInputError(
@@ -158,7 +264,26 @@ def stage_csv_file(
                 "Variable; otherwise ask for a UTF-8 export",
                 "hris-quarantined-file",
             ) from exc
+        if expected_sha256 and not sha256 and stream.sha256 != expected_sha256:
+            raise ChecksumMismatchError(subject, stream.sha256, expected_sha256)
+        if not key:
+            staged = _key_by_content(conn, staged, feed, stream.sha256)
     return StagedFile(staged.schema, staged.table, rows)
+
+
+def _key_by_content(conn: psycopg.Connection, staged: StagedFile, feed: Feed, sha256: str) -> StagedFile:
+    """Give a table staged without a known key its partition key column, CHECK and final name."""
+    sha = sql.Literal(sha256)
+    final = StagedFile(staged.schema, staging_table_name(feed, sha256), 0)
+    conn.execute(sql.SQL("drop table if exists {}").format(final.qualified))
+    # A constant default is stored in the catalog (no rewrite); the CHECK costs one scan.
+    conn.execute(
+        sql.SQL("alter table {} add column source_sha256 text not null default {sha}, add check (source_sha256 = {sha})").format(
+            staged.qualified, sha=sha
+        )
+    )
+    conn.execute(sql.SQL("alter table {} rename to {}").format(staged.qualified, sql.Identifier(final.table)))
+    return final
 
 
 def drop_staged(conn: psycopg.Connection, staged: StagedFile) -> None:

@@ -120,7 +120,8 @@ def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dic
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
     columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")} - {None}
     pii = set(pii_columns)
-    is_pii = any(c in pii or c.split("_parsed")[0] in pii for c in columns)
+    # Derived columns (`work_email_parsed`, `employee_id_duplicate`, ...) carry their source's values.
+    is_pii = any(c in pii or any(c.startswith(f"{p}_") for p in pii) for c in columns)
     raw = result.result or {}
     observed: Any
     if "unexpected_count" in raw:

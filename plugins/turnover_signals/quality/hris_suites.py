@@ -1,8 +1,11 @@
 """Great Expectations suites for HRIS files, and the SQL each one validates.
 
-The suite runs on a check table built from the staged file in one pass, with parsed columns
-(`hire_date_parsed`, ...) and, for each value that does not parse, the offending text in
-`<column>_unparseable` — so a report shows which values failed, not only how many.
+The suite runs on a check view over the staged file, with parsed columns (`hire_date_parsed`,
+...) and, for each value that does not parse, the offending text in `<column>_unparseable` — so
+a report shows which values failed, not only how many. Nothing is copied row by row: what is
+expensive per row is computed once per distinct value into two small tables the view joins —
+the date texts that do not parse, and the employee ids that occur more than once — so GX's
+statements are parallel scans of the staged file.
 """
 
 from __future__ import annotations
@@ -46,48 +49,81 @@ class FileChecks:
         return params
 
 
-def create_check_table(
+def _scratch(staged: StagedFile, suffix: str) -> StagedFile:
+    return StagedFile(staged.schema, f"{staged.table}__{suffix}", staged.rows_copied)
+
+
+def create_check_relation(
     conn: psycopg.Connection, staged: StagedFile, feed: Feed, header: MappedHeader, date_format: str
 ) -> StagedFile:
-    """Materialise what the suite validates, in one pass over the staged file: the present
-    canonical columns plus parsed helpers (`<col>_parsed`, and `<col>_unparseable` holding the
-    offending text). Dates repeat a lot, so each distinct date text is parsed once and joined.
+    """Create the view the suite validates (and the small tables it joins); returns the view.
+
+    The view has the present canonical columns the suite reads, `<date>_parsed` and
+    `<date>_unparseable` for each date column, `<number>_parsed` / `<number>_unparseable`,
+    `termination_type_key`, and, for employees, `employee_id_duplicate` (the id when it occurs
+    more than once in the file, else null).
     """
-    pattern, _template, (year, month, day) = date_format_parts(date_format)
-    checks = StagedFile(staged.schema, f"{staged.table}__checks", staged.rows_copied)
+    pattern, template, (year, month, day) = date_format_parts(date_format)
+    view, unparseable, duplicates = (_scratch(staged, n) for n in ("checks", "unparseable", "duplicates"))
     source = sql.Identifier("source_row")
-    ctes: list[sql.Composable] = []
-    joins: list[sql.Composable] = []
+    present = set(header.canonical_present)
     # Only what the suite reads: required columns (their presence is an expectation) and the
-    # columns expectations look at; the other text columns would double the table for nothing.
+    # columns expectations look at.
     wanted = set(feed.required_columns) | {"employee_id", "work_email", "change_type", "termination_type"}
     selects: list[sql.Composable] = [
         sql.SQL("{}.{}").format(source, sql.Identifier(c)) for c in header.canonical_present if c in wanted
     ]
-    for column in feed.date_columns:
-        if column not in header.canonical_present:
-            continue
-        lookup = sql.Identifier(f"{column}_lookup")
-        ctes.append(
+    joins: list[sql.Composable] = []
+    statements: list[sql.Composable] = []
+    side_tables: list[StagedFile] = []
+    date_columns = [c for c in feed.date_columns if c in present]
+    if date_columns:
+        # One row per distinct text that does not parse, in the column it came from. `offset 0`
+        # keeps the parser on the distinct values instead of being pushed down to every row.
+        branches = [
             sql.SQL(
-                "{lookup} as (select raw_value, core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) as parsed"
-                " from (select distinct {c} as raw_value from {staged} where {c} is not null) as distinct_values)"
-            ).format(lookup=lookup, p=sql.Literal(pattern), y=year, m=month, d=day,
-                     c=sql.Identifier(column), staged=staged.qualified)
-        )  # fmt: skip
-        joins.append(
-            sql.SQL("left join {lookup} on {src}.{c} = {lookup}.raw_value").format(
-                lookup=lookup, src=source, c=sql.Identifier(column)
+                "select {nulls_before}raw_value{nulls_after} from (select distinct {c} as raw_value from {staged}"
+                " where {c} is not null offset 0) as distinct_values"
+                " where core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) is null"
+            ).format(
+                nulls_before=sql.SQL("null, " * i), nulls_after=sql.SQL(", null" * (len(date_columns) - i - 1)),
+                c=sql.Identifier(column), staged=staged.qualified, p=sql.Literal(pattern), y=year, m=month, d=day,
+            )  # fmt: skip
+            for i, column in enumerate(date_columns)
+        ]
+        statements.append(
+            sql.SQL("create unlogged table {table} ({columns})").format(
+                table=unparseable.qualified,
+                columns=sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in date_columns),
             )
         )
-        selects.append(sql.SQL("{}.parsed as {}").format(lookup, sql.Identifier(f"{column}_parsed")))
+        side_tables.append(unparseable)
+        statements.append(
+            sql.SQL("insert into {table} {branches}").format(
+                table=unparseable.qualified, branches=sql.SQL(" union all ").join(branches)
+            )
+        )
+    for column in date_columns:
+        alias = sql.Identifier(f"{column}_unparseable_value")
+        joins.append(
+            sql.SQL("left join {table} as {alias} on {alias}.{c} = {src}.{c}").format(
+                table=unparseable.qualified, alias=alias, src=source, c=sql.Identifier(column)
+            )
+        )
+        # Only texts that parse reach to_date, which reads exactly what the parser accepted.
         selects.append(
-            sql.SQL("case when {lookup}.parsed is null then {src}.{c} end as {alias}").format(
-                lookup=lookup, src=source, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
+            sql.SQL("case when {alias}.{c} is null then to_date(btrim({src}.{c}), {template}) end as {name}").format(
+                alias=alias, c=sql.Identifier(column), src=source, template=sql.Literal(template),
+                name=sql.Identifier(f"{column}_parsed"),
+            )  # fmt: skip
+        )
+        selects.append(
+            sql.SQL("{alias}.{c} as {name}").format(
+                alias=alias, c=sql.Identifier(column), name=sql.Identifier(f"{column}_unparseable")
             )
         )
     for column in NUMERIC_COLUMNS[feed.name]:
-        if column not in header.canonical_present:
+        if column not in present:
             continue
         parsed = sql.SQL("core.parse_numeric_text({}.{})").format(source, sql.Identifier(column))
         selects.append(sql.SQL("{} as {}").format(parsed, sql.Identifier(f"{column}_parsed")))
@@ -96,20 +132,46 @@ def create_check_table(
                 parsed=parsed, src=source, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
             )
         )
-    if feed.name == "employees" and "termination_type" in header.canonical_present:
+    if feed.name == "employees" and "termination_type" in present:
         selects.append(sql.SQL("lower(btrim({}.termination_type)) as termination_type_key").format(source))
-    query = sql.SQL("create unlogged table {checks} as {with_clause} select {selects} from {staged} as {src} {joins}").format(
-        checks=checks.qualified,
-        with_clause=sql.SQL("with ") + sql.SQL(", ").join(ctes) if ctes else sql.SQL(""),
-        selects=sql.SQL(", ").join(selects),
-        staged=staged.qualified,
-        src=source,
-        joins=sql.SQL(" ").join(joins),
+    if feed.name == "employees" and "employee_id" in present:
+        statements.append(
+            sql.SQL(
+                "create unlogged table {table} as select employee_id from {staged}"
+                " where employee_id is not null group by employee_id having count(*) > 1"
+            ).format(table=duplicates.qualified, staged=staged.qualified)
+        )
+        side_tables.append(duplicates)
+        joins.append(
+            sql.SQL("left join {table} as duplicate_ids on duplicate_ids.employee_id = {src}.employee_id").format(
+                table=duplicates.qualified, src=source
+            )
+        )
+        selects.append(sql.SQL("duplicate_ids.employee_id as employee_id_duplicate"))
+    statements.append(
+        sql.SQL("create view {view} as select {selects} from {staged} as {src} {joins}").format(
+            view=view.qualified, selects=sql.SQL(", ").join(selects), staged=staged.qualified, src=source,
+            joins=sql.SQL(" ").join(joins),
+        )  # fmt: skip
     )
+    drop_check_relation(conn, view)
     with conn.transaction():
-        conn.execute(sql.SQL("drop table if exists {}").format(checks.qualified))
-        conn.execute(query)
-    return checks
+        # Hashing a million ids wants more than the default 4 MB; for this transaction only.
+        conn.execute("set local work_mem = '256MB'")
+        for statement in statements:
+            conn.execute(statement)
+        for table in side_tables:
+            conn.execute(sql.SQL("analyze {}").format(table.qualified))
+    return view
+
+
+def drop_check_relation(conn: psycopg.Connection, view: StagedFile) -> None:
+    """Drop the check view and the small tables it joins."""
+    staged = StagedFile(view.schema, view.table.removesuffix("__checks"), 0)
+    with conn.transaction():
+        conn.execute(sql.SQL("drop view if exists {}").format(view.qualified))
+        for suffix in ("unparseable", "duplicates"):
+            conn.execute(sql.SQL("drop table if exists {}").format(_scratch(staged, suffix).qualified))
 
 
 def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
@@ -144,7 +206,11 @@ def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_f
     if "employee_id" in present:
         e.append(described(gxe.ExpectColumnValuesToNotBeNull(column="employee_id"), "employee_id is never empty"))
         if feed.name == "employees":
-            e.append(described(gxe.ExpectColumnValuesToBeUnique(column="employee_id"), "employee_id is unique"))
+            # GX's own uniqueness check joins every row to a count per id; the check view carries
+            # the ids that occur more than once (one hash aggregate), and GX decides on that.
+            e.append(
+                described(gxe.ExpectColumnValuesToBeNull(column="employee_id_duplicate"), "employee_id is unique")
+            )
     for column in feed.date_columns:
         if column not in present:
             continue

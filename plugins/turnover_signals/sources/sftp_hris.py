@@ -12,11 +12,11 @@ import json
 import logging
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paramiko
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -27,6 +27,11 @@ from turnover_signals.hris.contract import match_file_name
 log = logging.getLogger(__name__)
 
 HASH_CHUNK_BYTES = 1024 * 1024
+# paramiko answers reads from 32 KiB prefetch blocks and grows its read buffer by concatenation,
+# so one large read() is quadratic: read a block at a time and join them into chunks ourselves.
+SFTP_BLOCK_BYTES = 32 * 1024
+STREAM_CHUNK_BYTES = 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,6 @@ class HrisSftpSource:
         listed size is treated as a dropped connection and retried.
         """
         local_path = local_dir / remote.name
-        control_path = local_dir / (remote.name + self.control_file_suffix)
 
         def download_once():
             hook = self._hook()
@@ -185,23 +189,82 @@ class HrisSftpSource:
                 received = local_path.stat().st_size
                 if received < remote.size_bytes:
                     raise EOFError(f"received {received} of {remote.size_bytes} bytes")
-                if remote.control_file:
-                    hook.retrieve_file(remote.control_file, str(control_path), prefetch=True)
             except TimeoutError as exc:
                 raise OSError(f"timed out: {exc}") from exc
             finally:
                 hook.close_conn()
 
         self._run("download", f"HRIS file {remote.name}", download_once)
-        control = None
-        if remote.control_file:
+        return local_path, self.read_control(remote)
+
+    def read_control(self, remote: RemoteHrisFile) -> dict[str, Any] | None:
+        """The parsed control file of `remote`, None without one, or {"unreadable": why}."""
+        if not remote.control_file:
+            return None
+
+        def read_once() -> bytes:
+            hook = self._hook()
             try:
-                control = json.loads(control_path.read_text(encoding="utf-8-sig"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                control = {"unreadable": f"{exc.__class__.__name__}: {exc}"}
-            if not isinstance(control, dict):
-                control = {"unreadable": "control file is not a JSON object"}
-        return local_path, control
+                with hook.get_conn().open(remote.control_file, "rb") as handle:
+                    return handle.read()
+            except TimeoutError as exc:
+                raise OSError(f"timed out: {exc}") from exc
+            finally:
+                hook.close_conn()
+
+        return parse_control(self._run("download", f"control file of {remote.name}", read_once))
+
+    def stream(self, remote: RemoteHrisFile, consume: Callable[[Iterator[bytes]], T]) -> T:
+        """Hand the file's bytes, in order and in ~1 MiB chunks, to `consume` as they arrive.
+
+        Reads go through the provider hook's paramiko SFTP client (host key verified) with
+        prefetch, so every read request is in flight at once while SSH flow control (the channel
+        window) keeps what is buffered small. A fault or a transfer that ends short of the listed
+        size raises inside `consume`; the whole call is then retried, so `consume` must start
+        from scratch each time (e.g. inside its own transaction).
+        """
+
+        def stream_once() -> T:
+            hook = self._hook()
+            try:
+                with hook.get_conn().open(remote.remote_path, "rb") as handle:
+                    handle.prefetch()
+                    return consume(_chunks(handle, remote))
+            except TimeoutError as exc:
+                raise OSError(f"timed out: {exc}") from exc
+            finally:
+                hook.close_conn()
+
+        return self._run("download", f"HRIS file {remote.name}", stream_once)
+
+
+def _chunks(handle: Any, remote: RemoteHrisFile) -> Iterator[bytes]:
+    received = 0
+    blocks: list[bytes] = []
+    buffered = 0
+    while block := handle.read(SFTP_BLOCK_BYTES):
+        blocks.append(block)
+        buffered += len(block)
+        if buffered >= STREAM_CHUNK_BYTES:
+            received += buffered
+            yield b"".join(blocks)
+            blocks, buffered = [], 0
+    if blocks:
+        received += buffered
+        yield b"".join(blocks)
+    if received < remote.size_bytes:
+        raise EOFError(f"received {received} of {remote.size_bytes} bytes")
+
+
+def parse_control(data: bytes) -> dict[str, Any]:
+    """The control file as a dict, or {"unreadable": why} when it is not a JSON object."""
+    try:
+        control = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return {"unreadable": f"{exc.__class__.__name__}: {exc}"}
+    if not isinstance(control, dict):
+        return {"unreadable": "control file is not a JSON object"}
+    return control
 
 
 def sha256_of_file(path: Path | str) -> str:
