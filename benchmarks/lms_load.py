@@ -1,7 +1,7 @@
 """LMS extraction benchmark (issue 4): xAPI statements from the sample LRS into PostgreSQL.
 
     PYTHONPATH=plugins .venv/bin/python benchmarks/lms_load.py [--statements 1000000 [200000 ...]]
-        [--page-size 500] [--what-if] [--readme] [--json-out FILE] [--keep]
+        [--page-size 500] [--readme] [--json-out FILE] [--keep]
 
 Goal (issue 4): 1,000,000 statements served by the sample LRS on loopback in pages of 500, loaded
 end to end at no less than 0.7x the statements/s of a bare client that only pages through the same
@@ -23,20 +23,12 @@ For every N given, in one run:
 4. End to end, in a child process with Airflow pointed at a throwaway home: a freshly created and
    migrated database, then `extract_statements(config, dsn=..., client=XapiClient(...))` with
    `statements_page_limit = page_size`. Phases are timed without changing the package: the
-   `StatementExtraction` methods, `run_suite`, `apply_voids` and every SQL statement sent through
-   psycopg are wrapped, and the client's page iterator is wrapped to split network + JSON decoding
-   from the per-statement staging work. Peak RSS is the child's own (os.wait4), with a sampler
+   `StatementExtraction`, `ChunkWriter` and `ChunkPublisher` methods, `run_suite`, `apply_voids`
+   and every SQL statement sent through psycopg are wrapped (phase stacks per thread: the chunk
+   publisher overlaps the fetch), and the client's page iterator is wrapped to split network + JSON
+   decoding from the staging work. Peak RSS is the child's own (os.wait4), with a sampler
    thread recording which phase reached it. Counts in `raw.lms_statement` / `core.lms_activity`
    are verified afterwards.
-5. Per-statement probes (largest N only), on the first 50,000 statements: the parts of
-   `staging_row`, and `Copy.write_row` into a table shaped like the staging table, as is and with
-   the cheaper variants suggested in the README.
-6. With `--what-if` (largest N only): on a staging-shaped copy of the loaded batch, the checks
-   build as is vs a narrow variant, GX through a query asset vs a table asset, the
-   core.lms_activity SELECT vs its insert, and the apply_voids scan; then the end-to-end run again
-   on a fresh database with the client's pages prefetched by one background thread (the package
-   untouched), to measure how much overlapping the network fetch with the COPY would buy.
-
 Prints markdown tables; `--readme` also writes them to the "LMS extraction (issue 4)" section of
 benchmarks/README.md (replacing that section only), and `--from-json FILE [--readme]` re-renders a
 run saved with `--json-out`. Stops the server, drops the databases and deletes the generated data.
@@ -75,7 +67,6 @@ GOAL_RATIO = 0.7
 OTHER_BENCHMARKS = "benchmarks/hris_load.py|synth_memory.py"
 QUIET_POLL_SECONDS = 30
 QUIET_MAX_WAIT_SECONDS = 20 * 60
-PROBE_STATEMENTS = 50_000
 
 # -- the synthetic statements ----------------------------------------------------------------
 
@@ -537,12 +528,19 @@ def child_end_to_end(args: argparse.Namespace) -> None:
 
         timings: dict[str, float] = {}
         calls: dict[str, int] = {}
-        stack: list[str] = []
+        # The loader runs two threads (fetch + COPY, and the chunk publisher): one phase stack each.
+        stacks = threading.local()
+
+        def current_stack() -> list[str]:
+            if not hasattr(stacks, "items"):
+                stacks.items = []
+            return stacks.items
 
         def wrap(owner: Any, attribute: str, label: str) -> None:
             original = getattr(owner, attribute)
 
             def timed(*a: Any, **kw: Any) -> Any:
+                stack = current_stack()
                 stack.append(label)
                 sampler.phase = label
                 started = time.perf_counter()
@@ -557,10 +555,15 @@ def child_end_to_end(args: argparse.Namespace) -> None:
             setattr(owner, attribute, timed)
 
         extraction = st.StatementExtraction
-        for method in ("run_batch", "_stage", "_build_checks", "_drop_scratch", "_gate_and_publish",
-                       "_record_rejects", "_publish", "_advance_watermark", "_record_batch"):  # fmt: skip
+        for method in ("run_batch", "_stage", "publish_chunk", "_build_checks", "_gate_and_publish",
+                       "_record_rejects", "_publish", "_advance_watermark"):  # fmt: skip
             wrap(extraction, method, method)
-        for function in ("run_suite", "apply_voids", "_check_counts", "record_validation", "lms_batch_suite"):
+        wrap(st.ChunkWriter, "write", "ChunkWriter.write")
+        wrap(st.ChunkWriter, "close", "ChunkWriter.close")
+        wrap(st.ChunkPublisher, "submit", "ChunkPublisher.submit")
+        wrap(st.ChunkPublisher, "finish", "ChunkPublisher.finish")
+        for function in ("run_suite", "apply_voids", "_check_counts", "record_validation", "lms_batch_suite",
+                         "_record_batch", "_drop_scratch"):  # fmt: skip
             wrap(st, function, function)
 
         # Every statement sent through psycopg (the loader's and GX's, via SQLAlchemy): time and phase.
@@ -574,7 +577,7 @@ def child_end_to_end(args: argparse.Namespace) -> None:
             finally:
                 text = query.as_string(self.connection) if hasattr(query, "as_string") else str(query)
                 sql_log.append({
-                    "phase": "/".join(stack) or "other",
+                    "phase": "/".join(current_stack()) or "other",
                     "sql": re.sub(r"\s+", " ", text).strip()[:160],
                     "s": time.perf_counter() - started,
                     "rowcount": self.rowcount,
@@ -591,6 +594,7 @@ def child_end_to_end(args: argparse.Namespace) -> None:
             try:
                 return original_exit(self, *exc)
             finally:
+                stack = current_stack()
                 label = stack[-1] if stack else "other"
                 commits[label] = commits.get(label, 0.0) + time.perf_counter() - started
 
@@ -653,320 +657,8 @@ def child_end_to_end(args: argparse.Namespace) -> None:
     _write_result(args.result_file, out)
 
 
-def child_probes(args: argparse.Namespace) -> None:
-    """Per-statement costs of the staging step, on the first PROBE_STATEMENTS statements."""
-    import hashlib
-
-    import psycopg
-    from psycopg import sql
-
-    from turnover_signals.lms.statements import STAGING_COLUMNS, staging_row
-    from turnover_signals.sources.xapi import parse_xapi_timestamp
-
-    statements: list[dict[str, Any]] = []
-    bodies: list[str] = []
-    get_s = decode_s = 0.0
-    body_bytes = 0
-    with _make_client(args.base_url) as client:
-        pages = client.iter_statement_pages(since=EPOCH, limit=args.page_size)
-        while len(statements) < args.probe_statements:
-            started = time.perf_counter()
-            try:
-                page = next(pages)
-            except StopIteration:
-                break
-            get_s += time.perf_counter() - started
-            started = time.perf_counter()
-            json.loads(page.raw_body)
-            decode_s += time.perf_counter() - started
-            body_bytes += page.raw_body_bytes
-            statements.extend(page.statements)
-            bodies.append(page.raw_body.decode("utf-8"))
-    n = len(statements)
-    out: dict[str, Any] = {
-        "statements": n,
-        "client_page_us_per_statement": get_s / n * 1e6,
-        "json_decode_us_per_statement": decode_s / n * 1e6,
-        "bytes_per_statement": body_bytes / n,
-    }
-
-    def per_statement(function: Any, repeat: int = 3) -> float:
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.perf_counter()
-            function()
-            best = min(best, time.perf_counter() - started)
-        return best / n * 1e6
-
-    dumps_sorted = [
-        json.dumps(s, ensure_ascii=False, separators=(",", ":"), sort_keys=True) for s in statements
-    ]
-    out["us"] = {
-        "staging_row (all of it)": per_statement(
-            lambda: [staging_row(i, s) for i, s in enumerate(statements)]
-        ),
-        "json.dumps sort_keys (raw_text)": per_statement(
-            lambda: [
-                json.dumps(s, ensure_ascii=False, separators=(",", ":"), sort_keys=True) for s in statements
-            ]
-        ),
-        "json.dumps unsorted": per_statement(
-            lambda: [json.dumps(s, ensure_ascii=False, separators=(",", ":")) for s in statements]
-        ),
-        "sha256 of raw_text": per_statement(
-            lambda: [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in dumps_sorted]
-        ),
-        "parse_xapi_timestamp x2": per_statement(
-            lambda: [
-                (parse_xapi_timestamp(s["timestamp"]), parse_xapi_timestamp(s["stored"])) for s in statements
-            ]
-        ),
-    }
-
-    rows = [staging_row(i, s) for i, s in enumerate(statements)]
-    rows_text_json = [row[:6] + (row[8],) + row[7:] for row in rows]  # raw_text reused for the jsonb column
-    rows_no_raw = [row[:8] for row in rows]
-    columns = ", ".join(STAGING_COLUMNS)
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(
-            "create unlogged table if not exists bench_probe_staging (received_order bigint, statement_id text,"
-            " occurred_at timestamptz, timestamp_problem text, is_timestamp_assumed_utc boolean,"
-            " stored_at timestamptz, statement jsonb, payload_sha256 text, raw_text text)"
-        )
-
-        def copy_rows(rows_: list[tuple], columns_: str) -> tuple[float, float]:
-            conn.execute("truncate bench_probe_staging")
-            write = 0.0
-            started = time.perf_counter()
-            with conn.transaction():
-                for start in range(0, n, args.page_size):  # one COPY per page, as the loader does
-                    with (
-                        conn.cursor() as cur,
-                        cur.copy(f"copy bench_probe_staging ({columns_}) from stdin") as copy,
-                    ):
-                        t = time.perf_counter()
-                        for row in rows_[start : start + args.page_size]:
-                            copy.write_row(row)
-                        write += time.perf_counter() - t
-            return write / n * 1e6, (time.perf_counter() - started) / n * 1e6
-
-        def best_copy(rows_: list[tuple], columns_: str) -> dict[str, float]:
-            runs = [copy_rows(rows_, columns_) for _ in range(3)]
-            write, total = min(runs, key=lambda r: r[1])
-            return {"write_row_us": write, "copy_total_us": total}
-
-        out["copy"] = {
-            "as is (Jsonb object + raw_text)": best_copy(rows, columns),
-            "raw_text string into the jsonb column": best_copy(rows_text_json, columns),
-            "no raw_text column (Jsonb only)": best_copy(rows_no_raw, ", ".join(STAGING_COLUMNS[:8])),
-        }
-
-        # The alternative: COPY each page body as received (one row per page), explode in SQL.
-        conn.execute("create unlogged table if not exists bench_probe_pages (page_number integer, body text)")
-
-        def page_level() -> tuple[float, float]:
-            conn.execute("truncate bench_probe_pages, bench_probe_staging")
-            started = time.perf_counter()
-            with conn.transaction(), conn.cursor() as cur:
-                for number, body in enumerate(bodies):  # one COPY per page, as now
-                    with cur.copy("copy bench_probe_pages (page_number, body) from stdin") as copy:
-                        copy.write_row((number, body))
-            copied = time.perf_counter() - started
-            started = time.perf_counter()
-            conn.execute(
-                sql.SQL(
-                    "insert into bench_probe_staging ({})"
-                    " select p.page_number::bigint * 100000 + e.ordinality - 1, e.value ->> 'id',"
-                    " (coalesce(e.value ->> 'timestamp', e.value ->> 'stored'))::timestamptz, null, false,"
-                    " (e.value ->> 'stored')::timestamptz, e.value,"
-                    " encode(sha256(convert_to(e.value::text, 'UTF8')), 'hex'), e.value::text"
-                    " from bench_probe_pages as p,"
-                    " jsonb_array_elements(p.body::jsonb -> 'statements') with ordinality as e"
-                ).format(sql.SQL(", ").join(map(sql.Identifier, STAGING_COLUMNS)))
-            )
-            exploded = time.perf_counter() - started
-            return copied / n * 1e6, exploded / n * 1e6
-
-        copied, exploded = min((page_level() for _ in range(3)), key=sum)
-        out["page_level"] = {"copy_pages_us": copied, "explode_in_sql_us": exploded}
-        conn.execute("drop table bench_probe_staging")
-        conn.execute("drop table bench_probe_pages")
-    _write_result(args.result_file, out)
-
-
-# The checks build with first copies found by a hash anti-join (no sort of whole rows) and the heavy
-# columns left in staging (referenced by received_order): the --what-if variant of the SQL file.
-FIRST_COPIES_ANTI_JOIN = """with first_copies as (
-    select s.* from staging_batch as s
-    where not exists (
-        select from staging_batch as e
-        where e.statement_id = s.statement_id and e.received_order < s.received_order
-    )
-),
-
-"""
-
-
-def narrow_checks_sql(checks_sql: str) -> str | None:
-    """The package's checks SQL rewritten as above; None if the file no longer has the expected shape."""
-    start, end = checks_sql.find("with received as ("), checks_sql.find("checked as (")
-    heavy = "        payload_sha256,\n        raw_text,\n        statement,\n"
-    if start < 0 or end < 0 or heavy not in checks_sql:
-        return None
-    return (
-        checks_sql[:start]
-        + FIRST_COPIES_ANTI_JOIN
-        + checks_sql[end:].replace(heavy, "        received_order,\n", 1)
-    )
-
-
-def child_sql_probes(args: argparse.Namespace) -> None:
-    """SQL-side costs on the loaded warehouse: the checks build as is vs a narrow variant, the GX
-    suite through a query asset (as the package runs it) vs a table asset, and the plans of the
-    core.lms_activity build and apply_voids."""
-    import great_expectations as gx
-    import psycopg
-    from psycopg.types.json import Jsonb
-
-    from turnover_signals.config import load_config
-    from turnover_signals.lms.statements import VOIDED_VERB, lms_batch_suite
-    from turnover_signals.quality.gate import run_suite
-    from turnover_signals.sqlfiles import read_sql
-    from turnover_signals.warehouse import sqlalchemy_url
-
-    config = load_config(use_variable=False)
-    out: dict[str, Any] = {}
-    future_limit = datetime.now(UTC) + timedelta(minutes=10)
-    with RssSampler() as sampler, psycopg.connect(args.dsn, autocommit=True) as conn:
-        batch_id = conn.execute("select batch_id from raw.lms_statement limit 1").fetchone()[0]
-        conn.execute(
-            "create unlogged table staging.bench_batch as select"
-            " row_number() over (order by stored_at, statement_id) as received_order, statement_id, occurred_at,"
-            " null::text as timestamp_problem, false as is_timestamp_assumed_utc, stored_at, statement,"
-            " encode(sha256(convert_to(statement::text, 'UTF8')), 'hex') as payload_sha256,"
-            " statement::text as raw_text from raw.lms_statement"
-        )
-        conn.execute("vacuum analyze staging.bench_batch")
-        conn.execute("create temp view staging_batch as select * from staging.bench_batch")
-
-        def timed_create(name: str, select: str) -> dict[str, Any]:
-            conn.execute(f"drop table if exists staging.{name}")
-            started = time.perf_counter()
-            rows = conn.execute(
-                f"create unlogged table staging.{name} as {select}", {"future_limit": future_limit}
-            ).rowcount
-            seconds = time.perf_counter() - started
-            size = conn.execute(
-                "select pg_total_relation_size(%s::regclass)", (f"staging.{name}",)
-            ).fetchone()[0]
-            plan = conn.execute(
-                f"explain (analyze, timing off, buffers, format json) {select}",
-                {"future_limit": future_limit},
-            ).fetchone()[0][0]
-            sorts = []
-
-            def walk(node: dict[str, Any]) -> None:
-                if "Sort Method" in node:
-                    sorts.append(
-                        f"{node['Sort Method']} {node.get('Sort Space Used')} kB {node.get('Sort Space Type')}"
-                    )
-                for child in node.get("Plans", []):
-                    walk(child)
-
-            walk(plan["Plan"])
-            return {"s": seconds, "rows": rows, "mb": size / 1e6, "sorts": sorts,
-                    "temp_written_mb": plan["Plan"].get("Temp Written Blocks", 0) * 8192 / 1e6}  # fmt: skip
-
-        checks_sql = read_sql("staging", "lms_statement_checks")
-        out["checks_as_is"] = timed_create("bench_checks", checks_sql)
-        narrow = narrow_checks_sql(checks_sql)
-        if narrow:
-            out["checks_narrow"] = timed_create("bench_checks_narrow", narrow)
-
-        url = sqlalchemy_url(dsn=args.dsn)
-        suite = lms_batch_suite(float(config["lms"]["max_reject_rate"]))
-        queries: list[str] = []
-        original_execute = psycopg.Cursor.execute
-
-        def counting_execute(self: Any, query: Any, *a: Any, **kw: Any) -> Any:
-            queries.append(str(query)[:80])
-            return original_execute(self, query, *a, **kw)
-
-        psycopg.Cursor.execute = counting_execute  # type: ignore[method-assign]
-
-        def table_asset_run(table: str) -> bool:
-            context = gx.get_context(mode="ephemeral")
-            source = context.data_sources.add_sql(name="warehouse", connection_string=url.replace("$", r"\$"))
-            asset = source.add_table_asset(name=table, table_name=table, schema_name="staging")
-            batch = asset.add_batch_definition_whole_table("whole_batch")
-            gx_suite = context.suites.add(gx.ExpectationSuite(name="lms_statement_batch"))
-            for expectation in lms_batch_suite(float(config["lms"]["max_reject_rate"])).expectations:
-                gx_suite.add_expectation(expectation)
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(name="probe", data=batch, suite=gx_suite)
-            )
-            return bool(definition.run(result_format="BOOLEAN_ONLY").success)
-
-        def measured(label: str, function: Any) -> dict[str, Any]:
-            queries.clear()
-            sampler.phase = label
-            before = mib(proc_status_kib("VmRSS"))
-            started = time.perf_counter()
-            success = function()
-            seconds = time.perf_counter() - started
-            sampler.phase = "between"
-            return {"s": seconds, "success": success, "queries": len(queries),
-                    "rss_before_mib": before, "rss_peak_mib": sampler.peaks.get(label, before)}  # fmt: skip
-
-        # Table assets first: glibc keeps freed memory, so the query asset's peak must come last.
-        out["gx_table_asset"] = measured("gx_table_asset", lambda: table_asset_run("bench_checks"))
-        if narrow:
-            out["gx_table_asset_narrow"] = measured(
-                "gx_table_asset_narrow", lambda: table_asset_run("bench_checks_narrow")
-            )
-        out["gx_query_asset"] = measured(
-            "gx_query_asset",
-            lambda: run_suite(url, suite, data_asset="lms_statement_batch", batch_identifier="probe",
-                              query='select * from "staging"."bench_checks"').success,
-        )  # fmt: skip
-        psycopg.Cursor.execute = original_execute  # type: ignore[method-assign]
-
-        core_select = read_sql("core", "lms_activity")
-        params = {"batch_id": batch_id, "verb_event_types": Jsonb(config["lms"]["verb_event_types"])}
-        plan = conn.execute(f"explain (analyze, timing off, format json) {core_select}", params).fetchone()[
-            0
-        ][0]
-        out["core_select_s"] = plan["Execution Time"] / 1000
-        plain = conn.execute(f"explain {core_select}", params).fetchall()
-        out["core_select_plan"] = [row[0] for row in plain if "Scan" in row[0]]
-        conn.execute("drop table if exists pg_temp.core_copy")
-        conn.execute("create temp table core_copy (like core.lms_activity including all)")
-        started = time.perf_counter()
-        conn.execute("insert into core_copy select * from core.lms_activity")
-        out["core_insert_only_s"] = time.perf_counter() - started
-        voids_plan = conn.execute(
-            "explain with voids as (select v.statement_id from raw.lms_statement as v"
-            " where v.statement #>> '{verb,id}' = %(voided)s and v.statement #>> '{object,objectType}' = 'StatementRef'"
-            " and (v.batch_id = %(batch)s or v.statement #>> '{object,id}' in"
-            " (select statement_id from raw.lms_statement where batch_id = %(batch)s))) select count(*) from voids",
-            {"voided": VOIDED_VERB, "batch": batch_id},
-        ).fetchall()
-        out["voids_plan"] = [row[0].strip() for row in voids_plan if "Scan" in row[0]]
-        started = time.perf_counter()
-        conn.execute(
-            "select count(*) from raw.lms_statement as v where v.statement #>> '{verb,id}' = %s",
-            (VOIDED_VERB,),
-        )
-        out["voids_full_scan_s"] = time.perf_counter() - started
-        conn.execute("drop view staging_batch")
-        for table in ("bench_checks", "bench_checks_narrow", "bench_batch"):
-            conn.execute(f"drop table if exists staging.{table}")
-    _write_result(args.result_file, out)
-
-
 CHILDREN = {
-    "bare": child_bare, "raw_http": child_raw_http, "end_to_end": child_end_to_end, "probes": child_probes,
-    "sql_probes": child_sql_probes,
+    "bare": child_bare, "raw_http": child_raw_http, "end_to_end": child_end_to_end,
 }  # fmt: skip
 
 
@@ -974,9 +666,9 @@ CHILDREN = {
 
 
 def run_size(
-    count: int, args: argparse.Namespace, work_dir: Path, probes: bool, what_if: bool
+    count: int, args: argparse.Namespace, work_dir: Path
 ) -> dict[str, Any]:
-    """Everything for one N: data, server, bare client, end to end, (probes, what-if), cleanup."""
+    """Everything for one N: data, server, bare client, end to end, cleanup."""
     import psycopg
 
     from turnover_signals.sample_servers.lms_server import LmsSampleServer
@@ -1047,22 +739,6 @@ def run_size(
             print(f"[{count:,}] bare client (2)", flush=True)
             report["bare"].append(run_child("bare", child_args, log_dir, env))
 
-            if probes:
-                print(f"[{count:,}] per-statement probes", flush=True)
-                report["probes"] = run_child(
-                    "probes",
-                    [*child_args, "--dsn", dsn, "--probe-statements", str(PROBE_STATEMENTS)],
-                    log_dir,
-                    env,
-                )
-            if what_if:
-                print(f"[{count:,}] what-if: SQL and GX variants on the loaded warehouse", flush=True)
-                report["sql_probes"] = run_child("sql_probes", [*child_args, "--dsn", dsn], log_dir, env)
-                dsn_prefetch, _ = fresh_database("prefetch")
-                print(f"[{count:,}] what-if: end to end with the pages prefetched by a thread", flush=True)
-                report["e2e_prefetch"] = run_child(
-                    "end_to_end", [*child_args, "--dsn", dsn_prefetch, "--prefetch"], log_dir, env
-                )
         report["ran_beside"] = sorted(watch.others)
         report["loadavg_max"] = max(watch.loads, default=os.getloadavg()[0])
     finally:
@@ -1104,21 +780,26 @@ def bare_reference(report: dict[str, Any]) -> float:
 
 
 def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
-    """(phase, seconds, what it is) adding up to the extract_statements wall time."""
+    """(phase, seconds, what it is): the main thread's rows add up to the wall time; the publisher
+    thread's rows (indented) overlap them and add up to its busy time."""
     t = e2e["timings"]
     sql = e2e["sql"]
+    calls = e2e.get("calls", {})
 
     def sql_time(predicate: Any) -> float:
         return sum(s["s"] for s in sql if predicate(s))
 
-    stage = t.get("_stage", 0.0)
     fetch = e2e["fetch"]["s"]
-    gate = t.get("_gate_and_publish", 0.0)
-    publish = t.get("_publish", 0.0)
-    raw_insert = sql_time(
-        lambda s: s["sql"].startswith("insert into raw.lms_statement (") and "_publish" in s["phase"]
-    )
+    stage = t.get("_stage", 0.0)
+    writes = t.get("ChunkWriter.write", 0.0)
+    closes = t.get("ChunkWriter.close", 0.0)
+    submit = t.get("ChunkPublisher.submit", 0.0)
+    finish = t.get("ChunkPublisher.finish", 0.0)
+    busy = t.get("publish_chunk", 0.0)
+    raw_insert = sql_time(lambda s: s["sql"].startswith("insert into raw.lms_statement ("))
     core_insert = sql_time(lambda s: s["sql"].startswith("insert into core.lms_activity"))
+    checks_create = sql_time(lambda s: s["sql"].startswith("create unlogged table") and "_build_checks" in s["phase"])
+    dedupe = sql_time(lambda s: s["sql"].startswith("delete from") and "_build_checks" in s["phase"])
     voids = t.get("apply_voids", 0.0)
     gx = t.get("run_suite", 0.0)
     gx_sql = sql_time(lambda s: "run_suite" in s["phase"])
@@ -1127,36 +808,30 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
     rejects = t.get("_record_rejects", 0.0)
     small = t.get("_advance_watermark", 0.0) + t.get("record_validation", 0.0) + t.get("_record_batch", 0.0)
     commit = e2e.get("transaction_exit_s", {}).get("_gate_and_publish", 0.0)
-    suite = t.get("lms_batch_suite", 0.0)
-    gate_rest = gate - gx - counts - rejects - publish - small - commit - suite
-    stage_commits = e2e.get("transaction_exit_s", {}).get("_stage", 0.0) + e2e.get("copy_exit_s", 0.0)
-    # GX on a query asset runs the whole query once to learn its columns (fixed in c2998e1).
-    distinct = e2e["summary"]["distinct"]
-    gx_full_fetch = [
-        s for s in sql if "run_suite" in s["phase"] and distinct > 1 and s["rowcount"] >= distinct
-    ]
+    drops = sql_time(lambda s: s["sql"].startswith("drop table") and "publish_chunk" in s["phase"])
+    chunks = calls.get("publish_chunk", 0)
     rows = [
-        ("stage: client fetch (HTTP + JSON decode)", fetch, f"{e2e['fetch']['pages']} pages"),
-        ("stage: staging_row + COPY write_row (Python, per statement)", stage - fetch - stage_commits, ""),
-        ("stage: end of each page's COPY + commit", stage_commits, "waits for PostgreSQL to finish the page"),
-        ("build checks table (SQL over jsonb, window sort)", t.get("_build_checks", 0.0), "create unlogged table as"),
-        ("check counts + top reasons", counts, "2 queries"),
-        (f"GX suite ({gx_queries} queries, {fmt(gx_sql)} s in SQL)", gx,
-         "run_suite, BOOLEAN_ONLY" + (f"; includes GX fetching all {gx_full_fetch[0]['rowcount']:,} rows of the "
-                                      f"checks table to learn its columns ({fmt(gx_full_fetch[0]['s'])} s)"
-                                      if gx_full_fetch else "")),
-        ("suite definition (GX expectation objects)", suite, "lms_batch_suite"),
-        ("record rejects", rejects, "insert ... where reject_reason is not null"),
-        ("publish raw.lms_statement", raw_insert, "insert ... on conflict do nothing"),
-        ("publish core.lms_activity", core_insert, "insert ... select from raw.lms_statement"),
-        ("apply voids", voids, "scans raw.lms_statement"),
-        ("watermark, validation and batch rows", small, ""),
-        ("commit of the publish transaction", commit, ""),
-        ("rest of gate and publish (Python)", gate_rest, ""),
-        ("drop staging + checks", t.get("_drop_scratch", 0.0), ""),
-        ("connect, read watermark, other", e2e["work_s"] - stage - t.get("_build_checks", 0.0) - gate
-         - t.get("_drop_scratch", 0.0), ""),
+        ("main: client fetch (HTTP + JSON decode)", fetch, f"{e2e['fetch']['pages']} pages"),
+        ("main: COPY page bodies (decode + write_row)", writes, "one row per page, no per-statement Python"),
+        ("main: end of each chunk's COPY + commit", closes, f"{chunks} chunk(s)"),
+        ("main: wait for the publisher (queue full)", submit, "back-pressure while fetching"),
+        ("main: wait for the last chunk(s) after the last page", finish, "publishing not overlapped"),
+        ("main: rest of staging loop (Python)", stage - fetch - writes - closes - submit, ""),
+        ("main: connect, read watermark, other", e2e["work_s"] - stage - finish, ""),
+        (f"publisher thread, busy (overlaps the rows above; {chunks} chunk(s))", busy, "publish_chunk"),
+        ("  build checks table (explode pages, parse, check, normalise)", checks_create, "create unlogged table as"),
+        ("  drop repeated statement ids", dedupe, "delete ... group by statement_id"),
+        ("  check counts + top reasons", counts, "2 queries"),
+        (f"  GX suite ({gx_queries} queries, {fmt(gx_sql)} s in SQL)", gx, "run_suite, BOOLEAN_ONLY"),
+        ("  record rejects", rejects, "insert ... where reject_reason is not null"),
+        ("  publish raw.lms_statement", raw_insert, "insert ... on conflict do nothing"),
+        ("  publish core.lms_activity", core_insert, "insert ... select from the checks table"),
+        ("  apply voids", voids, "chunk's checks + partial index"),
+        ("  watermark, validation and batch rows", small, ""),
+        ("  commit of the publish transaction", commit, ""),
+        ("  drop staging + checks", drops, ""),
     ]  # fmt: skip
+    rows.append(("  rest of the publisher (Python, view binding)", busy - sum(r[1] for r in rows[8:]), ""))
     return rows
 
 
@@ -1177,11 +852,12 @@ METHOD_TEXT = (
     "serves), and `extract_statements(config, dsn=..., client=XapiClient(...))` on a freshly created and migrated "
     "database with Airflow pointed at a throwaway home. Throughput is N / wall time of the measured call (imports "
     "excluded; listed apart); peak RSS is the child's own (`os.wait4`). Phases come from wrapping, outside the "
-    "package, the `StatementExtraction` methods, `run_suite`, `apply_voids`, psycopg's `Cursor.execute`, "
+    "package, the `StatementExtraction`, `ChunkWriter` and `ChunkPublisher` methods, `run_suite`, `apply_voids`, psycopg's `Cursor.execute`, "
     "`Copy.__exit__` and `Transaction.__exit__`, and the client's page iterator (time inside `next()` = HTTP + JSON "
-    "decoding). Row counts of `raw.lms_statement` and `core.lms_activity` are checked. Probes: per-statement costs "
-    "on the first 50,000 statements; with `--what-if`, SQL and GX variants on a staging-shaped copy of the loaded "
-    "batch, and the whole run again with the pages prefetched by a background thread. The script waits for other "
+    "decoding). The loader runs two threads (fetch + COPY of page bodies, and the chunk publisher): phases are kept "
+    "per thread, and the publisher's rows overlap the main thread's. Row counts of `raw.lms_statement` and "
+    "`core.lms_activity` are checked. (The per-statement and SQL what-if probes of the pre-chunk design are gone "
+    "with that design; `--from-json` still renders their saved figures.) The script waits for other "
     "benchmarks to finish and records any that ran beside a measured step; it drops its databases and deletes the "
     "generated data."
 )
@@ -1412,10 +1088,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--statements", type=int, nargs="+", default=[1_000_000],
                         help="one or more N; each gets its own data, server and database")  # fmt: skip
     parser.add_argument("--page-size", type=int, default=500)
-    parser.add_argument("--what-if", action="store_true", help="also time end to end with prefetched pages")
-    parser.add_argument(
-        "--no-probes", dest="probes", action="store_false", help="skip the per-statement probes"
-    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks to finish")
     parser.add_argument("--readme", action="store_true", help=f"write the tables to README '{SECTION_TITLE}'")
     parser.add_argument("--keep", action="store_true", help="keep the generated JSONL")
@@ -1427,7 +1099,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--prefetch", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--probe-statements", type=int, default=PROBE_STATEMENTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         CHILDREN[args.child](args)
@@ -1451,13 +1122,11 @@ def main(argv: list[str] | None = None) -> int:
         "package_before": package_fingerprint(),
         "reports": [],
     }
-    largest = max(args.statements)
     work_dir = Path(tempfile.mkdtemp(prefix="lms-bench-"))
     try:
         for count in args.statements:
             results["reports"].append(
-                run_size(count, args, work_dir, probes=args.probes and count == largest,
-                         what_if=args.what_if and count == largest)
+                run_size(count, args, work_dir)
             )  # fmt: skip
     finally:
         if args.keep:
