@@ -16,3 +16,8 @@ LMS_ACTIVITY = Asset(
     uri="turnover-signals://warehouse/core/lms_activity",
     group="turnover_signals",
 )
+EMPLOYEE_IDENTITY = Asset(
+    name="turnover_signals_employee_identity",
+    uri="turnover-signals://warehouse/core/employee_identity",
+    group="turnover_signals",
+)

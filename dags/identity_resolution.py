@@ -1,0 +1,84 @@
+"""
+### identity_resolution
+
+**Purpose:** build the canonical identity layer every later join uses: one stable `employee_key`
+per person across the HRIS employee id, LMS user ids, SSO GUID, work email and xAPI actors.
+
+**Inputs:** `core.employee_history` (HR asset), `raw.lms_user` and `core.lms_activity` (LMS asset),
+steward decisions in `audit.identity_override`.
+
+**Flow:** migrate → resolve identities in SQL (incremental: only what changed since the last good run
+and everything sharing a GUID, an email or a key with it; the `full_rebuild` param recomputes all) →
+Great Expectations gate (headcount reconciles, one key per employee, no identifier owned by two keys at
+once, active match rate at or above `identity.min_active_lms_match_rate`) → one transaction publishes
+`core.employee_identity`, `core.lms_account_match`, `audit.identity_exception` and the reconciliation
+row → steward review sample CSV and the readable reconciliation summary.
+
+**Schedule:** whenever the HR or the LMS asset is updated. **Owner:** people-analytics data engineering.
+**Runbook:** README.md#runbook-identity_resolution — a failed gate publishes nothing (the last good
+identity layer stays served); the error names the top reasons for misses. Every task is safe to clear
+and rerun: keys are issued deterministically and steward decisions are reapplied on every run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, task
+
+from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LMS_ACTIVITY
+
+
+@dag(
+    dag_id="identity_resolution",
+    schedule=(HRIS_EMPLOYEE_HISTORY | LMS_ACTIVITY),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={"full_rebuild": Param(False, type="boolean", description="re-match everything, not only what changed")},
+    tags=["turnover-signals", "identity"],
+    doc_md=__doc__,
+)
+def identity_resolution():
+    @task
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    @task(outlets=[EMPLOYEE_IDENTITY])
+    def resolve_identities(params: dict | None = None) -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.identity.resolve import resolve_identities as resolve
+
+        with bad_input_fails_without_retry():
+            return resolve(load_config(), current_run_identity(), full=bool((params or {}).get("full_rebuild")))
+
+    @task
+    def export_identity_review_sample() -> dict:
+        from turnover_signals.airflow_tasks import current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.identity.review_sample import export_review_sample
+
+        return export_review_sample(load_config(), current_run_identity())
+
+    @task
+    def report_identity_reconciliation() -> list:
+        import logging
+
+        from turnover_signals.config import load_config
+        from turnover_signals.identity.report import report_reconciliation
+
+        lines = report_reconciliation(load_config())
+        logging.getLogger(__name__).info("\n".join(lines))
+        return lines
+
+    resolved = resolve_identities()
+    migrate_warehouse() >> resolved >> [export_identity_review_sample(), report_identity_reconciliation()]
+
+
+identity_resolution()

@@ -1,0 +1,37 @@
+-- one row per distinct xAPI actor identifier in learning activity, parsed for matching
+-- Only identifiers not yet known are returned (the table only ever grows); %(stored_after)s
+-- limits the scan to activity stored since the last run (null = all activity).
+with activity as (
+    select distinct
+        learner_identifier,
+        learner_identifier_type
+    from core.lms_activity
+    where %(stored_after)s::timestamptz is null or stored_at > %(stored_after)s::timestamptz
+),
+
+final as (
+    select
+        activity.learner_identifier,
+        activity.learner_identifier_type,
+        case
+            when activity.learner_identifier_type = 'account'
+                then substr(activity.learner_identifier, strpos(activity.learner_identifier, '|') + 1)
+        end as account_name,
+        case
+            when activity.learner_identifier_type = 'mbox'
+                then core.normalize_work_email(
+                    substr(activity.learner_identifier, 6),
+                    %(corporate_domains)s::text[], %(domain_aliases)s::jsonb, %(strip_plus_aliases)s::boolean
+                )
+        end as email_normalized,
+        case
+            when activity.learner_identifier_type = 'mbox_sha1sum' then substr(activity.learner_identifier, 14)
+        end as mbox_sha1sum
+    from activity
+    where not exists (
+        select from core.identity_learner as known
+        where known.learner_identifier = activity.learner_identifier
+    )
+)
+
+select * from final

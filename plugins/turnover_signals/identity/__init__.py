@@ -1,0 +1,1 @@
+"""The canonical identity layer: one employee_key across HRIS, LMS, email and SSO."""

@@ -1,0 +1,78 @@
+"""Load a generated enterprise into a warehouse through the bundle's real ingest paths.
+
+The HRIS files travel from the real sshd through `ingest_file` (GX gate, publish), the SCIM
+users and xAPI statements from the sample LMS server through `extract_users` and
+`extract_statements`; nothing is written to the warehouse behind the pipeline's back.
+Usable from tests and from a shell:
+
+    PYTHONPATH=plugins python -m tests.integration.enterprise DSN OUT_DIR [--snapshot-every-days 28]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from turnover_signals.config import load_config
+
+DEMO_ENTERPRISE = {"employees": 2000, "months": 24, "seed": 7, "snapshot_every_days": 28, "end_date": "2026-10-31"}
+
+
+def generate(out_dir: Path, **overrides: Any) -> Path:
+    """Generate the demo enterprise (or a variant) into `out_dir` unless already there."""
+    parameters = {**DEMO_ENTERPRISE, **overrides}
+    if not (out_dir / "manifest.json").exists():
+        command = [sys.executable, "-m", "turnover_signals.synth", "--out", str(out_dir)]
+        for name, value in parameters.items():
+            command += [f"--{name.replace('_', '-')}", str(value)]
+        plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+        subprocess.run(command, check=True, env=os.environ | {"PYTHONPATH": plugins}, stdout=subprocess.DEVNULL)
+    os.chmod(out_dir / "sftp", 0o755)  # sshd's chroot refuses a group/world-writable root
+    return out_dir
+
+
+@contextmanager
+def source_servers(data_dir: Path):
+    """The sample SFTP and LMS servers on `data_dir`, with their Airflow connections in the environment."""
+    from turnover_signals.sample_servers.lms_server import LmsSampleServer
+    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+
+    with SftpSampleServer(data_dir / "sftp") as sftp, LmsSampleServer(data_dir) as lms:
+        with mock.patch.dict(os.environ, {**sftp.airflow_connection_env(), **lms.airflow_connections_env()}):
+            yield sftp, lms
+
+
+def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dict[str, Any]:
+    """Ingest every HRIS file, the SCIM directory and every statement of `data_dir` into `dsn`."""
+    from turnover_signals.hris.history import build_employee_history
+    from turnover_signals.hris.ingest import ingest_file, list_pending_files
+    from turnover_signals.lms.statements import extract_statements
+    from turnover_signals.lms.users import extract_users
+
+    config = config or load_config(use_variable=False)
+    with source_servers(data_dir):
+        results = [ingest_file(remote, config, dsn=dsn) for remote in list_pending_files(config, dsn=dsn)]
+        history = build_employee_history(config, dsn=dsn)
+        users = extract_users(config, dsn=dsn)
+        statements = extract_statements(config, dsn=dsn)
+    return {"hris_files": len(results), "history": history, "users": users, "statements": statements}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dsn")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--snapshot-every-days", type=int, default=DEMO_ENTERPRISE["snapshot_every_days"])
+    args = parser.parse_args()
+    generate(args.out_dir, snapshot_every_days=args.snapshot_every_days)
+    print(load_enterprise(args.dsn, args.out_dir))
+
+
+if __name__ == "__main__":
+    main()

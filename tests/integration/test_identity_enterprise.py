@@ -1,0 +1,99 @@
+"""Identity resolution on the default demo enterprise, loaded through the real HRIS and LMS loaders.
+
+Scored against the generator's ground truth (`ground_truth/lms_accounts.csv`): precision and
+recall of (LMS account, HRIS employee) links. Also the whole `identity_resolution` DAG through
+`dag.test()`, cleared and rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import _admin_execute, _dsn_for
+from tests.integration.enterprise import generate, load_enterprise
+from tests.integration.test_identity_resolution import identity_tables
+from turnover_signals.config import load_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+MIN_PRECISION = 0.999
+MIN_RECALL = 0.98
+
+
+@pytest.fixture(scope="session")
+def enterprise(migrated_template_db, tmp_path_factory):
+    """A warehouse holding the default demo enterprise (HRIS files, SCIM users, xAPI statements)."""
+    data_dir = generate(tmp_path_factory.mktemp("enterprise") / "data")
+    name = f"ts_enterprise_{uuid.uuid4().hex[:8]}"
+    _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
+    try:
+        load_enterprise(_dsn_for(name), data_dir)
+        yield name, data_dir
+    finally:
+        _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def enterprise_dsn(enterprise, monkeypatch):
+    """A private copy of the loaded enterprise warehouse, also exposed as the Airflow connection."""
+    name = f"ts_test_{uuid.uuid4().hex[:10]}"
+    _admin_execute(f'create database "{name}" template "{enterprise[0]}"')
+    dsn = _dsn_for(name)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", dsn.replace("postgresql://", "postgres://", 1))
+    yield dsn
+    _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+def link_scores(dsn: str, data_dir: Path) -> dict[str, float]:
+    with open(data_dir / "ground_truth" / "lms_accounts.csv", encoding="utf-8") as handle:
+        truth = {(row["lms_user_id"], row["employee_id"]) for row in csv.DictReader(handle) if row["employee_id"]}
+    with psycopg.connect(dsn) as conn:
+        predicted = set(conn.execute(
+            "select lms_user_id, hris_employee_id from core.lms_account_match where employee_key is not null"
+        ).fetchall())  # fmt: skip
+    correct = len(truth & predicted)
+    return {"links_true": len(truth), "links_predicted": len(predicted), "correct": correct,
+            "precision": correct / len(predicted), "recall": correct / len(truth)}  # fmt: skip
+
+
+@pytest.mark.timeout(900)
+def test_links_on_the_demo_enterprise_meet_the_precision_and_recall_targets(enterprise, enterprise_dsn, tmp_path):
+    from turnover_signals.identity.resolve import resolve_identities
+
+    config = load_config(use_variable=False)
+    config["identity"]["review_sample_dir"] = str(tmp_path)
+    summary = resolve_identities(config, dsn=enterprise_dsn)
+    scores = link_scores(enterprise_dsn, enterprise[1])
+    print("identity accuracy on the demo enterprise:", scores, summary)
+    assert scores["precision"] >= MIN_PRECISION, scores
+    assert scores["recall"] >= MIN_RECALL, scores
+    assert summary["hris_headcount"] == summary["canonical_headcount"]
+
+
+@pytest.mark.timeout(900)
+def test_the_dag_resolves_reports_and_a_cleared_rerun_changes_nothing(
+    enterprise, enterprise_dsn, airflow_metadata_db, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"identity": {"review_sample_dir": str(tmp_path)}}))
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS_DIR / "identity_resolution.py")).get_dag("identity_resolution")
+    run = dag.test(logical_date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC))
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    tables = identity_tables(enterprise_dsn)
+    assert len(tables["hris_employee_key"]) > 2000
+    samples = list(tmp_path.glob("identity_review_sample__*.csv"))
+    assert len(samples) == 1
+    sample = samples[0].read_text(encoding="utf-8")
+
+    dag.test(logical_date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # clear every task and rerun
+    assert identity_tables(enterprise_dsn) == tables
+    assert samples[0].read_text(encoding="utf-8") == sample

@@ -1,0 +1,385 @@
+"""The identity layer on the real PostgreSQL: matching rules, time-aware emails, keys, stewardship, the gate.
+
+The identity layer reads `core.employee_history`, `raw.lms_user` and `core.lms_activity`; these
+tests write small, hand-made histories into those tables (the tables the HRIS and LMS loaders
+publish) so each rule can be shown on a few rows. The accuracy test further down runs the real
+loaders on the generated enterprise instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from datetime import UTC, date, datetime
+
+import psycopg
+import pytest
+
+from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError
+from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
+from turnover_signals.identity.resolve import resolve_identities
+from turnover_signals.identity.review_sample import export_review_sample
+
+CORP = "northwind.example"
+FILE_SHA = "f" * 64
+
+
+@pytest.fixture
+def config(tmp_path):
+    config = copy.deepcopy(load_config(use_variable=False))
+    config["identity"]["review_sample_dir"] = str(tmp_path / "review")
+    config["identity"]["min_active_lms_match_rate"] = 0.5
+    return config
+
+
+def employee(conn, employee_id, *, email, hire, guid=None, term=None, known_at=None, first="Ann", last="Lee",
+             intervals=None):
+    """HR history for one employee: by default one interval from the hire date, closed at termination."""
+    intervals = intervals or [(hire, None, email)]
+    for number, (valid_from, valid_to, address) in enumerate(intervals):
+        conn.execute(
+            """
+            insert into core.employee_history (
+                employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid,
+                work_email, first_name, last_name, hire_date, termination_date, termination_category,
+                employment_status)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'active')
+            """,
+            (employee_id, valid_from, valid_to, valid_to is None, "attribute_change" if valid_to else None,
+             known_at or datetime(2026, 1, 1, tzinfo=UTC), FILE_SHA, guid, address, first, last, hire,
+             term if number == len(intervals) - 1 else None,
+             "voluntary" if term and number == len(intervals) - 1 else None),
+        )  # fmt: skip
+
+
+def lms_user(conn, user_id, *, email, created, external_id=None, active=True, extracted_at=None):
+    resource = {"id": user_id, "userName": email, "emails": [{"value": email, "type": "work", "primary": True}]}
+    if external_id:
+        resource["externalId"] = external_id
+    conn.execute(
+        """
+        insert into raw.lms_user (lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email,
+            emails, is_active, created_at, valid_to, resource, batch_id, extracted_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, null, %s, 'test', %s)
+        """,
+        (user_id, created, email, external_id, email, email, json.dumps(resource["emails"]), active, created,
+         json.dumps(resource), extracted_at or datetime(2026, 1, 1, tzinfo=UTC)),
+    )  # fmt: skip
+
+
+def activity(conn, statement_id, learner, occurred, stored=None):
+    kind = learner.split(":", 1)[0]
+    conn.execute(
+        """
+        insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type, verb_id,
+            occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
+        values (%s, %s, %s, 'completed', 'http://adlnet.gov/expapi/verbs/completed', %s, false, %s, false)
+        """,
+        (statement_id, learner, kind, occurred, stored or occurred),
+    )
+
+
+def account_learner(user_id):
+    return f"account:https://lms.{CORP}|{user_id}"
+
+
+def query(dsn, sql, params=None):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def matches(dsn):
+    return {row[0]: row[1:] for row in query(
+        dsn, "select lms_user_id, hris_employee_id, match_method, unmatched_reason from core.lms_account_match")}  # fmt: skip
+
+
+def owner_at(dsn, learner, moment):
+    """Which HRIS employee a learner identifier belongs to at a moment (the join features use)."""
+    rows = query(
+        dsn,
+        """
+        select hris_employee_id from core.employee_identity
+        where identifier_type = 'xapi_actor' and identifier_value = %s
+          and valid_from <= %s::date and (valid_to is null or %s::date < valid_to)
+        """,
+        (learner, moment, moment),
+    )
+    assert len(rows) <= 1, rows
+    return rows[0][0] if rows else None
+
+
+def identity_tables(dsn):
+    """Everything the identity layer publishes (audit timestamps aside), for rerun comparisons."""
+    tables = {
+        "employee_key_registry": "select employee_key, issued_for_hris_employee_id, merged_into_employee_key"
+                                 " from core.employee_key_registry",
+        "hris_employee_key": "select hris_employee_id, employee_key, match_method, linked_to_hris_employee_id"
+                             " from core.hris_employee_key",
+        "employee_identity": "select * from core.employee_identity",
+        "lms_account_match": "select * from core.lms_account_match",
+        "identity_exception": "select exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys,"
+                              " evidence, resolution from audit.identity_exception",
+    }  # fmt: skip
+    return {name: sorted(map(repr, query(dsn, sql))) for name, sql in tables.items()}
+
+
+def test_email_normalization_lowercases_and_strips_aliases_only_for_corporate_domains(warehouse_dsn, config):
+    cases = {
+        "Ann.Lee@Northwind.Example": "ann.lee@northwind.example",
+        "mailto:ann.lee+lms@northwind.example": "ann.lee@northwind.example",
+        "ANN.LEE+x@NW-CORP.example": "ann.lee@northwind.example",
+        "Ann.Lee+x@Partner.example": "Ann.Lee+x@partner.example",  # not ours: only the domain is case-insensitive
+        "not-an-email": None,
+        " ": None,
+    }
+    with psycopg.connect(warehouse_dsn) as conn:
+        for raw, expected in cases.items():
+            got = conn.execute(
+                "select core.normalize_work_email(%s, %s, %s::jsonb, true)",
+                (raw, [CORP], json.dumps({"nw-corp.example": CORP})),
+            ).fetchone()[0]
+            assert got == expected, raw
+
+
+def test_sso_guid_wins_then_normalized_email_and_outsiders_stay_unmatched_with_a_reason(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="aaaa-1", email=f"ann.lee@{CORP}", hire=date(2020, 1, 6))
+        employee(conn, "E2", guid="bbbb-2", email=f"bo.ng@{CORP}", hire=date(2021, 3, 1), first="Bo", last="Ng")
+        # SSO GUID (any case) beats an email that points at someone else: a conflict for the steward.
+        lms_user(conn, "u-sso", email=f"bo.ng@{CORP}", external_id="AAAA-1", created=datetime(2021, 4, 1, tzinfo=UTC))
+        # No GUID: a case / plus / alias-domain variant of the corporate address still matches.
+        lms_user(conn, "u-alias", email="Bo.Ng+lms@NW-CORP.example", created=datetime(2021, 4, 1, tzinfo=UTC))
+        lms_user(conn, "u-contractor", email="cy.do@contractor.example", created=datetime(2021, 4, 1, tzinfo=UTC))
+        lms_user(conn, "u-unknown", email=f"nobody@{CORP}", created=datetime(2021, 4, 1, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+
+    got = matches(warehouse_dsn)
+    assert got["u-sso"] == ("E1", "sso_guid", None)
+    assert got["u-alias"] == ("E2", "work_email", None)
+    assert got["u-contractor"] == (None, None, "no_corporate_identifier")
+    assert got["u-unknown"] == (None, None, "email_not_in_hris")
+    exceptions = query(warehouse_dsn, "select kind, lms_user_ids, status from audit.identity_exception")
+    assert exceptions == [("sso_guid_disagrees_with_email", ["u-sso"], "open")]
+    keys = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    assert len(set(keys.values())) == 2
+
+
+def test_a_recycled_email_attaches_activity_only_to_whoever_held_it_at_the_time(warehouse_dsn, config):
+    address = f"sam.roe@{CORP}"
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E-LEAVER", email=address, hire=date(2019, 1, 7), term=date(2024, 3, 29))
+        employee(conn, "E-NEW", email=address, hire=date(2024, 6, 3))
+        lms_user(conn, "u-old", email=address, created=datetime(2019, 1, 10, tzinfo=UTC), active=False)
+        lms_user(conn, "u-new", email=address.upper(), created=datetime(2024, 6, 4, tzinfo=UTC))
+        for n, (learner, moment) in enumerate([
+            (f"mbox:{address}", "2023-05-02T10:00:00Z"), (f"mbox:{address}", "2024-05-02T10:00:00Z"),
+            (f"mbox:{address}", "2024-07-02T10:00:00Z"), (account_learner("u-old"), "2024-04-15T10:00:00Z"),
+        ]):  # fmt: skip
+            activity(conn, f"s{n}", learner, moment)
+    resolve_identities(config, dsn=warehouse_dsn)
+
+    got = matches(warehouse_dsn)
+    assert got["u-old"][:2] == ("E-LEAVER", "work_email")
+    assert got["u-new"][:2] == ("E-NEW", "work_email")
+    assert owner_at(warehouse_dsn, f"mbox:{address}", "2023-05-02") == "E-LEAVER"
+    assert owner_at(warehouse_dsn, f"mbox:{address}", "2024-03-29") == "E-LEAVER"  # the last day still counts
+    assert owner_at(warehouse_dsn, f"mbox:{address}", "2024-05-02") is None  # between the two: nobody's
+    assert owner_at(warehouse_dsn, f"mbox:{address}", "2024-07-02") == "E-NEW"
+    assert owner_at(warehouse_dsn, account_learner("u-old"), "2024-04-15") is None  # after the leave date
+    assert latest_reconciliation_row(warehouse_dsn)["statements_attributable"] == 2
+
+
+def latest_reconciliation_row(dsn):
+    with psycopg.connect(dsn) as conn:
+        return latest_reconciliation(conn)
+
+
+def test_a_rehire_keeps_the_key_through_the_sso_guid_and_a_steward_can_link_one_without_it(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="gggg-1", email=f"li.wu@{CORP}", hire=date(2018, 2, 5), term=date(2022, 6, 30))
+        employee(conn, "E7", guid="gggg-1", email=f"li.wu@{CORP}", hire=date(2023, 9, 4))
+        employee(conn, "E8", email=f"jo.kim@{CORP}", hire=date(2024, 1, 8))
+        lms_user(conn, "u-first", email=f"li.wu@{CORP}", external_id="gggg-1",
+                 created=datetime(2018, 2, 6, tzinfo=UTC), active=False)  # fmt: skip
+        lms_user(conn, "u-second", email=f"li.wu@{CORP}", external_id="gggg-1", created=datetime(2023, 9, 5, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+
+    keys = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    assert keys["E1"] == keys["E7"] != keys["E8"]
+    got = matches(warehouse_dsn)
+    assert got["u-first"][:2] == ("E1", "sso_guid") and got["u-second"][:2] == ("E7", "sso_guid")
+    assert query(warehouse_dsn, "select match_method, linked_to_hris_employee_id from core.hris_employee_key"
+                                " where hris_employee_id = 'E7'") == [("sso_guid", "E1")]  # fmt: skip
+
+    # A steward says E8 is E1 rehired (no GUID in HR to prove it): E8 joins that key and its
+    # own key is retired, never to be issued again.
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into audit.identity_override (identifier_type, identifier_value, decision, employee_key,"
+            " decided_by, reason) values ('hris_employee_id', 'E8', 'match', %s, 'steward@hr', 'rehire confirmed')",
+            (keys["E1"],),
+        )
+        employee(conn, "E9", email=f"new.one@{CORP}", hire=date(2026, 1, 5), known_at=datetime(2026, 2, 1, tzinfo=UTC))
+    summary = resolve_identities(config, dsn=warehouse_dsn)
+    assert summary["mode"] == "incremental"
+    after = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    assert after["E8"] == keys["E1"]
+    assert after["E9"] > max(keys.values())  # never a reuse of the retired key
+    assert query(warehouse_dsn, "select merged_into_employee_key from core.employee_key_registry"
+                                " where employee_key = %s", (keys["E8"],)) == [(keys["E1"],)]  # fmt: skip
+
+    # A full rebuild keeps every key and reapplies the steward's decision.
+    before = identity_tables(warehouse_dsn)
+    resolve_identities(config, dsn=warehouse_dsn, full=True)
+    assert identity_tables(warehouse_dsn) == before
+
+
+def test_steward_not_a_match_survives_reruns_and_rebuilds(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=f"max.li@{CORP}", hire=date(2020, 1, 6))
+        lms_user(conn, "u-shared", email=f"max.li@{CORP}", created=datetime(2020, 2, 1, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert matches(warehouse_dsn)["u-shared"][:2] == ("E1", "work_email")
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into audit.identity_override (identifier_type, identifier_value, decision, decided_by, reason)"
+            " values ('lms_user_id', 'u-shared', 'not_a_match', 'steward@hr', 'a shared training-room login')"
+        )
+    for full in (False, False, True):
+        resolve_identities(config, dsn=warehouse_dsn, full=full)
+        assert matches(warehouse_dsn)["u-shared"] == (None, None, "steward_not_a_match")
+        assert query(warehouse_dsn, "select count(*) from core.employee_identity where lms_user_id = 'u-shared'") == [(0,)]
+
+
+def test_keys_survive_an_email_change_and_two_active_accounts_are_an_exception(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="cccc-3", email=f"eva.maier@{CORP}", hire=date(2020, 1, 6))
+        lms_user(conn, "u-main", email=f"eva.maier@{CORP}", external_id="cccc-3",
+                 created=datetime(2020, 1, 8, tzinfo=UTC))  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    key = query(warehouse_dsn, "select employee_key from core.hris_employee_key")[0][0]
+
+    # She marries and HR changes her address; she also self-registers a second account with it.
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update core.employee_history set valid_to = '2025-05-01', is_current = false,"
+                     " closed_by = 'attribute_change'")  # fmt: skip
+        employee(conn, "E1", guid="cccc-3", email=f"eva.berg@{CORP}", hire=date(2020, 1, 6),
+                 intervals=[(date(2025, 5, 1), None, f"eva.berg@{CORP}")], known_at=datetime(2026, 3, 1, tzinfo=UTC))
+        lms_user(conn, "u-second", email=f"Eva.Berg+learn@{CORP}", created=datetime(2025, 6, 1, tzinfo=UTC),
+                 extracted_at=datetime(2026, 3, 1, tzinfo=UTC))  # fmt: skip
+    summary = resolve_identities(config, dsn=warehouse_dsn)
+    assert summary["mode"] == "incremental" and summary["keys_issued"] == 0
+    assert query(warehouse_dsn, "select distinct employee_key from core.hris_employee_key") == [(key,)]
+    assert sorted(query(warehouse_dsn, "select identifier_value, valid_from, valid_to from core.employee_identity"
+                                       " where identifier_type = 'work_email'")) == [  # fmt: skip
+        (f"eva.berg@{CORP}", date(2025, 5, 1), None), (f"eva.maier@{CORP}", date(2020, 1, 6), date(2025, 5, 1))]
+    assert matches(warehouse_dsn)["u-second"][:2] == ("E1", "work_email")
+    assert query(warehouse_dsn, "select kind, lms_user_ids, status from audit.identity_exception") == [
+        ("employee_two_active_lms_accounts", ["u-main", "u-second"], "open")]
+
+    # The steward deactivates the duplicate account in the LMS: the exception closes by itself.
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update raw.lms_user set is_active = false, extracted_at = '2026-04-01'"
+                     " where lms_user_id = 'u-second'")  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert query(warehouse_dsn, "select status, resolution from audit.identity_exception") == [
+        ("resolved", "no longer detected")]
+
+
+def test_an_email_two_people_hold_at_once_identifies_neither_and_is_reported(warehouse_dsn, config):
+    shared = f"help.desk@{CORP}"
+    config["identity"]["min_active_lms_match_rate"] = 0  # the only account is ambiguous here
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=shared, hire=date(2020, 1, 6))
+        employee(conn, "E2", email=shared, hire=date(2021, 1, 4), first="Al", last="Bo")
+        lms_user(conn, "u-desk", email=shared, created=datetime(2021, 2, 1, tzinfo=UTC))
+        activity(conn, "s1", f"mbox:{shared}", "2021-03-01T09:00:00Z")
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert matches(warehouse_dsn)["u-desk"] == (None, None, "ambiguous_work_email")
+    assert owner_at(warehouse_dsn, f"mbox:{shared}", "2021-03-01") is None
+    kinds = sorted(kind for (kind,) in query(warehouse_dsn, "select kind from audit.identity_exception"))
+    assert kinds == ["email_collision", "lms_account_claims_two_employees"]
+    assert query(warehouse_dsn, "select count(*) from core.employee_identity where identifier_type = 'work_email'"
+                                " and identifier_value = %s", (shared,)) == [(0,)]  # fmt: skip
+
+
+def populate_mixed_enterprise(conn, offset=0, known_at=None):
+    """A few dozen employees and accounts with every rule and mess in play."""
+    for n in range(offset, offset + 30):
+        guid = f"guid-{n}" if n % 4 else None
+        email = f"person.{n}@{CORP}"
+        term = date(2024, 6, 28) if n % 7 == 0 else None
+        employee(conn, f"E{n:03d}", guid=guid, email=email, hire=date(2020, 1, 6), term=term, known_at=known_at)
+        variant = [email, email.upper(), email.replace("@", "+lms@"), email.replace(CORP, "nw-corp.example")][n % 4]
+        lms_user(conn, f"u-{n:03d}", email=variant, external_id=guid if n % 3 else None,
+                 created=datetime(2020, 1, 9, tzinfo=UTC), extracted_at=known_at)  # fmt: skip
+        activity(conn, f"s-{n}-a", account_learner(f"u-{n:03d}"), "2023-01-10T10:00:00Z", stored=known_at)
+        activity(conn, f"s-{n}-m", f"mbox:{variant}", "2025-01-10T10:00:00Z", stored=known_at)
+    lms_user(conn, f"u-ext-{offset}", email=f"guest.{offset}@partner.example", created=datetime(2022, 1, 1, tzinfo=UTC),
+             extracted_at=known_at)  # fmt: skip
+
+
+def test_incremental_runs_converge_to_a_full_rebuild_and_reruns_change_nothing(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        populate_mixed_enterprise(conn)
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "full"
+    first = identity_tables(warehouse_dsn)
+    assert resolve_identities(config, dsn=warehouse_dsn)["scope_employees"] == 0
+    assert identity_tables(warehouse_dsn) == first
+
+    later = datetime(2026, 5, 1, tzinfo=UTC)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        populate_mixed_enterprise(conn, offset=100, known_at=later)  # new hires, accounts and activity
+        # an account re-pointed at someone else
+        conn.execute("update raw.lms_user set work_email = %(email)s, primary_email = %(email)s, extracted_at = %(at)s"
+                     " where lms_user_id = 'u-003'", {"email": f"person.5@{CORP}", "at": later})  # fmt: skip
+    summary = resolve_identities(config, dsn=warehouse_dsn)
+    assert summary["mode"] == "incremental"
+    assert 30 <= summary["scope_employees"] < 40
+    incremental = identity_tables(warehouse_dsn)
+    resolve_identities(config, dsn=warehouse_dsn, full=True)
+    assert identity_tables(warehouse_dsn) == incremental
+    assert matches(warehouse_dsn)["u-003"][:2] == ("E005", "work_email")
+
+
+def test_a_failed_gate_publishes_nothing_and_names_the_top_reasons_for_misses(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        populate_mixed_enterprise(conn)
+    resolve_identities(config, dsn=warehouse_dsn)
+    before = identity_tables(warehouse_dsn)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        for n in range(20):  # a directory import full of addresses HR has never heard of
+            lms_user(conn, f"u-stray-{n}", email=f"stray.{n}@{CORP}", created=datetime(2025, 1, 1, tzinfo=UTC),
+                     extracted_at=datetime(2026, 6, 1, tzinfo=UTC))  # fmt: skip
+    strict = copy.deepcopy(config)
+    strict["identity"]["min_active_lms_match_rate"] = 0.9
+
+    with pytest.raises(BadInputError) as failure:
+        resolve_identities(strict, dsn=warehouse_dsn)
+    message = str(failure.value)
+    assert "email_not_in_hris (20)" in message and "nothing was published" in message
+    assert "runbook-identity_resolution" in message
+    assert identity_tables(warehouse_dsn) == before
+    row = latest_reconciliation_row(warehouse_dsn)
+    assert row["success"] is False and row["lms_users_unmatched_by_reason"]["email_not_in_hris"] == 20
+    assert query(warehouse_dsn, "select success from audit.validation_result where validation_id = %s",
+                 (row["validation_id"],)) == [(False,)]  # fmt: skip
+    lines = reconciliation_lines(row)
+    assert "FAILED" in lines[0] and "email_not_in_hris 20" in lines[2]
+
+
+def test_review_sample_holds_n_per_method_without_pii_and_a_rerun_writes_the_same_file(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        populate_mixed_enterprise(conn)
+    resolve_identities(config, dsn=warehouse_dsn)
+    first = export_review_sample(config, dsn=warehouse_dsn, seed="run-1", per_method=5)
+    content = open(first["path"], encoding="utf-8").read()
+    assert export_review_sample(config, dsn=warehouse_dsn, seed="run-1", per_method=5)["path"] == first["path"]
+    assert open(first["path"], encoding="utf-8").read() == content
+    rows = list(csv.DictReader(content.splitlines()))
+    assert first["per_group"] == {"sso_guid": 5, "work_email": 5, "unmatched:no_corporate_identifier": 1}
+    assert "person." not in content and "guest." not in content  # emails masked to first letter + domain
+    assert {row["account_email_masked"][:5] for row in rows} <= {"p***@", "g***@"}
