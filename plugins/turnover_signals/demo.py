@@ -260,9 +260,16 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
     return lines
 
 
+def summarize_identity(conn: psycopg.Connection) -> list[str]:
+    from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
+
+    return ["Identity resolution (identity_resolution):", *reconciliation_lines(latest_reconciliation(conn))]
+
+
 STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
     "hris_sftp_ingest": summarize_hris,
     "lms_api_ingest": summarize_lms,
+    "identity_resolution": summarize_identity,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 from datetime import UTC, date, datetime
 
@@ -168,6 +169,7 @@ def test_sso_guid_wins_then_normalized_email_and_outsiders_stay_unmatched_with_a
 
 def test_a_recycled_email_attaches_activity_only_to_whoever_held_it_at_the_time(warehouse_dsn, config):
     address = f"sam.roe@{CORP}"
+    hashed = hashlib.sha1(f"mailto:{address}".encode(), usedforsecurity=False).hexdigest()
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         employee(conn, "E-LEAVER", email=address, hire=date(2019, 1, 7), term=date(2024, 3, 29))
         employee(conn, "E-NEW", email=address, hire=date(2024, 6, 3))
@@ -176,6 +178,7 @@ def test_a_recycled_email_attaches_activity_only_to_whoever_held_it_at_the_time(
         for n, (learner, moment) in enumerate([
             (f"mbox:{address}", "2023-05-02T10:00:00Z"), (f"mbox:{address}", "2024-05-02T10:00:00Z"),
             (f"mbox:{address}", "2024-07-02T10:00:00Z"), (account_learner("u-old"), "2024-04-15T10:00:00Z"),
+            (f"mbox_sha1sum:{hashed}", "2023-06-02T10:00:00Z"),
         ]):  # fmt: skip
             activity(conn, f"s{n}", learner, moment)
     resolve_identities(config, dsn=warehouse_dsn)
@@ -188,7 +191,8 @@ def test_a_recycled_email_attaches_activity_only_to_whoever_held_it_at_the_time(
     assert owner_at(warehouse_dsn, f"mbox:{address}", "2024-05-02") is None  # between the two: nobody's
     assert owner_at(warehouse_dsn, f"mbox:{address}", "2024-07-02") == "E-NEW"
     assert owner_at(warehouse_dsn, account_learner("u-old"), "2024-04-15") is None  # after the leave date
-    assert latest_reconciliation_row(warehouse_dsn)["statements_attributable"] == 2
+    assert owner_at(warehouse_dsn, f"mbox_sha1sum:{hashed}", "2023-06-02") == "E-LEAVER"
+    assert latest_reconciliation_row(warehouse_dsn)["statements_attributable"] == 3
 
 
 def latest_reconciliation_row(dsn):

@@ -68,7 +68,7 @@ final as (
             else first_seen_date
         end as valid_from,
         coalesce(next_address_date, employment_end_date) as valid_to,
-        encode(public.digest('mailto:' || email_normalized, 'sha1'), 'hex') as mbox_sha1sum
+        null::text as mbox_sha1sum
     from bounded
 )
 

@@ -1,8 +1,5 @@
 -- The canonical identity layer: stable employee keys, the identifier map, stewardship and KPIs.
 
--- sha1 for xAPI mbox_sha1sum actors (pgcrypto is a trusted extension: a database owner may add it).
-create extension if not exists pgcrypto;
-
 -- Work email as matched: the domain is always case-insensitive; the local part is lowercased and
 -- stripped of a +tag only for configured corporate domains (elsewhere the mail server decides);
 -- alias domains map onto their corporate domain. The raw value is always kept beside it.
@@ -83,7 +80,9 @@ create table if not exists core.identity_work_email (
     valid_from date not null,
     valid_to date,
     work_email_raw text not null,
-    mbox_sha1sum text not null,
+    -- sha1 of mailto:<address>, for xAPI mbox_sha1sum actors; filled by the resolver, because
+    -- PostgreSQL has no built-in sha1 and pgcrypto is not available everywhere
+    mbox_sha1sum text,
     primary key (hris_employee_id, email_normalized, valid_from)
 );
 

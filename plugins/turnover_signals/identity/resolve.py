@@ -15,6 +15,7 @@ everything a change can affect is recomputed and nothing else is. `full=True` re
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -299,6 +300,7 @@ def refresh_inputs(
     scoped = {**params, "employee_ids": employees, "lms_user_ids": accounts}
     _replace_rows(conn, "identity_employment", "hris_employee_id", employees, scoped)
     _replace_rows(conn, "identity_work_email", "hris_employee_id", employees, scoped)
+    fill_mbox_sha1sums(conn)
     _replace_rows(conn, "identity_lms_account", "lms_user_id", accounts, scoped)
     if employees is None:
         conn.execute("delete from core.identity_learner")
@@ -310,6 +312,30 @@ def refresh_inputs(
             {**params, "stored_after": stored_after},
         )
         return {row[0] for row in cur.fetchall()}
+
+
+def fill_mbox_sha1sums(conn: psycopg.Connection) -> int:
+    """Hash new work emails as xAPI `mbox_sha1sum` does (sha1 of `mailto:<address>`)."""
+    addresses = [row[0] for row in conn.execute(
+        "select distinct email_normalized from core.identity_work_email where mbox_sha1sum is null").fetchall()]  # fmt: skip
+    if not addresses:
+        return 0
+    conn.execute("create temp table if not exists email_sha1 (email_normalized text, mbox_sha1sum text) on commit drop")
+    with conn.cursor() as cur:
+        with cur.copy("copy email_sha1 from stdin") as copy:
+            for address in addresses:
+                digest = hashlib.sha1(f"mailto:{address}".encode(), usedforsecurity=False).hexdigest()
+                copy.write_row((address, digest))
+        cur.execute(
+            """
+            update core.identity_work_email as work_email set mbox_sha1sum = hashed.mbox_sha1sum
+            from email_sha1 as hashed
+            where work_email.email_normalized = hashed.email_normalized and work_email.mbox_sha1sum is null
+            """
+        )
+        updated = cur.rowcount
+        cur.execute("truncate email_sha1")
+    return updated
 
 
 def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], run_id: str | None) -> dict[str, int]:
