@@ -45,9 +45,9 @@ account_outcomes as (
         -- A steward's "not a match" is a decision, not a miss: it leaves the denominator.
         count(*) filter (
             where
-                is_active
-                and unmatched_reason is distinct from 'no_corporate_identifier'
-                and unmatched_reason is distinct from 'steward_not_a_match'
+            is_active
+            and unmatched_reason is distinct from 'no_corporate_identifier'
+            and unmatched_reason is distinct from 'steward_not_a_match'
         ) as active_corporate_lms_users,
         count(employee_key) filter (where is_active) as active_corporate_lms_users_matched
     from core.lms_account_match

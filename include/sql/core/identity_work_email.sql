@@ -63,12 +63,12 @@ final as (
         employee_id as hris_employee_id,
         email_normalized,
         work_email_raw,
+        null::text as mbox_sha1sum,
         case
             when address_run = 1 then least(employment_start_date, first_seen_date)
             else first_seen_date
         end as valid_from,
-        coalesce(next_address_date, employment_end_date) as valid_to,
-        null::text as mbox_sha1sum
+        coalesce(next_address_date, employment_end_date) as valid_to
     from bounded
 )
 
