@@ -21,3 +21,8 @@ EMPLOYEE_IDENTITY = Asset(
     uri="turnover-signals://warehouse/core/employee_identity",
     group="turnover_signals",
 )
+EMPLOYEE_FEATURES = Asset(
+    name="turnover_signals_employee_features",
+    uri="turnover-signals://warehouse/mart/employee_features",
+    group="turnover_signals",
+)

@@ -52,6 +52,7 @@ def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dic
     """Ingest every HRIS file, the SCIM directory and every statement of `data_dir` into `dsn`."""
     from turnover_signals.hris.history import build_employee_history
     from turnover_signals.hris.ingest import ingest_file, list_pending_files
+    from turnover_signals.lms.catalog import load_course_catalog
     from turnover_signals.lms.statements import extract_statements
     from turnover_signals.lms.users import extract_users
 
@@ -59,6 +60,7 @@ def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dic
     with source_servers(data_dir):
         results = [ingest_file(remote, config, dsn=dsn) for remote in list_pending_files(config, dsn=dsn)]
         history = build_employee_history(config, dsn=dsn)
+        load_course_catalog(config, dsn=dsn)
         users = extract_users(config, dsn=dsn)
         statements = extract_statements(config, dsn=dsn)
     return {"hris_files": len(results), "history": history, "users": users, "statements": statements}

@@ -1,0 +1,89 @@
+"""
+### turnover_features
+
+**Purpose:** build point-in-time features and labels a turnover model can trust:
+`mart.employee_features` (one row per employee_key per reference date per feature set version),
+`mart.turnover_label` (voluntary exit within the horizon; involuntary exits censored) and the view
+`mart.training_set`.
+
+**Inputs:** `core.employee_identity` (asset), `core.lms_activity`, `core.employee_history`,
+`core.compensation_event`, `core.course_catalog`.
+
+**Flow:** migrate → refresh the daily learning aggregate for what was stored or voided since its
+watermark → build the reference dates not built yet (params: `reference_dates`, a list of ISO dates,
+default the day before the run; the first build of a version also backfills month-ends) into staging →
+Great Expectations gate → one transaction publishes the rows, recomputes rows a new void touched, writes
+`audit.feature_build` and rebuilds the labels → print the training set's shape and label balance.
+
+**Schedule:** daily at 07:30 UTC and whenever identities are rebuilt. **Owner:** people-analytics data
+engineering. **Runbook:** README.md#runbook-turnover_features — features are "as known at": a built
+date changes only through `restate: true` or a void. Every task is safe to clear and rerun.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
+
+
+@dag(
+    dag_id="turnover_features",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("30 7 * * *", timezone="UTC"), assets=EMPLOYEE_IDENTITY
+    ),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "reference_dates": Param([], type="array", description="ISO dates to build; default: the day before the run"),
+        "restate": Param(False, type="boolean", description="rebuild dates already built, with today's data"),
+        "full_daily_rebuild": Param(False, type="boolean", description="recompute the daily learning aggregate"),
+    },
+    tags=["turnover-signals", "features"],
+    doc_md=__doc__,
+)
+def turnover_features():
+    @task
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    @task(outlets=[EMPLOYEE_FEATURES])
+    def build_features(params: dict | None = None) -> dict:
+        from airflow.sdk import get_current_context
+
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.features.build import build_features as build
+        from turnover_signals.features.build import reference_dates_for_run
+
+        params = params or {}
+        dates = reference_dates_for_run(get_current_context(), params.get("reference_dates") or ())
+        with bad_input_fails_without_retry():
+            return build(load_config(), current_run_identity(), reference_dates=dates,
+                         restate=bool(params.get("restate")), full_daily_rebuild=bool(params.get("full_daily_rebuild")))
+
+    @task
+    def report_training_set() -> list:
+        import logging
+
+        from turnover_signals.config import load_config
+        from turnover_signals.features.build import training_set_summary
+
+        lines = training_set_summary(load_config())
+        logging.getLogger(__name__).info("\n".join(lines))
+        return lines
+
+    migrate_warehouse() >> build_features() >> report_training_set()
+
+
+turnover_features()

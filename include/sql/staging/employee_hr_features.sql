@@ -1,0 +1,171 @@
+-- one row per target (employee_key, reference_date): HR attributes as known at the reference date
+-- Reads the temp table feature_targets. Everything comes from the snapshot intervals covering the
+-- date and from changes dated on or before it; nothing dated later can leak in.
+with targets as (
+    select
+        employee_key,
+        reference_date,
+        hris_employee_id
+    from feature_targets
+),
+
+employee_rows as (
+    select
+        history.*,
+        lag(history.job_role) over (partition by history.employee_id order by history.valid_from) as previous_job_role,
+        lag(history.manager_id) over (partition by history.employee_id order by history.valid_from)
+            as previous_manager_id
+    from core.employee_history as history
+    where history.employee_id in (select targets.hris_employee_id from targets)
+),
+
+as_of as (
+    select
+        targets.employee_key,
+        targets.reference_date,
+        employee_rows.employee_id,
+        employee_rows.hire_date,
+        employee_rows.job_level,
+        employee_rows.department,
+        employee_rows.location,
+        employee_rows.manager_id,
+        employee_rows.performance_rating
+    from targets
+    inner join employee_rows
+        on
+            targets.hris_employee_id = employee_rows.employee_id
+            and targets.reference_date >= employee_rows.valid_from
+            and (employee_rows.valid_to is null or targets.reference_date < employee_rows.valid_to)
+),
+
+role_and_manager_changes as (
+    select
+        targets.employee_key,
+        targets.reference_date,
+        max(employee_rows.valid_from) filter (
+            where employee_rows.previous_job_role is distinct from employee_rows.job_role
+            and employee_rows.previous_job_role is not null
+        ) as role_started_date,
+        count(*) filter (
+            where employee_rows.previous_manager_id is distinct from employee_rows.manager_id
+            and employee_rows.previous_job_role is not null
+            and employee_rows.valid_from > targets.reference_date - 365
+        ) as manager_changes_12m
+    from targets
+    inner join employee_rows
+        on targets.hris_employee_id = employee_rows.employee_id and targets.reference_date >= employee_rows.valid_from
+    group by targets.employee_key, targets.reference_date
+),
+
+pay_changes as (
+    select
+        targets.employee_key,
+        targets.reference_date,
+        max(compensation.effective_date) filter (where compensation.change_type = 'promotion') as last_promotion_date,
+        max(compensation.effective_date) filter (
+            where compensation.change_type in ('merit_increase', 'promotion', 'market_adjustment')
+        ) as last_raise_date,
+        bool_or(
+            compensation.change_type = 'pay_freeze' and compensation.effective_date > targets.reference_date - 365
+        ) as is_pay_frozen,
+        (array_agg(compensation.change_pct order by compensation.effective_date desc) filter (
+            where compensation.change_type <> 'hire' and compensation.change_pct is not null
+        ))[1] as last_pay_change_pct
+    from targets
+    inner join core.compensation_event as compensation
+        on
+            targets.hris_employee_id = compensation.employee_id
+            and targets.reference_date >= compensation.effective_date
+    group by targets.employee_key, targets.reference_date
+),
+
+reference_dates as (
+    select distinct reference_date from targets
+),
+
+active_at_date as (
+    select
+        reference_dates.reference_date,
+        history.employee_id,
+        history.manager_id,
+        history.hire_date
+    from reference_dates
+    inner join core.employee_history as history
+        on
+            reference_dates.reference_date >= history.valid_from
+            and (history.valid_to is null or reference_dates.reference_date < history.valid_to)
+    where history.termination_date is null or history.termination_date > reference_dates.reference_date
+),
+
+team_sizes as (
+    select
+        reference_date,
+        manager_id,
+        count(*) as team_size
+    from active_at_date
+    where manager_id is not null
+    group by reference_date, manager_id
+),
+
+leavers as (
+    -- each exit once, with the manager the leaver had when they left
+    select distinct on (employee_id)
+        employee_id,
+        termination_date,
+        manager_id
+    from core.employee_history
+    where termination_date is not null
+    order by employee_id asc, valid_from desc
+),
+
+team_leavers as (
+    select
+        reference_dates.reference_date,
+        leavers.manager_id,
+        count(*) as team_leavers_90d
+    from reference_dates
+    inner join leavers
+        on
+            reference_dates.reference_date >= leavers.termination_date
+            and leavers.termination_date > reference_dates.reference_date - 90
+    group by reference_dates.reference_date, leavers.manager_id
+),
+
+final as (
+    select
+        as_of.employee_key,
+        as_of.reference_date,
+        as_of.job_level,
+        as_of.department,
+        as_of.location,
+        as_of.performance_rating,
+        pay_changes.last_pay_change_pct,
+        (as_of.reference_date - as_of.hire_date)::integer as tenure_days,
+        (as_of.reference_date - coalesce(role_and_manager_changes.role_started_date, as_of.hire_date))::integer
+            as time_in_role_days,
+        (as_of.reference_date - pay_changes.last_promotion_date)::integer as days_since_last_promotion,
+        coalesce(role_and_manager_changes.manager_changes_12m, 0)::integer as manager_changes_12m,
+        (as_of.reference_date - manager.hire_date)::integer as manager_tenure_days,
+        (
+            extract(year from age(as_of.reference_date, pay_changes.last_raise_date)) * 12
+            + extract(month from age(as_of.reference_date, pay_changes.last_raise_date))
+        )::integer as months_since_last_raise,
+        coalesce(pay_changes.is_pay_frozen, false) as is_pay_frozen,
+        coalesce(team_sizes.team_size, 0)::integer as team_size,
+        coalesce(team_leavers.team_leavers_90d, 0)::integer as team_leavers_90d
+    from as_of
+    left join role_and_manager_changes
+        on
+            as_of.employee_key = role_and_manager_changes.employee_key
+            and as_of.reference_date = role_and_manager_changes.reference_date
+    left join pay_changes
+        on as_of.employee_key = pay_changes.employee_key and as_of.reference_date = pay_changes.reference_date
+    left join active_at_date as manager
+        on as_of.manager_id = manager.employee_id and as_of.reference_date = manager.reference_date
+    left join team_sizes
+        on as_of.manager_id = team_sizes.manager_id and as_of.reference_date = team_sizes.reference_date
+    left join team_leavers
+        on as_of.manager_id = team_leavers.manager_id and as_of.reference_date = team_leavers.reference_date
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""Point-in-time features and labels for the turnover model."""

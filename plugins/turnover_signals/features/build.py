@@ -1,0 +1,505 @@
+"""Point-in-time features and labels: `mart.employee_features`, `mart.turnover_label`, `mart.training_set`.
+
+A build has three steps, each its own transaction:
+
+1. Refresh `mart.learner_daily_activity`, the per-actor, per-day, per-stored-day aggregate of
+   learning activity, for what was stored or voided since its watermark (a few days of overlap,
+   because an LRS may expose a statement stored a little earlier than the last one seen).
+2. Build the feature rows of the reference dates not built yet (or restated) into a staging
+   table, from the daily aggregate joined to identities valid on each activity day and HR as of
+   the date, and validate it with Great Expectations.
+3. Publish: insert the new rows, recompute the learning columns of rows built earlier that a
+   newly voided statement had counted (with their original LMS cut-off), write the build audit,
+   and rebuild the labels.
+
+"As known at": a reference date's row is built once, from everything stored by then (its
+`lms_cutoff_date`); later data changes it only through an explicit restatement, or through a void.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.quality.gate import RunIdentity, record_validation, run_suite
+from turnover_signals.sqlfiles import read_sql
+from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
+
+log = logging.getLogger(__name__)
+
+FEATURES_LOCK_ID = 7_100_600
+DAILY_STORED_WATERMARK = "features:learner_daily_activity:stored"
+DAILY_VOID_WATERMARK = "features:learner_daily_activity:voids"
+
+RATE_COLUMNS = ("completion_rate_30d", "completion_rate_90d", "completion_rate_180d",
+                "mean_score_30d", "mean_score_90d", "mean_score_180d")  # fmt: skip
+COUNT_COLUMNS = (
+    "enrolments_30d", "enrolments_90d", "enrolments_180d", "completions_30d", "completions_90d",
+    "completions_180d", "learning_minutes_30d", "learning_minutes_90d", "learning_minutes_180d",
+    "distinct_courses_30d", "distinct_courses_90d", "distinct_courses_180d", "mandatory_courses_overdue",
+    "days_since_last_activity", "skill_tag_breadth_180d", "difficulty_weighted_completions_180d",
+    "tenure_days", "time_in_role_days", "manager_changes_12m", "team_size", "team_leavers_90d",
+)  # fmt: skip
+
+
+# -- reference dates ------------------------------------------------------------------------------
+
+
+def month_ends_before(reference_date: date, count: int) -> list[date]:
+    """The last `count` month-ends strictly before the month of `reference_date`, oldest first."""
+    ends = []
+    month_start = reference_date.replace(day=1)
+    for _ in range(count):
+        month_end = month_start - timedelta(days=1)
+        ends.append(month_end)
+        month_start = month_end.replace(day=1)
+    return sorted(ends)
+
+
+def built_dates(conn: psycopg.Connection, version: int) -> set[date]:
+    rows = conn.execute(
+        "select distinct reference_date from mart.employee_features where feature_set_version = %s", (version,)
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def dates_to_build(
+    conn: psycopg.Connection,
+    config: Mapping[str, Any],
+    reference_dates: Iterable[date],
+    restate: bool,
+) -> list[date]:
+    """The requested dates not built yet for this version (all of them on a restatement)."""
+    version = int(config["features"]["feature_set_version"])
+    existing = built_dates(conn, version)
+    wanted = set(reference_dates)
+    if not existing and wanted:
+        # The first build of a version also backfills month-ends, so training data exists at once.
+        wanted |= set(month_ends_before(max(wanted), int(config["features"]["initial_backfill_month_ends"])))
+    # Before the first HR snapshot nobody is known to be active: such dates would stay empty.
+    first_snapshot = conn.execute("select min(valid_from) from core.employee_history").fetchone()[0]
+    wanted = {d for d in wanted if first_snapshot is not None and d >= first_snapshot}
+    return sorted(wanted if restate else wanted - existing)
+
+
+# -- step 1: the daily aggregate ------------------------------------------------------------------
+
+
+def _watermark(conn: psycopg.Connection, source: str) -> Any:
+    row = conn.execute("select watermark from audit.extract_watermark where source = %s", (source,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_watermark(conn: psycopg.Connection, source: str, value: Any, build_id: str) -> None:
+    if value is None:
+        return
+    conn.execute(
+        """
+        insert into audit.extract_watermark (source, watermark, batch_id, updated_at) values (%s, %s, %s, now())
+        on conflict (source) do update set watermark = excluded.watermark, batch_id = excluded.batch_id,
+            updated_at = excluded.updated_at
+        where audit.extract_watermark.watermark is distinct from excluded.watermark
+        """,
+        (source, value, build_id),
+    )
+
+
+def refresh_learner_daily_activity(
+    conn: psycopg.Connection, overlap: timedelta, build_id: str, full: bool = False
+) -> dict[str, Any]:
+    """Bring the daily aggregate up to date; returns counts and the (actor, day) groups touched by new voids."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (FEATURES_LOCK_ID,))
+        stored_high, void_high = conn.execute(
+            "select (select max(stored_at) from core.lms_activity), (select max(void_stored_at) from audit.lms_void_applied)"
+        ).fetchone()
+        stored_mark = None if full else _watermark(conn, DAILY_STORED_WATERMARK)
+        void_mark = None if full else _watermark(conn, DAILY_VOID_WATERMARK)
+        conn.execute("create temp table if not exists learner_daily_refresh"
+                     " (learner_identifier text, activity_date date) on commit drop")  # fmt: skip
+        conn.execute("create temp table if not exists voided_groups"
+                     " (learner_identifier text, activity_date date, stored_date date) on commit drop")  # fmt: skip
+        is_full = stored_mark is None
+        if not is_full:
+            conn.execute(
+                """
+                insert into learner_daily_refresh
+                select distinct learner_identifier, (occurred_at at time zone 'UTC')::date
+                from core.lms_activity where stored_at > %s
+                """,
+                (stored_mark - overlap,),
+            )
+            conn.execute(
+                """
+                insert into voided_groups
+                select distinct activity.learner_identifier, (activity.occurred_at at time zone 'UTC')::date,
+                       (activity.stored_at at time zone 'UTC')::date
+                from audit.lms_void_applied as void
+                inner join core.lms_activity as activity on activity.statement_id = void.voided_statement_id
+                where void.void_stored_at > %s
+                """,
+                (void_mark - overlap if void_mark else "-infinity",),
+            )
+            conn.execute(
+                "insert into learner_daily_refresh select distinct learner_identifier, activity_date from voided_groups"
+            )
+            conn.execute(
+                """
+                delete from mart.learner_daily_activity as daily using learner_daily_refresh as refresh_group
+                where daily.learner_identifier = refresh_group.learner_identifier
+                  and daily.activity_date = refresh_group.activity_date
+                """
+            )
+        else:
+            conn.execute("delete from mart.learner_daily_activity")
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("insert into mart.learner_daily_activity select * from ({}) as built").format(
+                    sql.SQL(read_sql("mart", "learner_daily_activity"))
+                ),
+                {"is_full": is_full},
+            )
+            rows = cur.rowcount
+        voided = conn.execute("select learner_identifier, activity_date, stored_date from voided_groups").fetchall()
+        _set_watermark(conn, DAILY_STORED_WATERMARK, stored_high, build_id)
+        _set_watermark(conn, DAILY_VOID_WATERMARK, void_high, build_id)
+    return {"daily_mode": "full" if is_full else "incremental", "daily_rows_written": rows, "voided_groups": voided}
+
+
+# -- step 2: build and gate ---------------------------------------------------------------------------
+
+
+def _create_temp_from(conn: psycopg.Connection, name: str, layer: str, params: Mapping[str, Any]) -> None:
+    conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(name)))
+    conn.execute(
+        sql.SQL("create temp table {} as {}").format(sql.Identifier(name), sql.SQL(read_sql(layer, name))), params
+    )
+
+
+def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int) -> int:
+    """Features for the rows of temp table `feature_targets` into the (committed) table `staging`."""
+    _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+    _create_temp_from(conn, "employee_hr_features", "staging", {})
+    with conn.transaction():
+        conn.execute(sql.SQL("drop table if exists {}").format(staging))
+        conn.execute(
+            sql.SQL(
+                """
+                create table {} as
+                with built as ({}),
+                active_headcount as (
+                    -- counted from HR directly, not through the keys, so the gate checks the join
+                    select reference_dates.reference_date, count(distinct history.employee_id) as headcount
+                    from (select distinct reference_date from feature_targets) as reference_dates
+                    inner join core.employee_history as history
+                        on reference_dates.reference_date >= history.valid_from
+                        and (history.valid_to is null or reference_dates.reference_date < history.valid_to)
+                    where (history.hire_date is null or history.hire_date <= reference_dates.reference_date)
+                      and (history.termination_date is null or history.termination_date > reference_dates.reference_date)
+                    group by reference_dates.reference_date
+                )
+                select built.*, count(*) over (partition by built.reference_date) as date_feature_rows,
+                       coalesce(active_headcount.headcount, 0) as date_active_headcount
+                from built left join active_headcount using (reference_date)
+                """
+            ).format(staging, sql.SQL(read_sql("mart", "employee_features"))),
+            {"feature_set_version": version},
+        )
+        return conn.execute(sql.SQL("select count(*) from {}").format(staging)).fetchone()[0]
+
+
+def features_suite(config: Mapping[str, Any]):
+    """The Great Expectations suite on a build's feature rows."""
+    import great_expectations.expectations as gxe
+
+    from turnover_signals.quality.gate import SuiteDefinition, described
+
+    nulls = config["features"].get("max_null_fraction") or {}
+    expectations = [
+        described(gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["employee_key", "reference_date", "feature_set_version"]),
+            "one row per employee_key, reference_date and feature set version"),
+        described(gxe.ExpectColumnPairValuesToBeEqual(column_A="date_feature_rows", column_B="date_active_headcount"),
+                  "the rows of each reference date equal the active HR headcount on that date"),
+    ]  # fmt: skip
+    for column in RATE_COLUMNS:
+        expectations.append(described(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1),
+                                       f"{column} is a rate in 0..1"))  # fmt: skip
+    for column in COUNT_COLUMNS:
+        expectations.append(described(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0),
+                                       f"{column} is not negative"))  # fmt: skip
+    for column in ("tenure_days", "engagement_trend", "team_size", *nulls):
+        fraction = float(nulls.get(column, 0))
+        if fraction < 1:
+            expectations.append(described(
+                gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=round(1 - fraction, 6)),
+                f"{column} is null in at most {fraction:.0%} of rows"))  # fmt: skip
+    return SuiteDefinition(name="employee_features", version="1", expectations=expectations)
+
+
+# -- step 3: publish ------------------------------------------------------------------------------
+
+
+def feature_columns(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute(
+        """
+        select column_name from information_schema.columns
+        where table_schema = 'mart' and table_name = 'employee_features' order by ordinal_position
+        """
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+NON_FEATURE_COLUMNS = frozenset({
+    "employee_key", "reference_date", "feature_set_version", "hris_employee_id", "lms_cutoff_date", "built_at",
+    "build_id", "lms_recomputed_at", "lms_recomputed_reason",
+})  # fmt: skip
+
+LMS_COLUMNS = [
+    "enrolments_30d", "enrolments_90d", "enrolments_180d", "completions_30d", "completions_90d", "completions_180d",
+    "completion_rate_30d", "completion_rate_90d", "completion_rate_180d", "mean_score_30d", "mean_score_90d",
+    "mean_score_180d", "learning_minutes_30d", "learning_minutes_90d", "learning_minutes_180d",
+    "distinct_courses_30d", "distinct_courses_90d", "distinct_courses_180d", "mandatory_courses_overdue",
+    "days_since_last_activity", "engagement_trend", "skill_tag_breadth_180d", "difficulty_weighted_completions_180d",
+]  # fmt: skip
+
+
+def void_recompute_targets(conn: psycopg.Connection, voided_groups: Sequence[tuple], version: int) -> int:
+    """Feature rows built earlier that counted a now-voided statement, as temp table `feature_targets`."""
+    conn.execute("drop table if exists feature_targets")
+    conn.execute(
+        "create temp table feature_targets (employee_key bigint, reference_date date, hris_employee_id text,"
+        " lms_cutoff_date date)"
+    )
+    if not voided_groups:
+        return 0
+    conn.execute("create temp table if not exists void_groups (learner_identifier text, activity_date date,"
+                 " stored_date date)")  # fmt: skip
+    conn.execute("truncate void_groups")
+    with conn.cursor() as cur, cur.copy("copy void_groups from stdin") as copy:
+        for group in voided_groups:
+            copy.write_row(group)
+    return conn.execute(
+        """
+        insert into feature_targets
+        select distinct features.employee_key, features.reference_date, features.hris_employee_id,
+               features.lms_cutoff_date
+        from void_groups
+        inner join core.employee_identity as identity_row
+            on identity_row.identifier_type = 'xapi_actor'
+            and identity_row.identifier_value = void_groups.learner_identifier
+            and identity_row.valid_from <= void_groups.activity_date
+            and (identity_row.valid_to is null or void_groups.activity_date < identity_row.valid_to)
+        inner join mart.employee_features as features
+            on features.employee_key = identity_row.employee_key
+            and features.feature_set_version = %s
+            and features.reference_date >= void_groups.activity_date
+            and features.reference_date < void_groups.activity_date + 365
+            and features.lms_cutoff_date >= void_groups.stored_date
+        """,
+        (version,),
+    ).rowcount
+
+
+def _insert_audit_rows(
+    conn: psycopg.Connection, build_id: str, kind: str, version: int, run: RunIdentity, marks: Mapping[str, Any],
+    counts: Sequence[tuple], validation_id: str | None,
+) -> None:  # fmt: skip
+    for reference_date, rows, headcount, cutoff in counts:
+        conn.execute(
+            """
+            insert into audit.feature_build (build_id, reference_date, feature_set_version, build_kind, feature_rows,
+                active_headcount, lms_cutoff_date, lms_stored_high_water, hris_known_at_high_water, validation_id,
+                dag_id, run_id, task_id, try_number, built_at)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+            """,
+            (build_id, reference_date, version, kind, rows, headcount, cutoff, marks["lms_stored_high_water"],
+             marks["hris_known_at_high_water"], validation_id, run.dag_id, run.run_id, run.task_id, run.try_number),
+        )  # fmt: skip
+
+
+def publish_new_rows(conn: psycopg.Connection, staging: sql.Identifier, dates: Sequence[date], version: int,
+                     restate: bool, build_id: str) -> list[tuple]:  # fmt: skip
+    """Insert the staged rows (replacing the dates on a restatement); returns per-date counts."""
+    if restate:
+        conn.execute(
+            "delete from mart.employee_features where feature_set_version = %s and reference_date = any(%s)",
+            (version, list(dates)),
+        )
+    columns = [c for c in feature_columns(conn) if c not in ("built_at", "build_id", "lms_recomputed_at",
+                                                              "lms_recomputed_reason")]  # fmt: skip
+    listed = sql.SQL(", ").join(map(sql.Identifier, columns))
+    conn.execute(
+        sql.SQL("insert into mart.employee_features ({}, built_at, build_id) select {}, now(), %s from {}").format(
+            listed, listed, staging
+        ),
+        (build_id,),
+    )
+    return conn.execute(
+        sql.SQL(
+            "select reference_date, count(*), max(date_active_headcount), max(lms_cutoff_date) from {}"
+            " group by reference_date order by reference_date"
+        ).format(staging)
+    ).fetchall()
+
+
+def apply_void_recompute(conn: psycopg.Connection, version: int) -> list[tuple]:
+    """Overwrite the learning columns of `feature_targets` rows with `employee_lms_window_features`."""
+    assignments = sql.SQL(", ").join(sql.SQL("{0} = recomputed.{0}").format(sql.Identifier(c)) for c in LMS_COLUMNS)
+    conn.execute(
+        sql.SQL(
+            """
+            update mart.employee_features as features
+            set {}, lms_recomputed_at = now(), lms_recomputed_reason = 'a statement it counted was voided'
+            from employee_lms_window_features as recomputed
+            where features.employee_key = recomputed.employee_key
+              and features.reference_date = recomputed.reference_date
+              and features.feature_set_version = %s
+            """
+        ).format(assignments),
+        (version,),
+    )
+    return conn.execute(
+        "select reference_date, count(*), 0, max(lms_cutoff_date) from feature_targets group by 1 order by 1"
+    ).fetchall()
+
+
+def rebuild_labels(conn: psycopg.Connection, config: Mapping[str, Any]) -> dict[str, int]:
+    """Recompute every label (outcomes become known as time passes; labels never feed features)."""
+    hr_known_through = conn.execute(
+        """
+        select coalesce(
+            (select max(file_date) from audit.file_manifest where feed = 'employees' and status = 'loaded'),
+            (select max(valid_from) from core.employee_history))
+        """
+    ).fetchone()[0]
+    params = {"horizons": [int(h) for h in config["features"]["label_horizons_days"]], "hr_known_through": hr_known_through}
+    conn.execute("delete from mart.turnover_label")
+    conn.execute(
+        sql.SQL("insert into mart.turnover_label ({cols}) select {cols} from ({select}) as built").format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, LABEL_COLUMNS)),
+            select=sql.SQL(read_sql("mart", "turnover_label")),
+        ),
+        params,
+    )
+    return dict(conn.execute("select label_status, count(*) from mart.turnover_label group by 1").fetchall())
+
+
+LABEL_COLUMNS = ("employee_key", "reference_date", "horizon_days", "hris_employee_id", "label", "exit_date",
+                 "exit_category", "is_censored", "label_status", "hr_known_through")  # fmt: skip
+
+
+def build_features(
+    config: Mapping[str, Any],
+    run: RunIdentity | None = None,
+    dsn: str | None = None,
+    reference_dates: Iterable[date] = (),
+    restate: bool = False,
+    full_daily_rebuild: bool = False,
+) -> dict[str, Any]:
+    """Build the features of `reference_dates` not built yet (all of them when `restate`), gate, publish."""
+    run = run or RunIdentity()
+    version = int(config["features"]["feature_set_version"])
+    build_id = uuid.uuid4().hex[:16]
+    conn_id = config["connections"]["warehouse"]
+    overlap = timedelta(days=float(config["lms"]["since_overlap_days"]))
+    staging_name = f"employee_features_{build_id}"
+    staging = sql.Identifier("staging", staging_name)
+    with warehouse_connection(conn_id, dsn) as conn:
+        daily = refresh_learner_daily_activity(conn, overlap, build_id, full_daily_rebuild)
+        dates = dates_to_build(conn, config, reference_dates, restate)
+        marks = dict(zip(("lms_stored_high_water", "hris_known_at_high_water", "lms_cutoff_date"), conn.execute(
+            "select max(stored_at), (select max(known_at) from core.employee_history),"
+            " (max(stored_at) at time zone 'UTC')::date from core.lms_activity").fetchone(), strict=True))  # fmt: skip
+        try:
+            outcome = None
+            if dates:
+                _create_temp_from(conn, "feature_targets", "staging",
+                                  {"reference_dates": dates, "lms_cutoff_date": marks["lms_cutoff_date"]})  # fmt: skip
+                staged = build_feature_rows(conn, staging, version)
+                outcome = run_suite(
+                    sqlalchemy_url(conn_id, dsn), features_suite(config), data_asset="employee_features",
+                    batch_identifier=f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
+                    pii_columns=config["quality"]["pii_columns"], table=("staging", staging_name),
+                )  # fmt: skip
+                if not outcome.success:
+                    with conn.transaction():
+                        record_validation(conn, outcome, run)
+                    raise BadInputError(
+                        f"feature build for reference dates {dates[0]}..{dates[-1]}",
+                        f"the feature gate failed ({outcome.failure_summary()}); nothing was published",
+                        "check the upstream data the failed expectations point at (HR headcount, identity, "
+                        "learning activity), fix it or adjust features.max_null_fraction, then clear build_features",
+                        "turnover_features",
+                    )
+            recomputed = void_recompute_targets(conn, daily["voided_groups"], version)
+            if recomputed:
+                _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+            with conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(%s)", (FEATURES_LOCK_ID,))
+                if outcome is not None:
+                    record_validation(conn, outcome, run)
+                    counts = publish_new_rows(conn, staging, dates, version, restate, build_id)
+                    _insert_audit_rows(conn, build_id, "restatement" if restate else "first_build", version, run,
+                                       marks, counts, outcome.validation_id)  # fmt: skip
+                if recomputed:
+                    _insert_audit_rows(conn, build_id, "void_recompute", version, run, marks,
+                                       apply_void_recompute(conn, version), None)  # fmt: skip
+                labels = rebuild_labels(conn, config)
+        finally:
+            conn.execute(sql.SQL("drop table if exists {}").format(staging))
+    summary = {
+        "build_id": build_id, "feature_set_version": version, "reference_dates_built": [d.isoformat() for d in dates],
+        "rows_built": staged if dates else 0, "rows_recomputed_for_voids": recomputed,
+        "daily_mode": daily["daily_mode"], "daily_rows_written": daily["daily_rows_written"], "labels": labels,
+    }  # fmt: skip
+    log.info("features built: %s", summary)
+    return summary
+
+
+def reference_dates_for_run(context: Mapping[str, Any], requested: Sequence[str] = ()) -> list[date]:
+    """The dates a run builds: the ones requested (ISO strings), else the last full day before the run.
+
+    Asset-triggered runs have no logical date, so the run's `run_after` stands in for it.
+    """
+    if requested:
+        return sorted({date.fromisoformat(str(d)) for d in requested})
+    moment = context.get("logical_date") or context["dag_run"].run_after
+    return [moment.date() - timedelta(days=1)]
+
+
+def training_set_summary(config: Mapping[str, Any], dsn: str | None = None) -> list[str]:
+    """Shape, label balance and a few feature distributions of `mart.training_set`, as readable lines."""
+    version = int(config["features"]["feature_set_version"])
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        rows, dates, employees, positives = conn.execute(
+            "select count(*), count(distinct reference_date), count(distinct employee_key), count(*) filter (where label)"
+            " from mart.training_set where feature_set_version = %s", (version,)).fetchone()  # fmt: skip
+        statuses = conn.execute(
+            "select label_status, count(*) from mart.turnover_label group by 1 order by 1").fetchall()  # fmt: skip
+        columns = len([c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS])
+        lines = [
+            f"training set (feature set v{version}): {rows} rows x {columns} features, {dates} reference dates, "
+            f"{employees} employees; positives {positives} ({positives / rows:.1%})" if rows else
+            "training set: empty (no reference date has a label yet)",
+            "labels by status: " + ", ".join(f"{status} {count}" for status, count in statuses),
+        ]
+        for feature in ("completions_90d", "learning_minutes_90d", "engagement_trend", "days_since_last_activity",
+                        "tenure_days"):
+            stats = conn.execute(
+                sql.SQL(
+                    "select label, round(avg({0})::numeric, 2), percentile_cont(0.5) within group (order by {0})"
+                    " from mart.training_set where feature_set_version = %s group by label order by label"
+                ).format(sql.Identifier(feature)),
+                (version,),
+            ).fetchall()
+            lines.append(f"  {feature}: " + "; ".join(
+                f"{'leavers' if label else 'stayers'} mean {mean} median {median}" for label, mean, median in stats))  # fmt: skip
+    return lines

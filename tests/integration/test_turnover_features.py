@@ -1,0 +1,241 @@
+"""Point-in-time features and labels on the real PostgreSQL: windows, "as known at", voids, labels, the gate.
+
+Like the identity tests, these write small histories into the tables the loaders publish
+(`core.employee_history`, `core.compensation_event`, `raw.lms_user`, `core.lms_activity`,
+`audit.lms_void_applied`), resolve identities with the real resolver, and build features.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user, query
+from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError
+from turnover_signals.features.build import NON_FEATURE_COLUMNS, build_features, feature_columns
+from turnover_signals.identity.resolve import resolve_identities
+from turnover_signals.paths import INCLUDE_DIR
+
+D = date(2026, 6, 30)
+AFTER_D = datetime(2026, 7, 10, 9, tzinfo=UTC)
+FIRST_BUILD = datetime(2026, 7, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def config(tmp_path):
+    config = copy.deepcopy(load_config(use_variable=False))
+    config["identity"]["min_active_lms_match_rate"] = 0
+    config["features"]["initial_backfill_month_ends"] = 0
+    config["features"]["max_null_fraction"] = {}  # a handful of people: the null bands are for populations
+    return config
+
+
+def statement(conn, statement_id, learner, occurred, *, event="completed", stored=None, course="CMP-101",
+              score=None, seconds=600):  # fmt: skip
+    conn.execute(
+        """
+        insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type, verb_id,
+            course_id, score_normalized, duration_seconds, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
+        values (%s, %s, %s, %s, 'http://adlnet.gov/expapi/verbs/' || %s, %s, %s, %s, %s, false, %s, false)
+        """,
+        (statement_id, learner, learner.split(":", 1)[0], event, event, course, score, seconds, occurred,
+         stored or occurred),
+    )  # fmt: skip
+
+
+def catalog(conn):
+    conn.execute(
+        "insert into core.course_catalog values ('CMP-101', 'Code of Conduct', 1, true, 30, '{compliance,ethics}', 'x'),"
+        " ('DEV-201', 'Python', 3, false, null, '{python,data}', 'x')"
+    )
+
+
+def enterprise(conn):
+    """Two colleagues under one manager; one leaves voluntarily after D, one involuntarily."""
+    catalog(conn)
+    employee(conn, "M1", guid="g-m1", email=f"boss@{CORP}", hire=date(2015, 1, 5), first="Bo", last="Ss")
+    for employee_id, term in (("E1", date(2026, 8, 14)), ("E2", None), ("E3", date(2026, 7, 20))):
+        employee(conn, employee_id, guid=f"g-{employee_id.lower()}", email=f"{employee_id.lower()}@{CORP}",
+                 hire=date(2022, 3, 1), term=term)  # fmt: skip
+        lms_user(conn, f"u-{employee_id.lower()}", email=f"{employee_id.lower()}@{CORP}",
+                 external_id=f"g-{employee_id.lower()}", created=datetime(2022, 3, 2, tzinfo=UTC))  # fmt: skip
+    conn.execute("update core.employee_history set manager_id = 'M1', job_level = 2 where employee_id <> 'M1'")
+    conn.execute("update core.employee_history set termination_category = 'involuntary' where employee_id = 'E3'")
+    conn.execute(
+        "insert into core.compensation_event values ('E1', '2025-04-01', 'merit_increase', 50000, 52000, 'USD', 4.0,"
+        " 'x', now()), ('E1', '2026-01-01', 'pay_freeze', 52000, 52000, 'USD', 0, 'x', now())"
+    )
+    learner = account_learner("u-e1")
+    statement(conn, "s-enrol", learner, datetime(2026, 5, 2, 9, tzinfo=UTC), event="enrolled", course="DEV-201")
+    statement(conn, "s-done", learner, datetime(2026, 6, 20, 9, tzinfo=UTC), course="DEV-201", seconds=1800)
+    statement(conn, "s-score", learner, datetime(2026, 6, 21, 9, tzinfo=UTC), event="passed", course="DEV-201",
+              score=0.8)  # fmt: skip
+    statement(conn, "s-mandatory", learner, datetime(2026, 3, 2, 9, tzinfo=UTC), event="enrolled", course="CMP-101")
+    statement(conn, "s-old", learner, datetime(2025, 6, 1, 9, tzinfo=UTC), course="DEV-201")
+
+
+def feature_row(dsn, employee_id, reference_date=D, version=1):
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            """
+            select features.* from mart.employee_features as features
+            join core.hris_employee_key as keys using (employee_key)
+            where keys.hris_employee_id = %s and reference_date = %s and feature_set_version = %s
+            """,
+            (employee_id, reference_date, version),
+        )
+        return cur.fetchone()
+
+
+def mart_tables(dsn):
+    return {
+        "features": sorted(map(repr, query(dsn, "select * from mart.employee_features"))),
+        "labels": sorted(map(repr, query(dsn, "select * from mart.turnover_label"))),
+        "daily": sorted(map(repr, query(dsn, "select * from mart.learner_daily_activity"))),
+    }
+
+
+@pytest.fixture
+def built(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+    resolve_identities(config, dsn=warehouse_dsn)
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    return summary
+
+
+def test_windows_and_hr_attributes_as_of_the_reference_date(warehouse_dsn, config, built):
+    assert built["reference_dates_built"] == [D.isoformat()]
+    row = feature_row(warehouse_dsn, "E1")
+    assert (row["enrolments_90d"], row["enrolments_180d"]) == (1, 2)
+    assert (row["completions_30d"], row["completions_90d"], row["completions_180d"]) == (1, 1, 1)
+    assert (row["completion_rate_90d"], row["completion_rate_180d"]) == (1, Decimal("0.5"))
+    assert row["mean_score_30d"] == Decimal("0.8")
+    assert row["learning_minutes_30d"] == 30 + 10  # 1800 s completion + 600 s pass
+    assert row["distinct_courses_180d"] == 2 and row["skill_tag_breadth_180d"] == 4
+    assert row["difficulty_weighted_completions_180d"] == 3
+    assert row["mandatory_courses_overdue"] == 1  # enrolled 2026-03-02, due in 30 days, never completed
+    assert row["days_since_last_activity"] == 9
+    assert (row["tenure_days"], row["job_level"], row["team_size"], row["manager_tenure_days"]) == (
+        (D - date(2022, 3, 1)).days, 2, 3, (D - date(2015, 1, 5)).days)
+    assert row["is_pay_frozen"] is True and row["months_since_last_raise"] == 14
+    assert row["last_pay_change_pct"] == 0
+    quiet = feature_row(warehouse_dsn, "E2")
+    assert quiet["completions_180d"] == 0 and quiet["completion_rate_90d"] is None
+    assert quiet["days_since_last_activity"] is None
+    assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(4,)]  # active headcount
+
+
+def test_labels_count_voluntary_exits_in_the_horizon_and_censor_the_rest(warehouse_dsn, config, built):
+    labels = dict(
+        (employee_id, (label, status))
+        for employee_id, label, status in query(
+            warehouse_dsn, "select hris_employee_id, label, label_status from mart.turnover_label")
+    )  # fmt: skip
+    assert labels["E1"] == (True, "positive")  # voluntary exit on 2026-08-14, within 90 days
+    assert labels["E3"] == (None, "censored_involuntary")
+    assert labels["E2"] == (None, "horizon_open")  # HR known only up to its last snapshot
+    assert query(warehouse_dsn, "select count(*) from mart.training_set where label") == [(1,)]
+
+
+def test_later_events_late_statements_and_hr_changes_never_change_a_built_date(warehouse_dsn, config, built):
+    before = feature_row(warehouse_dsn, "E1")
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        learner = account_learner("u-e1")
+        statement(conn, "s-after", learner, AFTER_D)  # happened after D
+        statement(conn, "s-late", learner, datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)  # stored after
+        conn.execute("update core.employee_history set valid_to = '2026-07-05' where employee_id = 'E1'")
+        employee(conn, "E1", guid="g-e1", email=f"e1@{CORP}", hire=date(2022, 3, 1), term=date(2026, 8, 14),
+                 intervals=[(date(2026, 7, 5), None, f"e1@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        conn.execute("update core.employee_history set job_level = 5 where valid_from = '2026-07-05'")
+    resolve_identities(config, dsn=warehouse_dsn)
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    assert summary["daily_mode"] == "incremental"
+    after = feature_row(warehouse_dsn, "E1")
+    assert after == before  # as known at: neither the late statement nor the HR change touched D
+    later = feature_row(warehouse_dsn, "E1", date(2026, 7, 10))
+    assert later["completions_30d"] == 3 and later["job_level"] == 5
+
+    # An explicit restatement takes the late statement in, but still nothing dated after D.
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D], restate=True)
+    restated = feature_row(warehouse_dsn, "E1")
+    assert restated["completions_30d"] == 2 and restated["job_level"] == 2
+    builds = query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s order by"
+                                  " built_at", (D,))  # fmt: skip
+    assert builds == [("first_build",), ("restatement",)]
+
+
+def test_a_void_arriving_after_the_build_recomputes_what_it_touched_as_known_at(warehouse_dsn, config, built):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # a late statement the first build never saw: the void recompute must not let it in either
+        statement(conn, "s-late", account_learner("u-e1"), datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)
+        conn.execute("update core.lms_activity set is_voided = true where statement_id = 's-done'")
+        conn.execute(
+            "insert into audit.lms_void_applied values ('s-done', 's-void', '2026-06-20 09:00+00', %s, 'b')",
+            (AFTER_D,),
+        )
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    assert summary["rows_recomputed_for_voids"] == 1
+    row = feature_row(warehouse_dsn, "E1")
+    assert (row["completions_30d"], row["difficulty_weighted_completions_180d"]) == (0, 0)
+    assert row["learning_minutes_30d"] == 10
+    assert row["lms_recomputed_reason"] == "a statement it counted was voided"
+    assert row["job_level"] == 2
+    assert query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s"
+                                " order by built_at", (D,)) == [("first_build",), ("void_recompute",)]  # fmt: skip
+
+
+def test_a_leavers_later_activity_and_a_recycled_address_before_the_hire_never_count(warehouse_dsn, config):
+    address = f"kim.lee@{CORP}"
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        catalog(conn)
+        employee(conn, "E-OLD", email=address, hire=date(2020, 1, 6), term=date(2026, 4, 30))
+        employee(conn, "E-NEW", email=address, hire=date(2026, 6, 1))
+        for n, day in enumerate((date(2026, 4, 20), date(2026, 5, 15), date(2026, 6, 10))):
+            statement(conn, f"s{n}", f"mbox:{address}", datetime(day.year, day.month, day.day, 9, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    new_hire = feature_row(warehouse_dsn, "E-NEW")
+    assert new_hire["completions_90d"] == 1  # only 2026-06-10; 05-15 belonged to nobody, 04-20 to the leaver
+    assert feature_row(warehouse_dsn, "E-OLD") is None  # not active at D
+
+
+def test_reruns_change_nothing_and_a_new_version_keeps_the_old_one(warehouse_dsn, config, built):
+    tables = mart_tables(warehouse_dsn)
+    assert build_features(config, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == []
+    assert mart_tables(warehouse_dsn) == tables
+    bumped = copy.deepcopy(config)
+    bumped["features"]["feature_set_version"] = 2
+    assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == [D.isoformat()]
+    versions = query(warehouse_dsn, "select feature_set_version, count(*) from mart.employee_features group by 1"
+                                    " order by 1")  # fmt: skip
+    assert versions == [(1, 4), (2, 4)]
+
+
+def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
+    strict = copy.deepcopy(config)
+    strict["features"]["max_null_fraction"] = {"days_since_last_activity": 0.1}  # most have no activity
+    tables = mart_tables(warehouse_dsn)
+    with pytest.raises(BadInputError) as failure:
+        build_features(strict, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    assert "days_since_last_activity is null in at most 10% of rows" in str(failure.value)
+    assert "nothing was published" in str(failure.value)
+    assert {k: v for k, v in mart_tables(warehouse_dsn).items() if k != "daily"} == {
+        k: v for k, v in tables.items() if k != "daily"}
+    assert query(warehouse_dsn, "select count(*) from audit.validation_result where suite_name = 'employee_features'"
+                                " and not success") == [(1,)]  # fmt: skip
+
+
+def test_every_feature_is_documented_once_in_the_dictionary(warehouse_dsn):
+    with open(INCLUDE_DIR / "feature_dictionary.csv", encoding="utf-8") as handle:
+        documented = [row["name"] for row in csv.DictReader(handle) if row["meaning"] and row["source"]]
+    with psycopg.connect(warehouse_dsn) as conn:
+        columns = [c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS]
+    assert len(documented) == len(set(documented))
+    assert set(documented) == set(columns)
