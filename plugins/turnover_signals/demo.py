@@ -266,10 +266,19 @@ def summarize_identity(conn: psycopg.Connection) -> list[str]:
     return ["Identity resolution (identity_resolution):", *reconciliation_lines(latest_reconciliation(conn))]
 
 
+def summarize_features(conn: psycopg.Connection) -> list[str]:
+    from turnover_signals.config import load_config
+    from turnover_signals.features.build import training_set_lines
+
+    version = int(load_config(use_variable=False)["features"]["feature_set_version"])
+    return ["Features and labels (turnover_features):", *training_set_lines(conn, version)]
+
+
 STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
     "hris_sftp_ingest": summarize_hris,
     "lms_api_ingest": summarize_lms,
     "identity_resolution": summarize_identity,
+    "turnover_features": summarize_features,
 }
 
 

@@ -97,3 +97,39 @@ def test_the_dag_resolves_reports_and_a_cleared_rerun_changes_nothing(
     dag.test(logical_date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # clear every task and rerun
     assert identity_tables(enterprise_dsn) == tables
     assert samples[0].read_text(encoding="utf-8") == sample
+
+
+def mart_tables(dsn: str) -> dict[str, list[str]]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            table: sorted(map(repr, conn.execute(f"select * from mart.{table}").fetchall()))  # noqa: S608
+            for table in ("employee_features", "turnover_label", "learner_daily_activity")
+        }
+
+
+@pytest.mark.timeout(900)
+def test_the_features_dag_builds_a_training_set_and_a_cleared_rerun_changes_nothing(
+    enterprise, enterprise_dsn, airflow_metadata_db, monkeypatch, tmp_path
+):
+    from turnover_signals.identity.resolve import resolve_identities
+
+    config = load_config(use_variable=False)
+    config["identity"]["review_sample_dir"] = str(tmp_path)
+    resolve_identities(config, dsn=enterprise_dsn)
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS_DIR / "turnover_features.py")).get_dag("turnover_features")
+    run = dag.test(logical_date=datetime(2026, 11, 1, 7, 30, tzinfo=UTC))
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    with psycopg.connect(enterprise_dsn) as conn:
+        dates, rows = conn.execute(
+            "select count(distinct reference_date), count(*) from mart.employee_features").fetchone()  # fmt: skip
+        positives, negatives = conn.execute(
+            "select count(*) filter (where label), count(*) filter (where not label) from mart.training_set"
+        ).fetchone()
+    assert dates == 24 and rows > 45_000  # 2026-10-31 and the month-ends since the first HR snapshot
+    assert positives > 500 and negatives > 20 * positives
+    tables = mart_tables(enterprise_dsn)
+
+    dag.test(logical_date=datetime(2026, 11, 1, 7, 30, tzinfo=UTC))  # clear every task and rerun
+    assert mart_tables(enterprise_dsn) == tables

@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from turnover_signals.errors import BadInputError
+from turnover_signals.identity.resolve import StepTimer
 from turnover_signals.quality.gate import RunIdentity, record_validation, run_suite
 from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
@@ -183,11 +184,13 @@ def _create_temp_from(conn: psycopg.Connection, name: str, layer: str, params: M
     )
 
 
-def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int) -> int:
+def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, timer: StepTimer) -> int:
     """Features for the rows of temp table `feature_targets` into the (committed) table `staging`."""
-    _create_temp_from(conn, "employee_lms_window_features", "staging", {})
-    _create_temp_from(conn, "employee_hr_features", "staging", {})
-    with conn.transaction():
+    with timer.step("lms_windows"):
+        _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+    with timer.step("hr_features"):
+        _create_temp_from(conn, "employee_hr_features", "staging", {})
+    with timer.step("stage_rows"), conn.transaction():
         conn.execute(sql.SQL("drop table if exists {}").format(staging))
         conn.execute(
             sql.SQL(
@@ -371,8 +374,8 @@ def apply_void_recompute(conn: psycopg.Connection, version: int) -> list[tuple]:
     ).fetchall()
 
 
-def rebuild_labels(conn: psycopg.Connection, config: Mapping[str, Any]) -> dict[str, int]:
-    """Recompute every label (outcomes become known as time passes; labels never feed features)."""
+def label_parameters(conn: psycopg.Connection, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of include/sql/mart/turnover_label.sql: horizons, and how far HR is known."""
     hr_known_through = conn.execute(
         """
         select coalesce(
@@ -380,7 +383,12 @@ def rebuild_labels(conn: psycopg.Connection, config: Mapping[str, Any]) -> dict[
             (select max(valid_from) from core.employee_history))
         """
     ).fetchone()[0]
-    params = {"horizons": [int(h) for h in config["features"]["label_horizons_days"]], "hr_known_through": hr_known_through}
+    return {"horizons": [int(h) for h in config["features"]["label_horizons_days"]], "hr_known_through": hr_known_through}
+
+
+def rebuild_labels(conn: psycopg.Connection, config: Mapping[str, Any]) -> dict[str, int]:
+    """Recompute every label (outcomes become known as time passes; labels never feed features)."""
+    params = label_parameters(conn, config)
     conn.execute("delete from mart.turnover_label")
     conn.execute(
         sql.SQL("insert into mart.turnover_label ({cols}) select {cols} from ({select}) as built").format(
@@ -412,23 +420,28 @@ def build_features(
     overlap = timedelta(days=float(config["lms"]["since_overlap_days"]))
     staging_name = f"employee_features_{build_id}"
     staging = sql.Identifier("staging", staging_name)
+    timer = StepTimer()
     with warehouse_connection(conn_id, dsn) as conn:
-        daily = refresh_learner_daily_activity(conn, overlap, build_id, full_daily_rebuild)
-        dates = dates_to_build(conn, config, reference_dates, restate)
-        marks = dict(zip(("lms_stored_high_water", "hris_known_at_high_water", "lms_cutoff_date"), conn.execute(
-            "select max(stored_at), (select max(known_at) from core.employee_history),"
-            " (max(stored_at) at time zone 'UTC')::date from core.lms_activity").fetchone(), strict=True))  # fmt: skip
+        with timer.step("daily_refresh"):
+            daily = refresh_learner_daily_activity(conn, overlap, build_id, full_daily_rebuild)
+        with timer.step("select_dates"):
+            dates = dates_to_build(conn, config, reference_dates, restate)
+            marks = dict(zip(("lms_stored_high_water", "hris_known_at_high_water", "lms_cutoff_date"), conn.execute(
+                "select max(stored_at), (select max(known_at) from core.employee_history),"
+                " (max(stored_at) at time zone 'UTC')::date from core.lms_activity").fetchone(), strict=True))  # fmt: skip
         try:
             outcome = None
             if dates:
-                _create_temp_from(conn, "feature_targets", "staging",
-                                  {"reference_dates": dates, "lms_cutoff_date": marks["lms_cutoff_date"]})  # fmt: skip
-                staged = build_feature_rows(conn, staging, version)
-                outcome = run_suite(
-                    sqlalchemy_url(conn_id, dsn), features_suite(config), data_asset="employee_features",
-                    batch_identifier=f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
-                    pii_columns=config["quality"]["pii_columns"], table=("staging", staging_name),
-                )  # fmt: skip
+                with timer.step("targets"):
+                    _create_temp_from(conn, "feature_targets", "staging",
+                                      {"reference_dates": dates, "lms_cutoff_date": marks["lms_cutoff_date"]})  # fmt: skip
+                staged = build_feature_rows(conn, staging, version, timer)
+                with timer.step("gate"):
+                    outcome = run_suite(
+                        sqlalchemy_url(conn_id, dsn), features_suite(config), data_asset="employee_features",
+                        batch_identifier=f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
+                        pii_columns=config["quality"]["pii_columns"], table=("staging", staging_name),
+                    )  # fmt: skip
                 if not outcome.success:
                     with conn.transaction():
                         record_validation(conn, outcome, run)
@@ -439,26 +452,30 @@ def build_features(
                         "learning activity), fix it or adjust features.max_null_fraction, then clear build_features",
                         "turnover_features",
                     )
-            recomputed = void_recompute_targets(conn, daily["voided_groups"], version)
-            if recomputed:
-                _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+            with timer.step("void_targets"):
+                recomputed = void_recompute_targets(conn, daily["voided_groups"], version)
+                if recomputed:
+                    _create_temp_from(conn, "employee_lms_window_features", "staging", {})
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (FEATURES_LOCK_ID,))
-                if outcome is not None:
-                    record_validation(conn, outcome, run)
-                    counts = publish_new_rows(conn, staging, dates, version, restate, build_id)
-                    _insert_audit_rows(conn, build_id, "restatement" if restate else "first_build", version, run,
-                                       marks, counts, outcome.validation_id)  # fmt: skip
-                if recomputed:
-                    _insert_audit_rows(conn, build_id, "void_recompute", version, run, marks,
-                                       apply_void_recompute(conn, version), None)  # fmt: skip
-                labels = rebuild_labels(conn, config)
+                with timer.step("publish"):
+                    if outcome is not None:
+                        record_validation(conn, outcome, run)
+                        counts = publish_new_rows(conn, staging, dates, version, restate, build_id)
+                        _insert_audit_rows(conn, build_id, "restatement" if restate else "first_build", version,
+                                           run, marks, counts, outcome.validation_id)  # fmt: skip
+                    if recomputed:
+                        _insert_audit_rows(conn, build_id, "void_recompute", version, run, marks,
+                                           apply_void_recompute(conn, version), None)  # fmt: skip
+                with timer.step("labels"):
+                    labels = rebuild_labels(conn, config)
         finally:
             conn.execute(sql.SQL("drop table if exists {}").format(staging))
     summary = {
         "build_id": build_id, "feature_set_version": version, "reference_dates_built": [d.isoformat() for d in dates],
         "rows_built": staged if dates else 0, "rows_recomputed_for_voids": recomputed,
         "daily_mode": daily["daily_mode"], "daily_rows_written": daily["daily_rows_written"], "labels": labels,
+        "seconds": timer.seconds,
     }  # fmt: skip
     log.info("features built: %s", summary)
     return summary
@@ -477,29 +494,33 @@ def reference_dates_for_run(context: Mapping[str, Any], requested: Sequence[str]
 
 def training_set_summary(config: Mapping[str, Any], dsn: str | None = None) -> list[str]:
     """Shape, label balance and a few feature distributions of `mart.training_set`, as readable lines."""
-    version = int(config["features"]["feature_set_version"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        rows, dates, employees, positives = conn.execute(
-            "select count(*), count(distinct reference_date), count(distinct employee_key), count(*) filter (where label)"
-            " from mart.training_set where feature_set_version = %s", (version,)).fetchone()  # fmt: skip
-        statuses = conn.execute(
-            "select label_status, count(*) from mart.turnover_label group by 1 order by 1").fetchall()  # fmt: skip
-        columns = len([c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS])
-        lines = [
-            f"training set (feature set v{version}): {rows} rows x {columns} features, {dates} reference dates, "
-            f"{employees} employees; positives {positives} ({positives / rows:.1%})" if rows else
-            "training set: empty (no reference date has a label yet)",
-            "labels by status: " + ", ".join(f"{status} {count}" for status, count in statuses),
-        ]
-        for feature in ("completions_90d", "learning_minutes_90d", "engagement_trend", "days_since_last_activity",
-                        "tenure_days"):
-            stats = conn.execute(
-                sql.SQL(
-                    "select label, round(avg({0})::numeric, 2), percentile_cont(0.5) within group (order by {0})"
-                    " from mart.training_set where feature_set_version = %s group by label order by label"
-                ).format(sql.Identifier(feature)),
-                (version,),
-            ).fetchall()
-            lines.append(f"  {feature}: " + "; ".join(
-                f"{'leavers' if label else 'stayers'} mean {mean} median {median}" for label, mean, median in stats))  # fmt: skip
+        return training_set_lines(conn, int(config["features"]["feature_set_version"]))
+
+
+def training_set_lines(conn: psycopg.Connection, version: int) -> list[str]:
+    """The lines of `training_set_summary` from an open connection."""
+    rows, dates, employees, positives = conn.execute(
+        "select count(*), count(distinct reference_date), count(distinct employee_key), count(*) filter (where label)"
+        " from mart.training_set where feature_set_version = %s", (version,)).fetchone()  # fmt: skip
+    statuses = conn.execute(
+        "select label_status, count(*) from mart.turnover_label group by 1 order by 1").fetchall()  # fmt: skip
+    columns = len([c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS])
+    lines = [
+        f"training set (feature set v{version}): {rows} rows x {columns} features, {dates} reference dates, "
+        f"{employees} employees; positives {positives} ({positives / rows:.1%})" if rows else
+        "training set: empty (no reference date has a label yet)",
+        "labels by status: " + ", ".join(f"{status} {count}" for status, count in statuses),
+    ]
+    for feature in ("completions_90d", "learning_minutes_90d", "engagement_trend", "days_since_last_activity",
+                    "tenure_days"):
+        stats = conn.execute(
+            sql.SQL(
+                "select label, round(avg({0})::numeric, 2), percentile_cont(0.5) within group (order by {0})"
+                " from mart.training_set where feature_set_version = %s group by label order by label"
+            ).format(sql.Identifier(feature)),
+            (version,),
+        ).fetchall()
+        lines.append(f"  {feature}: " + "; ".join(
+            f"{'leavers' if label else 'stayers'} mean {mean} median {median}" for label, mean, median in stats))  # fmt: skip
     return lines
