@@ -396,6 +396,7 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
             table=(check_relation.schema, check_relation.table),
             parameters=checks.parameters(),
             pii_columns=config["quality"]["pii_columns"],
+            data_docs_dir=config["quality"]["data_docs_dir"],
         )
     finally:
         drop_check_relation(conn, check_relation)

@@ -84,6 +84,7 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
                 sqlalchemy_url(config["connections"]["warehouse"], dsn), catalog_suite(), data_asset="course_catalog",
                 batch_identifier=f"{path.name}@{sha256}",
                 table=("staging", f"course_catalog_{sha256[:16]}"), pii_columns=(),
+                data_docs_dir=config["quality"]["data_docs_dir"],
             )  # fmt: skip
             with conn.transaction():
                 record_validation(conn, outcome, run)

@@ -296,6 +296,7 @@ class StatementExtraction:
                 batch_identifier=f"{stats.source} stored>{stats.requested_since.isoformat()} batch {chunk.batch_id}",
                 table=("staging", chunk.checks_name),
                 pii_columns=self.config["quality"]["pii_columns"],
+                data_docs_dir=self.config["quality"]["data_docs_dir"],
             )
         reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0
         passed = outcome is None or outcome.success

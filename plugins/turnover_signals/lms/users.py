@@ -128,6 +128,7 @@ def extract_users(
                     data_asset="lms_user_batch", batch_identifier=f"{source} {mode} pull batch {batch_id}",
                     table=("staging", f"scim_batch_{batch_id}"),
                     pii_columns=config["quality"]["pii_columns"],
+                    data_docs_dir=config["quality"]["data_docs_dir"],
                 )  # fmt: skip
             passed = outcome is None or outcome.success
             with conn.transaction():

@@ -17,11 +17,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy.pool import NullPool
+
+from turnover_signals.paths import data_path
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +117,20 @@ def _masked_list(values: Iterable[Any], is_pii: bool, limit: int = 10) -> list[A
     return [mask_value(v) for v in values] if is_pii else values
 
 
+def is_pii_result(result: Any, pii_columns: Iterable[str]) -> bool:
+    """Whether an expectation result is about a PII column (or one derived from it)."""
+    kwargs = result.expectation_config.kwargs
+    columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"), *(kwargs.get("column_list") or ())}
+    pii = set(pii_columns)
+    # Derived columns (`work_email_parsed`, `employee_id_duplicate`, ...) carry their source's values.
+    return any(c in pii or any(c.startswith(f"{p}_") for p in pii) for c in columns - {None})
+
+
 def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dict[str, Any]:
     """A JSON-safe, PII-masked summary of one GX expectation result."""
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
-    columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")} - {None}
-    pii = set(pii_columns)
-    # Derived columns (`work_email_parsed`, `employee_id_duplicate`, ...) carry their source's values.
-    is_pii = any(c in pii or any(c.startswith(f"{p}_") for p in pii) for c in columns)
+    is_pii = is_pii_result(result, pii_columns)
     raw = result.result or {}
     observed: Any
     if "unexpected_count" in raw:
@@ -144,6 +153,62 @@ def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dic
     }
 
 
+# Keys of a GX expectation result that hold values read from the data.
+VALUE_KEYS = ("partial_unexpected_list", "unexpected_list", "partial_unexpected_index_list", "unexpected_index_list",
+              "observed_value", "details")  # fmt: skip
+
+
+def mask_validation_result(result: Any, pii_columns: Iterable[str]) -> Any:
+    """Replace, in place, every value a PII expectation read from the data by its mask (for Data Docs)."""
+    pii = tuple(pii_columns)
+    for item in result.results:
+        if not item.result or not is_pii_result(item, pii):
+            continue
+        for key in VALUE_KEYS:
+            value = item.result.get(key)
+            if isinstance(value, list):
+                item.result[key] = [mask_value(v) for v in value]
+            elif value is not None:
+                item.result[key] = mask_value(value)
+        counts = item.result.get("partial_unexpected_counts")
+        if counts:
+            item.result["partial_unexpected_counts"] = [
+                {"value": mask_value(c.get("value")), "count": c.get("count")} for c in counts
+            ]
+    return result
+
+
+def configured_data_docs_dir() -> Path:
+    """`quality.data_docs_dir` of the effective configuration (the Variable counts inside a task)."""
+    from turnover_signals.config import load_config
+
+    try:
+        from airflow.sdk import get_current_context
+
+        get_current_context()
+        in_task = True
+    except Exception:  # noqa: BLE001 - outside a running task there is no context (and no Variable)
+        in_task = False
+    return data_path(load_config(use_variable=in_task)["quality"]["data_docs_dir"])
+
+
+def write_data_docs(result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str],
+                    data_docs_dir: str | Path | None = None) -> str:  # fmt: skip
+    """Render the (PII-masked) validation result as a GX Data Docs page; one new file per validation run."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    document = ValidationResultsPageRenderer().render(mask_validation_result(result, pii_columns))
+    html = DefaultJinjaPageView().render(document)
+    base = data_path(data_docs_dir) if data_docs_dir is not None else configured_data_docs_dir()
+    directory = base / outcome.suite_name / outcome.validated_at.strftime("%Y-%m-%d")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{outcome.validated_at:%Y%m%dT%H%M%SZ}__{outcome.validation_id}.html"
+    with open(path, "x", encoding="utf-8") as handle:  # "x": a page is never overwritten
+        handle.write(html)
+    return str(path)
+
+
 def run_suite(
     sqlalchemy_url: str,
     suite: SuiteDefinition,
@@ -153,15 +218,18 @@ def run_suite(
     parameters: Mapping[str, Any] | None = None,
     pii_columns: Iterable[str] = (),
     table: tuple[str, str] | None = None,
+    data_docs_dir: str | Path | None = None,
 ) -> ValidationOutcome:
     """Validate a warehouse table (`table` = (schema, name)) or the rows of a read-only `query`.
 
     Prefer `table`: for a query asset GX runs the whole query once just to learn its columns,
-    pulling every row into the worker (+660 MiB for a million-row file).
+    pulling every row into the worker (+660 MiB for a million-row file). Every run also writes
+    its Data Docs page under `data_docs_dir` (default: `quality.data_docs_dir` of the config).
     """
     if (query is None) == (table is None):
         raise ValueError("give exactly one of query and table")
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     context = gx.get_context(mode="ephemeral")
     # The generic SQL data source (not add_postgres) accepts every URL SQLAlchemy does, such as
@@ -190,9 +258,14 @@ def run_suite(
         validated_at = datetime.now(UTC)
         # A passing batch needs only the verdicts; the unexpected-value samples and counts that an
         # auditor needs are computed by a second, fuller run only when something failed.
-        result = definition.run(expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY")
+        # The run name is what was validated (file and sha256, LMS batch, reference dates): Data
+        # Docs show it on the page.
+        run_id = RunIdentifier(run_name=batch_identifier[:200], run_time=validated_at)
+        result = definition.run(expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY",
+                                run_id=run_id)  # fmt: skip
         if not result.success:
-            result = definition.run(expectation_parameters=dict(parameters or {}), result_format="SUMMARY")
+            result = definition.run(expectation_parameters=dict(parameters or {}), result_format="SUMMARY",
+                                    run_id=run_id)  # fmt: skip
     finally:
         # Without this, a process that validates many batches (dag.test, a long-lived worker)
         # runs the warehouse out of connections.
@@ -212,10 +285,11 @@ def run_suite(
         validated_at=validated_at,
         failed=[s for s in summaries if not s["success"]],
     )
+    outcome.data_docs_path = write_data_docs(result, outcome, pii_columns, data_docs_dir)
     log.info(
-        "validation %s on %s: %s (%s of %s expectations met)",
+        "validation %s on %s: %s (%s of %s expectations met); Data Docs: %s",
         suite.name, data_asset, "passed" if outcome.success else "FAILED",
-        stats.get("successful_expectations"), stats.get("evaluated_expectations"),
+        stats.get("successful_expectations"), stats.get("evaluated_expectations"), outcome.data_docs_path,
     )
     return outcome
 
