@@ -246,7 +246,8 @@ def run_suite(
         else:
             asset = source.add_query_asset(name=data_asset, query=query)
         batch_definition = asset.add_batch_definition_whole_table("whole_batch")
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
+        # The name GX shows on the Data Docs page carries the version, so a changed suite is visible there.
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{suite.name} v{suite.version}+{suite.fingerprint}"))
         for expectation in suite.expectations:
             # GX binds an expectation to one suite; a copy keeps SuiteDefinition reusable.
             bound = copy.copy(expectation)

@@ -1,0 +1,185 @@
+"""The "Data quality" page: validation runs from `audit.validation_result`, with their Data Docs pages.
+
+Served by the Airflow API server as a plugin FastAPI app (see `plugins/data_quality_plugin.py`).
+Airflow mounts plugin apps without its authentication, so every route here depends on
+`authorized_user`: the caller must present a valid Airflow token (the UI's session cookie or an
+`Authorization: Bearer` header), and sees only validation runs of DAGs it may read; runs made
+outside a DAG need read access to all DAGs.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import psycopg
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse
+from psycopg.rows import dict_row
+
+LIST_COLUMNS = (
+    "validation_id", "validated_at", "suite_name", "suite_version", "data_asset", "batch_identifier", "success",
+    "evaluated_expectations", "failed_expectation_count", "dag_id", "run_id", "task_id", "map_index", "try_number",
+    "data_docs_path",
+)  # fmt: skip
+
+
+# Airflow's own dependency: a valid JWT from the `Authorization: Bearer` header or the UI's session
+# cookie, else 401 (403 for a forged token).
+UserDep = Annotated[Any, Depends(get_user)]
+
+
+def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None]:
+    """Which of these DAG ids (None = no DAG) the user may read task instances of."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager = get_auth_manager()
+    allowed: set[str | None] = set()
+    for dag_id in set(dag_ids):
+        if manager.is_authorized_dag(
+            method="GET", user=user, access_entity=DagAccessEntity.TASK_INSTANCE,
+            details=DagDetails(id=dag_id) if dag_id else None,
+        ):  # fmt: skip
+            allowed.add(dag_id)
+    return allowed
+
+
+def _warehouse() -> psycopg.Connection:
+    from turnover_signals.config import load_config
+    from turnover_signals.warehouse import resolve_dsn
+
+    conn_id = load_config(use_variable=False)["connections"]["warehouse"]
+    dsn = resolve_dsn(None)
+    if dsn:
+        return psycopg.connect(dsn)
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=conn_id).get_conn()
+
+
+def fetch_validations(filters: Mapping[str, Any], limit: int = 500) -> list[dict[str, Any]]:
+    """Validation runs, newest first, matching the given filters (all optional)."""
+    clauses, params = [], {}
+    for column in ("suite_name", "dag_id", "run_id", "task_id"):
+        if filters.get(column):
+            clauses.append(f"{column} = %({column})s")
+            params[column] = filters[column]
+    if filters.get("map_index") is not None and filters["map_index"] >= 0:
+        clauses.append("coalesce(map_index, -1) = %(map_index)s")
+        params["map_index"] = filters["map_index"]
+    if filters.get("status") in ("passed", "failed"):
+        clauses.append("success = %(success)s")
+        params["success"] = filters["status"] == "passed"
+    if filters.get("since"):
+        clauses.append("validated_at >= %(since)s")
+        params["since"] = filters["since"]
+    where = " and ".join(clauses) or "true"
+    query = f"select {', '.join(LIST_COLUMNS)} from audit.validation_result where {where}"  # noqa: S608 - fixed names
+    with _warehouse() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query + " order by validated_at desc limit %(limit)s", {**params, "limit": limit})
+        return cur.fetchall()
+
+
+def visible(user: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    allowed = readable_dag_ids(user, (row["dag_id"] for row in rows))
+    return [row for row in rows if row["dag_id"] in allowed]
+
+
+def _cell(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: list[str]) -> str:
+    """The page: a filter form and one table row per validation run, linking to its Data Docs."""
+    options = "".join(
+        f'<option value="{_cell(s)}"{" selected" if s == filters.get("suite_name") else ""}>{_cell(s)}</option>'
+        for s in suites
+    )
+    statuses = "".join(
+        f'<option value="{s}"{" selected" if s == filters.get("status") else ""}>{s or "any"}</option>'
+        for s in ("", "passed", "failed")
+    )
+    body = []
+    for row in rows:
+        task = f"{row['task_id'] or ''}" + ("" if row["map_index"] is None else f"[{row['map_index']}]")
+        docs = f'<a href="docs/{_cell(row["validation_id"])}">Data Docs</a>' if row["data_docs_path"] else "—"
+        run_link = "?" + urlencode({"dag_id": row["dag_id"] or "", "run_id": row["run_id"] or ""})
+        body.append(
+            "<tr>"
+            f"<td>{_cell(row['validated_at'])}</td><td>{_cell(row['suite_name'])}<br><small>"
+            f"{_cell(row['suite_version'])}</small></td><td>{_cell(row['batch_identifier'])}</td>"
+            f"<td class={'ok' if row['success'] else 'bad'}>{'passed' if row['success'] else 'FAILED'}</td>"
+            f"<td>{_cell(row['failed_expectation_count'])} / {_cell(row['evaluated_expectations'])}</td>"
+            f"<td><a href=\"{_cell(run_link)}\">{_cell(row['dag_id'])}<br><small>{_cell(row['run_id'])}</small></a></td>"
+            f"<td>{_cell(task)} try {_cell(row['try_number'])}</td><td>{docs}</td>"
+            "</tr>"
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Data quality</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:.35em;text-align:left;vertical-align:top}}
+.ok{{color:#16794c}}.bad{{color:#b42318;font-weight:bold}}form *{{margin-right:.6em}}</style></head><body>
+<h1>Data quality</h1>
+<p>Every Great Expectations validation run of the turnover-signals pipelines: what was checked, on which
+file, batch or reference date, with what outcome. Unexpected values from PII columns are masked.</p>
+<form method="get">
+<label>Suite <select name="suite_name"><option value="">any</option>{options}</select></label>
+<label>Status <select name="status">{statuses}</select></label>
+<label>DAG <input name="dag_id" value="{_cell(filters.get('dag_id'))}"></label>
+<label>Run <input name="run_id" value="{_cell(filters.get('run_id'))}"></label>
+<label>Task <input name="task_id" value="{_cell(filters.get('task_id'))}"></label>
+<label>Since <input name="since" type="date" value="{_cell(filters.get('since'))}"></label>
+<button type="submit">Filter</button></form>
+<p>{len(rows)} validation run(s)</p>
+<table><thead><tr><th>validated at (UTC)</th><th>suite</th><th>what was validated</th><th>outcome</th>
+<th>failed / evaluated</th><th>DAG run</th><th>task</th><th>report</th></tr></thead>
+<tbody>{"".join(body)}</tbody></table></body></html>"""
+
+
+def create_app() -> FastAPI:
+    """The plugin's FastAPI app (mounted by Airflow under the plugin's url_prefix)."""
+    app = FastAPI(title="turnover-signals data quality", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def validation_runs(
+        user: UserDep,
+        suite_name: str | None = None,
+        status: str | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        map_index: Annotated[int | None, Query()] = None,
+        since: str | None = None,
+    ) -> str:
+        filters = {"suite_name": suite_name, "status": status, "dag_id": dag_id, "run_id": run_id,
+                   "task_id": task_id, "map_index": map_index, "since": since}  # fmt: skip
+        rows = visible(user, fetch_validations(filters))
+        suites = sorted({row["suite_name"] for row in visible(user, fetch_validations({}, limit=2000))})
+        return render_page(rows, filters, suites)
+
+    @app.get("/api/validations")
+    def validation_runs_json(user: UserDep, suite_name: str | None = None, status: str | None = None,
+                             dag_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        filters = {"suite_name": suite_name, "status": status, "dag_id": dag_id, "run_id": run_id}
+        return [{k: (str(v) if k == "validated_at" else v) for k, v in row.items()}
+                for row in visible(user, fetch_validations(filters))]  # fmt: skip
+
+    @app.get("/docs/{validation_id}")
+    def data_docs_page(user: UserDep, validation_id: str) -> FileResponse:
+        with _warehouse() as conn:
+            row = conn.execute(
+                "select dag_id, data_docs_path from audit.validation_result where validation_id = %s",
+                (validation_id,),
+            ).fetchone()
+        if row is None or not row[1] or row[0] not in readable_dag_ids(user, [row[0]]):
+            raise HTTPException(status_code=404, detail="no such validation run")
+        path = Path(row[1])
+        if path.suffix != ".html" or not path.is_file():
+            raise HTTPException(status_code=404, detail="the Data Docs page is no longer on disk")
+        return FileResponse(path, media_type="text/html")
+
+    return app
