@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -130,6 +130,20 @@ def test_the_features_dag_builds_a_training_set_and_a_cleared_rerun_changes_noth
     assert dates == 24 and rows > 45_000  # 2026-10-31 and the month-ends since the first HR snapshot
     assert positives > 500 and negatives > 20 * positives
     tables = mart_tables(enterprise_dsn)
+
+    # Lineage: a feature row traces back to its build, the identity run, HRIS files and LMS batches,
+    # each with a passed validation and its Data Docs page.
+    from turnover_signals.quality.lineage import trace_feature_row
+
+    with psycopg.connect(enterprise_dsn) as conn:
+        employee_key = conn.execute(
+            "select employee_key from mart.employee_features where reference_date = '2026-06-30'"
+            " and completions_180d > 2 order by employee_key limit 1").fetchone()[0]  # fmt: skip
+    sources = trace_feature_row(config, employee_key, date(2026, 6, 30), dsn=enterprise_dsn)
+    kinds = {row["source_kind"] for row in sources}
+    assert kinds == {"feature_build", "identity_run", "hris_file", "lms_batch"}
+    assert any(row["source_name"].startswith("employees_") for row in sources)
+    assert all(row["validation_success"] and row["data_docs_path"] for row in sources), sources
 
     dag.test(logical_date=datetime(2026, 11, 1, 7, 30, tzinfo=UTC))  # clear every task and rerun
     assert mart_tables(enterprise_dsn) == tables
