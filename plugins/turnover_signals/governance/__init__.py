@@ -1,0 +1,1 @@
+"""Data governance: the pseudonymization key behind the `analytics` views, and role privileges."""
