@@ -26,3 +26,8 @@ EMPLOYEE_FEATURES = Asset(
     uri="turnover-signals://warehouse/mart/employee_features",
     group="turnover_signals",
 )
+TURNOVER_RISK_SCORE = Asset(
+    name="turnover_signals_turnover_risk_score",
+    uri="turnover-signals://warehouse/mart/turnover_risk_score",
+    group="turnover_signals",
+)

@@ -274,11 +274,21 @@ def summarize_features(conn: psycopg.Connection) -> list[str]:
     return ["Features and labels (turnover_features):", *training_set_lines(conn, version)]
 
 
+def summarize_model(conn: psycopg.Connection) -> list[str]:
+    from turnover_signals.config import load_config
+    from turnover_signals.model.summary import registry_lines
+
+    metric = load_config(use_variable=False)["model"]["promotion_metric"]
+    return ["Turnover model (turnover_model): HR only vs HR + LMS on the same time-based split",
+            *registry_lines(conn, metric)]  # fmt: skip
+
+
 STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
     "hris_sftp_ingest": summarize_hris,
     "lms_api_ingest": summarize_lms,
     "identity_resolution": summarize_identity,
     "turnover_features": summarize_features,
+    "turnover_model": summarize_model,
 }
 
 

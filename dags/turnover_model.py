@@ -1,0 +1,103 @@
+"""
+### turnover_model
+
+**Purpose:** train the pilot voluntary-turnover model on `mart.training_set` twice — HR features
+only, and HR + LMS features — on the same time-based split; report ROC AUC, PR AUC, top-decile
+precision and recall and the Brier score of both with bootstrap intervals, and the lift of the
+learning signals; register both in `audit.model_registry`; promote the better one if it is at
+least as good as the champion on `model.promotion_metric`; score the latest reference date into
+`mart.turnover_risk_score`; write an HTML report with the plots.
+
+**Inputs:** `mart.training_set`, `mart.employee_features` (asset from `turnover_features`).
+
+**Flow:** migrate → train and evaluate both models (artifacts under `model.artifact_dir`, report
+under `model.report_dir`) → promotion decision (params: `allow_promotion`, `force_promotion`) →
+score employees with the champion → log the summary.
+
+**Schedule:** monthly, on the 2nd at 09:00 UTC (after the month-end features), and on demand.
+**Owner:** people-analytics data engineering. **Runbook:** README.md#runbook-turnover_model —
+rollback: `python -m turnover_signals.model.registry rollback --reason "..."`. Every task is safe
+to clear and rerun: a rerun of the same DAG run re-registers the same model versions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.assets import TURNOVER_RISK_SCORE
+
+
+@dag(
+    dag_id="turnover_model",
+    schedule=CronTriggerTimetable("0 9 2 * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "allow_promotion": Param(True, type="boolean", description="false: register and report only"),
+        "force_promotion": Param(False, type="boolean", description="promote even if worse than the champion"),
+    },
+    tags=["turnover-signals", "model"],
+    doc_md=__doc__,
+)
+def turnover_model():
+    @task
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    @task
+    def train_models() -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.model.pipeline import train_and_register
+
+        with bad_input_fails_without_retry():
+            return train_and_register(load_config(), current_run_identity())
+
+    @task
+    def promote_champion(trained: dict, params: dict | None = None) -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry
+        from turnover_signals.config import load_config
+        from turnover_signals.model.registry import promote_challenger
+
+        params = params or {}
+        with bad_input_fails_without_retry():
+            return promote_challenger(load_config(), trained["training_run_id"],
+                                      allow_promotion=bool(params.get("allow_promotion", True)),
+                                      force=bool(params.get("force_promotion")))  # fmt: skip
+
+    @task(outlets=[TURNOVER_RISK_SCORE])
+    def score_employees(decision: dict) -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry
+        from turnover_signals.config import load_config
+        from turnover_signals.model.score import score_latest_reference_date
+
+        with bad_input_fails_without_retry():
+            return score_latest_reference_date(load_config())
+
+    @task
+    def report_model_run(trained: dict, decision: dict, scored: dict) -> list:
+        import logging
+
+        from turnover_signals.model.summary import model_run_lines
+
+        lines = model_run_lines(trained, decision, scored)
+        logging.getLogger(__name__).info("\n".join(lines))
+        return lines
+
+    trained = train_models()
+    decision = promote_champion(trained)
+    scored = score_employees(decision)
+    migrate_warehouse() >> trained
+    report_model_run(trained, decision, scored)
+
+
+turnover_model()

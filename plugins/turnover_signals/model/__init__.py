@@ -1,0 +1,1 @@
+"""The pilot turnover model: time-based training, evaluation with intervals, registry, scores, report."""

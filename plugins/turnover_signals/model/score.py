@@ -1,0 +1,77 @@
+"""Scores for retention programs: the champion's risk for every employee at the latest reference date.
+
+`mart.turnover_risk_score` keeps one row per employee per reference date; scoring a date again
+(a new champion, a rollback) replaces that date's rows in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.model.dataset import RUNBOOK_SECTION, load_scoring_rows
+from turnover_signals.model.registry import champion
+from turnover_signals.model.train import load_artifact, top_contributions
+from turnover_signals.warehouse import warehouse_connection
+
+INSERT_SQL = """
+insert into mart.turnover_risk_score (employee_key, reference_date, feature_set_version, model_version, score,
+                                      risk_rank, risk_band, top_features, scored_at)
+values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+def risk_bands(scores: np.ndarray, shares: Mapping[str, float]) -> tuple[np.ndarray, list[str]]:
+    """Rank 1 = highest score; the top `shares['high']` are high, the next `shares['elevated']` elevated."""
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty(len(scores), dtype=int)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    high_cut = len(scores) * float(shares["high"])
+    elevated_cut = high_cut + len(scores) * float(shares["elevated"])
+    bands = ["high" if r <= high_cut else "elevated" if r <= elevated_cut else "low" for r in ranks]
+    return ranks, bands
+
+
+def score_latest_reference_date(config: Mapping[str, Any], dsn: str | None = None) -> dict[str, Any]:
+    """Score every employee at the latest built reference date with the champion, replacing that date."""
+    with threadpool_limits(limits=int(config["model"]["threads"])):
+        return _score_latest_reference_date(config, dsn)
+
+
+def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> dict[str, Any]:
+    model_config = config["model"]
+    version = int(config["features"]["feature_set_version"])
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        current = champion(conn)
+        if current is None:
+            raise BadInputError("audit.model_registry", "no champion model",
+                                "run turnover_model (or roll back to a registered model)", RUNBOOK_SECTION)  # fmt: skip
+        model = load_artifact(current["artifact_path"], current["artifact_sha256"])
+        rows = load_scoring_rows(conn, version, model.features)
+        if rows.empty:
+            raise BadInputError("mart.employee_features", f"no rows for feature set version {version}",
+                                "run turnover_features first", RUNBOOK_SECTION)  # fmt: skip
+        scores = model.predict(rows)
+        ranks, bands = risk_bands(scores, model_config["risk_bands"])
+        contributions = top_contributions(model, rows, int(model_config["top_features_per_employee"]))
+        reference_date = rows["reference_date"].iloc[0]
+        scored_at = datetime.now(UTC)
+        with conn.transaction():
+            conn.execute("delete from mart.turnover_risk_score where reference_date = %s", (reference_date,))
+            with conn.cursor() as cur:
+                cur.executemany(INSERT_SQL, [
+                    (int(key), reference_date, version, current["model_version"], float(score), int(rank), band,
+                     json.dumps(top), scored_at)
+                    for key, score, rank, band, top in zip(
+                        rows["employee_key"], scores, ranks, bands, contributions, strict=True)
+                ])  # fmt: skip
+    return {
+        "reference_date": str(reference_date), "model_version": current["model_version"], "employees": len(rows),
+        "high": bands.count("high"), "elevated": bands.count("elevated"), "mean_score": float(scores.mean()),
+    }  # fmt: skip

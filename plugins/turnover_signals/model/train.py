@@ -1,0 +1,157 @@
+"""Fitting one feature set: candidate algorithms, selection and calibration on later dates.
+
+Each candidate (logistic regression, gradient boosting) is fitted on the fit dates; the one
+with the better score on the calibration dates (the promotion metric) is kept and its
+probabilities are calibrated on those same later dates (Platt scaling on a frozen model), so
+the published probabilities mean what they say. Nothing here ever sees the test dates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.model.dataset import CATEGORICAL_FEATURES, RUNBOOK_SECTION, as_numeric_frame
+from turnover_signals.model.metrics import SortedScores, weighted_metrics
+
+RANDOM_STATE = 20261101
+
+
+def preprocessor(features: Sequence[str]) -> ColumnTransformer:
+    numeric = [f for f in features if f not in CATEGORICAL_FEATURES]
+    categorical = [f for f in features if f in CATEGORICAL_FEATURES]
+    return ColumnTransformer(
+        [
+            # Missing LMS values mean "no activity", which is itself a signal: keep an indicator.
+            ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
+        ]
+    )
+
+
+def candidate(algorithm: str, features: Sequence[str]) -> Pipeline:
+    if algorithm == "logistic_regression":
+        estimator = LogisticRegression(C=0.1, max_iter=2000)
+    elif algorithm == "gradient_boosting":
+        estimator = HistGradientBoostingClassifier(
+            learning_rate=0.08, max_iter=100, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
+            early_stopping=False, random_state=RANDOM_STATE,
+        )  # fmt: skip
+    else:
+        raise BadInputError(
+            "model.algorithms", f"unknown algorithm {algorithm!r}",
+            "use logistic_regression and/or gradient_boosting", RUNBOOK_SECTION,
+        )  # fmt: skip
+    return Pipeline([("prepare", preprocessor(features)), ("classify", estimator)])
+
+
+@dataclass
+class FittedModel:
+    """A calibrated model of one feature set and what chose it."""
+
+    feature_set: str
+    features: list[str]
+    algorithm: str
+    estimator: CalibratedClassifierCV
+    selection: dict[str, float]  # the promotion metric of each candidate on the calibration dates
+    baseline_values: dict[str, float | str]  # a typical value per feature, for contributions
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.estimator.predict_proba(as_numeric_frame(frame, self.features))[:, 1]
+
+
+def fit_feature_set(
+    feature_set: str, features: list[str], fit: pd.DataFrame, calibration: pd.DataFrame,
+    algorithms: Sequence[str], metric: str,
+) -> FittedModel:  # fmt: skip
+    """Fit each algorithm on `fit`, keep the best on `calibration`, calibrate it there."""
+    for part, rows in (("fit", fit), ("calibration", calibration)):
+        if rows["label"].nunique() < 2:
+            raise BadInputError(
+                "mart.training_set", f"the {part} dates hold only one label class",
+                "build more reference dates or check the labels (mart.turnover_label)", RUNBOOK_SECTION,
+            )  # fmt: skip
+    x_fit, y_fit = as_numeric_frame(fit, features), fit["label"].to_numpy()
+    x_cal, y_cal = as_numeric_frame(calibration, features), calibration["label"].to_numpy()
+    fitted, selection = {}, {}
+    for algorithm in algorithms:
+        pipeline = candidate(algorithm, features).fit(x_fit, y_fit)
+        fitted[algorithm] = pipeline
+        selection[algorithm] = weighted_metrics(SortedScores.of(pipeline.predict_proba(x_cal)[:, 1], y_cal))[metric]
+    best = max(selection, key=lambda a: selection[a])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid").fit(x_cal, y_cal)
+    baseline = {
+        f: (x_fit[f].mode().iloc[0] if f in CATEGORICAL_FEATURES else float(np.nanmedian(x_fit[f])))
+        for f in features
+    }
+    return FittedModel(feature_set, features, best, calibrated, selection, baseline)
+
+
+def top_contributions(model: FittedModel, frame: pd.DataFrame, top: int) -> list[list[dict]]:
+    """Per row, the features that raise its score most over a typical value (occlusion), largest first.
+
+    Model-agnostic: each feature in turn is set to its training median (or most common
+    category) and the drop in score is that feature's contribution for the row.
+    """
+    x = as_numeric_frame(frame, model.features)
+    full = model.estimator.predict_proba(x)[:, 1]
+    deltas = np.empty((len(x), len(model.features)))
+    for j, feature in enumerate(model.features):
+        occluded = x.copy()
+        occluded[feature] = model.baseline_values[feature]
+        deltas[:, j] = full - model.estimator.predict_proba(occluded)[:, 1]
+    result = []
+    for i, row in enumerate(deltas):
+        best = [j for j in np.argsort(-row)[:top] if row[j] > 0]
+        result.append([{"feature": model.features[j], "contribution": round(float(row[j]), 5),
+                        "value": _plain(x.iloc[i, j])} for j in best])  # fmt: skip
+    return result
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else round(float(value), 4)
+    return value
+
+
+def save_artifact(model: FittedModel, path: Path) -> str:
+    """Write the model with joblib and return the file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    joblib.dump(model, tmp)
+    tmp.replace(path)
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_artifact(path: str | Path, sha256: str) -> FittedModel:
+    """Load a registered model, refusing a file whose bytes are not the ones registered."""
+    path = Path(path)
+    if not path.exists() or file_sha256(path) != sha256:
+        raise BadInputError(
+            f"model artifact {path.name}", "missing, or its sha256 differs from audit.model_registry",
+            "restore the file from backup or retrain (trigger turnover_model)", RUNBOOK_SECTION,
+        )  # fmt: skip
+    return joblib.load(path)  # the bytes are exactly those this bundle wrote (checked above)
