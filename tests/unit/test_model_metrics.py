@@ -1,0 +1,99 @@
+"""The model's metrics, split, bands and promotion rule: fast, pure, checked against scikit-learn."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.model.dataset import time_split
+from turnover_signals.model.metrics import (
+    SortedScores,
+    employee_bootstrap_weights,
+    evaluate_with_intervals,
+    is_at_least_as_good,
+    weighted_metrics,
+)
+from turnover_signals.model.score import risk_bands
+
+CONFIG = {"model": {"horizon_days": 90, "test_reference_dates": 6, "calibration_reference_dates": 3}}
+
+
+def sample(n=3000, seed=1):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < 0.05
+    scores = np.round(np.clip(0.05 + 0.1 * labels + rng.normal(0, 0.05, n), 0, 1), 2)  # rounding makes ties
+    return scores, labels
+
+
+def test_point_metrics_match_scikit_learn_with_ties():
+    scores, labels = sample()
+    metrics = weighted_metrics(SortedScores.of(scores, labels))
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert metrics["pr_auc"] == pytest.approx(average_precision_score(labels, scores))
+    assert metrics["brier"] == pytest.approx(brier_score_loss(labels, scores))
+
+
+def test_integer_weights_equal_repeating_rows():
+    scores, labels = sample(500)
+    weights = np.random.default_rng(3).integers(0, 3, len(scores))
+    repeated = np.repeat(np.arange(len(scores)), weights)
+    weighted = weighted_metrics(SortedScores.of(scores, labels), weights)
+    assert weighted["roc_auc"] == pytest.approx(roc_auc_score(labels[repeated], scores[repeated]))
+    assert weighted["pr_auc"] == pytest.approx(average_precision_score(labels[repeated], scores[repeated]))
+
+
+def test_top_decile_precision_and_recall():
+    labels = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0] * 10)  # 20 positives in 100 rows
+    scores = np.linspace(1, 0, 100)  # the first 10 rows score highest: 2 positives among them
+    metrics = weighted_metrics(SortedScores.of(scores, labels))
+    assert metrics["top_decile_precision"] == pytest.approx(0.2)
+    assert metrics["top_decile_recall"] == pytest.approx(2 / 20)
+
+
+def test_bootstrap_draws_whole_employees():
+    groups = np.array([7, 7, 7, 9, 9, 11])
+    weights = employee_bootstrap_weights(groups, 50, seed=0)
+    assert weights.shape == (50, 6)
+    assert (weights[:, 0] == weights[:, 2]).all() and (weights[:, 3] == weights[:, 4]).all()
+    assert (weights.sum(axis=1) > 0).all()
+
+
+def test_intervals_contain_the_point_and_an_identical_model_has_zero_lift():
+    scores, labels = sample()
+    groups = np.arange(len(scores)) // 3
+    result = evaluate_with_intervals({"hr_only": scores, "hr_lms": scores.copy()}, labels, groups, 200)
+    for metric, value in result["models"]["hr_lms"].items():
+        assert value["ci_low"] <= value["value"] <= value["ci_high"], metric
+    assert result["lift"]["hr_lms"]["pr_auc"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_time_split_purges_the_horizon_before_the_test_window():
+    month_ends = [date(2025, m, 1) - timedelta(days=1) for m in range(2, 13)]
+    month_ends += [date(2026, m, 1) - timedelta(days=1) for m in range(1, 13)]
+    split = time_split(month_ends, CONFIG)
+    assert split.test_dates == month_ends[-6:]
+    assert all(d + timedelta(days=90) < split.test_dates[0] for d in split.fit_dates + split.calibration_dates)
+    assert split.purged_dates == [date(2026, 4, 30), date(2026, 5, 31)]  # 2026-03-31 + 90 days < 2026-06-30
+    assert len(split.calibration_dates) == 3
+    assert max(split.fit_dates) < min(split.calibration_dates)
+
+
+def test_time_split_refuses_too_few_dates():
+    with pytest.raises(BadInputError, match="runbook-turnover_model"):
+        time_split([date(2026, 1, 31), date(2026, 2, 28)], CONFIG)
+
+
+def test_risk_bands_by_rank():
+    ranks, bands = risk_bands(np.linspace(0, 1, 20), {"high": 0.1, "elevated": 0.2})
+    assert ranks[-1] == 1 and bands.count("high") == 2 and bands.count("elevated") == 4
+    assert bands[-1] == "high" and bands[0] == "low"
+
+
+def test_promotion_rule_ties_promote_and_brier_is_lower_better():
+    assert is_at_least_as_good("pr_auc", 0.05, 0.05)
+    assert not is_at_least_as_good("pr_auc", 0.049, 0.05)
+    assert is_at_least_as_good("brier", 0.02, 0.03)
