@@ -1,13 +1,10 @@
 -- one row: a run's reconciliation KPIs and the invariants the identity gate checks
--- The overlap check covers the scoped identifiers (%(employee_ids)s, %(lms_user_ids)s,
+-- The overlap and several-keys checks cover the scoped identifiers (%(employee_ids)s, %(lms_user_ids)s,
 -- %(learner_identifiers)s; null = all): rows outside the scope were checked when they were written.
-with identity_rows as (
-    select * from core.employee_identity
-),
-
-scoped_rows as (
+-- Counts stay global, each one pass over its table.
+with scoped_rows as (
     select *
-    from identity_rows
+    from core.employee_identity
     where
         %(employee_ids)s::text[] is null
         or hris_employee_id = any(%(employee_ids)s::text[])
@@ -18,7 +15,7 @@ scoped_rows as (
 overlapping_identifiers as (
     select count(distinct scoped_rows.identifier_type || ':' || scoped_rows.identifier_value) as identifiers
     from scoped_rows
-    inner join identity_rows as other_row
+    inner join core.employee_identity as other_row
         on
             scoped_rows.identifier_type = other_row.identifier_type
             and scoped_rows.identifier_value = other_row.identifier_value
@@ -27,30 +24,51 @@ overlapping_identifiers as (
             and other_row.valid_from < coalesce(scoped_rows.valid_to, 'infinity')
 ),
 
-employee_keys_per_employee as (
-    select
-        hris_employee_id,
-        count(distinct employee_key) as employee_keys
-    from identity_rows
+employees_with_several_keys as (
+    -- an employee's hris_employee_id rows are only ever written while it is in scope
+    select count(*) as employees
+    from (
+        select hris_employee_id
+        from scoped_rows
+        where identifier_type = 'hris_employee_id'
+        group by hris_employee_id
+        having count(distinct employee_key) > 1
+    ) as several
+),
+
+canonical_employees as (
+    select count(distinct identifier_value) as employees
+    from core.employee_identity
     where identifier_type = 'hris_employee_id'
-    group by hris_employee_id
+),
+
+account_groups as (
+    -- one pass over the matches; every account KPI below sums these groups
+    select
+        is_active,
+        match_method,
+        unmatched_reason,
+        count(*) as user_count,
+        count(employee_key) as matched_count
+    from core.lms_account_match
+    group by is_active, match_method, unmatched_reason
 ),
 
 account_outcomes as (
     select
-        count(*) as lms_users,
-        count(employee_key) as lms_users_matched,
-        count(*) filter (where is_active) as active_lms_users,
-        count(employee_key) filter (where is_active) as active_lms_users_matched,
+        coalesce(sum(user_count), 0) as lms_users,
+        coalesce(sum(matched_count), 0) as lms_users_matched,
+        coalesce(sum(user_count) filter (where is_active), 0) as active_lms_users,
+        coalesce(sum(matched_count) filter (where is_active), 0) as active_lms_users_matched,
         -- A steward's "not a match" is a decision, not a miss: it leaves the denominator.
-        count(*) filter (
+        coalesce(sum(user_count) filter (
             where
             is_active
             and unmatched_reason is distinct from 'no_corporate_identifier'
             and unmatched_reason is distinct from 'steward_not_a_match'
-        ) as active_corporate_lms_users,
-        count(employee_key) filter (where is_active) as active_corporate_lms_users_matched
-    from core.lms_account_match
+        ), 0) as active_corporate_lms_users,
+        coalesce(sum(matched_count) filter (where is_active), 0) as active_corporate_lms_users_matched
+    from account_groups
 ),
 
 unmatched_reasons as (
@@ -58,8 +76,8 @@ unmatched_reasons as (
     from (
         select
             unmatched_reason,
-            count(*) as user_count
-        from core.lms_account_match
+            sum(user_count) as user_count
+        from account_groups
         where unmatched_reason is not null
         group by unmatched_reason
     ) as counted
@@ -70,8 +88,8 @@ match_methods as (
     from (
         select
             match_method,
-            count(*) as user_count
-        from core.lms_account_match
+            sum(user_count) as user_count
+        from account_groups
         where match_method is not null
         group by match_method
     ) as counted
@@ -90,23 +108,28 @@ open_exceptions as (
 ),
 
 statements as (
-    select
-        count(*) as statements,
-        count(*) filter (
-            where exists (
-                select from core.employee_identity as identity_row
-                where
-                    identity_row.identifier_type = 'xapi_actor'
-                    and identity_row.identifier_value = activity.learner_identifier
-                    and identity_row.valid_from <= (activity.occurred_at at time zone 'UTC')::date
-                    and (
-                        identity_row.valid_to is null
-                        or (activity.occurred_at at time zone 'UTC')::date < identity_row.valid_to
-                    )
-            )
-        ) as statements_attributable
+    select count(*) as statements
+    from core.lms_activity
+    where not is_voided
+),
+
+attributable_statements as (
+    -- a semi-join (in WHERE, unlike a FILTER clause) is one hashed pass, not a probe per statement
+    select count(*) as statements
     from core.lms_activity as activity
-    where not activity.is_voided
+    where
+        not activity.is_voided
+        and exists (
+            select from core.employee_identity as identity_row
+            where
+                identity_row.identifier_type = 'xapi_actor'
+                and identity_row.identifier_value = activity.learner_identifier
+                and identity_row.valid_from <= (activity.occurred_at at time zone 'UTC')::date
+                and (
+                    identity_row.valid_to is null
+                    or (activity.occurred_at at time zone 'UTC')::date < identity_row.valid_to
+                )
+        )
 ),
 
 final as (
@@ -118,15 +141,12 @@ final as (
         account_outcomes.active_lms_users::integer,
         account_outcomes.active_corporate_lms_users::integer,
         statements.statements::integer,
-        statements.statements_attributable::integer,
+        attributable_statements.statements::integer as statements_attributable,
         open_exceptions.by_kind as open_exceptions_by_kind,
+        canonical_employees.employees::integer as canonical_headcount,
+        employees_with_several_keys.employees::integer as employees_with_several_keys,
         (select count(distinct history_row.employee_id) from core.employee_history as history_row)::integer
             as hris_headcount,
-        (select count(*) from employee_keys_per_employee)::integer as canonical_headcount,
-        (
-            select count(*) from employee_keys_per_employee
-            where employee_keys_per_employee.employee_keys > 1
-        )::integer as employees_with_several_keys,
         (select overlapping_identifiers.identifiers from overlapping_identifiers
         )::integer as identifiers_owned_by_two_keys,
         (select count(distinct key_row.employee_key) from core.hris_employee_key as key_row)::integer as employee_keys,
@@ -137,7 +157,9 @@ final as (
             / nullif(account_outcomes.active_corporate_lms_users, 0),
             6
         ) as active_corporate_match_rate
-    from account_outcomes, unmatched_reasons, match_methods, open_exceptions, statements
+    from
+        account_outcomes, unmatched_reasons, match_methods, open_exceptions, statements, attributable_statements,
+        canonical_employees, employees_with_several_keys
 )
 
 select * from final

@@ -3,7 +3,9 @@
 -- while that employment lasts, so activity after a leave date or before a hire date never
 -- attaches to anyone through it. Built for the scoped employees, LMS users and xAPI actors
 -- (%(employee_ids)s, %(lms_user_ids)s, %(learner_identifiers)s; null = all).
-with employments as (
+-- The CTEs used more than once are inlined (not materialized): a run over a few thousand scoped
+-- identifiers then reaches them through indexes instead of materializing whole tables.
+with employments as not materialized (
     select
         employee_key.employee_key,
         employee_key.match_method,
@@ -22,7 +24,7 @@ scoped_employments as (
     where %(employee_ids)s::text[] is null or hris_employee_id = any(%(employee_ids)s::text[])
 ),
 
-work_emails as (
+work_emails as not materialized (
     select
         work_email.*,
         employments.employee_key,
@@ -42,7 +44,7 @@ work_emails as (
     )
 ),
 
-guid_holders as (
+guid_holders as not materialized (
     -- likewise a GUID on two people's overlapping employments (sso_guid_collision)
     select *
     from employments
@@ -60,7 +62,7 @@ guid_holders as (
         )
 ),
 
-matched_accounts as (
+matched_accounts as not materialized (
     select
         account_match.*,
         employments.sso_guid

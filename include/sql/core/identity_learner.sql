@@ -1,6 +1,7 @@
 -- one row per distinct xAPI actor identifier in learning activity, parsed for matching
--- Only identifiers not yet known are returned (the table only ever grows); %(stored_after)s
--- limits the scan to activity stored since the last run (null = all activity).
+-- The table only ever grows: the caller inserts with "on conflict do nothing", so only identifiers
+-- not yet known are added; %(stored_after)s limits the scan to activity stored since the last run
+-- (null = all activity).
 with activity as (
     select distinct
         learner_identifier,
@@ -28,10 +29,6 @@ final as (
             when activity.learner_identifier_type = 'mbox_sha1sum' then substr(activity.learner_identifier, 14)
         end as mbox_sha1sum
     from activity
-    where not exists (
-        select from core.identity_learner as known
-        where known.learner_identifier = activity.learner_identifier
-    )
 )
 
 select * from final

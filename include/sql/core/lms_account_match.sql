@@ -8,7 +8,8 @@ with accounts as (
     where %(lms_user_ids)s::text[] is null or lms_user_id = any(%(lms_user_ids)s::text[])
 ),
 
-employments as (
+employments as not materialized (
+    -- inlined where used, so that the scoped accounts reach it through indexes
     select
         employment.hris_employee_id,
         employment.sso_guid,

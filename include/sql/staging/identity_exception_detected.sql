@@ -14,7 +14,7 @@ scoped_employments as (
     where %(employee_ids)s::text[] is null or hris_employee_id = any(%(employee_ids)s::text[])
 ),
 
-employee_keys as (
+employee_keys as not materialized (
     select
         hris_employee_id,
         employee_key

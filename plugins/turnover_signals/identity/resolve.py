@@ -306,9 +306,12 @@ def refresh_inputs(
         conn.execute("delete from core.identity_learner")
     with conn.cursor() as cur:
         cur.execute(
-            sql.SQL("insert into core.identity_learner select * from ({}) as built returning learner_identifier").format(
-                sql.SQL(read_sql("core", "identity_learner"))
-            ),
+            # Known identifiers are skipped through the primary key: an anti-join against the table
+            # being filled was planned as a nested loop over its growing heap (quadratic on a full run).
+            sql.SQL(
+                "insert into core.identity_learner select * from ({}) as built"
+                " on conflict (learner_identifier) do nothing returning learner_identifier"
+            ).format(sql.SQL(read_sql("core", "identity_learner"))),
             {**params, "stored_after": stored_after},
         )
         return {row[0] for row in cur.fetchall()}
@@ -336,6 +339,17 @@ def fill_mbox_sha1sums(conn: psycopg.Connection) -> int:
         updated = cur.rowcount
         cur.execute("truncate email_sha1")
     return updated
+
+
+def analyze_after_full_rebuild(conn: psycopg.Connection, scope: IdentityScope, *tables: str) -> None:
+    """Refresh the planner's statistics of tables a full run just emptied and refilled (in its transaction).
+
+    Plans made on the statistics of the old (at first, empty) contents pick nested loops over
+    hundreds of thousands of rows; an incremental run changes too little to need this.
+    """
+    if scope.is_full:
+        for table in tables:
+            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(*table.split("."))))
 
 
 def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], run_id: str | None) -> dict[str, int]:
@@ -390,6 +404,9 @@ def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], ru
         """,
         (run_id,),
     )
+    # The first member's new key is looked up per linked member: indexed, not a scan of the plan each.
+    conn.execute("create index on identity_key_plan (linked_sso_guid) where new_employee_key is not null")
+    conn.execute("analyze identity_key_plan")
     conn.execute(
         """
         update identity_key_plan as plan set employee_key = coalesce(
@@ -440,6 +457,7 @@ def rebuild_identity_map(conn: psycopg.Connection, params: Mapping[str, Any], sc
     """Replace the scoped rows of `core.lms_account_match` and `core.employee_identity`."""
     scoped = {**params, **_scope_parameters(scope)}
     _replace_rows(conn, "lms_account_match", "lms_user_id", scope.lms_user_ids, scoped)
+    analyze_after_full_rebuild(conn, scope, "core.lms_account_match")
     if scope.is_full:
         conn.execute("delete from core.employee_identity")
     else:
@@ -652,11 +670,15 @@ def resolve_identities(
                             conn, params, sorted(employees), sorted(accounts), previous["lms_activity_stored_high_water"]
                         )
                         scope = close_scope(conn, employees, accounts, new_learners, before)
+                    analyze_after_full_rebuild(conn, scope, "core.identity_employment", "core.identity_work_email",
+                                               "core.identity_lms_account", "core.identity_learner")  # fmt: skip
                 # Keys first for the whole scope (a GUID peer may need relinking), then the map.
                 with timer.step("keys"):
                     keys = assign_employee_keys(conn, {**params, "employee_ids": scope.employee_ids}, run_id)
+                    analyze_after_full_rebuild(conn, scope, "core.hris_employee_key", "core.employee_key_registry")
                 with timer.step("identity_map"):
                     identity_rows = rebuild_identity_map(conn, params, scope)
+                    analyze_after_full_rebuild(conn, scope, "core.employee_identity")
                 with timer.step("exceptions"):
                     exceptions = refresh_exceptions(conn, scope, run_id)
                 with timer.step("reconciliation"):
