@@ -13,6 +13,9 @@ in one transaction or quarantine) → rebuild `core.employee_history` (SCD2) and
 → update the HR asset, which triggers the identity and feature DAGs. A quarantined file fails the
 run (without retries: it fails the same way until corrected) while the good files still load.
 
+**Freshness:** `check_hris_freshness` runs whatever happened upstream and fails (alerting) when the latest
+loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time.
+
 **Schedule:** daily at 06:00 UTC (cron trigger timetable); a run processes every pending file in date order.
 
 **Owner:** people-analytics data engineering. **Runbook:** README.md#runbook-hris_sftp_ingest —
@@ -79,10 +82,22 @@ def hris_sftp_ingest():
 
         return summarize_ingest(list(ingested))
 
+    @task(trigger_rule="all_done")
+    def check_hris_freshness() -> dict:
+        """Runs whatever happened upstream: stale HR data alerts even when no file arrived."""
+        from airflow.sdk import get_current_context
+
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, data_time
+        from turnover_signals.config import load_config
+        from turnover_signals.quality.freshness import check_hris_freshness as check
+
+        with bad_input_fails_without_retry():
+            return check(load_config(), data_time(get_current_context()))
+
     pending = wait_for_hris_files()
     migrate_warehouse() >> pending
     ingested = ingest_hris_file.expand(remote_file=pending)
-    build_employee_history(ingested)
+    build_employee_history(ingested) >> check_hris_freshness()
     report_ingested_files(ingested)
 
 

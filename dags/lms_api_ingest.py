@@ -13,6 +13,9 @@ stored since the watermark minus the overlap into a staging table → Great Expe
 → one transaction publishes `raw.lms_statement`, the rejects, `core.lms_activity`, voids, the audit row and
 the watermark → report courses missing from the catalog → update the LMS asset.
 
+**Freshness:** `check_lms_freshness` runs whatever happened upstream and fails (alerting) when no xAPI
+batch was published within `slo.lms_max_age_hours` (2 h).
+
 **Schedule:** hourly at :10 (cron trigger timetable). **Owner:** people-analytics data engineering.
 **Runbook:** README.md#runbook-lms_api_ingest — every task is safe to clear and rerun: statements are
 keyed by id, user versions by (id, lastModified), and the watermark only moves with the data it covers.
@@ -81,9 +84,21 @@ def lms_api_ingest():
 
         return report(load_config())
 
+    @task(trigger_rule="all_done")
+    def check_lms_freshness() -> dict:
+        """Runs whatever happened upstream: a run of failed extractions alerts once the SLO is passed."""
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry
+        from turnover_signals.config import load_config
+        from turnover_signals.quality.freshness import check_lms_freshness as check
+
+        with bad_input_fails_without_retry():
+            return check(load_config())
+
     catalog = load_course_catalog()
     migrate_warehouse() >> catalog
-    catalog >> [extract_lms_users(), extract_lms_statements() >> report_unknown_courses()]
+    statements = extract_lms_statements()
+    catalog >> [extract_lms_users(), statements >> report_unknown_courses()]
+    statements >> check_lms_freshness()
 
 
 lms_api_ingest()

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from turnover_signals.errors import BadInputError
+from turnover_signals.errors import BadInputError, FreshnessError
+from turnover_signals.notify import notify_failure
 from turnover_signals.quality.gate import RunIdentity
 
 OWNER = "people-analytics-data-eng"
@@ -17,21 +18,24 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retries": 2,
     "retry_delay": timedelta(minutes=5),
     "retry_exponential_backoff": True,
+    # Logs an alert line by default; `alerts.notifier` in the config routes it to any Airflow notifier.
+    "on_failure_callback": notify_failure,
 }
 
 
 @contextmanager
 def bad_input_fails_without_retry() -> Iterator[None]:
-    """Turn a `BadInputError` into a failure that Airflow does not retry.
+    """Turn a `BadInputError` (or a `FreshnessError`) into a failure that Airflow does not retry.
 
     The input is quarantined and will fail the same way again until it is corrected, so a
-    retry only delays the alert; transient faults (servers down) still retry as configured.
+    retry only delays the alert (stale data does not get fresher in five minutes either);
+    transient faults (servers down) still retry as configured.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
         yield
-    except BadInputError as exc:
+    except (BadInputError, FreshnessError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -40,3 +44,8 @@ def current_run_identity() -> RunIdentity:
     from airflow.sdk import get_current_context
 
     return RunIdentity.from_context(get_current_context())
+
+
+def data_time(context: Any) -> Any:
+    """The moment a run is about: its logical date, or `run_after` for asset-triggered runs (which have none)."""
+    return context.get("logical_date") or context["dag_run"].run_after

@@ -30,3 +30,7 @@ class SourceRefusedError(TurnoverSignalsError):
 
 class BadInputError(TurnoverSignalsError):
     """The input itself is wrong: it is quarantined and must be corrected at the source."""
+
+
+class FreshnessError(TurnoverSignalsError):
+    """Published data is older than its service level objective."""

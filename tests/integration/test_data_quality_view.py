@@ -83,3 +83,29 @@ def test_the_plugin_registers_the_page_and_the_task_instance_link():
     assert destinations["nav"] == "data-quality/"
     assert "{DAG_ID}" in destinations["task_instance"] and "{TASK_ID}" in destinations["task_instance"]
     assert DataQualityPlugin.fastapi_apps[0]["url_prefix"] == "/data-quality"
+
+
+def test_model_reports_are_linked_next_to_the_validation_runs(api, warehouse_dsn, tmp_path):
+    import psycopg
+
+    report = tmp_path / "model_report.html"
+    report.write_text("<html><body>ROC curves</body></html>", encoding="utf-8")
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(
+            """
+            insert into audit.model_registry (model_version, training_run_id, feature_set, feature_set_version,
+                algorithm, horizon_days, features, train_from_date, train_to_date, calibration_from_date,
+                calibration_to_date, test_from_date, test_to_date, train_rows, calibration_rows, test_rows,
+                test_positives, metrics, artifact_path, artifact_sha256, report_path, lineage, status, dag_id,
+                run_id, trained_at)
+            values ('m-1', 't-1', 'hr_lms', 1, 'logistic_regression', 90, '{tenure_days}', '2025-01-31',
+                '2025-12-31', '2026-01-31', '2026-03-31', '2026-04-30', '2026-09-30', 1, 1, 1, 1, '{}', '/x', 'x',
+                %s, '{}', 'champion', 'turnover_model', 'r-1', now())
+            """,
+            (str(report),),
+        )
+    client, manager = api
+    headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
+    assert 'href="model-reports/m-1"' in client.get("/data-quality/", headers=headers).text
+    assert "ROC curves" in client.get("/data-quality/model-reports/m-1", headers=headers).text
+    assert client.get("/data-quality/model-reports/m-1").status_code == 401

@@ -61,9 +61,11 @@ def test_dag_run_loads_good_files_quarantines_the_bad_one_and_reruns_are_no_ops(
     assert sorted(s for k, s in states.items() if k.startswith("ingest_hris_file")) == ["failed", "success", "success", "success"]
     assert states["build_employee_history"] == "success"  # the good files are published
     assert states["report_ingested_files"] == "upstream_failed"
+    # the newest good snapshot (2026-01-12) is 7 days old on 2026-01-20: the freshness guard alerts
+    assert states["check_hris_freshness"] == "failed"
     assert run.state == "failed"  # a quarantined file must alert
     failed = [ti for ti in run.get_task_instances() if ti.state == "failed"]
-    assert [ti.try_number for ti in failed] == [1]  # bad input is not retried
+    assert [ti.try_number for ti in failed] == [1, 1]  # bad input and stale data are not retried
 
     manifest = query(warehouse_dsn, "select file_name, status, dag_id, task_id, map_index from audit.file_manifest order by 1")
     assert manifest == [

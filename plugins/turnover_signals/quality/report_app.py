@@ -90,11 +90,39 @@ def visible(user: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row in rows if row["dag_id"] in allowed]
 
 
+def fetch_model_reports(limit: int = 50) -> list[dict[str, Any]]:
+    """Trained models with their HTML reports (empty before the model layer exists)."""
+    with _warehouse() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select to_regclass('audit.model_registry') is not null as present")
+        if not cur.fetchone()["present"]:
+            return []
+        cur.execute(
+            "select model_version, feature_set, algorithm, status, dag_id, run_id, report_path, test_to_date"
+            " from audit.model_registry order by model_version desc limit %s",
+            (limit,),
+        )
+        return cur.fetchall()
+
+
 def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: list[str]) -> str:
+def render_models(models: list[dict[str, Any]]) -> str:
+    if not models:
+        return ""
+    items = "".join(
+        f"<tr><td>{_cell(m['model_version'])}</td><td>{_cell(m['feature_set'])} / {_cell(m['algorithm'])}</td>"
+        f"<td>{_cell(m['status'])}</td><td>{_cell(m['test_to_date'])}</td><td>"
+        + (f'<a href="model-reports/{_cell(m["model_version"])}">report</a>' if m["report_path"] else "—")
+        + "</td></tr>"
+        for m in models
+    )
+    return ("<h2>Turnover model runs</h2><table><thead><tr><th>model version</th><th>features / algorithm</th>"
+            f"<th>status</th><th>tested through</th><th>report</th></tr></thead><tbody>{items}</tbody></table>")  # fmt: skip
+
+
+def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: list[str], models_html: str = "") -> str:
     """The page: a filter form and one table row per validation run, linking to its Data Docs."""
     options = "".join(
         f'<option value="{_cell(s)}"{" selected" if s == filters.get("suite_name") else ""}>{_cell(s)}</option>'
@@ -137,7 +165,7 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 <p>{len(rows)} validation run(s)</p>
 <table><thead><tr><th>validated at (UTC)</th><th>suite</th><th>what was validated</th><th>outcome</th>
 <th>failed / evaluated</th><th>DAG run</th><th>task</th><th>report</th></tr></thead>
-<tbody>{"".join(body)}</tbody></table></body></html>"""
+<tbody>{"".join(body)}</tbody></table>{models_html}</body></html>"""
 
 
 def create_app() -> FastAPI:
@@ -159,7 +187,8 @@ def create_app() -> FastAPI:
                    "task_id": task_id, "map_index": map_index, "since": since}  # fmt: skip
         rows = visible(user, fetch_validations(filters))
         suites = sorted({row["suite_name"] for row in visible(user, fetch_validations({}, limit=2000))})
-        return render_page(rows, filters, suites)
+        models = [m for m in fetch_model_reports() if m["dag_id"] in readable_dag_ids(user, [m["dag_id"]])]
+        return render_page(rows, filters, suites, render_models(models))
 
     @app.get("/api/validations")
     def validation_runs_json(user: UserDep, suite_name: str | None = None, status: str | None = None,
@@ -180,6 +209,16 @@ def create_app() -> FastAPI:
         path = Path(row[1])
         if path.suffix != ".html" or not path.is_file():
             raise HTTPException(status_code=404, detail="the Data Docs page is no longer on disk")
+        return FileResponse(path, media_type="text/html")
+
+    @app.get("/model-reports/{model_version}")
+    def model_report(user: UserDep, model_version: str) -> FileResponse:
+        found = [m for m in fetch_model_reports(limit=10_000) if m["model_version"] == model_version]
+        if not found or found[0]["dag_id"] not in readable_dag_ids(user, [found[0]["dag_id"]]):
+            raise HTTPException(status_code=404, detail="no such model run")
+        path = Path(found[0]["report_path"] or "")
+        if path.suffix != ".html" or not path.is_file():
+            raise HTTPException(status_code=404, detail="the report is no longer on disk")
         return FileResponse(path, media_type="text/html")
 
     return app

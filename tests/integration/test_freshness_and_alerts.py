@@ -1,0 +1,101 @@
+"""Freshness guards against the SLOs, and failure notifications (logged by default, or any configured notifier)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+from turnover_signals.config import load_config
+from turnover_signals.errors import FreshnessError
+from turnover_signals.notify import failure_message, notify_failure
+from turnover_signals.quality.freshness import check_hris_freshness, check_lms_freshness
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def config():
+    return copy.deepcopy(load_config(use_variable=False))
+
+
+def loaded_snapshot(dsn, file_date: date):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
+            " values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
+            (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date),
+        )
+
+
+def published_batch(dsn, finished_at: datetime):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            """
+            insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,
+                statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,
+                started_at, finished_at, watermark_after)
+            values (%s, 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 0, 0, 'published', %s, %s, %s)
+            """,
+            (f"b{finished_at:%H%M}", finished_at, finished_at, finished_at - timedelta(minutes=5)),
+        )
+
+
+def test_hr_data_is_fresh_for_a_day_after_its_snapshot_date_then_alerts(warehouse_dsn, config):
+    with pytest.raises(FreshnessError, match="no employees snapshot has ever been loaded"):
+        check_hris_freshness(config, datetime(2026, 3, 2, 6, tzinfo=UTC), warehouse_dsn)
+    loaded_snapshot(warehouse_dsn, date(2026, 3, 1))
+    fresh = check_hris_freshness(config, datetime(2026, 3, 2, 6, tzinfo=UTC), warehouse_dsn)
+    assert fresh == {"latest_file": "employees_20260301.csv", "snapshot_date": "2026-03-01", "age_hours": 6.0,
+                     "slo_hours": 24.0}  # fmt: skip
+    with pytest.raises(FreshnessError) as stale:
+        check_hris_freshness(config, datetime(2026, 3, 3, 6, tzinfo=UTC), warehouse_dsn)
+    message = str(stale.value)
+    assert "employees_20260301.csv" in message and "30.0 h old" in message and "runbook-freshness" in message
+    config["slo"]["hris_max_age_hours"] = 48
+    assert check_hris_freshness(config, datetime(2026, 3, 3, 6, tzinfo=UTC), warehouse_dsn)["age_hours"] == 30.0
+
+
+def test_lms_data_is_stale_when_no_batch_was_published_within_the_slo(warehouse_dsn, config):
+    now = datetime(2026, 3, 3, 12, tzinfo=UTC)
+    published_batch(warehouse_dsn, now - timedelta(minutes=50))
+    assert check_lms_freshness(config, warehouse_dsn, now)["age_hours"] == 0.8
+    with pytest.raises(FreshnessError, match=r"finished 3\.8 h ago, above the 2 h objective"):
+        check_lms_freshness(config, warehouse_dsn, now + timedelta(hours=3))
+
+
+def failed_context(exception):
+    ti = SimpleNamespace(dag_id="hris_sftp_ingest", task_id="ingest_hris_file", map_index=3, run_id="r1", try_number=1)
+    return {"ti": ti, "exception": exception}
+
+
+def test_a_failure_is_logged_by_default_with_what_where_and_the_runbook(caplog):
+    error = FreshnessError("HR data", "too old", "ask HR", "freshness")
+    with caplog.at_level(logging.ERROR, logger="turnover_signals.notify"):
+        notify_failure(failed_context(error))
+    assert "TURNOVER-SIGNALS ALERT hris_sftp_ingest.ingest_hris_file[3] run r1 try 1: HR data: too old" in caplog.text
+    assert "runbook-freshness" in caplog.text
+
+
+class RecordingNotifier:
+    """Stands in for a user's notifier class (Slack, SMTP, ...), named in the config by import path."""
+
+    sent: list[str] = []
+
+    def __init__(self, text: str, channel: str) -> None:
+        self.text, self.channel = text, channel
+
+    def notify(self, context) -> None:
+        RecordingNotifier.sent.append(f"{self.channel}: {self.text}")
+
+
+def test_a_configured_notifier_receives_the_alert(monkeypatch):
+    override = {"alerts": {"notifier": f"{__name__}.RecordingNotifier", "notifier_kwargs": {"channel": "#oncall"}}}
+    monkeypatch.setattr("turnover_signals.config.read_variable_override", lambda: override)
+    RecordingNotifier.sent.clear()
+    notify_failure(failed_context(RuntimeError("boom")))
+    assert RecordingNotifier.sent == [f"#oncall: {failure_message(failed_context(RuntimeError('boom')))}"]

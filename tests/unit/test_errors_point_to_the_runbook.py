@@ -1,0 +1,50 @@
+"""Every error the bundle raises names its subject, problem and next step, and points to a runbook section that exists."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "plugins" / "turnover_signals"
+ERROR_CLASSES = {"TurnoverSignalsError", "SourceUnavailableError", "SourceRefusedError", "BadInputError",
+                 "FreshnessError", "PaginationLoopError"}  # fmt: skip
+
+
+def error_constructions():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "synth" in path.parts or "sample_servers" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in ERROR_CLASSES:
+                    yield path.relative_to(ROOT), node
+
+
+def runbook_anchors() -> set[str]:
+    return set(re.findall(r'<a id="runbook-([A-Za-z0-9_-]+)"', (ROOT / "README.md").read_text(encoding="utf-8")))
+
+
+def test_every_error_names_subject_problem_next_step_and_an_existing_runbook_section():
+    anchors = runbook_anchors()
+    checked = 0
+    for path, call in error_constructions():
+        section = call.args[3] if len(call.args) >= 4 else next(
+            (k.value for k in call.keywords if k.arg == "runbook_section"), None)
+        if section is None:
+            continue  # a subclass that fills in its own section (checked below through its class)
+        checked += 1
+        assert len(call.args) + len(call.keywords) >= 4, f"{path}:{call.lineno} lacks subject/problem/next step"
+        if isinstance(section, ast.Constant):
+            assert section.value in anchors, f"{path}:{call.lineno}: no runbook section '{section.value}' in README"
+    assert checked >= 15
+
+
+@pytest.mark.parametrize("section", ["hris_sftp_ingest", "lms_api_ingest", "identity_resolution",
+                                     "turnover_features", "freshness", "alerts", "rerun-hris-file"])  # fmt: skip
+def test_the_runbook_covers_each_dag_and_the_on_call_procedures(section):
+    assert section in runbook_anchors()
