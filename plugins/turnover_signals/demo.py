@@ -292,6 +292,28 @@ STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
 }
 
 
+def report_lines(conn: psycopg.Connection) -> list[str]:
+    """Where auditors look: the Data Docs pages, the Data quality page, and a lineage example."""
+    pages, failed, latest = conn.execute(
+        "select count(data_docs_path), count(*) filter (where not success), max(data_docs_path)"
+        " from audit.validation_result"
+    ).fetchone()
+    lines = [
+        f"Expectation reports: {pages} Data Docs pages ({failed} failed runs) under "
+        f"{(DEMO_DIR / 'data_docs').relative_to(BUNDLE_ROOT)}/, e.g. {latest}",
+        "  In Airflow: Browse > Data quality (the plugin at /data-quality/), or a task instance's "
+        "'Data quality results' tab",
+    ]
+    sample = conn.execute(
+        "select employee_key, reference_date from mart.employee_features order by reference_date desc, employee_key"
+        " limit 1"
+    ).fetchone() if conn.execute("select to_regclass('mart.employee_features') is not null").fetchone()[0] else None
+    if sample:
+        lines.append(f"  Lineage of a feature row: PYTHONPATH=plugins python -m turnover_signals.quality.lineage "
+                     f"{sample[0]} {sample[1]} --dsn <warehouse URL>")  # fmt: skip
+    return lines
+
+
 def table_fingerprint(conn: psycopg.Connection) -> dict[str, int]:
     """Row counts and content hashes of the published tables, to show a rerun changed nothing."""
     tables = conn.execute(
@@ -379,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         elif before:
             changed = sorted(t for t in after if before.get(t) != after[t])
             say(f"Tables changed by this run: {', '.join(changed)}")
+        for line in report_lines(conn):
+            say(line)
         say(f"Logs: {(DEMO_DIR / 'logs').relative_to(BUNDLE_ROOT)}/   Landed files: .demo/landing/")
         say(f"Total: {time.monotonic() - started:.0f} s")
         say("=" * 100)
