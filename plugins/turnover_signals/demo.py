@@ -283,11 +283,18 @@ def summarize_model(conn: psycopg.Connection) -> list[str]:
             *registry_lines(conn, metric)]  # fmt: skip
 
 
+def summarize_retention(conn: psycopg.Connection) -> list[str]:
+    from turnover_signals.retention.purge import retention_lines
+
+    return ["Retention and governance (warehouse_retention):", *retention_lines(conn)]
+
+
 STAGE_SUMMARIES: dict[str, Callable[[psycopg.Connection], list[str]]] = {
     "hris_sftp_ingest": summarize_hris,
     "lms_api_ingest": summarize_lms,
     "identity_resolution": summarize_identity,
     "turnover_features": summarize_features,
+    "warehouse_retention": summarize_retention,
     "turnover_model": summarize_model,
 }
 
@@ -367,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                 **sftp.airflow_connection_env(),
                 **lms.airflow_connections_env(),
                 "AIRFLOW_CONN_WAREHOUSE_POSTGRES": airflow_warehouse_connection(warehouse_url),
+                # A fresh pseudonym key per demo run: the analytics views' pseudonyms rotate each time.
+                "AIRFLOW_CONN_ANALYTICS_PSEUDONYM": json.dumps({"conn_type": "generic", "password": os.urandom(24).hex()}),
                 "AIRFLOW_VAR_TURNOVER_SIGNALS": json.dumps(variable),
             }
         )

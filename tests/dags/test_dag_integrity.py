@@ -11,7 +11,8 @@ import pytest
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 # Grows as each stage of the pipeline lands; the contract's full list is in the README.
 EXPECTED_DAG_IDS = {"hris_sftp_ingest", "lms_api_ingest", "identity_resolution", "turnover_features",
-                    "turnover_model"}
+                    "turnover_model",
+                    "warehouse_retention"}
 
 
 @pytest.fixture(scope="module")

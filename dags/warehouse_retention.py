@@ -1,0 +1,71 @@
+"""
+### warehouse_retention
+
+**Purpose:** keep the warehouse within its data-protection promises: apply the configured retention
+(raw LMS statements and rejects older than `retention.raw_days`, raw partitions of superseded HRIS
+files, landed HRIS files, and landed quarantined files after `retention.quarantined_file_days`),
+purging or archiving them and recording each purge in `audit.retention_purge`; and install the
+pseudonymization key of the `analytics_pseudonym` connection behind the `analytics` views.
+
+**Inputs:** `audit.file_manifest`, `raw.*`, the landed files, the `retention` configuration and the
+`analytics_pseudonym` connection. Audit rows are never purged; `core` and `mart` are not touched, so
+features and reports for dates still in retention stay as they are.
+
+**Flow:** migrate → install the pseudonym key (a new key rotates every pseudonym) → apply retention.
+
+**Schedule:** daily at 05:00 UTC. **Owner:** people-analytics data engineering.
+**Runbook:** README.md#runbook-warehouse_retention — every task is safe to clear and rerun: a purge
+only removes what is past its cutoff (measured from the run's date) and a rerun finds nothing more.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from turnover_signals.airflow_tasks import DEFAULT_ARGS
+
+
+@dag(
+    dag_id="warehouse_retention",
+    schedule=CronTriggerTimetable("0 5 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["turnover-signals", "governance"],
+    doc_md=__doc__,
+)
+def warehouse_retention():
+    @task
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    @task
+    def install_pseudonym_key() -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.governance.pseudonyms import install_key_from_connection
+
+        conn_id = load_config()["analytics"]["pseudonym_connection"]
+        with bad_input_fails_without_retry():
+            return install_key_from_connection(conn_id, run=current_run_identity())
+
+    @task
+    def apply_retention(run_after=None) -> dict:
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
+        from turnover_signals.config import load_config
+        from turnover_signals.retention.purge import apply_retention as apply
+
+        with bad_input_fails_without_retry():
+            return apply(load_config(), current_run_identity(), now=run_after)
+
+    migrate_warehouse() >> install_pseudonym_key() >> apply_retention()
+
+
+warehouse_retention()

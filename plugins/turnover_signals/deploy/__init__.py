@@ -1,0 +1,1 @@
+"""What the docker-compose stack runs besides Airflow itself."""

@@ -1,0 +1,278 @@
+"""Apply the `retention` configuration to the warehouse and to the landed HRIS files.
+
+What goes, each step in its own transaction together with its `audit.retention_purge` row:
+
+- `raw.lms_statement` rows stored more than `retention.raw_days` ago. Voiding statements stay (a
+  late copy of the statement they void must still be marked voided); `core.lms_activity`, which
+  features are built from, keeps its normalised row.
+- `raw.lms_statement_rejected` rows (the LMS's quarantine) rejected more than
+  `retention.quarantined_file_days` ago.
+- `raw.hris_*` partitions of files that were `superseded` by a correction more than `raw_days`
+  ago. Partitions of `loaded` files stay: `core.employee_history` is rebuilt from every loaded
+  snapshot, and dropping one would rewrite history for dates still in retention.
+- Landed copies of HRIS files (`audit.file_manifest.landed_path`) received more than `raw_days`
+  ago, and of quarantined files more than `quarantined_file_days` ago. (The ingest lands only
+  published files; a quarantined file stays on the SFTP server, its reason in the manifest.)
+
+Nothing in `audit` is ever deleted. With `retention.mode: archive` the purged rows are written as
+gzip CSV (and the files moved) under `retention.archive_dir` before they are deleted, in the same
+transaction: a failed archive purges nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from turnover_signals.errors import BadInputError
+from turnover_signals.paths import data_path
+from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.warehouse import warehouse_connection
+
+log = logging.getLogger(__name__)
+
+VOIDED_VERB = "http://adlnet.gov/expapi/verbs/voided"
+HRIS_RAW_TABLES = ("hris_employee_snapshot", "hris_compensation_change")
+MODES = ("purge", "archive")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    raw_days: int
+    quarantined_file_days: int
+    mode: str
+    archive_dir: Path | None
+    now: datetime
+
+    @property
+    def raw_cutoff(self) -> datetime:
+        return self.now - timedelta(days=self.raw_days)
+
+    @property
+    def quarantined_cutoff(self) -> datetime:
+        return self.now - timedelta(days=self.quarantined_file_days)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], now: datetime | None = None) -> RetentionPolicy:
+        settings = config.get("retention") or {}
+        try:
+            raw_days = int(settings["raw_days"])
+            quarantined_days = int(settings["quarantined_file_days"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _config_error(f"raw_days and quarantined_file_days must be whole numbers of days ({exc})") from exc
+        mode = settings.get("mode", "purge")
+        if mode not in MODES or raw_days < 1 or quarantined_days < 1:
+            raise _config_error(f"mode must be one of {MODES} and the day counts at least 1")
+        archive_dir = data_path(settings.get("archive_dir") or "retention_archive") if mode == "archive" else None
+        return cls(raw_days, quarantined_days, mode, archive_dir, now or datetime.now(UTC))
+
+
+@dataclass
+class PurgeRecord:
+    target: str
+    rule: str
+    cutoff_at: datetime
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+    archive_path: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _config_error(problem: str) -> BadInputError:
+    return BadInputError(
+        "retention configuration", problem, "fix `retention` in the turnover_signals Variable", "warehouse_retention"
+    )
+
+
+def apply_retention(
+    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Purge (or archive, then purge) everything past retention; returns counts per target."""
+    policy = RetentionPolicy.from_config(config, now)
+    run = run or RunIdentity()
+    summary: dict[str, Any] = {"mode": policy.mode, "raw_cutoff": policy.raw_cutoff.isoformat(), "purges": {}}
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        steps = (
+            lambda: _purge_rows(conn, policy, run, "raw.lms_statement", "stored_at", _not_a_void(), policy.raw_days),
+            lambda: _purge_rows(conn, policy, run, "raw.lms_statement_rejected", "rejected_at", sql.SQL("true"),
+                                policy.quarantined_file_days),  # fmt: skip
+            lambda: _purge_superseded_partitions(conn, policy, run),
+            lambda: _purge_landed_files(conn, policy, run, quarantined=False),
+            lambda: _purge_landed_files(conn, policy, run, quarantined=True),
+        )
+        for step in steps:
+            record = step()
+            summary["purges"][record.target] = {"rows": record.rows, "files": record.files}
+    log.info("retention applied: %s", summary)
+    return summary
+
+
+def _not_a_void() -> sql.Composable:
+    return sql.SQL("statement #>> '{{verb,id}}' is distinct from {}").format(sql.Literal(VOIDED_VERB))
+
+
+def _record(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity, record: PurgeRecord) -> None:
+    conn.execute(
+        """
+        insert into audit.retention_purge (purge_target, retention_rule, cutoff_at, mode, rows_purged, files_purged,
+            bytes_purged, archive_path, details, dag_id, run_id, task_id, try_number, purged_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (record.target, record.rule, record.cutoff_at, policy.mode, record.rows, record.files, record.bytes,
+         record.archive_path, Jsonb(record.details), run.dag_id, run.run_id, run.task_id, run.try_number,
+         datetime.now(UTC)),
+    )  # fmt: skip
+
+
+def _archive_file(policy: RetentionPolicy, target: str) -> Path:
+    assert policy.archive_dir is not None
+    stamp = policy.now.strftime("%Y%m%dT%H%M%SZ")
+    path = policy.archive_dir / target / f"{target}__{stamp}.csv.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _copy_out(conn: psycopg.Connection, relation: sql.Composable, path: Path) -> None:
+    """Write a relation as gzip CSV with a header (inside the caller's transaction)."""
+    with gzip.open(path, "wb") as handle, conn.cursor() as cur:
+        with cur.copy(sql.SQL("copy (select * from {}) to stdout with (format csv, header)").format(relation)) as copy:
+            for chunk in copy:
+                handle.write(chunk)
+
+
+def _purge_rows(
+    conn: psycopg.Connection,
+    policy: RetentionPolicy,
+    run: RunIdentity,
+    table: str,
+    age_column: str,
+    keep_unless: sql.Composable,
+    days: int,
+) -> PurgeRecord:
+    """Delete rows older than `days`; archive exactly the deleted rows first in archive mode."""
+    schema, name = table.split(".")
+    record = PurgeRecord(table, f"{age_column} older than {days} days", policy.now - timedelta(days=days))
+    purged = sql.Identifier(f"retention_{name}")
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "create temporary table {purged} on commit drop as"
+                " with deleted as (delete from {table} where {age} < %s and {keep} returning *)"
+                " select * from deleted"
+            ).format(
+                purged=purged, table=sql.Identifier(schema, name), age=sql.Identifier(age_column), keep=keep_unless
+            ),
+            (record.cutoff_at,),
+        )
+        record.rows = conn.execute(sql.SQL("select count(*) from {}").format(purged)).fetchone()[0]
+        if record.rows and policy.archive_dir is not None:
+            path = _archive_file(policy, name)
+            _copy_out(conn, purged, path)
+            record.archive_path = str(path)
+        _record(conn, policy, run, record)
+    return record
+
+
+def _superseded_partitions(conn: psycopg.Connection, cutoff: datetime) -> list[tuple[str, str, str, str]]:
+    """(raw table, partition, file name, sha256) of superseded files received before `cutoff`."""
+    return conn.execute(
+        """
+        select parent.relname, child.relname, manifest.file_name, manifest.sha256
+        from audit.file_manifest as manifest
+        inner join pg_inherits as inheritance on true
+        inner join pg_class as parent on inheritance.inhparent = parent.oid
+        inner join pg_class as child on inheritance.inhrelid = child.oid
+        inner join pg_namespace as parent_schema on parent.relnamespace = parent_schema.oid
+        where manifest.status = 'superseded' and manifest.received_at < %s
+          and parent_schema.nspname = 'raw' and parent.relname = any(%s)
+          and pg_get_expr(child.relpartbound, child.oid) = format('FOR VALUES IN (%%L)', manifest.sha256)
+        order by manifest.received_at, child.relname
+        """,
+        (cutoff, list(HRIS_RAW_TABLES)),
+    ).fetchall()
+
+
+def _purge_superseded_partitions(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity) -> PurgeRecord:
+    record = PurgeRecord(
+        "raw.hris_superseded_partitions",
+        f"files superseded by a correction, received more than {policy.raw_days} days ago",
+        policy.raw_cutoff,
+    )
+    with conn.transaction():
+        files = []
+        for parent, partition, file_name, sha256 in _superseded_partitions(conn, policy.raw_cutoff):
+            relation = sql.Identifier("raw", partition)
+            rows = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
+            if policy.archive_dir is not None:
+                path = _archive_file(policy, f"{parent}__{sha256[:12]}")
+                _copy_out(conn, relation, path)
+            conn.execute(sql.SQL("drop table {}").format(relation))
+            record.rows += rows
+            files.append({"file_name": file_name, "sha256": sha256, "table": parent, "rows": rows})
+        record.details = {"files": files}
+        record.archive_path = str(policy.archive_dir) if files and policy.archive_dir else None
+        _record(conn, policy, run, record)
+    return record
+
+
+def _purge_landed_files(
+    conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity, quarantined: bool
+) -> PurgeRecord:
+    if quarantined:
+        target, days, cutoff = "landed_quarantined_files", policy.quarantined_file_days, policy.quarantined_cutoff
+    else:
+        target, days, cutoff = "landed_hris_files", policy.raw_days, policy.raw_cutoff
+    record = PurgeRecord(target, f"landed copies received more than {days} days ago", cutoff)
+    status_test = "=" if quarantined else "<>"
+    candidates = conn.execute(
+        f"select file_name, sha256, landed_path from audit.file_manifest"  # noqa: S608 - a fixed operator
+        f" where landed_path is not null and received_at < %s and status {status_test} 'quarantined'"
+        " order by received_at, file_name",
+        (cutoff,),
+    ).fetchall()
+    files = []
+    with conn.transaction():
+        for file_name, sha256, landed_path in candidates:
+            path = Path(landed_path)
+            if not path.is_file():
+                continue
+            size = path.stat().st_size
+            if policy.archive_dir is not None:
+                archived = policy.archive_dir / target / path.name
+                archived.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, archived)
+            else:
+                path.unlink()
+            record.files += 1
+            record.bytes += size
+            files.append({"file_name": file_name, "sha256": sha256})
+        record.details = {"files": files}
+        record.archive_path = str(policy.archive_dir / target) if files and policy.archive_dir else None
+        _record(conn, policy, run, record)
+    return record
+
+
+def retention_lines(conn: psycopg.Connection) -> list[str]:
+    """What the latest retention run purged, per target, and whether the analytics key is installed."""
+    rows = conn.execute(
+        """
+        select distinct on (purge_target) purge_target, retention_rule, mode, rows_purged, files_purged, cutoff_at
+        from audit.retention_purge order by purge_target, purged_at desc, purge_id desc
+        """
+    ).fetchall()
+    lines = [f"  {target:<32} {rows_purged:>9,} rows {files:>4} files purged ({mode}; {rule}; cutoff {cutoff:%Y-%m-%d})"
+             for target, rule, mode, rows_purged, files, cutoff in rows]  # fmt: skip
+    key = conn.execute("select key_fingerprint from governance.pseudonym_key").fetchone()
+    lines.append(f"  analytics pseudonym key: {'installed, fingerprint ' + key[0] if key else 'NOT installed'}")
+    return lines

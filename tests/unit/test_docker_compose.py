@@ -1,0 +1,112 @@
+"""docker-compose.yaml, checked by parsing (no docker engine needed): the official Airflow 3 shape,
+the bundle's mounts, connections and profiles, secrets only as variables, and only files that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_SERVICES = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+}
+BUNDLE_MOUNTS = {"./dags": "/opt/airflow/dags", "./plugins": "/opt/airflow/plugins", "./include": "/opt/airflow/include"}
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+
+
+def environment(service: dict) -> dict[str, str]:
+    return {key: str(value) for key, value in (service.get("environment") or {}).items()}
+
+
+def test_the_official_airflow_3_services_run_the_bundle_image(compose):
+    services = compose["services"]
+    for name, command in AIRFLOW_SERVICES.items():
+        assert services[name]["command"] == command, name
+        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["warehouse"]["image"] == "postgres:15"
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+    assert environment(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+def test_the_image_installs_requirements_on_the_official_image_not_at_start_up(compose):
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}", dockerfile, re.M)
+    assert "-r /requirements.txt" in dockerfile and "COPY requirements.txt" in dockerfile
+    pinned = re.search(r"^apache-airflow==(\S+)", (REPO_ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert f"ARG AIRFLOW_VERSION={pinned}" in dockerfile
+    for service in compose["services"].values():
+        assert "_PIP_ADDITIONAL_REQUIREMENTS" not in environment(service)
+
+
+def test_every_airflow_component_mounts_the_bundle_and_shares_one_jwt_secret(compose):
+    secrets = set()
+    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+        service = compose["services"][name]
+        mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
+        assert {source: mounts.get(source) for source in BUNDLE_MOUNTS} == BUNDLE_MOUNTS, name
+        env = environment(service)
+        secrets.add(env["AIRFLOW__API_AUTH__JWT_SECRET"])
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert secrets == {"${AIRFLOW_JWT_SECRET:?set it in .env}"}
+
+
+def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose):
+    env = environment(compose["services"]["airflow-worker"])
+    connections = {key.removeprefix("AIRFLOW_CONN_").lower(): value for key, value in env.items()
+                   if key.startswith("AIRFLOW_CONN_")}  # fmt: skip
+    assert set(connections) == {"warehouse_postgres", "analytics_pseudonym"}
+    assert connections["warehouse_postgres"].startswith("postgres://turnover_pipeline:${")
+    assert connections["warehouse_postgres"].endswith("@warehouse:5432/turnover")
+    pseudonym = json.loads(VARIABLE.sub("placeholder", connections["analytics_pseudonym"]))
+    assert pseudonym == {"conn_type": "generic", "password": "placeholder"}
+    init_sql = (REPO_ROOT / "deploy/warehouse-init/01_create_roles_and_logins.sh").read_text()
+    pipeline_login = next(line for line in init_sql.splitlines() if line.startswith("create role turnover_pipeline"))
+    assert " login " in pipeline_login and "superuser" not in pipeline_login and "createrole" not in pipeline_login
+
+
+def test_the_demo_profile_adds_only_the_sample_sources_and_their_connections(compose):
+    profiled = {name: service["profiles"] for name, service in compose["services"].items() if "profiles" in service}
+    assert profiled == {"demo-sources": ["demo"], "demo-connections": ["demo"]}
+    sources = compose["services"]["demo-sources"]
+    assert "turnover_signals.deploy.demo_sources" in " ".join(sources["command"])
+    assert "airflow connections import" in " ".join(compose["services"]["demo-connections"]["command"])
+
+
+def test_secrets_are_only_variables_from_env(compose):
+    text = (REPO_ROOT / "docker-compose.yaml").read_text()
+    for line in text.splitlines():
+        if re.search(r"(PASSWORD|SECRET|FERNET_KEY|_KEY)\b[\"']?\s*:", line) and "KEY_" not in line:
+            assert "${" in line, line
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    generated = (REPO_ROOT / "scripts/generate_compose_env.py").read_text()
+    assert len(required) >= 6 and {name for name in required if f'"{name}"' not in generated} == set()
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
+
+
+def test_every_file_the_stack_references_exists(compose):
+    referenced = [compose["x-airflow-common"]["build"]["dockerfile"], "requirements.txt"]
+    for service in compose["services"].values():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                referenced.append(source)
+    for module in re.findall(r"python -m ([\w.]+)", (REPO_ROOT / "docker-compose.yaml").read_text()):
+        referenced.append("plugins/" + module.replace(".", "/") + ".py")
+    missing = [path for path in referenced if not (REPO_ROOT / path).exists()]
+    assert missing == [] and len(referenced) > 5
