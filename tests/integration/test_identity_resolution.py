@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
+from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
+from tests.integration.test_hris_ingest import hris_dir, sftp_server  # noqa: F401 - fixtures
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
 from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
@@ -409,3 +411,35 @@ def test_an_incremental_run_reports_the_same_reconciliation_as_a_full_rebuild(wa
     assert {k: incremental[k] for k in kpis} == {k: rebuilt[k] for k in kpis}
     assert incremental["scope_employees"] < rebuilt["scope_employees"]
     assert incremental["statements_attributable"] > 0
+
+
+def test_an_lms_id_recorded_in_the_hris_matches_when_no_guid_does(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=f"pat.kay@{CORP}", hire=date(2021, 2, 1))
+        employee(conn, "E2", guid="gggg-2", email=f"lou.ray@{CORP}", hire=date(2021, 2, 1))
+        conn.execute("update core.employee_history set lms_user_id = 'u-legacy-7' where employee_id = 'E1'")
+        conn.execute("update core.employee_history set lms_user_id = 'u-other' where employee_id = 'E2'")
+        # an address nobody in HR has: only the HRIS-recorded id can link it
+        lms_user(conn, "u-legacy-7", email="pkay@old-lms.example", created=datetime(2021, 2, 3, tzinfo=UTC))
+        # the GUID outranks a recorded id that points elsewhere
+        lms_user(conn, "u-other", email="lou@old-lms.example", external_id="gggg-2", created=datetime(2021, 2, 3, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    got = matches(warehouse_dsn)
+    assert got["u-legacy-7"] == ("E1", "hris_lms_user_id", None)
+    assert got["u-other"] == ("E2", "sso_guid", None)
+
+
+def test_the_hris_lms_user_id_column_travels_from_the_file_into_the_history(
+    sftp_server, hris_dir, hris_config, warehouse_dsn  # noqa: F811
+):
+    from tests.integration.hris_helpers import csv_bytes, employee_row, write_feed_file
+    from tests.integration.test_hris_ingest import run_pipeline
+    from turnover_signals.hris.contract import EMPLOYEE_COLUMNS
+
+    rows = [employee_row(n, lms_user_id=f"u-{n}" if n % 2 else "") for n in range(1, 5)]
+    write_feed_file(hris_dir, "employees_20260105.csv", csv_bytes(rows, columns=EMPLOYEE_COLUMNS))
+    sftp_server.sync()
+    results, errors = run_pipeline(hris_config, warehouse_dsn)
+    assert errors == []
+    assert query(warehouse_dsn, "select employee_id, lms_user_id from core.employee_history order by 1") == [
+        ("E000001", "u-1"), ("E000002", None), ("E000003", "u-3"), ("E000004", None)]

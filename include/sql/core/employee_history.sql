@@ -64,6 +64,7 @@ snapshot_rows as (
         termination.parsed_date as termination_date,
         nullif(btrim(snapshot_row.sso_guid), '') as sso_guid,
         nullif(btrim(snapshot_row.work_email), '') as work_email,
+        nullif(btrim(snapshot_row.lms_user_id), '') as lms_user_id,
         nullif(btrim(snapshot_row.termination_type), '') as termination_type,
         %(termination_mapping)s::jsonb
         ->> lower(btrim(snapshot_row.termination_type)) as termination_category,
@@ -94,7 +95,7 @@ fingerprinted as (
             row(
                 sso_guid, work_email, first_name, last_name, hire_date, termination_date,
                 termination_type, termination_reason, employment_status, job_role, job_level,
-                department, location, manager_id, base_salary, currency, fte, performance_rating
+                department, location, manager_id, base_salary, currency, fte, performance_rating, lms_user_id
             )::text
         ) as attribute_hash
     from snapshot_rows
@@ -168,6 +169,7 @@ final as (
         intervals.currency,
         intervals.fte,
         intervals.performance_rating,
+        intervals.lms_user_id,
         next_snapshot.snapshot_date is null as is_current,
         case
             when next_snapshot.snapshot_date is null then null

@@ -10,6 +10,7 @@ with history as (
         closed_by,
         known_at,
         sso_guid,
+        lms_user_id,
         hire_date,
         termination_date,
         termination_category
@@ -35,7 +36,8 @@ summarized as (
         min(valid_from) as first_snapshot_date,
         max(known_at) as known_at,
         -- The latest GUID HR recorded: a GUID blanked in a later file does not unlink the person.
-        (array_agg(lower(sso_guid) order by valid_from desc) filter (where sso_guid is not null))[1] as sso_guid
+        (array_agg(lower(sso_guid) order by valid_from desc) filter (where sso_guid is not null))[1] as sso_guid,
+        (array_agg(lms_user_id order by valid_from desc) filter (where lms_user_id is not null))[1] as lms_user_id
     from history
     group by employee_id
 ),
@@ -44,6 +46,7 @@ final as (
     select
         latest.employee_id as hris_employee_id,
         summarized.sso_guid,
+        summarized.lms_user_id,
         latest.termination_category,
         summarized.known_at,
         coalesce(least(latest.hire_date, summarized.first_snapshot_date), summarized.first_snapshot_date)

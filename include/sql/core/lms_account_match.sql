@@ -1,6 +1,7 @@
 -- one row per LMS user in scope: its employee by the first rule that decides, or why none does
--- Precedence: steward override, SSO GUID (SCIM externalId), work email as it was when the account
--- was created (an address recycled after a leaver belongs to whoever held it then). A rule that
+-- Precedence: steward override, SSO GUID (SCIM externalId), an LMS id recorded in the HRIS, work
+-- email as it was when the account was created (an address recycled after a leaver belongs to
+-- whoever held it then). A rule that
 -- finds two different people decides "ambiguous" rather than guessing. Scoped by %(lms_user_ids)s.
 with accounts as (
     select *
@@ -13,6 +14,7 @@ employments as not materialized (
     select
         employment.hris_employee_id,
         employment.sso_guid,
+        employment.lms_user_id,
         employment.employment_start_date,
         employment.employment_end_date,
         employee_key.employee_key
@@ -58,6 +60,20 @@ sso_candidates as (
     inner join employments on accounts.external_id_normalized = employments.sso_guid
 ),
 
+hris_recorded_candidates as (
+    -- the LMS user id the HRIS records for the worker (optional column of the employees feed)
+    select
+        accounts.lms_user_id,
+        3 as rule_rank,
+        'hris_lms_user_id' as match_method,
+        employments.employee_key,
+        employments.hris_employee_id,
+        employments.employment_start_date,
+        employments.employment_end_date
+    from accounts
+    inner join employments on accounts.lms_user_id = employments.lms_user_id
+),
+
 email_holders as (
     select
         accounts.lms_user_id,
@@ -93,6 +109,8 @@ candidates as (
     select * from override_candidates
     union all
     select * from sso_candidates
+    union all
+    select * from hris_recorded_candidates
     union all
     select * from email_candidates
 ),

@@ -13,6 +13,8 @@ EMPLOYEE_COLUMNS = (
     "termination_date", "termination_type", "termination_reason", "employment_status",
     "job_role", "job_level", "department", "location", "manager_id", "base_salary",
     "currency", "fte", "performance_rating",
+    # Optional: the worker's LMS user id, where the HRIS records one (identity matching rule 3).
+    "lms_user_id",
 )  # fmt: skip
 COMPENSATION_COLUMNS = (
     "employee_id", "effective_date", "change_type", "previous_base_salary", "new_base_salary", "currency",

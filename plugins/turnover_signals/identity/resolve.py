@@ -210,6 +210,8 @@ def close_scope(
         where changed.hris_employee_id = any(%(employees)s)
         union
         select hris_employee_id from core.lms_account_match where lms_user_id = any(%(accounts)s)
+        union
+        select hris_employee_id from core.identity_employment where lms_user_id = any(%(accounts)s)
         """,
         params,
     )
@@ -232,6 +234,8 @@ def close_scope(
         select lms_user_id from core.identity_lms_account where primary_email_normalized = any(%(emails)s)
         union
         select lms_user_id from core.lms_account_match where hris_employee_id = any(%(employees)s)
+        union
+        select lms_user_id from core.identity_employment where hris_employee_id = any(%(employees)s)
         """,
         params,
     )
