@@ -36,6 +36,7 @@ from turnover_signals.load.csv_stage import (
     header_from_bytes,
     stage_csv_stream,
 )
+from turnover_signals.paths import data_path
 from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation, run_suite
 from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, sha256_of_file
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
@@ -372,8 +373,11 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
         FileChecks,
         allowed_termination_types,
         create_check_relation,
+        create_metrics_table,
         drop_check_relation,
+        drop_metrics_table,
         hris_file_suite,
+        hris_metrics_suite,
     )
 
     hris = config["hris"]
@@ -385,25 +389,41 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
         volume_max_ratio=float(hris["volume_guard"]["max_ratio"]),
         allowed_termination_types=allowed_termination_types(hris["termination_type_mapping"]),
     )
-    suite = hris_file_suite(feed, header, checks, date_format)
-    check_relation = create_check_relation(conn, staged, feed, header, date_format)
+    gate = {
+        "sqlalchemy_url": sqlalchemy_url(config["connections"]["warehouse"], dsn),
+        "data_asset": f"hris_{feed.name}_file",
+        "batch_identifier": f"{remote.name}@{record['sha256']}",
+        "parameters": checks.parameters(),
+        "pii_columns": config["quality"]["pii_columns"],
+    }
+    # Fast gate: GX validates one row of counts (how many rows fail each check), computed in one
+    # aggregate pass. Its Data Docs page goes to temp space and joins the others only if it is the verdict.
+    metrics = create_metrics_table(conn, staged, feed, header, date_format, checks.allowed_termination_types)
     try:
-        outcome = run_suite(
-            sqlalchemy_url(config["connections"]["warehouse"], dsn),
-            suite,
-            data_asset=f"hris_{feed.name}_file",
-            batch_identifier=f"{remote.name}@{record['sha256']}",
-            table=(check_relation.schema, check_relation.table),
-            parameters=checks.parameters(),
-            pii_columns=config["quality"]["pii_columns"],
-            data_docs_dir=config["quality"]["data_docs_dir"],
-        )
+        with tempfile.TemporaryDirectory(prefix="hris-gate-") as pages:
+            outcome = run_suite(
+                suite=hris_metrics_suite(feed, header, checks, date_format), table=(metrics.schema, metrics.table),
+                data_docs_dir=pages, **gate,
+            )  # fmt: skip
+            if outcome.success:
+                outcome.data_docs_path = _keep_data_docs_page(outcome.data_docs_path, pages, config)
     finally:
-        drop_check_relation(conn, check_relation)
+        drop_metrics_table(conn, metrics)
+    if not outcome.success:
+        # The row-level suite says which values failed (masked), for the quarantine reason and its page.
+        suite = hris_file_suite(feed, header, checks, date_format)
+        check_relation = create_check_relation(conn, staged, feed, header, date_format)
+        try:
+            outcome = run_suite(
+                suite=suite, table=(check_relation.schema, check_relation.table),
+                data_docs_dir=config["quality"]["data_docs_dir"], **gate,
+            )  # fmt: skip
+        finally:
+            drop_check_relation(conn, check_relation)
     if not outcome.success:
         raise _quarantine(
             conn, record,
-            f"{len(outcome.failed)} expectation(s) failed in suite {suite.name}: {outcome.failure_summary()}",
+            f"{len(outcome.failed)} expectation(s) failed in suite {outcome.suite_name}: {outcome.failure_summary()}",
             outcome, run, staged.rows_copied,
         )  # fmt: skip
     superseded = _publish(conn, staged, feed, header, record, outcome, run, config, delivery.landed_copy, remote)
@@ -412,6 +432,18 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
         remote.name, remote.feed, remote.file_date, "loaded", record["sha256"],
         rows_loaded=int(record["rows_loaded"]), superseded=tuple(superseded),
     ).to_dict()  # fmt: skip
+
+
+def _keep_data_docs_page(page: str | None, pages: str, config: Mapping[str, Any]) -> str | None:
+    """Move a Data Docs page written under `pages` to the same place under the configured directory."""
+    if page is None:
+        return None
+    target = data_path(config["quality"]["data_docs_dir"]) / Path(page).relative_to(pages)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # a page is never overwritten
+        raise FileExistsError(target)
+    shutil.move(page, target)
+    return str(target)
 
 
 def _publish(

@@ -24,8 +24,10 @@ from turnover_signals.load.csv_stage import StagedFile
 from turnover_signals.quality.gate import SuiteDefinition, described
 
 SUITE_VERSION = "1"
+METRICS_SUITE_VERSION = "1-metrics"
 EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 NUMERIC_COLUMNS = {"employees": ("base_salary",), "compensation": ("previous_base_salary", "new_base_salary")}
+COMPENSATION_KEY = ("employee_id", "effective_date", "change_type")
 NON_NEGATIVE_COLUMNS = {"employees": ("base_salary",), "compensation": ("new_base_salary", "previous_base_salary")}
 
 
@@ -174,105 +176,314 @@ def drop_check_relation(conn: psycopg.Connection, view: StagedFile) -> None:
             conn.execute(sql.SQL("drop table if exists {}").format(_scratch(staged, suffix).qualified))
 
 
-def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
-    """The expectations for one HRIS file; columns the file lacks get no column expectations
-    (the missing-column expectation already fails)."""
+# The text core.parse_numeric_text (ddl 0004) accepts, after btrim. Matching it here instead of
+# calling the function avoids a numeric cast per row; a test keeps the two equal.
+NUMERIC_TEXT = r"^-?[0-9]+(\.[0-9]+)?$"
+
+
+def _per_row_failures(feed: Feed, present: set[str], allowed_types: tuple[str, ...]) -> dict[str, sql.Composable]:
+    """Metric name -> condition on one row, for the checks that need only the row itself."""
+    failing: dict[str, sql.Composable] = {}
+    if "employee_id" in present:
+        failing["empty_employee_id_rows"] = sql.SQL("employee_id is null")
+    for column in NUMERIC_COLUMNS[feed.name]:
+        if column not in present:
+            continue
+        value = sql.SQL("btrim({})").format(sql.Identifier(column))
+        failing[f"non_numeric_{column}_rows"] = sql.SQL("{} !~ {}").format(value, sql.Literal(NUMERIC_TEXT))
+        if column in NON_NEGATIVE_COLUMNS[feed.name]:
+            # A number is negative when it has a minus sign and a non-zero digit; the cheap prefix
+            # test goes first so the patterns run only on the rare signed values.
+            failing[f"negative_{column}_rows"] = sql.SQL("{v} like '-%' and {v} ~ {numeric} and {v} ~ '[1-9]'").format(
+                v=value, numeric=sql.Literal(NUMERIC_TEXT)
+            )
+    if feed.name == "employees" and "termination_type" in present:
+        failing["unknown_termination_type_rows"] = sql.SQL("lower(btrim(termination_type)) <> all({}::text[])").format(
+            sql.Literal(list(allowed_types))
+        )
+    if feed.name == "employees" and "work_email" in present:
+        failing["malformed_work_email_rows"] = sql.SQL("work_email !~ {}").format(sql.Literal(EMAIL_SHAPE))
+    if feed.name == "compensation" and "change_type" in present:
+        failing["empty_change_type_rows"] = sql.SQL("change_type is null")
+    return failing
+
+
+def _repeated_key_rows(feed: Feed, present: set[str], staged: StagedFile) -> list[sql.Composable]:
+    """Rows beyond the first for each key value (ids byte-compared: sorting in "C" is cheapest)."""
+    if feed.name == "employees" and "employee_id" in present:
+        return [
+            sql.SQL(
+                "(select count(employee_id) - count(distinct employee_id collate \"C\") from {}) as repeated_employee_id_rows"
+            ).format(staged.qualified)
+        ]
+    if feed.name == "compensation" and set(COMPENSATION_KEY) <= present:
+        key = sql.SQL(", ").join(sql.Identifier(c) for c in COMPENSATION_KEY)
+        all_missing = sql.SQL(" and ").join(sql.SQL("{} is null").format(sql.Identifier(c)) for c in COMPENSATION_KEY)
+        return [
+            sql.SQL(
+                "(select coalesce(sum(lines - 1), 0) from (select count(*) as lines from {staged} where not ({all_missing})"
+                " group by {key} having count(*) > 1) as repeated) as repeated_compensation_key_rows"
+            ).format(staged=staged.qualified, all_missing=all_missing, key=key)
+        ]
+    return []
+
+
+def metrics_query(staged: StagedFile, feed: Feed, header: MappedHeader, date_format: str,
+                  allowed_types: tuple[str, ...]) -> sql.Composed:  # fmt: skip
+    """One row: for every check of the file, how many rows fail it (0 = holds), and the row count.
+
+    The staged file is scanned once grouped by its date texts (a few thousand groups), counting
+    what each row fails; date texts are parsed once per distinct value from those groups; the
+    key uniqueness needs a second scan.
+    """
+    pattern, _template, (year, month, day) = date_format_parts(date_format)
     present = set(header.canonical_present)
-    e: list[Any] = [
-        described(
-            gxe.ExpectTableColumnsToMatchSet(column_set=list(feed.required_columns), exact_match=False),
+    dates = [c for c in feed.date_columns if c in present]
+    per_row = _per_row_failures(feed, present, allowed_types)
+    ctes = [
+        sql.SQL("date_groups as (select {keys}count(*) as row_count{counts} from {staged} group by {group_by})").format(
+            keys=sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(c)) for c in dates),
+            counts=sql.SQL("").join(
+                sql.SQL(", count(*) filter (where {}) as {}").format(condition, sql.Identifier(name))
+                for name, condition in per_row.items()
+            ),
+            staged=staged.qualified,
+            group_by=sql.SQL(", ").join(sql.Identifier(c) for c in dates) if dates else sql.SQL("()"),
+        )
+    ]
+    totals = [sql.SQL("coalesce(sum(date_groups.row_count), 0)::bigint as row_count")]
+    joins = []
+    for column in dates:
+        lookup = sql.Identifier(f"{column}_values")
+        ctes.append(
+            sql.SQL(
+                "{lookup} as (select raw_value, core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) as parsed"
+                " from (select distinct {c} as raw_value from date_groups where {c} is not null) as distinct_values)"
+            ).format(lookup=lookup, c=sql.Identifier(column), p=sql.Literal(pattern), y=year, m=month, d=day)
+        )
+        joins.append(
+            sql.SQL("left join {lookup} on {lookup}.raw_value = date_groups.{c}").format(lookup=lookup, c=sql.Identifier(column))
+        )
+        failing = {f"unparseable_{column}_rows": sql.SQL("{}.raw_value is not null and {}.parsed is null").format(lookup, lookup)}
+        if column in feed.required_columns and column != "termination_date":
+            failing[f"empty_{column}_rows"] = sql.SQL("date_groups.{} is null").format(sql.Identifier(column))
+        totals += [
+            sql.SQL("coalesce(sum(date_groups.row_count) filter (where {}), 0)::bigint as {}").format(condition, sql.Identifier(name))
+            for name, condition in failing.items()
+        ]
+    if feed.name == "employees" and {"hire_date", "termination_date"} <= present:
+        totals.append(
+            sql.SQL(
+                "coalesce(sum(date_groups.row_count) filter (where termination_date_values.parsed < hire_date_values.parsed), 0)"
+                "::bigint as hire_after_termination_rows"
+            )
+        )
+    totals += [
+        sql.SQL("coalesce(sum(date_groups.{name}), 0)::bigint as {name}").format(name=sql.Identifier(name)) for name in per_row
+    ]
+    missing = sql.SQL(
+        "(select count(*) from unnest({required}::text[]) as required (column_name) where not exists (select"
+        " from information_schema.columns as c where c.table_schema = {schema} and c.table_name = {table}"
+        " and c.column_name = required.column_name)) as missing_required_columns"
+    ).format(required=sql.Literal(list(feed.required_columns)), schema=sql.Literal(staged.schema), table=sql.Literal(staged.table))
+    totals += [missing, *_repeated_key_rows(feed, present, staged)]
+    return sql.SQL("with {ctes} select {totals} from date_groups {joins}").format(
+        ctes=sql.SQL(", ").join(ctes), totals=sql.SQL(", ").join(totals), joins=sql.SQL(" ").join(joins)
+    )
+
+
+def create_metrics_table(conn: psycopg.Connection, staged: StagedFile, feed: Feed, header: MappedHeader,
+                         date_format: str, allowed_types: tuple[str, ...]) -> StagedFile:  # fmt: skip
+    """Create the one-row metrics table of the staged file (see metrics_query); returns it."""
+    metrics = _scratch(staged, "metrics")
+    with conn.transaction():
+        # Sorting a million ids for the distinct count wants more than the default 4 MB.
+        conn.execute("set local work_mem = '256MB'")
+        conn.execute(sql.SQL("drop table if exists {}").format(metrics.qualified))
+        conn.execute(
+            sql.SQL("create unlogged table {} as {}").format(
+                metrics.qualified, metrics_query(staged, feed, header, date_format, allowed_types)
+            )
+        )
+    return metrics
+
+
+def drop_metrics_table(conn: psycopg.Connection, metrics: StagedFile) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("drop table if exists {}").format(metrics.qualified))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of an HRIS file, in plain language, as GX states it on each relation it can run on:
+    `on_rows` on the check view (names the failing values), `on_metrics` on the one-row metrics
+    table (a count that must be 0, or the row count within bounds)."""
+
+    description: str
+    on_rows: Any
+    on_metrics: Any
+
+
+def _none(metric: str) -> Any:
+    return gxe.ExpectColumnValuesToBeBetween(column=metric, min_value=0, max_value=0)
+
+
+def _file_checks(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> list[Check]:
+    """Every check of one HRIS file; columns the file lacks get no column checks (the
+    missing-column check already fails)."""
+    present = set(header.canonical_present)
+    c: list[Check] = [
+        Check(
             "required columns are present",
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(feed.required_columns), exact_match=False),
+            _none("missing_required_columns"),
         )
     ]
     if feed.name == "employees":
-        e.append(described(gxe.ExpectTableRowCountToBeBetween(min_value=1), "the snapshot has at least one row"))
+        c.append(
+            Check(
+                "the snapshot has at least one row",
+                gxe.ExpectTableRowCountToBeBetween(min_value=1),
+                gxe.ExpectColumnValuesToBeBetween(column="row_count", min_value=1),
+            )
+        )
     if checks.control_rows is not None:
-        e.append(
-            described(
-                gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "control_rows"}),
+        control = {"$PARAMETER": "control_rows"}
+        c.append(
+            Check(
                 "row count equals the control file",
+                gxe.ExpectTableRowCountToEqual(value=control),
+                gxe.ExpectColumnValuesToBeBetween(column="row_count", min_value=control, max_value=control),
             )
         )
     if feed.name == "employees" and checks.previous_good_rows is not None:
-        e.append(
-            described(
-                gxe.ExpectTableRowCountToBeBetween(
-                    min_value={"$PARAMETER": "volume_min_rows"}, max_value={"$PARAMETER": "volume_max_rows"}
-                ),
+        band = {"min_value": {"$PARAMETER": "volume_min_rows"}, "max_value": {"$PARAMETER": "volume_max_rows"}}
+        c.append(
+            Check(
                 f"volume guard: row count within {checks.volume_min_ratio:g}x..{checks.volume_max_ratio:g}x "
                 f"of the last good snapshot ({checks.previous_good_rows} rows)",
+                gxe.ExpectTableRowCountToBeBetween(**band),
+                gxe.ExpectColumnValuesToBeBetween(column="row_count", **band),
             )
         )
     if "employee_id" in present:
-        e.append(described(gxe.ExpectColumnValuesToNotBeNull(column="employee_id"), "employee_id is never empty"))
+        c.append(
+            Check(
+                "employee_id is never empty",
+                gxe.ExpectColumnValuesToNotBeNull(column="employee_id"),
+                _none("empty_employee_id_rows"),
+            )
+        )
         if feed.name == "employees":
             # GX's own uniqueness check joins every row to a count per id; the check view carries
             # the ids that occur more than once (one hash aggregate), and GX decides on that.
-            e.append(
-                described(gxe.ExpectColumnValuesToBeNull(column="employee_id_duplicate"), "employee_id is unique")
+            c.append(
+                Check(
+                    "employee_id is unique",
+                    gxe.ExpectColumnValuesToBeNull(column="employee_id_duplicate"),
+                    _none("repeated_employee_id_rows"),
+                )
             )
     for column in feed.date_columns:
         if column not in present:
             continue
         if column in feed.required_columns and column != "termination_date":
-            e.append(described(gxe.ExpectColumnValuesToNotBeNull(column=column), f"{column} is never empty"))
-        e.append(
-            described(
-                gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"),
+            c.append(
+                Check(
+                    f"{column} is never empty",
+                    gxe.ExpectColumnValuesToNotBeNull(column=column),
+                    _none(f"empty_{column}_rows"),
+                )
+            )
+        c.append(
+            Check(
                 f"{column} parses as a date in format {date_format}",
+                gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"),
+                _none(f"unparseable_{column}_rows"),
             )
         )
     for column in NUMERIC_COLUMNS[feed.name]:
         if column not in present:
             continue
-        e.append(
-            described(gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"), f"{column} is a number")
+        c.append(
+            Check(
+                f"{column} is a number",
+                gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"),
+                _none(f"non_numeric_{column}_rows"),
+            )
         )
         if column in NON_NEGATIVE_COLUMNS[feed.name]:
-            e.append(
-                described(
-                    gxe.ExpectColumnValuesToBeBetween(column=f"{column}_parsed", min_value=0),
+            c.append(
+                Check(
                     f"{column} is not negative",
+                    gxe.ExpectColumnValuesToBeBetween(column=f"{column}_parsed", min_value=0),
+                    _none(f"negative_{column}_rows"),
                 )
             )
     if feed.name == "employees":
         if {"hire_date", "termination_date"} <= present:
-            e.append(
-                described(
+            c.append(
+                Check(
+                    "hire_date is on or before termination_date",
                     gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                         column_A="termination_date_parsed",
                         column_B="hire_date_parsed",
                         or_equal=True,
                         ignore_row_if="either_value_is_missing",
                     ),
-                    "hire_date is on or before termination_date",
+                    _none("hire_after_termination_rows"),
                 )
             )
         if "termination_type" in present:
-            e.append(
-                described(
+            c.append(
+                Check(
+                    "termination_type is one of the configured types",
                     gxe.ExpectColumnValuesToBeInSet(
                         column="termination_type_key", value_set=list(checks.allowed_termination_types)
                     ),
-                    "termination_type is one of the configured types",
+                    _none("unknown_termination_type_rows"),
                 )
             )
         if "work_email" in present:
-            e.append(
-                described(
-                    gxe.ExpectColumnValuesToMatchRegex(column="work_email", regex=EMAIL_SHAPE),
+            c.append(
+                Check(
                     "work_email looks like an email address",
+                    gxe.ExpectColumnValuesToMatchRegex(column="work_email", regex=EMAIL_SHAPE),
+                    _none("malformed_work_email_rows"),
                 )
             )
     if feed.name == "compensation" and {"employee_id", "effective_date", "change_type"} <= present:
-        e.append(
-            described(
-                gxe.ExpectCompoundColumnsToBeUnique(column_list=["employee_id", "effective_date", "change_type"]),
+        c.append(
+            Check(
                 "one line per employee, effective date and change type",
+                gxe.ExpectCompoundColumnsToBeUnique(column_list=list(COMPENSATION_KEY)),
+                _none("repeated_compensation_key_rows"),
             )
         )
-        e.append(described(gxe.ExpectColumnValuesToNotBeNull(column="change_type"), "change_type is never empty"))
-    return SuiteDefinition(name=f"hris_{feed.name}_file", version=SUITE_VERSION, expectations=e)
+        c.append(
+            Check(
+                "change_type is never empty",
+                gxe.ExpectColumnValuesToNotBeNull(column="change_type"),
+                _none("empty_change_type_rows"),
+            )
+        )
+    return c
+
+
+def _suite(feed: Feed, version: str, expectations: list[Any]) -> SuiteDefinition:
+    return SuiteDefinition(name=f"hris_{feed.name}_file", version=version, expectations=expectations)
+
+
+def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
+    """The row-level expectations for one HRIS file, on the check view (see create_check_relation)."""
+    found = _file_checks(feed, header, checks, date_format)
+    return _suite(feed, SUITE_VERSION, [described(c.on_rows, c.description) for c in found])
+
+
+def hris_metrics_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
+    """The same checks on the one-row metrics table (see create_metrics_table): the fast gate."""
+    found = _file_checks(feed, header, checks, date_format)
+    return _suite(feed, METRICS_SUITE_VERSION, [described(c.on_metrics, c.description) for c in found])
 
 
 def allowed_termination_types(mapping: Mapping[str, str]) -> tuple[str, ...]:
