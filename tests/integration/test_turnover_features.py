@@ -239,3 +239,35 @@ def test_every_feature_is_documented_once_in_the_dictionary(warehouse_dsn):
         columns = [c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS]
     assert len(documented) == len(set(documented))
     assert set(documented) == set(columns)
+
+
+def label_rows(dsn):
+    """The labels without hr_known_through (a label keeps the one it was last computed with)."""
+    return sorted(query(dsn, "select employee_key, reference_date, horizon_days, hris_employee_id, label, exit_date,"
+                             " exit_category, is_censored, label_status from mart.turnover_label"))  # fmt: skip
+
+
+def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_rebuild(warehouse_dsn, config, built):
+    assert built["label_mode"] == "full"
+    rerun = build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    assert (rerun["label_mode"], rerun["labels_written"], rerun["employees_with_changed_outcome"]) == (
+        "incremental", 0, 0)  # nothing new: no label is computed again
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # E2 resigns on 2026-08-01 (a later file); a snapshot on 2026-10-01 settles the horizon of D
+        conn.execute("update core.employee_history set valid_to = '2026-08-01', is_current = false,"
+                     " closed_by = 'attribute_change' where employee_id = 'E2'")  # fmt: skip
+        employee(conn, "E2", guid="g-e2", email=f"e2@{CORP}", hire=date(2022, 3, 1), term=date(2026, 8, 1),
+                 intervals=[(date(2026, 8, 1), None, f"e2@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        conn.execute("update core.employee_history set valid_to = '2026-10-01', is_current = false,"
+                     " closed_by = 'attribute_change' where employee_id = 'M1'")  # fmt: skip
+        employee(conn, "M1", guid="g-m1", email=f"boss@{CORP}", hire=date(2015, 1, 5), first="Bo", last="Ss",
+                 intervals=[(date(2026, 10, 1), None, f"boss@{CORP}")], known_at=AFTER_D)  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    daily = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)])
+    assert (daily["label_mode"], daily["employees_with_changed_outcome"]) == ("incremental", 1)
+    labels = dict((row[3], row[8]) for row in label_rows(warehouse_dsn) if row[1] == D)
+    assert labels["E2"] == "positive"  # the resignation falls within 90 days of D
+    incremental = label_rows(warehouse_dsn)
+    rebuilt = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)], full_daily_rebuild=True)
+    assert rebuilt["label_mode"] == "full"
+    assert label_rows(warehouse_dsn) == incremental

@@ -1,13 +1,15 @@
 -- one row per employee_key per reference_date per horizon: voluntary exit within the horizon
 -- Positive: a voluntary exit in (reference_date, reference_date + horizon]. An involuntary or other
 -- exit in the horizon is censored (never a positive, never a negative). Without an exit, the label
--- stays null until HR is known through the end of the horizon (%(hr_known_through)s).
+-- stays null until HR is known through the end of the horizon (%(hr_known_through)s), the value
+-- recorded in hr_known_through when the label was last computed.
 with feature_rows as (
+    -- the temp table label_scope: every feature row, or those whose label may have changed
     select distinct
         employee_key,
         reference_date,
         hris_employee_id
-    from mart.employee_features
+    from label_scope
 ),
 
 horizons as (
@@ -15,19 +17,12 @@ horizons as (
 ),
 
 employment_outcomes as (
-    select distinct on (employee_id)
-        employee_id,
-        termination_category,
-        coalesce(
-            termination_date,
-            case when closed_by = 'absent_from_snapshot' then valid_to end
-        ) as exit_date,
-        case
-            when termination_date is not null then coalesce(termination_category, 'other')
-            when closed_by = 'absent_from_snapshot' then 'vanished_from_snapshot'
-        end as exit_category
-    from core.employee_history
-    order by employee_id asc, valid_from desc
+    -- the outcome as of the latest HR interval, kept up to date by the build (see build.py)
+    select
+        hris_employee_id as employee_id,
+        exit_date,
+        exit_category
+    from mart.turnover_label_outcome
 ),
 
 labelled as (
