@@ -409,7 +409,13 @@ def main(argv: list[str] | None = None) -> int:
             say("Rerun check: the published tables are identical to those before this run (idempotent).")
         elif before:
             changed = sorted(t for t in after if before.get(t) != after[t])
-            say(f"Tables changed by this run: {', '.join(changed)}")
+            if changed == ["mart.turnover_risk_score"]:
+                # Each `airflow dags test` is a new DAG run: a new model run registers its own model
+                # version and re-scores under it (a cleared rerun of the same run changes nothing).
+                say("Rerun check: the published tables are identical to those before this run, except "
+                    "mart.turnover_risk_score, re-scored under the new model run's version.")  # fmt: skip
+            else:
+                say(f"Tables changed by this run: {', '.join(changed)}")
         for line in report_lines(conn):
             say(line)
         say(f"Logs: {(DEMO_DIR / 'logs').relative_to(BUNDLE_ROOT)}/   Landed files: .demo/landing/")
