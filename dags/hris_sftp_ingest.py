@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import PokeReturnValue, dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import HRIS_EMPLOYEE_HISTORY
 
 
@@ -44,12 +44,7 @@ from turnover_signals.assets import HRIS_EMPLOYEE_HISTORY
     doc_md=__doc__,
 )
 def hris_sftp_ingest():
-    @task
-    def migrate_warehouse() -> int:
-        from turnover_signals.warehouse import migrate, warehouse_connection
-
-        with warehouse_connection() as conn:
-            return len(migrate(conn))
+    migrate_warehouse = migrate_warehouse_task()
 
     @task.sensor(poke_interval=600, timeout=24 * 3600, mode="reschedule")
     def wait_for_hris_files(dag_run=None) -> PokeReturnValue:

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, task
 
-from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LMS_ACTIVITY
 
 
@@ -42,12 +42,7 @@ from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LM
     doc_md=__doc__,
 )
 def identity_resolution():
-    @task
-    def migrate_warehouse() -> int:
-        from turnover_signals.warehouse import migrate, warehouse_connection
-
-        with warehouse_connection() as conn:
-            return len(migrate(conn))
+    migrate_warehouse = migrate_warehouse_task()
 
     @task(outlets=[EMPLOYEE_IDENTITY])
     def resolve_identities(params: dict | None = None) -> dict:

@@ -28,7 +28,7 @@ from datetime import datetime
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import LMS_ACTIVITY
 
 
@@ -43,12 +43,7 @@ from turnover_signals.assets import LMS_ACTIVITY
     doc_md=__doc__,
 )
 def lms_api_ingest():
-    @task
-    def migrate_warehouse() -> int:
-        from turnover_signals.warehouse import migrate, warehouse_connection
-
-        with warehouse_connection() as conn:
-            return len(migrate(conn))
+    migrate_warehouse = migrate_warehouse_task()
 
     @task
     def load_course_catalog() -> dict:

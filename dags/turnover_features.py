@@ -28,7 +28,7 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
 
 
@@ -50,12 +50,7 @@ from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
     doc_md=__doc__,
 )
 def turnover_features():
-    @task
-    def migrate_warehouse() -> int:
-        from turnover_signals.warehouse import migrate, warehouse_connection
-
-        with warehouse_connection() as conn:
-            return len(migrate(conn))
+    migrate_warehouse = migrate_warehouse_task()
 
     @task(outlets=[EMPLOYEE_FEATURES])
     def build_features(params: dict | None = None) -> dict:

@@ -27,7 +27,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import TURNOVER_RISK_SCORE
 
 
@@ -46,12 +46,7 @@ from turnover_signals.assets import TURNOVER_RISK_SCORE
     doc_md=__doc__,
 )
 def turnover_model():
-    @task
-    def migrate_warehouse() -> int:
-        from turnover_signals.warehouse import migrate, warehouse_connection
-
-        with warehouse_connection() as conn:
-            return len(migrate(conn))
+    migrate_warehouse = migrate_warehouse_task()
 
     @task
     def train_models() -> dict:

@@ -25,7 +25,7 @@ from datetime import datetime
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from turnover_signals.airflow_tasks import DEFAULT_ARGS
+from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 
 
 @dag(
@@ -39,12 +39,7 @@ from turnover_signals.airflow_tasks import DEFAULT_ARGS
     doc_md=__doc__,
 )
 def warehouse_retention():
-    @task
-    def migrate_warehouse() -> int:
-        from turnover_signals.warehouse import migrate, warehouse_connection
-
-        with warehouse_connection() as conn:
-            return len(migrate(conn))
+    migrate_warehouse = migrate_warehouse_task()
 
     @task
     def install_pseudonym_key() -> dict:

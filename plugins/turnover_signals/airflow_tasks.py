@@ -49,3 +49,20 @@ def current_run_identity() -> RunIdentity:
 def data_time(context: Any) -> Any:
     """The moment a run is about: its logical date, or `run_after` for asset-triggered runs (which have none)."""
     return context.get("logical_date") or context["dag_run"].run_after
+
+
+def migrate_warehouse_task() -> Any:
+    """The first task of every DAG: apply the warehouse migrations not applied yet (a no-op otherwise).
+
+    Migrations run under an advisory lock, so DAGs starting together wait for each other.
+    """
+    from airflow.sdk import task
+
+    @task(task_id="migrate_warehouse")
+    def migrate_warehouse() -> int:
+        from turnover_signals.warehouse import migrate, warehouse_connection
+
+        with warehouse_connection() as conn:
+            return len(migrate(conn))
+
+    return migrate_warehouse
