@@ -443,3 +443,25 @@ def test_the_hris_lms_user_id_column_travels_from_the_file_into_the_history(
     assert errors == []
     assert query(warehouse_dsn, "select employee_id, lms_user_id from core.employee_history order by 1") == [
         ("E000001", "u-1"), ("E000002", None), ("E000003", "u-3"), ("E000004", None)]
+
+
+def test_a_steward_not_a_match_splits_a_rehire_linked_by_guid(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="gggg-9", email=f"al.x@{CORP}", hire=date(2018, 2, 5), term=date(2022, 6, 30))
+        employee(conn, "E7", guid="gggg-9", email=f"al.y@{CORP}", hire=date(2023, 9, 4))
+    resolve_identities(config, dsn=warehouse_dsn)
+    keys = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    assert keys["E1"] == keys["E7"]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into audit.identity_override (identifier_type, identifier_value, decision, decided_by, reason)"
+            " values ('hris_employee_id', 'E7', 'not_a_match', 'steward@hr', 'IdP reused the GUID for a namesake')"
+        )
+    resolve_identities(config, dsn=warehouse_dsn)
+    after = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    assert after["E1"] == keys["E1"] and after["E7"] > keys["E1"]
+    assert query(warehouse_dsn, "select issued_for_hris_employee_id from core.employee_key_registry"
+                                " where employee_key = %s", (after["E7"],)) == [("E7",)]  # fmt: skip
+    tables = identity_tables(warehouse_dsn)
+    resolve_identities(config, dsn=warehouse_dsn, full=True)
+    assert identity_tables(warehouse_dsn) == tables  # stable: the split is not undone or redone

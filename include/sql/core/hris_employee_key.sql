@@ -66,16 +66,23 @@ final as (
         linked_groups.sso_guid as linked_sso_guid,
         linked_groups.lowest_existing_key as group_employee_key,
         case when latest_override.decision = 'match' then latest_override.employee_key end as override_employee_key,
+        -- "not a match": the employment keeps no key that was issued for another employment
+        coalesce(
+            latest_override.decision = 'not_a_match'
+            and prior_registry.issued_for_hris_employee_id <> scoped.hris_employee_id,
+            false
+        ) as needs_own_key,
         case
             when linked_groups.first_employee_id <> scoped.hris_employee_id then linked_groups.first_employee_id
         end as linked_to_hris_employee_id,
         case
-            when latest_override.decision = 'match' then 'steward_override'
+            when latest_override.decision in ('match', 'not_a_match') then 'steward_override'
             when linked_groups.first_employee_id <> scoped.hris_employee_id then 'sso_guid'
             else 'hris_record'
         end as match_method
     from scoped
     left join core.hris_employee_key as prior_key on scoped.hris_employee_id = prior_key.hris_employee_id
+    left join core.employee_key_registry as prior_registry on prior_key.employee_key = prior_registry.employee_key
     left join latest_override on scoped.hris_employee_id = latest_override.hris_employee_id
     left join linked_groups on scoped.sso_guid = linked_groups.sso_guid and latest_override.decision is null
 )

@@ -393,7 +393,8 @@ def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], ru
             where override_employee_key is null
               and ((linked_sso_guid is null and existing_employee_key is null)
                    or (linked_sso_guid is not null and group_employee_key is null
-                       and linked_to_hris_employee_id is null))
+                       and linked_to_hris_employee_id is null)
+                   or needs_own_key)
         ),
         base as (select coalesce(max(employee_key), 0) as last_key from core.employee_key_registry)
         update identity_key_plan as plan set new_employee_key = base.last_key + needing_new_key.ordinal
@@ -421,6 +422,7 @@ def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], ru
                  where first_member.linked_sso_guid = plan.linked_sso_guid
                    and first_member.new_employee_key is not null))
             end,
+            case when plan.needs_own_key then plan.new_employee_key end,
             plan.existing_employee_key,
             plan.new_employee_key)
         """
