@@ -271,3 +271,18 @@ def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_r
     rebuilt = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)], full_daily_rebuild=True)
     assert rebuilt["label_mode"] == "full"
     assert label_rows(warehouse_dsn) == incremental
+
+
+def test_manager_changes_count_even_when_the_hris_sends_no_job_role(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        catalog(conn)
+        employee(conn, "E1", guid="g-1", email=f"e1@{CORP}", hire=date(2022, 3, 1),
+                 intervals=[(date(2025, 1, 4), date(2026, 2, 7), f"e1@{CORP}"),
+                            (date(2026, 2, 7), None, f"e1@{CORP}")])  # fmt: skip
+        conn.execute("update core.employee_history set job_role = null,"
+                     " manager_id = case when valid_from = '2026-02-07' then 'M2' else 'M1' end")  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    row = feature_row(warehouse_dsn, "E1")
+    assert row["manager_changes_12m"] == 1
+    assert row["time_in_role_days"] == row["tenure_days"]  # no role was ever reported, so it never changed

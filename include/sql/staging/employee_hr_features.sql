@@ -14,7 +14,10 @@ employee_rows as (
         history.*,
         lag(history.job_role) over (partition by history.employee_id order by history.valid_from) as previous_job_role,
         lag(history.manager_id) over (partition by history.employee_id order by history.valid_from)
-            as previous_manager_id
+            as previous_manager_id,
+        -- a previous interval exists (job_role and manager_id are optional columns: never infer it from them)
+        lag(history.valid_from) over (partition by history.employee_id order by history.valid_from)
+            as previous_valid_from
     from core.employee_history as history
     where history.employee_id in (select targets.hris_employee_id from targets)
 ),
@@ -44,11 +47,11 @@ role_and_manager_changes as (
         targets.reference_date,
         max(employee_rows.valid_from) filter (
             where employee_rows.previous_job_role is distinct from employee_rows.job_role
-            and employee_rows.previous_job_role is not null
+            and employee_rows.previous_valid_from is not null
         ) as role_started_date,
         count(*) filter (
             where employee_rows.previous_manager_id is distinct from employee_rows.manager_id
-            and employee_rows.previous_job_role is not null
+            and employee_rows.previous_valid_from is not null
             and employee_rows.valid_from > targets.reference_date - 365
         ) as manager_changes_12m
     from targets
