@@ -97,3 +97,12 @@ def test_promotion_rule_ties_promote_and_brier_is_lower_better():
     assert is_at_least_as_good("pr_auc", 0.05, 0.05)
     assert not is_at_least_as_good("pr_auc", 0.049, 0.05)
     assert is_at_least_as_good("brier", 0.02, 0.03)
+
+
+def test_lower_is_better_metrics_are_maximized_negated():
+    from turnover_signals.model.metrics import higher_is_better
+
+    brier = {"lr": 0.05, "gbm": 0.03}
+    assert max(brier, key=lambda a: higher_is_better("brier", brier[a])) == "gbm"
+    auc = {"lr": 0.61, "gbm": 0.66}
+    assert max(auc, key=lambda a: higher_is_better("pr_auc", auc[a])) == "gbm"

@@ -122,6 +122,11 @@ def summarise(value: float, resampled: np.ndarray, level: float) -> dict[str, fl
     return {"value": float(value), "ci_low": low, "ci_high": high}
 
 
+def higher_is_better(metric: str, value: float) -> float:
+    """The metric as a score to maximize (Brier and other lower-is-better metrics are negated)."""
+    return -value if metric in LOWER_IS_BETTER else value
+
+
 def is_at_least_as_good(metric: str, challenger: float, champion: float) -> bool:
     """The promotion rule: the challenger may not be worse on the agreed metric."""
     if metric in LOWER_IS_BETTER:

@@ -113,7 +113,9 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         predictions, labels, test["employee_key"].to_numpy(), int(model_config["bootstrap_iterations"]),
         float(model_config["confidence_level"]),
     )  # fmt: skip
-    versions = {fs: f"tm-{trained_at:%Y%m%d}-{run_key}-{fs.replace('_', '-')}" for fs in FEATURE_SETS}
+    # The run key alone names a run (not today's date), so a run cleared on a later day re-registers
+    # the same versions.
+    versions = {fs: f"tm-{run_key}-{fs.replace('_', '-')}" for fs in FEATURE_SETS}
     report_path = data_path(model_config["report_dir"]) / f"turnover_model_report__{run_key}.html"
     write_report(report_path, models, predictions, test, evaluation, split, versions, metric)
     rows = []

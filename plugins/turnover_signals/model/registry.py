@@ -26,7 +26,12 @@ from psycopg.rows import dict_row
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.model.dataset import RUNBOOK_SECTION, load_training_set
-from turnover_signals.model.metrics import SortedScores, is_at_least_as_good, weighted_metrics
+from turnover_signals.model.metrics import (
+    SortedScores,
+    higher_is_better,
+    is_at_least_as_good,
+    weighted_metrics,
+)
 from turnover_signals.model.train import load_artifact
 from turnover_signals.warehouse import warehouse_connection
 
@@ -82,7 +87,8 @@ def promote_challenger(
         if not models:
             raise BadInputError(f"training run {training_run_id}", "no model registered",
                                 "rerun train_models of the same DAG run", RUNBOOK_SECTION)  # fmt: skip
-        challenger = max(models, key=lambda m: (m["metrics"][metric]["value"], m["feature_set"] == "hr_only"))
+        challenger = max(models, key=lambda m: (higher_is_better(metric, m["metrics"][metric]["value"]),
+                                                m["feature_set"] == "hr_only"))  # fmt: skip
         current = champion(conn)
         value = challenger["metrics"][metric]["value"]
         if current and current["model_version"] == challenger["model_version"]:

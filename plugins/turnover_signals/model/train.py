@@ -27,7 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.model.dataset import CATEGORICAL_FEATURES, RUNBOOK_SECTION, as_numeric_frame
-from turnover_signals.model.metrics import SortedScores, weighted_metrics
+from turnover_signals.model.metrics import SortedScores, higher_is_better, weighted_metrics
 
 RANDOM_STATE = 20261101
 
@@ -93,7 +93,7 @@ def fit_feature_set(
         pipeline = candidate(algorithm, features).fit(x_fit, y_fit)
         fitted[algorithm] = pipeline
         selection[algorithm] = weighted_metrics(SortedScores.of(pipeline.predict_proba(x_cal)[:, 1], y_cal))[metric]
-    best = max(selection, key=lambda a: selection[a])
+    best = max(selection, key=lambda a: higher_is_better(metric, selection[a]))
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid").fit(x_cal, y_cal)
     baseline = {
         f: (x_fit[f].mode().iloc[0] if f in CATEGORICAL_FEATURES else float(np.nanmedian(x_fit[f])))
