@@ -22,7 +22,7 @@ and rerun: keys are issued deterministically and steward decisions are reapplied
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
@@ -36,6 +36,7 @@ from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LM
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
     params={"full_rebuild": Param(False, type="boolean", description="re-match everything, not only what changed")},
     tags=["turnover-signals", "identity"],

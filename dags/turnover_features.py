@@ -22,7 +22,7 @@ date changes only through `restate: true` or a void. Every task is safe to clear
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
@@ -40,6 +40,7 @@ from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
     params={
         "reference_dates": Param([], type="array", description="ISO dates to build; default: the day before the run"),

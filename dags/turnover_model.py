@@ -22,7 +22,7 @@ to clear and rerun: a rerun of the same DAG run re-registers the same model vers
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -37,6 +37,7 @@ from turnover_signals.assets import TURNOVER_RISK_SCORE
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
     params={
         "allow_promotion": Param(True, type="boolean", description="false: register and report only"),

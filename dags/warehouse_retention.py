@@ -20,7 +20,7 @@ only removes what is past its cutoff (measured from the run's date) and a rerun 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -34,6 +34,7 @@ from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
     tags=["turnover-signals", "governance"],
     doc_md=__doc__,

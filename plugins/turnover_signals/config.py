@@ -13,12 +13,13 @@ from typing import Any
 
 import yaml
 
+from turnover_signals.errors import TurnoverSignalsError
 from turnover_signals.paths import DEFAULT_CONFIG_FILE
 
 VARIABLE_NAME = "turnover_signals"
 
 
-class ConfigError(ValueError):
+class ConfigError(TurnoverSignalsError, ValueError):
     """The configuration file or the `turnover_signals` Variable cannot be used."""
 
 
@@ -38,7 +39,8 @@ def read_config_file(path: Path = DEFAULT_CONFIG_FILE) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         loaded = yaml.safe_load(handle) or {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+        raise ConfigError(str(path), f"expected a mapping at the top level, got {type(loaded).__name__}",
+                          "restore the file from the bundle and put overrides in the Variable", "configuration")  # fmt: skip
     return loaded
 
 
@@ -52,11 +54,12 @@ def parse_override(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
         decoded = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"Airflow Variable '{VARIABLE_NAME}' is not valid JSON ({exc.msg} at line {exc.lineno}); "
-            "fix it in Admin > Variables or delete it to use the defaults"
-        ) from exc
+            f"Airflow Variable '{VARIABLE_NAME}'", f"is not valid JSON ({exc.msg} at line {exc.lineno})",
+            "fix it in Admin > Variables or delete it to use the defaults", "configuration",
+        ) from exc  # fmt: skip
     if not isinstance(decoded, dict):
-        raise ConfigError(f"Airflow Variable '{VARIABLE_NAME}' must hold a JSON object")
+        raise ConfigError(f"Airflow Variable '{VARIABLE_NAME}'", "must hold a JSON object",
+                          "fix it in Admin > Variables or delete it to use the defaults", "configuration")  # fmt: skip
     return decoded
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 
+from turnover_signals.errors import TurnoverSignalsError
 from turnover_signals.paths import SQL_DIR
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ create table if not exists audit.schema_migration (
 """
 
 
-class MigrationError(RuntimeError):
+class MigrationError(TurnoverSignalsError):
     """The warehouse schema cannot be brought to the bundle's version."""
 
 
@@ -71,13 +72,14 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         match = MIGRATION_FILE_PATTERN.match(path.name)
         if not match:
             raise MigrationError(
-                f"{path}: migration files must be named NNNN_verb_object.sql; rename it"
+                str(path), "migration files must be named NNNN_verb_object.sql", "rename it", "migrations"
             )
         version = int(match["version"])
         if version in migrations:
             raise MigrationError(
-                f"{path}: version {version} is also used by {migrations[version].path.name}"
-            )
+                str(path), f"version {version} is also used by {migrations[version].path.name}",
+                "give one of the two files the next free number", "migrations",
+            )  # fmt: skip
         migrations[version] = Migration(version, match["name"], path)
     return [migrations[v] for v in sorted(migrations)]
 
@@ -155,9 +157,9 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
             if migration.version in recorded:
                 if recorded[migration.version] != migration.sha256:
                     raise MigrationError(
-                        f"{migration.path.name} was changed after it was applied to this warehouse "
-                        "(sha256 differs); revert the edit and add a new migration file instead"
-                    )
+                        migration.path.name, "was changed after it was applied to this warehouse (sha256 differs)",
+                        "revert the edit and add a new migration file instead", "migrations",
+                    )  # fmt: skip
                 continue
             conn.execute(migration.sql)
             conn.execute(

@@ -82,3 +82,9 @@ def test_dag_files_only_wire_tasks():
             line for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
         ]
         assert len(code_lines) <= 150, path.name
+
+
+def test_every_dag_has_a_deadline_or_a_freshness_guard(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        guarded = any(task_id.startswith("check_") and "freshness" in task_id for task_id in dag.task_ids)
+        assert guarded or dag.dagrun_timeout is not None, dag_id
