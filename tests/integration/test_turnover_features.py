@@ -180,6 +180,13 @@ def test_a_void_arriving_after_the_build_recomputes_what_it_touched_as_known_at(
             "insert into audit.lms_void_applied values ('s-done', 's-void', '2026-06-20 09:00+00', %s, 'b')",
             (AFTER_D,),
         )
+        # the batch that delivered the void was published now, after the first build
+        conn.execute(
+            "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
+            " statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,"
+            " started_at, finished_at) values ('b', 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 1, 0,"
+            " 'published', now(), now())"
+        )
     summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
     assert summary["rows_recomputed_for_voids"] == 1
     row = feature_row(warehouse_dsn, "E1")
@@ -189,6 +196,11 @@ def test_a_void_arriving_after_the_build_recomputes_what_it_touched_as_known_at(
     assert row["job_level"] == 2
     assert query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s"
                                 " order by built_at", (D,)) == [("first_build",), ("void_recompute",)]  # fmt: skip
+    # a rerun (the void is still inside the refresh overlap) recomputes nothing again
+    tables = mart_tables(warehouse_dsn)
+    assert build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])[
+        "rows_recomputed_for_voids"] == 0
+    assert mart_tables(warehouse_dsn) == tables
 
 
 def test_a_leavers_later_activity_and_a_recycled_address_before_the_hire_never_count(warehouse_dsn, config):

@@ -139,8 +139,8 @@ def refresh_learner_daily_activity(
         void_mark = None if full else _watermark(conn, DAILY_VOID_WATERMARK)
         conn.execute("create temp table if not exists learner_daily_refresh"
                      " (learner_identifier text, activity_date date) on commit drop")  # fmt: skip
-        conn.execute("create temp table if not exists voided_groups"
-                     " (learner_identifier text, activity_date date, stored_date date) on commit drop")  # fmt: skip
+        conn.execute("create temp table if not exists voided_groups (learner_identifier text, activity_date date,"
+                     " stored_date date, void_loaded_at timestamptz) on commit drop")  # fmt: skip
         is_full = stored_mark is None
         if not is_full:
             conn.execute(
@@ -154,11 +154,16 @@ def refresh_learner_daily_activity(
             conn.execute(
                 """
                 insert into voided_groups
-                select distinct activity.learner_identifier, (activity.occurred_at at time zone 'UTC')::date,
-                       (activity.stored_at at time zone 'UTC')::date
+                -- when the warehouse learned of the void (its batch's publish), to tell which feature
+                -- rows were built or recomputed before it and so still count the statement
+                select activity.learner_identifier, (activity.occurred_at at time zone 'UTC')::date,
+                       (activity.stored_at at time zone 'UTC')::date,
+                       max(coalesce(batch.finished_at, void.void_stored_at))
                 from audit.lms_void_applied as void
                 inner join core.lms_activity as activity on activity.statement_id = void.voided_statement_id
+                left join audit.lms_extract_batch as batch on void.batch_id = batch.batch_id
                 where void.void_stored_at > %s
+                group by 1, 2, 3
                 """,
                 (void_mark - overlap if void_mark else "-infinity",),
             )
@@ -183,7 +188,8 @@ def refresh_learner_daily_activity(
                 {"is_full": is_full},
             )
             rows = cur.rowcount
-        voided = conn.execute("select learner_identifier, activity_date, stored_date from voided_groups").fetchall()
+        voided = conn.execute(
+            "select learner_identifier, activity_date, stored_date, void_loaded_at from voided_groups").fetchall()  # fmt: skip
         _set_watermark(conn, DAILY_STORED_WATERMARK, stored_high, build_id)
         _set_watermark(conn, DAILY_VOID_WATERMARK, void_high, build_id)
     return {"daily_mode": "full" if is_full else "incremental", "daily_rows_written": rows, "voided_groups": voided}
@@ -300,7 +306,7 @@ def void_recompute_targets(conn: psycopg.Connection, voided_groups: Sequence[tup
     if not voided_groups:
         return 0
     conn.execute("create temp table if not exists void_groups (learner_identifier text, activity_date date,"
-                 " stored_date date)")  # fmt: skip
+                 " stored_date date, void_loaded_at timestamptz)")  # fmt: skip
     conn.execute("truncate void_groups")
     with conn.cursor() as cur, cur.copy("copy void_groups from stdin") as copy:
         for group in voided_groups:
@@ -321,6 +327,8 @@ def void_recompute_targets(conn: psycopg.Connection, voided_groups: Sequence[tup
             and features.feature_set_version = %s
             and features.reference_date >= void_groups.activity_date
             and features.reference_date < void_groups.activity_date + 365
+            -- only rows that still count it: built (or last recomputed) before the void was loaded
+            and coalesce(features.lms_recomputed_at, features.built_at) < void_groups.void_loaded_at
             and features.lms_cutoff_date >= void_groups.stored_date
         """,
         (version,),
