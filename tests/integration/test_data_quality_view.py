@@ -109,3 +109,21 @@ def test_model_reports_are_linked_next_to_the_validation_runs(api, warehouse_dsn
     assert 'href="model-reports/m-1"' in client.get("/data-quality/", headers=headers).text
     assert "ROC curves" in client.get("/data-quality/model-reports/m-1", headers=headers).text
     assert client.get("/data-quality/model-reports/m-1").status_code == 401
+
+
+def test_an_lms_batch_validation_names_the_watermark_range_it_covers(lms_server_factory, warehouse_dsn, monkeypatch):
+    import psycopg
+
+    from tests.integration.test_lms_statements import statement
+    from turnover_signals.lms.statements import extract_statements
+
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 6)], users=[])
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+    extract_statements(load_config(use_variable=False), dsn=warehouse_dsn)
+    with psycopg.connect(warehouse_dsn) as conn:
+        (identifier,), = conn.execute(
+            "select batch_identifier from audit.validation_result where suite_name = 'lms_statement_batch'"
+        ).fetchall()
+        newest = conn.execute("select max(stored_at) from raw.lms_statement").fetchone()[0]
+    assert identifier.startswith("xapi:lms_api stored ") and f".. {newest.isoformat()}" in identifier

@@ -293,7 +293,11 @@ class StatementExtraction:
                 sqlalchemy_url(self.config["connections"]["warehouse"], self.dsn),
                 lms_batch_suite(max_reject_rate),
                 data_asset="lms_statement_batch",
-                batch_identifier=f"{stats.source} stored>{stats.requested_since.isoformat()} batch {chunk.batch_id}",
+                # the watermark range this batch covers: from the request's since to its newest stored time
+                batch_identifier=(
+                    f"{stats.source} stored {stats.requested_since.isoformat()} .. "
+                    f"{counts.max_stored.isoformat() if counts.max_stored else '?'} batch {chunk.batch_id}"
+                ),
                 table=("staging", chunk.checks_name),
                 pii_columns=self.config["quality"]["pii_columns"],
                 data_docs_dir=self.config["quality"]["data_docs_dir"],
