@@ -31,6 +31,7 @@ def find_by_listing(
         """
         select * from audit.file_manifest
         where file_name = %s and size_bytes = %s and remote_mtime is not distinct from %s::timestamptz
+          and status <> 'released'
         order by received_at desc limit 1
         """,
         (file_name, size_bytes, remote_mtime),
@@ -38,7 +39,11 @@ def find_by_listing(
 
 
 def find(conn: psycopg.Connection, file_name: str, sha256: str) -> dict[str, Any] | None:
-    return _one(conn, "select * from audit.file_manifest where file_name = %s and sha256 = %s", (file_name, sha256))
+    return _one(
+        conn,
+        "select * from audit.file_manifest where file_name = %s and sha256 = %s and status <> 'released'",
+        (file_name, sha256),
+    )
 
 
 def find_published_copy(conn: psycopg.Connection, feed: str, sha256: str) -> dict[str, Any] | None:
@@ -75,10 +80,16 @@ def insert(conn: psycopg.Connection, record: dict[str, Any]) -> None:
         raise KeyError(f"not manifest columns: {sorted(unknown)}")
     columns = [c for c in MANIFEST_COLUMNS if c in record]
     placeholders = ", ".join(f"%({c})s" for c in columns)
-    conn.execute(
-        f"insert into audit.file_manifest ({', '.join(columns)}) values ({placeholders})",  # noqa: S608 - fixed column names
+    # A released file's row is reused by its next attempt (the release itself is in audit.file_release).
+    # Every column is rewritten (unset ones to their default), so nothing of the failed attempt lingers.
+    updates = ", ".join(f"{c} = excluded.{c}" for c in MANIFEST_COLUMNS if c not in ("file_name", "sha256"))
+    written = conn.execute(
+        f"insert into audit.file_manifest ({', '.join(columns)}) values ({placeholders})"  # noqa: S608 - fixed names
+        f" on conflict (file_name, sha256) do update set {updates} where audit.file_manifest.status = 'released'",
         record,
-    )
+    ).rowcount
+    if written != 1:
+        raise KeyError(f"a manifest row for {record.get('file_name')} with this sha256 already exists")
 
 
 def supersede_loaded(conn: psycopg.Connection, feed: str, file_date: str, new_sha256: str) -> list[str]:
