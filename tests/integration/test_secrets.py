@@ -12,6 +12,8 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+import psycopg.sql
 import pytest
 
 from tests.integration.hris_helpers import csv_bytes, employee_row, write_feed_file
@@ -56,8 +58,8 @@ def test_the_repository_holds_no_private_key_token_or_password():
 
 
 @pytest.fixture
-def random_secrets(tmp_path, monkeypatch, lms_server_factory):
-    """Sample servers with credentials made up for this run, handed over only as connections."""
+def random_secrets(tmp_path, monkeypatch, lms_server_factory, warehouse_dsn):
+    """Sample servers and a warehouse login with credentials made up for this run, handed over only as connections."""
     root = tmp_path / "sftp-root"
     directory = root / "outbound" / "hris"
     directory.mkdir(parents=True)
@@ -73,15 +75,30 @@ def random_secrets(tmp_path, monkeypatch, lms_server_factory):
         env["AIRFLOW_VAR_TURNOVER_SIGNALS"] = json.dumps(
             {"hris": {"landing_dir": str(tmp_path / "landing"), "wait_for_files_minutes": 0}}
         )
+        # The warehouse too: a login of its own with a random password (trust auth here does not check
+        # it, but every URL the bundle builds, e.g. for Great Expectations, carries it).
+        warehouse_login, warehouse_password = f"ts_secret_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("create role {} login superuser password {}").format(
+                psycopg.sql.Identifier(warehouse_login), psycopg.sql.Literal(warehouse_password)))  # fmt: skip
+        database = warehouse_dsn.rsplit("/", 1)[1]
+        env["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = (
+            f"postgres://{warehouse_login}:{warehouse_password}@127.0.0.1:5432/{database}")
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         private_key_body = "".join(sftp.client_private_key_pem.strip().splitlines()[1:-1])
         yield {
+            "warehouse password": warehouse_password,
             "lms password": lms_password,
             "scim token": scim_token,
             "pseudonym key": pseudonym_key,
             "sftp private key": private_key_body[20:80],
         }
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:  # roles are cluster-wide: clean up
+            role = psycopg.sql.Identifier(warehouse_login)
+            conn.execute(psycopg.sql.SQL("reassign owned by {} to current_user").format(role))
+            conn.execute(psycopg.sql.SQL("drop owned by {}").format(role))
+            conn.execute(psycopg.sql.SQL("drop role {}").format(role))
 
 
 def test_a_dag_run_leaves_no_secret_in_logs_xcom_or_reports(
