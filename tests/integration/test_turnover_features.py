@@ -298,3 +298,28 @@ def test_manager_changes_count_even_when_the_hris_sends_no_job_role(warehouse_ds
     row = feature_row(warehouse_dsn, "E1")
     assert row["manager_changes_12m"] == 1
     assert row["time_in_role_days"] == row["tenure_days"]  # no role was ever reported, so it never changed
+
+
+def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(warehouse_dsn, config):
+    from tests.integration.test_identity_resolution import FILE_SHA
+    from turnover_signals.quality.lineage import trace_feature_row
+
+    manifest = ("insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
+                " values ('employees_20260101.csv', %s, 'employees', '2026-01-01', 10, %s, 'loaded')")  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        conn.execute(manifest, (FILE_SHA, datetime(2026, 1, 2, tzinfo=UTC)))
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    key = query(warehouse_dsn, "select employee_key from core.hris_employee_key where hris_employee_id = 'E1'")[0][0]
+    before = [r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"]
+    assert [(r["source_name"], r["source_sha256"]) for r in before] == [("employees_20260101.csv", FILE_SHA)]
+
+    corrected = "e" * 64  # HR sends a corrected file for the same date; the history is rebuilt from it
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update audit.file_manifest set status = 'superseded', superseded_by_sha256 = %s", (corrected,))
+        conn.execute(manifest, (corrected, datetime.now(UTC)))
+        conn.execute("update core.employee_history set source_sha256 = %s", (corrected,))
+    after = [r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"]
+    assert [r["source_sha256"] for r in after] == [FILE_SHA]  # the frozen row was built from the first file
+    assert "superseded after this row was built by employees_20260101.csv (eeeeeeeeeeee)" in after[0]["detail"]

@@ -69,14 +69,28 @@ hris_sources as (
 ),
 
 hris_files as (
+    -- today's history names the files it is built from; a correction that arrived after the row
+    -- was built did not feed it: the file it superseded did (frozen rows keep what they saw)
     select
         'hris_file' as source_kind,
-        manifest.file_name as source_name,
-        manifest.sha256 as source_sha256,
-        manifest.feed || ' ' || manifest.file_date || ', ' || manifest.status as detail,
-        manifest.validation_id
+        coalesce(superseded.file_name, manifest.file_name) as source_name,
+        coalesce(superseded.sha256, manifest.sha256) as source_sha256,
+        case
+            when superseded.sha256 is not null
+                then
+                    superseded.feed || ' ' || superseded.file_date || ', superseded after this row was built by '
+                    || manifest.file_name || ' (' || left(manifest.sha256, 12) || ')'
+            else manifest.feed || ' ' || manifest.file_date || ', ' || manifest.status
+        end as detail,
+        coalesce(superseded.validation_id, manifest.validation_id) as validation_id
     from hris_sources
+    cross join feature_row
     inner join audit.file_manifest as manifest on hris_sources.source_sha256 = manifest.sha256
+    left join audit.file_manifest as superseded
+        on
+            manifest.sha256 = superseded.superseded_by_sha256
+            and superseded.status = 'superseded'
+            and feature_row.built_at < manifest.received_at
 ),
 
 learner_windows as (
