@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import gzip
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
+from psycopg import sql
 
-from tests.integration.hris_helpers import csv_bytes
+from tests.conftest import _admin_execute, _dsn_for
+from tests.integration.hris_helpers import compensation_bytes, csv_bytes
 from tests.integration.test_hris_ingest import deliver, five_employees, run_pipeline
-from tests.integration.test_hris_ingest import sftp_server as sftp_server  # noqa: F401 - the module's SFTP fixture
-from tests.integration.test_identity_resolution import query
+from tests.integration.test_hris_ingest import hris_dir as hris_dir  # noqa: F401 - the module's fixtures
+from tests.integration.test_hris_ingest import sftp_server as sftp_server  # noqa: F401
+from tests.integration.test_identity_resolution import lms_user, query
 from tests.integration.test_turnover_features import AFTER_D, D, enterprise
 from turnover_signals.config import load_config
 from turnover_signals.features.build import (
@@ -22,6 +26,7 @@ from turnover_signals.features.build import (
     feature_columns,
     training_set_lines,
 )
+from turnover_signals.hris.history import build_employee_history
 from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
 from turnover_signals.identity.resolve import resolve_identities
 from turnover_signals.quality.gate import RunIdentity
@@ -107,7 +112,7 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
     assert {target: counts["rows"] + counts["files"] for target, counts in again["purges"].items()} == dict.fromkeys(
         again["purges"], 0
     )
-    assert query(warehouse_dsn, "select count(*) from audit.retention_purge") == [(10,)]
+    assert query(warehouse_dsn, "select count(*) from audit.retention_purge") == [(14,)]
 
 
 def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer_history_unchanged(
@@ -144,15 +149,16 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=received + timedelta(days=45))
 
     assert summary["purges"]["raw.hris_superseded_partitions"] == {"rows": 5, "files": 0}
+    assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 5, "files": 0}  # sealed into core
     assert summary["purges"]["landed_hris_files"] == {"rows": 0, "files": 2}
     assert summary["purges"]["landed_quarantined_files"] == {"rows": 0, "files": 0}  # 45 < 60 days
     assert [path.is_file() for path in landed] == [False, True, False]  # loaded, quarantined, superseded
-    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(5,)]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(0,)]
     archived = sorted(p.name for p in (tmp_path / "archive").rglob("*") if p.is_file())
-    assert len(archived) == 3 and any(name.endswith(".csv.gz") for name in archived)
-    partition_archive = next((tmp_path / "archive").rglob("hris_employee_snapshot__*.csv.gz"))
-    assert gzip.decompress(partition_archive.read_bytes()).decode().count("\n") == 6  # header + 5 rows
-    # The history is rebuilt from loaded snapshots only: purging the superseded one changes nothing.
+    assert len(archived) == 4 and sum(name.endswith(".csv.gz") for name in archived) == 2
+    for partition_archive in (tmp_path / "archive").rglob("hris_employee_snapshot__*.csv.gz"):
+        assert gzip.decompress(partition_archive.read_bytes()).decode().count("\n") == 6  # header + 5 rows
+    # The history is rebuilt from the loaded snapshot's baseline: purging both partitions changes nothing.
     run_pipeline(config, warehouse_dsn)
     assert query(warehouse_dsn, "select * from core.employee_history order by 1, 2") == history
     assert len(query(warehouse_dsn, "select * from audit.file_manifest")) == 3  # audit rows are kept
@@ -160,3 +166,189 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=received + timedelta(days=61))
     assert summary["purges"]["landed_quarantined_files"] == {"rows": 0, "files": 1}
     assert not landed[1].exists()
+
+
+# -- sealing loaded HRIS files ------------------------------------------------------------------
+
+SEALING_NOW = datetime(2026, 2, 14, 12, tzinfo=UTC)  # raw_days=30: cutoff 2026-01-15 12:00, after the 01-12 files
+IN_RETENTION = date(2026, 1, 31)
+SEAL_TABLES = ("hris_sealed_file", "employee_snapshot_baseline", "compensation_change_baseline")
+# Columns that say when or by which run a row was built; a rebuild legitimately changes them.
+BUILD_COLUMNS = {"build_id", "built_at"}
+
+
+def comp_change(employee_id, effective, change_type, before, after):
+    return {"employee_id": employee_id, "effective_date": effective, "change_type": change_type,
+            "previous_base_salary": before, "new_base_salary": after, "currency": "GBP"}  # fmt: skip
+
+
+def deliver_and_load(server, hris_dir, config, dsn, files, received_at=None):
+    """Deliver files (name -> bytes), ingest them through the real path, and rebuild the history with each
+    file dated as received at `received_at` (by default 06:00 UTC the day after its file date), so that
+    ages and known_at are deterministic."""
+    for name, data in files.items():
+        deliver(server, hris_dir, name, data)
+    _results, errors = run_pipeline(config, dsn)
+    assert errors == []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in files:
+            file_date = datetime.strptime(name.split("_")[1][:8], "%Y%m%d").replace(hour=6, tzinfo=UTC)
+            at = received_at or file_date + timedelta(days=1)
+            conn.execute(
+                "update audit.file_manifest set received_at = %s where file_name = %s and received_at ="
+                " (select max(received_at) from audit.file_manifest where file_name = %s)",
+                (at, name, name),
+            )
+    return build_employee_history(config, dsn)
+
+
+def lms_directory_with_history(conn):
+    """Three LMS users; u-1's first version closed before the cutoff, u-2's after it."""
+    versions = [("u-1", "old1@northwind.example", datetime(2025, 11, 1, tzinfo=UTC), 1),
+                ("u-1", "person1@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 1),
+                ("u-2", "old2@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 2),
+                ("u-2", "person2@northwind.example", datetime(2026, 2, 1, tzinfo=UTC), 2),
+                ("u-3", "person3@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 3)]  # fmt: skip
+    for user_id, email, modified, n in versions:
+        lms_user(conn, user_id, email=email, created=modified, external_id=f"00000000-0000-4000-8000-{n:012d}",
+                 extracted_at=modified)  # fmt: skip
+    conn.execute(
+        """
+        update raw.lms_user as version set valid_to = ordered.next_modified_at
+        from (select lms_user_id, last_modified_at,
+                     lead(last_modified_at) over (partition by lms_user_id order by last_modified_at) as next_modified_at
+              from raw.lms_user) as ordered
+        where version.lms_user_id = ordered.lms_user_id and version.last_modified_at = ordered.last_modified_at
+        """
+    )
+
+
+def derived_tables(dsn):
+    """Full contents of every table in core (but the seal's own) and mart, without build bookkeeping."""
+    with psycopg.connect(dsn) as conn:
+        tables = conn.execute(
+            "select table_schema, table_name from information_schema.tables where table_schema in ('core', 'mart')"
+            " and table_type = 'BASE TABLE' and not table_name = any(%s) order by 1, 2",
+            (list(SEAL_TABLES),),
+        ).fetchall()
+        contents = {}
+        for schema, table in tables:
+            columns = [c for (c,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
+                " order by ordinal_position", (schema, table)).fetchall() if c not in BUILD_COLUMNS]  # fmt: skip
+            select = sql.SQL("select {} from {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema, table)
+            )
+            contents[f"{schema}.{table}"] = sorted(map(repr, conn.execute(select).fetchall()))
+        return contents
+
+
+def history_tables(dsn):
+    return {
+        "employee_history": query(dsn, "select * from core.employee_history order by employee_id, valid_from"),
+        "compensation_event": query(dsn, "select * from core.compensation_event order by 1, 2, 3"),
+    }
+
+
+@pytest.fixture
+def clone_warehouse():
+    """Copies a warehouse as it is now (PostgreSQL's template copy); the copies are dropped afterwards."""
+    created = []
+
+    def clone(dsn):
+        source = dsn.rpartition("/")[2]
+        created.append(f"{source}_twin")
+        _admin_execute(f'create database "{created[-1]}" template "{source}"')
+        return _dsn_for(created[-1])
+
+    yield clone
+    for name in created:
+        _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
+    sftp_server, hris_dir, warehouse_dsn, tmp_path, clone_warehouse
+):
+    config = retention_config(tmp_path, raw_days=30, quarantined_file_days=30)
+    rows = five_employees
+    deliver_and_load(sftp_server, hris_dir, config, warehouse_dsn, {
+        "employees_20260105.csv": csv_bytes(rows()),
+        "compensation_20260105.csv": compensation_bytes([comp_change("E000003", "2026-01-01", "merit", "50003.00", "52000.00")]),
+        "employees_20260112.csv": csv_bytes(rows(e3={"job_level": "4"})[:4]),  # E5 vanishes inside the sealed period
+        "compensation_20260112.csv": compensation_bytes([
+            comp_change("E000003", "2026-01-01", "merit", "50003.00", "52500.00"),  # re-sent: replaces 01-05's
+            comp_change("E000002", "2026-01-10", "promotion", "50002.00", "55000.125")]),
+        "employees_20260119.csv": csv_bytes(rows(e3={"job_level": "4"}, e4={"base_salary": "60004.5"})),
+        "compensation_20260119.csv": compensation_bytes([
+            comp_change("E000002", "2026-01-10", "promotion", "50002.00", "56000.00")]),  # replaces a sealed winner
+    })  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        lms_directory_with_history(conn)
+    resolve_identities(config, dsn=warehouse_dsn, full=True)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[IN_RETENTION])
+    before = derived_tables(warehouse_dsn)
+    assert len(before["core.employee_history"]) == 8 and len(before["mart.employee_features"]) == 5
+    never_purged = clone_warehouse(warehouse_dsn)
+
+    summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW)
+
+    # (a) The partitions of the 01-05 and 01-12 files are gone and recorded, with names and hashes;
+    # the 01-19 files (received after the cutoff) and u-2's old version (closed after it) stay.
+    assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 12, "files": 0}  # 5 + 4 + 1 + 2
+    assert summary["purges"]["raw.lms_user"] == {"rows": 1, "files": 0}
+    assert query(warehouse_dsn, "select distinct snapshot_date from raw.hris_employee_snapshot") == [(date(2026, 1, 19),)]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_compensation_change") == [(1,)]
+    assert query(warehouse_dsn, "select lms_user_id, work_email from raw.lms_user order by 1, 2") == [
+        ("u-1", "person1@northwind.example"), ("u-2", "old2@northwind.example"),
+        ("u-2", "person2@northwind.example"), ("u-3", "person3@northwind.example")]  # fmt: skip
+    (details,) = query(warehouse_dsn, "select details from audit.retention_purge"
+                                      " where purge_target = 'raw.hris_loaded_partitions'")[0]  # fmt: skip
+    manifest = dict(query(warehouse_dsn, "select file_name, sha256 from audit.file_manifest"))
+    assert sorted((f["file_name"], f["sha256"], f["rows"]) for f in details["files"]) == sorted(
+        (name, manifest[name], n) for name, n in (("employees_20260105.csv", 5), ("employees_20260112.csv", 4),
+                                                  ("compensation_20260105.csv", 1), ("compensation_20260112.csv", 2))
+    )  # fmt: skip
+    assert details["sealed_through"] == {"employees": "2026-01-12", "compensation": "2026-01-12"}
+
+    # (b) Rebuilt from scratch after the purge, history, identity, features and labels are unchanged.
+    build_employee_history(config, warehouse_dsn)
+    resolve_identities(config, dsn=warehouse_dsn, full=True)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[IN_RETENTION], restate=True, full_daily_rebuild=True)
+    assert derived_tables(warehouse_dsn) == before
+
+    # (d) A rerun purges nothing and changes nothing.
+    sealed = {table: query(warehouse_dsn, f"select * from core.{table} order by 1, 2") for table in SEAL_TABLES}  # noqa: S608
+    again = apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW)
+    assert all(counts == {"rows": 0, "files": 0} for counts in again["purges"].values()), again
+    assert {table: query(warehouse_dsn, f"select * from core.{table} order by 1, 2") for table in SEAL_TABLES} == sealed  # noqa: S608
+    build_employee_history(config, warehouse_dsn)
+    assert derived_tables(warehouse_dsn) == before
+
+    # (c) New files after the purge - a correction of the 01-19 snapshot (in retention) and the next
+    # week's files - give the same history as in the warehouse that never purged.
+    later = {
+        "employees_20260119.csv": csv_bytes(rows(e2={"department": "Sales"}, e3={"job_level": "4"},
+                                                 e4={"base_salary": "60004.5"})),
+        "employees_20260126.csv": csv_bytes(rows(e1={"termination_date": "2026-01-23", "termination_type": "Resignation"},
+                                                 e3={"job_level": "4"}, e4={"base_salary": "60004.50"})[:4]),
+        "compensation_20260126.csv": compensation_bytes([
+            comp_change("E000003", "2026-01-01", "merit", "50003.00", "53000.00")]),
+    }  # fmt: skip
+    for dsn in (warehouse_dsn, never_purged):
+        deliver_and_load(sftp_server, hris_dir, config, dsn, later)
+    statuses = "select status from audit.file_manifest where file_name = 'employees_20260119.csv' order by received_at"
+    assert query(warehouse_dsn, statuses) == [("superseded",), ("loaded",)]
+    history = history_tables(warehouse_dsn)
+    assert len(history["employee_history"]) == 12
+    assert history == history_tables(never_purged)
+
+    # A late correction of a sealed date loads, but the closed period keeps its sealed version (and says so);
+    # the next retention run drops its partition too.
+    late = {"employees_20260112.csv": csv_bytes(rows(e3={"job_level": "5"})[:4])}
+    built = deliver_and_load(sftp_server, hris_dir, config, warehouse_dsn, late, SEALING_NOW + timedelta(days=1))
+    assert built["files_in_sealed_periods_ignored"] == 1
+    assert history_tables(warehouse_dsn) == history
+    summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW + timedelta(days=60))
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(0,)]
+    build_employee_history(config, warehouse_dsn)
+    assert history_tables(warehouse_dsn) == history

@@ -1,17 +1,49 @@
 -- one row per pay change (employee_id, effective_date, change_type) across loaded compensation files
--- A change re-sent in a later file replaces the earlier version (latest file date wins).
-with loaded_files as (
+-- A change re-sent in a later file replaces the earlier version (latest file date wins). Files that
+-- retention sealed (core.hris_sealed_file) contribute the versions that won among them, kept in
+-- core.compensation_change_baseline; a loaded file dated on or before the last sealed one arrived
+-- after its period was sealed and is not used. With %(sealed_files_only)s the build covers the sealed
+-- files alone: that is how retention computes the baseline before dropping their raw partitions.
+with sealed_files as (
     select
         sha256,
-        file_date,
-        received_at,
-        date_pattern,
-        date_groups
-    from audit.file_manifest
-    where feed = 'compensation' and status = 'loaded'
+        file_date
+    from core.hris_sealed_file
+    where feed = 'compensation'
 ),
 
-typed as (
+loaded_files as (
+    select
+        manifest.sha256,
+        manifest.file_date,
+        manifest.received_at,
+        manifest.date_pattern,
+        manifest.date_groups
+    from audit.file_manifest as manifest
+    where
+        manifest.feed = 'compensation' and manifest.status = 'loaded'
+        and case
+            when %(sealed_files_only)s then manifest.sha256 in (select sealed_files.sha256 from sealed_files)
+            else manifest.file_date > (select coalesce(max(sealed_files.file_date), '-infinity') from sealed_files)
+        end
+),
+
+baseline_rows as (
+    select
+        baseline.source_sha256,
+        baseline.known_at,
+        sealed_files.file_date,
+        baseline.employee_id,
+        baseline.effective_date,
+        baseline.change_type,
+        baseline.previous_base_salary,
+        baseline.new_base_salary,
+        baseline.currency
+    from core.compensation_change_baseline as baseline
+    inner join sealed_files on baseline.source_sha256 = sealed_files.sha256
+),
+
+live_rows as (
     select
         change_line.source_sha256,
         loaded_files.received_at as known_at,
@@ -27,6 +59,12 @@ typed as (
         nullif(btrim(change_line.currency), '') as currency
     from raw.hris_compensation_change as change_line
     inner join loaded_files on change_line.source_sha256 = loaded_files.sha256
+),
+
+typed as (
+    select * from baseline_rows
+    union all
+    select * from live_rows
 ),
 
 ranked as (

@@ -2,7 +2,16 @@
 -- An interval starts at the first snapshot showing a version of the worker's attributes and
 -- ends (valid_to, exclusive) at the first snapshot that shows another version or no longer
 -- lists the worker. known_at is when the warehouse received the file that first showed it.
-with loaded_files as (
+-- Snapshots that retention sealed (core.hris_sealed_file) come from core.employee_snapshot_baseline
+-- as runs of consecutive snapshots; live snapshots are runs of one. A loaded file dated on or before
+-- the last sealed snapshot arrived after its period was sealed and is not used.
+with sealed_files as (
+    select file_date
+    from core.hris_sealed_file
+    where feed = 'employees'
+),
+
+loaded_files as (
     select
         sha256,
         file_date,
@@ -10,14 +19,20 @@ with loaded_files as (
         date_pattern,
         date_groups
     from audit.file_manifest
-    where feed = 'employees' and status = 'loaded'
+    where
+        feed = 'employees' and status = 'loaded'
+        and file_date > (select coalesce(max(sealed_files.file_date), '-infinity') from sealed_files)
 ),
 
 snapshot_sequence as (
     select
-        file_date as snapshot_date,
-        row_number() over (order by file_date) as snapshot_ordinal
-    from loaded_files
+        snapshot_dates.file_date as snapshot_date,
+        row_number() over (order by snapshot_dates.file_date) as snapshot_ordinal
+    from (
+        select sealed_files.file_date from sealed_files
+        union all
+        select loaded_files.file_date from loaded_files
+    ) as snapshot_dates
 ),
 
 date_texts as (
@@ -45,34 +60,35 @@ parsed_dates as (
     from date_texts
 ),
 
-snapshot_rows as (
+live_rows as (
     select
         snapshot_row.employee_id,
         snapshot_row.snapshot_date,
-        snapshot_sequence.snapshot_ordinal,
+        snapshot_sequence.snapshot_ordinal as first_ordinal,
+        snapshot_sequence.snapshot_ordinal as last_ordinal,
         loaded_files.received_at as known_at,
-        snapshot_row.first_name,
-        snapshot_row.last_name,
-        snapshot_row.termination_reason,
-        snapshot_row.employment_status,
-        snapshot_row.job_role,
-        snapshot_row.department,
-        snapshot_row.location,
-        snapshot_row.currency,
         snapshot_row.source_sha256,
-        hire.parsed_date as hire_date,
-        termination.parsed_date as termination_date,
         nullif(btrim(snapshot_row.sso_guid), '') as sso_guid,
         nullif(btrim(snapshot_row.work_email), '') as work_email,
-        nullif(btrim(snapshot_row.lms_user_id), '') as lms_user_id,
+        snapshot_row.first_name,
+        snapshot_row.last_name,
+        hire.parsed_date as hire_date,
+        termination.parsed_date as termination_date,
         nullif(btrim(snapshot_row.termination_type), '') as termination_type,
         %(termination_mapping)s::jsonb
         ->> lower(btrim(snapshot_row.termination_type)) as termination_category,
+        snapshot_row.termination_reason,
+        snapshot_row.employment_status,
+        snapshot_row.job_role,
         core.parse_integer_text(snapshot_row.job_level) as job_level,
+        snapshot_row.department,
+        snapshot_row.location,
         nullif(btrim(snapshot_row.manager_id), '') as manager_id,
         core.parse_numeric_text(snapshot_row.base_salary) as base_salary,
+        snapshot_row.currency,
         core.parse_numeric_text(snapshot_row.fte) as fte,
-        core.parse_integer_text(snapshot_row.performance_rating) as performance_rating
+        core.parse_integer_text(snapshot_row.performance_rating) as performance_rating,
+        nullif(btrim(snapshot_row.lms_user_id), '') as lms_user_id
     from raw.hris_employee_snapshot as snapshot_row
     inner join loaded_files on snapshot_row.source_sha256 = loaded_files.sha256
     inner join snapshot_sequence on snapshot_row.snapshot_date = snapshot_sequence.snapshot_date
@@ -86,6 +102,45 @@ snapshot_rows as (
             snapshot_row.termination_date = termination.raw_value
             and loaded_files.date_pattern = termination.date_pattern
             and loaded_files.date_groups = termination.date_groups
+),
+
+baseline_rows as (
+    select
+        baseline.employee_id,
+        baseline.first_snapshot_date as snapshot_date,
+        first_snapshot.snapshot_ordinal as first_ordinal,
+        last_snapshot.snapshot_ordinal as last_ordinal,
+        baseline.known_at,
+        baseline.source_sha256,
+        baseline.sso_guid,
+        baseline.work_email,
+        baseline.first_name,
+        baseline.last_name,
+        baseline.hire_date,
+        baseline.termination_date,
+        baseline.termination_type,
+        %(termination_mapping)s::jsonb ->> lower(baseline.termination_type) as termination_category,
+        baseline.termination_reason,
+        baseline.employment_status,
+        baseline.job_role,
+        baseline.job_level,
+        baseline.department,
+        baseline.location,
+        baseline.manager_id,
+        baseline.base_salary,
+        baseline.currency,
+        baseline.fte,
+        baseline.performance_rating,
+        baseline.lms_user_id
+    from core.employee_snapshot_baseline as baseline
+    inner join snapshot_sequence as first_snapshot on baseline.first_snapshot_date = first_snapshot.snapshot_date
+    inner join snapshot_sequence as last_snapshot on baseline.last_snapshot_date = last_snapshot.snapshot_date
+),
+
+snapshot_rows as (
+    select * from baseline_rows
+    union all
+    select * from live_rows
 ),
 
 fingerprinted as (
@@ -105,9 +160,9 @@ compared as (
     select
         *,
         lag(attribute_hash) over by_employee as previous_hash,
-        lag(snapshot_ordinal) over by_employee as previous_ordinal
+        lag(last_ordinal) over by_employee as previous_last_ordinal
     from fingerprinted
-    window by_employee as (partition by employee_id order by snapshot_ordinal)
+    window by_employee as (partition by employee_id order by first_ordinal)
 ),
 
 islands as (
@@ -116,10 +171,10 @@ islands as (
         sum(
             case
                 when previous_hash is distinct from attribute_hash then 1
-                when previous_ordinal <> snapshot_ordinal - 1 then 1
+                when previous_last_ordinal <> first_ordinal - 1 then 1
                 else 0
             end
-        ) over (partition by employee_id order by snapshot_ordinal) as island
+        ) over (partition by employee_id order by first_ordinal) as island
     from compared
 ),
 
@@ -127,17 +182,17 @@ interval_rows as (
     select
         *,
         row_number() over (
-            partition by employee_id, island order by snapshot_ordinal
+            partition by employee_id, island order by first_ordinal
         ) as position_in_interval,
-        max(snapshot_ordinal) over (partition by employee_id, island) as last_ordinal
+        max(last_ordinal) over (partition by employee_id, island) as interval_last_ordinal
     from islands
 ),
 
 intervals as (
     select
         *,
-        lead(snapshot_ordinal) over (
-            partition by employee_id order by snapshot_ordinal
+        lead(first_ordinal) over (
+            partition by employee_id order by first_ordinal
         ) as next_interval_first_ordinal
     from interval_rows
     where position_in_interval = 1
@@ -173,12 +228,12 @@ final as (
         next_snapshot.snapshot_date is null as is_current,
         case
             when next_snapshot.snapshot_date is null then null
-            when intervals.next_interval_first_ordinal = intervals.last_ordinal + 1 then 'attribute_change'
+            when intervals.next_interval_first_ordinal = intervals.interval_last_ordinal + 1 then 'attribute_change'
             else 'absent_from_snapshot'
         end as closed_by
     from intervals
     left join snapshot_sequence as next_snapshot
-        on intervals.last_ordinal + 1 = next_snapshot.snapshot_ordinal
+        on intervals.interval_last_ordinal + 1 = next_snapshot.snapshot_ordinal
 )
 
 select * from final

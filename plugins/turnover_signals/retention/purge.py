@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 from turnover_signals.errors import BadInputError
 from turnover_signals.paths import data_path
 from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.retention.seal import seal_hris_files
 from turnover_signals.warehouse import warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ def apply_retention(
             lambda: _purge_rows(conn, policy, run, "raw.lms_statement", "stored_at", _not_a_void(), policy.raw_days),
             lambda: _purge_rows(conn, policy, run, "raw.lms_statement_rejected", "rejected_at", sql.SQL("true"),
                                 policy.quarantined_file_days),  # fmt: skip
+            lambda: _purge_rows(conn, policy, run, "raw.lms_user", "valid_to", sql.SQL("true"), policy.raw_days),
             lambda: _purge_superseded_partitions(conn, policy, run),
+            lambda: _purge_loaded_partitions(conn, config, policy, run),
             lambda: _purge_landed_files(conn, policy, run, quarantined=False),
             lambda: _purge_landed_files(conn, policy, run, quarantined=True),
         )
@@ -184,23 +187,44 @@ def _purge_rows(
     return record
 
 
-def _superseded_partitions(conn: psycopg.Connection, cutoff: datetime) -> list[tuple[str, str, str, str]]:
-    """(raw table, partition, file name, sha256) of superseded files received before `cutoff`."""
+def _partitions_of_files(conn: psycopg.Connection, file_filter: sql.Composable, cutoff: datetime) -> list[tuple]:
+    """(raw table, partition, file name, sha256, feed, file date) of the manifest's files matching
+    `file_filter` (a condition on `manifest`, its values bound) whose raw partitions still exist."""
     return conn.execute(
-        """
-        select parent.relname, child.relname, manifest.file_name, manifest.sha256
-        from audit.file_manifest as manifest
-        inner join pg_inherits as inheritance on true
-        inner join pg_class as parent on inheritance.inhparent = parent.oid
-        inner join pg_class as child on inheritance.inhrelid = child.oid
-        inner join pg_namespace as parent_schema on parent.relnamespace = parent_schema.oid
-        where manifest.status = 'superseded' and manifest.received_at < %s
-          and parent_schema.nspname = 'raw' and parent.relname = any(%s)
-          and pg_get_expr(child.relpartbound, child.oid) = format('FOR VALUES IN (%%L)', manifest.sha256)
-        order by manifest.received_at, child.relname
-        """,
-        (cutoff, list(HRIS_RAW_TABLES)),
+        sql.SQL(
+            """
+            select parent.relname, child.relname, manifest.file_name, manifest.sha256, manifest.feed,
+                   manifest.file_date
+            from audit.file_manifest as manifest
+            inner join pg_inherits as inheritance on true
+            inner join pg_class as parent on inheritance.inhparent = parent.oid
+            inner join pg_class as child on inheritance.inhrelid = child.oid
+            inner join pg_namespace as parent_schema on parent.relnamespace = parent_schema.oid
+            where ({file_filter}) and manifest.received_at < %(cutoff)s
+              and parent_schema.nspname = 'raw' and parent.relname = any(%(raw_tables)s)
+              and pg_get_expr(child.relpartbound, child.oid) = format('FOR VALUES IN (%%L)', manifest.sha256)
+            order by manifest.file_date, manifest.received_at, child.relname
+            """
+        ).format(file_filter=file_filter),
+        {"cutoff": cutoff, "raw_tables": list(HRIS_RAW_TABLES)},
     ).fetchall()
+
+
+def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: PurgeRecord, partitions) -> list:
+    """Archive (in archive mode) and drop the given raw partitions, in the caller's transaction."""
+    files = []
+    for parent, partition, file_name, sha256, feed, file_date in partitions:
+        relation = sql.Identifier("raw", partition)
+        rows = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
+        if policy.archive_dir is not None:
+            path = _archive_file(policy, f"{parent}__{sha256[:12]}")
+            _copy_out(conn, relation, path)
+        conn.execute(sql.SQL("drop table {}").format(relation))
+        record.rows += rows
+        files.append({"file_name": file_name, "sha256": sha256, "feed": feed, "file_date": file_date.isoformat(),
+                      "table": parent, "rows": rows})  # fmt: skip
+    record.archive_path = str(policy.archive_dir) if files and policy.archive_dir else None
+    return files
 
 
 def _purge_superseded_partitions(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity) -> PurgeRecord:
@@ -210,18 +234,42 @@ def _purge_superseded_partitions(conn: psycopg.Connection, policy: RetentionPoli
         policy.raw_cutoff,
     )
     with conn.transaction():
-        files = []
-        for parent, partition, file_name, sha256 in _superseded_partitions(conn, policy.raw_cutoff):
-            relation = sql.Identifier("raw", partition)
-            rows = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
-            if policy.archive_dir is not None:
-                path = _archive_file(policy, f"{parent}__{sha256[:12]}")
-                _copy_out(conn, relation, path)
-            conn.execute(sql.SQL("drop table {}").format(relation))
-            record.rows += rows
-            files.append({"file_name": file_name, "sha256": sha256, "table": parent, "rows": rows})
-        record.details = {"files": files}
-        record.archive_path = str(policy.archive_dir) if files and policy.archive_dir else None
+        partitions = _partitions_of_files(conn, sql.SQL("manifest.status = 'superseded'"), policy.raw_cutoff)
+        record.details = {"files": _drop_partitions(conn, policy, record, partitions)}
+        _record(conn, policy, run, record)
+    return record
+
+
+def _purge_loaded_partitions(
+    conn: psycopg.Connection, config: Mapping[str, Any], policy: RetentionPolicy, run: RunIdentity
+) -> PurgeRecord:
+    """Seal each HRIS feed up to the files received before the cutoff (see `retention.seal`), then drop
+    the raw partitions of loaded files dated inside a sealed period, all in one transaction."""
+    record = PurgeRecord(
+        "raw.hris_loaded_partitions",
+        f"loaded files sealed into the core baselines: each feed in date order up to its first file received"
+        f" less than {policy.raw_days} days ago",
+        policy.raw_cutoff,
+    )
+    with conn.transaction():
+        sealed = seal_hris_files(conn, config, policy.raw_cutoff, policy.now)
+        sealed_period = sql.SQL(
+            "manifest.status = 'loaded' and exists (select 1 from core.hris_sealed_file as sealed"
+            " where sealed.feed = manifest.feed and sealed.file_date >= manifest.file_date)"
+        )
+        partitions = _partitions_of_files(conn, sealed_period, policy.raw_cutoff)
+        sealed_now = {f["sha256"] for files in sealed.values() for f in files}
+        files = _drop_partitions(conn, policy, record, partitions)
+        for file in files:
+            # A loaded file that is not sealed arrived after its period was sealed; no build uses it.
+            file["sealed_by_this_run"] = file["sha256"] in sealed_now
+        record.details = {
+            "files": files,
+            "sealed_through": dict(
+                conn.execute("select feed, max(file_date)::text from core.hris_sealed_file group by feed").fetchall()
+            ),
+            "files_sealed": {feed: [f["file_name"] for f in feed_files] for feed, feed_files in sealed.items()},
+        }
         _record(conn, policy, run, record)
     return record
 

@@ -1,0 +1,159 @@
+"""Seal HRIS files past retention, so their raw partitions can go without changing any history row.
+
+`core.employee_history` is rebuilt from every loaded employees snapshot, and `core.compensation_event`
+from every loaded compensation file. Sealing a feed up to a file date keeps what those builds need
+from the files up to that date, in `core`, and nothing else:
+
+- `core.hris_sealed_file`: each sealed file and its date. The snapshot dates stay in the history's
+  snapshot sequence, so an interval still closes at the right snapshot (an attribute change, or
+  `absent_from_snapshot` when a worker vanishes from the first live snapshot after the seal).
+- `core.employee_snapshot_baseline`: per employee, each run of consecutive sealed snapshots showing
+  the same attributes, with the values the history computes from the raw text. The build treats a
+  run like that many snapshots, so a run continued by a live snapshot stays one interval.
+- `core.compensation_change_baseline`: per pay change, the version that wins among the sealed files
+  (the only one that can still win; a later file may replace it).
+
+A feed is sealed in file-date order, and only up to the first loaded file received less than
+`retention.raw_days` ago: the sealed files are a prefix of the feed, and a period once sealed is
+closed. A file dated inside it that arrives later (a late correction or backfill) is loaded by the
+ingest but not used by the history builds (they log it), and its partition is purged with the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from turnover_signals.hris.history import history_parameters
+from turnover_signals.sqlfiles import read_sql
+
+SEALABLE_FEEDS = ("employees", "compensation")
+
+
+def files_to_seal(conn: psycopg.Connection, feed: str, cutoff: datetime) -> list[dict[str, Any]]:
+    """Loaded files of `feed` after its sealed prefix, in date order, up to the first one received at
+    or after `cutoff` (exclusive)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            """
+            with seal as (
+                select coalesce(max(file_date), '-infinity'::date) as sealed_through
+                from core.hris_sealed_file where feed = %(feed)s
+            ),
+            unsealed as (
+                select manifest.file_name, manifest.sha256, manifest.file_date, manifest.received_at,
+                       coalesce(manifest.rows_loaded, 0) as rows_loaded
+                from audit.file_manifest as manifest
+                cross join seal
+                where manifest.feed = %(feed)s and manifest.status = 'loaded'
+                  and manifest.file_date > seal.sealed_through
+            ),
+            first_in_retention as (
+                select min(file_date) as file_date from unsealed where received_at >= %(cutoff)s
+            )
+            select unsealed.*
+            from unsealed cross join first_in_retention
+            where first_in_retention.file_date is null or unsealed.file_date < first_in_retention.file_date
+            order by unsealed.file_date, unsealed.file_name
+            """,
+            {"feed": feed, "cutoff": cutoff},
+        )
+        return cur.fetchall()
+
+
+def seal_hris_files(
+    conn: psycopg.Connection, config: Mapping[str, Any], cutoff: datetime, sealed_at: datetime
+) -> dict[str, list[dict[str, Any]]]:
+    """Extend each feed's sealed prefix to the files received before `cutoff` and refresh the baselines,
+    in the caller's transaction. Returns the newly sealed files per feed; their raw partitions are still
+    there for the caller to archive and drop."""
+    sealed = {}
+    for feed in SEALABLE_FEEDS:
+        files = files_to_seal(conn, feed, cutoff)
+        sealed[feed] = files
+        if not files:
+            continue
+        if feed == "employees":
+            _seal_employee_snapshots(conn, config, files, sealed_at)
+        else:
+            _record_sealed(conn, feed, files, sealed_at)
+            _replace_from_build(
+                conn, "compensation_change_baseline", "compensation_event", history_parameters(config, True)
+            )
+    return sealed
+
+
+def _record_sealed(conn: psycopg.Connection, feed: str, files: list[dict[str, Any]], sealed_at: datetime) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into core.hris_sealed_file (feed, sha256, file_name, file_date, received_at, rows_sealed, sealed_at)
+            values (%s, %s, %s, %s, %s, %s, %s)
+            """,
+            [(feed, f["sha256"], f["file_name"], f["file_date"], f["received_at"], f["rows_loaded"], sealed_at)
+             for f in files],
+        )  # fmt: skip
+
+
+def _build_into_temporary_table(conn: psycopg.Connection, build: str, params: Mapping[str, Any]) -> sql.Identifier:
+    """What the `core.<build>` SQL file yields now, as a temporary table dropped at commit."""
+    built = sql.Identifier(f"{build}_built")
+    conn.execute(
+        sql.SQL("create temporary table {} on commit drop as select * from ({}) as built").format(
+            built, sql.SQL(read_sql("core", build))
+        ),
+        params,
+    )
+    return built
+
+
+def _replace_from_build(conn: psycopg.Connection, baseline: str, build: str, params: Mapping[str, Any]) -> None:
+    """Replace `core.<baseline>` with what the `core.<build>` SQL file yields (same columns); the build
+    reads the old baseline, so it is computed in full before the old rows go."""
+    built = _build_into_temporary_table(conn, build, params)
+    target = sql.Identifier("core", baseline)
+    conn.execute(sql.SQL("delete from {}").format(target))
+    conn.execute(sql.SQL("insert into {} select * from {}").format(target, built))
+
+
+def _seal_employee_snapshots(
+    conn: psycopg.Connection, config: Mapping[str, Any], files: list[dict[str, Any]], sealed_at: datetime
+) -> None:
+    """Cut the history as built now (from the old baseline and the raw snapshots) at the new seal.
+
+    The history is computed here rather than read from `core.employee_history`, which may be stale and
+    stores numerics rounded; the baseline needs the values the build compares intervals by.
+    """
+    built = _build_into_temporary_table(conn, "employee_history", history_parameters(config))
+    _record_sealed(conn, "employees", files, sealed_at)
+    conn.execute("delete from core.employee_snapshot_baseline")
+    conn.execute(
+        sql.SQL(
+            """
+            insert into core.employee_snapshot_baseline (
+                employee_id, first_snapshot_date, last_snapshot_date, known_at, source_sha256, sso_guid, work_email,
+                first_name, last_name, hire_date, termination_date, termination_type, termination_reason,
+                employment_status, job_role, job_level, department, location, manager_id, base_salary, currency, fte,
+                performance_rating, lms_user_id)
+            select
+                history.employee_id, history.valid_from, sealed_run.last_snapshot_date, history.known_at,
+                history.source_sha256, history.sso_guid, history.work_email, history.first_name, history.last_name,
+                history.hire_date, history.termination_date, history.termination_type, history.termination_reason,
+                history.employment_status, history.job_role, history.job_level, history.department, history.location,
+                history.manager_id, history.base_salary, history.currency, history.fte, history.performance_rating,
+                history.lms_user_id
+            from {built} as history
+            cross join lateral (
+                select max(sealed.file_date) as last_snapshot_date
+                from core.hris_sealed_file as sealed
+                where sealed.feed = 'employees' and sealed.file_date >= history.valid_from
+                  and (history.valid_to is null or sealed.file_date < history.valid_to)
+            ) as sealed_run
+            where sealed_run.last_snapshot_date is not null
+            """
+        ).format(built=built)
+    )
