@@ -7,16 +7,21 @@ What goes, each step in its own transaction together with its `audit.retention_p
   features are built from, keeps its normalised row.
 - `raw.lms_statement_rejected` rows (the LMS's quarantine) rejected more than
   `retention.quarantined_file_days` ago.
+- `raw.lms_user` versions closed (`valid_to`) more than `raw_days` ago. The identity layer reads
+  only each user's current version, which always stays.
 - `raw.hris_*` partitions of files that were `superseded` by a correction more than `raw_days`
-  ago. Partitions of `loaded` files stay: `core.employee_history` is rebuilt from every loaded
-  snapshot, and dropping one would rewrite history for dates still in retention.
+  ago.
+- `raw.hris_*` partitions of `loaded` files, once sealed: each feed in file-date order up to its
+  first file received less than `raw_days` ago. Sealing (`retention.seal`) first keeps in `core`
+  what the history builds need from those files, so a rebuild yields the same rows.
 - Landed copies of HRIS files (`audit.file_manifest.landed_path`) received more than `raw_days`
   ago, and of quarantined files more than `quarantined_file_days` ago. (The ingest lands only
   published files; a quarantined file stays on the SFTP server, its reason in the manifest.)
 
-Nothing in `audit` is ever deleted. With `retention.mode: archive` the purged rows are written as
-gzip CSV (and the files moved) under `retention.archive_dir` before they are deleted, in the same
-transaction: a failed archive purges nothing.
+Nothing in `audit` is ever deleted; in `core` and `mart` only the seal's own tables change. With
+`retention.mode: archive` the purged rows are written as gzip CSV (and the files moved) under
+`retention.archive_dir` before they are deleted, in the same transaction: a failed archive purges
+nothing.
 """
 
 from __future__ import annotations
