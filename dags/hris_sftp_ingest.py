@@ -16,6 +16,9 @@ run (without retries: it fails the same way until corrected) while the good file
 **Freshness:** `check_hris_freshness` runs whatever happened upstream and fails (alerting) when the latest
 loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time.
 
+**Warehouse logins:** `warehouse_loader` (sensor, ingest, freshness), `warehouse_transformer` (history),
+`warehouse_postgres` (the owner) only to migrate; see README "Least privilege".
+
 **Schedule:** daily at 06:00 UTC (cron trigger timetable); a run processes every pending file in date order.
 
 **Owner:** people-analytics data engineering. **Runbook:** README.md#runbook-hris_sftp_ingest —
@@ -48,27 +51,30 @@ def hris_sftp_ingest():
 
     @task.sensor(poke_interval=600, timeout=24 * 3600, mode="reschedule")
     def wait_for_hris_files(dag_run=None) -> PokeReturnValue:
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import load_stage_config
         from turnover_signals.hris.ingest import wait_for_pending_files
 
-        pending = wait_for_pending_files(load_config(), dag_run.start_date)
+        pending = wait_for_pending_files(load_stage_config("loader"), dag_run.start_date)
         return PokeReturnValue(is_done=bool(pending), xcom_value=pending)
 
     @task(max_active_tis_per_dagrun=1, retry_delay=timedelta(minutes=2))
     def ingest_hris_file(remote_file: dict) -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.hris.ingest import ingest_file
 
         with bad_input_fails_without_retry():
-            return ingest_file(remote_file, load_config(), current_run_identity())
+            return ingest_file(remote_file, load_stage_config("loader"), current_run_identity())
 
     @task(trigger_rule="all_done", outlets=[HRIS_EMPLOYEE_HISTORY])
     def build_employee_history(ingested: list[dict]) -> dict:
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import load_stage_config
         from turnover_signals.hris.history import build_employee_history as rebuild
 
-        return rebuild(load_config())
+        return rebuild(load_stage_config("transformer"))
 
     @task
     def report_ingested_files(ingested: list[dict]) -> dict:
@@ -82,12 +88,11 @@ def hris_sftp_ingest():
         """Runs whatever happened upstream: stale HR data alerts even when no file arrived."""
         from airflow.sdk import get_current_context
 
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, data_time
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, data_time, load_stage_config
         from turnover_signals.quality.freshness import check_hris_freshness as check
 
         with bad_input_fails_without_retry():
-            return check(load_config(), data_time(get_current_context()))
+            return check(load_stage_config("loader"), data_time(get_current_context()))
 
     pending = wait_for_hris_files()
     migrate_warehouse() >> pending

@@ -14,6 +14,8 @@ once, active match rate at or above `identity.min_active_lms_match_rate`) → on
 `core.employee_identity`, `core.lms_account_match`, `audit.identity_exception` and the reconciliation
 row → steward review sample CSV and the readable reconciliation summary.
 
+**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
+
 **Schedule:** whenever the HR or the LMS asset is updated. **Owner:** people-analytics data engineering.
 **Runbook:** README.md#runbook-identity_resolution — a failed gate publishes nothing (the last good
 identity layer stays served); the error names the top reasons for misses. Every task is safe to clear
@@ -47,29 +49,31 @@ def identity_resolution():
 
     @task(outlets=[EMPLOYEE_IDENTITY])
     def resolve_identities(params: dict | None = None) -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.identity.resolve import resolve_identities as resolve
 
         with bad_input_fails_without_retry():
-            return resolve(load_config(), current_run_identity(), full=bool((params or {}).get("full_rebuild")))
+            return resolve(load_stage_config("transformer"), current_run_identity(), full=bool((params or {}).get("full_rebuild")))
 
     @task
     def export_identity_review_sample() -> dict:
-        from turnover_signals.airflow_tasks import current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import current_run_identity, load_stage_config
         from turnover_signals.identity.review_sample import export_review_sample
 
-        return export_review_sample(load_config(), current_run_identity())
+        return export_review_sample(load_stage_config("transformer"), current_run_identity())
 
     @task
     def report_identity_reconciliation() -> list:
         import logging
 
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import load_stage_config
         from turnover_signals.identity.report import report_reconciliation
 
-        lines = report_reconciliation(load_config())
+        lines = report_reconciliation(load_stage_config("transformer"))
         logging.getLogger(__name__).info("\n".join(lines))
         return lines
 

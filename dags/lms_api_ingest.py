@@ -16,6 +16,9 @@ the watermark → report courses missing from the catalog → update the LMS ass
 **Freshness:** `check_lms_freshness` runs whatever happened upstream and fails (alerting) when no xAPI
 batch was published within `slo.lms_max_age_hours` (2 h).
 
+**Warehouse logins:** `warehouse_loader` (users, statements, freshness), `warehouse_transformer` (course
+catalog, unknown courses), `warehouse_postgres` (the owner) only to migrate; see README "Least privilege".
+
 **Schedule:** hourly at :10 (cron trigger timetable). **Owner:** people-analytics data engineering.
 **Runbook:** README.md#runbook-lms_api_ingest — every task is safe to clear and rerun: statements are
 keyed by id, user versions by (id, lastModified), and the watermark only moves with the data it covers.
@@ -47,47 +50,55 @@ def lms_api_ingest():
 
     @task
     def load_course_catalog() -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.lms.catalog import load_course_catalog as load
 
         with bad_input_fails_without_retry():
-            return load(load_config(), current_run_identity())
+            return load(load_stage_config("transformer"), current_run_identity())
 
     @task
     def extract_lms_users() -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.lms.users import extract_users
 
         with bad_input_fails_without_retry():
-            return extract_users(load_config(), current_run_identity())
+            return extract_users(load_stage_config("loader"), current_run_identity())
 
     @task(outlets=[LMS_ACTIVITY])
     def extract_lms_statements() -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.lms.statements import extract_statements
 
         with bad_input_fails_without_retry():
-            return extract_statements(load_config(), current_run_identity())
+            return extract_statements(load_stage_config("loader"), current_run_identity())
 
     @task
     def report_unknown_courses() -> list:
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import load_stage_config
         from turnover_signals.lms.catalog import report_unknown_courses as report
 
-        return report(load_config())
+        return report(load_stage_config("transformer"))
 
     @task(trigger_rule="all_done")
     def check_lms_freshness() -> dict:
         """Runs whatever happened upstream: a run of failed extractions alerts once the SLO is passed."""
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, load_stage_config
         from turnover_signals.quality.freshness import check_lms_freshness as check
 
         with bad_input_fails_without_retry():
-            return check(load_config())
+            return check(load_stage_config("loader"))
 
     catalog = load_course_catalog()
     migrate_warehouse() >> catalog

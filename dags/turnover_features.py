@@ -15,6 +15,8 @@ default the day before the run; the first build of a version also backfills mont
 Great Expectations gate → one transaction publishes the rows, recomputes rows a new void touched, writes
 `audit.feature_build` and rebuilds the labels → print the training set's shape and label balance.
 
+**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
+
 **Schedule:** daily at 07:30 UTC and whenever identities are rebuilt. **Owner:** people-analytics data
 engineering. **Runbook:** README.md#runbook-turnover_features — features are "as known at": a built
 date changes only through `restate: true` or a void. Every task is safe to clear and rerun.
@@ -57,25 +59,28 @@ def turnover_features():
     def build_features(params: dict | None = None) -> dict:
         from airflow.sdk import get_current_context
 
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.features.build import build_features as build
         from turnover_signals.features.build import reference_dates_for_run
 
         params = params or {}
         dates = reference_dates_for_run(get_current_context(), params.get("reference_dates") or ())
         with bad_input_fails_without_retry():
-            return build(load_config(), current_run_identity(), reference_dates=dates,
+            return build(load_stage_config("transformer"), current_run_identity(), reference_dates=dates,
                          restate=bool(params.get("restate")), full_daily_rebuild=bool(params.get("full_daily_rebuild")))
 
     @task
     def report_training_set() -> list:
         import logging
 
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import load_stage_config
         from turnover_signals.features.build import training_set_summary
 
-        lines = training_set_summary(load_config())
+        lines = training_set_summary(load_stage_config("transformer"))
         logging.getLogger(__name__).info("\n".join(lines))
         return lines
 

@@ -14,6 +14,8 @@ least as good as the champion on `model.promotion_metric`; score the latest refe
 under `model.report_dir`) → promotion decision (params: `allow_promotion`, `force_promotion`) →
 score employees with the champion → log the summary.
 
+**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
+
 **Schedule:** monthly, on the 2nd at 09:00 UTC (after the month-end features), and on demand.
 **Owner:** people-analytics data engineering. **Runbook:** README.md#runbook-turnover_model —
 rollback: `python -m turnover_signals.model.registry rollback --reason "..."`. Every task is safe
@@ -51,33 +53,34 @@ def turnover_model():
 
     @task
     def train_models() -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import (
+            bad_input_fails_without_retry,
+            current_run_identity,
+            load_stage_config,
+        )
         from turnover_signals.model.pipeline import train_and_register
 
         with bad_input_fails_without_retry():
-            return train_and_register(load_config(), current_run_identity())
+            return train_and_register(load_stage_config("transformer"), current_run_identity())
 
     @task
     def promote_champion(trained: dict, params: dict | None = None) -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, load_stage_config
         from turnover_signals.model.registry import promote_challenger
 
         params = params or {}
         with bad_input_fails_without_retry():
-            return promote_challenger(load_config(), trained["training_run_id"],
+            return promote_challenger(load_stage_config("transformer"), trained["training_run_id"],
                                       allow_promotion=bool(params.get("allow_promotion", True)),
                                       force=bool(params.get("force_promotion")))  # fmt: skip
 
     @task(outlets=[TURNOVER_RISK_SCORE])
     def score_employees(decision: dict) -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry
-        from turnover_signals.config import load_config
+        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, load_stage_config
         from turnover_signals.model.score import score_latest_reference_date
 
         with bad_input_fails_without_retry():
-            return score_latest_reference_date(load_config())
+            return score_latest_reference_date(load_stage_config("transformer"))
 
     @task
     def report_model_run(trained: dict, decision: dict, scored: dict) -> list:

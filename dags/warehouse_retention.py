@@ -13,6 +13,9 @@ features and reports for dates still in retention stay as they are.
 
 **Flow:** migrate → install the pseudonym key (a new key rotates every pseudonym) → apply retention.
 
+**Warehouse login:** `warehouse_postgres`, the owner: only it may reach the pseudonym key's schema, delete
+raw rows and drop partitions.
+
 **Schedule:** daily at 05:00 UTC. **Owner:** people-analytics data engineering.
 **Runbook:** README.md#runbook-warehouse_retention — every task is safe to clear and rerun: a purge
 only removes what is past its cutoff (measured from the run's date) and a rerun finds nothing more.

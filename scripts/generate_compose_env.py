@@ -17,6 +17,9 @@ def main() -> None:
         "AIRFLOW_METADATA_DB_PASSWORD": secrets.token_urlsafe(18),
         "WAREHOUSE_SUPERUSER_PASSWORD": secrets.token_urlsafe(18),
         "WAREHOUSE_PIPELINE_PASSWORD": secrets.token_urlsafe(18),
+        "WAREHOUSE_LOADER_PASSWORD": secrets.token_urlsafe(18),
+        "WAREHOUSE_TRANSFORMER_PASSWORD": secrets.token_urlsafe(18),
+        "WAREHOUSE_QUALITY_READER_PASSWORD": secrets.token_urlsafe(18),
         "WAREHOUSE_ANALYST_PASSWORD": secrets.token_urlsafe(18),
         "ANALYTICS_PSEUDONYM_KEY": secrets.token_urlsafe(32),
     }

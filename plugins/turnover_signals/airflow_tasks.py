@@ -1,15 +1,20 @@
-"""Small helpers shared by the DAG files: default arguments and the run identity of a task."""
+"""Small helpers shared by the DAG files: default arguments, the run identity of a task, and the
+warehouse connection of each stage (least privilege)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from turnover_signals.deploy.warehouse_logins import stage
 from turnover_signals.errors import BadInputError, FreshnessError
 from turnover_signals.notify import notify_failure
 from turnover_signals.quality.gate import RunIdentity
+
+log = logging.getLogger(__name__)
 
 OWNER = "people-analytics-data-eng"
 
@@ -66,3 +71,48 @@ def migrate_warehouse_task() -> Any:
             return len(migrate(conn))
 
     return migrate_warehouse
+
+
+def airflow_connection_exists(conn_id: str) -> bool:
+    """Whether Airflow (environment, secrets backend or metadata DB) defines connection `conn_id`."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def config_for_stage(
+    config: Mapping[str, Any], stage_name: str, connection_exists: Any = airflow_connection_exists
+) -> dict[str, Any]:
+    """`config` with `connections.warehouse` set to the stage's own connection (README: Least privilege).
+
+    Package functions keep reading `connections.warehouse`; a task picks its stage here: `loader`
+    (`connections.warehouse_loader`), `transformer`, `quality_reader`, or `owner` (unchanged).
+    A deployment that defines only the owner's `warehouse_postgres` keeps working: a stage whose
+    connection Airflow does not define falls back to the owner's, with a WARNING naming it.
+    """
+    connections = config["connections"]
+    owner_conn_id = connections["warehouse"]
+    key = stage(stage_name).config_key
+    conn_id = connections.get(key) or key
+    if stage_name == "owner" or conn_id == owner_conn_id:
+        return dict(config)
+    if not connection_exists(conn_id):
+        log.warning(
+            "warehouse connection %s (stage %s) is not defined: this task uses the owner's %s, with more "
+            "privileges than it needs. Next step: create %s as a login in the stage's group role "
+            "(README: Least privilege)", conn_id, stage_name, owner_conn_id, conn_id,
+        )  # fmt: skip
+        return dict(config)
+    return {**config, "connections": {**connections, "warehouse": conn_id}}
+
+
+def load_stage_config(stage_name: str) -> dict[str, Any]:
+    """The effective configuration (file + Variable) for a task of `stage_name`; see `config_for_stage`."""
+    from turnover_signals.config import load_config
+
+    return config_for_stage(load_config(), stage_name)

@@ -5,7 +5,9 @@
 2. A synthetic enterprise from `turnover_signals.synth` (deterministic; regenerated only when
    the parameters change).
 3. The sample servers on 127.0.0.1: SFTP (real sshd as root, asyncssh otherwise) and the LMS
-   (xAPI + SCIM), with connections handed to Airflow through `AIRFLOW_CONN_*`.
+   (xAPI + SCIM), with connections handed to Airflow through `AIRFLOW_CONN_*`; the warehouse
+   migrated, with a login per stage (loader, transformer, quality reader) in its group role, so
+   the DAGs run with least privilege as in production.
 4. Every DAG of the bundle through `airflow dags test`, in dependency order, against a
    throwaway SQLite metadata DB in `.demo/airflow`.
 5. A summary read back from the warehouse.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -30,8 +33,9 @@ from typing import Any
 
 import psycopg
 
+from turnover_signals.deploy.warehouse_logins import STAGES, create_stage_login
 from turnover_signals.paths import BUNDLE_ROOT
-from turnover_signals.warehouse import DSN_ENV_VAR
+from turnover_signals.warehouse import DSN_ENV_VAR, migrate
 
 DEMO_DIR = BUNDLE_ROOT / ".demo"
 DAGS_DIR = BUNDLE_ROOT / "dags"
@@ -46,6 +50,12 @@ PIPELINE_ORDER = (
     "turnover_model",
     "warehouse_retention",
 )
+# One login per stage; names are cluster-wide, so they say whose they are.
+DEMO_STAGE_LOGINS = {
+    "loader": "turnover_demo_loader",
+    "transformer": "turnover_demo_transformer",
+    "quality_reader": "turnover_demo_quality_reader",
+}
 
 
 @dataclass
@@ -80,8 +90,8 @@ def start_warehouse() -> tuple[str, Any]:
     return server.get_uri(DEMO_DATABASE), server
 
 
-def airflow_warehouse_connection(url: str) -> str:
-    """The `warehouse_postgres` connection as Airflow JSON.
+def airflow_warehouse_connection(url: str, login: str | None = None, password: str | None = None) -> str:
+    """A warehouse connection as Airflow JSON: `url`'s, or `url`'s as another login.
 
     A Unix-socket directory (the embedded server listens on no TCP port) cannot travel in the
     connection's host field, which Airflow round-trips through a URI; it goes in the extra
@@ -93,13 +103,38 @@ def airflow_warehouse_connection(url: str) -> str:
         "conn_type": "postgres",
         "host": "localhost" if host.startswith("/") else host,
         "port": int(info.get("port") or 5432),
-        "login": info.get("user") or "postgres",
-        "password": info.get("password") or "",
+        "login": login or info.get("user") or "postgres",
+        "password": (password if login else info.get("password")) or "",
         "schema": info.get("dbname"),
     }
     if host.startswith("/"):
         connection["extra"] = {"host": host}
     return json.dumps(connection)
+
+
+def stage_connections(url: str) -> dict[str, str]:
+    """Migrate the warehouse, (re)make the demo's stage logins, and return their `AIRFLOW_CONN_*`.
+
+    Each login gets a new random password per run. An owner that may not create roles (your own
+    PostgreSQL) gets none: the tasks then use `warehouse_postgres`, each with a WARNING.
+    """
+    from turnover_signals.config import load_config
+
+    connection_ids = load_config(use_variable=False)["connections"]
+    env: dict[str, str] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+        try:
+            for stage_name, login in DEMO_STAGE_LOGINS.items():
+                password = secrets.token_urlsafe(18)
+                create_stage_login(conn, login, stage_name, password)
+                conn_id = connection_ids[STAGES[stage_name].config_key]
+                env[f"AIRFLOW_CONN_{conn_id.upper()}"] = airflow_warehouse_connection(url, login, password)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            say(f"warehouse: no stage logins ({exc.diag.message_primary}); every task uses warehouse_postgres")
+            return {}
+    say(f"warehouse: stage logins {', '.join(DEMO_STAGE_LOGINS.values())} (README: Least privilege)")
+    return env
 
 
 # -- synthetic data --------------------------------------------------------------------------
@@ -139,7 +174,8 @@ def generate_enterprise(args: argparse.Namespace, out_dir: Path) -> dict[str, An
 def airflow_env(extra: dict[str, str]) -> dict[str, str]:
     airflow_home = DEMO_DIR / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    # Not $TURNOVER_WAREHOUSE_URL either: it would override every task's stage connection.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != DSN_ENV_VAR}
     env |= {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
@@ -362,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = DEMO_DIR / "data"
     manifest = generate_enterprise(args, data_dir)
     logical_date = (date.fromisoformat(args.end_date) + timedelta(days=1)).isoformat()
+    with psycopg.connect(warehouse_url) as conn:  # before this run migrates anything
+        before = table_fingerprint(conn) if conn.execute(
+            "select to_regclass('core.employee_history') is not null"
+        ).fetchone()[0] else {}
 
     with SftpSampleServer(data_dir / "sftp", state_dir=DEMO_DIR / "sftp-state") as sftp, LmsSampleServer(data_dir) as lms:
         say(f"sample servers: SFTP {sftp.backend} on 127.0.0.1:{sftp.port}, LMS on {lms.base_url}")
@@ -374,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 **sftp.airflow_connection_env(),
                 **lms.airflow_connections_env(),
                 "AIRFLOW_CONN_WAREHOUSE_POSTGRES": airflow_warehouse_connection(warehouse_url),
+                **stage_connections(warehouse_url),
                 # A fresh pseudonym key per demo run: the analytics views' pseudonyms rotate each time.
                 "AIRFLOW_CONN_ANALYTICS_PSEUDONYM": json.dumps({"conn_type": "generic", "password": os.urandom(24).hex()}),
                 "AIRFLOW_VAR_TURNOVER_SIGNALS": json.dumps(variable),
@@ -382,10 +423,6 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
         )
-        with psycopg.connect(warehouse_url) as conn:
-            before = table_fingerprint(conn) if conn.execute(
-                "select to_regclass('core.employee_history') is not null"
-            ).fetchone()[0] else {}
         runs = []
         for dag_id in existing_dags():
             say(f"running {dag_id} (airflow dags test {dag_id} {logical_date}) ...")

@@ -26,7 +26,7 @@ from turnover_signals.governance.pseudonyms import (
 )
 from turnover_signals.identity.resolve import resolve_identities
 
-ROLES = ("turnover_loader", "turnover_transformer", "turnover_analyst", "turnover_steward")
+ROLES = ("turnover_loader", "turnover_transformer", "turnover_analyst", "turnover_steward", "turnover_quality_reader")
 KEY = "test-pseudonym-key-0123456789abcdef"
 ROTATED_KEY = "rotated-pseudonym-key-fedcba9876543210"
 ANALYTICS_VIEWS = ("analytics.employee_features", "analytics.turnover_label", "analytics.training_set")
@@ -86,7 +86,7 @@ def allowed(conn: psycopg.Connection, statement: str) -> bool:
         return False
 
 
-def test_the_migration_creates_the_four_group_roles_without_login(warehouse_dsn):
+def test_the_migrations_create_the_group_roles_without_login(warehouse_dsn):
     rows = dict(query(warehouse_dsn, "select rolname, rolcanlogin from pg_roles where rolname = any(%s)", (list(ROLES),)))
     assert rows == dict.fromkeys(ROLES, False)
 

@@ -66,18 +66,58 @@ def test_every_airflow_component_mounts_the_bundle_and_shares_one_jwt_secret(com
     assert secrets == {"${AIRFLOW_JWT_SECRET:?set it in .env}"}
 
 
-def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose):
+def compose_connections(compose: dict) -> dict[str, str]:
     env = environment(compose["services"]["airflow-worker"])
-    connections = {key.removeprefix("AIRFLOW_CONN_").lower(): value for key, value in env.items()
-                   if key.startswith("AIRFLOW_CONN_")}  # fmt: skip
-    assert set(connections) == {"warehouse_postgres", "analytics_pseudonym"}
+    return {key.removeprefix("AIRFLOW_CONN_").lower(): value for key, value in env.items() if key.startswith("AIRFLOW_CONN_")}
+
+
+def init_sql() -> str:
+    return (REPO_ROOT / "deploy/warehouse-init/01_create_roles_and_logins.sh").read_text()
+
+
+def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose):
+    connections = compose_connections(compose)
+    assert set(connections) == {"warehouse_postgres", "warehouse_loader", "warehouse_transformer",
+                                "warehouse_quality_reader", "analytics_pseudonym"}  # fmt: skip
     assert connections["warehouse_postgres"].startswith("postgres://turnover_pipeline:${")
     assert connections["warehouse_postgres"].endswith("@warehouse:5432/turnover")
     pseudonym = json.loads(VARIABLE.sub("placeholder", connections["analytics_pseudonym"]))
     assert pseudonym == {"conn_type": "generic", "password": "placeholder"}
-    init_sql = (REPO_ROOT / "deploy/warehouse-init/01_create_roles_and_logins.sh").read_text()
-    pipeline_login = next(line for line in init_sql.splitlines() if line.startswith("create role turnover_pipeline"))
+    pipeline_login = next(line for line in init_sql().splitlines() if line.startswith("create role turnover_pipeline"))
     assert " login " in pipeline_login and "superuser" not in pipeline_login and "createrole" not in pipeline_login
+
+
+def test_each_stage_connection_is_a_login_only_in_its_group_role_taking_it_for_its_sessions(compose):
+    from turnover_signals.config import load_config
+    from turnover_signals.deploy.warehouse_logins import STAGES
+
+    config_ids = load_config(use_variable=False)["connections"]
+    connections = compose_connections(compose)
+    sql = init_sql()
+    for stage_name, stage in STAGES.items():
+        url = connections[config_ids[stage.config_key]]
+        assert url.endswith("@warehouse:5432/turnover"), stage_name
+        if stage.group_role is None:
+            continue
+        login = re.match(r"postgres://(\w+):\$\{\w+:\?set it in \.env\}@", url).group(1)
+        create = next(line for line in sql.splitlines() if line.startswith(f"create role {login} "))
+        assert " login " in create and create.endswith(f" in role {stage.group_role};"), create
+        assert f"alter role {login} set role = '{stage.group_role}';" in sql
+        assert f"create role {stage.group_role} nologin;" in sql
+        password = re.search(r"password :'(\w+)'", create).group(1)
+        assert f"-v {password}=" in sql
+
+
+def test_the_stack_defines_every_connection_the_demo_does(compose):
+    from turnover_signals.config import load_config
+    from turnover_signals.demo import DEMO_STAGE_LOGINS
+    from turnover_signals.deploy.warehouse_logins import STAGES
+
+    config_ids = load_config(use_variable=False)["connections"]
+    demo_warehouse = {config_ids["warehouse"]} | {config_ids[STAGES[s].config_key] for s in DEMO_STAGE_LOGINS}
+    sources = {config_ids[name] for name in ("hris_sftp", "lms_api", "lms_directory")}  # demo-connections
+    assert demo_warehouse <= set(compose_connections(compose))
+    assert set(config_ids.values()) == demo_warehouse | sources
 
 
 def test_the_demo_profile_adds_only_the_sample_sources_and_their_connections(compose):

@@ -4,7 +4,8 @@ Served by the Airflow API server as a plugin FastAPI app (see `plugins/data_qual
 Airflow mounts plugin apps without its authentication, so every route here depends on
 `authorized_user`: the caller must present a valid Airflow token (the UI's session cookie or an
 `Authorization: Bearer` header), and sees only validation runs of DAGs it may read; runs made
-outside a DAG need read access to all DAGs.
+outside a DAG need read access to all DAGs. The page reads the warehouse as the read-only
+`warehouse_quality_reader` login (README: Least privilege).
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None
 
 
 def _warehouse() -> psycopg.Connection:
+    """The read-only `warehouse_quality_reader` login (the owner's, with a WARNING, when it is not defined)."""
+    from turnover_signals.airflow_tasks import config_for_stage
     from turnover_signals.config import load_config
     from turnover_signals.warehouse import resolve_dsn
 
-    conn_id = load_config(use_variable=False)["connections"]["warehouse"]
+    conn_id = config_for_stage(load_config(use_variable=False), "quality_reader")["connections"]["warehouse"]
     dsn = resolve_dsn(None)
     if dsn:
         return psycopg.connect(dsn)

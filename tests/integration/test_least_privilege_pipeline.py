@@ -1,0 +1,348 @@
+"""Least privilege through the pipeline: every stage runs as a login only in its own group role.
+
+Stage logins are made as the README says (`create_stage_login`: a LOGIN in the group role, which it
+takes for its sessions). The real stage functions run as them against a real sshd and the sample
+LMS: HRIS and LMS ingest as a loader login; HR history, the course catalog, identity and features
+as a transformer login. Then: what each login may not do; the DAGs picking each task's stage
+connection (a trigger records which login wrote what) and falling back to the owner's with a
+WARNING when a stage connection is not defined; a non-superuser owner migrating and dropping a
+partition a loader created (retention); the demo's logins.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import _admin_execute, _dsn_for
+from tests.integration.hris_helpers import compensation_bytes, csv_bytes, employee_row, query
+from tests.integration.test_governance import allowed
+from tests.integration.test_lms_statements import statement
+from tests.integration.test_lms_users_and_catalog import user
+from turnover_signals.airflow_tasks import config_for_stage
+from turnover_signals.config import load_config
+from turnover_signals.deploy.warehouse_logins import create_stage_login
+from turnover_signals.features.build import build_features, training_set_summary
+from turnover_signals.hris.history import build_employee_history
+from turnover_signals.hris.ingest import ingest_file, list_pending_files
+from turnover_signals.identity.report import report_reconciliation
+from turnover_signals.identity.resolve import resolve_identities
+from turnover_signals.identity.review_sample import export_review_sample
+from turnover_signals.lms.catalog import load_course_catalog, report_unknown_courses
+from turnover_signals.lms.statements import extract_statements
+from turnover_signals.lms.users import extract_users
+from turnover_signals.quality.freshness import check_hris_freshness, check_lms_freshness
+from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.warehouse import migrate
+
+pytestmark = pytest.mark.integration
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+SNAPSHOT = date(2026, 1, 5)
+HRIS_PARTITIONS = """
+select pg_get_userbyid(partition.relowner) from pg_inherits as inherits
+inner join pg_class as partition on inherits.inhrelid = partition.oid
+where inherits.inhparent in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
+"""
+
+
+def run(dag_id: str, task_id: str) -> RunIdentity:
+    return RunIdentity(dag_id=dag_id, run_id="least-privilege", task_id=task_id, try_number=1)
+
+
+def settings(tmp_path: Path) -> dict:
+    """What differs from the defaults here: local directories and gates sized for five employees."""
+    null_fractions = load_config(use_variable=False)["features"]["max_null_fraction"]
+    return {
+        "hris": {"landing_dir": str(tmp_path / "landing"), "wait_for_files_minutes": 0},
+        "quality": {"data_docs_dir": str(tmp_path / "docs")},
+        "identity": {"min_active_lms_match_rate": 0, "review_sample_dir": str(tmp_path / "review")},
+        "features": {"initial_backfill_month_ends": 0, "max_null_fraction": dict.fromkeys(null_fractions, 1.0)},
+    }
+
+
+@pytest.fixture
+def config(tmp_path):
+    return load_config(settings(tmp_path), use_variable=False)
+
+
+def login_url(dsn: str, login: str) -> str:
+    """`dsn` (a URL) for another login; no password: the test server trusts local connections."""
+    scheme, rest = dsn.split("://", 1)
+    return f"{scheme}://{login}@{rest.rpartition('@')[2]}"
+
+
+def drop_logins(dsn: str, logins: list[str]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for login in logins:
+            admin.execute(sql.SQL("drop owned by {}").format(sql.Identifier(login)))
+            admin.execute(sql.SQL("drop role {}").format(sql.Identifier(login)))
+
+
+@pytest.fixture
+def stage_logins(warehouse_dsn):
+    """stage -> URL of a fresh login made by `create_stage_login` (roles are cluster-wide: unique names)."""
+    suffix = uuid.uuid4().hex[:8]
+    logins = {name: f"ts_{name}_{suffix}" for name in ("loader", "transformer", "quality_reader")}
+    with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
+        for stage_name, login in logins.items():
+            create_stage_login(admin, login, stage_name)
+    yield {stage_name: login_url(warehouse_dsn, login) for stage_name, login in logins.items()}
+    drop_logins(warehouse_dsn, list(logins.values()))
+
+
+def hris_files() -> dict[str, bytes]:
+    """An employees and a compensation file dated SNAPSHOT, each with its control file."""
+    data = {
+        f"employees_{SNAPSHOT:%Y%m%d}.csv": csv_bytes([employee_row(n) for n in range(1, 6)]),
+        f"compensation_{SNAPSHOT:%Y%m%d}.csv": compensation_bytes([
+            {"employee_id": "E000002", "effective_date": "2025-12-01", "change_type": "merit_increase",
+             "previous_base_salary": "50002.00", "new_base_salary": "52000.00", "currency": "GBP"}]),
+    }  # fmt: skip
+    files: dict[str, bytes] = {}
+    for name, content in data.items():
+        control = {"rows": content.count(b"\r\n") - 1, "sha256": hashlib.sha256(content).hexdigest()}
+        files[f"/outbound/hris/{name}"] = content
+        files[f"/outbound/hris/{name}.ctl"] = json.dumps(control).encode()
+    return files
+
+
+@pytest.fixture
+def sources(sftp_server_factory, lms_server_factory, monkeypatch):
+    """A private sshd with `hris_files()` and an LMS whose users and statements match its employees."""
+    sftp = sftp_server_factory(files=hris_files())
+    before_snapshot = -int(timedelta(days=72).total_seconds() // 60)  # statements' T0 is 2026-03-02
+    lms = lms_server_factory(
+        users=[user(n) for n in range(1, 6)],
+        statements=[statement(n, learner=f"u-{n % 5 + 1:04d}", minutes=before_snapshot + n) for n in range(1, 13)],
+    )
+    for name, value in {**sftp.airflow_connection_env(), **lms.airflow_connections_env()}.items():
+        monkeypatch.setenv(name, value)
+    return sftp, lms
+
+
+def test_each_stage_runs_as_a_login_in_its_group_role_only(stage_logins, sources, config, warehouse_dsn):
+    loader, transformer = stage_logins["loader"], stage_logins["transformer"]
+    # hris_sftp_ingest: files as the loader, HR history as the transformer
+    pending = list_pending_files(config, loader)
+    ingested = [ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_file"), loader) for remote in pending]
+    assert sorted(result["status"] for result in ingested) == ["loaded", "loaded"]
+    assert build_employee_history(config, transformer)["current_employees"] == 5
+    assert check_hris_freshness(config, datetime(2026, 1, 6, 6, tzinfo=UTC), loader)
+    # lms_api_ingest: the catalog (core) as the transformer, users and statements as the loader
+    assert load_course_catalog(config, run("lms_api_ingest", "load_course_catalog"), transformer)
+    assert extract_users(config, run("lms_api_ingest", "extract_lms_users"), loader)["status"] == "published"
+    statements = extract_statements(config, run("lms_api_ingest", "extract_lms_statements"), loader)
+    assert (statements["status"], statements["new"]) == ("published", 12)
+    assert report_unknown_courses(config, transformer)
+    assert check_lms_freshness(config, loader)
+    # identity_resolution and turnover_features as the transformer
+    resolve_identities(config, run("identity_resolution", "resolve_identities"), transformer, full=True)
+    export_review_sample(config, run("identity_resolution", "export_identity_review_sample"), transformer)
+    assert report_reconciliation(config, transformer)
+    build_features(config, run("turnover_features", "build_features"), dsn=transformer, reference_dates=[SNAPSHOT])
+    assert training_set_summary(config, transformer)
+
+    assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(5,)]
+    assert query(warehouse_dsn, "select count(distinct lms_user_id) from core.employee_identity") == [(5,)]
+    # Each file's partition belongs to the loader's group role (the owner, a member, can drop it)
+    assert query(warehouse_dsn, HRIS_PARTITIONS) == [("turnover_loader",), ("turnover_loader",)]
+    assert query(warehouse_dsn, "select count(*) from pg_tables where schemaname = 'staging'") == [(0,)]
+
+
+def test_the_loader_writes_no_core_or_mart_and_updates_no_audit_trail(stage_logins):
+    with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
+        assert allowed(conn, "update audit.file_manifest set reason = 'x'")
+        assert allowed(conn, "update audit.extract_watermark set updated_at = now()")
+        assert allowed(conn, "update core.lms_activity set is_voided = true")  # published with its raw batch
+        for table in ("audit.validation_result", "audit.identity_exception", "audit.model_registry",
+                      "audit.file_release", "audit.feature_build", "audit.retention_purge"):  # fmt: skip
+            column = conn.execute("select attname from pg_attribute where attrelid = %s::regclass and attnum = 1",
+                                  (table,)).fetchone()[0]  # fmt: skip
+            assert not allowed(conn, f"update {table} set {column} = default where false"), table  # noqa: S608
+        assert not allowed(conn, "delete from audit.file_manifest")
+        assert not allowed(conn, "insert into core.employee_history select * from core.employee_history")
+        assert not allowed(conn, "delete from core.course_catalog")
+        assert not allowed(conn, "insert into core.employee_identity select * from core.employee_identity")
+        assert not allowed(conn, "insert into mart.employee_features select * from mart.employee_features")
+        assert not allowed(conn, "select * from core.employee_history")
+        assert not allowed(conn, "create table core.loader_table (n integer)")
+        assert allowed(conn, "create table staging.loader_table (n integer)")
+        assert not allowed(conn, "select * from governance.pseudonym_key")
+
+
+def test_the_transformer_writes_no_raw_and_deletes_no_audit_trail(stage_logins):
+    with psycopg.connect(stage_logins["transformer"], autocommit=True) as conn:
+        assert allowed(conn, "select * from raw.hris_employee_snapshot")
+        assert allowed(conn, "update audit.identity_exception set status = status")
+        assert allowed(conn, "update audit.model_registry set status = status")
+        assert allowed(conn, "delete from audit.unknown_course")  # a to-do list: catalogued courses leave it
+        for statement_text in ("insert into raw.lms_statement select * from raw.lms_statement",
+                               "update raw.lms_user set is_active = false", "delete from raw.lms_statement_rejected",
+                               "insert into raw.hris_employee_snapshot select * from raw.hris_employee_snapshot",
+                               "update audit.file_manifest set reason = 'x'", "delete from audit.validation_result",
+                               "delete from audit.identity_exception", "alter table raw.hris_employee_snapshot"
+                               " attach partition staging.x for values in ('x')"):  # fmt: skip
+            assert not allowed(conn, statement_text), statement_text
+        assert not allowed(conn, "select * from governance.pseudonym_key")
+
+
+def test_the_quality_reader_reads_validation_runs_and_models_only(stage_logins):
+    with psycopg.connect(stage_logins["quality_reader"], autocommit=True) as conn:
+        assert allowed(conn, "select * from audit.validation_result")
+        assert allowed(conn, "select * from audit.model_registry")
+        for table in ("audit.file_manifest", "raw.lms_statement", "core.employee_history", "mart.employee_features",
+                      "analytics.employee_features", "governance.pseudonym_key"):  # fmt: skip
+            assert not allowed(conn, f"select * from {table}"), table  # noqa: S608 - fixed names
+        assert not allowed(conn, "update audit.validation_result set success = true")
+        assert not allowed(conn, "create table staging.reader_table (n integer)")
+
+
+def test_a_stage_uses_its_own_connection_and_falls_back_to_the_owners_with_a_warning(caplog):
+    config = load_config(use_variable=False)
+    defined = {"warehouse_loader", "warehouse_transformer", "warehouse_quality_reader"}
+    chosen = {name: config_for_stage(config, name, defined.__contains__)["connections"]["warehouse"]
+              for name in ("owner", "loader", "transformer", "quality_reader")}  # fmt: skip
+    assert chosen == {"owner": "warehouse_postgres", "loader": "warehouse_loader",
+                      "transformer": "warehouse_transformer", "quality_reader": "warehouse_quality_reader"}  # fmt: skip
+    assert config["connections"]["warehouse"] == "warehouse_postgres"  # the caller's config is not changed
+    with caplog.at_level(logging.WARNING):
+        fallback = config_for_stage(config, "loader", lambda _conn_id: False)
+    assert fallback["connections"]["warehouse"] == "warehouse_postgres"
+    assert "warehouse connection warehouse_loader (stage loader) is not defined" in caplog.text
+    renamed = copy.deepcopy(config)
+    renamed["connections"]["warehouse_transformer"] = "dwh_transform"  # the Variable may rename it
+    assert config_for_stage(renamed, "transformer", {"dwh_transform"}.__contains__)["connections"]["warehouse"] == "dwh_transform"
+    with pytest.raises(ValueError, match="unknown warehouse stage"):
+        config_for_stage(config, "analyst", defined.__contains__)
+
+
+WRITER_LOG = """
+create table public.writer_log (relation text, login text);
+grant insert on public.writer_log to public;
+create function public.log_writer() returns trigger language plpgsql as $$
+begin
+    insert into public.writer_log values (tg_table_schema || '.' || tg_table_name, session_user);
+    return null;
+end
+$$;
+"""
+LOGGED_TABLES = ("audit.file_manifest", "core.employee_history", "core.course_catalog", "raw.lms_user",
+                 "raw.lms_statement", "core.lms_activity", "audit.unknown_course", "core.employee_identity",
+                 "audit.identity_reconciliation", "mart.employee_features", "audit.feature_build")  # fmt: skip
+
+
+def run_dag(dag_id: str, logical_date: datetime):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS_DIR / f"{dag_id}.py")).get_dag(dag_id)
+    dag_run = dag.test(logical_date=logical_date)
+    assert dag_run.state == "success", {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+@pytest.mark.slow
+def test_the_dags_run_each_task_as_its_stage_login(
+    airflow_metadata_db, warehouse_dsn, stage_logins, sources, monkeypatch, tmp_path
+):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(WRITER_LOG)
+        for table in LOGGED_TABLES:
+            conn.execute(sql.SQL("create trigger log_writer after insert or update or delete on {}"
+                                 " for each statement execute function public.log_writer()").format(
+                sql.Identifier(*table.split("."))))  # fmt: skip
+    for stage_name, url in stage_logins.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_WAREHOUSE_{stage_name.upper()}", url.replace("postgresql://", "postgres://", 1))
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps(settings(tmp_path)))
+
+    run_dag("hris_sftp_ingest", datetime(2026, 1, 6, 6, tzinfo=UTC))
+    run_dag("lms_api_ingest", datetime(2026, 1, 6, 6, 10, tzinfo=UTC))
+    run_dag("identity_resolution", datetime(2026, 1, 6, 7, tzinfo=UTC))
+    run_dag("turnover_features", datetime(2026, 1, 6, 7, 30, tzinfo=UTC))  # builds 2026-01-05
+
+    logins = {stage_name: url.rpartition("://")[2].partition("@")[0] for stage_name, url in stage_logins.items()}
+    writers = {relation: {login for (login,) in query(warehouse_dsn, "select distinct login from public.writer_log"
+                                                                       " where relation = %s", (relation,))}
+               for relation in LOGGED_TABLES}  # fmt: skip
+    loader, transformer = {logins["loader"]}, {logins["transformer"]}
+    assert writers == {
+        "audit.file_manifest": loader, "raw.lms_user": loader, "raw.lms_statement": loader,
+        "core.lms_activity": loader, "core.employee_history": transformer, "core.course_catalog": transformer,
+        "audit.unknown_course": transformer, "core.employee_identity": transformer,
+        "audit.identity_reconciliation": transformer, "mart.employee_features": transformer,
+        "audit.feature_build": transformer,
+    }  # fmt: skip
+    assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(5,)]
+
+
+@pytest.mark.slow
+def test_without_stage_connections_the_dags_use_the_owners_and_warn(
+    airflow_metadata_db, warehouse_dsn, sources, monkeypatch, tmp_path, caplog
+):
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps(settings(tmp_path)))
+    with caplog.at_level(logging.WARNING):
+        run_dag("hris_sftp_ingest", datetime(2026, 1, 6, 6, tzinfo=UTC))
+    assert query(warehouse_dsn, "select count(*) from audit.file_manifest where status = 'loaded'") == [(2,)]
+    assert query(warehouse_dsn, HRIS_PARTITIONS) == [("postgres",), ("postgres",)]
+    assert "warehouse connection warehouse_loader (stage loader) is not defined" in caplog.text
+
+
+@pytest.fixture
+def owner_warehouse():
+    """A database owned and migrated by a non-superuser owner login in the loader and transformer roles (the
+    compose stack's `turnover_pipeline`); yields (owner URL, loader login URL)."""
+    suffix = uuid.uuid4().hex[:8]
+    owner, loader, name = f"ts_owner_{suffix}", f"ts_loader_{suffix}", f"ts_owned_{suffix}"
+    _admin_execute(f'create role "{owner}" login in role turnover_loader, turnover_transformer')
+    _admin_execute(f'create database "{name}" owner "{owner}"')
+    owner_url = login_url(_dsn_for(name), owner)
+    with psycopg.connect(_dsn_for(name), autocommit=True) as admin:
+        admin.execute(sql.SQL("alter schema public owner to {}").format(sql.Identifier(owner)))
+        create_stage_login(admin, loader, "loader")
+    try:
+        yield owner_url, login_url(_dsn_for(name), loader)
+    finally:
+        _admin_execute(f'drop database if exists "{name}" with (force)')
+        _admin_execute(f'drop role if exists "{loader}"')
+        _admin_execute(f'drop role if exists "{owner}"')
+
+
+def test_a_non_superuser_owner_migrates_and_drops_a_loaders_partition(owner_warehouse, sources, config):
+    owner_url, loader_url = owner_warehouse
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        assert len(migrate(conn)) > 15
+        assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (False,)
+    for remote in list_pending_files(config, loader_url):
+        assert ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_file"), loader_url)["status"] == "loaded"
+    assert query(owner_url, HRIS_PARTITIONS) == [("turnover_loader",), ("turnover_loader",)]
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        # retention drops a superseded file's partition; a later migration may alter the parent
+        partition = conn.execute("select inhrelid::regclass::text from pg_inherits"
+                                 " where inhparent = 'raw.hris_compensation_change'::regclass").fetchone()[0]  # fmt: skip
+        conn.execute(f"drop table {partition}")
+        conn.execute("alter table raw.hris_employee_snapshot add column later_column text")
+        assert migrate(conn) == []
+
+
+def test_the_demo_makes_a_login_per_stage_and_their_connections(warehouse_dsn):
+    from turnover_signals.demo import DEMO_STAGE_LOGINS, stage_connections
+
+    try:
+        env = stage_connections(warehouse_dsn)
+        assert set(env) == {"AIRFLOW_CONN_WAREHOUSE_LOADER", "AIRFLOW_CONN_WAREHOUSE_TRANSFORMER",
+                            "AIRFLOW_CONN_WAREHOUSE_QUALITY_READER"}  # fmt: skip
+        for stage_name, login in DEMO_STAGE_LOGINS.items():
+            connection = json.loads(env[f"AIRFLOW_CONN_WAREHOUSE_{stage_name.upper()}"])
+            assert connection["login"] == login and len(connection["password"]) > 16
+            with psycopg.connect(login_url(warehouse_dsn, login)) as conn:
+                group = conn.execute("select current_user").fetchone()[0]
+            assert group == f"turnover_{stage_name}"
+    finally:
+        drop_logins(warehouse_dsn, list(DEMO_STAGE_LOGINS.values()))
