@@ -206,6 +206,16 @@ def test_the_quality_reader_reads_validation_runs_and_models_only(stage_logins):
         assert not allowed(conn, "create table staging.reader_table (n integer)")
 
 
+def test_the_data_quality_page_reads_as_the_quality_reader(stage_logins, warehouse_dsn, config, monkeypatch):
+    from turnover_signals.quality.report_app import fetch_model_reports, fetch_validations
+
+    load_course_catalog(config, run("lms_api_ingest", "load_course_catalog"), warehouse_dsn)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_QUALITY_READER", stage_logins["quality_reader"])
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", "postgres://nobody@127.0.0.1:1/unused")  # never reached
+    assert [row["suite_name"] for row in fetch_validations({})] == ["course_catalog"]
+    assert fetch_model_reports() == []
+
+
 def test_a_stage_uses_its_own_connection_and_falls_back_to_the_owners_with_a_warning(caplog):
     config = load_config(use_variable=False)
     defined = {"warehouse_loader", "warehouse_transformer", "warehouse_quality_reader"}
