@@ -549,8 +549,8 @@ def child_hook_download(args: argparse.Namespace) -> None:
         }  # fmt: skip
         t = time.perf_counter()
         if args.stream:
-            # The bundle's own read: HrisSftpSource.stream through the same hook (get_conn().open,
-            # prefetch, 32 KiB blocks), hashed as it arrives, bytes discarded instead of COPYed.
+            # The bundle's own read: HrisSftpSource.stream (the provider's async hook, its own SSH
+            # connection), hashed as it arrives, bytes discarded instead of COPYed.
             from turnover_signals.config import load_config
             from turnover_signals.hris.ingest import hris_source
             from turnover_signals.load.csv_stage import ByteStream
@@ -916,10 +916,10 @@ def render(report: dict[str, Any]) -> str:
         f"| {client_mbs:.0f} | {stream_mbs / client_mbs:.2f} ({verdict(stream_mbs / client_mbs >= GOAL_RATIO_HOOK_SFTP)}) "
         f"| {ratio_hook:.2f} |",
         "",
-        f"- Stream read = the bundle's own download path (`HrisSftpSource.stream`: the provider hook's paramiko "
-        f"client, `open` + prefetch, 32 KiB blocks, sha256 on the way), median of {len(streams)}, SSH connection "
-        f"included, bytes discarded instead of COPYed; retrieve_file = `SFTPHook.retrieve_file` to a local file "
-        f"(incl. connect). Both through the same hook and host key check.",
+        f"- Stream read = the bundle's own download path (`HrisSftpSource.stream`: the provider's async hook "
+        f"`SFTPHookAsync` (asyncssh), 1 MiB reads split into parallel requests, sha256 on the way), median of "
+        f"{len(streams)}, its SSH connection included, bytes discarded instead of COPYed; retrieve_file = the "
+        f"sync `SFTPHook.retrieve_file` (paramiko) to a local file (incl. connect). Both verify the pinned host key.",
         f"- Bundle wall excluding interpreter and import start-up ({startup:.1f} s: interpreter "
         f"{bundle['interpreter_start_s']:.2f} s, GX import {bundle['import_gx_s']:.1f} s, Airflow SFTP hook import "
         f"{bundle['import_airflow_sftp_s']:.1f} s, bundle modules {bundle['import_bundle_s']:.2f} s): "

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.integration.hris_helpers import (
@@ -341,40 +342,17 @@ def test_connection_dropped_mid_transfer_is_retried(sftp_server, hris_dir, confi
 
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 2000)]))
     pending = list_pending_files(config, warehouse_dsn)
-    original = sftp_hris.HrisSftpSource._hook
-    drops = {"n": 0}
+    real_put, puts, drops = sftp_hris._ChunkChannel.put, {"n": 0}, {"n": 0}
 
-    def hook_that_drops_the_first_transfer(self):
-        hook = original(self)
-        real_get_conn = hook.get_conn
+    async def put_then_drop(self, chunk, consumer):
+        # the server drops the session once the first blocks were streamed into COPY
+        await real_put(self, chunk, consumer)
+        puts["n"] += 1
+        if puts["n"] == 2 and drops["n"] == 0:
+            drops["n"] += 1
+            assert sftp_server.drop_connections() >= 1
 
-        def get_conn():
-            client = real_get_conn()
-            real_open = client.open
-
-            def open_data_file(path, mode="r", *args, **kwargs):
-                handle = real_open(path, mode, *args, **kwargs)
-                if path.endswith(".csv") and drops["n"] == 0:
-                    real_read, reads = handle.read, {"n": 0}
-
-                    def read(size=None):
-                        # the server drops the session after the first block was streamed into COPY
-                        reads["n"] += 1
-                        if reads["n"] == 2 and drops["n"] == 0:
-                            drops["n"] += 1
-                            assert sftp_server.drop_connections() >= 1
-                        return real_read(size)
-
-                    handle.read = read
-                return handle
-
-            client.open = open_data_file
-            return client
-
-        hook.get_conn = get_conn
-        return hook
-
-    monkeypatch.setattr(sftp_hris.HrisSftpSource, "_hook", hook_that_drops_the_first_transfer)
+    monkeypatch.setattr(sftp_hris._ChunkChannel, "put", put_then_drop)
     monkeypatch.setattr(sftp_hris, "STREAM_CHUNK_BYTES", 32 * 1024)
     result = ingest_file(pending[0], config, RUN, warehouse_dsn)
     assert drops["n"] == 1 and result["status"] == "loaded" and result["rows_loaded"] == 1999
@@ -425,6 +403,48 @@ def test_a_host_key_that_does_not_match_is_refused(sftp_server, hris_dir, config
     monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
     with pytest.raises(SourceRefusedError, match="host key"):
         list_pending_files(config, warehouse_dsn)
+
+
+@pytest.mark.parametrize("host_key", ["impostor", "absent"])
+def test_the_streamed_download_verifies_the_host_key_too(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key):
+    # The listing and the download use different clients (paramiko, asyncssh): each must refuse
+    # a server whose key is not the pinned one, and without a pinned key or known_hosts entry.
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
+    pending = list_pending_files(config, warehouse_dsn)
+    connection = json.loads(sftp_server.airflow_connection_json())
+    if host_key == "impostor":
+        impostor = SftpSampleServer(sftp_server.root_dir, state_dir=tmp_path / "impostor")
+        connection["extra"]["host_key"] = impostor.host_public_key
+    else:
+        del connection["extra"]["host_key"]
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts
+    monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
+    with pytest.raises(SourceRefusedError, match="host key") as refused:
+        ingest_file(pending[0], config, RUN, warehouse_dsn)
+    assert isinstance(refused.value.__cause__, asyncssh.HostKeyNotVerifiable)  # refused at once by the async hook
+    assert query(warehouse_dsn, "select count(*) from audit.file_manifest") == [(0,)]
+
+
+@pytest.mark.parametrize(("ciphers", "negotiated"), [(None, "aes128-gcm@openssh.com"), (["aes256-ctr"], "aes256-ctr")])
+def test_the_streamed_download_prefers_aes_gcm_unless_the_connection_says_otherwise(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, ciphers, negotiated):
+    from turnover_signals.sources import sftp_hris
+
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
+    pending = list_pending_files(config, warehouse_dsn)
+    if ciphers:
+        connection = json.loads(sftp_server.airflow_connection_json())
+        connection["extra"]["ciphers"] = ciphers
+        monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
+    real_connect, seen = asyncssh.connect, []
+
+    async def connect(**options):
+        connection = await real_connect(**options)
+        seen.append(connection.get_extra_info("send_cipher"))
+        return connection
+
+    monkeypatch.setattr(sftp_hris.asyncssh, "connect", connect)
+    assert ingest_file(pending[0], config, RUN, warehouse_dsn)["status"] == "loaded"
+    assert seen == [negotiated]
 
 
 def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path):

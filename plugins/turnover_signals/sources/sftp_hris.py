@@ -7,17 +7,21 @@ are retried with backoff; a host key that does not match is refused at once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
 import posixpath
+import queue
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncssh
 import paramiko
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -27,10 +31,14 @@ from turnover_signals.hris.contract import match_file_name
 log = logging.getLogger(__name__)
 
 HASH_CHUNK_BYTES = 1024 * 1024
-# paramiko answers reads from 32 KiB prefetch blocks and grows its read buffer by concatenation,
-# so one large read() is quadratic: read a block at a time and join them into chunks ourselves.
-SFTP_BLOCK_BYTES = 32 * 1024
-STREAM_CHUNK_BYTES = 1024 * 1024
+STREAM_CHUNK_BYTES = 1024 * 1024  # asyncssh splits each read into parallel requests
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
+MIN_READ_TIMEOUT_SECONDS = 60.0  # per 1 MiB chunk: generous for a slow vendor link
+CHANNEL_POLL_SECONDS = 0.002
+PREFERRED_CIPHERS = (
+    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+    "aes128-ctr", "aes192-ctr", "aes256-ctr",
+)  # fmt: skip
 T = TypeVar("T")
 
 
@@ -55,19 +63,31 @@ class RemoteHrisFile:
         return cls(**data)
 
 
+# A host key that does not match, or a key the server rejects, is refused at once (never retried).
+REFUSED = (
+    paramiko.BadHostKeyException, paramiko.AuthenticationException,
+    asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied,
+)  # fmt: skip
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    # paramiko's RejectPolicy (no pinned key, host not in known_hosts) raises a bare SSHException
+    return isinstance(exc, REFUSED) or (
+        isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc)
+    )
+
+
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, paramiko.BadHostKeyException | paramiko.AuthenticationException):
+    if _is_refusal(exc) or isinstance(exc, SourceRefusedError):
         return False
-    if isinstance(exc, SourceRefusedError):
-        return False
-    return isinstance(exc, OSError | EOFError | paramiko.SSHException | SourceUnavailableError)
+    return isinstance(exc, OSError | EOFError | paramiko.SSHException | asyncssh.Error | SourceUnavailableError)
 
 
 def _host_key_refused(conn_id: str, exc: BaseException) -> SourceRefusedError:
     return SourceRefusedError(
         f"SFTP connection '{conn_id}'",
-        f"refused: {exc.__class__.__name__}: the server's host key does not match the pinned "
-        "`host_key` in the connection (or authentication was rejected)",
+        f"refused: {exc.__class__.__name__}: the server's host key is not the one pinned in the "
+        "connection's `host_key` extra (or none is pinned, or authentication was rejected)",
         "confirm the new host key fingerprint with the HRIS vendor out of band, then update the "
         "connection's `host_key` extra; never switch off `no_host_key_check`",
         "sftp-host-key",
@@ -117,8 +137,10 @@ class HrisSftpSource:
                 with attempt:
                     try:
                         return func()
-                    except (paramiko.BadHostKeyException, paramiko.AuthenticationException) as exc:
-                        raise _host_key_refused(self.conn_id, exc) from exc
+                    except Exception as exc:
+                        if _is_refusal(exc):
+                            raise _host_key_refused(self.conn_id, exc) from exc
+                        raise
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise SourceUnavailableError(
@@ -217,43 +239,144 @@ class HrisSftpSource:
     def stream(self, remote: RemoteHrisFile, consume: Callable[[Iterator[bytes]], T]) -> T:
         """Hand the file's bytes, in order and in ~1 MiB chunks, to `consume` as they arrive.
 
-        Reads go through the provider hook's paramiko SFTP client (host key verified) with
-        prefetch, so every read request is in flight at once while SSH flow control (the channel
-        window) keeps what is buffered small. A fault or a transfer that ends short of the listed
-        size raises inside `consume`; the whole call is then retried, so `consume` must start
-        from scratch each time (e.g. inside its own transaction).
+        Reads go through the provider's async hook (`SFTPHookAsync`, asyncssh; host key verified
+        against the same `host_key` extra), which keeps many read requests in flight: about twice
+        the throughput of the paramiko client on a fast link (benchmarks/README.md, issue 3).
+        The event loop runs in this thread and `consume` in a worker thread, fed through a small
+        bounded queue, so memory stays flat and a slow consumer slows the reads. A fault or a
+        transfer that ends short of the listed size raises inside `consume`; the whole call is
+        then retried, so `consume` must start from scratch each time (e.g. in its own transaction).
         """
+        timeouts = self._timeouts()
 
         def stream_once() -> T:
-            hook = self._hook()
-            try:
-                with hook.get_conn().open(remote.remote_path, "rb") as handle:
-                    handle.prefetch()
-                    return consume(_chunks(handle, remote))
-            except TimeoutError as exc:
-                raise OSError(f"timed out: {exc}") from exc
-            finally:
-                hook.close_conn()
+            return asyncio.run(self._stream_async(remote, consume, timeouts))
 
         return self._run("download", f"HRIS file {remote.name}", stream_once)
 
+    def _timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts in seconds: the connection's `conn_timeout` extra (default 10 s)."""
+        from airflow.sdk import BaseHook
 
-def _chunks(handle: Any, remote: RemoteHrisFile) -> Iterator[bytes]:
-    received = 0
-    blocks: list[bytes] = []
-    buffered = 0
-    while block := handle.read(SFTP_BLOCK_BYTES):
-        blocks.append(block)
-        buffered += len(block)
-        if buffered >= STREAM_CHUNK_BYTES:
-            received += buffered
-            yield b"".join(blocks)
-            blocks, buffered = [], 0
-    if blocks:
-        received += buffered
-        yield b"".join(blocks)
-    if received < remote.size_bytes:
-        raise EOFError(f"received {received} of {remote.size_bytes} bytes")
+        extra = BaseHook.get_connection(self.conn_id).extra_dejson
+        connect = float(extra.get("conn_timeout") or DEFAULT_CONNECT_TIMEOUT_SECONDS)
+        return connect, max(connect, MIN_READ_TIMEOUT_SECONDS)
+
+    async def _stream_async(
+        self, remote: RemoteHrisFile, consume: Callable[[Iterator[bytes]], T], timeouts: tuple[float, float]
+    ) -> T:
+        connect_timeout, read_timeout = timeouts
+        hook = _async_hook_class()(sftp_conn_id=self.conn_id)
+        channel = _ChunkChannel()
+        async with AsyncExitStack() as stack:
+            async with asyncio.timeout(connect_timeout):
+                sftp = await stack.enter_async_context(hook.get_managed_conn())
+                handle = await stack.enter_async_context(sftp.open(remote.remote_path, "rb"))
+            consumer = asyncio.get_running_loop().run_in_executor(None, consume, iter(channel))
+            try:
+                received = 0
+                while not consumer.done():
+                    chunk = await asyncio.wait_for(handle.read(STREAM_CHUNK_BYTES), read_timeout)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    await channel.put(chunk, consumer)
+                if received < remote.size_bytes and not consumer.done():
+                    raise EOFError(f"received {received} of {remote.size_bytes} bytes")
+                channel.close()
+            except BaseException as exc:
+                # `consume` sees the fault where it reads and unwinds (its transaction rolls back);
+                # what it raises is what the retry loop classifies. A kill or a cancellation is
+                # re-raised as itself once the consumer has stopped, so it is never retried.
+                channel.fail(exc)
+                await asyncio.wait([consumer])
+                if not isinstance(exc, Exception) or consumer.exception() is None:
+                    raise
+            return await consumer
+
+
+def _async_hook_class() -> type:
+    """The provider's `SFTPHookAsync`, asking asyncssh to prefer AES-GCM.
+
+    asyncssh prefers chacha20-poly1305, which it computes packet by packet in Python; AES-GCM runs
+    in OpenSSL (AES-NI) and streams about 1.4 times faster on loopback (benchmarks/README.md, issue
+    3). Every algorithm stays on offer, so any server still negotiates one it supports; the SSH
+    provider's `ciphers` extra, when set, is the order used instead. The connection is otherwise
+    built exactly as the provider builds it (its extras parsing, host key and known_hosts rules).
+    """
+    from airflow.providers.common.compat.connection import get_async_connection
+    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+    class PreferredCipherSFTPHookAsync(SFTPHookAsync):
+        async def _get_conn(self) -> asyncssh.SSHClientConnection:
+            conn = await get_async_connection(self.sftp_conn_id)
+            self._parse_extras(conn)
+            options: dict[str, Any] = {
+                "host": self.host or conn.host,
+                "port": self.port or conn.port or 22,
+                "username": self.username or conn.login,
+                "password": self.password or conn.password,
+                "encryption_algs": conn.extra_dejson.get("ciphers") or list(PREFERRED_CIPHERS),
+            }
+            if self.key_file:
+                options["client_keys"] = self.key_file
+            if self.known_hosts:
+                if str(self.known_hosts).lower() == "none":
+                    options["known_hosts"] = None
+                elif self._should_use_known_hosts():
+                    options["known_hosts"] = self.known_hosts
+            if self.private_key:
+                options["client_keys"] = [asyncssh.import_private_key(self.private_key, self.passphrase)]
+            if self.passphrase:
+                options["passphrase"] = self.passphrase
+            return await asyncssh.connect(**options)
+
+    return PreferredCipherSFTPHookAsync
+
+
+class _ChunkChannel:
+    """Chunks from the event loop to the consuming thread; a few in flight at most."""
+
+    _END = object()
+
+    def __init__(self, max_chunks: int = 8):
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
+
+    async def put(self, chunk: bytes, consumer: asyncio.Future[Any]) -> None:
+        while not consumer.done():
+            try:
+                self._queue.put_nowait(chunk)
+                return
+            except queue.Full:
+                await asyncio.sleep(CHANNEL_POLL_SECONDS)
+
+    def _offer(self, item: Any) -> None:
+        # The consumer may have stopped reading: never block the loop on a full queue.
+        with suppress(queue.Full):
+            self._queue.put_nowait(item)
+
+    def close(self) -> None:
+        self._offer(self._END)
+
+    def fail(self, exc: BaseException) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(exc)
+                return
+            except queue.Full:
+                with suppress(queue.Empty):
+                    self._queue.get_nowait()  # the consumer is failing anyway: drop a chunk for the error
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            if isinstance(item, BaseException):
+                raise OSError("transfer interrupted") from item  # the loop re-raises the kill itself
+            yield item
 
 
 def parse_control(data: bytes) -> dict[str, Any]:
