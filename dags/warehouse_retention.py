@@ -2,14 +2,17 @@
 ### warehouse_retention
 
 **Purpose:** keep the warehouse within its data-protection promises: apply the configured retention
-(raw LMS statements and rejects older than `retention.raw_days`, raw partitions of superseded HRIS
-files, landed HRIS files, and landed quarantined files after `retention.quarantined_file_days`),
-purging or archiving them and recording each purge in `audit.retention_purge`; and install the
-pseudonymization key of the `analytics_pseudonym` connection behind the `analytics` views.
+(raw LMS statements and closed `raw.lms_user` versions older than `retention.raw_days`, LMS rejects
+after `retention.quarantined_file_days`, raw partitions of loaded HRIS files past `raw_days` — sealed
+first into the `core` baselines the history is rebuilt from — and of superseded ones, landed HRIS
+files, and landed quarantined files after `quarantined_file_days`), purging or archiving them and
+recording each purge in `audit.retention_purge`; and install the pseudonymization key of the
+`analytics_pseudonym` connection behind the `analytics` views.
 
 **Inputs:** `audit.file_manifest`, `raw.*`, the landed files, the `retention` configuration and the
-`analytics_pseudonym` connection. Audit rows are never purged; `core` and `mart` are not touched, so
-features and reports for dates still in retention stay as they are.
+`analytics_pseudonym` connection. **Writes:** `core.hris_sealed_file`, `core.employee_snapshot_baseline`,
+`core.compensation_change_baseline` (what sealed files contributed); audit rows are never purged, and
+history, identity, features and reports for dates still in retention stay exactly as they are.
 
 **Flow:** migrate → install the pseudonym key (a new key rotates every pseudonym) → apply retention.
 
