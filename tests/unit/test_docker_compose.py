@@ -150,3 +150,28 @@ def test_every_file_the_stack_references_exists(compose):
         referenced.append("plugins/" + module.replace(".", "/") + ".py")
     missing = [path for path in referenced if not (REPO_ROOT / path).exists()]
     assert missing == [] and len(referenced) > 5
+
+
+def test_the_clis_import_the_package_in_every_airflow_container(compose):
+    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+        assert environment(compose["services"][name])["PYTHONPATH"] == "/opt/airflow/plugins", name
+
+
+def test_the_volumes_the_airflow_user_writes_are_its_own(compose):
+    init = compose["services"]["airflow-init"]
+    script = " ".join(init["command"])
+    mounted = {volume.split(":")[1] for volume in init["volumes"]}
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    for path in ("/opt/airflow/data", "/opt/airflow/config", "/opt/airflow/demo-state"):
+        assert path in mounted and path in script.split("chown", 1)[1].split("&&", 1)[0], path
+        assert path in dockerfile.split("mkdir -p", 1)[1].split("&&", 1)[0], path
+    assert init["user"] == "0:0"
+    assert compose["services"]["demo-sources"]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_workers_and_the_api_server_share_the_data_volume_at_turnover_data_dir(compose):
+    for name in ("airflow-worker", "airflow-apiserver"):
+        service = compose["services"][name]
+        data_dir = environment(service)["TURNOVER_DATA_DIR"]
+        assert f"airflow-data:{data_dir}" in service["volumes"], name
+        assert environment(service)["GX_ANALYTICS_ENABLED"] == "false"
