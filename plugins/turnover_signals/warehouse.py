@@ -134,6 +134,16 @@ def sqlalchemy_url(conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None) -> st
     return url.render_as_string(hide_password=False)
 
 
+def analyze_table(conn: psycopg.Connection, schema: str, table: str) -> None:
+    """Refresh the planner's statistics of `schema.table`, also when the caller does not own it.
+
+    PostgreSQL lets only a table's owner ANALYZE it: a stage login's plain ANALYZE only warns and
+    skips the table. `core.analyze_relation` (migration 0019) runs it as the warehouse owner, for
+    tables of core, mart, staging and raw. A session's own temp tables are analyzed directly.
+    """
+    conn.execute("select core.analyze_relation(format('%%I.%%I', %s::text, %s::text)::regclass)", (schema, table))
+
+
 def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:
     """Version -> sha256 of the migrations recorded in the warehouse."""
     with conn.cursor() as cur:

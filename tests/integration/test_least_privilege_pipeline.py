@@ -6,7 +6,9 @@ LMS: HRIS and LMS ingest as a loader login; HR history, the course catalog, iden
 as a transformer login. Then: what each login may not do; the DAGs picking each task's stage
 connection (a trigger records which login wrote what) and falling back to the owner's with a
 WARNING when a stage connection is not defined; a non-superuser owner migrating and dropping a
-partition a loader created (retention); the demo's logins.
+partition a loader published (retention); the owner's functions a stage login needs
+(`core.analyze_relation`, `raw.attach_hris_partition`, migration 0019) and a warehouse that ran
+0018 taking the HRIS raw tables back; the demo's logins.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from turnover_signals.lms.statements import extract_statements
 from turnover_signals.lms.users import extract_users
 from turnover_signals.quality.freshness import check_hris_freshness, check_lms_freshness
 from turnover_signals.quality.gate import RunIdentity
-from turnover_signals.warehouse import migrate
+from turnover_signals.retention.purge import apply_retention
+from turnover_signals.warehouse import MIGRATIONS_DIR, migrate
 
 pytestmark = pytest.mark.integration
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
@@ -52,6 +55,14 @@ select pg_get_userbyid(partition.relowner) from pg_inherits as inherits
 inner join pg_class as partition on inherits.inhrelid = partition.oid
 where inherits.inhparent in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
 """
+HRIS_RAW_OWNERS = """
+select pg_get_userbyid(relowner) from pg_class
+where oid in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
+"""
+# The tables a full identity run empties and refills, then analyzes (identity/resolve.py).
+IDENTITY_TABLES = ("lms_account_match", "identity_employment", "identity_work_email", "identity_lms_account",
+                   "identity_learner", "hris_employee_key", "employee_key_registry", "employee_identity")  # fmt: skip
+ANALYZED = "select relname from pg_stat_user_tables where schemaname = %s and last_analyze is not null"
 
 
 def run(dag_id: str, task_id: str) -> RunIdentity:
@@ -146,6 +157,8 @@ def test_each_stage_runs_as_a_login_in_its_group_role_only(stage_logins, sources
     assert check_lms_freshness(config, loader)
     # identity_resolution and turnover_features as the transformer
     resolve_identities(config, run("identity_resolution", "resolve_identities"), transformer, full=True)
+    # The full rebuild's ANALYZE ran as the owner (a transformer's own only warns and skips the table)
+    assert set(IDENTITY_TABLES) <= {name for (name,) in query(warehouse_dsn, ANALYZED, ("core",))}
     export_review_sample(config, run("identity_resolution", "export_identity_review_sample"), transformer)
     assert report_reconciliation(config, transformer)
     build_features(config, run("turnover_features", "build_features"), dsn=transformer, reference_dates=[SNAPSHOT])
@@ -153,8 +166,9 @@ def test_each_stage_runs_as_a_login_in_its_group_role_only(stage_logins, sources
 
     assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(5,)]
     assert query(warehouse_dsn, "select count(distinct lms_user_id) from core.employee_identity") == [(5,)]
-    # Each file's partition belongs to the loader's group role (the owner, a member, can drop it)
-    assert query(warehouse_dsn, HRIS_PARTITIONS) == [("turnover_loader",), ("turnover_loader",)]
+    # Each file's partition belongs to the owner, like its raw table: the loader can drop or alter neither
+    assert query(warehouse_dsn, HRIS_PARTITIONS) == [("postgres",), ("postgres",)]
+    assert query(warehouse_dsn, HRIS_RAW_OWNERS) == [("postgres",), ("postgres",)]
     assert query(warehouse_dsn, "select count(*) from pg_tables where schemaname = 'staging'") == [(0,)]
 
 
@@ -176,6 +190,11 @@ def test_the_loader_writes_no_core_or_mart_and_updates_no_audit_trail(stage_logi
         assert not allowed(conn, "select * from core.employee_history")
         assert not allowed(conn, "create table core.loader_table (n integer)")
         assert allowed(conn, "create table staging.loader_table (n integer)")
+        for statement_text in ("drop table raw.hris_employee_snapshot", "drop table raw.hris_compensation_change",
+                               "alter table raw.hris_employee_snapshot add column loader_column text",
+                               "alter table raw.hris_compensation_change rename to loader_table",
+                               "create table raw.loader_table (n integer)"):  # fmt: skip
+            assert not allowed(conn, statement_text), statement_text
         assert not allowed(conn, "select * from governance.pseudonym_key")
 
 
@@ -326,19 +345,131 @@ def owner_warehouse():
 
 def test_a_non_superuser_owner_migrates_and_drops_a_loaders_partition(owner_warehouse, sources, config):
     owner_url, loader_url = owner_warehouse
+    owner = owner_url.rpartition("://")[2].partition("@")[0]
     with psycopg.connect(owner_url, autocommit=True) as conn:
         assert len(migrate(conn)) > 15
         assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (False,)
     for remote in list_pending_files(config, loader_url):
         assert ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_file"), loader_url)["status"] == "loaded"
-    assert query(owner_url, HRIS_PARTITIONS) == [("turnover_loader",), ("turnover_loader",)]
+    assert query(owner_url, HRIS_PARTITIONS) == [(owner,), (owner,)]
+    # Retention, as the owner, seals both loaded files and drops their partitions
+    received = query(owner_url, "select max(received_at) from audit.file_manifest")[0][0]
+    config["retention"]["raw_days"] = 30
+    summary = apply_retention(config, run("warehouse_retention", "apply_retention"), owner_url,
+                              now=received + timedelta(days=45))  # fmt: skip
+    assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 6, "files": 0}
+    assert query(owner_url, HRIS_PARTITIONS) == []
     with psycopg.connect(owner_url, autocommit=True) as conn:
-        # retention drops a superseded file's partition; a later migration may alter the parent
-        partition = conn.execute("select inhrelid::regclass::text from pg_inherits"
-                                 " where inhparent = 'raw.hris_compensation_change'::regclass").fetchone()[0]  # fmt: skip
-        conn.execute(f"drop table {partition}")
-        conn.execute("alter table raw.hris_employee_snapshot add column later_column text")
+        conn.execute("alter table raw.hris_employee_snapshot add column later_column text")  # a later migration
         assert migrate(conn) == []
+
+
+def stage_hris_table(conn: psycopg.Connection, raw_table: str, sha256: str, check_sha256: str | None = None) -> str:
+    """A staging table as `load/csv_stage.py` makes one for the file `sha256` (with the CHECK of
+    `check_sha256`, by default the same); returns its name."""
+    name = f"staging.{raw_table}_{sha256[:16]}"
+    conn.execute(f"create table {name} (like raw.{raw_table})")
+    conn.execute(f"alter table {name} add check (source_sha256 = '{check_sha256 or sha256}')")
+    return name
+
+
+def test_the_loader_publishes_an_hris_file_only_through_the_owners_function(stage_logins, warehouse_dsn):
+    sha, other_sha = (hashlib.sha256(text).hexdigest() for text in (b"a compensation file", b"another file"))
+    name = f"staging.hris_compensation_change_{sha[:16]}"
+    with psycopg.connect(stage_logins["transformer"], autocommit=True) as conn:
+        transformers = stage_hris_table(conn, "hris_employee_snapshot", sha)
+    with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
+
+        def attach(raw_table: str, relation: str, sha256: str) -> str:
+            return conn.execute("select raw.attach_hris_partition(%s, %s::regclass, %s)::text",
+                                (raw_table, relation, sha256)).fetchone()[0]  # fmt: skip
+
+        stage_hris_table(conn, "hris_compensation_change", sha, check_sha256=other_sha)
+        refused = {
+            ("hris_compensation_change", "raw.hris_employee_snapshot", sha): "must be staging.hris_compensation",
+            ("hris_compensation_change", "audit.file_manifest", sha): "must be staging.hris_compensation",
+            ("hris_compensation_change", name, other_sha): f"must be staging.hris_compensation_change_{other_sha[:16]}",
+            ("lms_statement", name, sha): "is not an HRIS raw table",
+            ("hris_compensation_change", name, sha.upper()): "is not a sha256",
+            ("hris_employee_snapshot", transformers, sha): "belongs to turnover_transformer, not to",
+            ("hris_compensation_change", name, sha): "not a plain staged file",  # its CHECK names another file
+        }  # fmt: skip
+        for (raw_table, relation, sha256), message in refused.items():
+            with pytest.raises(psycopg.Error, match=message):
+                attach(raw_table, relation, sha256)
+        conn.execute(f"alter table {name} drop constraint {name.split('.')[1]}_source_sha256_check")
+        conn.execute(f"alter table {name} add check (source_sha256 = '{sha}')")
+        conn.execute("create function staging.loader_code() returns trigger language plpgsql"
+                     " as $$ begin return null; end $$")  # fmt: skip
+        conn.execute(f"create trigger run_as_the_owner after delete on {name} execute function staging.loader_code()")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a plain staged file"):
+            attach("hris_compensation_change", name, sha)
+        conn.execute(f"drop trigger run_as_the_owner on {name}")
+
+        partition = attach("hris_compensation_change", name, sha)
+        assert partition == f"raw.hris_compensation_change_{sha[:16]}"
+        assert allowed(conn, f"select * from {partition}")  # noqa: S608 - the raw table's grants
+        assert not allowed(conn, f"drop table {partition}")
+        assert not allowed(conn, f"alter table {partition} add constraint loader_check check (false) not valid")
+    assert query(warehouse_dsn, HRIS_PARTITIONS) == [("postgres",)]
+    assert query(warehouse_dsn, "select count(*) from pg_tables where schemaname = 'raw' and tableowner <> 'postgres'") == [(0,)]
+
+
+def last_analyze(dsn: str, table: str) -> datetime | None:
+    return query(dsn, "select last_analyze from pg_stat_user_tables where relid = %s::regclass", (table,))[0][0]
+
+
+def test_stage_logins_analyze_bundle_tables_through_the_owners_function(stage_logins, warehouse_dsn):
+    with psycopg.connect(stage_logins["transformer"], autocommit=True) as conn:
+        conn.execute("analyze core.employee_identity")  # not the owner: PostgreSQL warns and skips it
+        assert last_analyze(warehouse_dsn, "core.employee_identity") is None
+        conn.execute("select core.analyze_relation('core.employee_identity')")
+        assert last_analyze(warehouse_dsn, "core.employee_identity") is not None
+        for relation in ("audit.file_manifest", "pg_catalog.pg_authid", "audit.identity_override_current"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only tables in the schemas core, mart"):
+                conn.execute("select core.analyze_relation(%s::regclass)", (relation,))
+    with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
+        conn.execute("select core.analyze_relation('raw.lms_statement')")
+        assert last_analyze(warehouse_dsn, "raw.lms_statement") is not None
+    executors = """
+        select distinct pg_get_userbyid(acl.grantee) from pg_proc, aclexplode(proacl) as acl
+        where pg_proc.oid = %s::regprocedure
+    """
+    assert {name for (name,) in query(warehouse_dsn, executors, ("core.analyze_relation(regclass)",))} == {
+        "postgres", "turnover_loader", "turnover_transformer"}  # fmt: skip
+    assert {name for (name,) in query(warehouse_dsn, executors, ("raw.attach_hris_partition(text, regclass, text)",))} == {
+        "postgres", "turnover_loader"}  # fmt: skip
+
+
+def test_a_warehouse_that_ran_0018_takes_the_hris_raw_tables_back(owner_warehouse, tmp_path):
+    """Under 0018 the loader owned the HRIS raw tables and attached partitions itself; 0019 takes
+    them back for the owner, and the loader's CREATE on raw."""
+    owner_url, loader_url = owner_warehouse
+    owner = owner_url.rpartition("://")[2].partition("@")[0]
+    until_0018 = tmp_path / "ddl"
+    until_0018.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql"))[:18]:
+        (until_0018 / path.name).write_bytes(path.read_bytes())
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        assert migrate(conn, until_0018)[-1].version == 18
+    sha = hashlib.sha256(b"a file published under 0018").hexdigest()
+    with psycopg.connect(loader_url, autocommit=True) as conn:
+        staged = stage_hris_table(conn, "hris_compensation_change", sha)
+        conn.execute(f"alter table {staged} set schema raw")
+        conn.execute(f"alter table raw.hris_compensation_change attach partition raw.{staged.split('.')[1]}"
+                     f" for values in ('{sha}')")  # fmt: skip
+    assert query(owner_url, HRIS_RAW_OWNERS) == [("turnover_loader",), ("turnover_loader",)]
+
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        assert [migration.version for migration in migrate(conn)] == [19]
+    assert query(owner_url, HRIS_RAW_OWNERS) == [(owner,), (owner,)]
+    assert query(owner_url, HRIS_PARTITIONS) == [(owner,)]
+    with psycopg.connect(loader_url, autocommit=True) as conn:
+        assert allowed(conn, "select * from raw.hris_compensation_change")
+        assert allowed(conn, f"select * from raw.{staged.split('.')[1]}")  # noqa: S608 - fixed names
+        for statement_text in ("drop table raw.hris_compensation_change", f"drop table raw.{staged.split('.')[1]}",
+                               "create table raw.loader_table (n integer)"):  # fmt: skip
+            assert not allowed(conn, statement_text), statement_text
 
 
 def test_the_demo_makes_a_login_per_stage_and_their_connections(warehouse_dsn):

@@ -519,6 +519,24 @@ def test_sftp_fault_helpers(sftp_server_factory: Any, backend: str) -> None:
     client.close()
 
 
+def test_the_sample_hris_files_pass_the_gate_and_load(
+    hris_sftp_connection: dict[str, Any], warehouse_dsn: str, tmp_path: Path
+) -> None:
+    from turnover_signals.config import load_config
+    from turnover_signals.hris.history import build_employee_history
+    from turnover_signals.hris.ingest import ingest_file, list_pending_files
+
+    config = load_config(
+        {"hris": {"landing_dir": str(tmp_path / "landing")}, "quality": {"data_docs_dir": str(tmp_path / "docs")}},
+        use_variable=False,
+    )
+    results = [ingest_file(remote, config, dsn=warehouse_dsn) for remote in list_pending_files(config, warehouse_dsn)]
+    assert sorted((result["feed"], result["status"], result["rows_loaded"]) for result in results) == [
+        ("compensation", "loaded", 6), ("employees", "loaded", 6)]  # fmt: skip
+    history = build_employee_history(config, warehouse_dsn)
+    assert (history["employee_history_rows"], history["compensation_events"]) == (6, 6)
+
+
 @requires_sshd
 def test_sshd_mirror_strategy_serves_new_files_after_sync(
     sftp_server_factory: Any, make_sftp_root: Any, monkeypatch: pytest.MonkeyPatch

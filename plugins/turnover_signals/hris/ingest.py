@@ -459,8 +459,12 @@ def _publish(
     remote: RemoteHrisFile,
 ) -> list[str]:
     """Attach the validated staging table as the file's raw partition, in one transaction with
-    its manifest row, its validation row and the superseding of an earlier file for that date."""
-    partition = sql.SQL("raw.{}").format(sql.Identifier(staged.table))
+    its manifest row, its validation row and the superseding of an earlier file for that date.
+
+    Only the raw table's owner may attach a partition: `raw.attach_hris_partition` (migration 0019)
+    moves and attaches the staging table as the owner, after checking it is this file's, so that a
+    loader login owns no raw table. The partition then belongs to the owner too.
+    """
     landing = _landing_path(config, remote, record["sha256"])
     with conn.transaction():
         for column in header.staging_columns:
@@ -469,13 +473,9 @@ def _publish(
         for column in feed.columns:
             if column not in header.canonical_present:
                 conn.execute(sql.SQL("alter table {} add column {} text").format(staged.qualified, sql.Identifier(column)))
-        conn.execute(sql.SQL("alter table {} set schema raw").format(staged.qualified))
         conn.execute(
-            sql.SQL("alter table {parent} attach partition {partition} for values in ({sha})").format(
-                parent=sql.SQL("raw.{}").format(sql.Identifier(feed.raw_table)),
-                partition=partition,
-                sha=sql.Literal(record["sha256"]),
-            )
+            "select raw.attach_hris_partition(%s, %s::regclass, %s)",
+            (feed.raw_table, staged.qualified.as_string(conn), record["sha256"]),
         )
         superseded = manifest.supersede_loaded(conn, feed.name, remote.file_date, record["sha256"])
         record |= {

@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from turnover_signals.errors import BadInputError
 from turnover_signals.quality.gate import RunIdentity, record_validation, run_suite
 from turnover_signals.sqlfiles import read_sql
-from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
+from turnover_signals.warehouse import analyze_table, sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
 
@@ -349,11 +349,12 @@ def analyze_after_full_rebuild(conn: psycopg.Connection, scope: IdentityScope, *
     """Refresh the planner's statistics of tables a full run just emptied and refilled (in its transaction).
 
     Plans made on the statistics of the old (at first, empty) contents pick nested loops over
-    hundreds of thousands of rows; an incremental run changes too little to need this.
+    hundreds of thousands of rows; an incremental run changes too little to need this. The tables
+    belong to the owner, so a transformer login analyzes them through `analyze_table`.
     """
     if scope.is_full:
         for table in tables:
-            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(*table.split("."))))
+            analyze_table(conn, *table.split("."))
 
 
 def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], run_id: str | None) -> dict[str, int]:

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.features.build import LMS_COLUMNS, NON_FEATURE_COLUMNS, feature_columns
+from turnover_signals.warehouse import analyze_table
 
 FEATURE_SETS = ("hr_only", "hr_lms")
 CATEGORICAL_FEATURES = ("department", "location")
@@ -62,8 +63,8 @@ def load_training_set(conn: psycopg.Connection, version: int, horizon_days: int,
         " where feature_set_version = %s and horizon_days = %s order by reference_date, employee_key"
     ).format(selected_features(features))
     # Fresh bulk loads leave the planner without statistics, and the view's join then crawls.
-    conn.execute("analyze mart.employee_features")
-    conn.execute("analyze mart.turnover_label")
+    analyze_table(conn, "mart", "employee_features")
+    analyze_table(conn, "mart", "turnover_label")
     with conn.cursor() as cur:
         cur.execute(query, (version, horizon_days))
         frame = pd.DataFrame(cur.fetchall(), columns=columns)

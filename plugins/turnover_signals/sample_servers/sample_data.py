@@ -7,12 +7,14 @@
   activity filters; `write_lms_data(data_dir, statements, users)` writes them where
   `LmsSampleServer` reads them (``DATA_DIR/lms/*.jsonl``).
 
-The HRIS CSVs are only plausible samples; the canonical layout belongs to the ingest code.
+The HRIS CSVs use the canonical columns of `turnover_signals.hris.contract` and pass the ingest's gate.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import uuid
@@ -20,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from turnover_signals.hris.contract import COMPENSATION_COLUMNS, EMPLOYEE_COLUMNS
 
 CORPORATE_DOMAIN = "northwind.example"
 LMS_HOME_PAGE = "https://lms.northwind.example"
@@ -40,9 +44,12 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _csv_file(header: list[str], rows: list[list[str]]) -> bytes:
-    lines = [",".join(header), *(",".join(row) for row in rows)]
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+def _csv_file(header: tuple[str, ...], rows: list[dict[str, str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([row.get(column, "") for column in header] for row in rows)
+    return buffer.getvalue().encode("utf-8")
 
 
 def _control_file(content: bytes, rows: int) -> bytes:
@@ -50,47 +57,42 @@ def _control_file(content: bytes, rows: int) -> bytes:
 
 
 def sample_hris_files(snapshot_date: str = "20240131", employees: int = 6) -> dict[str, bytes]:
-    """Remote path -> content: an employees and a compensation snapshot, each with a `.ctl` sidecar."""
+    """Remote path -> content: an employees and a compensation snapshot, each with a `.ctl` sidecar.
+
+    Both follow the HRIS file contract (`hris.contract`, canonical column names) and pass its gate:
+    the last employee left (a resignation); everyone had a pay review on 2024-01-01. Employee
+    `E1000+n` has the work e-mail of sample LMS user n (`user_email`), so identity matching finds them.
+    """
     employee_rows = []
     compensation_rows = []
     for number in range(1, employees + 1):
         first, last = _person(number)
         terminated = number == employees
         employee_rows.append(
-            [
-                f"E{1000 + number}",
-                first,
-                last,
-                f"{first.lower()}.{last.lower()}@{CORPORATE_DOMAIN}",
-                ["Sales", "Engineering", "Finance"][number % 3],
-                f"E{1000 + (number // 3) + 1}" if number > 1 else "",
-                f"2020-{(number % 12) + 1:02d}-01",
-                "2024-01-15" if terminated else "",
-                "Resignation" if terminated else "",
-                "Terminated" if terminated else "Active",
-            ]
-        )
+            {
+                "employee_id": f"E{1000 + number}", "sso_guid": str(uuid.uuid5(_NAMESPACE, f"sso-{number}")),
+                "work_email": user_email(number), "first_name": first, "last_name": last,
+                "hire_date": f"2020-{(number % 12) + 1:02d}-01",
+                "termination_date": "2024-01-15" if terminated else "",
+                "termination_type": "resignation" if terminated else "",
+                "termination_reason": "Resignation" if terminated else "",
+                "employment_status": "Terminated" if terminated else "Active",
+                "job_role": "Analyst", "job_level": str(2 + number % 3),
+                "department": ["Sales", "Engineering", "Finance"][number % 3], "location": "Berlin",
+                "manager_id": f"E{1000 + (number // 3) + 1}" if number > 1 else "",
+                "base_salary": f"{50000 + 2500 * number}.00", "currency": "EUR", "fte": "1.0",
+                "performance_rating": str(1 + number % 5),
+            }
+        )  # fmt: skip
         compensation_rows.append(
-            [f"E{1000 + number}", "2024-01-01", str(50000 + 2500 * number), "EUR", "Annual review"]
-        )
-    employees_csv = _csv_file(
-        [
-            "employee_id",
-            "first_name",
-            "last_name",
-            "work_email",
-            "department",
-            "manager_id",
-            "hire_date",
-            "termination_date",
-            "termination_reason",
-            "employment_status",
-        ],  # fmt: skip
-        employee_rows,
-    )
-    compensation_csv = _csv_file(
-        ["employee_id", "effective_date", "base_salary", "currency", "change_reason"], compensation_rows
-    )
+            {
+                "employee_id": f"E{1000 + number}", "effective_date": "2024-01-01", "change_type": "annual_review",
+                "previous_base_salary": f"{48000 + 2500 * number}.00",
+                "new_base_salary": f"{50000 + 2500 * number}.00", "currency": "EUR",
+            }
+        )  # fmt: skip
+    employees_csv = _csv_file(EMPLOYEE_COLUMNS, employee_rows)
+    compensation_csv = _csv_file(COMPENSATION_COLUMNS, compensation_rows)
     base = "/outbound/hris"
     return {
         f"{base}/employees_{snapshot_date}.csv": employees_csv,

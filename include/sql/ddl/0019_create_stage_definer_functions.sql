@@ -1,0 +1,280 @@
+-- Two things a stage login needs the owner's rights for, as narrow SECURITY DEFINER functions owned
+-- by the warehouse owner (README "Least privilege"), instead of owning the tables itself:
+--   * core.analyze_relation(regclass): ANALYZE of a bundle table. PostgreSQL 15 lets only a table's
+--     owner analyze it; a stage login's plain ANALYZE only warns and skips, leaving the planner
+--     on stale statistics after a full rebuild.
+--   * raw.attach_hris_partition(text, regclass, text): publish a validated HRIS file by moving its
+--     staging table into raw and attaching it as the file's partition. PostgreSQL lets only the
+--     parent's owner attach a partition, so 0018 handed the HRIS raw parents to turnover_loader,
+--     which let any loader login drop or alter them. They go back to the owner here, and so do the
+--     partitions loaders attached since: a published file belongs to the owner, which retention
+--     drops and migrations alter; a loader can neither.
+-- governance.apply_role_privileges() (0018) is redefined: the loader gets EXECUTE on both functions
+-- and no longer CREATE on raw, the transformer EXECUTE on core.analyze_relation, and the HRIS raw
+-- tables are taken back instead of handed over, so a later call keeps this state.
+--
+-- Both functions pin search_path and validate everything they are given: they run as the owner,
+-- which may be a superuser.
+
+create or replace function core.analyze_relation(relation regclass) returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    target record;
+begin
+    select
+        namespace.nspname as schema_name,
+        class.relname as table_name,
+        class.relkind,
+        class.relowner
+    into target
+    from pg_class as class
+    inner join pg_namespace as namespace on class.relnamespace = namespace.oid
+    where class.oid = relation;
+    if not found or target.schema_name not in ('core', 'mart', 'staging', 'raw')
+        or target.relkind not in ('r', 'p', 'm') then
+        raise exception 'core.analyze_relation refuses %: only tables in the schemas core, mart, staging and raw',
+            coalesce(relation::text, 'null')
+            using errcode = 'insufficient_privilege';
+    end if;
+    if not pg_has_role(current_user, target.relowner, 'USAGE') then
+        raise exception 'core.analyze_relation cannot analyze %.%: it belongs to %, and % (owner of this function) '
+            'is not a member of that role', target.schema_name, target.table_name,
+            pg_get_userbyid(target.relowner), current_user
+            using errcode = 'insufficient_privilege',
+            hint = format('grant %I to %I (README: Least privilege)', pg_get_userbyid(target.relowner), current_user);
+    end if;
+    execute format('analyze %I.%I', target.schema_name, target.table_name);
+end
+$$;
+
+revoke all on function core.analyze_relation(regclass) from public;
+comment on function core.analyze_relation(regclass) is
+'ANALYZE a table of core, mart, staging or raw as the owner: for stage logins, whose own ANALYZE is skipped';
+
+-- Publishes the validated staging table `staging_table` (named `<raw_table>_<first 16 hex of sha>` by
+-- load/csv_stage.py, with CHECK (source_sha256 = '<sha>')) as the partition of raw.<raw_table> for
+-- source_sha256, owned by the raw table's owner and with the raw table's grants. The caller must
+-- be a member of the staging table's owner (it staged the file). The table must be exactly what
+-- staging makes: no trigger, rule, policy, index, statistics object, inheritance, grant, generated
+-- or identity column, non-constant default, and no constraint but that CHECK; otherwise it could run
+-- the caller's code as the owner later. Runs in the caller's transaction (with its manifest row).
+create or replace function raw.attach_hris_partition(
+    raw_table text, staging_table regclass, source_sha256 text
+) returns regclass
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    partition_name text;
+    staged pg_class%rowtype;
+    parent_owner oid;
+    expected_check constant text := format('CHECK ((source_sha256 = %L::text))', source_sha256);
+    grant_row record;
+begin
+    if raw_table is null or raw_table not in ('hris_employee_snapshot', 'hris_compensation_change') then
+        raise exception 'raw.attach_hris_partition: % is not an HRIS raw table (hris_employee_snapshot, '
+            'hris_compensation_change)', coalesce(quote_literal(raw_table), 'null')
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if source_sha256 is null or source_sha256 !~ '^[0-9a-f]{64}$' then
+        raise exception 'raw.attach_hris_partition: % is not a sha256 (64 lowercase hex digits)',
+            coalesce(quote_literal(source_sha256), 'null')
+            using errcode = 'invalid_parameter_value';
+    end if;
+    partition_name := raw_table || '_' || left(source_sha256, 16);
+    if staging_table is null or not exists (
+        select from pg_class
+        where oid = staging_table and relnamespace = 'staging'::regnamespace and relname = partition_name
+    ) then
+        raise exception 'raw.attach_hris_partition refuses %: the file''s staging table must be staging.%',
+            coalesce(staging_table::text, 'null'), partition_name
+            using errcode = 'insufficient_privilege';
+    end if;
+    -- From here until commit nobody else can change the table between these checks and the attach.
+    execute format('lock table staging.%I in access exclusive mode', partition_name);
+    select * into staged from pg_class
+    where oid = staging_table and relnamespace = 'staging'::regnamespace and relname = partition_name;
+    if not found then
+        raise exception 'raw.attach_hris_partition: staging.% changed while it was being published', partition_name
+            using errcode = 'object_not_in_prerequisite_state';
+    end if;
+    if not pg_has_role(session_user, staged.relowner, 'MEMBER') then
+        raise exception 'raw.attach_hris_partition refuses staging.%: it belongs to %, not to %',
+            partition_name, pg_get_userbyid(staged.relowner), session_user
+            using errcode = 'insufficient_privilege';
+    end if;
+    if not pg_has_role(current_user, staged.relowner, 'USAGE') then
+        raise exception 'raw.attach_hris_partition cannot publish staging.%: it belongs to %, and % (owner of '
+            'this function) is not a member of that role', partition_name, pg_get_userbyid(staged.relowner),
+            current_user
+            using errcode = 'insufficient_privilege',
+            hint = format('grant %I to %I (README: Least privilege)', pg_get_userbyid(staged.relowner), current_user);
+    end if;
+    if staged.relkind <> 'r' or staged.relpersistence <> 'p' or staged.relispartition or staged.relrowsecurity
+        or staged.relacl is not null
+        or exists (select from pg_trigger where tgrelid = staging_table)
+        or exists (select from pg_rewrite where ev_class = staging_table)
+        or exists (select from pg_policy where polrelid = staging_table)
+        or exists (select from pg_index where indrelid = staging_table)
+        or exists (select from pg_statistic_ext where stxrelid = staging_table)
+        or exists (select from pg_inherits where inhrelid = staging_table or inhparent = staging_table)
+        or exists (
+            select from pg_attribute
+            where
+                attrelid = staging_table and attnum > 0
+                and (attacl is not null or attgenerated <> '' or attidentity <> '')
+        )
+        or exists (
+            select from pg_attrdef
+            where adrelid = staging_table and pg_get_expr(adbin, adrelid) !~ '^''[^'']*''::(text|date)$'
+        )
+        or exists (
+            select from pg_constraint
+            where conrelid = staging_table and (contype <> 'c' or pg_get_constraintdef(oid) <> expected_check)
+        )
+        or not exists (
+            select from pg_constraint
+            where conrelid = staging_table and convalidated and pg_get_constraintdef(oid) = expected_check
+        ) then
+        raise exception 'raw.attach_hris_partition refuses staging.%: it is not a plain staged file (a permanent '
+            'table whose only constraint is %, with constant defaults and no trigger, rule, policy, index, '
+            'statistics object, inheritance, grant, generated or identity column)', partition_name, expected_check
+            using errcode = 'insufficient_privilege';
+    end if;
+
+    select relowner into parent_owner from pg_class
+    where oid = format('raw.%I', raw_table)::regclass;
+    execute format('alter table staging.%I set schema raw', partition_name);
+    execute format('alter table raw.%I owner to %I', partition_name, pg_get_userbyid(parent_owner));
+    for grant_row in
+        select
+            acl.privilege_type,
+            case when acl.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(acl.grantee)) end as grantee
+        from pg_class as parent, aclexplode(parent.relacl) as acl
+        where parent.oid = format('raw.%I', raw_table)::regclass and acl.grantee <> parent.relowner
+    loop
+        execute format('grant %s on raw.%I to %s', grant_row.privilege_type, partition_name, grant_row.grantee);
+    end loop;
+    execute format(
+        'alter table raw.%I attach partition raw.%I for values in (%L)', raw_table, partition_name, source_sha256
+    );
+    return format('raw.%I', partition_name)::regclass;
+end
+$$;
+
+revoke all on function raw.attach_hris_partition(text, regclass, text) from public;
+comment on function raw.attach_hris_partition(text, regclass, text) is
+'Publish a validated HRIS staging table as its file''s raw partition, as the owner (the loader owns no raw table)';
+
+-- Grants every role that exists its privileges, now and (default privileges) on every table the
+-- calling owner creates later in these schemas, and takes the HRIS raw tables (parents and the
+-- partitions loaders attached under 0018) back from turnover_loader. Safe to run again; a
+-- DBA-created role gets its grants the next time the owner runs it.
+create or replace function governance.apply_role_privileges() returns text[]
+language plpgsql
+as $$
+declare
+    granted text[] := '{}';
+    statement_text text;
+    privileges constant jsonb := jsonb_build_object(
+        'turnover_loader', jsonb_build_array(
+            'grant usage on schema raw, audit, staging, core to %1$I',
+            -- staging: the files and batches before their gate; a validated HRIS file reaches raw
+            -- through raw.attach_hris_partition, so no CREATE on raw
+            'grant create on schema staging to %1$I',
+            'revoke create on schema raw from %1$I',
+            'grant execute on function raw.attach_hris_partition(text, regclass, text),'
+            || ' core.analyze_relation(regclass) to %1$I',
+            'grant select, insert, update on all tables in schema raw to %1$I',
+            'alter default privileges in schema raw grant select, insert, update on tables to %1$I',
+            'grant select, insert on all tables in schema audit to %1$I',
+            'alter default privileges in schema audit grant select, insert on tables to %1$I',
+            -- UPDATE on audit only where the loader keeps a row current; never on an audit trail
+            'revoke update on all tables in schema audit from %1$I',
+            'alter default privileges in schema audit revoke update on tables from %1$I',
+            'grant update on audit.file_manifest, audit.lms_extract_batch, audit.scim_extract_batch,'
+            || ' audit.extract_watermark to %1$I',
+            -- an xAPI batch publishes its activity rows (and voids) with the raw statements, atomically
+            'grant select, insert, update on core.lms_activity to %1$I'
+        ),
+        'turnover_transformer', jsonb_build_array(
+            'grant usage on schema raw, audit, core, mart, staging to %1$I',
+            'grant create on schema staging to %1$I',
+            'grant execute on function core.analyze_relation(regclass) to %1$I',
+            'grant select on all tables in schema raw to %1$I',
+            'grant select, insert on all tables in schema audit to %1$I',
+            'grant select, insert, update, delete, truncate on all tables in schema core, mart to %1$I',
+            'alter default privileges in schema raw grant select on tables to %1$I',
+            'alter default privileges in schema audit grant select, insert on tables to %1$I',
+            'alter default privileges in schema core, mart grant select, insert, update, delete, truncate'
+            || ' on tables to %1$I',
+            -- rows a stage keeps current: open exceptions, a run's reconciliation, the feature
+            -- watermark, a model's status; unknown courses leave the list once catalogued
+            'grant update on audit.identity_exception, audit.identity_reconciliation, audit.extract_watermark,'
+            || ' audit.model_registry, audit.unknown_course to %1$I',
+            'grant delete on audit.unknown_course to %1$I'
+        ),
+        'turnover_steward', jsonb_build_array(
+            'grant usage on schema core, audit to %1$I',
+            'grant select on core.employee_identity, core.lms_account_match, core.hris_employee_key,'
+            || ' core.employee_key_registry, audit.identity_exception, audit.identity_override,'
+            || ' audit.identity_override_current to %1$I',
+            'grant insert, update (is_active) on audit.identity_override to %1$I',
+            'grant update (status, resolved_at, resolution) on audit.identity_exception to %1$I'
+        ),
+        'turnover_analyst', jsonb_build_array(
+            'grant usage on schema analytics to %1$I',
+            'grant select on all tables in schema analytics to %1$I',
+            'alter default privileges in schema analytics grant select on tables to %1$I'
+        ),
+        'turnover_quality_reader', jsonb_build_array(
+            'grant usage on schema audit to %1$I',
+            'grant select on audit.validation_result, audit.model_registry to %1$I'
+        )
+    );
+    role_name text;
+    hris_table record;
+begin
+    -- First, so that the grants below reach the partitions taken back as they reach every raw table.
+    for hris_table in
+        select class.oid::regclass as relation, pg_get_userbyid(class.relowner) as owner_name
+        from pg_class as class
+        where
+            class.oid in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
+            or class.oid in (
+                select inhrelid from pg_inherits
+                where inhparent in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
+            )
+    loop
+        if hris_table.owner_name = current_user then
+            continue;
+        elsif pg_has_role(current_user, hris_table.owner_name, 'USAGE') then
+            execute format('alter table %s owner to %I', hris_table.relation, current_user);
+        else
+            raise warning '% stays owned by %, which % is not a member of: ask a DBA to run "grant % to %", '
+                'then run "select governance.apply_role_privileges()" (README: Least privilege)',
+                hris_table.relation, hris_table.owner_name, current_user, hris_table.owner_name, current_user;
+        end if;
+    end loop;
+    for role_name in select jsonb_object_keys(privileges) loop
+        if not exists (select from pg_roles where rolname = role_name) then
+            raise warning 'role % does not exist: its privileges were not granted (README: Least privilege)',
+                role_name;
+            continue;
+        end if;
+        for statement_text in select jsonb_array_elements_text(privileges -> role_name) loop
+            execute format(statement_text, role_name);
+        end loop;
+        granted := granted || role_name;
+    end loop;
+    return granted;
+end
+$$;
+
+revoke all on function governance.apply_role_privileges() from public;
+
+select governance.apply_role_privileges();
