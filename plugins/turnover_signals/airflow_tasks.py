@@ -65,9 +65,11 @@ def migrate_warehouse_task() -> Any:
 
     @task(task_id="migrate_warehouse")
     def migrate_warehouse() -> int:
+        from turnover_signals.config import load_config
         from turnover_signals.warehouse import migrate, warehouse_connection
 
-        with warehouse_connection() as conn:
+        # the owner's connection as configured (connections.warehouse), never a stage login
+        with warehouse_connection(load_config()["connections"]["warehouse"]) as conn:
             return len(migrate(conn))
 
     return migrate_warehouse

@@ -24,10 +24,16 @@ class ConfigError(TurnoverSignalsError, ValueError):
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge `override` over `base`: mappings merge key by key, everything else replaces."""
+    """Merge `override` over `base`: mappings merge key by key, null removes a key, everything else replaces.
+
+    Null is how a Variable takes out a default entry of a mapping (e.g. the demo's domain alias);
+    there is no other way to remove a key by merging.
+    """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)

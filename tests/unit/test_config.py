@@ -40,3 +40,30 @@ def test_airflow_variable_is_read_at_call_time(monkeypatch):
     assert load_config()["lms"]["statements_page_limit"] == 50
     monkeypatch.delenv("AIRFLOW_VAR_TURNOVER_SIGNALS")
     assert load_config()["lms"]["statements_page_limit"] == 500
+
+
+def test_null_in_the_variable_removes_a_default_entry(monkeypatch):
+    # the only way to drop the demo's domain alias from a real tenant's configuration
+    alias = next(iter(load_config(use_variable=False)["identity"]["domain_aliases"]))
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"identity": {"domain_aliases": {alias: None}}}))
+    assert alias not in load_config()["identity"]["domain_aliases"]
+
+
+def test_the_migrate_task_uses_the_configured_owner_connection(monkeypatch):
+    from turnover_signals import airflow_tasks, warehouse
+
+    used = []
+
+    class Migrated(Exception):
+        pass
+
+    def connection(conn_id="warehouse_postgres", dsn=None):
+        used.append(conn_id)
+        raise Migrated
+
+    monkeypatch.delenv("TURNOVER_WAREHOUSE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"connections": {"warehouse": "dwh_owner"}}))
+    monkeypatch.setattr(warehouse, "warehouse_connection", connection)
+    with pytest.raises(Migrated):
+        airflow_tasks.migrate_warehouse_task().function()
+    assert used == ["dwh_owner"]
