@@ -28,6 +28,13 @@ from turnover_signals.paths import SQL_DIR
 
 log = logging.getLogger(__name__)
 
+# libpq connection parameters an Airflow postgres connection may carry as extras
+LIBPQ_EXTRAS = (
+    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "sslcompression",
+    "target_session_attrs", "application_name", "connect_timeout", "options", "keepalives",
+    "keepalives_idle", "keepalives_interval", "keepalives_count", "gssencmode", "channel_binding",
+)  # fmt: skip
+
 DEFAULT_CONN_ID = "warehouse_postgres"
 DSN_ENV_VAR = "TURNOVER_WAREHOUSE_URL"
 MIGRATIONS_DIR = SQL_DIR / "ddl"
@@ -127,10 +134,16 @@ def sqlalchemy_url(conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None) -> st
 
     hook = PostgresHook(postgres_conn_id=conn_id)
     url = hook.sqlalchemy_url.set(drivername="postgresql+psycopg")
-    socket_dir = hook.connection.extra_dejson.get("host")
+    extra = hook.connection.extra_dejson
+    socket_dir = extra.get("host")
     if socket_dir:
         # A Unix-socket directory given as the extra `host` (the hook hands it to psycopg).
         url = url.set(host=None, port=None).update_query_dict({"host": socket_dir})
+    # The hook's URL carries only the `sqlalchemy_query` extra; the libpq settings psycopg gets from the
+    # same connection (TLS above all) must reach the Great Expectations gates too.
+    libpq = {key: str(extra[key]) for key in LIBPQ_EXTRAS if key in extra and key not in url.query}
+    if libpq:
+        url = url.update_query_dict(libpq)
     return url.render_as_string(hide_password=False)
 
 
@@ -151,8 +164,28 @@ def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:
         return dict(cur.fetchall())
 
 
+def _log_server_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+    # A migration's RAISE WARNING (e.g. "role ... does not exist and ... may not create roles: ask a
+    # DBA ...") is addressed to the operator: the server sends it as a notice, which psycopg drops
+    # unless a handler passes it on.
+    severity = (diagnostic.severity_nonlocalized or diagnostic.severity or "").upper()
+    level = logging.WARNING if severity == "WARNING" else logging.INFO
+    log.log(level, "warehouse migration %s: %s", severity.lower() or "notice", diagnostic.message_primary)
+
+
 def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply every migration not yet applied; return the ones applied by this call."""
+    """Apply every migration not yet applied; return the ones applied by this call.
+
+    The server's warnings and notices during the migration are logged (WARNING / INFO).
+    """
+    conn.add_notice_handler(_log_server_notice)
+    try:
+        return _migrate(conn, directory)
+    finally:
+        conn.remove_notice_handler(_log_server_notice)
+
+
+def _migrate(conn: psycopg.Connection, directory: Path) -> list[Migration]:
     migrations = discover_migrations(directory)
     conn.autocommit = True
     with conn.transaction():

@@ -77,3 +77,16 @@ def test_cli_migrates_from_dsn(empty_database_dsn, capsys):
 
     assert main(["migrate", "--dsn", empty_database_dsn]) == 0
     assert "migration(s) applied" in capsys.readouterr().out
+
+
+def test_a_migrations_warning_reaches_the_operators_log(empty_database_dsn, tmp_path, caplog):
+    # e.g. 0013's "role ... does not exist and ... may not create roles: ask a DBA ..."
+    migrations_dir = tmp_path / "ddl"
+    migrations_dir.mkdir()
+    (migrations_dir / "0001_warn_operator.sql").write_text(
+        "do $$ begin raise warning 'ask a DBA to create role turnover_probe'; end $$;\n"
+    )
+    with caplog.at_level("INFO", logger="turnover_signals.warehouse"), warehouse_connection(dsn=empty_database_dsn) as conn:
+        migrate(conn, migrations_dir)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("ask a DBA to create role turnover_probe" in message for message in warnings)

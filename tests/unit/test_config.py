@@ -67,3 +67,27 @@ def test_the_migrate_task_uses_the_configured_owner_connection(monkeypatch):
     with pytest.raises(Migrated):
         airflow_tasks.migrate_warehouse_task().function()
     assert used == ["dwh_owner"]
+
+
+def test_the_gates_url_carries_the_connections_tls_settings(monkeypatch):
+    from turnover_signals.warehouse import sqlalchemy_url
+
+    monkeypatch.delenv("TURNOVER_WAREHOUSE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_DWH_TLS", json.dumps({
+        "conn_type": "postgres", "host": "db.internal", "port": 5432, "schema": "turnover", "login": "loader",
+        "password": "pw", "extra": {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/dwh-ca.pem"},
+    }))  # fmt: skip
+    url = sqlalchemy_url("dwh_tls")
+    assert url.startswith("postgresql+psycopg://loader:pw@db.internal:5432/turnover?")
+    assert "sslmode=verify-full" in url and "sslrootcert=%2Fetc%2Fssl%2Fdwh-ca.pem" in url
+
+
+def test_a_relative_landing_dir_lives_under_the_data_directory(monkeypatch, tmp_path):
+    from turnover_signals.hris.ingest import _landing_path
+    from turnover_signals.sources.sftp_hris import RemoteHrisFile
+
+    monkeypatch.setenv("TURNOVER_DATA_DIR", str(tmp_path))
+    remote = RemoteHrisFile("employees_20260105.csv", "/outbound/hris/employees_20260105.csv", "employees",
+                            "2026-01-05", 10, None, False, None)  # fmt: skip
+    path = _landing_path({"hris": {"landing_dir": "landing"}}, remote, "ab" * 32)
+    assert path == tmp_path / "landing" / "employees" / "2026-01-05" / f"{'ab' * 32}__employees_20260105.csv"

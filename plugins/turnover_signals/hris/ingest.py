@@ -127,7 +127,7 @@ def _landing_path(config: Mapping[str, Any], remote: RemoteHrisFile, sha256: str
     landing_dir = config["hris"].get("landing_dir")
     if not landing_dir:
         return None
-    return Path(landing_dir) / remote.feed / remote.file_date / f"{sha256}__{remote.name}"
+    return data_path(landing_dir) / remote.feed / remote.file_date / f"{sha256}__{remote.name}"
 
 
 @dataclass
