@@ -54,9 +54,12 @@ def warehouse_retention():
         from turnover_signals.config import load_config
         from turnover_signals.governance.pseudonyms import install_key_from_connection
 
-        conn_id = load_config()["analytics"]["pseudonym_connection"]
+        config = load_config()
         with bad_input_fails_without_retry():
-            return install_key_from_connection(conn_id, run=current_run_identity())
+            return install_key_from_connection(
+                config["analytics"]["pseudonym_connection"], run=current_run_identity(),
+                warehouse_conn_id=config["connections"]["warehouse"],
+            )  # fmt: skip
 
     @task
     def apply_retention(run_after=None) -> dict:

@@ -405,6 +405,17 @@ def test_a_host_key_that_does_not_match_is_refused(sftp_server, hris_dir, config
         list_pending_files(config, warehouse_dsn)
 
 
+def test_a_connection_that_switches_host_key_checking_off_is_warned_about(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, caplog):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    connection = json.loads(sftp_server.airflow_connection_json())
+    del connection["extra"]["host_key"]
+    connection["extra"]["no_host_key_check"] = True
+    monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
+    with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
+        assert len(list_pending_files(config, warehouse_dsn)) == 1
+    assert any("switches host key checking off (no_host_key_check)" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("host_key", ["impostor", "absent"])
 def test_the_streamed_download_verifies_the_host_key_too(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key):
     # The listing and the download use different clients (paramiko, asyncssh): each must refuse

@@ -157,6 +157,15 @@ class HrisSftpSource:
         from airflow.sdk import BaseHook
 
         extra = BaseHook.get_connection(self.conn_id).extra_dejson
+        unchecked = [flag for flag in ("no_host_key_check", "allow_host_key_change")
+                     if str(extra.get(flag, False)).lower() == "true"]  # fmt: skip
+        if unchecked:
+            # Allowed, because the provider allows it, but never silently: nobody would notice a
+            # server in the middle handing out altered HR files.
+            log.warning(
+                "SFTP connection '%s' switches host key checking off (%s): pin the server's key in the "
+                "`host_key` extra instead (README: runbook-sftp-host-key)", self.conn_id, ", ".join(unchecked),
+            )  # fmt: skip
         return extra.get("remote_dir") or self.configured_remote_dir
 
     def list_feed_files(self) -> list[RemoteHrisFile]:
