@@ -7,8 +7,8 @@ as a transformer login. Then: what each login may not do; the DAGs picking each 
 connection (a trigger records which login wrote what) and falling back to the owner's with a
 WARNING when a stage connection is not defined; a non-superuser owner migrating and dropping a
 partition a loader published (retention); the owner's functions a stage login needs
-(`core.analyze_relation`, `raw.attach_hris_partition`, migration 0019) and a warehouse that ran
-0018 taking the HRIS raw tables back; the demo's logins.
+(`core.analyze_relation`, `raw.attach_hris_partition`, migration 0019) and what they refuse; the
+loader owning nothing in raw at any migration; the demo's logins.
 """
 
 from __future__ import annotations
@@ -415,6 +415,33 @@ def test_the_loader_publishes_an_hris_file_only_through_the_owners_function(stag
     assert query(warehouse_dsn, "select count(*) from pg_tables where schemaname = 'raw' and tableowner <> 'postgres'") == [(0,)]
 
 
+def test_the_loader_cannot_pin_a_staged_file_against_retention(stage_logins, warehouse_dsn):
+    """A view, a table of its row type or a sequence owned by its column would survive the attach and make
+    retention's `drop table` of the partition fail ("other objects depend on it"): the attach refuses."""
+    sha = hashlib.sha256(b"an employees file").hexdigest()
+    with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
+        name = stage_hris_table(conn, "hris_employee_snapshot", sha)
+        pins = {
+            f"create view staging.pin as select * from {name}": "drop view staging.pin",  # noqa: S608
+            f"create table staging.pinned_row (file_row {name})": "drop table staging.pinned_row",
+            f"create table staging.pinned_rows (file_rows {name}[])": "drop table staging.pinned_rows",
+            f"create sequence staging.pin owned by {name}.employee_id": "drop sequence staging.pin",
+            f"create function staging.pin(file_row {name}) returns text language sql"
+            " as $$ select file_row.employee_id $$": f"drop function staging.pin({name})",
+        }  # fmt: skip
+        for pin, unpin in pins.items():
+            conn.execute(pin)
+            with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="other objects depend on it"):
+                conn.execute("select raw.attach_hris_partition(%s, %s::regclass, %s)",
+                             ("hris_employee_snapshot", name, sha))  # fmt: skip
+            conn.execute(unpin)
+        partition = conn.execute("select raw.attach_hris_partition(%s, %s::regclass, %s)::text",
+                                 ("hris_employee_snapshot", name, sha)).fetchone()[0]  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as owner:
+        owner.execute(f"drop table {partition}")  # retention
+    assert query(warehouse_dsn, HRIS_PARTITIONS) == []
+
+
 def last_analyze(dsn: str, table: str) -> datetime | None:
     return query(dsn, "select last_analyze from pg_stat_user_tables where relid = %s::regclass", (table,))[0][0]
 
@@ -428,9 +455,18 @@ def test_stage_logins_analyze_bundle_tables_through_the_owners_function(stage_lo
         for relation in ("audit.file_manifest", "pg_catalog.pg_authid", "audit.identity_override_current"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only tables in the schemas core, mart"):
                 conn.execute("select core.analyze_relation(%s::regclass)", (relation,))
+        conn.execute("select core.analyze_relation('mart.employee_features')")
+        assert last_analyze(warehouse_dsn, "mart.employee_features") is not None
+    mart_table = query(warehouse_dsn, "select 'mart.turnover_label'::regclass::oid")[0][0]
     with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
         conn.execute("select core.analyze_relation('raw.lms_statement')")
         assert last_analyze(warehouse_dsn, "raw.lms_statement") is not None
+        # Only what the caller may read itself: the loader reaches no mart (not even by oid) and no HR history
+        for relation in (mart_table, "core.employee_history"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not read it"):
+                conn.execute("select core.analyze_relation(%s::regclass)", (relation,))
+    assert last_analyze(warehouse_dsn, "mart.turnover_label") is None
+    assert last_analyze(warehouse_dsn, "core.employee_history") is None
     executors = """
         select distinct pg_get_userbyid(acl.grantee) from pg_proc, aclexplode(proacl) as acl
         where pg_proc.oid = %s::regprocedure
@@ -441,34 +477,36 @@ def test_stage_logins_analyze_bundle_tables_through_the_owners_function(stage_lo
         "postgres", "turnover_loader"}  # fmt: skip
 
 
-def test_a_warehouse_that_ran_0018_takes_the_hris_raw_tables_back(owner_warehouse, tmp_path):
-    """Under 0018 the loader owned the HRIS raw tables and attached partitions itself; 0019 takes
-    them back for the owner, and the loader's CREATE on raw."""
+def test_the_loader_owns_nothing_in_raw_and_may_create_nothing_there(owner_warehouse, tmp_path):
+    """Neither 0018 nor 0019 gives the loader a raw table or CREATE on raw: the owner keeps the HRIS raw
+    parents (a file is published through `raw.attach_hris_partition`), so there is nothing to take back."""
     owner_url, loader_url = owner_warehouse
     owner = owner_url.rpartition("://")[2].partition("@")[0]
+    loader = loader_url.rpartition("://")[2].partition("@")[0]
+    loaders_raw = """
+        select
+            (select count(*) from pg_class
+             where relnamespace = 'raw'::regnamespace and pg_has_role(%(login)s, relowner, 'USAGE')),
+            has_schema_privilege(%(login)s, 'raw', 'CREATE'),
+            has_schema_privilege('turnover_loader', 'raw', 'CREATE')
+    """
     until_0018 = tmp_path / "ddl"
     until_0018.mkdir()
     for path in sorted(MIGRATIONS_DIR.glob("*.sql"))[:18]:
         (until_0018 / path.name).write_bytes(path.read_bytes())
     with psycopg.connect(owner_url, autocommit=True) as conn:
         assert migrate(conn, until_0018)[-1].version == 18
-    sha = hashlib.sha256(b"a file published under 0018").hexdigest()
-    with psycopg.connect(loader_url, autocommit=True) as conn:
-        staged = stage_hris_table(conn, "hris_compensation_change", sha)
-        conn.execute(f"alter table {staged} set schema raw")
-        conn.execute(f"alter table raw.hris_compensation_change attach partition raw.{staged.split('.')[1]}"
-                     f" for values in ('{sha}')")  # fmt: skip
-    assert query(owner_url, HRIS_RAW_OWNERS) == [("turnover_loader",), ("turnover_loader",)]
-
-    with psycopg.connect(owner_url, autocommit=True) as conn:
+        assert query(owner_url, loaders_raw, {"login": loader}) == [(0, False, False)]
         assert [migration.version for migration in migrate(conn)] == [19]
+        assert query(owner_url, loaders_raw, {"login": loader}) == [(0, False, False)]
+        conn.execute("select governance.apply_role_privileges()")  # idempotent: still nothing for the loader
+    assert query(owner_url, loaders_raw, {"login": loader}) == [(0, False, False)]
     assert query(owner_url, HRIS_RAW_OWNERS) == [(owner,), (owner,)]
-    assert query(owner_url, HRIS_PARTITIONS) == [(owner,)]
     with psycopg.connect(loader_url, autocommit=True) as conn:
         assert allowed(conn, "select * from raw.hris_compensation_change")
-        assert allowed(conn, f"select * from raw.{staged.split('.')[1]}")  # noqa: S608 - fixed names
-        for statement_text in ("drop table raw.hris_compensation_change", f"drop table raw.{staged.split('.')[1]}",
-                               "create table raw.loader_table (n integer)"):  # fmt: skip
+        for statement_text in ("drop table raw.hris_compensation_change", "create table raw.loader_table (n integer)",
+                               "alter table raw.hris_employee_snapshot add column loader_column text",
+                               "alter table raw.hris_compensation_change attach partition staging.x for values in ('x')"):  # fmt: skip
             assert not allowed(conn, statement_text), statement_text
 
 

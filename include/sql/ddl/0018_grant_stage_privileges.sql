@@ -4,13 +4,13 @@
 --   * creates a fifth group role, turnover_quality_reader, for the read-only Data quality page;
 --   * redefines governance.apply_role_privileges() (0013) as the one list of every role's privileges:
 --     what the stages need beyond 0013, and UPDATE on audit for the loader only where it keeps a
---     row current (manifest, batches, watermarks) instead of on every audit table;
---   * hands the HRIS raw parents to turnover_loader: PostgreSQL lets only a table's owner attach a
---     partition, and the HRIS ingest publishes a validated file by attaching its staging table.
+--     row current (manifest, batches, watermarks) instead of on every audit table.
+-- The loader owns no raw table and may not create one: the owner keeps the HRIS raw parents, and a
+-- validated HRIS file is published through the owner's raw.attach_hris_partition (0019).
 --
 -- Stage logins set their group role for the session (`alter role <login> set role <group>`), so
--- what they create (HRIS partitions, staging tables) is owned by the group: the owner, a member of
--- turnover_loader and turnover_transformer, can still drop it (retention) or alter it (migrations).
+-- what they create (staging tables) is owned by the group: the owner, a member of turnover_loader
+-- and turnover_transformer, can still move it (publishing), drop it or alter it.
 
 do $$
 begin
@@ -29,8 +29,8 @@ end
 $$;
 
 -- Grants every role that exists its privileges, now and (default privileges) on every table the
--- calling owner creates later in these schemas, and gives turnover_loader the HRIS raw parents.
--- Safe to run again; a DBA-created role gets its grants the next time the owner runs it.
+-- calling owner creates later in these schemas; gives no role a table. Safe to run again; a
+-- DBA-created role gets its grants the next time the owner runs it.
 create or replace function governance.apply_role_privileges() returns text[]
 language plpgsql
 as $$
@@ -40,8 +40,9 @@ declare
     privileges constant jsonb := jsonb_build_object(
         'turnover_loader', jsonb_build_array(
             'grant usage on schema raw, audit, staging, core to %1$I',
-            -- staging: the files and batches before their gate; raw: a validated HRIS file moves there
-            'grant create on schema staging, raw to %1$I',
+            -- staging: the files and batches before their gate; no CREATE on raw, whose tables the
+            -- owner keeps (a validated HRIS file reaches raw through the owner's function, 0019)
+            'grant create on schema staging to %1$I',
             'grant select, insert, update on all tables in schema raw to %1$I',
             'alter default privileges in schema raw grant select, insert, update on tables to %1$I',
             'grant select, insert on all tables in schema audit to %1$I',
@@ -101,15 +102,10 @@ begin
         end loop;
         granted := granted || role_name;
     end loop;
-    if 'turnover_loader' = any(granted) then
-        if pg_has_role(current_user, 'turnover_loader', 'MEMBER') then
-            alter table raw.hris_employee_snapshot owner to turnover_loader;
-            alter table raw.hris_compensation_change owner to turnover_loader;
-        else
-            raise warning 'the HRIS raw tables stay owned by %, so only % can publish HRIS files: ask a DBA to run '
-                '"grant turnover_loader to %", then run "select governance.apply_role_privileges()" '
-                '(README: Least privilege)', current_user, current_user, current_user;
-        end if;
+    if 'turnover_loader' = any(granted) and not pg_has_role(current_user, 'turnover_loader', 'USAGE') then
+        raise warning '% is not a member of turnover_loader, so HRIS files a loader login stages cannot be '
+            'published: ask a DBA to run "grant turnover_loader to %" (README: Least privilege)',
+            current_user, current_user;
     end if;
     return granted;
 end

@@ -1,17 +1,15 @@
 -- Two things a stage login needs the owner's rights for, as narrow SECURITY DEFINER functions owned
 -- by the warehouse owner (README "Least privilege"), instead of owning the tables itself:
---   * core.analyze_relation(regclass): ANALYZE of a bundle table. PostgreSQL 15 lets only a table's
---     owner analyze it; a stage login's plain ANALYZE only warns and skips, leaving the planner
---     on stale statistics after a full rebuild.
+--   * core.analyze_relation(regclass): ANALYZE of a bundle table the caller may read. PostgreSQL 15
+--     lets only a table's owner analyze it; a stage login's plain ANALYZE only warns and skips,
+--     leaving the planner on stale statistics after a full rebuild.
 --   * raw.attach_hris_partition(text, regclass, text): publish a validated HRIS file by moving its
 --     staging table into raw and attaching it as the file's partition. PostgreSQL lets only the
---     parent's owner attach a partition, so 0018 handed the HRIS raw parents to turnover_loader,
---     which let any loader login drop or alter them. They go back to the owner here, and so do the
---     partitions loaders attached since: a published file belongs to the owner, which retention
---     drops and migrations alter; a loader can neither.
--- governance.apply_role_privileges() (0018) is redefined: the loader gets EXECUTE on both functions
--- and no longer CREATE on raw, the transformer EXECUTE on core.analyze_relation, and the HRIS raw
--- tables are taken back instead of handed over, so a later call keeps this state.
+--     parent's owner attach a partition, and the owner keeps the HRIS raw parents (0018 gives the
+--     loader no raw table and no CREATE on raw): a published file belongs to the owner, which
+--     retention drops and migrations alter; a loader can neither.
+-- governance.apply_role_privileges() (0018) is redefined: the loader gets EXECUTE on both functions,
+-- the transformer EXECUTE on core.analyze_relation. It still gives no role a table.
 --
 -- Both functions pin search_path and validate everything they are given: they run as the owner,
 -- which may be a superuser.
@@ -39,6 +37,16 @@ begin
             coalesce(relation::text, 'null')
             using errcode = 'insufficient_privilege';
     end if;
+    -- The caller's reach, not the owner's: a stage login (its group's privileges, inherited) must
+    -- be able to read the table itself, e.g. no loader statistics runs on mart.
+    if not (
+        has_schema_privilege(session_user, target.schema_name, 'USAGE')
+        and has_table_privilege(session_user, relation, 'SELECT')
+    ) then
+        raise exception 'core.analyze_relation refuses %.%: % may not read it', target.schema_name,
+            target.table_name, session_user
+            using errcode = 'insufficient_privilege';
+    end if;
     if not pg_has_role(current_user, target.relowner, 'USAGE') then
         raise exception 'core.analyze_relation cannot analyze %.%: it belongs to %, and % (owner of this function) '
             'is not a member of that role', target.schema_name, target.table_name,
@@ -52,7 +60,7 @@ $$;
 
 revoke all on function core.analyze_relation(regclass) from public;
 comment on function core.analyze_relation(regclass) is
-'ANALYZE a table of core, mart, staging or raw as the owner: for stage logins, whose own ANALYZE is skipped';
+'ANALYZE, as the owner, of a core, mart, staging or raw table the caller may read (a stage''s own is skipped)';
 
 -- Publishes the validated staging table `staging_table` (named `<raw_table>_<first 16 hex of sha>` by
 -- load/csv_stage.py, with CHECK (source_sha256 = '<sha>')) as the partition of raw.<raw_table> for
@@ -60,7 +68,9 @@ comment on function core.analyze_relation(regclass) is
 -- be a member of the staging table's owner (it staged the file). The table must be exactly what
 -- staging makes: no trigger, rule, policy, index, statistics object, inheritance, grant, generated
 -- or identity column, non-constant default, and no constraint but that CHECK; otherwise it could run
--- the caller's code as the owner later. Runs in the caller's transaction (with its manifest row).
+-- the caller's code as the owner later. Nor may anything else depend on it (a view, a table of its
+-- row type, a sequence owned by its column), which would block retention's drop of the partition.
+-- Runs in the caller's transaction (with its manifest row).
 create or replace function raw.attach_hris_partition(
     raw_table text, staging_table regclass, source_sha256 text
 ) returns regclass
@@ -74,6 +84,7 @@ declare
     parent_owner oid;
     expected_check constant text := format('CHECK ((source_sha256 = %L::text))', source_sha256);
     grant_row record;
+    dependents text;
 begin
     if raw_table is null or raw_table not in ('hris_employee_snapshot', 'hris_compensation_change') then
         raise exception 'raw.attach_hris_partition: % is not an HRIS raw table (hris_employee_snapshot, '
@@ -145,6 +156,35 @@ begin
             'statistics object, inheritance, grant, generated or identity column)', partition_name, expected_check
             using errcode = 'insufficient_privilege';
     end if;
+    -- Nothing else may depend on the table or its row type: a view, a table of that type or a sequence
+    -- owned by one of its columns would survive the attach and make retention's drop of the partition
+    -- fail ("other objects depend on it"), keeping its rows past their retention.
+    select string_agg(pg_describe_object(depend.classid, depend.objid, depend.objsubid), ', ')
+    into dependents
+    from pg_depend as depend
+    where
+        (
+            (depend.refclassid = 'pg_class'::regclass and depend.refobjid = staging_table)
+            or (depend.refclassid = 'pg_type'::regclass and depend.refobjid in (staged.reltype, (
+                select typarray from pg_type where oid = staged.reltype
+            )))
+        )
+        and not (depend.classid = 'pg_constraint'::regclass and depend.objid in (
+            select oid from pg_constraint where conrelid = staging_table
+        ))
+        and not (depend.classid = 'pg_attrdef'::regclass and depend.objid in (
+            select oid from pg_attrdef where adrelid = staging_table
+        ))
+        and not (depend.classid = 'pg_class'::regclass and depend.objid = staged.reltoastrelid)
+        and not (depend.classid = 'pg_type'::regclass and depend.objid in (staged.reltype, (
+            select typarray from pg_type where oid = staged.reltype
+        )));
+    if dependents is not null then
+        raise exception 'raw.attach_hris_partition refuses staging.%: other objects depend on it (%), which would '
+            'keep its partition from being dropped at retention', partition_name, dependents
+            using errcode = 'dependent_objects_still_exist',
+            hint = 'drop them, then publish the file again';
+    end if;
 
     select relowner into parent_owner from pg_class
     where oid = format('raw.%I', raw_table)::regclass;
@@ -171,8 +211,7 @@ comment on function raw.attach_hris_partition(text, regclass, text) is
 'Publish a validated HRIS staging table as its file''s raw partition, as the owner (the loader owns no raw table)';
 
 -- Grants every role that exists its privileges, now and (default privileges) on every table the
--- calling owner creates later in these schemas, and takes the HRIS raw tables (parents and the
--- partitions loaders attached under 0018) back from turnover_loader. Safe to run again; a
+-- calling owner creates later in these schemas; gives no role a table. Safe to run again; a
 -- DBA-created role gets its grants the next time the owner runs it.
 create or replace function governance.apply_role_privileges() returns text[]
 language plpgsql
@@ -184,7 +223,7 @@ declare
         'turnover_loader', jsonb_build_array(
             'grant usage on schema raw, audit, staging, core to %1$I',
             -- staging: the files and batches before their gate; a validated HRIS file reaches raw
-            -- through raw.attach_hris_partition, so no CREATE on raw
+            -- through raw.attach_hris_partition, so no CREATE on raw (revoked should anyone grant it)
             'grant create on schema staging to %1$I',
             'revoke create on schema raw from %1$I',
             'grant execute on function raw.attach_hris_partition(text, regclass, text),'
@@ -237,29 +276,7 @@ declare
         )
     );
     role_name text;
-    hris_table record;
 begin
-    -- First, so that the grants below reach the partitions taken back as they reach every raw table.
-    for hris_table in
-        select class.oid::regclass as relation, pg_get_userbyid(class.relowner) as owner_name
-        from pg_class as class
-        where
-            class.oid in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
-            or class.oid in (
-                select inhrelid from pg_inherits
-                where inhparent in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
-            )
-    loop
-        if hris_table.owner_name = current_user then
-            continue;
-        elsif pg_has_role(current_user, hris_table.owner_name, 'USAGE') then
-            execute format('alter table %s owner to %I', hris_table.relation, current_user);
-        else
-            raise warning '% stays owned by %, which % is not a member of: ask a DBA to run "grant % to %", '
-                'then run "select governance.apply_role_privileges()" (README: Least privilege)',
-                hris_table.relation, hris_table.owner_name, current_user, hris_table.owner_name, current_user;
-        end if;
-    end loop;
     for role_name in select jsonb_object_keys(privileges) loop
         if not exists (select from pg_roles where rolname = role_name) then
             raise warning 'role % does not exist: its privileges were not granted (README: Least privilege)',
@@ -271,6 +288,11 @@ begin
         end loop;
         granted := granted || role_name;
     end loop;
+    if 'turnover_loader' = any(granted) and not pg_has_role(current_user, 'turnover_loader', 'USAGE') then
+        raise warning '% is not a member of turnover_loader, so HRIS files a loader login stages cannot be '
+            'published: ask a DBA to run "grant turnover_loader to %" (README: Least privilege)',
+            current_user, current_user;
+    end if;
     return granted;
 end
 $$;
