@@ -145,10 +145,19 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     assert all(path.is_file() for path in landed)
     history = query(warehouse_dsn, "select * from core.employee_history order by 1, 2")
 
+    # Someone with USAGE on raw pinned the superseded file's partition: it must not outlive retention.
+    superseded_sha = query(warehouse_dsn, "select sha256 from audit.file_manifest where status = 'superseded'")[0][0]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        partition = sql.Identifier("raw", f"hris_employee_snapshot_{superseded_sha[:16]}")
+        conn.execute(sql.SQL("create view staging.pin as select * from {}").format(partition))
+
     received = query(warehouse_dsn, "select max(received_at) from audit.file_manifest")[0][0]
     summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=received + timedelta(days=45))
 
     assert summary["purges"]["raw.hris_superseded_partitions"] == {"rows": 5, "files": 0}
+    assert query(warehouse_dsn, "select to_regclass('staging.pin')") == [(None,)]
+    pinned = query(warehouse_dsn, "select details from audit.retention_purge where purge_target = 'raw.hris_superseded_partitions'")
+    assert pinned[0][0]["files"][0]["dropped_dependents"] == ["view staging.pin"]
     assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 5, "files": 0}  # sealed into core
     assert summary["purges"]["landed_hris_files"] == {"rows": 0, "files": 2}
     assert summary["purges"]["landed_quarantined_files"] == {"rows": 0, "files": 0}  # 45 < 60 days

@@ -215,6 +215,34 @@ def _partitions_of_files(conn: psycopg.Connection, file_filter: sql.Composable, 
     ).fetchall()
 
 
+def _objects_pinning(conn: psycopg.Connection, relation: sql.Composable) -> list[str]:
+    """Objects that would stop a plain DROP of `relation`: normal dependencies on it or on its row type."""
+    rows = conn.execute(
+        sql.SQL(
+            """
+            with target as (select {rel}::regclass as oid)
+            select distinct
+                case
+                    when rule.oid is not null then pg_describe_object('pg_class'::regclass, rule.ev_class, 0)
+                    else pg_describe_object(dep.classid, dep.objid, dep.objsubid)
+                end
+            from pg_depend as dep
+            cross join target
+            inner join pg_class as relation on relation.oid = target.oid
+            left join pg_rewrite as rule on dep.classid = 'pg_rewrite'::regclass and rule.oid = dep.objid
+            left join pg_constraint as own on dep.classid = 'pg_constraint'::regclass and own.oid = dep.objid
+            where dep.deptype = 'n'
+              and ((dep.refclassid = 'pg_class'::regclass and dep.refobjid = target.oid)
+                   or (dep.refclassid = 'pg_type'::regclass and dep.refobjid = relation.reltype))
+              and not (dep.classid = 'pg_class'::regclass and dep.objid = target.oid)
+              and own.conrelid is distinct from target.oid
+            order by 1
+            """
+        ).format(rel=sql.Literal(relation.as_string(conn)))
+    ).fetchall()
+    return [description for (description,) in rows]
+
+
 def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: PurgeRecord, partitions) -> list:
     """Archive (in archive mode) and drop the given raw partitions, in the caller's transaction."""
     files = []
@@ -224,10 +252,16 @@ def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: 
         if policy.archive_dir is not None:
             path = _archive_file(policy, f"{parent}__{sha256[:12]}")
             _copy_out(conn, relation, path)
-        conn.execute(sql.SQL("drop table {}").format(relation))
+        pins = _objects_pinning(conn, relation)
+        if pins:
+            # Nothing the pipeline builds depends on a file's partition: a view or a row-typed column
+            # over it (which any role with USAGE on raw can create) must not keep the file past its
+            # retention. They go with it, named in the log and in the purge record.
+            log.warning("retention: dropping %s also drops what depends on it: %s", partition, "; ".join(pins))
+        conn.execute(sql.SQL("drop table {} cascade" if pins else "drop table {}").format(relation))
         record.rows += rows
         files.append({"file_name": file_name, "sha256": sha256, "feed": feed, "file_date": file_date.isoformat(),
-                      "table": parent, "rows": rows})  # fmt: skip
+                      "table": parent, "rows": rows, **({"dropped_dependents": pins} if pins else {})})  # fmt: skip
     record.archive_path = str(policy.archive_dir) if files and policy.archive_dir else None
     return files
 
