@@ -176,7 +176,12 @@ def test_the_loader_writes_no_core_or_mart_and_updates_no_audit_trail(stage_logi
     with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
         assert allowed(conn, "update audit.file_manifest set reason = 'x'")
         assert allowed(conn, "update audit.extract_watermark set updated_at = now()")
-        assert allowed(conn, "update core.lms_activity set is_voided = true")  # published with its raw batch
+        # core.lms_activity: appended and voids marked with its raw batch, atomically; nothing else
+        assert allowed(conn, "update core.lms_activity set is_voided = true where statement_id = 'x'")
+        assert allowed(conn, "insert into core.lms_activity (statement_id) select 'x' where false")
+        assert not allowed(conn, "update core.lms_activity set course_id = 'x'")
+        assert not allowed(conn, "select learner_identifier from core.lms_activity")
+        assert not allowed(conn, "delete from core.lms_activity")
         for table in ("audit.validation_result", "audit.identity_exception", "audit.model_registry",
                       "audit.file_release", "audit.feature_build", "audit.retention_purge"):  # fmt: skip
             column = conn.execute("select attname from pg_attribute where attrelid = %s::regclass and attnum = 1",

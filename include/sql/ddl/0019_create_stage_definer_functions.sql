@@ -238,7 +238,7 @@ declare
             'grant update on audit.file_manifest, audit.lms_extract_batch, audit.scim_extract_batch,'
             || ' audit.extract_watermark to %1$I',
             -- an xAPI batch publishes its activity rows (and voids) with the raw statements, atomically
-            'grant select, insert, update on core.lms_activity to %1$I'
+            'grant insert, select (statement_id), update (is_voided) on core.lms_activity to %1$I'
         ),
         'turnover_transformer', jsonb_build_array(
             'grant usage on schema raw, audit, core, mart, staging to %1$I',
