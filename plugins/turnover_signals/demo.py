@@ -223,6 +223,8 @@ def summarize_hris(conn: psycopg.Connection) -> list[str]:
     quarantined = conn.execute(
         "select file_name, reason from audit.file_manifest where status = 'quarantined' order by file_name"
     ).fetchall()
+    if not quarantined:
+        lines.append("  quarantined: none (every delivered file passed its gate)")
     for name, reason in quarantined[:5]:
         lines.append(f"  QUARANTINED {name}: {reason[:240]}")
     if len(quarantined) > 5:
@@ -299,7 +301,8 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
 def summarize_identity(conn: psycopg.Connection) -> list[str]:
     from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
 
-    return ["Identity resolution (identity_resolution):", *reconciliation_lines(latest_reconciliation(conn))]
+    lines = reconciliation_lines(latest_reconciliation(conn))
+    return ["Identity resolution (identity_resolution):", *(line if line.startswith("  ") else f"  {line}" for line in lines)]
 
 
 def summarize_features(conn: psycopg.Connection) -> list[str]:

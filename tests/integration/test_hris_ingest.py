@@ -302,6 +302,24 @@ def test_volume_guard_stops_a_snapshot_that_shrank(sftp_server, hris_dir, config
     _assert_quarantined(warehouse_dsn, errors, "employees_20260112.csv", "volume guard", "20 rows")
 
 
+def test_the_demo_summary_says_what_was_loaded_and_what_was_quarantined(sftp_server, hris_dir, config, warehouse_dsn):
+    import psycopg
+
+    from turnover_signals.demo import summarize_hris
+
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)]))
+    run_pipeline(config, warehouse_dsn)
+    with psycopg.connect(warehouse_dsn) as conn:
+        assert "  quarantined: none (every delivered file passed its gate)" in summarize_hris(conn)
+    deliver(sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)]))
+    run_pipeline(config, warehouse_dsn)
+    with psycopg.connect(warehouse_dsn) as conn:
+        lines = summarize_hris(conn)
+    assert any(line.split()[:3] == ["employees", "loaded", "1"] and "20 rows loaded" in line for line in lines)
+    assert any(line.startswith("  QUARANTINED employees_20260112.csv: ") and "volume guard" in line for line in lines)
+    assert not any("quarantined: none" in line for line in lines)
+
+
 def test_rerun_of_a_quarantined_file_fails_again_without_writing(sftp_server, hris_dir, config, warehouse_dsn):
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(1), employee_row(1)]))
     pending = list_pending_files(config, warehouse_dsn)
