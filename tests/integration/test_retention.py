@@ -150,14 +150,17 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         partition = sql.Identifier("raw", f"hris_employee_snapshot_{superseded_sha[:16]}")
         conn.execute(sql.SQL("create view staging.pin as select * from {}").format(partition))
+        conn.execute(sql.SQL("create table staging.pin_array (pinned {}[])").format(partition))
 
     received = query(warehouse_dsn, "select max(received_at) from audit.file_manifest")[0][0]
     summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=received + timedelta(days=45))
 
     assert summary["purges"]["raw.hris_superseded_partitions"] == {"rows": 5, "files": 0}
     assert query(warehouse_dsn, "select to_regclass('staging.pin')") == [(None,)]
+    assert query(warehouse_dsn, "select count(*) from pg_attribute where attrelid = 'staging.pin_array'::regclass"
+                                " and attname = 'pinned' and not attisdropped") == [(0,)]
     pinned = query(warehouse_dsn, "select details from audit.retention_purge where purge_target = 'raw.hris_superseded_partitions'")
-    assert pinned[0][0]["files"][0]["dropped_dependents"] == ["view staging.pin"]
+    assert pinned[0][0]["files"][0]["dropped_dependents"] == ["column pinned of table staging.pin_array", "view staging.pin"]
     assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 5, "files": 0}  # sealed into core
     assert summary["purges"]["landed_hris_files"] == {"rows": 0, "files": 2}
     assert summary["purges"]["landed_quarantined_files"] == {"rows": 0, "files": 0}  # 45 < 60 days

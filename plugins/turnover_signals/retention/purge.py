@@ -216,7 +216,8 @@ def _partitions_of_files(conn: psycopg.Connection, file_filter: sql.Composable, 
 
 
 def _objects_pinning(conn: psycopg.Connection, relation: sql.Composable) -> list[str]:
-    """Objects that would stop a plain DROP of `relation`: normal dependencies on it or on its row type."""
+    """Objects that would stop a plain DROP of `relation`: normal dependencies on it, its row type or that
+    type's array type."""
     rows = conn.execute(
         sql.SQL(
             """
@@ -229,11 +230,12 @@ def _objects_pinning(conn: psycopg.Connection, relation: sql.Composable) -> list
             from pg_depend as dep
             cross join target
             inner join pg_class as relation on relation.oid = target.oid
+            inner join pg_type as row_type on relation.reltype = row_type.oid
             left join pg_rewrite as rule on dep.classid = 'pg_rewrite'::regclass and rule.oid = dep.objid
             left join pg_constraint as own on dep.classid = 'pg_constraint'::regclass and own.oid = dep.objid
             where dep.deptype = 'n'
               and ((dep.refclassid = 'pg_class'::regclass and dep.refobjid = target.oid)
-                   or (dep.refclassid = 'pg_type'::regclass and dep.refobjid = relation.reltype))
+                   or (dep.refclassid = 'pg_type'::regclass and dep.refobjid in (row_type.oid, row_type.typarray)))
               and not (dep.classid = 'pg_class'::regclass and dep.objid = target.oid)
               and own.conrelid is distinct from target.oid
             order by 1
