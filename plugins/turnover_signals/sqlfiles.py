@@ -26,17 +26,19 @@ def rebuild_relation(
     select = read_sql(schema, table)
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     with conn.transaction():
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("select * from ({}) as built limit 0").format(sql.SQL(select)), params)
-            columns = [d.name for d in cur.description]
-            cur.execute(sql.SQL("delete from {}").format(target))
-            cur.execute(
-                sql.SQL("insert into {} ({}) select {} from ({}) as built").format(
-                    target,
-                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                    sql.SQL(select),
-                ),
-                params,
-            )
-            return cur.rowcount
+        conn.execute(sql.SQL("delete from {}").format(target))
+        return insert_from_select(conn, target, select, params)
+
+
+def insert_from_select(
+    conn: psycopg.Connection, target: sql.Composable, select: str, params: Mapping[str, Any] | None = None
+) -> int:
+    """Insert the rows of `select` into `target`, matching columns by the names the query gives them."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("select * from ({}) as built limit 0").format(sql.SQL(select)), params)
+        columns = sql.SQL(", ").join(sql.Identifier(d.name) for d in cur.description)
+        cur.execute(
+            sql.SQL("insert into {} ({}) select {} from ({}) as built").format(target, columns, columns, sql.SQL(select)),
+            params,
+        )
+        return cur.rowcount

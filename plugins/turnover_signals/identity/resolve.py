@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.quality.gate import RunIdentity, record_validation, run_suite
-from turnover_signals.sqlfiles import read_sql
+from turnover_signals.sqlfiles import insert_from_select, read_sql
 from turnover_signals.warehouse import analyze_table, sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -217,11 +217,9 @@ def close_scope(
     )
     params["employees"] = list(employees)
     # Every address the scoped employees hold: their mbox actors are rebuilt with them.
-    emails |= _ids(
-        conn, "select email_normalized from core.identity_work_email where hris_employee_id = any(%(employees)s)", params
-    )
-    guids |= _ids(conn, "select sso_guid from core.identity_employment where hris_employee_id = any(%(employees)s)",
-                  params)  # fmt: skip
+    held_guids, held_emails = _identifiers_of(conn, employees, set())
+    guids |= held_guids
+    emails |= held_emails
     params["emails"] = list(emails)
     params["guids"] = list(guids)
     accounts = changed_accounts | _ids(
@@ -279,18 +277,7 @@ def _replace_rows(
         conn.execute(sql.SQL("delete from {}").format(target))
     else:
         conn.execute(sql.SQL("delete from {} where {} = any(%s)").format(target, sql.Identifier(key_column)), (keys,))
-    return _insert_from_sql(conn, target, read_sql(source_layer, table), params)
-
-
-def _insert_from_sql(conn: psycopg.Connection, target: sql.Composable, select: str, params: Mapping[str, Any]) -> int:
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("select * from ({}) as built limit 0").format(sql.SQL(select)), params)
-        columns = sql.SQL(", ").join(sql.Identifier(d.name) for d in cur.description)
-        cur.execute(
-            sql.SQL("insert into {} ({}) select {} from ({}) as built").format(target, columns, columns, sql.SQL(select)),
-            params,
-        )
-        return cur.rowcount
+    return insert_from_select(conn, target, read_sql(source_layer, table), params)
 
 
 def refresh_inputs(
@@ -476,7 +463,7 @@ def rebuild_identity_map(conn: psycopg.Connection, params: Mapping[str, Any], sc
             """,
             scoped,
         )
-    return _insert_from_sql(conn, sql.Identifier("core", "employee_identity"), read_sql("core", "employee_identity"),
+    return insert_from_select(conn, sql.Identifier("core", "employee_identity"), read_sql("core", "employee_identity"),
                             scoped)  # fmt: skip
 
 
