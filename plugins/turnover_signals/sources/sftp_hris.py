@@ -152,11 +152,14 @@ class HrisSftpSource:
                 "sftp-unavailable",
             ) from last
 
-    def remote_dir(self) -> str:
-        """The connection's `remote_dir` extra when set, else the configured directory."""
+    def _extra(self) -> dict[str, Any]:
         from airflow.sdk import BaseHook
 
-        extra = BaseHook.get_connection(self.conn_id).extra_dejson
+        return BaseHook.get_connection(self.conn_id).extra_dejson
+
+    def remote_dir(self) -> str:
+        """The connection's `remote_dir` extra when set, else the configured directory."""
+        extra = self._extra()
         unchecked = [flag for flag in ("no_host_key_check", "allow_host_key_change")
                      if str(extra.get(flag, False)).lower() == "true"]  # fmt: skip
         if unchecked:
@@ -265,10 +268,7 @@ class HrisSftpSource:
 
     def _timeouts(self) -> tuple[float, float]:
         """(connect, read) timeouts in seconds: the connection's `conn_timeout` extra (default 10 s)."""
-        from airflow.sdk import BaseHook
-
-        extra = BaseHook.get_connection(self.conn_id).extra_dejson
-        connect = float(extra.get("conn_timeout") or DEFAULT_CONNECT_TIMEOUT_SECONDS)
+        connect = float(self._extra().get("conn_timeout") or DEFAULT_CONNECT_TIMEOUT_SECONDS)
         return connect, max(connect, MIN_READ_TIMEOUT_SECONDS)
 
     async def _stream_async(
