@@ -59,15 +59,12 @@ def hris_sftp_ingest():
 
     @task(max_active_tis_per_dagrun=1, retry_delay=timedelta(minutes=2))
     def ingest_hris_file(remote_file: dict) -> dict:
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from functools import partial
+
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.hris.ingest import ingest_file
 
-        with bad_input_fails_without_retry():
-            return ingest_file(remote_file, load_stage_config("loader"), current_run_identity())
+        return run_for_stage("loader", partial(ingest_file, remote_file))
 
     @task(trigger_rule="all_done", outlets=[HRIS_EMPLOYEE_HISTORY])
     def build_employee_history(ingested: list[dict]) -> dict:
@@ -88,11 +85,10 @@ def hris_sftp_ingest():
         """Runs whatever happened upstream: stale HR data alerts even when no file arrived."""
         from airflow.sdk import get_current_context
 
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, data_time, load_stage_config
+        from turnover_signals.airflow_tasks import data_time, run_for_stage
         from turnover_signals.quality.freshness import check_hris_freshness as check
 
-        with bad_input_fails_without_retry():
-            return check(load_stage_config("loader"), data_time(get_current_context()))
+        return run_for_stage("loader", check, data_time(get_current_context()), with_run=False)
 
     pending = wait_for_hris_files()
     migrate_warehouse() >> pending

@@ -49,15 +49,10 @@ def identity_resolution():
 
     @task(outlets=[EMPLOYEE_IDENTITY])
     def resolve_identities(params: dict | None = None) -> dict:
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.identity.resolve import resolve_identities as resolve
 
-        with bad_input_fails_without_retry():
-            return resolve(load_stage_config("transformer"), current_run_identity(), full=bool((params or {}).get("full_rebuild")))
+        return run_for_stage("transformer", resolve, full=bool((params or {}).get("full_rebuild")))
 
     @task
     def export_identity_review_sample() -> dict:
@@ -68,14 +63,10 @@ def identity_resolution():
 
     @task
     def report_identity_reconciliation() -> list:
-        import logging
-
-        from turnover_signals.airflow_tasks import load_stage_config
+        from turnover_signals.airflow_tasks import load_stage_config, log_lines
         from turnover_signals.identity.report import report_reconciliation
 
-        lines = report_reconciliation(load_stage_config("transformer"))
-        logging.getLogger(__name__).info("\n".join(lines))
-        return lines
+        return log_lines(report_reconciliation(load_stage_config("transformer")))
 
     resolved = resolve_identities()
     migrate_warehouse() >> resolved >> [export_identity_review_sample(), report_identity_reconciliation()]

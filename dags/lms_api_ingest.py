@@ -50,39 +50,24 @@ def lms_api_ingest():
 
     @task
     def load_course_catalog() -> dict:
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.lms.catalog import load_course_catalog as load
 
-        with bad_input_fails_without_retry():
-            return load(load_stage_config("transformer"), current_run_identity())
+        return run_for_stage("transformer", load)
 
     @task
     def extract_lms_users() -> dict:
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.lms.users import extract_users
 
-        with bad_input_fails_without_retry():
-            return extract_users(load_stage_config("loader"), current_run_identity())
+        return run_for_stage("loader", extract_users)
 
     @task(outlets=[LMS_ACTIVITY])
     def extract_lms_statements() -> dict:
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.lms.statements import extract_statements
 
-        with bad_input_fails_without_retry():
-            return extract_statements(load_stage_config("loader"), current_run_identity())
+        return run_for_stage("loader", extract_statements)
 
     @task
     def report_unknown_courses() -> list:
@@ -94,11 +79,10 @@ def lms_api_ingest():
     @task(trigger_rule="all_done")
     def check_lms_freshness() -> dict:
         """Runs whatever happened upstream: a run of failed extractions alerts once the SLO is passed."""
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, load_stage_config
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.quality.freshness import check_lms_freshness as check
 
-        with bad_input_fails_without_retry():
-            return check(load_stage_config("loader"))
+        return run_for_stage("loader", check, with_run=False)
 
     catalog = load_course_catalog()
     migrate_warehouse() >> catalog

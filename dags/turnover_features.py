@@ -59,30 +59,26 @@ def turnover_features():
     def build_features(params: dict | None = None) -> dict:
         from airflow.sdk import get_current_context
 
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.features.build import build_features as build
         from turnover_signals.features.build import reference_dates_for_run
 
         params = params or {}
         dates = reference_dates_for_run(get_current_context(), params.get("reference_dates") or ())
-        with bad_input_fails_without_retry():
-            return build(load_stage_config("transformer"), current_run_identity(), reference_dates=dates,
-                         restate=bool(params.get("restate")), full_daily_rebuild=bool(params.get("full_daily_rebuild")))
+        return run_for_stage(
+            "transformer",
+            build,
+            reference_dates=dates,
+            restate=bool(params.get("restate")),
+            full_daily_rebuild=bool(params.get("full_daily_rebuild")),
+        )
 
     @task
     def report_training_set() -> list:
-        import logging
-
-        from turnover_signals.airflow_tasks import load_stage_config
+        from turnover_signals.airflow_tasks import load_stage_config, log_lines
         from turnover_signals.features.build import training_set_summary
 
-        lines = training_set_summary(load_stage_config("transformer"))
-        logging.getLogger(__name__).info("\n".join(lines))
-        return lines
+        return log_lines(training_set_summary(load_stage_config("transformer")))
 
     migrate_warehouse() >> build_features() >> report_training_set()
 

@@ -53,44 +53,34 @@ def turnover_model():
 
     @task
     def train_models() -> dict:
-        from turnover_signals.airflow_tasks import (
-            bad_input_fails_without_retry,
-            current_run_identity,
-            load_stage_config,
-        )
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.model.pipeline import train_and_register
 
-        with bad_input_fails_without_retry():
-            return train_and_register(load_stage_config("transformer"), current_run_identity())
+        return run_for_stage("transformer", train_and_register)
 
     @task
     def promote_champion(trained: dict, params: dict | None = None) -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, load_stage_config
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.model.registry import promote_challenger
 
         params = params or {}
-        with bad_input_fails_without_retry():
-            return promote_challenger(load_stage_config("transformer"), trained["training_run_id"],
-                                      allow_promotion=bool(params.get("allow_promotion", True)),
-                                      force=bool(params.get("force_promotion")))  # fmt: skip
+        return run_for_stage("transformer", promote_challenger, trained["training_run_id"], with_run=False,
+                             allow_promotion=bool(params.get("allow_promotion", True)),
+                             force=bool(params.get("force_promotion")))  # fmt: skip
 
     @task(outlets=[TURNOVER_RISK_SCORE])
     def score_employees(decision: dict) -> dict:
-        from turnover_signals.airflow_tasks import bad_input_fails_without_retry, load_stage_config
+        from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.model.score import score_latest_reference_date
 
-        with bad_input_fails_without_retry():
-            return score_latest_reference_date(load_stage_config("transformer"))
+        return run_for_stage("transformer", score_latest_reference_date, with_run=False)
 
     @task
     def report_model_run(trained: dict, decision: dict, scored: dict) -> list:
-        import logging
-
+        from turnover_signals.airflow_tasks import log_lines
         from turnover_signals.model.summary import model_run_lines
 
-        lines = model_run_lines(trained, decision, scored)
-        logging.getLogger(__name__).info("\n".join(lines))
-        return lines
+        return log_lines(model_run_lines(trained, decision, scored))
 
     trained = train_models()
     decision = promote_champion(trained)

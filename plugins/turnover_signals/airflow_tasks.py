@@ -1,13 +1,13 @@
-"""Small helpers shared by the DAG files: default arguments, the run identity of a task, and the
-warehouse connection of each stage (least privilege)."""
+"""Small helpers shared by the DAG files: default arguments, the run identity of a task, the
+warehouse connection of each stage (least privilege), and the common shape of a task body."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from turnover_signals.deploy.warehouse_logins import stage
 from turnover_signals.errors import BadInputError, FreshnessError
@@ -15,6 +15,8 @@ from turnover_signals.notify import notify_failure
 from turnover_signals.quality.gate import RunIdentity
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 OWNER = "people-analytics-data-eng"
 
@@ -118,3 +120,22 @@ def load_stage_config(stage_name: str) -> dict[str, Any]:
     from turnover_signals.config import load_config
 
     return config_for_stage(load_config(), stage_name)
+
+
+def run_for_stage(
+    stage_name: str, func: Callable[..., T], *args: Any, with_run: bool = True, **kwargs: Any
+) -> T:
+    """The body of most tasks: `func(config, run, *args, **kwargs)` with the configuration of `stage_name`
+    and the running task's identity (left out when `with_run` is false), a bad input failing without retries.
+    """
+    with bad_input_fails_without_retry():
+        config = load_stage_config(stage_name)
+        if with_run:
+            return func(config, current_run_identity(), *args, **kwargs)
+        return func(config, *args, **kwargs)
+
+
+def log_lines(lines: list[str]) -> list[str]:
+    """Log a report's `lines` as one message in the task log and return them (the task's XCom)."""
+    log.info("\n".join(lines))
+    return lines
