@@ -580,6 +580,7 @@ def build_features(
                         sqlalchemy_url(conn_id, dsn), features_suite(config), data_asset="employee_features",
                         batch_identifier=f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
                         pii_columns=config["quality"]["pii_columns"], table=("staging", staging_name),
+                        data_docs_dir=config["quality"]["data_docs_dir"],
                     )  # fmt: skip
                 if not outcome.success:
                     with conn.transaction():

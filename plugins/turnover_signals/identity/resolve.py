@@ -582,6 +582,7 @@ def gate_metrics(
                 data_asset="identity_resolution_checks",
                 batch_identifier=f"identity:{run_id or 'manual'}",
                 table=("staging", table),
+                data_docs_dir=config["quality"]["data_docs_dir"],
             )
         finally:
             side.execute(sql.SQL("drop table if exists {}").format(target))

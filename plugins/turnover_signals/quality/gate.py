@@ -179,17 +179,11 @@ def mask_validation_result(result: Any, pii_columns: Iterable[str]) -> Any:
 
 
 def configured_data_docs_dir() -> Path:
-    """`quality.data_docs_dir` of the effective configuration (the Variable counts inside a task)."""
+    """`quality.data_docs_dir` of the configuration file: the default for callers outside the pipeline
+    (the pipeline's gates pass the directory of their task's effective configuration)."""
     from turnover_signals.config import load_config
 
-    try:
-        from airflow.sdk import get_current_context
-
-        get_current_context()
-        in_task = True
-    except Exception:  # noqa: BLE001 - outside a running task there is no context (and no Variable)
-        in_task = False
-    return data_path(load_config(use_variable=in_task)["quality"]["data_docs_dir"])
+    return data_path(load_config(use_variable=False)["quality"]["data_docs_dir"])
 
 
 def write_data_docs(result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str],
