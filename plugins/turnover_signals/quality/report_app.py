@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -26,6 +27,9 @@ LIST_COLUMNS = (
     "validation_id", "validated_at", "suite_name", "suite_version", "data_asset", "batch_identifier", "success",
     "evaluated_expectations", "failed_expectation_count", "dag_id", "run_id", "task_id", "map_index", "try_number",
     "data_docs_path",
+)  # fmt: skip
+MODEL_COLUMNS = (
+    "model_version", "feature_set", "algorithm", "status", "dag_id", "run_id", "report_path", "test_to_date",
 )  # fmt: skip
 
 
@@ -50,22 +54,24 @@ def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None
     return allowed
 
 
-def _warehouse() -> psycopg.Connection:
+def _warehouse() -> AbstractContextManager[psycopg.Connection]:
     """The read-only `warehouse_quality_reader` login (the owner's, with a WARNING, when it is not defined)."""
     from turnover_signals.airflow_tasks import config_for_stage
     from turnover_signals.config import load_config
-    from turnover_signals.warehouse import resolve_dsn
+    from turnover_signals.warehouse import warehouse_connection
 
     conn_id = config_for_stage(load_config(use_variable=False), "quality_reader")["connections"]["warehouse"]
-    dsn = resolve_dsn(None)
-    if dsn:
-        return psycopg.connect(dsn)
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=conn_id).get_conn()
+    return warehouse_connection(conn_id)
 
 
-def fetch_validations(filters: Mapping[str, Any], limit: int = 500) -> list[dict[str, Any]]:
+def _reading(conn: psycopg.Connection | None) -> AbstractContextManager[psycopg.Connection]:
+    """`conn`, left open for the request that owns it; else a quality-reader connection of its own."""
+    return nullcontext(conn) if conn is not None else _warehouse()
+
+
+def fetch_validations(
+    filters: Mapping[str, Any], limit: int = 500, conn: psycopg.Connection | None = None
+) -> list[dict[str, Any]]:
     """Validation runs, newest first, matching the given filters (all optional)."""
     clauses, params = [], {}
     for column in ("suite_name", "dag_id", "run_id", "task_id"):
@@ -83,9 +89,14 @@ def fetch_validations(filters: Mapping[str, Any], limit: int = 500) -> list[dict
         params["since"] = filters["since"]
     where = " and ".join(clauses) or "true"
     query = f"select {', '.join(LIST_COLUMNS)} from audit.validation_result where {where}"  # noqa: S608 - fixed names
-    with _warehouse() as conn, conn.cursor(row_factory=dict_row) as cur:
+    with _reading(conn) as reader, reader.cursor(row_factory=dict_row) as cur:
         cur.execute(query + " order by validated_at desc limit %(limit)s", {**params, "limit": limit})
         return cur.fetchall()
+
+
+def fetch_suite_dags(conn: psycopg.Connection) -> list[tuple[str, str | None]]:
+    """Every (suite name, DAG id) pair with a validation run: the suite filter's choices, before authorization."""
+    return conn.execute("select distinct suite_name, dag_id from audit.validation_result").fetchall()
 
 
 def visible(user: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -93,18 +104,35 @@ def visible(user: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row in rows if row["dag_id"] in allowed]
 
 
-def fetch_model_reports(limit: int = 50) -> list[dict[str, Any]]:
+def _model_registry_exists(cur: psycopg.Cursor[Any]) -> bool:
+    # the page is also served before the model layer's migration has run
+    cur.execute("select to_regclass('audit.model_registry') is not null as present")
+    return cur.fetchone()["present"]
+
+
+def fetch_model_reports(limit: int = 50, conn: psycopg.Connection | None = None) -> list[dict[str, Any]]:
     """Trained models with their HTML reports (empty before the model layer exists)."""
-    with _warehouse() as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("select to_regclass('audit.model_registry') is not null as present")
-        if not cur.fetchone()["present"]:
+    with _reading(conn) as reader, reader.cursor(row_factory=dict_row) as cur:
+        if not _model_registry_exists(cur):
             return []
         cur.execute(
-            "select model_version, feature_set, algorithm, status, dag_id, run_id, report_path, test_to_date"
-            " from audit.model_registry order by model_version desc limit %s",
+            f"select {', '.join(MODEL_COLUMNS)} from audit.model_registry"  # noqa: S608 - fixed names
+            " order by model_version desc limit %s",
             (limit,),
         )
         return cur.fetchall()
+
+
+def fetch_model_report(conn: psycopg.Connection, model_version: str) -> dict[str, Any] | None:
+    """One trained model by its version, or None (also before the model layer exists)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if not _model_registry_exists(cur):
+            return None
+        cur.execute(
+            f"select {', '.join(MODEL_COLUMNS)} from audit.model_registry where model_version = %s",  # noqa: S608 - fixed names
+            (model_version,),
+        )
+        return cur.fetchone()
 
 
 def _cell(value: Any) -> str:
@@ -188,10 +216,19 @@ def create_app() -> FastAPI:
     ) -> str:
         filters = {"suite_name": suite_name, "status": status, "dag_id": dag_id, "run_id": run_id,
                    "task_id": task_id, "map_index": map_index, "since": since}  # fmt: skip
-        rows = visible(user, fetch_validations(filters))
-        suites = sorted({row["suite_name"] for row in visible(user, fetch_validations({}, limit=2000))})
-        models = [m for m in fetch_model_reports() if m["dag_id"] in readable_dag_ids(user, [m["dag_id"]])]
-        return render_page(rows, filters, suites, render_models(models))
+        with _warehouse() as conn:
+            rows = fetch_validations(filters, conn=conn)
+            suite_dags = fetch_suite_dags(conn)
+            models = fetch_model_reports(conn=conn)
+        # one authorization pass over every DAG the page could show
+        dag_ids = [row["dag_id"] for row in rows] + [dag for _suite, dag in suite_dags]
+        allowed = readable_dag_ids(user, dag_ids + [m["dag_id"] for m in models])
+        return render_page(
+            [row for row in rows if row["dag_id"] in allowed],
+            filters,
+            sorted({suite for suite, dag in suite_dags if dag in allowed}),
+            render_models([m for m in models if m["dag_id"] in allowed]),
+        )
 
     @app.get("/api/validations")
     def validation_runs_json(user: UserDep, suite_name: str | None = None, status: str | None = None,
@@ -216,10 +253,11 @@ def create_app() -> FastAPI:
 
     @app.get("/model-reports/{model_version}")
     def model_report(user: UserDep, model_version: str) -> FileResponse:
-        found = [m for m in fetch_model_reports(limit=10_000) if m["model_version"] == model_version]
-        if not found or found[0]["dag_id"] not in readable_dag_ids(user, [found[0]["dag_id"]]):
+        with _warehouse() as conn:
+            model = fetch_model_report(conn, model_version)
+        if model is None or model["dag_id"] not in readable_dag_ids(user, [model["dag_id"]]):
             raise HTTPException(status_code=404, detail="no such model run")
-        path = Path(found[0]["report_path"] or "")
+        path = Path(model["report_path"] or "")
         if path.suffix != ".html" or not path.is_file():
             raise HTTPException(status_code=404, detail="the report is no longer on disk")
         return FileResponse(path, media_type="text/html")
