@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
+from tests.integration.hris_helpers import query
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
 from tests.integration.test_hris_ingest import hris_dir, sftp_server  # noqa: F401 - fixtures
 from turnover_signals.config import load_config
@@ -86,11 +87,6 @@ def activity(conn, statement_id, learner, occurred, stored=None):
 
 def account_learner(user_id):
     return f"account:https://lms.{CORP}|{user_id}"
-
-
-def query(dsn, sql, params=None):
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def matches(dsn):
