@@ -151,7 +151,7 @@ def analyze_table(conn: psycopg.Connection, schema: str, table: str) -> None:
     """Refresh the planner's statistics of `schema.table`, also when the caller does not own it.
 
     PostgreSQL lets only a table's owner ANALYZE it: a stage login's plain ANALYZE only warns and
-    skips the table. `core.analyze_relation` (migration 0019) runs it as the warehouse owner, for
+    skips the table. `core.analyze_relation` (migration 0018) runs it as the warehouse owner, for
     tables of core, mart, staging and raw. A session's own temp tables are analyzed directly.
     """
     conn.execute("select core.analyze_relation(format('%%I.%%I', %s::text, %s::text)::regclass)", (schema, table))

@@ -7,7 +7,7 @@ as a transformer login. Then: what each login may not do; the DAGs picking each 
 connection (a trigger records which login wrote what) and falling back to the owner's with a
 WARNING when a stage connection is not defined; a non-superuser owner migrating and dropping a
 partition a loader published (retention); the owner's functions a stage login needs
-(`core.analyze_relation`, `raw.attach_hris_partition`, migration 0019) and what they refuse; the
+(`core.analyze_relation`, `raw.attach_hris_partition`, migration 0018) and what they refuse; the
 loader owning nothing in raw at any migration; the demo's logins.
 """
 

@@ -461,7 +461,7 @@ def _publish(
     """Attach the validated staging table as the file's raw partition, in one transaction with
     its manifest row, its validation row and the superseding of an earlier file for that date.
 
-    Only the raw table's owner may attach a partition: `raw.attach_hris_partition` (migration 0019)
+    Only the raw table's owner may attach a partition: `raw.attach_hris_partition` (migration 0018)
     moves and attaches the staging table as the owner, after checking it is this file's, so that a
     loader login owns no raw table. The partition then belongs to the owner too.
     """

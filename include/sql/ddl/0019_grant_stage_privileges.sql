@@ -3,10 +3,11 @@
 -- warehouse_postgres only for migrations, the pseudonym key and retention). This migration
 --   * creates a fifth group role, turnover_quality_reader, for the read-only Data quality page;
 --   * redefines governance.apply_role_privileges() (0013) as the one list of every role's privileges:
---     what the stages need beyond 0013, and UPDATE on audit for the loader only where it keeps a
---     row current (manifest, batches, watermarks) instead of on every audit table.
+--     what the stages need beyond 0013, UPDATE on audit for the loader only where it keeps a row
+--     current (manifest, batches, watermarks) instead of on every audit table, and EXECUTE on the
+--     owner's functions of 0018 (the loader both, the transformer core.analyze_relation).
 -- The loader owns no raw table and may not create one: the owner keeps the HRIS raw parents, and a
--- validated HRIS file is published through the owner's raw.attach_hris_partition (0019).
+-- validated HRIS file is published through the owner's raw.attach_hris_partition (0018).
 --
 -- Stage logins set their group role for the session (`alter role <login> set role <group>`), so
 -- what they create (staging tables) is owned by the group: the owner, a member of turnover_loader
@@ -40,9 +41,12 @@ declare
     privileges constant jsonb := jsonb_build_object(
         'turnover_loader', jsonb_build_array(
             'grant usage on schema raw, audit, staging, core to %1$I',
-            -- staging: the files and batches before their gate; no CREATE on raw, whose tables the
-            -- owner keeps (a validated HRIS file reaches raw through the owner's function, 0019)
+            -- staging: the files and batches before their gate; a validated HRIS file reaches raw
+            -- through raw.attach_hris_partition, so no CREATE on raw (revoked should anyone grant it)
             'grant create on schema staging to %1$I',
+            'revoke create on schema raw from %1$I',
+            'grant execute on function raw.attach_hris_partition(text, regclass, text),'
+            || ' core.analyze_relation(regclass) to %1$I',
             'grant select, insert, update on all tables in schema raw to %1$I',
             'alter default privileges in schema raw grant select, insert, update on tables to %1$I',
             'grant select, insert on all tables in schema audit to %1$I',
@@ -58,6 +62,7 @@ declare
         'turnover_transformer', jsonb_build_array(
             'grant usage on schema raw, audit, core, mart, staging to %1$I',
             'grant create on schema staging to %1$I',
+            'grant execute on function core.analyze_relation(regclass) to %1$I',
             'grant select on all tables in schema raw to %1$I',
             'grant select, insert on all tables in schema audit to %1$I',
             'grant select, insert, update, delete, truncate on all tables in schema core, mart to %1$I',
