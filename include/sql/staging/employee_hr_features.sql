@@ -87,6 +87,7 @@ reference_dates as (
 ),
 
 active_at_date as (
+    -- active as in feature_targets: a pre-boarding record listed before its hire date is no one's colleague yet
     select
         reference_dates.reference_date,
         history.employee_id,
@@ -97,7 +98,9 @@ active_at_date as (
         on
             reference_dates.reference_date >= history.valid_from
             and (history.valid_to is null or reference_dates.reference_date < history.valid_to)
-    where history.termination_date is null or history.termination_date > reference_dates.reference_date
+    where
+        (history.hire_date is null or history.hire_date <= reference_dates.reference_date)
+        and (history.termination_date is null or history.termination_date > reference_dates.reference_date)
 ),
 
 team_sizes as (
@@ -110,15 +113,29 @@ team_sizes as (
     group by reference_date, manager_id
 ),
 
-leavers as (
-    -- each exit once, with the manager the leaver had when they left
+exits as (
+    -- each exit once, on the termination date HR last recorded
     select distinct on (employee_id)
         employee_id,
-        termination_date,
-        manager_id
+        termination_date
     from core.employee_history
     where termination_date is not null
     order by employee_id asc, valid_from desc
+),
+
+leavers as (
+    -- with the manager the leaver had when they left: the interval in effect on the termination
+    -- date (else the first one after it), never one HR recorded later, which may name another manager
+    select distinct on (exits.employee_id)
+        exits.employee_id,
+        exits.termination_date,
+        history.manager_id
+    from exits
+    inner join core.employee_history as history on exits.employee_id = history.employee_id
+    order by
+        exits.employee_id asc,
+        history.valid_from > exits.termination_date asc,
+        abs(history.valid_from - exits.termination_date) asc
 ),
 
 team_leavers as (
