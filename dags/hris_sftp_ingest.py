@@ -14,7 +14,8 @@ in one transaction or quarantine) → rebuild `core.employee_history` (SCD2) and
 run (without retries: it fails the same way until corrected) while the good files still load.
 
 **Freshness:** `check_hris_freshness` runs whatever happened upstream and fails (alerting) when the latest
-loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time.
+loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time. A run still going after
+20 h (`dagrun_timeout`) fails and alerts (README.md#runbook-deadlines).
 
 **Warehouse logins:** `warehouse_loader` (sensor, ingest, freshness), `warehouse_transformer` (history),
 `warehouse_postgres` (the owner) only to migrate; see README "Least privilege".
@@ -34,6 +35,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import HRIS_EMPLOYEE_HISTORY
+from turnover_signals.notify import notify_failure
 
 
 @dag(
@@ -42,7 +44,11 @@ from turnover_signals.assets import HRIS_EMPLOYEE_HISTORY
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # the deadline: a hung run fails and alerts before the next day's run is due (max_active_runs=1);
+    # above the file wait (hris.wait_for_files_minutes, 6 h) plus the ingest (runbook-deadlines)
+    dagrun_timeout=timedelta(hours=20),
     default_args=DEFAULT_ARGS,
+    on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     tags=["turnover-signals", "hris", "ingest"],
     doc_md=__doc__,
 )

@@ -30,6 +30,7 @@ from airflow.sdk import Param, dag, task
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LMS_ACTIVITY
+from turnover_signals.notify import notify_failure
 
 
 @dag(
@@ -40,6 +41,7 @@ from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LM
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
+    on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={"full_rebuild": Param(False, type="boolean", description="re-match everything, not only what changed")},
     tags=["turnover-signals", "identity"],
     doc_md=__doc__,

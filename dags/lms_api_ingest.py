@@ -14,7 +14,8 @@ stored since the watermark minus the overlap into a staging table → Great Expe
 the watermark → report courses missing from the catalog → update the LMS asset.
 
 **Freshness:** `check_lms_freshness` runs whatever happened upstream and fails (alerting) when no xAPI
-batch was published within `slo.lms_max_age_hours` (2 h).
+batch was published within `slo.lms_max_age_hours` (2 h). A run still going after 90 minutes
+(`dagrun_timeout`) fails and alerts (README.md#runbook-deadlines).
 
 **Warehouse logins:** `warehouse_loader` (users, statements, freshness), `warehouse_transformer` (course
 catalog, unknown courses), `warehouse_postgres` (the owner) only to migrate; see README "Least privilege".
@@ -26,13 +27,14 @@ keyed by id, user versions by (id, lastModified), and the watermark only moves w
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import LMS_ACTIVITY
+from turnover_signals.notify import notify_failure
 
 
 @dag(
@@ -41,7 +43,11 @@ from turnover_signals.assets import LMS_ACTIVITY
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # the deadline: a hung run fails and alerts within the 2 h freshness SLO instead of holding back
+    # the next hourly runs (max_active_runs=1); published chunks are kept (runbook-deadlines)
+    dagrun_timeout=timedelta(minutes=90),
     default_args=DEFAULT_ARGS,
+    on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     tags=["turnover-signals", "lms", "ingest"],
     doc_md=__doc__,
 )

@@ -32,6 +32,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
+from turnover_signals.notify import notify_failure
 
 
 @dag(
@@ -44,6 +45,7 @@ from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
+    on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={
         "reference_dates": Param([], type="array", description="ISO dates to build; default: the day before the run"),
         "restate": Param(False, type="boolean", description="rebuild dates already built, with today's data"),

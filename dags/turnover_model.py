@@ -31,6 +31,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import TURNOVER_RISK_SCORE
+from turnover_signals.notify import notify_failure
 
 
 @dag(
@@ -41,6 +42,7 @@ from turnover_signals.assets import TURNOVER_RISK_SCORE
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
+    on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={
         "allow_promotion": Param(True, type="boolean", description="false: register and report only"),
         "force_promotion": Param(False, type="boolean", description="promote even if worse than the champion"),

@@ -32,6 +32,7 @@ from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
+from turnover_signals.notify import notify_failure
 
 
 @dag(
@@ -42,6 +43,7 @@ from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),  # the deadline: a hung run fails and alerts (runbook-deadlines)
     default_args=DEFAULT_ARGS,
+    on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     tags=["turnover-signals", "governance"],
     doc_md=__doc__,
 )

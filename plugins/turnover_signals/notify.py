@@ -4,6 +4,11 @@ By default it logs one line an alerting pipeline can match (`TURNOVER-SIGNALS AL
 `alerts.notifier` in the config to the import path of any Airflow notifier class (for example
 `airflow.providers.slack.notifications.slack.SlackNotifier`) and `alerts.notifier_kwargs` to its
 arguments; the message is passed as `text` unless `alerts.message_argument` names another one.
+
+It is also every DAG's `on_failure_callback`, because a run can fail without a failed task: when
+its `dagrun_timeout` passes, the scheduler stops the unfinished tasks (no task callback runs) and
+calls only the DAG's callback, with a `reason` such as `timed_out`. A run that failed because a task
+failed (`task_failure`) was already alerted by that task, with its error: it is logged, not sent again.
 """
 
 from __future__ import annotations
@@ -11,15 +16,55 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from turnover_signals.errors import RUNBOOK
+
 log = logging.getLogger(__name__)
+
+# The reason the scheduler gives a DAG-level callback when a failed task already alerted.
+TASK_FAILURE_REASON = "task_failure"
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a DAG run failed without a task's own error to say so, and what on-call does about it."""
+
+    problem: str
+    next_step: str
+    runbook_section: str
+
+
+RUN_FAILURES = {
+    "timed_out": RunFailure(
+        "the run passed its dagrun_timeout ({timeout}); the scheduler marked its unfinished tasks skipped{last_task}",
+        "read the log of the task that was still running (a hung source, a lock, a full disk), fix the cause, "
+        "then clear the whole run (its stopped tasks are skipped, not failed)",
+        "deadlines",
+    ),
+    "all_tasks_deadlocked": RunFailure(
+        "no task of the run could be scheduled any more (deadlock){last_task}",
+        "look at the grid for tasks left without a state, clear them with their downstream tasks",
+        "rerun-one-date",
+    ),
+}
+UNKNOWN_RUN_FAILURE = RunFailure(
+    "the run failed{last_task}", "look at the run's tasks in the grid and clear the failed ones", "rerun-one-date"
+)
+
+
+def is_dag_level(context: Mapping[str, Any]) -> bool:
+    """Whether `context` is a DAG's callback context (it carries the run's `reason`) rather than a task's."""
+    return "reason" in context
 
 
 def failure_message(context: Mapping[str, Any]) -> str:
     """What failed, where, and why (the exception carries the next step and the runbook section)."""
+    if is_dag_level(context):
+        return run_failure_message(context)
     ti = context.get("ti") or context.get("task_instance")
     where = ".".join(str(p) for p in (getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?")))
     map_index = getattr(ti, "map_index", -1)
@@ -29,6 +74,30 @@ def failure_message(context: Mapping[str, Any]) -> str:
     return (
         f"TURNOVER-SIGNALS ALERT {where} run {getattr(ti, 'run_id', '?')} try {getattr(ti, 'try_number', '?')}: "
         f"{exception or 'failed'}"
+    )
+
+
+def run_failure_message(context: Mapping[str, Any]) -> str:
+    """The alert of a DAG-level callback: the DAG, the run, the reason, the next step and the runbook section.
+
+    The context is either minimal (`dag`, `run_id`, `reason`) or, when the scheduler names the last
+    unfinished task, that task's template context (`ti`, `dag_run`, ...) plus `reason`.
+    """
+    dag = context.get("dag")
+    dag_run = context.get("dag_run")
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(dag, "dag_id", None) or getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", "?")
+    run_id = context.get("run_id") or getattr(dag_run, "run_id", None) or getattr(ti, "run_id", "?")
+    reason = str(context.get("reason") or "failed")
+    failure = RUN_FAILURES.get(reason, UNKNOWN_RUN_FAILURE)
+    timeout = getattr(dag, "dagrun_timeout", None)
+    task_id = getattr(ti, "task_id", None)
+    problem = failure.problem.format(
+        timeout=timeout or "its deadline", last_task=f" (last: {task_id})" if task_id else ""
+    )
+    return (
+        f"TURNOVER-SIGNALS ALERT {dag_id} run {run_id}: {reason}: {problem}. Next step: {failure.next_step} "
+        f"(runbook: {RUNBOOK}-{failure.runbook_section}, {RUNBOOK}-{dag_id})"
     )
 
 
@@ -56,8 +125,11 @@ def configured_notifier(config: Mapping[str, Any], message: str) -> BaseNotifier
 
 
 def notify_failure(context: Any) -> None:
-    """`on_failure_callback` of every task: never raises (a broken notifier must not hide the failure)."""
+    """`on_failure_callback` of every task and every DAG: never raises (a broken notifier must not hide the failure)."""
     message = failure_message(context)
+    if is_dag_level(context) and context.get("reason") == TASK_FAILURE_REASON:
+        log.info("%s (already alerted by the failed task)", message)
+        return
     try:
         from turnover_signals.config import load_config
 

@@ -4,6 +4,7 @@ and nothing touches connections, Variables, files or the network at parse time."
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,29 @@ def test_dag_files_only_wire_tasks():
         assert len(code_lines) <= 150, path.name
 
 
-def test_every_dag_has_a_deadline_or_a_freshness_guard(dagbag):
+# A run that hangs must fail (and alert) before it holds back the next one (max_active_runs=1) and,
+# for the ingest DAGs, within their freshness SLO (HR data 24 h, LMS data 2 h by default).
+LONGEST_RUN = {"hris_sftp_ingest": timedelta(hours=24), "lms_api_ingest": timedelta(hours=2)}
+FRESHNESS_GUARDED = {"hris_sftp_ingest", "lms_api_ingest"}
+
+
+def test_every_dag_has_a_run_deadline_and_the_ingest_dags_a_freshness_guard(dagbag):
     for dag_id, dag in dagbag.dags.items():
+        assert dag.dagrun_timeout is not None, f"{dag_id} has no dagrun_timeout: a hung run would go unnoticed"
+        assert dag.dagrun_timeout < LONGEST_RUN.get(dag_id, timedelta(hours=24)), dag_id
         guarded = any(task_id.startswith("check_") and "freshness" in task_id for task_id in dag.task_ids)
-        assert guarded or dag.dagrun_timeout is not None, dag_id
+        assert guarded or dag_id not in FRESHNESS_GUARDED, dag_id
+
+
+def callbacks(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def test_every_dag_and_every_task_alerts_on_failure(dagbag):
+    """Task failures alert through the task's callback; a timed-out run only through the DAG's."""
+    from turnover_signals.notify import notify_failure
+
+    for dag_id, dag in dagbag.dags.items():
+        assert notify_failure in callbacks(dag.on_failure_callback), dag_id
+        for task in dag.tasks:
+            assert notify_failure in callbacks(task.on_failure_callback), f"{dag_id}.{task.task_id}"
