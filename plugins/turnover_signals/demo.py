@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 
@@ -356,8 +357,20 @@ def report_lines(conn: psycopg.Connection) -> list[str]:
     ).fetchone() if conn.execute("select to_regclass('mart.employee_features') is not null").fetchone()[0] else None
     if sample:
         lines.append(f"  Lineage of a feature row: PYTHONPATH=plugins python -m turnover_signals.quality.lineage "
-                     f"{sample[0]} {sample[1]} --dsn <warehouse URL>")  # fmt: skip
+                     f"{sample[0]} {sample[1]} --dsn '{_url_without_password(conn)}'")  # fmt: skip
+        if conn.info.password:
+            lines.append("    (add the password from PGPASSWORD or ~/.pgpass; it is not printed)")
     return lines
+
+
+def _url_without_password(conn: psycopg.Connection) -> str:
+    """The URL `conn` was opened with, minus its password: safe to print, usable with `--dsn`."""
+    info = conn.info
+    user = quote(info.user or "", safe="")
+    if info.host.startswith("/"):  # a Unix-socket directory (the embedded demo server)
+        return f"postgresql://{user}@/{quote(info.dbname, safe='')}?host={quote(info.host, safe='/')}&port={info.port}"
+    host = f"[{info.host}]" if ":" in info.host else info.host
+    return f"postgresql://{user}@{host}:{info.port}/{quote(info.dbname, safe='')}"
 
 
 def table_fingerprint(conn: psycopg.Connection) -> dict[str, int]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import psycopg
 import pytest
 
+from tests.unit.test_notify_dag_level import RecordingNotifier  # a stand-in for a user's notifier class
 from turnover_signals.config import load_config
 from turnover_signals.errors import FreshnessError
 from turnover_signals.notify import failure_message, notify_failure
@@ -81,21 +83,56 @@ def test_a_failure_is_logged_by_default_with_what_where_and_the_runbook(caplog):
     assert "runbook-freshness" in caplog.text
 
 
-class RecordingNotifier:
-    """Stands in for a user's notifier class (Slack, SMTP, ...), named in the config by import path."""
-
-    sent: list[str] = []
-
-    def __init__(self, text: str, channel: str) -> None:
-        self.text, self.channel = text, channel
-
-    def notify(self, context) -> None:
-        RecordingNotifier.sent.append(f"{self.channel}: {self.text}")
-
-
 def test_a_configured_notifier_receives_the_alert(monkeypatch):
-    override = {"alerts": {"notifier": f"{__name__}.RecordingNotifier", "notifier_kwargs": {"channel": "#oncall"}}}
+    notifier = f"{RecordingNotifier.__module__}.RecordingNotifier"
+    override = {"alerts": {"notifier": notifier, "notifier_kwargs": {"channel": "#oncall"}}}
     monkeypatch.setattr("turnover_signals.config.read_variable_override", lambda: override)
     RecordingNotifier.sent.clear()
     notify_failure(failed_context(RuntimeError("boom")))
     assert RecordingNotifier.sent == [f"#oncall: {failure_message(failed_context(RuntimeError('boom')))}"]
+
+
+def test_the_demo_summary_points_to_the_reports_and_a_lineage_command_that_connects(warehouse_dsn):
+    """The demo's last lines: the Data Docs pages, the Data quality page, and a lineage command that runs as printed."""
+    import shlex
+    import subprocess
+    import sys
+
+    from turnover_signals.demo import report_lines
+    from turnover_signals.paths import BUNDLE_ROOT
+
+    docs_page = ".demo/data_docs/hris_employees/2026-03-02T060000Z.html"
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(
+            """
+            insert into audit.validation_result (validation_id, suite_name, suite_version, data_asset,
+                batch_identifier, success, evaluated_expectations, failed_expectation_count, statistics,
+                failed_expectations, results, data_docs_path, validated_at)
+            values ('v1', 'hris_employees', '1', 'employees_20260301.csv', 'sha', true, 3, 0, '{}', '[]', '[]', %s,
+                    now()),
+                   ('v2', 'hris_employees', '1', 'employees_20260302.csv', 'sha', false, 3, 1, '{}', '[]', '[]', null,
+                    now())
+            """,
+            (docs_page,),
+        )
+        conn.execute(
+            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
+            " built_at, build_id) values (42, '2026-03-01', 1, 'E42', now(), 'b1')"
+        )
+        lines = report_lines(conn)
+
+    assert lines[0].startswith("Expectation reports: 1 Data Docs pages (1 failed runs) under .demo/data_docs/")
+    assert lines[0].endswith(f"e.g. {docs_page}")
+    assert "Browse > Data quality" in lines[1]
+    lineage = next(line for line in lines if "Lineage of a feature row" in line)
+    assert "<warehouse URL>" not in lineage
+    command = shlex.split(lineage.split(": ", 1)[1])
+    assert command[:5] == ["PYTHONPATH=plugins", "python", "-m", "turnover_signals.quality.lineage", "42"]
+    assert command[5] == "2026-03-01" and command[6] == "--dsn"
+    assert psycopg.conninfo.conninfo_to_dict(command[7])["dbname"] == warehouse_dsn.rsplit("/", 1)[1]
+    ran = subprocess.run(
+        [sys.executable, *command[2:]], cwd=BUNDLE_ROOT, env={**os.environ, "PYTHONPATH": "plugins"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # it connects with the printed URL: rows, or "no such feature row" for this hand-made one (exit 1)
+    assert ran.returncode in (0, 1) and "Traceback" not in ran.stderr, ran.stderr[-2000:]
