@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from turnover_signals.errors import TurnoverSignalsError
+from turnover_signals.errors import SourceUnavailableError, TurnoverSignalsError
 from turnover_signals.paths import SQL_DIR
 
 log = logging.getLogger(__name__)
@@ -107,17 +107,60 @@ def warehouse_connection(
     callers group what must be atomic in such blocks.
     """
     resolved = resolve_dsn(dsn)
-    if resolved:
-        conn = psycopg.connect(resolved, autocommit=True)
-    else:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+    try:
+        if resolved:
+            conn = psycopg.connect(resolved, autocommit=True)
+        else:
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-        conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
-        conn.autocommit = True
+            conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+            conn.autocommit = True
+    except psycopg.OperationalError as exc:
+        raise warehouse_unavailable(conn_id, resolved, exc) from exc
     try:
         yield conn
     finally:
         conn.close()
+
+
+def warehouse_unavailable(conn_id: str, dsn: str | None, exc: Exception) -> SourceUnavailableError:
+    """The error for a warehouse that refused or did not answer a connection: retried as transient.
+
+    It names the Airflow connection id (or the DSN without its password), never a secret.
+    """
+    if dsn:
+        where = f"warehouse {_dsn_without_password(dsn)} ({DSN_ENV_VAR} or --dsn)"
+    else:
+        where = f"warehouse connection {conn_id}"
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    password = _dsn_password(dsn) if dsn else ""
+    if password:
+        reason = reason.replace(password, "***")
+    return SourceUnavailableError(
+        where,
+        f"could not connect: {reason}",
+        "check that the PostgreSQL server is up and reachable from the workers (Airflow retries the task; "
+        f"clear it once the server is back); if the message says authentication failed or a role or database "
+        f"does not exist, fix {'the URL' if dsn else 'the connection ' + conn_id} instead",
+        "warehouse-unavailable",
+    )
+
+
+def _dsn_password(dsn: str) -> str:
+    try:
+        return psycopg.conninfo.conninfo_to_dict(dsn).get("password") or ""
+    except psycopg.Error:
+        return ""
+
+
+def _dsn_without_password(dsn: str) -> str:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(an unreadable URL)"
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    return f"{params.get('user') or ''}@{host}:{port}/{params.get('dbname') or ''}"
 
 
 def sqlalchemy_url(conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None) -> str:

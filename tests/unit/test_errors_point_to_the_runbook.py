@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,46 @@ def test_every_error_names_subject_problem_next_step_and_an_existing_runbook_sec
 
 @pytest.mark.parametrize("section", ["hris_sftp_ingest", "lms_api_ingest", "identity_resolution",
                                      "turnover_features", "turnover_model", "warehouse_retention", "freshness",
-                                     "alerts", "rerun-hris-file", "migrations", "configuration"])  # fmt: skip
+                                     "alerts", "rerun-hris-file", "migrations", "configuration", "backfill",
+                                     "rerun-one-date", "identity-exceptions", "hris-quarantined-file", "deadlines",
+                                     "warehouse-unavailable"])  # fmt: skip
 def test_the_runbook_covers_each_dag_and_the_on_call_procedures(section):
     assert section in runbook_anchors()
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_warehouse_says_which_connection_and_what_to_do_and_is_retried(monkeypatch):
+    """A down warehouse is an unavailable source: named, with a next step, and not failed without retries."""
+    from turnover_signals.airflow_tasks import bad_input_fails_without_retry
+    from turnover_signals.errors import SourceUnavailableError
+    from turnover_signals.warehouse import DSN_ENV_VAR, warehouse_connection
+
+    monkeypatch.delenv(DSN_ENV_VAR, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DOWN", f"postgres://pipeline_loader:s3cret-pw@127.0.0.1:{closed_port()}/turnover")
+    with pytest.raises(SourceUnavailableError) as raised, bad_input_fails_without_retry():
+        with warehouse_connection("warehouse_down"):
+            pass  # pragma: no cover - the connection is refused
+    message = str(raised.value)
+    assert message.startswith("warehouse connection warehouse_down: could not connect: ")
+    assert "Connection refused" in message and "Next step: check that the PostgreSQL server is up" in message
+    assert "runbook-warehouse-unavailable" in message and "s3cret-pw" not in message
+    assert raised.value.runbook_section in runbook_anchors()
+
+
+def test_an_unreachable_warehouse_url_is_named_without_its_password():
+    from turnover_signals.errors import SourceUnavailableError
+    from turnover_signals.warehouse import warehouse_connection
+
+    port = closed_port()
+    with pytest.raises(SourceUnavailableError) as raised:
+        with warehouse_connection(dsn=f"postgresql://owner:s3cret-pw@127.0.0.1:{port}/turnover"):
+            pass  # pragma: no cover - the connection is refused
+    message = str(raised.value)
+    assert message.startswith(f"warehouse owner@127.0.0.1:{port}/turnover (TURNOVER_WAREHOUSE_URL or --dsn): ")
+    assert "s3cret-pw" not in message and "runbook-warehouse-unavailable" in message
