@@ -31,21 +31,50 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
+def expectation_signature(expectation: Any) -> str:
+    """What an expectation checks: its type and arguments, as canonical JSON.
+
+    Descriptions are left out (prose, and some quote values of the data, such as the last good
+    snapshot's row count); values read at run time are `{"$PARAMETER": name}` arguments, so only
+    their names count.
+    """
+    configuration = expectation.configuration.to_json_dict()
+    kwargs = {k: v for k, v in configuration["kwargs"].items() if k != "batch_id"}
+    return json.dumps({"type": configuration["type"], "kwargs": kwargs}, sort_keys=True, default=str)
+
+
 @dataclass(frozen=True)
 class SuiteDefinition:
-    """A named, versioned list of expectations (as GX expectation objects)."""
+    """A named, versioned list of expectations (as GX expectation objects).
+
+    `definition` is every expectation the suite can hold, when the ones a run holds depend on the
+    data (an HRIS file's columns, its control file, a previous snapshot to compare with); the
+    fingerprint is of the definition, so one suite has one version whatever file it validates.
+    """
 
     name: str
     version: str
     expectations: list[Any]
+    definition: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.definition is not None:
+            defined = {expectation_signature(e) for e in self.definition}
+            extra = [s for s in map(expectation_signature, self.expectations) if s not in defined]
+            if extra:
+                raise ValueError(f"suite {self.name} runs expectations outside its definition: {extra}")
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the definition, so a change to any expectation shows in the results."""
-        payload = json.dumps(
-            [e.configuration.to_json_dict() for e in self.expectations], sort_keys=True, default=str
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        """A short hash of the definition (types and arguments, in any order): a change to what the
+        suite checks changes it, the data it runs on does not."""
+        signatures = sorted({expectation_signature(e) for e in self.definition or self.expectations})
+        return hashlib.sha256(json.dumps(signatures).encode()).hexdigest()[:12]
+
+    @property
+    def version_string(self) -> str:
+        """`<version>+<fingerprint>`, as recorded in `audit.validation_result.suite_version`."""
+        return f"{self.version}+{self.fingerprint}"
 
 
 def described(expectation: Any, text: str) -> Any:
@@ -241,7 +270,7 @@ def run_suite(
             asset = source.add_query_asset(name=data_asset, query=query)
         batch_definition = asset.add_batch_definition_whole_table("whole_batch")
         # The name GX shows on the Data Docs page carries the version, so a changed suite is visible there.
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{suite.name} v{suite.version}+{suite.fingerprint}"))
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{suite.name} v{suite.version_string}"))
         for expectation in suite.expectations:
             # GX binds an expectation to one suite; a copy keeps SuiteDefinition reusable.
             bound = copy.copy(expectation)
@@ -271,7 +300,7 @@ def run_suite(
     outcome = ValidationOutcome(
         validation_id=str(uuid.uuid4()),
         suite_name=suite.name,
-        suite_version=f"{suite.version}+{suite.fingerprint}",
+        suite_version=suite.version_string,
         data_asset=data_asset,
         batch_identifier=batch_identifier,
         success=bool(result.success),

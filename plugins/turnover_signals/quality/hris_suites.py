@@ -470,20 +470,34 @@ def _file_checks(feed: Feed, header: MappedHeader, checks: FileChecks, date_form
     return c
 
 
-def _suite(feed: Feed, version: str, expectations: list[Any]) -> SuiteDefinition:
-    return SuiteDefinition(name=f"hris_{feed.name}_file", version=version, expectations=expectations)
+def _every_check(feed: Feed, checks: FileChecks, date_format: str) -> list[Check]:
+    """The checks of a file with every column of the feed, a control file and a previous snapshot:
+    the suite's definition, whatever one file brings (its version must not depend on the data)."""
+    header = MappedHeader(staging_columns=feed.columns, canonical_present=feed.columns, missing_required=(),
+                          missing_optional=(), extra_columns=(), duplicate_columns=())  # fmt: skip
+    everything = FileChecks(control_rows=0, previous_good_rows=0, volume_min_ratio=checks.volume_min_ratio,
+                            volume_max_ratio=checks.volume_max_ratio,
+                            allowed_termination_types=checks.allowed_termination_types)  # fmt: skip
+    return _file_checks(feed, header, everything, date_format)
+
+
+def _suite(feed: Feed, version: str, expectations: list[Any], definition: list[Any]) -> SuiteDefinition:
+    return SuiteDefinition(name=f"hris_{feed.name}_file", version=version, expectations=expectations,
+                           definition=definition)  # fmt: skip
 
 
 def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
     """The row-level expectations for one HRIS file, on the check view (see create_check_relation)."""
     found = _file_checks(feed, header, checks, date_format)
-    return _suite(feed, SUITE_VERSION, [described(c.on_rows, c.description) for c in found])
+    definition = [c.on_rows for c in _every_check(feed, checks, date_format)]
+    return _suite(feed, SUITE_VERSION, [described(c.on_rows, c.description) for c in found], definition)
 
 
 def hris_metrics_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
     """The same checks on the one-row metrics table (see create_metrics_table): the fast gate."""
     found = _file_checks(feed, header, checks, date_format)
-    return _suite(feed, METRICS_SUITE_VERSION, [described(c.on_metrics, c.description) for c in found])
+    definition = [c.on_metrics for c in _every_check(feed, checks, date_format)]
+    return _suite(feed, METRICS_SUITE_VERSION, [described(c.on_metrics, c.description) for c in found], definition)
 
 
 def allowed_termination_types(mapping: Mapping[str, str]) -> tuple[str, ...]:
