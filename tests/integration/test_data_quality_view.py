@@ -7,13 +7,17 @@ mounted, the simple auth manager, and real validation runs recorded by the cours
 from __future__ import annotations
 
 import copy
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from turnover_signals.config import load_config
 from turnover_signals.lms.catalog import load_course_catalog
-from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation
 
 pytestmark = pytest.mark.integration
 RUN = RunIdentity(dag_id="lms_api_ingest", run_id="scheduled__2026-03-03", task_id="load_course_catalog", try_number=1)
@@ -127,3 +131,122 @@ def test_an_lms_batch_validation_names_the_watermark_range_it_covers(lms_server_
         ).fetchall()
         newest = conn.execute("select max(stored_at) from raw.lms_statement").fetchone()[0]
     assert identifier.startswith("xapi:lms_api stored ") and f".. {newest.isoformat()}" in identifier
+
+
+HRIS_RUN = "scheduled__2026-03-04"
+FIRST, SECOND, SCIM = "employees_20260302.csv@aaa111", "employees_20260303.csv@bbb222", "scim:lms_directory full pull"
+
+
+def record(dsn, docs, suite, what, success, run, minutes):
+    """One validation run recorded as a gate does (record_validation), with a Data Docs page on disk."""
+    validation_id = str(uuid.uuid4())
+    page = docs / f"{validation_id}.html"
+    page.write_text(f"<html><body>{what}</body></html>", encoding="utf-8")
+    failed = [] if success else [{"expectation": "expect_column_values_to_be_unique", "description": "ids are unique",
+                                  "success": False, "observed": {}, "exception": None}]  # fmt: skip
+    outcome = ValidationOutcome(
+        validation_id=validation_id, suite_name=suite, suite_version="1+0123456789ab", data_asset=suite,
+        batch_identifier=what, success=success, statistics={"evaluated_expectations": 3}, results=failed,
+        validated_at=datetime(2026, 3, 4, 6, tzinfo=UTC) + timedelta(minutes=minutes), data_docs_path=str(page),
+        failed=failed,
+    )  # fmt: skip
+    with psycopg.connect(dsn) as conn:
+        record_validation(conn, outcome, run)
+
+
+@pytest.fixture
+def seeded(api, warehouse_dsn, tmp_path):
+    """Beside the catalog run: two mapped HRIS file validations of one task (one failed) and a SCIM pull."""
+    docs = tmp_path / "seeded"
+    docs.mkdir()
+    hris = {"dag_id": "hris_sftp_ingest", "run_id": HRIS_RUN, "task_id": "ingest_hris_file", "try_number": 1}
+    record(warehouse_dsn, docs, "hris_employees_file", FIRST, True, RunIdentity(map_index=0, **hris), 1)
+    record(warehouse_dsn, docs, "hris_employees_file", SECOND, False, RunIdentity(map_index=1, **hris), 2)
+    record(warehouse_dsn, docs, "lms_user_batch", f"{SCIM} batch s1", True,
+           RunIdentity("lms_api_ingest", HRIS_RUN, "extract_lms_users", None, 2), 3)  # fmt: skip
+    with psycopg.connect(warehouse_dsn) as conn:
+        (catalog,) = conn.execute(
+            "select batch_identifier from audit.validation_result where suite_name = 'course_catalog'"
+        ).fetchone()
+    client, manager = api
+    return client, manager, catalog
+
+
+def listed(client, catalog, headers=None, **params):
+    """Which runs the page lists (from the validation table's rows only, not the echoed filter form)."""
+    page = client.get("/data-quality/", params=params, headers=headers)
+    assert page.status_code == 200, page.text
+    table = page.text.split('<table id="validation-runs">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>.*?</tr>", table, flags=re.S)
+    shown = {name for name in (FIRST, SECOND, SCIM, catalog) if any(name in row for row in rows)}
+    assert len(rows) == len(shown), rows
+    assert f"<p>{len(rows)} validation run(s)</p>" in page.text
+    return shown
+
+
+def test_the_page_filters_by_suite_status_source_dag_and_run(seeded):
+    client, manager, catalog_run = seeded
+    headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
+
+    def shown(**params):
+        return listed(client, catalog_run, headers, **params)
+
+    hris_files, scim, catalog = {FIRST, SECOND}, {SCIM}, {catalog_run}
+    assert shown() == hris_files | scim | catalog
+    assert shown(suite_name="hris_employees_file") == hris_files
+    assert shown(suite_name="lms_user_batch") == scim
+    assert shown(status="failed") == {SECOND}
+    assert shown(status="passed") == {FIRST} | scim | catalog
+    assert shown(suite_name="hris_employees_file", status="passed") == {FIRST}
+    assert shown(dag_id="lms_api_ingest") == scim | catalog
+    assert shown(run_id=HRIS_RUN) == hris_files | scim
+    assert shown(dag_id="lms_api_ingest", run_id=HRIS_RUN) == scim
+    assert shown(since="2026-03-05") == catalog  # the catalog was validated today
+    # the source: a validated data asset, or part of what was validated (a file name, a sha256)
+    assert shown(source="hris_employees_file") == hris_files
+    assert shown(source="employees_20260303.csv") == {SECOND}
+    assert shown(source="BBB222") == {SECOND}
+    assert shown(source="employees%") == set()  # LIKE wildcards are plain text
+    page = client.get("/data-quality/", headers=headers).text
+    assert "<th>source</th>" in page and 'href="?source=lms_user_batch">lms_user_batch</a>' in page
+    assert '<option value="hris_employees_file">' in page  # suite and source choices
+    runs = client.get("/data-quality/api/validations", params={"source": "lms_user_batch"}, headers=headers).json()
+    assert [run["batch_identifier"] for run in runs] == [f"{SCIM} batch s1"]
+
+
+def test_a_task_instance_link_shows_only_that_task_instance_s_runs(seeded):
+    from data_quality_plugin import DataQualityPlugin
+
+    client, manager, catalog = seeded
+    headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
+    link = next(v["href"] for v in DataQualityPlugin.external_views if v["destination"] == "task_instance")
+
+    def task_instance(dag_id, run_id, task_id, map_index):
+        # the link as the UI fills it in for one task instance
+        url = (link.replace("{DAG_ID}", dag_id).replace("{RUN_ID}", run_id).replace("{TASK_ID}", task_id)
+               .replace("{MAP_INDEX}", map_index))  # fmt: skip
+        return listed(client, catalog, headers, **dict(re.findall(r"(\w+)=([^&]*)", url)))
+
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "0") == {FIRST}
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "1") == {SECOND}
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "-1") == set()  # mapped: no unmapped run
+    assert task_instance("lms_api_ingest", HRIS_RUN, "extract_lms_users", "-1") == {SCIM}
+    assert task_instance("lms_api_ingest", "scheduled__2026-03-03", "extract_lms_users", "-1") == set()
+    assert task_instance("lms_api_ingest", "scheduled__2026-03-03", "load_course_catalog", "-1") == {catalog}
+    # the UI leaves {MAP_INDEX} as it is when it has none: the task's runs, not an error
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "{MAP_INDEX}") == {FIRST, SECOND}
+
+
+def test_the_embedded_page_is_served_on_the_ui_session_cookie_alone(seeded):
+    # The UI embeds the page in an iframe: the browser sends the `_token` session cookie, no header.
+    client, manager, _catalog = seeded
+    client.cookies.set("_token", token(manager, "viewer"))
+    page = client.get("/data-quality/?status=failed")
+    assert page.status_code == 200 and SECOND in page.text
+    assert client.get("/data-quality/api/validations").status_code == 200
+    client.cookies.set("_token", token(manager, None))  # authenticated, but may read no DAG
+    assert client.get("/data-quality/api/validations").json() == []
+    client.cookies.set("_token", "forged")
+    assert client.get("/data-quality/").status_code in (401, 403)
+    client.cookies.clear()
+    assert client.get("/data-quality/").status_code == 401

@@ -1,16 +1,17 @@
 """The "Data quality" page: validation runs from `audit.validation_result`, with their Data Docs pages.
 
 Served by the Airflow API server as a plugin FastAPI app (see `plugins/data_quality_plugin.py`).
-Airflow mounts plugin apps without its authentication, so every route here depends on
-`authorized_user`: the caller must present a valid Airflow token (the UI's session cookie or an
-`Authorization: Bearer` header), and sees only validation runs of DAGs it may read; runs made
-outside a DAG need read access to all DAGs. The page reads the warehouse as the read-only
-`warehouse_quality_reader` login (README: Least privilege).
+Airflow mounts plugin apps without its authentication, so every route here depends on Airflow's
+own `get_user`: the caller must present a valid Airflow token (the UI's `_token` session cookie,
+which the embedded page is called with, or an `Authorization: Bearer` header), and sees only
+validation runs of DAGs it may read; runs made outside a DAG need read access to all DAGs. The
+page reads the warehouse as the read-only `warehouse_quality_reader` login (README: Least privilege).
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -36,6 +37,26 @@ MODEL_COLUMNS = (
 # Airflow's own dependency: a valid JWT from the `Authorization: Bearer` header or the UI's session
 # cookie, else 401 (403 for a forged token).
 UserDep = Annotated[Any, Depends(get_user)]
+
+
+def validation_filters(
+    suite_name: str | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    map_index: Annotated[str | None, Query()] = None,
+    since: str | None = None,
+) -> dict[str, Any]:
+    """The query parameters of the page and its JSON twin (see fetch_validations). A map index
+    that is not a number (the UI leaves `{MAP_INDEX}` as it is when it has none) is no filter."""
+    index = int(map_index) if map_index and re.fullmatch(r"-?[0-9]{1,9}", map_index) else None
+    return {"suite_name": suite_name, "status": status, "source": source, "dag_id": dag_id, "run_id": run_id,
+            "task_id": task_id, "map_index": index, "since": since}  # fmt: skip
+
+
+FiltersDep = Annotated[dict[str, Any], Depends(validation_filters)]
 
 
 def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None]:
@@ -72,13 +93,21 @@ def _reading(conn: psycopg.Connection | None) -> AbstractContextManager[psycopg.
 def fetch_validations(
     filters: Mapping[str, Any], limit: int = 500, conn: psycopg.Connection | None = None
 ) -> list[dict[str, Any]]:
-    """Validation runs, newest first, matching the given filters (all optional)."""
+    """Validation runs, newest first, matching the given filters (all optional).
+
+    `source` is a validated data asset (`hris_employees_file`, `lms_user_batch`, ...) or part of
+    what was validated (a file name, sha256, LMS source or batch id); `map_index` -1 is an unmapped task.
+    """
     clauses, params = [], {}
     for column in ("suite_name", "dag_id", "run_id", "task_id"):
         if filters.get(column):
             clauses.append(f"{column} = %({column})s")
             params[column] = filters[column]
-    if filters.get("map_index") is not None and filters["map_index"] >= 0:
+    if filters.get("source"):
+        clauses.append("(data_asset = %(source)s or batch_identifier ilike %(source_pattern)s)")
+        params["source"] = filters["source"]
+        params["source_pattern"] = "%" + re.sub(r"([\\%_])", r"\\\1", filters["source"]) + "%"
+    if filters.get("map_index") is not None:
         clauses.append("coalesce(map_index, -1) = %(map_index)s")
         params["map_index"] = filters["map_index"]
     if filters.get("status") in ("passed", "failed"):
@@ -94,9 +123,10 @@ def fetch_validations(
         return cur.fetchall()
 
 
-def fetch_suite_dags(conn: psycopg.Connection) -> list[tuple[str, str | None]]:
-    """Every (suite name, DAG id) pair with a validation run: the suite filter's choices, before authorization."""
-    return conn.execute("select distinct suite_name, dag_id from audit.validation_result").fetchall()
+def fetch_filter_choices(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
+    """Every (suite name, data asset, DAG id) with a validation run: the suite and source filters'
+    choices, before authorization."""
+    return conn.execute("select distinct suite_name, data_asset, dag_id from audit.validation_result").fetchall()
 
 
 def visible(user: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,7 +183,8 @@ def render_models(models: list[dict[str, Any]]) -> str:
             f"<th>status</th><th>tested through</th><th>report</th></tr></thead><tbody>{items}</tbody></table>")  # fmt: skip
 
 
-def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: list[str], models_html: str = "") -> str:
+def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: list[str], models_html: str = "",
+                sources: Iterable[str] = ()) -> str:  # fmt: skip
     """The page: a filter form and one table row per validation run, linking to its Data Docs."""
     options = "".join(
         f'<option value="{_cell(s)}"{" selected" if s == filters.get("suite_name") else ""}>{_cell(s)}</option>'
@@ -168,10 +199,13 @@ def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: 
         task = f"{row['task_id'] or ''}" + ("" if row["map_index"] is None else f"[{row['map_index']}]")
         docs = f'<a href="docs/{_cell(row["validation_id"])}">Data Docs</a>' if row["data_docs_path"] else "—"
         run_link = "?" + urlencode({"dag_id": row["dag_id"] or "", "run_id": row["run_id"] or ""})
+        source_link = "?" + urlencode({"source": row["data_asset"]})
         body.append(
             "<tr>"
             f"<td>{_cell(row['validated_at'])}</td><td>{_cell(row['suite_name'])}<br><small>"
-            f"{_cell(row['suite_version'])}</small></td><td>{_cell(row['batch_identifier'])}</td>"
+            f"{_cell(row['suite_version'])}</small></td>"
+            f"<td><a href=\"{_cell(source_link)}\">{_cell(row['data_asset'])}</a></td>"
+            f"<td>{_cell(row['batch_identifier'])}</td>"
             f"<td class={'ok' if row['success'] else 'bad'}>{'passed' if row['success'] else 'FAILED'}</td>"
             f"<td>{_cell(row['failed_expectation_count'])} / {_cell(row['evaluated_expectations'])}</td>"
             f"<td><a href=\"{_cell(run_link)}\">{_cell(row['dag_id'])}<br><small>{_cell(row['run_id'])}</small></a></td>"
@@ -188,15 +222,17 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 <form method="get">
 <label>Suite <select name="suite_name"><option value="">any</option>{options}</select></label>
 <label>Status <select name="status">{statuses}</select></label>
+<label>Source <input name="source" list="sources" value="{_cell(filters.get('source'))}"></label>
+<datalist id="sources">{"".join(f'<option value="{_cell(source)}">' for source in sources)}</datalist>
 <label>DAG <input name="dag_id" value="{_cell(filters.get('dag_id'))}"></label>
 <label>Run <input name="run_id" value="{_cell(filters.get('run_id'))}"></label>
 <label>Task <input name="task_id" value="{_cell(filters.get('task_id'))}"></label>
 <label>Since <input name="since" type="date" value="{_cell(filters.get('since'))}"></label>
 <button type="submit">Filter</button></form>
 <p>{len(rows)} validation run(s)</p>
-<table><thead><tr><th>validated at (UTC)</th><th>suite</th><th>what was validated</th><th>outcome</th>
-<th>failed / evaluated</th><th>DAG run</th><th>task</th><th>report</th></tr></thead>
-<tbody>{"".join(body)}</tbody></table>{models_html}</body></html>"""
+<table id="validation-runs"><thead><tr><th>validated at (UTC)</th><th>suite</th><th>source</th>
+<th>what was validated</th><th>outcome</th><th>failed / evaluated</th><th>DAG run</th><th>task</th><th>report</th></tr>
+</thead><tbody>{"".join(body)}</tbody></table>{models_html}</body></html>"""
 
 
 def create_app() -> FastAPI:
@@ -204,36 +240,24 @@ def create_app() -> FastAPI:
     app = FastAPI(title="turnover-signals data quality", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/", response_class=HTMLResponse)
-    def validation_runs(
-        user: UserDep,
-        suite_name: str | None = None,
-        status: str | None = None,
-        dag_id: str | None = None,
-        run_id: str | None = None,
-        task_id: str | None = None,
-        map_index: Annotated[int | None, Query()] = None,
-        since: str | None = None,
-    ) -> str:
-        filters = {"suite_name": suite_name, "status": status, "dag_id": dag_id, "run_id": run_id,
-                   "task_id": task_id, "map_index": map_index, "since": since}  # fmt: skip
+    def validation_runs(user: UserDep, filters: FiltersDep) -> str:
         with _warehouse() as conn:
             rows = fetch_validations(filters, conn=conn)
-            suite_dags = fetch_suite_dags(conn)
+            choices = fetch_filter_choices(conn)
             models = fetch_model_reports(conn=conn)
         # one authorization pass over every DAG the page could show
-        dag_ids = [row["dag_id"] for row in rows] + [dag for _suite, dag in suite_dags]
+        dag_ids = [row["dag_id"] for row in rows] + [dag for _suite, _asset, dag in choices]
         allowed = readable_dag_ids(user, dag_ids + [m["dag_id"] for m in models])
         return render_page(
             [row for row in rows if row["dag_id"] in allowed],
             filters,
-            sorted({suite for suite, dag in suite_dags if dag in allowed}),
+            sorted({suite for suite, _asset, dag in choices if dag in allowed}),
             render_models([m for m in models if m["dag_id"] in allowed]),
+            sorted({asset for _suite, asset, dag in choices if dag in allowed}),
         )
 
     @app.get("/api/validations")
-    def validation_runs_json(user: UserDep, suite_name: str | None = None, status: str | None = None,
-                             dag_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        filters = {"suite_name": suite_name, "status": status, "dag_id": dag_id, "run_id": run_id}
+    def validation_runs_json(user: UserDep, filters: FiltersDep) -> list[dict[str, Any]]:
         return [{k: (str(v) if k == "validated_at" else v) for k, v in row.items()}
                 for row in visible(user, fetch_validations(filters))]  # fmt: skip
 
