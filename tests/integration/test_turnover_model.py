@@ -10,12 +10,16 @@ show a lift too.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 
@@ -138,6 +142,9 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
                               ).fetchone()  # fmt: skip
     assert len(scores) == 1 and scores[0][0] == latest[0] and scores[0][1] == latest[1]
     assert scores[0][3] == champion[0] and scores[0][4] > 0 and scores[0][5]
+    assert_the_windows_are_settled_and_apart(signal_dsn)
+    assert_the_scores_carry_bands_and_contributions(signal_dsn)
+    assert_the_summary_shows_both_models_and_the_lift(signal_dsn)
 
     # A second month: the same data give an equally good challenger, which is promoted (ties promote).
     second = dag.test(logical_date=datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
@@ -155,3 +162,220 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
                                 ).fetchone()[0]  # fmt: skip
         scored_by = conn.execute("select distinct model_version from mart.turnover_risk_score").fetchall()
     assert restored == champion[0] and scored_by == [(champion[0],)]
+
+
+def assert_the_windows_are_settled_and_apart(dsn: str) -> None:
+    """Registry fields, and no test date whose label horizon is still open (only leavers labelled there)."""
+    config = load_config(use_variable=False)
+    horizon = timedelta(days=int(config["model"]["horizon_days"]))
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select feature_set_version, horizon_days, train_from_date, train_to_date, calibration_from_date,"
+            " calibration_to_date, test_from_date, test_to_date, test_rows, test_positives, lineage"
+            " from audit.model_registry").fetchall()  # fmt: skip
+        known_through = conn.execute("select max(hr_known_through) from mart.turnover_label where horizon_days = %s",
+                                     (horizon.days,)).fetchone()[0]  # fmt: skip
+        per_date = dict(conn.execute(
+            "select reference_date, count(*) from mart.training_set where horizon_days = %s and reference_date"
+            " between %s and %s group by 1", (horizon.days, rows[0][6], rows[0][7])).fetchall())  # fmt: skip
+        headcount = conn.execute("select count(*) from mart.employee_features where reference_date = %s",
+                                 (rows[0][7],)).fetchone()[0]  # fmt: skip
+    for fsv, horizon_days, train_from, train_to, cal_from, cal_to, test_from, test_to, n, positives, lineage in rows:
+        assert fsv == int(config["features"]["feature_set_version"]) and horizon_days == horizon.days
+        assert train_from <= train_to and train_to + horizon < cal_from <= cal_to and cal_to + horizon < test_from
+        assert test_to + horizon <= known_through, (test_to, known_through)
+        assert 0.005 < positives / n < 0.15, (positives, n)  # a voluntary exit rate, not a window of leavers
+        assert {"source", "feature_build_ids", "rows_fingerprint_sha256", "lms_stored_high_water",
+                "hris_known_at_high_water", "features_built_through"} <= set(lineage)  # fmt: skip
+        assert lineage["feature_build_ids"] and re.fullmatch(r"[0-9a-f]{64}", lineage["rows_fingerprint_sha256"])
+    # every test date holds (nearly) the whole population, stayers included
+    assert min(per_date.values()) > 0.8 * headcount, (per_date, headcount)
+
+
+def assert_the_scores_carry_bands_and_contributions(dsn: str) -> None:
+    bands = load_config(use_variable=False)["model"]["risk_bands"]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("select risk_band, top_features from mart.turnover_risk_score").fetchall()
+    share = {band: sum(r[0] == band for r in rows) / len(rows) for band in ("high", "elevated", "low")}
+    assert share["high"] == pytest.approx(bands["high"], abs=0.01)
+    assert share["elevated"] == pytest.approx(bands["elevated"], abs=0.01)
+    contributions = [entry for _band, top in rows for entry in top]
+    assert contributions and any(top for _band, top in rows)
+    for entry in contributions:
+        assert set(entry) == {"feature", "value", "contribution"} and entry["contribution"] >= 0, entry
+
+
+def assert_the_summary_shows_both_models_and_the_lift(dsn: str) -> None:
+    from turnover_signals.model.metrics import METRICS
+    from turnover_signals.model.summary import registry_lines
+
+    with psycopg.connect(dsn) as conn:
+        lines = registry_lines(conn, "pr_auc")
+    print("\n".join(lines))
+    header = next(line for line in lines if line.strip().startswith("metric"))
+    assert header.index("HR only") < header.index("HR + LMS") < header.index("lift")
+    interval = r"[+-]?\d\.\d{3} \[[+-]?\d\.\d{3}, [+-]?\d\.\d{3}\]"
+    for metric in METRICS:
+        row = next(line for line in lines if line.strip().startswith(metric))
+        # HR only, HR + LMS, and the signed lift
+        assert re.fullmatch(rf"\s*{metric}( \*)?\s+{interval}\s+{interval}\s+[+-]\d\.\d{{3}} \[.*\]", row), row
+
+
+# Promotion and rollback on a small seeded registry: no enterprise to build, real artifacts and scoring.
+
+SEEDED_FEATURES = ["tenure_days", "performance_rating"]
+SEEDED_WINDOW = [date(2026, 5, 31), date(2026, 6, 30), date(2026, 7, 31)]
+SEEDED_LATEST = date(2026, 10, 31)
+
+
+def seeded_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure, rating = rng.integers(30, 4000, n), rng.integers(1, 6, n)
+    exit_chance = 1 / (1 + np.exp(2.5 + (tenure - 1500) / 800 + 0.5 * (rating - 3)))
+    return pd.DataFrame({"tenure_days": tenure, "performance_rating": rating, "label": rng.random(n) < exit_chance})
+
+
+@pytest.fixture
+def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
+    """A warehouse with features on three settled dates and the latest date, labels, and one model artifact."""
+    from turnover_signals.model.train import fit_feature_set, save_artifact
+
+    dsn = copy_of(migrated_template_db, monkeypatch)
+    employees = 300
+    with psycopg.connect(dsn) as conn:
+        for i, day in enumerate([*SEEDED_WINDOW, SEEDED_LATEST]):
+            frame = seeded_rows(employees, 100 + i)
+            for key, row in frame.iterrows():
+                conn.execute(
+                    "insert into mart.employee_features (employee_key, reference_date, feature_set_version,"
+                    " hris_employee_id, tenure_days, performance_rating, built_at, build_id)"
+                    " values (%s, %s, 1, %s, %s, %s, now(), 'seeded')",
+                    (key + 1, day, f"E{key + 1}", int(row.tenure_days), int(row.performance_rating)),
+                )
+                if day != SEEDED_LATEST:
+                    conn.execute(
+                        "insert into mart.turnover_label (employee_key, reference_date, horizon_days, hris_employee_id,"
+                        " label, is_censored, label_status, hr_known_through)"
+                        " values (%s, %s, 90, %s, %s, false, %s, %s)",
+                        (key + 1, day, f"E{key + 1}", bool(row.label), "positive" if row.label else "negative",
+                         SEEDED_LATEST),
+                    )  # fmt: skip
+    model = fit_feature_set("hr_only", SEEDED_FEATURES, seeded_rows(3000, 1), seeded_rows(3000, 2),
+                            ["logistic_regression"], "pr_auc")  # fmt: skip
+    artifact = tmp_path / "seeded.joblib"
+    config = load_config(use_variable=False)
+    yield SimpleNamespace(dsn=dsn, config=config, artifact=artifact, sha256=save_artifact(model, artifact))
+    _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+
+
+def register_run(registry, run_id: str, values: dict[str, tuple[float, float]]) -> None:
+    """Register a training run: per feature set, (pr_auc on the test window, pr_auc on the calibration dates)."""
+    from turnover_signals.model.pipeline import REGISTER_SQL
+
+    with psycopg.connect(registry.dsn) as conn:
+        for feature_set, (test_value, calibration_value) in values.items():
+            metrics = {"pr_auc": {"value": test_value, "ci_low": test_value, "ci_high": test_value},
+                       "selection_on_calibration": {"logistic_regression": calibration_value}}  # fmt: skip
+            conn.execute(REGISTER_SQL, {
+                "model_version": f"tm-{run_id}-{feature_set}", "training_run_id": run_id, "feature_set": feature_set,
+                "feature_set_version": 1, "algorithm": "logistic_regression", "horizon_days": 90,
+                "features": SEEDED_FEATURES, "train_from_date": date(2025, 1, 31), "train_to_date": date(2025, 10, 31),
+                "calibration_from_date": date(2026, 2, 28), "calibration_to_date": date(2026, 2, 28),
+                "test_from_date": SEEDED_WINDOW[0], "test_to_date": SEEDED_WINDOW[-1], "train_rows": 3000,
+                "calibration_rows": 3000, "test_rows": 900, "test_positives": 40, "metrics": json.dumps(metrics),
+                "lift_over_hr_only": None, "artifact_path": str(registry.artifact),
+                "artifact_sha256": registry.sha256, "report_path": None, "lineage": "{}", "dag_id": None,
+                "run_id": None, "task_id": None, "try_number": None, "trained_at": datetime.now(UTC),
+            })  # fmt: skip
+
+
+def statuses(registry) -> dict[str, str]:
+    with psycopg.connect(registry.dsn) as conn:
+        return dict(conn.execute("select model_version, status from audit.model_registry").fetchall())
+
+
+def promotion_log(registry) -> list[tuple]:
+    with psycopg.connect(registry.dsn) as conn:
+        return conn.execute("select decision, champion_before, champion_after from audit.model_promotion"
+                            " order by decision_id").fetchall()  # fmt: skip
+
+
+def published_scores(registry) -> list[tuple]:
+    with psycopg.connect(registry.dsn) as conn:
+        return conn.execute("select employee_key, reference_date, model_version, score, risk_rank, risk_band,"
+                            " top_features from mart.turnover_risk_score order by employee_key").fetchall()  # fmt: skip
+
+
+def promote(registry, run_id: str, **options) -> dict:
+    from turnover_signals.model.registry import promote_challenger
+
+    return promote_challenger(registry.config, run_id, dsn=registry.dsn, **options)
+
+
+def with_first_champion(registry) -> None:
+    register_run(registry, "first", {"hr_only": (0.5, 0.5)})
+    assert promote(registry, "first")["decision"] == "first_champion"
+
+
+def test_a_worse_challenger_is_kept_and_the_champion_keeps_scoring(seeded_registry):
+    from turnover_signals.model.score import score_latest_reference_date
+
+    with_first_champion(seeded_registry)
+    score_latest_reference_date(seeded_registry.config, dsn=seeded_registry.dsn)
+    scores_before = published_scores(seeded_registry)
+    assert {r[2] for r in scores_before} == {"tm-first-hr_only"} and len(scores_before) == 300
+
+    register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2), "hr_lms": (0.01, 0.1)})
+    decision = promote(seeded_registry, "worse")
+    assert decision["decision"] == "kept_champion" and decision["champion"] == "tm-first-hr_only"
+    assert decision["challenger"] == "tm-worse-hr_only" and decision["champion_value"] > decision["challenger_value"]
+    assert statuses(seeded_registry) == {"tm-first-hr_only": "champion", "tm-worse-hr_only": "challenger_not_promoted",
+                                         "tm-worse-hr_lms": "registered"}  # fmt: skip
+    score_latest_reference_date(seeded_registry.config, dsn=seeded_registry.dsn)  # the DAG scores after deciding
+    assert published_scores(seeded_registry) == scores_before
+
+
+def test_promotion_disabled_registers_but_never_promotes(seeded_registry):
+    with_first_champion(seeded_registry)
+    register_run(seeded_registry, "better", {"hr_only": (1.0, 0.9)})
+    decision = promote(seeded_registry, "better", allow_promotion=False)
+    assert decision["decision"] == "promotion_disabled" and decision["champion"] == "tm-first-hr_only"
+    assert statuses(seeded_registry) == {"tm-first-hr_only": "champion", "tm-better-hr_only": "challenger_not_promoted"}
+    assert promotion_log(seeded_registry)[-1] == ("promotion_disabled", "tm-first-hr_only", "tm-first-hr_only")
+
+
+def test_force_promotion_promotes_a_worse_challenger_and_records_it(seeded_registry):
+    with_first_champion(seeded_registry)
+    register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2)})
+    decision = promote(seeded_registry, "worse", force=True)
+    assert decision["decision"] == "forced" and decision["champion"] == "tm-worse-hr_only"
+    assert decision["champion_value"] > decision["challenger_value"]
+    assert statuses(seeded_registry) == {"tm-first-hr_only": "retired", "tm-worse-hr_only": "champion"}
+    assert promotion_log(seeded_registry)[-1] == ("forced", "tm-first-hr_only", "tm-worse-hr_only")
+
+
+def test_the_challenger_is_chosen_on_the_calibration_dates_not_the_test_window(seeded_registry):
+    # HR + LMS looks better on the test window, HR only was better where the choice may be made.
+    register_run(seeded_registry, "run", {"hr_only": (0.20, 0.30), "hr_lms": (0.30, 0.25)})
+    decision = promote(seeded_registry, "run")
+    assert decision["challenger"] == "tm-run-hr_only" and decision["decision"] == "first_champion"
+
+
+def test_two_rollbacks_in_a_row_go_two_champions_back(seeded_registry):
+    from turnover_signals.errors import BadInputError
+    from turnover_signals.model.registry import rollback
+
+    for run in ("first", "second", "third"):
+        register_run(seeded_registry, run, {"hr_only": (1.0, 0.5)})  # each at least as good: promoted
+        promote(seeded_registry, run)
+    assert statuses(seeded_registry)["tm-third-hr_only"] == "champion"
+
+    assert rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="one")["champion"] == "tm-second-hr_only"
+    assert rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="two")["champion"] == "tm-first-hr_only"
+    assert statuses(seeded_registry) == {"tm-first-hr_only": "champion", "tm-second-hr_only": "rolled_back",
+                                         "tm-third-hr_only": "rolled_back"}  # fmt: skip
+    assert {r[2] for r in published_scores(seeded_registry)} == {"tm-first-hr_only"}
+    with pytest.raises(BadInputError, match="no earlier champion"):
+        rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="three")
+    assert promotion_log(seeded_registry)[-2:] == [("rolled_back", "tm-third-hr_only", "tm-second-hr_only"),
+                                                   ("rolled_back", "tm-second-hr_only", "tm-first-hr_only")]  # fmt: skip

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from turnover_signals.errors import BadInputError
-from turnover_signals.model.dataset import time_split
+from turnover_signals.model.dataset import settled_reference_dates, time_split
 from turnover_signals.model.metrics import (
     SortedScores,
     employee_bootstrap_weights,
@@ -71,20 +72,70 @@ def test_intervals_contain_the_point_and_an_identical_model_has_zero_lift():
     assert result["lift"]["hr_lms"]["pr_auc"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
 
 
-def test_time_split_purges_the_horizon_before_the_test_window():
-    month_ends = [date(2025, m, 1) - timedelta(days=1) for m in range(2, 13)]
-    month_ends += [date(2026, m, 1) - timedelta(days=1) for m in range(1, 13)]
-    split = time_split(month_ends, CONFIG)
-    assert split.test_dates == month_ends[-6:]
+def month_end(year: int, month: int) -> date:
+    return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+
+
+MONTH_ENDS = [month_end(2025, m) for m in range(1, 13)] + [month_end(2026, m) for m in range(1, 13)]
+
+
+def labelled_frame(dates, known_through=date(2027, 3, 31), employees=20, rate=0.1):
+    """`employees` rows per date, every one settled as of `known_through`, a share `rate` positive."""
+    rows = [{"employee_key": e, "reference_date": d, "label": e < employees * rate, "hr_known_through": known_through}
+            for d in dates for e in range(employees)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_time_split_purges_the_horizon_before_the_test_and_the_calibration_windows():
+    split = time_split(labelled_frame(MONTH_ENDS[1:]), CONFIG)  # 2025-02-28 .. 2026-12-31
+    assert split.test_dates == MONTH_ENDS[-6:] and split.open_dates == []
     assert all(d + timedelta(days=90) < split.test_dates[0] for d in split.fit_dates + split.calibration_dates)
-    assert split.purged_dates == [date(2026, 4, 30), date(2026, 5, 31)]  # 2026-03-31 + 90 days < 2026-06-30
-    assert len(split.calibration_dates) == 3
-    assert max(split.fit_dates) < min(split.calibration_dates)
+    assert split.calibration_dates == [date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30)]
+    # 2025-10-31 + 90 days < 2026-02-28 ends the fit dates; 2026-04-30 + 90 days < 2026-07-31 the calibration
+    assert split.fit_dates[-1] == date(2025, 10, 31)
+    assert all(d + timedelta(days=90) < split.calibration_dates[0] for d in split.fit_dates)
+    assert split.purged_dates == [date(2025, 11, 30), date(2025, 12, 31), date(2026, 1, 31),
+                                  date(2026, 5, 31), date(2026, 6, 30)]  # fmt: skip
 
 
-def test_time_split_refuses_too_few_dates():
+def test_dates_whose_horizon_is_open_stay_out_of_every_window():
+    # HR is known through 2026-10-31: dates after 2026-08-02 have an open 90-day horizon. Their leavers
+    # are already labelled positive, their stayers not yet, so their labelled rows are all exits.
+    known = date(2026, 10, 31)
+    settled = [d for d in MONTH_ENDS if d + timedelta(days=90) <= known]
+    frame = pd.concat([
+        labelled_frame(settled, known_through=known),
+        pd.DataFrame([{"employee_key": e, "reference_date": d, "label": True, "hr_known_through": known}
+                      for d in (date(2026, 8, 31), date(2026, 9, 30)) for e in range(3)]),
+    ], ignore_index=True)  # fmt: skip
+    split = time_split(frame, CONFIG)
+    assert split.open_dates == [date(2026, 8, 31), date(2026, 9, 30)]
+    used = split.fit_dates + split.calibration_dates + split.test_dates
+    assert not set(split.open_dates) & set(used)
+    assert split.test_dates[-1] == date(2026, 7, 31)
+    assert all(d + timedelta(days=90) <= known for d in used)
+    test_rows = split.rows(frame, "test")
+    assert test_rows["label"].mean() == pytest.approx(0.1)  # the base rate, not inflated by open dates
+    assert set(split.used_rows(frame)["reference_date"]) == set(used)
+
+
+def test_a_date_with_one_label_computed_before_its_horizon_closed_is_not_settled():
+    known = date(2026, 10, 31)
+    frame = labelled_frame(MONTH_ENDS[:19], known_through=known)  # 2025-01-31 .. 2026-07-31, all settled
+    frame.loc[frame["reference_date"] == date(2026, 7, 31), "hr_known_through"] = date(2026, 7, 31)
+    frame.loc[frame["reference_date"] == date(2026, 6, 30), "hr_known_through"] = None
+    settled, still_open = settled_reference_dates(frame, 90)
+    assert still_open == [date(2026, 6, 30), date(2026, 7, 31)]
+    assert settled == MONTH_ENDS[:17]
+
+
+def test_time_split_refuses_too_few_settled_dates():
     with pytest.raises(BadInputError, match="runbook-turnover_model"):
-        time_split([date(2026, 1, 31), date(2026, 2, 28)], CONFIG)
+        time_split(labelled_frame([date(2026, 1, 31), date(2026, 2, 28)]), CONFIG)
+    # enough labelled dates, but the last ones are still open: not enough to split
+    frame = labelled_frame(MONTH_ENDS[:10], known_through=date(2025, 6, 30))
+    with pytest.raises(BadInputError, match="still open"):
+        time_split(frame, CONFIG)
 
 
 def test_risk_bands_by_rank():

@@ -1,17 +1,21 @@
 """The training set as a frame, its feature sets and the time-based split.
 
-The split is by reference date only, never by employee: the last `test_reference_dates`
-labelled dates are the test window; training rows must have a label horizon that ends before
-the test window starts (a row at date d looks `horizon_days` ahead, so a row closer to the
-test window would have seen into it). The last `calibration_reference_dates` of what remains
-calibrate the probabilities and choose the algorithm; the rest fit the models.
+The split is by reference date only, never by employee, and only over settled dates: those whose
+label horizon has fully passed (reference_date + horizon_days <= the HR known-through date the
+labels were computed with). A leaver is labelled as soon as the exit is known, a stayer only once
+the horizon closes, so a date whose horizon is still open holds mostly leavers: training or
+evaluating on it would flatter any model. The last `test_reference_dates` settled dates are the
+test window; the last `calibration_reference_dates` before it calibrate the probabilities and
+choose the algorithm; the rest fit the models. A row at date d looks `horizon_days` ahead, so
+the dates within one horizon before the calibration window and before the test window are
+purged (their labels would see into the next window).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -56,17 +60,28 @@ def selected_features(features: list[str]) -> sql.Composed:
 
 
 def load_training_set(conn: psycopg.Connection, version: int, horizon_days: int, features: list[str]) -> pd.DataFrame:
-    """Labelled rows of `mart.training_set` for one feature set version and horizon, oldest first."""
-    columns = ["employee_key", "reference_date", "label", "build_id", *features]
+    """Labelled rows of `mart.training_set` for one feature set version and horizon, oldest first.
+
+    Each row carries `hr_known_through`: the least HR known-through date any label of its
+    reference date (labelled or not, this horizon) was computed with, null if one has none, so
+    that `settled_reference_dates` can tell the dates whose horizon has closed for everyone.
+    """
+    columns = ["employee_key", "reference_date", "label", "build_id", "hr_known_through", *features]
     query = sql.SQL(
-        "select employee_key, reference_date, label, build_id, {} from mart.training_set"
-        " where feature_set_version = %s and horizon_days = %s order by reference_date, employee_key"
+        "select training.employee_key, training.reference_date, training.label, training.build_id,"
+        " known.hr_known_through, {} from mart.training_set as training"
+        " inner join (select reference_date, case when bool_and(hr_known_through is not null)"
+        "   then min(hr_known_through) end as hr_known_through"
+        "   from mart.turnover_label where horizon_days = %s group by reference_date) as known"
+        " on known.reference_date = training.reference_date"
+        " where training.feature_set_version = %s and training.horizon_days = %s"
+        " order by training.reference_date, training.employee_key"
     ).format(selected_features(features))
     # Fresh bulk loads leave the planner without statistics, and the view's join then crawls.
     analyze_table(conn, "mart", "employee_features")
     analyze_table(conn, "mart", "turnover_label")
     with conn.cursor() as cur:
-        cur.execute(query, (version, horizon_days))
+        cur.execute(query, (horizon_days, version, horizon_days))
         frame = pd.DataFrame(cur.fetchall(), columns=columns)
     frame["label"] = frame["label"].astype(bool)
     return frame
@@ -90,7 +105,8 @@ class TimeSplit:
     fit_dates: list[date]
     calibration_dates: list[date]
     test_dates: list[date]
-    purged_dates: list[date]
+    purged_dates: list[date]  # within one horizon before the calibration or the test window
+    open_dates: list[date] = field(default_factory=list)  # labelled, but the horizon has not closed
 
     def window(self, part: str) -> tuple[date, date]:
         dates = getattr(self, f"{part}_dates")
@@ -99,32 +115,59 @@ class TimeSplit:
     def rows(self, frame: pd.DataFrame, part: str) -> pd.DataFrame:
         return frame[frame["reference_date"].isin(getattr(self, f"{part}_dates"))]
 
+    def used_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of the fit, calibration and test dates: everything a model run sees."""
+        return frame[frame["reference_date"].isin(self.fit_dates + self.calibration_dates + self.test_dates)]
 
-def time_split(reference_dates: list[date], config: Mapping[str, Any]) -> TimeSplit:
-    """Split labelled reference dates in time: fit < calibration < (purged gap) < test."""
+
+def settled_reference_dates(frame: pd.DataFrame, horizon_days: int) -> tuple[list[date], list[date]]:
+    """(settled, open): reference dates whose label horizon has passed for every row, and the others.
+
+    A date is settled when every row has a label and date + horizon_days <= its `hr_known_through`.
+    Before that, leavers already carry their positive label while stayers have none yet, so the
+    date's labelled rows are mostly exits.
+    """
+    horizon = timedelta(days=int(horizon_days))
+    known = pd.to_datetime(frame["hr_known_through"])
+    horizon_end = pd.to_datetime(frame["reference_date"]) + horizon
+    row_settled = frame["label"].notna() & known.notna() & (horizon_end <= known)
+    by_date = row_settled.groupby(frame["reference_date"]).all()
+    return sorted(by_date.index[by_date]), sorted(by_date.index[~by_date])
+
+
+def time_split(frame: pd.DataFrame, config: Mapping[str, Any]) -> TimeSplit:
+    """Split the settled reference dates of `frame` in time: fit < (gap) < calibration < (gap) < test.
+
+    `frame` needs `reference_date`, `label` and `hr_known_through` (see `load_training_set`).
+    """
     model = config["model"]
     horizon = timedelta(days=int(model["horizon_days"]))
     n_test, n_calibration = int(model["test_reference_dates"]), int(model["calibration_reference_dates"])
-    dates = sorted(set(reference_dates))
+    dates, open_dates = settled_reference_dates(frame, horizon.days)
     if len(dates) < n_test + n_calibration + 1:
         raise BadInputError(
             "mart.training_set",
-            f"{len(dates)} labelled reference date(s), the time-based split needs more than "
-            f"{n_test + n_calibration} (test {n_test}, calibration {n_calibration}) plus the purge gap",
+            f"{len(dates)} reference date(s) whose {horizon.days}-day label horizon has passed"
+            f" ({len(open_dates)} more still open), the time-based split needs more than "
+            f"{n_test + n_calibration} (test {n_test}, calibration {n_calibration}) plus the purge gaps",
             "build more reference dates (turnover_features) or lower model.test_reference_dates",
             RUNBOOK_SECTION,
         )
     test = dates[-n_test:]
     before = [d for d in dates[:-n_test] if d + horizon < test[0]]
     purged = [d for d in dates[:-n_test] if d + horizon >= test[0]]
-    if len(before) < n_calibration + 1:
+    calibration = before[-n_calibration:]
+    fit = [d for d in before[:-n_calibration] if d + horizon < calibration[0]]
+    purged += [d for d in before[:-n_calibration] if d + horizon >= calibration[0]]
+    if len(before) < n_calibration + 1 or not fit:
         raise BadInputError(
             "mart.training_set",
-            f"only {len(before)} reference date(s) end their {horizon.days}-day horizon before the test window",
+            f"no fit date ends its {horizon.days}-day horizon before the calibration window"
+            f" ({len(before)} date(s) end it before the test window)",
             "build more reference dates (turnover_features) or lower model.test_reference_dates",
             RUNBOOK_SECTION,
         )
-    return TimeSplit(before[:-n_calibration], before[-n_calibration:], test, purged)
+    return TimeSplit(fit, calibration, test, sorted(purged), open_dates)
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:

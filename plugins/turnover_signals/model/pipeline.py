@@ -74,7 +74,7 @@ def lineage_of(conn, frame, version: int) -> dict[str, Any]:
         "lms_stored_high_water": str(high_water[0]) if high_water[0] else None,
         "hris_known_at_high_water": str(high_water[1]) if high_water[1] else None,
         "features_built_through": str(high_water[2]) if high_water[2] else None,
-        "rows_fingerprint_sha256": frame_fingerprint(frame.drop(columns=["build_id"])),
+        "rows_fingerprint_sha256": frame_fingerprint(frame.drop(columns=["build_id", "hr_known_through"])),
     }
 
 
@@ -94,14 +94,15 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         features = model_features(conn)
         frame = load_training_set(conn, version, horizon, features["hr_lms"])
-        split = time_split(frame["reference_date"].tolist(), config)
-        lineage = lineage_of(conn, frame, version)
+        split = time_split(frame, config)
+        lineage = lineage_of(conn, split.used_rows(frame), version)
     fit, calibration, test = (split.rows(frame, part) for part in ("fit", "calibration", "test"))
     log.info(
         "time-based split: fit %s..%s (%d rows), calibration %s..%s (%d), test %s..%s (%d, %d exits), "
-        "%d date(s) purged before the test window",
+        "%d date(s) purged before the calibration and test windows, %d left out with their horizon still open (%s)",
         *split.window("fit"), len(fit), *split.window("calibration"), len(calibration),
         *split.window("test"), len(test), int(test["label"].sum()), len(split.purged_dates),
+        len(split.open_dates), ", ".join(map(str, split.open_dates)),
     )  # fmt: skip
     models = {
         fs: fit_feature_set(fs, features[fs], fit, calibration, model_config["algorithms"], metric)

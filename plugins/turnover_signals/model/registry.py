@@ -1,16 +1,18 @@
 """Champion / challenger promotion, rollback and the registry's command line.
 
-A run's challenger is the better of its two models on `model.promotion_metric`. It replaces
-the champion only if it is at least as good when both are scored on the challenger's own test
-window (the champion was trained on earlier data, so that window is unseen by both); otherwise
-it stays registered as `challenger_not_promoted`. Every decision is a row in
+A run's challenger is the better of its two models on `model.promotion_metric` measured on the
+calibration dates (never on the test window, which then stays an honest estimate of the chosen
+model). It replaces the champion only if it is at least as good when both are scored on the
+challenger's own test window (the champion was trained on earlier data, so that window is unseen
+by both); otherwise it stays registered as `challenger_not_promoted`. Every decision is a row in
 `audit.model_promotion`.
 
     python -m turnover_signals.model.registry status
     python -m turnover_signals.model.registry rollback --reason "ticket PA-12" [--to MODEL_VERSION]
 
 Rollback makes the previous champion (or `--to`) the champion again and re-scores the latest
-reference date with it.
+reference date with it; a model that was rolled back is never the default target, so a second
+rollback goes one champion further back instead of undoing the first.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ def run_models(conn: psycopg.Connection, training_run_id: str) -> list[dict[str,
         ).fetchall()
 
 
+def selection_value(model: Mapping[str, Any], metric: str) -> float:
+    """The model's metric on its calibration dates (where its algorithm was chosen), to pick the challenger.
+
+    Registry rows written before this was recorded fall back to the test-window value.
+    """
+    on_calibration = model["metrics"].get("selection_on_calibration", {})
+    if model["algorithm"] in on_calibration:
+        return float(on_calibration[model["algorithm"]])
+    return model["metrics"][metric]["value"]
+
+
 def champion_on_challenger_window(conn, current: dict, challenger: dict, metric: str) -> tuple[float, str]:
     """The champion's metric on the challenger's test window when it can be scored there, else as registered."""
     comparable = (
@@ -87,7 +100,7 @@ def promote_challenger(
         if not models:
             raise BadInputError(f"training run {training_run_id}", "no model registered",
                                 "rerun train_models of the same DAG run", RUNBOOK_SECTION)  # fmt: skip
-        challenger = max(models, key=lambda m: (higher_is_better(metric, m["metrics"][metric]["value"]),
+        challenger = max(models, key=lambda m: (higher_is_better(metric, selection_value(m, metric)),
                                                 m["feature_set"] == "hr_only"))  # fmt: skip
         current = champion(conn)
         value = challenger["metrics"][metric]["value"]
@@ -136,7 +149,8 @@ def rollback(config: Mapping[str, Any], dsn: str | None = None, to_version: str 
         target = conn.execute(
             "select model_version, artifact_path, artifact_sha256 from audit.model_registry"
             " where model_version = coalesce(%s, (select model_version from audit.model_registry"
-            "   where promoted_at is not null and status <> 'champion' order by promoted_at desc limit 1))",
+            "   where promoted_at is not null and status not in ('champion', 'rolled_back')"
+            "   order by promoted_at desc limit 1))",
             (to_version,),
         ).fetchone()
         if target is None or (current and target[0] == current["model_version"]):

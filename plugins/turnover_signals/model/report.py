@@ -135,7 +135,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} img{{max-width:10
 <p>Voluntary exit within the label horizon, predicted from HR features alone and from HR + LMS features,
 trained and evaluated on the same time-based split. Intervals: {int(100 * 0.95)}% bootstrap over employees
 (paired for the lift). Test window: {len(test)} rows, {int(labels.sum())} exits
-({labels.mean():.2%}); purged before it: {len(split.purged_dates)} reference date(s).</p>
+({labels.mean():.2%}); purged before the calibration and test windows: {len(split.purged_dates)} reference
+date(s); left out because their label horizon is still open: {len(split.open_dates)}.</p>
 <h2>Split</h2><table><tr><th>part</th><th>reference dates</th></tr>{split_rows}</table>
 <h2>Models</h2><table><tr><th>feature set</th><th>version</th><th>algorithm</th><th>features</th>
 <th>{metric} of each candidate on the calibration dates</th></tr>{model_rows}</table>
