@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, write_feed_file
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
 from tests.integration.test_hris_ingest import hris_dir, run_pipeline, sftp_server  # noqa: F401 - fixtures
+from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError
+from turnover_signals.lms.users import extract_users, scim_client
+from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation
 
 pytestmark = pytest.mark.integration
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
@@ -40,17 +47,55 @@ def first_file(generated: Path, feed: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
 
 
+PERSONAL_COLUMNS = ("employee_id", "manager_id", "sso_guid", "work_email", "first_name", "last_name", "base_salary",
+                    "previous_base_salary", "new_base_salary")  # fmt: skip
+
+
 def personal_strings(rows: list[dict[str, str]]) -> set[str]:
-    """Every email, name and salary of the delivered rows, as they could appear in a report."""
+    """Every id, email, name and salary of the delivered rows, as they could appear in a report."""
     found = set()
     for row in rows:
-        for column in ("work_email", "first_name", "last_name", "base_salary", "new_base_salary"):
+        for column in PERSONAL_COLUMNS:
             value = (row.get(column) or "").strip()
             if len(value) >= 4:
                 found.add(value)
         email = row.get("work_email") or ""
         found.add(email.split("@")[0]) if "@" in email else None
     return found
+
+
+def generated_users(generated: Path, count: int = 60) -> list[dict]:
+    with open(generated / "lms" / "users.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line) for line, _ in zip(handle, range(count), strict=False)]
+
+
+def scim_personal_strings(users: list[dict]) -> set[str]:
+    """Every id, user name, email (and its local part) and name of the SCIM users."""
+    found = set()
+    for user in users:
+        name = user.get("name") or {}
+        emails = [e["value"] for e in user.get("emails") or []]
+        for value in (user["id"], user.get("userName"), user.get("externalId"), name.get("givenName"),
+                      name.get("familyName"), *emails, *(e.split("@")[0] for e in emails)):  # fmt: skip
+            if value and len(value) >= 4:
+                found.add(value)
+    return found
+
+
+def validation_rows(dsn: str, suite_name: str) -> list[dict]:
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select success, suite_version, batch_identifier, data_docs_path, failed_expectations::text as failed,"
+            " results::text as results, statistics::text as statistics, dag_id, run_id, task_id"
+            " from audit.validation_result where suite_name = %s order by validated_at",
+            (suite_name,),
+        )
+        return cur.fetchall()
+
+
+def leaked(strings: set[str], *texts: str | None) -> list[str]:
+    joined = "\n".join(t for t in texts if t)
+    return sorted(s for s in strings if s in joined)
 
 
 def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
@@ -87,6 +132,202 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
     assert "expect_column_values_to_match_regex" in html or "work_email" in html
     assert re.search(r"pii:[0-9a-f]{10}", html), "the failing samples are shown, masked"
     stored = "\n".join(text for row in rows for text in row[3:])
-    leaked = sorted(s for s in personal_strings(employees + compensation) if s in html or s in stored)
-    assert leaked == [], f"PII in the reports: {len(leaked)} values"
+    found = leaked(personal_strings(employees + compensation), html, stored)
+    assert found == [], f"PII in the reports: {found[:5]} ({len(found)} values)"
 
+
+
+def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_directory(
+    generated, sftp_server, hris_dir, hris_config, warehouse_dsn, tmp_path  # noqa: F811
+):
+    # The fast gate writes its page in a temporary folder and moves it here when it is the verdict.
+    docs = tmp_path / "docs"
+    hris_config["quality"]["data_docs_dir"] = str(docs)
+    employees = first_file(generated, "employees")
+    write_feed_file(hris_dir, "employees_20260105.csv", csv_bytes(employees))
+    sftp_server.sync()
+    results, errors = run_pipeline(hris_config, warehouse_dsn)
+    assert errors == [] and results[0]["status"] == "loaded"
+    (row,) = validation_rows(warehouse_dsn, "hris_employees_file")
+    assert row["success"] and row["suite_version"].startswith("1-metrics+")
+    page = Path(row["data_docs_path"])
+    assert page.is_file() and page.is_relative_to(docs), page
+    assert list(docs.rglob("*.html")) == [page]
+    assert "employees_20260105.csv@" in page.read_text(encoding="utf-8")  # what was validated
+    with psycopg.connect(warehouse_dsn) as conn:
+        manifest_docs = conn.execute(
+            "select validation.data_docs_path from audit.file_manifest as manifest"
+            " inner join audit.validation_result as validation using (validation_id)"
+        ).fetchone()[0]
+    assert manifest_docs == row["data_docs_path"]
+
+
+def user(n: int, modified: str) -> dict:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": f"u-{n:04d}",
+        "userName": f"person{n}@northwind.example", "active": True,
+        "emails": [{"value": f"person{n}@northwind.example", "type": "work", "primary": True}],
+        "meta": {"resourceType": "User", "created": "2025-01-01T00:00:00Z", "lastModified": modified},
+    }  # fmt: skip
+
+
+def test_a_scim_pull_records_its_validation_with_the_last_modified_range_and_a_data_docs_page(
+    lms_server_factory, monkeypatch, warehouse_dsn, tmp_path
+):
+    docs = tmp_path / "docs"
+    config = load_config({"quality": {"data_docs_dir": str(docs)}}, use_variable=False)
+    server = lms_server_factory(statements=[], users=[user(1, "2026-01-05T10:00:00Z"), user(2, "2026-01-06T11:30:00Z")])
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+    extract_users(config, RunIdentity("lms_api_ingest", "r1", "extract_lms_users", try_number=1), warehouse_dsn)
+    server.add_or_update_users([user(3, "2026-01-07T00:00:00Z")])  # lastModified becomes now
+    second = extract_users(config, RunIdentity("lms_api_ingest", "r2", "extract_lms_users", try_number=1),
+                           warehouse_dsn)  # fmt: skip
+
+    first_run, second_run = validation_rows(warehouse_dsn, "lms_user_batch")
+    assert (first_run["run_id"], first_run["task_id"], first_run["success"]) == ("r1", "extract_lms_users", True)
+    assert " full pull lastModified start .. 2026-01-06T11:30:00+00:00 batch " in first_run["batch_identifier"]
+    # the incremental pull names the range it asked for: from the watermark less the overlap
+    assert second["mode"] == "incremental"
+    assert " incremental pull lastModified 2026-01-06T10:30:00+00:00 .. " in second_run["batch_identifier"]
+    for row in (first_run, second_run):
+        page = Path(row["data_docs_path"])
+        assert page.is_file() and page.is_relative_to(docs / "lms_user_batch")
+        assert "lms_user_batch v1+" in page.read_text(encoding="utf-8")
+
+
+class RepeatingListing:
+    """A SCIM listing that sends some users twice, as a broken directory would within one page."""
+
+    def __init__(self, listing, repeated_ids: set[str]):
+        self.listing, self.repeated_ids, self.mode = listing, repeated_ids, listing.mode
+
+    def __iter__(self):
+        for resource in self.listing:
+            yield resource
+            if resource.get("id") in self.repeated_ids:
+                yield dict(resource)
+
+
+def test_a_failed_scim_pull_leaves_no_ids_names_or_emails_in_its_report(
+    generated, lms_server_factory, monkeypatch, warehouse_dsn, tmp_path
+):
+    docs = tmp_path / "docs"
+    config = load_config({"quality": {"data_docs_dir": str(docs)}}, use_variable=False)
+    users = generated_users(generated)
+    for resource in users[:5]:  # malformed addresses, beyond the suite's 1% tolerance
+        resource["emails"][0]["value"] = resource["emails"][0]["value"].replace("@", " at ")
+    server = lms_server_factory(statements=[], users=users)
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+    client = scim_client(config)
+    pull = client.iter_users
+    client.iter_users = lambda *args, **kwargs: RepeatingListing(pull(*args, **kwargs), {u["id"] for u in users[6:9]})
+    with pytest.raises(BadInputError, match="SCIM ids are unique") as failure:
+        extract_users(config, RunIdentity("lms_api_ingest", "r1", "extract_lms_users"), warehouse_dsn, client)
+
+    (row,) = validation_rows(warehouse_dsn, "lms_user_batch")
+    assert row["success"] is False
+    assert "work emails look like email addresses" in row["failed"] and "SCIM ids are unique" in row["failed"]
+    page = Path(row["data_docs_path"])
+    html = page.read_text(encoding="utf-8")
+    assert page.is_relative_to(docs) and re.search(r"pii:[0-9a-f]{10}", html), "the failing samples are shown, masked"
+    with psycopg.connect(warehouse_dsn) as conn:
+        (reason,) = conn.execute("select reason from audit.scim_extract_batch").fetchone()
+    found = leaked(scim_personal_strings(users), html, row["failed"], row["results"], row["statistics"],
+                   row["batch_identifier"], reason, str(failure.value))  # fmt: skip
+    assert found == [], f"PII in the reports: {found[:5]} ({len(found)} values)"
+
+
+REFERENCE_DATE = date(2026, 6, 30)
+
+
+def at(day: int, month: int = 7) -> datetime:
+    return datetime(2026, month, day, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def traced_row(warehouse_dsn, tmp_path):
+    """One feature row of E1 on 2026-06-30, restated on 07-02 and void-recomputed on 07-04, among other
+    builds of that date, and HRIS files received before and after it was built."""
+    from tests.integration.test_identity_resolution import FILE_SHA, employee
+
+    late_snapshot, old_pay, late_pay = "a" * 64, "c" * 64, "d" * 64
+    passed = ValidationOutcome(
+        validation_id="v-employees-20260101", suite_name="hris_employees_file", suite_version="1-metrics+x",
+        data_asset="hris_employees_file", batch_identifier=f"employees_20260101.csv@{FILE_SHA}", success=True,
+        statistics={}, results=[], validated_at=at(2, 1), data_docs_path=str(tmp_path / "page.html"),
+    )  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        email = "e1@northwind.example"
+        employee(conn, "E1", email=email, hire=date(2022, 3, 1),
+                 intervals=[(date(2022, 3, 1), date(2026, 6, 15), email), (date(2026, 6, 15), None, email)])  # fmt: skip
+        # a snapshot dated before the reference date that arrived after the row was built
+        conn.execute("update core.employee_history set source_sha256 = %s where valid_from = '2026-06-15'",
+                     (late_snapshot,))  # fmt: skip
+        conn.execute(
+            "insert into core.compensation_event values ('E1', '2025-04-01', 'merit_increase', 50000, 52000, 'USD',"
+            " 4.0, %s, %s), ('E1', '2026-06-01', 'merit_increase', 52000, 54000, 'USD', 3.8, %s, %s)",
+            (old_pay, at(2, 4), late_pay, at(3)),
+        )
+        record_validation(conn, passed, RunIdentity("hris_sftp_ingest", "r-0102", "ingest_hris_file"))
+        for name, sha, feed, file_date, received, validation_id in (
+            ("employees_20260101.csv", FILE_SHA, "employees", "2026-01-01", at(2, 1), passed.validation_id),
+            ("employees_20260615.csv", late_snapshot, "employees", "2026-06-15", at(5), None),
+            ("compensation_20250401.csv", old_pay, "compensation", "2025-04-01", at(2, 4), None),
+            ("compensation_20260601.csv", late_pay, "compensation", "2026-06-01", at(3), None),
+        ):
+            conn.execute(
+                "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status,"
+                " validation_id) values (%s, %s, %s, %s, 10, %s, 'loaded', %s)",
+                (name, sha, feed, file_date, received, validation_id),
+            )
+        conn.execute(
+            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
+            " built_at, build_id, lms_recomputed_at) values (7, %s, 1, 'E1', %s, 'b-restated', %s)",
+            (REFERENCE_DATE, at(2), at(4)),
+        )
+        for build_id, kind, built_at, reference_date in (
+            ("b-first", "first_build", at(1), REFERENCE_DATE),  # the row's earlier version
+            ("b-restated", "restatement", at(2), REFERENCE_DATE),  # the row
+            ("b-void-1", "void_recompute", at(4), REFERENCE_DATE),  # rewrote its learning columns
+            ("b-void-2", "void_recompute", at(6), REFERENCE_DATE),  # rewrote other rows of the date
+            ("b-restated", "restatement", at(2), date(2026, 5, 31)),  # another date
+        ):
+            conn.execute(
+                "insert into audit.feature_build (build_id, reference_date, feature_set_version, build_kind,"
+                " feature_rows, active_headcount, built_at) values (%s, %s, 1, %s, 1, 1, %s)",
+                (build_id, reference_date, kind, built_at),
+            )
+    return 7
+
+
+def test_lineage_names_the_builds_of_the_row_and_the_files_it_was_built_from(traced_row, warehouse_dsn):
+    from turnover_signals.quality.lineage import trace_feature_row
+
+    sources = trace_feature_row(load_config(use_variable=False), traced_row, REFERENCE_DATE, dsn=warehouse_dsn)
+    assert [(s["source_kind"], s["source_name"]) for s in sources] == [
+        ("feature_build", "restatement b-restated"),
+        ("feature_build", "void_recompute b-void-1"),
+        ("hris_file", "compensation_20250401.csv"),
+        ("hris_file", "employees_20260101.csv"),
+    ]
+
+
+def test_the_lineage_command_prints_each_source_with_its_validation(traced_row, warehouse_dsn, capsys):
+    from turnover_signals.quality.lineage import main
+
+    assert main([str(traced_row), REFERENCE_DATE.isoformat(), "--dsn", warehouse_dsn]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["feature_build", "restatement"], ["feature_build", "void_recompute"],
+        ["hris_file", "compensation_20250401.csv"], ["hris_file", "employees_20260101.csv"],
+    ]  # fmt: skip
+    employees = lines[3]
+    assert "employees 2026-01-01, loaded" in employees and " passed " in employees
+    assert employees.rstrip().endswith("page.html")  # its Data Docs page
+    assert "no validation" in lines[2]
+    assert main([str(traced_row), "2026-05-31", "--dsn", warehouse_dsn]) == 1
+    assert "no such feature row" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["not-a-key", "2026-06-30"])

@@ -36,3 +36,15 @@ def test_run_identity_from_an_airflow_context():
     ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=2)
     assert RunIdentity.from_context({"ti": ti}) == RunIdentity("d", "r", "t", None, 2)
     assert RunIdentity.from_context(None) == RunIdentity()
+
+
+def test_identifiers_of_people_are_pii_in_the_configuration():
+    # pseudonymous ids still name one person: only analytics' pseudonyms are meant to leave the warehouse
+    from turnover_signals.config import load_config
+
+    pii = set(load_config(use_variable=False)["quality"]["pii_columns"])
+    identifiers = {"employee_id", "hris_employee_id", "manager_id", "employee_key", "sso_guid", "lms_user_id",
+                   "user_name", "external_id", "learner_identifier"}  # fmt: skip
+    assert identifiers <= pii, identifiers - pii
+    summary = summarize_expectation_result(_result("lms_user_id", ["u-0001"]), pii)
+    assert summary["observed"]["sample"] == [mask_value("u-0001")]

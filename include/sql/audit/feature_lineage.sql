@@ -1,8 +1,9 @@
 -- one row per source that fed one row of mart.employee_features, with its validation result
 -- Answers "where does this number come from?" for (%(employee_key)s, %(reference_date)s,
--- %(feature_set_version)s): the feature build, the identity run it used, the HRIS files behind the
--- employee's history and pay as of the date, and the LMS batches that delivered the statements in
--- its windows (only those stored by the row's LMS cut-off).
+-- %(feature_set_version)s): the feature build that wrote the row (and the void recompute that last
+-- rewrote its learning columns), the identity run it used, the HRIS files behind the employee's
+-- history and pay as of the date that had arrived when the row was built, and the LMS batches that
+-- delivered the statements in its windows (only those stored by the row's LMS cut-off).
 with feature_row as (
     select
         employee_key,
@@ -11,7 +12,8 @@ with feature_row as (
         hris_employee_id,
         lms_cutoff_date,
         built_at,
-        build_id
+        build_id,
+        lms_recomputed_at
     from mart.employee_features
     where
         employee_key = %(employee_key)s::bigint
@@ -31,6 +33,11 @@ builds as (
         on
             build.reference_date = feature_row.reference_date
             and build.feature_set_version = feature_row.feature_set_version
+    -- other builds of the date wrote other rows, or this row's earlier versions; a void recompute
+    -- records its audit row in the transaction that stamps lms_recomputed_at, so at that time
+    where
+        (build.build_id = feature_row.build_id and build.build_kind <> 'void_recompute')
+        or (build.build_kind = 'void_recompute' and build.built_at = feature_row.lms_recomputed_at)
 ),
 
 identity_runs as (
@@ -69,8 +76,9 @@ hris_sources as (
 ),
 
 hris_files as (
-    -- today's history names the files it is built from; a correction that arrived after the row
-    -- was built did not feed it: the file it superseded did (frozen rows keep what they saw)
+    -- today's history names the files it is built from; a file that arrived after the row was
+    -- built did not feed it, and for a correction the file it superseded did (frozen rows keep
+    -- what they saw)
     select
         'hris_file' as source_kind,
         coalesce(superseded.file_name, manifest.file_name) as source_name,
@@ -91,6 +99,7 @@ hris_files as (
             manifest.sha256 = superseded.superseded_by_sha256
             and superseded.status = 'superseded'
             and feature_row.built_at < manifest.received_at
+    where manifest.received_at <= feature_row.built_at or superseded.sha256 is not null
 ),
 
 learner_windows as (

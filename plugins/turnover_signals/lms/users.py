@@ -78,6 +78,14 @@ def users_suite() -> SuiteDefinition:
     )  # fmt: skip
 
 
+def pull_description(source: str, mode: str, requested_after: datetime | None, newest: datetime | None,
+                     batch_id: str) -> str:  # fmt: skip
+    """What a SCIM pull validated: its lastModified range, from the filter it asked for (a full pull
+    starts at the beginning) to the newest version received."""
+    since = requested_after.isoformat() if mode == "incremental" and requested_after else "start"
+    return f"{source} {mode} pull lastModified {since} .. {newest.isoformat() if newest else '?'} batch {batch_id}"
+
+
 def scim_client(config: Mapping[str, Any]) -> ScimClient:
     lms = config["lms"]
     return ScimClient(
@@ -99,8 +107,9 @@ def extract_users(
         source = f"scim:{client.conn_id or client.base_url}"
         watermark = read_watermark(conn, source)
         overlap = timedelta(minutes=float(config["lms"]["scim_overlap_minutes"]))
+        requested_after = (watermark - overlap) if watermark else None
         listing = client.iter_users(
-            last_modified_after=(watermark - overlap) if watermark else None,
+            last_modified_after=requested_after,
             page_size=int(config["lms"]["scim_page_size"]),
         )
         try:
@@ -123,9 +132,11 @@ def extract_users(
             mode = listing.mode
             outcome = None
             if received:
+                newest = conn.execute(sql.SQL("select max(last_modified_at) from {}").format(staging)).fetchone()[0]
                 outcome = run_suite(
                     sqlalchemy_url(config["connections"]["warehouse"], dsn), users_suite(),
-                    data_asset="lms_user_batch", batch_identifier=f"{source} {mode} pull batch {batch_id}",
+                    data_asset="lms_user_batch",
+                    batch_identifier=pull_description(source, mode, requested_after, newest, batch_id),
                     table=("staging", f"scim_batch_{batch_id}"),
                     pii_columns=config["quality"]["pii_columns"],
                     data_docs_dir=config["quality"]["data_docs_dir"],
