@@ -14,11 +14,17 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user, query
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
-from turnover_signals.features.build import NON_FEATURE_COLUMNS, build_features, feature_columns
+from turnover_signals.features.build import (
+    FEATURE_COLUMNS,
+    NON_FEATURE_COLUMNS,
+    build_features,
+    feature_columns,
+)
 from turnover_signals.identity.resolve import resolve_identities
 from turnover_signals.paths import INCLUDE_DIR
 
@@ -32,7 +38,9 @@ def config(tmp_path):
     config = copy.deepcopy(load_config(use_variable=False))
     config["identity"]["min_active_lms_match_rate"] = 0
     config["features"]["initial_backfill_month_ends"] = 0
-    config["features"]["max_null_fraction"] = {}  # a handful of people: the null bands are for populations
+    # A handful of people: the null bands are for populations, so every nullable feature may be all null
+    # (features without a band must still never be null).
+    config["features"]["max_null_fraction"] = dict.fromkeys(config["features"]["max_null_fraction"], 1.0)
     return config
 
 
@@ -78,6 +86,33 @@ def enterprise(conn):
               score=0.8)  # fmt: skip
     statement(conn, "s-mandatory", learner, datetime(2026, 3, 2, 9, tzinfo=UTC), event="enrolled", course="CMP-101")
     statement(conn, "s-old", learner, datetime(2025, 6, 1, 9, tzinfo=UTC), course="DEV-201")
+
+
+def void(conn, statement_id, batch_id="b-void"):
+    """Void a statement the way an xAPI batch publishes it: the flag, the audit row and the batch row, at once."""
+    with conn.transaction():
+        conn.execute("update core.lms_activity set is_voided = true where statement_id = %s", (statement_id,))
+        conn.execute(
+            "insert into audit.lms_void_applied select statement_id, 'void-' || statement_id, occurred_at, %s, %s"
+            " from core.lms_activity where statement_id = %s",
+            (AFTER_D, batch_id, statement_id),
+        )
+        conn.execute(
+            "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
+            " statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,"
+            " started_at, finished_at) values (%s, 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 1, 0,"
+            " 'published', now(), now()) on conflict (batch_id) do nothing",
+            (batch_id,),
+        )
+
+
+def hr_known_through(conn, file_date):
+    """A loaded employees file dated `file_date`: HR is known through that day (label horizons close)."""
+    conn.execute(
+        "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
+        " values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
+        (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date),
+    )
 
 
 def feature_row(dsn, employee_id, reference_date=D, version=1):
@@ -175,18 +210,10 @@ def test_a_void_arriving_after_the_build_recomputes_what_it_touched_as_known_at(
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         # a late statement the first build never saw: the void recompute must not let it in either
         statement(conn, "s-late", account_learner("u-e1"), datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)
-        conn.execute("update core.lms_activity set is_voided = true where statement_id = 's-done'")
-        conn.execute(
-            "insert into audit.lms_void_applied values ('s-done', 's-void', '2026-06-20 09:00+00', %s, 'b')",
-            (AFTER_D,),
-        )
-        # the batch that delivered the void was published now, after the first build
-        conn.execute(
-            "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
-            " statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,"
-            " started_at, finished_at) values ('b', 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 1, 0,"
-            " 'published', now(), now())"
-        )
+        # a later-known HR correction of the interval covering D: the recompute must not take it in
+        conn.execute("update core.employee_history set job_level = 7, known_at = %s where employee_id = 'E1'",
+                     (AFTER_D,))  # fmt: skip
+        void(conn, "s-done")  # the batch that delivered the void was published now, after the first build
     summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
     assert summary["rows_recomputed_for_voids"] == 1
     row = feature_row(warehouse_dsn, "E1")
@@ -196,11 +223,99 @@ def test_a_void_arriving_after_the_build_recomputes_what_it_touched_as_known_at(
     assert row["job_level"] == 2
     assert query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s"
                                 " order by built_at", (D,)) == [("first_build",), ("void_recompute",)]  # fmt: skip
-    # a rerun (the void is still inside the refresh overlap) recomputes nothing again
+    # a rerun recomputes nothing again
     tables = mart_tables(warehouse_dsn)
     assert build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])[
         "rows_recomputed_for_voids"] == 0
     assert mart_tables(warehouse_dsn) == tables
+
+
+def test_a_void_recompute_counts_exactly_what_the_first_build_saw(warehouse_dsn, config, built):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # stored later on the cut-off day, after the first build: not "as known at" D
+        statement(conn, "s-same-day", account_learner("u-e1"), datetime(2026, 6, 19, 9, tzinfo=UTC),
+                  stored=datetime(2026, 6, 21, 15, tzinfo=UTC))  # fmt: skip
+        void(conn, "s-score")
+    assert build_features(config, dsn=warehouse_dsn, reference_dates=[D])["rows_recomputed_for_voids"] == 1
+    row = feature_row(warehouse_dsn, "E1")
+    assert (row["completions_30d"], row["mean_score_30d"], row["learning_minutes_30d"]) == (1, None, 30)
+    assert row["lms_cutoff_at"] == datetime(2026, 6, 21, 9, tzinfo=UTC)  # the newest statement stored at the build
+
+
+def test_a_void_committed_between_the_daily_refresh_and_the_publish_is_applied_next_time(
+    warehouse_dsn, config, built, monkeypatch
+):
+    from turnover_signals.features import build
+
+    build_rows = build.build_feature_rows
+
+    def void_while_building(*args, **kwargs):
+        # the LMS loader commits a void after this build refreshed the daily table, before it publishes
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+            void(conn, "s-done")
+        return build_rows(*args, **kwargs)
+
+    later = date(2026, 7, 10)
+    monkeypatch.setattr(build, "build_feature_rows", void_while_building)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[later])
+    assert feature_row(warehouse_dsn, "E1", later)["completions_30d"] == 1  # built from the data before the void
+    monkeypatch.undo()
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[later])
+    assert summary["rows_recomputed_for_voids"] == 2
+    assert feature_row(warehouse_dsn, "E1", later)["completions_30d"] == 0
+    assert feature_row(warehouse_dsn, "E1")["completions_30d"] == 0
+
+
+def test_a_void_flags_the_rows_of_older_feature_set_versions_it_cannot_recompute(warehouse_dsn, config, built):
+    bumped = copy.deepcopy(config)
+    bumped["features"]["feature_set_version"] = 2
+    build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        void(conn, "s-done")
+    summary = build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])
+    assert (summary["rows_recomputed_for_voids"], summary["rows_flagged_in_other_versions"]) == (1, 1)
+    current, older = feature_row(warehouse_dsn, "E1", version=2), feature_row(warehouse_dsn, "E1", version=1)
+    assert (current["completions_30d"], current["voided_statement_after_build_at"]) == (0, None)
+    assert older["completions_30d"] == 1  # its SQL is gone: it cannot be recomputed, only flagged
+    assert older["voided_statement_after_build_at"] is not None
+    assert feature_row(warehouse_dsn, "E2", version=1)["voided_statement_after_build_at"] is None
+    assert query(warehouse_dsn, "select feature_set_version from mart.training_set where hris_employee_id = 'E1'"
+                                " order by 1") == [(2,)]  # fmt: skip
+    assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["rows_flagged_in_other_versions"] == 0
+
+
+def test_a_recompute_that_fails_the_gate_publishes_nothing(warehouse_dsn, config, built):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # stored before the cut-off but only exposed by the LRS now (inside the refresh overlap), with a
+        # broken duration: the recompute after the void would publish a negative learning time
+        statement(conn, "s-broken", account_learner("u-e1"), datetime(2026, 6, 19, 9, tzinfo=UTC),
+                  stored=datetime(2026, 6, 20, 12, tzinfo=UTC), seconds=-7200)  # fmt: skip
+        void(conn, "s-done")
+    tables = mart_tables(warehouse_dsn)
+    with pytest.raises(BadInputError) as failure:
+        build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    assert "learning_minutes_30d is not negative" in str(failure.value)
+    assert {k: v for k, v in mart_tables(warehouse_dsn).items() if k != "daily"} == {
+        k: v for k, v in tables.items() if k != "daily"}
+
+
+def test_the_incrementally_refreshed_daily_activity_equals_a_full_rebuild(warehouse_dsn, config, built):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        learner = account_learner("u-e1")
+        statement(conn, "s-next", learner, datetime(2026, 7, 2, 9, tzinfo=UTC))  # a new day
+        statement(conn, "s-same-group", learner, datetime(2026, 6, 21, 10, tzinfo=UTC),
+                  stored=datetime(2026, 7, 2, 10, tzinfo=UTC), event="enrolled")  # a late one into a built day
+        statement(conn, "s-overlap", account_learner("u-e2"), datetime(2026, 6, 19, 9, tzinfo=UTC),
+                  stored=datetime(2026, 6, 20, 12, tzinfo=UTC))  # stored before the watermark, exposed late
+        void(conn, "s-done")
+    build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        void(conn, "s-next", batch_id="b-void-2")
+    build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 11)])
+    incremental = mart_tables(warehouse_dsn)["daily"]
+    assert build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 11)],
+                          full_daily_rebuild=True)["daily_mode"] == "full"  # fmt: skip
+    assert mart_tables(warehouse_dsn)["daily"] == incremental
 
 
 def test_a_leavers_later_activity_and_a_recycled_address_before_the_hire_never_count(warehouse_dsn, config):
@@ -232,7 +347,7 @@ def test_reruns_change_nothing_and_a_new_version_keeps_the_old_one(warehouse_dsn
 
 def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
     strict = copy.deepcopy(config)
-    strict["features"]["max_null_fraction"] = {"days_since_last_activity": 0.1}  # most have no activity
+    strict["features"]["max_null_fraction"]["days_since_last_activity"] = 0.1  # most have no activity
     tables = mart_tables(warehouse_dsn)
     with pytest.raises(BadInputError) as failure:
         build_features(strict, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
@@ -244,6 +359,56 @@ def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
                                 " and not success") == [(1,)]  # fmt: skip
 
 
+GATE_VIOLATIONS = {
+    "one row per employee_key, reference_date and feature set version": "insert into {t} select * from {t} limit 1",
+    "the rows of each reference date equal the active HR headcount on that date":
+        "update {t} set date_active_headcount = date_active_headcount + 1",
+    "completion_rate_90d is a rate in 0..1": "update {t} set completion_rate_90d = 1.5",
+    "enrolments_30d is not negative": "update {t} set enrolments_30d = -1",
+    "days_since_last_promotion is not negative": "update {t} set days_since_last_promotion = -3",
+    "months_since_last_raise is not negative": "update {t} set months_since_last_raise = -1",
+    "manager_tenure_days is not negative": "update {t} set manager_tenure_days = -5",
+    "is_pay_frozen is never null": "update {t} set is_pay_frozen = null",
+    "team_leavers_90d is never null": "update {t} set team_leavers_90d = null where hris_employee_id = 'E2'",
+}  # fmt: skip
+
+
+def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, built):
+    from turnover_signals.features.build import features_suite
+    from turnover_signals.quality.gate import run_suite
+    from turnover_signals.warehouse import sqlalchemy_url
+
+    suite = features_suite(config)
+    assert "every feature without a band in features.max_null_fraction" in " ".join(
+        e.description for e in suite.expectations if "never null" in e.description)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("create table staging.good_features as select *, 4 as date_feature_rows,"
+                     " 4 as date_active_headcount from mart.employee_features")  # fmt: skip
+    validate = lambda name: run_suite(  # noqa: E731
+        sqlalchemy_url(dsn=warehouse_dsn), suite, data_asset="employee_features", batch_identifier=name,
+        table=("staging", name), parameters={"active_headcount": 4},
+        data_docs_dir=config["quality"]["data_docs_dir"])  # fmt: skip
+    assert validate("good_features").success
+    for number, (expectation, mutation) in enumerate(GATE_VIOLATIONS.items()):
+        table = f"broken_{number}"
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+            target = sql.Identifier("staging", table)
+            conn.execute(sql.SQL("create table {} as select * from staging.good_features").format(target))
+            conn.execute(sql.SQL(mutation).format(t=target))
+        outcome = validate(table)
+        assert not outcome.success, expectation
+        assert expectation in outcome.failure_summary(limit=20), (expectation, outcome.failure_summary(limit=20))
+
+
+def test_a_reference_date_whose_active_employees_have_no_rows_fails_the_gate(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)  # HR has four active people at D, but identity never ran: no employee keys, no rows
+    with pytest.raises(BadInputError) as failure:
+        build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    assert "every active employee of every reference date has a row" in str(failure.value)
+    assert query(warehouse_dsn, "select count(*) from audit.feature_build") == [(0,)]
+
+
 def test_every_feature_is_documented_once_in_the_dictionary(warehouse_dsn):
     with open(INCLUDE_DIR / "feature_dictionary.csv", encoding="utf-8") as handle:
         documented = [row["name"] for row in csv.DictReader(handle) if row["meaning"] and row["source"]]
@@ -251,6 +416,7 @@ def test_every_feature_is_documented_once_in_the_dictionary(warehouse_dsn):
         columns = [c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS]
     assert len(documented) == len(set(documented))
     assert set(documented) == set(columns)
+    assert sorted(FEATURE_COLUMNS) == sorted(columns)  # the gate's list of features
 
 
 def label_rows(dsn):
@@ -283,6 +449,73 @@ def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_r
     rebuilt = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)], full_daily_rebuild=True)
     assert rebuilt["label_mode"] == "full"
     assert label_rows(warehouse_dsn) == incremental
+
+
+def labels_by_employee(dsn, reference_date=D):
+    rows = query(dsn, "select hris_employee_id, horizon_days, label, label_status from mart.turnover_label"
+                      " where reference_date = %s", (reference_date,))  # fmt: skip
+    return {(employee_id, horizon): (label, status) for employee_id, horizon, label, status in rows}
+
+
+def test_a_resignation_reported_late_on_or_before_the_reference_date_is_censored_not_a_stayer(
+    warehouse_dsn, config, built
+):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # E2 left on 2026-06-15; the 2026-07-05 file is the first to say so (D was built with E2 active)
+        conn.execute("update core.employee_history set valid_to = '2026-07-05', is_current = false,"
+                     " closed_by = 'attribute_change' where employee_id = 'E2'")  # fmt: skip
+        employee(conn, "E2", guid="g-e2", email=f"e2@{CORP}", hire=date(2022, 3, 1), term=date(2026, 6, 15),
+                 intervals=[(date(2026, 7, 5), None, f"e2@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        hr_known_through(conn, date(2026, 10, 1))  # D's horizon has passed
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    assert feature_row(warehouse_dsn, "E2") is not None  # as known at D, E2 was active
+    assert labels_by_employee(warehouse_dsn)[("E2", 90)] == (None, "censored_exit_before_reference")
+    assert query(warehouse_dsn, "select exit_date, is_censored from mart.turnover_label"
+                                " where hris_employee_id = 'E2'") == [(date(2026, 6, 15), True)]  # fmt: skip
+    assert labels_by_employee(warehouse_dsn)[("M1", 90)] == (False, "negative")
+    assert query(warehouse_dsn, "select count(*) from mart.training_set where hris_employee_id = 'E2'") == [(0,)]
+
+
+def test_a_30_day_horizon_then_30_and_90_days_at_once_relabel_everything(warehouse_dsn, config):
+    config["features"]["label_horizons_days"] = [30]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        hr_known_through(conn, date(2026, 10, 1))
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    thirty = {
+        ("E1", 30): (False, "negative"),  # resigns 45 days after D: a stayer for 30 days
+        ("E2", 30): (False, "negative"),
+        ("E3", 30): (None, "censored_involuntary"),  # dismissed 20 days after D
+        ("M1", 30): (False, "negative"),
+    }
+    assert labels_by_employee(warehouse_dsn) == thirty
+    config["features"]["label_horizons_days"] = [30, 90]
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    assert summary["label_mode"] == "full"  # other horizons: every label is computed again
+    assert labels_by_employee(warehouse_dsn) == thirty | {
+        ("E1", 90): (True, "positive"),
+        ("E2", 90): (False, "negative"),
+        ("E3", 90): (None, "censored_involuntary"),
+        ("M1", 90): (False, "negative"),
+    }
+
+
+def test_an_exit_on_the_last_day_of_the_horizon_is_inside_it(warehouse_dsn, config):
+    config["features"]["label_horizons_days"] = [30]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        catalog(conn)
+        for employee_id, term in (("E-LAST", date(2026, 7, 30)), ("E-AFTER", date(2026, 7, 31)), ("E-STAY", None)):
+            employee(conn, employee_id, email=f"{employee_id.lower()}@{CORP}", hire=date(2022, 3, 1), term=term)
+        hr_known_through(conn, date(2026, 8, 1))
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    assert labels_by_employee(warehouse_dsn) == {
+        ("E-LAST", 30): (True, "positive"),  # D + 30: the horizon (D, D + H] includes its last day
+        ("E-AFTER", 30): (False, "negative"),
+        ("E-STAY", 30): (False, "negative"),
+    }
 
 
 def test_manager_changes_count_even_when_the_hris_sends_no_job_role(warehouse_dsn, config):

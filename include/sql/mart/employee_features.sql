@@ -10,6 +10,8 @@ final as (
         targets.reference_date,
         targets.hris_employee_id,
         targets.lms_cutoff_date,
+        targets.lms_cutoff_at,
+        %(lms_voids_seen_through)s::bigint as lms_voids_seen_through,
         lms.enrolments_30d,
         lms.enrolments_90d,
         lms.enrolments_180d,

@@ -1,14 +1,21 @@
--- one row per xAPI actor per activity day (UTC) per stored day; voided statements never count
--- A full build reads all activity; otherwise only the (actor, day) groups listed in the temp
--- table learner_daily_refresh are recomputed (new statements, new voids; duplicates allowed).
+-- one row per xAPI actor per activity day (UTC) per stored day (per cut-off); voided statements never count
+-- %(scope)s 'full' reads all activity; 'refresh' only the (actor, day) groups listed in the temp
+-- table learner_daily_refresh (new statements, new voids; duplicates allowed); 'cutoff_day' the
+-- statements stored on the day of each cut-off in %(lms_cutoffs)s up to that exact time, one set of
+-- rows per cut-off (stored_through; null in the other scopes), so a feature row counts its cut-off
+-- day exactly as far as its build saw it (%(learner_identifiers)s: only these actors; null: all).
 with scoped_activity as (
-    -- full build: every statement; otherwise only the listed groups, found through the
-    -- (learner_identifier, occurred_at) index (one branch is pruned when the query is planned)
-    select activity.*
+    -- the branches of the other scopes are pruned when the query is planned; 'refresh' finds its
+    -- groups through the (learner_identifier, occurred_at) index
+    select
+        activity.*,
+        null::timestamptz as stored_through
     from core.lms_activity as activity
-    where %(is_full)s::boolean
+    where %(scope)s = 'full'
     union all
-    select activity.*
+    select
+        activity.*,
+        null::timestamptz as stored_through
     from (
         select distinct
             learner_identifier,
@@ -20,7 +27,23 @@ with scoped_activity as (
             refresh_group.learner_identifier = activity.learner_identifier
             and activity.occurred_at >= refresh_group.activity_date::timestamp at time zone 'UTC'
             and activity.occurred_at < (refresh_group.activity_date + 1)::timestamp at time zone 'UTC'
-    where not %(is_full)s::boolean
+    where %(scope)s = 'refresh'
+    union all
+    select
+        activity.*,
+        cutoffs.lms_cutoff_at as stored_through
+    from (select distinct unnest(%(lms_cutoffs)s::timestamptz[]) as lms_cutoff_at) as cutoffs
+    inner join core.lms_activity as activity
+        on
+            date_trunc('day', cutoffs.lms_cutoff_at, 'UTC') <= activity.stored_at
+            and cutoffs.lms_cutoff_at >= activity.stored_at
+    where
+        %(scope)s = 'cutoff_day'
+        -- a void recompute reads only its targets' actors (through the actor index)
+        and (
+            %(learner_identifiers)s::text[] is null
+            or activity.learner_identifier = any(%(learner_identifiers)s::text[])
+        )
 ),
 
 activity as (
@@ -30,6 +53,7 @@ activity as (
         course_id,
         score_normalized,
         duration_seconds,
+        stored_through,
         (occurred_at at time zone 'UTC')::date as activity_date,
         (stored_at at time zone 'UTC')::date as stored_date
     from scoped_activity
@@ -41,6 +65,7 @@ final as (
         learner_identifier,
         activity_date,
         stored_date,
+        stored_through,
         count(*)::integer as events,
         (count(*) filter (where event_type = 'enrolled'))::integer as enrolments,
         (count(*) filter (where event_type = 'completed'))::integer as completions,
@@ -55,7 +80,7 @@ final as (
             array_agg(distinct course_id) filter (where course_id is not null and event_type = 'completed'), '{}'
         ) as completed_course_ids
     from activity
-    group by learner_identifier, activity_date, stored_date
+    group by learner_identifier, activity_date, stored_date, stored_through
 )
 
 select * from final

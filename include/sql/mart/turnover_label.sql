@@ -1,6 +1,8 @@
 -- one row per employee_key per reference_date per horizon: voluntary exit within the horizon
--- Positive: a voluntary exit in (reference_date, reference_date + horizon]. An involuntary or other
--- exit in the horizon is censored (never a positive, never a negative). Without an exit, the label
+-- Positive: a voluntary exit in (reference_date, reference_date + horizon], its last day included. An
+-- involuntary or other exit in the horizon is censored (never a positive, never a negative), and so is
+-- an exit on or before the reference date: the row was built while the exit was not yet reported (as
+-- known at), but the employee was no longer there to stay or leave. Without an exit, the label
 -- stays null until HR is known through the end of the horizon (%(hr_known_through)s), the value
 -- recorded in hr_known_through when the label was last computed.
 with feature_rows as (
@@ -35,6 +37,7 @@ labelled as (
         employment_outcomes.exit_category,
         %(hr_known_through)s::date as hr_known_through,
         case
+            when employment_outcomes.exit_date <= feature_rows.reference_date then 'censored_exit_before_reference'
             when
                 employment_outcomes.exit_date > feature_rows.reference_date
                 and employment_outcomes.exit_date <= feature_rows.reference_date + horizons.horizon_days
@@ -61,12 +64,8 @@ final as (
         label_status,
         hr_known_through,
         case label_status when 'positive' then true when 'negative' then false end as label,
-        case
-            when label_status in ('positive', 'censored_involuntary', 'censored_other_exit') then exit_date
-        end as exit_date,
-        case
-            when label_status in ('positive', 'censored_involuntary', 'censored_other_exit') then exit_category
-        end as exit_category,
+        case when label_status not in ('negative', 'horizon_open') then exit_date end as exit_date,
+        case when label_status not in ('negative', 'horizon_open') then exit_category end as exit_category,
         label_status like 'censored%%' as is_censored
     from labelled
 )

@@ -1,12 +1,15 @@
 -- one row per target (employee_key, reference_date): learning features over windows ending at the date
--- Reads the temp table feature_targets (employee_key, reference_date, lms_cutoff_date). Activity
--- counts only through an actor the employee owned on the activity day (core.employee_identity),
--- only on or before the reference date, and only if stored by the target's LMS cut-off date.
+-- Reads the temp table feature_targets (employee_key, reference_date, lms_cutoff_date, lms_cutoff_at).
+-- Activity counts only through an actor the employee owned on the activity day (core.employee_identity),
+-- only on or before the reference date, and only if stored by the target's exact LMS cut-off: the
+-- stored days before the cut-off day from mart.learner_daily_activity, the cut-off day itself from
+-- the temp table lms_cutoff_day_activity (stored through that exact time).
 with targets as (
     select
         employee_key,
         reference_date,
-        lms_cutoff_date
+        lms_cutoff_date,
+        lms_cutoff_at
     from feature_targets
 ),
 
@@ -16,6 +19,7 @@ learner_links as (
         targets.employee_key,
         targets.reference_date,
         targets.lms_cutoff_date,
+        targets.lms_cutoff_at,
         identity_row.identifier_value as learner_identifier,
         greatest(identity_row.valid_from, targets.reference_date - 364) as link_from,
         least(coalesce(identity_row.valid_to, 'infinity'), targets.reference_date + 1) as link_to
@@ -26,6 +30,17 @@ learner_links as (
             and identity_row.identifier_type = 'xapi_actor'
             and targets.reference_date >= identity_row.valid_from
             and (identity_row.valid_to is null or identity_row.valid_to > targets.reference_date - 364)
+),
+
+daily_activity as (
+    -- both have the columns of mart.learner_daily_activity, then stored_through (see build.py)
+    select
+        complete_days.*,
+        null::timestamptz as stored_through
+    from mart.learner_daily_activity as complete_days
+    union all
+    select cutoff_day.*
+    from lms_cutoff_day_activity as cutoff_day
 ),
 
 daily as (
@@ -43,12 +58,15 @@ daily as (
         daily_activity.enrolled_course_ids,
         daily_activity.completed_course_ids
     from learner_links
-    inner join mart.learner_daily_activity as daily_activity
+    inner join daily_activity
         on
             learner_links.learner_identifier = daily_activity.learner_identifier
             and learner_links.link_from <= daily_activity.activity_date
             and learner_links.link_to > daily_activity.activity_date
-            and learner_links.lms_cutoff_date >= daily_activity.stored_date
+            and coalesce(
+                learner_links.lms_cutoff_at = daily_activity.stored_through,
+                learner_links.lms_cutoff_date > daily_activity.stored_date
+            )
 ),
 
 windowed as (

@@ -29,7 +29,8 @@ final as (
         employee_key,
         reference_date,
         hris_employee_id,
-        %(lms_cutoff_date)s::date as lms_cutoff_date
+        %(lms_cutoff_at)s::timestamptz as lms_cutoff_at,
+        (%(lms_cutoff_at)s::timestamptz at time zone 'UTC')::date as lms_cutoff_date
     from covering_intervals
 )
 

@@ -3,20 +3,24 @@
 A build has three steps, each its own transaction:
 
 1. Refresh `mart.learner_daily_activity`, the per-actor, per-day, per-stored-day aggregate of
-   learning activity, for what was stored or voided since its watermark (a few days of overlap,
-   because an LRS may expose a statement stored a little earlier than the last one seen).
+   learning activity, for what was stored since its watermark (a few days of overlap, because an
+   LRS may expose a statement stored a little earlier than the last one seen) and for the voids no
+   refresh had seen yet (`mart.feature_void_seen` numbers the refreshes that saw each void). The
+   newest stored time it saw is the build's exact LMS cut-off.
 2. Build the feature rows of the reference dates not built yet (or restated) into a staging
-   table, from the daily aggregate joined to identities valid on each activity day and HR as of
-   the date, and validate it with Great Expectations.
-3. Publish: insert the new rows, recompute the learning columns of rows built earlier that a
-   newly voided statement had counted (with their original LMS cut-off), write the build audit,
-   and refresh the labels that may have changed: those of the dates just built, of employees
-   whose employment outcome changed (`mart.turnover_label_outcome` keeps the one the labels were
-   computed from) and of dates whose horizon may have closed since the last refresh; all of them
-   on the first build, a full daily rebuild, or when the horizons change.
+   table, from the daily aggregate (the cut-off day itself read up to the exact cut-off) joined to
+   identities valid on each activity day and HR as of the date, and validate it with Great
+   Expectations. Rows built earlier that count a void their build had not seen are recomputed (the
+   learning columns, with their original cut-off) into a second staging table, validated too.
+3. Publish: insert the new rows, apply the recomputed ones, flag rows of other feature set versions
+   the voids reached (their SQL is gone: they cannot be recomputed), write the build audit, and
+   refresh the labels that may have changed: those of the dates just built, of employees whose
+   employment outcome changed (`mart.turnover_label_outcome` keeps the one the labels were computed
+   from) and of dates whose horizon may have closed since the last refresh; all of them on the first
+   build, a full daily rebuild, or when the horizons change.
 
 "As known at": a reference date's row is built once, from everything stored by then (its
-`lms_cutoff_date`); later data changes it only through an explicit restatement, or through a void.
+`lms_cutoff_at`); later data changes it only through an explicit restatement, or through a void.
 """
 
 from __future__ import annotations
@@ -40,16 +44,22 @@ log = logging.getLogger(__name__)
 
 FEATURES_LOCK_ID = 7_100_600
 DAILY_STORED_WATERMARK = "features:learner_daily_activity:stored"
-DAILY_VOID_WATERMARK = "features:learner_daily_activity:voids"
+# the columns of mart.learner_daily_activity; learner_daily_activity.sql adds stored_through
+DAILY_COLUMNS = ("learner_identifier", "activity_date", "stored_date", "events", "enrolments", "completions",
+                 "score_sum", "score_count", "learning_seconds", "course_ids", "enrolled_course_ids",
+                 "completed_course_ids")  # fmt: skip
 
 RATE_COLUMNS = ("completion_rate_30d", "completion_rate_90d", "completion_rate_180d",
                 "mean_score_30d", "mean_score_90d", "mean_score_180d")  # fmt: skip
-COUNT_COLUMNS = (
+# Counts and durations; a negative time since an event means an event dated after the reference
+# date leaked in.
+NON_NEGATIVE_COLUMNS = (
     "enrolments_30d", "enrolments_90d", "enrolments_180d", "completions_30d", "completions_90d",
     "completions_180d", "learning_minutes_30d", "learning_minutes_90d", "learning_minutes_180d",
     "distinct_courses_30d", "distinct_courses_90d", "distinct_courses_180d", "mandatory_courses_overdue",
     "days_since_last_activity", "skill_tag_breadth_180d", "difficulty_weighted_completions_180d",
-    "tenure_days", "time_in_role_days", "manager_changes_12m", "team_size", "team_leavers_90d",
+    "tenure_days", "time_in_role_days", "days_since_last_promotion", "manager_changes_12m",
+    "manager_tenure_days", "months_since_last_raise", "team_size", "team_leavers_90d",
 )  # fmt: skip
 
 
@@ -126,21 +136,59 @@ def _set_watermark(conn: psycopg.Connection, source: str, value: Any, build_id: 
     )
 
 
+def _create_refresh_groups(conn: psycopg.Connection) -> None:
+    conn.execute("create temp table if not exists learner_daily_refresh (learner_identifier text, activity_date date)")
+
+
+def see_new_voids(conn: psycopg.Connection) -> tuple[int, int]:
+    """Number the voids no refresh has seen yet with the next refresh sequence; return the sequence
+    before and after (after: every void seen so far is numbered within it, the mark a row built from
+    this refresh carries).
+
+    Refreshes take turns under the features lock, so a void committed by the LMS loader at any
+    moment is seen by exactly one refresh, and a row built from an earlier refresh is recomputed for it.
+    """
+    sequence = "select coalesce(max(seen_in_refresh), 0) from mart.feature_void_seen"
+    before = conn.execute(sequence).fetchone()[0]
+    conn.execute(
+        """
+        insert into mart.feature_void_seen (voided_statement_id, seen_in_refresh, seen_at)
+        select void.voided_statement_id, %s, now()
+        from audit.lms_void_applied as void
+        where not exists (
+            select from mart.feature_void_seen as seen where seen.voided_statement_id = void.voided_statement_id)
+        """,
+        (before + 1,),
+    )
+    return before, conn.execute(sequence).fetchone()[0]
+
+
+def aggregate_activity(conn: psycopg.Connection, scope: str, target: sql.Composable, lms_cutoffs: Sequence[Any] = (),
+                       learner_identifiers: Sequence[str] | None = None) -> int:  # fmt: skip
+    """Run include/sql/mart/learner_daily_activity.sql for `scope` into `target` (an `insert into ...`
+    or `create temp table ... as`): DAILY_COLUMNS, then stored_through for the scope 'cutoff_day'."""
+    _create_refresh_groups(conn)
+    columns = (*DAILY_COLUMNS, "stored_through") if scope == "cutoff_day" else DAILY_COLUMNS
+    return conn.execute(
+        sql.SQL("{} select {} from ({}) as built").format(
+            target, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(read_sql("mart", "learner_daily_activity"))
+        ),
+        {"scope": scope, "lms_cutoffs": list(lms_cutoffs), "learner_identifiers": learner_identifiers},
+    ).rowcount
+
+
 def refresh_learner_daily_activity(
     conn: psycopg.Connection, overlap: timedelta, build_id: str, full: bool = False
 ) -> dict[str, Any]:
-    """Bring the daily aggregate up to date; returns counts and the (actor, day) groups touched by new voids."""
+    """Bring the daily aggregate up to date; returns counts, the exact LMS cut-off it reflects (the newest
+    stored time) and the void sequence it reflects."""
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (FEATURES_LOCK_ID,))
-        stored_high, void_high = conn.execute(
-            "select (select max(stored_at) from core.lms_activity), (select max(void_stored_at) from audit.lms_void_applied)"
-        ).fetchone()
+        stored_high = conn.execute("select max(stored_at) from core.lms_activity").fetchone()[0]
+        voids_seen_before, voids_seen_through = see_new_voids(conn)
         stored_mark = None if full else _watermark(conn, DAILY_STORED_WATERMARK)
-        void_mark = None if full else _watermark(conn, DAILY_VOID_WATERMARK)
-        conn.execute("create temp table if not exists learner_daily_refresh"
-                     " (learner_identifier text, activity_date date) on commit drop")  # fmt: skip
-        conn.execute("create temp table if not exists voided_groups (learner_identifier text, activity_date date,"
-                     " stored_date date, void_loaded_at timestamptz) on commit drop")  # fmt: skip
+        _create_refresh_groups(conn)
+        conn.execute("truncate learner_daily_refresh")
         is_full = stored_mark is None
         if not is_full:
             conn.execute(
@@ -148,27 +196,14 @@ def refresh_learner_daily_activity(
                 insert into learner_daily_refresh
                 select distinct learner_identifier, (occurred_at at time zone 'UTC')::date
                 from core.lms_activity where stored_at > %s
+                union
+                -- the voids this refresh saw first
+                select activity.learner_identifier, (activity.occurred_at at time zone 'UTC')::date
+                from mart.feature_void_seen as seen
+                inner join core.lms_activity as activity on activity.statement_id = seen.voided_statement_id
+                where seen.applied_at is null and seen.seen_in_refresh > %s  -- (the pending index)
                 """,
-                (stored_mark - overlap,),
-            )
-            conn.execute(
-                """
-                insert into voided_groups
-                -- when the warehouse learned of the void (its batch's publish), to tell which feature
-                -- rows were built or recomputed before it and so still count the statement
-                select activity.learner_identifier, (activity.occurred_at at time zone 'UTC')::date,
-                       (activity.stored_at at time zone 'UTC')::date,
-                       max(coalesce(batch.finished_at, void.void_stored_at))
-                from audit.lms_void_applied as void
-                inner join core.lms_activity as activity on activity.statement_id = void.voided_statement_id
-                left join audit.lms_extract_batch as batch on void.batch_id = batch.batch_id
-                where void.void_stored_at > %s
-                group by 1, 2, 3
-                """,
-                (void_mark - overlap if void_mark else "-infinity",),
-            )
-            conn.execute(
-                "insert into learner_daily_refresh select distinct learner_identifier, activity_date from voided_groups"
+                (stored_mark - overlap, voids_seen_before),
             )
             conn.execute("analyze learner_daily_refresh")  # temp tables get no autovacuum: plan with real counts
             conn.execute(
@@ -180,19 +215,12 @@ def refresh_learner_daily_activity(
             )
         else:
             conn.execute("delete from mart.learner_daily_activity")
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("insert into mart.learner_daily_activity select * from ({}) as built").format(
-                    sql.SQL(read_sql("mart", "learner_daily_activity"))
-                ),
-                {"is_full": is_full},
-            )
-            rows = cur.rowcount
-        voided = conn.execute(
-            "select learner_identifier, activity_date, stored_date, void_loaded_at from voided_groups").fetchall()  # fmt: skip
+        rows = aggregate_activity(conn, "full" if is_full else "refresh",
+                                  sql.SQL("insert into mart.learner_daily_activity ({})").format(
+                                      sql.SQL(", ").join(map(sql.Identifier, DAILY_COLUMNS))))  # fmt: skip
         _set_watermark(conn, DAILY_STORED_WATERMARK, stored_high, build_id)
-        _set_watermark(conn, DAILY_VOID_WATERMARK, void_high, build_id)
-    return {"daily_mode": "full" if is_full else "incremental", "daily_rows_written": rows, "voided_groups": voided}
+    return {"daily_mode": "full" if is_full else "incremental", "daily_rows_written": rows,
+            "lms_cutoff_at": stored_high, "voids_seen_through": voids_seen_through}  # fmt: skip
 
 
 # -- step 2: build and gate ---------------------------------------------------------------------------
@@ -206,42 +234,70 @@ def _create_temp_from(conn: psycopg.Connection, name: str, layer: str, params: M
     conn.execute(sql.SQL("analyze {}").format(sql.Identifier(name)))  # no autovacuum on temp tables
 
 
-def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, timer: StepTimer) -> int:
-    """Features for the rows of temp table `feature_targets` into the (committed) table `staging`."""
+def stage_lms_windows(conn: psycopg.Connection, learner_identifiers: Sequence[str] | None = None) -> None:
+    """Temp table `employee_lms_window_features` for the targets in temp table `feature_targets`, each
+    counting what was stored through its exact `lms_cutoff_at` (`learner_identifiers`: their actors, if few)."""
+    cutoffs = [row[0] for row in conn.execute(
+        "select distinct lms_cutoff_at from feature_targets where lms_cutoff_at is not null")]  # fmt: skip
+    conn.execute("drop table if exists lms_cutoff_day_activity")
+    aggregate_activity(conn, "cutoff_day", sql.SQL("create temp table lms_cutoff_day_activity as"), cutoffs,
+                       learner_identifiers)  # fmt: skip
+    conn.execute("analyze lms_cutoff_day_activity")
+    _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+
+
+def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, dates: Sequence[date],
+                       voids_seen_through: int, timer: StepTimer) -> tuple[int, int]:  # fmt: skip
+    """Features for the rows of temp table `feature_targets` into the (committed) table `staging`;
+    returns its rows and the active HR headcount summed over `dates` (what the rows must equal)."""
     with timer.step("lms_windows"):
-        _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+        stage_lms_windows(conn)
     with timer.step("hr_features"):
         _create_temp_from(conn, "employee_hr_features", "staging", {})
     with timer.step("stage_rows"), conn.transaction():
+        conn.execute("drop table if exists active_headcount")
+        conn.execute(
+            """
+            create temp table active_headcount as
+            -- counted from HR directly, not through the keys, so the gate checks the join; every date
+            -- built, so a date whose active employees got no row at all is seen too
+            select reference_dates.reference_date, count(distinct history.employee_id) as headcount
+            from unnest(%s::date[]) as reference_dates (reference_date)
+            inner join core.employee_history as history
+                on reference_dates.reference_date >= history.valid_from
+                and (history.valid_to is null or reference_dates.reference_date < history.valid_to)
+            where (history.hire_date is null or history.hire_date <= reference_dates.reference_date)
+              and (history.termination_date is null or history.termination_date > reference_dates.reference_date)
+            group by reference_dates.reference_date
+            """,
+            (list(dates),),
+        )
         conn.execute(sql.SQL("drop table if exists {}").format(staging))
         conn.execute(
             sql.SQL(
                 """
                 create table {} as
-                with built as ({}),
-                active_headcount as (
-                    -- counted from HR directly, not through the keys, so the gate checks the join
-                    select reference_dates.reference_date, count(distinct history.employee_id) as headcount
-                    from (select distinct reference_date from feature_targets) as reference_dates
-                    inner join core.employee_history as history
-                        on reference_dates.reference_date >= history.valid_from
-                        and (history.valid_to is null or reference_dates.reference_date < history.valid_to)
-                    where (history.hire_date is null or history.hire_date <= reference_dates.reference_date)
-                      and (history.termination_date is null or history.termination_date > reference_dates.reference_date)
-                    group by reference_dates.reference_date
-                )
+                with built as ({})
                 select built.*, count(*) over (partition by built.reference_date) as date_feature_rows,
                        coalesce(active_headcount.headcount, 0) as date_active_headcount
                 from built left join active_headcount using (reference_date)
                 """
             ).format(staging, sql.SQL(read_sql("mart", "employee_features"))),
-            {"feature_set_version": version},
+            {"feature_set_version": version, "lms_voids_seen_through": voids_seen_through},
         )
-        return conn.execute(sql.SQL("select count(*) from {}").format(staging)).fetchone()[0]
+        staged = conn.execute(sql.SQL("select count(*) from {}").format(staging)).fetchone()[0]
+        headcount = conn.execute("select coalesce(sum(headcount), 0)::bigint from active_headcount").fetchone()[0]
+    return staged, headcount
 
 
-def features_suite(config: Mapping[str, Any]):
-    """The Great Expectations suite on a build's feature rows."""
+def features_suite(config: Mapping[str, Any], whole_dates: bool = True):
+    """The Great Expectations suite on feature rows.
+
+    `whole_dates`: a build's rows, every row of its reference dates (run with the parameter
+    `active_headcount`, the active HR headcount summed over them). Otherwise the few rows recomputed
+    after a void: the row-level checks only, since a recompute changes no row count and null bands
+    describe a population.
+    """
     import great_expectations.expectations as gxe
 
     from turnover_signals.quality.gate import SuiteDefinition, described
@@ -251,22 +307,55 @@ def features_suite(config: Mapping[str, Any]):
         described(gxe.ExpectCompoundColumnsToBeUnique(
             column_list=["employee_key", "reference_date", "feature_set_version"]),
             "one row per employee_key, reference_date and feature set version"),
-        described(gxe.ExpectColumnPairValuesToBeEqual(column_A="date_feature_rows", column_B="date_active_headcount"),
-                  "the rows of each reference date equal the active HR headcount on that date"),
     ]  # fmt: skip
+    if whole_dates:
+        expectations += [
+            described(gxe.ExpectColumnPairValuesToBeEqual(column_A="date_feature_rows",
+                                                          column_B="date_active_headcount"),
+                      "the rows of each reference date equal the active HR headcount on that date"),
+            described(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "active_headcount"}),
+                      "every active employee of every reference date has a row (rows = the active HR headcount "
+                      "summed over the dates, so a date without any row is caught too)"),
+        ]  # fmt: skip
     for column in RATE_COLUMNS:
         expectations.append(described(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1),
                                        f"{column} is a rate in 0..1"))  # fmt: skip
-    for column in COUNT_COLUMNS:
+    for column in NON_NEGATIVE_COLUMNS:
         expectations.append(described(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0),
                                        f"{column} is not negative"))  # fmt: skip
-    for column in ("tenure_days", "engagement_trend", "team_size", *nulls):
+    for column in FEATURE_COLUMNS:
         fraction = float(nulls.get(column, 0))
-        if fraction < 1:
+        if fraction <= 0:
+            expectations.append(described(gxe.ExpectColumnValuesToNotBeNull(column=column),
+                f"{column} is never null (every feature without a band in features.max_null_fraction)"))  # fmt: skip
+        elif fraction < 1 and whole_dates:
             expectations.append(described(
                 gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=round(1 - fraction, 6)),
                 f"{column} is null in at most {fraction:.0%} of rows"))  # fmt: skip
-    return SuiteDefinition(name="employee_features", version="1", expectations=expectations)
+    if whole_dates:
+        return SuiteDefinition(name="employee_features", version="2", expectations=expectations)
+    return SuiteDefinition(name="employee_features_void_recompute", version="1", expectations=expectations)
+
+
+def gate_staged_rows(conn: psycopg.Connection, config: Mapping[str, Any], run: RunIdentity, dsn: str | None,
+                     suite: Any, staging_name: str, what: str, parameters: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+    """Validate staged feature rows; a failure is recorded and raised, and nothing is published."""
+    outcome = run_suite(
+        sqlalchemy_url(config["connections"]["warehouse"], dsn), suite, data_asset="employee_features",
+        batch_identifier=what, parameters=parameters, pii_columns=config["quality"]["pii_columns"],
+        table=("staging", staging_name), data_docs_dir=config["quality"]["data_docs_dir"],
+    )  # fmt: skip
+    if not outcome.success:
+        with conn.transaction():
+            record_validation(conn, outcome, run)
+        raise BadInputError(
+            f"feature build: {what}",
+            f"the feature gate failed ({outcome.failure_summary()}); nothing was published",
+            "check the upstream data the failed expectations point at (HR headcount, identity, "
+            "learning activity), fix it or adjust features.max_null_fraction, then clear build_features",
+            "turnover_features",
+        )
+    return outcome
 
 
 # -- step 3: publish ------------------------------------------------------------------------------
@@ -283,9 +372,13 @@ def feature_columns(conn: psycopg.Connection) -> list[str]:
 
 
 NON_FEATURE_COLUMNS = frozenset({
-    "employee_key", "reference_date", "feature_set_version", "hris_employee_id", "lms_cutoff_date", "built_at",
-    "build_id", "lms_recomputed_at", "lms_recomputed_reason",
+    "employee_key", "reference_date", "feature_set_version", "hris_employee_id", "lms_cutoff_date", "lms_cutoff_at",
+    "built_at", "build_id", "lms_recomputed_at", "lms_recomputed_reason", "lms_voids_seen_through",
+    "voided_statement_after_build_at",
 })  # fmt: skip
+# set when a row is published or changed, never staged
+PUBLISH_COLUMNS = ("built_at", "build_id", "lms_recomputed_at", "lms_recomputed_reason",
+                   "voided_statement_after_build_at")  # fmt: skip
 
 LMS_COLUMNS = [
     "enrolments_30d", "enrolments_90d", "enrolments_180d", "completions_30d", "completions_90d", "completions_180d",
@@ -294,44 +387,88 @@ LMS_COLUMNS = [
     "distinct_courses_30d", "distinct_courses_90d", "distinct_courses_180d", "mandatory_courses_overdue",
     "days_since_last_activity", "engagement_trend", "skill_tag_breadth_180d", "difficulty_weighted_completions_180d",
 ]  # fmt: skip
+HR_COLUMNS = [
+    "tenure_days", "job_level", "department", "location", "time_in_role_days", "days_since_last_promotion",
+    "manager_changes_12m", "manager_tenure_days", "last_pay_change_pct", "months_since_last_raise", "is_pay_frozen",
+    "performance_rating", "team_size", "team_leavers_90d",
+]  # fmt: skip
+FEATURE_COLUMNS = (*LMS_COLUMNS, *HR_COLUMNS)  # a test keeps it equal to the table's feature columns
+
+# A feature row counts a statement its build's cut-off covers. A row built before lms_cutoff_at was
+# recorded counted its whole cut-off day.
+ROW_CUTOFF_SQL = ("coalesce(features.lms_cutoff_at,"
+                  " (features.lms_cutoff_date + 1)::timestamp at time zone 'UTC' - interval '1 microsecond')")  # fmt: skip
 
 
-def void_recompute_targets(conn: psycopg.Connection, voided_groups: Sequence[tuple], version: int) -> int:
-    """Feature rows built earlier that counted a now-voided statement, as temp table `feature_targets`."""
-    conn.execute("drop table if exists feature_targets")
+def find_void_reach(conn: psycopg.Connection, version: int, voids_seen_through: int) -> int:
+    """Feature rows that may count a voided statement: built from a refresh before the one that saw the
+    void (and not recomputed since), with a cut-off after the statement was stored, within a year of it.
+
+    Voids pending (no build has applied them yet), seen by this build's refresh or earlier, are
+    looked at. All of them go to temp table `void_reached_rows`, those of `version` (to recompute)
+    to temp table `feature_targets` too; returns how many of `version`.
+    """
+    conn.execute("drop table if exists void_reached_rows, feature_targets")
     conn.execute(
-        "create temp table feature_targets (employee_key bigint, reference_date date, hris_employee_id text,"
-        " lms_cutoff_date date)"
+        sql.SQL(
+            """
+            create temp table void_reached_rows as
+            with pending as (
+                select distinct activity.learner_identifier,
+                       (activity.occurred_at at time zone 'UTC')::date as activity_date,
+                       activity.stored_at, seen.seen_in_refresh
+                from mart.feature_void_seen as seen
+                inner join core.lms_activity as activity on activity.statement_id = seen.voided_statement_id
+                where seen.applied_at is null and seen.seen_in_refresh <= %(seen_through)s
+            )
+            select distinct features.employee_key, features.reference_date, features.feature_set_version,
+                   features.hris_employee_id, {cutoff} as lms_cutoff_at, features.lms_cutoff_date
+            from pending
+            inner join core.employee_identity as identity_row
+                on identity_row.identifier_type = 'xapi_actor'
+                and identity_row.identifier_value = pending.learner_identifier
+                and identity_row.valid_from <= pending.activity_date
+                and (identity_row.valid_to is null or pending.activity_date < identity_row.valid_to)
+            inner join mart.employee_features as features
+                on features.employee_key = identity_row.employee_key
+                and features.reference_date >= pending.activity_date
+                and features.reference_date < pending.activity_date + 365
+                and features.lms_voids_seen_through < pending.seen_in_refresh
+                and {cutoff} >= pending.stored_at
+            """
+        ).format(cutoff=sql.SQL(ROW_CUTOFF_SQL)),
+        {"seen_through": voids_seen_through},
     )
-    if not voided_groups:
-        return 0
-    conn.execute("create temp table if not exists void_groups (learner_identifier text, activity_date date,"
-                 " stored_date date, void_loaded_at timestamptz)")  # fmt: skip
-    conn.execute("truncate void_groups")
-    with conn.cursor() as cur, cur.copy("copy void_groups from stdin") as copy:
-        for group in voided_groups:
-            copy.write_row(group)
+    conn.execute("create temp table feature_targets as select employee_key, reference_date, hris_employee_id,"
+                 " lms_cutoff_at, lms_cutoff_date from void_reached_rows where feature_set_version = %s", (version,))  # fmt: skip
+    conn.execute("analyze feature_targets")
+    return conn.execute("select count(*) from feature_targets").fetchone()[0]
+
+
+def stage_void_recompute(conn: psycopg.Connection, staging: sql.Identifier, version: int,
+                         voids_seen_through: int) -> int:  # fmt: skip
+    """The rows of `feature_targets` with their learning columns recomputed, into table `staging`."""
+    learners = conn.execute(
+        "select array_agg(distinct identifier_value) from core.employee_identity where identifier_type = 'xapi_actor'"
+        " and employee_key in (select employee_key from feature_targets)").fetchone()[0]  # fmt: skip
+    stage_lms_windows(conn, learners or [])
+    values = [
+        sql.SQL("recomputed.{0}" if column in LMS_COLUMNS else "features.{0}").format(sql.Identifier(column))
+        for column in feature_columns(conn) if column not in PUBLISH_COLUMNS and column != "lms_voids_seen_through"
+    ]  # fmt: skip
+    conn.execute(sql.SQL("drop table if exists {}").format(staging))
     return conn.execute(
-        """
-        insert into feature_targets
-        select distinct features.employee_key, features.reference_date, features.hris_employee_id,
-               features.lms_cutoff_date
-        from void_groups
-        inner join core.employee_identity as identity_row
-            on identity_row.identifier_type = 'xapi_actor'
-            and identity_row.identifier_value = void_groups.learner_identifier
-            and identity_row.valid_from <= void_groups.activity_date
-            and (identity_row.valid_to is null or void_groups.activity_date < identity_row.valid_to)
-        inner join mart.employee_features as features
-            on features.employee_key = identity_row.employee_key
-            and features.feature_set_version = %s
-            and features.reference_date >= void_groups.activity_date
-            and features.reference_date < void_groups.activity_date + 365
-            -- only rows that still count it: built (or last recomputed) before the void was loaded
-            and coalesce(features.lms_recomputed_at, features.built_at) < void_groups.void_loaded_at
-            and features.lms_cutoff_date >= void_groups.stored_date
-        """,
-        (version,),
+        sql.SQL(
+            """
+            create table {} as
+            select {}, %(seen_through)s::bigint as lms_voids_seen_through
+            from mart.employee_features as features
+            inner join employee_lms_window_features as recomputed
+                on features.employee_key = recomputed.employee_key and features.reference_date = recomputed.reference_date
+            where features.feature_set_version = %(version)s
+            """
+        ).format(staging, sql.SQL(", ").join(values)),
+        {"seen_through": voids_seen_through, "version": version},
     ).rowcount
 
 
@@ -360,8 +497,7 @@ def publish_new_rows(conn: psycopg.Connection, staging: sql.Identifier, dates: S
             "delete from mart.employee_features where feature_set_version = %s and reference_date = any(%s)",
             (version, list(dates)),
         )
-    columns = [c for c in feature_columns(conn) if c not in ("built_at", "build_id", "lms_recomputed_at",
-                                                              "lms_recomputed_reason")]  # fmt: skip
+    columns = [c for c in feature_columns(conn) if c not in PUBLISH_COLUMNS]
     listed = sql.SQL(", ").join(map(sql.Identifier, columns))
     conn.execute(
         sql.SQL("insert into mart.employee_features ({}, built_at, build_id) select {}, now(), %s from {}").format(
@@ -377,25 +513,44 @@ def publish_new_rows(conn: psycopg.Connection, staging: sql.Identifier, dates: S
     ).fetchall()
 
 
-def apply_void_recompute(conn: psycopg.Connection, version: int) -> list[tuple]:
-    """Overwrite the learning columns of `feature_targets` rows with `employee_lms_window_features`."""
-    assignments = sql.SQL(", ").join(sql.SQL("{0} = recomputed.{0}").format(sql.Identifier(c)) for c in LMS_COLUMNS)
+def apply_void_recompute(conn: psycopg.Connection, staging: sql.Identifier, version: int) -> list[tuple]:
+    """Overwrite the learning columns of the rows in `staging` (validated) with its values."""
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{0} = recomputed.{0}").format(sql.Identifier(c)) for c in (*LMS_COLUMNS, "lms_voids_seen_through"))
     conn.execute(
         sql.SQL(
             """
             update mart.employee_features as features
             set {}, lms_recomputed_at = now(), lms_recomputed_reason = 'a statement it counted was voided'
-            from employee_lms_window_features as recomputed
+            from {} as recomputed
             where features.employee_key = recomputed.employee_key
               and features.reference_date = recomputed.reference_date
               and features.feature_set_version = %s
             """
-        ).format(assignments),
+        ).format(assignments, staging),
         (version,),
     )
     return conn.execute(
-        "select reference_date, count(*), 0, max(lms_cutoff_date) from feature_targets group by 1 order by 1"
+        sql.SQL("select reference_date, count(*), 0, max(lms_cutoff_date) from {} group by 1 order by 1").format(staging)
     ).fetchall()
+
+
+def close_pending_voids(conn: psycopg.Connection, version: int, voids_seen_through: int) -> int:
+    """Flag the rows of other feature set versions the pending voids reached (they cannot be recomputed:
+    their SQL is gone), and mark those voids applied; returns the rows flagged."""
+    flagged = conn.execute(
+        """
+        update mart.employee_features as features set voided_statement_after_build_at = now()
+        from void_reached_rows as reached
+        where features.employee_key = reached.employee_key and features.reference_date = reached.reference_date
+          and features.feature_set_version = reached.feature_set_version
+          and reached.feature_set_version <> %s and features.voided_statement_after_build_at is null
+        """,
+        (version,),
+    ).rowcount
+    conn.execute("update mart.feature_void_seen set applied_at = now() where applied_at is null"
+                 " and seen_in_refresh <= %s", (voids_seen_through,))  # fmt: skip
+    return flagged
 
 
 def label_parameters(conn: psycopg.Connection, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -548,54 +703,46 @@ def build_features(
     restate: bool = False,
     full_daily_rebuild: bool = False,
 ) -> dict[str, Any]:
-    """Build the features of `reference_dates` not built yet (all of them when `restate`), gate, publish."""
+    """Build the features of `reference_dates` not built yet (all of them when `restate`), recompute
+    rows a void reached, gate, publish."""
     run = run or RunIdentity()
     version = int(config["features"]["feature_set_version"])
     build_id = uuid.uuid4().hex[:16]
-    conn_id = config["connections"]["warehouse"]
     overlap = timedelta(days=float(config["lms"]["since_overlap_days"]))
-    staging_name = f"employee_features_{build_id}"
-    staging = sql.Identifier("staging", staging_name)
+    staging_name, recompute_name = f"employee_features_{build_id}", f"employee_features_{build_id}_voids"
+    staging, recompute_staging = sql.Identifier("staging", staging_name), sql.Identifier("staging", recompute_name)
     timer = StepTimer()
-    with warehouse_connection(conn_id, dsn) as conn:
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         # The CTE-heavy queries are estimated far above their real cost, so JIT compiling them took
         # longer than a daily run's queries themselves (1.4 of 3.3 s for the HR features).
         conn.execute("set jit = off")
         with timer.step("daily_refresh"):
             daily = refresh_learner_daily_activity(conn, overlap, build_id, full_daily_rebuild)
+        seen_through = daily["voids_seen_through"]
         with timer.step("select_dates"):
             dates = dates_to_build(conn, config, reference_dates, restate)
-            marks = dict(zip(("lms_stored_high_water", "hris_known_at_high_water", "lms_cutoff_date"), conn.execute(
-                "select max(stored_at), (select max(known_at) from core.employee_history),"
-                " (max(stored_at) at time zone 'UTC')::date from core.lms_activity").fetchone(), strict=True))  # fmt: skip
+            marks = {"lms_stored_high_water": daily["lms_cutoff_at"], "hris_known_at_high_water": conn.execute(
+                "select max(known_at) from core.employee_history").fetchone()[0]}  # fmt: skip
         try:
-            outcome = None
+            outcome = recompute_outcome = None
+            staged = 0
             if dates:
                 with timer.step("targets"):
                     _create_temp_from(conn, "feature_targets", "staging",
-                                      {"reference_dates": dates, "lms_cutoff_date": marks["lms_cutoff_date"]})  # fmt: skip
-                staged = build_feature_rows(conn, staging, version, timer)
+                                      {"reference_dates": dates, "lms_cutoff_at": daily["lms_cutoff_at"]})  # fmt: skip
+                staged, headcount = build_feature_rows(conn, staging, version, dates, seen_through, timer)
                 with timer.step("gate"):
-                    outcome = run_suite(
-                        sqlalchemy_url(conn_id, dsn), features_suite(config), data_asset="employee_features",
-                        batch_identifier=f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
-                        pii_columns=config["quality"]["pii_columns"], table=("staging", staging_name),
-                        data_docs_dir=config["quality"]["data_docs_dir"],
-                    )  # fmt: skip
-                if not outcome.success:
-                    with conn.transaction():
-                        record_validation(conn, outcome, run)
-                    raise BadInputError(
-                        f"feature build for reference dates {dates[0]}..{dates[-1]}",
-                        f"the feature gate failed ({outcome.failure_summary()}); nothing was published",
-                        "check the upstream data the failed expectations point at (HR headcount, identity, "
-                        "learning activity), fix it or adjust features.max_null_fraction, then clear build_features",
-                        "turnover_features",
-                    )
+                    outcome = gate_staged_rows(
+                        conn, config, run, dsn, features_suite(config), staging_name,
+                        f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
+                        {"active_headcount": headcount})  # fmt: skip
             with timer.step("void_targets"):
-                recomputed = void_recompute_targets(conn, daily["voided_groups"], version)
+                recomputed = find_void_reach(conn, version, seen_through)
                 if recomputed:
-                    _create_temp_from(conn, "employee_lms_window_features", "staging", {})
+                    stage_void_recompute(conn, recompute_staging, version, seen_through)
+                    recompute_outcome = gate_staged_rows(
+                        conn, config, run, dsn, features_suite(config, whole_dates=False), recompute_name,
+                        f"void recompute of {recomputed} rows (v{version})")  # fmt: skip
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (FEATURES_LOCK_ID,))
                 with timer.step("publish"):
@@ -604,16 +751,19 @@ def build_features(
                         counts = publish_new_rows(conn, staging, dates, version, restate, build_id)
                         _insert_audit_rows(conn, build_id, "restatement" if restate else "first_build", version,
                                            run, marks, counts, outcome.validation_id)  # fmt: skip
-                    if recomputed:
+                    if recompute_outcome is not None:
+                        record_validation(conn, recompute_outcome, run)
                         _insert_audit_rows(conn, build_id, "void_recompute", version, run, marks,
-                                           apply_void_recompute(conn, version), None)  # fmt: skip
+                                           apply_void_recompute(conn, recompute_staging, version),
+                                           recompute_outcome.validation_id)  # fmt: skip
+                    flagged = close_pending_voids(conn, version, seen_through)
                 with timer.step("labels"):
                     labels = refresh_labels(conn, config, dates, build_id, full=full_daily_rebuild)
         finally:
-            conn.execute(sql.SQL("drop table if exists {}").format(staging))
+            conn.execute(sql.SQL("drop table if exists {}, {}").format(staging, recompute_staging))
     summary = {
         "build_id": build_id, "feature_set_version": version, "reference_dates_built": [d.isoformat() for d in dates],
-        "rows_built": staged if dates else 0, "rows_recomputed_for_voids": recomputed,
+        "rows_built": staged, "rows_recomputed_for_voids": recomputed, "rows_flagged_in_other_versions": flagged,
         "daily_mode": daily["daily_mode"], "daily_rows_written": daily["daily_rows_written"], **labels,
         "seconds": timer.seconds,
     }  # fmt: skip
