@@ -124,6 +124,26 @@ def identity_tables(dsn):
     return {name: sorted(map(repr, query(dsn, sql))) for name, sql in tables.items()}
 
 
+def steward_decision(conn, identifier_type, identifier_value, decision, employee_key=None, reason="test decision"):
+    """A steward's row in audit.identity_override, as the steward UI or a SQL client writes it."""
+    conn.execute(
+        "insert into audit.identity_override (identifier_type, identifier_value, decision, employee_key,"
+        " decided_by, reason) values (%s, %s, %s, %s, 'steward@hr', %s)",
+        (identifier_type, identifier_value, decision, employee_key, reason),
+    )
+
+
+def employee_keys(dsn):
+    return dict(query(dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+
+
+def assert_a_full_rebuild_changes_nothing(dsn, config):
+    """What the runs so far (incremental ones too) published is exactly what a full rebuild writes."""
+    published = identity_tables(dsn)
+    resolve_identities(config, dsn=dsn, full=True)
+    assert identity_tables(dsn) == published
+
+
 def test_email_normalization_lowercases_and_strips_aliases_only_for_corporate_domains(warehouse_dsn, config):
     cases = {
         "Ann.Lee@Northwind.Example": "ann.lee@northwind.example",
@@ -161,7 +181,7 @@ def test_sso_guid_wins_then_normalized_email_and_outsiders_stay_unmatched_with_a
     assert got["u-unknown"] == (None, None, "email_not_in_hris")
     exceptions = query(warehouse_dsn, "select kind, lms_user_ids, status from audit.identity_exception")
     assert exceptions == [("sso_guid_disagrees_with_email", ["u-sso"], "open")]
-    keys = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    keys = employee_keys(warehouse_dsn)
     assert len(set(keys.values())) == 2
 
 
@@ -208,7 +228,7 @@ def test_a_rehire_keeps_the_key_through_the_sso_guid_and_a_steward_can_link_one_
         lms_user(conn, "u-second", email=f"li.wu@{CORP}", external_id="gggg-1", created=datetime(2023, 9, 5, tzinfo=UTC))
     resolve_identities(config, dsn=warehouse_dsn)
 
-    keys = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    keys = employee_keys(warehouse_dsn)
     assert keys["E1"] == keys["E7"] != keys["E8"]
     got = matches(warehouse_dsn)
     assert got["u-first"][:2] == ("E1", "sso_guid") and got["u-second"][:2] == ("E7", "sso_guid")
@@ -218,24 +238,18 @@ def test_a_rehire_keeps_the_key_through_the_sso_guid_and_a_steward_can_link_one_
     # A steward says E8 is E1 rehired (no GUID in HR to prove it): E8 joins that key and its
     # own key is retired, never to be issued again.
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute(
-            "insert into audit.identity_override (identifier_type, identifier_value, decision, employee_key,"
-            " decided_by, reason) values ('hris_employee_id', 'E8', 'match', %s, 'steward@hr', 'rehire confirmed')",
-            (keys["E1"],),
-        )
+        steward_decision(conn, "hris_employee_id", "E8", "match", keys["E1"], reason="rehire confirmed")
         employee(conn, "E9", email=f"new.one@{CORP}", hire=date(2026, 1, 5), known_at=datetime(2026, 2, 1, tzinfo=UTC))
     summary = resolve_identities(config, dsn=warehouse_dsn)
     assert summary["mode"] == "incremental"
-    after = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    after = employee_keys(warehouse_dsn)
     assert after["E8"] == keys["E1"]
     assert after["E9"] > max(keys.values())  # never a reuse of the retired key
     assert query(warehouse_dsn, "select merged_into_employee_key from core.employee_key_registry"
                                 " where employee_key = %s", (keys["E8"],)) == [(keys["E1"],)]  # fmt: skip
 
     # A full rebuild keeps every key and reapplies the steward's decision.
-    before = identity_tables(warehouse_dsn)
-    resolve_identities(config, dsn=warehouse_dsn, full=True)
-    assert identity_tables(warehouse_dsn) == before
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
 
 
 def test_steward_not_a_match_survives_reruns_and_rebuilds(warehouse_dsn, config):
@@ -246,10 +260,7 @@ def test_steward_not_a_match_survives_reruns_and_rebuilds(warehouse_dsn, config)
     assert matches(warehouse_dsn)["u-shared"][:2] == ("E1", "work_email")
 
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute(
-            "insert into audit.identity_override (identifier_type, identifier_value, decision, decided_by, reason)"
-            " values ('lms_user_id', 'u-shared', 'not_a_match', 'steward@hr', 'a shared training-room login')"
-        )
+        steward_decision(conn, "lms_user_id", "u-shared", "not_a_match", reason="a shared training-room login")
     for full in (False, False, True):
         resolve_identities(config, dsn=warehouse_dsn, full=full)
         assert matches(warehouse_dsn)["u-shared"] == (None, None, "steward_not_a_match")
@@ -341,9 +352,7 @@ def test_incremental_runs_converge_to_a_full_rebuild_and_reruns_change_nothing(w
     summary = resolve_identities(config, dsn=warehouse_dsn)
     assert summary["mode"] == "incremental"
     assert 30 <= summary["scope_employees"] < 40
-    incremental = identity_tables(warehouse_dsn)
-    resolve_identities(config, dsn=warehouse_dsn, full=True)
-    assert identity_tables(warehouse_dsn) == incremental
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
     assert matches(warehouse_dsn)["u-003"][:2] == ("E005", "work_email")
 
 
@@ -446,18 +455,76 @@ def test_a_steward_not_a_match_splits_a_rehire_linked_by_guid(warehouse_dsn, con
         employee(conn, "E1", guid="gggg-9", email=f"al.x@{CORP}", hire=date(2018, 2, 5), term=date(2022, 6, 30))
         employee(conn, "E7", guid="gggg-9", email=f"al.y@{CORP}", hire=date(2023, 9, 4))
     resolve_identities(config, dsn=warehouse_dsn)
-    keys = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    keys = employee_keys(warehouse_dsn)
     assert keys["E1"] == keys["E7"]
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute(
-            "insert into audit.identity_override (identifier_type, identifier_value, decision, decided_by, reason)"
-            " values ('hris_employee_id', 'E7', 'not_a_match', 'steward@hr', 'IdP reused the GUID for a namesake')"
-        )
+        steward_decision(conn, "hris_employee_id", "E7", "not_a_match", reason="IdP reused the GUID for a namesake")
     resolve_identities(config, dsn=warehouse_dsn)
-    after = dict(query(warehouse_dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+    after = employee_keys(warehouse_dsn)
     assert after["E1"] == keys["E1"] and after["E7"] > keys["E1"]
     assert query(warehouse_dsn, "select issued_for_hris_employee_id from core.employee_key_registry"
                                 " where employee_key = %s", (after["E7"],)) == [("E7",)]  # fmt: skip
-    tables = identity_tables(warehouse_dsn)
-    resolve_identities(config, dsn=warehouse_dsn, full=True)
-    assert identity_tables(warehouse_dsn) == tables  # stable: the split is not undone or redone
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)  # stable: the split is not undone or redone
+
+
+def test_withdrawing_a_steward_decision_applies_on_the_next_incremental_run(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=f"max.li@{CORP}", hire=date(2020, 1, 6))
+        employee(conn, "E2", email=f"ida.fox@{CORP}", hire=date(2020, 1, 6), first="Ida", last="Fox")
+        employee(conn, "E5", guid="gggg-5", email=f"al.x@{CORP}", hire=date(2018, 2, 5), term=date(2022, 6, 30))
+        employee(conn, "E6", guid="gggg-5", email=f"al.y@{CORP}", hire=date(2023, 9, 4))
+        lms_user(conn, "u-shared", email=f"max.li@{CORP}", created=datetime(2020, 2, 1, tzinfo=UTC))
+        lms_user(conn, "u-legacy", email="ifox@old-lms.example", created=datetime(2020, 2, 1, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    keys = employee_keys(warehouse_dsn)
+    assert keys["E5"] == keys["E6"]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        steward_decision(conn, "lms_user_id", "u-shared", "not_a_match")
+        steward_decision(conn, "lms_user_id", "u-legacy", "match", keys["E2"])
+        steward_decision(conn, "hris_employee_id", "E6", "not_a_match")
+    resolve_identities(config, dsn=warehouse_dsn)
+    got = matches(warehouse_dsn)
+    assert got["u-shared"] == (None, None, "steward_not_a_match")
+    assert got["u-legacy"] == ("E2", "steward_override", None)
+    assert employee_keys(warehouse_dsn)["E6"] != keys["E5"]
+
+    # The steward withdraws all three: each identifier is back to what the rules say.
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update audit.identity_override set is_active = false")
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "incremental"
+    got = matches(warehouse_dsn)
+    assert got["u-shared"] == ("E1", "work_email", None)
+    assert got["u-legacy"] == (None, None, "no_corporate_identifier")
+    assert employee_keys(warehouse_dsn)["E6"] == keys["E5"]  # the GUID links the rehire again
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+
+
+def test_an_employee_removed_from_the_hr_history_leaves_the_identity_layer_on_the_next_incremental_run(
+    warehouse_dsn, config
+):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        populate_mixed_enterprise(conn)
+    resolve_identities(config, dsn=warehouse_dsn)
+    key = employee_keys(warehouse_dsn)["E005"]
+
+    # An HR correction supersedes the only file that had E005: its history rows are gone.
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("delete from core.employee_history where employee_id = 'E005'")
+    summary = resolve_identities(config, dsn=warehouse_dsn)
+    assert summary["mode"] == "incremental"
+    assert summary["hris_headcount"] == summary["canonical_headcount"] == 29
+    assert latest_reconciliation_row(warehouse_dsn)["employee_keys"] == 29  # the keys people in HR hold
+    assert query(warehouse_dsn, "select count(*) from core.employee_identity where hris_employee_id = 'E005'") == [(0,)]
+    assert matches(warehouse_dsn)["u-005"] == (None, None, "identifiers_not_in_hris")
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+
+    # Its key stays reserved for it (never reissued): should HR restore the employee, it comes back.
+    assert employee_keys(warehouse_dsn)["E005"] == key
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E005", guid="guid-5", email=f"person.5@{CORP}", hire=date(2020, 1, 6),
+                 known_at=datetime(2026, 5, 1, tzinfo=UTC))  # fmt: skip
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "incremental"
+    assert employee_keys(warehouse_dsn)["E005"] == key
+    assert matches(warehouse_dsn)["u-005"][:2] == ("E005", "sso_guid")
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+

@@ -37,7 +37,11 @@ employees_with_several_keys as (
 ),
 
 canonical_employees as (
-    select count(distinct identifier_value) as employees
+    -- Keys are counted here, not in core.hris_employee_key, which keeps the key of an employee gone
+    -- from the HR history (reserved should HR restore them) after their identity rows are removed.
+    select
+        count(distinct identifier_value) as employees,
+        count(distinct employee_key) as employee_keys
     from core.employee_identity
     where identifier_type = 'hris_employee_id'
 ),
@@ -144,12 +148,12 @@ final as (
         attributable_statements.statements::integer as statements_attributable,
         open_exceptions.by_kind as open_exceptions_by_kind,
         canonical_employees.employees::integer as canonical_headcount,
+        canonical_employees.employee_keys::integer,
         employees_with_several_keys.employees::integer as employees_with_several_keys,
         (select count(distinct history_row.employee_id) from core.employee_history as history_row)::integer
             as hris_headcount,
         (select overlapping_identifiers.identifiers from overlapping_identifiers
         )::integer as identifiers_owned_by_two_keys,
-        (select count(distinct key_row.employee_key) from core.hris_employee_key as key_row)::integer as employee_keys,
         round(account_outcomes.active_lms_users_matched::numeric / nullif(account_outcomes.active_lms_users, 0), 6)
             as active_match_rate,
         round(

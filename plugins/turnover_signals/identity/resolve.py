@@ -8,9 +8,10 @@ Expectations. Only a passing result is committed; otherwise the previous identit
 served and the task fails naming the top reasons for misses.
 
 A run is incremental when an earlier run succeeded with the same rule version: its scope is
-what changed since (HR rows known or closed later, directory versions extracted later, new xAPI
-actors, new steward decisions), closed over the SSO GUIDs, emails and keys they share, so that
-everything a change can affect is recomputed and nothing else is. `full=True` recomputes all.
+what changed since (HR rows known or closed later, employees gone from the HR history, directory
+versions extracted later, new xAPI actors, every identifier a steward decision names, active or
+withdrawn), closed over the SSO GUIDs, emails and keys they share, so that everything a change can
+affect is recomputed and nothing else is. `full=True` recomputes all.
 """
 
 from __future__ import annotations
@@ -126,20 +127,33 @@ def previous_run(conn: psycopg.Connection) -> dict[str, Any] | None:
 
 
 def changed_inputs(conn: psycopg.Connection, previous: Mapping[str, Any]) -> tuple[set[str], set[str]]:
-    """HRIS employees and LMS users whose source rows changed since `previous`, plus steward decisions."""
+    """HRIS employees and LMS users a run must recompute: source rows changed since `previous`, plus
+    employees gone from the HR history and everything a steward decision names.
+
+    Every identifier with a steward decision, active or withdrawn, is in every run's scope, as are the
+    employees holding a key a decision names: a withdrawal changes no timestamp, a decision committed
+    while a run was going would fall before the next run's `finished_at`, and the table is small.
+    An employee no longer in `core.employee_history` (an HR correction superseded the only file that had
+    them) is scoped so that their rows go, as a full rebuild would remove them.
+    """
     employees = _ids(
         conn,
         """
         select distinct employee_id from core.employee_history
         where known_at > %(known)s or valid_to > %(snapshot)s
         union
-        select identifier_value from audit.identity_override
-        where identifier_type = 'hris_employee_id' and decided_at > %(finished)s
+        select employment.hris_employee_id from core.identity_employment as employment
+        where not exists (select from core.employee_history as history
+                          where history.employee_id = employment.hris_employee_id)
+        union
+        select identifier_value from audit.identity_override where identifier_type = 'hris_employee_id'
+        union
+        select holder.hris_employee_id from core.hris_employee_key as holder
+        where holder.employee_key in (select employee_key from audit.identity_override)
         """,
         {
             "known": previous["hris_known_at_high_water"] or "-infinity",
             "snapshot": previous["hris_snapshot_date_high_water"] or "-infinity",
-            "finished": previous["finished_at"],
         },
     )
     accounts = _ids(
@@ -147,10 +161,9 @@ def changed_inputs(conn: psycopg.Connection, previous: Mapping[str, Any]) -> tup
         """
         select lms_user_id from raw.lms_user where extracted_at > %(extracted)s
         union
-        select identifier_value from audit.identity_override
-        where identifier_type = 'lms_user_id' and decided_at > %(finished)s
+        select identifier_value from audit.identity_override where identifier_type = 'lms_user_id'
         """,
-        {"extracted": previous["lms_user_extracted_high_water"] or "-infinity", "finished": previous["finished_at"]},
+        {"extracted": previous["lms_user_extracted_high_water"] or "-infinity"},
     )
     return employees, accounts
 
