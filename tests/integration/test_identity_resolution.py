@@ -499,6 +499,73 @@ def test_withdrawing_a_steward_decision_applies_on_the_next_incremental_run(ware
     assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
 
 
+def test_a_rehire_keeps_the_activity_of_the_lms_account_he_kept_through_the_sso_guid_or_a_steward(
+    warehouse_dsn, config
+):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="gggg-1", email=f"li.wu@{CORP}", hire=date(2018, 2, 5), term=date(2022, 6, 30))
+        lms_user(conn, "u-li", email=f"li.wu@{CORP}", external_id="gggg-1", created=datetime(2018, 2, 6, tzinfo=UTC))
+        employee(conn, "E3", guid="gggg-3", email=f"jo.kim@{CORP}", hire=date(2017, 1, 2), term=date(2021, 5, 31))
+        lms_user(conn, "u-jo", email=f"jo.kim@{CORP}", external_id="gggg-3", created=datetime(2017, 1, 5, tzinfo=UTC))
+        lms_user(conn, "u-jo-old", email="jkim@old-lms.example", created=datetime(2017, 1, 5, tzinfo=UTC),
+                 active=False)  # fmt: skip
+        # matched by email only: an address can be reissued, so the account stays with its employment
+        employee(conn, "E5", guid="gggg-5", email=f"pat.ode@{CORP}", hire=date(2018, 2, 5), term=date(2022, 6, 30))
+        lms_user(conn, "u-pat", email=f"pat.ode@{CORP}", created=datetime(2018, 2, 6, tzinfo=UTC))
+        for user_id in ("u-li", "u-jo", "u-jo-old", "u-pat"):
+            for moment in ("2019-05-02T10:00:00Z", "2023-01-10T10:00:00Z", "2024-01-10T10:00:00Z"):
+                activity(conn, f"{user_id}-{moment[:10]}", account_learner(user_id), moment)
+    resolve_identities(config, dsn=warehouse_dsn)
+    key = employee_keys(warehouse_dsn)["E3"]
+
+    # Rehired under new employee ids: E7 carries E1's GUID, E4 (no GUID) is linked to E3 by a steward who
+    # also matches E3's old account to that key, E6 carries E5's GUID.
+    later = datetime(2026, 3, 1, tzinfo=UTC)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E7", guid="gggg-1", email=f"wu.li@{CORP}", hire=date(2023, 9, 4), known_at=later)
+        employee(conn, "E4", email=f"jo.kim2@{CORP}", hire=date(2023, 9, 4), known_at=later)
+        employee(conn, "E6", guid="gggg-5", email=f"pat.ode@{CORP}", hire=date(2023, 9, 4), known_at=later)
+        steward_decision(conn, "hris_employee_id", "E4", "match", key)
+        steward_decision(conn, "lms_user_id", "u-jo-old", "match", key)
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "incremental"
+    keys = employee_keys(warehouse_dsn)
+    assert keys["E7"] == keys["E1"] and keys["E4"] == keys["E3"] and keys["E6"] == keys["E5"]
+
+    assert matches(warehouse_dsn)["u-jo-old"][:2] == ("E3", "steward_override")
+    for user_id, first, rehired in (("u-li", "E1", "E7"), ("u-jo", "E3", "E4"), ("u-jo-old", "E3", "E4")):
+        learner = account_learner(user_id)
+        assert owner_at(warehouse_dsn, learner, "2019-05-02") == first
+        assert owner_at(warehouse_dsn, learner, "2023-01-10") is None  # between the leave and the rehire
+        assert owner_at(warehouse_dsn, learner, "2024-01-10") == rehired
+    assert owner_at(warehouse_dsn, account_learner("u-pat"), "2019-05-02") == "E5"
+    assert owner_at(warehouse_dsn, account_learner("u-pat"), "2024-01-10") is None
+    assert query(warehouse_dsn, "select hris_employee_id, valid_from, valid_to from core.employee_identity"
+                                " where identifier_type = 'lms_user_id' and identifier_value = 'u-li'"
+                                " order by valid_from") == [  # fmt: skip
+        ("E1", date(2018, 2, 5), date(2022, 7, 1)), ("E7", date(2023, 9, 4), None)]
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+
+    # The IdP issues E7 a new GUID (the key stays), then a new LMS account with E7's address brings E7
+    # alone into a run's scope: u-li's rows in E7's employment must be rebuilt with it.
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update core.employee_history set sso_guid = 'gggg-7', known_at = '2026-04-01'"
+                     " where employee_id = 'E7'")  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        lms_user(conn, "u-li-2", email=f"wu.li@{CORP}", created=datetime(2026, 4, 2, tzinfo=UTC),
+                 extracted_at=datetime(2026, 5, 1, tzinfo=UTC))  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert owner_at(warehouse_dsn, account_learner("u-li"), "2024-01-10") == "E7"
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+
+    # Existing warehouses re-match everything once when the rule version changes (either way).
+    earlier_rules = copy.deepcopy(config)
+    earlier_rules["identity"]["rule_version"] = config["identity"]["rule_version"] - 1
+    assert resolve_identities(earlier_rules, dsn=warehouse_dsn)["mode"] == "full"
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "full"
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "incremental"
+
+
 def test_an_employee_removed_from_the_hr_history_leaves_the_identity_layer_on_the_next_incremental_run(
     warehouse_dsn, config
 ):

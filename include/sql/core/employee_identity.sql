@@ -63,12 +63,26 @@ guid_holders as not materialized (
 ),
 
 matched_accounts as not materialized (
+    -- An account matched by email belongs to the one employment it was opened in: the address may
+    -- be reissued to someone else after a leave. An account matched by evidence about the person
+    -- (the SSO GUID, a steward's employee_key) goes with them into every employment of their key,
+    -- each over its own interval: a rehire who keeps the account keeps its activity, and the gap
+    -- between two employments stays nobody's. One join on the key (indexed), the rule a filter:
+    -- neither an OR join nor a union of two joins (a join condition does not reach into a union's
+    -- branches), so a scoped run reaches the accounts of its xAPI actors by primary key.
     select
-        account_match.*,
-        employments.sso_guid
+        account_match.lms_user_id,
+        account_match.match_method,
+        employments.employee_key,
+        employments.hris_employee_id,
+        employments.sso_guid,
+        employments.employment_start_date as valid_from,
+        employments.employment_end_date as valid_to
     from core.lms_account_match as account_match
-    inner join employments on account_match.hris_employee_id = employments.hris_employee_id
-    where account_match.employee_key is not null
+    inner join employments on account_match.employee_key = employments.employee_key
+    where
+        account_match.match_method in ('sso_guid', 'steward_override')
+        or account_match.hris_employee_id = employments.hris_employee_id
 ),
 
 scoped_learners as (

@@ -247,6 +247,12 @@ def close_scope(
         select lms_user_id from core.lms_account_match where hris_employee_id = any(%(employees)s)
         union
         select lms_user_id from core.identity_employment where hris_employee_id = any(%(employees)s)
+        union
+        -- accounts matched to the person (GUID, steward) have rows in each of their employments
+        select account_match.lms_user_id from core.lms_account_match as account_match
+        inner join core.hris_employee_key as holder on account_match.employee_key = holder.employee_key
+        where holder.hris_employee_id = any(%(employees)s)
+          and account_match.match_method in ('sso_guid', 'steward_override')
         """,
         params,
     )
