@@ -595,3 +595,145 @@ def test_an_employee_removed_from_the_hr_history_leaves_the_identity_layer_on_th
     assert matches(warehouse_dsn)["u-005"][:2] == ("E005", "sso_guid")
     assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
 
+
+PASSING_GATE_METRICS = {"hris_headcount": 30, "canonical_headcount": 30, "employees_with_several_keys": 0,
+                        "identifiers_owned_by_two_keys": 0, "active_corporate_match_rate": 0.97}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("broken", "named"),
+    [
+        ({"canonical_headcount": 29}, "every HRIS employee has exactly one employee_key (headcount reconciles)"),
+        ({"employees_with_several_keys": 1}, "no HRIS employee_id maps to two employee_keys"),
+        ({"identifiers_owned_by_two_keys": 2}, "no identifier is owned by two employee_keys at the same time"),
+    ],
+    ids=["headcount_mismatch", "employee_with_two_keys", "identifier_owned_by_two_keys"],
+)
+def test_the_identity_gate_fails_on_each_broken_invariant_and_names_it(warehouse_dsn, config, broken, named):
+    from turnover_signals.identity.resolve import gate_metrics
+
+    assert gate_metrics(config, PASSING_GATE_METRICS, "gate-pass", warehouse_dsn).success
+    outcome = gate_metrics(config, {**PASSING_GATE_METRICS, **broken}, "gate-fail", warehouse_dsn)
+    assert not outcome.success
+    assert [item["description"] for item in outcome.failed] == [named]
+    assert outcome.failure_summary().startswith(named)
+
+
+def test_an_xapi_account_actor_named_by_the_sso_guid_attributes_to_the_employee(warehouse_dsn, config):
+    learner = "account:https://idp.northwind.example|DDDD-4"  # an LMS that keys learners by the IdP subject
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="dddd-4", email=f"kai.orr@{CORP}", hire=date(2021, 3, 1))
+        activity(conn, "s-during", learner, "2022-05-03T09:00:00Z")
+        activity(conn, "s-before", learner, "2021-02-01T09:00:00Z")
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert owner_at(warehouse_dsn, learner, "2022-05-03") == "E1"
+    assert owner_at(warehouse_dsn, learner, "2021-02-01") is None  # before the hire date
+    assert query(warehouse_dsn, "select match_method from core.employee_identity where identifier_value = %s",
+                 (learner,)) == [("sso_guid",)]  # fmt: skip
+
+
+def test_one_sso_guid_on_two_overlapping_employments_is_reported_and_never_merged(warehouse_dsn, config):
+    config["identity"]["min_active_lms_match_rate"] = 0  # the only account is ambiguous here
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="eeee-5", email=f"ana.pe@{CORP}", hire=date(2020, 1, 6))
+        employee(conn, "E2", guid="EEEE-5", email=f"bo.ru@{CORP}", hire=date(2021, 1, 4), first="Bo", last="Ru")
+        lms_user(conn, "u-guid", email="x@partner.example", external_id="eeee-5", created=datetime(2021, 2, 1, tzinfo=UTC))
+    for full in (False, True):
+        resolve_identities(config, dsn=warehouse_dsn, full=full)
+        keys = employee_keys(warehouse_dsn)
+        assert keys["E1"] != keys["E2"]
+        assert query(warehouse_dsn, "select kind, hris_employee_ids, lms_user_ids, status from audit.identity_exception"
+                                    " order by kind") == [  # fmt: skip
+            ("lms_account_claims_two_employees", [], ["u-guid"], "open"), ("sso_guid_collision", ["E1", "E2"], [], "open")]
+        assert matches(warehouse_dsn)["u-guid"] == (None, None, "ambiguous_sso_guid")
+        # the GUID identifies neither of them
+        assert query(warehouse_dsn, "select count(*) from core.employee_identity where identifier_type = 'sso_guid'") == [
+            (0,)]
+
+
+def test_a_steward_match_links_an_lms_account_no_rule_can_link(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=f"rae.sun@{CORP}", hire=date(2020, 1, 6))
+        lms_user(conn, "u-private", email="rae.sun@home.example", created=datetime(2020, 3, 2, tzinfo=UTC))
+        activity(conn, "s1", account_learner("u-private"), "2021-04-01T09:00:00Z")
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert matches(warehouse_dsn)["u-private"] == (None, None, "no_corporate_identifier")
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        steward_decision(conn, "lms_user_id", "u-private", "match", employee_keys(warehouse_dsn)["E1"])
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert matches(warehouse_dsn)["u-private"] == ("E1", "steward_override", None)
+    assert owner_at(warehouse_dsn, account_learner("u-private"), "2021-04-01") == "E1"
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+
+
+def test_an_account_created_within_the_grace_days_before_the_hire_matches_by_email(warehouse_dsn, config):
+    assert config["identity"]["account_created_before_hire_grace_days"] == 30
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=f"ola.bay@{CORP}", hire=date(2022, 3, 1))
+        employee(conn, "E2", email=f"uma.ek@{CORP}", hire=date(2022, 3, 1), first="Uma", last="Ek")
+        lms_user(conn, "u-preboarding", email=f"ola.bay@{CORP}", created=datetime(2022, 2, 19, tzinfo=UTC))
+        lms_user(conn, "u-too-early", email=f"uma.ek@{CORP}", created=datetime(2021, 12, 31, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    got = matches(warehouse_dsn)
+    assert got["u-preboarding"] == ("E1", "work_email", None)  # 10 days before the hire date
+    assert got["u-too-early"] == (None, None, "email_holder_not_employed_when_account_created")  # 60 days
+
+
+def test_an_account_whose_identifiers_hr_does_not_know_is_unmatched_with_the_reason(warehouse_dsn, config):
+    config["identity"]["min_active_lms_match_rate"] = 0
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="ffff-6", email=f"ivy.lo@{CORP}", hire=date(2020, 1, 6))
+        lms_user(conn, "u-guid-only", email="ivy@partner.example", external_id="zzzz-9",
+                 created=datetime(2021, 1, 4, tzinfo=UTC))  # fmt: skip
+        lms_user(conn, "u-both", email=f"gone.person@{CORP}", external_id="zzzz-8",
+                 created=datetime(2021, 1, 4, tzinfo=UTC))  # fmt: skip
+    resolve_identities(config, dsn=warehouse_dsn)
+    got = matches(warehouse_dsn)
+    assert got["u-guid-only"] == (None, None, "sso_guid_not_in_hris")
+    assert got["u-both"] == (None, None, "identifiers_not_in_hris")
+
+
+def test_an_exception_a_steward_resolved_by_hand_stays_resolved_on_later_runs(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="aaaa-1", email=f"ann.lee@{CORP}", hire=date(2020, 1, 6))
+        employee(conn, "E2", email=f"bo.ng@{CORP}", hire=date(2021, 3, 1), first="Bo", last="Ng")
+        lms_user(conn, "u-sso", email=f"bo.ng@{CORP}", external_id="aaaa-1", created=datetime(2021, 4, 1, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert query(warehouse_dsn, "select kind, status from audit.identity_exception") == [
+        ("sso_guid_disagrees_with_email", "open")]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update audit.identity_exception set status = 'resolved', resolved_at = now(),"
+                     " resolution = 'steward: the GUID is right, HR fixes the address'")  # fmt: skip
+        # the account is extracted again: the same conflict is detected again on the next run
+        conn.execute("update raw.lms_user set extracted_at = '2026-04-01'")
+    for full in (False, True):
+        resolve_identities(config, dsn=warehouse_dsn, full=full)
+        assert query(warehouse_dsn, "select kind, status, resolution from audit.identity_exception") == [
+            ("sso_guid_disagrees_with_email", "resolved", "steward: the GUID is right, HR fixes the address")]
+
+
+def test_the_work_email_keeps_its_raw_value_beside_the_normalized_one(warehouse_dsn, config):
+    raw = "Ann.Lee+HR@NW-Corp.Example"
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", email=raw, hire=date(2020, 1, 6))
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert query(warehouse_dsn, "select email_normalized, work_email_raw from core.identity_work_email") == [
+        (f"ann.lee@{CORP}", raw)]
+
+
+def test_the_demo_prints_the_identity_reconciliation_summary_after_a_run(warehouse_dsn, config):
+    from turnover_signals.demo import summarize_identity
+
+    with psycopg.connect(warehouse_dsn) as conn:
+        assert summarize_identity(conn) == [
+            "Identity resolution (identity_resolution):", "  identity: no resolution run recorded yet"]
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        populate_mixed_enterprise(conn)
+    resolve_identities(config, dsn=warehouse_dsn)
+    with psycopg.connect(warehouse_dsn) as conn:
+        lines = summarize_identity(conn)
+    assert lines[0] == "Identity resolution (identity_resolution):"
+    assert lines[1].startswith("  identity run manual__") and lines[1].endswith(
+        f"(full, rule v{config['identity']['rule_version']}): passed the gate")
+    assert lines[2].startswith("  HRIS headcount 30 vs canonical 30: reconciles (")
+    assert any(line.startswith("  LMS users 31: matched 30 (") for line in lines)
