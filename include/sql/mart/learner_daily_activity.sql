@@ -76,8 +76,11 @@ final as (
         coalesce(
             array_agg(distinct course_id) filter (where course_id is not null and event_type = 'enrolled'), '{}'
         ) as enrolled_course_ids,
+        -- one element per completion (a course completed twice in a day weighs twice in
+        -- difficulty_weighted_completions_180d, as completions_180d counts it twice)
         coalesce(
-            array_agg(distinct course_id) filter (where course_id is not null and event_type = 'completed'), '{}'
+            array_agg(course_id order by course_id) filter (where course_id is not null and event_type = 'completed'),
+            '{}'
         ) as completed_course_ids
     from activity
     group by learner_identifier, activity_date, stored_date, stored_through
