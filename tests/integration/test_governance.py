@@ -37,7 +37,7 @@ def config():
     config = load_config(use_variable=False)
     config["identity"]["min_active_lms_match_rate"] = 0
     config["features"]["initial_backfill_month_ends"] = 0
-    config["features"]["max_null_fraction"] = {}
+    config["features"]["max_null_fraction"] = dict.fromkeys(config["features"]["max_null_fraction"], 1.0)
     return config
 
 

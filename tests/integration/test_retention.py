@@ -40,7 +40,7 @@ def retention_config(tmp_path, **retention):
                          use_variable=False)  # fmt: skip
     config["identity"]["min_active_lms_match_rate"] = 0
     config["features"]["initial_backfill_month_ends"] = 0
-    config["features"]["max_null_fraction"] = {}
+    config["features"]["max_null_fraction"] = dict.fromkeys(config["features"]["max_null_fraction"], 1.0)
     config["retention"].update(retention)
     return config
 
