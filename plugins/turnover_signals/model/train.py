@@ -4,11 +4,18 @@ Each candidate (logistic regression, gradient boosting) is fitted on the fit dat
 with the better score on the calibration dates (the promotion metric) is kept and its
 probabilities are calibrated on those same later dates (Platt scaling on a frozen model), so
 the published probabilities mean what they say. Nothing here ever sees the test dates.
+
+Calibration maps scores to probabilities and never reorders them: a Platt fit whose slope would
+turn the model's ranking around (a model that, on the calibration dates, looked no better than
+chance or worse) is held at the boundary instead, a flat probability at the calibration dates'
+exit rate that keeps the model's own order. Unconstrained, such a fit silently published the
+reversed model, chosen on a few dozen leavers (see `monotone_calibration`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +37,8 @@ from turnover_signals.model.dataset import CATEGORICAL_FEATURES, RUNBOOK_SECTION
 from turnover_signals.model.metrics import SortedScores, higher_is_better, weighted_metrics
 
 RANDOM_STATE = 20261101
+
+log = logging.getLogger(__name__)
 
 
 def preprocessor(features: Sequence[str]) -> ColumnTransformer:
@@ -94,12 +103,40 @@ def fit_feature_set(
         fitted[algorithm] = pipeline
         selection[algorithm] = weighted_metrics(SortedScores.of(pipeline.predict_proba(x_cal)[:, 1], y_cal))[metric]
     best = max(selection, key=lambda a: higher_is_better(metric, selection[a]))
-    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid").fit(x_cal, y_cal)
+    calibrated = monotone_calibration(fitted[best], x_cal, y_cal)
     baseline = {
         f: (x_fit[f].mode().iloc[0] if f in CATEGORICAL_FEATURES else float(np.nanmedian(x_fit[f])))
         for f in features
     }
     return FittedModel(feature_set, features, best, calibrated, selection, baseline)
+
+
+# sklearn's sigmoid calibrator predicts 1 / (1 + exp(a * score + b)): a < 0 keeps the order of the scores.
+MIN_CALIBRATION_SLOPE = 1e-6
+
+
+def monotone_calibration(model: Pipeline, x_cal: pd.DataFrame, y_cal: np.ndarray) -> CalibratedClassifierCV:
+    """Platt scaling of the frozen `model` on the calibration dates, never reversing its ranking.
+
+    An unconstrained sigmoid fit may take a positive `a_` (a decreasing map) when the model ranks
+    the calibration dates no better than chance: every score would then be turned around, and
+    the published model would be the reverse of the one fitted, on the strength of the
+    calibration dates' few leavers. The constrained maximum likelihood fit (slope <= 0) lies on
+    the boundary then: a flat probability, the calibration dates' exit rate. The slope is held a
+    hair below zero so that the model's own order of the rows still stands (and ties are not
+    made where the model has none).
+    """
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(x_cal, y_cal)
+    (calibrator,) = calibrated.calibrated_classifiers_[0].calibrators
+    if calibrator.a_ > -MIN_CALIBRATION_SLOPE:
+        scores = np.asarray(model.decision_function(x_cal), dtype=float)
+        positives = float(np.sum(y_cal))
+        rate = (positives + 1.0) / (len(y_cal) + 2.0)  # Platt's smoothed target, as the fit uses
+        log.warning("calibration slope %.4f would reverse the model's ranking: held at %g (flat at %.4f)",
+                    -calibrator.a_, MIN_CALIBRATION_SLOPE, rate)  # fmt: skip
+        calibrator.a_ = -MIN_CALIBRATION_SLOPE
+        calibrator.b_ = float(np.log((1.0 - rate) / rate) + MIN_CALIBRATION_SLOPE * np.mean(scores))
+    return calibrated
 
 
 def top_contributions(model: FittedModel, frame: pd.DataFrame, top: int) -> list[list[dict]]:
