@@ -369,7 +369,7 @@ def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], ru
     New keys continue the registry's sequence in hire order, so a rerun of a failed run issues
     the same numbers; a key nobody holds any more is marked merged, never reissued.
     """
-    conn.execute("drop table if exists identity_key_plan")
+    conn.execute("drop table if exists identity_key_plan, identity_group_new_key")
     conn.execute(
         sql.SQL("create temp table identity_key_plan on commit drop as {}").format(
             sql.SQL(read_sql("core", "hris_employee_key"))
@@ -416,22 +416,40 @@ def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], ru
         """,
         (run_id,),
     )
-    # The first member's new key is looked up per linked member: indexed, not a scan of the plan each.
-    conn.execute("create index on identity_key_plan (linked_sso_guid) where new_employee_key is not null")
+    # A rehire group's new key is its first member's. It is joined from a small table of those keys
+    # (one per group: the primary key refuses a second), not looked up by a subquery on the plan
+    # being updated: on an empty layer (first or full run) that update took 45 s for 100,000
+    # employees and did not finish in 9 minutes for 500,000.
+    conn.execute(
+        """
+        create temp table identity_group_new_key (linked_sso_guid text primary key, new_employee_key bigint not null)
+        on commit drop
+        """
+    )
+    conn.execute(
+        """
+        insert into identity_group_new_key
+        select linked_sso_guid, new_employee_key from identity_key_plan
+        where linked_sso_guid is not null and new_employee_key is not null
+        """
+    )
     conn.execute("analyze identity_key_plan")
+    conn.execute("analyze identity_group_new_key")
     conn.execute(
         """
         update identity_key_plan as plan set employee_key = coalesce(
             plan.override_employee_key,
-            case when plan.linked_sso_guid is not null then coalesce(
-                plan.group_employee_key,
-                (select first_member.new_employee_key from identity_key_plan as first_member
-                 where first_member.linked_sso_guid = plan.linked_sso_guid
-                   and first_member.new_employee_key is not null))
-            end,
+            case when plan.linked_sso_guid is not null then coalesce(plan.group_employee_key, member.group_new_key) end,
             case when plan.needs_own_key then plan.new_employee_key end,
             plan.existing_employee_key,
             plan.new_employee_key)
+        from (
+            select identity_key_plan.hris_employee_id, group_key.new_employee_key as group_new_key
+            from identity_key_plan
+            left join identity_group_new_key as group_key
+                on identity_key_plan.linked_sso_guid = group_key.linked_sso_guid
+        ) as member
+        where member.hris_employee_id = plan.hris_employee_id
         """
     )
     changed = conn.execute(
