@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import secrets
 import socket
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
+# A password made per run: the repository holds none (tests/integration/test_secrets.py looks for them).
+PASSWORD = secrets.token_urlsafe(12)
+
+
 def test_an_unreachable_warehouse_says_which_connection_and_what_to_do_and_is_retried(monkeypatch):
     """A down warehouse is an unavailable source: named, with a next step, and not failed without retries."""
     from turnover_signals.airflow_tasks import bad_input_fails_without_retry
@@ -68,14 +73,14 @@ def test_an_unreachable_warehouse_says_which_connection_and_what_to_do_and_is_re
     from turnover_signals.warehouse import DSN_ENV_VAR, warehouse_connection
 
     monkeypatch.delenv(DSN_ENV_VAR, raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DOWN", f"postgres://pipeline_loader:s3cret-pw@127.0.0.1:{closed_port()}/turnover")
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DOWN", f"postgres://pipeline_loader:{PASSWORD}@127.0.0.1:{closed_port()}/turnover")
     with pytest.raises(SourceUnavailableError) as raised, bad_input_fails_without_retry():
         with warehouse_connection("warehouse_down"):
             pass  # pragma: no cover - the connection is refused
     message = str(raised.value)
     assert message.startswith("warehouse connection warehouse_down: could not connect: ")
     assert "Connection refused" in message and "Next step: check that the PostgreSQL server is up" in message
-    assert "runbook-warehouse-unavailable" in message and "s3cret-pw" not in message
+    assert "runbook-warehouse-unavailable" in message and PASSWORD not in message
     assert raised.value.runbook_section in runbook_anchors()
 
 
@@ -85,8 +90,8 @@ def test_an_unreachable_warehouse_url_is_named_without_its_password():
 
     port = closed_port()
     with pytest.raises(SourceUnavailableError) as raised:
-        with warehouse_connection(dsn=f"postgresql://owner:s3cret-pw@127.0.0.1:{port}/turnover"):
+        with warehouse_connection(dsn=f"postgresql://owner:{PASSWORD}@127.0.0.1:{port}/turnover"):
             pass  # pragma: no cover - the connection is refused
     message = str(raised.value)
     assert message.startswith(f"warehouse owner@127.0.0.1:{port}/turnover (TURNOVER_WAREHOUSE_URL or --dsn): ")
-    assert "s3cret-pw" not in message and "runbook-warehouse-unavailable" in message
+    assert PASSWORD not in message and "runbook-warehouse-unavailable" in message
