@@ -502,7 +502,7 @@ def test_the_loader_owns_nothing_in_raw_and_may_create_nothing_there(owner_wareh
     with psycopg.connect(owner_url, autocommit=True) as conn:
         assert migrate(conn, until_0018)[-1].version == 18
         assert query(owner_url, loaders_raw, {"login": loader}) == [(0, False, False)]
-        assert [migration.version for migration in migrate(conn)] == [19]
+        assert [migration.version for migration in migrate(conn)][:1] == [19]  # then any later ones
         assert query(owner_url, loaders_raw, {"login": loader}) == [(0, False, False)]
         conn.execute("select governance.apply_role_privileges()")  # idempotent: still nothing for the loader
     assert query(owner_url, loaders_raw, {"login": loader}) == [(0, False, False)]
