@@ -299,6 +299,51 @@ def test_a_recompute_that_fails_the_gate_publishes_nothing(warehouse_dsn, config
         k: v for k, v in tables.items() if k != "daily"}
 
 
+def test_a_build_validates_its_new_rows_and_its_void_recomputes_in_one_run(warehouse_dsn, config, built):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        void(conn, "s-done")
+    before = query(warehouse_dsn, "select count(*) from audit.validation_result")[0][0]
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    assert (summary["reference_dates_built"], summary["rows_recomputed_for_voids"]) == (["2026-07-10"], 1)
+    validations = query(warehouse_dsn, "select validation_id, suite_name, suite_version, batch_identifier, success"
+                                       " from audit.validation_result order by validated_at offset %s", (before,))  # fmt: skip
+    assert len(validations) == 1, validations  # one Great Expectations run, not one per kind of row
+    validation_id, suite_name, suite_version, batch, success = validations[0]
+    assert (suite_name, suite_version.split("+")[0], success) == ("employee_features", "3", True)
+    assert "reference dates 2026-07-10..2026-07-10 (4 rows)" in batch and "void recompute of 1 rows" in batch
+    builds = query(warehouse_dsn, "select build_kind, reference_date, validation_id from audit.feature_build"
+                                  " where build_id = %s order by build_kind", (summary["build_id"],))  # fmt: skip
+    assert builds == [("first_build", date(2026, 7, 10), validation_id), ("void_recompute", D, validation_id)]
+    assert feature_row(warehouse_dsn, "E1")["completions_30d"] == 0
+    assert feature_row(warehouse_dsn, "E1", date(2026, 7, 10))["completions_30d"] == 0
+
+
+def test_a_void_recompute_alone_is_not_held_to_the_null_bands_of_a_population(warehouse_dsn, config, built):
+    strict = copy.deepcopy(config)
+    strict["features"]["max_null_fraction"]["mean_score_30d"] = 0.1
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        void(conn, "s-score")  # E1's only score: the one recomputed row's mean score becomes null
+    summary = build_features(strict, dsn=warehouse_dsn, reference_dates=[D])
+    assert (summary["reference_dates_built"], summary["rows_recomputed_for_voids"]) == ([], 1)
+    assert feature_row(warehouse_dsn, "E1")["mean_score_30d"] is None
+    # the rows of a date built are still held to the band (three of its four rows have no score)
+    with pytest.raises(BadInputError) as failure:
+        build_features(strict, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
+    assert "mean_score_30d is null in at most 10% of rows" in str(failure.value)
+
+
+def test_a_restatement_rebuilds_a_date_a_void_reached_instead_of_recomputing_it(warehouse_dsn, config, built):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        void(conn, "s-done")
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D], restate=True)
+    assert (summary["reference_dates_built"], summary["rows_recomputed_for_voids"]) == ([D.isoformat()], 0)
+    row = feature_row(warehouse_dsn, "E1")
+    assert (row["completions_30d"], row["lms_recomputed_at"]) == (0, None)  # the new build left the void out
+    assert query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s"
+                                " order by built_at", (D,)) == [("first_build",), ("restatement",)]  # fmt: skip
+    assert query(warehouse_dsn, "select count(*) from mart.feature_void_seen where applied_at is null") == [(0,)]
+
+
 def test_the_incrementally_refreshed_daily_activity_equals_a_full_rebuild(warehouse_dsn, config, built):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         learner = account_learner("u-e1")
@@ -351,7 +396,7 @@ def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
     tables = mart_tables(warehouse_dsn)
     with pytest.raises(BadInputError) as failure:
         build_features(strict, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
-    assert "days_since_last_activity is null in at most 10% of rows" in str(failure.value)
+    assert "days_since_last_activity is null in at most 10% of rows (of the dates built)" in str(failure.value)
     assert "nothing was published" in str(failure.value)
     assert {k: v for k, v in mart_tables(warehouse_dsn).items() if k != "daily"} == {
         k: v for k, v in tables.items() if k != "daily"}
@@ -383,10 +428,10 @@ def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, bui
         e.description for e in suite.expectations if "never null" in e.description)
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute("create table staging.good_features as select *, 4 as date_feature_rows,"
-                     " 4 as date_active_headcount from mart.employee_features")  # fmt: skip
+                     " 4 as date_active_headcount, false as is_void_recompute from mart.employee_features")  # fmt: skip
     validate = lambda name: run_suite(  # noqa: E731
         sqlalchemy_url(dsn=warehouse_dsn), suite, data_asset="employee_features", batch_identifier=name,
-        table=("staging", name), parameters={"active_headcount": 4},
+        table=("staging", name), parameters={"expected_rows": 4},
         data_docs_dir=config["quality"]["data_docs_dir"])  # fmt: skip
     assert validate("good_features").success
     for number, (expectation, mutation) in enumerate(GATE_VIOLATIONS.items()):

@@ -41,8 +41,7 @@ PINNED = {
     "lms_user_batch": ("1", "5f225783c923"),
     "course_catalog": ("1", "38b82124c318"),
     "identity_resolution": ("1", "a52304d96931"),
-    "employee_features": ("2", "2fd8feb88bad"),
-    "employee_features_void_recompute": ("1", "fcb2de33521f"),
+    "employee_features": ("3", "b0a140498843"),
 }
 WHERE = {
     "hris": "SUITE_VERSION / METRICS_SUITE_VERSION in quality/hris_suites.py",
@@ -51,7 +50,6 @@ WHERE = {
     "course_catalog": "catalog_suite() in lms/catalog.py",
     "identity_resolution": "identity_suite() in identity/resolve.py",
     "employee_features": "features_suite() in features/build.py",
-    "employee_features_void_recompute": "features_suite(whole_dates=False) in features/build.py",
 }
 
 
@@ -84,7 +82,6 @@ def every_suite() -> dict[str, SuiteDefinition]:
         "course_catalog": catalog_suite(),
         "identity_resolution": identity_suite(config),
         "employee_features": features_suite(config),
-        "employee_features_void_recompute": features_suite(config, whole_dates=False),
     })  # fmt: skip
     return suites
 

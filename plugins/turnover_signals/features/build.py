@@ -11,7 +11,8 @@ A build has three steps, each its own transaction:
    table, from the daily aggregate (the cut-off day itself read up to the exact cut-off) joined to
    identities valid on each activity day and HR as of the date, and validate it with Great
    Expectations. Rows built earlier that count a void their build had not seen are recomputed (the
-   learning columns, with their original cut-off) into a second staging table, validated too.
+   learning columns, with their original cut-off) into the same staging table, marked
+   `is_void_recompute`, so one validation run covers both.
 3. Publish: insert the new rows, apply the recomputed ones, flag rows of other feature set versions
    the voids reached (their SQL is gone: they cannot be recomputed), write the build audit, and
    refresh the labels that may have changed: those of the dates just built, of employees whose
@@ -246,10 +247,25 @@ def stage_lms_windows(conn: psycopg.Connection, learner_identifiers: Sequence[st
     _create_temp_from(conn, "employee_lms_window_features", "staging", {})
 
 
+def create_staging_table(conn: psycopg.Connection, staging: sql.Identifier) -> None:
+    """The (committed, empty) table `staging` a build's rows and its void recomputes go to: the columns
+    published to mart.employee_features, with their types (so the gate sees values as they will be
+    stored), then what the gate compares per reference date and which rows are void recomputes."""
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in feature_columns(conn) if c not in PUBLISH_COLUMNS)
+    conn.execute(sql.SQL("drop table if exists {}").format(staging))
+    conn.execute(
+        sql.SQL(
+            "create table {} as select {}, null::bigint as date_feature_rows, null::bigint as date_active_headcount,"
+            " null::boolean as is_void_recompute from mart.employee_features with no data"
+        ).format(staging, columns)
+    )
+    conn.execute(sql.SQL("alter table {} alter column is_void_recompute set not null").format(staging))
+
+
 def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, dates: Sequence[date],
                        voids_seen_through: int, timer: StepTimer) -> tuple[int, int]:  # fmt: skip
-    """Features for the rows of temp table `feature_targets` into the (committed) table `staging`;
-    returns its rows and the active HR headcount summed over `dates` (what the rows must equal)."""
+    """Features for the rows of temp table `feature_targets` into the staging table `staging`;
+    returns the rows staged and the active HR headcount summed over `dates` (what the rows must equal)."""
     with timer.step("lms_windows"):
         stage_lms_windows(conn)
     with timer.step("hr_features"):
@@ -272,17 +288,18 @@ def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, versio
             """,
             (list(dates),),
         )
-        conn.execute(sql.SQL("drop table if exists {}").format(staging))
+        columns = [sql.Identifier(c) for c in feature_columns(conn) if c not in PUBLISH_COLUMNS]
         conn.execute(
             sql.SQL(
                 """
-                create table {} as
+                insert into {} ({}, date_feature_rows, date_active_headcount, is_void_recompute)
                 with built as ({})
-                select built.*, count(*) over (partition by built.reference_date) as date_feature_rows,
-                       coalesce(active_headcount.headcount, 0) as date_active_headcount
+                select {}, count(*) over (partition by built.reference_date),
+                       coalesce(active_headcount.headcount, 0), false
                 from built left join active_headcount using (reference_date)
                 """
-            ).format(staging, sql.SQL(read_sql("mart", "employee_features"))),
+            ).format(staging, sql.SQL(", ").join(columns), sql.SQL(read_sql("mart", "employee_features")),
+                     sql.SQL(", ").join(sql.SQL("built.{}").format(c) for c in columns)),
             {"feature_set_version": version, "lms_voids_seen_through": voids_seen_through},
         )
         staged = conn.execute(sql.SQL("select count(*) from {}").format(staging)).fetchone()[0]
@@ -290,33 +307,33 @@ def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, versio
     return staged, headcount
 
 
-def features_suite(config: Mapping[str, Any], whole_dates: bool = True):
-    """The Great Expectations suite on feature rows.
+def features_suite(config: Mapping[str, Any]):
+    """The Great Expectations suite on a build's staging table: the rows of its reference dates (every
+    row of each date) and the rows recomputed after voids (`is_void_recompute`), in one run.
 
-    `whole_dates`: a build's rows, every row of its reference dates (run with the parameter
-    `active_headcount`, the active HR headcount summed over them). Otherwise the few rows recomputed
-    after a void: the row-level checks only, since a recompute changes no row count and null bands
-    describe a population.
+    Run with the parameter `expected_rows`: the active HR headcount summed over the dates built plus
+    the rows recomputed. Per-date counts and null bands describe the dates built only: a recompute
+    changes no row count (its per-date columns are null, which the pair check skips), and a handful
+    of recomputed rows is no population to hold to a null band.
     """
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column, ComparisonCondition, Operator
 
     from turnover_signals.quality.gate import SuiteDefinition, described
 
+    built_rows = ComparisonCondition(column=Column("is_void_recompute"), operator=Operator.EQUAL, parameter=False)
     nulls = config["features"].get("max_null_fraction") or {}
     expectations = [
         described(gxe.ExpectCompoundColumnsToBeUnique(
             column_list=["employee_key", "reference_date", "feature_set_version"]),
             "one row per employee_key, reference_date and feature set version"),
+        described(gxe.ExpectColumnPairValuesToBeEqual(column_A="date_feature_rows", column_B="date_active_headcount"),
+                  "the rows of each reference date equal the active HR headcount on that date"),
+        described(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "expected_rows"}),
+                  "every active employee of every reference date has a row (rows = the active HR headcount summed "
+                  "over the dates built, so a date without any row is caught too, plus the rows recomputed after "
+                  "voids)"),
     ]  # fmt: skip
-    if whole_dates:
-        expectations += [
-            described(gxe.ExpectColumnPairValuesToBeEqual(column_A="date_feature_rows",
-                                                          column_B="date_active_headcount"),
-                      "the rows of each reference date equal the active HR headcount on that date"),
-            described(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "active_headcount"}),
-                      "every active employee of every reference date has a row (rows = the active HR headcount "
-                      "summed over the dates, so a date without any row is caught too)"),
-        ]  # fmt: skip
     for column in RATE_COLUMNS:
         expectations.append(described(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1),
                                        f"{column} is a rate in 0..1"))  # fmt: skip
@@ -328,13 +345,11 @@ def features_suite(config: Mapping[str, Any], whole_dates: bool = True):
         if fraction <= 0:
             expectations.append(described(gxe.ExpectColumnValuesToNotBeNull(column=column),
                 f"{column} is never null (every feature without a band in features.max_null_fraction)"))  # fmt: skip
-        elif fraction < 1 and whole_dates:
+        elif fraction < 1:
             expectations.append(described(
-                gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=round(1 - fraction, 6)),
-                f"{column} is null in at most {fraction:.0%} of rows"))  # fmt: skip
-    if whole_dates:
-        return SuiteDefinition(name="employee_features", version="2", expectations=expectations)
-    return SuiteDefinition(name="employee_features_void_recompute", version="1", expectations=expectations)
+                gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=round(1 - fraction, 6), row_condition=built_rows),
+                f"{column} is null in at most {fraction:.0%} of rows (of the dates built)"))  # fmt: skip
+    return SuiteDefinition(name="employee_features", version="3", expectations=expectations)
 
 
 def gate_staged_rows(conn: psycopg.Connection, config: Mapping[str, Any], run: RunIdentity, dsn: str | None,
@@ -400,13 +415,15 @@ ROW_CUTOFF_SQL = ("coalesce(features.lms_cutoff_at,"
                   " (features.lms_cutoff_date + 1)::timestamp at time zone 'UTC' - interval '1 microsecond')")  # fmt: skip
 
 
-def find_void_reach(conn: psycopg.Connection, version: int, voids_seen_through: int) -> int:
+def find_void_reach(conn: psycopg.Connection, version: int, voids_seen_through: int,
+                    rebuilt_dates: Sequence[date] = ()) -> int:  # fmt: skip
     """Feature rows that may count a voided statement: built from a refresh before the one that saw the
     void (and not recomputed since), with a cut-off after the statement was stored, within a year of it.
 
     Voids pending (no build has applied them yet), seen by this build's refresh or earlier, are
     looked at. All of them go to temp table `void_reached_rows`, those of `version` (to recompute)
-    to temp table `feature_targets` too; returns how many of `version`.
+    to temp table `feature_targets` too, but for the `rebuilt_dates` a restatement is replacing (its
+    new rows already leave the voided statements out); returns how many go to `feature_targets`.
     """
     conn.execute("drop table if exists void_reached_rows, feature_targets")
     conn.execute(
@@ -440,34 +457,37 @@ def find_void_reach(conn: psycopg.Connection, version: int, voids_seen_through: 
         {"seen_through": voids_seen_through},
     )
     conn.execute("create temp table feature_targets as select employee_key, reference_date, hris_employee_id,"
-                 " lms_cutoff_at, lms_cutoff_date from void_reached_rows where feature_set_version = %s", (version,))  # fmt: skip
+                 " lms_cutoff_at, lms_cutoff_date from void_reached_rows where feature_set_version = %s"
+                 " and reference_date <> all(%s::date[])", (version, list(rebuilt_dates)))  # fmt: skip
     conn.execute("analyze feature_targets")
     return conn.execute("select count(*) from feature_targets").fetchone()[0]
 
 
 def stage_void_recompute(conn: psycopg.Connection, staging: sql.Identifier, version: int,
                          voids_seen_through: int) -> int:  # fmt: skip
-    """The rows of `feature_targets` with their learning columns recomputed, into table `staging`."""
+    """The rows of `feature_targets` with their learning columns recomputed, into the staging table
+    `staging` marked `is_void_recompute`; returns how many."""
     learners = conn.execute(
         "select array_agg(distinct identifier_value) from core.employee_identity where identifier_type = 'xapi_actor'"
         " and employee_key in (select employee_key from feature_targets)").fetchone()[0]  # fmt: skip
     stage_lms_windows(conn, learners or [])
+    columns = [column for column in feature_columns(conn) if column not in PUBLISH_COLUMNS]
     values = [
-        sql.SQL("recomputed.{0}" if column in LMS_COLUMNS else "features.{0}").format(sql.Identifier(column))
-        for column in feature_columns(conn) if column not in PUBLISH_COLUMNS and column != "lms_voids_seen_through"
+        sql.SQL("%(seen_through)s::bigint") if column == "lms_voids_seen_through"
+        else sql.SQL("recomputed.{0}" if column in LMS_COLUMNS else "features.{0}").format(sql.Identifier(column))
+        for column in columns
     ]  # fmt: skip
-    conn.execute(sql.SQL("drop table if exists {}").format(staging))
     return conn.execute(
         sql.SQL(
             """
-            create table {} as
-            select {}, %(seen_through)s::bigint as lms_voids_seen_through
+            insert into {} ({}, is_void_recompute)
+            select {}, true
             from mart.employee_features as features
             inner join employee_lms_window_features as recomputed
                 on features.employee_key = recomputed.employee_key and features.reference_date = recomputed.reference_date
             where features.feature_set_version = %(version)s
             """
-        ).format(staging, sql.SQL(", ").join(values)),
+        ).format(staging, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(values)),
         {"seen_through": voids_seen_through, "version": version},
     ).rowcount
 
@@ -500,21 +520,22 @@ def publish_new_rows(conn: psycopg.Connection, staging: sql.Identifier, dates: S
     columns = [c for c in feature_columns(conn) if c not in PUBLISH_COLUMNS]
     listed = sql.SQL(", ").join(map(sql.Identifier, columns))
     conn.execute(
-        sql.SQL("insert into mart.employee_features ({}, built_at, build_id) select {}, now(), %s from {}").format(
-            listed, listed, staging
-        ),
+        sql.SQL(
+            "insert into mart.employee_features ({}, built_at, build_id) select {}, now(), %s from {}"
+            " where not is_void_recompute"
+        ).format(listed, listed, staging),
         (build_id,),
     )
     return conn.execute(
         sql.SQL(
             "select reference_date, count(*), max(date_active_headcount), max(lms_cutoff_date) from {}"
-            " group by reference_date order by reference_date"
+            " where not is_void_recompute group by reference_date order by reference_date"
         ).format(staging)
     ).fetchall()
 
 
 def apply_void_recompute(conn: psycopg.Connection, staging: sql.Identifier, version: int) -> list[tuple]:
-    """Overwrite the learning columns of the rows in `staging` (validated) with its values."""
+    """Overwrite the learning columns of the rows recomputed in `staging` (validated) with their values."""
     assignments = sql.SQL(", ").join(
         sql.SQL("{0} = recomputed.{0}").format(sql.Identifier(c)) for c in (*LMS_COLUMNS, "lms_voids_seen_through"))
     conn.execute(
@@ -523,7 +544,8 @@ def apply_void_recompute(conn: psycopg.Connection, staging: sql.Identifier, vers
             update mart.employee_features as features
             set {}, lms_recomputed_at = now(), lms_recomputed_reason = 'a statement it counted was voided'
             from {} as recomputed
-            where features.employee_key = recomputed.employee_key
+            where recomputed.is_void_recompute
+              and features.employee_key = recomputed.employee_key
               and features.reference_date = recomputed.reference_date
               and features.feature_set_version = %s
             """
@@ -531,7 +553,8 @@ def apply_void_recompute(conn: psycopg.Connection, staging: sql.Identifier, vers
         (version,),
     )
     return conn.execute(
-        sql.SQL("select reference_date, count(*), 0, max(lms_cutoff_date) from {} group by 1 order by 1").format(staging)
+        sql.SQL("select reference_date, count(*), 0, max(lms_cutoff_date) from {} where is_void_recompute"
+                " group by 1 order by 1").format(staging)
     ).fetchall()
 
 
@@ -709,8 +732,8 @@ def build_features(
     version = int(config["features"]["feature_set_version"])
     build_id = uuid.uuid4().hex[:16]
     overlap = timedelta(days=float(config["lms"]["since_overlap_days"]))
-    staging_name, recompute_name = f"employee_features_{build_id}", f"employee_features_{build_id}_voids"
-    staging, recompute_staging = sql.Identifier("staging", staging_name), sql.Identifier("staging", recompute_name)
+    staging_name = f"employee_features_{build_id}"
+    staging = sql.Identifier("staging", staging_name)
     timer = StepTimer()
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         # The CTE-heavy queries are estimated far above their real cost, so JIT compiling them took
@@ -724,43 +747,43 @@ def build_features(
             marks = {"lms_stored_high_water": daily["lms_cutoff_at"], "hris_known_at_high_water": conn.execute(
                 "select max(known_at) from core.employee_history").fetchone()[0]}  # fmt: skip
         try:
-            outcome = recompute_outcome = None
-            staged = 0
+            outcome = None
+            staged = headcount = 0
+            create_staging_table(conn, staging)
             if dates:
                 with timer.step("targets"):
                     _create_temp_from(conn, "feature_targets", "staging",
                                       {"reference_dates": dates, "lms_cutoff_at": daily["lms_cutoff_at"]})  # fmt: skip
                 staged, headcount = build_feature_rows(conn, staging, version, dates, seen_through, timer)
-                with timer.step("gate"):
-                    outcome = gate_staged_rows(
-                        conn, config, run, dsn, features_suite(config), staging_name,
-                        f"reference dates {dates[0]}..{dates[-1]} (v{version}, {staged} rows)",
-                        {"active_headcount": headcount})  # fmt: skip
             with timer.step("void_targets"):
-                recomputed = find_void_reach(conn, version, seen_through)
+                recomputed = find_void_reach(conn, version, seen_through, dates)
                 if recomputed:
-                    stage_void_recompute(conn, recompute_staging, version, seen_through)
-                    recompute_outcome = gate_staged_rows(
-                        conn, config, run, dsn, features_suite(config, whole_dates=False), recompute_name,
-                        f"void recompute of {recomputed} rows (v{version})")  # fmt: skip
+                    stage_void_recompute(conn, staging, version, seen_through)
+            if dates or recomputed:
+                # One validation run for both: its fixed cost is a good part of a daily run.
+                what = ", ".join(
+                    ([f"reference dates {dates[0]}..{dates[-1]} ({staged} rows)"] if dates else [])
+                    + ([f"void recompute of {recomputed} rows"] if recomputed else []))  # fmt: skip
+                with timer.step("gate"):
+                    outcome = gate_staged_rows(conn, config, run, dsn, features_suite(config), staging_name,
+                                               f"{what} (v{version})", {"expected_rows": headcount + recomputed})  # fmt: skip
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (FEATURES_LOCK_ID,))
                 with timer.step("publish"):
                     if outcome is not None:
                         record_validation(conn, outcome, run)
+                    if dates:
                         counts = publish_new_rows(conn, staging, dates, version, restate, build_id)
                         _insert_audit_rows(conn, build_id, "restatement" if restate else "first_build", version,
                                            run, marks, counts, outcome.validation_id)  # fmt: skip
-                    if recompute_outcome is not None:
-                        record_validation(conn, recompute_outcome, run)
+                    if recomputed:
                         _insert_audit_rows(conn, build_id, "void_recompute", version, run, marks,
-                                           apply_void_recompute(conn, recompute_staging, version),
-                                           recompute_outcome.validation_id)  # fmt: skip
+                                           apply_void_recompute(conn, staging, version), outcome.validation_id)  # fmt: skip
                     flagged = close_pending_voids(conn, version, seen_through)
                 with timer.step("labels"):
                     labels = refresh_labels(conn, config, dates, build_id, full=full_daily_rebuild)
         finally:
-            conn.execute(sql.SQL("drop table if exists {}, {}").format(staging, recompute_staging))
+            conn.execute(sql.SQL("drop table if exists {}").format(staging))
     summary = {
         "build_id": build_id, "feature_set_version": version, "reference_dates_built": [d.isoformat() for d in dates],
         "rows_built": staged, "rows_recomputed_for_voids": recomputed, "rows_flagged_in_other_versions": flagged,
