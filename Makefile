@@ -26,7 +26,7 @@ test: install
 	bash scripts/ensure_test_services.sh
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint include/sql
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,17 +17,18 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="turnover-signals-airflow-"))
+# `make test` runs pytest-xdist workers, which inherit the home the controlling process set here:
+# each worker takes its own (a SQLite metadata DB is not shared between processes).
+_per_process = os.environ.__setitem__ if "PYTEST_XDIST_WORKER" in os.environ else os.environ.setdefault
 
-os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+_per_process("AIRFLOW_HOME", str(_AIRFLOW_HOME))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
-os.environ.setdefault(
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
-)
+_per_process("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("TURNOVER_DATA_DIR", str(_AIRFLOW_HOME / "data"))
+_per_process("TURNOVER_DATA_DIR", str(_AIRFLOW_HOME / "data"))
 
 ADMIN_DSN = os.environ.get("TURNOVER_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -47,13 +48,19 @@ def _dsn_for(database: str) -> str:
 @pytest.fixture(scope="session")
 def migrated_template_db() -> str:
     """A database migrated once per session, used as the template for per-test databases."""
+    import psycopg
+
     from turnover_signals.warehouse import migrate, warehouse_connection
 
     name = f"ts_template_{uuid.uuid4().hex[:8]}"
     _admin_execute(f'create database "{name}"')
     try:
-        with warehouse_connection(dsn=_dsn_for(name)) as conn:
-            migrate(conn)
+        # Migrations create the group roles, which are cluster-wide: two test processes (pytest-xdist
+        # workers) must not create them at once. A lock in the admin database, which all of them share.
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as lock:
+            lock.execute("select pg_advisory_lock(hashtext('turnover-signals tests: migrate a template'))")
+            with warehouse_connection(dsn=_dsn_for(name)) as conn:
+                migrate(conn)
         yield name
     finally:
         _admin_execute(f'drop database if exists "{name}" with (force)')
@@ -88,3 +95,18 @@ def airflow_metadata_db() -> None:
         capture_output=True,
         env=os.environ.copy(),
     )
+
+
+# The modules that build whole synthetic enterprises (a minute or two each). `make test` runs the
+# suite on two pytest-xdist workers, one module at a time per worker (--dist loadfile), handing out
+# modules in collection order and alternating between workers: listed first, these two start at
+# once on different workers instead of one after the other at the end.
+HEAVIEST_MODULES = ("tests/integration/test_turnover_model.py", "tests/integration/test_identity_enterprise.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        return HEAVIEST_MODULES.index(module) if module in HEAVIEST_MODULES else len(HEAVIEST_MODULES)
+
+    items.sort(key=rank)  # stable: every other test keeps its order

@@ -41,6 +41,13 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _roles_before_any_migration(migrated_template_db: str) -> None:
+    """Every integration test starts after this process migrated its template, under the lock that
+    keeps test processes from creating the cluster-wide roles at once; a test that migrates a database
+    of its own then finds them."""
+
+
 @pytest.fixture(scope="session")
 def make_sftp_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory: ``make_sftp_root(files=None, name="sftp-root") -> Path``.

@@ -11,9 +11,11 @@ Usable from tests and from a shell:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,29 +51,66 @@ def source_servers(data_dir: Path):
 
 
 def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dict[str, Any]:
-    """Ingest every HRIS file, the SCIM directory and every statement of `data_dir` into `dsn`."""
+    """Ingest every HRIS file, the SCIM directory and every statement of `data_dir` into `dsn`.
+
+    The HRIS side loads in a child process while this one loads the LMS side: both clients are
+    bound by Python (validation, parsing), and the two sides touch different tables, as the two
+    ingest DAGs do when they run at the same time.
+    """
+    config = config or load_config(use_variable=False)
+    repo = Path(__file__).resolve().parents[2]
+    with source_servers(data_dir), tempfile.TemporaryDirectory() as scratch:
+        # Files, not pipes: the child logs a lot, and a full pipe would stall it while this process is busy.
+        (Path(scratch) / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        with open(Path(scratch) / "out", "w+", encoding="utf-8") as out, open(Path(scratch) / "err", "w+", encoding="utf-8") as err:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tests.integration.enterprise", dsn, "--hris-only", str(Path(scratch) / "config.json")],
+                cwd=repo, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                env=os.environ | {"PYTHONPATH": os.pathsep.join([str(repo / "plugins"), str(repo)])},
+            )  # fmt: skip
+            try:
+                lms = load_lms(dsn, config)
+            finally:
+                child.wait()
+            out.seek(0), err.seek(0)
+            if child.returncode != 0:
+                raise RuntimeError(f"the HRIS load of {data_dir} failed (exit {child.returncode}):\n{err.read()[-3000:]}")
+            hris = json.loads(out.read().strip().splitlines()[-1])
+    return {**hris, **lms}
+
+
+def load_hris(dsn: str, config: dict) -> dict[str, Any]:
+    """Every pending HRIS file from the SFTP server of `source_servers`, then the point-in-time history."""
     from turnover_signals.hris.history import build_employee_history
     from turnover_signals.hris.ingest import ingest_file, list_pending_files
+
+    results = [ingest_file(remote, config, dsn=dsn) for remote in list_pending_files(config, dsn=dsn)]
+    return {"hris_files": len(results), "history": build_employee_history(config, dsn=dsn)}
+
+
+def load_lms(dsn: str, config: dict) -> dict[str, Any]:
+    """The course catalog, the SCIM directory and every statement from the LMS of `source_servers`."""
     from turnover_signals.lms.catalog import load_course_catalog
     from turnover_signals.lms.statements import extract_statements
     from turnover_signals.lms.users import extract_users
 
-    config = config or load_config(use_variable=False)
-    with source_servers(data_dir):
-        results = [ingest_file(remote, config, dsn=dsn) for remote in list_pending_files(config, dsn=dsn)]
-        history = build_employee_history(config, dsn=dsn)
-        load_course_catalog(config, dsn=dsn)
-        users = extract_users(config, dsn=dsn)
-        statements = extract_statements(config, dsn=dsn)
-    return {"hris_files": len(results), "history": history, "users": users, "statements": statements}
+    load_course_catalog(config, dsn=dsn)
+    return {"users": extract_users(config, dsn=dsn), "statements": extract_statements(config, dsn=dsn)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dsn")
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--snapshot-every-days", type=int, default=DEMO_ENTERPRISE["snapshot_every_days"])
+    parser.add_argument("--hris-only", metavar="CONFIG_JSON",
+                        help="(for load_enterprise) load HRIS from the SFTP connection in the environment with the"
+                             " configuration in this JSON file, and print the result as JSON")  # fmt: skip
     args = parser.parse_args()
+    if args.hris_only:
+        config = json.loads(Path(args.hris_only).read_text(encoding="utf-8"))
+        print(json.dumps(load_hris(args.dsn, config), default=str))
+        return
     generate(args.out_dir, snapshot_every_days=args.snapshot_every_days)
     print(load_enterprise(args.dsn, args.out_dir))
 

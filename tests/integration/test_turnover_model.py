@@ -36,7 +36,7 @@ import psycopg
 import pytest
 
 from tests.conftest import _admin_execute, _dsn_for
-from tests.integration.enterprise import generate, load_enterprise
+from tests.integration.enterprise import generate, load_hris, load_lms, source_servers
 from turnover_signals.config import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,31 +46,45 @@ ENTERPRISE = {"employees": 1000, "months": 24}
 SIGNAL_STRENGTH = 4.0  # see the module docstring: at 2 the lift's interval touched zero at this size
 
 
-def built_enterprise(template: str, out_dir: Path, signal_strength: float) -> str:
-    from turnover_signals.features.build import build_features
-    from turnover_signals.identity.resolve import resolve_identities
-
-    data_dir = generate(out_dir, signal_strength=signal_strength, **ENTERPRISE)
-    name = f"ts_model_{uuid.uuid4().hex[:8]}"
-    _admin_execute(f'create database "{name}" template "{template}"')
-    config = load_config(use_variable=False)
-    config["identity"]["review_sample_dir"] = tempfile.mkdtemp()
-    load_enterprise(_dsn_for(name), data_dir, config)
-    resolve_identities(config, dsn=_dsn_for(name), full=True)
-    build_features(config, dsn=_dsn_for(name), reference_dates=[date(2026, 10, 31)])
-    return name
+def hris_tree(data_dir: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(data_dir)): path.read_bytes() for path in sorted((data_dir / "sftp").rglob("*"))
+            if path.is_file()}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def model_enterprises(migrated_template_db, tmp_path_factory):
-    """Warehouses with features built: {"signal": name, "no_signal": name}."""
+    """Warehouses with features built: {"signal": name, "no_signal": name}.
+
+    The HRIS side is loaded once: both enterprises have the same HR files (same seed; the signal
+    strength changes only the LMS side, checked here), so each warehouse starts as a copy of one
+    HR load and gets its own LMS load, identities and features.
+    """
+    from turnover_signals.features.build import build_features
+    from turnover_signals.identity.resolve import resolve_identities
+
+    strengths = {"signal": SIGNAL_STRENGTH, "no_signal": 0.0}
+    data_dirs = {key: generate(tmp_path_factory.mktemp(key) / "data", signal_strength=strength, **ENTERPRISE)
+                 for key, strength in strengths.items()}  # fmt: skip
+    assert hris_tree(data_dirs["signal"]) == hris_tree(data_dirs["no_signal"])
+    config = load_config(use_variable=False)
+    config["identity"]["review_sample_dir"] = tempfile.mkdtemp()
+    hr_only = f"ts_model_hr_{uuid.uuid4().hex[:8]}"
     names = {}
     try:
-        for key, strength in (("signal", SIGNAL_STRENGTH), ("no_signal", 0.0)):
-            names[key] = built_enterprise(migrated_template_db, tmp_path_factory.mktemp(key) / "data", strength)
+        _admin_execute(f'create database "{hr_only}" template "{migrated_template_db}"')
+        with source_servers(data_dirs["signal"]):
+            load_hris(_dsn_for(hr_only), config)
+        for key, data_dir in data_dirs.items():
+            names[key] = f"ts_model_{uuid.uuid4().hex[:8]}"
+            _admin_execute(f'create database "{names[key]}" template "{hr_only}"')
+            dsn = _dsn_for(names[key])
+            with source_servers(data_dir):
+                load_lms(dsn, config)
+            resolve_identities(config, dsn=dsn, full=True)
+            build_features(config, dsn=dsn, reference_dates=[date(2026, 10, 31)])
         yield names
     finally:
-        for name in names.values():
+        for name in (hr_only, *names.values()):
             _admin_execute(f'drop database if exists "{name}" with (force)')
 
 

@@ -9,6 +9,7 @@ PII columns are replaced by a short keyed-free hash before they are stored or sh
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -215,14 +216,22 @@ def configured_data_docs_dir() -> Path:
     return data_path(load_config(use_variable=False)["quality"]["data_docs_dir"])
 
 
+@functools.cache
+def _data_docs_page_view() -> Any:
+    """One page view per process: each new view builds its own Jinja environment and compiles every
+    template again, about 0.1 s per page, as long as validating a small file."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return DefaultJinjaPageView()
+
+
 def write_data_docs(result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str],
                     data_docs_dir: str | Path | None = None) -> str:  # fmt: skip
     """Render the (PII-masked) validation result as a GX Data Docs page; one new file per validation run."""
     from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
 
     document = ValidationResultsPageRenderer().render(mask_validation_result(result, pii_columns))
-    html = DefaultJinjaPageView().render(document)
+    html = _data_docs_page_view().render(document)
     base = data_path(data_docs_dir) if data_docs_dir is not None else configured_data_docs_dir()
     directory = base / outcome.suite_name / outcome.validated_at.strftime("%Y-%m-%d")
     directory.mkdir(parents=True, exist_ok=True)
