@@ -38,6 +38,8 @@ daily_activity as (
         complete_days.*,
         null::timestamptz as stored_through
     from mart.learner_daily_activity as complete_days
+    -- the look-back of the earliest date only (a daily run reads one year, not all history)
+    where complete_days.activity_date >= (select min(targets.reference_date) - 364 from targets)
     union all
     select cutoff_day.*
     from lms_cutoff_day_activity as cutoff_day
