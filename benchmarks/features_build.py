@@ -587,7 +587,8 @@ def timed_build(config: dict[str, Any], dsn: str, reference_date: date) -> dict[
     summary["peak_rss_mib_after"] = peak_rss_mib()
     dates = summary["reference_dates_built"]
     print(f"  {summary['wall_seconds']} s; dates {dates[0] if dates else '-'}..{dates[-1] if dates else '-'}"
-          f" ({len(dates)}), rows {summary['rows_built']:,}, void recomputes {summary['rows_recomputed_for_voids']},"
+          f" ({len(dates)}), rows {summary['rows_built']:,} (learning columns carried forward:"
+          f" {summary.get('rows_carried_forward', 0):,}), void recomputes {summary['rows_recomputed_for_voids']},"
           f" daily {summary['daily_mode']} {summary['daily_rows_written']:,}; steps {summary['seconds']}",
           flush=True)  # fmt: skip
     return summary
@@ -614,12 +615,13 @@ def results_table(result: dict[str, Any]) -> str:
     runs = result["runs"]
     steps = list(dict.fromkeys(step for run in runs.values() for step in run["seconds"]))
     lines = [
-        "| run | wall s | dates | rows built | void recomputes | daily rows | " + " | ".join(steps) + " |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(steps),
+        "| run | wall s | dates | rows built | carried forward | void recomputes | daily rows | " + " | ".join(steps) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps),
     ]
     for label, run in runs.items():
         lines.append(
             f"| {label} | {run['wall_seconds']:.2f} | {len(run['reference_dates_built'])} | {run['rows_built']:,} | "
+            f"{run.get('rows_carried_forward', 0):,} | "
             f"{run['rows_recomputed_for_voids']:,} | {run['daily_rows_written']:,} | "
             + " | ".join(f"{run['seconds'].get(step, 0):.2f}" for step in steps) + " |"
         )  # fmt: skip

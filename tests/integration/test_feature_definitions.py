@@ -23,10 +23,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests.conftest import _admin_execute, _dsn_for
-from tests.integration.test_identity_resolution import CORP, employee
-from tests.integration.test_turnover_features import D, catalog, statement
+from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user
+from tests.integration.test_turnover_features import D, catalog, statement, void
 from turnover_signals.config import load_config
-from turnover_signals.features.build import NON_FEATURE_COLUMNS, build_features
+from turnover_signals.features.build import LMS_COLUMNS, NON_FEATURE_COLUMNS, build_features
 from turnover_signals.identity.resolve import resolve_identities
 
 pytestmark = pytest.mark.integration
@@ -333,3 +333,77 @@ def test_hr_events_dated_after_the_date_do_not_change_its_restated_features(case
                for case, row in at_d.items()}  # fmt: skip
     assert {case: diff for case, diff in changed.items() if diff} == {}
     assert restated.keys() == at_d.keys()
+
+
+# -- daily builds carrying learning columns forward -----------------------------------------------
+
+CARRIED_COLUMNS = ("lms_cutoff_at", "lms_voids_seen_through", "lms_inputs_md5")
+
+
+def learning_rows(dsn, reference_date):
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from mart.employee_features where reference_date = %s", (reference_date,))
+        return {row["hris_employee_id"]: {k: row[k] for k in (*LMS_COLUMNS, *CARRIED_COLUMNS)} for row in cur}
+
+
+def test_daily_builds_that_carry_learning_columns_forward_equal_computing_every_row(
+    migrated_template_db, features_config
+):
+    """Two warehouses get the same data and the same daily builds, D-4 .. D+4, across every window edge of
+    the cases; one carries learning columns forward, the other computes every row. Between builds come a
+    statement the LRS exposes late, voids and a new LMS account (new actor links); the rows must agree.
+    Each change and each window edge is placed so that it alone decides whether a row may be carried."""
+    plain = copy.deepcopy(features_config)
+    plain["features"]["carry_forward_windows"] = False
+    configs = {"carrying": features_config, "computing": plain}
+    dsns = {}
+    for key in configs:
+        dsns[key] = _dsn_for(f"ts_test_{uuid.uuid4().hex[:10]}")
+        _admin_execute(f'create database "{dsns[key].rsplit("/", 1)[1]}" template "{migrated_template_db}"')
+    try:
+        for dsn in dsns.values():
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                learning_cases(conn)
+                hired(conn, "C-PRIOR")  # its only activity leaves the trend's prior window on D+2
+                learns(conn, "C-PRIOR", (118, "experienced", "TREND", None, 60))
+                # statements of an LMS account nobody is linked to yet (see D+2 below)
+                statement(conn, "account-early", account_learner("u-l-old"), back(50), course="DEV-201")
+            resolve_identities(features_config, dsn=dsn)
+        changes = {
+            # exposed by the LRS now, dated 40 days back: no window edge moves over it
+            D - 2 * ONE_DAY: lambda conn: statement(conn, "late-year", learner("L-YEAR"), back(40), course="DEV-201",
+                                                    stored=back(-30)),  # fmt: skip
+            # voids of a statement 20 days back (no window edge near it) and of one 29 days back
+            D - ONE_DAY: lambda conn: void(conn, "S-REPEAT-2", batch_id="b-void-repeat"),
+            D: lambda conn: void(conn, "L-TREND-1", batch_id="b-void-trend"),
+            # stored a day before the newest statement but exposed only now (inside the refresh overlap)
+            D + 3 * ONE_DAY: lambda conn: statement(conn, "exposed-late", learner("S-BREADTH"), back(45),
+                                                    course="DEV-201", stored=back(-29)),  # fmt: skip
+            # the account gets its SCIM user, is linked to L-OLD, and its earlier statements count for L-OLD
+            D + 2 * ONE_DAY: lambda conn: lms_user(conn, "u-l-old", email=f"l-old@{CORP}",
+                                                   created=datetime(2022, 3, 2, tzinfo=UTC)),  # fmt: skip
+        }
+        carried = {key: 0 for key in configs}
+        for reference_date in [D + days * ONE_DAY for days in range(-4, 5)]:
+            for key, dsn in dsns.items():
+                if reference_date in changes:
+                    with psycopg.connect(dsn, autocommit=True) as conn:
+                        changes[reference_date](conn)
+                    resolve_identities(configs[key], dsn=dsn)
+                summary = build_features(configs[key], dsn=dsn, reference_dates=[reference_date])
+                assert summary["reference_dates_built"] == [reference_date.isoformat()]
+                carried[key] += summary["rows_carried_forward"]
+            assert learning_rows(dsns["carrying"], reference_date) == learning_rows(dsns["computing"], reference_date), (
+                reference_date)  # fmt: skip
+        assert carried["computing"] == 0
+        assert carried["carrying"] > 0, carried  # the comparison saw carried rows
+        rows = {day: learning_rows(dsns["carrying"], day) for day in (D - 3 * ONE_DAY, D + 4 * ONE_DAY)}
+        # the late statement and the new account changed rows on the way (and the void, see above)
+        assert [rows[day]["L-YEAR"]["completions_90d"] for day in sorted(rows)] == [0, 1]
+        assert [rows[day]["L-OLD"]["completions_90d"] for day in sorted(rows)] == [0, 1]
+        assert [rows[day]["C-PRIOR"]["engagement_trend"] for day in sorted(rows)] == [Decimal("0.75"), 1]
+        assert rows[D + 4 * ONE_DAY]["S-REPEAT"]["completions_30d"] == 2  # (earlier rows were recomputed for it)
+        assert [rows[day]["S-BREADTH"]["completions_90d"] for day in sorted(rows)] == [2, 3]
+    finally:
+        for dsn in dsns.values():
+            _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')

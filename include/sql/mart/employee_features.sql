@@ -1,5 +1,6 @@
 -- one row per employee_key per reference_date per feature_set_version (active employees only)
--- Joins the learning windows and the HR attributes built for the targets of this build.
+-- Joins the learning windows, the fingerprint of their inputs and the HR attributes built for the targets
+-- of this build.
 with targets as (
     select * from feature_targets
 ),
@@ -12,6 +13,7 @@ final as (
         targets.lms_cutoff_date,
         targets.lms_cutoff_at,
         %(lms_voids_seen_through)s::bigint as lms_voids_seen_through,
+        inputs.lms_inputs_md5,
         lms.enrolments_30d,
         lms.enrolments_90d,
         lms.enrolments_180d,
@@ -55,6 +57,7 @@ final as (
         on targets.employee_key = lms.employee_key and targets.reference_date = lms.reference_date
     inner join employee_hr_features as hr
         on targets.employee_key = hr.employee_key and targets.reference_date = hr.reference_date
+    inner join feature_lms_inputs as inputs on targets.employee_key = inputs.employee_key
 )
 
 select * from final

@@ -262,12 +262,54 @@ def create_staging_table(conn: psycopg.Connection, staging: sql.Identifier) -> N
     conn.execute(sql.SQL("alter table {} alter column is_void_recompute set not null").format(staging))
 
 
-def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, dates: Sequence[date],
-                       voids_seen_through: int, timer: StepTimer) -> tuple[int, int]:  # fmt: skip
-    """Features for the rows of temp table `feature_targets` into the staging table `staging`;
-    returns the rows staged and the active HR headcount summed over `dates` (what the rows must equal)."""
-    with timer.step("lms_windows"):
+def stage_lms_windows_carrying_forward(conn: psycopg.Connection, version: int, overlap: timedelta) -> int:
+    """Temp table `employee_lms_window_features` for the targets in temp table `feature_targets`: the
+    learning columns of the day before carried forward where nothing they count can have changed
+    (include/sql/staging/lms_window_carried_forward.sql), the others computed; returns how many were
+    carried. A daily run computes about half its employees instead of all of them."""
+    _create_temp_from(conn, "lms_window_carried_forward", "staging",
+                      {"feature_set_version": version, "since_overlap": overlap})  # fmt: skip
+    carried = conn.execute("select count(*) from lms_window_carried_forward").fetchone()[0]
+    if not carried:
         stage_lms_windows(conn)
+        return 0
+    conn.execute("drop table if exists feature_targets_all")
+    conn.execute("alter table feature_targets rename to feature_targets_all")
+    try:
+        conn.execute(
+            """
+            create temp table feature_targets as
+            select * from feature_targets_all as targets
+            where not exists (
+                select from lms_window_carried_forward as carried
+                where carried.employee_key = targets.employee_key and carried.reference_date = targets.reference_date)
+            """
+        )
+        conn.execute("analyze feature_targets")
+        stage_lms_windows(conn)
+        columns = sql.SQL(", ").join(map(sql.Identifier, ("employee_key", "reference_date", *LMS_COLUMNS)))
+        conn.execute(sql.SQL("insert into employee_lms_window_features ({}) select {} from lms_window_carried_forward"
+                             ).format(columns, columns))  # fmt: skip
+    finally:
+        conn.execute("drop table if exists feature_targets")
+        conn.execute("alter table feature_targets_all rename to feature_targets")
+    return carried
+
+
+def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, dates: Sequence[date],
+                       voids_seen_through: int, timer: StepTimer,
+                       carry_forward: timedelta | None = None) -> tuple[int, int, int]:  # fmt: skip
+    """Features for the rows of temp table `feature_targets` into the staging table `staging`; with
+    `carry_forward` (the refresh overlap), learning columns of the day before are carried forward where
+    they can be. Returns the rows staged, the active HR headcount summed over `dates` (what the rows
+    must equal) and the rows whose learning columns were carried forward."""
+    with timer.step("lms_windows"):
+        _create_temp_from(conn, "feature_lms_inputs", "staging", {})
+        carried = 0
+        if carry_forward is not None:
+            carried = stage_lms_windows_carrying_forward(conn, version, carry_forward)
+        else:
+            stage_lms_windows(conn)
     with timer.step("hr_features"):
         _create_temp_from(conn, "employee_hr_features", "staging", {})
     with timer.step("stage_rows"), conn.transaction():
@@ -304,7 +346,7 @@ def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, versio
         )
         staged = conn.execute(sql.SQL("select count(*) from {}").format(staging)).fetchone()[0]
         headcount = conn.execute("select coalesce(sum(headcount), 0)::bigint from active_headcount").fetchone()[0]
-    return staged, headcount
+    return staged, headcount, carried
 
 
 def features_suite(config: Mapping[str, Any]):
@@ -389,7 +431,7 @@ def feature_columns(conn: psycopg.Connection) -> list[str]:
 NON_FEATURE_COLUMNS = frozenset({
     "employee_key", "reference_date", "feature_set_version", "hris_employee_id", "lms_cutoff_date", "lms_cutoff_at",
     "built_at", "build_id", "lms_recomputed_at", "lms_recomputed_reason", "lms_voids_seen_through",
-    "voided_statement_after_build_at",
+    "voided_statement_after_build_at", "lms_inputs_md5",
 })  # fmt: skip
 # set when a row is published or changed, never staged
 PUBLISH_COLUMNS = ("built_at", "build_id", "lms_recomputed_at", "lms_recomputed_reason",
@@ -748,13 +790,16 @@ def build_features(
                 "select max(known_at) from core.employee_history").fetchone()[0]}  # fmt: skip
         try:
             outcome = None
-            staged = headcount = 0
+            staged = headcount = carried = 0
             create_staging_table(conn, staging)
             if dates:
                 with timer.step("targets"):
                     _create_temp_from(conn, "feature_targets", "staging",
                                       {"reference_dates": dates, "lms_cutoff_at": daily["lms_cutoff_at"]})  # fmt: skip
-                staged, headcount = build_feature_rows(conn, staging, version, dates, seen_through, timer)
+                # a restatement takes in what arrived late: every row is computed
+                carry_forward = overlap if config["features"].get("carry_forward_windows", True) and not restate else None
+                staged, headcount, carried = build_feature_rows(conn, staging, version, dates, seen_through, timer,
+                                                                carry_forward)  # fmt: skip
             with timer.step("void_targets"):
                 recomputed = find_void_reach(conn, version, seen_through, dates)
                 if recomputed:
@@ -786,7 +831,7 @@ def build_features(
             conn.execute(sql.SQL("drop table if exists {}").format(staging))
     summary = {
         "build_id": build_id, "feature_set_version": version, "reference_dates_built": [d.isoformat() for d in dates],
-        "rows_built": staged, "rows_recomputed_for_voids": recomputed, "rows_flagged_in_other_versions": flagged,
+        "rows_built": staged, "rows_carried_forward": carried, "rows_recomputed_for_voids": recomputed, "rows_flagged_in_other_versions": flagged,
         "daily_mode": daily["daily_mode"], "daily_rows_written": daily["daily_rows_written"], **labels,
         "seconds": timer.seconds,
     }  # fmt: skip
