@@ -8,45 +8,10 @@
 -- - none of them has a statement the LRS exposed after that row's cut-off (stored after it, or up to
 --   the refresh overlap before it, as the daily refresh assumes) or one voided since that row's mark.
 -- The time since the last activity then grows by one day; every other learning column stays.
--- Parameters: feature_set_version, since_overlap (an interval).
+-- Reads the temp table lms_window_carry_base (the rows that may be carried); parameters: changed_since (the
+-- earliest of their cut-offs less the refresh overlap) and voids_seen_after (the lowest of their void marks).
 with base as (
-    select
-        targets.employee_key,
-        targets.reference_date,
-        previous.lms_cutoff_at,
-        previous.lms_voids_seen_through,
-        previous.enrolments_30d,
-        previous.enrolments_90d,
-        previous.enrolments_180d,
-        previous.completions_30d,
-        previous.completions_90d,
-        previous.completions_180d,
-        previous.completion_rate_30d,
-        previous.completion_rate_90d,
-        previous.completion_rate_180d,
-        previous.mean_score_30d,
-        previous.mean_score_90d,
-        previous.mean_score_180d,
-        previous.learning_minutes_30d,
-        previous.learning_minutes_90d,
-        previous.learning_minutes_180d,
-        previous.distinct_courses_30d,
-        previous.distinct_courses_90d,
-        previous.distinct_courses_180d,
-        previous.mandatory_courses_overdue,
-        previous.days_since_last_activity,
-        previous.engagement_trend,
-        previous.skill_tag_breadth_180d,
-        previous.difficulty_weighted_completions_180d
-    from feature_targets as targets
-    inner join feature_lms_inputs as inputs on targets.employee_key = inputs.employee_key
-    inner join mart.employee_features as previous
-        on
-            targets.employee_key = previous.employee_key
-            and targets.reference_date - 1 = previous.reference_date
-            and previous.feature_set_version = %(feature_set_version)s
-            and inputs.lms_inputs_md5 = previous.lms_inputs_md5
-    where previous.lms_cutoff_at is not null and previous.voided_statement_after_build_at is null
+    select * from lms_window_carry_base
 ),
 
 base_dates as (
@@ -69,22 +34,29 @@ moving_days as (
 ),
 
 moved_learners as (
+    -- day by day through the date index (a handful of days; a hash join would read the whole table)
     select distinct
         moving_days.reference_date,
         daily.learner_identifier
     from moving_days
-    inner join mart.learner_daily_activity as daily on moving_days.activity_date = daily.activity_date
+    cross join lateral (
+        select on_day.learner_identifier
+        from mart.learner_daily_activity as on_day
+        where on_day.activity_date = moving_days.activity_date
+        -- offset 0 keeps the subquery apart, so it runs per day (flattened, it became a hash join)
+        offset 0  -- noqa: AM09
+    ) as daily
 ),
 
 changed_learners as (
     select activity.learner_identifier
     from core.lms_activity as activity
-    where activity.stored_at > (select min(base.lms_cutoff_at) from base) - %(since_overlap)s::interval
+    where activity.stored_at > %(changed_since)s::timestamptz
     union
     select activity.learner_identifier
     from mart.feature_void_seen as seen
     inner join core.lms_activity as activity on seen.voided_statement_id = activity.statement_id
-    where seen.seen_in_refresh > (select min(base.lms_voids_seen_through) from base)
+    where seen.seen_in_refresh > %(voids_seen_after)s::bigint
 ),
 
 recomputed as (
