@@ -23,6 +23,9 @@ from unittest import mock
 
 from turnover_signals.config import load_config
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# for the child processes (the generator, the HRIS load): the bundle's package and this test package
+CHILD_ENV = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])}
 DEMO_ENTERPRISE = {"employees": 2000, "months": 24, "seed": 7, "snapshot_every_days": 28, "end_date": "2026-10-31"}
 
 
@@ -33,8 +36,7 @@ def generate(out_dir: Path, **overrides: Any) -> Path:
         command = [sys.executable, "-m", "turnover_signals.synth", "--out", str(out_dir)]
         for name, value in parameters.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
-        plugins = str(Path(__file__).resolve().parents[2] / "plugins")
-        subprocess.run(command, check=True, env=os.environ | {"PYTHONPATH": plugins}, stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, env=os.environ | CHILD_ENV, stdout=subprocess.DEVNULL)
     os.chmod(out_dir / "sftp", 0o755)  # sshd's chroot refuses a group/world-writable root
     return out_dir
 
@@ -58,16 +60,15 @@ def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dic
     ingest DAGs do when they run at the same time.
     """
     config = config or load_config(use_variable=False)
-    repo = Path(__file__).resolve().parents[2]
     with source_servers(data_dir), tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        (scratch / "config.json").write_text(json.dumps(config), encoding="utf-8")
         # Files, not pipes: the child logs a lot, and a full pipe would stall it while this process is busy.
-        (Path(scratch) / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        with open(Path(scratch) / "out", "w+", encoding="utf-8") as out, open(Path(scratch) / "err", "w+", encoding="utf-8") as err:
+        with open(scratch / "out", "w+", encoding="utf-8") as out, open(scratch / "err", "w+", encoding="utf-8") as err:
             child = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.enterprise", dsn, "--hris-only", str(Path(scratch) / "config.json")],
-                cwd=repo, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                env=os.environ | {"PYTHONPATH": os.pathsep.join([str(repo / "plugins"), str(repo)])},
-            )  # fmt: skip
+                [sys.executable, "-m", "tests.integration.enterprise", dsn, "--hris-only", str(scratch / "config.json")],
+                cwd=REPO_ROOT, env=os.environ | CHILD_ENV, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            )
             try:
                 lms = load_lms(dsn, config)
             finally:

@@ -306,16 +306,16 @@ def stage_lms_windows_carrying_forward(conn: psycopg.Connection, version: int, o
 
 def build_feature_rows(conn: psycopg.Connection, staging: sql.Identifier, version: int, dates: Sequence[date],
                        voids_seen_through: int, timer: StepTimer,
-                       carry_forward: timedelta | None = None) -> tuple[int, int, int]:  # fmt: skip
-    """Features for the rows of temp table `feature_targets` into the staging table `staging`; with
-    `carry_forward` (the refresh overlap), learning columns of the day before are carried forward where
-    they can be. Returns the rows staged, the active HR headcount summed over `dates` (what the rows
+                       carry_forward_overlap: timedelta | None = None) -> tuple[int, int, int]:  # fmt: skip
+    """Features for the rows of temp table `feature_targets` into the staging table `staging`; given the
+    refresh overlap `carry_forward_overlap`, learning columns of the day before are carried forward where
+    they can be (None: every row is computed). Returns the rows staged, the active HR headcount summed over `dates` (what the rows
     must equal) and the rows whose learning columns were carried forward."""
     with timer.step("lms_windows"):
         _create_temp_from(conn, "feature_lms_inputs", "staging", {})
         carried = 0
-        if carry_forward is not None:
-            carried = stage_lms_windows_carrying_forward(conn, version, carry_forward)
+        if carry_forward_overlap is not None:
+            carried = stage_lms_windows_carrying_forward(conn, version, carry_forward_overlap)
         else:
             stage_lms_windows(conn)
     with timer.step("hr_features"):
@@ -805,9 +805,9 @@ def build_features(
                     _create_temp_from(conn, "feature_targets", "staging",
                                       {"reference_dates": dates, "lms_cutoff_at": daily["lms_cutoff_at"]})  # fmt: skip
                 # a restatement takes in what arrived late: every row is computed
-                carry_forward = overlap if config["features"].get("carry_forward_windows", True) and not restate else None
+                carries = config["features"].get("carry_forward_windows", True) and not restate
                 staged, headcount, carried = build_feature_rows(conn, staging, version, dates, seen_through, timer,
-                                                                carry_forward)  # fmt: skip
+                                                                overlap if carries else None)  # fmt: skip
             with timer.step("void_targets"):
                 recomputed = find_void_reach(conn, version, seen_through, dates)
                 if recomputed:
@@ -839,7 +839,8 @@ def build_features(
             conn.execute(sql.SQL("drop table if exists {}").format(staging))
     summary = {
         "build_id": build_id, "feature_set_version": version, "reference_dates_built": [d.isoformat() for d in dates],
-        "rows_built": staged, "rows_carried_forward": carried, "rows_recomputed_for_voids": recomputed, "rows_flagged_in_other_versions": flagged,
+        "rows_built": staged, "rows_carried_forward": carried, "rows_recomputed_for_voids": recomputed,
+        "rows_flagged_in_other_versions": flagged,
         "daily_mode": daily["daily_mode"], "daily_rows_written": daily["daily_rows_written"], **labels,
         "seconds": timer.seconds,
     }  # fmt: skip
