@@ -311,7 +311,7 @@ def summarize_features(conn: psycopg.Connection) -> list[str]:
     from turnover_signals.features.build import training_set_lines
 
     version = int(load_config(use_variable=False)["features"]["feature_set_version"])
-    return ["Features and labels (turnover_features):", *training_set_lines(conn, version)]
+    return ["Features and labels (turnover_features):", *(f"  {line}" for line in training_set_lines(conn, version))]
 
 
 def summarize_model(conn: psycopg.Connection) -> list[str]:
