@@ -35,8 +35,11 @@ incremental run takes at most 5 % of the full build; the Python side stays small
    `audit.lms_extract_batch`, one transaction). Identities are resolved again (incremental; timed, not part of the
    build).
 5. Times the daily run `build_features(config, reference_dates=[2026-07-01])`, then checks that
-   the labels it kept equal a label rebuild from scratch, and times a rerun with nothing new (the
-   daily run applies the voids: the rerun recomputes no row again).
+   the labels it kept equal a label rebuild from scratch, and times a rerun with nothing new (it
+   builds nothing: a built date is a function of its cut-off).
+
+Each phase also records what tells a build its inputs are complete (an employees file per day in
+`audit.file_manifest`, an LMS extraction past the period in `audit.lms_extract_batch`).
 
 Prints a markdown results table; `--json-out` saves everything. Peak RSS is this process's own
 (resource.getrusage). Drops the database unless `--keep`. The server is the one of
@@ -382,6 +385,23 @@ from public.bench_person
 where n > %(employees)s
 """
 
+# What tells a build its inputs are complete: an employees file per day of the period (the history
+# above is what they would have built) and an LMS extraction that read the LRS past the period's end.
+HRIS_FILES_SQL = """
+insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)
+select
+    'employees_' || to_char(day, 'YYYYMMDD') || '.csv', md5('employees-' || day::date), 'employees', day::date, 1,
+    (day::date + 1 + time '06:00') at time zone 'UTC', 'loaded'
+from generate_series(%(day_from)s::date, %(day_to)s::date, interval '1 day') as days (day)
+"""
+
+LMS_READ_SQL = """
+insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received, statements_new,
+    statements_already_loaded, statements_rejected, voids_applied, reject_rate, status, started_at, finished_at)
+values ('bench-read-' || %(day_to)s, 'xapi:lms_api', '/statements', 1, 0, 0, 0, 0, 0, 0, 'published',
+    (%(day_to)s::date + 1 + time '13:00') at time zone 'UTC', (%(day_to)s::date + 1 + time '13:00') at time zone 'UTC')
+"""
+
 # Voids of statements from sessions spread over the whole history, recorded as the LMS loader
 # records them: the flags, the audit rows and the published batch that delivered them, in one
 # transaction whose batch finished_at is its now().
@@ -513,6 +533,8 @@ def generate_population(dsn: str, sizes: dict[str, int]) -> dict[str, float]:
         ("people", PEOPLE_SQL, base),
         ("core.employee_history", HISTORY_SQL, base),
         ("core.compensation_event", COMPENSATION_SQL, base),
+        ("employees files", HRIS_FILES_SQL, {"day_from": date(2024, 7, 1), "day_to": FULL_REFERENCE_DATE}),
+        ("LMS read", LMS_READ_SQL, {"day_to": FULL_REFERENCE_DATE}),
         ("raw.lms_user", LMS_USER_SQL, {"first_n": 1, "last_n": sizes["employees"],
                                         "extracted_at": "2024-07-01 00:00+00"}),
         ("analyze people", "analyze public.bench_person", {}),
@@ -543,6 +565,8 @@ def apply_daily_change(dsn: str, sizes: dict[str, int]) -> dict[str, float]:
             sizes, first_session=sizes["sessions"] + daily_sessions, sessions=sizes["hires"] * 2, **hires, **stored)),
         ("voids", VOID_SQL, {"sessions": sizes["sessions"], "voids": sizes["voids"],
                              "void_stored_at": f"{day} 12:00+00"}),
+        ("employees file", HRIS_FILES_SQL, {"day_from": day, "day_to": day}),
+        ("LMS read", LMS_READ_SQL, {"day_to": day}),
     ])  # fmt: skip
 
 
@@ -568,7 +592,7 @@ def labels_differing_from_a_rebuild(dsn: str, config: dict[str, Any]) -> int:
     import psycopg
     from psycopg import sql
 
-    from turnover_signals.features.build import fill_label_scope, label_parameters
+    from turnover_signals.features.labels import fill_label_scope, label_parameters
     from turnover_signals.sqlfiles import read_sql
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -587,8 +611,7 @@ def timed_build(config: dict[str, Any], dsn: str, reference_date: date) -> dict[
     summary["peak_rss_mib_after"] = peak_rss_mib()
     dates = summary["reference_dates_built"]
     print(f"  {summary['wall_seconds']} s; dates {dates[0] if dates else '-'}..{dates[-1] if dates else '-'}"
-          f" ({len(dates)}), rows {summary['rows_built']:,} (learning columns carried forward:"
-          f" {summary.get('rows_carried_forward', 0):,}), void recomputes {summary['rows_recomputed_for_voids']},"
+          f" ({len(dates)}), rows {summary['rows_built']:,}, deferred {list(summary['reference_dates_deferred'])},"
           f" daily {summary['daily_mode']} {summary['daily_rows_written']:,}; steps {summary['seconds']}",
           flush=True)  # fmt: skip
     return summary
@@ -615,14 +638,13 @@ def results_table(result: dict[str, Any]) -> str:
     runs = result["runs"]
     steps = list(dict.fromkeys(step for run in runs.values() for step in run["seconds"]))
     lines = [
-        "| run | wall s | dates | rows built | carried forward | void recomputes | daily rows | " + " | ".join(steps) + " |",
-        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps),
+        "| run | wall s | dates | rows built | daily rows | " + " | ".join(steps) + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(steps),
     ]
     for label, run in runs.items():
         lines.append(
             f"| {label} | {run['wall_seconds']:.2f} | {len(run['reference_dates_built'])} | {run['rows_built']:,} | "
-            f"{run.get('rows_carried_forward', 0):,} | "
-            f"{run['rows_recomputed_for_voids']:,} | {run['daily_rows_written']:,} | "
+            f"{run['daily_rows_written']:,} | "
             + " | ".join(f"{run['seconds'].get(step, 0):.2f}" for step in steps) + " |"
         )  # fmt: skip
     ratio = runs["daily incremental"]["wall_seconds"] / runs["full build"]["wall_seconds"]

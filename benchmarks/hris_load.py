@@ -613,6 +613,7 @@ def child_what_if(args: argparse.Namespace) -> None:
 
     from turnover_signals.config import load_config
     from turnover_signals.hris.contract import FEEDS, map_header
+    from turnover_signals.hris.job_levels import job_level_mapping
     from turnover_signals.load.csv_stage import StagedFile
     from turnover_signals.quality.gate import run_suite
     from turnover_signals.quality.hris_suites import (
@@ -648,7 +649,7 @@ def child_what_if(args: argparse.Namespace) -> None:
         conn.execute(sql.SQL("select count(*) from {}").format(loaded.qualified))
         out["full_scan_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        check_table = create_check_relation(conn, loaded, feed, header, "%Y-%m-%d")
+        check_table = create_check_relation(conn, loaded, feed, header, "%Y-%m-%d", job_level_mapping(config))
         out["create_check_table_s"] = time.perf_counter() - t
         sizes = conn.execute(
             "select pg_total_relation_size(%s::regclass), pg_total_relation_size(%s::regclass)",

@@ -2,24 +2,26 @@
 ### turnover_features
 
 **Purpose:** build point-in-time features and labels a turnover model can trust:
-`mart.employee_features` (one row per employee_key per reference date per feature set version),
+`mart.employee_features` (one row per employee_key per reference date per feature set version, each a
+pure function of what was known at its date's cut-off, the end of the date + `features.as_of_grace_hours`),
 `mart.turnover_label` (voluntary exit within the horizon; involuntary exits censored) and the view
 `mart.training_set`.
 
 **Inputs:** `core.employee_identity` (asset), `core.lms_activity`, `core.employee_history`,
 `core.compensation_event`, `core.course_catalog`.
 
-**Flow:** migrate → refresh the daily learning aggregate for what was stored or voided since its
-watermark → build the reference dates not built yet (params: `reference_dates`, a list of ISO dates,
-default the day before the run; the first build of a version also backfills month-ends) into staging →
-Great Expectations gate → one transaction publishes the rows, recomputes rows a new void touched, writes
-`audit.feature_build` and rebuilds the labels → print the training set's shape and label balance.
+**Flow:** migrate → refresh the daily learning aggregate → plan the reference dates (params:
+`reference_dates`, ISO dates; default the day before the run and every date since the newest built one;
+the first build of a version also backfills month-ends): a date whose inputs are not complete through
+its cut-off (its employees file, the LMS extraction) is deferred, logged and built by a later run →
+stage → Great Expectations gate → one transaction publishes the rows, writes `audit.feature_build` and
+refreshes the labels → print the training set's shape and label balance.
 
 **Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
 
 **Schedule:** daily at 07:30 UTC and whenever identities are rebuilt. **Owner:** people-analytics data
-engineering. **Runbook:** README.md#runbook-turnover_features — features are "as known at": a built
-date changes only through `restate: true` or a void. Every task is safe to clear and rerun.
+engineering. **Runbook:** README.md#runbook-turnover_features — a built date never changes; `restate: true`
+builds an "as known now" variant into `mart.employee_features_restated`. Every task is safe to clear and rerun.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from turnover_signals.notify import notify_failure
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={
         "reference_dates": Param([], type="array", description="ISO dates to build; default: the day before the run"),
-        "restate": Param(False, type="boolean", description="rebuild dates already built, with today's data"),
+        "restate": Param(
+            False, type="boolean", description="build the dates as known now into mart.employee_features_restated"
+        ),
         "full_daily_rebuild": Param(False, type="boolean", description="recompute the daily learning aggregate"),
     },
     tags=["turnover-signals", "features"],
@@ -66,13 +70,15 @@ def turnover_features():
         from turnover_signals.features.build import reference_dates_for_run
 
         params = params or {}
-        dates = reference_dates_for_run(get_current_context(), params.get("reference_dates") or ())
+        requested = params.get("reference_dates") or ()
+        dates = reference_dates_for_run(get_current_context(), requested)
         return run_for_stage(
             "transformer",
             build,
             reference_dates=dates,
             restate=bool(params.get("restate")),
             full_daily_rebuild=bool(params.get("full_daily_rebuild")),
+            catch_up=not requested,
         )
 
     @task

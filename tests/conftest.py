@@ -86,6 +86,22 @@ def warehouse_dsn(migrated_template_db: str, monkeypatch: pytest.MonkeyPatch) ->
     _admin_execute(f'drop database if exists "{name}" with (force)')
 
 
+@pytest.fixture
+def make_warehouse(migrated_template_db: str):
+    """Makes more fresh, fully migrated warehouse databases (for comparing two warehouses); dropped after the test."""
+    names = []
+
+    def make() -> str:
+        name = f"ts_test_{uuid.uuid4().hex[:10]}"
+        _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
+        names.append(name)
+        return _dsn_for(name)
+
+    yield make
+    for name in names:
+        _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
 @pytest.fixture(scope="session")
 def airflow_metadata_db() -> None:
     """Migrate the throwaway SQLite metadata DB that `dag.test()` needs."""

@@ -24,9 +24,9 @@ from psycopg.rows import dict_row
 
 from tests.conftest import _admin_execute, _dsn_for
 from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user
-from tests.integration.test_turnover_features import D, catalog, statement, void
+from tests.integration.test_turnover_features import D, catalog, courses, inputs_complete_through, statement, void
 from turnover_signals.config import load_config
-from turnover_signals.features.build import LMS_COLUMNS, NON_FEATURE_COLUMNS, build_features
+from turnover_signals.features.build import NON_FEATURE_COLUMNS, build_features
 from turnover_signals.identity.resolve import resolve_identities
 
 pytestmark = pytest.mark.integration
@@ -78,8 +78,9 @@ def pay(conn, employee_id, *changes):
     """Pay changes (effective date, change type, change %)."""
     for effective, change_type, pct in changes:
         conn.execute(
-            "insert into core.compensation_event values (%s, %s, %s, 50000, 50000, 'USD', %s, 'x', now())",
-            (employee_id, effective, change_type, pct),
+            # known from the file of its effective date, as a change reported on time is
+            "insert into core.compensation_event values (%s, %s, %s, 50000, 50000, 'USD', %s, 'x', %s::date + 1)",
+            (employee_id, effective, change_type, pct, effective),
         )
 
 
@@ -108,10 +109,8 @@ MANDATORY_CASES = {
 
 def learning_cases(conn):
     catalog(conn)  # CMP-101: difficulty 1, mandatory in 30 days, {compliance, ethics}; DEV-201: 3, {python, data}
-    conn.execute(
-        "insert into core.course_catalog values ('SEC-301', 'Security', 5, true, 14, '{security,compliance}', 'x'),"
-        " ('LDR-401', 'Leading', 2, false, null, '{leadership}', 'x')"
-    )
+    courses(conn, ("SEC-301", "Security", 5, True, 14, ["security", "compliance"]),
+            ("LDR-401", "Leading", 2, False, None, ["leadership"]))  # fmt: skip
     for case in ("L-EDGE", "L-TREND", "L-QUIET", "L-YEAR", "L-OLD", "S-BREADTH", "S-REPEAT", *MANDATORY_CASES):
         hired(conn, case)
     learns(conn, "L-EDGE", *[(days, "enrolled", f"EDGE-{days}", score, seconds, {0: 23, -1: 0}.get(days, 12))
@@ -186,10 +185,11 @@ def cases_dsn(migrated_template_db):
         _admin_execute(f'drop database if exists "{name}" with (force)')
 
 
-def features_of(dsn, reference_date=D):
+def features_of(dsn, reference_date=D, table="employee_features"):
     """hris_employee_id -> the feature columns of its row at the date."""
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("select * from mart.employee_features where reference_date = %s", (reference_date,))
+        cur.execute(sql.SQL("select * from {} where reference_date = %s").format(sql.Identifier("mart", table)),
+                    (reference_date,))  # fmt: skip
         return {row["hris_employee_id"]: {k: v for k, v in row.items() if k not in NON_FEATURE_COLUMNS}
                 for row in cur.fetchall()}  # fmt: skip
 
@@ -200,6 +200,7 @@ def at_d(cases_dsn, features_config):
     with psycopg.connect(cases_dsn, autocommit=True) as conn:
         learning_cases(conn)
         hr_cases(conn)
+        inputs_complete_through(conn, D)
     resolve_identities(features_config, dsn=cases_dsn)
     assert build_features(features_config, dsn=cases_dsn, reference_dates=[D])["reference_dates_built"] == [
         D.isoformat()]
@@ -328,82 +329,129 @@ def test_hr_events_dated_after_the_date_do_not_change_its_restated_features(case
     resolve_identities(features_config, dsn=cases_dsn, full=True)  # the rows above carry no newer known_at
     summary = build_features(features_config, dsn=cases_dsn, reference_dates=[D], restate=True)
     assert summary["reference_dates_built"] == [D.isoformat()]
-    restated = features_of(cases_dsn)
+    restated = features_of(cases_dsn, table="employee_features_restated")
     changed = {case: {k: (v, restated[case][k]) for k, v in row.items() if restated[case][k] != v}
                for case, row in at_d.items()}  # fmt: skip
     assert {case: diff for case, diff in changed.items() if diff} == {}
     assert restated.keys() == at_d.keys()
 
 
-# -- daily builds carrying learning columns forward -----------------------------------------------
+# -- backfill equals a day-by-day replay ----------------------------------------------------------
 
-CARRIED_COLUMNS = ("lms_cutoff_at", "lms_voids_seen_through", "lms_inputs_md5")
+BOOKKEEPING = ("built_at", "build_id")
+ACCOUNT_CREATED = datetime(2022, 3, 2, tzinfo=UTC)  # which build wrote a row; everything else is what the row says
 
 
-def learning_rows(dsn, reference_date):
+def published_rows(dsn):
+    """Every feature row (bar the build's id and time), sorted: what two warehouses must agree on."""
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("select * from mart.employee_features where reference_date = %s", (reference_date,))
-        return {row["hris_employee_id"]: {k: row[k] for k in (*LMS_COLUMNS, *CARRIED_COLUMNS)} for row in cur}
+        cur.execute("select * from mart.employee_features order by reference_date, employee_key")
+        return [{k: v for k, v in row.items() if k not in BOOKKEEPING} for row in cur]
 
 
-def test_daily_builds_that_carry_learning_columns_forward_equal_computing_every_row(
-    migrated_template_db, features_config
-):
-    """Two warehouses get the same data and the same daily builds, D-4 .. D+4, across every window edge of
-    the cases; one carries learning columns forward, the other computes every row. Between builds come a
-    statement the LRS exposes late, voids and a new LMS account (new actor links); the rows must agree.
-    Each change and each window edge is placed so that it alone decides whether a row may be carried."""
-    plain = copy.deepcopy(features_config)
-    plain["features"]["carry_forward_windows"] = False
-    configs = {"carrying": features_config, "computing": plain}
+def at(day, hour=14):
+    """A moment on `day`, after the cut-off of the day before (its noon) and before its own."""
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def arrivals():
+    """What becomes known on which day, each at 14:00 UTC of that day: (day, change)."""
+    return [
+        # a statement dated 40 days back that the LRS stores only now
+        (D - 2 * ONE_DAY, lambda conn: statement(conn, "late-year", learner("L-YEAR"), back(40), course="DEV-201",
+                                                 stored=at(D - 2 * ONE_DAY))),
+        # voids of a statement 20 days back and of one 29 days back
+        (D - ONE_DAY, lambda conn: void(conn, "S-REPEAT-2", batch_id="b-void-repeat", stored=at(D - ONE_DAY))),
+        (D, lambda conn: void(conn, "L-TREND-1", batch_id="b-void-trend", stored=at(D))),
+        # a raise effective 20 days back, first shown by the file of D + 1
+        (D + ONE_DAY, lambda conn: conn.execute(
+            "insert into core.compensation_event values ('T1', %s, 'merit_increase', 50000, 52000, 'USD', 4, 'x', %s)",
+            (D - 20 * ONE_DAY, at(D + 2 * ONE_DAY, 6)))),
+        # the file of D + 2 records T2's exit 10 days back on a new interval (reported late)
+        (D + 2 * ONE_DAY, lambda conn: (
+            conn.execute("update core.employee_history set valid_to = %s, is_current = false,"
+                         " closed_by = 'attribute_change' where employee_id = 'T2'", (D + 2 * ONE_DAY,)),
+            employee(conn, "T2", email=f"t2@{CORP}", hire=date(2023, 5, 1), term=D - 10 * ONE_DAY,
+                     intervals=[(D + 2 * ONE_DAY, None, f"t2@{CORP}")], known_at=at(D + 3 * ONE_DAY, 6)),
+            set_hr(conn, "T2", D + 2 * ONE_DAY, manager_id="MA"))),
+        # the account of earlier statements is given L-OLD's address in the LMS directory: linked from now on
+        (D + 2 * ONE_DAY, lambda conn: (
+            conn.execute("update raw.lms_user set valid_to = %s where lms_user_id = 'u-l-old'", (at(D + 2 * ONE_DAY),)),
+            lms_user(conn, "u-l-old", email=f"l-old@{CORP}", created=ACCOUNT_CREATED,
+                     last_modified=at(D + 2 * ONE_DAY), extracted_at=datetime.now(UTC)))),
+        # the catalog is republished with DEV-201 harder (3 -> 5): dates whose cut-off knew it weigh it more
+        (D + ONE_DAY, lambda conn: (
+            conn.execute("update core.course_catalog_version set known_until = %s where known_until is null",
+                         (at(D + ONE_DAY),)),
+            courses(conn, ("CMP-101", "Code of Conduct", 1, True, 30, ["compliance", "ethics"]),
+                    ("DEV-201", "Python", 5, False, None, ["python", "data"]),
+                    ("SEC-301", "Security", 5, True, 14, ["security", "compliance"]),
+                    ("LDR-401", "Leading", 2, False, None, ["leadership"]), sha256="v2", known_from=at(D + ONE_DAY)))),
+        # a statement stored 45 days after it happened
+        (D + 3 * ONE_DAY, lambda conn: statement(conn, "exposed-late", learner("S-BREADTH"), back(45),
+                                                 course="DEV-201", stored=at(D + 3 * ONE_DAY))),
+    ]  # fmt: skip
+
+
+def base_cases(conn):
+    learning_cases(conn)
+    hr_cases(conn)
+    hired(conn, "C-PRIOR")  # its only activity leaves the trend's prior window on D + 2
+    learns(conn, "C-PRIOR", (118, "experienced", "TREND", None, 60))
+    # statements of an LMS account with a private address, nobody's yet (see D + 2); both warehouses know
+    # the directory's earlier version, as a SCIM extraction running since then would have kept it
+    lms_user(conn, "u-l-old", email="lee.old@private.example", created=ACCOUNT_CREATED)
+    statement(conn, "account-early", account_learner("u-l-old"), back(50), course="DEV-201")
+
+
+def test_a_backfill_equals_the_day_by_day_replay_of_production(migrated_template_db, features_config):
+    """Production is replayed: each day, what became known that day arrives (late statements, voids, a
+    back-dated raise, an exit reported late, a new account link), then the day is built. A second warehouse
+    gets everything at once, as a first install would, and backfills the same dates in one build. Every
+    feature row must be the same, and later arrivals must show up only from the first date that knew them."""
+    days = [D + n * ONE_DAY for n in range(-4, 5)]
     dsns = {}
-    for key in configs:
+    for key in ("replay", "backfill"):
         dsns[key] = _dsn_for(f"ts_test_{uuid.uuid4().hex[:10]}")
         _admin_execute(f'create database "{dsns[key].rsplit("/", 1)[1]}" template "{migrated_template_db}"')
     try:
-        for dsn in dsns.values():
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                learning_cases(conn)
-                hired(conn, "C-PRIOR")  # its only activity leaves the trend's prior window on D+2
-                learns(conn, "C-PRIOR", (118, "experienced", "TREND", None, 60))
-                # statements of an LMS account nobody is linked to yet (see D+2 below)
-                statement(conn, "account-early", account_learner("u-l-old"), back(50), course="DEV-201")
-            resolve_identities(features_config, dsn=dsn)
-        changes = {
-            # exposed by the LRS now, dated 40 days back: no window edge moves over it
-            D - 2 * ONE_DAY: lambda conn: statement(conn, "late-year", learner("L-YEAR"), back(40), course="DEV-201",
-                                                    stored=back(-30)),  # fmt: skip
-            # voids of a statement 20 days back (no window edge near it) and of one 29 days back
-            D - ONE_DAY: lambda conn: void(conn, "S-REPEAT-2", batch_id="b-void-repeat"),
-            D: lambda conn: void(conn, "L-TREND-1", batch_id="b-void-trend"),
-            # stored a day before the newest statement but exposed only now (inside the refresh overlap)
-            D + 3 * ONE_DAY: lambda conn: statement(conn, "exposed-late", learner("S-BREADTH"), back(45),
-                                                    course="DEV-201", stored=back(-29)),  # fmt: skip
-            # the account gets its SCIM user, is linked to L-OLD, and its earlier statements count for L-OLD
-            D + 2 * ONE_DAY: lambda conn: lms_user(conn, "u-l-old", email=f"l-old@{CORP}",
-                                                   created=datetime(2022, 3, 2, tzinfo=UTC)),  # fmt: skip
-        }
-        carried = {key: 0 for key in configs}
-        for reference_date in [D + days * ONE_DAY for days in range(-4, 5)]:
-            for key, dsn in dsns.items():
-                if reference_date in changes:
-                    with psycopg.connect(dsn, autocommit=True) as conn:
-                        changes[reference_date](conn)
-                    resolve_identities(configs[key], dsn=dsn)
-                summary = build_features(configs[key], dsn=dsn, reference_dates=[reference_date])
-                assert summary["reference_dates_built"] == [reference_date.isoformat()]
-                carried[key] += summary["rows_carried_forward"]
-            assert learning_rows(dsns["carrying"], reference_date) == learning_rows(dsns["computing"], reference_date), (
-                reference_date)  # fmt: skip
-        assert carried["computing"] == 0
-        assert carried["carrying"] > 0, carried  # the comparison saw carried rows
-        rows = {day: learning_rows(dsns["carrying"], day) for day in (D - 3 * ONE_DAY, D + 4 * ONE_DAY)}
-        # the late statement and the new account changed rows on the way (and the void, see above)
-        assert [rows[day]["L-YEAR"]["completions_90d"] for day in sorted(rows)] == [0, 1]
-        assert [rows[day]["L-OLD"]["completions_90d"] for day in sorted(rows)] == [0, 1]
-        assert [rows[day]["C-PRIOR"]["engagement_trend"] for day in sorted(rows)] == [Decimal("0.75"), 1]
-        assert rows[D + 4 * ONE_DAY]["S-REPEAT"]["completions_30d"] == 2  # (earlier rows were recomputed for it)
-        assert [rows[day]["S-BREADTH"]["completions_90d"] for day in sorted(rows)] == [2, 3]
+        with psycopg.connect(dsns["replay"], autocommit=True) as conn:
+            base_cases(conn)
+        for day in days:
+            with psycopg.connect(dsns["replay"], autocommit=True) as conn:
+                for _, arrive in (change for change in arrivals() if change[0] == day):
+                    arrive(conn)
+                inputs_complete_through(conn, day)
+            resolve_identities(features_config, dsn=dsns["replay"])
+            built = build_features(features_config, dsn=dsns["replay"], reference_dates=[day])
+            assert built["reference_dates_built"] == [day.isoformat()]
+
+        with psycopg.connect(dsns["backfill"], autocommit=True) as conn:
+            base_cases(conn)
+            for _, arrive in arrivals():
+                arrive(conn)
+            inputs_complete_through(conn, days[-1])
+        resolve_identities(features_config, dsn=dsns["backfill"])
+        backfill = build_features(features_config, dsn=dsns["backfill"], reference_dates=days)
+        assert backfill["reference_dates_built"] == [day.isoformat() for day in days]
+
+        replayed, backfilled = published_rows(dsns["replay"]), published_rows(dsns["backfill"])
+        assert len(backfilled) > 9 * 25
+        assert backfilled == replayed
+
+        def values(case, column):
+            return [row[column] for row in backfilled if row["hris_employee_id"] == case]
+
+        # each arrival counts from the first date whose cut-off knew it, never before
+        assert values("L-YEAR", "completions_90d") == [0, 0, 1, 1, 1, 1, 1, 1, 1]
+        assert values("S-REPEAT", "completions_30d") == [3, 3, 3, 2, 2, 2, 2, 2, 2]
+        assert values("T1", "months_since_last_raise") == [None] * 5 + [0] * 4
+        # exits 90, 89 and 20 days before D; then on D; T-LEFT-89 leaves the window; T2's late-reported exit
+        assert values("T1", "team_leavers_90d") == [3, 3, 3, 3, 3, 2, 3, 3, 3]
+        assert values("L-OLD", "completions_90d") == [0, 0, 0, 0, 0, 0, 1, 1, 1]
+        assert values("S-BREADTH", "completions_90d")[-3:] == [2, 3, 3]
+        # completions of DEV-201 at 10 and 20 days back (the second voided from D - 1): 3 each, then 5 each
+        assert values("S-REPEAT", "difficulty_weighted_completions_180d") == [9, 9, 9, 6, 6, 10, 10, 10, 10]
     finally:
         for dsn in dsns.values():
             _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.integration.test_identity_resolution import query
-from tests.integration.test_turnover_features import D, enterprise
+from tests.integration.test_turnover_features import D, enterprise, inputs_complete_through
 from turnover_signals.config import load_config
 from turnover_signals.features.build import build_features
 from turnover_signals.governance.pseudonyms import (
@@ -48,6 +48,7 @@ def warehouse(warehouse_dsn, config):
         enterprise(conn)
         conn.execute("update core.employee_history set base_salary = 55000, currency = 'USD' where employee_id = 'E1'")
         conn.execute("update core.employee_history set base_salary = 131000.5, currency = 'USD' where employee_id <> 'E1'")
+        inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:

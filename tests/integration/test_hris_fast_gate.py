@@ -6,7 +6,9 @@ import psycopg
 import pytest
 
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, employee_row
+from turnover_signals.config import load_config
 from turnover_signals.hris.contract import FEEDS, map_header
+from turnover_signals.hris.job_levels import job_level_mapping
 from turnover_signals.load.csv_stage import ByteStream, drop_staged, header_from_bytes, stage_csv_stream
 from turnover_signals.quality import hris_suites as suites
 from turnover_signals.quality.gate import run_suite
@@ -14,6 +16,8 @@ from turnover_signals.warehouse import sqlalchemy_url
 
 pytestmark = pytest.mark.integration
 TYPES = ("involuntary", "other", "voluntary")
+JOB_LEVELS = job_level_mapping(load_config(use_variable=False))
+VENDOR_JOB_LEVELS = ("L3", "P4", "IC4", "M2", "Senior")
 
 
 def good_rows():
@@ -43,6 +47,19 @@ CASES = {
     "negative_salary": (csv_bytes(with_row(1, base_salary="-0.01")), None, False),
     "minus_zero_salary": (csv_bytes(with_row(1, base_salary="-0.00")), None, True),
     "non_numeric_salary": (csv_bytes(with_row(1, base_salary="50k")), None, False),
+    "unparseable_termination_date": (
+        csv_bytes(with_row(1, termination_date="2026-13-01", termination_type="Voluntary")),
+        None,
+        False,
+    ),
+    "non_numeric_fte": (csv_bytes(with_row(1, fte="full time")), None, False),
+    "non_integer_performance_rating": (csv_bytes(with_row(1, performance_rating="3.5")), None, False),
+    "vendor_job_levels": (
+        csv_bytes([employee_row(n, job_level=level) for n, level in enumerate(VENDOR_JOB_LEVELS, 1)]),
+        None,
+        True,
+    ),
+    "unmapped_job_level": (csv_bytes(with_row(2, job_level="Wizard")), None, False),
     "control_rows_wrong": (csv_bytes(good_rows()), 6, False),
     "control_rows_right": (csv_bytes(good_rows()), 5, True),
     "header_only": (csv_bytes([]), None, False),
@@ -74,7 +91,7 @@ def verdicts(dsn: str, data: bytes, feed_name: str, control_rows: int | None, tm
                 (suites.hris_file_suite, suites.create_check_relation, suites.drop_check_relation),
             ):
                 metrics_args = (TYPES,) if create is suites.create_metrics_table else ()
-                relation = create(conn, staged, feed, header, "%Y-%m-%d", *metrics_args)
+                relation = create(conn, staged, feed, header, "%Y-%m-%d", *metrics_args, JOB_LEVELS)
                 try:
                     outcome = run_suite(
                         sqlalchemy_url(dsn=dsn), suite(feed, header, checks, "%Y-%m-%d"), data_asset=f"hris_{feed_name}_file",
@@ -109,5 +126,16 @@ def test_numeric_pattern_matches_what_parse_numeric_text_accepts(warehouse_dsn):
             "select value, core.parse_numeric_text(value) is not null, btrim(value) ~ %s"
             " from unnest(%s::text[]) as value",
             (suites.NUMERIC_TEXT, samples),
+        ).fetchall()
+    assert [(v, a) for v, a, _ in rows] == [(v, b) for v, _, b in rows]
+
+
+def test_integer_pattern_matches_what_parse_integer_text_accepts(warehouse_dsn):
+    samples = ["1", "-1", " 3 ", "03", "3.5", "1e3", "", " ", "-", "+1", "\t2", "123456789", "1234567890"]
+    with psycopg.connect(warehouse_dsn) as conn:
+        rows = conn.execute(
+            "select value, core.parse_integer_text(value) is not null, btrim(value) ~ %s"
+            " from unnest(%s::text[]) as value",
+            (suites.INTEGER_TEXT, samples),
         ).fetchall()
     assert [(v, a) for v, a, _ in rows] == [(v, b) for v, _, b in rows]

@@ -20,7 +20,7 @@ from tests.integration.hris_helpers import (
     table_snapshot,
     write_feed_file,
 )
-from turnover_signals.config import load_config
+from turnover_signals.config import ConfigError, load_config
 from turnover_signals.errors import BadInputError, SourceRefusedError, SourceUnavailableError
 from turnover_signals.hris.history import build_employee_history
 from turnover_signals.hris.ingest import ingest_file, list_pending_files
@@ -271,6 +271,23 @@ BAD_FILES = {
     ),  # fmt: skip
     "bad_email": (lambda: csv_bytes([employee_row(1, work_email="not-an-email")]), True, "work_email looks like"),
     "negative_salary": (lambda: csv_bytes([employee_row(1, base_salary="-5.00")]), True, "base_salary is not negative"),
+    # Each typed column: a value the history could not type fails the gate instead of becoming a null.
+    "unparseable_termination_date": (
+        lambda: csv_bytes([employee_row(1, termination_date="2026-02-30", termination_type="Voluntary")]),
+        True,
+        "termination_date parses as a date",
+    ),
+    "non_numeric_salary": (
+        lambda: csv_bytes([employee_row(1, base_salary="50k")]),
+        True,
+        "base_salary is a number",
+    ),
+    "non_numeric_fte": (lambda: csv_bytes([employee_row(1, fte="full time")]), True, "fte is a number"),
+    "non_integer_performance_rating": (
+        lambda: csv_bytes([employee_row(1, performance_rating="3.5")]),
+        True,
+        "performance_rating is a whole number",
+    ),
     "control_rows_wrong": (lambda: csv_bytes([employee_row(1), employee_row(2)]), {"rows": 3}, "row count equals the control file"),
     "control_sha_wrong": (lambda: csv_bytes([employee_row(1)]), {"rows": 1, "sha256": "0" * 64}, "differs from the control file"),
 }
@@ -293,6 +310,62 @@ def test_bad_files_are_quarantined_and_last_good_data_stays_served(sftp_server, 
     listed = [r for r in list_pending_files(config, warehouse_dsn) if r["name"] == remote["name"]]
     assert listed == []  # a quarantined delivery is not picked up again until it changes
     assert table_snapshot(warehouse_dsn) == after
+
+
+def test_vendor_job_levels_land_as_ordinals_with_the_vendor_text_kept(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    levels = {"e1": "L3", "e2": "P4", "e3": "IC4", "e4": "M2", "e5": "Senior"}
+    rows = [
+        *five_employees(**{n: {"job_level": level} for n, level in levels.items()}),
+        employee_row(6, job_level="3"),
+    ]
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows))
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and [r["status"] for r in results] == ["loaded"]
+    history = query(
+        warehouse_dsn,
+        "select employee_id, job_level, job_level_raw, job_level_label from core.employee_history order by 1",
+    )
+    assert history == [
+        ("E000001", 3, "L3", "individual contributor"),
+        ("E000002", 4, "P4", "individual contributor"),
+        ("E000003", 4, "IC4", "individual contributor"),
+        ("E000004", 6, "M2", "senior manager"),
+        ("E000005", 4, "Senior", "senior"),
+        ("E000006", 3, "3", None),
+    ]
+
+
+def test_an_unmapped_job_level_quarantines_the_file_naming_the_value(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    deliver(
+        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e2={"job_level": "Wizard"}))
+    )
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert results == []
+    _assert_quarantined(
+        warehouse_dsn, errors, "employees_20260105.csv", "job_level maps to an ordinal through", "'Wizard'"
+    )
+    assert "'Wizard'" in query(warehouse_dsn, "select reason from audit.file_manifest")[0][0]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(0,)]
+    assert query(warehouse_dsn, "select count(*) from core.employee_history") == [(0,)]
+
+
+def test_a_job_level_the_mapping_no_longer_maps_stops_the_history_build(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    deliver(
+        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e3={"job_level": "L3"}))
+    )
+    run_pipeline(config, warehouse_dsn)
+    before = table_snapshot(warehouse_dsn)
+    # the file passed the gate; then the L/P/IC rule is taken out of the configuration
+    config["hris"]["job_level_mapping"]["patterns"] = [{"pattern": "(\\d+)", "ordinal": "\\1"}]
+    with pytest.raises(ConfigError, match="gives no ordinal to job level.s. 'L3'"):
+        build_employee_history(config, warehouse_dsn)
+    assert table_snapshot(warehouse_dsn) == before
 
 
 def test_volume_guard_stops_a_snapshot_that_shrank(sftp_server, hris_dir, config, warehouse_dsn):

@@ -12,7 +12,7 @@ import copy
 import csv
 import hashlib
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -58,7 +58,7 @@ def employee(conn, employee_id, *, email, hire, guid=None, term=None, known_at=N
         )  # fmt: skip
 
 
-def lms_user(conn, user_id, *, email, created, external_id=None, active=True, extracted_at=None):
+def lms_user(conn, user_id, *, email, created, external_id=None, active=True, extracted_at=None, last_modified=None):
     resource = {"id": user_id, "userName": email, "emails": [{"value": email, "type": "work", "primary": True}]}
     if external_id:
         resource["externalId"] = external_id
@@ -68,7 +68,8 @@ def lms_user(conn, user_id, *, email, created, external_id=None, active=True, ex
             emails, is_active, created_at, valid_to, resource, batch_id, extracted_at)
         values (%s, %s, %s, %s, %s, %s, %s, %s, %s, null, %s, 'test', %s)
         """,
-        (user_id, created, email, external_id, email, email, json.dumps(resource["emails"]), active, created,
+        (user_id, last_modified or created, email, external_id, email, email, json.dumps(resource["emails"]), active,
+         created,
          json.dumps(resource), extracted_at or datetime(2026, 1, 1, tzinfo=UTC)),
     )  # fmt: skip
 
@@ -416,6 +417,60 @@ def test_an_incremental_run_reports_the_same_reconciliation_as_a_full_rebuild(wa
     assert {k: incremental[k] for k in kpis} == {k: rebuilt[k] for k in kpis}
     assert incremental["scope_employees"] < rebuilt["scope_employees"]
     assert incremental["statements_attributable"] > 0
+
+
+@pytest.mark.parametrize(
+    "stored_earlier_by",
+    [timedelta(days=1), timedelta(days=30)],
+    ids=["inside_the_loader_overlap", "from_a_period_re_read_by_lowering_the_watermark"],
+)
+def test_a_new_learner_in_a_statement_stored_before_the_last_run_but_loaded_after_it_is_linked(
+    warehouse_dsn, config, stored_earlier_by
+):
+    created = datetime(2022, 3, 2, tzinfo=UTC)
+    newest_stored = datetime(2026, 5, 10, 9, tzinfo=UTC)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="hhhh-1", email=f"eva.ma@{CORP}", hire=date(2021, 3, 1))
+        employee(conn, "E2", guid="hhhh-2", email=f"ray.oh@{CORP}", hire=date(2022, 3, 1), first="Ray")
+        lms_user(conn, "u-eva", email=f"eva.ma@{CORP}", external_id="hhhh-1", created=created)
+        lms_user(conn, "u-ray", email=f"ray.oh@{CORP}", external_id="hhhh-2", created=created)
+        activity(conn, "s-eva", account_learner("u-eva"), "2026-05-10T08:00:00Z", stored=newest_stored)
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "full"
+
+    # Only now the loader publishes a statement stored before the newest one that run saw: the LRS
+    # exposed it late (it comes in the loader's overlap), or an operator lowered the watermark to
+    # re-read a period. It is the first statement of Ray's account: a new learner.
+    late_learner = account_learner("u-ray")
+    late_stored = newest_stored - stored_earlier_by
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        activity(conn, "s-ray", late_learner, late_stored - timedelta(hours=1), stored=late_stored)
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "incremental"
+
+    learners = query(warehouse_dsn, "select learner_identifier from core.identity_learner order by 1")
+    assert learners == [(account_learner("u-eva"),), (late_learner,)]
+    assert owner_at(warehouse_dsn, late_learner, late_stored.date()) == "E2"
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
+
+
+def test_the_first_run_after_load_times_are_kept_reads_all_activity_for_new_learners(warehouse_dsn, config):
+    """Activity published before migration 0022 has no load time, nor has the run before it a mark: the
+    next run reads all activity, so it also links a learner the earlier stored-time rule had missed."""
+    created = datetime(2022, 3, 2, tzinfo=UTC)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="iiii-1", email=f"ida.fo@{CORP}", hire=date(2021, 3, 1))
+        employee(conn, "E2", guid="iiii-2", email=f"max.ot@{CORP}", hire=date(2022, 3, 1), first="Max")
+        lms_user(conn, "u-ida", email=f"ida.fo@{CORP}", external_id="iiii-1", created=created)
+        lms_user(conn, "u-max", email=f"max.ot@{CORP}", external_id="iiii-2", created=created)
+        activity(conn, "s-ida", account_learner("u-ida"), "2026-05-10T08:00:00Z")
+    resolve_identities(config, dsn=warehouse_dsn)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        activity(conn, "s-max", account_learner("u-max"), "2026-05-09T08:00:00Z")  # stored before s-ida
+        conn.execute("update core.lms_activity set loaded_at = null")
+        conn.execute("update audit.identity_reconciliation set lms_activity_loaded_high_water = null")
+    assert resolve_identities(config, dsn=warehouse_dsn)["mode"] == "incremental"
+
+    assert owner_at(warehouse_dsn, account_learner("u-max"), "2026-05-09") == "E2"
+    assert_a_full_rebuild_changes_nothing(warehouse_dsn, config)
 
 
 def test_an_lms_id_recorded_in_the_hris_matches_when_no_guid_does(warehouse_dsn, config):

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, SourceUnavailableError
-from turnover_signals.lms.statements import extract_statements
+from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS, extract_statements
 from turnover_signals.quality.gate import RunIdentity
 
 pytestmark = pytest.mark.integration
@@ -54,11 +55,17 @@ def rows(dsn, query, params=None):
         return conn.execute(query, params).fetchall()
 
 
+# The columns the loader writes, not when each row was loaded: a reload converges to the same contents.
+ACTIVITY_CONTENTS = sql.SQL("select {} from core.lms_activity order by 1").format(
+    sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS))
+)
+
+
 def data_tables(dsn):
     return {
         "raw": rows(dsn, "select statement_id, stored_at, occurred_at, statement, is_voided from raw.lms_statement order by 1"),
         "rejected": rows(dsn, "select payload_sha256, reason, statement_id, raw from raw.lms_statement_rejected order by 1, 2"),
-        "activity": rows(dsn, "select * from core.lms_activity order by statement_id"),
+        "activity": rows(dsn, ACTIVITY_CONTENTS),
         "watermark": rows(dsn, "select source, watermark from audit.extract_watermark"),
         "voids": rows(dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied order by 1"),
     }

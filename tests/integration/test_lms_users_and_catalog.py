@@ -91,3 +91,25 @@ def test_a_broken_catalog_is_refused_and_the_previous_one_stays(warehouse_dsn, c
     with pytest.raises(BadInputError, match="course ids are unique.*Next step"):
         load_course_catalog(config, dsn=warehouse_dsn)
     assert rows(warehouse_dsn, "select * from core.course_catalog order by 1") == before
+
+
+def test_each_catalog_version_is_kept_with_when_it_was_known(warehouse_dsn, config, tmp_path):
+    load_course_catalog(config, dsn=warehouse_dsn)
+    changed = tmp_path / "catalog.csv"
+    changed.write_text(
+        "course_id,title,difficulty,is_mandatory,due_within_days,skill_tags\nC-1,Intro,2,false,,basics;intro\n"
+    )
+    config["lms"]["course_catalog_file"] = str(changed)
+    assert load_course_catalog(config, dsn=warehouse_dsn)["changed"] is True
+    versions = rows(
+        warehouse_dsn,
+        "select catalog_sha256, count(*), bool_and(known_from is null), bool_and(known_until is null),"
+        " min(known_from), max(known_until) from core.course_catalog_version group by 1 order by 3 desc",
+    )
+    first, second = versions
+    # the first catalog counts for every earlier date, until the second became known
+    assert (first[2], first[3], second[1]) == (True, False, 1)
+    assert first[5] == second[4] and second[3] is True
+    assert rows(warehouse_dsn, "select course_id, skill_tags from core.course_catalog") == [("C-1", ["basics", "intro"])]
+    assert load_course_catalog(config, dsn=warehouse_dsn)["changed"] is False  # unchanged: no new version
+    assert rows(warehouse_dsn, "select count(distinct catalog_sha256) from core.course_catalog_version") == [(2,)]

@@ -149,7 +149,7 @@ def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_direct
     results, errors = run_pipeline(hris_config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded"
     (row,) = validation_rows(warehouse_dsn, "hris_employees_file")
-    assert row["success"] and row["suite_version"].startswith("1-metrics+")
+    assert row["success"] and row["suite_version"].startswith("2-metrics+")
     page = Path(row["data_docs_path"])
     assert page.is_file() and page.is_relative_to(docs), page
     assert list(docs.rglob("*.html")) == [page]
@@ -248,13 +248,13 @@ def at(day: int, month: int = 7) -> datetime:
 
 @pytest.fixture
 def traced_row(warehouse_dsn, tmp_path):
-    """One feature row of E1 on 2026-06-30, restated on 07-02 and void-recomputed on 07-04, among other
-    builds of that date, and HRIS files received before and after it was built."""
+    """One feature row of E1 on 2026-06-30 (cut-off 07-01 12:00), built on 07-02 among other builds of that
+    date, and HRIS files known before and after its cut-off."""
     from tests.integration.test_identity_resolution import FILE_SHA, employee
 
     late_snapshot, old_pay, late_pay = "a" * 64, "c" * 64, "d" * 64
     passed = ValidationOutcome(
-        validation_id="v-employees-20260101", suite_name="hris_employees_file", suite_version="1-metrics+x",
+        validation_id="v-employees-20260101", suite_name="hris_employees_file", suite_version="2-metrics+x",
         data_asset="hris_employees_file", batch_identifier=f"employees_20260101.csv@{FILE_SHA}", success=True,
         statistics={}, results=[], validated_at=at(2, 1), data_docs_path=str(tmp_path / "page.html"),
     )  # fmt: skip
@@ -262,9 +262,9 @@ def traced_row(warehouse_dsn, tmp_path):
         email = "e1@northwind.example"
         employee(conn, "E1", email=email, hire=date(2022, 3, 1),
                  intervals=[(date(2022, 3, 1), date(2026, 6, 15), email), (date(2026, 6, 15), None, email)])  # fmt: skip
-        # a snapshot dated before the reference date that arrived after the row was built
-        conn.execute("update core.employee_history set source_sha256 = %s where valid_from = '2026-06-15'",
-                     (late_snapshot,))  # fmt: skip
+        # a correction of a snapshot dated before the reference date, known after its cut-off
+        conn.execute("update core.employee_history set source_sha256 = %s, known_at = %s"
+                     " where valid_from = '2026-06-15'", (late_snapshot, at(5)))  # fmt: skip
         conn.execute(
             "insert into core.compensation_event values ('E1', '2025-04-01', 'merit_increase', 50000, 52000, 'USD',"
             " 4.0, %s, %s), ('E1', '2026-06-01', 'merit_increase', 52000, 54000, 'USD', 3.8, %s, %s)",
@@ -284,19 +284,17 @@ def traced_row(warehouse_dsn, tmp_path):
             )
         conn.execute(
             "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
-            " built_at, build_id, lms_recomputed_at) values (7, %s, 1, 'E1', %s, 'b-restated', %s)",
-            (REFERENCE_DATE, at(2), at(4)),
+            " built_at, build_id, cutoff_at) values (7, %s, 2, 'E1', %s, 'b-as-of', %s)",
+            (REFERENCE_DATE, at(2), datetime(2026, 7, 1, 12, tzinfo=UTC)),
         )
         for build_id, kind, built_at, reference_date in (
-            ("b-first", "first_build", at(1), REFERENCE_DATE),  # the row's earlier version
-            ("b-restated", "restatement", at(2), REFERENCE_DATE),  # the row
-            ("b-void-1", "void_recompute", at(4), REFERENCE_DATE),  # rewrote its learning columns
-            ("b-void-2", "void_recompute", at(6), REFERENCE_DATE),  # rewrote other rows of the date
-            ("b-restated", "restatement", at(2), date(2026, 5, 31)),  # another date
+            ("b-as-of", "as_of", at(2), REFERENCE_DATE),  # the row
+            ("b-restated", "restatement", at(6), REFERENCE_DATE),  # the "as known now" variant, another table
+            ("b-as-of", "as_of", at(2), date(2026, 5, 31)),  # another date
         ):
             conn.execute(
                 "insert into audit.feature_build (build_id, reference_date, feature_set_version, build_kind,"
-                " feature_rows, active_headcount, built_at) values (%s, %s, 1, %s, 1, 1, %s)",
+                " feature_rows, active_headcount, built_at) values (%s, %s, 2, %s, 1, 1, %s)",
                 (build_id, reference_date, kind, built_at),
             )
     return 7
@@ -307,8 +305,7 @@ def test_lineage_names_the_builds_of_the_row_and_the_files_it_was_built_from(tra
 
     sources = trace_feature_row(load_config(use_variable=False), traced_row, REFERENCE_DATE, dsn=warehouse_dsn)
     assert [(s["source_kind"], s["source_name"]) for s in sources] == [
-        ("feature_build", "restatement b-restated"),
-        ("feature_build", "void_recompute b-void-1"),
+        ("feature_build", "as_of b-as-of"),
         ("hris_file", "compensation_20250401.csv"),
         ("hris_file", "employees_20260101.csv"),
     ]
@@ -320,13 +317,12 @@ def test_the_lineage_command_prints_each_source_with_its_validation(traced_row, 
     assert main([str(traced_row), REFERENCE_DATE.isoformat(), "--dsn", warehouse_dsn]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["feature_build", "restatement"], ["feature_build", "void_recompute"],
-        ["hris_file", "compensation_20250401.csv"], ["hris_file", "employees_20260101.csv"],
+        ["feature_build", "as_of"], ["hris_file", "compensation_20250401.csv"], ["hris_file", "employees_20260101.csv"],
     ]  # fmt: skip
-    employees = lines[3]
+    employees = lines[2]
     assert "employees 2026-01-01, loaded" in employees and " passed " in employees
     assert employees.rstrip().endswith("page.html")  # its Data Docs page
-    assert "no validation" in lines[2]
+    assert "no validation" in lines[1]
     assert main([str(traced_row), "2026-05-31", "--dsn", warehouse_dsn]) == 1
     assert "no such feature row" in capsys.readouterr().out
     with pytest.raises(SystemExit):

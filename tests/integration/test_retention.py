@@ -18,12 +18,19 @@ from tests.integration.test_hris_ingest import deliver, five_employees, run_pipe
 from tests.integration.test_hris_ingest import hris_dir as hris_dir  # noqa: F401 - the module's fixtures
 from tests.integration.test_hris_ingest import sftp_server as sftp_server  # noqa: F401
 from tests.integration.test_identity_resolution import lms_user, query
-from tests.integration.test_turnover_features import AFTER_D, D, enterprise
+from tests.integration.test_turnover_features import (
+    AFTER_D,
+    D,
+    enterprise,
+    inputs_complete_through,
+    lms_read_through,
+)
 from turnover_signals.config import load_config
 from turnover_signals.features.build import (
     NON_FEATURE_COLUMNS,
     build_features,
     feature_columns,
+    rebuild_matches,
     training_set_lines,
 )
 from turnover_signals.hris.history import build_employee_history
@@ -68,7 +75,7 @@ def mirror_activity_into_raw(conn):
     )
 
 
-def published(conn, version=1):
+def published(conn, version=2):
     # What a restatement legitimately changes (when and by which build) is left out.
     columns = ", ".join(c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS or c == "lms_cutoff_date")
     return {
@@ -86,6 +93,7 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
         mirror_activity_into_raw(conn)
+        inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     with psycopg.connect(warehouse_dsn) as conn:
@@ -99,8 +107,9 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
     assert "s-old" not in remaining and "s-void" in remaining  # voids stay: a late copy of a target is still voided
     with psycopg.connect(warehouse_dsn) as conn:
         assert published(conn) == before
-    # Restating the date in retention, with the daily aggregate recomputed, gives the same features.
-    build_features(config, dsn=warehouse_dsn, reference_dates=[D], restate=True, full_daily_rebuild=True)
+    # Rebuilding the date in retention, with the daily aggregate recomputed, gives the same features.
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D], full_daily_rebuild=True)
+    assert rebuild_matches(config, [D], dsn=warehouse_dsn)["matched"]
     with psycopg.connect(warehouse_dsn) as conn:
         assert published(conn) == before
     audit = query(warehouse_dsn, "select purge_target, rows_purged, mode, cutoff_at, run_id from audit.retention_purge"
@@ -183,7 +192,7 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
 # -- sealing loaded HRIS files ------------------------------------------------------------------
 
 SEALING_NOW = datetime(2026, 2, 14, 12, tzinfo=UTC)  # raw_days=30: cutoff 2026-01-15 12:00, after the 01-12 files
-IN_RETENTION = date(2026, 1, 31)
+IN_RETENTION = date(2026, 1, 19)  # the newest employees file: its inputs are complete
 SEAL_TABLES = ("hris_sealed_file", "employee_snapshot_baseline", "compensation_change_baseline")
 # Columns that say when or by which run a row was built; a rebuild legitimately changes them.
 BUILD_COLUMNS = {"build_id", "built_at"}
@@ -194,18 +203,27 @@ def comp_change(employee_id, effective, change_type, before, after):
             "previous_base_salary": before, "new_base_salary": after, "currency": "GBP"}  # fmt: skip
 
 
+def _file_date(name):
+    """06:00 UTC on the date in a feed file's name."""
+    return datetime.strptime(name.split("_")[1][:8], "%Y%m%d").replace(hour=6, tzinfo=UTC)
+
+
 def deliver_and_load(server, hris_dir, config, dsn, files, received_at=None):
     """Deliver files (name -> bytes), ingest them through the real path, and rebuild the history with each
     file dated as received at `received_at` (by default 06:00 UTC the day after its file date), so that
     ages and known_at are deterministic."""
     for name, data in files.items():
         deliver(server, hris_dir, name, data)
+        # delivered (modified on the server) when received: a correction is known from its delivery
+        delivered = (received_at or _file_date(name) + timedelta(days=1)).timestamp()
+        for path in (hris_dir / name, hris_dir / f"{name}.ctl"):
+            os.utime(path, (delivered, delivered))
+        server.sync()
     _results, errors = run_pipeline(config, dsn)
     assert errors == []
     with psycopg.connect(dsn, autocommit=True) as conn:
         for name in files:
-            file_date = datetime.strptime(name.split("_")[1][:8], "%Y%m%d").replace(hour=6, tzinfo=UTC)
-            at = received_at or file_date + timedelta(days=1)
+            at = received_at or _file_date(name) + timedelta(days=1)
             conn.execute(
                 "update audit.file_manifest set received_at = %s where file_name = %s and received_at ="
                 " (select max(received_at) from audit.file_manifest where file_name = %s)",
@@ -296,6 +314,7 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     })  # fmt: skip
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         lms_directory_with_history(conn)
+        lms_read_through(conn, datetime(2026, 1, 21, tzinfo=UTC))
     resolve_identities(config, dsn=warehouse_dsn, full=True)
     build_features(config, dsn=warehouse_dsn, reference_dates=[IN_RETENTION])
     before = derived_tables(warehouse_dsn)
@@ -325,7 +344,8 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     # (b) Rebuilt from scratch after the purge, history, identity, features and labels are unchanged.
     build_employee_history(config, warehouse_dsn)
     resolve_identities(config, dsn=warehouse_dsn, full=True)
-    build_features(config, dsn=warehouse_dsn, reference_dates=[IN_RETENTION], restate=True, full_daily_rebuild=True)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[IN_RETENTION], full_daily_rebuild=True)
+    assert rebuild_matches(config, [IN_RETENTION], dsn=warehouse_dsn)["matched"]
     assert derived_tables(warehouse_dsn) == before
 
     # (d) A rerun purges nothing and changes nothing.
@@ -364,3 +384,30 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(0,)]
     build_employee_history(config, warehouse_dsn)
     assert history_tables(warehouse_dsn) == history
+
+
+def test_sealed_snapshots_keep_the_vendor_job_level_and_map_it_like_live_ones(
+    sftp_server, hris_dir, warehouse_dsn, tmp_path
+):
+    config = retention_config(tmp_path, raw_days=30, quarantined_file_days=30)
+    files = {
+        f"employees_202601{day}.csv": csv_bytes(five_employees(e3={"job_level": "IC4"}))
+        for day in ("05", "19")
+    }
+    deliver_and_load(sftp_server, hris_dir, config, warehouse_dsn, files)
+    before = history_tables(warehouse_dsn)
+
+    apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW)
+    build_employee_history(config, warehouse_dsn)
+
+    baseline = (
+        "select job_level, job_level_raw from core.employee_snapshot_baseline where employee_id = 'E000003'"
+    )
+    assert query(warehouse_dsn, baseline) == [(4, "IC4")]
+    assert history_tables(warehouse_dsn) == before
+    history = query(
+        warehouse_dsn,
+        "select valid_from, valid_to, job_level, job_level_raw, job_level_label from core.employee_history"
+        " where employee_id = 'E000003'",
+    )
+    assert history == [(date(2026, 1, 5), None, 4, "IC4", "individual contributor")]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import csv
-from datetime import UTC, date, datetime
+import threading
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -23,13 +24,16 @@ from turnover_signals.features.build import (
     FEATURE_COLUMNS,
     NON_FEATURE_COLUMNS,
     build_features,
+    deferral_note,
     feature_columns,
+    rebuild_matches,
 )
 from turnover_signals.identity.resolve import resolve_identities
 from turnover_signals.paths import INCLUDE_DIR
 
 D = date(2026, 6, 30)
 AFTER_D = datetime(2026, 7, 10, 9, tzinfo=UTC)
+LATER = date(2026, 7, 31)  # inputs are complete through this date in the built enterprise
 FIRST_BUILD = datetime(2026, 7, 1, 1, tzinfo=UTC)
 
 
@@ -58,10 +62,18 @@ def statement(conn, statement_id, learner, occurred, *, event="completed", store
 
 
 def catalog(conn):
-    conn.execute(
-        "insert into core.course_catalog values ('CMP-101', 'Code of Conduct', 1, true, 30, '{compliance,ethics}', 'x'),"
-        " ('DEV-201', 'Python', 3, false, null, '{python,data}', 'x')"
-    )
+    courses(conn, ("CMP-101", "Code of Conduct", 1, True, 30, ["compliance", "ethics"]),
+            ("DEV-201", "Python", 3, False, None, ["python", "data"]))  # fmt: skip
+
+
+def courses(conn, *rows, sha256="x", known_from=None):
+    """Courses of a catalog version known from `known_from` (None: the first catalog the warehouse loaded),
+    kept as load_course_catalog keeps them: the version, and the current catalog."""
+    for row in rows:
+        conn.execute("insert into core.course_catalog_version values (%s, %s, %s, %s, %s, %s, %s, %s, null)",
+                     (*row, sha256, known_from))  # fmt: skip
+        conn.execute("delete from core.course_catalog where course_id = %s", (row[0],))
+        conn.execute("insert into core.course_catalog values (%s, %s, %s, %s, %s, %s, %s)", (*row, sha256))
 
 
 def enterprise(conn):
@@ -77,7 +89,7 @@ def enterprise(conn):
     conn.execute("update core.employee_history set termination_category = 'involuntary' where employee_id = 'E3'")
     conn.execute(
         "insert into core.compensation_event values ('E1', '2025-04-01', 'merit_increase', 50000, 52000, 'USD', 4.0,"
-        " 'x', now()), ('E1', '2026-01-01', 'pay_freeze', 52000, 52000, 'USD', 0, 'x', now())"
+        " 'x', '2025-04-02'), ('E1', '2026-01-01', 'pay_freeze', 52000, 52000, 'USD', 0, 'x', '2026-01-02')"
     )
     learner = account_learner("u-e1")
     statement(conn, "s-enrol", learner, datetime(2026, 5, 2, 9, tzinfo=UTC), event="enrolled", course="DEV-201")
@@ -88,14 +100,15 @@ def enterprise(conn):
     statement(conn, "s-old", learner, datetime(2025, 6, 1, 9, tzinfo=UTC), course="DEV-201")
 
 
-def void(conn, statement_id, batch_id="b-void"):
-    """Void a statement the way an xAPI batch publishes it: the flag, the audit row and the batch row, at once."""
+def void(conn, statement_id, batch_id="b-void", stored=AFTER_D):
+    """Void a statement the way an xAPI batch publishes it: the flag, the audit row and the batch row, at once;
+    the voiding statement was stored by the LRS at `stored`."""
     with conn.transaction():
         conn.execute("update core.lms_activity set is_voided = true where statement_id = %s", (statement_id,))
         conn.execute(
             "insert into audit.lms_void_applied select statement_id, 'void-' || statement_id, occurred_at, %s, %s"
             " from core.lms_activity where statement_id = %s",
-            (AFTER_D, batch_id, statement_id),
+            (stored, batch_id, statement_id),
         )
         conn.execute(
             "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
@@ -115,14 +128,33 @@ def hr_known_through(conn, file_date):
     )
 
 
-def feature_row(dsn, employee_id, reference_date=D, version=1):
+def lms_read_through(conn, moment, batch_id=None):
+    """A published xAPI extraction that started at `moment`: the LRS was read through then."""
+    conn.execute(
+        "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
+        " statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,"
+        " started_at, finished_at) values (%s, 'xapi:lms_api', '/statements', 1, 0, 0, 0, 0, 0, 0, 'published',"
+        " %s, %s)",
+        (batch_id or f"read-{moment:%Y%m%d%H%M%S}", moment, moment),
+    )
+
+
+def inputs_complete_through(conn, reference_date):
+    """Every input of `reference_date` complete through its cut-off: its employees file and the LMS read past it."""
+    hr_known_through(conn, reference_date)
+    lms_read_through(conn, datetime.combine(reference_date + timedelta(days=2), datetime.min.time(), tzinfo=UTC))
+
+
+def feature_row(dsn, employee_id, reference_date=D, version=2, table="employee_features"):
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
-            """
-            select features.* from mart.employee_features as features
-            join core.hris_employee_key as keys using (employee_key)
-            where keys.hris_employee_id = %s and reference_date = %s and feature_set_version = %s
-            """,
+            sql.SQL(
+                """
+                select features.* from {} as features
+                join core.hris_employee_key as keys using (employee_key)
+                where keys.hris_employee_id = %s and reference_date = %s and feature_set_version = %s
+                """
+            ).format(sql.Identifier("mart", table)),
             (employee_id, reference_date, version),
         )
         return cur.fetchone()
@@ -140,6 +172,7 @@ def mart_tables(dsn):
 def built(warehouse_dsn, config):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
+        inputs_complete_through(conn, LATER)  # HR files and the LMS extraction reached past the later dates
     resolve_identities(config, dsn=warehouse_dsn)
     summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     return summary
@@ -197,151 +230,15 @@ def test_later_events_late_statements_and_hr_changes_never_change_a_built_date(w
     later = feature_row(warehouse_dsn, "E1", date(2026, 7, 10))
     assert later["completions_30d"] == 3 and later["job_level"] == 5
 
-    # An explicit restatement takes the late statement in, but still nothing dated after D.
+    # An explicit restatement takes the late statement in, but still nothing dated after D, and goes to its
+    # own table: the as-of row stays as it was.
     build_features(config, dsn=warehouse_dsn, reference_dates=[D], restate=True)
-    restated = feature_row(warehouse_dsn, "E1")
+    restated = feature_row(warehouse_dsn, "E1", table="employee_features_restated")
     assert restated["completions_30d"] == 2 and restated["job_level"] == 2
+    assert feature_row(warehouse_dsn, "E1") == before
     builds = query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s order by"
                                   " built_at", (D,))  # fmt: skip
-    assert builds == [("first_build",), ("restatement",)]
-
-
-def test_a_void_arriving_after_the_build_recomputes_what_it_touched_as_known_at(warehouse_dsn, config, built):
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        # a late statement the first build never saw: the void recompute must not let it in either
-        statement(conn, "s-late", account_learner("u-e1"), datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)
-        # a later-known HR correction of the interval covering D: the recompute must not take it in
-        conn.execute("update core.employee_history set job_level = 7, known_at = %s where employee_id = 'E1'",
-                     (AFTER_D,))  # fmt: skip
-        void(conn, "s-done")  # the batch that delivered the void was published now, after the first build
-    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
-    assert summary["rows_recomputed_for_voids"] == 1
-    row = feature_row(warehouse_dsn, "E1")
-    assert (row["completions_30d"], row["difficulty_weighted_completions_180d"]) == (0, 0)
-    assert row["learning_minutes_30d"] == 10
-    assert row["lms_recomputed_reason"] == "a statement it counted was voided"
-    assert row["job_level"] == 2
-    assert query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s"
-                                " order by built_at", (D,)) == [("first_build",), ("void_recompute",)]  # fmt: skip
-    # a rerun recomputes nothing again
-    tables = mart_tables(warehouse_dsn)
-    assert build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])[
-        "rows_recomputed_for_voids"] == 0
-    assert mart_tables(warehouse_dsn) == tables
-
-
-def test_a_void_recompute_counts_exactly_what_the_first_build_saw(warehouse_dsn, config, built):
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        # stored later on the cut-off day, after the first build: not "as known at" D
-        statement(conn, "s-same-day", account_learner("u-e1"), datetime(2026, 6, 19, 9, tzinfo=UTC),
-                  stored=datetime(2026, 6, 21, 15, tzinfo=UTC))  # fmt: skip
-        void(conn, "s-score")
-    assert build_features(config, dsn=warehouse_dsn, reference_dates=[D])["rows_recomputed_for_voids"] == 1
-    row = feature_row(warehouse_dsn, "E1")
-    assert (row["completions_30d"], row["mean_score_30d"], row["learning_minutes_30d"]) == (1, None, 30)
-    assert row["lms_cutoff_at"] == datetime(2026, 6, 21, 9, tzinfo=UTC)  # the newest statement stored at the build
-
-
-def test_a_void_committed_between_the_daily_refresh_and_the_publish_is_applied_next_time(
-    warehouse_dsn, config, built, monkeypatch
-):
-    from turnover_signals.features import build
-
-    build_rows = build.build_feature_rows
-
-    def void_while_building(*args, **kwargs):
-        # the LMS loader commits a void after this build refreshed the daily table, before it publishes
-        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-            void(conn, "s-done")
-        return build_rows(*args, **kwargs)
-
-    later = date(2026, 7, 10)
-    monkeypatch.setattr(build, "build_feature_rows", void_while_building)
-    build_features(config, dsn=warehouse_dsn, reference_dates=[later])
-    assert feature_row(warehouse_dsn, "E1", later)["completions_30d"] == 1  # built from the data before the void
-    monkeypatch.undo()
-    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[later])
-    assert summary["rows_recomputed_for_voids"] == 2
-    assert feature_row(warehouse_dsn, "E1", later)["completions_30d"] == 0
-    assert feature_row(warehouse_dsn, "E1")["completions_30d"] == 0
-
-
-def test_a_void_flags_the_rows_of_older_feature_set_versions_it_cannot_recompute(warehouse_dsn, config, built):
-    bumped = copy.deepcopy(config)
-    bumped["features"]["feature_set_version"] = 2
-    build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        void(conn, "s-done")
-    summary = build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])
-    assert (summary["rows_recomputed_for_voids"], summary["rows_flagged_in_other_versions"]) == (1, 1)
-    current, older = feature_row(warehouse_dsn, "E1", version=2), feature_row(warehouse_dsn, "E1", version=1)
-    assert (current["completions_30d"], current["voided_statement_after_build_at"]) == (0, None)
-    assert older["completions_30d"] == 1  # its SQL is gone: it cannot be recomputed, only flagged
-    assert older["voided_statement_after_build_at"] is not None
-    assert feature_row(warehouse_dsn, "E2", version=1)["voided_statement_after_build_at"] is None
-    assert query(warehouse_dsn, "select feature_set_version from mart.training_set where hris_employee_id = 'E1'"
-                                " order by 1") == [(2,)]  # fmt: skip
-    assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["rows_flagged_in_other_versions"] == 0
-
-
-def test_a_recompute_that_fails_the_gate_publishes_nothing(warehouse_dsn, config, built):
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        # stored before the cut-off but only exposed by the LRS now (inside the refresh overlap), with a
-        # broken duration: the recompute after the void would publish a negative learning time
-        statement(conn, "s-broken", account_learner("u-e1"), datetime(2026, 6, 19, 9, tzinfo=UTC),
-                  stored=datetime(2026, 6, 20, 12, tzinfo=UTC), seconds=-7200)  # fmt: skip
-        void(conn, "s-done")
-    tables = mart_tables(warehouse_dsn)
-    with pytest.raises(BadInputError) as failure:
-        build_features(config, dsn=warehouse_dsn, reference_dates=[D])
-    assert "learning_minutes_30d is not negative" in str(failure.value)
-    assert {k: v for k, v in mart_tables(warehouse_dsn).items() if k != "daily"} == {
-        k: v for k, v in tables.items() if k != "daily"}
-
-
-def test_a_build_validates_its_new_rows_and_its_void_recomputes_in_one_run(warehouse_dsn, config, built):
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        void(conn, "s-done")
-    before = query(warehouse_dsn, "select count(*) from audit.validation_result")[0][0]
-    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
-    assert (summary["reference_dates_built"], summary["rows_recomputed_for_voids"]) == (["2026-07-10"], 1)
-    validations = query(warehouse_dsn, "select validation_id, suite_name, suite_version, batch_identifier, success"
-                                       " from audit.validation_result order by validated_at offset %s", (before,))  # fmt: skip
-    assert len(validations) == 1, validations  # one Great Expectations run, not one per kind of row
-    validation_id, suite_name, suite_version, batch, success = validations[0]
-    assert (suite_name, suite_version.split("+")[0], success) == ("employee_features", "3", True)
-    assert "reference dates 2026-07-10..2026-07-10 (4 rows)" in batch and "void recompute of 1 rows" in batch
-    builds = query(warehouse_dsn, "select build_kind, reference_date, validation_id from audit.feature_build"
-                                  " where build_id = %s order by build_kind", (summary["build_id"],))  # fmt: skip
-    assert builds == [("first_build", date(2026, 7, 10), validation_id), ("void_recompute", D, validation_id)]
-    assert feature_row(warehouse_dsn, "E1")["completions_30d"] == 0
-    assert feature_row(warehouse_dsn, "E1", date(2026, 7, 10))["completions_30d"] == 0
-
-
-def test_a_void_recompute_alone_is_not_held_to_the_null_bands_of_a_population(warehouse_dsn, config, built):
-    strict = copy.deepcopy(config)
-    strict["features"]["max_null_fraction"]["mean_score_30d"] = 0.1
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        void(conn, "s-score")  # E1's only score: the one recomputed row's mean score becomes null
-    summary = build_features(strict, dsn=warehouse_dsn, reference_dates=[D])
-    assert (summary["reference_dates_built"], summary["rows_recomputed_for_voids"]) == ([], 1)
-    assert feature_row(warehouse_dsn, "E1")["mean_score_30d"] is None
-    # the rows of a date built are still held to the band (three of its four rows have no score)
-    with pytest.raises(BadInputError) as failure:
-        build_features(strict, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
-    assert "mean_score_30d is null in at most 10% of rows" in str(failure.value)
-
-
-def test_a_restatement_rebuilds_a_date_a_void_reached_instead_of_recomputing_it(warehouse_dsn, config, built):
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        void(conn, "s-done")
-    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D], restate=True)
-    assert (summary["reference_dates_built"], summary["rows_recomputed_for_voids"]) == ([D.isoformat()], 0)
-    row = feature_row(warehouse_dsn, "E1")
-    assert (row["completions_30d"], row["lms_recomputed_at"]) == (0, None)  # the new build left the void out
-    assert query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s"
-                                " order by built_at", (D,)) == [("first_build",), ("restatement",)]  # fmt: skip
-    assert query(warehouse_dsn, "select count(*) from mart.feature_void_seen where applied_at is null") == [(0,)]
+    assert builds == [("as_of",), ("restatement",)]
 
 
 def test_the_incrementally_refreshed_daily_activity_equals_a_full_rebuild(warehouse_dsn, config, built):
@@ -352,6 +249,9 @@ def test_the_incrementally_refreshed_daily_activity_equals_a_full_rebuild(wareho
                   stored=datetime(2026, 7, 2, 10, tzinfo=UTC), event="enrolled")  # a late one into a built day
         statement(conn, "s-overlap", account_learner("u-e2"), datetime(2026, 6, 19, 9, tzinfo=UTC),
                   stored=datetime(2026, 6, 20, 12, tzinfo=UTC))  # stored before the watermark, exposed late
+        # stored weeks before anything the last refresh saw, published only now (a re-read period)
+        statement(conn, "s-far-late", account_learner("u-e2"), datetime(2026, 5, 3, 9, tzinfo=UTC),
+                  stored=datetime(2026, 5, 4, 12, tzinfo=UTC))  # fmt: skip
         void(conn, "s-done")
     build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
@@ -371,6 +271,7 @@ def test_a_leavers_later_activity_and_a_recycled_address_before_the_hire_never_c
         employee(conn, "E-NEW", email=address, hire=date(2026, 6, 1))
         for n, day in enumerate((date(2026, 4, 20), date(2026, 5, 15), date(2026, 6, 10))):
             statement(conn, f"s{n}", f"mbox:{address}", datetime(day.year, day.month, day.day, 9, tzinfo=UTC))
+        inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     new_hire = feature_row(warehouse_dsn, "E-NEW")
@@ -383,11 +284,11 @@ def test_reruns_change_nothing_and_a_new_version_keeps_the_old_one(warehouse_dsn
     assert build_features(config, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == []
     assert mart_tables(warehouse_dsn) == tables
     bumped = copy.deepcopy(config)
-    bumped["features"]["feature_set_version"] = 2
+    bumped["features"]["feature_set_version"] = 3
     assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == [D.isoformat()]
     versions = query(warehouse_dsn, "select feature_set_version, count(*) from mart.employee_features group by 1"
                                     " order by 1")  # fmt: skip
-    assert versions == [(1, 4), (2, 4)]
+    assert versions == [(2, 4), (3, 4)]
 
 
 def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
@@ -396,7 +297,7 @@ def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
     tables = mart_tables(warehouse_dsn)
     with pytest.raises(BadInputError) as failure:
         build_features(strict, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
-    assert "days_since_last_activity is null in at most 10% of rows (of the dates built)" in str(failure.value)
+    assert "days_since_last_activity is null in at most 10% of rows" in str(failure.value)
     assert "nothing was published" in str(failure.value)
     assert {k: v for k, v in mart_tables(warehouse_dsn).items() if k != "daily"} == {
         k: v for k, v in tables.items() if k != "daily"}
@@ -415,11 +316,12 @@ GATE_VIOLATIONS = {
     "manager_tenure_days is not negative": "update {t} set manager_tenure_days = -5",
     "is_pay_frozen is never null": "update {t} set is_pay_frozen = null",
     "team_leavers_90d is never null": "update {t} set team_leavers_90d = null where hris_employee_id = 'E2'",
+    "every row carries the cut-off of its reference date": "update {t} set cutoff_at = null",
 }  # fmt: skip
 
 
 def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, built):
-    from turnover_signals.features.build import features_suite
+    from turnover_signals.features.gate import features_suite
     from turnover_signals.quality.gate import run_suite
     from turnover_signals.warehouse import sqlalchemy_url
 
@@ -428,7 +330,7 @@ def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, bui
         e.description for e in suite.expectations if "never null" in e.description)
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute("create table staging.good_features as select *, 4 as date_feature_rows,"
-                     " 4 as date_active_headcount, false as is_void_recompute from mart.employee_features")  # fmt: skip
+                     " 4 as date_active_headcount from mart.employee_features")  # fmt: skip
     validate = lambda name: run_suite(  # noqa: E731
         sqlalchemy_url(dsn=warehouse_dsn), suite, data_asset="employee_features", batch_identifier=name,
         table=("staging", name), parameters={"expected_rows": 4},
@@ -448,6 +350,7 @@ def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, bui
 def test_a_reference_date_whose_active_employees_have_no_rows_fails_the_gate(warehouse_dsn, config):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)  # HR has four active people at D, but identity never ran: no employee keys, no rows
+        inputs_complete_through(conn, D)
     with pytest.raises(BadInputError) as failure:
         build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     assert "every active employee of every reference date has a row" in str(failure.value)
@@ -485,6 +388,7 @@ def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_r
                      " closed_by = 'attribute_change' where employee_id = 'M1'")  # fmt: skip
         employee(conn, "M1", guid="g-m1", email=f"boss@{CORP}", hire=date(2015, 1, 5), first="Bo", last="Ss",
                  intervals=[(date(2026, 10, 1), None, f"boss@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        inputs_complete_through(conn, date(2026, 10, 1))
     resolve_identities(config, dsn=warehouse_dsn)
     daily = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)])
     assert (daily["label_mode"], daily["employees_with_changed_outcome"]) == ("incremental", 1)
@@ -527,6 +431,7 @@ def test_a_30_day_horizon_then_30_and_90_days_at_once_relabel_everything(warehou
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
         hr_known_through(conn, date(2026, 10, 1))
+        lms_read_through(conn, datetime(2026, 10, 2, tzinfo=UTC))
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     thirty = {
@@ -554,6 +459,7 @@ def test_an_exit_on_the_last_day_of_the_horizon_is_inside_it(warehouse_dsn, conf
         for employee_id, term in (("E-LAST", date(2026, 7, 30)), ("E-AFTER", date(2026, 7, 31)), ("E-STAY", None)):
             employee(conn, employee_id, email=f"{employee_id.lower()}@{CORP}", hire=date(2022, 3, 1), term=term)
         hr_known_through(conn, date(2026, 8, 1))
+        lms_read_through(conn, datetime(2026, 8, 2, tzinfo=UTC))
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     assert labels_by_employee(warehouse_dsn) == {
@@ -571,6 +477,7 @@ def test_manager_changes_count_even_when_the_hris_sends_no_job_role(warehouse_ds
                             (date(2026, 2, 7), None, f"e1@{CORP}")])  # fmt: skip
         conn.execute("update core.employee_history set job_role = null,"
                      " manager_id = case when valid_from = '2026-02-07' then 'M2' else 'M1' end")  # fmt: skip
+        inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     row = feature_row(warehouse_dsn, "E1")
@@ -587,17 +494,148 @@ def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(war
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
         conn.execute(manifest, (FILE_SHA, datetime(2026, 1, 2, tzinfo=UTC)))
+        inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     key = query(warehouse_dsn, "select employee_key from core.hris_employee_key where hris_employee_id = 'E1'")[0][0]
     before = [r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"]
     assert [(r["source_name"], r["source_sha256"]) for r in before] == [("employees_20260101.csv", FILE_SHA)]
 
-    corrected = "e" * 64  # HR sends a corrected file for the same date; the history is rebuilt from it
+    corrected = "e" * 64  # HR sends a corrected file for the same date, known after D's cut-off
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("update audit.file_manifest set status = 'superseded', superseded_by_sha256 = %s", (corrected,))
-        conn.execute(manifest, (corrected, datetime.now(UTC)))
+        conn.execute("update audit.file_manifest set status = 'superseded', superseded_by_sha256 = %s"
+                     " where sha256 = %s", (corrected, FILE_SHA))  # fmt: skip
+        conn.execute(manifest, (corrected, AFTER_D))
+        # what the history build keeps: today's history from the correction, the version before it as a revision
+        conn.execute(
+            "insert into core.employee_history_revision select *, null, %s from core.employee_history",
+            (AFTER_D,),
+        )
         conn.execute("update core.employee_history set source_sha256 = %s", (corrected,))
     after = [r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"]
-    assert [r["source_sha256"] for r in after] == [FILE_SHA]  # the frozen row was built from the first file
-    assert "superseded after this row was built by employees_20260101.csv (eeeeeeeeeeee)" in after[0]["detail"]
+    assert [r["source_sha256"] for r in after] == [FILE_SHA]  # the row's cut-off knew the first file only
+    assert "superseded after this row's cut-off by a correction (eeeeeeeeeeee)" in after[0]["detail"]
+
+
+# -- when a date is built -------------------------------------------------------------------------
+
+
+def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(warehouse_dsn, config, caplog):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        hr_known_through(conn, D - timedelta(days=1))  # the file of D has not arrived
+        lms_read_through(conn, datetime(2026, 7, 1, 9, tzinfo=UTC))  # before D's cut-off, 2026-07-01 12:00
+    resolve_identities(config, dsn=warehouse_dsn)
+    just_after = datetime(2026, 7, 1, 13, tzinfo=UTC)
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)
+    assert summary["reference_dates_built"] == []
+    reasons = summary["reference_dates_deferred"][D.isoformat()]
+    assert reasons == [
+        "no employees file dated 2026-06-30 or later is loaded (newest: 2026-06-29)",
+        "the LMS extraction has not read past the cut-off 2026-07-01 12:00 UTC (read through 2026-07-01 09:00 UTC)",
+    ]
+    assert "reference date 2026-06-30 deferred: no employees file dated 2026-06-30" in caplog.text
+    assert deferral_note(summary).startswith("deferred (inputs not complete through the cut-off): 2026-06-30: ")
+    assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(0,)]
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        hr_known_through(conn, D)
+    assert build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)[
+        "reference_dates_deferred"] == {D.isoformat(): reasons[1:]}  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        lms_read_through(conn, datetime(2026, 7, 1, 12, 30, tzinfo=UTC))
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)
+    assert (summary["reference_dates_built"], summary["reference_dates_deferred"]) == ([D.isoformat()], {})
+    assert deferral_note(summary) is None
+
+
+def test_a_scheduled_run_builds_the_dates_deferred_before_once_they_are_complete(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        inputs_complete_through(conn, D)
+    resolve_identities(config, dsn=warehouse_dsn)
+    build_features(config, dsn=warehouse_dsn, reference_dates=[D], catch_up=True)
+    # two runs, each the morning after its date, find it incomplete (no employees file since D)
+    for day in (D + timedelta(days=1), D + timedelta(days=2)):
+        morning = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC) + timedelta(hours=8)
+        summary = build_features(config, dsn=warehouse_dsn, reference_dates=[day], catch_up=True, now=morning)
+        assert summary["reference_dates_built"] == []
+        assert sorted(summary["reference_dates_deferred"]) == [
+            (D + timedelta(days=n)).isoformat() for n in range(1, (day - D).days + 1)]  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        inputs_complete_through(conn, D + timedelta(days=3))
+    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D + timedelta(days=3)], catch_up=True,
+                             now=datetime(2026, 7, 4, 8, tzinfo=UTC))  # fmt: skip
+    assert summary["reference_dates_built"] == [(D + timedelta(days=n)).isoformat() for n in range(1, 4)]
+
+
+def test_an_employees_file_missing_past_its_lateness_fails_with_the_date_named(warehouse_dsn, config):
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        hr_known_through(conn, D - timedelta(days=1))
+        lms_read_through(conn, datetime(2026, 7, 5, tzinfo=UTC))
+    resolve_identities(config, dsn=warehouse_dsn)
+    due = datetime(2026, 7, 1, 6, tzinfo=UTC)  # end of D + hris.delivery_lag_hours
+    lateness = timedelta(hours=config["hris"]["max_file_lateness_hours"])
+    within = build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=due + lateness)
+    assert list(within["reference_dates_deferred"]) == [D.isoformat()]
+    with pytest.raises(BadInputError) as failure:
+        build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=due + lateness + timedelta(minutes=1))
+    message = str(failure.value)
+    assert message.startswith("feature build of reference date(s) 2026-06-30: no employees file dated 2026-06-30")
+    assert "hris.max_file_lateness_hours" in message and "clear build_features" in message
+
+
+def test_reference_dates_that_have_not_ended_are_refused(warehouse_dsn, config):
+    now = datetime(2026, 7, 1, 9, tzinfo=UTC)
+    with pytest.raises(BadInputError) as failure:
+        build_features(config, dsn=warehouse_dsn, reference_dates=[D, date(2026, 7, 1), date(2026, 7, 2)], now=now)
+    assert str(failure.value).startswith("feature build of reference date(s) 2026-07-01, 2026-07-02: the date has not")
+    assert query(warehouse_dsn, "select count(*) from audit.feature_build") == [(0,)]
+
+
+def test_a_delivery_lag_longer_than_the_grace_is_refused(warehouse_dsn, config):
+    config["hris"]["delivery_lag_hours"] = config["features"]["as_of_grace_hours"] + 1
+    with pytest.raises(BadInputError) as failure:
+        build_features(config, dsn=warehouse_dsn, reference_dates=[D])
+    assert "would never count for D" in str(failure.value)
+
+
+# -- reruns, rebuilds, one build at a time --------------------------------------------------------
+
+
+def test_a_rebuilt_date_equals_the_published_rows_and_a_changed_row_is_found(warehouse_dsn, config, built):
+    later = date(2026, 7, 10)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        statement(conn, "s-late", account_learner("u-e1"), datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)
+        void(conn, "s-done")
+    build_features(config, dsn=warehouse_dsn, reference_dates=[later])
+    # later data exists now for D (a late statement, a void), yet rebuilding D gives its row again
+    assert rebuild_matches(config, [D, later], dsn=warehouse_dsn) == {
+        "reference_dates": [D.isoformat(), later.isoformat()], "rows": 8, "rows_differing": 0, "matched": True}  # fmt: skip
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update mart.employee_features set completions_30d = 9 where reference_date = %s"
+                     " and hris_employee_id = 'E1'", (D,))  # fmt: skip
+    assert rebuild_matches(config, [D], dsn=warehouse_dsn)["rows_differing"] == 2
+
+
+def test_a_build_waits_for_the_build_before_it(warehouse_dsn, config):
+    from turnover_signals.features.build import FEATURES_LOCK_ID
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        inputs_complete_through(conn, D)
+    resolve_identities(config, dsn=warehouse_dsn)
+    results = {}
+    with psycopg.connect(warehouse_dsn, autocommit=True) as other_build:
+        other_build.execute("select pg_advisory_lock(%s)", (FEATURES_LOCK_ID,))
+        worker = threading.Thread(
+            target=lambda: results.update(build_features(config, dsn=warehouse_dsn, reference_dates=[D])))
+        worker.start()
+        worker.join(timeout=3)
+        assert worker.is_alive() and results == {}  # waiting, not interleaving
+        assert query(warehouse_dsn, "select count(*) from pg_locks where locktype = 'advisory' and not granted") == [
+            (1,)]  # fmt: skip
+        other_build.execute("select pg_advisory_unlock(%s)", (FEATURES_LOCK_ID,))
+    worker.join(timeout=120)
+    assert results["reference_dates_built"] == [D.isoformat()]

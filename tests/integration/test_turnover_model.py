@@ -297,7 +297,7 @@ def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
                 conn.execute(
                     "insert into mart.employee_features (employee_key, reference_date, feature_set_version,"
                     " hris_employee_id, tenure_days, performance_rating, built_at, build_id)"
-                    " values (%s, %s, 1, %s, %s, %s, now(), 'seeded')",
+                    " values (%s, %s, 2, %s, %s, %s, now(), 'seeded')",
                     (key + 1, day, f"E{key + 1}", int(row.tenure_days), int(row.performance_rating)),
                 )
                 if day != SEEDED_LATEST:
@@ -326,7 +326,7 @@ def register_run(registry, run_id: str, values: dict[str, tuple[float, float]]) 
                        "selection_on_calibration": {"logistic_regression": calibration_value}}  # fmt: skip
             conn.execute(REGISTER_SQL, {
                 "model_version": f"tm-{run_id}-{feature_set}", "training_run_id": run_id, "feature_set": feature_set,
-                "feature_set_version": 1, "algorithm": "logistic_regression", "horizon_days": 90,
+                "feature_set_version": 2, "algorithm": "logistic_regression", "horizon_days": 90,
                 "features": SEEDED_FEATURES, "train_from_date": date(2025, 1, 31), "train_to_date": date(2025, 10, 31),
                 "calibration_from_date": date(2026, 2, 28), "calibration_to_date": date(2026, 2, 28),
                 "test_from_date": SEEDED_WINDOW[0], "test_to_date": SEEDED_WINDOW[-1], "train_rows": 3000,

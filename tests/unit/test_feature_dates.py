@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from turnover_signals.features.build import month_ends_before, reference_dates_for_run
+from turnover_signals.features.build import reference_dates_for_run
+from turnover_signals.features.dates import cutoff_of, month_ends_before
 
 
 def run_context(logical_date=None, run_after=None):
@@ -56,3 +57,11 @@ def test_month_ends_before_covers_two_years_of_training_dates():
     assert (len(ends), ends[0], ends[-1]) == (24, date(2024, 7, 31), date(2026, 6, 30))
     assert all((end + timedelta(days=1)).day == 1 for end in ends)  # each the last day of its month
     assert len({(end.year, end.month) for end in ends}) == 24
+
+
+@pytest.mark.parametrize(
+    ("grace_hours", "cutoff"),
+    [(12, datetime(2026, 7, 1, 12, tzinfo=UTC)), (0, datetime(2026, 7, 1, tzinfo=UTC))],
+)
+def test_the_cut_off_of_a_date_is_its_end_in_utc_plus_the_grace(grace_hours, cutoff):
+    assert cutoff_of(date(2026, 6, 30), timedelta(hours=grace_hours)) == cutoff

@@ -14,7 +14,7 @@ import great_expectations.expectations as gxe
 import pytest
 
 from turnover_signals.config import load_config
-from turnover_signals.features.build import features_suite
+from turnover_signals.features.gate import features_suite
 from turnover_signals.hris.contract import FEEDS, map_header
 from turnover_signals.identity.resolve import identity_suite
 from turnover_signals.lms.catalog import catalog_suite
@@ -33,15 +33,15 @@ DATE_FORMAT = "%Y-%m-%d"
 
 # suite (as built from the repository's configuration) -> (version, fingerprint of its definition)
 PINNED = {
-    "hris_employees_file": ("1", "f68fcd09da4e"),
-    "hris_employees_file (metrics)": ("1-metrics", "493fe660842b"),
-    "hris_compensation_file": ("1", "a9cf3a43366f"),
-    "hris_compensation_file (metrics)": ("1-metrics", "3f273fc24b44"),
+    "hris_employees_file": ("2", "7715aaaccbad"),
+    "hris_employees_file (metrics)": ("2-metrics", "3ca3c2ab8ab4"),
+    "hris_compensation_file": ("2", "a9cf3a43366f"),
+    "hris_compensation_file (metrics)": ("2-metrics", "3f273fc24b44"),
     "lms_statement_batch": ("1", "9ff8c72f31e8"),
     "lms_user_batch": ("1", "5f225783c923"),
     "course_catalog": ("1", "38b82124c318"),
     "identity_resolution": ("1", "a52304d96931"),
-    "employee_features": ("3", "b0a140498843"),
+    "employee_features": ("4", "7d4a27e40a1c"),
 }
 WHERE = {
     "hris": "SUITE_VERSION / METRICS_SUITE_VERSION in quality/hris_suites.py",
@@ -49,7 +49,7 @@ WHERE = {
     "lms_user_batch": "users_suite() in lms/users.py",
     "course_catalog": "catalog_suite() in lms/catalog.py",
     "identity_resolution": "identity_suite() in identity/resolve.py",
-    "employee_features": "features_suite() in features/build.py",
+    "employee_features": "features_suite() in features/gate.py",
 }
 
 

@@ -1,19 +1,18 @@
 -- one row per source that fed one row of mart.employee_features, with its validation result
 -- Answers "where does this number come from?" for (%(employee_key)s, %(reference_date)s,
--- %(feature_set_version)s): the feature build that wrote the row (and the void recompute that last
--- rewrote its learning columns), the identity run it used, the HRIS files behind the employee's
--- history and pay as of the date that had arrived when the row was built, and the LMS batches that
--- delivered the statements in its windows (only those stored by the row's LMS cut-off).
+-- %(feature_set_version)s): the feature build that wrote the row, the identity run it used, the HRIS
+-- files behind the employee's history and pay as known at the row's cut-off (a file a correction
+-- superseded after the cut-off is the one that fed it), and the LMS batches that delivered the
+-- statements in its windows (those stored by the cut-off and not voided by then).
 with feature_row as (
     select
         employee_key,
         reference_date,
         feature_set_version,
         hris_employee_id,
-        lms_cutoff_date,
+        cutoff_at,
         built_at,
-        build_id,
-        lms_recomputed_at
+        build_id
     from mart.employee_features
     where
         employee_key = %(employee_key)s::bigint
@@ -33,11 +32,7 @@ builds as (
         on
             build.reference_date = feature_row.reference_date
             and build.feature_set_version = feature_row.feature_set_version
-    -- other builds of the date wrote other rows, or this row's earlier versions; a void recompute
-    -- records its audit row in the transaction that stamps lms_recomputed_at, so at that time
-    where
-        (build.build_id = feature_row.build_id and build.build_kind <> 'void_recompute')
-        or (build.build_kind = 'void_recompute' and build.built_at = feature_row.lms_recomputed_at)
+            and build.build_id = feature_row.build_id
 ),
 
 identity_runs as (
@@ -62,50 +57,60 @@ identity_runs as (
 ),
 
 hris_sources as (
-    select distinct history.source_sha256
+    -- the version of the employee's history known at the cut-off: today's, unless a correction became
+    -- known after it (then the version kept in core.employee_history_revision)
+    select history.source_sha256
     from core.employee_history as history
     inner join feature_row
-        on history.employee_id = feature_row.hris_employee_id and history.valid_from <= feature_row.reference_date
+        on
+            history.employee_id = feature_row.hris_employee_id
+            and history.valid_from <= feature_row.reference_date
+            and history.known_at <= feature_row.cutoff_at
+    where
+        not exists (
+            select from core.employee_history_revision as revision
+            where revision.employee_id = history.employee_id and revision.known_until > feature_row.cutoff_at
+        )
     union
-    select distinct compensation.source_sha256
+    select revision.source_sha256
+    from core.employee_history_revision as revision
+    inner join feature_row
+        on
+            revision.employee_id = feature_row.hris_employee_id
+            and revision.valid_from <= feature_row.reference_date
+            and revision.known_at <= feature_row.cutoff_at
+            and (revision.known_from is null or revision.known_from <= feature_row.cutoff_at)
+            and revision.known_until > feature_row.cutoff_at
+    union
+    select compensation.source_sha256
     from core.compensation_event as compensation
     inner join feature_row
         on
             compensation.employee_id = feature_row.hris_employee_id
             and compensation.effective_date <= feature_row.reference_date
+            and compensation.known_at <= feature_row.cutoff_at
 ),
 
 hris_files as (
-    -- today's history names the files it is built from; a file that arrived after the row was
-    -- built did not feed it, and for a correction the file it superseded did (frozen rows keep
-    -- what they saw)
     select
         'hris_file' as source_kind,
-        coalesce(superseded.file_name, manifest.file_name) as source_name,
-        coalesce(superseded.sha256, manifest.sha256) as source_sha256,
-        case
-            when superseded.sha256 is not null
-                then
-                    superseded.feed || ' ' || superseded.file_date || ', superseded after this row was built by '
-                    || manifest.file_name || ' (' || left(manifest.sha256, 12) || ')'
-            else manifest.feed || ' ' || manifest.file_date || ', ' || manifest.status
+        manifest.file_name as source_name,
+        manifest.sha256 as source_sha256,
+        manifest.feed || ' ' || manifest.file_date || ', ' || manifest.status
+        || case
+            when manifest.status = 'superseded'
+                then ' after this row''s cut-off by a correction (' || left(manifest.superseded_by_sha256, 12) || ')'
+            else ''
         end as detail,
-        coalesce(superseded.validation_id, manifest.validation_id) as validation_id
+        manifest.validation_id
     from hris_sources
-    cross join feature_row
     inner join audit.file_manifest as manifest on hris_sources.source_sha256 = manifest.sha256
-    left join audit.file_manifest as superseded
-        on
-            manifest.sha256 = superseded.superseded_by_sha256
-            and superseded.status = 'superseded'
-            and feature_row.built_at < manifest.received_at
-    where manifest.received_at <= feature_row.built_at or superseded.sha256 is not null
 ),
 
 learner_windows as (
     select
         identity_row.identifier_value as learner_identifier,
-        feature_row.lms_cutoff_date,
+        feature_row.cutoff_at,
         greatest(identity_row.valid_from, feature_row.reference_date - 364) as window_from,
         least(coalesce(identity_row.valid_to, 'infinity'), feature_row.reference_date + 1) as window_to
     from feature_row
@@ -125,8 +130,10 @@ lms_statements as (
             learner_windows.learner_identifier = activity.learner_identifier
             and activity.occurred_at >= learner_windows.window_from::timestamp at time zone 'UTC'
             and activity.occurred_at < learner_windows.window_to::timestamp at time zone 'UTC'
-            and (activity.stored_at at time zone 'UTC')::date <= learner_windows.lms_cutoff_date
+            and learner_windows.cutoff_at >= activity.stored_at
     inner join raw.lms_statement as statement on activity.statement_id = statement.statement_id
+    left join audit.lms_void_applied as void on activity.statement_id = void.voided_statement_id
+    where void.void_stored_at is null or void.void_stored_at > learner_windows.cutoff_at
     group by statement.batch_id
 ),
 

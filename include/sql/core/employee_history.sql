@@ -1,7 +1,10 @@
 -- one row per employee_id per validity interval over the loaded employees snapshots
 -- An interval starts at the first snapshot showing a version of the worker's attributes and
 -- ends (valid_to, exclusive) at the first snapshot that shows another version or no longer
--- lists the worker. known_at is when the warehouse received the file that first showed it.
+-- lists the worker. known_at is when the file that first showed it became known
+-- (core.hris_file_knowledge: its date's end + the delivery lag, a correction's delivery time).
+-- %(known_by)s null: the history as known now (the loaded files); a time: as known then (per date,
+-- the file, loaded or since superseded, known last by that time). %(employee_ids)s: only these (null: all).
 -- Snapshots that retention sealed (core.hris_sealed_file) come from core.employee_snapshot_baseline
 -- as runs of consecutive snapshots; live snapshots are runs of one. A loaded file dated on or before
 -- the last sealed snapshot arrived after its period was sealed and is not used.
@@ -12,16 +15,23 @@ with sealed_files as (
 ),
 
 loaded_files as (
-    select
-        sha256,
-        file_date,
-        received_at,
-        date_pattern,
-        date_groups
-    from audit.file_manifest
+    select distinct on (manifest.file_date)
+        manifest.sha256,
+        manifest.file_date,
+        knowledge.known_at,
+        manifest.date_pattern,
+        manifest.date_groups
+    from audit.file_manifest as manifest
+    inner join core.hris_file_knowledge as knowledge
+        on manifest.file_name = knowledge.file_name and manifest.sha256 = knowledge.sha256
     where
-        feed = 'employees' and status = 'loaded'
-        and file_date > (select coalesce(max(sealed_files.file_date), '-infinity') from sealed_files)
+        manifest.feed = 'employees'
+        and manifest.file_date > (select coalesce(max(sealed_files.file_date), '-infinity') from sealed_files)
+        and case
+            when %(known_by)s::timestamptz is null then manifest.status = 'loaded'
+            else knowledge.known_at <= %(known_by)s::timestamptz
+        end
+    order by manifest.file_date asc, knowledge.known_at desc
 ),
 
 snapshot_sequence as (
@@ -60,13 +70,34 @@ parsed_dates as (
     from date_texts
 ),
 
+job_level_texts as (
+    select snapshot_row.job_level as raw_value
+    from raw.hris_employee_snapshot as snapshot_row
+    inner join loaded_files on snapshot_row.source_sha256 = loaded_files.sha256
+    union
+    select baseline.job_level_raw from core.employee_snapshot_baseline as baseline
+),
+
+-- Vendor job levels (L3, IC4, Senior, 3, ...) through hris.job_level_mapping, once per distinct text;
+-- the gate let no file through with a level the mapping gave no ordinal. Sealed levels are mapped
+-- again too, so a rebuild after the purge still equals one before it.
+job_levels as (
+    select
+        job_level_texts.raw_value,
+        mapped.ordinal,
+        mapped.label
+    from job_level_texts
+    cross join lateral core.map_job_level(job_level_texts.raw_value, %(job_level_mapping)s::jsonb) as mapped
+    where job_level_texts.raw_value is not null
+),
+
 live_rows as (
     select
         snapshot_row.employee_id,
         snapshot_row.snapshot_date,
         snapshot_sequence.snapshot_ordinal as first_ordinal,
         snapshot_sequence.snapshot_ordinal as last_ordinal,
-        loaded_files.received_at as known_at,
+        loaded_files.known_at,
         snapshot_row.source_sha256,
         nullif(btrim(snapshot_row.sso_guid), '') as sso_guid,
         nullif(btrim(snapshot_row.work_email), '') as work_email,
@@ -80,7 +111,9 @@ live_rows as (
         snapshot_row.termination_reason,
         snapshot_row.employment_status,
         snapshot_row.job_role,
-        core.parse_integer_text(snapshot_row.job_level) as job_level,
+        job_levels.ordinal as job_level,
+        snapshot_row.job_level as job_level_raw,
+        job_levels.label as job_level_label,
         snapshot_row.department,
         snapshot_row.location,
         nullif(btrim(snapshot_row.manager_id), '') as manager_id,
@@ -102,6 +135,8 @@ live_rows as (
             snapshot_row.termination_date = termination.raw_value
             and loaded_files.date_pattern = termination.date_pattern
             and loaded_files.date_groups = termination.date_groups
+    left join job_levels on snapshot_row.job_level = job_levels.raw_value
+    where %(employee_ids)s::text[] is null or snapshot_row.employee_id = any(%(employee_ids)s::text[])
 ),
 
 baseline_rows as (
@@ -123,7 +158,9 @@ baseline_rows as (
         baseline.termination_reason,
         baseline.employment_status,
         baseline.job_role,
-        baseline.job_level,
+        baseline_level.ordinal as job_level,
+        baseline.job_level_raw,
+        baseline_level.label as job_level_label,
         baseline.department,
         baseline.location,
         baseline.manager_id,
@@ -135,6 +172,8 @@ baseline_rows as (
     from core.employee_snapshot_baseline as baseline
     inner join snapshot_sequence as first_snapshot on baseline.first_snapshot_date = first_snapshot.snapshot_date
     inner join snapshot_sequence as last_snapshot on baseline.last_snapshot_date = last_snapshot.snapshot_date
+    left join job_levels as baseline_level on baseline.job_level_raw = baseline_level.raw_value
+    where %(employee_ids)s::text[] is null or baseline.employee_id = any(%(employee_ids)s::text[])
 ),
 
 snapshot_rows as (
@@ -149,7 +188,7 @@ fingerprinted as (
         md5(
             row(
                 sso_guid, work_email, first_name, last_name, hire_date, termination_date,
-                termination_type, termination_reason, employment_status, job_role, job_level,
+                termination_type, termination_reason, employment_status, job_role, job_level, job_level_raw,
                 department, location, manager_id, base_salary, currency, fte, performance_rating, lms_user_id
             )::text
         ) as attribute_hash
@@ -217,6 +256,8 @@ final as (
         intervals.employment_status,
         intervals.job_role,
         intervals.job_level,
+        intervals.job_level_raw,
+        intervals.job_level_label,
         intervals.department,
         intervals.location,
         intervals.manager_id,

@@ -2,7 +2,9 @@
 -- Every identifier is tied to the employment (hris_employee_id) it belongs to and valid only
 -- while that employment lasts, so activity after a leave date or before a hire date never
 -- attaches to anyone through it. Built for the scoped employees, LMS users and xAPI actors
--- (%(employee_ids)s, %(lms_user_ids)s, %(learner_identifiers)s; null = all).
+-- (%(employee_ids)s, %(lms_user_ids)s, %(learner_identifiers)s; null = all). known_at: when the link became
+-- possible, for links through an LMS account (its match's known_at); the others follow from the HR
+-- history and the actor's own statements, which carry their own knowledge times (null here).
 -- The CTEs used more than once are inlined (not materialized): a run over a few thousand scoped
 -- identifiers then reaches them through indexes instead of materializing whole tables.
 with employments as not materialized (
@@ -73,6 +75,7 @@ matched_accounts as not materialized (
     select
         account_match.lms_user_id,
         account_match.match_method,
+        account_match.known_at,
         employments.employee_key,
         employments.hris_employee_id,
         employments.sso_guid,
@@ -104,7 +107,8 @@ employee_ids as (
         null as work_email_normalized,
         match_method,
         employment_start_date as valid_from,
-        employment_end_date as valid_to
+        employment_end_date as valid_to,
+        null::timestamptz as known_at
     from scoped_employments
 ),
 
@@ -119,7 +123,8 @@ sso_guids as (
         null as work_email_normalized,
         'hris_record' as match_method,
         employment_start_date as valid_from,
-        employment_end_date as valid_to
+        employment_end_date as valid_to,
+        null::timestamptz as known_at
     from guid_holders
     where %(employee_ids)s::text[] is null or hris_employee_id = any(%(employee_ids)s::text[])
 ),
@@ -135,7 +140,8 @@ work_email_addresses as (
         work_emails.email_normalized as work_email_normalized,
         'hris_record' as match_method,
         work_emails.valid_from,
-        work_emails.valid_to
+        work_emails.valid_to,
+        null::timestamptz as known_at
     from work_emails
     where %(employee_ids)s::text[] is null or work_emails.hris_employee_id = any(%(employee_ids)s::text[])
 ),
@@ -151,7 +157,8 @@ lms_user_ids as (
         null as work_email_normalized,
         match_method,
         valid_from,
-        valid_to
+        valid_to,
+        known_at
     from matched_accounts
     where %(lms_user_ids)s::text[] is null or lms_user_id = any(%(lms_user_ids)s::text[])
 ),
@@ -168,7 +175,8 @@ xapi_lms_accounts as (
         null as work_email_normalized,
         matched_accounts.match_method,
         matched_accounts.valid_from,
-        matched_accounts.valid_to
+        matched_accounts.valid_to,
+        matched_accounts.known_at
     from scoped_learners
     inner join matched_accounts on scoped_learners.account_name = matched_accounts.lms_user_id
 ),
@@ -185,7 +193,8 @@ xapi_sso_accounts as (
         null as work_email_normalized,
         'sso_guid' as match_method,
         guid_holders.employment_start_date as valid_from,
-        guid_holders.employment_end_date as valid_to
+        guid_holders.employment_end_date as valid_to,
+        null::timestamptz as known_at
     from scoped_learners
     inner join guid_holders on lower(scoped_learners.account_name) = guid_holders.sso_guid
     where not exists (
@@ -222,7 +231,8 @@ xapi_mboxes as (
         work_emails.email_normalized as work_email_normalized,
         'work_email' as match_method,
         work_emails.valid_from,
-        work_emails.valid_to
+        work_emails.valid_to,
+        null::timestamptz as known_at
     from learner_addresses
     inner join work_emails on learner_addresses.email_normalized = work_emails.email_normalized
 ),

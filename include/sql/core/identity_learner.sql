@@ -1,13 +1,14 @@
 -- one row per distinct xAPI actor identifier in learning activity, parsed for matching
 -- The table only ever grows: the caller inserts with "on conflict do nothing", so only identifiers
--- not yet known are added; %(stored_after)s limits the scan to activity stored since the last run
--- (null = all activity).
+-- not yet known are added; %(loaded_after)s limits the scan to activity loaded since the last run
+-- (null = all activity). Load time, not stored time: a statement the LRS exposes late, or one a
+-- lowered watermark re-reads, arrives with a stored time older than activity already seen.
 with activity as (
     select distinct
         learner_identifier,
         learner_identifier_type
     from core.lms_activity
-    where %(stored_after)s::timestamptz is null or stored_at > %(stored_after)s::timestamptz
+    where %(loaded_after)s::timestamptz is null or loaded_at > %(loaded_after)s::timestamptz
 ),
 
 final as (

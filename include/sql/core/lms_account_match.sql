@@ -27,7 +27,8 @@ latest_override as (
     select
         identifier_value as lms_user_id,
         decision,
-        employee_key
+        employee_key,
+        decided_at
     from audit.identity_override_current
     where identifier_type = 'lms_user_id'
 ),
@@ -164,6 +165,7 @@ verdicts as (
     select
         accounts.*,
         latest_override.decision as steward_decision,
+        latest_override.decided_at as steward_decided_at,
         deciding_rule.rule_rank,
         deciding_rule.match_method as deciding_method,
         deciding_rule.employee_keys as deciding_keys,
@@ -218,7 +220,13 @@ final as (
         end as unmatched_reason,
         case when not is_blocked_by_steward then employment_start_date end as valid_from,
         case when not is_blocked_by_steward then employment_end_date end as valid_to,
-        coalesce(deciding_keys, '{}') as candidate_employee_keys
+        coalesce(deciding_keys, '{}') as candidate_employee_keys,
+        -- when the match became possible: a steward's decision when taken, the others once the directory
+        -- showed the identifiers it rests on (features count the account's activity only from then on)
+        case
+            when deciding_method = 'steward_override' then steward_decided_at
+            else identifiers_known_at
+        end as known_at
     from verdicts
 )
 

@@ -1,6 +1,6 @@
 -- one row per employee_key per reference_date per feature_set_version (active employees only)
--- Joins the learning windows, the fingerprint of their inputs and the HR attributes built for the targets
--- of this build.
+-- Joins the learning windows and the HR attributes built for the targets of this build, each as known
+-- at its reference date's cut-off (cutoff_at).
 with targets as (
     select * from feature_targets
 ),
@@ -11,9 +11,7 @@ final as (
         targets.reference_date,
         targets.hris_employee_id,
         targets.lms_cutoff_date,
-        targets.lms_cutoff_at,
-        %(lms_voids_seen_through)s::bigint as lms_voids_seen_through,
-        inputs.lms_inputs_md5,
+        targets.cutoff_at,
         lms.enrolments_30d,
         lms.enrolments_90d,
         lms.enrolments_180d,
@@ -57,7 +55,6 @@ final as (
         on targets.employee_key = lms.employee_key and targets.reference_date = lms.reference_date
     inner join employee_hr_features as hr
         on targets.employee_key = hr.employee_key and targets.reference_date = hr.reference_date
-    inner join feature_lms_inputs as inputs on targets.employee_key = inputs.employee_key
 )
 
 select * from final

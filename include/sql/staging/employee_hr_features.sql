@@ -1,25 +1,26 @@
--- one row per target (employee_key, reference_date): HR attributes as known at the reference date
--- Reads the temp table feature_targets. Everything comes from the snapshot intervals covering the
--- date and from changes dated on or before it; nothing dated later can leak in.
+-- one row per target (employee_key, reference_date): HR attributes as known at the reference date's cut-off
+-- Reads the temp tables feature_targets and hr_history_as_known: only intervals starting on
+-- or before the date and known by its cut-off, and pay changes effective by the date and known by the
+-- cut-off (a back-dated raise counts from the first file showing it). Nothing recorded later leaks in.
 with targets as (
     select
         employee_key,
         reference_date,
-        hris_employee_id
+        hris_employee_id,
+        cutoff_at
     from feature_targets
 ),
 
 employee_rows as (
     select
         history.*,
-        lag(history.job_role) over (partition by history.employee_id order by history.valid_from) as previous_job_role,
-        lag(history.manager_id) over (partition by history.employee_id order by history.valid_from)
-            as previous_manager_id,
+        lag(history.job_role) over by_employee as previous_job_role,
+        lag(history.manager_id) over by_employee as previous_manager_id,
         -- a previous interval exists (job_role and manager_id are optional columns: never infer it from them)
-        lag(history.valid_from) over (partition by history.employee_id order by history.valid_from)
-            as previous_valid_from
-    from core.employee_history as history
+        lag(history.valid_from) over by_employee as previous_valid_from
+    from hr_history_as_known as history
     where history.employee_id in (select targets.hris_employee_id from targets)
+    window by_employee as (partition by history.reference_date, history.employee_id order by history.valid_from)
 ),
 
 as_of as (
@@ -37,7 +38,7 @@ as_of as (
     inner join employee_rows
         on
             targets.hris_employee_id = employee_rows.employee_id
-            and targets.reference_date >= employee_rows.valid_from
+            and targets.reference_date = employee_rows.reference_date
             and (employee_rows.valid_to is null or targets.reference_date < employee_rows.valid_to)
 ),
 
@@ -56,7 +57,9 @@ role_and_manager_changes as (
         ) as manager_changes_12m
     from targets
     inner join employee_rows
-        on targets.hris_employee_id = employee_rows.employee_id and targets.reference_date >= employee_rows.valid_from
+        on
+            targets.hris_employee_id = employee_rows.employee_id
+            and targets.reference_date = employee_rows.reference_date
     group by targets.employee_key, targets.reference_date
 ),
 
@@ -79,28 +82,22 @@ pay_changes as (
         on
             targets.hris_employee_id = compensation.employee_id
             and targets.reference_date >= compensation.effective_date
+            and targets.cutoff_at >= compensation.known_at
     group by targets.employee_key, targets.reference_date
-),
-
-reference_dates as (
-    select distinct reference_date from targets
 ),
 
 active_at_date as (
     -- active as in feature_targets: a pre-boarding record listed before its hire date is no one's colleague yet
     select
-        reference_dates.reference_date,
+        history.reference_date,
         history.employee_id,
         history.manager_id,
         history.hire_date
-    from reference_dates
-    inner join core.employee_history as history
-        on
-            reference_dates.reference_date >= history.valid_from
-            and (history.valid_to is null or reference_dates.reference_date < history.valid_to)
+    from hr_history_as_known as history
     where
-        (history.hire_date is null or history.hire_date <= reference_dates.reference_date)
-        and (history.termination_date is null or history.termination_date > reference_dates.reference_date)
+        (history.valid_to is null or history.reference_date < history.valid_to)
+        and (history.hire_date is null or history.hire_date <= history.reference_date)
+        and (history.termination_date is null or history.termination_date > history.reference_date)
 ),
 
 team_sizes as (
@@ -113,26 +110,43 @@ team_sizes as (
     group by reference_date, manager_id
 ),
 
+recorded_exits as (
+    -- the employees with a termination in the 90 days through the date, as known at its cut-off
+    select distinct
+        reference_date,
+        employee_id
+    from hr_history_as_known
+    where termination_date <= reference_date and termination_date > reference_date - 90
+),
+
 exits as (
-    -- each exit once, on the termination date HR last recorded
-    select distinct on (employee_id)
-        employee_id,
-        termination_date
-    from core.employee_history
-    where termination_date is not null
-    order by employee_id asc, valid_from desc
+    -- each exit once, on the termination date HR had last recorded by the cut-off
+    select distinct on (recorded_exits.reference_date, recorded_exits.employee_id)
+        recorded_exits.reference_date,
+        recorded_exits.employee_id,
+        history.termination_date
+    from recorded_exits
+    inner join hr_history_as_known as history
+        on
+            recorded_exits.reference_date = history.reference_date
+            and recorded_exits.employee_id = history.employee_id
+    order by recorded_exits.reference_date asc, recorded_exits.employee_id asc, history.valid_from desc
 ),
 
 leavers as (
     -- with the manager the leaver had when they left: the interval in effect on the termination
     -- date (else the first one after it), never one HR recorded later, which may name another manager
-    select distinct on (exits.employee_id)
+    select distinct on (exits.reference_date, exits.employee_id)
+        exits.reference_date,
         exits.employee_id,
         exits.termination_date,
         history.manager_id
     from exits
-    inner join core.employee_history as history on exits.employee_id = history.employee_id
+    inner join hr_history_as_known as history
+        on exits.reference_date = history.reference_date and exits.employee_id = history.employee_id
+    where exits.termination_date <= exits.reference_date and exits.termination_date > exits.reference_date - 90
     order by
+        exits.reference_date asc,
         exits.employee_id asc,
         history.valid_from > exits.termination_date asc,
         abs(history.valid_from - exits.termination_date) asc
@@ -140,15 +154,11 @@ leavers as (
 
 team_leavers as (
     select
-        reference_dates.reference_date,
-        leavers.manager_id,
+        reference_date,
+        manager_id,
         count(*) as team_leavers_90d
-    from reference_dates
-    inner join leavers
-        on
-            reference_dates.reference_date >= leavers.termination_date
-            and leavers.termination_date > reference_dates.reference_date - 90
-    group by reference_dates.reference_date, leavers.manager_id
+    from leavers
+    group by reference_date, manager_id
 ),
 
 final as (

@@ -1,15 +1,15 @@
 -- one row per target (employee_key, reference_date): learning features over windows ending at the date
--- Reads the temp table feature_targets (employee_key, reference_date, lms_cutoff_date, lms_cutoff_at).
--- Activity counts only through an actor the employee owned on the activity day (core.employee_identity),
--- only on or before the reference date, and only if stored by the target's exact LMS cut-off: the
--- stored days before the cut-off day from mart.learner_daily_activity, the cut-off day itself from
--- the temp table lms_cutoff_day_activity (stored through that exact time).
+-- Reads the temp table feature_targets (employee_key, reference_date, cutoff_at). Activity counts only
+-- through an actor the employee owned on the activity day by a link known by the cut-off
+-- (core.employee_identity), only on or before the reference date, and only as the date's cut-off knew
+-- it: statements known by then and not voided by then (mart.learner_daily_activity dates both), and the
+-- course catalog version known then (core.course_catalog_version). With
+-- %(as_known_now)s (an explicitly requested restatement) it counts what is known now instead.
 with targets as (
     select
         employee_key,
         reference_date,
-        lms_cutoff_date,
-        lms_cutoff_at
+        cutoff_at
     from feature_targets
 ),
 
@@ -18,8 +18,6 @@ learner_links as (
     select
         targets.employee_key,
         targets.reference_date,
-        targets.lms_cutoff_date,
-        targets.lms_cutoff_at,
         identity_row.identifier_value as learner_identifier,
         greatest(identity_row.valid_from, targets.reference_date - 364) as link_from,
         least(coalesce(identity_row.valid_to, 'infinity'), targets.reference_date + 1) as link_to
@@ -30,19 +28,33 @@ learner_links as (
             and identity_row.identifier_type = 'xapi_actor'
             and targets.reference_date >= identity_row.valid_from
             and (identity_row.valid_to is null or identity_row.valid_to > targets.reference_date - 364)
+            and (identity_row.known_at is null or targets.cutoff_at >= identity_row.known_at)
+),
+
+catalog as (
+    -- the course catalog as known at each date's cut-off (difficulty, mandatory courses, skill tags)
+    select
+        reference_dates.reference_date,
+        catalog_version.course_id,
+        catalog_version.difficulty,
+        catalog_version.is_mandatory,
+        catalog_version.due_within_days,
+        catalog_version.skill_tags
+    from (select distinct
+        reference_date,
+        cutoff_at
+    from targets) as reference_dates
+    inner join core.course_catalog_version as catalog_version
+        on
+            (catalog_version.known_from is null or reference_dates.cutoff_at >= catalog_version.known_from)
+            and (catalog_version.known_until is null or reference_dates.cutoff_at < catalog_version.known_until)
 ),
 
 daily_activity as (
-    -- both have the columns of mart.learner_daily_activity, then stored_through (see build.py)
-    select
-        complete_days.*,
-        null::timestamptz as stored_through
-    from mart.learner_daily_activity as complete_days
+    select *
+    from mart.learner_daily_activity
     -- the look-back of the earliest date only (a daily run reads one year, not all history)
-    where complete_days.activity_date >= (select min(targets.reference_date) - 364 from targets)
-    union all
-    select cutoff_day.*
-    from lms_cutoff_day_activity as cutoff_day
+    where activity_date >= (select min(targets.reference_date) - 364 from targets)
 ),
 
 daily as (
@@ -65,9 +77,10 @@ daily as (
             learner_links.learner_identifier = daily_activity.learner_identifier
             and learner_links.link_from <= daily_activity.activity_date
             and learner_links.link_to > daily_activity.activity_date
-            and coalesce(
-                learner_links.lms_cutoff_at = daily_activity.stored_through,
-                learner_links.lms_cutoff_date > daily_activity.stored_date
+            and (%(as_known_now)s or learner_links.reference_date >= daily_activity.visible_from_date)
+            and (
+                daily_activity.hidden_from_date is null
+                or (not %(as_known_now)s and learner_links.reference_date < daily_activity.hidden_from_date)
             )
 ),
 
@@ -131,7 +144,8 @@ skill_breadth as (
         course_days.reference_date,
         count(distinct skill.tag) as skill_tag_breadth_180d
     from course_days
-    inner join core.course_catalog as course on course_days.course_id = course.course_id
+    inner join catalog as course
+        on course_days.reference_date = course.reference_date and course_days.course_id = course.course_id
     cross join lateral unnest(course.skill_tags) as skill (tag)
     group by course_days.employee_key, course_days.reference_date
 ),
@@ -143,7 +157,8 @@ weighted_completions as (
         sum(course.difficulty) as difficulty_weighted_completions_180d
     from daily
     cross join lateral unnest(daily.completed_course_ids) as completed (course_id)
-    inner join core.course_catalog as course on completed.course_id = course.course_id
+    inner join catalog as course
+        on daily.reference_date = course.reference_date and completed.course_id = course.course_id
     where daily.activity_date > daily.reference_date - 180
     group by daily.employee_key, daily.reference_date
 ),
@@ -158,7 +173,8 @@ mandatory_enrolments as (
         max(daily.activity_date) as enrolled_date
     from daily
     cross join lateral unnest(daily.enrolled_course_ids) as enrolled (course_id)
-    inner join core.course_catalog as course on enrolled.course_id = course.course_id
+    inner join catalog as course
+        on daily.reference_date = course.reference_date and enrolled.course_id = course.course_id
     where course.is_mandatory and course.due_within_days is not null
     group by daily.employee_key, daily.reference_date, enrolled.course_id, course.due_within_days
 ),

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.hris.contract import FEEDS, Feed, MappedHeader, date_format_parts, map_header
+from turnover_signals.hris.job_levels import job_level_mapping
 from turnover_signals.load import manifest
 from turnover_signals.load.csv_stage import (
     ByteStream,
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NEXT_STEP_BAD_FILE = (
     "fix the export at the source and deliver a corrected file with the same date (it supersedes this "
-    "one), or fix the configuration (column mapping, encoding, date format) and release the file"
+    "one), or fix the configuration (column mapping, encoding, date format, a termination type or job "
+    "level mapping) and release the file"
 )
 
 
@@ -398,7 +400,10 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
     }
     # Fast gate: GX validates one row of counts (how many rows fail each check), computed in one
     # aggregate pass. Its Data Docs page goes to temp space and joins the others only if it is the verdict.
-    metrics = create_metrics_table(conn, staged, feed, header, date_format, checks.allowed_termination_types)
+    levels = job_level_mapping(config)
+    metrics = create_metrics_table(
+        conn, staged, feed, header, date_format, checks.allowed_termination_types, job_level_mapping=levels
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="hris-gate-") as pages:
             outcome = run_suite(
@@ -412,7 +417,9 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
     if not outcome.success:
         # The row-level suite says which values failed (masked), for the quarantine reason and its page.
         suite = hris_file_suite(feed, header, checks, date_format)
-        check_relation = create_check_relation(conn, staged, feed, header, date_format)
+        check_relation = create_check_relation(
+            conn, staged, feed, header, date_format, job_level_mapping=levels
+        )
         try:
             outcome = run_suite(
                 suite=suite, table=(check_relation.schema, check_relation.table),

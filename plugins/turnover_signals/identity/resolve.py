@@ -9,9 +9,9 @@ served and the task fails naming the top reasons for misses.
 
 A run is incremental when an earlier run succeeded with the same rule version: its scope is
 what changed since (HR rows known or closed later, employees gone from the HR history, directory
-versions extracted later, new xAPI actors, every identifier a steward decision names, active or
-withdrawn), closed over the SSO GUIDs, emails and keys they share, so that everything a change can
-affect is recomputed and nothing else is. `full=True` recomputes all.
+versions extracted later, new xAPI actors in activity loaded later, every identifier a steward
+decision names, active or withdrawn), closed over the SSO GUIDs, emails and keys they share, so
+that everything a change can affect is recomputed and nothing else is. `full=True` recomputes all.
 """
 
 from __future__ import annotations
@@ -94,24 +94,33 @@ def _ids(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None 
 
 
 def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
-    """How far the inputs reach now; stored with the run so the next one starts from here."""
+    """How far the inputs reach now; stored with the run so the next one starts from here.
+
+    New xAPI actors are looked for in the activity loaded after this run's load-time mark, not stored
+    after its stored-time mark: the loader re-reads `lms.since_overlap_days` before its watermark (and a
+    lowered watermark re-reads a period), so a statement can arrive stored before activity this run saw.
+    The mark is exact: a row's `loaded_at` is its publishing transaction's start, and publishing is
+    serial (one extraction at a time, chunks one after another), so a chunk not yet committed when the
+    mark is read started after every committed one and is above the mark.
+    """
     row = conn.execute(
         """
         select
             (select max(known_at) from core.employee_history),
             (select max(file_date) from audit.file_manifest where feed = 'employees' and status = 'loaded'),
             (select max(extracted_at) from raw.lms_user),
-            (select max(stored_at) from core.lms_activity)
+            (select max(stored_at) from core.lms_activity),
+            (select max(loaded_at) from core.lms_activity)
         """
     ).fetchone()
-    return dict(
-        zip(
-            ("hris_known_at_high_water", "hris_snapshot_date_high_water",
-             "lms_user_extracted_high_water", "lms_activity_stored_high_water"),
-            row,
-            strict=True,
-        )
-    )  # fmt: skip
+    names = (
+        "hris_known_at_high_water",
+        "hris_snapshot_date_high_water",
+        "lms_user_extracted_high_water",
+        "lms_activity_stored_high_water",
+        "lms_activity_loaded_high_water",
+    )
+    return dict(zip(names, row, strict=True))
 
 
 def previous_run(conn: psycopg.Connection) -> dict[str, Any] | None:
@@ -304,9 +313,12 @@ def refresh_inputs(
     params: Mapping[str, Any],
     employees: Sequence[str] | None,
     accounts: Sequence[str] | None,
-    stored_after: Any,
+    loaded_after: Any,
 ) -> set[str]:
-    """Re-derive the normalized inputs for the given employees and LMS users; returns new xAPI actors."""
+    """Re-derive the normalized inputs for the given employees and LMS users; returns new xAPI actors.
+
+    Actors are looked for in the activity loaded after `loaded_after` (all activity when None).
+    """
     scoped = {**params, "employee_ids": employees, "lms_user_ids": accounts}
     _replace_rows(conn, "identity_employment", "hris_employee_id", employees, scoped)
     _replace_rows(conn, "identity_work_email", "hris_employee_id", employees, scoped)
@@ -322,7 +334,7 @@ def refresh_inputs(
                 "insert into core.identity_learner select * from ({}) as built"
                 " on conflict (learner_identifier) do nothing returning learner_identifier"
             ).format(sql.SQL(read_sql("core", "identity_learner"))),
-            {**params, "stored_after": stored_after},
+            {**params, "loaded_after": loaded_after},
         )
         return {row[0] for row in cur.fetchall()}
 
@@ -631,13 +643,34 @@ def top_unmatched_reasons(metrics: Mapping[str, Any], limit: int = 3) -> str:
 
 
 RECONCILIATION_COLUMNS = (
-    "run_id", "mode", "rule_version", "hris_headcount", "canonical_headcount", "employee_keys", "lms_users",
-    "lms_users_matched", "lms_users_unmatched_by_reason", "lms_users_matched_by_method", "active_lms_users",
-    "active_match_rate", "active_corporate_lms_users", "active_corporate_match_rate", "statements",
-    "statements_attributable", "open_exceptions_by_kind", "scope_employees", "scope_lms_users", "scope_learners",
-    "hris_known_at_high_water", "hris_snapshot_date_high_water", "lms_user_extracted_high_water",
-    "lms_activity_stored_high_water", "validation_id", "success",
-)  # fmt: skip
+    "run_id",
+    "mode",
+    "rule_version",
+    "hris_headcount",
+    "canonical_headcount",
+    "employee_keys",
+    "lms_users",
+    "lms_users_matched",
+    "lms_users_unmatched_by_reason",
+    "lms_users_matched_by_method",
+    "active_lms_users",
+    "active_match_rate",
+    "active_corporate_lms_users",
+    "active_corporate_match_rate",
+    "statements",
+    "statements_attributable",
+    "open_exceptions_by_kind",
+    "scope_employees",
+    "scope_lms_users",
+    "scope_learners",
+    "hris_known_at_high_water",
+    "hris_snapshot_date_high_water",
+    "lms_user_extracted_high_water",
+    "lms_activity_stored_high_water",
+    "lms_activity_loaded_high_water",
+    "validation_id",
+    "success",
+)
 JSON_COLUMNS = {"lms_users_unmatched_by_reason", "lms_users_matched_by_method", "open_exceptions_by_kind"}
 
 
@@ -699,7 +732,11 @@ def resolve_identities(
                         employees, accounts = changed_inputs(conn, previous)
                         before = _identifiers_of(conn, employees, accounts)
                         new_learners = refresh_inputs(
-                            conn, params, sorted(employees), sorted(accounts), previous["lms_activity_stored_high_water"]
+                            conn,
+                            params,
+                            employees=sorted(employees),
+                            accounts=sorted(accounts),
+                            loaded_after=previous["lms_activity_loaded_high_water"],
                         )
                         scope = close_scope(conn, employees, accounts, new_learners, before)
                     analyze_after_full_rebuild(conn, scope, "core.identity_employment", "core.identity_work_email",

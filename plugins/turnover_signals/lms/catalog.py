@@ -1,7 +1,9 @@
 """The business-editable course catalog (`include/course_catalog.csv`) into `core.course_catalog`.
 
 The CSV is staged, gated by Great Expectations and only then swapped in, in one transaction;
-an unchanged file (same sha256) is a no-op. Courses seen in learning activity but missing from
+an unchanged file (same sha256) is a no-op. Every version loaded is kept in
+`core.course_catalog_version` with when it was known, so features read the catalog as it was at
+their reference date's cut-off. Courses seen in learning activity but missing from
 the catalog are reported (log, task result and `audit.unknown_course`).
 """
 
@@ -90,6 +92,7 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
                 record_validation(conn, outcome, run)
                 if outcome.success:
                     conn.execute("delete from core.course_catalog")
+                    retire_catalog_version(conn)
                     courses = conn.execute(
                         sql.SQL(
                             "insert into core.course_catalog select btrim(course_id), btrim(title), difficulty::integer,"
@@ -99,6 +102,7 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
                         ).format(staging),
                         (sha256,),
                     ).rowcount
+                    keep_catalog_version(conn)
         finally:
             with conn.transaction():
                 conn.execute(sql.SQL("drop table if exists {}").format(staging))
@@ -111,6 +115,24 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
         )
     log.info("course catalog %s loaded: %d course(s)", path.name, courses)
     return {"catalog_sha256": sha256, "courses": courses, "changed": True}
+
+
+def retire_catalog_version(conn: Any) -> None:
+    """The current catalog version stops being what is known now (features of dates whose cut-off came
+    before keep reading it)."""
+    conn.execute("update core.course_catalog_version set known_until = now() where known_until is null")
+
+
+def keep_catalog_version(conn: Any) -> None:
+    """Keep the catalog just loaded as a version known from now on; the very first one counts for every
+    earlier date too (nothing older is known)."""
+    conn.execute(
+        """
+        insert into core.course_catalog_version
+        select catalog.*, case when exists (select from core.course_catalog_version) then now() end, null
+        from core.course_catalog as catalog
+        """
+    )
 
 
 def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:

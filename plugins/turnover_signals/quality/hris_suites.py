@@ -6,10 +6,16 @@ a report shows which values failed, not only how many. Nothing is copied row by 
 expensive per row is computed once per distinct value into two small tables the view joins —
 the date texts that do not parse, and the employee ids that occur more than once — so GX's
 statements are parallel scans of the staged file.
+
+Every typed column the history reads is checked to parse as it will there: dates, numbers
+(`core.parse_numeric_text`), whole numbers (`core.parse_integer_text`) and job levels, which must map
+to an ordinal through `hris.job_level_mapping` (`core.map_job_level`; an unmapped level is named in
+`job_level_unmapped`). A value the history would turn into a null fails the file instead.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,10 +29,14 @@ from turnover_signals.hris.contract import Feed, MappedHeader, date_format_parts
 from turnover_signals.load.csv_stage import StagedFile
 from turnover_signals.quality.gate import SuiteDefinition, described
 
-SUITE_VERSION = "1"
-METRICS_SUITE_VERSION = "1-metrics"
+SUITE_VERSION = "2"
+METRICS_SUITE_VERSION = "2-metrics"
 EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-NUMERIC_COLUMNS = {"employees": ("base_salary",), "compensation": ("previous_base_salary", "new_base_salary")}
+NUMERIC_COLUMNS = {
+    "employees": ("base_salary", "fte"),
+    "compensation": ("previous_base_salary", "new_base_salary"),
+}
+INTEGER_COLUMNS = {"employees": ("performance_rating",), "compensation": ()}
 COMPENSATION_KEY = ("employee_id", "effective_date", "change_type")
 NON_NEGATIVE_COLUMNS = {"employees": ("base_salary",), "compensation": ("new_base_salary", "previous_base_salary")}
 
@@ -56,14 +66,20 @@ def _scratch(staged: StagedFile, suffix: str) -> StagedFile:
 
 
 def create_check_relation(
-    conn: psycopg.Connection, staged: StagedFile, feed: Feed, header: MappedHeader, date_format: str
+    conn: psycopg.Connection,
+    staged: StagedFile,
+    feed: Feed,
+    header: MappedHeader,
+    date_format: str,
+    job_level_mapping: Mapping[str, Any],
 ) -> StagedFile:
     """Create the view the suite validates (and the small tables it joins); returns the view.
 
     The view has the present canonical columns the suite reads, `<date>_parsed` and
-    `<date>_unparseable` for each date column, `<number>_parsed` / `<number>_unparseable`,
-    `termination_type_key`, and, for employees, `employee_id_duplicate` (the id when it occurs
-    more than once in the file, else null).
+    `<date>_unparseable` for each date column, `<number>_parsed` / `<number>_unparseable` (whole
+    numbers too), `termination_type_key`, and, for employees, `employee_id_duplicate` (the id when it
+    occurs more than once in the file, else null) and `job_level_unmapped` (the level when
+    `job_level_mapping`, compiled by `turnover_signals.hris.job_levels`, gives it no ordinal).
     """
     pattern, template, (year, month, day) = date_format_parts(date_format)
     view, unparseable, duplicates = (_scratch(staged, n) for n in ("checks", "unparseable", "duplicates"))
@@ -124,10 +140,12 @@ def create_check_relation(
                 alias=alias, c=sql.Identifier(column), name=sql.Identifier(f"{column}_unparseable")
             )
         )
-    for column in NUMERIC_COLUMNS[feed.name]:
+    numbers = [(c, "parse_numeric_text") for c in NUMERIC_COLUMNS[feed.name]]
+    numbers += [(c, "parse_integer_text") for c in INTEGER_COLUMNS[feed.name]]
+    for column, parser in numbers:
         if column not in present:
             continue
-        parsed = sql.SQL("core.parse_numeric_text({}.{})").format(source, sql.Identifier(column))
+        parsed = sql.SQL("core.{}({}.{})").format(sql.Identifier(parser), source, sql.Identifier(column))
         selects.append(sql.SQL("{} as {}").format(parsed, sql.Identifier(f"{column}_parsed")))
         selects.append(
             sql.SQL("case when {parsed} is null then {src}.{c} end as {alias}").format(
@@ -150,6 +168,27 @@ def create_check_relation(
             )
         )
         selects.append(sql.SQL("duplicate_ids.employee_id as employee_id_duplicate"))
+    if feed.name == "employees" and "job_level" in present:
+        unmapped = _scratch(staged, "unmapped")
+        statements.append(
+            sql.SQL(
+                "create unlogged table {table} as select raw_value as job_level"
+                " from (select distinct job_level as raw_value from {staged} where job_level is not null offset 0)"
+                " as distinct_values cross join lateral core.map_job_level(raw_value, {mapping}::jsonb) as mapped"
+                " where mapped.ordinal is null"
+            ).format(
+                table=unmapped.qualified,
+                staged=staged.qualified,
+                mapping=sql.Literal(json.dumps(job_level_mapping)),
+            )
+        )
+        side_tables.append(unmapped)
+        joins.append(
+            sql.SQL(
+                "left join {table} as unmapped_levels on unmapped_levels.job_level = {src}.job_level"
+            ).format(table=unmapped.qualified, src=source)
+        )
+        selects.append(sql.SQL("unmapped_levels.job_level as job_level_unmapped"))
     statements.append(
         sql.SQL("create view {view} as select {selects} from {staged} as {src} {joins}").format(
             view=view.qualified, selects=sql.SQL(", ").join(selects), staged=staged.qualified, src=source,
@@ -172,13 +211,14 @@ def drop_check_relation(conn: psycopg.Connection, view: StagedFile) -> None:
     staged = StagedFile(view.schema, view.table.removesuffix("__checks"), 0)
     with conn.transaction():
         conn.execute(sql.SQL("drop view if exists {}").format(view.qualified))
-        for suffix in ("unparseable", "duplicates"):
+        for suffix in ("unparseable", "duplicates", "unmapped"):
             conn.execute(sql.SQL("drop table if exists {}").format(_scratch(staged, suffix).qualified))
 
 
-# The text core.parse_numeric_text (ddl 0004) accepts, after btrim. Matching it here instead of
-# calling the function avoids a numeric cast per row; a test keeps the two equal.
+# The text core.parse_numeric_text and core.parse_integer_text (ddl 0004) accept, after btrim.
+# Matching it here instead of calling the functions avoids a cast per row; a test keeps them equal.
 NUMERIC_TEXT = r"^-?[0-9]+(\.[0-9]+)?$"
+INTEGER_TEXT = r"^-?[0-9]{1,9}$"
 
 
 def _per_row_failures(feed: Feed, present: set[str], allowed_types: tuple[str, ...]) -> dict[str, sql.Composable]:
@@ -197,6 +237,10 @@ def _per_row_failures(feed: Feed, present: set[str], allowed_types: tuple[str, .
             failing[f"negative_{column}_rows"] = sql.SQL("{v} like '-%' and {v} ~ {numeric} and {v} ~ '[1-9]'").format(
                 v=value, numeric=sql.Literal(NUMERIC_TEXT)
             )
+    for column in INTEGER_COLUMNS[feed.name]:
+        if column in present:
+            value = sql.SQL("btrim({})").format(sql.Identifier(column))
+            failing[f"non_integer_{column}_rows"] = sql.SQL("{} !~ {}").format(value, sql.Literal(INTEGER_TEXT))
     if feed.name == "employees" and "termination_type" in present:
         failing["unknown_termination_type_rows"] = sql.SQL("lower(btrim(termination_type)) <> all({}::text[])").format(
             sql.Literal(list(allowed_types))
@@ -228,27 +272,37 @@ def _repeated_key_rows(feed: Feed, present: set[str], staged: StagedFile) -> lis
     return []
 
 
-def metrics_query(staged: StagedFile, feed: Feed, header: MappedHeader, date_format: str,
-                  allowed_types: tuple[str, ...]) -> sql.Composed:  # fmt: skip
+def metrics_query(
+    staged: StagedFile,
+    feed: Feed,
+    header: MappedHeader,
+    date_format: str,
+    allowed_types: tuple[str, ...],
+    job_level_mapping: Mapping[str, Any],
+) -> sql.Composed:
     """One row: for every check of the file, how many rows fail it (0 = holds), and the row count.
 
-    The staged file is scanned once grouped by its date texts (a few thousand groups), counting
-    what each row fails; date texts are parsed once per distinct value from those groups; the
-    key uniqueness needs a second scan.
+    The staged file is scanned once grouped by its date texts and job levels (a few thousand
+    groups), counting what each row fails; date texts are parsed and job levels mapped once per
+    distinct value from those groups; the key uniqueness needs a second scan.
     """
     pattern, _template, (year, month, day) = date_format_parts(date_format)
     present = set(header.canonical_present)
     dates = [c for c in feed.date_columns if c in present]
+    levels = ["job_level"] if feed.name == "employees" and "job_level" in present else []
+    grouped = dates + levels
     per_row = _per_row_failures(feed, present, allowed_types)
     ctes = [
-        sql.SQL("date_groups as (select {keys}count(*) as row_count{counts} from {staged} group by {group_by})").format(
-            keys=sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(c)) for c in dates),
+        sql.SQL(
+            "date_groups as (select {keys}count(*) as row_count{counts} from {staged} group by {group_by})"
+        ).format(
+            keys=sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(c)) for c in grouped),
             counts=sql.SQL("").join(
                 sql.SQL(", count(*) filter (where {}) as {}").format(condition, sql.Identifier(name))
                 for name, condition in per_row.items()
             ),
             staged=staged.qualified,
-            group_by=sql.SQL(", ").join(sql.Identifier(c) for c in dates) if dates else sql.SQL("()"),
+            group_by=sql.SQL(", ").join(sql.Identifier(c) for c in grouped) if grouped else sql.SQL("()"),
         )
     ]
     totals = [sql.SQL("coalesce(sum(date_groups.row_count), 0)::bigint as row_count")]
@@ -278,6 +332,23 @@ def metrics_query(staged: StagedFile, feed: Feed, header: MappedHeader, date_for
                 "::bigint as hire_after_termination_rows"
             )
         )
+    if levels:
+        ctes.append(
+            sql.SQL(
+                "job_level_values as (select raw_value, mapped.ordinal from (select distinct job_level as raw_value"
+                " from date_groups where job_level is not null) as distinct_values"
+                " cross join lateral core.map_job_level(raw_value, {mapping}::jsonb) as mapped)"
+            ).format(mapping=sql.Literal(json.dumps(job_level_mapping)))
+        )
+        joins.append(
+            sql.SQL("left join job_level_values on job_level_values.raw_value = date_groups.job_level")
+        )
+        totals.append(
+            sql.SQL(
+                "coalesce(sum(date_groups.row_count) filter (where job_level_values.raw_value is not null"
+                " and job_level_values.ordinal is null), 0)::bigint as unmapped_job_level_rows"
+            )
+        )
     totals += [
         sql.SQL("coalesce(sum(date_groups.{name}), 0)::bigint as {name}").format(name=sql.Identifier(name)) for name in per_row
     ]
@@ -292,8 +363,15 @@ def metrics_query(staged: StagedFile, feed: Feed, header: MappedHeader, date_for
     )
 
 
-def create_metrics_table(conn: psycopg.Connection, staged: StagedFile, feed: Feed, header: MappedHeader,
-                         date_format: str, allowed_types: tuple[str, ...]) -> StagedFile:  # fmt: skip
+def create_metrics_table(
+    conn: psycopg.Connection,
+    staged: StagedFile,
+    feed: Feed,
+    header: MappedHeader,
+    date_format: str,
+    allowed_types: tuple[str, ...],
+    job_level_mapping: Mapping[str, Any],
+) -> StagedFile:
     """Create the one-row metrics table of the staged file (see metrics_query); returns it."""
     metrics = _scratch(staged, "metrics")
     with conn.transaction():
@@ -302,7 +380,8 @@ def create_metrics_table(conn: psycopg.Connection, staged: StagedFile, feed: Fee
         conn.execute(sql.SQL("drop table if exists {}").format(metrics.qualified))
         conn.execute(
             sql.SQL("create unlogged table {} as {}").format(
-                metrics.qualified, metrics_query(staged, feed, header, date_format, allowed_types)
+                metrics.qualified,
+                metrics_query(staged, feed, header, date_format, allowed_types, job_level_mapping),
             )
         )
     return metrics
@@ -420,6 +499,15 @@ def _file_checks(feed: Feed, header: MappedHeader, checks: FileChecks, date_form
                     _none(f"negative_{column}_rows"),
                 )
             )
+    for column in INTEGER_COLUMNS[feed.name]:
+        if column in present:
+            c.append(
+                Check(
+                    f"{column} is a whole number",
+                    gxe.ExpectColumnValuesToBeNull(column=f"{column}_unparseable"),
+                    _none(f"non_integer_{column}_rows"),
+                )
+            )
     if feed.name == "employees":
         if {"hire_date", "termination_date"} <= present:
             c.append(
@@ -442,6 +530,14 @@ def _file_checks(feed: Feed, header: MappedHeader, checks: FileChecks, date_form
                         column="termination_type_key", value_set=list(checks.allowed_termination_types)
                     ),
                     _none("unknown_termination_type_rows"),
+                )
+            )
+        if "job_level" in present:
+            c.append(
+                Check(
+                    "job_level maps to an ordinal through hris.job_level_mapping",
+                    gxe.ExpectColumnValuesToBeNull(column="job_level_unmapped"),
+                    _none("unmapped_job_level_rows"),
                 )
             )
         if "work_email" in present:

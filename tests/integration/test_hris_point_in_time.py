@@ -1,0 +1,176 @@
+"""HRIS facts by their knowledge time, through the real SFTP ingest: a backfill equals the day-by-day replay.
+
+Employees files for five days travel from the real sshd through the ingest and the history build. One
+warehouse receives each file on its day and builds that day; the other, like a first install, receives
+them all at once and backfills the five days. The files include a correction of an earlier day,
+delivered two days late, and a compensation file whose raise is back-dated by a month: both may count
+only from the first date whose cut-off knew them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.integration.hris_helpers import compensation_bytes, csv_bytes, employee_row, write_feed_file
+from tests.integration.test_turnover_features import lms_read_through
+from turnover_signals.config import load_config
+from turnover_signals.features.build import build_features, rebuild_matches
+from turnover_signals.hris.history import build_employee_history
+from turnover_signals.hris.ingest import ingest_file, list_pending_files
+from turnover_signals.identity.resolve import resolve_identities
+from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+
+pytestmark = pytest.mark.integration
+RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_file", try_number=1)
+DAYS = [date(2026, 3, 9) + timedelta(days=n) for n in range(5)]
+CORRECTED_DAY = DAYS[1]
+
+
+def delivered(day: date, hour: int = 2) -> float:
+    """A delivery time on the SFTP server: `hour` o'clock UTC the day after `day`."""
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC).timestamp() + 86400
+
+
+def snapshot(day: date, corrected: bool = False) -> bytes:
+    """Five employees; E3 is promoted to level 4 from the second day on (the second day's first file missed
+    it, its correction has it); E5 leaves after the third day (absent from the fourth day's file)."""
+    rows = []
+    for n in range(1, 6):
+        if n == 5 and day >= DAYS[3]:
+            continue
+        promoted = n == 3 and (day > CORRECTED_DAY or (day == CORRECTED_DAY and corrected))
+        rows.append(employee_row(n, job_level="4" if promoted else "3"))
+    # rows in another order each day (and in the correction): files with the bytes of another day's file are
+    # recorded as duplicates and not loaded
+    shift = (day - DAYS[0]).days + (2 if corrected else 0)
+    return csv_bytes(rows[shift % len(rows) :] + rows[: shift % len(rows)])
+
+
+BACKDATED_RAISE = compensation_bytes([
+    {"employee_id": "E000002", "effective_date": "2026-02-10", "change_type": "merit_increase",
+     "previous_base_salary": "50002.00", "new_base_salary": "52000.00", "currency": "GBP"},
+])  # fmt: skip
+
+
+def deliveries() -> list[tuple[date, str, bytes, float]]:
+    """(the day it arrives, file name, bytes, SFTP modification time), in order of arrival."""
+    files = [(day, f"employees_{day:%Y%m%d}.csv", snapshot(day), delivered(day)) for day in DAYS]
+    # the correction of the second day arrives with the fourth day's file, two days late
+    files.insert(4, (DAYS[3], f"employees_{CORRECTED_DAY:%Y%m%d}.csv", snapshot(CORRECTED_DAY, corrected=True),
+                     delivered(DAYS[3], 1)))  # fmt: skip
+    files.append((DAYS[4], f"compensation_{DAYS[4]:%Y%m%d}.csv", BACKDATED_RAISE, delivered(DAYS[4])))
+    return files
+
+
+@pytest.fixture
+def sftp_dir(tmp_path, monkeypatch):
+    root = tmp_path / "sftp-root"
+    (root / "outbound" / "hris").mkdir(parents=True)
+    with SftpSampleServer(root) as server:
+        for key, value in server.airflow_connection_env().items():
+            monkeypatch.setenv(key, value)
+        yield server, root / "outbound" / "hris"
+
+
+@pytest.fixture
+def config():
+    config = copy.deepcopy(load_config(use_variable=False))
+    config["identity"]["min_active_lms_match_rate"] = 0  # HR only: nobody has an LMS account here
+    config["features"]["initial_backfill_month_ends"] = 0
+    config["features"]["max_null_fraction"] = dict.fromkeys(config["features"]["max_null_fraction"], 1.0)
+    return config
+
+
+def deliver(server: SftpSampleServer, directory: Path, name: str, data: bytes, mtime: float) -> None:
+    path = write_feed_file(directory, name, data)
+    for written in (path, directory / (name + ".ctl")):
+        os.utime(written, (mtime, mtime))
+    server.sync()
+
+
+def load_pending(config, dsn) -> None:
+    for remote in list_pending_files(config, dsn):
+        ingest_file(remote, config, RUN, dsn)
+    build_employee_history(config, dsn)
+    resolve_identities(config, dsn=dsn)
+
+
+def feature_rows(dsn):
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from mart.employee_features order by reference_date, hris_employee_id")
+        return [{k: v for k, v in row.items() if k not in ("built_at", "build_id")} for row in cur]
+
+
+def lms_read_past(dsn, day):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        lms_read_through(conn, datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=2))
+
+
+def test_a_backfill_of_hris_files_equals_their_day_by_day_replay(
+    sftp_dir, config, warehouse_dsn, make_warehouse
+):
+    server, directory = sftp_dir
+    replay, backfill = warehouse_dsn, make_warehouse()
+    for day in DAYS:
+        for _, name, data, mtime in (d for d in deliveries() if d[0] == day):
+            deliver(server, directory, name, data, mtime)
+        load_pending(config, replay)
+        lms_read_past(replay, day)
+        assert build_features(config, dsn=replay, reference_dates=[day])["reference_dates_built"] == [
+            day.isoformat()
+        ]
+
+    for entry in directory.iterdir():
+        entry.unlink()
+    # a first install: every file as the SFTP server holds it, the second day's original (as the vendor's
+    # archive keeps it) before its correction
+    for _, name, data, mtime in deliveries():
+        if name == f"employees_{CORRECTED_DAY:%Y%m%d}.csv" and data == snapshot(
+            CORRECTED_DAY, corrected=True
+        ):
+            continue
+        deliver(server, directory, name, data, mtime)
+    load_pending(config, backfill)
+    correction = next(
+        d for d in deliveries() if d[0] == DAYS[3] and d[1].endswith(f"{CORRECTED_DAY:%Y%m%d}.csv")
+    )
+    deliver(server, directory, correction[1], correction[2], correction[3])
+    load_pending(config, backfill)
+    lms_read_past(backfill, DAYS[-1])
+    built = build_features(config, dsn=backfill, reference_dates=DAYS)
+    assert built["reference_dates_built"] == [day.isoformat() for day in DAYS]
+
+    rows = feature_rows(backfill)
+    assert rows == feature_rows(replay)
+
+    def values(employee_id, column):
+        return [row[column] for row in rows if row["hris_employee_id"] == employee_id]
+
+    # the correction of the second day counts from the fourth day's cut-off on; the third day's own file
+    # already showed the promotion
+    assert values("E000003", "job_level") == [3, 3, 4, 4, 4]
+    # the raise back-dated to February counts from the date of the file that first showed it
+    assert values("E000002", "months_since_last_raise") == [None, None, None, None, 1]
+    assert len(values("E000005", "tenure_days")) == 3  # gone from the fourth day's file on
+    # the correction is kept as what became known later: E3's history before it is a revision
+    with psycopg.connect(backfill) as conn:
+        revisions = conn.execute(
+            "select valid_from, job_level, known_until from core.employee_history_revision"
+            " where employee_id = 'E000003' order by valid_from"
+        ).fetchall()
+        current = conn.execute(
+            "select valid_from, job_level from core.employee_history where employee_id = 'E000003' order by valid_from"
+        ).fetchall()
+    corrected_at = datetime.fromtimestamp(correction[3], UTC)
+    assert revisions == [(DAYS[0], 3, corrected_at), (DAYS[2], 4, corrected_at)]
+    assert current == [(DAYS[0], 3), (CORRECTED_DAY, 4)]
+    # and rebuilding any date gives the same rows
+    assert rebuild_matches(config, DAYS, dsn=backfill)["matched"]
