@@ -24,7 +24,14 @@ from psycopg.rows import dict_row
 
 from tests.conftest import _admin_execute, _dsn_for
 from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user
-from tests.integration.test_turnover_features import D, catalog, courses, inputs_complete_through, statement, void
+from tests.integration.test_turnover_features import (
+    D,
+    catalog,
+    courses,
+    inputs_complete_through,
+    statement,
+    void,
+)
 from turnover_signals.config import load_config
 from turnover_signals.features.build import NON_FEATURE_COLUMNS, build_features
 from turnover_signals.identity.resolve import resolve_identities
