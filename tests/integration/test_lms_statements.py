@@ -167,6 +167,44 @@ def test_a_void_arriving_after_its_target_was_loaded_marks_it_voided(lms_server_
     ]
 
 
+def test_a_statement_voided_before_it_was_ever_received_is_fetched_and_kept_voided(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    # The LRS leaves the voided statement 1 out of every listing: a first install sees only the void.
+    void = statement(99, verb="voided", minutes=2, stored_delay=timedelta(days=3))
+    void["object"] = {"objectType": "StatementRef", "id": str(uuid.UUID(int=1))}
+    server = lms_server_factory(statements=[statement(1), statement(2, minutes=1), void])
+    connect(server, monkeypatch)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (summary["received"], summary["voids_applied"]) == (3, 1)
+    voided = str(uuid.UUID(int=1))
+    assert rows(warehouse_dsn, "select statement_id, stored_at, is_voided from core.lms_activity order by 1") == [
+        (voided, T0 + timedelta(seconds=5), True), (str(uuid.UUID(int=2)), T0 + timedelta(minutes=1, seconds=5), False),
+    ]  # fmt: skip
+    assert rows(warehouse_dsn, "select voided_statement_id, void_stored_at from audit.lms_void_applied") == [
+        (voided, T0 + timedelta(minutes=2, days=3))]  # fmt: skip
+    assert any("voidedStatementId" in request.path for request in server.requests)
+    # nothing is missing any more: a rerun fetches and changes nothing
+    before = data_tables(warehouse_dsn)
+    server.clear_requests()
+    extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert data_tables(warehouse_dsn) == before
+    assert not any("voidedStatementId" in request.path for request in server.requests)
+
+
+def test_an_lrs_without_the_voided_statement_keeps_the_void_and_nothing_else(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    void = statement(99, verb="voided", minutes=2)
+    void["object"] = {"objectType": "StatementRef", "id": str(uuid.UUID(int=7))}  # the LRS never had it
+    server = lms_server_factory(statements=[statement(1), void])
+    connect(server, monkeypatch)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert summary["voids_applied"] == 0
+    assert rows(warehouse_dsn, "select statement_id from raw.lms_statement order by 1") == [
+        (str(uuid.UUID(int=1)),), (str(uuid.UUID(int=99)),)]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("kind", "params"),
     [

@@ -188,10 +188,31 @@ def late_statements(generated: Path, config) -> dict[date, int]:
 
 
 @pytest.mark.timeout(900)
+def delay_a_void(generated: Path) -> str:
+    """Store one void three days after its target instead of within the hour (as the generator does), the
+    target stored inside the window: dates whose cut-off falls between count the statement, later dates do
+    not, and a first install, whose LRS no longer lists the voided statement, must fetch it to agree."""
+    path = generated / "lms" / "statements.jsonl"
+    statements = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    by_id = {statement["id"]: statement for statement in statements}
+    start, end = (datetime.combine(day, time(), tzinfo=UTC) for day in (REPLAYED[1], REPLAYED[-4]))
+    for void in statements:
+        target = by_id.get(void["object"].get("id")) if void["verb"]["id"].endswith("/voided") else None
+        if target is not None and start <= parse_time(target["stored"]) <= end:
+            delayed = parse_time(target["stored"]) + timedelta(days=3)
+            void["stored"] = delayed.isoformat().replace("+00:00", "Z")
+            path.write_text(
+                "".join(json.dumps(statement) + "\n" for statement in statements), encoding="utf-8"
+            )
+            return target["id"]
+    raise AssertionError("no voided statement stored inside the window")
+
+
 def test_a_backfill_of_a_generated_enterprise_equals_its_day_by_day_replay(
     tmp_path, config, warehouse_dsn, make_warehouse
 ):
     generated = generate(tmp_path / "enterprise", **ENTERPRISE)
+    voided_late = delay_a_void(generated)
     generated_hris = generated / "sftp" / "outbound" / "hris"
     served_hris = tmp_path / "sftp" / "outbound" / "hris"
     served_hris.mkdir(parents=True)
@@ -235,6 +256,11 @@ def test_a_backfill_of_a_generated_enterprise_equals_its_day_by_day_replay(
         for line in differences(replayed[day], backfilled[day], ("replay", "backfill"))
     ]
     assert not mismatched, "(replay, backfill):\n" + "\n".join(mismatched[:30])
+    # the first install never saw the statement voided days later in a listing: it fetched it, and keeps it voided
+    with psycopg.connect(backfill) as conn:
+        assert conn.execute(
+            "select is_voided from core.lms_activity where statement_id = %s", (voided_late,)
+        ).fetchall() == [(True,)]
 
     # The window held facts its cut-offs excluded: as known now, some of its dates read otherwise. The
     # generator reports every HR change in the file of its date, so only statements stored after the

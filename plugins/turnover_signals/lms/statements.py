@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from turnover_signals.errors import BadInputError
+from turnover_signals.errors import BadInputError, SourceRefusedError
 from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
@@ -201,6 +201,7 @@ class StatementExtraction:
                 _drop_scratch(conn, staged)
             if publisher.error is not None:
                 raise publisher.error
+            self._recover_voided_targets(conn, stats, staged)
         summary = {
             "batch_id": self.batch_id, "chunks": stats.chunks_published, "pages": stats.pages,
             "received": stats.received, "distinct": stats.distinct, "new": stats.new, "rejected": stats.rejected,
@@ -249,6 +250,46 @@ class StatementExtraction:
                 writer.abandon()  # an incomplete chunk (fetch failed or gate failed) is never published
         log.info("xAPI batch %s: %d statement(s) received in %d page(s), %d chunk(s)",
                  self.batch_id, stats.received, stats.pages, len(staged))  # fmt: skip
+
+    def _recover_voided_targets(self, conn: psycopg.Connection, stats: BatchStats, staged: list[Chunk]) -> None:
+        """Publish, as one more chunk, the statements this batch's voids target that the warehouse never saw.
+
+        An LRS leaves a voided statement out of every listing, so a first install, or a run after a
+        statement was voided within a day of being stored, receives only the voiding statement. Fetched by
+        `voidedStatementId`, the target is loaded with its own stored time and marked voided: dates whose
+        cut-off came between the two count it, as the day-by-day run did.
+        """
+        missing = [row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": self._batch_ids(staged)})]
+        statements = [found for found in map(self._fetch_voided, missing) if found is not None]
+        if missing:
+            log.info("xAPI batch %s: %d voided statement(s) never received, %d fetched by voidedStatementId",
+                     self.batch_id, len(missing), len(statements))  # fmt: skip
+        if not statements:
+            return
+        body = json.dumps({"statements": statements, "more": ""}, ensure_ascii=False)
+        page = StatementPage(
+            page_number=stats.pages + 1, request_url=self.client.statements_url, statements=statements, more="",
+            next_url=None, consistent_through=None, xapi_version=None, already_seen_ids=frozenset(),
+            raw_body=body.encode("utf-8"),
+        )  # fmt: skip
+        writer = ChunkWriter(conn, self.new_chunk(len(staged) + 1))
+        staged.append(writer.chunk)
+        writer.write(page)
+        stats.received += len(statements)
+        self.publish_chunk(conn, writer.close(stats), stats)
+
+    def _batch_ids(self, staged: list[Chunk]) -> list[str]:
+        return [chunk.batch_id for chunk in staged]
+
+    def _fetch_voided(self, statement_id: str) -> dict[str, Any] | None:
+        # An LRS that refuses the query (some do not implement voidedStatementId) costs only the
+        # recovery: the void itself is kept, and the statement stays unknown as before.
+        try:
+            return self.client.voided_statement(statement_id)
+        except SourceRefusedError as exc:
+            log.warning("xAPI LRS refused voidedStatementId (%s); voided statements never received stay unknown",
+                        exc.problem)  # fmt: skip
+            return None
 
     # -- checking and publishing (publisher thread) ------------------------------------------
 
@@ -469,6 +510,19 @@ LMS_ACTIVITY_COLUMNS = (
     "course_name", "score_normalized", "is_success", "is_completion", "duration_seconds", "occurred_at",
     "is_timestamp_assumed_utc", "stored_at", "is_voided",
 )  # fmt: skip
+
+
+# The targets of the voiding statements published by these chunks that no statement in the warehouse is
+# (through the partial index on voiding statements).
+MISSING_VOID_TARGETS_SQL = """
+select distinct void.statement #>> '{object,id}'
+from raw.lms_statement as void
+where void.batch_id = any(%(batch_ids)s)
+  and void.statement #>> '{verb,id}' = 'http://adlnet.gov/expapi/verbs/voided'
+  and void.statement #>> '{object,objectType}' = 'StatementRef'
+  and not exists (select from raw.lms_statement as target where target.statement_id = void.statement #>> '{object,id}')
+order by 1
+"""
 
 
 def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str) -> int:

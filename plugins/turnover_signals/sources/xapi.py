@@ -395,6 +395,15 @@ class XapiClient(HttpSourceClient):
         for page in self.iter_statement_pages(since, until, limit=limit, ascending=ascending):
             yield from page.statements
 
+    def voided_statement(self, statement_id: str) -> dict[str, Any] | None:
+        """``GET statements?voidedStatementId=...``: a statement the LRS has voided, which it leaves out of every
+        listing (xAPI 1.0.3, 2.1.4); None when the LRS does not have it (404) or returns something else."""
+        response = self.get_json(
+            self.statements_url, "voided statement", params={"voidedStatementId": statement_id}, missing_ok=True
+        )
+        document = response.document
+        return document if isinstance(document, dict) and document.get("id") == statement_id else None
+
     def about(self) -> dict[str, Any]:
         """``GET {base_url}/about``: the versions the LRS speaks (a cheap health check)."""
         document = self.get_json(self.url_for("about"), "about").document
