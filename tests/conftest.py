@@ -115,9 +115,13 @@ def airflow_metadata_db() -> None:
 
 # The modules that build whole synthetic enterprises (a minute or two each). `make test` runs the
 # suite on two pytest-xdist workers, one module at a time per worker (--dist loadfile), handing out
-# modules in collection order and alternating between workers: listed first, these two start at
-# once on different workers instead of one after the other at the end.
-HEAVIEST_MODULES = ("tests/integration/test_turnover_model.py", "tests/integration/test_identity_enterprise.py")
+# modules in collection order and alternating between workers: listed first, these start early on
+# different workers instead of one after the other at the end.
+HEAVIEST_MODULES = (
+    "tests/integration/test_turnover_model.py",
+    "tests/integration/test_identity_enterprise.py",
+    "tests/integration/test_point_in_time_replay.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
