@@ -318,8 +318,6 @@ def reference_dates_for_run(context: Mapping[str, Any], requested: Sequence[str]
 
 # -- checking a build -------------------------------------------------------------------------------
 
-ROW_DIGEST_EXCLUDED = ("built_at", "build_id")  # which build wrote a row is not part of what it says
-
 
 def rebuild_matches(
     config: Mapping[str, Any], reference_dates: Sequence[date], dsn: str | None = None

@@ -17,14 +17,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from turnover_signals.lms.statements import read_watermark
 from turnover_signals.sqlfiles import read_sql
-
-
-def read_watermark(conn: psycopg.Connection, source: str) -> Any:
-    row = conn.execute(
-        "select watermark from audit.extract_watermark where source = %s", (source,)
-    ).fetchone()
-    return row[0] if row else None
 
 
 def set_watermark(conn: psycopg.Connection, source: str, value: Any, build_id: str) -> None:
