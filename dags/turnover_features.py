@@ -49,11 +49,17 @@ from turnover_signals.notify import notify_failure
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={
-        "reference_dates": Param([], type="array", description="ISO dates to build; default: the day before the run"),
-        "restate": Param(
-            False, type="boolean", description="build the dates as known now into mart.employee_features_restated"
+        "reference_dates": Param(
+            [], type="array", description="ISO dates to build; default: the day before the run"
         ),
-        "full_daily_rebuild": Param(False, type="boolean", description="recompute the daily learning aggregate"),
+        "restate": Param(
+            False,
+            type="boolean",
+            description="build the dates as known now into mart.employee_features_restated",
+        ),
+        "full_daily_rebuild": Param(
+            False, type="boolean", description="recompute the daily learning aggregate"
+        ),
     },
     tags=["turnover-signals", "features"],
     doc_md=__doc__,
@@ -67,12 +73,13 @@ def turnover_features():
 
         from turnover_signals.airflow_tasks import run_for_stage
         from turnover_signals.features.build import build_features as build
-        from turnover_signals.features.build import reference_dates_for_run
+        from turnover_signals.features.build import deferral_note, reference_dates_for_run
+        from turnover_signals.run_note import note_on_this_run
 
         params = params or {}
         requested = params.get("reference_dates") or ()
         dates = reference_dates_for_run(get_current_context(), requested)
-        return run_for_stage(
+        summary = run_for_stage(
             "transformer",
             build,
             reference_dates=dates,
@@ -80,6 +87,9 @@ def turnover_features():
             full_daily_rebuild=bool(params.get("full_daily_rebuild")),
             catch_up=not requested,
         )
+        deferred = deferral_note(summary)
+        note_on_this_run([deferred] if deferred else [])  # people see a deferral on the run itself
+        return summary
 
     @task
     def report_training_set() -> list:

@@ -1,0 +1,107 @@
+"""A deferral is written on the DAG run itself: the `turnover_features` DAG (through `dag.test()`) asks a
+real `airflow api-server`, on the same metadata DB, to set the run's note, keeping what people wrote."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.integration.airflow_processes import api_server
+from tests.integration.test_identity_resolution import CORP, employee
+from tests.integration.test_turnover_features import hr_known_through, lms_read_through
+from turnover_signals.run_note import NOTE_MAX_CHARS, NOTE_PREFIX, merged_note, write_run_note
+
+DAG_ID = "turnover_features"
+
+
+def test_only_this_packages_lines_are_replaced_and_the_note_stays_within_the_limit():
+    person = "Checked with HR: the file is late because of the holiday.\n"
+    ours = merged_note(person, ["deferred 2026-12-04"])
+    assert ours == person + NOTE_PREFIX + "deferred 2026-12-04"
+    assert merged_note(ours, ["deferred 2026-12-05"]) == person + NOTE_PREFIX + "deferred 2026-12-05"
+    assert merged_note(ours, []) == person.rstrip("\n")
+    assert merged_note(NOTE_PREFIX + "old", []) is None
+    long = merged_note(person, ["x" * 5000])
+    assert (
+        len(long) <= NOTE_MAX_CHARS
+        and long.startswith(person)
+        and long.endswith("(the full text is in the task log)")
+    )
+
+
+def logged(caplog, capsys) -> str:
+    """What was logged, whether through the standard logging (caplog) or Airflow's structlog (stdout)."""
+    return caplog.text + capsys.readouterr().out
+
+
+def test_without_the_connection_nothing_is_sent_and_the_log_says_why(airflow_metadata_db, caplog, capsys):
+    with caplog.at_level(logging.INFO):
+        assert write_run_note(DAG_ID, "manual__x", ["deferred"], conn_id="no_such_api") == "no connection"
+    assert "Airflow connection 'no_such_api' is not defined" in logged(caplog, capsys)
+
+
+@pytest.fixture
+def airflow_api(airflow_metadata_db, tmp_path):
+    with api_server(
+        tmp_path / "api-server", {"admin": "ADMIN", "turnover_bot": "USER", "reader": "VIEWER"}
+    ) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_a_deferred_date_is_written_on_the_run_and_a_rerun_keeps_peoples_lines(
+    airflow_api, warehouse_dsn, monkeypatch, caplog, capsys
+):
+    from airflow.dag_processing.dagbag import DagBag
+
+    today = datetime.now(UTC).date()
+    reference_date = today - timedelta(days=2)  # ended, its file not late yet (lateness 48 h after its end)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="g-e1", email=f"e1@{CORP}", hire=date(2022, 3, 1))
+        hr_known_through(conn, reference_date - timedelta(days=1))
+        lms_read_through(conn, datetime.now(UTC) - timedelta(minutes=5))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"features": {"initial_backfill_month_ends": 0}})
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
+    logical_date = datetime.combine(reference_date + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    run = dag.test(logical_date=logical_date.replace(hour=7, minute=30))
+    assert run.state == "success"
+    path = f"api/v2/dags/{DAG_ID}/dagRuns/{run.run_id}"
+    note = airflow_api.get(path, "reader")["note"]
+    assert note.startswith(NOTE_PREFIX + "deferred (inputs not complete through the cut-off): ")
+    assert f"no employees file dated {reference_date} or later is loaded" in note
+
+    person = "on-call: HR says the file comes tomorrow"
+    airflow_api.patch(path, {"note": person + "\n" + note}, "admin", update_mask="note")
+    # a rerun of the task writes the same line: nothing is sent, the person's line stays
+    assert write_run_note(DAG_ID, run.run_id, [note.removeprefix(NOTE_PREFIX)]) == "unchanged"
+    assert airflow_api.get(path, "reader")["note"] == person + "\n" + note
+
+    # once the date is built its deferral line goes; the person's line stays
+    assert write_run_note(DAG_ID, run.run_id, []) == "written"
+    assert airflow_api.get(path, "reader")["note"] == person
+    assert write_run_note(DAG_ID, run.run_id, []) == "unchanged"
+
+    # a user who may only read runs, or a wrong password: a warning naming the problem, no failed task
+    caplog.clear()
+    capsys.readouterr()
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("reader"))
+    with caplog.at_level(logging.WARNING):
+        assert write_run_note(DAG_ID, run.run_id, ["deferred"]) == "failed"
+    text = logged(caplog, capsys)
+    assert "could not be written through Airflow connection 'airflow_api'" in text and "HTTP 403" in text
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("reader", "wrong-password"))
+    with caplog.at_level(logging.WARNING):
+        assert write_run_note(DAG_ID, run.run_id, ["deferred"]) == "failed"
+    text = logged(caplog, capsys)
+    assert "login of user 'reader' answered HTTP 401" in text
+    assert "wrong-password" not in text and airflow_api.users["reader"] not in text
+    assert airflow_api.get(path, "reader")["note"] == person
