@@ -15,6 +15,20 @@ from turnover_signals.hris.contract import COMPENSATION_COLUMNS, EMPLOYEE_COLUMN
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hris"
 
 
+def insert_pay_changes(conn: psycopg.Connection, *changes: tuple) -> None:
+    """Write pay changes where the features read them, as versions still current: each change is
+    (employee_id, effective_date, change_type, previous salary, new salary, currency, change %, source
+    sha256, known from)."""
+    conn.cursor().executemany(
+        """
+        insert into core.compensation_event_version (employee_id, effective_date, change_type,
+            previous_base_salary, new_base_salary, currency, change_pct, source_sha256, known_from)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        changes,
+    )
+
+
 def employee_row(n: int, **overrides: str) -> dict[str, str]:
     row = {
         "employee_id": f"E{n:06d}", "sso_guid": f"00000000-0000-4000-8000-{n:012d}",

@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests.conftest import _admin_execute, _dsn_for
+from tests.integration.hris_helpers import insert_pay_changes
 from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user
 from tests.integration.test_turnover_features import (
     D,
@@ -84,11 +85,9 @@ def learns(conn, employee_id, *activity):
 def pay(conn, employee_id, *changes):
     """Pay changes (effective date, change type, change %)."""
     for effective, change_type, pct in changes:
-        conn.execute(
-            # known from the file of its effective date, as a change reported on time is
-            "insert into core.compensation_event values (%s, %s, %s, 50000, 50000, 'USD', %s, 'x', %s::date + 1)",
-            (employee_id, effective, change_type, pct, effective),
-        )
+        # known from the file of its effective date, as a change reported on time is
+        known = datetime.combine(effective + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        insert_pay_changes(conn, (employee_id, effective, change_type, 50000, 50000, "USD", pct, "x", known))
 
 
 # -- the cases ------------------------------------------------------------------------------------
@@ -371,9 +370,8 @@ def arrivals():
         (D - ONE_DAY, lambda conn: void(conn, "S-REPEAT-2", batch_id="b-void-repeat", stored=at(D - ONE_DAY))),
         (D, lambda conn: void(conn, "L-TREND-1", batch_id="b-void-trend", stored=at(D))),
         # a raise effective 20 days back, first shown by the file of D + 1
-        (D + ONE_DAY, lambda conn: conn.execute(
-            "insert into core.compensation_event values ('T1', %s, 'merit_increase', 50000, 52000, 'USD', 4, 'x', %s)",
-            (D - 20 * ONE_DAY, at(D + 2 * ONE_DAY, 6)))),
+        (D + ONE_DAY, lambda conn: insert_pay_changes(
+            conn, ("T1", D - 20 * ONE_DAY, "merit_increase", 50000, 52000, "USD", 4, "x", at(D + 2 * ONE_DAY, 6)))),
         # the file of D + 2 records T2's exit 10 days back on a new interval (reported late)
         (D + 2 * ONE_DAY, lambda conn: (
             conn.execute("update core.employee_history set valid_to = %s, is_current = false,"

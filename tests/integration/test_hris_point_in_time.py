@@ -3,8 +3,9 @@
 Employees files for five days travel from the real sshd through the ingest and the history build. One
 warehouse receives each file on its day and builds that day; the other, like a first install, receives
 them all at once and backfills the five days. The files include a correction of an earlier day,
-delivered two days late, and a compensation file whose raise is back-dated by a month: both may count
-only from the first date whose cut-off knew them.
+delivered two days late, a compensation file whose raise is back-dated by a month, and a compensation
+file corrected two days late (a raise's amount changed, another raise withdrawn): each may count only
+from the first date whose cut-off knew it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -58,6 +60,20 @@ BACKDATED_RAISE = compensation_bytes([
     {"employee_id": "E000002", "effective_date": "2026-02-10", "change_type": "merit_increase",
      "previous_base_salary": "50002.00", "new_base_salary": "52000.00", "currency": "GBP"},
 ])  # fmt: skip
+PAY_DAY = DAYS[2]
+
+
+def raises(corrected: bool = False) -> bytes:
+    """E4's raise (4 %, corrected to 6 %) and E1's market adjustment (withdrawn by the correction), both
+    effective on the third day."""
+    rows = [{"employee_id": "E000004", "effective_date": f"{PAY_DAY:%Y-%m-%d}", "change_type": "merit_increase",
+             "previous_base_salary": "50000.00", "new_base_salary": "53000.00" if corrected else "52000.00",
+             "currency": "GBP"}]  # fmt: skip
+    if not corrected:
+        rows.append({"employee_id": "E000001", "effective_date": f"{PAY_DAY:%Y-%m-%d}",
+                     "change_type": "market_adjustment", "previous_base_salary": "60000.00",
+                     "new_base_salary": "61200.00", "currency": "GBP"})  # fmt: skip
+    return compensation_bytes(rows)
 
 
 def deliveries() -> list[tuple[date, str, bytes, float]]:
@@ -67,7 +83,16 @@ def deliveries() -> list[tuple[date, str, bytes, float]]:
     files.insert(4, (DAYS[3], f"employees_{CORRECTED_DAY:%Y%m%d}.csv", snapshot(CORRECTED_DAY, corrected=True),
                      delivered(DAYS[3], 1)))  # fmt: skip
     files.append((DAYS[4], f"compensation_{DAYS[4]:%Y%m%d}.csv", BACKDATED_RAISE, delivered(DAYS[4])))
+    files.insert(3, (PAY_DAY, f"compensation_{PAY_DAY:%Y%m%d}.csv", raises(), delivered(PAY_DAY)))
+    # the correction of the third day's pay changes arrives with the fifth day's files
+    files.append((DAYS[4], f"compensation_{PAY_DAY:%Y%m%d}.csv", raises(corrected=True), delivered(DAYS[4], 1)))
     return files
+
+
+def is_correction(delivery: tuple[date, str, bytes, float]) -> bool:
+    """A later delivery of a file name delivered before (the SFTP directory holds one file per name)."""
+    earlier = deliveries()[: deliveries().index(delivery)]
+    return any(name == delivery[1] for _, name, _, _ in earlier)
 
 
 @pytest.fixture
@@ -130,20 +155,15 @@ def test_a_backfill_of_hris_files_equals_their_day_by_day_replay(
 
     for entry in directory.iterdir():
         entry.unlink()
-    # a first install: every file as the SFTP server holds it, the second day's original (as the vendor's
-    # archive keeps it) before its correction
-    for _, name, data, mtime in deliveries():
-        if name == f"employees_{CORRECTED_DAY:%Y%m%d}.csv" and data == snapshot(
-            CORRECTED_DAY, corrected=True
-        ):
-            continue
+    # a first install: every file as the SFTP server holds it, the originals (as the vendor's archive keeps
+    # them) before their corrections
+    for _, name, data, mtime in (d for d in deliveries() if not is_correction(d)):
         deliver(server, directory, name, data, mtime)
     load_pending(config, backfill)
-    correction = next(
-        d for d in deliveries() if d[0] == DAYS[3] and d[1].endswith(f"{CORRECTED_DAY:%Y%m%d}.csv")
-    )
-    deliver(server, directory, correction[1], correction[2], correction[3])
+    for _, name, data, mtime in (d for d in deliveries() if is_correction(d)):
+        deliver(server, directory, name, data, mtime)
     load_pending(config, backfill)
+    correction = next(d for d in deliveries() if is_correction(d) and d[1].startswith("employees_"))
     lms_read_past(backfill, DAYS[-1])
     built = build_features(config, dsn=backfill, reference_dates=DAYS)
     assert built["reference_dates_built"] == [day.isoformat() for day in DAYS]
@@ -160,6 +180,9 @@ def test_a_backfill_of_hris_files_equals_their_day_by_day_replay(
     # the raise back-dated to February counts from the date of the file that first showed it
     assert values("E000002", "months_since_last_raise") == [None, None, None, None, 1]
     assert len(values("E000005", "tenure_days")) == 3  # gone from the fourth day's file on
+    # the corrected pay file changes E4's raise and withdraws E1's from the fifth day's cut-off on only
+    assert values("E000004", "last_pay_change_pct") == [None, None, Decimal("4"), Decimal("4"), Decimal("6")]
+    assert values("E000001", "months_since_last_raise") == [None, None, 0, 0, None]
     # the correction is kept as what became known later: E3's history before it is a revision
     with psycopg.connect(backfill) as conn:
         revisions = conn.execute(

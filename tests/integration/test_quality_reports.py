@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.integration.hris_helpers import compensation_bytes, csv_bytes, write_feed_file
+from tests.integration.hris_helpers import compensation_bytes, csv_bytes, insert_pay_changes, write_feed_file
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
 from tests.integration.test_hris_ingest import hris_dir, run_pipeline, sftp_server  # noqa: F401 - fixtures
 from turnover_signals.config import load_config
@@ -265,10 +265,10 @@ def traced_row(warehouse_dsn, tmp_path):
         # a correction of a snapshot dated before the reference date, known after its cut-off
         conn.execute("update core.employee_history set source_sha256 = %s, known_at = %s"
                      " where valid_from = '2026-06-15'", (late_snapshot, at(5)))  # fmt: skip
-        conn.execute(
-            "insert into core.compensation_event values ('E1', '2025-04-01', 'merit_increase', 50000, 52000, 'USD',"
-            " 4.0, %s, %s), ('E1', '2026-06-01', 'merit_increase', 52000, 54000, 'USD', 3.8, %s, %s)",
-            (old_pay, at(2, 4), late_pay, at(3)),
+        insert_pay_changes(
+            conn,
+            ("E1", date(2025, 4, 1), "merit_increase", 50000, 52000, "USD", 4.0, old_pay, at(2, 4)),
+            ("E1", date(2026, 6, 1), "merit_increase", 52000, 54000, "USD", 3.8, late_pay, at(3)),
         )
         record_validation(conn, passed, RunIdentity("hris_sftp_ingest", "r-0102", "ingest_hris_file"))
         for name, sha, feed, file_date, received, validation_id in (

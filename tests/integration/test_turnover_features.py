@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.integration.hris_helpers import insert_pay_changes
 from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user, query
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
@@ -87,9 +88,10 @@ def enterprise(conn):
                  external_id=f"g-{employee_id.lower()}", created=datetime(2022, 3, 2, tzinfo=UTC))  # fmt: skip
     conn.execute("update core.employee_history set manager_id = 'M1', job_level = 2 where employee_id <> 'M1'")
     conn.execute("update core.employee_history set termination_category = 'involuntary' where employee_id = 'E3'")
-    conn.execute(
-        "insert into core.compensation_event values ('E1', '2025-04-01', 'merit_increase', 50000, 52000, 'USD', 4.0,"
-        " 'x', '2025-04-02'), ('E1', '2026-01-01', 'pay_freeze', 52000, 52000, 'USD', 0, 'x', '2026-01-02')"
+    insert_pay_changes(
+        conn,
+        ("E1", date(2025, 4, 1), "merit_increase", 50000, 52000, "USD", 4.0, "x", datetime(2025, 4, 2, tzinfo=UTC)),
+        ("E1", date(2026, 1, 1), "pay_freeze", 52000, 52000, "USD", 0, "x", datetime(2026, 1, 2, tzinfo=UTC)),
     )
     learner = account_learner("u-e1")
     statement(conn, "s-enrol", learner, datetime(2026, 5, 2, 9, tzinfo=UTC), event="enrolled", course="DEV-201")

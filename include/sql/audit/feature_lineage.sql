@@ -83,12 +83,13 @@ hris_sources as (
             and revision.known_until > feature_row.cutoff_at
     union
     select compensation.source_sha256
-    from core.compensation_event as compensation
+    from core.compensation_event_version as compensation
     inner join feature_row
         on
             compensation.employee_id = feature_row.hris_employee_id
             and compensation.effective_date <= feature_row.reference_date
-            and compensation.known_at <= feature_row.cutoff_at
+            and compensation.known_from <= feature_row.cutoff_at
+            and (compensation.known_until is null or compensation.known_until > feature_row.cutoff_at)
 ),
 
 hris_files as (

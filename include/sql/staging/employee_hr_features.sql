@@ -1,7 +1,8 @@
 -- one row per target (employee_key, reference_date): HR attributes as known at the reference date's cut-off
 -- Reads the temp tables feature_targets and hr_history_as_known: only intervals starting on
--- or before the date and known by its cut-off, and pay changes effective by the date and known by the
--- cut-off (a back-dated raise counts from the first file showing it). Nothing recorded later leaks in.
+-- or before the date and known by its cut-off, and pay changes effective by the date in the version known
+-- at the cut-off (a back-dated raise counts from the first file showing it; a later correction of a change
+-- does not exist for the date). Nothing recorded later leaks in.
 with targets as (
     select
         employee_key,
@@ -78,11 +79,13 @@ pay_changes as (
             where compensation.change_type <> 'hire' and compensation.change_pct is not null
         ))[1] as last_pay_change_pct
     from targets
-    inner join core.compensation_event as compensation
+    inner join core.compensation_event_version as compensation
         on
             targets.hris_employee_id = compensation.employee_id
             and targets.reference_date >= compensation.effective_date
-            and targets.cutoff_at >= compensation.known_at
+            -- the version known at the cut-off: a later correction does not exist for this date
+            and targets.cutoff_at >= compensation.known_from
+            and (compensation.known_until is null or targets.cutoff_at < compensation.known_until)
     group by targets.employee_key, targets.reference_date
 ),
 

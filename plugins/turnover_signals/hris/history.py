@@ -127,7 +127,9 @@ def build_employee_history(config: Mapping[str, Any], dsn: str | None = None) ->
             history_rows = rebuild_relation(conn, "core", "employee_history", params)
             require_mapped_job_levels(conn)
         revision_rows = rebuild_history_revisions(conn, config)
-        compensation_rows = rebuild_relation(conn, "core", "compensation_event", params)
+        with conn.transaction():
+            compensation_versions = rebuild_relation(conn, "core", "compensation_event_version", params)
+            compensation_rows = rebuild_relation(conn, "core", "compensation_event", params)
         ignored = files_in_sealed_periods(conn)
         if ignored:
             log.warning(
@@ -150,6 +152,7 @@ def build_employee_history(config: Mapping[str, Any], dsn: str | None = None) ->
         "current_employees": current,
         "intervals_closed_by_absence": vanished,
         "compensation_events": compensation_rows,
+        "compensation_event_versions": compensation_versions,
         "files_in_sealed_periods_ignored": len(ignored),
     }
     log.info("core HR history rebuilt: %s", summary)

@@ -10,8 +10,9 @@ from the files up to that date, in `core`, and nothing else:
 - `core.employee_snapshot_baseline`: per employee, each run of consecutive sealed snapshots showing
   the same attributes, with the values the history computes from the raw text. The build treats a
   run like that many snapshots, so a run continued by a live snapshot stays one interval.
-- `core.compensation_change_baseline`: per pay change, the version that wins among the sealed files
-  (the only one that can still win; a later file may replace it).
+- `core.compensation_change_baseline`: per pay change, its versions as the sealed files made them
+  known (`core.compensation_event_version` built over the sealed files; a later file may replace the
+  last one).
 
 A feed is sealed in file-date order, and only up to the first loaded file received less than
 `retention.raw_days` ago: the sealed files are a prefix of the feed, and a period once sealed is
@@ -82,7 +83,7 @@ def seal_hris_files(
         else:
             _record_sealed(conn, feed, files, sealed_at)
             _replace_from_build(
-                conn, "compensation_change_baseline", "compensation_event", history_parameters(config, True)
+                conn, "compensation_change_baseline", "compensation_event_version", history_parameters(config, True)
             )
     return sealed
 
