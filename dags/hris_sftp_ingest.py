@@ -36,6 +36,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import HRIS_EMPLOYEE_HISTORY
 from turnover_signals.notify import notify_failure
+from turnover_signals.slo import deadline_for
 
 
 @dag(
@@ -47,6 +48,7 @@ from turnover_signals.notify import notify_failure
     # the deadline: a hung run fails and alerts before the next day's run is due (max_active_runs=1);
     # above the file wait (hris.wait_for_files_minutes, 6 h) plus the ingest (runbook-deadlines)
     dagrun_timeout=timedelta(hours=20),
+    deadline=deadline_for("hris_sftp_ingest"),  # the SLO: on-call hears of late data before anyone asks
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     tags=["turnover-signals", "hris", "ingest"],

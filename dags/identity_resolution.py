@@ -7,9 +7,11 @@ per person across the HRIS employee id, LMS user ids, SSO GUID, work email and x
 **Inputs:** `core.employee_history` (HR asset), `raw.lms_user` and `core.lms_activity` (LMS asset),
 steward decisions in `audit.identity_override`.
 
-**Flow:** migrate → resolve identities in SQL (incremental: only what changed since the last good run
-and everything sharing a GUID, an email or a key with it; the `full_rebuild` param recomputes all) →
-Great Expectations gate (headcount reconciles, one key per employee, no identifier owned by two keys at
+**Flow:** migrate → skip (the reason in the log and the run's note) while there is no HR history yet
+(a first install's HRIS backlog still loading) or when nothing it reads changed since the last good run,
+so an hourly LMS run does not rebuild identity and features for nothing → resolve identities in SQL
+(incremental: only what changed since the last good run and everything sharing a GUID, an email or a
+key with it; the `full_rebuild` param recomputes all) → Great Expectations gate (headcount reconciles, one key per employee, no identifier owned by two keys at
 once, active match rate at or above `identity.min_active_lms_match_rate`) → one transaction publishes
 `core.employee_identity`, `core.lms_account_match`, `audit.identity_exception` and the reconciliation
 row → steward review sample CSV and the readable reconciliation summary.
@@ -31,6 +33,7 @@ from airflow.sdk import Param, dag, task
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import EMPLOYEE_IDENTITY, HRIS_EMPLOYEE_HISTORY, LMS_ACTIVITY
 from turnover_signals.notify import notify_failure
+from turnover_signals.slo import deadline_for
 
 
 @dag(
@@ -40,6 +43,7 @@ from turnover_signals.notify import notify_failure
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),  # the deadline: a hung run fails and alerts (runbook-deadlines)
+    deadline=deadline_for("identity_resolution"),  # the SLO: on-call hears of late data before anyone asks
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={"full_rebuild": Param(False, type="boolean", description="re-match everything, not only what changed")},
@@ -51,10 +55,14 @@ def identity_resolution():
 
     @task(outlets=[EMPLOYEE_IDENTITY])
     def resolve_identities(params: dict | None = None) -> dict:
-        from turnover_signals.airflow_tasks import run_for_stage
+        from turnover_signals.airflow_tasks import run_for_stage, skip_unless_ready
+        from turnover_signals.identity.resolve import reason_to_skip
         from turnover_signals.identity.resolve import resolve_identities as resolve
 
-        return run_for_stage("transformer", resolve, full=bool((params or {}).get("full_rebuild")))
+        full = bool((params or {}).get("full_rebuild"))
+        # not ready, or nothing changed: skipped, so no asset event re-triggers the features
+        skip_unless_ready(run_for_stage("transformer", reason_to_skip, with_run=False, full=full))
+        return run_for_stage("transformer", resolve, full=full)
 
     @task
     def export_identity_review_sample() -> dict:

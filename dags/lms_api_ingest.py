@@ -35,6 +35,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import LMS_ACTIVITY
 from turnover_signals.notify import notify_failure
+from turnover_signals.slo import deadline_for
 
 
 @dag(
@@ -46,6 +47,7 @@ from turnover_signals.notify import notify_failure
     # the deadline: a hung run fails and alerts within the 2 h freshness SLO instead of holding back
     # the next hourly runs (max_active_runs=1); published chunks are kept (runbook-deadlines)
     dagrun_timeout=timedelta(minutes=90),
+    deadline=deadline_for("lms_api_ingest"),  # the SLO: on-call hears of late data before anyone asks
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     tags=["turnover-signals", "lms", "ingest"],

@@ -35,6 +35,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import EMPLOYEE_FEATURES, EMPLOYEE_IDENTITY
 from turnover_signals.notify import notify_failure
+from turnover_signals.slo import deadline_for
 
 
 @dag(
@@ -46,6 +47,7 @@ from turnover_signals.notify import notify_failure
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),  # the deadline: a hung run fails and alerts (runbook-deadlines)
+    deadline=deadline_for("turnover_features"),  # the SLO: on-call hears of late data before anyone asks
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={

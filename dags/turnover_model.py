@@ -32,6 +32,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
 from turnover_signals.assets import TURNOVER_RISK_SCORE
 from turnover_signals.notify import notify_failure
+from turnover_signals.slo import deadline_for
 
 
 @dag(
@@ -41,6 +42,7 @@ from turnover_signals.notify import notify_failure
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),  # the deadline: a hung run fails and alerts (runbook-deadlines)
+    deadline=deadline_for("turnover_model"),  # the SLO: on-call hears of late data before anyone asks
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={

@@ -135,6 +135,23 @@ def run_for_stage(
         return func(config, *args, **kwargs)
 
 
+def skip_unless_ready(reason: str | None) -> None:
+    """Skip the running task (and what only it feeds) when `reason` says why it has nothing to do.
+
+    A skipped task emits no asset event, so DAGs scheduled on its outlets are not triggered for nothing;
+    the reason goes to the log and the DAG run's note, a skip pages nobody.
+    """
+    if reason is None:
+        return
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from turnover_signals.run_note import note_on_this_run
+
+    log.info("skipped: %s", reason)
+    note_on_this_run([f"skipped: {reason}"])
+    raise AirflowSkipException(reason)
+
+
 def log_lines(lines: list[str]) -> list[str]:
     """Log a report's `lines` as one message in the task log and return them (the task's XCom)."""
     log.info("\n".join(lines))

@@ -69,6 +69,10 @@ def test_an_authenticated_auditor_sees_runs_filters_them_and_opens_the_data_docs
     assert f'href="docs/{runs[0]["validation_id"]}"' in narrowed.text
     docs = client.get(f"/data-quality/docs/{runs[0]['validation_id']}", headers=headers)
     assert docs.status_code == 200 and "Great Expectations" in docs.text and "course_catalog v1+" in docs.text
+    # its third-party scripts run in an opaque origin: they cannot call the Airflow API as the viewer
+    policy = docs.headers["content-security-policy"].split()
+    assert policy[0] == "sandbox" and "allow-same-origin" not in policy
+    assert docs.headers["x-content-type-options"] == "nosniff"
 
 
 def test_a_user_without_dag_access_sees_nothing(api):
@@ -111,7 +115,9 @@ def test_model_reports_are_linked_next_to_the_validation_runs(api, warehouse_dsn
     client, manager = api
     headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
     assert 'href="model-reports/m-1"' in client.get("/data-quality/", headers=headers).text
-    assert "ROC curves" in client.get("/data-quality/model-reports/m-1", headers=headers).text
+    report_page = client.get("/data-quality/model-reports/m-1", headers=headers)
+    assert "ROC curves" in report_page.text
+    assert report_page.headers["content-security-policy"].startswith("sandbox ")
     assert client.get("/data-quality/model-reports/m-1").status_code == 401
 
 

@@ -94,7 +94,10 @@ def test_the_dag_resolves_reports_and_a_cleared_rerun_changes_nothing(
     assert len(samples) == 1
     sample = samples[0].read_text(encoding="utf-8")
 
-    dag.test(logical_date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # clear every task and rerun
+    # a rerun with nothing changed is skipped; one that recomputes everything changes nothing either
+    rerun = dag.test(logical_date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC))
+    assert {ti.task_id: ti.state for ti in rerun.get_task_instances()}["resolve_identities"] == "skipped"
+    dag.test(logical_date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC), run_conf={"full_rebuild": True})
     assert identity_tables(enterprise_dsn) == tables
     assert samples[0].read_text(encoding="utf-8") == sample
 

@@ -23,7 +23,7 @@ from tests.integration.test_hris_ingest import hris_dir, sftp_server  # noqa: F4
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
 from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
-from turnover_signals.identity.resolve import resolve_identities
+from turnover_signals.identity.resolve import reason_to_skip, resolve_identities
 from turnover_signals.identity.review_sample import export_review_sample
 
 CORP = "northwind.example"
@@ -792,3 +792,38 @@ def test_the_demo_prints_the_identity_reconciliation_summary_after_a_run(warehou
         f"(full, rule v{config['identity']['rule_version']}): passed the gate")
     assert lines[2].startswith("  HRIS headcount 30 vs canonical 30: reconciles (")
     assert any(line.startswith("  LMS users 31: matched 30 (") for line in lines)
+
+
+def test_a_run_with_no_hr_history_or_nothing_changed_is_skipped_with_the_reason(warehouse_dsn, config):
+    created = datetime(2022, 3, 2, tzinfo=UTC)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # a first install: the LMS landed, the HRIS backlog is still loading
+        lms_user(conn, "u-eva", email=f"eva.ma@{CORP}", external_id="hhhh-1", created=created)
+        activity(conn, "s-eva", account_learner("u-eva"), "2026-05-10T08:00:00Z")
+    assert reason_to_skip(config, warehouse_dsn).startswith("no HR history yet (core.employee_history is empty)")
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        employee(conn, "E1", guid="hhhh-1", email=f"eva.ma@{CORP}", hire=date(2021, 3, 1))
+    assert reason_to_skip(config, warehouse_dsn) is None
+    resolve_identities(config, dsn=warehouse_dsn)
+    assert "nothing identity reads changed since run" in reason_to_skip(config, warehouse_dsn)
+    assert reason_to_skip(config, warehouse_dsn, full=True) is None
+
+    # statements of a known learner change no link; each other input does
+    later = datetime(2026, 2, 1, tzinfo=UTC)  # the loaders' times, after the helpers' default
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        activity(conn, "s-eva-2", account_learner("u-eva"), "2026-05-11T08:00:00Z")
+    assert reason_to_skip(config, warehouse_dsn) is not None
+    changes = [
+        lambda conn: activity(conn, "s-new", account_learner("u-new"), "2026-05-11T09:00:00Z"),
+        lambda conn: lms_user(conn, "u-ray", email=f"ray.oh@{CORP}", created=created, extracted_at=later),
+        lambda conn: employee(conn, "E2", email=f"ray.oh@{CORP}", hire=date(2022, 3, 1), first="Ray", known_at=later),
+        lambda conn: steward_decision(conn, "lms_user_id", "u-ray", "not_a_match"),
+        lambda conn: conn.execute("update audit.identity_override set is_active = false"),  # a withdrawal
+    ]
+    for change in changes:
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+            change(conn)
+        assert reason_to_skip(config, warehouse_dsn) is None
+        resolve_identities(config, dsn=warehouse_dsn)
+        assert reason_to_skip(config, warehouse_dsn) is not None

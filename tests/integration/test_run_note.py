@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.integration.airflow_processes import api_server
-from tests.integration.test_identity_resolution import CORP, employee
+from tests.integration.test_identity_resolution import CORP, employee, lms_user
 from tests.integration.test_turnover_features import hr_known_through, lms_read_through
 from turnover_signals.run_note import NOTE_MAX_CHARS, NOTE_PREFIX, merged_note, write_run_note
 
@@ -105,3 +105,32 @@ def test_a_deferred_date_is_written_on_the_run_and_a_rerun_keeps_peoples_lines(
     assert "login of user 'reader' answered HTTP 401" in text
     assert "wrong-password" not in text and airflow_api.users["reader"] not in text
     assert airflow_api.get(path, "reader")["note"] == person
+
+
+@pytest.mark.slow
+def test_identity_waits_for_the_hr_history_without_failing_or_triggering_the_features(
+    airflow_api, warehouse_dsn, monkeypatch
+):
+    """A first install under a scheduler: the LMS lands before the HRIS backlog is loaded and built."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        lms_user(
+            conn,
+            "u-eva",
+            email=f"eva.ma@{CORP}",
+            external_id="hhhh-1",
+            created=datetime(2022, 3, 2, tzinfo=UTC),
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "identity_resolution.py")).get_dag("identity_resolution")
+    run = dag.test(logical_date=datetime(2026, 12, 1, 7, tzinfo=UTC))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and states["resolve_identities"] == "skipped", states
+    note = airflow_api.get(f"api/v2/dags/identity_resolution/dagRuns/{run.run_id}", "reader")["note"]
+    assert note.startswith(NOTE_PREFIX + "skipped: no HR history yet (core.employee_history is empty)")
+    # no asset event: the features DAG is not triggered, and nothing was recorded as a failed gate
+    events = airflow_api.get("api/v2/assets/events?source_dag_id=identity_resolution", "reader")
+    assert events["total_entries"] == 0
+    with psycopg.connect(warehouse_dsn) as conn:
+        assert conn.execute("select count(*) from audit.identity_reconciliation").fetchone() == (0,)

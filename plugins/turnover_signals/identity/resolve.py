@@ -110,7 +110,10 @@ def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
             (select max(file_date) from audit.file_manifest where feed = 'employees' and status = 'loaded'),
             (select max(extracted_at) from raw.lms_user),
             (select max(stored_at) from core.lms_activity),
-            (select max(loaded_at) from core.lms_activity)
+            (select max(loaded_at) from core.lms_activity),
+            -- every decision and whether it is still active: a withdrawal changes no timestamp
+            (select md5(coalesce(string_agg(override_id || ':' || is_active, ',' order by override_id), ''))
+             from audit.identity_override)
         """
     ).fetchone()
     names = (
@@ -119,6 +122,7 @@ def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
         "lms_user_extracted_high_water",
         "lms_activity_stored_high_water",
         "lms_activity_loaded_high_water",
+        "override_digest",
     )
     return dict(zip(names, row, strict=True))
 
@@ -133,6 +137,50 @@ def previous_run(conn: psycopg.Connection) -> dict[str, Any] | None:
             """
         )
         return cur.fetchone()
+
+
+def reason_to_skip(config: Mapping[str, Any], dsn: str | None = None, full: bool = False) -> str | None:
+    """Why a run would publish nothing worth publishing now (None: run it).
+
+    - No HR history yet: every LMS user would be unmatched and the gate would fail, although that is
+      the normal state of a first install whose HRIS backlog is still loading.
+    - Nothing it reads changed since the last successful run (the same matching rules, no HR row known
+      or closed later, no LMS user extracted since, no steward decision made or withdrawn, no activity
+      from a learner not seen before): the published layer would be the same, and skipping keeps the
+      hourly LMS runs from re-triggering the features.
+    """
+    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        if not conn.execute("select exists (select from core.employee_history)").fetchone()[0]:
+            return (
+                "no HR history yet (core.employee_history is empty): the HRIS files are not loaded and built "
+                "yet, e.g. a first install's backlog is still loading in hris_sftp_ingest; identity runs "
+                "when that run publishes the HR history"
+            )
+        if full:
+            return None
+        previous = previous_run(conn)
+        params = matching_parameters(config)
+        if previous is None or previous["rule_version"] != params["rule_version"]:
+            return None
+        marks = high_water_marks(conn)
+        # statements from learners already known change no link: the activity marks are checked below
+        inputs = ("hris_known_at_high_water", "hris_snapshot_date_high_water", "lms_user_extracted_high_water",
+                  "override_digest")  # fmt: skip
+        if any(marks[name] != previous[name] for name in inputs):
+            return None
+        new_learner = conn.execute(
+            sql.SQL(
+                "select exists (select from ({}) as built where not exists"
+                " (select from core.identity_learner as known where known.learner_identifier = built.learner_identifier))"
+            ).format(sql.SQL(read_sql("core", "identity_learner"))),
+            {**params, "loaded_after": previous["lms_activity_loaded_high_water"]},
+        ).fetchone()[0]
+        if new_learner:
+            return None
+        return (
+            f"nothing identity reads changed since run {previous['run_id']}: no HR row, LMS user or steward "
+            "decision, and no activity from a learner not seen before; the published identity layer stands"
+        )
 
 
 def changed_inputs(conn: psycopg.Connection, previous: Mapping[str, Any]) -> tuple[set[str], set[str]]:
@@ -668,6 +716,7 @@ RECONCILIATION_COLUMNS = (
     "lms_user_extracted_high_water",
     "lms_activity_stored_high_water",
     "lms_activity_loaded_high_water",
+    "override_digest",
     "validation_id",
     "success",
 )

@@ -235,6 +235,22 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 </thead><tbody>{"".join(body)}</tbody></table>{models_html}</body></html>"""
 
 
+# Data Docs pages and model reports are generated HTML that loads third-party scripts (Great Expectations'
+# pages pull jQuery and Bootstrap from CDNs). Served under the Airflow UI's origin, such a script could call
+# the Airflow API as the viewer. A CSP sandbox without allow-same-origin gives the page an opaque origin:
+# its scripts still render it, but cannot read the viewer's cookies or storage, or call the API as them.
+SANDBOXED_PAGE_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def sandboxed_page(path: Path) -> FileResponse:
+    """A generated HTML page, served so that no script on it can act as the viewer."""
+    return FileResponse(path, media_type="text/html", headers=SANDBOXED_PAGE_HEADERS)
+
+
 def create_app() -> FastAPI:
     """The plugin's FastAPI app (mounted by Airflow under the plugin's url_prefix)."""
     app = FastAPI(title="turnover-signals data quality", docs_url=None, redoc_url=None, openapi_url=None)
@@ -273,7 +289,7 @@ def create_app() -> FastAPI:
         path = Path(row[1])
         if path.suffix != ".html" or not path.is_file():
             raise HTTPException(status_code=404, detail="the Data Docs page is no longer on disk")
-        return FileResponse(path, media_type="text/html")
+        return sandboxed_page(path)
 
     @app.get("/model-reports/{model_version}")
     def model_report(user: UserDep, model_version: str) -> FileResponse:
@@ -284,6 +300,6 @@ def create_app() -> FastAPI:
         path = Path(model["report_path"] or "")
         if path.suffix != ".html" or not path.is_file():
             raise HTTPException(status_code=404, detail="the report is no longer on disk")
-        return FileResponse(path, media_type="text/html")
+        return sandboxed_page(path)
 
     return app
