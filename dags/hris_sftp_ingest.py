@@ -28,6 +28,14 @@ every task is safe to clear and rerun; a rerun for a recorded file changes nothi
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
+    sys.path.insert(0, _bundle_plugins)
+
 from datetime import datetime, timedelta
 
 from airflow.sdk import PokeReturnValue, dag, task

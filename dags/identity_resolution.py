@@ -26,6 +26,14 @@ and rerun: keys are issued deterministically and steward decisions are reapplied
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
+    sys.path.insert(0, _bundle_plugins)
+
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -46,7 +54,9 @@ from turnover_signals.slo import deadline_for
     deadline=deadline_for("identity_resolution"),  # the SLO: on-call hears of late data before anyone asks
     default_args=DEFAULT_ARGS,
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
-    params={"full_rebuild": Param(False, type="boolean", description="re-match everything, not only what changed")},
+    params={
+        "full_rebuild": Param(False, type="boolean", description="re-match everything, not only what changed")
+    },
     tags=["turnover-signals", "identity"],
     doc_md=__doc__,
 )

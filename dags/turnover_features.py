@@ -26,6 +26,14 @@ builds an "as known now" variant into `mart.employee_features_restated`. Every t
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
+    sys.path.insert(0, _bundle_plugins)
+
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task

@@ -24,6 +24,14 @@ to clear and rerun: a rerun of the same DAG run re-registers the same model vers
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
+    sys.path.insert(0, _bundle_plugins)
+
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -47,7 +55,9 @@ from turnover_signals.slo import deadline_for
     on_failure_callback=notify_failure,  # a run can fail with no failed task: a timeout (runbook-deadlines)
     params={
         "allow_promotion": Param(True, type="boolean", description="false: register and report only"),
-        "force_promotion": Param(False, type="boolean", description="promote even if worse than the champion"),
+        "force_promotion": Param(
+            False, type="boolean", description="promote even if worse than the champion"
+        ),
     },
     tags=["turnover-signals", "model"],
     doc_md=__doc__,
