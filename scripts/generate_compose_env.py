@@ -15,6 +15,7 @@ def main() -> None:
         "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW_METADATA_DB_PASSWORD": secrets.token_urlsafe(18),
+        "AIRFLOW_API_BOT_PASSWORD": secrets.token_urlsafe(18),
         "WAREHOUSE_SUPERUSER_PASSWORD": secrets.token_urlsafe(18),
         "WAREHOUSE_PIPELINE_PASSWORD": secrets.token_urlsafe(18),
         "WAREHOUSE_LOADER_PASSWORD": secrets.token_urlsafe(18),

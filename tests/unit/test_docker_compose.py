@@ -78,7 +78,12 @@ def init_sql() -> str:
 def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose):
     connections = compose_connections(compose)
     assert set(connections) == {"warehouse_postgres", "warehouse_loader", "warehouse_transformer",
-                                "warehouse_quality_reader", "analytics_pseudonym"}  # fmt: skip
+                                "warehouse_quality_reader", "analytics_pseudonym", "airflow_api"}  # fmt: skip
+    api = json.loads(VARIABLE.sub("placeholder", connections["airflow_api"]))
+    assert (api["host"], api["port"], api["login"]) == ("airflow-apiserver", 8080, "turnover_bot")
+    apiserver = environment(compose["services"]["airflow-apiserver"])
+    users = dict(user.split(":") for user in apiserver["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert users["turnover_bot"] == "user"  # may edit DAG runs' notes, nothing more
     assert connections["warehouse_postgres"].startswith("postgres://turnover_pipeline:${")
     assert connections["warehouse_postgres"].endswith("@warehouse:5432/turnover")
     pseudonym = json.loads(VARIABLE.sub("placeholder", connections["analytics_pseudonym"]))
