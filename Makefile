@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)/plugins
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint unit integration clean
+.PHONY: install demo test lint unit integration clean stack stack-status stack-stop
 
 install: $(STAMP)
 
@@ -37,3 +37,17 @@ unit: install
 
 clean:
 	rm -rf .demo logs
+
+## The compose file's topology started natively (no containers): api-server, scheduler, dag-processor,
+## triggerer, two Celery workers, their own redis-server, fresh metadata and warehouse databases on the
+## local PostgreSQL, and the sample SFTP and LMS servers with a small generated enterprise. Prints the UI's
+## URL and admin password; state and logs in .stack/. `make stack-stop` ends it and drops its databases.
+stack: install
+	bash scripts/ensure_test_services.sh
+	$(BIN)/python -m tests.integration.airflow_stack start --state-dir .stack
+
+stack-status:
+	$(BIN)/python -m tests.integration.airflow_stack status --state-dir .stack
+
+stack-stop:
+	$(BIN)/python -m tests.integration.airflow_stack stop --state-dir .stack

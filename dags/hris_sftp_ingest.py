@@ -7,9 +7,10 @@
 `hris.remote_dir` setting: `employees_YYYYMMDD.csv` full snapshots and `compensation_YYYYMMDD.csv`
 pay changes, each with an optional `.ctl` control file.
 
-**Flow:** wait (up to `hris.wait_for_files_minutes`, default 6 h, then skip) for files not yet in `audit.file_manifest` → one mapped task per file
-(download with the host key verified, sha256, Great Expectations gate on the staged file, then publish
-in one transaction or quarantine) → rebuild `core.employee_history` (SCD2) and `core.compensation_event`
+**Flow:** wait (up to `hris.wait_for_files_minutes`, default 6 h, then skip) for files not yet in
+`audit.file_manifest` → one mapped task per batch of up to `hris.files_per_task` files, in date order;
+for each file: download with the host key verified, sha256, Great Expectations gate on the staged file,
+then publish in one transaction or quarantine → rebuild `core.employee_history` (SCD2) and `core.compensation_event`
 → update the HR asset, which triggers the identity and feature DAGs. A quarantined file fails the
 run (without retries: it fails the same way until corrected) while the good files still load.
 
@@ -68,19 +69,22 @@ def hris_sftp_ingest():
     @task.sensor(poke_interval=600, timeout=24 * 3600, mode="reschedule")
     def wait_for_hris_files(dag_run=None) -> PokeReturnValue:
         from turnover_signals.airflow_tasks import load_stage_config
-        from turnover_signals.hris.ingest import wait_for_pending_files
+        from turnover_signals.hris.ingest import batch_pending_files, wait_for_pending_files
 
-        pending = wait_for_pending_files(load_stage_config("loader"), dag_run.start_date)
-        return PokeReturnValue(is_done=bool(pending), xcom_value=pending)
+        config = load_stage_config("loader")
+        pending = wait_for_pending_files(config, dag_run.start_date)
+        batches = batch_pending_files(pending, config["hris"]["files_per_task"])
+        return PokeReturnValue(is_done=bool(pending), xcom_value=batches)
 
+    # one batch at a time, in date order: a correction must load after the file it corrects
     @task(max_active_tis_per_dagrun=1, retry_delay=timedelta(minutes=2))
-    def ingest_hris_file(remote_file: dict) -> dict:
+    def ingest_hris_files(remote_files: list) -> list:
         from functools import partial
 
         from turnover_signals.airflow_tasks import run_for_stage
-        from turnover_signals.hris.ingest import ingest_file
+        from turnover_signals.hris.ingest import ingest_files
 
-        return run_for_stage("loader", partial(ingest_file, remote_file))
+        return run_for_stage("loader", partial(ingest_files, remote_files))
 
     @task(trigger_rule="all_done", outlets=[HRIS_EMPLOYEE_HISTORY])
     def build_employee_history(ingested: list[dict]) -> dict:
@@ -108,7 +112,7 @@ def hris_sftp_ingest():
 
     pending = wait_for_hris_files()
     migrate_warehouse() >> pending
-    ingested = ingest_hris_file.expand(remote_file=pending)
+    ingested = ingest_hris_files.expand(remote_files=pending)
     build_employee_history(ingested) >> check_hris_freshness()
     report_ingested_files(ingested)
 

@@ -12,8 +12,9 @@ pure function of what was known at its date's cut-off, the end of the date + `fe
 
 **Flow:** migrate → refresh the daily learning aggregate → plan the reference dates (params:
 `reference_dates`, ISO dates; default the day before the run and every date since the newest built one;
-the first build of a version also backfills month-ends): a date whose inputs are not complete through
-its cut-off (its employees file, the LMS extraction) is deferred, logged and built by a later run →
+the first build of a version also backfills month-ends and the days since the newest): a date whose
+inputs are not complete through its cut-off (its employees file, the LMS extraction) is deferred, logged
+and built by a later run →
 stage → Great Expectations gate → one transaction publishes the rows, writes `audit.feature_build` and
 refreshes the labels → print the training set's shape and label balance.
 

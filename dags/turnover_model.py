@@ -10,8 +10,10 @@ least as good as the champion on `model.promotion_metric`; score the latest refe
 
 **Inputs:** `mart.training_set`, `mart.employee_features` (asset from `turnover_features`).
 
-**Flow:** migrate → train and evaluate both models (artifacts under `model.artifact_dir`, report
-under `model.report_dir`) → promotion decision (params: `allow_promotion`, `force_promotion`) →
+**Flow:** migrate → skip (reason in the log and the run's note) while the training set has too few
+settled reference dates to split in time, as on a new install → train and evaluate both models
+(artifacts and report in the object store, under `model.artifact_dir` and `model.report_dir`) → promotion
+decision (params: `allow_promotion`, `force_promotion`) →
 score employees with the champion → log the summary.
 
 **Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
@@ -67,9 +69,12 @@ def turnover_model():
 
     @task
     def train_models() -> dict:
-        from turnover_signals.airflow_tasks import run_for_stage
+        from turnover_signals.airflow_tasks import run_for_stage, skip_unless_ready
         from turnover_signals.model.pipeline import train_and_register
+        from turnover_signals.model.readiness import reason_to_skip_training
 
+        # a new install has no settled training dates for months: skipped with the reason, not failed
+        skip_unless_ready(run_for_stage("transformer", reason_to_skip_training, with_run=False))
         return run_for_stage("transformer", train_and_register)
 
     @task

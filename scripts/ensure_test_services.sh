@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real services the tests use are present and running:
-# PostgreSQL on 127.0.0.1:5432 and the OpenSSH server binary (tests start their own sshd).
+# PostgreSQL on 127.0.0.1:5432, the OpenSSH server binary (tests start their own sshd) and the
+# redis-server binary (the Celery broker of `make stack` and the scheduler test, started on a loopback port)
+# and headless Chromium with its driver (the scheduler test looks at the Data quality page in the Airflow UI).
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -35,4 +37,12 @@ if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
   echo "OpenSSH server missing: installing openssh-server (tests start their own sshd on a loopback port)"
   apt_install openssh-server
 fi
-echo "test services: PostgreSQL up, sshd available"
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  echo "Redis server missing: installing redis-server (make stack and the scheduler test start their own on a loopback port)"
+  apt_install redis-server
+fi
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  echo "Chromium missing: installing chromium and chromium-driver (the browser test of the Data quality page)"
+  apt_install chromium chromium-driver
+fi
+echo "test services: PostgreSQL up, sshd, redis-server and headless Chromium available"

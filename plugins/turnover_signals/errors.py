@@ -34,3 +34,11 @@ class BadInputError(TurnoverSignalsError):
 
 class FreshnessError(TurnoverSignalsError):
     """Published data is older than its service level objective."""
+
+
+class StorageNotSharedError(BadInputError):
+    """Tasks may run on several hosts and no shared object store (`storage.base_url`) is configured."""
+
+
+class StorageVerificationError(TurnoverSignalsError):
+    """An object read back differs from what was written; nothing it was to preserve was deleted."""

@@ -137,7 +137,7 @@ def test_the_runbooks_step_5_clears_the_file_sensor_and_its_downstream_tasks_onl
     args.func(args)
     states = task_states(finished_hris_run)
     assert states.pop("migrate_warehouse") == "success"
-    assert {"wait_for_hris_files", "ingest_hris_file", "build_employee_history", "check_hris_freshness"} <= set(states)
+    assert {"wait_for_hris_files", "ingest_hris_files", "build_employee_history", "check_hris_freshness"} <= set(states)
     assert set(states.values()) == {None}, f"{command!r} left {states}"
 
 

@@ -7,6 +7,7 @@ mounted, the simple auth manager, and real validation runs recorded by the cours
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,9 +25,11 @@ RUN = RunIdentity(dag_id="lms_api_ingest", run_id="scheduled__2026-03-03", task_
 
 
 @pytest.fixture
-def validated(warehouse_dsn, tmp_path):
+def validated(warehouse_dsn, tmp_path, monkeypatch):
     config = copy.deepcopy(load_config(use_variable=False))
     config["quality"]["data_docs_dir"] = str(tmp_path / "docs")
+    # the page serves pages only from the folders the Variable configures, as the tasks that wrote them do
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"quality": {"data_docs_dir": str(tmp_path / "docs")}}))
     load_course_catalog(config, RUN, warehouse_dsn)
     return config
 
@@ -96,22 +99,14 @@ def test_the_plugin_registers_the_page_and_the_task_instance_link():
 def test_model_reports_are_linked_next_to_the_validation_runs(api, warehouse_dsn, tmp_path):
     import psycopg
 
-    report = tmp_path / "model_report.html"
+    from turnover_signals.paths import local_data_dir
+
+    # with no storage.base_url, reports live under the local data directory's model_reports folder
+    report = local_data_dir() / "model_reports" / f"model_report_{uuid.uuid4().hex[:8]}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("<html><body>ROC curves</body></html>", encoding="utf-8")
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute(
-            """
-            insert into audit.model_registry (model_version, training_run_id, feature_set, feature_set_version,
-                algorithm, horizon_days, features, train_from_date, train_to_date, calibration_from_date,
-                calibration_to_date, test_from_date, test_to_date, train_rows, calibration_rows, test_rows,
-                test_positives, metrics, artifact_path, artifact_sha256, report_path, lineage, status, dag_id,
-                run_id, trained_at)
-            values ('m-1', 't-1', 'hr_lms', 1, 'logistic_regression', 90, '{tenure_days}', '2025-01-31',
-                '2025-12-31', '2026-01-31', '2026-03-31', '2026-04-30', '2026-09-30', 1, 1, 1, 1, '{}', '/x', 'x',
-                %s, '{}', 'champion', 'turnover_model', 'r-1', now())
-            """,
-            (str(report),),
-        )
+        register_champion(conn, str(report))
     client, manager = api
     headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
     assert 'href="model-reports/m-1"' in client.get("/data-quality/", headers=headers).text
@@ -165,7 +160,7 @@ def seeded(api, warehouse_dsn, tmp_path):
     """Beside the catalog run: two mapped HRIS file validations of one task (one failed) and a SCIM pull."""
     docs = tmp_path / "seeded"
     docs.mkdir()
-    hris = {"dag_id": "hris_sftp_ingest", "run_id": HRIS_RUN, "task_id": "ingest_hris_file", "try_number": 1}
+    hris = {"dag_id": "hris_sftp_ingest", "run_id": HRIS_RUN, "task_id": "ingest_hris_files", "try_number": 1}
     record(warehouse_dsn, docs, "hris_employees_file", FIRST, True, RunIdentity(map_index=0, **hris), 1)
     record(warehouse_dsn, docs, "hris_employees_file", SECOND, False, RunIdentity(map_index=1, **hris), 2)
     record(warehouse_dsn, docs, "lms_user_batch", f"{SCIM} batch s1", True,
@@ -183,7 +178,9 @@ def listed(client, catalog, headers=None, **params):
     page = client.get("/data-quality/", params=params, headers=headers)
     assert page.status_code == 200, page.text
     table = page.text.split('<table id="validation-runs">', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr><td>.*?</tr>", table, flags=re.S)
+    rows = re.findall(r"<tr class=\w+><td>.*?</tr>", table, flags=re.S)
+    # a shortened hash carries the full one in its title
+    rows = [re.sub(r'<abbr title="([0-9a-f]+)">[^<]*</abbr>', r"\1", row) for row in rows]
     shown = {name for name in (FIRST, SECOND, SCIM, catalog) if any(name in row for row in rows)}
     assert len(rows) == len(shown), rows
     assert f"<p>{len(rows)} validation run(s)</p>" in page.text
@@ -233,14 +230,14 @@ def test_a_task_instance_link_shows_only_that_task_instance_s_runs(seeded):
                .replace("{MAP_INDEX}", map_index))  # fmt: skip
         return listed(client, catalog, headers, **dict(re.findall(r"(\w+)=([^&]*)", url)))
 
-    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "0") == {FIRST}
-    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "1") == {SECOND}
-    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "-1") == set()  # mapped: no unmapped run
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "0") == {FIRST}
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "1") == {SECOND}
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "-1") == set()  # mapped: no unmapped run
     assert task_instance("lms_api_ingest", HRIS_RUN, "extract_lms_users", "-1") == {SCIM}
     assert task_instance("lms_api_ingest", "scheduled__2026-03-03", "extract_lms_users", "-1") == set()
     assert task_instance("lms_api_ingest", "scheduled__2026-03-03", "load_course_catalog", "-1") == {catalog}
     # the UI leaves {MAP_INDEX} as it is when it has none: the task's runs, not an error
-    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_file", "{MAP_INDEX}") == {FIRST, SECOND}
+    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "{MAP_INDEX}") == {FIRST, SECOND}
 
 
 def test_the_embedded_page_is_served_on_the_ui_session_cookie_alone(seeded):
@@ -256,3 +253,38 @@ def test_the_embedded_page_is_served_on_the_ui_session_cookie_alone(seeded):
     assert client.get("/data-quality/").status_code in (401, 403)
     client.cookies.clear()
     assert client.get("/data-quality/").status_code == 401
+
+
+def test_the_page_reads_at_a_glance_short_hashes_readable_times_failed_runs_highlighted():
+    from turnover_signals.quality.report_app import render_page
+
+    digest = "ab" * 32
+    row = {
+        "validation_id": "v-1", "validated_at": datetime(2026, 12, 6, 5, 10, 11, 123456, tzinfo=UTC),
+        "suite_name": "hris_employees", "suite_version": "2", "data_asset": "employees",
+        "batch_identifier": f"employees_20261205.csv@{digest}", "success": False, "failed_expectation_count": 2,
+        "evaluated_expectations": 30, "dag_id": "hris_sftp_ingest", "run_id": "scheduled__x", "task_id": "t",
+        "map_index": None, "try_number": 1, "data_docs_path": "file:///x.html",
+    }  # fmt: skip - one audit.validation_result row, kept compact as the table shows it
+    page = render_page([row], {}, ["hris_employees"])
+    assert '<tr class=failed><td>2026-12-06 05:10:11</td>' in page
+    assert f'employees_20261205.csv@<abbr title="{digest}">{digest[:12]}…</abbr>' in page
+    assert "table-layout:fixed" in page and "overflow-wrap:anywhere" in page  # long values wrap, no sideways scroll
+    assert "tr.failed{background" in page
+
+
+def register_champion(conn, report_path: str, features: list[str] | None = None) -> None:
+    """A champion `m-1` in audit.model_registry whose report is at `report_path`."""
+    conn.execute(
+        """
+        insert into audit.model_registry (model_version, training_run_id, feature_set, feature_set_version,
+            algorithm, horizon_days, features, train_from_date, train_to_date, calibration_from_date,
+            calibration_to_date, test_from_date, test_to_date, train_rows, calibration_rows, test_rows,
+            test_positives, metrics, artifact_path, artifact_sha256, report_path, lineage, status, dag_id,
+            run_id, trained_at)
+        values ('m-1', 't-1', 'hr_only', 2, 'logistic_regression', 90, %s, '2025-01-31', '2025-12-31',
+            '2026-01-31', '2026-03-31', '2026-04-30', '2026-09-30', 1, 1, 1, 1, '{}', 'x', 'x', %s, '{}',
+            'champion', 'turnover_model', 'r-1', now())
+        """,
+        (features or ["tenure_days"], report_path),
+    )

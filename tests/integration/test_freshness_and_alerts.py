@@ -71,7 +71,7 @@ def test_lms_data_is_stale_when_no_batch_was_published_within_the_slo(warehouse_
 
 
 def failed_context(exception):
-    ti = SimpleNamespace(dag_id="hris_sftp_ingest", task_id="ingest_hris_file", map_index=3, run_id="r1", try_number=1)
+    ti = SimpleNamespace(dag_id="hris_sftp_ingest", task_id="ingest_hris_files", map_index=3, run_id="r1", try_number=1)
     return {"ti": ti, "exception": exception}
 
 
@@ -79,7 +79,7 @@ def test_a_failure_is_logged_by_default_with_what_where_and_the_runbook(caplog):
     error = FreshnessError("HR data", "too old", "ask HR", "freshness")
     with caplog.at_level(logging.ERROR, logger="turnover_signals.notify"):
         notify_failure(failed_context(error))
-    assert "TURNOVER-SIGNALS ALERT hris_sftp_ingest.ingest_hris_file[3] run r1 try 1: HR data: too old" in caplog.text
+    assert "TURNOVER-SIGNALS ALERT hris_sftp_ingest.ingest_hris_files[3] run r1 try 1: HR data: too old" in caplog.text
     assert "runbook-freshness" in caplog.text
 
 

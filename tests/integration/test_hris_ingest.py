@@ -28,7 +28,7 @@ from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.sample_servers.sftp_server import SftpSampleServer
 
 pytestmark = pytest.mark.integration
-RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_file", try_number=1)
+RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_files", try_number=1)
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,8 @@ def test_the_features_dag_builds_a_training_set_and_a_cleared_rerun_changes_noth
         positives, negatives = conn.execute(
             "select count(*) filter (where label), count(*) filter (where not label) from mart.training_set"
         ).fetchone()
-    assert dates == 24 and rows > 45_000  # 2026-10-31 and the month-ends since the first HR snapshot
+    # the month-ends since the first HR snapshot, then every day after the newest one through 2026-10-31
+    assert dates == 23 + 31 and rows > 45_000
     assert positives > 500 and negatives > 20 * positives
     tables = mart_tables(enterprise_dsn)
 

@@ -20,6 +20,7 @@ import pytest
 from tests.integration.hris_helpers import query
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
 from tests.integration.test_hris_ingest import hris_dir, sftp_server  # noqa: F401 - fixtures
+from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
 from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
@@ -388,9 +389,9 @@ def test_review_sample_holds_n_per_method_without_pii_and_a_rerun_writes_the_sam
         populate_mixed_enterprise(conn)
     resolve_identities(config, dsn=warehouse_dsn)
     first = export_review_sample(config, dsn=warehouse_dsn, seed="run-1", per_method=5)
-    content = open(first["path"], encoding="utf-8").read()
+    content = storage.read_bytes(config, first["path"]).decode("utf-8")
     assert export_review_sample(config, dsn=warehouse_dsn, seed="run-1", per_method=5)["path"] == first["path"]
-    assert open(first["path"], encoding="utf-8").read() == content
+    assert storage.read_bytes(config, first["path"]).decode("utf-8") == content
     rows = list(csv.DictReader(content.splitlines()))
     assert first["per_group"] == {"sso_guid": 5, "work_email": 5, "unmatched:no_corporate_identifier": 1}
     assert "person." not in content and "guest." not in content  # emails masked to first letter + domain

@@ -144,7 +144,7 @@ def test_each_stage_runs_as_a_login_in_its_group_role_only(stage_logins, sources
     loader, transformer = stage_logins["loader"], stage_logins["transformer"]
     # hris_sftp_ingest: files as the loader, HR history as the transformer
     pending = list_pending_files(config, loader)
-    ingested = [ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_file"), loader) for remote in pending]
+    ingested = [ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_files"), loader) for remote in pending]
     assert sorted(result["status"] for result in ingested) == ["loaded", "loaded"]
     assert build_employee_history(config, transformer)["current_employees"] == 5
     assert check_hris_freshness(config, datetime(2026, 1, 6, 6, tzinfo=UTC), loader)
@@ -355,7 +355,7 @@ def test_a_non_superuser_owner_migrates_and_drops_a_loaders_partition(owner_ware
         assert len(migrate(conn)) > 15
         assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (False,)
     for remote in list_pending_files(config, loader_url):
-        assert ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_file"), loader_url)["status"] == "loaded"
+        assert ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_files"), loader_url)["status"] == "loaded"
     assert query(owner_url, HRIS_PARTITIONS) == [(owner,), (owner,)]
     # Retention, as the owner, seals both loaded files and drops their partitions
     received = query(owner_url, "select max(received_at) from audit.file_manifest")[0][0]

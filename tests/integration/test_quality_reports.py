@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, insert_pay_changes, write_feed_file
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
 from tests.integration.test_hris_ingest import hris_dir, run_pipeline, sftp_server  # noqa: F401 - fixtures
+from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
 from turnover_signals.lms.users import extract_users, scim_client
@@ -29,6 +30,11 @@ from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record
 
 pytestmark = pytest.mark.integration
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
+
+
+def local_page(url: str) -> Path:
+    """The local file behind a recorded `file://` Data Docs URL (these tests use a local folder as storage)."""
+    return Path(storage.stored_path({}, url).path)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +133,7 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
         ).fetchall()
     assert sorted((suite, success) for suite, success, *_ in rows) == [
         ("hris_compensation_file", False), ("hris_employees_file", False)]
-    assert {Path(row[2]) for row in rows} == set(pages) and len(pages) == 2  # one page per run
+    assert {local_page(row[2]) for row in rows} == set(pages) and len(pages) == 2  # one page per run
     html = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     assert "expect_column_values_to_match_regex" in html or "work_email" in html
     assert re.search(r"pii:[0-9a-f]{10}", html), "the failing samples are shown, masked"
@@ -150,7 +156,7 @@ def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_direct
     assert errors == [] and results[0]["status"] == "loaded"
     (row,) = validation_rows(warehouse_dsn, "hris_employees_file")
     assert row["success"] and row["suite_version"].startswith("2-metrics+")
-    page = Path(row["data_docs_path"])
+    page = local_page(row["data_docs_path"])
     assert page.is_file() and page.is_relative_to(docs), page
     assert list(docs.rglob("*.html")) == [page]
     assert "employees_20260105.csv@" in page.read_text(encoding="utf-8")  # what was validated
@@ -191,7 +197,7 @@ def test_a_scim_pull_records_its_validation_with_the_last_modified_range_and_a_d
     assert second["mode"] == "incremental"
     assert " incremental pull lastModified 2026-01-06T10:30:00+00:00 .. " in second_run["batch_identifier"]
     for row in (first_run, second_run):
-        page = Path(row["data_docs_path"])
+        page = local_page(row["data_docs_path"])
         assert page.is_file() and page.is_relative_to(docs / "lms_user_batch")
         assert "lms_user_batch v1+" in page.read_text(encoding="utf-8")
 
@@ -229,7 +235,7 @@ def test_a_failed_scim_pull_leaves_no_ids_names_or_emails_in_its_report(
     (row,) = validation_rows(warehouse_dsn, "lms_user_batch")
     assert row["success"] is False
     assert "work emails look like email addresses" in row["failed"] and "SCIM ids are unique" in row["failed"]
-    page = Path(row["data_docs_path"])
+    page = local_page(row["data_docs_path"])
     html = page.read_text(encoding="utf-8")
     assert page.is_relative_to(docs) and re.search(r"pii:[0-9a-f]{10}", html), "the failing samples are shown, masked"
     with psycopg.connect(warehouse_dsn) as conn:
@@ -270,7 +276,7 @@ def traced_row(warehouse_dsn, tmp_path):
             ("E1", date(2025, 4, 1), "merit_increase", 50000, 52000, "USD", 4.0, old_pay, at(2, 4)),
             ("E1", date(2026, 6, 1), "merit_increase", 52000, 54000, "USD", 3.8, late_pay, at(3)),
         )
-        record_validation(conn, passed, RunIdentity("hris_sftp_ingest", "r-0102", "ingest_hris_file"))
+        record_validation(conn, passed, RunIdentity("hris_sftp_ingest", "r-0102", "ingest_hris_files"))
         for name, sha, feed, file_date, received, validation_id in (
             ("employees_20260101.csv", FILE_SHA, "employees", "2026-01-01", at(2, 1), passed.validation_id),
             ("employees_20260615.csv", late_snapshot, "employees", "2026-06-15", at(5), None),

@@ -130,7 +130,29 @@ def test_identity_waits_for_the_hr_history_without_failing_or_triggering_the_fea
     note = airflow_api.get(f"api/v2/dags/identity_resolution/dagRuns/{run.run_id}", "reader")["note"]
     assert note.startswith(NOTE_PREFIX + "skipped: no HR history yet (core.employee_history is empty)")
     # no asset event: the features DAG is not triggered, and nothing was recorded as a failed gate
-    events = airflow_api.get("api/v2/assets/events?source_dag_id=identity_resolution", "reader")
+    events = airflow_api.get(
+        f"api/v2/assets/events?source_dag_id=identity_resolution&source_run_id={run.run_id}", "reader"
+    )
     assert events["total_entries"] == 0
     with psycopg.connect(warehouse_dsn) as conn:
         assert conn.execute("select count(*) from audit.identity_reconciliation").fetchone() == (0,)
+
+
+@pytest.mark.slow
+def test_a_new_installs_model_run_skips_training_with_the_reason_instead_of_failing(
+    airflow_api, warehouse_dsn, monkeypatch
+):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "turnover_model.py")).get_dag("turnover_model")
+    run = dag.test(logical_date=datetime(2026, 12, 2, 9, tzinfo=UTC))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert {
+        task: states[task] for task in ("train_models", "promote_champion", "score_employees")
+    } == dict.fromkeys(("train_models", "promote_champion", "score_employees"), "skipped")
+    note = airflow_api.get(f"api/v2/dags/turnover_model/dagRuns/{run.run_id}", "reader")["note"]
+    assert note.startswith(
+        NOTE_PREFIX + "skipped: not enough settled training dates yet (0 reference date(s)"
+    )

@@ -571,6 +571,21 @@ def test_a_scheduled_run_builds_the_dates_deferred_before_once_they_are_complete
     assert summary["reference_dates_built"] == [(D + timedelta(days=n)).isoformat() for n in range(1, 4)]
 
 
+def test_a_first_scheduled_build_leaves_no_gap_a_rerun_would_fill(warehouse_dsn, config):
+    config["features"]["initial_backfill_month_ends"] = 2
+    requested = D + timedelta(days=3)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        enterprise(conn)
+        inputs_complete_through(conn, requested)
+    resolve_identities(config, dsn=warehouse_dsn)
+    morning = datetime(2026, 7, 4, 8, tzinfo=UTC)
+    first = build_features(config, dsn=warehouse_dsn, reference_dates=[requested], catch_up=True, now=morning)
+    # the month-ends, then every day from the newest one through the requested date
+    assert first["reference_dates_built"] == ["2026-05-31", "2026-06-30", "2026-07-01", "2026-07-02", "2026-07-03"]
+    rerun = build_features(config, dsn=warehouse_dsn, reference_dates=[requested], catch_up=True, now=morning)
+    assert rerun["reference_dates_built"] == []
+
+
 def test_an_employees_file_missing_past_its_lateness_fails_with_the_date_named(warehouse_dsn, config):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)

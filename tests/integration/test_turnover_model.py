@@ -37,6 +37,7 @@ import pytest
 
 from tests.conftest import _admin_execute, _dsn_for
 from tests.integration.enterprise import generate, load_hris, load_lms, source_servers
+from turnover_signals import storage
 from turnover_signals.config import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -156,9 +157,9 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
         champion = [r[0] for r in registry if r[2] == "champion"]
         assert len(champion) == 1
         for _version, _fs, _status, artifact, sha256, _report, metrics in registry:
-            assert Path(artifact).exists() and len(sha256) == 64
+            assert storage.stored_path({}, artifact).exists() and len(sha256) == 64
             assert {"roc_auc", "pr_auc", "top_decile_precision", "top_decile_recall", "brier"} <= set(metrics)
-        html = Path(registry[0][5]).read_text(encoding="utf-8")
+        html = storage.read_bytes({}, registry[0][5]).decode("utf-8")
         assert len(re.findall(r"data:image/png;base64,", html)) == 3
         scores = conn.execute(
             "select reference_date, count(*), count(distinct model_version), min(model_version),"
@@ -310,9 +311,9 @@ def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
                     )  # fmt: skip
     model = fit_feature_set("hr_only", SEEDED_FEATURES, seeded_rows(3000, 1), seeded_rows(3000, 2),
                             ["logistic_regression"], "pr_auc")  # fmt: skip
-    artifact = tmp_path / "seeded.joblib"
+    artifact, sha256 = save_artifact(model, storage.location({}, tmp_path / "seeded.joblib"))
     config = load_config(use_variable=False)
-    yield SimpleNamespace(dsn=dsn, config=config, artifact=artifact, sha256=save_artifact(model, artifact))
+    yield SimpleNamespace(dsn=dsn, config=config, artifact=artifact, sha256=sha256)
     _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
 
 

@@ -179,4 +179,6 @@ def test_workers_and_the_api_server_share_the_data_volume_at_turnover_data_dir(c
         service = compose["services"][name]
         data_dir = environment(service)["TURNOVER_DATA_DIR"]
         assert f"airflow-data:{data_dir}" in service["volumes"], name
+        # Celery workers need a shared object store: the mounted volume
+        assert environment(service)["TURNOVER_STORAGE_BASE_URL"] == f"file://{data_dir}", name
         assert environment(service)["GX_ANALYTICS_ENABLED"] == "false"

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "turnover_signals"
 ERROR_CLASSES = {"TurnoverSignalsError", "SourceUnavailableError", "SourceRefusedError", "BadInputError",
-                 "FreshnessError", "PaginationLoopError", "MigrationError", "ConfigError"}  # fmt: skip
+                 "FreshnessError", "PaginationLoopError", "MigrationError", "ConfigError", "StorageNotSharedError",
+                 "StorageVerificationError"}  # fmt: skip
 
 
 def error_constructions():

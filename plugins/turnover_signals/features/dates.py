@@ -162,8 +162,9 @@ def plan_dates(
     """The requested dates not built yet whose inputs are complete; the others are deferred.
 
     The first build of a feature set version also backfills month-ends (the training set exists at
-    once). With `catch_up` (scheduled runs) every date after the newest built one through the newest
-    requested one is included too, so a date deferred earlier is built as soon as it is complete. A
+    once). With `catch_up` (scheduled runs) every date after the newest built (or backfilled) one through
+    the newest requested one is included too, so a date deferred earlier is built as soon as it is
+    complete, and a first build leaves no gap before the requested date that a rerun would fill. A
     restatement takes the requested dates as they are ("as known now" needs no completeness).
     """
     version = int(config["features"]["feature_set_version"])
@@ -174,11 +175,15 @@ def plan_dates(
     if restate:
         return DatePlan(sorted(d for d in wanted if _after_first_snapshot(d, horizon)))
     existing = built_dates(conn, "employee_features", version)
+    backfill = set()
     if not existing and wanted:
-        wanted |= set(month_ends_before(max(wanted), int(config["features"]["initial_backfill_month_ends"])))
-    elif existing and wanted and catch_up:
-        newest_built = max(existing)
-        wanted |= {newest_built + timedelta(days=n) for n in range(1, (max(wanted) - newest_built).days)}
+        backfill = set(month_ends_before(max(wanted), int(config["features"]["initial_backfill_month_ends"])))
+        wanted |= backfill
+    newest = max(existing | backfill, default=None)
+    if wanted and catch_up and newest is not None:
+        # every day since the newest date built (on a first build: the newest month-end it backfills), so a
+        # rerun of this run finds nothing more to build than the run itself did
+        wanted |= {newest + timedelta(days=n) for n in range(1, (max(wanted) - newest).days)}
     # Before the first HR snapshot nobody is known to be active: such dates would stay empty.
     plan = DatePlan()
     for reference_date in sorted(wanted - existing):

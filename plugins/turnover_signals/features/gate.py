@@ -13,6 +13,7 @@ from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
     ValidationOutcome,
+    data_docs_location,
     record_validation,
     run_suite,
 )
@@ -103,7 +104,7 @@ def gate_staged_rows(
         parameters={"expected_rows": expected_rows},
         pii_columns=config["quality"]["pii_columns"],
         table=("staging", staging_name),
-        data_docs_dir=config["quality"]["data_docs_dir"],
+        data_docs_dir=data_docs_location(config),
     )
     if not outcome.success:
         with conn.transaction():

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from turnover_signals import storage
 from turnover_signals.errors import BadInputError
 from turnover_signals.hris.contract import FEEDS, Feed, MappedHeader, date_format_parts, map_header
 from turnover_signals.hris.job_levels import job_level_mapping
@@ -38,7 +39,13 @@ from turnover_signals.load.csv_stage import (
     stage_csv_stream,
 )
 from turnover_signals.paths import data_path
-from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation, run_suite
+from turnover_signals.quality.gate import (
+    RunIdentity,
+    ValidationOutcome,
+    data_docs_location,
+    record_validation,
+    run_suite,
+)
 from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, sha256_of_file
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
@@ -111,8 +118,51 @@ def wait_for_pending_files(
     return []
 
 
-def summarize_ingest(results: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts per status and rows loaded, for the run's log and the demo summary."""
+def batch_pending_files(pending: list[dict[str, Any]], files_per_task: int) -> list[list[dict[str, Any]]]:
+    """The pending files (oldest first) cut into consecutive batches of at most `files_per_task`, one task each.
+
+    Every task process pays its imports (Great Expectations alone ≈ 4 s) before any work, which is most of
+    the time a small daily file takes: a first install's backlog of a few hundred files loads in batches
+    instead of a few hundred task processes. Each file still gets its own gate and manifest row.
+    """
+    size = max(int(files_per_task), 1)
+    return [pending[start : start + size] for start in range(0, len(pending), size)]
+
+
+def ingest_files(
+    remote_files: Iterable[Mapping[str, Any]],
+    config: Mapping[str, Any],
+    run: RunIdentity | None = None,
+    dsn: str | None = None,
+) -> list[dict[str, Any]]:
+    """`ingest_file` for each file of a batch, in order. A quarantined file does not stop the others; the
+    batch then fails naming every quarantined file. A transient fault stops the batch at once: its retry
+    skips the files already recorded and goes on from there."""
+    results: list[dict[str, Any]] = []
+    quarantined: list[BadInputError] = []
+    for remote_file in remote_files:
+        try:
+            results.append(ingest_file(remote_file, config, run, dsn))
+        except BadInputError as bad_file:
+            quarantined.append(bad_file)
+            results.append({"file_name": remote_file.get("name"), "status": "quarantined"})
+    if len(quarantined) == 1:
+        raise quarantined[0]
+    if quarantined:
+        raise BadInputError(
+            f"HRIS batch of {len(results)} file(s)",
+            f"{len(quarantined)} file(s) quarantined: "
+            + "; ".join(f"{error.subject}: {error.problem}" for error in quarantined),
+            NEXT_STEP_BAD_FILE,
+            "hris-quarantined-file",
+        )
+    return results
+
+
+def summarize_ingest(results: list[Mapping[str, Any]] | list[list[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Counts per status and rows loaded, for the run's log and the demo summary (per file; batches are
+    flattened)."""
+    results = [item for entry in results for item in (entry if isinstance(entry, list) else [entry])]
     summary: dict[str, Any] = {"files": len(results), "rows_loaded": 0, "by_status": {}}
     for result in results:
         summary["by_status"][result["status"]] = summary["by_status"].get(result["status"], 0) + 1
@@ -423,7 +473,7 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
         try:
             outcome = run_suite(
                 suite=suite, table=(check_relation.schema, check_relation.table),
-                data_docs_dir=config["quality"]["data_docs_dir"], **gate,
+                data_docs_dir=data_docs_location(config), **gate,
             )  # fmt: skip
         finally:
             drop_check_relation(conn, check_relation)
@@ -442,15 +492,13 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
 
 
 def _keep_data_docs_page(page: str | None, pages: str, config: Mapping[str, Any]) -> str | None:
-    """Move a Data Docs page written under `pages` to the same place under the configured directory."""
+    """Publish a Data Docs page rendered under the local temp folder `pages` to the same place under the
+    configured Data Docs folder in storage; returns the object's URL."""
     if page is None:
         return None
-    target = data_path(config["quality"]["data_docs_dir"]) / Path(page).relative_to(pages)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():  # a page is never overwritten
-        raise FileExistsError(target)
-    shutil.move(page, target)
-    return str(target)
+    local = Path(storage.stored_path(config, page).path)
+    target = data_docs_location(config).joinpath(*local.relative_to(pages).parts)
+    return storage.publish_file(local, target, overwrite=False)  # a page is never overwritten
 
 
 def _publish(

@@ -24,6 +24,7 @@ from turnover_signals.paths import INCLUDE_DIR
 from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
+    data_docs_location,
     described,
     record_validation,
     run_suite,
@@ -86,7 +87,7 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
                 sqlalchemy_url(config["connections"]["warehouse"], dsn), catalog_suite(), data_asset="course_catalog",
                 batch_identifier=f"{path.name}@{sha256}",
                 table=("staging", f"course_catalog_{sha256[:16]}"), pii_columns=(),
-                data_docs_dir=config["quality"]["data_docs_dir"],
+                data_docs_dir=data_docs_location(config),
             )  # fmt: skip
             with conn.transaction():
                 record_validation(conn, outcome, run)

@@ -40,6 +40,7 @@ from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
     ValidationOutcome,
+    data_docs_location,
     described,
     record_validation,
     run_suite,
@@ -341,7 +342,7 @@ class StatementExtraction:
                 ),
                 table=("staging", chunk.checks_name),
                 pii_columns=self.config["quality"]["pii_columns"],
-                data_docs_dir=self.config["quality"]["data_docs_dir"],
+                data_docs_dir=data_docs_location(self.config),
             )
         reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0
         passed = outcome is None or outcome.success

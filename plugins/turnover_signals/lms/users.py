@@ -23,6 +23,7 @@ from turnover_signals.lms.statements import advance_watermark, batch_id_for, rea
 from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
+    data_docs_location,
     described,
     record_validation,
     run_suite,
@@ -139,7 +140,7 @@ def extract_users(
                     batch_identifier=pull_description(source, mode, requested_after, newest, batch_id),
                     table=("staging", f"scim_batch_{batch_id}"),
                     pii_columns=config["quality"]["pii_columns"],
-                    data_docs_dir=config["quality"]["data_docs_dir"],
+                    data_docs_dir=data_docs_location(config),
                 )  # fmt: skip
             passed = outcome is None or outcome.success
             with conn.transaction():

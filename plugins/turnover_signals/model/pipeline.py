@@ -18,6 +18,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from turnover_signals import storage
 from turnover_signals.model.dataset import (
     FEATURE_SETS,
     frame_fingerprint,
@@ -28,7 +29,6 @@ from turnover_signals.model.dataset import (
 from turnover_signals.model.metrics import decile_lift, evaluate_with_intervals
 from turnover_signals.model.report import write_report
 from turnover_signals.model.train import fit_feature_set, save_artifact
-from turnover_signals.paths import data_path
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.warehouse import warehouse_connection
 
@@ -91,6 +91,10 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     metric = model_config["promotion_metric"]
     run_key = training_run_id(run)
     trained_at = datetime.now(UTC)
+    # Artifacts and the report go to storage (scoring, promotion and the Data quality page may run on
+    # other hosts); resolved first, so a deployment without a shared store fails before training.
+    report_dir = storage.location(config, model_config["report_dir"])
+    artifact_dir = storage.location(config, model_config["artifact_dir"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         features = model_features(conn)
         frame = load_training_set(conn, version, horizon, features["hr_lms"])
@@ -117,12 +121,11 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     # The run key alone names a run (not today's date), so a run cleared on a later day re-registers
     # the same versions.
     versions = {fs: f"tm-{run_key}-{fs.replace('_', '-')}" for fs in FEATURE_SETS}
-    report_path = data_path(model_config["report_dir"]) / f"turnover_model_report__{run_key}.html"
-    write_report(report_path, models, predictions, test, evaluation, split, versions, metric)
+    report_target = report_dir / f"turnover_model_report__{run_key}.html"
+    report_path = write_report(report_target, models, predictions, test, evaluation, split, versions, metric)
     rows = []
     for fs, model in models.items():
-        artifact = data_path(model_config["artifact_dir"]) / f"{versions[fs]}.joblib"
-        sha256 = save_artifact(model, artifact)
+        artifact, sha256 = save_artifact(model, artifact_dir / f"{versions[fs]}.joblib")
         rows.append({
             "model_version": versions[fs], "training_run_id": run_key, "feature_set": fs,
             "feature_set_version": version, "algorithm": model.algorithm, "horizon_days": horizon,
@@ -135,7 +138,7 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
             "metrics": json.dumps({**evaluation["models"][fs], "selection_on_calibration": model.selection,
                                    "decile_lift": decile_lift(predictions[fs], labels)}),
             "lift_over_hr_only": json.dumps(evaluation["lift"].get(fs)) if fs != "hr_only" else None,
-            "artifact_path": str(artifact), "artifact_sha256": sha256, "report_path": str(report_path),
+            "artifact_path": artifact, "artifact_sha256": sha256, "report_path": report_path,
             "lineage": json.dumps(lineage), "dag_id": run.dag_id, "run_id": run.run_id, "task_id": run.task_id,
             "try_number": run.try_number, "trained_at": trained_at,
         })  # fmt: skip
@@ -148,6 +151,6 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         ", ".join(versions.values()), metric, lift["value"], lift["ci_low"], lift["ci_high"], report_path,
     )  # fmt: skip
     return {
-        "training_run_id": run_key, "versions": versions, "metric": metric, "report_path": str(report_path),
+        "training_run_id": run_key, "versions": versions, "metric": metric, "report_path": report_path,
         "evaluation": evaluation, "algorithms": {fs: m.algorithm for fs, m in models.items()},
     }  # fmt: skip

@@ -70,7 +70,9 @@ def selection_value(model: Mapping[str, Any], metric: str) -> float:
     return model["metrics"][metric]["value"]
 
 
-def champion_on_challenger_window(conn, current: dict, challenger: dict, metric: str) -> tuple[float, str]:
+def champion_on_challenger_window(
+    conn, current: dict, challenger: dict, metric: str, config: Mapping[str, Any] | None = None
+) -> tuple[float, str]:
     """The champion's metric on the challenger's test window when it can be scored there, else as registered."""
     comparable = (
         current["feature_set_version"] == challenger["feature_set_version"]
@@ -78,7 +80,7 @@ def champion_on_challenger_window(conn, current: dict, challenger: dict, metric:
         and current["test_from_date"] <= challenger["test_from_date"]
     )
     if comparable:
-        model = load_artifact(current["artifact_path"], current["artifact_sha256"])
+        model = load_artifact(current["artifact_path"], current["artifact_sha256"], config)
         frame = load_training_set(conn, challenger["feature_set_version"], challenger["horizon_days"],
                                   sorted(set(model.features) | set(challenger["features"])))  # fmt: skip
         test = frame[(frame["reference_date"] >= challenger["test_from_date"])
@@ -108,7 +110,7 @@ def promote_challenger(
             return {"decision": "already_champion", "champion": current["model_version"], "metric": metric}
         champion_value, compared_on = (None, None)
         if current:
-            champion_value, compared_on = champion_on_challenger_window(conn, current, challenger, metric)
+            champion_value, compared_on = champion_on_challenger_window(conn, current, challenger, metric, config)
         if not allow_promotion:
             decision, promote = "promotion_disabled", False
         elif force:
@@ -156,7 +158,7 @@ def rollback(config: Mapping[str, Any], dsn: str | None = None, to_version: str 
         if target is None or (current and target[0] == current["model_version"]):
             raise BadInputError("audit.model_registry", "no earlier champion to roll back to",
                                 "name one with --to MODEL_VERSION", RUNBOOK_SECTION)  # fmt: skip
-        load_artifact(target[1], target[2])  # refuse before switching if its artifact is gone or altered
+        load_artifact(target[1], target[2], config)  # refuse before switching if its artifact is gone or altered
         if current:
             conn.execute("update audit.model_registry set status = 'rolled_back', retired_at = now()"
                          " where model_version = %s", (current["model_version"],))  # fmt: skip

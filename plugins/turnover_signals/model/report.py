@@ -11,7 +11,6 @@ import base64
 import html
 import io
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -28,6 +27,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from turnover_signals.model.dataset import as_numeric_frame  # noqa: E402
 from turnover_signals.model.metrics import METRICS, decile_lift  # noqa: E402
 from turnover_signals.model.summary import LABELS, interval_text  # noqa: E402
+from turnover_signals.storage import write_bytes  # noqa: E402
 
 COLOURS = {"hr_only": "#7f7f7f", "hr_lms": "#1f77b4"}
 IMPORTANCE_SAMPLE_ROWS = 2000
@@ -111,10 +111,10 @@ def metrics_table(evaluation: Mapping[str, Any], metric: str) -> str:
 
 
 def write_report(
-    path: Path, models: Mapping[str, Any], predictions: Mapping[str, np.ndarray], test: pd.DataFrame,
+    target: Any, models: Mapping[str, Any], predictions: Mapping[str, np.ndarray], test: pd.DataFrame,
     evaluation: Mapping[str, Any], split: Any, versions: Mapping[str, str], metric: str,
-) -> Path:  # fmt: skip
-    """Render the report to `path` (written whole, then renamed: readers never see half a file)."""
+) -> str:  # fmt: skip
+    """Render the report and write it to `target` (an `ObjectStoragePath`); returns the object's URL."""
     labels = test["label"].to_numpy().astype(int)
     split_rows = "".join(
         f"<tr><td>{part}</td><td>{a} .. {b}</td></tr>"
@@ -146,8 +146,5 @@ date(s); left out because their label horizon is still open: {len(split.open_dat
 <h2>Feature importances</h2><img alt="permutation feature importances" src="data:image/png;base64,{images[2]}">
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    # One write of the whole document: an object store publishes the object only when it is closed.
+    return write_bytes(target, document.encode("utf-8"))

@@ -52,7 +52,7 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
         if current is None:
             raise BadInputError("audit.model_registry", "no champion model",
                                 "run turnover_model (or roll back to a registered model)", RUNBOOK_SECTION)  # fmt: skip
-        model = load_artifact(current["artifact_path"], current["artifact_sha256"])
+        model = load_artifact(current["artifact_path"], current["artifact_sha256"], config)
         rows = load_scoring_rows(conn, version, model.features)
         if rows.empty:
             raise BadInputError("mart.employee_features", f"no rows for feature set version {version}",

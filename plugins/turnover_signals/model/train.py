@@ -15,10 +15,13 @@ reversed model, chosen on a few dozen leavers (see `monotone_calibration`).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -32,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from turnover_signals import storage
 from turnover_signals.errors import BadInputError
 from turnover_signals.model.dataset import CATEGORICAL_FEATURES, RUNBOOK_SECTION, as_numeric_frame
 from turnover_signals.model.metrics import SortedScores, higher_is_better, weighted_metrics
@@ -166,13 +170,16 @@ def _plain(value: object) -> object:
     return value
 
 
-def save_artifact(model: FittedModel, path: Path) -> str:
-    """Write the model with joblib and return the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    joblib.dump(model, tmp)
-    tmp.replace(path)
-    return file_sha256(path)
+def save_artifact(model: FittedModel, target: Any) -> tuple[str, str]:
+    """Write the model with joblib to `target` (an `ObjectStoragePath`); returns its URL and sha256.
+
+    joblib writes to a local temporary file first; the task that trained the model publishes it.
+    """
+    with tempfile.TemporaryDirectory(prefix="turnover-model-") as scratch:
+        local = Path(scratch) / "model.joblib"
+        joblib.dump(model, local)
+        sha256 = file_sha256(local)
+        return storage.publish_file(local, target), sha256
 
 
 def file_sha256(path: Path) -> str:
@@ -183,12 +190,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_artifact(path: str | Path, sha256: str) -> FittedModel:
-    """Load a registered model, refusing a file whose bytes are not the ones registered."""
-    path = Path(path)
-    if not path.exists() or file_sha256(path) != sha256:
+def load_artifact(recorded: str, sha256: str, config: Mapping[str, Any] | None = None) -> FittedModel:
+    """Load a registered model from storage (its URL, or the local path rows written before object storage
+    hold), refusing an object whose bytes are not the ones registered. Any worker can load it."""
+    if config is None:
+        from turnover_signals.config import load_config
+
+        config = load_config()
+    name = recorded.rstrip("/").rpartition("/")[2]
+    try:
+        data = storage.read_bytes(config, recorded)
+    except FileNotFoundError:
+        data = None
+    if data is None or hashlib.sha256(data).hexdigest() != sha256:
         raise BadInputError(
-            f"model artifact {path.name}", "missing, or its sha256 differs from audit.model_registry",
-            "restore the file from backup or retrain (trigger turnover_model)", RUNBOOK_SECTION,
+            f"model artifact {name}", "missing, or its sha256 differs from audit.model_registry",
+            "restore the object from backup or retrain (trigger turnover_model)", RUNBOOK_SECTION,
         )  # fmt: skip
-    return joblib.load(path)  # the bytes are exactly those this bundle wrote (checked above)
+    return joblib.load(io.BytesIO(data))  # the bytes are exactly those this bundle wrote (checked above)

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy.pool import NullPool
 
-from turnover_signals.paths import data_path
+from turnover_signals import storage
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +208,25 @@ def mask_validation_result(result: Any, pii_columns: Iterable[str]) -> Any:
     return result
 
 
-def configured_data_docs_dir() -> Path:
-    """`quality.data_docs_dir` of the configuration file: the default for callers outside the pipeline
-    (the pipeline's gates pass the directory of their task's effective configuration)."""
+def data_docs_location(config: Mapping[str, Any]) -> Any:
+    """Where the pipeline's Data Docs pages go: `quality.data_docs_dir` under the storage base."""
+    return storage.location(config, config["quality"]["data_docs_dir"])
+
+
+def _data_docs_root(data_docs_dir: Any) -> Any:
+    """The folder a page goes to, as an `ObjectStoragePath`. The pipeline's gates pass their task's
+    location; a plain folder (a caller outside the pipeline, or one that passes the configured string)
+    resolves with the effective configuration (file and Variable) for the base and its connection."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(data_docs_dir, ObjectStoragePath):
+        return data_docs_dir
+    if data_docs_dir is not None and Path(data_docs_dir).is_absolute() and "://" not in str(data_docs_dir):
+        return storage.location({}, data_docs_dir)
     from turnover_signals.config import load_config
 
-    return data_path(load_config(use_variable=False)["quality"]["data_docs_dir"])
+    config = load_config()
+    return storage.location(config, data_docs_dir if data_docs_dir is not None else config["quality"]["data_docs_dir"])
 
 
 @functools.cache
@@ -226,19 +239,20 @@ def _data_docs_page_view() -> Any:
 
 
 def write_data_docs(result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str],
-                    data_docs_dir: str | Path | None = None) -> str:  # fmt: skip
-    """Render the (PII-masked) validation result as a GX Data Docs page; one new file per validation run."""
+                    data_docs_dir: Any = None) -> str:  # fmt: skip
+    """Render the (PII-masked) validation result as a GX Data Docs page and write it to storage; one new
+    object per validation run. Returns the object's URL.
+
+    GX 1.x writes Data Docs only to a local filesystem; its renderer gives the page as text here, which the
+    task that validated writes under the storage base itself.
+    """
     from great_expectations.render.renderer import ValidationResultsPageRenderer
 
     document = ValidationResultsPageRenderer().render(mask_validation_result(result, pii_columns))
     html = _data_docs_page_view().render(document)
-    base = data_path(data_docs_dir) if data_docs_dir is not None else configured_data_docs_dir()
-    directory = base / outcome.suite_name / outcome.validated_at.strftime("%Y-%m-%d")
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{outcome.validated_at:%Y%m%dT%H%M%SZ}__{outcome.validation_id}.html"
-    with open(path, "x", encoding="utf-8") as handle:  # "x": a page is never overwritten
-        handle.write(html)
-    return str(path)
+    folder = _data_docs_root(data_docs_dir) / outcome.suite_name / outcome.validated_at.strftime("%Y-%m-%d")
+    target = folder / f"{outcome.validated_at:%Y%m%dT%H%M%SZ}__{outcome.validation_id}.html"
+    return storage.write_bytes(target, html.encode("utf-8"), overwrite=False)  # a page is never overwritten
 
 
 def run_suite(
@@ -250,13 +264,14 @@ def run_suite(
     parameters: Mapping[str, Any] | None = None,
     pii_columns: Iterable[str] = (),
     table: tuple[str, str] | None = None,
-    data_docs_dir: str | Path | None = None,
+    data_docs_dir: Any = None,
 ) -> ValidationOutcome:
     """Validate a warehouse table (`table` = (schema, name)) or the rows of a read-only `query`.
 
     Prefer `table`: for a query asset GX runs the whole query once just to learn its columns,
     pulling every row into the worker (+660 MiB for a million-row file). Every run also writes
-    its Data Docs page under `data_docs_dir` (default: `quality.data_docs_dir` of the config).
+    its Data Docs page under `data_docs_dir` (an `ObjectStoragePath`, a local folder or a configured
+    relative one; default: `quality.data_docs_dir` of the effective configuration), recording its URL.
     """
     if (query is None) == (table is None):
         raise ValueError("give exactly one of query and table")

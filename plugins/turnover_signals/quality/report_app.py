@@ -5,7 +5,9 @@ Airflow mounts plugin apps without its authentication, so every route here depen
 own `get_user`: the caller must present a valid Airflow token (the UI's `_token` session cookie,
 which the embedded page is called with, or an `Authorization: Bearer` header), and sees only
 validation runs of DAGs it may read; runs made outside a DAG need read access to all DAGs. The
-page reads the warehouse as the read-only `warehouse_quality_reader` login (README: Least privilege).
+page reads the warehouse as the read-only `warehouse_quality_reader` login (README: Least privilege),
+and Data Docs pages and model reports from object storage (`turnover_signals.storage`): only objects
+under the configured base (or the configured Data Docs and report folders) are served.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import html
 import re
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import psycopg
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from psycopg.rows import dict_row
 
 LIST_COLUMNS = (
@@ -169,6 +171,21 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+HEX_DIGEST = re.compile(r"\b[0-9a-f]{40,64}\b")
+
+
+def _readable(value: Any) -> str:
+    """A cell people read at a glance: times to the second in UTC, hashes shortened (the full value on hover)."""
+    if isinstance(value, datetime):
+        return _cell(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    text = "" if value is None else str(value)
+    parts, last = [], 0
+    for digest in HEX_DIGEST.finditer(text):
+        parts += [_cell(text[last : digest.start()]), f'<abbr title="{digest.group()}">{digest.group()[:12]}…</abbr>']
+        last = digest.end()
+    return "".join(parts) + _cell(text[last:])
+
+
 def render_models(models: list[dict[str, Any]]) -> str:
     if not models:
         return ""
@@ -201,11 +218,11 @@ def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: 
         run_link = "?" + urlencode({"dag_id": row["dag_id"] or "", "run_id": row["run_id"] or ""})
         source_link = "?" + urlencode({"source": row["data_asset"]})
         body.append(
-            "<tr>"
-            f"<td>{_cell(row['validated_at'])}</td><td>{_cell(row['suite_name'])}<br><small>"
+            f"<tr class={'passed' if row['success'] else 'failed'}>"
+            f"<td>{_readable(row['validated_at'])}</td><td>{_cell(row['suite_name'])}<br><small>"
             f"{_cell(row['suite_version'])}</small></td>"
             f"<td><a href=\"{_cell(source_link)}\">{_cell(row['data_asset'])}</a></td>"
-            f"<td>{_cell(row['batch_identifier'])}</td>"
+            f"<td>{_readable(row['batch_identifier'])}</td>"
             f"<td class={'ok' if row['success'] else 'bad'}>{'passed' if row['success'] else 'FAILED'}</td>"
             f"<td>{_cell(row['failed_expectation_count'])} / {_cell(row['evaluated_expectations'])}</td>"
             f"<td><a href=\"{_cell(run_link)}\">{_cell(row['dag_id'])}<br><small>{_cell(row['run_id'])}</small></a></td>"
@@ -213,9 +230,12 @@ def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: 
             "</tr>"
         )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Data quality</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:.35em;text-align:left;vertical-align:top}}
-.ok{{color:#16794c}}.bad{{color:#b42318;font-weight:bold}}form *{{margin-right:.6em}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:1em;font-size:14px}}
+table{{border-collapse:collapse;width:100%;table-layout:fixed}}
+td,th{{border-bottom:1px solid #ddd;padding:.35em;text-align:left;vertical-align:top;overflow-wrap:anywhere}}
+tr.failed{{background:#fef3f2}}.ok{{color:#16794c}}.bad{{color:#b42318;font-weight:bold}}
+form{{display:flex;flex-wrap:wrap;gap:.4em .8em}}input{{max-width:12em}}abbr{{text-decoration:none}}</style>
+</head><body>
 <h1>Data quality</h1>
 <p>Every Great Expectations validation run of the turnover-signals pipelines: what was checked, on which
 file, batch or reference date, with what outcome. Unexpected values from PII columns are masked.</p>
@@ -246,9 +266,33 @@ SANDBOXED_PAGE_HEADERS = {
 }
 
 
-def sandboxed_page(path: Path) -> FileResponse:
+def sandboxed_page(content: bytes) -> Response:
     """A generated HTML page, served so that no script on it can act as the viewer."""
-    return FileResponse(path, media_type="text/html", headers=SANDBOXED_PAGE_HEADERS)
+    return Response(content=content, media_type="text/html", headers=SANDBOXED_PAGE_HEADERS)
+
+
+def stored_page(recorded: str | None, what: str) -> Response:
+    """A recorded page (object URL, or a local path from before object storage), read from storage.
+
+    Only objects under the storage base or the configured Data Docs / report folders are served: a row
+    pointing anywhere else (a tampered or mistyped path) gets a 404, not that file.
+    """
+    from turnover_signals import storage
+    from turnover_signals.config import load_config
+
+    config = load_config()  # the Variable too: storage.base_url is usually set there
+    folders = (config["quality"]["data_docs_dir"], config["model"]["report_dir"])
+    try:
+        page = storage.readable_object(config, recorded, folders) if recorded else None
+    except storage.StorageNotSharedError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    if page is None or not page.name.endswith(".html"):
+        raise HTTPException(status_code=404, detail=f"the {what} is not under the configured storage")
+    try:
+        with page.open("rb") as handle:
+            return sandboxed_page(handle.read())
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise HTTPException(status_code=404, detail=f"the {what} is no longer in storage") from exc
 
 
 def create_app() -> FastAPI:
@@ -278,7 +322,7 @@ def create_app() -> FastAPI:
                 for row in visible(user, fetch_validations(filters))]  # fmt: skip
 
     @app.get("/docs/{validation_id}")
-    def data_docs_page(user: UserDep, validation_id: str) -> FileResponse:
+    def data_docs_page(user: UserDep, validation_id: str) -> Response:
         with _warehouse() as conn:
             row = conn.execute(
                 "select dag_id, data_docs_path from audit.validation_result where validation_id = %s",
@@ -286,20 +330,14 @@ def create_app() -> FastAPI:
             ).fetchone()
         if row is None or not row[1] or row[0] not in readable_dag_ids(user, [row[0]]):
             raise HTTPException(status_code=404, detail="no such validation run")
-        path = Path(row[1])
-        if path.suffix != ".html" or not path.is_file():
-            raise HTTPException(status_code=404, detail="the Data Docs page is no longer on disk")
-        return sandboxed_page(path)
+        return stored_page(row[1], "Data Docs page")
 
     @app.get("/model-reports/{model_version}")
-    def model_report(user: UserDep, model_version: str) -> FileResponse:
+    def model_report(user: UserDep, model_version: str) -> Response:
         with _warehouse() as conn:
             model = fetch_model_report(conn, model_version)
         if model is None or model["dag_id"] not in readable_dag_ids(user, [model["dag_id"]]):
             raise HTTPException(status_code=404, detail="no such model run")
-        path = Path(model["report_path"] or "")
-        if path.suffix != ".html" or not path.is_file():
-            raise HTTPException(status_code=404, detail="the report is no longer on disk")
-        return sandboxed_page(path)
+        return stored_page(model["report_path"], "model report")
 
     return app

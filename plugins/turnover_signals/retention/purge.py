@@ -19,16 +19,17 @@ What goes, each step in its own transaction together with its `audit.retention_p
   published files; a quarantined file stays on the SFTP server, its reason in the manifest.)
 
 Nothing in `audit` is ever deleted; in `core` and `mart` only the seal's own tables change. With
-`retention.mode: archive` the purged rows are written as gzip CSV (and the files moved) under
-`retention.archive_dir` before they are deleted, in the same transaction: a failed archive purges
-nothing.
+`retention.mode: archive` the purged rows are written as gzip CSV (and the files copied) to objects
+under `retention.archive_dir` in storage (`storage.base_url`), and each object is read back (size and
+sha256 equal to what was written) before any row or file it holds is deleted, in the same transaction:
+a failed or unverified archive purges nothing.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,8 +40,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from turnover_signals import storage
 from turnover_signals.errors import BadInputError
-from turnover_signals.paths import data_path
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.retention.seal import seal_hris_files
 from turnover_signals.warehouse import warehouse_connection
@@ -57,7 +58,7 @@ class RetentionPolicy:
     raw_days: int
     quarantined_file_days: int
     mode: str
-    archive_dir: Path | None
+    archive_dir: Any  # an ObjectStoragePath in archive mode, else None
     now: datetime
 
     @property
@@ -79,7 +80,9 @@ class RetentionPolicy:
         mode = settings.get("mode", "purge")
         if mode not in MODES or raw_days < 1 or quarantined_days < 1:
             raise _config_error(f"mode must be one of {MODES} and the day counts at least 1")
-        archive_dir = data_path(settings.get("archive_dir") or "retention_archive") if mode == "archive" else None
+        archive_dir = None
+        if mode == "archive":
+            archive_dir = storage.location(config, settings.get("archive_dir") or "retention_archive")
         return cls(raw_days, quarantined_days, mode, archive_dir, now or datetime.now(UTC))
 
 
@@ -143,20 +146,23 @@ def _record(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity,
     )  # fmt: skip
 
 
-def _archive_file(policy: RetentionPolicy, target: str) -> Path:
+def _archive_file(policy: RetentionPolicy, target: str) -> Any:
     assert policy.archive_dir is not None
     stamp = policy.now.strftime("%Y%m%dT%H%M%SZ")
-    path = policy.archive_dir / target / f"{target}__{stamp}.csv.gz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return policy.archive_dir / target / f"{target}__{stamp}.csv.gz"
 
 
-def _copy_out(conn: psycopg.Connection, relation: sql.Composable, path: Path) -> None:
-    """Write a relation as gzip CSV with a header (inside the caller's transaction)."""
-    with gzip.open(path, "wb") as handle, conn.cursor() as cur:
-        with cur.copy(sql.SQL("copy (select * from {}) to stdout with (format csv, header)").format(relation)) as copy:
-            for chunk in copy:
-                handle.write(chunk)
+def _copy_out(conn: psycopg.Connection, relation: sql.Composable, target: Any) -> storage.StoredObject:
+    """Write a relation as gzip CSV with a header to the archive object `target`, verified by reading it
+    back (inside the caller's transaction: a failure raises before the caller's delete commits)."""
+    with tempfile.TemporaryDirectory(prefix="retention-archive-") as scratch:
+        local = Path(scratch) / "archive.csv.gz"
+        with gzip.open(local, "wb") as handle, conn.cursor() as cur:
+            query = sql.SQL("copy (select * from {}) to stdout with (format csv, header)").format(relation)
+            with cur.copy(query) as copy:
+                for chunk in copy:
+                    handle.write(chunk)
+        return storage.publish_verified(local, target)
 
 
 def _purge_rows(
@@ -185,9 +191,9 @@ def _purge_rows(
         )
         record.rows = conn.execute(sql.SQL("select count(*) from {}").format(purged)).fetchone()[0]
         if record.rows and policy.archive_dir is not None:
-            path = _archive_file(policy, name)
-            _copy_out(conn, purged, path)
-            record.archive_path = str(path)
+            archived = _copy_out(conn, purged, _archive_file(policy, name))
+            record.archive_path = archived.url
+            record.details = {"archive": {"sha256": archived.sha256, "size_bytes": archived.size_bytes}}
         _record(conn, policy, run, record)
     return record
 
@@ -252,8 +258,7 @@ def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: 
         relation = sql.Identifier("raw", partition)
         rows = conn.execute(sql.SQL("select count(*) from {}").format(relation)).fetchone()[0]
         if policy.archive_dir is not None:
-            path = _archive_file(policy, f"{parent}__{sha256[:12]}")
-            _copy_out(conn, relation, path)
+            _copy_out(conn, relation, _archive_file(policy, f"{parent}__{sha256[:12]}"))
         pins = _objects_pinning(conn, relation)
         if pins:
             # Nothing the pipeline builds depends on a file's partition: a view or a row-typed column
@@ -264,7 +269,7 @@ def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: 
         record.rows += rows
         files.append({"file_name": file_name, "sha256": sha256, "feed": feed, "file_date": file_date.isoformat(),
                       "table": parent, "rows": rows, **({"dropped_dependents": pins} if pins else {})})  # fmt: skip
-    record.archive_path = str(policy.archive_dir) if files and policy.archive_dir else None
+    record.archive_path = storage.object_url(policy.archive_dir) if files and policy.archive_dir else None
     return files
 
 
@@ -338,16 +343,15 @@ def _purge_landed_files(
                 continue
             size = path.stat().st_size
             if policy.archive_dir is not None:
-                archived = policy.archive_dir / target / path.name
-                archived.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(path, archived)
-            else:
-                path.unlink()
+                # the copy is read back and verified before the landed file goes
+                storage.publish_verified(path, policy.archive_dir / target / path.name)
+            path.unlink()
             record.files += 1
             record.bytes += size
             files.append({"file_name": file_name, "sha256": sha256})
         record.details = {"files": files}
-        record.archive_path = str(policy.archive_dir / target) if files and policy.archive_dir else None
+        if files and policy.archive_dir is not None:
+            record.archive_path = storage.object_url(policy.archive_dir / target)
         _record(conn, policy, run, record)
     return record
 
