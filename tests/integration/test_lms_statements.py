@@ -192,6 +192,40 @@ def test_a_statement_voided_before_it_was_ever_received_is_fetched_and_kept_void
     assert not any("voidedStatementId" in request.path for request in server.requests)
 
 
+def test_many_statements_voided_before_they_were_received_are_fetched_a_few_at_a_time(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    targets = [statement(n, minutes=n) for n in range(1, 41)]
+    voids = []
+    for n, target in enumerate(targets, start=100):
+        void = statement(n, verb="voided", minutes=60 + n)
+        void["object"] = {"objectType": "StatementRef", "id": target["id"]}
+        voids.append(void)
+    server = lms_server_factory(statements=targets + voids)
+    connect(server, monkeypatch)
+    config["lms"]["void_fetch_concurrency"] = 4
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert summary["voids_applied"] == 40
+    assert rows(warehouse_dsn, "select count(*) from core.lms_activity where is_voided") == [(40,)]
+    assert sum("voidedStatementId" in request.path for request in server.requests) == 40
+
+
+def test_an_lrs_refusing_voided_statement_queries_is_asked_once_and_the_voids_are_kept(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    from turnover_signals.lms.statements import StatementExtraction
+    from turnover_signals.sources.xapi import XapiClient
+
+    server = lms_server_factory(statements=[statement(1)])
+    connect(server, monkeypatch)
+    config["lms"]["void_fetch_concurrency"] = 1
+    extraction = StatementExtraction(config, RunIdentity("d", "r1", "t"), warehouse_dsn, XapiClient())
+    server.inject_fault("status", path_prefix="/xapi/statements", count=50, status=400)
+    server.clear_requests()
+    assert extraction._fetch_voided_statements([str(uuid.UUID(int=n)) for n in range(10)]) == []
+    assert len(server.requests) == 1  # refused once: not asked nine more times
+
+
 def test_an_lrs_without_the_voided_statement_keeps_the_void_and_nothing_else(
     lms_server_factory, monkeypatch, warehouse_dsn, config
 ):

@@ -18,6 +18,7 @@ overlap) and converges to the same tables.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from typing import Any
 
 import great_expectations.expectations as gxe
 import psycopg
+import requests
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -261,10 +264,13 @@ class StatementExtraction:
         cut-off came between the two count it, as the day-by-day run did.
         """
         missing = [row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": self._batch_ids(staged)})]
-        statements = [found for found in map(self._fetch_voided, missing) if found is not None]
         if missing:
-            log.info("xAPI batch %s: %d voided statement(s) never received, %d fetched by voidedStatementId",
-                     self.batch_id, len(missing), len(statements))  # fmt: skip
+            log.info("xAPI batch %s: %d voided statement(s) never received, fetching them by voidedStatementId",
+                     self.batch_id, len(missing))  # fmt: skip
+        statements = self._fetch_voided_statements(missing)
+        if missing:
+            log.info("xAPI batch %s: %d of %d voided statement(s) fetched", self.batch_id, len(statements),
+                     len(missing))  # fmt: skip
         if not statements:
             return
         body = json.dumps({"statements": statements, "more": ""}, ensure_ascii=False)
@@ -282,15 +288,39 @@ class StatementExtraction:
     def _batch_ids(self, staged: list[Chunk]) -> list[str]:
         return [chunk.batch_id for chunk in staged]
 
-    def _fetch_voided(self, statement_id: str) -> dict[str, Any] | None:
-        # An LRS that refuses the query (some do not implement voidedStatementId) costs only the
-        # recovery: the void itself is kept, and the statement stays unknown as before.
-        try:
-            return self.client.voided_statement(statement_id)
-        except SourceRefusedError as exc:
-            log.warning("xAPI LRS refused voidedStatementId (%s); voided statements never received stay unknown",
-                        exc.problem)  # fmt: skip
-            return None
+    def _fetch_voided_statements(self, statement_ids: list[str]) -> list[dict[str, Any]]:
+        """The statements with these ids from the LRS's voided ones, in order, fetched a few at a time.
+
+        Each is one request (xAPI has no bulk form), so a first install with thousands of voids would wait on
+        round trips one after another; `lms.void_fetch_concurrency` requests run at once instead, each
+        worker on a session of its own. An LRS that refuses the query (some do not implement
+        voidedStatementId) costs only the recovery: the first refusal stops it, the voids are kept, and the
+        statements stay unknown as before.
+        """
+        if not statement_ids:
+            return []
+        refused = threading.Event()
+        local = threading.local()
+
+        def fetch(statement_id: str) -> dict[str, Any] | None:
+            if refused.is_set():
+                return None
+            if not hasattr(local, "client"):
+                local.client = copy.copy(self.client)
+                local.client.session = requests.Session()
+            try:
+                return local.client.voided_statement(statement_id)
+            except SourceRefusedError as exc:
+                if not refused.is_set():
+                    refused.set()
+                    log.warning("xAPI LRS refused voidedStatementId (%s); voided statements never received stay "
+                                "unknown", exc.problem)  # fmt: skip
+                return None
+
+        workers = max(1, int(self.lms.get("void_fetch_concurrency", 8)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xapi-voided") as pool:
+            found = list(pool.map(fetch, statement_ids))
+        return [statement for statement in found if statement is not None]
 
     # -- checking and publishing (publisher thread) ------------------------------------------
 
