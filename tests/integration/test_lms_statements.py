@@ -13,6 +13,7 @@ from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, SourceUnavailableError
 from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS, extract_statements
 from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.sources.xapi import parse_xapi_timestamp
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -364,7 +365,7 @@ def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_waterm
      "2026-03-02T24:00:00Z", "2026-03-02T09:61:00Z", "yesterday", "", "  2026-03-02T09:04:00z  "],
 )  # fmt: skip
 def test_sql_timestamp_parsing_agrees_with_the_client(warehouse_dsn, text):
-    from turnover_signals.sources.xapi import TimezoneMissingError, XapiTimestampError, parse_xapi_timestamp
+    from turnover_signals.sources.xapi import TimezoneMissingError, XapiTimestampError
 
     try:
         expected_zoned = expected_loose = parse_xapi_timestamp(text)
@@ -377,3 +378,28 @@ def test_sql_timestamp_parsing_agrees_with_the_client(warehouse_dsn, text):
         "select core.parse_xapi_timestamp_text(%(t)s, true), core.parse_xapi_timestamp_text(%(t)s, false)",
         {"t": text},
     ) == [(expected_zoned, expected_loose)]
+
+
+@pytest.mark.parametrize(
+    "deviations",
+    [("no_version_headers",), ("empty_final_page",), ("more_absent_at_end",), ("reversed_pages",),
+     ("no_version_headers", "empty_final_page", "more_absent_at_end", "reversed_pages")],
+    ids=lambda deviations: "+".join(deviations),
+)  # fmt: skip - one case per line of the LRS behaviours reproduced
+def test_an_lrs_bending_the_standard_loses_no_statement_and_loads_none_twice(
+    lms_server_factory, monkeypatch, warehouse_dsn, config, deviations
+):
+    statements = [statement(n, minutes=n) for n in range(1, 151)]
+    server = lms_server_factory(statements=statements, max_page_size=50, deviations=deviations)
+    connect(server, monkeypatch)
+    config["lms"]["statements_page_limit"] = 100  # above the server's cap of 50, as with Ralph's 100
+    first = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (first["received"], first["new"]) == (150, 150)
+    # three full pages; an LRS that links a page after the last full one answers a fourth, empty one
+    assert first["pages"] == (4 if "empty_final_page" in deviations else 3)
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from core.lms_activity") == [(150, 150)]
+    newest = max(parse_xapi_timestamp(s["stored"]) for s in statements)
+    assert rows(warehouse_dsn, "select max(stored_at) from raw.lms_statement") == [(newest,)]
+    before = data_tables(warehouse_dsn)
+    again = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert again["new"] == 0 and data_tables(warehouse_dsn) == before

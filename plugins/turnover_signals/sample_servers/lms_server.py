@@ -23,6 +23,10 @@ Not implemented (a real LRS does these): writing statements over HTTP, attachmen
 `format=ids|canonical` (every format returns the statements as stored), returning statements that
 target a matching statement through a StatementRef, and group-member matching for `agent`.
 
+Deviations for tests (`deviations=` at construction, `XAPI_DEVIATIONS`): behaviours of real LRSs that
+bend xAPI 1.0.3, as seen in Ralph 5.1.0: no version and Consistent-Through headers, a full last page
+followed by an empty one, no `more` key at the end, each page in reverse order.
+
 Faults for tests: ``inject_fault(kind, path_prefix="/xapi", count=1, **params)`` arms a fault
 that fires on the next `count` requests whose path starts with `path_prefix`, then disarms:
 
@@ -658,6 +662,12 @@ class _Server(ThreadingHTTPServer):
 # -- the server ----------------------------------------------------------------------------------
 
 
+# Ways real LRSs bend xAPI 1.0.3 that the server can reproduce (README: LRSs that bend the standard):
+# no version / Consistent-Through headers, a full last page followed by an empty one, no `more` key at the
+# end, and each page in reverse order.
+XAPI_DEVIATIONS = ("no_version_headers", "empty_final_page", "more_absent_at_end", "reversed_pages")
+
+
 class LmsSampleServer:
     """xAPI LRS + SCIM directory over `data_dir`, on one threaded HTTP server on loopback."""
 
@@ -673,7 +683,12 @@ class LmsSampleServer:
         scim_token: str = "scim-token",
         max_page_size: int = 500,
         scim_max_count: int = 200,
+        deviations: Iterable[str] = (),
     ) -> None:
+        unknown = set(deviations) - set(XAPI_DEVIATIONS)
+        if unknown:
+            raise ValueError(f"unknown xAPI deviation(s) {sorted(unknown)}; expected some of {XAPI_DEVIATIONS}")
+        self.deviations = frozenset(deviations)
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
@@ -955,6 +970,8 @@ class LmsSampleServer:
             "X-Experience-API-Version": XAPI_VERSION,
             "X-Experience-API-Consistent-Through": consistent,
         }
+        if "no_version_headers" in self.deviations:
+            headers = {}
         return Response(int(status), body, headers, endpoint=endpoint)
 
     def _check_basic_auth(self, handler: _Handler) -> bool:
@@ -1053,16 +1070,21 @@ class LmsSampleServer:
     def _statement_page(self, query: StatementQuery) -> Response:
         page_size = min(query.limit or self.max_page_size, self.max_page_size)
         assert self._statements is not None
-        rows = self._statements.page(query, page_size + 1)
+        # empty_final_page: a full page always links a next one, which may hold nothing (Ralph)
+        lookahead = 0 if "empty_final_page" in self.deviations else 1
+        rows = self._statements.page(query, page_size + lookahead)
         more = ""
-        if len(rows) > page_size:
+        if len(rows) > page_size or (lookahead == 0 and rows and len(rows) == page_size):
             rows = rows[:page_size]
             last_key, last_id, _ = rows[-1]
             cursor = StatementQuery(**{**query.__dict__, "after": (last_key, last_id)}).to_cursor()
             more = f"{self.xapi_base_path}/statements?cursor={quote(cursor)}"
-        body = b'{"statements":[' + ",".join(body for _, _, body in rows).encode("utf-8") + b'],"more":'
-        body += json.dumps(more).encode("ascii") + b"}"
-        return self._xapi_response(body, endpoint="xapi_statements")
+        if "reversed_pages" in self.deviations:
+            rows = rows[::-1]  # each page in the opposite order, paging still forward (Ralph with `ascending`)
+        body = b'{"statements":[' + ",".join(body for _, _, body in rows).encode("utf-8") + b"]"
+        if more or "more_absent_at_end" not in self.deviations:
+            body += b',"more":' + json.dumps(more).encode("ascii")
+        return self._xapi_response(body + b"}", endpoint="xapi_statements")
 
     # -- SCIM --------------------------------------------------------------------------------
 
