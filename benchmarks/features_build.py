@@ -67,7 +67,11 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 # The admin connection, database names and machine description of the LMS benchmark, shared.
 lms_load = importlib.import_module("lms_load")
-admin_execute, dsn_for, machine_description = lms_load.admin_execute, lms_load.dsn_for, lms_load.machine_description
+admin_execute, dsn_for, machine_description = (
+    lms_load.admin_execute,
+    lms_load.dsn_for,
+    lms_load.machine_description,
+)
 FULL_REFERENCE_DATE = date(2026, 6, 30)
 DAILY_REFERENCE_DATE = date(2026, 7, 1)
 
@@ -489,9 +493,17 @@ def run_statements(dsn: str, statements: list[tuple[str, str, dict[str, Any]]]) 
 
 
 def activity_params(sizes: dict[str, int], **overrides: Any) -> dict[str, Any]:
-    params = {"first_n": 1, "last_n": sizes["employees"], "first_session": 0, "sessions": sizes["sessions"],
-              "day_from": "2024-07-01", "day_to": FULL_REFERENCE_DATE, "stored_from": "2024-07-01 00:00+00",
-              "stored_to": "2026-06-30 23:59:59+00", "courses": course_ids()}  # fmt: skip
+    params = {
+        "first_n": 1,
+        "last_n": sizes["employees"],
+        "first_session": 0,
+        "sessions": sizes["sessions"],
+        "day_from": "2024-07-01",
+        "day_to": FULL_REFERENCE_DATE,
+        "stored_from": "2024-07-01 00:00+00",
+        "stored_to": "2026-06-30 23:59:59+00",
+        "courses": course_ids(),
+    }
     return params | overrides
 
 
@@ -506,8 +518,11 @@ def rebuild_activity_indexes(dsn: str, generate) -> dict[str, float]:
         ).fetchall()
         for name, _, constraint in indexes:
             if constraint:
-                conn.execute(psycopg.sql.SQL("alter table core.lms_activity drop constraint {}").format(
-                    psycopg.sql.Identifier(constraint)))  # fmt: skip
+                conn.execute(
+                    psycopg.sql.SQL("alter table core.lms_activity drop constraint {}").format(
+                        psycopg.sql.Identifier(constraint)
+                    )
+                )
             else:
                 conn.execute(psycopg.sql.SQL("drop index core.{}").format(psycopg.sql.Identifier(name)))
     timings = generate()
@@ -515,8 +530,11 @@ def rebuild_activity_indexes(dsn: str, generate) -> dict[str, float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for name, definition, constraint in indexes:
             if constraint:
-                conn.execute(psycopg.sql.SQL("alter table core.lms_activity add constraint {} primary key"
-                                             " (statement_id)").format(psycopg.sql.Identifier(constraint)))  # fmt: skip
+                conn.execute(
+                    psycopg.sql.SQL(
+                        "alter table core.lms_activity add constraint {} primary key (statement_id)"
+                    ).format(psycopg.sql.Identifier(constraint))
+                )
             else:
                 conn.execute(psycopg.sql.SQL(definition))
             print(f"  index {name} again", flush=True)
@@ -528,17 +546,27 @@ def generate_population(dsn: str, sizes: dict[str, int]) -> dict[str, float]:
     import psycopg
 
     base = sizes | {"first_day": FULL_REFERENCE_DATE}
-    timings = run_statements(dsn, [
-        ("hash function", HASH_FUNCTION_SQL, {}),
-        ("people", PEOPLE_SQL, base),
-        ("core.employee_history", HISTORY_SQL, base),
-        ("core.compensation_event", COMPENSATION_SQL, base),
-        ("employees files", HRIS_FILES_SQL, {"day_from": date(2024, 7, 1), "day_to": FULL_REFERENCE_DATE}),
-        ("LMS read", LMS_READ_SQL, {"day_to": FULL_REFERENCE_DATE}),
-        ("raw.lms_user", LMS_USER_SQL, {"first_n": 1, "last_n": sizes["employees"],
-                                        "extracted_at": "2024-07-01 00:00+00"}),
-        ("analyze people", "analyze public.bench_person", {}),
-    ])  # fmt: skip
+    timings = run_statements(
+        dsn,
+        [
+            ("hash function", HASH_FUNCTION_SQL, {}),
+            ("people", PEOPLE_SQL, base),
+            ("core.employee_history", HISTORY_SQL, base),
+            ("core.compensation_event", COMPENSATION_SQL, base),
+            (
+                "employees files",
+                HRIS_FILES_SQL,
+                {"day_from": date(2024, 7, 1), "day_to": FULL_REFERENCE_DATE},
+            ),
+            ("LMS read", LMS_READ_SQL, {"day_to": FULL_REFERENCE_DATE}),
+            (
+                "raw.lms_user",
+                LMS_USER_SQL,
+                {"first_n": 1, "last_n": sizes["employees"], "extracted_at": "2024-07-01 00:00+00"},
+            ),
+            ("analyze people", "analyze public.bench_person", {}),
+        ],
+    )
     timings |= rebuild_activity_indexes(
         dsn, lambda: run_statements(dsn, [("core.lms_activity", ACTIVITY_SQL, activity_params(sizes))])
     )
@@ -554,20 +582,46 @@ def apply_daily_change(dsn: str, sizes: dict[str, int]) -> dict[str, float]:
     day = DAILY_REFERENCE_DATE
     daily_sessions = max(sizes["sessions"] // 730, 1)
     hires = {"first_n": sizes["employees"] + 1, "last_n": sizes["employees"] + sizes["hires"]}
-    stored = {"day_from": day, "day_to": day, "stored_from": f"{day} 00:05+00", "stored_to": f"{day} 23:59+00"}
-    return run_statements(dsn, [
-        *((f"HR changes ({step + 1}/4)", statement, {"day": day}) for step, statement in enumerate(HR_CHANGE_STATEMENTS)),
-        ("new hires", NEW_HIRES_SQL, sizes),
-        ("new hires' LMS accounts", LMS_USER_SQL, hires | {"extracted_at": f"{day} 07:00+00"}),
-        ("new statements", ACTIVITY_SQL,
-         activity_params(sizes, first_session=sizes["sessions"], sessions=daily_sessions, **stored)),
-        ("new hires' statements", ACTIVITY_SQL, activity_params(
-            sizes, first_session=sizes["sessions"] + daily_sessions, sessions=sizes["hires"] * 2, **hires, **stored)),
-        ("voids", VOID_SQL, {"sessions": sizes["sessions"], "voids": sizes["voids"],
-                             "void_stored_at": f"{day} 12:00+00"}),
-        ("employees file", HRIS_FILES_SQL, {"day_from": day, "day_to": day}),
-        ("LMS read", LMS_READ_SQL, {"day_to": day}),
-    ])  # fmt: skip
+    stored = {
+        "day_from": day,
+        "day_to": day,
+        "stored_from": f"{day} 00:05+00",
+        "stored_to": f"{day} 23:59+00",
+    }
+    return run_statements(
+        dsn,
+        [
+            *(
+                (f"HR changes ({step + 1}/4)", statement, {"day": day})
+                for step, statement in enumerate(HR_CHANGE_STATEMENTS)
+            ),
+            ("new hires", NEW_HIRES_SQL, sizes),
+            ("new hires' LMS accounts", LMS_USER_SQL, hires | {"extracted_at": f"{day} 07:00+00"}),
+            (
+                "new statements",
+                ACTIVITY_SQL,
+                activity_params(sizes, first_session=sizes["sessions"], sessions=daily_sessions, **stored),
+            ),
+            (
+                "new hires' statements",
+                ACTIVITY_SQL,
+                activity_params(
+                    sizes,
+                    first_session=sizes["sessions"] + daily_sessions,
+                    sessions=sizes["hires"] * 2,
+                    **hires,
+                    **stored,
+                ),
+            ),
+            (
+                "voids",
+                VOID_SQL,
+                {"sessions": sizes["sessions"], "voids": sizes["voids"], "void_stored_at": f"{day} 12:00+00"},
+            ),
+            ("employees file", HRIS_FILES_SQL, {"day_from": day, "day_to": day}),
+            ("LMS read", LMS_READ_SQL, {"day_to": day}),
+        ],
+    )
 
 
 def analyze_tables(dsn: str, tables: tuple[str, ...]) -> None:
@@ -576,15 +630,29 @@ def analyze_tables(dsn: str, tables: tuple[str, ...]) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in tables:
             schema, name = table.split(".")
-            conn.execute(psycopg.sql.SQL("vacuum analyze {}.{}").format(
-                psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name)))  # fmt: skip
+            conn.execute(
+                psycopg.sql.SQL("vacuum analyze {}.{}").format(
+                    psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name)
+                )
+            )
 
 
-IDENTITY_TABLES = ("core.identity_employment", "core.identity_work_email", "core.identity_lms_account",
-                   "core.identity_learner", "core.hris_employee_key", "core.employee_key_registry",
-                   "core.lms_account_match", "core.employee_identity")  # fmt: skip
-MART_TABLES = ("mart.learner_daily_activity", "mart.employee_features", "mart.turnover_label",
-               "audit.extract_watermark")  # fmt: skip
+IDENTITY_TABLES = (
+    "core.identity_employment",
+    "core.identity_work_email",
+    "core.identity_lms_account",
+    "core.identity_learner",
+    "core.hris_employee_key",
+    "core.employee_key_registry",
+    "core.lms_account_match",
+    "core.employee_identity",
+)
+MART_TABLES = (
+    "mart.learner_daily_activity",
+    "mart.employee_features",
+    "mart.turnover_label",
+    "audit.extract_watermark",
+)
 
 
 def labels_differing_from_a_rebuild(dsn: str, config: dict[str, Any]) -> int:
@@ -597,8 +665,12 @@ def labels_differing_from_a_rebuild(dsn: str, config: dict[str, Any]) -> int:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         fill_label_scope(conn, everything=True)
-        conn.execute(sql.SQL("create temp table rebuilt_labels as {}").format(sql.SQL(read_sql("mart", "turnover_label"))),
-                     label_parameters(conn, config))  # fmt: skip
+        conn.execute(
+            sql.SQL("create temp table rebuilt_labels as {}").format(
+                sql.SQL(read_sql("mart", "turnover_label"))
+            ),
+            label_parameters(conn, config),
+        )
         return conn.execute(LABEL_CHECK_SQL).fetchone()[0]
 
 
@@ -610,10 +682,12 @@ def timed_build(config: dict[str, Any], dsn: str, reference_date: date) -> dict[
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
     summary["peak_rss_mib_after"] = peak_rss_mib()
     dates = summary["reference_dates_built"]
-    print(f"  {summary['wall_seconds']} s; dates {dates[0] if dates else '-'}..{dates[-1] if dates else '-'}"
-          f" ({len(dates)}), rows {summary['rows_built']:,}, deferred {list(summary['reference_dates_deferred'])},"
-          f" daily {summary['daily_mode']} {summary['daily_rows_written']:,}; steps {summary['seconds']}",
-          flush=True)  # fmt: skip
+    print(
+        f"  {summary['wall_seconds']} s; dates {dates[0] if dates else '-'}..{dates[-1] if dates else '-'}"
+        f" ({len(dates)}), rows {summary['rows_built']:,}, deferred {list(summary['reference_dates_deferred'])},"
+        f" daily {summary['daily_mode']} {summary['daily_rows_written']:,}; steps {summary['seconds']}",
+        flush=True,
+    )
     return summary
 
 
@@ -645,8 +719,9 @@ def results_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {run['wall_seconds']:.2f} | {len(run['reference_dates_built'])} | {run['rows_built']:,} | "
             f"{run['daily_rows_written']:,} | "
-            + " | ".join(f"{run['seconds'].get(step, 0):.2f}" for step in steps) + " |"
-        )  # fmt: skip
+            + " | ".join(f"{run['seconds'].get(step, 0):.2f}" for step in steps)
+            + " |"
+        )
     ratio = runs["daily incremental"]["wall_seconds"] / runs["full build"]["wall_seconds"]
     lines += [
         "",
@@ -669,10 +744,16 @@ def main() -> int:
     parser.add_argument("--statements", type=int, default=20_000_000)
     parser.add_argument("--json-out")
     parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--save-before-daily", action="store_true",
-                        help="keep a copy of the database as it is just before the daily run (<name>_before_daily)")
-    parser.add_argument("--daily-from", metavar="DATABASE",
-                        help="only the daily run (and the rerun), on a copy of a database saved before it")
+    parser.add_argument(
+        "--save-before-daily",
+        action="store_true",
+        help="keep a copy of the database as it is just before the daily run (<name>_before_daily)",
+    )
+    parser.add_argument(
+        "--daily-from",
+        metavar="DATABASE",
+        help="only the daily run (and the rerun), on a copy of a database saved before it",
+    )
     parser.add_argument("--full-json", help="with --daily-from: the --json-out of the run that saved it")
     args = parser.parse_args()
 
@@ -681,13 +762,22 @@ def main() -> int:
     from turnover_signals.warehouse import migrate, warehouse_connection
 
     config = load_config(use_variable=False)
-    sizes = {"employees": args.employees, "sessions": args.statements // 5, "managers": (args.employees - 1) // 20 + 1,
-             "hires": max(args.employees // 3000, 1), "voids": max(args.statements // 500_000, 5)}  # fmt: skip
+    sizes = {
+        "employees": args.employees,
+        "sessions": args.statements // 5,
+        "managers": (args.employees - 1) // 20 + 1,
+        "hires": max(args.employees // 3000, 1),
+        "voids": max(args.statements // 500_000, 5),
+    }
     name = f"features_bench_{os.getpid()}"
     dsn = dsn_for(name)
     os.environ["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = dsn.replace("postgresql://", "postgres://", 1)
-    result: dict[str, Any] = {"sizes": sizes, "machine": machine_description() | {"load_average": os.getloadavg()},
-                              "runs": {}, "identity": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "sizes": sizes,
+        "machine": machine_description() | {"load_average": os.getloadavg()},
+        "runs": {},
+        "identity": {},
+    }
     if args.daily_from:
         return daily_only(args, config, name, dsn, result)
     try:
@@ -740,11 +830,16 @@ def copy_database(source: str, target: str) -> None:
 
     with psycopg.connect(lms_load.ADMIN_DSN, autocommit=True) as conn:
         conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (source,))
-        conn.execute(psycopg.sql.SQL("create database {} template {}").format(
-            psycopg.sql.Identifier(target), psycopg.sql.Identifier(source)))  # fmt: skip
+        conn.execute(
+            psycopg.sql.SQL("create database {} template {}").format(
+                psycopg.sql.Identifier(target), psycopg.sql.Identifier(source)
+            )
+        )
 
 
-def daily_only(args: argparse.Namespace, config: dict[str, Any], name: str, dsn: str, result: dict[str, Any]) -> int:
+def daily_only(
+    args: argparse.Namespace, config: dict[str, Any], name: str, dsn: str, result: dict[str, Any]
+) -> int:
     """The daily run on a copy of a database saved by --save-before-daily (to try a change to it)."""
     saved = json.loads(Path(args.full_json).read_text(encoding="utf-8")) if args.full_json else {}
     for key in ("sizes", "runs", "identity", "generate_seconds", "change_seconds", "counts_after_full"):

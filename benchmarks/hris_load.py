@@ -60,50 +60,196 @@ GOAL_RATIO_HOOK_SFTP = 0.7
 GOAL_PEAK_RSS_MIB = 600
 
 HEADER = (
-    "employee_id", "sso_guid", "work_email", "first_name", "last_name", "hire_date",
-    "termination_date", "termination_type", "termination_reason", "employment_status",
-    "job_role", "job_level", "department", "location", "manager_id", "base_salary",
-    "currency", "fte", "performance_rating",
-)  # fmt: skip
+    "employee_id",
+    "sso_guid",
+    "work_email",
+    "first_name",
+    "last_name",
+    "hire_date",
+    "termination_date",
+    "termination_type",
+    "termination_reason",
+    "employment_status",
+    "job_role",
+    "job_level",
+    "department",
+    "location",
+    "manager_id",
+    "base_salary",
+    "currency",
+    "fte",
+    "performance_rating",
+)
 
 # -- the synthetic employees file --------------------------------------------------------------
 
 FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
-    "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Priya", "Arjun", "Wei", "Mei", "Hiroshi", "Yuki", "Olga", "Dmitri", "Fatima", "Omar", "Aisha",
-    "Kwame", "Ngozi", "Lars", "Ingrid", "Mateo", "Lucía", "José", "Zoë", "Anne-Marie", "Seán", "Siobhán",
-    "François", "Chloé", "Jürgen", "Søren", "Łukasz", "Agnieszka", "Thanh", "Minh",
-)  # fmt: skip
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Priya",
+    "Arjun",
+    "Wei",
+    "Mei",
+    "Hiroshi",
+    "Yuki",
+    "Olga",
+    "Dmitri",
+    "Fatima",
+    "Omar",
+    "Aisha",
+    "Kwame",
+    "Ngozi",
+    "Lars",
+    "Ingrid",
+    "Mateo",
+    "Lucía",
+    "José",
+    "Zoë",
+    "Anne-Marie",
+    "Seán",
+    "Siobhán",
+    "François",
+    "Chloé",
+    "Jürgen",
+    "Søren",
+    "Łukasz",
+    "Agnieszka",
+    "Thanh",
+    "Minh",
+)
 LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Taylor", "Moore", "Jackson", "Martin", "Lee",
-    "Patel", "Shah", "Kumar", "Chen", "Wang", "Tanaka", "Sato", "Ivanova", "Petrov", "Haddad", "Okafor",
-    "Mensah", "Nielsen", "Larsen", "O'Brien", "O'Connor", "McCarthy", "García López", "Müller", "Schäfer",
-    "Dubois", "Lefèvre", "Kowalski", "Nowak", "Nguyen", "Tran", "van der Berg", "De Luca", "Smith, Jr.",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Patel",
+    "Shah",
+    "Kumar",
+    "Chen",
+    "Wang",
+    "Tanaka",
+    "Sato",
+    "Ivanova",
+    "Petrov",
+    "Haddad",
+    "Okafor",
+    "Mensah",
+    "Nielsen",
+    "Larsen",
+    "O'Brien",
+    "O'Connor",
+    "McCarthy",
+    "García López",
+    "Müller",
+    "Schäfer",
+    "Dubois",
+    "Lefèvre",
+    "Kowalski",
+    "Nowak",
+    "Nguyen",
+    "Tran",
+    "van der Berg",
+    "De Luca",
+    "Smith, Jr.",
     "Jones-Whitaker",
-)  # fmt: skip
+)
 DEPARTMENTS = (
-    "Finance", "Engineering", "Sales, EMEA", "Sales, Americas", "Marketing", "Human Resources",
-    "Research & Development", "Customer Success", "Legal", "Operations", "IT", "Procurement",
-)  # fmt: skip
+    "Finance",
+    "Engineering",
+    "Sales, EMEA",
+    "Sales, Americas",
+    "Marketing",
+    "Human Resources",
+    "Research & Development",
+    "Customer Success",
+    "Legal",
+    "Operations",
+    "IT",
+    "Procurement",
+)
 JOB_ROLES = (
-    "Analyst", "Senior Analyst", "Engineer", "Senior Engineer", "Staff Engineer", "Manager",
-    "Senior Manager", "Director", "Account Executive", "Sales Development Representative",
-    "Customer Success Manager", "Recruiter", "Accountant", "Paralegal", "Product Manager",
-    "Data Scientist", "Support Specialist", "Buyer",
-)  # fmt: skip
+    "Analyst",
+    "Senior Analyst",
+    "Engineer",
+    "Senior Engineer",
+    "Staff Engineer",
+    "Manager",
+    "Senior Manager",
+    "Director",
+    "Account Executive",
+    "Sales Development Representative",
+    "Customer Success Manager",
+    "Recruiter",
+    "Accountant",
+    "Paralegal",
+    "Product Manager",
+    "Data Scientist",
+    "Support Specialist",
+    "Buyer",
+)
 LOCATIONS = (
-    ("London", "GBP"), ("Manchester", "GBP"), ("New York", "USD"), ("Austin", "USD"), ("Toronto", "CAD"),
-    ("Berlin", "EUR"), ("Paris", "EUR"), ("Madrid", "EUR"), ("Singapore", "SGD"), ("Bangalore", "INR"),
-)  # fmt: skip
+    ("London", "GBP"),
+    ("Manchester", "GBP"),
+    ("New York", "USD"),
+    ("Austin", "USD"),
+    ("Toronto", "CAD"),
+    ("Berlin", "EUR"),
+    ("Paris", "EUR"),
+    ("Madrid", "EUR"),
+    ("Singapore", "SGD"),
+    ("Bangalore", "INR"),
+)
 VOLUNTARY_REASONS = (
-    "Resignation", "Better opportunity", "Relocation, family reasons", "Career change", "Retirement",
-    "Compensation", 'Left for "startup" role', "Return to education",
-)  # fmt: skip
+    "Resignation",
+    "Better opportunity",
+    "Relocation, family reasons",
+    "Career change",
+    "Retirement",
+    "Compensation",
+    'Left for "startup" role',
+    "Return to education",
+)
 INVOLUNTARY_REASONS = (
-    "Performance", "Redundancy", "Misconduct", "Restructuring, role eliminated", "End of contract",
-)  # fmt: skip
+    "Performance",
+    "Redundancy",
+    "Misconduct",
+    "Restructuring, role eliminated",
+    "End of contract",
+)
 FTES = ("1.0",) * 9 + ("0.8", "0.6", "0.5")
 HIRE_START = date(1995, 1, 2)
 HIRE_SPAN_DAYS = (date(2025, 12, 31) - HIRE_START).days
@@ -274,11 +420,23 @@ def run_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str] | N
     started = time.perf_counter()
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--t0", repr(t0),
-             "--result-file", str(result_file), *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                mode,
+                "--t0",
+                repr(t0),
+                "--result-file",
+                str(result_file),
+                *args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
             env={**os.environ, **(env or {})},
-        )  # fmt: skip
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -317,25 +475,48 @@ def psql_baselines(database: str, csv_path: Path, sha256: str) -> dict[str, floa
     # What stage_csv_file creates: constant default + CHECK on the partition key, a date default,
     # and COPY with encoding and force_null on every column.
     subprocess.run(
-        [*psql, f"create table bench_staged (source_sha256 text not null default '{sha256}' "
-                f"check (source_sha256 = '{sha256}'), snapshot_date date not null default '2026-01-05', "
-                f"{columns})"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            *psql,
+            f"create table bench_staged (source_sha256 text not null default '{sha256}' "
+            f"check (source_sha256 = '{sha256}'), snapshot_date date not null default '2026-01-05', "
+            f"{columns})",
+        ],
+        check=True,
+        capture_output=True,
+    )
     results["staging_shaped"] = timed_run(
-        [*psql, f"\\copy bench_staged ({column_list}) from '{csv_path}' with (format csv, header true, "
-                f"encoding 'UTF8', force_null ({column_list}))"]
-    )  # fmt: skip
+        [
+            *psql,
+            f"\\copy bench_staged ({column_list}) from '{csv_path}' with (format csv, header true, "
+            f"encoding 'UTF8', force_null ({column_list}))",
+        ]
+    )
     subprocess.run([*psql, "drop table bench_staged"], check=True, capture_output=True)
     return results
 
 
 def sftp_client_download(server, known_hosts: Path, local: Path) -> float:
     command = [
-        "sftp", "-q", "-F", "/dev/null", "-b", "-", "-i", str(server.client_private_key_path),
-        "-P", str(server.port), "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", f"{server.username}@{server.host}",
-    ]  # fmt: skip
+        "sftp",
+        "-q",
+        "-F",
+        "/dev/null",
+        "-b",
+        "-",
+        "-i",
+        str(server.client_private_key_path),
+        "-P",
+        str(server.port),
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        f"{server.username}@{server.host}",
+    ]
     seconds = timed_run(command, stdin=f"get {REMOTE_PATH} {local}\n")
     local.unlink()
     return seconds
@@ -486,7 +667,9 @@ def child_phases(args: argparse.Namespace) -> None:
     wrap(manifest, "previous_good_rows", "manifest: previous_good_rows")
     wrap(hris_suites, "create_metrics_table", "create_metrics_table (one aggregate pass: counts per check)")
     wrap(hris_suites, "hris_metrics_suite", "hris_metrics_suite (build expectations on the counts)")
-    wrap(ingest, "run_suite", "run_suite (GX gate; fast gate on the counts, row-level suite only if it fails)")
+    wrap(
+        ingest, "run_suite", "run_suite (GX gate; fast gate on the counts, row-level suite only if it fails)"
+    )
     wrap(hris_suites, "drop_metrics_table", "drop_metrics_table")
     wrap(ingest, "_keep_data_docs_page", "_keep_data_docs_page (move the passing page into Data Docs)")
     # Only a failing fast gate reaches these (never in this benchmark's good file).
@@ -521,11 +704,14 @@ def child_phases(args: argparse.Namespace) -> None:
     query = captured_query["text"]
     out["validation_query"] = query
     out["gx_statements"] = [
-        {"seconds": s["seconds"], "sql": _short_sql(s["statement"], query),
-         "reads_validated_relation": bool(query and query in s["statement"]),
-         "is_reflection_fallback": bool(query and s["statement"].strip() == query.strip())}
+        {
+            "seconds": s["seconds"],
+            "sql": _short_sql(s["statement"], query),
+            "reads_validated_relation": bool(query and query in s["statement"]),
+            "is_reflection_fallback": bool(query and s["statement"].strip() == query.strip()),
+        }
         for s in statements
-    ]  # fmt: skip
+    ]
     _write_result(args.result_file, out)
 
 
@@ -544,9 +730,10 @@ def child_hook_download(args: argparse.Namespace) -> None:
         out["connect_s"] = time.perf_counter() - t
         transport = sftp.get_channel().get_transport()
         out["negotiated"] = {
-            "cipher": transport.remote_cipher, "mac": transport.remote_mac,
+            "cipher": transport.remote_cipher,
+            "mac": transport.remote_mac,
             "compression": transport.remote_compression,
-        }  # fmt: skip
+        }
         t = time.perf_counter()
         if args.stream:
             # The bundle's own read: HrisSftpSource.stream (the provider's async hook, its own SSH
@@ -631,9 +818,12 @@ def child_what_if(args: argparse.Namespace) -> None:
     feed = FEEDS["employees"]
     header = map_header(list(HEADER), feed, {})
     checks = FileChecks(
-        control_rows=args.rows, previous_good_rows=None, volume_min_ratio=0.8, volume_max_ratio=1.25,
+        control_rows=args.rows,
+        previous_good_rows=None,
+        volume_min_ratio=0.8,
+        volume_max_ratio=1.25,
         allowed_termination_types=allowed_termination_types(config["hris"]["termination_type_mapping"]),
-    )  # fmt: skip
+    )
 
     def new_suite():  # a fresh definition per GX run: GX binds expectation objects to their suite
         return hris_file_suite(feed, header, checks, "%Y-%m-%d")
@@ -671,11 +861,13 @@ def child_what_if(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         success = run()
         out["gate"][label] = {
-            "seconds": time.perf_counter() - t, "success": success, "statements": len(statements),
+            "seconds": time.perf_counter() - t,
+            "success": success,
+            "statements": len(statements),
             "sql_s": sum(s["seconds"] for s in statements),
             "reflection_fallback_s": sum(s["seconds"] for s in statements if s["statement"].strip() == query),
             "peak_rss_increase_mib": mib(proc_status_kib("VmHWM")) - rss_before,
-        }  # fmt: skip
+        }
 
     def gx_table_asset(result_format: str, url_: str) -> bool:
         context = gx.get_context(mode="ephemeral")
@@ -698,9 +890,18 @@ def child_what_if(args: argparse.Namespace) -> None:
 
     measured(
         "the bundle's run_suite as it is (custom query asset `select * from <check table>`)",
-        lambda: run_suite(url, new_suite(), "what_if", "what-if", query, checks.parameters(),
-                          config["quality"]["pii_columns"]).success,
-    )  # fmt: skip
+        lambda: (
+            run_suite(
+                url,
+                new_suite(),
+                "what_if",
+                "what-if",
+                query,
+                checks.parameters(),
+                config["quality"]["pii_columns"],
+            ).success
+        ),
+    )
     measured(
         "GX table asset on the same check table, BOOLEAN_ONLY", lambda: gx_table_asset("BOOLEAN_ONLY", url)
     )
@@ -817,18 +1018,25 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         uncompressed = server.airflow_connection()
         uncompressed["extra"]["compress"] = False
         report["download"]["hook_uncompressed"] = [
-            run_child("hook-download", ["--local", str(scratch / "hook.csv")], scratch,
-                      env={"AIRFLOW_CONN_HRIS_SFTP": json.dumps(uncompressed)})
+            run_child(
+                "hook-download",
+                ["--local", str(scratch / "hook.csv")],
+                scratch,
+                env={"AIRFLOW_CONN_HRIS_SFTP": json.dumps(uncompressed)},
+            )
             for _ in range(args.download_rounds)
-        ]  # fmt: skip
+        ]
         if args.prefetch_cap:
             report["download"]["hook_capped"] = run_child(
                 "hook-download",
                 ["--local", str(scratch / "hook.csv"), "--max-requests", str(args.prefetch_cap)],
                 scratch,
             )
-        print(f"  client {[round(s, 2) for s in client_s]} s; hook transfer "
-              f"{[round(h['transfer_s'], 2) for h in hook_runs]} s", flush=True)  # fmt: skip
+        print(
+            f"  client {[round(s, 2) for s in client_s]} s; hook transfer "
+            f"{[round(h['transfer_s'], 2) for h in hook_runs]} s",
+            flush=True,
+        )
 
         print("import costs ...", flush=True)
         report["imports"] = run_child("imports", [], scratch)
@@ -847,8 +1055,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 loaded = conn.execute("select count(*) from raw.hris_employee_snapshot").fetchone()[0]
             if loaded != args.rows:
                 raise RuntimeError(f"raw.hris_employee_snapshot holds {loaded} rows, expected {args.rows}")
-            print(f"  wall {bundle_runs[-1]['wall_s']:.1f} s, work {bundle_runs[-1]['work_s']:.1f} s, "
-                  f"peak {bundle_runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
+            print(
+                f"  wall {bundle_runs[-1]['wall_s']:.1f} s, work {bundle_runs[-1]['work_s']:.1f} s, "
+                f"peak {bundle_runs[-1]['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
         report["bundle"] = bundle_runs
         if args.what_if:
             print("what-if probes on the loaded file ...", flush=True)
@@ -1046,8 +1257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bundle-runs", type=int, default=1, help="end-to-end runs (the fastest is reported)"
     )
-    parser.add_argument("--prefetch-cap", type=int, default=0,
-                        help="also time paramiko get with max_concurrent_prefetch_requests=N (diagnostic)")  # fmt: skip
+    parser.add_argument(
+        "--prefetch-cap",
+        type=int,
+        default=0,
+        help="also time paramiko get with max_concurrent_prefetch_requests=N (diagnostic)",
+    )
     parser.add_argument(
         "--no-what-if",
         dest="what_if",

@@ -322,20 +322,28 @@ values (%(name)s, md5(%(name)s), 'employees', %(day)s::date, 1, %(day)s::date + 
 # The day after the full run: 0.5 % of the employees change. Selections are by n modulo 1000,
 # among employees still employed (n % 10 = 1 never leaves in the population above).
 CHANGE_STATEMENTS: list[tuple[str, str]] = [
-    ("changed employees", """
+    (
+        "changed employees",
+        """
         create table public.bench_change as
         select n, employee_id, first_name, last_name,
             case n % 1000 when 211 then 'termination' when 421 then 'email_change' else 'job_change' end as kind
         from public.bench_person
         where n % 1000 in (211, 421, 631) and termination_date is null and hire_date < date '%(full_day)s'
-    """),
-    ("close HR intervals", """
+    """,
+    ),
+    (
+        "close HR intervals",
+        """
         update core.employee_history as history
         set valid_to = date '%(change_day)s', is_current = false, closed_by = 'attribute_change'
         from public.bench_change as change
         where history.employee_id = change.employee_id and history.valid_to is null
-    """),
-    ("new HR intervals", """
+    """,
+    ),
+    (
+        "new HR intervals",
+        """
         insert into core.employee_history (
             employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid, work_email,
             first_name, last_name, hire_date, termination_date, termination_type, termination_category,
@@ -358,8 +366,11 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         from core.employee_history as history
         inner join public.bench_change as change on history.employee_id = change.employee_id
         where history.valid_to = date '%(change_day)s'
-    """),
-    ("new hires", """
+    """,
+    ),
+    (
+        "new hires",
+        """
         create table public.bench_hire as
         select
             hire.n,
@@ -372,8 +383,11 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
             on
                 hire.n % 100 = 0 and source.n = (hire.n - %(employees)s) * 10 + 10
                 and source.termination_date is not null
-    """),
-    ("new hires' HR rows", """
+    """,
+    ),
+    (
+        "new hires' HR rows",
+        """
         insert into core.employee_history (
             employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid, work_email,
             first_name, last_name, hire_date, employment_status, job_role, job_level, department, location, fte)
@@ -381,8 +395,11 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
             md5('employees-%(change_day)s'), sso_guid, work_email, 'New', 'Hire', date '%(change_day)s', 'active',
             'role-' || n % 40, 1, 'dept-' || n % 25, 'site-' || n % 12, 1.0
         from public.bench_hire
-    """),
-    ("changed accounts", """
+    """,
+    ),
+    (
+        "changed accounts",
+        """
         create table public.bench_account_change as
         select account.lms_user_id, account.external_id,
             case when change.kind = 'email_change' and account.external_id is not null
@@ -398,13 +415,19 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         from public.bench_account as account
         inner join public.bench_person as person using (n)
         where account.lms_user_id like 'U%' and account.n % 1000 = 841
-    """),
-    ("close account versions", """
+    """,
+    ),
+    (
+        "close account versions",
+        """
         update raw.lms_user as version set valid_to = timestamptz '%(change_day)s 07:00+00'
         from public.bench_account_change as change
         where version.lms_user_id = change.lms_user_id and version.valid_to is null
-    """),
-    ("new account versions", """
+    """,
+    ),
+    (
+        "new account versions",
+        """
         insert into raw.lms_user (
             lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email, emails, is_active,
             created_at, valid_to, resource, batch_id, extracted_at)
@@ -417,8 +440,11 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         from public.bench_account_change as change
         inner join raw.lms_user as previous
             on previous.lms_user_id = change.lms_user_id and previous.valid_to = timestamptz '%(change_day)s 07:00+00'
-    """),
-    ("new hires' accounts", """
+    """,
+    ),
+    (
+        "new hires' accounts",
+        """
         insert into raw.lms_user (
             lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email, emails, is_active,
             created_at, valid_to, resource, batch_id, extracted_at)
@@ -428,8 +454,11 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
             true, timestamptz '%(change_day)s 07:00+00', null,
             jsonb_build_object('id', 'U' || lpad(n::text, 7, '0')), 'bench-day', timestamptz '%(change_day)s 07:30+00'
         from public.bench_hire
-    """),
-    ("a day of statements", """
+    """,
+    ),
+    (
+        "a day of statements",
+        """
         insert into core.lms_activity (
             statement_id, learner_identifier, learner_identifier_type, event_type, verb_id, course_id,
             occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
@@ -445,7 +474,8 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
             select 'mbox:' || work_email, 'mbox' from public.bench_hire where n % 5 = 0
         ) as actor
         cross join generate_series(1, 2) as k
-    """),
+    """,
+    ),
 ]
 
 
@@ -462,8 +492,14 @@ def dsn_for(database: str) -> str:
 
 
 # Written into the generating SQL by `render` (module constants; the SQL's own % are modulo operators).
-SQL_CONSTANTS = {"full_day": FULL_DAY, "change_day": CHANGE_DAY, "corp": CORP, "lms_home": LMS_HOME,
-                 "first_names": FIRST_NAMES, "last_names": LAST_NAMES}  # fmt: skip
+SQL_CONSTANTS = {
+    "full_day": FULL_DAY,
+    "change_day": CHANGE_DAY,
+    "corp": CORP,
+    "lms_home": LMS_HOME,
+    "first_names": FIRST_NAMES,
+    "last_names": LAST_NAMES,
+}
 
 
 def render(statement: str, sizes: dict[str, int]) -> str:
@@ -486,9 +522,13 @@ def generate_population(dsn: str, employees: int, lms_users: int) -> dict[str, f
     params = {"employees": employees, "lms_users": lms_users, "contractors": lms_users // 20}
     timings: dict[str, float] = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for label, statement in (("people", PEOPLE_SQL), ("employee_history", HISTORY_SQL),
-                                 ("directory accounts", LMS_USERS_SQL), ("raw.lms_user", LMS_VERSIONS_SQL),
-                                 ("core.lms_activity", ACTIVITY_SQL)):  # fmt: skip
+        for label, statement in (
+            ("people", PEOPLE_SQL),
+            ("employee_history", HISTORY_SQL),
+            ("directory accounts", LMS_USERS_SQL),
+            ("raw.lms_user", LMS_VERSIONS_SQL),
+            ("core.lms_activity", ACTIVITY_SQL),
+        ):
             timed(label, timings, conn, statement, params)
         for day in ("2025-12-31", FULL_DAY):
             conn.execute(MANIFEST_SQL, {"name": f"employees_{day}.csv", "day": day})  # bound: no % in it
@@ -532,18 +572,18 @@ def row_counts(dsn: str) -> dict[str, int]:
 
 COMPARED_TABLES = {
     "core.hris_employee_key": "select hris_employee_id, employee_key, match_method, rule_version,"
-                              " linked_to_hris_employee_id from core.hris_employee_key",
+    " linked_to_hris_employee_id from core.hris_employee_key",
     "core.employee_key_registry": "select employee_key, issued_for_hris_employee_id, merged_into_employee_key"
-                                  " from core.employee_key_registry",
+    " from core.employee_key_registry",
     "core.employee_identity": "select * from core.employee_identity",
     "core.lms_account_match": "select * from core.lms_account_match",
     "audit.identity_exception": "select exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys,"
-                                " evidence, resolution from audit.identity_exception",
+    " evidence, resolution from audit.identity_exception",
     "core.identity_employment": "select * from core.identity_employment",
     "core.identity_work_email": "select * from core.identity_work_email",
     "core.identity_lms_account": "select * from core.identity_lms_account",
     "core.identity_learner": "select * from core.identity_learner",
-}  # fmt: skip
+}
 
 
 def table_fingerprints(dsn: str) -> dict[str, tuple[int, str]]:
@@ -554,10 +594,14 @@ def table_fingerprints(dsn: str) -> dict[str, tuple[int, str]]:
     fingerprints = {}
     with psycopg.connect(dsn) as conn:
         for name, query in COMPARED_TABLES.items():
-            fingerprints[name] = tuple(conn.execute(
-                sql.SQL("select count(*), coalesce(sum(('x' || left(md5(row_text), 15))::bit(60)::bigint), 0)::text"
-                        " from (select t::text as row_text from ({}) as t) as rows").format(sql.SQL(query))
-            ).fetchone())  # fmt: skip
+            fingerprints[name] = tuple(
+                conn.execute(
+                    sql.SQL(
+                        "select count(*), coalesce(sum(('x' || left(md5(row_text), 15))::bit(60)::bigint), 0)::text"
+                        " from (select t::text as row_text from ({}) as t) as rows"
+                    ).format(sql.SQL(query))
+                ).fetchone()
+            )
     return fingerprints
 
 
@@ -571,17 +615,29 @@ def differing_rows(dsn_a: str, dsn_b: str, name: str, limit: int = 5) -> dict[st
             return {r[0] for r in conn.execute(query).fetchall()}
 
     a, b = rows(dsn_a), rows(dsn_b)
-    return {"only_incremental": sorted(a - b)[:limit], "only_full": sorted(b - a)[:limit],
-            "count_only_incremental": [str(len(a - b))], "count_only_full": [str(len(b - a))]}  # fmt: skip
+    return {
+        "only_incremental": sorted(a - b)[:limit],
+        "only_full": sorted(b - a)[:limit],
+        "count_only_incremental": [str(len(a - b))],
+        "count_only_full": [str(len(b - a))],
+    }
 
 
 def analyze_identity_tables(dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in ("core.identity_employment", "core.identity_work_email", "core.identity_lms_account",
-                      "core.identity_learner", "core.hris_employee_key", "core.employee_key_registry",
-                      "core.lms_account_match", "core.employee_identity", "audit.identity_exception"):  # fmt: skip
+        for table in (
+            "core.identity_employment",
+            "core.identity_work_email",
+            "core.identity_lms_account",
+            "core.identity_learner",
+            "core.hris_employee_key",
+            "core.employee_key_registry",
+            "core.lms_account_match",
+            "core.employee_identity",
+            "audit.identity_exception",
+        ):
             conn.execute(f"analyze {table}")
 
 
@@ -591,8 +647,11 @@ def run_resolve(config: dict[str, Any], dsn: str, full: bool = False) -> dict[st
     started = time.perf_counter()
     summary = resolve_identities(config, dsn=dsn, full=full)
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
-    print(f"  {summary['mode']}: {summary['wall_seconds']} s, steps {summary['seconds']}, scope "
-          f"{summary['scope_employees']}/{summary['scope_lms_users']}/{summary['scope_learners']}", flush=True)  # fmt: skip
+    print(
+        f"  {summary['mode']}: {summary['wall_seconds']} s, steps {summary['seconds']}, scope "
+        f"{summary['scope_employees']}/{summary['scope_lms_users']}/{summary['scope_learners']}",
+        flush=True,
+    )
     return summary
 
 
@@ -605,11 +664,20 @@ def machine_description() -> dict[str, Any]:
     with open("/proc/cpuinfo", encoding="utf-8") as handle:
         cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        settings = dict(conn.execute(
-            "select name, setting || coalesce(unit, '') from pg_settings where name in ('server_version',"
-            " 'shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'jit')").fetchall())  # fmt: skip
-    return {"nproc": os.cpu_count(), "ram_gib": round(mem_kib / 1024 / 1024, 1), "cpu": cpu,
-            "python": platform.python_version(), "postgres": settings, "load_average": os.getloadavg()}  # fmt: skip
+        settings = dict(
+            conn.execute(
+                "select name, setting || coalesce(unit, '') from pg_settings where name in ('server_version',"
+                " 'shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'jit')"
+            ).fetchall()
+        )
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "postgres": settings,
+        "load_average": os.getloadavg(),
+    }
 
 
 def json_default(value: Any) -> Any:
@@ -617,14 +685,22 @@ def json_default(value: Any) -> Any:
 
 
 def results_table(result: dict[str, Any]) -> str:
-    full, incremental, rebuild, noop = (result["runs"][k] for k in ("full", "incremental", "full_rebuild", "noop"))
+    full, incremental, rebuild, noop = (
+        result["runs"][k] for k in ("full", "incremental", "full_rebuild", "noop")
+    )
     steps = list(full["seconds"])
     lines = [
-        "| run | wall s | " + " | ".join(f"{s} s" for s in steps) + " | scope employees / LMS users / actors |",
+        "| run | wall s | "
+        + " | ".join(f"{s} s" for s in steps)
+        + " | scope employees / LMS users / actors |",
         "|---|---:|" + "---:|" * len(steps) + "---|",
     ]
-    for label, run in (("full (empty layer)", full), ("incremental (0.5 % changed)", incremental),
-                       ("full rebuild (populated layer)", rebuild), ("incremental, nothing changed", noop)):  # fmt: skip
+    for label, run in (
+        ("full (empty layer)", full),
+        ("incremental (0.5 % changed)", incremental),
+        ("full rebuild (populated layer)", rebuild),
+        ("incremental, nothing changed", noop),
+    ):
         lines.append(
             f"| {label} | {run['wall_seconds']:.2f} | "
             + " | ".join(f"{run['seconds'].get(s, 0):.2f}" for s in steps)
@@ -657,8 +733,12 @@ def main() -> int:
     copy_name = f"{name}_rebuild"
     dsn, copy_dsn = dsn_for(name), dsn_for(copy_name)
     os.environ["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = dsn.replace("postgresql://", "postgres://", 1)
-    result: dict[str, Any] = {"employees": args.employees, "lms_users": args.lms_users,
-                              "machine": machine_description(), "runs": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "employees": args.employees,
+        "lms_users": args.lms_users,
+        "machine": machine_description(),
+        "runs": {},
+    }
     try:
         for database in (name, copy_name):
             admin_execute(f'drop database if exists "{database}"')

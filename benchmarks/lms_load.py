@@ -74,18 +74,62 @@ HOME_PAGE = "https://lms.northwind.example"
 ADL = "http://adlnet.gov/expapi/verbs/"
 VERB_WEIGHTS = (("registered", 20), ("launched", 40), ("completed", 20), ("passed", 12), ("failed", 8))
 FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "Priya", "Arjun", "Wei", "Mei", "Olga", "Dmitri", "Fatima",
-    "Omar", "Kwame", "Ngozi", "Lars", "Ingrid", "Mateo", "Lucía", "Zoë", "Seán", "François", "Jürgen",
-)  # fmt: skip
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "Priya",
+    "Arjun",
+    "Wei",
+    "Mei",
+    "Olga",
+    "Dmitri",
+    "Fatima",
+    "Omar",
+    "Kwame",
+    "Ngozi",
+    "Lars",
+    "Ingrid",
+    "Mateo",
+    "Lucía",
+    "Zoë",
+    "Seán",
+    "François",
+    "Jürgen",
+)
 LAST_NAMES = (
-    "Smith", "Johnson", "Garcia", "Patel", "Chen", "Tanaka", "Ivanova", "Okafor", "Nielsen", "O'Brien",
-    "Müller", "Dubois", "Kowalski", "Nguyen", "van der Berg", "De Luca", "Jones-Whitaker",
-)  # fmt: skip
+    "Smith",
+    "Johnson",
+    "Garcia",
+    "Patel",
+    "Chen",
+    "Tanaka",
+    "Ivanova",
+    "Okafor",
+    "Nielsen",
+    "O'Brien",
+    "Müller",
+    "Dubois",
+    "Kowalski",
+    "Nguyen",
+    "van der Berg",
+    "De Luca",
+    "Jones-Whitaker",
+)
 COURSE_TOPICS = (
-    "Information Security Awareness", "Code of Conduct", "Data Protection (GDPR)", "Leading Teams",
-    "Advanced Excel", "Negotiation Skills", "Python for Analysts", "Customer Empathy", "Health & Safety",
-    "Anti-Bribery", "Project Management Basics", "Giving Feedback",
-)  # fmt: skip
+    "Information Security Awareness",
+    "Code of Conduct",
+    "Data Protection (GDPR)",
+    "Leading Teams",
+    "Advanced Excel",
+    "Negotiation Skills",
+    "Python for Analysts",
+    "Customer Empathy",
+    "Health & Safety",
+    "Anti-Bribery",
+    "Project Management Basics",
+    "Giving Feedback",
+)
 LEARNERS = 40_000
 COURSES = 400
 STORED_START = datetime(2024, 1, 1)  # naive UTC; every time is written with 'Z'
@@ -112,10 +156,12 @@ def statement_lines(count: int, seed: int = 20260104):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         name = _json_text(f"{first} {last}")
         local = re.sub(r"[^a-z]", "", f"{first}.{last}".lower().encode("ascii", "ignore").decode())
-        learners.append((
-            f'{{"objectType":"Agent","name":{name},"account":{{"homePage":"{HOME_PAGE}","name":"U{n:06d}"}}}}',
-            f'{{"objectType":"Agent","name":{name},"mbox":"mailto:{local}{n}@northwind.example"}}',
-        ))  # fmt: skip
+        learners.append(
+            (
+                f'{{"objectType":"Agent","name":{name},"account":{{"homePage":"{HOME_PAGE}","name":"U{n:06d}"}}}}',
+                f'{{"objectType":"Agent","name":{name},"mbox":"mailto:{local}{n}@northwind.example"}}',
+            )
+        )
     stored_ms = 0
     for _ in range(count):
         stored_ms += rng.randint(1, 40_000)  # ~20 s apart on average: N = 10^6 spans about 8 months
@@ -288,11 +334,15 @@ class ContentionWatch:
 
 
 PACKAGE_FILES = (
-    "plugins/turnover_signals/lms/statements.py", "plugins/turnover_signals/quality/gate.py",
-    "plugins/turnover_signals/sources/xapi.py", "plugins/turnover_signals/sources/http_base.py",
-    "plugins/turnover_signals/warehouse.py", "include/sql/staging/lms_statement_checks.sql",
-    "include/sql/core/lms_activity.sql", "include/sql/ddl/0005_create_lms_tables.sql",
-)  # fmt: skip
+    "plugins/turnover_signals/lms/statements.py",
+    "plugins/turnover_signals/quality/gate.py",
+    "plugins/turnover_signals/sources/xapi.py",
+    "plugins/turnover_signals/sources/http_base.py",
+    "plugins/turnover_signals/warehouse.py",
+    "include/sql/staging/lms_statement_checks.sql",
+    "include/sql/core/lms_activity.sql",
+    "include/sql/ddl/0005_create_lms_tables.sql",
+)
 
 
 def package_fingerprint() -> dict[str, Any]:
@@ -352,11 +402,21 @@ def run_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str]) ->
     started = time.perf_counter()
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--result-file", str(result_file),
-             *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                mode,
+                "--result-file",
+                str(result_file),
+                *args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
             env={**os.environ, **env},
-        )  # fmt: skip
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -472,9 +532,13 @@ def child_raw_http(args: argparse.Namespace) -> None:
     conn.close()
     _write_result(
         args.result_file,
-        {"work_s": time.perf_counter() - started, "statements": statements, "pages": pages,
-         "body_mb": body_bytes / 1e6},
-    )  # fmt: skip
+        {
+            "work_s": time.perf_counter() - started,
+            "statements": statements,
+            "pages": pages,
+            "body_mb": body_bytes / 1e6,
+        },
+    )
 
 
 class _PrefetchedPages:
@@ -555,15 +619,30 @@ def child_end_to_end(args: argparse.Namespace) -> None:
             setattr(owner, attribute, timed)
 
         extraction = st.StatementExtraction
-        for method in ("run_batch", "_stage", "publish_chunk", "_build_checks", "_gate_and_publish",
-                       "_record_rejects", "_publish", "_advance_watermark"):  # fmt: skip
+        for method in (
+            "run_batch",
+            "_stage",
+            "publish_chunk",
+            "_build_checks",
+            "_gate_and_publish",
+            "_record_rejects",
+            "_publish",
+            "_advance_watermark",
+        ):
             wrap(extraction, method, method)
         wrap(st.ChunkWriter, "write", "ChunkWriter.write")
         wrap(st.ChunkWriter, "close", "ChunkWriter.close")
         wrap(st.ChunkPublisher, "submit", "ChunkPublisher.submit")
         wrap(st.ChunkPublisher, "finish", "ChunkPublisher.finish")
-        for function in ("run_suite", "apply_voids", "_check_counts", "record_validation", "lms_batch_suite",
-                         "_record_batch", "_drop_scratch"):  # fmt: skip
+        for function in (
+            "run_suite",
+            "apply_voids",
+            "_check_counts",
+            "record_validation",
+            "lms_batch_suite",
+            "_record_batch",
+            "_drop_scratch",
+        ):
             wrap(st, function, function)
 
         # Every statement sent through psycopg (the loader's and GX's, via SQLAlchemy): time and phase.
@@ -576,12 +655,14 @@ def child_end_to_end(args: argparse.Namespace) -> None:
                 return original_execute(self, query, *a, **kw)
             finally:
                 text = query.as_string(self.connection) if hasattr(query, "as_string") else str(query)
-                sql_log.append({
-                    "phase": "/".join(current_stack()) or "other",
-                    "sql": re.sub(r"\s+", " ", text).strip()[:160],
-                    "s": time.perf_counter() - started,
-                    "rowcount": self.rowcount,
-                })  # fmt: skip
+                sql_log.append(
+                    {
+                        "phase": "/".join(current_stack()) or "other",
+                        "sql": re.sub(r"\s+", " ", text).strip()[:160],
+                        "s": time.perf_counter() - started,
+                        "rowcount": self.rowcount,
+                    }
+                )
 
         psycopg.Cursor.execute = execute  # type: ignore[method-assign]
 
@@ -658,16 +739,16 @@ def child_end_to_end(args: argparse.Namespace) -> None:
 
 
 CHILDREN = {
-    "bare": child_bare, "raw_http": child_raw_http, "end_to_end": child_end_to_end,
-}  # fmt: skip
+    "bare": child_bare,
+    "raw_http": child_raw_http,
+    "end_to_end": child_end_to_end,
+}
 
 
 # -- the run ----------------------------------------------------------------------------------
 
 
-def run_size(
-    count: int, args: argparse.Namespace, work_dir: Path
-) -> dict[str, Any]:
+def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     """Everything for one N: data, server, bare client, end to end, cleanup."""
     import psycopg
 
@@ -720,15 +801,17 @@ def run_size(
             print(f"[{count:,}] end to end", flush=True)
             report["e2e"] = run_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
             with psycopg.connect(dsn, autocommit=True) as conn:
-                report["verify"] = dict(zip(
-                    ("raw_lms_statement", "core_lms_activity", "rejected", "batch_status"),
-                    conn.execute(
-                        "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity),"
-                        " (select count(*) from raw.lms_statement_rejected),"
-                        " (select string_agg(status, ',') from audit.lms_extract_batch)"
-                    ).fetchone(),
-                    strict=True,
-                ))  # fmt: skip
+                report["verify"] = dict(
+                    zip(
+                        ("raw_lms_statement", "core_lms_activity", "rejected", "batch_status"),
+                        conn.execute(
+                            "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity),"
+                            " (select count(*) from raw.lms_statement_rejected),"
+                            " (select string_agg(status, ',') from audit.lms_extract_batch)"
+                        ).fetchone(),
+                        strict=True,
+                    )
+                )
                 report["db_sizes_mb"] = dict(
                     conn.execute(
                         "select c.relname, (pg_total_relation_size(c.oid) / 1e6)::float8 from pg_class c"
@@ -798,7 +881,9 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
     busy = t.get("publish_chunk", 0.0)
     raw_insert = sql_time(lambda s: s["sql"].startswith("insert into raw.lms_statement ("))
     core_insert = sql_time(lambda s: s["sql"].startswith("insert into core.lms_activity"))
-    checks_create = sql_time(lambda s: s["sql"].startswith("create unlogged table") and "_build_checks" in s["phase"])
+    checks_create = sql_time(
+        lambda s: s["sql"].startswith("create unlogged table") and "_build_checks" in s["phase"]
+    )
     dedupe = sql_time(lambda s: s["sql"].startswith("delete from") and "_build_checks" in s["phase"])
     voids = t.get("apply_voids", 0.0)
     gx = t.get("run_suite", 0.0)
@@ -819,7 +904,11 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
         ("main: rest of staging loop (Python)", stage - fetch - writes - closes - submit, ""),
         ("main: connect, read watermark, other", e2e["work_s"] - stage - finish, ""),
         (f"publisher thread, busy (overlaps the rows above; {chunks} chunk(s))", busy, "publish_chunk"),
-        ("  build checks table (explode pages, parse, check, normalise)", checks_create, "create unlogged table as"),
+        (
+            "  build checks table (explode pages, parse, check, normalise)",
+            checks_create,
+            "create unlogged table as",
+        ),
         ("  drop repeated statement ids", dedupe, "delete ... group by statement_id"),
         ("  check counts + top reasons", counts, "2 queries"),
         (f"  GX suite ({gx_queries} queries, {fmt(gx_sql)} s in SQL)", gx, "run_suite, BOOLEAN_ONLY"),
@@ -830,7 +919,7 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
         ("  watermark, validation and batch rows", small, ""),
         ("  commit of the publish transaction", commit, ""),
         ("  drop staging + checks", drops, ""),
-    ]  # fmt: skip
+    ]
     rows.append(("  rest of the publisher (Python, view binding)", busy - sum(r[1] for r in rows[8:]), ""))
     return rows
 
@@ -899,9 +988,14 @@ def render(results: dict[str, Any]) -> str:
     contention = results["quiet"]
     contended = []
     for r in reports:
-        children = [("raw HTTP", r.get("raw_http")), *((f"bare client {i + 1}", b) for i, b in enumerate(r["bare"])),
-                    ("end to end", r.get("e2e")), ("per-statement probes", r.get("probes")),
-                    ("SQL what-if", r.get("sql_probes")), ("prefetch what-if", r.get("e2e_prefetch"))]  # fmt: skip
+        children = [
+            ("raw HTTP", r.get("raw_http")),
+            *((f"bare client {i + 1}", b) for i, b in enumerate(r["bare"])),
+            ("end to end", r.get("e2e")),
+            ("per-statement probes", r.get("probes")),
+            ("SQL what-if", r.get("sql_probes")),
+            ("prefetch what-if", r.get("e2e_prefetch")),
+        ]
         for label, child in children:
             seen = (child or {}).get("contention", {})
             if seen.get("ran_beside"):
@@ -1031,21 +1125,38 @@ def render(results: dict[str, Any]) -> str:
             "| variant | s | notes |",
             "|---|---:|---|",
         ]
-        for key, label in (("checks_as_is", "checks table as the package builds it (row_number over whole rows)"),
-                           ("checks_narrow", "checks table: first copies by hash anti-join, jsonb/raw_text left in "
-                                             "staging (joined back by received_order at publish)")):  # fmt: skip
+        for key, label in (
+            ("checks_as_is", "checks table as the package builds it (row_number over whole rows)"),
+            (
+                "checks_narrow",
+                "checks table: first copies by hash anti-join, jsonb/raw_text left in "
+                "staging (joined back by received_order at publish)",
+            ),
+        ):
             if key in q:
                 c = q[key]
                 sorts = "; ".join(c["sorts"]) or "no sort"
-                lines.append(f"| {label} | {fmt(c['s'])} | {fmt(c['mb'], 0)} MB table; {sorts}; temp written "
-                             f"{fmt(c['temp_written_mb'], 0)} MB |")  # fmt: skip
-        for key, label in (("gx_query_asset", "GX suite via a query asset (`run_suite(query=...)`, the package before c2998e1)"),
-                           ("gx_table_asset", "GX suite via a table asset on the same checks table (the package since c2998e1)"),
-                           ("gx_table_asset_narrow", "GX suite via a table asset on the narrow checks table")):  # fmt: skip
+                lines.append(
+                    f"| {label} | {fmt(c['s'])} | {fmt(c['mb'], 0)} MB table; {sorts}; temp written "
+                    f"{fmt(c['temp_written_mb'], 0)} MB |"
+                )
+        for key, label in (
+            (
+                "gx_query_asset",
+                "GX suite via a query asset (`run_suite(query=...)`, the package before c2998e1)",
+            ),
+            (
+                "gx_table_asset",
+                "GX suite via a table asset on the same checks table (the package since c2998e1)",
+            ),
+            ("gx_table_asset_narrow", "GX suite via a table asset on the narrow checks table"),
+        ):
             if key in q:
                 g = q[key]
-                lines.append(f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} → "
-                             f"peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |")  # fmt: skip
+                lines.append(
+                    f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} → "
+                    f"peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |"
+                )
         lines += [
             f"| core.lms_activity: the SELECT alone | {fmt(q['core_select_s'])} | {plan_nodes(q['core_select_plan'])} |",
             f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} | "
@@ -1085,8 +1196,13 @@ def write_readme_section(body: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--statements", type=int, nargs="+", default=[1_000_000],
-                        help="one or more N; each gets its own data, server and database")  # fmt: skip
+    parser.add_argument(
+        "--statements",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        help="one or more N; each gets its own data, server and database",
+    )
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks to finish")
     parser.add_argument("--readme", action="store_true", help=f"write the tables to README '{SECTION_TITLE}'")
@@ -1125,9 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="lms-bench-"))
     try:
         for count in args.statements:
-            results["reports"].append(
-                run_size(count, args, work_dir)
-            )  # fmt: skip
+            results["reports"].append(run_size(count, args, work_dir))
     finally:
         if args.keep:
             print(f"kept: {work_dir}")

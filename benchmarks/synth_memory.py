@@ -36,8 +36,18 @@ def _megabytes(size: int) -> str:
 
 def run(employees: int, months: int, out_dir: Path, extra: list[str]) -> dict[str, object]:
     """Run the generator once in a subprocess and measure it."""
-    command = [sys.executable, "-m", "turnover_signals.synth", "--employees", str(employees),
-               "--months", str(months), "--out", str(out_dir), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "turnover_signals.synth",
+        "--employees",
+        str(employees),
+        "--months",
+        str(months),
+        "--out",
+        str(out_dir),
+        *extra,
+    ]
     environment = {**os.environ, "PYTHONPATH": str(BUNDLE_ROOT / "plugins")}
     started = time.perf_counter()
     subprocess.run(command, cwd=BUNDLE_ROOT, env=environment, check=True)

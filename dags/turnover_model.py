@@ -83,9 +83,14 @@ def turnover_model():
         from turnover_signals.model.registry import promote_challenger
 
         params = params or {}
-        return run_for_stage("transformer", promote_challenger, trained["training_run_id"], with_run=False,
-                             allow_promotion=bool(params.get("allow_promotion", True)),
-                             force=bool(params.get("force_promotion")))  # fmt: skip
+        return run_for_stage(
+            "transformer",
+            promote_challenger,
+            trained["training_run_id"],
+            with_run=False,
+            allow_promotion=bool(params.get("allow_promotion", True)),
+            force=bool(params.get("force_promotion")),
+        )
 
     @task(outlets=[TURNOVER_RISK_SCORE])
     def score_employees(decision: dict) -> dict:

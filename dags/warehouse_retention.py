@@ -69,9 +69,10 @@ def warehouse_retention():
         config = load_config()
         with bad_input_fails_without_retry():
             return install_key_from_connection(
-                config["analytics"]["pseudonym_connection"], run=current_run_identity(),
+                config["analytics"]["pseudonym_connection"],
+                run=current_run_identity(),
                 warehouse_conn_id=config["connections"]["warehouse"],
-            )  # fmt: skip
+            )
 
     @task
     def apply_retention(run_after=None) -> dict:

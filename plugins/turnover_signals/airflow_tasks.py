@@ -109,8 +109,12 @@ def config_for_stage(
         log.warning(
             "warehouse connection %s (stage %s) is not defined: this task uses the owner's %s, with more "
             "privileges than it needs. Next step: create %s as a login in the stage's group role "
-            "(README: Least privilege)", conn_id, stage_name, owner_conn_id, conn_id,
-        )  # fmt: skip
+            "(README: Least privilege)",
+            conn_id,
+            stage_name,
+            owner_conn_id,
+            conn_id,
+        )
         return dict(config)
     return {**config, "connections": {**connections, "warehouse": conn_id}}
 

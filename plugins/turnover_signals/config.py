@@ -45,8 +45,12 @@ def read_config_file(path: Path = DEFAULT_CONFIG_FILE) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         loaded = yaml.safe_load(handle) or {}
     if not isinstance(loaded, dict):
-        raise ConfigError(str(path), f"expected a mapping at the top level, got {type(loaded).__name__}",
-                          "restore the file from the bundle and put overrides in the Variable", "configuration")  # fmt: skip
+        raise ConfigError(
+            str(path),
+            f"expected a mapping at the top level, got {type(loaded).__name__}",
+            "restore the file from the bundle and put overrides in the Variable",
+            "configuration",
+        )
     return loaded
 
 
@@ -60,12 +64,18 @@ def parse_override(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
         decoded = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"Airflow Variable '{VARIABLE_NAME}'", f"is not valid JSON ({exc.msg} at line {exc.lineno})",
-            "fix it in Admin > Variables or delete it to use the defaults", "configuration",
-        ) from exc  # fmt: skip
+            f"Airflow Variable '{VARIABLE_NAME}'",
+            f"is not valid JSON ({exc.msg} at line {exc.lineno})",
+            "fix it in Admin > Variables or delete it to use the defaults",
+            "configuration",
+        ) from exc
     if not isinstance(decoded, dict):
-        raise ConfigError(f"Airflow Variable '{VARIABLE_NAME}'", "must hold a JSON object",
-                          "fix it in Admin > Variables or delete it to use the defaults", "configuration")  # fmt: skip
+        raise ConfigError(
+            f"Airflow Variable '{VARIABLE_NAME}'",
+            "must hold a JSON object",
+            "fix it in Admin > Variables or delete it to use the defaults",
+            "configuration",
+        )
     return decoded
 
 

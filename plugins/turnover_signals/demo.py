@@ -132,7 +132,9 @@ def stage_connections(url: str) -> dict[str, str]:
                 conn_id = connection_ids[STAGES[stage_name].config_key]
                 env[f"AIRFLOW_CONN_{conn_id.upper()}"] = airflow_warehouse_connection(url, login, password)
         except psycopg.errors.InsufficientPrivilege as exc:
-            say(f"warehouse: no stage logins ({exc.diag.message_primary}); every task uses warehouse_postgres")
+            say(
+                f"warehouse: no stage logins ({exc.diag.message_primary}); every task uses warehouse_postgres"
+            )
             return {}
     say(f"warehouse: stage logins {', '.join(DEMO_STAGE_LOGINS.values())} (README: Least privilege)")
     return env
@@ -144,9 +146,12 @@ def stage_connections(url: str) -> dict[str, str]:
 def generate_enterprise(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     """Generate the enterprise unless the same parameters were already generated."""
     wanted = {
-        "employees": args.employees, "months": args.months, "seed": args.seed,
-        "snapshot_every_days": args.snapshot_every_days, "end_date": args.end_date,
-    }  # fmt: skip
+        "employees": args.employees,
+        "months": args.months,
+        "seed": args.seed,
+        "snapshot_every_days": args.snapshot_every_days,
+        "end_date": args.end_date,
+    }
     stamp = out_dir / "demo-parameters.json"
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and (out_dir / "manifest.json").exists():
         say(f"synthetic enterprise: reusing {out_dir} (same parameters)")
@@ -155,10 +160,22 @@ def generate_enterprise(args: argparse.Namespace, out_dir: Path) -> dict[str, An
         started = time.monotonic()
         subprocess.run(
             [
-                sys.executable, "-m", "turnover_signals.synth", "--out", str(out_dir),
-                "--employees", str(args.employees), "--months", str(args.months), "--seed", str(args.seed),
-                "--snapshot-every-days", str(args.snapshot_every_days), "--end-date", args.end_date,
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "turnover_signals.synth",
+                "--out",
+                str(out_dir),
+                "--employees",
+                str(args.employees),
+                "--months",
+                str(args.months),
+                "--seed",
+                str(args.seed),
+                "--snapshot-every-days",
+                str(args.snapshot_every_days),
+                "--end-date",
+                args.end_date,
+            ],
             check=True,
             env=os.environ | {"PYTHONPATH": str(PLUGINS_DIR)},
         )
@@ -199,8 +216,11 @@ def run_dag(dag_id: str, logical_date: str, env: dict[str, str]) -> StageRun:
     with open(log_path, "w") as log:
         completed = subprocess.run(
             [sys.executable, "-m", "airflow", "dags", "test", dag_id, logical_date],
-            env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
-        )  # fmt: skip
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     seconds = time.monotonic() - started
     succeeded = completed.returncode == 0 and "state=failed" not in log_path.read_text()[-5000:]
     return StageRun(dag_id, succeeded, seconds, log_path)
@@ -250,7 +270,9 @@ def summarize_hris(conn: psycopg.Connection) -> list[str]:
         f"({history[2]:,} current, {history[3]:,} closed because they left the snapshot), "
         f"snapshots {history[4]} .. {history[5]}"
     )
-    events = conn.execute("select change_type, count(*) from core.compensation_event group by 1 order by 1").fetchall()
+    events = conn.execute(
+        "select change_type, count(*) from core.compensation_event group by 1 order by 1"
+    ).fetchall()
     lines.append("  core.compensation_event: " + ", ".join(f"{t} {n:,}" for t, n in events))
     return lines
 
@@ -279,7 +301,9 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
         f"  core.lms_activity: {totals[0]:,} statements ({totals[1]:,} voided) from {totals[2]:,} learners, "
         f"{totals[3]} .. {totals[4]}"
     )
-    events = conn.execute("select event_type, count(*) from core.lms_activity group by 1 order by 2 desc").fetchall()
+    events = conn.execute(
+        "select event_type, count(*) from core.lms_activity group by 1 order by 2 desc"
+    ).fetchall()
     lines.append("  by event type: " + ", ".join(f"{t} {n:,}" for t, n in events))
     for reason, count in conn.execute(
         "select reason, count(*) from raw.lms_statement_rejected group by 1 order by 2 desc limit 5"
@@ -292,7 +316,9 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
     lines.append(f"  raw.lms_user: {users[0]:,} users, {users[1]:,} versions, {users[2]:,} active now")
     unknown = conn.execute("select count(*) from audit.unknown_course").fetchone()[0]
     catalog = conn.execute("select count(*) from core.course_catalog").fetchone()[0]
-    lines.append(f"  course catalog: {catalog} courses; {unknown} course id(s) seen in activity but not in it")
+    lines.append(
+        f"  course catalog: {catalog} courses; {unknown} course id(s) seen in activity but not in it"
+    )
     passed, failed = conn.execute(
         "select count(*) filter (where success), count(*) filter (where not success) from audit.validation_result "
         "where suite_name in ('lms_statement_batch', 'lms_user_batch', 'course_catalog')"
@@ -305,7 +331,10 @@ def summarize_identity(conn: psycopg.Connection) -> list[str]:
     from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
 
     lines = reconciliation_lines(latest_reconciliation(conn))
-    return ["Identity resolution (identity_resolution):", *(line if line.startswith("  ") else f"  {line}" for line in lines)]
+    return [
+        "Identity resolution (identity_resolution):",
+        *(line if line.startswith("  ") else f"  {line}" for line in lines),
+    ]
 
 
 def summarize_features(conn: psycopg.Connection) -> list[str]:
@@ -313,7 +342,10 @@ def summarize_features(conn: psycopg.Connection) -> list[str]:
     from turnover_signals.features.build import training_set_lines
 
     version = int(load_config(use_variable=False)["features"]["feature_set_version"])
-    return ["Features and labels (turnover_features):", *(f"  {line}" for line in training_set_lines(conn, version))]
+    return [
+        "Features and labels (turnover_features):",
+        *(f"  {line}" for line in training_set_lines(conn, version)),
+    ]
 
 
 def replay_check_lines(warehouse_url: str, sample_size: int = 3) -> list[str]:
@@ -324,9 +356,13 @@ def replay_check_lines(warehouse_url: str, sample_size: int = 3) -> list[str]:
 
     config = load_config(use_variable=False)
     with psycopg.connect(warehouse_url) as conn:
-        dates = [row[0] for row in conn.execute(
-            "select distinct reference_date from mart.employee_features where feature_set_version = %s order by 1",
-            (int(config["features"]["feature_set_version"]),))]  # fmt: skip
+        dates = [
+            row[0]
+            for row in conn.execute(
+                "select distinct reference_date from mart.employee_features where feature_set_version = %s order by 1",
+                (int(config["features"]["feature_set_version"]),),
+            )
+        ]
     if not dates:
         return []
     sample = sorted({dates[0], dates[len(dates) // 2], dates[-1]})[:sample_size]
@@ -344,8 +380,10 @@ def summarize_model(conn: psycopg.Connection) -> list[str]:
     from turnover_signals.model.summary import registry_lines
 
     metric = load_config(use_variable=False)["model"]["promotion_metric"]
-    return ["Turnover model (turnover_model): HR only vs HR + LMS on the same time-based split",
-            *registry_lines(conn, metric)]  # fmt: skip
+    return [
+        "Turnover model (turnover_model): HR only vs HR + LMS on the same time-based split",
+        *registry_lines(conn, metric),
+    ]
 
 
 def summarize_retention(conn: psycopg.Connection) -> list[str]:
@@ -376,13 +414,19 @@ def report_lines(conn: psycopg.Connection) -> list[str]:
         "  In Airflow: Browse > Data quality (the plugin at /data-quality/), or a task instance's "
         "'Data quality results' tab",
     ]
-    sample = conn.execute(
-        "select employee_key, reference_date from mart.employee_features order by reference_date desc, employee_key"
-        " limit 1"
-    ).fetchone() if conn.execute("select to_regclass('mart.employee_features') is not null").fetchone()[0] else None
+    sample = (
+        conn.execute(
+            "select employee_key, reference_date from mart.employee_features order by reference_date desc, employee_key"
+            " limit 1"
+        ).fetchone()
+        if conn.execute("select to_regclass('mart.employee_features') is not null").fetchone()[0]
+        else None
+    )
     if sample:
-        lines.append(f"  Lineage of a feature row: PYTHONPATH=plugins python -m turnover_signals.quality.lineage "
-                     f"{sample[0]} {sample[1]} --dsn '{_url_without_password(conn)}'")  # fmt: skip
+        lines.append(
+            f"  Lineage of a feature row: PYTHONPATH=plugins python -m turnover_signals.quality.lineage "
+            f"{sample[0]} {sample[1]} --dsn '{_url_without_password(conn)}'"
+        )
         if conn.info.password:
             lines.append("    (add the password from PGPASSWORD or ~/.pgpass; it is not printed)")
     return lines
@@ -409,15 +453,17 @@ def table_fingerprint(conn: psycopg.Connection) -> dict[str, int]:
     fingerprint = {}
     for (table,) in tables:
         schema, name = table.split(".")
-        query = psycopg.sql.SQL("select count(*), coalesce(sum(hashtext(t::text)::bigint), 0) from {}.{} t").format(
-            psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name)
-        )
+        query = psycopg.sql.SQL(
+            "select count(*), coalesce(sum(hashtext(t::text)::bigint), 0) from {}.{} t"
+        ).format(psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name))
         fingerprint[table] = conn.execute(query).fetchone()
     return fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m turnover_signals.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m turnover_signals.demo", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--employees", type=int, default=2000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
@@ -440,11 +486,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest = generate_enterprise(args, data_dir)
     logical_date = (date.fromisoformat(args.end_date) + timedelta(days=1)).isoformat()
     with psycopg.connect(warehouse_url) as conn:  # before this run migrates anything
-        before = table_fingerprint(conn) if conn.execute(
-            "select to_regclass('core.employee_history') is not null"
-        ).fetchone()[0] else {}
+        before = (
+            table_fingerprint(conn)
+            if conn.execute("select to_regclass('core.employee_history') is not null").fetchone()[0]
+            else {}
+        )
 
-    with SftpSampleServer(data_dir / "sftp", state_dir=DEMO_DIR / "sftp-state") as sftp, LmsSampleServer(data_dir) as lms:
+    with (
+        SftpSampleServer(data_dir / "sftp", state_dir=DEMO_DIR / "sftp-state") as sftp,
+        LmsSampleServer(data_dir) as lms,
+    ):
         say(f"sample servers: SFTP {sftp.backend} on 127.0.0.1:{sftp.port}, LMS on {lms.base_url}")
         variable = {
             "hris": {"landing_dir": str(DEMO_DIR / "landing"), "wait_for_files_minutes": 0},
@@ -457,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
                 "AIRFLOW_CONN_WAREHOUSE_POSTGRES": airflow_warehouse_connection(warehouse_url),
                 **stage_connections(warehouse_url),
                 # A fresh pseudonym key per demo run: the analytics views' pseudonyms rotate each time.
-                "AIRFLOW_CONN_ANALYTICS_PSEUDONYM": json.dumps({"conn_type": "generic", "password": os.urandom(24).hex()}),
+                "AIRFLOW_CONN_ANALYTICS_PSEUDONYM": json.dumps(
+                    {"conn_type": "generic", "password": os.urandom(24).hex()}
+                ),
                 "AIRFLOW_VAR_TURNOVER_SIGNALS": json.dumps(variable),
             }
         )
@@ -469,7 +522,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"running {dag_id} (airflow dags test {dag_id} {logical_date}) ...")
             run = run_dag(dag_id, logical_date, env)
             runs.append(run)
-            say(f"  {'ok' if run.succeeded else 'FAILED'} in {run.seconds:.0f} s — log: {run.log_path.relative_to(BUNDLE_ROOT)}")
+            say(
+                f"  {'ok' if run.succeeded else 'FAILED'} in {run.seconds:.0f} s — log: {run.log_path.relative_to(BUNDLE_ROOT)}"
+            )
 
     with psycopg.connect(warehouse_url) as conn:
         say("")
@@ -493,8 +548,10 @@ def main(argv: list[str] | None = None) -> int:
             if changed == ["mart.turnover_risk_score"]:
                 # Each `airflow dags test` is a new DAG run: a new model run registers its own model
                 # version and re-scores under it (a cleared rerun of the same run changes nothing).
-                say("Rerun check: the published tables are identical to those before this run, except "
-                    "mart.turnover_risk_score, re-scored under the new model run's version.")  # fmt: skip
+                say(
+                    "Rerun check: the published tables are identical to those before this run, except "
+                    "mart.turnover_risk_score, re-scored under the new model run's version."
+                )
             else:
                 say(f"Tables changed by this run: {', '.join(changed)}")
         for line in report_lines(conn):

@@ -52,7 +52,9 @@ RUN_FAILURES = {
     ),
 }
 UNKNOWN_RUN_FAILURE = RunFailure(
-    "the run failed{last_task}", "look at the run's tasks in the grid and clear the failed ones", "rerun-one-date"
+    "the run failed{last_task}",
+    "look at the run's tasks in the grid and clear the failed ones",
+    "rerun-one-date",
 )
 
 

@@ -38,7 +38,9 @@ def insert_from_select(
         cur.execute(sql.SQL("select * from ({}) as built limit 0").format(sql.SQL(select)), params)
         columns = sql.SQL(", ").join(sql.Identifier(d.name) for d in cur.description)
         cur.execute(
-            sql.SQL("insert into {} ({}) select {} from ({}) as built").format(target, columns, columns, sql.SQL(select)),
+            sql.SQL("insert into {} ({}) select {} from ({}) as built").format(
+                target, columns, columns, sql.SQL(select)
+            ),
             params,
         )
         return cur.rowcount

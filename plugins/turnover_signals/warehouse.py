@@ -30,10 +30,24 @@ log = logging.getLogger(__name__)
 
 # libpq connection parameters an Airflow postgres connection may carry as extras
 LIBPQ_EXTRAS = (
-    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "sslcompression",
-    "target_session_attrs", "application_name", "connect_timeout", "options", "keepalives",
-    "keepalives_idle", "keepalives_interval", "keepalives_count", "gssencmode", "channel_binding",
-)  # fmt: skip
+    "sslmode",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "sslcrl",
+    "sslpassword",
+    "sslcompression",
+    "target_session_attrs",
+    "application_name",
+    "connect_timeout",
+    "options",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "gssencmode",
+    "channel_binding",
+)
 
 DEFAULT_CONN_ID = "warehouse_postgres"
 DSN_ENV_VAR = "TURNOVER_WAREHOUSE_URL"
@@ -84,9 +98,11 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         version = int(match["version"])
         if version in migrations:
             raise MigrationError(
-                str(path), f"version {version} is also used by {migrations[version].path.name}",
-                "give one of the two files the next free number", "migrations",
-            )  # fmt: skip
+                str(path),
+                f"version {version} is also used by {migrations[version].path.name}",
+                "give one of the two files the next free number",
+                "migrations",
+            )
         migrations[version] = Migration(version, match["name"], path)
     return [migrations[v] for v in sorted(migrations)]
 
@@ -168,7 +184,9 @@ def sqlalchemy_url(conn_id: str = DEFAULT_CONN_ID, dsn: str | None = None) -> st
     resolved = resolve_dsn(dsn)
     if resolved:
         if "://" not in resolved:
-            raise ValueError("a key=value DSN cannot be turned into a SQLAlchemy URL; use a postgresql:// URL")
+            raise ValueError(
+                "a key=value DSN cannot be turned into a SQLAlchemy URL; use a postgresql:// URL"
+            )
         scheme, rest = resolved.split("://", 1)
         if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
             raise ValueError(f"unsupported warehouse URL scheme {scheme!r}")
@@ -197,7 +215,9 @@ def analyze_table(conn: psycopg.Connection, schema: str, table: str) -> None:
     skips the table. `core.analyze_relation` (migration 0018) runs it as the warehouse owner, for
     tables of core, mart, staging and raw. A session's own temp tables are analyzed directly.
     """
-    conn.execute("select core.analyze_relation(format('%%I.%%I', %s::text, %s::text)::regclass)", (schema, table))
+    conn.execute(
+        "select core.analyze_relation(format('%%I.%%I', %s::text, %s::text)::regclass)", (schema, table)
+    )
 
 
 def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:
@@ -243,9 +263,11 @@ def _migrate(conn: psycopg.Connection, directory: Path) -> list[Migration]:
             if migration.version in recorded:
                 if recorded[migration.version] != migration.sha256:
                     raise MigrationError(
-                        migration.path.name, "was changed after it was applied to this warehouse (sha256 differs)",
-                        "revert the edit and add a new migration file instead", "migrations",
-                    )  # fmt: skip
+                        migration.path.name,
+                        "was changed after it was applied to this warehouse (sha256 differs)",
+                        "revert the edit and add a new migration file instead",
+                        "migrations",
+                    )
                 continue
             conn.execute(migration.sql)
             conn.execute(
@@ -261,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m turnover_signals.warehouse")
     sub = parser.add_subparsers(dest="command", required=True)
     migrate_cmd = sub.add_parser("migrate", help="apply pending schema migrations")
-    migrate_cmd.add_argument("--dsn", help=f"PostgreSQL URL; default ${DSN_ENV_VAR} or the Airflow connection")
+    migrate_cmd.add_argument(
+        "--dsn", help=f"PostgreSQL URL; default ${DSN_ENV_VAR} or the Airflow connection"
+    )
     migrate_cmd.add_argument("--conn-id", default=DEFAULT_CONN_ID)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -11,9 +11,14 @@ import pytest
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 # Grows as each stage of the pipeline lands; the contract's full list is in the README.
-EXPECTED_DAG_IDS = {"hris_sftp_ingest", "lms_api_ingest", "identity_resolution", "turnover_features",
-                    "turnover_model",
-                    "warehouse_retention"}
+EXPECTED_DAG_IDS = {
+    "hris_sftp_ingest",
+    "lms_api_ingest",
+    "identity_resolution",
+    "turnover_features",
+    "turnover_model",
+    "warehouse_retention",
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,9 @@ def test_parsing_touches_no_connection_variable_file_or_network(monkeypatch):
 def test_dag_files_only_wire_tasks():
     for path in DAGS_DIR.glob("*.py"):
         code_lines = [
-            line for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and not line.strip().startswith("#")
         ]
         assert len(code_lines) <= 150, path.name
 
@@ -93,7 +100,9 @@ FRESHNESS_GUARDED = {"hris_sftp_ingest", "lms_api_ingest"}
 
 def test_every_dag_has_a_run_deadline_and_the_ingest_dags_a_freshness_guard(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        assert dag.dagrun_timeout is not None, f"{dag_id} has no dagrun_timeout: a hung run would go unnoticed"
+        assert dag.dagrun_timeout is not None, (
+            f"{dag_id} has no dagrun_timeout: a hung run would go unnoticed"
+        )
         assert dag.dagrun_timeout < LONGEST_RUN.get(dag_id, timedelta(hours=24)), dag_id
         guarded = any(task_id.startswith("check_") and "freshness" in task_id for task_id in dag.task_ids)
         assert guarded or dag_id not in FRESHNESS_GUARDED, dag_id

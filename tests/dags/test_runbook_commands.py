@@ -71,7 +71,9 @@ def finished_hris_run(serialized_dags):
     def remove_runs():
         with create_session() as session:
             session.execute(
-                delete(DagRun).where(DagRun.dag_id == "hris_sftp_ingest", DagRun.logical_date == RUN_OF_2_MARCH)
+                delete(DagRun).where(
+                    DagRun.dag_id == "hris_sftp_ingest", DagRun.logical_date == RUN_OF_2_MARCH
+                )
             )
 
     remove_runs()
@@ -137,19 +139,32 @@ def test_the_runbooks_step_5_clears_the_file_sensor_and_its_downstream_tasks_onl
     args.func(args)
     states = task_states(finished_hris_run)
     assert states.pop("migrate_warehouse") == "success"
-    assert {"wait_for_hris_files", "ingest_hris_files", "build_employee_history", "check_hris_freshness"} <= set(states)
+    assert {
+        "wait_for_hris_files",
+        "ingest_hris_files",
+        "build_employee_history",
+        "check_hris_freshness",
+    } <= set(states)
     assert set(states.values()) == {None}, f"{command!r} left {states}"
 
 
-def test_the_runbooks_backfill_builds_every_reference_date_of_2025_including_the_month_end(serialized_dags, capsys):
+def test_the_runbooks_backfill_builds_every_reference_date_of_2025_including_the_month_end(
+    serialized_dags, capsys
+):
     from turnover_signals.features.build import reference_dates_for_run
 
     (command,) = documented("airflow backfill create --dag-id turnover_features")
     args = parse(command + " --dry-run")
     capsys.readouterr()
     args.func(args)
-    listed = re.findall(r"^\| (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00) ", capsys.readouterr().out, re.MULTILINE)
-    built = [d for moment in listed for d in reference_dates_for_run({"logical_date": datetime.fromisoformat(moment)})]
+    listed = re.findall(
+        r"^\| (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00) ", capsys.readouterr().out, re.MULTILINE
+    )
+    built = [
+        d
+        for moment in listed
+        for d in reference_dates_for_run({"logical_date": datetime.fromisoformat(moment)})
+    ]
     every_day_of_2025 = [date(2025, 1, 1) + timedelta(days=n) for n in range(365)]
     assert built == every_day_of_2025
 

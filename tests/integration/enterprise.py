@@ -26,7 +26,13 @@ from turnover_signals.config import load_config
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # for the child processes (the generator, the HRIS load): the bundle's package and this test package
 CHILD_ENV = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])}
-DEMO_ENTERPRISE = {"employees": 2000, "months": 24, "seed": 7, "snapshot_every_days": 28, "end_date": "2026-10-31"}
+DEMO_ENTERPRISE = {
+    "employees": 2000,
+    "months": 24,
+    "seed": 7,
+    "snapshot_every_days": 28,
+    "end_date": "2026-10-31",
+}
 
 
 def generate(out_dir: Path, **overrides: Any) -> Path:
@@ -64,10 +70,24 @@ def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dic
         scratch = Path(scratch)
         (scratch / "config.json").write_text(json.dumps(config), encoding="utf-8")
         # Files, not pipes: the child logs a lot, and a full pipe would stall it while this process is busy.
-        with open(scratch / "out", "w+", encoding="utf-8") as out, open(scratch / "err", "w+", encoding="utf-8") as err:
+        with (
+            open(scratch / "out", "w+", encoding="utf-8") as out,
+            open(scratch / "err", "w+", encoding="utf-8") as err,
+        ):
             child = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.enterprise", dsn, "--hris-only", str(scratch / "config.json")],
-                cwd=REPO_ROOT, env=os.environ | CHILD_ENV, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.enterprise",
+                    dsn,
+                    "--hris-only",
+                    str(scratch / "config.json"),
+                ],
+                cwd=REPO_ROOT,
+                env=os.environ | CHILD_ENV,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
             )
             try:
                 lms = load_lms(dsn, config)
@@ -75,7 +95,9 @@ def load_enterprise(dsn: str, data_dir: Path, config: dict | None = None) -> dic
                 child.wait()
             out.seek(0), err.seek(0)
             if child.returncode != 0:
-                raise RuntimeError(f"the HRIS load of {data_dir} failed (exit {child.returncode}):\n{err.read()[-3000:]}")
+                raise RuntimeError(
+                    f"the HRIS load of {data_dir} failed (exit {child.returncode}):\n{err.read()[-3000:]}"
+                )
             hris = json.loads(out.read().strip().splitlines()[-1])
     return {**hris, **lms}
 
@@ -104,9 +126,12 @@ def main() -> None:
     parser.add_argument("dsn")
     parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--snapshot-every-days", type=int, default=DEMO_ENTERPRISE["snapshot_every_days"])
-    parser.add_argument("--hris-only", metavar="CONFIG_JSON",
-                        help="(for load_enterprise) load HRIS from the SFTP connection in the environment with the"
-                             " configuration in this JSON file, and print the result as JSON")  # fmt: skip
+    parser.add_argument(
+        "--hris-only",
+        metavar="CONFIG_JSON",
+        help="(for load_enterprise) load HRIS from the SFTP connection in the environment with the"
+        " configuration in this JSON file, and print the result as JSON",
+    )
     args = parser.parse_args()
     if args.hris_only:
         config = json.loads(Path(args.hris_only).read_text(encoding="utf-8"))

@@ -31,13 +31,26 @@ def insert_pay_changes(conn: psycopg.Connection, *changes: tuple) -> None:
 
 def employee_row(n: int, **overrides: str) -> dict[str, str]:
     row = {
-        "employee_id": f"E{n:06d}", "sso_guid": f"00000000-0000-4000-8000-{n:012d}",
-        "work_email": f"person{n}@northwind.example", "first_name": f"First{n}", "last_name": f"Last{n}",
-        "hire_date": "2020-01-06", "termination_date": "", "termination_type": "", "termination_reason": "",
-        "employment_status": "Active", "job_role": "Analyst", "job_level": "3", "department": "Finance",
-        "location": "London", "manager_id": "E000001" if n != 1 else "", "base_salary": f"{50000 + n}.00",
-        "currency": "GBP", "fte": "1.0", "performance_rating": "3",
-    }  # fmt: skip
+        "employee_id": f"E{n:06d}",
+        "sso_guid": f"00000000-0000-4000-8000-{n:012d}",
+        "work_email": f"person{n}@northwind.example",
+        "first_name": f"First{n}",
+        "last_name": f"Last{n}",
+        "hire_date": "2020-01-06",
+        "termination_date": "",
+        "termination_type": "",
+        "termination_reason": "",
+        "employment_status": "Active",
+        "job_role": "Analyst",
+        "job_level": "3",
+        "department": "Finance",
+        "location": "London",
+        "manager_id": "E000001" if n != 1 else "",
+        "base_salary": f"{50000 + n}.00",
+        "currency": "GBP",
+        "fte": "1.0",
+        "performance_rating": "3",
+    }
     row.update(overrides)
     return row
 

@@ -21,7 +21,9 @@ from turnover_signals.lms.catalog import load_course_catalog
 from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation
 
 pytestmark = pytest.mark.integration
-RUN = RunIdentity(dag_id="lms_api_ingest", run_id="scheduled__2026-03-03", task_id="load_course_catalog", try_number=1)
+RUN = RunIdentity(
+    dag_id="lms_api_ingest", run_id="scheduled__2026-03-03", task_id="load_course_catalog", try_number=1
+)
 
 
 @pytest.fixture
@@ -29,7 +31,9 @@ def validated(warehouse_dsn, tmp_path, monkeypatch):
     config = copy.deepcopy(load_config(use_variable=False))
     config["quality"]["data_docs_dir"] = str(tmp_path / "docs")
     # the page serves pages only from the folders the Variable configures, as the tasks that wrote them do
-    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"quality": {"data_docs_dir": str(tmp_path / "docs")}}))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"quality": {"data_docs_dir": str(tmp_path / "docs")}})
+    )
     load_course_catalog(config, RUN, warehouse_dsn)
     return config
 
@@ -54,7 +58,10 @@ def test_anonymous_requests_are_refused(api):
     client, _manager = api
     for path in ("/data-quality/", "/data-quality/api/validations", "/data-quality/docs/anything"):
         assert client.get(path).status_code == 401, path
-    assert client.get("/data-quality/", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
+    assert client.get("/data-quality/", headers={"Authorization": "Bearer not-a-token"}).status_code in (
+        401,
+        403,
+    )
 
 
 def test_an_authenticated_auditor_sees_runs_filters_them_and_opens_the_data_docs(api):
@@ -67,8 +74,11 @@ def test_an_authenticated_auditor_sees_runs_filters_them_and_opens_the_data_docs
     assert len(runs) == 1 and runs[0]["dag_id"] == "lms_api_ingest"
     assert client.get("/data-quality/api/validations?status=failed", headers=headers).json() == []
     # the task instance link of the plugin narrows the page to that task's own results
-    narrowed = client.get("/data-quality/?dag_id=lms_api_ingest&run_id=scheduled__2026-03-03"
-                          "&task_id=load_course_catalog&map_index=-1", headers=headers)  # fmt: skip
+    narrowed = client.get(
+        "/data-quality/?dag_id=lms_api_ingest&run_id=scheduled__2026-03-03"
+        "&task_id=load_course_catalog&map_index=-1",
+        headers=headers,
+    )
     assert f'href="docs/{runs[0]["validation_id"]}"' in narrowed.text
     docs = client.get(f"/data-quality/docs/{runs[0]['validation_id']}", headers=headers)
     assert docs.status_code == 200 and "Great Expectations" in docs.text and "course_catalog v1+" in docs.text
@@ -82,8 +92,9 @@ def test_a_user_without_dag_access_sees_nothing(api):
     client, manager = api
     headers = {"Authorization": f"Bearer {token(manager, None)}"}
     assert client.get("/data-quality/api/validations", headers=headers).json() == []
-    runs = client.get("/data-quality/api/validations",
-                      headers={"Authorization": f"Bearer {token(manager, 'viewer')}"}).json()  # fmt: skip
+    runs = client.get(
+        "/data-quality/api/validations", headers={"Authorization": f"Bearer {token(manager, 'viewer')}"}
+    ).json()
     assert client.get(f"/data-quality/docs/{runs[0]['validation_id']}", headers=headers).status_code == 404
 
 
@@ -116,7 +127,9 @@ def test_model_reports_are_linked_next_to_the_validation_runs(api, warehouse_dsn
     assert client.get("/data-quality/model-reports/m-1").status_code == 401
 
 
-def test_an_lms_batch_validation_names_the_watermark_range_it_covers(lms_server_factory, warehouse_dsn, monkeypatch):
+def test_an_lms_batch_validation_names_the_watermark_range_it_covers(
+    lms_server_factory, warehouse_dsn, monkeypatch
+):
     import psycopg
 
     from tests.integration.test_lms_statements import statement
@@ -127,7 +140,7 @@ def test_an_lms_batch_validation_names_the_watermark_range_it_covers(lms_server_
         monkeypatch.setenv(key, value)
     extract_statements(load_config(use_variable=False), dsn=warehouse_dsn)
     with psycopg.connect(warehouse_dsn) as conn:
-        (identifier,), = conn.execute(
+        ((identifier,),) = conn.execute(
             "select batch_identifier from audit.validation_result where suite_name = 'lms_statement_batch'"
         ).fetchall()
         newest = conn.execute("select max(stored_at) from raw.lms_statement").fetchone()[0]
@@ -135,7 +148,11 @@ def test_an_lms_batch_validation_names_the_watermark_range_it_covers(lms_server_
 
 
 HRIS_RUN = "scheduled__2026-03-04"
-FIRST, SECOND, SCIM = "employees_20260302.csv@aaa111", "employees_20260303.csv@bbb222", "scim:lms_directory full pull"
+FIRST, SECOND, SCIM = (
+    "employees_20260302.csv@aaa111",
+    "employees_20260303.csv@bbb222",
+    "scim:lms_directory full pull",
+)
 
 
 def record(dsn, docs, suite, what, success, run, minutes):
@@ -143,14 +160,32 @@ def record(dsn, docs, suite, what, success, run, minutes):
     validation_id = str(uuid.uuid4())
     page = docs / f"{validation_id}.html"
     page.write_text(f"<html><body>{what}</body></html>", encoding="utf-8")
-    failed = [] if success else [{"expectation": "expect_column_values_to_be_unique", "description": "ids are unique",
-                                  "success": False, "observed": {}, "exception": None}]  # fmt: skip
+    failed = (
+        []
+        if success
+        else [
+            {
+                "expectation": "expect_column_values_to_be_unique",
+                "description": "ids are unique",
+                "success": False,
+                "observed": {},
+                "exception": None,
+            }
+        ]
+    )
     outcome = ValidationOutcome(
-        validation_id=validation_id, suite_name=suite, suite_version="1+0123456789ab", data_asset=suite,
-        batch_identifier=what, success=success, statistics={"evaluated_expectations": 3}, results=failed,
-        validated_at=datetime(2026, 3, 4, 6, tzinfo=UTC) + timedelta(minutes=minutes), data_docs_path=str(page),
+        validation_id=validation_id,
+        suite_name=suite,
+        suite_version="1+0123456789ab",
+        data_asset=suite,
+        batch_identifier=what,
+        success=success,
+        statistics={"evaluated_expectations": 3},
+        results=failed,
+        validated_at=datetime(2026, 3, 4, 6, tzinfo=UTC) + timedelta(minutes=minutes),
+        data_docs_path=str(page),
         failed=failed,
-    )  # fmt: skip
+    )
     with psycopg.connect(dsn) as conn:
         record_validation(conn, outcome, run)
 
@@ -163,8 +198,15 @@ def seeded(api, warehouse_dsn, tmp_path):
     hris = {"dag_id": "hris_sftp_ingest", "run_id": HRIS_RUN, "task_id": "ingest_hris_files", "try_number": 1}
     record(warehouse_dsn, docs, "hris_employees_file", FIRST, True, RunIdentity(map_index=0, **hris), 1)
     record(warehouse_dsn, docs, "hris_employees_file", SECOND, False, RunIdentity(map_index=1, **hris), 2)
-    record(warehouse_dsn, docs, "lms_user_batch", f"{SCIM} batch s1", True,
-           RunIdentity("lms_api_ingest", HRIS_RUN, "extract_lms_users", None, 2), 3)  # fmt: skip
+    record(
+        warehouse_dsn,
+        docs,
+        "lms_user_batch",
+        f"{SCIM} batch s1",
+        True,
+        RunIdentity("lms_api_ingest", HRIS_RUN, "extract_lms_users", None, 2),
+        3,
+    )
     with psycopg.connect(warehouse_dsn) as conn:
         (catalog,) = conn.execute(
             "select batch_identifier from audit.validation_result where suite_name = 'course_catalog'"
@@ -213,7 +255,9 @@ def test_the_page_filters_by_suite_status_source_dag_and_run(seeded):
     page = client.get("/data-quality/", headers=headers).text
     assert "<th>source</th>" in page and 'href="?source=lms_user_batch">lms_user_batch</a>' in page
     assert '<option value="hris_employees_file">' in page  # suite and source choices
-    runs = client.get("/data-quality/api/validations", params={"source": "lms_user_batch"}, headers=headers).json()
+    runs = client.get(
+        "/data-quality/api/validations", params={"source": "lms_user_batch"}, headers=headers
+    ).json()
     assert [run["batch_identifier"] for run in runs] == [f"{SCIM} batch s1"]
 
 
@@ -226,13 +270,19 @@ def test_a_task_instance_link_shows_only_that_task_instance_s_runs(seeded):
 
     def task_instance(dag_id, run_id, task_id, map_index):
         # the link as the UI fills it in for one task instance
-        url = (link.replace("{DAG_ID}", dag_id).replace("{RUN_ID}", run_id).replace("{TASK_ID}", task_id)
-               .replace("{MAP_INDEX}", map_index))  # fmt: skip
+        url = (
+            link.replace("{DAG_ID}", dag_id)
+            .replace("{RUN_ID}", run_id)
+            .replace("{TASK_ID}", task_id)
+            .replace("{MAP_INDEX}", map_index)
+        )
         return listed(client, catalog, headers, **dict(re.findall(r"(\w+)=([^&]*)", url)))
 
     assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "0") == {FIRST}
     assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "1") == {SECOND}
-    assert task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "-1") == set()  # mapped: no unmapped run
+    assert (
+        task_instance("hris_sftp_ingest", HRIS_RUN, "ingest_hris_files", "-1") == set()
+    )  # mapped: no unmapped run
     assert task_instance("lms_api_ingest", HRIS_RUN, "extract_lms_users", "-1") == {SCIM}
     assert task_instance("lms_api_ingest", "scheduled__2026-03-03", "extract_lms_users", "-1") == set()
     assert task_instance("lms_api_ingest", "scheduled__2026-03-03", "load_course_catalog", "-1") == {catalog}
@@ -260,16 +310,28 @@ def test_the_page_reads_at_a_glance_short_hashes_readable_times_failed_runs_high
 
     digest = "ab" * 32
     row = {
-        "validation_id": "v-1", "validated_at": datetime(2026, 12, 6, 5, 10, 11, 123456, tzinfo=UTC),
-        "suite_name": "hris_employees", "suite_version": "2", "data_asset": "employees",
-        "batch_identifier": f"employees_20261205.csv@{digest}", "success": False, "failed_expectation_count": 2,
-        "evaluated_expectations": 30, "dag_id": "hris_sftp_ingest", "run_id": "scheduled__x", "task_id": "t",
-        "map_index": None, "try_number": 1, "data_docs_path": "file:///x.html",
-    }  # fmt: skip - one audit.validation_result row, kept compact as the table shows it
+        "validation_id": "v-1",
+        "validated_at": datetime(2026, 12, 6, 5, 10, 11, 123456, tzinfo=UTC),
+        "suite_name": "hris_employees",
+        "suite_version": "2",
+        "data_asset": "employees",
+        "batch_identifier": f"employees_20261205.csv@{digest}",
+        "success": False,
+        "failed_expectation_count": 2,
+        "evaluated_expectations": 30,
+        "dag_id": "hris_sftp_ingest",
+        "run_id": "scheduled__x",
+        "task_id": "t",
+        "map_index": None,
+        "try_number": 1,
+        "data_docs_path": "file:///x.html",
+    }
     page = render_page([row], {}, ["hris_employees"])
-    assert '<tr class=failed><td>2026-12-06 05:10:11</td>' in page
+    assert "<tr class=failed><td>2026-12-06 05:10:11</td>" in page
     assert f'employees_20261205.csv@<abbr title="{digest}">{digest[:12]}…</abbr>' in page
-    assert "table-layout:fixed" in page and "overflow-wrap:anywhere" in page  # long values wrap, no sideways scroll
+    assert (
+        "table-layout:fixed" in page and "overflow-wrap:anywhere" in page
+    )  # long values wrap, no sideways scroll
     assert "tr.failed{background" in page
 
 

@@ -52,14 +52,20 @@ def test_hr_data_is_fresh_for_a_day_after_its_snapshot_date_then_alerts(warehous
         check_hris_freshness(config, datetime(2026, 3, 2, 6, tzinfo=UTC), warehouse_dsn)
     loaded_snapshot(warehouse_dsn, date(2026, 3, 1))
     fresh = check_hris_freshness(config, datetime(2026, 3, 2, 6, tzinfo=UTC), warehouse_dsn)
-    assert fresh == {"latest_file": "employees_20260301.csv", "snapshot_date": "2026-03-01", "age_hours": 6.0,
-                     "slo_hours": 24.0}  # fmt: skip
+    assert fresh == {
+        "latest_file": "employees_20260301.csv",
+        "snapshot_date": "2026-03-01",
+        "age_hours": 6.0,
+        "slo_hours": 24.0,
+    }
     with pytest.raises(FreshnessError) as stale:
         check_hris_freshness(config, datetime(2026, 3, 3, 6, tzinfo=UTC), warehouse_dsn)
     message = str(stale.value)
     assert "employees_20260301.csv" in message and "30.0 h old" in message and "runbook-freshness" in message
     config["slo"]["hris_max_age_hours"] = 48
-    assert check_hris_freshness(config, datetime(2026, 3, 3, 6, tzinfo=UTC), warehouse_dsn)["age_hours"] == 30.0
+    assert (
+        check_hris_freshness(config, datetime(2026, 3, 3, 6, tzinfo=UTC), warehouse_dsn)["age_hours"] == 30.0
+    )
 
 
 def test_lms_data_is_stale_when_no_batch_was_published_within_the_slo(warehouse_dsn, config):
@@ -71,7 +77,9 @@ def test_lms_data_is_stale_when_no_batch_was_published_within_the_slo(warehouse_
 
 
 def failed_context(exception):
-    ti = SimpleNamespace(dag_id="hris_sftp_ingest", task_id="ingest_hris_files", map_index=3, run_id="r1", try_number=1)
+    ti = SimpleNamespace(
+        dag_id="hris_sftp_ingest", task_id="ingest_hris_files", map_index=3, run_id="r1", try_number=1
+    )
     return {"ti": ti, "exception": exception}
 
 
@@ -79,7 +87,10 @@ def test_a_failure_is_logged_by_default_with_what_where_and_the_runbook(caplog):
     error = FreshnessError("HR data", "too old", "ask HR", "freshness")
     with caplog.at_level(logging.ERROR, logger="turnover_signals.notify"):
         notify_failure(failed_context(error))
-    assert "TURNOVER-SIGNALS ALERT hris_sftp_ingest.ingest_hris_files[3] run r1 try 1: HR data: too old" in caplog.text
+    assert (
+        "TURNOVER-SIGNALS ALERT hris_sftp_ingest.ingest_hris_files[3] run r1 try 1: HR data: too old"
+        in caplog.text
+    )
     assert "runbook-freshness" in caplog.text
 
 
@@ -121,7 +132,9 @@ def test_the_demo_summary_points_to_the_reports_and_a_lineage_command_that_conne
         )
         lines = report_lines(conn)
 
-    assert lines[0].startswith("Expectation reports: 1 Data Docs pages (1 failed runs) under .demo/data_docs/")
+    assert lines[0].startswith(
+        "Expectation reports: 1 Data Docs pages (1 failed runs) under .demo/data_docs/"
+    )
     assert lines[0].endswith(f"e.g. {docs_page}")
     assert "Browse > Data quality" in lines[1]
     lineage = next(line for line in lines if "Lineage of a feature row" in line)
@@ -131,8 +144,12 @@ def test_the_demo_summary_points_to_the_reports_and_a_lineage_command_that_conne
     assert command[5] == "2026-03-01" and command[6] == "--dsn"
     assert psycopg.conninfo.conninfo_to_dict(command[7])["dbname"] == warehouse_dsn.rsplit("/", 1)[1]
     ran = subprocess.run(
-        [sys.executable, *command[2:]], cwd=BUNDLE_ROOT, env={**os.environ, "PYTHONPATH": "plugins"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, *command[2:]],
+        cwd=BUNDLE_ROOT,
+        env={**os.environ, "PYTHONPATH": "plugins"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # it connects with the printed URL: rows, or "no such feature row" for this hand-made one (exit 1)
     assert ran.returncode in (0, 1) and "Traceback" not in ran.stderr, ran.stderr[-2000:]

@@ -40,9 +40,15 @@ print(json.dumps({"version": str(getattr(bundle.get_current_version(), "version"
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = os.environ | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    env = os.environ | {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -72,8 +78,9 @@ def parse_version(tmp_path: Path, repo_url: str, version: str) -> dict:
         # the worker's own copy of the package comes first on the path: the bundle's must still win
         "PYTHONPATH": str(REPO_ROOT / "plugins"),
     }
-    done = subprocess.run([sys.executable, "-c", PARSE_VERSION, repo_url, version], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_VERSION, repo_url, version], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -85,8 +92,16 @@ def test_each_bundle_version_parses_with_its_own_package_and_sql(bundle_repo, tm
     for parsed, commit, mark in ((older, first, "first"), (newer, second, "second")):
         assert parsed["version"] == commit
         assert parsed["errors"] == {}
-        assert parsed["dags"] == sorted(["hris_sftp_ingest", "identity_resolution", "lms_api_ingest",
-                                         "turnover_features", "turnover_model", "warehouse_retention"])  # fmt: skip
+        assert parsed["dags"] == sorted(
+            [
+                "hris_sftp_ingest",
+                "identity_resolution",
+                "lms_api_ingest",
+                "turnover_features",
+                "turnover_model",
+                "warehouse_retention",
+            ]
+        )
         assert parsed["mark"] == mark, parsed["package"]
         assert parsed["package"].startswith(str(tmp_path / "bundles")), parsed["package"]
         assert parsed["sql_dir"].startswith(str(tmp_path / "bundles"))

@@ -30,17 +30,36 @@ def hris_server(tmp_path, monkeypatch):
     write_feed_file(directory, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 8)]))
     write_feed_file(directory, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 7)]))
     write_feed_file(
-        directory, "compensation_20260112.csv",
-        compensation_bytes([{"employee_id": "E000002", "effective_date": "2026-01-09", "change_type": "merit_increase",
-                             "previous_base_salary": "50002.00", "new_base_salary": "52000.00", "currency": "GBP"}]),
-    )  # fmt: skip
+        directory,
+        "compensation_20260112.csv",
+        compensation_bytes(
+            [
+                {
+                    "employee_id": "E000002",
+                    "effective_date": "2026-01-09",
+                    "change_type": "merit_increase",
+                    "previous_base_salary": "50002.00",
+                    "new_base_salary": "52000.00",
+                    "currency": "GBP",
+                }
+            ]
+        ),
+    )
     write_feed_file(directory, "employees_20260119.csv", csv_bytes([employee_row(1), employee_row(1)]))
     with SftpSampleServer(root) as server:
         for key, value in server.airflow_connection_env().items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv(
-            "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"hris": {"landing_dir": str(tmp_path / "landing"), "wait_for_files_minutes": 0,
-                                                      "files_per_task": 2}})
+            "AIRFLOW_VAR_TURNOVER_SIGNALS",
+            json.dumps(
+                {
+                    "hris": {
+                        "landing_dir": str(tmp_path / "landing"),
+                        "wait_for_files_minutes": 0,
+                        "files_per_task": 2,
+                    }
+                }
+            ),
         )
         yield server
 
@@ -56,7 +75,10 @@ def test_dag_run_loads_good_files_quarantines_the_bad_one_and_reruns_are_no_ops(
 ):
     dag = _hris_dag()
     run = dag.test(logical_date=datetime(2026, 1, 20, 6, tzinfo=UTC))
-    states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): ti.state for ti in run.get_task_instances()}
+    states = {
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): ti.state
+        for ti in run.get_task_instances()
+    }
     assert states["migrate_warehouse"] == "success"
     assert states["wait_for_hris_files"] == "success"
     # two batches of two files in date order; the second holds the bad file, whose batch-mate still loads
@@ -69,14 +91,19 @@ def test_dag_run_loads_good_files_quarantines_the_bad_one_and_reruns_are_no_ops(
     failed = [ti for ti in run.get_task_instances() if ti.state == "failed"]
     assert [ti.try_number for ti in failed] == [1, 1]  # bad input and stale data are not retried
 
-    manifest = query(warehouse_dsn, "select file_name, status, dag_id, task_id, map_index from audit.file_manifest order by 1")
+    manifest = query(
+        warehouse_dsn,
+        "select file_name, status, dag_id, task_id, map_index from audit.file_manifest order by 1",
+    )
     assert manifest == [
         ("compensation_20260112.csv", "loaded", "hris_sftp_ingest", "ingest_hris_files", 0),
         ("employees_20260105.csv", "loaded", "hris_sftp_ingest", "ingest_hris_files", 0),
         ("employees_20260112.csv", "loaded", "hris_sftp_ingest", "ingest_hris_files", 1),
         ("employees_20260119.csv", "quarantined", "hris_sftp_ingest", "ingest_hris_files", 1),
     ]
-    assert query(warehouse_dsn, "select count(*) from core.employee_history where closed_by = 'absent_from_snapshot'") == [(1,)]
+    assert query(
+        warehouse_dsn, "select count(*) from core.employee_history where closed_by = 'absent_from_snapshot'"
+    ) == [(1,)]
     before = table_snapshot(warehouse_dsn)
 
     # the next run finds nothing pending: the sensor skips and nothing changes

@@ -37,11 +37,15 @@ CASES = {
     "unparseable_date": (csv_bytes(with_row(2, hire_date="2026-02-31")), None, False),
     "empty_hire_date": (csv_bytes(with_row(2, hire_date="")), None, False),
     "hire_after_termination": (
-        csv_bytes(with_row(1, termination_date="2019-01-01", termination_type="Voluntary")), None, False,
-    ),  # fmt: skip
+        csv_bytes(with_row(1, termination_date="2019-01-01", termination_type="Voluntary")),
+        None,
+        False,
+    ),
     "hire_on_termination_day": (
-        csv_bytes(with_row(1, termination_date="2020-01-06", termination_type=" voluntary ")), None, True,
-    ),  # fmt: skip
+        csv_bytes(with_row(1, termination_date="2020-01-06", termination_type=" voluntary ")),
+        None,
+        True,
+    ),
     "unknown_termination_type": (csv_bytes(with_row(1, termination_type="Quit?")), None, False),
     "bad_email": (csv_bytes(with_row(4, work_email="not an@email.example")), None, False),
     "negative_salary": (csv_bytes(with_row(1, base_salary="-0.01")), None, False),
@@ -64,14 +68,25 @@ CASES = {
     "control_rows_right": (csv_bytes(good_rows()), 5, True),
     "header_only": (csv_bytes([]), None, False),
     "missing_required_column": (
-        csv_bytes(good_rows(), [c for c in FEEDS["employees"].columns if c != "hire_date"]), None, False,
-    ),  # fmt: skip
+        csv_bytes(good_rows(), [c for c in FEEDS["employees"].columns if c != "hire_date"]),
+        None,
+        False,
+    ),
 }
-COMPENSATION = {"employee_id": "E000001", "effective_date": "2026-01-01", "change_type": "merit",
-                "previous_base_salary": "50000.00", "new_base_salary": "51000.00", "currency": "GBP"}  # fmt: skip
+COMPENSATION = {
+    "employee_id": "E000001",
+    "effective_date": "2026-01-01",
+    "change_type": "merit",
+    "previous_base_salary": "50000.00",
+    "new_base_salary": "51000.00",
+    "currency": "GBP",
+}
 COMPENSATION_CASES = {
     "good": (compensation_bytes([COMPENSATION, COMPENSATION | {"employee_id": "E000002"}]), True),
-    "repeated_line": (compensation_bytes([COMPENSATION, COMPENSATION | {"new_base_salary": "52000.00"}]), False),
+    "repeated_line": (
+        compensation_bytes([COMPENSATION, COMPENSATION | {"new_base_salary": "52000.00"}]),
+        False,
+    ),
     "empty_change_type": (compensation_bytes([COMPENSATION | {"change_type": ""}]), False),
     "negative_previous_salary": (compensation_bytes([COMPENSATION | {"previous_base_salary": "-1"}]), False),
 }
@@ -94,10 +109,14 @@ def verdicts(dsn: str, data: bytes, feed_name: str, control_rows: int | None, tm
                 relation = create(conn, staged, feed, header, "%Y-%m-%d", *metrics_args, JOB_LEVELS)
                 try:
                     outcome = run_suite(
-                        sqlalchemy_url(dsn=dsn), suite(feed, header, checks, "%Y-%m-%d"), data_asset=f"hris_{feed_name}_file",
-                        batch_identifier="test", table=(relation.schema, relation.table),
-                        parameters=checks.parameters(), data_docs_dir=tmp_path,
-                    )  # fmt: skip
+                        sqlalchemy_url(dsn=dsn),
+                        suite(feed, header, checks, "%Y-%m-%d"),
+                        data_asset=f"hris_{feed_name}_file",
+                        batch_identifier="test",
+                        table=(relation.schema, relation.table),
+                        parameters=checks.parameters(),
+                        data_docs_dir=tmp_path,
+                    )
                 finally:
                     drop(conn, relation)
                 assert all(r["exception"] is None for r in outcome.results), outcome.results

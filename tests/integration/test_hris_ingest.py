@@ -79,19 +79,33 @@ def five_employees(**changes):
     return rows
 
 
-def test_snapshots_and_compensation_load_into_point_in_time_history(sftp_server, hris_dir, config, warehouse_dsn):
+def test_snapshots_and_compensation_load_into_point_in_time_history(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     deliver(
-        sftp_server, hris_dir, "employees_20260112.csv",
+        sftp_server,
+        hris_dir,
+        "employees_20260112.csv",
         csv_bytes(five_employees(e3={"job_level": "4", "job_role": "Senior Analyst"})[:4]),
-    )  # fmt: skip
+    )
     deliver(
-        sftp_server, hris_dir, "compensation_20260112.csv",
-        compensation_bytes([
-            {"employee_id": "E000003", "effective_date": "2026-01-10", "change_type": "promotion",
-             "previous_base_salary": "50003.00", "new_base_salary": "56000.00", "currency": "GBP"},
-        ]),
-    )  # fmt: skip
+        sftp_server,
+        hris_dir,
+        "compensation_20260112.csv",
+        compensation_bytes(
+            [
+                {
+                    "employee_id": "E000003",
+                    "effective_date": "2026-01-10",
+                    "change_type": "promotion",
+                    "previous_base_salary": "50003.00",
+                    "new_base_salary": "56000.00",
+                    "currency": "GBP",
+                },
+            ]
+        ),
+    )
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == []
     assert [(r["file_name"], r["status"], r["rows_loaded"]) for r in results] == [
@@ -99,7 +113,10 @@ def test_snapshots_and_compensation_load_into_point_in_time_history(sftp_server,
         ("compensation_20260112.csv", "loaded", 1),
         ("employees_20260112.csv", "loaded", 4),
     ]
-    manifest = query(warehouse_dsn, "select file_name, status, size_bytes > 0, length(sha256), rows_loaded, dag_id, try_number from audit.file_manifest order by 1")
+    manifest = query(
+        warehouse_dsn,
+        "select file_name, status, size_bytes > 0, length(sha256), rows_loaded, dag_id, try_number from audit.file_manifest order by 1",
+    )
     assert manifest == [
         ("compensation_20260112.csv", "loaded", True, 64, 1, "hris_sftp_ingest", 1),
         ("employees_20260105.csv", "loaded", True, 64, 5, "hris_sftp_ingest", 1),
@@ -116,10 +133,17 @@ def test_snapshots_and_compensation_load_into_point_in_time_history(sftp_server,
     assert ("E000001", "2026-01-05", None, None, 3) in history
     known = query(warehouse_dsn, "select bool_and(known_at is not null) from core.employee_history")
     assert known == [(True,)]
-    comp = query(warehouse_dsn, "select employee_id, change_type, new_base_salary::text, change_pct::text from core.compensation_event")
+    comp = query(
+        warehouse_dsn,
+        "select employee_id, change_type, new_base_salary::text, change_pct::text from core.compensation_event",
+    )
     assert comp == [("E000003", "promotion", "56000.00", "11.9933")]
     validations = query(warehouse_dsn, "select suite_name, success from audit.validation_result order by 1")
-    assert validations == [("hris_compensation_file", True), ("hris_employees_file", True), ("hris_employees_file", True)]
+    assert validations == [
+        ("hris_compensation_file", True),
+        ("hris_employees_file", True),
+        ("hris_employees_file", True),
+    ]
     # the landed copy is kept by sha256 for rebuilds and audits
     assert len(list(Path(config["hris"]["landing_dir"]).rglob("*employees_20260105.csv"))) == 1
 
@@ -158,7 +182,12 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_di
     for entry in hris_dir.iterdir():
         entry.unlink()
     # the vendor re-exports the same date under another name with one salary fixed
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e2={"base_salary": "99000.00"})))
+    deliver(
+        sftp_server,
+        hris_dir,
+        "employees_20260105.csv",
+        csv_bytes(five_employees(e2={"base_salary": "99000.00"})),
+    )
     # Same name and size: only the modification time (whole seconds over SFTP) tells the listing
     # it is a new delivery, and a fast first run can finish within the same second.
     corrected = hris_dir / "employees_20260105.csv"
@@ -170,7 +199,9 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_di
     statuses = dict(query(warehouse_dsn, "select sha256, status from audit.file_manifest"))
     assert statuses[first_sha] == "superseded"
     assert sorted(statuses.values()) == ["loaded", "superseded"]
-    salary = query(warehouse_dsn, "select base_salary::text from core.employee_history where employee_id = 'E000002'")
+    salary = query(
+        warehouse_dsn, "select base_salary::text from core.employee_history where employee_id = 'E000002'"
+    )
     assert salary == [("99000.00",)]
 
 
@@ -181,19 +212,33 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_di
         ("employees_cp1252.csv", "cp1252", {"José", "Zoë", "Lars"}),
     ],
 )
-def test_bom_and_windows_1252_files_load(sftp_server, hris_dir, config, warehouse_dsn, fixture_name, encoding, expected_names):
+def test_bom_and_windows_1252_files_load(
+    sftp_server, hris_dir, config, warehouse_dsn, fixture_name, encoding, expected_names
+):
     config["hris"]["encoding"] = encoding
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", (FIXTURES / fixture_name).read_bytes(), control=False)
+    deliver(
+        sftp_server, hris_dir, "employees_20260105.csv", (FIXTURES / fixture_name).read_bytes(), control=False
+    )
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded"
     names = {n for (n,) in query(warehouse_dsn, "select first_name from core.employee_history")}
     assert expected_names <= names
     # the BOM never sticks to the first column name
-    assert query(warehouse_dsn, "select count(*) from core.employee_history where employee_id like 'E%'") == [(5,)]
+    assert query(warehouse_dsn, "select count(*) from core.employee_history where employee_id like 'E%'") == [
+        (5,)
+    ]
 
 
-def test_quoted_commas_quotes_newlines_and_sql_text_are_stored_verbatim(sftp_server, hris_dir, config, warehouse_dsn):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", (FIXTURES / "employees_quoted.csv").read_bytes(), control=False)
+def test_quoted_commas_quotes_newlines_and_sql_text_are_stored_verbatim(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    deliver(
+        sftp_server,
+        hris_dir,
+        "employees_20260105.csv",
+        (FIXTURES / "employees_quoted.csv").read_bytes(),
+        control=False,
+    )
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == []
     rows = dict(query(warehouse_dsn, "select employee_id, job_role from raw.hris_employee_snapshot"))
@@ -212,13 +257,21 @@ def test_extra_columns_are_accepted_and_recorded(sftp_server, hris_dir, config, 
     assert query(warehouse_dsn, "select extra_columns from audit.file_manifest") == [(["Badge Colour"],)]
 
 
-def test_vendor_headers_map_onto_canonical_names_by_configuration(sftp_server, hris_dir, config, warehouse_dsn):
+def test_vendor_headers_map_onto_canonical_names_by_configuration(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
     workday = {
-        "Employee_ID": "employee_id", "Worker SSO": "sso_guid", "Primary Work Email": "work_email",
-        "Legal First Name": "first_name", "Legal Last Name": "last_name", "Hire Date": "hire_date",
-        "Termination Date": "termination_date", "Termination Category": "termination_type",
-        "Worker Status": "employment_status", "Compensation Base": "base_salary",
-    }  # fmt: skip
+        "Employee_ID": "employee_id",
+        "Worker SSO": "sso_guid",
+        "Primary Work Email": "work_email",
+        "Legal First Name": "first_name",
+        "Legal Last Name": "last_name",
+        "Hire Date": "hire_date",
+        "Termination Date": "termination_date",
+        "Termination Category": "termination_type",
+        "Worker Status": "employment_status",
+        "Compensation Base": "base_salary",
+    }
     config["hris"]["column_mapping"]["employees"] = workday
     config["hris"]["date_format"] = "%m/%d/%Y"
     reverse = {v: k for k, v in workday.items()}
@@ -229,7 +282,9 @@ def test_vendor_headers_map_onto_canonical_names_by_configuration(sftp_server, h
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows, list(workday)))
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [], errors
-    assert query(warehouse_dsn, "select distinct hire_date::text from core.employee_history") == [("2020-01-06",)]
+    assert query(warehouse_dsn, "select distinct hire_date::text from core.employee_history") == [
+        ("2020-01-06",)
+    ]
 
 
 def _assert_quarantined(warehouse_dsn, errors, file_name, *fragments):
@@ -238,39 +293,69 @@ def _assert_quarantined(warehouse_dsn, errors, file_name, *fragments):
     assert file_name in message and "Next step" in message and "runbook" in message
     for fragment in fragments:
         assert fragment in message, message
-    status, reason = query(warehouse_dsn, "select status, reason from audit.file_manifest where file_name = %s", (file_name,))[0]
+    status, reason = query(
+        warehouse_dsn, "select status, reason from audit.file_manifest where file_name = %s", (file_name,)
+    )[0]
     assert status == "quarantined" and reason
-    assert query(warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'") == [(0,)]
+    assert query(
+        warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'"
+    ) == [(0,)]
 
 
 BAD_FILES = {
     "truncated": (lambda: (FIXTURES / "employees_truncated.csv").read_bytes(), False, "malformed"),
     "empty": (lambda: b"", False, "empty"),
     "missing_required_column": (
-        lambda: csv_bytes([employee_row(1)], [c for c in csv_bytes([]).decode().strip().split(",") if c != "hire_date"]),
-        True, "required columns are present",
-    ),  # fmt: skip
+        lambda: csv_bytes(
+            [employee_row(1)], [c for c in csv_bytes([]).decode().strip().split(",") if c != "hire_date"]
+        ),
+        True,
+        "required columns are present",
+    ),
     "renamed_required_column": (
-        lambda: csv_bytes([employee_row(1)]).replace(b"employee_id,", b"emp_number,", 1), True, "required columns",
-    ),  # fmt: skip
+        lambda: csv_bytes([employee_row(1)]).replace(b"employee_id,", b"emp_number,", 1),
+        True,
+        "required columns",
+    ),
     "duplicate_employee_id": (
-        lambda: csv_bytes([employee_row(1), employee_row(2), employee_row(2)]), True, "employee_id is unique",
-    ),  # fmt: skip
+        lambda: csv_bytes([employee_row(1), employee_row(2), employee_row(2)]),
+        True,
+        "employee_id is unique",
+    ),
     "unparseable_date": (
-        lambda: csv_bytes([employee_row(1), employee_row(2, hire_date="2026-02-31")]), True,
+        lambda: csv_bytes([employee_row(1), employee_row(2, hire_date="2026-02-31")]),
+        True,
         "hire_date parses as a date",
-    ),  # fmt: skip
+    ),
     "hire_after_termination": (
-        lambda: csv_bytes([employee_row(1, termination_date="2019-01-01", termination_type="Voluntary",
-                                        employment_status="Terminated")]),
-        True, "hire_date is on or before termination_date",
-    ),  # fmt: skip
+        lambda: csv_bytes(
+            [
+                employee_row(
+                    1,
+                    termination_date="2019-01-01",
+                    termination_type="Voluntary",
+                    employment_status="Terminated",
+                )
+            ]
+        ),
+        True,
+        "hire_date is on or before termination_date",
+    ),
     "unknown_termination_type": (
-        lambda: csv_bytes([employee_row(1, termination_date="2026-01-01", termination_type="Quit?")]), True,
+        lambda: csv_bytes([employee_row(1, termination_date="2026-01-01", termination_type="Quit?")]),
+        True,
         "termination_type is one of",
-    ),  # fmt: skip
-    "bad_email": (lambda: csv_bytes([employee_row(1, work_email="not-an-email")]), True, "work_email looks like"),
-    "negative_salary": (lambda: csv_bytes([employee_row(1, base_salary="-5.00")]), True, "base_salary is not negative"),
+    ),
+    "bad_email": (
+        lambda: csv_bytes([employee_row(1, work_email="not-an-email")]),
+        True,
+        "work_email looks like",
+    ),
+    "negative_salary": (
+        lambda: csv_bytes([employee_row(1, base_salary="-5.00")]),
+        True,
+        "base_salary is not negative",
+    ),
     # Each typed column: a value the history could not type fails the gate instead of becoming a null.
     "unparseable_termination_date": (
         lambda: csv_bytes([employee_row(1, termination_date="2026-02-30", termination_type="Voluntary")]),
@@ -288,13 +373,23 @@ BAD_FILES = {
         True,
         "performance_rating is a whole number",
     ),
-    "control_rows_wrong": (lambda: csv_bytes([employee_row(1), employee_row(2)]), {"rows": 3}, "row count equals the control file"),
-    "control_sha_wrong": (lambda: csv_bytes([employee_row(1)]), {"rows": 1, "sha256": "0" * 64}, "differs from the control file"),
+    "control_rows_wrong": (
+        lambda: csv_bytes([employee_row(1), employee_row(2)]),
+        {"rows": 3},
+        "row count equals the control file",
+    ),
+    "control_sha_wrong": (
+        lambda: csv_bytes([employee_row(1)]),
+        {"rows": 1, "sha256": "0" * 64},
+        "differs from the control file",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_bad_files_are_quarantined_and_last_good_data_stays_served(sftp_server, hris_dir, config, warehouse_dsn, case):
+def test_bad_files_are_quarantined_and_last_good_data_stays_served(
+    sftp_server, hris_dir, config, warehouse_dsn, case
+):
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     run_pipeline(config, warehouse_dsn)
     good = table_snapshot(warehouse_dsn)
@@ -369,31 +464,47 @@ def test_a_job_level_the_mapping_no_longer_maps_stops_the_history_build(
 
 
 def test_volume_guard_stops_a_snapshot_that_shrank(sftp_server, hris_dir, config, warehouse_dsn):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)]))
-    deliver(sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)]))
+    deliver(
+        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)])
+    )
+    deliver(
+        sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)])
+    )
     _results, errors = run_pipeline(config, warehouse_dsn)
     _assert_quarantined(warehouse_dsn, errors, "employees_20260112.csv", "volume guard", "20 rows")
 
 
-def test_the_demo_summary_says_what_was_loaded_and_what_was_quarantined(sftp_server, hris_dir, config, warehouse_dsn):
+def test_the_demo_summary_says_what_was_loaded_and_what_was_quarantined(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
     import psycopg
 
     from turnover_signals.demo import summarize_hris
 
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)]))
+    deliver(
+        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)])
+    )
     run_pipeline(config, warehouse_dsn)
     with psycopg.connect(warehouse_dsn) as conn:
         assert "  quarantined: none (every delivered file passed its gate)" in summarize_hris(conn)
-    deliver(sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)]))
+    deliver(
+        sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)])
+    )
     run_pipeline(config, warehouse_dsn)
     with psycopg.connect(warehouse_dsn) as conn:
         lines = summarize_hris(conn)
-    assert any(line.split()[:3] == ["employees", "loaded", "1"] and "20 rows loaded" in line for line in lines)
-    assert any(line.startswith("  QUARANTINED employees_20260112.csv: ") and "volume guard" in line for line in lines)
+    assert any(
+        line.split()[:3] == ["employees", "loaded", "1"] and "20 rows loaded" in line for line in lines
+    )
+    assert any(
+        line.startswith("  QUARANTINED employees_20260112.csv: ") and "volume guard" in line for line in lines
+    )
     assert not any("quarantined: none" in line for line in lines)
 
 
-def test_rerun_of_a_quarantined_file_fails_again_without_writing(sftp_server, hris_dir, config, warehouse_dsn):
+def test_rerun_of_a_quarantined_file_fails_again_without_writing(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(1), employee_row(1)]))
     pending = list_pending_files(config, warehouse_dsn)
     with pytest.raises(BadInputError, match="employee_id is unique"):
@@ -419,7 +530,9 @@ def test_sftp_server_down_is_retried_then_fails_clearly(sftp_server, hris_dir, c
     pending = list_pending_files(config, warehouse_dsn)
     sftp_server.stop()
     try:
-        with pytest.raises(SourceUnavailableError, match=r"employees_20260105\.csv.*after 2 attempts.*Next step"):
+        with pytest.raises(
+            SourceUnavailableError, match=r"employees_20260105\.csv.*after 2 attempts.*Next step"
+        ):
             ingest_file(pending[0], config, RUN, warehouse_dsn)
     finally:
         sftp_server.start()
@@ -428,10 +541,14 @@ def test_sftp_server_down_is_retried_then_fails_clearly(sftp_server, hris_dir, c
     assert ingest_file(pending[0], config, RUN, warehouse_dsn)["status"] == "loaded"
 
 
-def test_connection_dropped_mid_transfer_is_retried(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch):
+def test_connection_dropped_mid_transfer_is_retried(
+    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch
+):
     from turnover_signals.sources import sftp_hris
 
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 2000)]))
+    deliver(
+        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 2000)])
+    )
     pending = list_pending_files(config, warehouse_dsn)
     real_put, puts, drops = sftp_hris._ChunkChannel.put, {"n": 0}, {"n": 0}
 
@@ -448,10 +565,14 @@ def test_connection_dropped_mid_transfer_is_retried(sftp_server, hris_dir, confi
     result = ingest_file(pending[0], config, RUN, warehouse_dsn)
     assert drops["n"] == 1 and result["status"] == "loaded" and result["rows_loaded"] == 1999
     assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(1999,)]
-    assert query(warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'") == [(0,)]
+    assert query(
+        warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'"
+    ) == [(0,)]
 
 
-def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(sftp_server, hris_dir, config, warehouse_dsn):
+def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
     # Well-formed but wrong: the file is COPYed under the control file's hash and only then found
     # to differ, so the staging transaction must roll back.
     data = csv_bytes([employee_row(n) for n in range(1, 3000)])
@@ -460,15 +581,19 @@ def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(
     _results, errors = run_pipeline(config, warehouse_dsn)
     _assert_quarantined(warehouse_dsn, errors, "employees_20260105.csv", "differs from the control file")
     actual = hashlib.sha256(data).hexdigest()
-    assert query(warehouse_dsn, "select sha256, control_sha256, size_bytes, rows_loaded from audit.file_manifest") == [
-        (actual, wrong, len(data), 0)
-    ]
+    assert query(
+        warehouse_dsn, "select sha256, control_sha256, size_bytes, rows_loaded from audit.file_manifest"
+    ) == [(actual, wrong, len(data), 0)]
     assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(0,)]
-    assert query(warehouse_dsn, "select count(*) from pg_class where relname like 'hris_employee_snapshot_%'") == [(0,)]
+    assert query(
+        warehouse_dsn, "select count(*) from pg_class where relname like 'hris_employee_snapshot_%'"
+    ) == [(0,)]
     assert list((Path(config["hris"]["landing_dir"])).rglob("*")) == []
 
 
-def test_file_without_control_file_is_keyed_by_its_streamed_sha256(sftp_server, hris_dir, config, warehouse_dsn):
+def test_file_without_control_file_is_keyed_by_its_streamed_sha256(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
     data = csv_bytes(five_employees())
     deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
     results, errors = run_pipeline(config, warehouse_dsn)
@@ -486,7 +611,9 @@ def test_file_without_control_file_is_keyed_by_its_streamed_sha256(sftp_server, 
     assert len(landed) == 1 and landed[0].read_bytes() == data
 
 
-def test_a_host_key_that_does_not_match_is_refused(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path):
+def test_a_host_key_that_does_not_match_is_refused(
+    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path
+):
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     impostor = SftpSampleServer(sftp_server.root_dir, state_dir=tmp_path / "impostor")
     connection = json.loads(sftp_server.airflow_connection_json())
@@ -496,7 +623,9 @@ def test_a_host_key_that_does_not_match_is_refused(sftp_server, hris_dir, config
         list_pending_files(config, warehouse_dsn)
 
 
-def test_a_connection_that_switches_host_key_checking_off_is_warned_about(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, caplog):
+def test_a_connection_that_switches_host_key_checking_off_is_warned_about(
+    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, caplog
+):
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     connection = json.loads(sftp_server.airflow_connection_json())
     del connection["extra"]["host_key"]
@@ -508,7 +637,9 @@ def test_a_connection_that_switches_host_key_checking_off_is_warned_about(sftp_s
 
 
 @pytest.mark.parametrize("host_key", ["impostor", "absent"])
-def test_the_streamed_download_verifies_the_host_key_too(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key):
+def test_the_streamed_download_verifies_the_host_key_too(
+    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key
+):
     # The listing and the download use different clients (paramiko, asyncssh): each must refuse
     # a server whose key is not the pinned one, and without a pinned key or known_hosts entry.
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
@@ -523,12 +654,18 @@ def test_the_streamed_download_verifies_the_host_key_too(sftp_server, hris_dir, 
     monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
     with pytest.raises(SourceRefusedError, match="host key") as refused:
         ingest_file(pending[0], config, RUN, warehouse_dsn)
-    assert isinstance(refused.value.__cause__, asyncssh.HostKeyNotVerifiable)  # refused at once by the async hook
+    assert isinstance(
+        refused.value.__cause__, asyncssh.HostKeyNotVerifiable
+    )  # refused at once by the async hook
     assert query(warehouse_dsn, "select count(*) from audit.file_manifest") == [(0,)]
 
 
-@pytest.mark.parametrize(("ciphers", "negotiated"), [(None, "aes128-gcm@openssh.com"), (["aes256-ctr"], "aes256-ctr")])
-def test_the_streamed_download_prefers_aes_gcm_unless_the_connection_says_otherwise(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, ciphers, negotiated):
+@pytest.mark.parametrize(
+    ("ciphers", "negotiated"), [(None, "aes128-gcm@openssh.com"), (["aes256-ctr"], "aes256-ctr")]
+)
+def test_the_streamed_download_prefers_aes_gcm_unless_the_connection_says_otherwise(
+    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, ciphers, negotiated
+):
     from turnover_signals.sources import sftp_hris
 
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
@@ -549,18 +686,27 @@ def test_the_streamed_download_prefers_aes_gcm_unless_the_connection_says_otherw
     assert seen == [negotiated]
 
 
-def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path):
+def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(
+    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path
+):
     gnupg = pytest.importorskip("gnupg")
     if shutil.which("gpg") is None:
         pytest.skip("gpg binary not installed")
     home = tmp_path / "vendor-gnupg"
     home.mkdir(mode=0o700)
     gpg = gnupg.GPG(gnupghome=str(home))
-    key = gpg.gen_key(gpg.gen_key_input(name_email="hris@northwind.example", passphrase="s3cret", key_type="RSA", key_length=2048))
+    key = gpg.gen_key(
+        gpg.gen_key_input(
+            name_email="hris@northwind.example", passphrase="s3cret", key_type="RSA", key_length=2048
+        )
+    )
     armored_private = gpg.export_keys(key.fingerprint, secret=True, passphrase="s3cret")
     encrypted = gpg.encrypt(csv_bytes(five_employees()), key.fingerprint, always_trust=True, armor=False)
     assert encrypted.ok
-    monkeypatch.setenv("AIRFLOW_CONN_HRIS_PGP", json.dumps({"conn_type": "generic", "password": armored_private, "extra": {"passphrase": "s3cret"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HRIS_PGP",
+        json.dumps({"conn_type": "generic", "password": armored_private, "extra": {"passphrase": "s3cret"}}),
+    )
     deliver(sftp_server, hris_dir, "employees_20260105.csv.pgp", encrypted.data, control=False)
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded" and results[0]["rows_loaded"] == 5

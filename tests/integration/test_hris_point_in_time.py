@@ -56,23 +56,45 @@ def snapshot(day: date, corrected: bool = False) -> bytes:
     return csv_bytes(rows[shift % len(rows) :] + rows[: shift % len(rows)])
 
 
-BACKDATED_RAISE = compensation_bytes([
-    {"employee_id": "E000002", "effective_date": "2026-02-10", "change_type": "merit_increase",
-     "previous_base_salary": "50002.00", "new_base_salary": "52000.00", "currency": "GBP"},
-])  # fmt: skip
+BACKDATED_RAISE = compensation_bytes(
+    [
+        {
+            "employee_id": "E000002",
+            "effective_date": "2026-02-10",
+            "change_type": "merit_increase",
+            "previous_base_salary": "50002.00",
+            "new_base_salary": "52000.00",
+            "currency": "GBP",
+        },
+    ]
+)
 PAY_DAY = DAYS[2]
 
 
 def raises(corrected: bool = False) -> bytes:
     """E4's raise (4 %, corrected to 6 %) and E1's market adjustment (withdrawn by the correction), both
     effective on the third day."""
-    rows = [{"employee_id": "E000004", "effective_date": f"{PAY_DAY:%Y-%m-%d}", "change_type": "merit_increase",
-             "previous_base_salary": "50000.00", "new_base_salary": "53000.00" if corrected else "52000.00",
-             "currency": "GBP"}]  # fmt: skip
+    rows = [
+        {
+            "employee_id": "E000004",
+            "effective_date": f"{PAY_DAY:%Y-%m-%d}",
+            "change_type": "merit_increase",
+            "previous_base_salary": "50000.00",
+            "new_base_salary": "53000.00" if corrected else "52000.00",
+            "currency": "GBP",
+        }
+    ]
     if not corrected:
-        rows.append({"employee_id": "E000001", "effective_date": f"{PAY_DAY:%Y-%m-%d}",
-                     "change_type": "market_adjustment", "previous_base_salary": "60000.00",
-                     "new_base_salary": "61200.00", "currency": "GBP"})  # fmt: skip
+        rows.append(
+            {
+                "employee_id": "E000001",
+                "effective_date": f"{PAY_DAY:%Y-%m-%d}",
+                "change_type": "market_adjustment",
+                "previous_base_salary": "60000.00",
+                "new_base_salary": "61200.00",
+                "currency": "GBP",
+            }
+        )
     return compensation_bytes(rows)
 
 
@@ -80,12 +102,21 @@ def deliveries() -> list[tuple[date, str, bytes, float]]:
     """(the day it arrives, file name, bytes, SFTP modification time), in order of arrival."""
     files = [(day, f"employees_{day:%Y%m%d}.csv", snapshot(day), delivered(day)) for day in DAYS]
     # the correction of the second day arrives with the fourth day's file, two days late
-    files.insert(4, (DAYS[3], f"employees_{CORRECTED_DAY:%Y%m%d}.csv", snapshot(CORRECTED_DAY, corrected=True),
-                     delivered(DAYS[3], 1)))  # fmt: skip
+    files.insert(
+        4,
+        (
+            DAYS[3],
+            f"employees_{CORRECTED_DAY:%Y%m%d}.csv",
+            snapshot(CORRECTED_DAY, corrected=True),
+            delivered(DAYS[3], 1),
+        ),
+    )
     files.append((DAYS[4], f"compensation_{DAYS[4]:%Y%m%d}.csv", BACKDATED_RAISE, delivered(DAYS[4])))
     files.insert(3, (PAY_DAY, f"compensation_{PAY_DAY:%Y%m%d}.csv", raises(), delivered(PAY_DAY)))
     # the correction of the third day's pay changes arrives with the fifth day's files
-    files.append((DAYS[4], f"compensation_{PAY_DAY:%Y%m%d}.csv", raises(corrected=True), delivered(DAYS[4], 1)))
+    files.append(
+        (DAYS[4], f"compensation_{PAY_DAY:%Y%m%d}.csv", raises(corrected=True), delivered(DAYS[4], 1))
+    )
     return files
 
 

@@ -54,18 +54,29 @@ def enterprise_dsn(enterprise, monkeypatch):
 
 def link_scores(dsn: str, data_dir: Path) -> dict[str, float]:
     with open(data_dir / "ground_truth" / "lms_accounts.csv", encoding="utf-8") as handle:
-        truth = {(row["lms_user_id"], row["employee_id"]) for row in csv.DictReader(handle) if row["employee_id"]}
+        truth = {
+            (row["lms_user_id"], row["employee_id"]) for row in csv.DictReader(handle) if row["employee_id"]
+        }
     with psycopg.connect(dsn) as conn:
-        predicted = set(conn.execute(
-            "select lms_user_id, hris_employee_id from core.lms_account_match where employee_key is not null"
-        ).fetchall())  # fmt: skip
+        predicted = set(
+            conn.execute(
+                "select lms_user_id, hris_employee_id from core.lms_account_match where employee_key is not null"
+            ).fetchall()
+        )
     correct = len(truth & predicted)
-    return {"links_true": len(truth), "links_predicted": len(predicted), "correct": correct,
-            "precision": correct / len(predicted), "recall": correct / len(truth)}  # fmt: skip
+    return {
+        "links_true": len(truth),
+        "links_predicted": len(predicted),
+        "correct": correct,
+        "precision": correct / len(predicted),
+        "recall": correct / len(truth),
+    }
 
 
 @pytest.mark.timeout(900)
-def test_links_on_the_demo_enterprise_meet_the_precision_and_recall_targets(enterprise, enterprise_dsn, tmp_path):
+def test_links_on_the_demo_enterprise_meet_the_precision_and_recall_targets(
+    enterprise, enterprise_dsn, tmp_path
+):
     from turnover_signals.identity.resolve import resolve_identities
 
     config = load_config(use_variable=False)
@@ -82,7 +93,9 @@ def test_links_on_the_demo_enterprise_meet_the_precision_and_recall_targets(ente
 def test_the_dag_resolves_reports_and_a_cleared_rerun_changes_nothing(
     enterprise, enterprise_dsn, airflow_metadata_db, monkeypatch, tmp_path
 ):
-    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"identity": {"review_sample_dir": str(tmp_path)}}))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"identity": {"review_sample_dir": str(tmp_path)}})
+    )
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(DAGS_DIR / "identity_resolution.py")).get_dag("identity_resolution")
@@ -126,7 +139,8 @@ def test_the_features_dag_builds_a_training_set_and_a_cleared_rerun_changes_noth
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
     with psycopg.connect(enterprise_dsn) as conn:
         dates, rows = conn.execute(
-            "select count(distinct reference_date), count(*) from mart.employee_features").fetchone()  # fmt: skip
+            "select count(distinct reference_date), count(*) from mart.employee_features"
+        ).fetchone()
         positives, negatives = conn.execute(
             "select count(*) filter (where label), count(*) filter (where not label) from mart.training_set"
         ).fetchone()
@@ -142,7 +156,8 @@ def test_the_features_dag_builds_a_training_set_and_a_cleared_rerun_changes_noth
     with psycopg.connect(enterprise_dsn) as conn:
         employee_key = conn.execute(
             "select employee_key from mart.employee_features where reference_date = '2026-06-30'"
-            " and completions_180d > 2 order by employee_key limit 1").fetchone()[0]  # fmt: skip
+            " and completions_180d > 2 order by employee_key limit 1"
+        ).fetchone()[0]
     sources = trace_feature_row(config, employee_key, date(2026, 6, 30), dsn=enterprise_dsn)
     kinds = {row["source_kind"] for row in sources}
     assert kinds == {"feature_build", "identity_run", "hris_file", "lms_batch"}

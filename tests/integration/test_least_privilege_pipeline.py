@@ -60,8 +60,16 @@ select pg_get_userbyid(relowner) from pg_class
 where oid in ('raw.hris_employee_snapshot'::regclass, 'raw.hris_compensation_change'::regclass)
 """
 # The tables a full identity run empties and refills, then analyzes (identity/resolve.py).
-IDENTITY_TABLES = ("lms_account_match", "identity_employment", "identity_work_email", "identity_lms_account",
-                   "identity_learner", "hris_employee_key", "employee_key_registry", "employee_identity")  # fmt: skip
+IDENTITY_TABLES = (
+    "lms_account_match",
+    "identity_employment",
+    "identity_work_email",
+    "identity_lms_account",
+    "identity_learner",
+    "hris_employee_key",
+    "employee_key_registry",
+    "employee_identity",
+)
 ANALYZED = "select relname from pg_stat_user_tables where schemaname = %s and last_analyze is not null"
 
 
@@ -76,7 +84,10 @@ def settings(tmp_path: Path) -> dict:
         "hris": {"landing_dir": str(tmp_path / "landing"), "wait_for_files_minutes": 0},
         "quality": {"data_docs_dir": str(tmp_path / "docs")},
         "identity": {"min_active_lms_match_rate": 0, "review_sample_dir": str(tmp_path / "review")},
-        "features": {"initial_backfill_month_ends": 0, "max_null_fraction": dict.fromkeys(null_fractions, 1.0)},
+        "features": {
+            "initial_backfill_month_ends": 0,
+            "max_null_fraction": dict.fromkeys(null_fractions, 1.0),
+        },
     }
 
 
@@ -114,10 +125,19 @@ def hris_files() -> dict[str, bytes]:
     """An employees and a compensation file dated SNAPSHOT, each with its control file."""
     data = {
         f"employees_{SNAPSHOT:%Y%m%d}.csv": csv_bytes([employee_row(n) for n in range(1, 6)]),
-        f"compensation_{SNAPSHOT:%Y%m%d}.csv": compensation_bytes([
-            {"employee_id": "E000002", "effective_date": "2025-12-01", "change_type": "merit_increase",
-             "previous_base_salary": "50002.00", "new_base_salary": "52000.00", "currency": "GBP"}]),
-    }  # fmt: skip
+        f"compensation_{SNAPSHOT:%Y%m%d}.csv": compensation_bytes(
+            [
+                {
+                    "employee_id": "E000002",
+                    "effective_date": "2025-12-01",
+                    "change_type": "merit_increase",
+                    "previous_base_salary": "50002.00",
+                    "new_base_salary": "52000.00",
+                    "currency": "GBP",
+                }
+            ]
+        ),
+    }
     files: dict[str, bytes] = {}
     for name, content in data.items():
         control = {"rows": content.count(b"\r\n") - 1, "sha256": hashlib.sha256(content).hexdigest()}
@@ -133,7 +153,9 @@ def sources(sftp_server_factory, lms_server_factory, monkeypatch):
     before_snapshot = -int(timedelta(days=72).total_seconds() // 60)  # statements' T0 is 2026-03-02
     lms = lms_server_factory(
         users=[user(n) for n in range(1, 6)],
-        statements=[statement(n, learner=f"u-{n % 5 + 1:04d}", minutes=before_snapshot + n) for n in range(1, 13)],
+        statements=[
+            statement(n, learner=f"u-{n % 5 + 1:04d}", minutes=before_snapshot + n) for n in range(1, 13)
+        ],
     )
     for name, value in {**sftp.airflow_connection_env(), **lms.airflow_connections_env()}.items():
         monkeypatch.setenv(name, value)
@@ -144,7 +166,10 @@ def test_each_stage_runs_as_a_login_in_its_group_role_only(stage_logins, sources
     loader, transformer = stage_logins["loader"], stage_logins["transformer"]
     # hris_sftp_ingest: files as the loader, HR history as the transformer
     pending = list_pending_files(config, loader)
-    ingested = [ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_files"), loader) for remote in pending]
+    ingested = [
+        ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_files"), loader)
+        for remote in pending
+    ]
     assert sorted(result["status"] for result in ingested) == ["loaded", "loaded"]
     assert build_employee_history(config, transformer)["current_employees"] == 5
     assert check_hris_freshness(config, datetime(2026, 1, 6, 6, tzinfo=UTC), loader)
@@ -161,7 +186,9 @@ def test_each_stage_runs_as_a_login_in_its_group_role_only(stage_logins, sources
     assert set(IDENTITY_TABLES) <= {name for (name,) in query(warehouse_dsn, ANALYZED, ("core",))}
     export_review_sample(config, run("identity_resolution", "export_identity_review_sample"), transformer)
     assert report_reconciliation(config, transformer)
-    build_features(config, run("turnover_features", "build_features"), dsn=transformer, reference_dates=[SNAPSHOT])
+    build_features(
+        config, run("turnover_features", "build_features"), dsn=transformer, reference_dates=[SNAPSHOT]
+    )
     assert training_set_summary(config, transformer)
 
     assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(5,)]
@@ -182,10 +209,17 @@ def test_the_loader_writes_no_core_or_mart_and_updates_no_audit_trail(stage_logi
         assert not allowed(conn, "update core.lms_activity set course_id = 'x'")
         assert not allowed(conn, "select learner_identifier from core.lms_activity")
         assert not allowed(conn, "delete from core.lms_activity")
-        for table in ("audit.validation_result", "audit.identity_exception", "audit.model_registry",
-                      "audit.file_release", "audit.feature_build", "audit.retention_purge"):  # fmt: skip
-            column = conn.execute("select attname from pg_attribute where attrelid = %s::regclass and attnum = 1",
-                                  (table,)).fetchone()[0]  # fmt: skip
+        for table in (
+            "audit.validation_result",
+            "audit.identity_exception",
+            "audit.model_registry",
+            "audit.file_release",
+            "audit.feature_build",
+            "audit.retention_purge",
+        ):
+            column = conn.execute(
+                "select attname from pg_attribute where attrelid = %s::regclass and attnum = 1", (table,)
+            ).fetchone()[0]
             assert not allowed(conn, f"update {table} set {column} = default where false"), table  # noqa: S608
         assert not allowed(conn, "delete from audit.file_manifest")
         assert not allowed(conn, "insert into core.employee_history select * from core.employee_history")
@@ -195,10 +229,13 @@ def test_the_loader_writes_no_core_or_mart_and_updates_no_audit_trail(stage_logi
         assert not allowed(conn, "select * from core.employee_history")
         assert not allowed(conn, "create table core.loader_table (n integer)")
         assert allowed(conn, "create table staging.loader_table (n integer)")
-        for statement_text in ("drop table raw.hris_employee_snapshot", "drop table raw.hris_compensation_change",
-                               "alter table raw.hris_employee_snapshot add column loader_column text",
-                               "alter table raw.hris_compensation_change rename to loader_table",
-                               "create table raw.loader_table (n integer)"):  # fmt: skip
+        for statement_text in (
+            "drop table raw.hris_employee_snapshot",
+            "drop table raw.hris_compensation_change",
+            "alter table raw.hris_employee_snapshot add column loader_column text",
+            "alter table raw.hris_compensation_change rename to loader_table",
+            "create table raw.loader_table (n integer)",
+        ):
             assert not allowed(conn, statement_text), statement_text
         assert not allowed(conn, "select * from governance.pseudonym_key")
 
@@ -209,12 +246,16 @@ def test_the_transformer_writes_no_raw_and_deletes_no_audit_trail(stage_logins):
         assert allowed(conn, "update audit.identity_exception set status = status")
         assert allowed(conn, "update audit.model_registry set status = status")
         assert allowed(conn, "delete from audit.unknown_course")  # a to-do list: catalogued courses leave it
-        for statement_text in ("insert into raw.lms_statement select * from raw.lms_statement",
-                               "update raw.lms_user set is_active = false", "delete from raw.lms_statement_rejected",
-                               "insert into raw.hris_employee_snapshot select * from raw.hris_employee_snapshot",
-                               "update audit.file_manifest set reason = 'x'", "delete from audit.validation_result",
-                               "delete from audit.identity_exception", "alter table raw.hris_employee_snapshot"
-                               " attach partition staging.x for values in ('x')"):  # fmt: skip
+        for statement_text in (
+            "insert into raw.lms_statement select * from raw.lms_statement",
+            "update raw.lms_user set is_active = false",
+            "delete from raw.lms_statement_rejected",
+            "insert into raw.hris_employee_snapshot select * from raw.hris_employee_snapshot",
+            "update audit.file_manifest set reason = 'x'",
+            "delete from audit.validation_result",
+            "delete from audit.identity_exception",
+            "alter table raw.hris_employee_snapshot attach partition staging.x for values in ('x')",
+        ):
             assert not allowed(conn, statement_text), statement_text
         assert not allowed(conn, "select * from governance.pseudonym_key")
 
@@ -223,8 +264,14 @@ def test_the_quality_reader_reads_validation_runs_and_models_only(stage_logins):
     with psycopg.connect(stage_logins["quality_reader"], autocommit=True) as conn:
         assert allowed(conn, "select * from audit.validation_result")
         assert allowed(conn, "select * from audit.model_registry")
-        for table in ("audit.file_manifest", "raw.lms_statement", "core.employee_history", "mart.employee_features",
-                      "analytics.employee_features", "governance.pseudonym_key"):  # fmt: skip
+        for table in (
+            "audit.file_manifest",
+            "raw.lms_statement",
+            "core.employee_history",
+            "mart.employee_features",
+            "analytics.employee_features",
+            "governance.pseudonym_key",
+        ):
             assert not allowed(conn, f"select * from {table}"), table  # noqa: S608 - fixed names
         assert not allowed(conn, "update audit.validation_result set success = true")
         assert not allowed(conn, "create table staging.reader_table (n integer)")
@@ -235,7 +282,9 @@ def test_the_data_quality_page_reads_as_the_quality_reader(stage_logins, warehou
 
     load_course_catalog(config, run("lms_api_ingest", "load_course_catalog"), warehouse_dsn)
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_QUALITY_READER", stage_logins["quality_reader"])
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", "postgres://nobody@127.0.0.1:1/unused")  # never reached
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_POSTGRES", "postgres://nobody@127.0.0.1:1/unused"
+    )  # never reached
     assert [row["suite_name"] for row in fetch_validations({})] == ["course_catalog"]
     assert fetch_model_reports() == []
 
@@ -243,10 +292,16 @@ def test_the_data_quality_page_reads_as_the_quality_reader(stage_logins, warehou
 def test_a_stage_uses_its_own_connection_and_falls_back_to_the_owners_with_a_warning(caplog):
     config = load_config(use_variable=False)
     defined = {"warehouse_loader", "warehouse_transformer", "warehouse_quality_reader"}
-    chosen = {name: config_for_stage(config, name, defined.__contains__)["connections"]["warehouse"]
-              for name in ("owner", "loader", "transformer", "quality_reader")}  # fmt: skip
-    assert chosen == {"owner": "warehouse_postgres", "loader": "warehouse_loader",
-                      "transformer": "warehouse_transformer", "quality_reader": "warehouse_quality_reader"}  # fmt: skip
+    chosen = {
+        name: config_for_stage(config, name, defined.__contains__)["connections"]["warehouse"]
+        for name in ("owner", "loader", "transformer", "quality_reader")
+    }
+    assert chosen == {
+        "owner": "warehouse_postgres",
+        "loader": "warehouse_loader",
+        "transformer": "warehouse_transformer",
+        "quality_reader": "warehouse_quality_reader",
+    }
     assert config["connections"]["warehouse"] == "warehouse_postgres"  # the caller's config is not changed
     with caplog.at_level(logging.WARNING):
         fallback = config_for_stage(config, "loader", lambda _conn_id: False)
@@ -254,7 +309,10 @@ def test_a_stage_uses_its_own_connection_and_falls_back_to_the_owners_with_a_war
     assert "warehouse connection warehouse_loader (stage loader) is not defined" in caplog.text
     renamed = copy.deepcopy(config)
     renamed["connections"]["warehouse_transformer"] = "dwh_transform"  # the Variable may rename it
-    assert config_for_stage(renamed, "transformer", {"dwh_transform"}.__contains__)["connections"]["warehouse"] == "dwh_transform"
+    assert (
+        config_for_stage(renamed, "transformer", {"dwh_transform"}.__contains__)["connections"]["warehouse"]
+        == "dwh_transform"
+    )
     with pytest.raises(ValueError, match="unknown warehouse stage"):
         config_for_stage(config, "analyst", defined.__contains__)
 
@@ -269,9 +327,19 @@ begin
 end
 $$;
 """
-LOGGED_TABLES = ("audit.file_manifest", "core.employee_history", "core.course_catalog", "raw.lms_user",
-                 "raw.lms_statement", "core.lms_activity", "audit.unknown_course", "core.employee_identity",
-                 "audit.identity_reconciliation", "mart.employee_features", "audit.feature_build")  # fmt: skip
+LOGGED_TABLES = (
+    "audit.file_manifest",
+    "core.employee_history",
+    "core.course_catalog",
+    "raw.lms_user",
+    "raw.lms_statement",
+    "core.lms_activity",
+    "audit.unknown_course",
+    "core.employee_identity",
+    "audit.identity_reconciliation",
+    "mart.employee_features",
+    "audit.feature_build",
+)
 
 
 def run_dag(dag_id: str, logical_date: datetime):
@@ -289,11 +357,16 @@ def test_the_dags_run_each_task_as_its_stage_login(
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute(WRITER_LOG)
         for table in LOGGED_TABLES:
-            conn.execute(sql.SQL("create trigger log_writer after insert or update or delete on {}"
-                                 " for each statement execute function public.log_writer()").format(
-                sql.Identifier(*table.split("."))))  # fmt: skip
+            conn.execute(
+                sql.SQL(
+                    "create trigger log_writer after insert or update or delete on {}"
+                    " for each statement execute function public.log_writer()"
+                ).format(sql.Identifier(*table.split(".")))
+            )
     for stage_name, url in stage_logins.items():
-        monkeypatch.setenv(f"AIRFLOW_CONN_WAREHOUSE_{stage_name.upper()}", url.replace("postgresql://", "postgres://", 1))
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_WAREHOUSE_{stage_name.upper()}", url.replace("postgresql://", "postgres://", 1)
+        )
     monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps(settings(tmp_path)))
 
     run_dag("hris_sftp_ingest", datetime(2026, 1, 6, 6, tzinfo=UTC))
@@ -301,18 +374,32 @@ def test_the_dags_run_each_task_as_its_stage_login(
     run_dag("identity_resolution", datetime(2026, 1, 6, 7, tzinfo=UTC))
     run_dag("turnover_features", datetime(2026, 1, 6, 7, 30, tzinfo=UTC))  # builds 2026-01-05
 
-    logins = {stage_name: url.rpartition("://")[2].partition("@")[0] for stage_name, url in stage_logins.items()}
-    writers = {relation: {login for (login,) in query(warehouse_dsn, "select distinct login from public.writer_log"
-                                                                       " where relation = %s", (relation,))}
-               for relation in LOGGED_TABLES}  # fmt: skip
+    logins = {
+        stage_name: url.rpartition("://")[2].partition("@")[0] for stage_name, url in stage_logins.items()
+    }
+    writers = {
+        relation: {
+            login
+            for (login,) in query(
+                warehouse_dsn, "select distinct login from public.writer_log where relation = %s", (relation,)
+            )
+        }
+        for relation in LOGGED_TABLES
+    }
     loader, transformer = {logins["loader"]}, {logins["transformer"]}
     assert writers == {
-        "audit.file_manifest": loader, "raw.lms_user": loader, "raw.lms_statement": loader,
-        "core.lms_activity": loader, "core.employee_history": transformer, "core.course_catalog": transformer,
-        "audit.unknown_course": transformer, "core.employee_identity": transformer,
-        "audit.identity_reconciliation": transformer, "mart.employee_features": transformer,
+        "audit.file_manifest": loader,
+        "raw.lms_user": loader,
+        "raw.lms_statement": loader,
+        "core.lms_activity": loader,
+        "core.employee_history": transformer,
+        "core.course_catalog": transformer,
+        "audit.unknown_course": transformer,
+        "core.employee_identity": transformer,
+        "audit.identity_reconciliation": transformer,
+        "mart.employee_features": transformer,
         "audit.feature_build": transformer,
-    }  # fmt: skip
+    }
     assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(5,)]
 
 
@@ -353,23 +440,33 @@ def test_a_non_superuser_owner_migrates_and_drops_a_loaders_partition(owner_ware
     owner = owner_url.rpartition("://")[2].partition("@")[0]
     with psycopg.connect(owner_url, autocommit=True) as conn:
         assert len(migrate(conn)) > 15
-        assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (False,)
+        assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (
+            False,
+        )
     for remote in list_pending_files(config, loader_url):
-        assert ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_files"), loader_url)["status"] == "loaded"
+        assert (
+            ingest_file(remote, config, run("hris_sftp_ingest", "ingest_hris_files"), loader_url)["status"]
+            == "loaded"
+        )
     assert query(owner_url, HRIS_PARTITIONS) == [(owner,), (owner,)]
     # Retention, as the owner, seals both loaded files and drops their partitions
     received = query(owner_url, "select max(received_at) from audit.file_manifest")[0][0]
     config["retention"]["raw_days"] = 30
-    summary = apply_retention(config, run("warehouse_retention", "apply_retention"), owner_url,
-                              now=received + timedelta(days=45))  # fmt: skip
+    summary = apply_retention(
+        config, run("warehouse_retention", "apply_retention"), owner_url, now=received + timedelta(days=45)
+    )
     assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 6, "files": 0}
     assert query(owner_url, HRIS_PARTITIONS) == []
     with psycopg.connect(owner_url, autocommit=True) as conn:
-        conn.execute("alter table raw.hris_employee_snapshot add column later_column text")  # a later migration
+        conn.execute(
+            "alter table raw.hris_employee_snapshot add column later_column text"
+        )  # a later migration
         assert migrate(conn) == []
 
 
-def stage_hris_table(conn: psycopg.Connection, raw_table: str, sha256: str, check_sha256: str | None = None) -> str:
+def stage_hris_table(
+    conn: psycopg.Connection, raw_table: str, sha256: str, check_sha256: str | None = None
+) -> str:
     """A staging table as `load/csv_stage.py` makes one for the file `sha256` (with the CHECK of
     `check_sha256`, by default the same); returns its name."""
     name = f"staging.{raw_table}_{sha256[:16]}"
@@ -386,27 +483,44 @@ def test_the_loader_publishes_an_hris_file_only_through_the_owners_function(stag
     with psycopg.connect(stage_logins["loader"], autocommit=True) as conn:
 
         def attach(raw_table: str, relation: str, sha256: str) -> str:
-            return conn.execute("select raw.attach_hris_partition(%s, %s::regclass, %s)::text",
-                                (raw_table, relation, sha256)).fetchone()[0]  # fmt: skip
+            return conn.execute(
+                "select raw.attach_hris_partition(%s, %s::regclass, %s)::text", (raw_table, relation, sha256)
+            ).fetchone()[0]
 
         stage_hris_table(conn, "hris_compensation_change", sha, check_sha256=other_sha)
         refused = {
-            ("hris_compensation_change", "raw.hris_employee_snapshot", sha): "must be staging.hris_compensation",
+            (
+                "hris_compensation_change",
+                "raw.hris_employee_snapshot",
+                sha,
+            ): "must be staging.hris_compensation",
             ("hris_compensation_change", "audit.file_manifest", sha): "must be staging.hris_compensation",
-            ("hris_compensation_change", name, other_sha): f"must be staging.hris_compensation_change_{other_sha[:16]}",
+            (
+                "hris_compensation_change",
+                name,
+                other_sha,
+            ): f"must be staging.hris_compensation_change_{other_sha[:16]}",
             ("lms_statement", name, sha): "is not an HRIS raw table",
             ("hris_compensation_change", name, sha.upper()): "is not a sha256",
             ("hris_employee_snapshot", transformers, sha): "belongs to turnover_transformer, not to",
-            ("hris_compensation_change", name, sha): "not a plain staged file",  # its CHECK names another file
-        }  # fmt: skip
+            (
+                "hris_compensation_change",
+                name,
+                sha,
+            ): "not a plain staged file",  # its CHECK names another file
+        }
         for (raw_table, relation, sha256), message in refused.items():
             with pytest.raises(psycopg.Error, match=message):
                 attach(raw_table, relation, sha256)
         conn.execute(f"alter table {name} drop constraint {name.split('.')[1]}_source_sha256_check")
         conn.execute(f"alter table {name} add check (source_sha256 = '{sha}')")
-        conn.execute("create function staging.loader_code() returns trigger language plpgsql"
-                     " as $$ begin return null; end $$")  # fmt: skip
-        conn.execute(f"create trigger run_as_the_owner after delete on {name} execute function staging.loader_code()")
+        conn.execute(
+            "create function staging.loader_code() returns trigger language plpgsql"
+            " as $$ begin return null; end $$"
+        )
+        conn.execute(
+            f"create trigger run_as_the_owner after delete on {name} execute function staging.loader_code()"
+        )
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a plain staged file"):
             attach("hris_compensation_change", name, sha)
         conn.execute(f"drop trigger run_as_the_owner on {name}")
@@ -415,9 +529,13 @@ def test_the_loader_publishes_an_hris_file_only_through_the_owners_function(stag
         assert partition == f"raw.hris_compensation_change_{sha[:16]}"
         assert allowed(conn, f"select * from {partition}")  # noqa: S608 - the raw table's grants
         assert not allowed(conn, f"drop table {partition}")
-        assert not allowed(conn, f"alter table {partition} add constraint loader_check check (false) not valid")
+        assert not allowed(
+            conn, f"alter table {partition} add constraint loader_check check (false) not valid"
+        )
     assert query(warehouse_dsn, HRIS_PARTITIONS) == [("postgres",)]
-    assert query(warehouse_dsn, "select count(*) from pg_tables where schemaname = 'raw' and tableowner <> 'postgres'") == [(0,)]
+    assert query(
+        warehouse_dsn, "select count(*) from pg_tables where schemaname = 'raw' and tableowner <> 'postgres'"
+    ) == [(0,)]
 
 
 def test_the_loader_cannot_pin_a_staged_file_against_retention(stage_logins, warehouse_dsn):
@@ -433,22 +551,28 @@ def test_the_loader_cannot_pin_a_staged_file_against_retention(stage_logins, war
             f"create sequence staging.pin owned by {name}.employee_id": "drop sequence staging.pin",
             f"create function staging.pin(file_row {name}) returns text language sql"
             " as $$ select file_row.employee_id $$": f"drop function staging.pin({name})",
-        }  # fmt: skip
+        }
         for pin, unpin in pins.items():
             conn.execute(pin)
             with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="other objects depend on it"):
-                conn.execute("select raw.attach_hris_partition(%s, %s::regclass, %s)",
-                             ("hris_employee_snapshot", name, sha))  # fmt: skip
+                conn.execute(
+                    "select raw.attach_hris_partition(%s, %s::regclass, %s)",
+                    ("hris_employee_snapshot", name, sha),
+                )
             conn.execute(unpin)
-        partition = conn.execute("select raw.attach_hris_partition(%s, %s::regclass, %s)::text",
-                                 ("hris_employee_snapshot", name, sha)).fetchone()[0]  # fmt: skip
+        partition = conn.execute(
+            "select raw.attach_hris_partition(%s, %s::regclass, %s)::text",
+            ("hris_employee_snapshot", name, sha),
+        ).fetchone()[0]
     with psycopg.connect(warehouse_dsn, autocommit=True) as owner:
         owner.execute(f"drop table {partition}")  # retention
     assert query(warehouse_dsn, HRIS_PARTITIONS) == []
 
 
 def last_analyze(dsn: str, table: str) -> datetime | None:
-    return query(dsn, "select last_analyze from pg_stat_user_tables where relid = %s::regclass", (table,))[0][0]
+    return query(dsn, "select last_analyze from pg_stat_user_tables where relid = %s::regclass", (table,))[0][
+        0
+    ]
 
 
 def test_stage_logins_analyze_bundle_tables_through_the_owners_function(stage_logins, warehouse_dsn):
@@ -458,7 +582,9 @@ def test_stage_logins_analyze_bundle_tables_through_the_owners_function(stage_lo
         conn.execute("select core.analyze_relation('core.employee_identity')")
         assert last_analyze(warehouse_dsn, "core.employee_identity") is not None
         for relation in ("audit.file_manifest", "pg_catalog.pg_authid", "audit.identity_override_current"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only tables in the schemas core, mart"):
+            with pytest.raises(
+                psycopg.errors.InsufficientPrivilege, match="only tables in the schemas core, mart"
+            ):
                 conn.execute("select core.analyze_relation(%s::regclass)", (relation,))
         conn.execute("select core.analyze_relation('mart.employee_features')")
         assert last_analyze(warehouse_dsn, "mart.employee_features") is not None
@@ -477,9 +603,14 @@ def test_stage_logins_analyze_bundle_tables_through_the_owners_function(stage_lo
         where pg_proc.oid = %s::regprocedure
     """
     assert {name for (name,) in query(warehouse_dsn, executors, ("core.analyze_relation(regclass)",))} == {
-        "postgres", "turnover_loader", "turnover_transformer"}  # fmt: skip
-    assert {name for (name,) in query(warehouse_dsn, executors, ("raw.attach_hris_partition(text, regclass, text)",))} == {
-        "postgres", "turnover_loader"}  # fmt: skip
+        "postgres",
+        "turnover_loader",
+        "turnover_transformer",
+    }
+    assert {
+        name
+        for (name,) in query(warehouse_dsn, executors, ("raw.attach_hris_partition(text, regclass, text)",))
+    } == {"postgres", "turnover_loader"}
 
 
 def test_the_loader_owns_nothing_in_raw_and_may_create_nothing_there(owner_warehouse, tmp_path):
@@ -509,9 +640,12 @@ def test_the_loader_owns_nothing_in_raw_and_may_create_nothing_there(owner_wareh
     assert query(owner_url, HRIS_RAW_OWNERS) == [(owner,), (owner,)]
     with psycopg.connect(loader_url, autocommit=True) as conn:
         assert allowed(conn, "select * from raw.hris_compensation_change")
-        for statement_text in ("drop table raw.hris_compensation_change", "create table raw.loader_table (n integer)",
-                               "alter table raw.hris_employee_snapshot add column loader_column text",
-                               "alter table raw.hris_compensation_change attach partition staging.x for values in ('x')"):  # fmt: skip
+        for statement_text in (
+            "drop table raw.hris_compensation_change",
+            "create table raw.loader_table (n integer)",
+            "alter table raw.hris_employee_snapshot add column loader_column text",
+            "alter table raw.hris_compensation_change attach partition staging.x for values in ('x')",
+        ):
             assert not allowed(conn, statement_text), statement_text
 
 
@@ -520,8 +654,11 @@ def test_the_demo_makes_a_login_per_stage_and_their_connections(warehouse_dsn):
 
     try:
         env = stage_connections(warehouse_dsn)
-        assert set(env) == {"AIRFLOW_CONN_WAREHOUSE_LOADER", "AIRFLOW_CONN_WAREHOUSE_TRANSFORMER",
-                            "AIRFLOW_CONN_WAREHOUSE_QUALITY_READER"}  # fmt: skip
+        assert set(env) == {
+            "AIRFLOW_CONN_WAREHOUSE_LOADER",
+            "AIRFLOW_CONN_WAREHOUSE_TRANSFORMER",
+            "AIRFLOW_CONN_WAREHOUSE_QUALITY_READER",
+        }
         for stage_name, login in DEMO_STAGE_LOGINS.items():
             connection = json.loads(env[f"AIRFLOW_CONN_WAREHOUSE_{stage_name.upper()}"])
             assert connection["login"] == login and len(connection["password"]) > 16

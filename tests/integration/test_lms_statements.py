@@ -21,18 +21,23 @@ HOME = "https://lms.northwind.example"
 VERB = "http://adlnet.gov/expapi/verbs/"
 
 
-def statement(n: int, *, learner="u-1", verb="completed", minutes=0, stored_delay=timedelta(seconds=5), **extra):
+def statement(
+    n: int, *, learner="u-1", verb="completed", minutes=0, stored_delay=timedelta(seconds=5), **extra
+):
     occurred = T0 + timedelta(minutes=minutes)
     body = {
         "id": str(uuid.UUID(int=n)),
         "actor": {"objectType": "Agent", "account": {"homePage": HOME, "name": learner}},
         "verb": {"id": VERB + verb if "://" not in verb else verb, "display": {"en-US": verb}},
-        "object": {"objectType": "Activity", "id": f"{HOME}/courses/C-{n % 3}",
-                   "definition": {"name": {"en-US": f"Course {n % 3}"}}},
+        "object": {
+            "objectType": "Activity",
+            "id": f"{HOME}/courses/C-{n % 3}",
+            "definition": {"name": {"en-US": f"Course {n % 3}"}},
+        },
         "timestamp": occurred.isoformat().replace("+00:00", "Z"),
         "stored": (occurred + stored_delay).isoformat().replace("+00:00", "Z"),
         "version": "1.0.3",
-    }  # fmt: skip
+    }
     body.update(extra)
     return body
 
@@ -40,10 +45,18 @@ def statement(n: int, *, learner="u-1", verb="completed", minutes=0, stored_dela
 @pytest.fixture
 def config():
     return load_config(
-        {"lms": {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "max_retry_after_seconds": 1,
-                 "statements_page_limit": 4, "max_reject_rate": 0.5, "request_timeout_seconds": 2}},
+        {
+            "lms": {
+                "initial_backoff_seconds": 0.01,
+                "max_backoff_seconds": 0.05,
+                "max_retry_after_seconds": 1,
+                "statements_page_limit": 4,
+                "max_reject_rate": 0.5,
+                "request_timeout_seconds": 2,
+            }
+        },
         use_variable=False,
-    )  # fmt: skip
+    )
 
 
 def connect(server, monkeypatch):
@@ -64,19 +77,36 @@ ACTIVITY_CONTENTS = sql.SQL("select {} from core.lms_activity order by 1").forma
 
 def data_tables(dsn):
     return {
-        "raw": rows(dsn, "select statement_id, stored_at, occurred_at, statement, is_voided from raw.lms_statement order by 1"),
-        "rejected": rows(dsn, "select payload_sha256, reason, statement_id, raw from raw.lms_statement_rejected order by 1, 2"),
+        "raw": rows(
+            dsn,
+            "select statement_id, stored_at, occurred_at, statement, is_voided from raw.lms_statement order by 1",
+        ),
+        "rejected": rows(
+            dsn,
+            "select payload_sha256, reason, statement_id, raw from raw.lms_statement_rejected order by 1, 2",
+        ),
         "activity": rows(dsn, ACTIVITY_CONTENTS),
         "watermark": rows(dsn, "select source, watermark from audit.extract_watermark"),
-        "voids": rows(dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied order by 1"),
+        "voids": rows(
+            dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied order by 1"
+        ),
     }
 
 
-def test_statements_load_once_normalised_and_reruns_change_nothing(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_statements_load_once_normalised_and_reruns_change_nothing(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     statements = [
-        statement(1, result={"score": {"scaled": 0.8}, "success": True, "completion": True, "duration": "PT1H2M3S"}),
+        statement(
+            1, result={"score": {"scaled": 0.8}, "success": True, "completion": True, "duration": "PT1H2M3S"}
+        ),
         statement(2, verb="passed", minutes=1, result={"score": {"raw": 30, "min": 0, "max": 40}}),
-        statement(3, verb="registered", minutes=2, actor={"objectType": "Agent", "mbox": "mailto:Jane.Doe@northwind.example"}),
+        statement(
+            3,
+            verb="registered",
+            minutes=2,
+            actor={"objectType": "Agent", "mbox": "mailto:Jane.Doe@northwind.example"},
+        ),
         statement(4, verb="http://example.com/verbs/bookmarked", minutes=3),
         statement(5, minutes=4, timestamp="2026-03-02T09:04:00"),  # no timezone: read as UTC, flagged
         statement(6, minutes=-4000, stored_delay=timedelta(days=3)),  # stored days after it happened
@@ -85,11 +115,22 @@ def test_statements_load_once_normalised_and_reruns_change_nothing(lms_server_fa
     connect(server, monkeypatch)
     run = RunIdentity("lms_api_ingest", "run-1", "extract_lms_statements", None, 1)
     summary = extract_statements(config, run, warehouse_dsn)
-    assert (summary["received"], summary["new"], summary["rejected"], summary["status"]) == (6, 6, 0, "published")
+    assert (summary["received"], summary["new"], summary["rejected"], summary["status"]) == (
+        6,
+        6,
+        0,
+        "published",
+    )
     assert summary["pages"] >= 2  # limit 4: paged through `more`
-    activity = {r[0]: r for r in rows(warehouse_dsn, """
+    activity = {
+        r[0]: r
+        for r in rows(
+            warehouse_dsn,
+            """
         select statement_id, learner_identifier, event_type, course_id, score_normalized::float,
-               duration_seconds, is_timestamp_assumed_utc, occurred_at from core.lms_activity""")}  # fmt: skip
+               duration_seconds, is_timestamp_assumed_utc, occurred_at from core.lms_activity""",
+        )
+    }
     first = activity[str(uuid.UUID(int=1))]
     assert first[1:7] == (f"account:{HOME}|u-1", "completed", "C-1", 0.8, 3723, False)
     assert activity[str(uuid.UUID(int=2))][4] == 0.75
@@ -107,7 +148,9 @@ def test_statements_load_once_normalised_and_reruns_change_nothing(lms_server_fa
     assert rows(warehouse_dsn, "select count(*) from audit.lms_extract_batch") == [(1,)]
 
 
-def test_incremental_runs_fetch_only_what_is_new_and_late_statements_still_arrive(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_incremental_runs_fetch_only_what_is_new_and_late_statements_still_arrive(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 6)])
     connect(server, monkeypatch)
     extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
@@ -115,11 +158,22 @@ def test_incremental_runs_fetch_only_what_is_new_and_late_statements_still_arriv
     server.add_statements([statement(50, minutes=-60 * 24 * 10), statement(51, minutes=10)])
     second = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert second["new"] == 2
-    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [(7, 7)]
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [
+        (7, 7)
+    ]
 
 
-def test_bad_statements_are_rejected_with_reasons_and_never_dropped(lms_server_factory, monkeypatch, warehouse_dsn, config):
-    two_ids = statement(10, actor={"objectType": "Agent", "mbox": "mailto:a@x.example", "account": {"homePage": HOME, "name": "u-2"}})
+def test_bad_statements_are_rejected_with_reasons_and_never_dropped(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    two_ids = statement(
+        10,
+        actor={
+            "objectType": "Agent",
+            "mbox": "mailto:a@x.example",
+            "account": {"homePage": HOME, "name": "u-2"},
+        },
+    )
     no_id = statement(11, minutes=1, actor={"objectType": "Agent", "name": "nobody"})
     too_high = statement(12, minutes=2, result={"score": {"scaled": 1.5}})
     bad_verb = statement(13, minutes=3)
@@ -134,10 +188,14 @@ def test_bad_statements_are_rejected_with_reasons_and_never_dropped(lms_server_f
     assert reasons[str(uuid.UUID(int=11))] == "actor must have exactly one identifier"
     assert reasons[str(uuid.UUID(int=12))] == "result.score.scaled outside [-1, 1]"
     assert reasons[str(uuid.UUID(int=13))] == "verb id is not an IRI"
-    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected where raw like '%%\"id\"%%'") == [(4,)]
+    assert rows(
+        warehouse_dsn, "select count(*) from raw.lms_statement_rejected where raw like '%%\"id\"%%'"
+    ) == [(4,)]
 
 
-def test_a_batch_over_the_reject_threshold_publishes_nothing_and_keeps_the_watermark(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_a_batch_over_the_reject_threshold_publishes_nothing_and_keeps_the_watermark(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     config["lms"]["max_reject_rate"] = 0.1
     bad = [statement(n, minutes=n, result={"score": {"scaled": 2}}) for n in range(1, 4)]
     server = lms_server_factory(statements=[*bad, *[statement(n, minutes=n) for n in range(10, 16)]])
@@ -151,7 +209,9 @@ def test_a_batch_over_the_reject_threshold_publishes_nothing_and_keeps_the_water
     assert rows(warehouse_dsn, "select success from audit.validation_result") == [(False,)]
 
 
-def test_a_void_arriving_after_its_target_was_loaded_marks_it_voided(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_a_void_arriving_after_its_target_was_loaded_marks_it_voided(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     server = lms_server_factory(statements=[statement(1), statement(2, minutes=1)])
     connect(server, monkeypatch)
     extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
@@ -161,11 +221,12 @@ def test_a_void_arriving_after_its_target_was_loaded_marks_it_voided(lms_server_
     summary = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert summary["voids_applied"] == 1
     assert rows(warehouse_dsn, "select statement_id, is_voided from core.lms_activity order by 1") == [
-        (str(uuid.UUID(int=1)), True), (str(uuid.UUID(int=2)), False),
-    ]  # fmt: skip
-    assert rows(warehouse_dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied") == [
-        (str(uuid.UUID(int=1)), str(uuid.UUID(int=99)))
+        (str(uuid.UUID(int=1)), True),
+        (str(uuid.UUID(int=2)), False),
     ]
+    assert rows(
+        warehouse_dsn, "select voided_statement_id, voiding_statement_id from audit.lms_void_applied"
+    ) == [(str(uuid.UUID(int=1)), str(uuid.UUID(int=99)))]
 
 
 def test_a_statement_voided_before_it_was_ever_received_is_fetched_and_kept_voided(
@@ -179,11 +240,15 @@ def test_a_statement_voided_before_it_was_ever_received_is_fetched_and_kept_void
     summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert (summary["received"], summary["voids_applied"]) == (3, 1)
     voided = str(uuid.UUID(int=1))
-    assert rows(warehouse_dsn, "select statement_id, stored_at, is_voided from core.lms_activity order by 1") == [
-        (voided, T0 + timedelta(seconds=5), True), (str(uuid.UUID(int=2)), T0 + timedelta(minutes=1, seconds=5), False),
-    ]  # fmt: skip
+    assert rows(
+        warehouse_dsn, "select statement_id, stored_at, is_voided from core.lms_activity order by 1"
+    ) == [
+        (voided, T0 + timedelta(seconds=5), True),
+        (str(uuid.UUID(int=2)), T0 + timedelta(minutes=1, seconds=5), False),
+    ]
     assert rows(warehouse_dsn, "select voided_statement_id, void_stored_at from audit.lms_void_applied") == [
-        (voided, T0 + timedelta(minutes=2, days=3))]  # fmt: skip
+        (voided, T0 + timedelta(minutes=2, days=3))
+    ]
     assert any("voidedStatementId" in request.path for request in server.requests)
     # nothing is missing any more: a rerun fetches and changes nothing
     before = data_tables(warehouse_dsn)
@@ -237,7 +302,9 @@ def test_an_lrs_without_the_voided_statement_keeps_the_void_and_nothing_else(
     summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert summary["voids_applied"] == 0
     assert rows(warehouse_dsn, "select statement_id from raw.lms_statement order by 1") == [
-        (str(uuid.UUID(int=1)),), (str(uuid.UUID(int=99)),)]  # fmt: skip
+        (str(uuid.UUID(int=1)),),
+        (str(uuid.UUID(int=99)),),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -250,20 +317,26 @@ def test_an_lrs_without_the_voided_statement_keeps_the_void_and_nothing_else(
         ("repeat_page", {}),
     ],
 )
-def test_server_faults_still_load_every_statement_exactly_once(lms_server_factory, monkeypatch, warehouse_dsn, config, kind, params):
+def test_server_faults_still_load_every_statement_exactly_once(
+    lms_server_factory, monkeypatch, warehouse_dsn, config, kind, params
+):
     statements = [statement(n, minutes=n) for n in range(1, 11)]
     server = lms_server_factory(statements=statements)
     connect(server, monkeypatch)
     server.inject_fault(kind, count=1, **params)
     summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert summary["new"] == 10
-    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [(10, 10)]
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [
+        (10, 10)
+    ]
     before = data_tables(warehouse_dsn)
     extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert data_tables(warehouse_dsn) == before
 
 
-def test_a_more_loop_fails_clearly_and_publishes_nothing(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_a_more_loop_fails_clearly_and_publishes_nothing(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 11)])
     connect(server, monkeypatch)
     server.inject_fault("more_loop", count=50)
@@ -273,7 +346,9 @@ def test_a_more_loop_fails_clearly_and_publishes_nothing(lms_server_factory, mon
     assert rows(warehouse_dsn, "select count(*) from audit.extract_watermark") == [(0,)]
 
 
-def test_the_watermark_belongs_to_the_connection_not_the_servers_address(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_the_watermark_belongs_to_the_connection_not_the_servers_address(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     config["lms"]["since_overlap_days"] = 0
     first_server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 6)])
     connect(first_server, monkeypatch)
@@ -291,7 +366,9 @@ def chunked(config, statements_per_chunk):
     return config
 
 
-def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     bad = statement(60, minutes=20, result={"score": {"scaled": 1.5}})
     statements = [*[statement(n, minutes=n) for n in range(1, 30)], bad]
     server = lms_server_factory(statements=statements)
@@ -299,21 +376,29 @@ def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(
     summary = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert summary["chunks"] == 4  # pages of 4, chunks of 8: 30 statements
     assert (summary["received"], summary["new"], summary["rejected"]) == (30, 29, 1)
-    assert rows(warehouse_dsn, "select status, count(*) from audit.lms_extract_batch group by 1") == [("published", 4)]
+    assert rows(warehouse_dsn, "select status, count(*) from audit.lms_extract_batch group by 1") == [
+        ("published", 4)
+    ]
     chunked_tables = data_tables(warehouse_dsn)
 
-    extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)  # rerun: nothing changes
+    extract_statements(
+        chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn
+    )  # rerun: nothing changes
     assert data_tables(warehouse_dsn) == chunked_tables
 
     with psycopg.connect(warehouse_dsn) as conn:
-        conn.execute("truncate raw.lms_statement, raw.lms_statement_rejected, core.lms_activity,"
-                     " audit.extract_watermark, audit.lms_void_applied")  # fmt: skip
+        conn.execute(
+            "truncate raw.lms_statement, raw.lms_statement_rejected, core.lms_activity,"
+            " audit.extract_watermark, audit.lms_void_applied"
+        )
     one_batch = extract_statements(chunked(config, 10_000), RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert one_batch["chunks"] == 1
     assert data_tables(warehouse_dsn) == chunked_tables
 
 
-def test_voids_reach_statements_published_by_earlier_chunks(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_voids_reach_statements_published_by_earlier_chunks(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 21)])
     connect(server, monkeypatch)
     extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
@@ -326,11 +411,14 @@ def test_voids_reach_statements_published_by_earlier_chunks(lms_server_factory, 
     summary = extract_statements(chunked(config, 8), RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert summary["voids_applied"] == 2
     assert rows(warehouse_dsn, "select statement_id from core.lms_activity where is_voided order by 1") == [
-        (str(uuid.UUID(int=2)),), (str(uuid.UUID(int=19)),)
-    ]  # fmt: skip
+        (str(uuid.UUID(int=2)),),
+        (str(uuid.UUID(int=19)),),
+    ]
 
 
-def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_watermark(lms_server_factory, monkeypatch, warehouse_dsn, config):
+def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_watermark(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
     config["lms"]["max_reject_rate"] = 0.1
     good = [statement(n, minutes=n) for n in range(1, 9)]  # chunk 1: two pages of 4
     bad = [statement(n, minutes=n, result={"score": {"scaled": 2}}) for n in range(10, 14)]  # chunk 2
@@ -343,11 +431,16 @@ def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_waterm
     assert rows(warehouse_dsn, "select count(*) from core.lms_activity") == [(8,)]
     chunk_one_end = max(datetime.fromisoformat(s["stored"].replace("Z", "+00:00")) for s in good)
     assert rows(warehouse_dsn, "select watermark from audit.extract_watermark") == [(chunk_one_end,)]
-    assert rows(warehouse_dsn, "select status, statements_rejected from audit.lms_extract_batch order by batch_id") == [
-        ("published", 0), ("failed", 4),
-    ]  # fmt: skip
+    assert rows(
+        warehouse_dsn, "select status, statements_rejected from audit.lms_extract_batch order by batch_id"
+    ) == [
+        ("published", 0),
+        ("failed", 4),
+    ]
     assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(4,)]
-    assert rows(warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'") == [(0,)]
+    assert rows(
+        warehouse_dsn, "select count(*) from information_schema.tables where table_schema = 'staging'"
+    ) == [(0,)]
 
     config["lms"]["max_reject_rate"] = 0.6  # the vendor's answer: these are acceptable
     rerun = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
@@ -360,10 +453,23 @@ def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_waterm
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-03-02T09:04:00Z", "2026-03-02T09:04:00.123456789+01:30", "2026-03-02 09:04:00-05", "2026-03-02T09:04+0200",
-     "2026-03-02T09:04:00", "2026-03-02", "2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
-     "2026-03-02T24:00:00Z", "2026-03-02T09:61:00Z", "yesterday", "", "  2026-03-02T09:04:00z  "],
-)  # fmt: skip
+    [
+        "2026-03-02T09:04:00Z",
+        "2026-03-02T09:04:00.123456789+01:30",
+        "2026-03-02 09:04:00-05",
+        "2026-03-02T09:04+0200",
+        "2026-03-02T09:04:00",
+        "2026-03-02",
+        "2024-02-29T00:00:00Z",
+        "2026-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-03-02T24:00:00Z",
+        "2026-03-02T09:61:00Z",
+        "yesterday",
+        "",
+        "  2026-03-02T09:04:00z  ",
+    ],
+)
 def test_sql_timestamp_parsing_agrees_with_the_client(warehouse_dsn, text):
     from turnover_signals.sources.xapi import TimezoneMissingError, XapiTimestampError
 
@@ -382,10 +488,15 @@ def test_sql_timestamp_parsing_agrees_with_the_client(warehouse_dsn, text):
 
 @pytest.mark.parametrize(
     "deviations",
-    [("no_version_headers",), ("empty_final_page",), ("more_absent_at_end",), ("reversed_pages",),
-     ("no_version_headers", "empty_final_page", "more_absent_at_end", "reversed_pages")],
+    [
+        ("no_version_headers",),
+        ("empty_final_page",),
+        ("more_absent_at_end",),
+        ("reversed_pages",),
+        ("no_version_headers", "empty_final_page", "more_absent_at_end", "reversed_pages"),
+    ],
     ids=lambda deviations: "+".join(deviations),
-)  # fmt: skip - one case per line of the LRS behaviours reproduced
+)
 def test_an_lrs_bending_the_standard_loses_no_statement_and_loads_none_twice(
     lms_server_factory, monkeypatch, warehouse_dsn, config, deviations
 ):
@@ -397,7 +508,9 @@ def test_an_lrs_bending_the_standard_loses_no_statement_and_loads_none_twice(
     assert (first["received"], first["new"]) == (150, 150)
     # three full pages; an LRS that links a page after the last full one answers a fourth, empty one
     assert first["pages"] == (4 if "empty_final_page" in deviations else 3)
-    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from core.lms_activity") == [(150, 150)]
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from core.lms_activity") == [
+        (150, 150)
+    ]
     newest = max(parse_xapi_timestamp(s["stored"]) for s in statements)
     assert rows(warehouse_dsn, "select max(stored_at) from raw.lms_statement") == [(newest,)]
     before = data_tables(warehouse_dsn)

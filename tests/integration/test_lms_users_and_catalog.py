@@ -52,23 +52,37 @@ def test_users_keep_history_and_pulls_are_idempotent(lms_server_factory, monkeyp
     server.add_or_update_users([user(2, active=False), user(3, email="p3.new@northwind.example")])
     second = extract_users(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert second["mode"] == "incremental" and second["versions_new"] == 2
-    history = rows(warehouse_dsn, """
+    history = rows(
+        warehouse_dsn,
+        """
         select lms_user_id, work_email, is_active, valid_to is null, external_id
-        from raw.lms_user where lms_user_id = 'u-0003' order by last_modified_at""")
+        from raw.lms_user where lms_user_id = 'u-0003' order by last_modified_at""",
+    )
     assert history == [
         ("u-0003", "person3@northwind.example", True, False, "guid-3"),
         ("u-0003", "p3.new@northwind.example", True, True, None),
     ]
-    before = rows(warehouse_dsn, "select lms_user_id, last_modified_at, valid_to, resource from raw.lms_user order by 1, 2")
+    before = rows(
+        warehouse_dsn,
+        "select lms_user_id, last_modified_at, valid_to, resource from raw.lms_user order by 1, 2",
+    )
     extract_users(config, RunIdentity("d", "r2", "t"), warehouse_dsn)  # cleared and rerun
-    assert rows(warehouse_dsn, "select lms_user_id, last_modified_at, valid_to, resource from raw.lms_user order by 1, 2") == before
+    assert (
+        rows(
+            warehouse_dsn,
+            "select lms_user_id, last_modified_at, valid_to, resource from raw.lms_user order by 1, 2",
+        )
+        == before
+    )
 
 
 def test_the_catalog_loads_once_and_unknown_courses_are_reported(warehouse_dsn, config):
     first = load_course_catalog(config, dsn=warehouse_dsn)
     assert first["changed"] and first["courses"] >= 30
     assert load_course_catalog(config, dsn=warehouse_dsn)["changed"] is False
-    mandatory = rows(warehouse_dsn, "select count(*) from core.course_catalog where is_mandatory and due_within_days > 0")
+    mandatory = rows(
+        warehouse_dsn, "select count(*) from core.course_catalog where is_mandatory and due_within_days > 0"
+    )
     assert mandatory[0][0] > 0
     with psycopg.connect(warehouse_dsn) as conn:
         conn.execute(
@@ -110,6 +124,10 @@ def test_each_catalog_version_is_kept_with_when_it_was_known(warehouse_dsn, conf
     # the first catalog counts for every earlier date, until the second became known
     assert (first[2], first[3], second[1]) == (True, False, 1)
     assert first[5] == second[4] and second[3] is True
-    assert rows(warehouse_dsn, "select course_id, skill_tags from core.course_catalog") == [("C-1", ["basics", "intro"])]
+    assert rows(warehouse_dsn, "select course_id, skill_tags from core.course_catalog") == [
+        ("C-1", ["basics", "intro"])
+    ]
     assert load_course_catalog(config, dsn=warehouse_dsn)["changed"] is False  # unchanged: no new version
-    assert rows(warehouse_dsn, "select count(distinct catalog_sha256) from core.course_catalog_version") == [(2,)]
+    assert rows(warehouse_dsn, "select count(distinct catalog_sha256) from core.course_catalog_version") == [
+        (2,)
+    ]

@@ -20,8 +20,6 @@ def test_validation_runs_leave_no_connections_behind(warehouse_dsn):
     suite = SuiteDefinition("probe", "1", [gxe.ExpectColumnValuesToNotBeNull(column="n")])
     before = _connections(warehouse_dsn)
     for _ in range(5):
-        outcome = run_suite(
-            sqlalchemy_url(dsn=warehouse_dsn), suite, "probe", "probe", "select 1 as n"
-        )
+        outcome = run_suite(sqlalchemy_url(dsn=warehouse_dsn), suite, "probe", "probe", "select 1 as n")
         assert outcome.success
     assert _connections(warehouse_dsn) == before

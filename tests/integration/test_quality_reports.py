@@ -41,10 +41,23 @@ def local_page(url: str) -> Path:
 def generated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("generated")
     subprocess.run(
-        [sys.executable, "-m", "turnover_signals.synth", "--out", str(out), "--employees", "60", "--months", "2",
-         "--snapshot-every-days", "28"],
-        check=True, env={"PYTHONPATH": PLUGINS, "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "turnover_signals.synth",
+            "--out",
+            str(out),
+            "--employees",
+            "60",
+            "--months",
+            "2",
+            "--snapshot-every-days",
+            "28",
+        ],
+        check=True,
+        env={"PYTHONPATH": PLUGINS, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -53,8 +66,17 @@ def first_file(generated: Path, feed: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
 
 
-PERSONAL_COLUMNS = ("employee_id", "manager_id", "sso_guid", "work_email", "first_name", "last_name", "base_salary",
-                    "previous_base_salary", "new_base_salary")  # fmt: skip
+PERSONAL_COLUMNS = (
+    "employee_id",
+    "manager_id",
+    "sso_guid",
+    "work_email",
+    "first_name",
+    "last_name",
+    "base_salary",
+    "previous_base_salary",
+    "new_base_salary",
+)
 
 
 def personal_strings(rows: list[dict[str, str]]) -> set[str]:
@@ -81,8 +103,15 @@ def scim_personal_strings(users: list[dict]) -> set[str]:
     for user in users:
         name = user.get("name") or {}
         emails = [e["value"] for e in user.get("emails") or []]
-        for value in (user["id"], user.get("userName"), user.get("externalId"), name.get("givenName"),
-                      name.get("familyName"), *emails, *(e.split("@")[0] for e in emails)):  # fmt: skip
+        for value in (
+            user["id"],
+            user.get("userName"),
+            user.get("externalId"),
+            name.get("givenName"),
+            name.get("familyName"),
+            *emails,
+            *(e.split("@")[0] for e in emails),
+        ):
             if value and len(value) >= 4:
                 found.add(value)
     return found
@@ -105,7 +134,12 @@ def leaked(strings: set[str], *texts: str | None) -> list[str]:
 
 
 def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
-    generated, sftp_server, hris_dir, hris_config, warehouse_dsn, tmp_path  # noqa: F811
+    generated,
+    sftp_server,  # noqa: F811
+    hris_dir,  # noqa: F811
+    hris_config,  # noqa: F811
+    warehouse_dsn,
+    tmp_path,  # noqa: F811
 ):
     docs = tmp_path / "docs"
     hris_config["quality"]["data_docs_dir"] = str(docs)
@@ -132,7 +166,9 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
             " statistics::text from audit.validation_result order by validated_at"
         ).fetchall()
     assert sorted((suite, success) for suite, success, *_ in rows) == [
-        ("hris_compensation_file", False), ("hris_employees_file", False)]
+        ("hris_compensation_file", False),
+        ("hris_employees_file", False),
+    ]
     assert {local_page(row[2]) for row in rows} == set(pages) and len(pages) == 2  # one page per run
     html = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     assert "expect_column_values_to_match_regex" in html or "work_email" in html
@@ -142,9 +178,13 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
     assert found == [], f"PII in the reports: {found[:5]} ({len(found)} values)"
 
 
-
 def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_directory(
-    generated, sftp_server, hris_dir, hris_config, warehouse_dsn, tmp_path  # noqa: F811
+    generated,
+    sftp_server,  # noqa: F811
+    hris_dir,  # noqa: F811
+    hris_config,  # noqa: F811
+    warehouse_dsn,
+    tmp_path,  # noqa: F811
 ):
     # The fast gate writes its page in a temporary folder and moves it here when it is the verdict.
     docs = tmp_path / "docs"
@@ -170,11 +210,13 @@ def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_direct
 
 def user(n: int, modified: str) -> dict:
     return {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": f"u-{n:04d}",
-        "userName": f"person{n}@northwind.example", "active": True,
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": f"u-{n:04d}",
+        "userName": f"person{n}@northwind.example",
+        "active": True,
         "emails": [{"value": f"person{n}@northwind.example", "type": "work", "primary": True}],
         "meta": {"resourceType": "User", "created": "2025-01-01T00:00:00Z", "lastModified": modified},
-    }  # fmt: skip
+    }
 
 
 def test_a_scim_pull_records_its_validation_with_the_last_modified_range_and_a_data_docs_page(
@@ -182,17 +224,28 @@ def test_a_scim_pull_records_its_validation_with_the_last_modified_range_and_a_d
 ):
     docs = tmp_path / "docs"
     config = load_config({"quality": {"data_docs_dir": str(docs)}}, use_variable=False)
-    server = lms_server_factory(statements=[], users=[user(1, "2026-01-05T10:00:00Z"), user(2, "2026-01-06T11:30:00Z")])
+    server = lms_server_factory(
+        statements=[], users=[user(1, "2026-01-05T10:00:00Z"), user(2, "2026-01-06T11:30:00Z")]
+    )
     for key, value in server.airflow_connections_env().items():
         monkeypatch.setenv(key, value)
-    extract_users(config, RunIdentity("lms_api_ingest", "r1", "extract_lms_users", try_number=1), warehouse_dsn)
+    extract_users(
+        config, RunIdentity("lms_api_ingest", "r1", "extract_lms_users", try_number=1), warehouse_dsn
+    )
     server.add_or_update_users([user(3, "2026-01-07T00:00:00Z")])  # lastModified becomes now
-    second = extract_users(config, RunIdentity("lms_api_ingest", "r2", "extract_lms_users", try_number=1),
-                           warehouse_dsn)  # fmt: skip
+    second = extract_users(
+        config, RunIdentity("lms_api_ingest", "r2", "extract_lms_users", try_number=1), warehouse_dsn
+    )
 
     first_run, second_run = validation_rows(warehouse_dsn, "lms_user_batch")
-    assert (first_run["run_id"], first_run["task_id"], first_run["success"]) == ("r1", "extract_lms_users", True)
-    assert " full pull lastModified start .. 2026-01-06T11:30:00+00:00 batch " in first_run["batch_identifier"]
+    assert (first_run["run_id"], first_run["task_id"], first_run["success"]) == (
+        "r1",
+        "extract_lms_users",
+        True,
+    )
+    assert (
+        " full pull lastModified start .. 2026-01-06T11:30:00+00:00 batch " in first_run["batch_identifier"]
+    )
     # the incremental pull names the range it asked for: from the watermark less the overlap
     assert second["mode"] == "incremental"
     assert " incremental pull lastModified 2026-01-06T10:30:00+00:00 .. " in second_run["batch_identifier"]
@@ -228,7 +281,9 @@ def test_a_failed_scim_pull_leaves_no_ids_names_or_emails_in_its_report(
         monkeypatch.setenv(key, value)
     client = scim_client(config)
     pull = client.iter_users
-    client.iter_users = lambda *args, **kwargs: RepeatingListing(pull(*args, **kwargs), {u["id"] for u in users[6:9]})
+    client.iter_users = lambda *args, **kwargs: RepeatingListing(
+        pull(*args, **kwargs), {u["id"] for u in users[6:9]}
+    )
     with pytest.raises(BadInputError, match="SCIM ids are unique") as failure:
         extract_users(config, RunIdentity("lms_api_ingest", "r1", "extract_lms_users"), warehouse_dsn, client)
 
@@ -237,11 +292,21 @@ def test_a_failed_scim_pull_leaves_no_ids_names_or_emails_in_its_report(
     assert "work emails look like email addresses" in row["failed"] and "SCIM ids are unique" in row["failed"]
     page = local_page(row["data_docs_path"])
     html = page.read_text(encoding="utf-8")
-    assert page.is_relative_to(docs) and re.search(r"pii:[0-9a-f]{10}", html), "the failing samples are shown, masked"
+    assert page.is_relative_to(docs) and re.search(r"pii:[0-9a-f]{10}", html), (
+        "the failing samples are shown, masked"
+    )
     with psycopg.connect(warehouse_dsn) as conn:
         (reason,) = conn.execute("select reason from audit.scim_extract_batch").fetchone()
-    found = leaked(scim_personal_strings(users), html, row["failed"], row["results"], row["statistics"],
-                   row["batch_identifier"], reason, str(failure.value))  # fmt: skip
+    found = leaked(
+        scim_personal_strings(users),
+        html,
+        row["failed"],
+        row["results"],
+        row["statistics"],
+        row["batch_identifier"],
+        reason,
+        str(failure.value),
+    )
     assert found == [], f"PII in the reports: {found[:5]} ({len(found)} values)"
 
 
@@ -260,17 +325,32 @@ def traced_row(warehouse_dsn, tmp_path):
 
     late_snapshot, old_pay, late_pay = "a" * 64, "c" * 64, "d" * 64
     passed = ValidationOutcome(
-        validation_id="v-employees-20260101", suite_name="hris_employees_file", suite_version="2-metrics+x",
-        data_asset="hris_employees_file", batch_identifier=f"employees_20260101.csv@{FILE_SHA}", success=True,
-        statistics={}, results=[], validated_at=at(2, 1), data_docs_path=str(tmp_path / "page.html"),
-    )  # fmt: skip
+        validation_id="v-employees-20260101",
+        suite_name="hris_employees_file",
+        suite_version="2-metrics+x",
+        data_asset="hris_employees_file",
+        batch_identifier=f"employees_20260101.csv@{FILE_SHA}",
+        success=True,
+        statistics={},
+        results=[],
+        validated_at=at(2, 1),
+        data_docs_path=str(tmp_path / "page.html"),
+    )
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         email = "e1@northwind.example"
-        employee(conn, "E1", email=email, hire=date(2022, 3, 1),
-                 intervals=[(date(2022, 3, 1), date(2026, 6, 15), email), (date(2026, 6, 15), None, email)])  # fmt: skip
+        employee(
+            conn,
+            "E1",
+            email=email,
+            hire=date(2022, 3, 1),
+            intervals=[(date(2022, 3, 1), date(2026, 6, 15), email), (date(2026, 6, 15), None, email)],
+        )
         # a correction of a snapshot dated before the reference date, known after its cut-off
-        conn.execute("update core.employee_history set source_sha256 = %s, known_at = %s"
-                     " where valid_from = '2026-06-15'", (late_snapshot, at(5)))  # fmt: skip
+        conn.execute(
+            "update core.employee_history set source_sha256 = %s, known_at = %s"
+            " where valid_from = '2026-06-15'",
+            (late_snapshot, at(5)),
+        )
         insert_pay_changes(
             conn,
             ("E1", date(2025, 4, 1), "merit_increase", 50000, 52000, "USD", 4.0, old_pay, at(2, 4)),
@@ -309,7 +389,9 @@ def traced_row(warehouse_dsn, tmp_path):
 def test_lineage_names_the_builds_of_the_row_and_the_files_it_was_built_from(traced_row, warehouse_dsn):
     from turnover_signals.quality.lineage import trace_feature_row
 
-    sources = trace_feature_row(load_config(use_variable=False), traced_row, REFERENCE_DATE, dsn=warehouse_dsn)
+    sources = trace_feature_row(
+        load_config(use_variable=False), traced_row, REFERENCE_DATE, dsn=warehouse_dsn
+    )
     assert [(s["source_kind"], s["source_name"]) for s in sources] == [
         ("feature_build", "as_of b-as-of"),
         ("hris_file", "compensation_20250401.csv"),
@@ -323,8 +405,10 @@ def test_the_lineage_command_prints_each_source_with_its_validation(traced_row, 
     assert main([str(traced_row), REFERENCE_DATE.isoformat(), "--dsn", warehouse_dsn]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["feature_build", "as_of"], ["hris_file", "compensation_20250401.csv"], ["hris_file", "employees_20260101.csv"],
-    ]  # fmt: skip
+        ["feature_build", "as_of"],
+        ["hris_file", "compensation_20250401.csv"],
+        ["hris_file", "employees_20260101.csv"],
+    ]
     employees = lines[2]
     assert "employees 2026-01-01, loaded" in employees and " passed " in employees
     assert employees.rstrip().endswith("page.html")  # its Data Docs page

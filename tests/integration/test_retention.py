@@ -43,8 +43,10 @@ RUN = RunIdentity(dag_id="warehouse_retention", run_id="test-run", task_id="appl
 
 
 def retention_config(tmp_path, **retention):
-    config = load_config({"hris": {"landing_dir": str(tmp_path / "landing"), "download_max_backoff_seconds": 0.2}},
-                         use_variable=False)  # fmt: skip
+    config = load_config(
+        {"hris": {"landing_dir": str(tmp_path / "landing"), "download_max_backoff_seconds": 0.2}},
+        use_variable=False,
+    )
     config["identity"]["min_active_lms_match_rate"] = 0
     config["features"]["initial_backfill_month_ends"] = 0
     config["features"]["max_null_fraction"] = dict.fromkeys(config["features"]["max_null_fraction"], 1.0)
@@ -77,10 +79,14 @@ def mirror_activity_into_raw(conn):
 
 def published(conn, version=2):
     # What a restatement legitimately changes (when and by which build) is left out.
-    columns = ", ".join(c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS or c == "lms_cutoff_date")
+    columns = ", ".join(
+        c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS or c == "lms_cutoff_date"
+    )
     return {
-        "features": conn.execute(f"select employee_key, reference_date, {columns} from mart.employee_features"  # noqa: S608
-                                 " order by 1, 2").fetchall(),  # fmt: skip
+        "features": conn.execute(
+            f"select employee_key, reference_date, {columns} from mart.employee_features"  # noqa: S608
+            " order by 1, 2"
+        ).fetchall(),
         "labels": conn.execute("select * from mart.turnover_label order by 1, 2, 3").fetchall(),
         "training_set_report": training_set_lines(conn, version),
         "identity_report": reconciliation_lines(latest_reconciliation(conn)),
@@ -89,7 +95,9 @@ def published(conn, version=2):
 
 
 def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(warehouse_dsn, tmp_path):
-    config = retention_config(tmp_path, raw_days=300, quarantined_file_days=90)  # on AFTER_D: cutoff 2025-09-13
+    config = retention_config(
+        tmp_path, raw_days=300, quarantined_file_days=90
+    )  # on AFTER_D: cutoff 2025-09-13
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
         mirror_activity_into_raw(conn)
@@ -104,7 +112,9 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
     assert summary["purges"]["raw.lms_statement"] == {"rows": 1, "files": 0}  # s-old, stored 2025-06-01
     assert summary["purges"]["raw.lms_statement_rejected"] == {"rows": 1, "files": 0}
     remaining = {s for (s,) in query(warehouse_dsn, "select statement_id from raw.lms_statement")}
-    assert "s-old" not in remaining and "s-void" in remaining  # voids stay: a late copy of a target is still voided
+    assert (
+        "s-old" not in remaining and "s-void" in remaining
+    )  # voids stay: a late copy of a target is still voided
     with psycopg.connect(warehouse_dsn) as conn:
         assert published(conn) == before
     # Rebuilding the date in retention, with the daily aggregate recomputed, gives the same features.
@@ -112,15 +122,20 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
     assert rebuild_matches(config, [D], dsn=warehouse_dsn)["matched"]
     with psycopg.connect(warehouse_dsn) as conn:
         assert published(conn) == before
-    audit = query(warehouse_dsn, "select purge_target, rows_purged, mode, cutoff_at, run_id from audit.retention_purge"
-                  " where rows_purged > 0 order by 1")  # fmt: skip
-    assert audit == [("raw.lms_statement", 1, "purge", AFTER_D - timedelta(days=300), "test-run"),
-                     ("raw.lms_statement_rejected", 1, "purge", AFTER_D - timedelta(days=90), "test-run")]  # fmt: skip
+    audit = query(
+        warehouse_dsn,
+        "select purge_target, rows_purged, mode, cutoff_at, run_id from audit.retention_purge"
+        " where rows_purged > 0 order by 1",
+    )
+    assert audit == [
+        ("raw.lms_statement", 1, "purge", AFTER_D - timedelta(days=300), "test-run"),
+        ("raw.lms_statement_rejected", 1, "purge", AFTER_D - timedelta(days=90), "test-run"),
+    ]
     # A rerun finds nothing more to purge, and audit rows are never purged.
     again = apply_retention(config, RUN, dsn=warehouse_dsn, now=AFTER_D)
-    assert {target: counts["rows"] + counts["files"] for target, counts in again["purges"].items()} == dict.fromkeys(
-        again["purges"], 0
-    )
+    assert {
+        target: counts["rows"] + counts["files"] for target, counts in again["purges"].items()
+    } == dict.fromkeys(again["purges"], 0)
     assert query(warehouse_dsn, "select count(*) from audit.retention_purge") == [(14,)]
 
 
@@ -130,8 +145,9 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     for key, value in sftp_server.airflow_connection_env().items():
         monkeypatch.setenv(key, value)
     hris_dir = sftp_server.root_dir / "outbound" / "hris"
-    config = retention_config(tmp_path, raw_days=30, quarantined_file_days=60, mode="archive",
-                              archive_dir=str(tmp_path / "archive"))  # fmt: skip
+    config = retention_config(
+        tmp_path, raw_days=30, quarantined_file_days=60, mode="archive", archive_dir=str(tmp_path / "archive")
+    )
     deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     run_pipeline(config, warehouse_dsn)
     corrected = hris_dir / "employees_20260105.csv"
@@ -139,7 +155,9 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     (hris_dir / "employees_20260105.csv.ctl").unlink()
     later = corrected.stat().st_mtime + 60
     os.utime(corrected, (later, later))
-    deliver(sftp_server, hris_dir, "employees_20260112.csv", b"not,a,valid\nfile", control=False)  # quarantined
+    deliver(
+        sftp_server, hris_dir, "employees_20260112.csv", b"not,a,valid\nfile", control=False
+    )  # quarantined
     sftp_server.sync()
     run_pipeline(config, warehouse_dsn)
     statuses = sorted(s for (s,) in query(warehouse_dsn, "select status from audit.file_manifest"))
@@ -149,13 +167,21 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
     kept_for_vendor.parent.mkdir(parents=True)
     kept_for_vendor.write_bytes(b"not,a,valid\nfile")
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("update audit.file_manifest set landed_path = %s where status = 'quarantined'", (str(kept_for_vendor),))
-    landed = [Path(p) for (p,) in query(warehouse_dsn, "select landed_path from audit.file_manifest order by status")]
+        conn.execute(
+            "update audit.file_manifest set landed_path = %s where status = 'quarantined'",
+            (str(kept_for_vendor),),
+        )
+    landed = [
+        Path(p)
+        for (p,) in query(warehouse_dsn, "select landed_path from audit.file_manifest order by status")
+    ]
     assert all(path.is_file() for path in landed)
     history = query(warehouse_dsn, "select * from core.employee_history order by 1, 2")
 
     # Someone with USAGE on raw pinned the superseded file's partition: it must not outlive retention.
-    superseded_sha = query(warehouse_dsn, "select sha256 from audit.file_manifest where status = 'superseded'")[0][0]
+    superseded_sha = query(
+        warehouse_dsn, "select sha256 from audit.file_manifest where status = 'superseded'"
+    )[0][0]
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         partition = sql.Identifier("raw", f"hris_employee_snapshot_{superseded_sha[:16]}")
         conn.execute(sql.SQL("create view staging.pin as select * from {}").format(partition))
@@ -166,10 +192,19 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
 
     assert summary["purges"]["raw.hris_superseded_partitions"] == {"rows": 5, "files": 0}
     assert query(warehouse_dsn, "select to_regclass('staging.pin')") == [(None,)]
-    assert query(warehouse_dsn, "select count(*) from pg_attribute where attrelid = 'staging.pin_array'::regclass"
-                                " and attname = 'pinned' and not attisdropped") == [(0,)]
-    pinned = query(warehouse_dsn, "select details from audit.retention_purge where purge_target = 'raw.hris_superseded_partitions'")
-    assert pinned[0][0]["files"][0]["dropped_dependents"] == ["column pinned of table staging.pin_array", "view staging.pin"]
+    assert query(
+        warehouse_dsn,
+        "select count(*) from pg_attribute where attrelid = 'staging.pin_array'::regclass"
+        " and attname = 'pinned' and not attisdropped",
+    ) == [(0,)]
+    pinned = query(
+        warehouse_dsn,
+        "select details from audit.retention_purge where purge_target = 'raw.hris_superseded_partitions'",
+    )
+    assert pinned[0][0]["files"][0]["dropped_dependents"] == [
+        "column pinned of table staging.pin_array",
+        "view staging.pin",
+    ]
     assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 5, "files": 0}  # sealed into core
     assert summary["purges"]["landed_hris_files"] == {"rows": 0, "files": 2}
     assert summary["purges"]["landed_quarantined_files"] == {"rows": 0, "files": 0}  # 45 < 60 days
@@ -191,7 +226,9 @@ def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer
 
 # -- sealing loaded HRIS files ------------------------------------------------------------------
 
-SEALING_NOW = datetime(2026, 2, 14, 12, tzinfo=UTC)  # raw_days=30: cutoff 2026-01-15 12:00, after the 01-12 files
+SEALING_NOW = datetime(
+    2026, 2, 14, 12, tzinfo=UTC
+)  # raw_days=30: cutoff 2026-01-15 12:00, after the 01-12 files
 IN_RETENTION = date(2026, 1, 19)  # the newest employees file: its inputs are complete
 SEAL_TABLES = ("hris_sealed_file", "employee_snapshot_baseline", "compensation_change_baseline")
 # Columns that say when or by which run a row was built; a rebuild legitimately changes them.
@@ -199,8 +236,14 @@ BUILD_COLUMNS = {"build_id", "built_at"}
 
 
 def comp_change(employee_id, effective, change_type, before, after):
-    return {"employee_id": employee_id, "effective_date": effective, "change_type": change_type,
-            "previous_base_salary": before, "new_base_salary": after, "currency": "GBP"}  # fmt: skip
+    return {
+        "employee_id": employee_id,
+        "effective_date": effective,
+        "change_type": change_type,
+        "previous_base_salary": before,
+        "new_base_salary": after,
+        "currency": "GBP",
+    }
 
 
 def _file_date(name):
@@ -234,14 +277,22 @@ def deliver_and_load(server, hris_dir, config, dsn, files, received_at=None):
 
 def lms_directory_with_history(conn):
     """Three LMS users; u-1's first version closed before the cutoff, u-2's after it."""
-    versions = [("u-1", "old1@northwind.example", datetime(2025, 11, 1, tzinfo=UTC), 1),
-                ("u-1", "person1@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 1),
-                ("u-2", "old2@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 2),
-                ("u-2", "person2@northwind.example", datetime(2026, 2, 1, tzinfo=UTC), 2),
-                ("u-3", "person3@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 3)]  # fmt: skip
+    versions = [
+        ("u-1", "old1@northwind.example", datetime(2025, 11, 1, tzinfo=UTC), 1),
+        ("u-1", "person1@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 1),
+        ("u-2", "old2@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 2),
+        ("u-2", "person2@northwind.example", datetime(2026, 2, 1, tzinfo=UTC), 2),
+        ("u-3", "person3@northwind.example", datetime(2025, 12, 1, tzinfo=UTC), 3),
+    ]
     for user_id, email, modified, n in versions:
-        lms_user(conn, user_id, email=email, created=modified, external_id=f"00000000-0000-4000-8000-{n:012d}",
-                 extracted_at=modified)  # fmt: skip
+        lms_user(
+            conn,
+            user_id,
+            email=email,
+            created=modified,
+            external_id=f"00000000-0000-4000-8000-{n:012d}",
+            extracted_at=modified,
+        )
     conn.execute(
         """
         update raw.lms_user as version set valid_to = ordered.next_modified_at
@@ -263,9 +314,15 @@ def derived_tables(dsn):
         ).fetchall()
         contents = {}
         for schema, table in tables:
-            columns = [c for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
-                " order by ordinal_position", (schema, table)).fetchall() if c not in BUILD_COLUMNS]  # fmt: skip
+            columns = [
+                c
+                for (c,) in conn.execute(
+                    "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
+                    " order by ordinal_position",
+                    (schema, table),
+                ).fetchall()
+                if c not in BUILD_COLUMNS
+            ]
             select = sql.SQL("select {} from {}").format(
                 sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema, table)
             )
@@ -275,7 +332,9 @@ def derived_tables(dsn):
 
 def history_tables(dsn):
     return {
-        "employee_history": query(dsn, "select * from core.employee_history order by employee_id, valid_from"),
+        "employee_history": query(
+            dsn, "select * from core.employee_history order by employee_id, valid_from"
+        ),
         "compensation_event": query(dsn, "select * from core.compensation_event order by 1, 2, 3"),
     }
 
@@ -301,17 +360,33 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
 ):
     config = retention_config(tmp_path, raw_days=30, quarantined_file_days=30)
     rows = five_employees
-    deliver_and_load(sftp_server, hris_dir, config, warehouse_dsn, {
-        "employees_20260105.csv": csv_bytes(rows()),
-        "compensation_20260105.csv": compensation_bytes([comp_change("E000003", "2026-01-01", "merit", "50003.00", "52000.00")]),
-        "employees_20260112.csv": csv_bytes(rows(e3={"job_level": "4"})[:4]),  # E5 vanishes inside the sealed period
-        "compensation_20260112.csv": compensation_bytes([
-            comp_change("E000003", "2026-01-01", "merit", "50003.00", "52500.00"),  # re-sent: replaces 01-05's
-            comp_change("E000002", "2026-01-10", "promotion", "50002.00", "55000.125")]),
-        "employees_20260119.csv": csv_bytes(rows(e3={"job_level": "4"}, e4={"base_salary": "60004.5"})),
-        "compensation_20260119.csv": compensation_bytes([
-            comp_change("E000002", "2026-01-10", "promotion", "50002.00", "56000.00")]),  # replaces a sealed winner
-    })  # fmt: skip
+    deliver_and_load(
+        sftp_server,
+        hris_dir,
+        config,
+        warehouse_dsn,
+        {
+            "employees_20260105.csv": csv_bytes(rows()),
+            "compensation_20260105.csv": compensation_bytes(
+                [comp_change("E000003", "2026-01-01", "merit", "50003.00", "52000.00")]
+            ),
+            "employees_20260112.csv": csv_bytes(
+                rows(e3={"job_level": "4"})[:4]
+            ),  # E5 vanishes inside the sealed period
+            "compensation_20260112.csv": compensation_bytes(
+                [
+                    comp_change(
+                        "E000003", "2026-01-01", "merit", "50003.00", "52500.00"
+                    ),  # re-sent: replaces 01-05's
+                    comp_change("E000002", "2026-01-10", "promotion", "50002.00", "55000.125"),
+                ]
+            ),
+            "employees_20260119.csv": csv_bytes(rows(e3={"job_level": "4"}, e4={"base_salary": "60004.5"})),
+            "compensation_20260119.csv": compensation_bytes(
+                [comp_change("E000002", "2026-01-10", "promotion", "50002.00", "56000.00")]
+            ),  # replaces a sealed winner
+        },
+    )
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         lms_directory_with_history(conn)
         lms_read_through(conn, datetime(2026, 1, 21, tzinfo=UTC))
@@ -327,18 +402,30 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     # the 01-19 files (received after the cutoff) and u-2's old version (closed after it) stay.
     assert summary["purges"]["raw.hris_loaded_partitions"] == {"rows": 12, "files": 0}  # 5 + 4 + 1 + 2
     assert summary["purges"]["raw.lms_user"] == {"rows": 1, "files": 0}
-    assert query(warehouse_dsn, "select distinct snapshot_date from raw.hris_employee_snapshot") == [(date(2026, 1, 19),)]
+    assert query(warehouse_dsn, "select distinct snapshot_date from raw.hris_employee_snapshot") == [
+        (date(2026, 1, 19),)
+    ]
     assert query(warehouse_dsn, "select count(*) from raw.hris_compensation_change") == [(1,)]
     assert query(warehouse_dsn, "select lms_user_id, work_email from raw.lms_user order by 1, 2") == [
-        ("u-1", "person1@northwind.example"), ("u-2", "old2@northwind.example"),
-        ("u-2", "person2@northwind.example"), ("u-3", "person3@northwind.example")]  # fmt: skip
-    (details,) = query(warehouse_dsn, "select details from audit.retention_purge"
-                                      " where purge_target = 'raw.hris_loaded_partitions'")[0]  # fmt: skip
+        ("u-1", "person1@northwind.example"),
+        ("u-2", "old2@northwind.example"),
+        ("u-2", "person2@northwind.example"),
+        ("u-3", "person3@northwind.example"),
+    ]
+    (details,) = query(
+        warehouse_dsn,
+        "select details from audit.retention_purge where purge_target = 'raw.hris_loaded_partitions'",
+    )[0]
     manifest = dict(query(warehouse_dsn, "select file_name, sha256 from audit.file_manifest"))
     assert sorted((f["file_name"], f["sha256"], f["rows"]) for f in details["files"]) == sorted(
-        (name, manifest[name], n) for name, n in (("employees_20260105.csv", 5), ("employees_20260112.csv", 4),
-                                                  ("compensation_20260105.csv", 1), ("compensation_20260112.csv", 2))
-    )  # fmt: skip
+        (name, manifest[name], n)
+        for name, n in (
+            ("employees_20260105.csv", 5),
+            ("employees_20260112.csv", 4),
+            ("compensation_20260105.csv", 1),
+            ("compensation_20260112.csv", 2),
+        )
+    )
     assert details["sealed_through"] == {"employees": "2026-01-12", "compensation": "2026-01-12"}
 
     # (b) Rebuilt from scratch after the purge, history, identity, features and labels are unchanged.
@@ -349,23 +436,36 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     assert derived_tables(warehouse_dsn) == before
 
     # (d) A rerun purges nothing and changes nothing.
-    sealed = {table: query(warehouse_dsn, f"select * from core.{table} order by 1, 2") for table in SEAL_TABLES}  # noqa: S608
+    sealed = {
+        table: query(warehouse_dsn, f"select * from core.{table} order by 1, 2")  # noqa: S608
+        for table in SEAL_TABLES
+    }
     again = apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW)
     assert all(counts == {"rows": 0, "files": 0} for counts in again["purges"].values()), again
-    assert {table: query(warehouse_dsn, f"select * from core.{table} order by 1, 2") for table in SEAL_TABLES} == sealed  # noqa: S608
+    assert {
+        table: query(warehouse_dsn, f"select * from core.{table} order by 1, 2")  # noqa: S608
+        for table in SEAL_TABLES
+    } == sealed
     build_employee_history(config, warehouse_dsn)
     assert derived_tables(warehouse_dsn) == before
 
     # (c) New files after the purge - a correction of the 01-19 snapshot (in retention) and the next
     # week's files - give the same history as in the warehouse that never purged.
     later = {
-        "employees_20260119.csv": csv_bytes(rows(e2={"department": "Sales"}, e3={"job_level": "4"},
-                                                 e4={"base_salary": "60004.5"})),
-        "employees_20260126.csv": csv_bytes(rows(e1={"termination_date": "2026-01-23", "termination_type": "Resignation"},
-                                                 e3={"job_level": "4"}, e4={"base_salary": "60004.50"})[:4]),
-        "compensation_20260126.csv": compensation_bytes([
-            comp_change("E000003", "2026-01-01", "merit", "50003.00", "53000.00")]),
-    }  # fmt: skip
+        "employees_20260119.csv": csv_bytes(
+            rows(e2={"department": "Sales"}, e3={"job_level": "4"}, e4={"base_salary": "60004.5"})
+        ),
+        "employees_20260126.csv": csv_bytes(
+            rows(
+                e1={"termination_date": "2026-01-23", "termination_type": "Resignation"},
+                e3={"job_level": "4"},
+                e4={"base_salary": "60004.50"},
+            )[:4]
+        ),
+        "compensation_20260126.csv": compensation_bytes(
+            [comp_change("E000003", "2026-01-01", "merit", "50003.00", "53000.00")]
+        ),
+    }
     for dsn in (warehouse_dsn, never_purged):
         deliver_and_load(sftp_server, hris_dir, config, dsn, later)
     statuses = "select status from audit.file_manifest where file_name = 'employees_20260119.csv' order by received_at"
@@ -377,7 +477,9 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     # A late correction of a sealed date loads, but the closed period keeps its sealed version (and says so);
     # the next retention run drops its partition too.
     late = {"employees_20260112.csv": csv_bytes(rows(e3={"job_level": "5"})[:4])}
-    built = deliver_and_load(sftp_server, hris_dir, config, warehouse_dsn, late, SEALING_NOW + timedelta(days=1))
+    built = deliver_and_load(
+        sftp_server, hris_dir, config, warehouse_dsn, late, SEALING_NOW + timedelta(days=1)
+    )
     assert built["files_in_sealed_periods_ignored"] == 1
     assert history_tables(warehouse_dsn) == history
     summary = apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW + timedelta(days=60))

@@ -527,12 +527,19 @@ def test_the_sample_hris_files_pass_the_gate_and_load(
     from turnover_signals.hris.ingest import ingest_file, list_pending_files
 
     config = load_config(
-        {"hris": {"landing_dir": str(tmp_path / "landing")}, "quality": {"data_docs_dir": str(tmp_path / "docs")}},
+        {
+            "hris": {"landing_dir": str(tmp_path / "landing")},
+            "quality": {"data_docs_dir": str(tmp_path / "docs")},
+        },
         use_variable=False,
     )
-    results = [ingest_file(remote, config, dsn=warehouse_dsn) for remote in list_pending_files(config, warehouse_dsn)]
+    results = [
+        ingest_file(remote, config, dsn=warehouse_dsn) for remote in list_pending_files(config, warehouse_dsn)
+    ]
     assert sorted((result["feed"], result["status"], result["rows_loaded"]) for result in results) == [
-        ("compensation", "loaded", 6), ("employees", "loaded", 6)]  # fmt: skip
+        ("compensation", "loaded", 6),
+        ("employees", "loaded", 6),
+    ]
     history = build_employee_history(config, warehouse_dsn)
     assert (history["employee_history_rows"], history["compensation_events"]) == (6, 6)
 

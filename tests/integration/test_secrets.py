@@ -28,15 +28,20 @@ DAGS_DIR = REPO_ROOT / "dags"
 SECRET_SHAPES = {
     "private key block": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----"),
     "AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    "password in a URL": re.compile(r"[a-z+]+://[^\s:/@${}'\"]+:[^\s@${}'\"<>]{8,}@"),  # 8+: not a placeholder
+    "password in a URL": re.compile(
+        r"[a-z+]+://[^\s:/@${}'\"]+:[^\s@${}'\"<>]{8,}@"
+    ),  # 8+: not a placeholder
 }
 
 
 def repository_files() -> list[Path]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
-    ).stdout.split("\n")  # fmt: skip
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
     return [REPO_ROOT / name for name in listed if name and (REPO_ROOT / name).is_file()]
 
 
@@ -52,8 +57,11 @@ def test_the_repository_holds_no_private_key_token_or_password():
     found = []
     for path in repository_files():
         text = path.read_text(errors="replace")
-        found += [f"{shape} in {path.relative_to(REPO_ROOT)}" for shape, pattern in SECRET_SHAPES.items()
-                  if pattern.search(text)]  # fmt: skip
+        found += [
+            f"{shape} in {path.relative_to(REPO_ROOT)}"
+            for shape, pattern in SECRET_SHAPES.items()
+            if pattern.search(text)
+        ]
     assert found == []
 
 
@@ -66,12 +74,16 @@ def random_secrets(tmp_path, monkeypatch, lms_server_factory, warehouse_dsn):
     write_feed_file(directory, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 6)]))
     lms_password, scim_token, pseudonym_key = (secrets.token_urlsafe(24) for _ in range(3))
     lms = lms_server_factory(
-        statements=[statement(n, minutes=n) for n in range(1, 8)], users=[user(n) for n in range(1, 3)],
-        xapi_credentials=("lrs-user", lms_password), scim_token=scim_token,
-    )  # fmt: skip
+        statements=[statement(n, minutes=n) for n in range(1, 8)],
+        users=[user(n) for n in range(1, 3)],
+        xapi_credentials=("lrs-user", lms_password),
+        scim_token=scim_token,
+    )
     with SftpSampleServer(root, state_dir=tmp_path / "sftp-state") as sftp:
         env = {**sftp.airflow_connection_env(), **lms.airflow_connections_env()}
-        env["AIRFLOW_CONN_ANALYTICS_PSEUDONYM"] = json.dumps({"conn_type": "generic", "password": pseudonym_key})
+        env["AIRFLOW_CONN_ANALYTICS_PSEUDONYM"] = json.dumps(
+            {"conn_type": "generic", "password": pseudonym_key}
+        )
         env["AIRFLOW_VAR_TURNOVER_SIGNALS"] = json.dumps(
             {"hris": {"landing_dir": str(tmp_path / "landing"), "wait_for_files_minutes": 0}}
         )
@@ -79,11 +91,15 @@ def random_secrets(tmp_path, monkeypatch, lms_server_factory, warehouse_dsn):
         # it, but every URL the bundle builds, e.g. for Great Expectations, carries it).
         warehouse_login, warehouse_password = f"ts_secret_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
         with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-            conn.execute(psycopg.sql.SQL("create role {} login superuser password {}").format(
-                psycopg.sql.Identifier(warehouse_login), psycopg.sql.Literal(warehouse_password)))  # fmt: skip
+            conn.execute(
+                psycopg.sql.SQL("create role {} login superuser password {}").format(
+                    psycopg.sql.Identifier(warehouse_login), psycopg.sql.Literal(warehouse_password)
+                )
+            )
         database = warehouse_dsn.rsplit("/", 1)[1]
         env["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = (
-            f"postgres://{warehouse_login}:{warehouse_password}@127.0.0.1:5432/{database}")
+            f"postgres://{warehouse_login}:{warehouse_password}@127.0.0.1:5432/{database}"
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         private_key_body = "".join(sftp.client_private_key_pem.strip().splitlines()[1:-1])
@@ -112,9 +128,11 @@ def test_a_dag_run_leaves_no_secret_in_logs_xcom_or_reports(
     logging.getLogger().addHandler(handler)
     try:
         # Each on a date its data is fresh for (the freshness checks fail stale data).
-        for dag_id, moment in (("hris_sftp_ingest", datetime(2026, 1, 6, 6, tzinfo=UTC)),
-                               ("lms_api_ingest", datetime(2026, 3, 3, 10, 10, tzinfo=UTC)),
-                               ("warehouse_retention", datetime(2026, 3, 3, 5, tzinfo=UTC))):  # fmt: skip
+        for dag_id, moment in (
+            ("hris_sftp_ingest", datetime(2026, 1, 6, 6, tzinfo=UTC)),
+            ("lms_api_ingest", datetime(2026, 3, 3, 10, 10, tzinfo=UTC)),
+            ("warehouse_retention", datetime(2026, 3, 3, 5, tzinfo=UTC)),
+        ):
             dag = DagBag(dag_folder=str(DAGS_DIR / f"{dag_id}.py")).get_dag(dag_id)
             run = dag.test(logical_date=moment)
             assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -129,11 +147,16 @@ def test_a_dag_run_leaves_no_secret_in_logs_xcom_or_reports(
 
     with create_session() as session:
         xcoms = [json.dumps(row.value, default=str) for row in session.query(XComModel).all()]
-    assert any("pseudonym" in value or "key_fingerprint" in value for value in xcoms)  # the runs did push XCom
+    assert any(
+        "pseudonym" in value or "key_fingerprint" in value for value in xcoms
+    )  # the runs did push XCom
     (tmp_path / "xcom.json").write_text("\n".join(xcoms))
 
     airflow_home = Path(os.environ["AIRFLOW_HOME"])
-    produced = [p for p in [*airflow_home.rglob("*"), *tmp_path.rglob("*")] if p.is_file()
-                and "sftp-state" not in p.parts and "sftp-root" not in p.parts]  # fmt: skip
+    produced = [
+        p
+        for p in [*airflow_home.rglob("*"), *tmp_path.rglob("*")]
+        if p.is_file() and "sftp-state" not in p.parts and "sftp-root" not in p.parts
+    ]
     assert (tmp_path / "landing").exists() and log_file.stat().st_size > 0
     assert files_holding(produced + repository_files(), random_secrets) == []

@@ -49,30 +49,55 @@ def config(tmp_path):
     return config
 
 
-def statement(conn, statement_id, learner, occurred, *, event="completed", stored=None, course="CMP-101",
-              score=None, seconds=600):  # fmt: skip
+def statement(
+    conn,
+    statement_id,
+    learner,
+    occurred,
+    *,
+    event="completed",
+    stored=None,
+    course="CMP-101",
+    score=None,
+    seconds=600,
+):
     conn.execute(
         """
         insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type, verb_id,
             course_id, score_normalized, duration_seconds, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
         values (%s, %s, %s, %s, 'http://adlnet.gov/expapi/verbs/' || %s, %s, %s, %s, %s, false, %s, false)
         """,
-        (statement_id, learner, learner.split(":", 1)[0], event, event, course, score, seconds, occurred,
-         stored or occurred),
-    )  # fmt: skip
+        (
+            statement_id,
+            learner,
+            learner.split(":", 1)[0],
+            event,
+            event,
+            course,
+            score,
+            seconds,
+            occurred,
+            stored or occurred,
+        ),
+    )
 
 
 def catalog(conn):
-    courses(conn, ("CMP-101", "Code of Conduct", 1, True, 30, ["compliance", "ethics"]),
-            ("DEV-201", "Python", 3, False, None, ["python", "data"]))  # fmt: skip
+    courses(
+        conn,
+        ("CMP-101", "Code of Conduct", 1, True, 30, ["compliance", "ethics"]),
+        ("DEV-201", "Python", 3, False, None, ["python", "data"]),
+    )
 
 
 def courses(conn, *rows, sha256="x", known_from=None):
     """Courses of a catalog version known from `known_from` (None: the first catalog the warehouse loaded),
     kept as load_course_catalog keeps them: the version, and the current catalog."""
     for row in rows:
-        conn.execute("insert into core.course_catalog_version values (%s, %s, %s, %s, %s, %s, %s, %s, null)",
-                     (*row, sha256, known_from))  # fmt: skip
+        conn.execute(
+            "insert into core.course_catalog_version values (%s, %s, %s, %s, %s, %s, %s, %s, null)",
+            (*row, sha256, known_from),
+        )
         conn.execute("delete from core.course_catalog where course_id = %s", (row[0],))
         conn.execute("insert into core.course_catalog values (%s, %s, %s, %s, %s, %s, %s)", (*row, sha256))
 
@@ -82,23 +107,59 @@ def enterprise(conn):
     catalog(conn)
     employee(conn, "M1", guid="g-m1", email=f"boss@{CORP}", hire=date(2015, 1, 5), first="Bo", last="Ss")
     for employee_id, term in (("E1", date(2026, 8, 14)), ("E2", None), ("E3", date(2026, 7, 20))):
-        employee(conn, employee_id, guid=f"g-{employee_id.lower()}", email=f"{employee_id.lower()}@{CORP}",
-                 hire=date(2022, 3, 1), term=term)  # fmt: skip
-        lms_user(conn, f"u-{employee_id.lower()}", email=f"{employee_id.lower()}@{CORP}",
-                 external_id=f"g-{employee_id.lower()}", created=datetime(2022, 3, 2, tzinfo=UTC))  # fmt: skip
-    conn.execute("update core.employee_history set manager_id = 'M1', job_level = 2 where employee_id <> 'M1'")
-    conn.execute("update core.employee_history set termination_category = 'involuntary' where employee_id = 'E3'")
+        employee(
+            conn,
+            employee_id,
+            guid=f"g-{employee_id.lower()}",
+            email=f"{employee_id.lower()}@{CORP}",
+            hire=date(2022, 3, 1),
+            term=term,
+        )
+        lms_user(
+            conn,
+            f"u-{employee_id.lower()}",
+            email=f"{employee_id.lower()}@{CORP}",
+            external_id=f"g-{employee_id.lower()}",
+            created=datetime(2022, 3, 2, tzinfo=UTC),
+        )
+    conn.execute(
+        "update core.employee_history set manager_id = 'M1', job_level = 2 where employee_id <> 'M1'"
+    )
+    conn.execute(
+        "update core.employee_history set termination_category = 'involuntary' where employee_id = 'E3'"
+    )
     insert_pay_changes(
         conn,
-        ("E1", date(2025, 4, 1), "merit_increase", 50000, 52000, "USD", 4.0, "x", datetime(2025, 4, 2, tzinfo=UTC)),
+        (
+            "E1",
+            date(2025, 4, 1),
+            "merit_increase",
+            50000,
+            52000,
+            "USD",
+            4.0,
+            "x",
+            datetime(2025, 4, 2, tzinfo=UTC),
+        ),
         ("E1", date(2026, 1, 1), "pay_freeze", 52000, 52000, "USD", 0, "x", datetime(2026, 1, 2, tzinfo=UTC)),
     )
     learner = account_learner("u-e1")
-    statement(conn, "s-enrol", learner, datetime(2026, 5, 2, 9, tzinfo=UTC), event="enrolled", course="DEV-201")
+    statement(
+        conn, "s-enrol", learner, datetime(2026, 5, 2, 9, tzinfo=UTC), event="enrolled", course="DEV-201"
+    )
     statement(conn, "s-done", learner, datetime(2026, 6, 20, 9, tzinfo=UTC), course="DEV-201", seconds=1800)
-    statement(conn, "s-score", learner, datetime(2026, 6, 21, 9, tzinfo=UTC), event="passed", course="DEV-201",
-              score=0.8)  # fmt: skip
-    statement(conn, "s-mandatory", learner, datetime(2026, 3, 2, 9, tzinfo=UTC), event="enrolled", course="CMP-101")
+    statement(
+        conn,
+        "s-score",
+        learner,
+        datetime(2026, 6, 21, 9, tzinfo=UTC),
+        event="passed",
+        course="DEV-201",
+        score=0.8,
+    )
+    statement(
+        conn, "s-mandatory", learner, datetime(2026, 3, 2, 9, tzinfo=UTC), event="enrolled", course="CMP-101"
+    )
     statement(conn, "s-old", learner, datetime(2025, 6, 1, 9, tzinfo=UTC), course="DEV-201")
 
 
@@ -144,7 +205,9 @@ def lms_read_through(conn, moment, batch_id=None):
 def inputs_complete_through(conn, reference_date):
     """Every input of `reference_date` complete through its cut-off: its employees file and the LMS read past it."""
     hr_known_through(conn, reference_date)
-    lms_read_through(conn, datetime.combine(reference_date + timedelta(days=2), datetime.min.time(), tzinfo=UTC))
+    lms_read_through(
+        conn, datetime.combine(reference_date + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    )
 
 
 def feature_row(dsn, employee_id, reference_date=D, version=2, table="employee_features"):
@@ -193,7 +256,11 @@ def test_windows_and_hr_attributes_as_of_the_reference_date(warehouse_dsn, confi
     assert row["mandatory_courses_overdue"] == 1  # enrolled 2026-03-02, due in 30 days, never completed
     assert row["days_since_last_activity"] == 9
     assert (row["tenure_days"], row["job_level"], row["team_size"], row["manager_tenure_days"]) == (
-        (D - date(2022, 3, 1)).days, 2, 3, (D - date(2015, 1, 5)).days)
+        (D - date(2022, 3, 1)).days,
+        2,
+        3,
+        (D - date(2015, 1, 5)).days,
+    )
     assert row["is_pay_frozen"] is True and row["months_since_last_raise"] == 14
     assert row["last_pay_change_pct"] == 0
     quiet = feature_row(warehouse_dsn, "E2")
@@ -206,8 +273,9 @@ def test_labels_count_voluntary_exits_in_the_horizon_and_censor_the_rest(warehou
     labels = dict(
         (employee_id, (label, status))
         for employee_id, label, status in query(
-            warehouse_dsn, "select hris_employee_id, label, label_status from mart.turnover_label")
-    )  # fmt: skip
+            warehouse_dsn, "select hris_employee_id, label, label_status from mart.turnover_label"
+        )
+    )
     assert labels["E1"] == (True, "positive")  # voluntary exit on 2026-08-14, within 90 days
     assert labels["E3"] == (None, "censored_involuntary")
     assert labels["E2"] == (None, "horizon_open")  # HR known only up to its last snapshot
@@ -219,10 +287,20 @@ def test_later_events_late_statements_and_hr_changes_never_change_a_built_date(w
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         learner = account_learner("u-e1")
         statement(conn, "s-after", learner, AFTER_D)  # happened after D
-        statement(conn, "s-late", learner, datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)  # stored after
+        statement(
+            conn, "s-late", learner, datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D
+        )  # stored after
         conn.execute("update core.employee_history set valid_to = '2026-07-05' where employee_id = 'E1'")
-        employee(conn, "E1", guid="g-e1", email=f"e1@{CORP}", hire=date(2022, 3, 1), term=date(2026, 8, 14),
-                 intervals=[(date(2026, 7, 5), None, f"e1@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        employee(
+            conn,
+            "E1",
+            guid="g-e1",
+            email=f"e1@{CORP}",
+            hire=date(2022, 3, 1),
+            term=date(2026, 8, 14),
+            intervals=[(date(2026, 7, 5), None, f"e1@{CORP}")],
+            known_at=AFTER_D,
+        )
         conn.execute("update core.employee_history set job_level = 5 where valid_from = '2026-07-05'")
     resolve_identities(config, dsn=warehouse_dsn)
     summary = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
@@ -238,8 +316,11 @@ def test_later_events_late_statements_and_hr_changes_never_change_a_built_date(w
     restated = feature_row(warehouse_dsn, "E1", table="employee_features_restated")
     assert restated["completions_30d"] == 2 and restated["job_level"] == 2
     assert feature_row(warehouse_dsn, "E1") == before
-    builds = query(warehouse_dsn, "select build_kind from audit.feature_build where reference_date = %s order by"
-                                  " built_at", (D,))  # fmt: skip
+    builds = query(
+        warehouse_dsn,
+        "select build_kind from audit.feature_build where reference_date = %s order by built_at",
+        (D,),
+    )
     assert builds == [("as_of",), ("restatement",)]
 
 
@@ -247,21 +328,41 @@ def test_the_incrementally_refreshed_daily_activity_equals_a_full_rebuild(wareho
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         learner = account_learner("u-e1")
         statement(conn, "s-next", learner, datetime(2026, 7, 2, 9, tzinfo=UTC))  # a new day
-        statement(conn, "s-same-group", learner, datetime(2026, 6, 21, 10, tzinfo=UTC),
-                  stored=datetime(2026, 7, 2, 10, tzinfo=UTC), event="enrolled")  # a late one into a built day
-        statement(conn, "s-overlap", account_learner("u-e2"), datetime(2026, 6, 19, 9, tzinfo=UTC),
-                  stored=datetime(2026, 6, 20, 12, tzinfo=UTC))  # stored before the watermark, exposed late
+        statement(
+            conn,
+            "s-same-group",
+            learner,
+            datetime(2026, 6, 21, 10, tzinfo=UTC),
+            stored=datetime(2026, 7, 2, 10, tzinfo=UTC),
+            event="enrolled",
+        )  # a late one into a built day
+        statement(
+            conn,
+            "s-overlap",
+            account_learner("u-e2"),
+            datetime(2026, 6, 19, 9, tzinfo=UTC),
+            stored=datetime(2026, 6, 20, 12, tzinfo=UTC),
+        )  # stored before the watermark, exposed late
         # stored weeks before anything the last refresh saw, published only now (a re-read period)
-        statement(conn, "s-far-late", account_learner("u-e2"), datetime(2026, 5, 3, 9, tzinfo=UTC),
-                  stored=datetime(2026, 5, 4, 12, tzinfo=UTC))  # fmt: skip
+        statement(
+            conn,
+            "s-far-late",
+            account_learner("u-e2"),
+            datetime(2026, 5, 3, 9, tzinfo=UTC),
+            stored=datetime(2026, 5, 4, 12, tzinfo=UTC),
+        )
         void(conn, "s-done")
     build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         void(conn, "s-next", batch_id="b-void-2")
     build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 11)])
     incremental = mart_tables(warehouse_dsn)["daily"]
-    assert build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 11)],
-                          full_daily_rebuild=True)["daily_mode"] == "full"  # fmt: skip
+    assert (
+        build_features(
+            config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 11)], full_daily_rebuild=True
+        )["daily_mode"]
+        == "full"
+    )
     assert mart_tables(warehouse_dsn)["daily"] == incremental
 
 
@@ -287,9 +388,13 @@ def test_reruns_change_nothing_and_a_new_version_keeps_the_old_one(warehouse_dsn
     assert mart_tables(warehouse_dsn) == tables
     bumped = copy.deepcopy(config)
     bumped["features"]["feature_set_version"] = 3
-    assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == [D.isoformat()]
-    versions = query(warehouse_dsn, "select feature_set_version, count(*) from mart.employee_features group by 1"
-                                    " order by 1")  # fmt: skip
+    assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == [
+        D.isoformat()
+    ]
+    versions = query(
+        warehouse_dsn,
+        "select feature_set_version, count(*) from mart.employee_features group by 1 order by 1",
+    )
     assert versions == [(2, 4), (3, 4)]
 
 
@@ -302,15 +407,17 @@ def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
     assert "days_since_last_activity is null in at most 10% of rows" in str(failure.value)
     assert "nothing was published" in str(failure.value)
     assert {k: v for k, v in mart_tables(warehouse_dsn).items() if k != "daily"} == {
-        k: v for k, v in tables.items() if k != "daily"}
-    assert query(warehouse_dsn, "select count(*) from audit.validation_result where suite_name = 'employee_features'"
-                                " and not success") == [(1,)]  # fmt: skip
+        k: v for k, v in tables.items() if k != "daily"
+    }
+    assert query(
+        warehouse_dsn,
+        "select count(*) from audit.validation_result where suite_name = 'employee_features' and not success",
+    ) == [(1,)]
 
 
 GATE_VIOLATIONS = {
     "one row per employee_key, reference_date and feature set version": "insert into {t} select * from {t} limit 1",
-    "the rows of each reference date equal the active HR headcount on that date":
-        "update {t} set date_active_headcount = date_active_headcount + 1",
+    "the rows of each reference date equal the active HR headcount on that date": "update {t} set date_active_headcount = date_active_headcount + 1",
     "completion_rate_90d is a rate in 0..1": "update {t} set completion_rate_90d = 1.5",
     "enrolments_30d is not negative": "update {t} set enrolments_30d = -1",
     "days_since_last_promotion is not negative": "update {t} set days_since_last_promotion = -3",
@@ -319,7 +426,7 @@ GATE_VIOLATIONS = {
     "is_pay_frozen is never null": "update {t} set is_pay_frozen = null",
     "team_leavers_90d is never null": "update {t} set team_leavers_90d = null where hris_employee_id = 'E2'",
     "every row carries the cut-off of its reference date": "update {t} set cutoff_at = null",
-}  # fmt: skip
+}
 
 
 def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, built):
@@ -329,14 +436,22 @@ def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, bui
 
     suite = features_suite(config)
     assert "every feature without a band in features.max_null_fraction" in " ".join(
-        e.description for e in suite.expectations if "never null" in e.description)
+        e.description for e in suite.expectations if "never null" in e.description
+    )
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("create table staging.good_features as select *, 4 as date_feature_rows,"
-                     " 4 as date_active_headcount from mart.employee_features")  # fmt: skip
+        conn.execute(
+            "create table staging.good_features as select *, 4 as date_feature_rows,"
+            " 4 as date_active_headcount from mart.employee_features"
+        )
     validate = lambda name: run_suite(  # noqa: E731
-        sqlalchemy_url(dsn=warehouse_dsn), suite, data_asset="employee_features", batch_identifier=name,
-        table=("staging", name), parameters={"expected_rows": 4},
-        data_docs_dir=config["quality"]["data_docs_dir"])  # fmt: skip
+        sqlalchemy_url(dsn=warehouse_dsn),
+        suite,
+        data_asset="employee_features",
+        batch_identifier=name,
+        table=("staging", name),
+        parameters={"expected_rows": 4},
+        data_docs_dir=config["quality"]["data_docs_dir"],
+    )
     assert validate("good_features").success
     for number, (expectation, mutation) in enumerate(GATE_VIOLATIONS.items()):
         table = f"broken_{number}"
@@ -346,7 +461,10 @@ def test_the_feature_gate_fails_each_broken_invariant(warehouse_dsn, config, bui
             conn.execute(sql.SQL(mutation).format(t=target))
         outcome = validate(table)
         assert not outcome.success, expectation
-        assert expectation in outcome.failure_summary(limit=20), (expectation, outcome.failure_summary(limit=20))
+        assert expectation in outcome.failure_summary(limit=20), (
+            expectation,
+            outcome.failure_summary(limit=20),
+        )
 
 
 def test_a_reference_date_whose_active_employees_have_no_rows_fails_the_gate(warehouse_dsn, config):
@@ -371,25 +489,56 @@ def test_every_feature_is_documented_once_in_the_dictionary(warehouse_dsn):
 
 def label_rows(dsn):
     """The labels without hr_known_through (a label keeps the one it was last computed with)."""
-    return sorted(query(dsn, "select employee_key, reference_date, horizon_days, hris_employee_id, label, exit_date,"
-                             " exit_category, is_censored, label_status from mart.turnover_label"))  # fmt: skip
+    return sorted(
+        query(
+            dsn,
+            "select employee_key, reference_date, horizon_days, hris_employee_id, label, exit_date,"
+            " exit_category, is_censored, label_status from mart.turnover_label",
+        )
+    )
 
 
-def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_rebuild(warehouse_dsn, config, built):
+def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_rebuild(
+    warehouse_dsn, config, built
+):
     assert built["label_mode"] == "full"
     rerun = build_features(config, dsn=warehouse_dsn, reference_dates=[D])
     assert (rerun["label_mode"], rerun["labels_written"], rerun["employees_with_changed_outcome"]) == (
-        "incremental", 0, 0)  # nothing new: no label is computed again
+        "incremental",
+        0,
+        0,
+    )  # nothing new: no label is computed again
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         # E2 resigns on 2026-08-01 (a later file); a snapshot on 2026-10-01 settles the horizon of D
-        conn.execute("update core.employee_history set valid_to = '2026-08-01', is_current = false,"
-                     " closed_by = 'attribute_change' where employee_id = 'E2'")  # fmt: skip
-        employee(conn, "E2", guid="g-e2", email=f"e2@{CORP}", hire=date(2022, 3, 1), term=date(2026, 8, 1),
-                 intervals=[(date(2026, 8, 1), None, f"e2@{CORP}")], known_at=AFTER_D)  # fmt: skip
-        conn.execute("update core.employee_history set valid_to = '2026-10-01', is_current = false,"
-                     " closed_by = 'attribute_change' where employee_id = 'M1'")  # fmt: skip
-        employee(conn, "M1", guid="g-m1", email=f"boss@{CORP}", hire=date(2015, 1, 5), first="Bo", last="Ss",
-                 intervals=[(date(2026, 10, 1), None, f"boss@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        conn.execute(
+            "update core.employee_history set valid_to = '2026-08-01', is_current = false,"
+            " closed_by = 'attribute_change' where employee_id = 'E2'"
+        )
+        employee(
+            conn,
+            "E2",
+            guid="g-e2",
+            email=f"e2@{CORP}",
+            hire=date(2022, 3, 1),
+            term=date(2026, 8, 1),
+            intervals=[(date(2026, 8, 1), None, f"e2@{CORP}")],
+            known_at=AFTER_D,
+        )
+        conn.execute(
+            "update core.employee_history set valid_to = '2026-10-01', is_current = false,"
+            " closed_by = 'attribute_change' where employee_id = 'M1'"
+        )
+        employee(
+            conn,
+            "M1",
+            guid="g-m1",
+            email=f"boss@{CORP}",
+            hire=date(2015, 1, 5),
+            first="Bo",
+            last="Ss",
+            intervals=[(date(2026, 10, 1), None, f"boss@{CORP}")],
+            known_at=AFTER_D,
+        )
         inputs_complete_through(conn, date(2026, 10, 1))
     resolve_identities(config, dsn=warehouse_dsn)
     daily = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)])
@@ -397,14 +546,20 @@ def test_a_daily_run_recomputes_only_labels_that_can_change_and_matches_a_full_r
     labels = dict((row[3], row[8]) for row in label_rows(warehouse_dsn) if row[1] == D)
     assert labels["E2"] == "positive"  # the resignation falls within 90 days of D
     incremental = label_rows(warehouse_dsn)
-    rebuilt = build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)], full_daily_rebuild=True)
+    rebuilt = build_features(
+        config, dsn=warehouse_dsn, reference_dates=[date(2026, 10, 1)], full_daily_rebuild=True
+    )
     assert rebuilt["label_mode"] == "full"
     assert label_rows(warehouse_dsn) == incremental
 
 
 def labels_by_employee(dsn, reference_date=D):
-    rows = query(dsn, "select hris_employee_id, horizon_days, label, label_status from mart.turnover_label"
-                      " where reference_date = %s", (reference_date,))  # fmt: skip
+    rows = query(
+        dsn,
+        "select hris_employee_id, horizon_days, label, label_status from mart.turnover_label"
+        " where reference_date = %s",
+        (reference_date,),
+    )
     return {(employee_id, horizon): (label, status) for employee_id, horizon, label, status in rows}
 
 
@@ -413,19 +568,32 @@ def test_a_resignation_reported_late_on_or_before_the_reference_date_is_censored
 ):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         # E2 left on 2026-06-15; the 2026-07-05 file is the first to say so (D was built with E2 active)
-        conn.execute("update core.employee_history set valid_to = '2026-07-05', is_current = false,"
-                     " closed_by = 'attribute_change' where employee_id = 'E2'")  # fmt: skip
-        employee(conn, "E2", guid="g-e2", email=f"e2@{CORP}", hire=date(2022, 3, 1), term=date(2026, 6, 15),
-                 intervals=[(date(2026, 7, 5), None, f"e2@{CORP}")], known_at=AFTER_D)  # fmt: skip
+        conn.execute(
+            "update core.employee_history set valid_to = '2026-07-05', is_current = false,"
+            " closed_by = 'attribute_change' where employee_id = 'E2'"
+        )
+        employee(
+            conn,
+            "E2",
+            guid="g-e2",
+            email=f"e2@{CORP}",
+            hire=date(2022, 3, 1),
+            term=date(2026, 6, 15),
+            intervals=[(date(2026, 7, 5), None, f"e2@{CORP}")],
+            known_at=AFTER_D,
+        )
         hr_known_through(conn, date(2026, 10, 1))  # D's horizon has passed
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[date(2026, 7, 10)])
     assert feature_row(warehouse_dsn, "E2") is not None  # as known at D, E2 was active
     assert labels_by_employee(warehouse_dsn)[("E2", 90)] == (None, "censored_exit_before_reference")
-    assert query(warehouse_dsn, "select exit_date, is_censored from mart.turnover_label"
-                                " where hris_employee_id = 'E2'") == [(date(2026, 6, 15), True)]  # fmt: skip
+    assert query(
+        warehouse_dsn, "select exit_date, is_censored from mart.turnover_label where hris_employee_id = 'E2'"
+    ) == [(date(2026, 6, 15), True)]
     assert labels_by_employee(warehouse_dsn)[("M1", 90)] == (False, "negative")
-    assert query(warehouse_dsn, "select count(*) from mart.training_set where hris_employee_id = 'E2'") == [(0,)]
+    assert query(warehouse_dsn, "select count(*) from mart.training_set where hris_employee_id = 'E2'") == [
+        (0,)
+    ]
 
 
 def test_a_30_day_horizon_then_30_and_90_days_at_once_relabel_everything(warehouse_dsn, config):
@@ -458,8 +626,14 @@ def test_an_exit_on_the_last_day_of_the_horizon_is_inside_it(warehouse_dsn, conf
     config["features"]["label_horizons_days"] = [30]
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         catalog(conn)
-        for employee_id, term in (("E-LAST", date(2026, 7, 30)), ("E-AFTER", date(2026, 7, 31)), ("E-STAY", None)):
-            employee(conn, employee_id, email=f"{employee_id.lower()}@{CORP}", hire=date(2022, 3, 1), term=term)
+        for employee_id, term in (
+            ("E-LAST", date(2026, 7, 30)),
+            ("E-AFTER", date(2026, 7, 31)),
+            ("E-STAY", None),
+        ):
+            employee(
+                conn, employee_id, email=f"{employee_id.lower()}@{CORP}", hire=date(2022, 3, 1), term=term
+            )
         hr_known_through(conn, date(2026, 8, 1))
         lms_read_through(conn, datetime(2026, 8, 2, tzinfo=UTC))
     resolve_identities(config, dsn=warehouse_dsn)
@@ -474,11 +648,21 @@ def test_an_exit_on_the_last_day_of_the_horizon_is_inside_it(warehouse_dsn, conf
 def test_manager_changes_count_even_when_the_hris_sends_no_job_role(warehouse_dsn, config):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         catalog(conn)
-        employee(conn, "E1", guid="g-1", email=f"e1@{CORP}", hire=date(2022, 3, 1),
-                 intervals=[(date(2025, 1, 4), date(2026, 2, 7), f"e1@{CORP}"),
-                            (date(2026, 2, 7), None, f"e1@{CORP}")])  # fmt: skip
-        conn.execute("update core.employee_history set job_role = null,"
-                     " manager_id = case when valid_from = '2026-02-07' then 'M2' else 'M1' end")  # fmt: skip
+        employee(
+            conn,
+            "E1",
+            guid="g-1",
+            email=f"e1@{CORP}",
+            hire=date(2022, 3, 1),
+            intervals=[
+                (date(2025, 1, 4), date(2026, 2, 7), f"e1@{CORP}"),
+                (date(2026, 2, 7), None, f"e1@{CORP}"),
+            ],
+        )
+        conn.execute(
+            "update core.employee_history set job_role = null,"
+            " manager_id = case when valid_from = '2026-02-07' then 'M2' else 'M1' end"
+        )
         inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
@@ -491,22 +675,31 @@ def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(war
     from tests.integration.test_identity_resolution import FILE_SHA
     from turnover_signals.quality.lineage import trace_feature_row
 
-    manifest = ("insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
-                " values ('employees_20260101.csv', %s, 'employees', '2026-01-01', 10, %s, 'loaded')")  # fmt: skip
+    manifest = (
+        "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
+        " values ('employees_20260101.csv', %s, 'employees', '2026-01-01', 10, %s, 'loaded')"
+    )
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
         conn.execute(manifest, (FILE_SHA, datetime(2026, 1, 2, tzinfo=UTC)))
         inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
     build_features(config, dsn=warehouse_dsn, reference_dates=[D])
-    key = query(warehouse_dsn, "select employee_key from core.hris_employee_key where hris_employee_id = 'E1'")[0][0]
-    before = [r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"]
+    key = query(
+        warehouse_dsn, "select employee_key from core.hris_employee_key where hris_employee_id = 'E1'"
+    )[0][0]
+    before = [
+        r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"
+    ]
     assert [(r["source_name"], r["source_sha256"]) for r in before] == [("employees_20260101.csv", FILE_SHA)]
 
     corrected = "e" * 64  # HR sends a corrected file for the same date, known after D's cut-off
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("update audit.file_manifest set status = 'superseded', superseded_by_sha256 = %s"
-                     " where sha256 = %s", (corrected, FILE_SHA))  # fmt: skip
+        conn.execute(
+            "update audit.file_manifest set status = 'superseded', superseded_by_sha256 = %s"
+            " where sha256 = %s",
+            (corrected, FILE_SHA),
+        )
         conn.execute(manifest, (corrected, AFTER_D))
         # what the history build keeps: today's history from the correction, the version before it as a revision
         conn.execute(
@@ -514,7 +707,9 @@ def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(war
             (AFTER_D,),
         )
         conn.execute("update core.employee_history set source_sha256 = %s", (corrected,))
-    after = [r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"]
+    after = [
+        r for r in trace_feature_row(config, key, D, dsn=warehouse_dsn) if r["source_kind"] == "hris_file"
+    ]
     assert [r["source_sha256"] for r in after] == [FILE_SHA]  # the row's cut-off knew the first file only
     assert "superseded after this row's cut-off by a correction (eeeeeeeeeeee)" in after[0]["detail"]
 
@@ -522,7 +717,9 @@ def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(war
 # -- when a date is built -------------------------------------------------------------------------
 
 
-def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(warehouse_dsn, config, caplog):
+def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(
+    warehouse_dsn, config, caplog
+):
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
         hr_known_through(conn, D - timedelta(days=1))  # the file of D has not arrived
@@ -537,13 +734,16 @@ def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(
         "the LMS extraction has not read past the cut-off 2026-07-01 12:00 UTC (read through 2026-07-01 09:00 UTC)",
     ]
     assert "reference date 2026-06-30 deferred: no employees file dated 2026-06-30" in caplog.text
-    assert deferral_note(summary).startswith("deferred (inputs not complete through the cut-off): 2026-06-30: ")
+    assert deferral_note(summary).startswith(
+        "deferred (inputs not complete through the cut-off): 2026-06-30: "
+    )
     assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(0,)]
 
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         hr_known_through(conn, D)
     assert build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)[
-        "reference_dates_deferred"] == {D.isoformat(): reasons[1:]}  # fmt: skip
+        "reference_dates_deferred"
+    ] == {D.isoformat(): reasons[1:]}
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         lms_read_through(conn, datetime(2026, 7, 1, 12, 30, tzinfo=UTC))
     summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)
@@ -559,15 +759,23 @@ def test_a_scheduled_run_builds_the_dates_deferred_before_once_they_are_complete
     build_features(config, dsn=warehouse_dsn, reference_dates=[D], catch_up=True)
     # two runs, each the morning after its date, find it incomplete (no employees file since D)
     for day in (D + timedelta(days=1), D + timedelta(days=2)):
-        morning = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC) + timedelta(hours=8)
+        morning = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC) + timedelta(
+            hours=8
+        )
         summary = build_features(config, dsn=warehouse_dsn, reference_dates=[day], catch_up=True, now=morning)
         assert summary["reference_dates_built"] == []
         assert sorted(summary["reference_dates_deferred"]) == [
-            (D + timedelta(days=n)).isoformat() for n in range(1, (day - D).days + 1)]  # fmt: skip
+            (D + timedelta(days=n)).isoformat() for n in range(1, (day - D).days + 1)
+        ]
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         inputs_complete_through(conn, D + timedelta(days=3))
-    summary = build_features(config, dsn=warehouse_dsn, reference_dates=[D + timedelta(days=3)], catch_up=True,
-                             now=datetime(2026, 7, 4, 8, tzinfo=UTC))  # fmt: skip
+    summary = build_features(
+        config,
+        dsn=warehouse_dsn,
+        reference_dates=[D + timedelta(days=3)],
+        catch_up=True,
+        now=datetime(2026, 7, 4, 8, tzinfo=UTC),
+    )
     assert summary["reference_dates_built"] == [(D + timedelta(days=n)).isoformat() for n in range(1, 4)]
 
 
@@ -581,7 +789,13 @@ def test_a_first_scheduled_build_leaves_no_gap_a_rerun_would_fill(warehouse_dsn,
     morning = datetime(2026, 7, 4, 8, tzinfo=UTC)
     first = build_features(config, dsn=warehouse_dsn, reference_dates=[requested], catch_up=True, now=morning)
     # the month-ends, then every day from the newest one through the requested date
-    assert first["reference_dates_built"] == ["2026-05-31", "2026-06-30", "2026-07-01", "2026-07-02", "2026-07-03"]
+    assert first["reference_dates_built"] == [
+        "2026-05-31",
+        "2026-06-30",
+        "2026-07-01",
+        "2026-07-02",
+        "2026-07-03",
+    ]
     rerun = build_features(config, dsn=warehouse_dsn, reference_dates=[requested], catch_up=True, now=morning)
     assert rerun["reference_dates_built"] == []
 
@@ -597,17 +811,25 @@ def test_an_employees_file_missing_past_its_lateness_fails_with_the_date_named(w
     within = build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=due + lateness)
     assert list(within["reference_dates_deferred"]) == [D.isoformat()]
     with pytest.raises(BadInputError) as failure:
-        build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=due + lateness + timedelta(minutes=1))
+        build_features(
+            config, dsn=warehouse_dsn, reference_dates=[D], now=due + lateness + timedelta(minutes=1)
+        )
     message = str(failure.value)
-    assert message.startswith("feature build of reference date(s) 2026-06-30: no employees file dated 2026-06-30")
+    assert message.startswith(
+        "feature build of reference date(s) 2026-06-30: no employees file dated 2026-06-30"
+    )
     assert "hris.max_file_lateness_hours" in message and "clear build_features" in message
 
 
 def test_reference_dates_that_have_not_ended_are_refused(warehouse_dsn, config):
     now = datetime(2026, 7, 1, 9, tzinfo=UTC)
     with pytest.raises(BadInputError) as failure:
-        build_features(config, dsn=warehouse_dsn, reference_dates=[D, date(2026, 7, 1), date(2026, 7, 2)], now=now)
-    assert str(failure.value).startswith("feature build of reference date(s) 2026-07-01, 2026-07-02: the date has not")
+        build_features(
+            config, dsn=warehouse_dsn, reference_dates=[D, date(2026, 7, 1), date(2026, 7, 2)], now=now
+        )
+    assert str(failure.value).startswith(
+        "feature build of reference date(s) 2026-07-01, 2026-07-02: the date has not"
+    )
     assert query(warehouse_dsn, "select count(*) from audit.feature_build") == [(0,)]
 
 
@@ -624,15 +846,24 @@ def test_a_delivery_lag_longer_than_the_grace_is_refused(warehouse_dsn, config):
 def test_a_rebuilt_date_equals_the_published_rows_and_a_changed_row_is_found(warehouse_dsn, config, built):
     later = date(2026, 7, 10)
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        statement(conn, "s-late", account_learner("u-e1"), datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D)
+        statement(
+            conn, "s-late", account_learner("u-e1"), datetime(2026, 6, 25, 9, tzinfo=UTC), stored=AFTER_D
+        )
         void(conn, "s-done")
     build_features(config, dsn=warehouse_dsn, reference_dates=[later])
     # later data exists now for D (a late statement, a void), yet rebuilding D gives its row again
     assert rebuild_matches(config, [D, later], dsn=warehouse_dsn) == {
-        "reference_dates": [D.isoformat(), later.isoformat()], "rows": 8, "rows_differing": 0, "matched": True}  # fmt: skip
+        "reference_dates": [D.isoformat(), later.isoformat()],
+        "rows": 8,
+        "rows_differing": 0,
+        "matched": True,
+    }
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("update mart.employee_features set completions_30d = 9 where reference_date = %s"
-                     " and hris_employee_id = 'E1'", (D,))  # fmt: skip
+        conn.execute(
+            "update mart.employee_features set completions_30d = 9 where reference_date = %s"
+            " and hris_employee_id = 'E1'",
+            (D,),
+        )
     assert rebuild_matches(config, [D], dsn=warehouse_dsn)["rows_differing"] == 2
 
 
@@ -647,12 +878,14 @@ def test_a_build_waits_for_the_build_before_it(warehouse_dsn, config):
     with psycopg.connect(warehouse_dsn, autocommit=True) as other_build:
         other_build.execute("select pg_advisory_lock(%s)", (FEATURES_LOCK_ID,))
         worker = threading.Thread(
-            target=lambda: results.update(build_features(config, dsn=warehouse_dsn, reference_dates=[D])))
+            target=lambda: results.update(build_features(config, dsn=warehouse_dsn, reference_dates=[D]))
+        )
         worker.start()
         worker.join(timeout=3)
         assert worker.is_alive() and results == {}  # waiting, not interleaving
-        assert query(warehouse_dsn, "select count(*) from pg_locks where locktype = 'advisory' and not granted") == [
-            (1,)]  # fmt: skip
+        assert query(
+            warehouse_dsn, "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+        ) == [(1,)]
         other_build.execute("select pg_advisory_unlock(%s)", (FEATURES_LOCK_ID,))
     worker.join(timeout=120)
     assert results["reference_dates_built"] == [D.isoformat()]

@@ -48,8 +48,11 @@ SIGNAL_STRENGTH = 4.0  # see the module docstring: at 2 the lift's interval touc
 
 
 def hris_tree(data_dir: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(data_dir)): path.read_bytes() for path in sorted((data_dir / "sftp").rglob("*"))
-            if path.is_file()}  # fmt: skip
+    return {
+        str(path.relative_to(data_dir)): path.read_bytes()
+        for path in sorted((data_dir / "sftp").rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +67,10 @@ def model_enterprises(migrated_template_db, tmp_path_factory):
     from turnover_signals.identity.resolve import resolve_identities
 
     strengths = {"signal": SIGNAL_STRENGTH, "no_signal": 0.0}
-    data_dirs = {key: generate(tmp_path_factory.mktemp(key) / "data", signal_strength=strength, **ENTERPRISE)
-                 for key, strength in strengths.items()}  # fmt: skip
+    data_dirs = {
+        key: generate(tmp_path_factory.mktemp(key) / "data", signal_strength=strength, **ENTERPRISE)
+        for key, strength in strengths.items()
+    }
     assert hris_tree(data_dirs["signal"]) == hris_tree(data_dirs["no_signal"])
     config = load_config(use_variable=False)
     config["identity"]["review_sample_dir"] = tempfile.mkdtemp()
@@ -152,7 +157,8 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
     with psycopg.connect(signal_dsn) as conn:
         registry = conn.execute(
             "select model_version, feature_set, status, artifact_path, artifact_sha256, report_path, metrics"
-            " from audit.model_registry order by feature_set").fetchall()  # fmt: skip
+            " from audit.model_registry order by feature_set"
+        ).fetchall()
         assert {r[1] for r in registry} == {"hr_only", "hr_lms"}
         champion = [r[0] for r in registry if r[2] == "champion"]
         assert len(champion) == 1
@@ -164,10 +170,12 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
         scores = conn.execute(
             "select reference_date, count(*), count(distinct model_version), min(model_version),"
             " count(*) filter (where risk_band = 'high'), bool_and(jsonb_array_length(top_features) <= 3)"
-            " from mart.turnover_risk_score group by 1").fetchall()  # fmt: skip
-        latest = conn.execute("select max(reference_date), count(*) from mart.employee_features"
-                              " where reference_date = (select max(reference_date) from mart.employee_features)"
-                              ).fetchone()  # fmt: skip
+            " from mart.turnover_risk_score group by 1"
+        ).fetchall()
+        latest = conn.execute(
+            "select max(reference_date), count(*) from mart.employee_features"
+            " where reference_date = (select max(reference_date) from mart.employee_features)"
+        ).fetchone()
     assert len(scores) == 1 and scores[0][0] == latest[0] and scores[0][1] == latest[1]
     assert scores[0][3] == champion[0] and scores[0][4] > 0 and scores[0][5]
     assert_the_windows_are_settled_and_apart(signal_dsn)
@@ -178,16 +186,20 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
     second = dag.test(logical_date=datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
     assert second.state == "success"
     with psycopg.connect(signal_dsn) as conn:
-        new_champion = conn.execute("select model_version from audit.model_registry where status = 'champion'"
-                                    ).fetchone()[0]  # fmt: skip
-        decisions = [r[0] for r in conn.execute("select decision from audit.model_promotion order by decision_id")]
+        new_champion = conn.execute(
+            "select model_version from audit.model_registry where status = 'champion'"
+        ).fetchone()[0]
+        decisions = [
+            r[0] for r in conn.execute("select decision from audit.model_promotion order by decision_id")
+        ]
     assert new_champion != champion[0] and decisions == ["first_champion", "promoted"]
 
     monkeypatch.setenv("TURNOVER_WAREHOUSE_URL", signal_dsn)
     registry_cli(["rollback", "--reason", "test: back to the first champion", "--by", "pytest"])
     with psycopg.connect(signal_dsn) as conn:
-        restored = conn.execute("select model_version from audit.model_registry where status = 'champion'"
-                                ).fetchone()[0]  # fmt: skip
+        restored = conn.execute(
+            "select model_version from audit.model_registry where status = 'champion'"
+        ).fetchone()[0]
         scored_by = conn.execute("select distinct model_version from mart.turnover_risk_score").fetchall()
     assert restored == champion[0] and scored_by == [(champion[0],)]
 
@@ -200,22 +212,53 @@ def assert_the_windows_are_settled_and_apart(dsn: str) -> None:
         rows = conn.execute(
             "select feature_set_version, horizon_days, train_from_date, train_to_date, calibration_from_date,"
             " calibration_to_date, test_from_date, test_to_date, test_rows, test_positives, lineage"
-            " from audit.model_registry").fetchall()  # fmt: skip
-        known_through = conn.execute("select max(hr_known_through) from mart.turnover_label where horizon_days = %s",
-                                     (horizon.days,)).fetchone()[0]  # fmt: skip
-        per_date = dict(conn.execute(
-            "select reference_date, count(*) from mart.training_set where horizon_days = %s and reference_date"
-            " between %s and %s group by 1", (horizon.days, rows[0][6], rows[0][7])).fetchall())  # fmt: skip
-        headcount = conn.execute("select count(*) from mart.employee_features where reference_date = %s",
-                                 (rows[0][7],)).fetchone()[0]  # fmt: skip
-    for fsv, horizon_days, train_from, train_to, cal_from, cal_to, test_from, test_to, n, positives, lineage in rows:
+            " from audit.model_registry"
+        ).fetchall()
+        known_through = conn.execute(
+            "select max(hr_known_through) from mart.turnover_label where horizon_days = %s", (horizon.days,)
+        ).fetchone()[0]
+        per_date = dict(
+            conn.execute(
+                "select reference_date, count(*) from mart.training_set where horizon_days = %s and reference_date"
+                " between %s and %s group by 1",
+                (horizon.days, rows[0][6], rows[0][7]),
+            ).fetchall()
+        )
+        headcount = conn.execute(
+            "select count(*) from mart.employee_features where reference_date = %s", (rows[0][7],)
+        ).fetchone()[0]
+    for (
+        fsv,
+        horizon_days,
+        train_from,
+        train_to,
+        cal_from,
+        cal_to,
+        test_from,
+        test_to,
+        n,
+        positives,
+        lineage,
+    ) in rows:
         assert fsv == int(config["features"]["feature_set_version"]) and horizon_days == horizon.days
-        assert train_from <= train_to and train_to + horizon < cal_from <= cal_to and cal_to + horizon < test_from
+        assert (
+            train_from <= train_to
+            and train_to + horizon < cal_from <= cal_to
+            and cal_to + horizon < test_from
+        )
         assert test_to + horizon <= known_through, (test_to, known_through)
         assert 0.005 < positives / n < 0.15, (positives, n)  # a voluntary exit rate, not a window of leavers
-        assert {"source", "feature_build_ids", "rows_fingerprint_sha256", "lms_stored_high_water",
-                "hris_known_at_high_water", "features_built_through"} <= set(lineage)  # fmt: skip
-        assert lineage["feature_build_ids"] and re.fullmatch(r"[0-9a-f]{64}", lineage["rows_fingerprint_sha256"])
+        assert {
+            "source",
+            "feature_build_ids",
+            "rows_fingerprint_sha256",
+            "lms_stored_high_water",
+            "hris_known_at_high_water",
+            "features_built_through",
+        } <= set(lineage)
+        assert lineage["feature_build_ids"] and re.fullmatch(
+            r"[0-9a-f]{64}", lineage["rows_fingerprint_sha256"]
+        )
     # every test date holds (nearly) the whole population, stayers included
     assert min(per_date.values()) > 0.8 * headcount, (per_date, headcount)
 
@@ -246,7 +289,9 @@ def assert_the_summary_shows_both_models_and_the_lift(dsn: str) -> None:
     for metric in METRICS:
         row = next(line for line in lines if line.strip().startswith(metric))
         # HR only, HR + LMS, and the signed lift
-        assert re.fullmatch(rf"\s*{metric}( \*)?\s+{interval}\s+{interval}\s+[+-]\d\.\d{{3}} \[.*\]", row), row
+        assert re.fullmatch(rf"\s*{metric}( \*)?\s+{interval}\s+{interval}\s+[+-]\d\.\d{{3}} \[.*\]", row), (
+            row
+        )
 
 
 # Promotion and rollback on a small seeded registry: no enterprise to build, real artifacts and scoring.
@@ -260,7 +305,9 @@ def seeded_rows(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     tenure, rating = rng.integers(30, 4000, n), rng.integers(1, 6, n)
     exit_chance = 1 / (1 + np.exp(2.5 + (tenure - 1500) / 800 + 0.5 * (rating - 3)))
-    return pd.DataFrame({"tenure_days": tenure, "performance_rating": rating, "label": rng.random(n) < exit_chance})
+    return pd.DataFrame(
+        {"tenure_days": tenure, "performance_rating": rating, "label": rng.random(n) < exit_chance}
+    )
 
 
 def test_calibration_never_turns_the_ranking_around():
@@ -277,7 +324,9 @@ def test_calibration_never_turns_the_ranking_around():
     model = fit_feature_set("hr_only", SEEDED_FEATURES, fit, calibration, ["logistic_regression"], "pr_auc")
     test = seeded_rows(2000, 14)
     x_fit, x_test = as_numeric_frame(fit, SEEDED_FEATURES), as_numeric_frame(test, SEEDED_FEATURES)
-    raw = candidate("logistic_regression", SEEDED_FEATURES).fit(x_fit, fit["label"]).predict_proba(x_test)[:, 1]
+    raw = (
+        candidate("logistic_regression", SEEDED_FEATURES).fit(x_fit, fit["label"]).predict_proba(x_test)[:, 1]
+    )
     published = model.predict(test)
     assert (np.argsort(-published, kind="stable") == np.argsort(-raw, kind="stable")).all()
     assert published.mean() == pytest.approx(calibration["label"].mean(), abs=0.005)
@@ -306,11 +355,23 @@ def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
                         "insert into mart.turnover_label (employee_key, reference_date, horizon_days, hris_employee_id,"
                         " label, is_censored, label_status, hr_known_through)"
                         " values (%s, %s, 90, %s, %s, false, %s, %s)",
-                        (key + 1, day, f"E{key + 1}", bool(row.label), "positive" if row.label else "negative",
-                         SEEDED_LATEST),
-                    )  # fmt: skip
-    model = fit_feature_set("hr_only", SEEDED_FEATURES, seeded_rows(3000, 1), seeded_rows(3000, 2),
-                            ["logistic_regression"], "pr_auc")  # fmt: skip
+                        (
+                            key + 1,
+                            day,
+                            f"E{key + 1}",
+                            bool(row.label),
+                            "positive" if row.label else "negative",
+                            SEEDED_LATEST,
+                        ),
+                    )
+    model = fit_feature_set(
+        "hr_only",
+        SEEDED_FEATURES,
+        seeded_rows(3000, 1),
+        seeded_rows(3000, 2),
+        ["logistic_regression"],
+        "pr_auc",
+    )
     artifact, sha256 = save_artifact(model, storage.location({}, tmp_path / "seeded.joblib"))
     config = load_config(use_variable=False)
     yield SimpleNamespace(dsn=dsn, config=config, artifact=artifact, sha256=sha256)
@@ -323,19 +384,43 @@ def register_run(registry, run_id: str, values: dict[str, tuple[float, float]]) 
 
     with psycopg.connect(registry.dsn) as conn:
         for feature_set, (test_value, calibration_value) in values.items():
-            metrics = {"pr_auc": {"value": test_value, "ci_low": test_value, "ci_high": test_value},
-                       "selection_on_calibration": {"logistic_regression": calibration_value}}  # fmt: skip
-            conn.execute(REGISTER_SQL, {
-                "model_version": f"tm-{run_id}-{feature_set}", "training_run_id": run_id, "feature_set": feature_set,
-                "feature_set_version": 2, "algorithm": "logistic_regression", "horizon_days": 90,
-                "features": SEEDED_FEATURES, "train_from_date": date(2025, 1, 31), "train_to_date": date(2025, 10, 31),
-                "calibration_from_date": date(2026, 2, 28), "calibration_to_date": date(2026, 2, 28),
-                "test_from_date": SEEDED_WINDOW[0], "test_to_date": SEEDED_WINDOW[-1], "train_rows": 3000,
-                "calibration_rows": 3000, "test_rows": 900, "test_positives": 40, "metrics": json.dumps(metrics),
-                "lift_over_hr_only": None, "artifact_path": str(registry.artifact),
-                "artifact_sha256": registry.sha256, "report_path": None, "lineage": "{}", "dag_id": None,
-                "run_id": None, "task_id": None, "try_number": None, "trained_at": datetime.now(UTC),
-            })  # fmt: skip
+            metrics = {
+                "pr_auc": {"value": test_value, "ci_low": test_value, "ci_high": test_value},
+                "selection_on_calibration": {"logistic_regression": calibration_value},
+            }
+            conn.execute(
+                REGISTER_SQL,
+                {
+                    "model_version": f"tm-{run_id}-{feature_set}",
+                    "training_run_id": run_id,
+                    "feature_set": feature_set,
+                    "feature_set_version": 2,
+                    "algorithm": "logistic_regression",
+                    "horizon_days": 90,
+                    "features": SEEDED_FEATURES,
+                    "train_from_date": date(2025, 1, 31),
+                    "train_to_date": date(2025, 10, 31),
+                    "calibration_from_date": date(2026, 2, 28),
+                    "calibration_to_date": date(2026, 2, 28),
+                    "test_from_date": SEEDED_WINDOW[0],
+                    "test_to_date": SEEDED_WINDOW[-1],
+                    "train_rows": 3000,
+                    "calibration_rows": 3000,
+                    "test_rows": 900,
+                    "test_positives": 40,
+                    "metrics": json.dumps(metrics),
+                    "lift_over_hr_only": None,
+                    "artifact_path": str(registry.artifact),
+                    "artifact_sha256": registry.sha256,
+                    "report_path": None,
+                    "lineage": "{}",
+                    "dag_id": None,
+                    "run_id": None,
+                    "task_id": None,
+                    "try_number": None,
+                    "trained_at": datetime.now(UTC),
+                },
+            )
 
 
 def statuses(registry) -> dict[str, str]:
@@ -345,14 +430,17 @@ def statuses(registry) -> dict[str, str]:
 
 def promotion_log(registry) -> list[tuple]:
     with psycopg.connect(registry.dsn) as conn:
-        return conn.execute("select decision, champion_before, champion_after from audit.model_promotion"
-                            " order by decision_id").fetchall()  # fmt: skip
+        return conn.execute(
+            "select decision, champion_before, champion_after from audit.model_promotion order by decision_id"
+        ).fetchall()
 
 
 def published_scores(registry) -> list[tuple]:
     with psycopg.connect(registry.dsn) as conn:
-        return conn.execute("select employee_key, reference_date, model_version, score, risk_rank, risk_band,"
-                            " top_features from mart.turnover_risk_score order by employee_key").fetchall()  # fmt: skip
+        return conn.execute(
+            "select employee_key, reference_date, model_version, score, risk_rank, risk_band,"
+            " top_features from mart.turnover_risk_score order by employee_key"
+        ).fetchall()
 
 
 def promote(registry, run_id: str, **options) -> dict:
@@ -377,10 +465,18 @@ def test_a_worse_challenger_is_kept_and_the_champion_keeps_scoring(seeded_regist
     register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2), "hr_lms": (0.01, 0.1)})
     decision = promote(seeded_registry, "worse")
     assert decision["decision"] == "kept_champion" and decision["champion"] == "tm-first-hr_only"
-    assert decision["challenger"] == "tm-worse-hr_only" and decision["champion_value"] > decision["challenger_value"]
-    assert statuses(seeded_registry) == {"tm-first-hr_only": "champion", "tm-worse-hr_only": "challenger_not_promoted",
-                                         "tm-worse-hr_lms": "registered"}  # fmt: skip
-    score_latest_reference_date(seeded_registry.config, dsn=seeded_registry.dsn)  # the DAG scores after deciding
+    assert (
+        decision["challenger"] == "tm-worse-hr_only"
+        and decision["champion_value"] > decision["challenger_value"]
+    )
+    assert statuses(seeded_registry) == {
+        "tm-first-hr_only": "champion",
+        "tm-worse-hr_only": "challenger_not_promoted",
+        "tm-worse-hr_lms": "registered",
+    }
+    score_latest_reference_date(
+        seeded_registry.config, dsn=seeded_registry.dsn
+    )  # the DAG scores after deciding
     assert published_scores(seeded_registry) == scores_before
 
 
@@ -389,8 +485,15 @@ def test_promotion_disabled_registers_but_never_promotes(seeded_registry):
     register_run(seeded_registry, "better", {"hr_only": (1.0, 0.9)})
     decision = promote(seeded_registry, "better", allow_promotion=False)
     assert decision["decision"] == "promotion_disabled" and decision["champion"] == "tm-first-hr_only"
-    assert statuses(seeded_registry) == {"tm-first-hr_only": "champion", "tm-better-hr_only": "challenger_not_promoted"}
-    assert promotion_log(seeded_registry)[-1] == ("promotion_disabled", "tm-first-hr_only", "tm-first-hr_only")
+    assert statuses(seeded_registry) == {
+        "tm-first-hr_only": "champion",
+        "tm-better-hr_only": "challenger_not_promoted",
+    }
+    assert promotion_log(seeded_registry)[-1] == (
+        "promotion_disabled",
+        "tm-first-hr_only",
+        "tm-first-hr_only",
+    )
 
 
 def test_force_promotion_promotes_a_worse_challenger_and_records_it(seeded_registry):
@@ -419,12 +522,23 @@ def test_two_rollbacks_in_a_row_go_two_champions_back(seeded_registry):
         promote(seeded_registry, run)
     assert statuses(seeded_registry)["tm-third-hr_only"] == "champion"
 
-    assert rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="one")["champion"] == "tm-second-hr_only"
-    assert rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="two")["champion"] == "tm-first-hr_only"
-    assert statuses(seeded_registry) == {"tm-first-hr_only": "champion", "tm-second-hr_only": "rolled_back",
-                                         "tm-third-hr_only": "rolled_back"}  # fmt: skip
+    assert (
+        rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="one")["champion"]
+        == "tm-second-hr_only"
+    )
+    assert (
+        rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="two")["champion"]
+        == "tm-first-hr_only"
+    )
+    assert statuses(seeded_registry) == {
+        "tm-first-hr_only": "champion",
+        "tm-second-hr_only": "rolled_back",
+        "tm-third-hr_only": "rolled_back",
+    }
     assert {r[2] for r in published_scores(seeded_registry)} == {"tm-first-hr_only"}
     with pytest.raises(BadInputError, match="no earlier champion"):
         rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="three")
-    assert promotion_log(seeded_registry)[-2:] == [("rolled_back", "tm-third-hr_only", "tm-second-hr_only"),
-                                                   ("rolled_back", "tm-second-hr_only", "tm-first-hr_only")]  # fmt: skip
+    assert promotion_log(seeded_registry)[-2:] == [
+        ("rolled_back", "tm-third-hr_only", "tm-second-hr_only"),
+        ("rolled_back", "tm-second-hr_only", "tm-first-hr_only"),
+    ]

@@ -27,7 +27,9 @@ def _catalog(dsn):
         schemas = conn.execute(
             "select nspname from pg_namespace where nspname in ('raw','core','mart','audit') order by 1"
         ).fetchall()
-        migrations = conn.execute("select version, name, sha256 from audit.schema_migration order by 1").fetchall()
+        migrations = conn.execute(
+            "select version, name, sha256 from audit.schema_migration order by 1"
+        ).fetchall()
     return schemas, rows, migrations
 
 
@@ -62,7 +64,10 @@ def test_an_edited_applied_migration_is_refused(empty_database_dsn, tmp_path):
         migrate(conn, migrations_dir)
     first = sorted(migrations_dir.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited\n")
-    with warehouse_connection(dsn=empty_database_dsn) as conn, pytest.raises(MigrationError, match="new migration"):
+    with (
+        warehouse_connection(dsn=empty_database_dsn) as conn,
+        pytest.raises(MigrationError, match="new migration"),
+    ):
         migrate(conn, migrations_dir)
 
 
@@ -86,7 +91,10 @@ def test_a_migrations_warning_reaches_the_operators_log(empty_database_dsn, tmp_
     (migrations_dir / "0001_warn_operator.sql").write_text(
         "do $$ begin raise warning 'ask a DBA to create role turnover_probe'; end $$;\n"
     )
-    with caplog.at_level("INFO", logger="turnover_signals.warehouse"), warehouse_connection(dsn=empty_database_dsn) as conn:
+    with (
+        caplog.at_level("INFO", logger="turnover_signals.warehouse"),
+        warehouse_connection(dsn=empty_database_dsn) as conn,
+    ):
         migrate(conn, migrations_dir)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("ask a DBA to create role turnover_probe" in message for message in warnings)

@@ -45,7 +45,9 @@ def test_airflow_variable_is_read_at_call_time(monkeypatch):
 def test_null_in_the_variable_removes_a_default_entry(monkeypatch):
     # the only way to drop the demo's domain alias from a real tenant's configuration
     alias = next(iter(load_config(use_variable=False)["identity"]["domain_aliases"]))
-    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"identity": {"domain_aliases": {alias: None}}}))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"identity": {"domain_aliases": {alias: None}}})
+    )
     assert alias not in load_config()["identity"]["domain_aliases"]
 
 
@@ -62,7 +64,9 @@ def test_the_migrate_task_uses_the_configured_owner_connection(monkeypatch):
         raise Migrated
 
     monkeypatch.delenv("TURNOVER_WAREHOUSE_URL", raising=False)
-    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"connections": {"warehouse": "dwh_owner"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"connections": {"warehouse": "dwh_owner"}})
+    )
     monkeypatch.setattr(warehouse, "warehouse_connection", connection)
     with pytest.raises(Migrated):
         airflow_tasks.migrate_warehouse_task().function()
@@ -73,10 +77,20 @@ def test_the_gates_url_carries_the_connections_tls_settings(monkeypatch):
     from turnover_signals.warehouse import sqlalchemy_url
 
     monkeypatch.delenv("TURNOVER_WAREHOUSE_URL", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_DWH_TLS", json.dumps({
-        "conn_type": "postgres", "host": "db.internal", "port": 5432, "schema": "turnover", "login": "loader",
-        "password": "pw", "extra": {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/dwh-ca.pem"},
-    }))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DWH_TLS",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db.internal",
+                "port": 5432,
+                "schema": "turnover",
+                "login": "loader",
+                "password": "pw",
+                "extra": {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/dwh-ca.pem"},
+            }
+        ),
+    )
     url = sqlalchemy_url("dwh_tls")
     assert url.startswith("postgresql+psycopg://loader:pw@db.internal:5432/turnover?")
     assert "sslmode=verify-full" in url and "sslrootcert=%2Fetc%2Fssl%2Fdwh-ca.pem" in url
@@ -87,7 +101,15 @@ def test_a_relative_landing_dir_lives_under_the_data_directory(monkeypatch, tmp_
     from turnover_signals.sources.sftp_hris import RemoteHrisFile
 
     monkeypatch.setenv("TURNOVER_DATA_DIR", str(tmp_path))
-    remote = RemoteHrisFile("employees_20260105.csv", "/outbound/hris/employees_20260105.csv", "employees",
-                            "2026-01-05", 10, None, False, None)  # fmt: skip
+    remote = RemoteHrisFile(
+        "employees_20260105.csv",
+        "/outbound/hris/employees_20260105.csv",
+        "employees",
+        "2026-01-05",
+        10,
+        None,
+        False,
+        None,
+    )
     path = _landing_path({"hris": {"landing_dir": "landing"}}, remote, "ab" * 32)
     assert path == tmp_path / "landing" / "employees" / "2026-01-05" / f"{'ab' * 32}__employees_20260105.csv"

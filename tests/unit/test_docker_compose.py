@@ -18,7 +18,11 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer": "triggerer",
     "airflow-worker": "celery worker",
 }
-BUNDLE_MOUNTS = {"./dags": "/opt/airflow/dags", "./plugins": "/opt/airflow/plugins", "./include": "/opt/airflow/include"}
+BUNDLE_MOUNTS = {
+    "./dags": "/opt/airflow/dags",
+    "./plugins": "/opt/airflow/plugins",
+    "./include": "/opt/airflow/include",
+}
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -68,7 +72,11 @@ def test_every_airflow_component_mounts_the_bundle_and_shares_one_jwt_secret(com
 
 def compose_connections(compose: dict) -> dict[str, str]:
     env = environment(compose["services"]["airflow-worker"])
-    return {key.removeprefix("AIRFLOW_CONN_").lower(): value for key, value in env.items() if key.startswith("AIRFLOW_CONN_")}
+    return {
+        key.removeprefix("AIRFLOW_CONN_").lower(): value
+        for key, value in env.items()
+        if key.startswith("AIRFLOW_CONN_")
+    }
 
 
 def init_sql() -> str:
@@ -77,8 +85,14 @@ def init_sql() -> str:
 
 def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose):
     connections = compose_connections(compose)
-    assert set(connections) == {"warehouse_postgres", "warehouse_loader", "warehouse_transformer",
-                                "warehouse_quality_reader", "analytics_pseudonym", "airflow_api"}  # fmt: skip
+    assert set(connections) == {
+        "warehouse_postgres",
+        "warehouse_loader",
+        "warehouse_transformer",
+        "warehouse_quality_reader",
+        "analytics_pseudonym",
+        "airflow_api",
+    }
     api = json.loads(VARIABLE.sub("placeholder", connections["airflow_api"]))
     assert (api["host"], api["port"], api["login"]) == ("airflow-apiserver", 8080, "turnover_bot")
     apiserver = environment(compose["services"]["airflow-apiserver"])
@@ -88,8 +102,14 @@ def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose
     assert connections["warehouse_postgres"].endswith("@warehouse:5432/turnover")
     pseudonym = json.loads(VARIABLE.sub("placeholder", connections["analytics_pseudonym"]))
     assert pseudonym == {"conn_type": "generic", "password": "placeholder"}
-    pipeline_login = next(line for line in init_sql().splitlines() if line.startswith("create role turnover_pipeline"))
-    assert " login " in pipeline_login and "superuser" not in pipeline_login and "createrole" not in pipeline_login
+    pipeline_login = next(
+        line for line in init_sql().splitlines() if line.startswith("create role turnover_pipeline")
+    )
+    assert (
+        " login " in pipeline_login
+        and "superuser" not in pipeline_login
+        and "createrole" not in pipeline_login
+    )
 
 
 def test_each_stage_connection_is_a_login_only_in_its_group_role_taking_it_for_its_sessions(compose):
@@ -126,7 +146,9 @@ def test_the_stack_defines_every_connection_the_demo_does(compose):
 
 
 def test_the_demo_profile_adds_only_the_sample_sources_and_their_connections(compose):
-    profiled = {name: service["profiles"] for name, service in compose["services"].items() if "profiles" in service}
+    profiled = {
+        name: service["profiles"] for name, service in compose["services"].items() if "profiles" in service
+    }
     assert profiled == {"demo-sources": ["demo"], "demo-connections": ["demo"]}
     sources = compose["services"]["demo-sources"]
     assert "turnover_signals.deploy.demo_sources" in " ".join(sources["command"])
@@ -171,7 +193,10 @@ def test_the_volumes_the_airflow_user_writes_are_its_own(compose):
         assert path in mounted and path in script.split("chown", 1)[1].split("&&", 1)[0], path
         assert path in dockerfile.split("mkdir -p", 1)[1].split("&&", 1)[0], path
     assert init["user"] == "0:0"
-    assert compose["services"]["demo-sources"]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert (
+        compose["services"]["demo-sources"]["depends_on"]["airflow-init"]["condition"]
+        == "service_completed_successfully"
+    )
 
 
 def test_workers_and_the_api_server_share_the_data_volume_at_turnover_data_dir(compose):

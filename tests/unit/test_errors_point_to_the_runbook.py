@@ -12,9 +12,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "turnover_signals"
-ERROR_CLASSES = {"TurnoverSignalsError", "SourceUnavailableError", "SourceRefusedError", "BadInputError",
-                 "FreshnessError", "PaginationLoopError", "MigrationError", "ConfigError", "StorageNotSharedError",
-                 "StorageVerificationError"}  # fmt: skip
+ERROR_CLASSES = {
+    "TurnoverSignalsError",
+    "SourceUnavailableError",
+    "SourceRefusedError",
+    "BadInputError",
+    "FreshnessError",
+    "PaginationLoopError",
+    "MigrationError",
+    "ConfigError",
+    "StorageNotSharedError",
+    "StorageVerificationError",
+}
 
 
 def error_constructions():
@@ -29,29 +38,55 @@ def error_constructions():
 
 
 def runbook_anchors() -> set[str]:
-    return set(re.findall(r'<a id="runbook-([A-Za-z0-9_-]+)"', (ROOT / "README.md").read_text(encoding="utf-8")))
+    return set(
+        re.findall(r'<a id="runbook-([A-Za-z0-9_-]+)"', (ROOT / "README.md").read_text(encoding="utf-8"))
+    )
 
 
 def test_every_error_names_subject_problem_next_step_and_an_existing_runbook_section():
     anchors = runbook_anchors()
     checked = 0
     for path, call in error_constructions():
-        section = call.args[3] if len(call.args) >= 4 else next(
-            (k.value for k in call.keywords if k.arg == "runbook_section"), None)
+        section = (
+            call.args[3]
+            if len(call.args) >= 4
+            else next((k.value for k in call.keywords if k.arg == "runbook_section"), None)
+        )
         missing = [] if section is not None else [f"{path}:{call.lineno}"]
         assert not missing, f"an error without a runbook section: {missing}"
         checked += 1
-        assert len(call.args) + len(call.keywords) >= 4, f"{path}:{call.lineno} lacks subject/problem/next step"
+        assert len(call.args) + len(call.keywords) >= 4, (
+            f"{path}:{call.lineno} lacks subject/problem/next step"
+        )
         if isinstance(section, ast.Constant):
-            assert section.value in anchors, f"{path}:{call.lineno}: no runbook section '{section.value}' in README"
+            assert section.value in anchors, (
+                f"{path}:{call.lineno}: no runbook section '{section.value}' in README"
+            )
     assert checked >= 15
 
 
-@pytest.mark.parametrize("section", ["hris_sftp_ingest", "lms_api_ingest", "identity_resolution",
-                                     "turnover_features", "turnover_model", "warehouse_retention", "freshness",
-                                     "alerts", "rerun-hris-file", "migrations", "configuration", "backfill",
-                                     "rerun-one-date", "identity-exceptions", "hris-quarantined-file", "deadlines",
-                                     "warehouse-unavailable"])  # fmt: skip
+@pytest.mark.parametrize(
+    "section",
+    [
+        "hris_sftp_ingest",
+        "lms_api_ingest",
+        "identity_resolution",
+        "turnover_features",
+        "turnover_model",
+        "warehouse_retention",
+        "freshness",
+        "alerts",
+        "rerun-hris-file",
+        "migrations",
+        "configuration",
+        "backfill",
+        "rerun-one-date",
+        "identity-exceptions",
+        "hris-quarantined-file",
+        "deadlines",
+        "warehouse-unavailable",
+    ],
+)
 def test_the_runbook_covers_each_dag_and_the_on_call_procedures(section):
     assert section in runbook_anchors()
 
@@ -74,7 +109,10 @@ def test_an_unreachable_warehouse_says_which_connection_and_what_to_do_and_is_re
     from turnover_signals.warehouse import DSN_ENV_VAR, warehouse_connection
 
     monkeypatch.delenv(DSN_ENV_VAR, raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DOWN", f"postgres://pipeline_loader:{PASSWORD}@127.0.0.1:{closed_port()}/turnover")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_DOWN",
+        f"postgres://pipeline_loader:{PASSWORD}@127.0.0.1:{closed_port()}/turnover",
+    )
     with pytest.raises(SourceUnavailableError) as raised, bad_input_fails_without_retry():
         with warehouse_connection("warehouse_down"):
             pass  # pragma: no cover - the connection is refused
@@ -94,5 +132,7 @@ def test_an_unreachable_warehouse_url_is_named_without_its_password():
         with warehouse_connection(dsn=f"postgresql://owner:{PASSWORD}@127.0.0.1:{port}/turnover"):
             pass  # pragma: no cover - the connection is refused
     message = str(raised.value)
-    assert message.startswith(f"warehouse owner@127.0.0.1:{port}/turnover (TURNOVER_WAREHOUSE_URL or --dsn): ")
+    assert message.startswith(
+        f"warehouse owner@127.0.0.1:{port}/turnover (TURNOVER_WAREHOUSE_URL or --dsn): "
+    )
     assert PASSWORD not in message and "runbook-warehouse-unavailable" in message

@@ -15,7 +15,9 @@ def run_context(logical_date=None, run_after=None):
     return {"logical_date": logical_date, "dag_run": SimpleNamespace(run_after=run_after)}
 
 
-@pytest.mark.parametrize("moment", [datetime(2026, 7, 1, 0, 0, tzinfo=UTC), datetime(2026, 7, 1, 23, 59, tzinfo=UTC)])
+@pytest.mark.parametrize(
+    "moment", [datetime(2026, 7, 1, 0, 0, tzinfo=UTC), datetime(2026, 7, 1, 23, 59, tzinfo=UTC)]
+)
 def test_a_daily_run_builds_the_last_full_day_before_its_logical_date(moment):
     assert reference_dates_for_run(run_context(logical_date=moment)) == [date(2026, 6, 30)]
 
@@ -28,7 +30,11 @@ def test_an_asset_triggered_run_without_a_logical_date_uses_run_after():
 def test_requested_dates_win_over_the_run_date_sorted_and_once_each():
     context = run_context(logical_date=datetime(2026, 7, 1, tzinfo=UTC))
     requested = ["2026-05-31", "2026-01-31", "2026-05-31", date(2026, 2, 28)]
-    assert reference_dates_for_run(context, requested) == [date(2026, 1, 31), date(2026, 2, 28), date(2026, 5, 31)]
+    assert reference_dates_for_run(context, requested) == [
+        date(2026, 1, 31),
+        date(2026, 2, 28),
+        date(2026, 5, 31),
+    ]
 
 
 def test_a_requested_date_that_is_not_iso_fails():

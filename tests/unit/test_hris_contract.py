@@ -32,9 +32,16 @@ def test_feed_files_are_recognised(name, feed, day, encrypted):
 @pytest.mark.parametrize(
     "name",
     [
-        "employees_20260105.csv.ctl", "employees_20261305.csv", "employees_2026015.csv", "notes.txt",
-        "../employees_20260105.csv", "..employees_20260105.csv", ".employees_20260105.csv",
-        "sub/employees_20260105.csv", "employees_20260105.csv\x00", "EMPLOYEES_20260105.CSV",
+        "employees_20260105.csv.ctl",
+        "employees_20261305.csv",
+        "employees_2026015.csv",
+        "notes.txt",
+        "../employees_20260105.csv",
+        "..employees_20260105.csv",
+        ".employees_20260105.csv",
+        "sub/employees_20260105.csv",
+        "employees_20260105.csv\x00",
+        "EMPLOYEES_20260105.CSV",
     ],
 )
 def test_other_and_unsafe_names_are_ignored(name):

@@ -30,12 +30,16 @@ def test_the_schedule_is_monthly_on_the_second_at_nine_utc(dag):
     restriction = TimeRestriction(earliest=None, latest=None, catchup=False)
     runs, last = [], datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     for _ in range(3):
-        info = dag.timetable.next_dagrun_info(last_automated_data_interval=DataInterval.exact(last),
-                                              restriction=restriction)  # fmt: skip
+        info = dag.timetable.next_dagrun_info(
+            last_automated_data_interval=DataInterval.exact(last), restriction=restriction
+        )
         last = info.run_after
         runs.append(last)
-    assert runs == [datetime(2026, 12, 2, 9, tzinfo=UTC), datetime(2027, 1, 2, 9, tzinfo=UTC),
-                    datetime(2027, 2, 2, 9, tzinfo=UTC)]  # fmt: skip
+    assert runs == [
+        datetime(2026, 12, 2, 9, tzinfo=UTC),
+        datetime(2027, 1, 2, 9, tzinfo=UTC),
+        datetime(2027, 2, 2, 9, tzinfo=UTC),
+    ]
     assert dag.catchup is False and dag.max_active_runs == 1
 
 

@@ -81,21 +81,36 @@ MONTH_ENDS = [month_end(2025, m) for m in range(1, 13)] + [month_end(2026, m) fo
 
 def labelled_frame(dates, known_through=date(2027, 3, 31), employees=20, rate=0.1):
     """`employees` rows per date, every one settled as of `known_through`, a share `rate` positive."""
-    rows = [{"employee_key": e, "reference_date": d, "label": e < employees * rate, "hr_known_through": known_through}
-            for d in dates for e in range(employees)]  # fmt: skip
+    rows = [
+        {
+            "employee_key": e,
+            "reference_date": d,
+            "label": e < employees * rate,
+            "hr_known_through": known_through,
+        }
+        for d in dates
+        for e in range(employees)
+    ]
     return pd.DataFrame(rows)
 
 
 def test_time_split_purges_the_horizon_before_the_test_and_the_calibration_windows():
     split = time_split(labelled_frame(MONTH_ENDS[1:]), CONFIG)  # 2025-02-28 .. 2026-12-31
     assert split.test_dates == MONTH_ENDS[-6:] and split.open_dates == []
-    assert all(d + timedelta(days=90) < split.test_dates[0] for d in split.fit_dates + split.calibration_dates)
+    assert all(
+        d + timedelta(days=90) < split.test_dates[0] for d in split.fit_dates + split.calibration_dates
+    )
     assert split.calibration_dates == [date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30)]
     # 2025-10-31 + 90 days < 2026-02-28 ends the fit dates; 2026-04-30 + 90 days < 2026-07-31 the calibration
     assert split.fit_dates[-1] == date(2025, 10, 31)
     assert all(d + timedelta(days=90) < split.calibration_dates[0] for d in split.fit_dates)
-    assert split.purged_dates == [date(2025, 11, 30), date(2025, 12, 31), date(2026, 1, 31),
-                                  date(2026, 5, 31), date(2026, 6, 30)]  # fmt: skip
+    assert split.purged_dates == [
+        date(2025, 11, 30),
+        date(2025, 12, 31),
+        date(2026, 1, 31),
+        date(2026, 5, 31),
+        date(2026, 6, 30),
+    ]
 
 
 def test_dates_whose_horizon_is_open_stay_out_of_every_window():
@@ -103,11 +118,19 @@ def test_dates_whose_horizon_is_open_stay_out_of_every_window():
     # are already labelled positive, their stayers not yet, so their labelled rows are all exits.
     known = date(2026, 10, 31)
     settled = [d for d in MONTH_ENDS if d + timedelta(days=90) <= known]
-    frame = pd.concat([
-        labelled_frame(settled, known_through=known),
-        pd.DataFrame([{"employee_key": e, "reference_date": d, "label": True, "hr_known_through": known}
-                      for d in (date(2026, 8, 31), date(2026, 9, 30)) for e in range(3)]),
-    ], ignore_index=True)  # fmt: skip
+    frame = pd.concat(
+        [
+            labelled_frame(settled, known_through=known),
+            pd.DataFrame(
+                [
+                    {"employee_key": e, "reference_date": d, "label": True, "hr_known_through": known}
+                    for d in (date(2026, 8, 31), date(2026, 9, 30))
+                    for e in range(3)
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     split = time_split(frame, CONFIG)
     assert split.open_dates == [date(2026, 8, 31), date(2026, 9, 30)]
     used = split.fit_dates + split.calibration_dates + split.test_dates

@@ -21,8 +21,14 @@ def synthetic_rows(n: int, base_rate: float, seed: int) -> pd.DataFrame:
     logit = -0.8 * (tenure - 1000) / 700 - 0.4 * (rating - 3)
     offset = np.log(base_rate / (1 - base_rate))
     label = rng.random(n) < 1 / (1 + np.exp(-(logit + offset)))
-    return pd.DataFrame({"tenure_days": tenure, "performance_rating": rating,
-                         "department": rng.choice(["sales", "ops", "it"], n), "label": label})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "tenure_days": tenure,
+            "performance_rating": rating,
+            "department": rng.choice(["sales", "ops", "it"], n),
+            "label": label,
+        }
+    )
 
 
 def test_probabilities_are_calibrated_on_the_calibration_dates():
@@ -31,7 +37,9 @@ def test_probabilities_are_calibrated_on_the_calibration_dates():
     fit, calibration = synthetic_rows(4000, 0.15, 1), synthetic_rows(10000, 0.05, 2)
     test = synthetic_rows(10000, 0.05, 3)
     model = fit_feature_set("hr_only", FEATURES, fit, calibration, ["logistic_regression"], "pr_auc")
-    uncalibrated = candidate("logistic_regression", FEATURES).fit(as_numeric_frame(fit, FEATURES), fit["label"])
+    uncalibrated = candidate("logistic_regression", FEATURES).fit(
+        as_numeric_frame(fit, FEATURES), fit["label"]
+    )
     raw = uncalibrated.predict_proba(as_numeric_frame(test, FEATURES))[:, 1]
     calibrated = model.predict(test)
     observed = test["label"].mean()
@@ -42,7 +50,8 @@ def test_probabilities_are_calibrated_on_the_calibration_dates():
 
 def test_the_algorithm_is_chosen_on_the_calibration_dates():
     fit, calibration = synthetic_rows(3000, 0.1, 4), synthetic_rows(2000, 0.1, 5)
-    model = fit_feature_set("hr_only", FEATURES, fit, calibration, ["logistic_regression", "gradient_boosting"],
-                            "pr_auc")  # fmt: skip
+    model = fit_feature_set(
+        "hr_only", FEATURES, fit, calibration, ["logistic_regression", "gradient_boosting"], "pr_auc"
+    )
     assert set(model.selection) == {"logistic_regression", "gradient_boosting"}
     assert model.algorithm == max(model.selection, key=model.selection.get)

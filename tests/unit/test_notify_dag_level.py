@@ -26,8 +26,9 @@ def timed_out_context() -> dict:
 
 def timed_out_context_with_last_task() -> dict:
     """The last unfinished task's template context plus `reason`."""
-    ti = SimpleNamespace(dag_id="hris_sftp_ingest", task_id="wait_for_hris_files", map_index=-1, run_id=RUN_ID,
-                         try_number=1)  # fmt: skip
+    ti = SimpleNamespace(
+        dag_id="hris_sftp_ingest", task_id="wait_for_hris_files", map_index=-1, run_id=RUN_ID, try_number=1
+    )
     dag_run = SimpleNamespace(dag_id="hris_sftp_ingest", run_id=RUN_ID)
     return {"dag": HRIS_DAG, "ti": ti, "task_instance": ti, "dag_run": dag_run, "reason": "timed_out"}
 
@@ -51,7 +52,9 @@ class RecordingNotifier:
 
 @pytest.fixture
 def recording_notifier(monkeypatch):
-    override = {"alerts": {"notifier": f"{__name__}.RecordingNotifier", "notifier_kwargs": {"channel": "#oncall"}}}
+    override = {
+        "alerts": {"notifier": f"{__name__}.RecordingNotifier", "notifier_kwargs": {"channel": "#oncall"}}
+    }
     monkeypatch.setattr("turnover_signals.config.read_variable_override", lambda: override)
     RecordingNotifier.sent.clear()
     return RecordingNotifier.sent
@@ -94,8 +97,9 @@ def test_a_run_failed_by_a_task_is_not_alerted_twice(recording_notifier, caplog)
 
 
 def test_a_task_failure_still_reads_as_before():
-    ti = SimpleNamespace(dag_id="lms_api_ingest", task_id="extract_lms_statements", map_index=-1, run_id="r1",
-                         try_number=3)  # fmt: skip
+    ti = SimpleNamespace(
+        dag_id="lms_api_ingest", task_id="extract_lms_statements", map_index=-1, run_id="r1", try_number=3
+    )
     assert failure_message({"ti": ti, "exception": RuntimeError("boom")}) == (
         "TURNOVER-SIGNALS ALERT lms_api_ingest.extract_lms_statements run r1 try 3: boom"
     )

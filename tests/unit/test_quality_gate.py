@@ -10,7 +10,11 @@ def _result(column, unexpected, success=False):
     return SimpleNamespace(
         expectation_config=config,
         success=success,
-        result={"unexpected_count": len(unexpected), "partial_unexpected_list": unexpected, "element_count": 9},
+        result={
+            "unexpected_count": len(unexpected),
+            "partial_unexpected_list": unexpected,
+            "element_count": 9,
+        },
         exception_info=None,
     )
 
@@ -43,8 +47,17 @@ def test_identifiers_of_people_are_pii_in_the_configuration():
     from turnover_signals.config import load_config
 
     pii = set(load_config(use_variable=False)["quality"]["pii_columns"])
-    identifiers = {"employee_id", "hris_employee_id", "manager_id", "employee_key", "sso_guid", "lms_user_id",
-                   "user_name", "external_id", "learner_identifier"}  # fmt: skip
+    identifiers = {
+        "employee_id",
+        "hris_employee_id",
+        "manager_id",
+        "employee_key",
+        "sso_guid",
+        "lms_user_id",
+        "user_name",
+        "external_id",
+        "learner_identifier",
+    }
     assert identifiers <= pii, identifiers - pii
     summary = summarize_expectation_result(_result("lms_user_id", ["u-0001"]), pii)
     assert summary["observed"]["sample"] == [mask_value("u-0001")]

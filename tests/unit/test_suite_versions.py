@@ -63,11 +63,16 @@ def file_checks(control_rows: int | None, previous_good_rows: int | None) -> Fil
     )
 
 
-def hris_suites(feed_name: str, header_columns, control_rows, previous_good_rows) -> tuple[SuiteDefinition, ...]:
+def hris_suites(
+    feed_name: str, header_columns, control_rows, previous_good_rows
+) -> tuple[SuiteDefinition, ...]:
     feed = FEEDS[feed_name]
     header = map_header(list(header_columns), feed, {})
     checks = file_checks(control_rows, previous_good_rows)
-    return (hris_file_suite(feed, header, checks, DATE_FORMAT), hris_metrics_suite(feed, header, checks, DATE_FORMAT))
+    return (
+        hris_file_suite(feed, header, checks, DATE_FORMAT),
+        hris_metrics_suite(feed, header, checks, DATE_FORMAT),
+    )
 
 
 def every_suite() -> dict[str, SuiteDefinition]:
@@ -76,13 +81,15 @@ def every_suite() -> dict[str, SuiteDefinition]:
         rows, metrics = hris_suites(feed, FEEDS[feed].columns, 1000, 1000)
         suites[rows.name], suites[f"{metrics.name} (metrics)"] = rows, metrics
     config = copy.deepcopy(CONFIG)
-    suites.update({
-        "lms_statement_batch": lms_batch_suite(float(config["lms"]["max_reject_rate"])),
-        "lms_user_batch": users_suite(),
-        "course_catalog": catalog_suite(),
-        "identity_resolution": identity_suite(config),
-        "employee_features": features_suite(config),
-    })  # fmt: skip
+    suites.update(
+        {
+            "lms_statement_batch": lms_batch_suite(float(config["lms"]["max_reject_rate"])),
+            "lms_user_batch": users_suite(),
+            "course_catalog": catalog_suite(),
+            "identity_resolution": identity_suite(config),
+            "employee_features": features_suite(config),
+        }
+    )
     return suites
 
 
@@ -124,12 +131,19 @@ def test_descriptions_and_order_do_not_change_the_fingerprint_but_arguments_do()
     not_null = gxe.ExpectColumnValuesToNotBeNull(column="a", description="about 1000 rows")
     reworded = gxe.ExpectColumnValuesToNotBeNull(column="a", description="about 999 rows")
     assert suite(unique, not_null).fingerprint == suite(reworded, unique).fingerprint
-    assert suite(unique, not_null).fingerprint != suite(unique, gxe.ExpectColumnValuesToNotBeNull(column="b")).fingerprint
+    assert (
+        suite(unique, not_null).fingerprint
+        != suite(unique, gxe.ExpectColumnValuesToNotBeNull(column="b")).fingerprint
+    )
     mostly = gxe.ExpectColumnValuesToNotBeNull(column="a", mostly=0.9)
     assert suite(unique, not_null).fingerprint != suite(unique, mostly).fingerprint
 
 
 def test_a_run_cannot_hold_an_expectation_outside_its_suite_definition():
     with pytest.raises(ValueError, match="outside its definition"):
-        SuiteDefinition("s", "1", [gxe.ExpectColumnValuesToBeUnique(column="b")],
-                        definition=[gxe.ExpectColumnValuesToBeUnique(column="a")])  # fmt: skip
+        SuiteDefinition(
+            "s",
+            "1",
+            [gxe.ExpectColumnValuesToBeUnique(column="b")],
+            definition=[gxe.ExpectColumnValuesToBeUnique(column="a")],
+        )

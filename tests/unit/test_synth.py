@@ -28,23 +28,44 @@ INSTANT_MS_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 INSTANT_S_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SALARY_PATTERN = re.compile(r"^\d+\.\d{2}$")
-LEARNER_VERBS = {f"http://adlnet.gov/expapi/verbs/{verb}"
-                 for verb in ("registered", "launched", "completed", "passed", "failed", "scored")}
+LEARNER_VERBS = {
+    f"http://adlnet.gov/expapi/verbs/{verb}"
+    for verb in ("registered", "launched", "completed", "passed", "failed", "scored")
+}
 VOIDED_VERB = "http://adlnet.gov/expapi/verbs/voided"
-CURRENCY_BY_LOCATION = {"New York": "USD", "Austin": "USD", "San Francisco": "USD", "London": "GBP",
-                        "Manchester": "GBP", "Berlin": "EUR", "Amsterdam": "EUR", "Dublin": "EUR", "Madrid": "EUR"}
+CURRENCY_BY_LOCATION = {
+    "New York": "USD",
+    "Austin": "USD",
+    "San Francisco": "USD",
+    "London": "GBP",
+    "Manchester": "GBP",
+    "Berlin": "EUR",
+    "Amsterdam": "EUR",
+    "Dublin": "EUR",
+    "Madrid": "EUR",
+}
 
 # Small, but with every kind of mess frequent enough to appear.
 SMALL = {
-    "employees": 240, "months": 9, "seed": 11, "statements_per_month": 3.0, "rehire_rate": 0.25,
-    "email_reuse_rate": 0.25, "duplicate_account_rate": 0.1, "contractor_rate": 0.1, "void_rate": 0.03,
+    "employees": 240,
+    "months": 9,
+    "seed": 11,
+    "statements_per_month": 3.0,
+    "rehire_rate": 0.25,
+    "email_reuse_rate": 0.25,
+    "duplicate_account_rate": 0.1,
+    "contractor_rate": 0.1,
+    "void_rate": 0.03,
     "late_rate": 0.05,
 }
 
 
 def _tree_digests(root: Path) -> dict[str, str]:
-    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -119,22 +140,41 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path):
     for hash_seed in ("1", "2"):
         out = tmp_path / f"hash{hash_seed}"
         subprocess.run(
-            [sys.executable, "-m", "turnover_signals.synth", "--out", str(out), "--employees", "80", "--months", "2",
-             "--rehire-rate", "0.3", "--email-reuse-rate", "0.3"],
-            cwd=BUNDLE_ROOT, env={"PYTHONPATH": str(BUNDLE_ROOT / "plugins"), "PYTHONHASHSEED": hash_seed},
-            capture_output=True, check=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "turnover_signals.synth",
+                "--out",
+                str(out),
+                "--employees",
+                "80",
+                "--months",
+                "2",
+                "--rehire-rate",
+                "0.3",
+                "--email-reuse-rate",
+                "0.3",
+            ],
+            cwd=BUNDLE_ROOT,
+            env={"PYTHONPATH": str(BUNDLE_ROOT / "plugins"), "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            check=True,
+            timeout=120,
         )
         digests.append(_tree_digests(out))
     assert digests[0] == digests[1]
 
 
-@pytest.mark.parametrize("end, months, start", [
-    (date(2026, 10, 31), 24, date(2024, 11, 1)),
-    (date(2025, 6, 30), 1, date(2025, 6, 1)),
-    (date(2026, 10, 15), 1, date(2026, 9, 16)),
-    (date(2026, 12, 31), 12, date(2026, 1, 1)),
-    (date(2024, 2, 29), 12, date(2023, 3, 1)),
-])
+@pytest.mark.parametrize(
+    "end, months, start",
+    [
+        (date(2026, 10, 31), 24, date(2024, 11, 1)),
+        (date(2025, 6, 30), 1, date(2025, 6, 1)),
+        (date(2026, 10, 15), 1, date(2026, 9, 16)),
+        (date(2026, 12, 31), 12, date(2026, 1, 1)),
+        (date(2024, 2, 29), 12, date(2023, 3, 1)),
+    ],
+)
 def test_period_is_the_months_ending_on_the_end_date(end, months, start):
     assert months_before(end, months) == start
 
@@ -155,8 +195,12 @@ def test_manifest_describes_the_run(small_run):
     assert on_disk == manifest
     assert manifest["seed"] == SMALL["seed"]
     assert manifest["arguments"]["employees"] == SMALL["employees"]
-    assert manifest["date_range"] == {"start": "2026-02-01", "end": "2026-10-31",
-                                      "first_snapshot": "2026-02-07", "last_snapshot": "2026-10-31"}
+    assert manifest["date_range"] == {
+        "start": "2026-02-01",
+        "end": "2026-10-31",
+        "first_snapshot": "2026-02-07",
+        "last_snapshot": "2026-10-31",
+    }
     for relative, facts in manifest["files"].items():
         path = out / relative
         assert path.stat().st_size == facts["bytes"], relative
@@ -164,11 +208,23 @@ def test_manifest_describes_the_run(small_run):
     assert manifest["counts"]["statements"] == manifest["files"]["lms/statements.jsonl"]["rows"]
     assert manifest["counts"]["employments"] == manifest["files"]["ground_truth/persons.csv"]["rows"]
     rates = manifest["identity_mess"]["rates"]
-    for kind in ("email_case", "plus_alias", "domain_alias", "missing_sso_guid", "contractor",
-                 "duplicate_account", "reassigned_email", "rehire", "mbox_actor", "late_stored", "voided"):
+    for kind in (
+        "email_case",
+        "plus_alias",
+        "domain_alias",
+        "missing_sso_guid",
+        "contractor",
+        "duplicate_account",
+        "reassigned_email",
+        "rehire",
+        "mbox_actor",
+        "late_stored",
+        "voided",
+    ):
         assert rates[kind]["denominator_count"] > 0, kind
-        assert rates[kind]["realized_rate"] == pytest.approx(rates[kind]["count"] / rates[kind]["denominator_count"],
-                                                             abs=1e-6)
+        assert rates[kind]["realized_rate"] == pytest.approx(
+            rates[kind]["count"] / rates[kind]["denominator_count"], abs=1e-6
+        )
 
 
 def test_output_tree_matches_the_contract(small_run):
@@ -181,8 +237,13 @@ def test_output_tree_matches_the_contract(small_run):
     days = [_file_day(path) for path in snapshots]
     assert days[-1] == date(2026, 10, 31)
     assert {later - earlier for earlier, later in zip(days, days[1:], strict=False)} == {timedelta(days=7)}
-    expected = {"manifest.json", "lms/users.jsonl", "lms/statements.jsonl", "ground_truth/persons.csv",
-                "ground_truth/lms_accounts.csv"}
+    expected = {
+        "manifest.json",
+        "lms/users.jsonl",
+        "lms/statements.jsonl",
+        "ground_truth/persons.csv",
+        "ground_truth/lms_accounts.csv",
+    }
     for path in snapshots + compensation:
         expected |= {f"{HRIS.as_posix()}/{path.name}", f"{HRIS.as_posix()}/{path.name}.ctl"}
     assert names == expected
@@ -270,16 +331,20 @@ def test_snapshots_hold_actives_and_leavers_of_the_last_90_days(small_run, perso
 def test_a_leaver_disappears_after_90_days(small_run, persons):
     out, _ = small_run
     snapshots = {_file_day(path): path for path in _snapshot_files(out, "employees")}
-    early_leavers = [(employee_id, date.fromisoformat(row["termination_date"]))
-                     for employee_id, row in persons.items()
-                     if row["termination_date"] and date.fromisoformat(row["termination_date"]) < date(2026, 6, 1)]
+    early_leavers = [
+        (employee_id, date.fromisoformat(row["termination_date"]))
+        for employee_id, row in persons.items()
+        if row["termination_date"] and date.fromisoformat(row["termination_date"]) < date(2026, 6, 1)
+    ]
     assert early_leavers
     employee_id, ended = early_leavers[0]
     inside = [day for day in snapshots if 0 <= (day - ended).days <= 90]
     outside = [day for day in snapshots if (day - ended).days > 90]
     assert inside and outside
     assert all(employee_id in {row["employee_id"] for row in _read_csv(snapshots[day])} for day in inside)
-    assert all(employee_id not in {row["employee_id"] for row in _read_csv(snapshots[day])} for day in outside)
+    assert all(
+        employee_id not in {row["employee_id"] for row in _read_csv(snapshots[day])} for day in outside
+    )
 
 
 def test_rehires_come_back_under_a_new_employee_id(small_run, persons):
@@ -357,7 +422,9 @@ def test_scim_users_are_well_formed(small_run, users, accounts, persons):
         assert re.fullmatch(r"u-[0-9a-f]{10}", user_id)
         assert set(user) <= {"schemas", "id", "userName", "externalId", "name", "emails", "active", "meta"}
         assert set(user["name"]) == {"givenName", "familyName"}
-        assert len(user["emails"]) == 1 and user["emails"][0]["type"] == "work" and user["emails"][0]["primary"]
+        assert (
+            len(user["emails"]) == 1 and user["emails"][0]["type"] == "work" and user["emails"][0]["primary"]
+        )
         assert isinstance(user["active"], bool)
         assert user["meta"]["resourceType"] == "User"
         created, modified = _instant(user["meta"]["created"]), _instant(user["meta"]["lastModified"])
@@ -385,8 +452,17 @@ def test_scim_users_are_well_formed(small_run, users, accounts, persons):
 
 def test_identity_mess_is_visible_in_users_and_ground_truth(users, accounts, persons):
     kinds = Counter(kind for row in accounts.values() for kind in row["mess_kinds"].split(";") if kind)
-    for kind in ("email_case", "plus_alias", "domain_alias", "missing_sso_guid", "contractor", "duplicate_account",
-                 "reassigned_email", "email_later_reassigned", "rehire"):
+    for kind in (
+        "email_case",
+        "plus_alias",
+        "domain_alias",
+        "missing_sso_guid",
+        "contractor",
+        "duplicate_account",
+        "reassigned_email",
+        "email_later_reassigned",
+        "rehire",
+    ):
         assert kinds[kind] > 0, kind
     for user_id, row in accounts.items():
         email = users[user_id]["emails"][0]["value"]
@@ -409,11 +485,18 @@ def test_identity_mess_is_visible_in_users_and_ground_truth(users, accounts, per
     for row in persons.values():
         people_by_work_email[row["work_email"]].add(row["person_id"])
     for user_id, row in accounts.items():
-        if "email_later_reassigned" in row["mess_kinds"].split(";") and row["is_duplicate_account"] == "false":
+        if (
+            "email_later_reassigned" in row["mess_kinds"].split(";")
+            and row["is_duplicate_account"] == "false"
+        ):
             assert users[user_id]["active"] is False
             work_email = persons[row["employee_id"]]["work_email"]
-            assert users[user_id]["emails"][0]["value"].lower().replace("@nw-corp.", "@northwind.").startswith(
-                work_email.split("@")[0])
+            assert (
+                users[user_id]["emails"][0]["value"]
+                .lower()
+                .replace("@nw-corp.", "@northwind.")
+                .startswith(work_email.split("@")[0])
+            )
             assert len(people_by_work_email[work_email]) > 1
 
 
@@ -440,7 +523,9 @@ def test_statements_are_valid_xapi_with_one_actor_identifier(statements, small_r
             assert set(actor["account"]) == {"homePage", "name"}
         else:
             assert actor["mbox"].startswith("mailto:")
-        assert INSTANT_MS_PATTERN.match(statement["timestamp"]) and INSTANT_MS_PATTERN.match(statement["stored"])
+        assert INSTANT_MS_PATTERN.match(statement["timestamp"]) and INSTANT_MS_PATTERN.match(
+            statement["stored"]
+        )
         assert _instant(statement["stored"]) >= _instant(statement["timestamp"])
         verb = statement["verb"]
         assert verb["display"]["en-US"] == verb["id"].rsplit("/", 1)[1]
@@ -468,8 +553,11 @@ def test_statements_are_valid_xapi_with_one_actor_identifier(statements, small_r
 
 def test_voids_reference_earlier_statements_kept_in_the_file(statements):
     position = {statement["id"]: index for index, statement in enumerate(statements)}
-    voids = [(index, statement) for index, statement in enumerate(statements)
-             if statement["verb"]["id"] == VOIDED_VERB]
+    voids = [
+        (index, statement)
+        for index, statement in enumerate(statements)
+        if statement["verb"]["id"] == VOIDED_VERB
+    ]
     assert voids
     for index, void in voids:
         target_index = position[void["object"]["id"]]
@@ -480,12 +568,17 @@ def test_voids_reference_earlier_statements_kept_in_the_file(statements):
 
 
 def test_some_statements_are_stored_days_late(statements):
-    late = [statement for statement in statements
-            if _instant(statement["stored"]) - _instant(statement["timestamp"]) >= timedelta(days=1)]
+    late = [
+        statement
+        for statement in statements
+        if _instant(statement["stored"]) - _instant(statement["timestamp"]) >= timedelta(days=1)
+    ]
     assert late
 
 
-def test_activity_only_while_the_account_exists_and_its_owner_is_employed(statements, users, accounts, persons):
+def test_activity_only_while_the_account_exists_and_its_owner_is_employed(
+    statements, users, accounts, persons
+):
     by_email = defaultdict(list)
     for user in users.values():
         by_email[user["emails"][0]["value"]].append(user["id"])
@@ -513,17 +606,23 @@ def test_activity_only_while_the_account_exists_and_its_owner_is_employed(statem
 
 def test_mandatory_courses_are_assigned_with_due_dates(statements):
     due_key = "https://lms.northwind.example/xapi/extensions/due-date"
-    mandatory = [statement for statement in statements
-                 if statement.get("context", {}).get("extensions", {}).get(due_key)]
+    mandatory = [
+        statement
+        for statement in statements
+        if statement.get("context", {}).get("extensions", {}).get(due_key)
+    ]
     registered = [statement for statement in mandatory if statement["verb"]["id"].endswith("registered")]
     assert registered
     completed_at = {}
     for statement in mandatory:
         if statement["verb"]["id"].endswith("passed"):
             completed_at[statement["context"]["registration"]] = statement["timestamp"][:10]
-    overdue = [statement for statement in registered
-               if completed_at.get(statement["context"]["registration"], "9999")
-               > statement["context"]["extensions"][due_key]]
+    overdue = [
+        statement
+        for statement in registered
+        if completed_at.get(statement["context"]["registration"], "9999")
+        > statement["context"]["extensions"][due_key]
+    ]
     assert 0 < len(overdue) < len(registered)
 
 
@@ -533,11 +632,25 @@ def test_mandatory_courses_are_assigned_with_due_dates(statements):
 def test_ground_truth_files_have_their_columns(small_run, persons, accounts):
     out, _ = small_run
     with open(out / "ground_truth" / "persons.csv", encoding="utf-8", newline="") as handle:
-        assert next(csv.reader(handle)) == ["person_id", "employee_id", "sso_guid", "work_email", "hire_date",
-                                            "termination_date", "termination_type", "latent_risk"]
+        assert next(csv.reader(handle)) == [
+            "person_id",
+            "employee_id",
+            "sso_guid",
+            "work_email",
+            "hire_date",
+            "termination_date",
+            "termination_type",
+            "latent_risk",
+        ]
     with open(out / "ground_truth" / "lms_accounts.csv", encoding="utf-8", newline="") as handle:
-        assert next(csv.reader(handle)) == ["lms_user_id", "person_id", "employee_id", "is_contractor",
-                                            "is_duplicate_account", "mess_kinds"]
+        assert next(csv.reader(handle)) == [
+            "lms_user_id",
+            "person_id",
+            "employee_id",
+            "is_contractor",
+            "is_duplicate_account",
+            "mess_kinds",
+        ]
     for row in persons.values():
         assert re.fullmatch(r"P\d{7}", row["person_id"]) and 0 <= float(row["latent_risk"]) <= 1
     for row in accounts.values():
@@ -548,7 +661,10 @@ def test_ground_truth_files_have_their_columns(small_run, persons, accounts):
     for row in last_snapshot:
         truth = persons[row["employee_id"]]
         assert (truth["sso_guid"], truth["work_email"], truth["hire_date"]) == (
-            row["sso_guid"], row["work_email"], row["hire_date"])
+            row["sso_guid"],
+            row["work_email"],
+            row["hire_date"],
+        )
 
 
 # ----- settings and the command line ---------------------------------------------------------------
@@ -563,12 +679,15 @@ def test_course_catalog_is_readable_and_sensible():
     assert all(1 <= course.difficulty <= 5 and course.skill_tags for course in courses)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"employees": 10}, "--employees"),
-    ({"email_case_rate": 0.6, "plus_alias_rate": 0.5}, "must not exceed 1"),
-    ({"rehire_rate": 0.5, "mess_scale": 3.0}, "rehire_rate"),
-    ({"signal_strength": -1.0}, "--signal-strength"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"employees": 10}, "--employees"),
+        ({"email_case_rate": 0.6, "plus_alias_rate": 0.5}, "must not exceed 1"),
+        ({"rehire_rate": 0.5, "mess_scale": 3.0}, "rehire_rate"),
+        ({"signal_strength": -1.0}, "--signal-strength"),
+    ],
+)
 def test_unusable_settings_are_refused(tmp_path, overrides, message):
     with pytest.raises(SynthConfigError, match=message):
         generate(SynthConfig(out_dir=tmp_path, **overrides))
@@ -583,8 +702,25 @@ def test_mess_scale_zero_gives_clean_identities(tmp_path):
 
 
 def test_command_line_writes_the_tree(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--employees", "60", "--months", "1", "--seed", "3",
-                 "--end-date", "2025-06-30", "--mbox-rate", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path),
+                "--employees",
+                "60",
+                "--months",
+                "1",
+                "--seed",
+                "3",
+                "--end-date",
+                "2025-06-30",
+                "--mbox-rate",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert "employments" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["date_range"]["start"] == "2025-06-01"
@@ -593,6 +729,17 @@ def test_command_line_writes_the_tree(tmp_path, capsys):
 
 def test_command_line_refuses_unusable_settings(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
-        main(["--out", str(tmp_path), "--employees", "60", "--email-case-rate", "0.9", "--plus-alias-rate", "0.2"])
+        main(
+            [
+                "--out",
+                str(tmp_path),
+                "--employees",
+                "60",
+                "--email-case-rate",
+                "0.9",
+                "--plus-alias-rate",
+                "0.2",
+            ]
+        )
     assert stopped.value.code == 2
     assert "must not exceed 1" in capsys.readouterr().err

@@ -14,9 +14,17 @@ import pytest
 from turnover_signals.synth import SynthConfig, generate
 
 RATES = {
-    "email_case_rate": 0.06, "plus_alias_rate": 0.04, "domain_alias_rate": 0.05, "missing_sso_rate": 0.05,
-    "contractor_rate": 0.05, "duplicate_account_rate": 0.04, "email_reuse_rate": 0.08, "rehire_rate": 0.08,
-    "mbox_rate": 0.12, "late_rate": 0.03, "void_rate": 0.02,
+    "email_case_rate": 0.06,
+    "plus_alias_rate": 0.04,
+    "domain_alias_rate": 0.05,
+    "missing_sso_rate": 0.05,
+    "contractor_rate": 0.05,
+    "duplicate_account_rate": 0.04,
+    "email_reuse_rate": 0.08,
+    "rehire_rate": 0.08,
+    "mbox_rate": 0.12,
+    "late_rate": 0.03,
+    "void_rate": 0.02,
 }
 
 
@@ -39,14 +47,25 @@ def _assert_rate(name: str, count: int, denominator: int, expected: float) -> No
     assert denominator > 0, name
     realized = count / denominator
     tolerance = 4 * math.sqrt(expected * (1 - expected) / denominator) + 1 / denominator
-    assert abs(realized - expected) <= tolerance, f"{name}: {count}/{denominator} = {realized:.4f}, want {expected}"
+    assert abs(realized - expected) <= tolerance, (
+        f"{name}: {count}/{denominator} = {realized:.4f}, want {expected}"
+    )
 
 
 @pytest.fixture(scope="module")
 def mess_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synth_rates")
-    manifest = generate(SynthConfig(out_dir=out, employees=5000, months=12, seed=3, statements_per_month=2.5,
-                                    snapshot_every_days=28, **RATES))
+    manifest = generate(
+        SynthConfig(
+            out_dir=out,
+            employees=5000,
+            months=12,
+            seed=3,
+            statements_per_month=2.5,
+            snapshot_every_days=28,
+            **RATES,
+        )
+    )
     return out, manifest
 
 
@@ -65,7 +84,9 @@ def test_rates_recounted_from_the_files_match_the_settings(mess_run):
     accounts = _read_csv(out / "ground_truth" / "lms_accounts.csv")
     users = {user["id"]: user for user in _read_jsonl(out / "lms" / "users.jsonl")}
 
-    primary = [row for row in accounts if row["is_contractor"] == "false" and row["is_duplicate_account"] == "false"]
+    primary = [
+        row for row in accounts if row["is_contractor"] == "false" and row["is_duplicate_account"] == "false"
+    ]
     email_kinds = defaultdict(int)
     for row in primary:
         lms_email = users[row["lms_user_id"]]["emails"][0]["value"]
@@ -84,7 +105,9 @@ def test_rates_recounted_from_the_files_match_the_settings(mess_run):
     _assert_rate("duplicate accounts", duplicates, len(primary), RATES["duplicate_account_rate"])
     contractors = sum(row["is_contractor"] == "true" for row in accounts)
     _assert_rate("contractors", contractors, len(persons), RATES["contractor_rate"])
-    _assert_rate("missing sso", sum(row["sso_guid"] == "" for row in persons), len(persons), RATES["missing_sso_rate"])
+    _assert_rate(
+        "missing sso", sum(row["sso_guid"] == "" for row in persons), len(persons), RATES["missing_sso_rate"]
+    )
 
     seen_people, seen_emails = set(), {}
     rehires = reassigned = period_hires = 0
@@ -138,7 +161,9 @@ def _pre_exit_activity_ratio(out: Path) -> tuple[float, int]:
     start = date.fromisoformat(manifest["date_range"]["start"])
     end = date.fromisoformat(manifest["date_range"]["end"])
     persons = {row["employee_id"]: row for row in _read_csv(out / "ground_truth" / "persons.csv")}
-    owner = {row["lms_user_id"]: row["employee_id"] for row in _read_csv(out / "ground_truth" / "lms_accounts.csv")}
+    owner = {
+        row["lms_user_id"]: row["employee_id"] for row in _read_csv(out / "ground_truth" / "lms_accounts.csv")
+    }
     holders_of_email = defaultdict(list)
     for user in _read_jsonl(out / "lms" / "users.jsonl"):
         holders_of_email[user["emails"][0]["value"]].append(user["id"])
@@ -161,8 +186,11 @@ def _pre_exit_activity_ratio(out: Path) -> tuple[float, int]:
                     break
 
     tenured_before = start - timedelta(days=365)
-    stayers = [employee_id for employee_id, row in persons.items()
-               if not row["termination_date"] and date.fromisoformat(row["hire_date"]) <= tenured_before]
+    stayers = [
+        employee_id
+        for employee_id, row in persons.items()
+        if not row["termination_date"] and date.fromisoformat(row["hire_date"]) <= tenured_before
+    ]
     stayer_daily = [0] * ((end - start).days + 1)
     for employee_id in stayers:
         for offset in activity_days[employee_id]:
@@ -201,7 +229,8 @@ def test_learning_fades_before_voluntary_exits_only_when_the_signal_is_on(tmp_pa
     generate(SynthConfig(out_dir=tmp_path / "on", signal_strength=1.0, **settings))
     # Signal strength only touches the LMS side: the HR world is the same.
     assert (tmp_path / "off" / "ground_truth" / "persons.csv").read_bytes() == (
-        tmp_path / "on" / "ground_truth" / "persons.csv").read_bytes()
+        tmp_path / "on" / "ground_truth" / "persons.csv"
+    ).read_bytes()
 
     ratio_off, leavers = _pre_exit_activity_ratio(tmp_path / "off")
     ratio_on, _ = _pre_exit_activity_ratio(tmp_path / "on")

@@ -35,7 +35,15 @@ def ensure_enterprise(data_dir: Path, employees: int) -> None:
     if (data_dir / "manifest.json").exists():
         return
     subprocess.run(
-        [sys.executable, "-m", "turnover_signals.synth", "--out", str(data_dir), "--employees", str(employees)],
+        [
+            sys.executable,
+            "-m",
+            "turnover_signals.synth",
+            "--out",
+            str(data_dir),
+            "--employees",
+            str(employees),
+        ],
         check=True,
     )
     os.chmod(data_dir / "sftp", 0o755)
@@ -44,7 +52,10 @@ def ensure_enterprise(data_dir: Path, employees: int) -> None:
 def ensure_credentials(state_dir: Path) -> dict[str, str]:
     path = state_dir / "lms_credentials.json"
     if not path.exists():
-        write_private(path, json.dumps({"xapi_password": secrets.token_urlsafe(24), "scim_token": secrets.token_urlsafe(24)}))
+        write_private(
+            path,
+            json.dumps({"xapi_password": secrets.token_urlsafe(24), "scim_token": secrets.token_urlsafe(24)}),
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -66,18 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    sftp = SftpSampleServer(data_dir / "sftp", host="0.0.0.0", port=SFTP_PORT, state_dir=state_dir / "sftp",  # noqa: S104
-                            backend="asyncssh")  # fmt: skip
-    lms = LmsSampleServer(data_dir, host="0.0.0.0", port=LMS_PORT,  # noqa: S104 - reached from other containers
-                          xapi_credentials=("lrs", credentials["xapi_password"]), scim_token=credentials["scim_token"])  # fmt: skip
+    sftp = SftpSampleServer(
+        data_dir / "sftp",
+        host="0.0.0.0",
+        port=SFTP_PORT,
+        state_dir=state_dir / "sftp",  # noqa: S104
+        backend="asyncssh",
+    )
+    lms = LmsSampleServer(
+        data_dir,
+        host="0.0.0.0",
+        port=LMS_PORT,  # noqa: S104 - reached from other containers
+        xapi_credentials=("lrs", credentials["xapi_password"]),
+        scim_token=credentials["scim_token"],
+    )
     with sftp, lms:
         connections = {"hris_sftp": sftp.airflow_connection(), **lms.airflow_connections()}
         for connection in connections.values():
             connection["host"] = advertised_host
         write_private(state_dir / "connections.json", json.dumps(connections))
         (state_dir / "ready").touch()
-        print(f"demo sources ready: SFTP {advertised_host}:{SFTP_PORT}, LMS http://{advertised_host}:{LMS_PORT}",
-              flush=True)  # fmt: skip
+        print(
+            f"demo sources ready: SFTP {advertised_host}:{SFTP_PORT}, LMS http://{advertised_host}:{LMS_PORT}",
+            flush=True,
+        )
         stop.wait()
     return 0
 

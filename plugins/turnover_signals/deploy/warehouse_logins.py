@@ -41,7 +41,9 @@ def stage(name: str) -> Stage:
         raise ValueError(f"unknown warehouse stage {name!r}; one of {sorted(STAGES)}") from None
 
 
-def create_stage_login(conn: psycopg.Connection, login: str, stage_name: str, password: str | None = None) -> None:
+def create_stage_login(
+    conn: psycopg.Connection, login: str, stage_name: str, password: str | None = None
+) -> None:
     """Create (or update) LOGIN `login` in the stage's group role, taking that role for its sessions.
 
     Needs a connection that may create roles (superuser or CREATEROLE with admin of the group).

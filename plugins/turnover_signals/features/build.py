@@ -202,11 +202,23 @@ def insert_audit_rows(
             values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
             """,
             (
-                build_id, reference_date, version, kind, rows, headcount, cutoff.astimezone(UTC).date(), cutoff,
-                marks["lms_stored_high_water"], marks["hris_known_at_high_water"], validation_id, run.dag_id,
-                run.run_id, run.task_id, run.try_number,
+                build_id,
+                reference_date,
+                version,
+                kind,
+                rows,
+                headcount,
+                cutoff.astimezone(UTC).date(),
+                cutoff,
+                marks["lms_stored_high_water"],
+                marks["hris_known_at_high_water"],
+                validation_id,
+                run.dag_id,
+                run.run_id,
+                run.task_id,
+                run.try_number,
             ),
-        )  # fmt: skip
+        )
 
 
 def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
@@ -272,8 +284,16 @@ def build_features(
                     if outcome is not None:
                         record_validation(conn, outcome, run)
                         counts = publish_rows(conn, staging, table, dates, version, build_id)
-                        insert_audit_rows(conn, build_id, "restatement" if restate else "as_of", version, run, marks,
-                                          counts, outcome.validation_id)  # fmt: skip
+                        insert_audit_rows(
+                            conn,
+                            build_id,
+                            "restatement" if restate else "as_of",
+                            version,
+                            run,
+                            marks,
+                            counts,
+                            outcome.validation_id,
+                        )
                 labels = {}
                 if not restate:
                     with timer.step("labels"):
@@ -368,9 +388,12 @@ def training_set_lines(conn: psycopg.Connection, version: int) -> list[str]:
     """The lines of `training_set_summary` from an open connection."""
     rows, dates, employees, positives = conn.execute(
         "select count(*), count(distinct reference_date), count(distinct employee_key), count(*) filter (where label)"
-        " from mart.training_set where feature_set_version = %s", (version,)).fetchone()  # fmt: skip
+        " from mart.training_set where feature_set_version = %s",
+        (version,),
+    ).fetchone()
     statuses = conn.execute(
-        "select label_status, count(*) from mart.turnover_label group by 1 order by 1").fetchall()  # fmt: skip
+        "select label_status, count(*) from mart.turnover_label group by 1 order by 1"
+    ).fetchall()
     columns = len([c for c in feature_columns(conn) if c not in NON_FEATURE_COLUMNS])
     lines = [
         f"training set (feature set v{version}): {rows} rows x {columns} features, {dates} reference dates, "
@@ -393,6 +416,11 @@ def training_set_lines(conn: psycopg.Connection, version: int) -> list[str]:
             ).format(sql.Identifier(feature)),
             (version,),
         ).fetchall()
-        lines.append(f"  {feature}: " + "; ".join(
-            f"{'leavers' if label else 'stayers'} mean {mean} median {median}" for label, mean, median in stats))  # fmt: skip
+        lines.append(
+            f"  {feature}: "
+            + "; ".join(
+                f"{'leavers' if label else 'stayers'} mean {mean} median {median}"
+                for label, mean, median in stats
+            )
+        )
     return lines

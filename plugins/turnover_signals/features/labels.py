@@ -69,10 +69,14 @@ def refresh_employment_outcomes(conn: psycopg.Connection) -> int:
             is distinct from (kept.hris_employee_id, kept.exit_date, kept.exit_category)
         """
     ).rowcount
-    conn.execute("delete from mart.turnover_label_outcome where hris_employee_id in"
-                 " (select hris_employee_id from outcome_changed)")  # fmt: skip
-    conn.execute("insert into mart.turnover_label_outcome select * from outcome_now where hris_employee_id in"
-                 " (select hris_employee_id from outcome_changed)")  # fmt: skip
+    conn.execute(
+        "delete from mart.turnover_label_outcome where hris_employee_id in"
+        " (select hris_employee_id from outcome_changed)"
+    )
+    conn.execute(
+        "insert into mart.turnover_label_outcome select * from outcome_now where hris_employee_id in"
+        " (select hris_employee_id from outcome_changed)"
+    )
     return changed
 
 
@@ -93,8 +97,12 @@ def label_scope_is_everything(
     return kept_horizons is not None and kept_horizons != sorted(set(params["horizons"]))
 
 
-def fill_label_scope(conn: psycopg.Connection, everything: bool, dates: Sequence[date] = (),
-                     settling: tuple[date, date] | None = None) -> None:  # fmt: skip
+def fill_label_scope(
+    conn: psycopg.Connection,
+    everything: bool,
+    dates: Sequence[date] = (),
+    settling: tuple[date, date] | None = None,
+) -> None:
     """Temp table `label_scope`: every feature row, or the rows whose label may have changed.
 
     A label depends on its row, the employee's outcome and how far HR is known: so the rows of the
@@ -106,8 +114,10 @@ def fill_label_scope(conn: psycopg.Connection, everything: bool, dates: Sequence
         "create temp table label_scope (employee_key bigint, reference_date date, hris_employee_id text)"
     )
     if everything:
-        conn.execute("insert into label_scope select employee_key, reference_date, hris_employee_id"
-                     " from mart.employee_features")  # fmt: skip
+        conn.execute(
+            "insert into label_scope select employee_key, reference_date, hris_employee_id"
+            " from mart.employee_features"
+        )
         return
     conn.execute(
         """
@@ -130,8 +140,13 @@ def fill_label_scope(conn: psycopg.Connection, everything: bool, dates: Sequence
     conn.execute("analyze label_scope")
 
 
-def refresh_labels(conn: psycopg.Connection, config: Mapping[str, Any], dates: Sequence[date], build_id: str,
-                   full: bool = False) -> dict[str, Any]:  # fmt: skip
+def refresh_labels(
+    conn: psycopg.Connection,
+    config: Mapping[str, Any],
+    dates: Sequence[date],
+    build_id: str,
+    full: bool = False,
+) -> dict[str, Any]:
     """Recompute the labels that may have changed (outcomes become known as time passes), or all of them.
 
     Labels never feed features. A label keeps the `hr_known_through` it was last computed with: a
@@ -145,8 +160,10 @@ def refresh_labels(conn: psycopg.Connection, config: Mapping[str, Any], dates: S
     band = None
     if not everything:
         # (date, horizon) turns from open to settled when HR becomes known through date + horizon
-        band = (kept_through - timedelta(days=max(params["horizons"], default=0)),
-                params["hr_known_through"] - timedelta(days=min(params["horizons"], default=0)))  # fmt: skip
+        band = (
+            kept_through - timedelta(days=max(params["horizons"], default=0)),
+            params["hr_known_through"] - timedelta(days=min(params["horizons"], default=0)),
+        )
     fill_label_scope(conn, everything, dates, band)
     if everything:
         conn.execute("delete from mart.turnover_label")
@@ -168,9 +185,22 @@ def refresh_labels(conn: psycopg.Connection, config: Mapping[str, Any], dates: S
     ).rowcount
     if params["hr_known_through"] is not None:
         set_watermark(conn, LABEL_HR_WATERMARK, params["hr_known_through"], build_id)
-    return {"label_mode": "full" if everything else "incremental", "labels_written": written,
-            "employees_with_changed_outcome": changed_outcomes}  # fmt: skip
+    return {
+        "label_mode": "full" if everything else "incremental",
+        "labels_written": written,
+        "employees_with_changed_outcome": changed_outcomes,
+    }
 
 
-LABEL_COLUMNS = ("employee_key", "reference_date", "horizon_days", "hris_employee_id", "label", "exit_date",
-                 "exit_category", "is_censored", "label_status", "hr_known_through")  # fmt: skip
+LABEL_COLUMNS = (
+    "employee_key",
+    "reference_date",
+    "horizon_days",
+    "hris_employee_id",
+    "label",
+    "exit_date",
+    "exit_category",
+    "is_censored",
+    "label_status",
+    "hr_known_through",
+)

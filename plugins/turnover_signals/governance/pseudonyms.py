@@ -61,7 +61,9 @@ def _check_key(key: str | None, conn_id: str) -> str:
     return key
 
 
-def install_pseudonym_key(conn: psycopg.Connection, key: str, run: RunIdentity | None = None) -> dict[str, Any]:
+def install_pseudonym_key(
+    conn: psycopg.Connection, key: str, run: RunIdentity | None = None
+) -> dict[str, Any]:
     """Store the pads of `key` in `governance.pseudonym_key`; a no-op when that key is installed."""
     run = run or RunIdentity()
     fingerprint = key_fingerprint(key)
@@ -86,7 +88,9 @@ def install_pseudonym_key(conn: psycopg.Connection, key: str, run: RunIdentity |
             (fingerprint, previous, now, run.dag_id, run.run_id),
         )
     if previous:
-        log.warning("pseudonym key rotated (%s -> %s): every analytics pseudonym has changed", previous, fingerprint)
+        log.warning(
+            "pseudonym key rotated (%s -> %s): every analytics pseudonym has changed", previous, fingerprint
+        )
     else:
         log.info("pseudonym key %s installed", fingerprint)
     return {"installed": True, "key_fingerprint": fingerprint, "rotated": previous is not None}

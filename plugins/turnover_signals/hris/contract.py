@@ -9,16 +9,36 @@ from datetime import date, datetime
 from typing import Any
 
 EMPLOYEE_COLUMNS = (
-    "employee_id", "sso_guid", "work_email", "first_name", "last_name", "hire_date",
-    "termination_date", "termination_type", "termination_reason", "employment_status",
-    "job_role", "job_level", "department", "location", "manager_id", "base_salary",
-    "currency", "fte", "performance_rating",
+    "employee_id",
+    "sso_guid",
+    "work_email",
+    "first_name",
+    "last_name",
+    "hire_date",
+    "termination_date",
+    "termination_type",
+    "termination_reason",
+    "employment_status",
+    "job_role",
+    "job_level",
+    "department",
+    "location",
+    "manager_id",
+    "base_salary",
+    "currency",
+    "fte",
+    "performance_rating",
     # Optional: the worker's LMS user id, where the HRIS records one (identity matching rule 3).
     "lms_user_id",
-)  # fmt: skip
+)
 COMPENSATION_COLUMNS = (
-    "employee_id", "effective_date", "change_type", "previous_base_salary", "new_base_salary", "currency",
-)  # fmt: skip
+    "employee_id",
+    "effective_date",
+    "change_type",
+    "previous_base_salary",
+    "new_base_salary",
+    "currency",
+)
 
 
 @dataclass(frozen=True)
@@ -38,9 +58,13 @@ FEEDS: dict[str, Feed] = {
         name="employees",
         columns=EMPLOYEE_COLUMNS,
         required_columns=(
-            "employee_id", "work_email", "hire_date", "termination_date", "termination_type",
+            "employee_id",
+            "work_email",
+            "hire_date",
+            "termination_date",
+            "termination_type",
             "employment_status",
-        ),  # fmt: skip
+        ),
         date_columns=("hire_date", "termination_date"),
         raw_table="hris_employee_snapshot",
         date_column_in_raw="snapshot_date",

@@ -76,19 +76,24 @@ def rebuild_history_revisions(conn: psycopg.Connection, config: Mapping[str, Any
         )
         for sha256, known_at in corrections:
             # the employees of the correction and of the files it superseded: only their history can differ
-            employee_ids = [row[0] for row in conn.execute(
-                """
+            employee_ids = [
+                row[0]
+                for row in conn.execute(
+                    """
                 select distinct employee_id from raw.hris_employee_snapshot
                 where source_sha256 = %(sha)s or source_sha256 in (
                     select sha256 from audit.file_manifest where superseded_by_sha256 = %(sha)s)
                 """,
-                {"sha": sha256},
-            )]  # fmt: skip
-            params = history_parameters(config, known_by=known_at - timedelta(microseconds=1), employee_ids=employee_ids)
+                    {"sha": sha256},
+                )
+            ]
+            params = history_parameters(
+                config, known_by=known_at - timedelta(microseconds=1), employee_ids=employee_ids
+            )
             conn.execute(
-                sql.SQL("insert into history_before_correction select built.*, %(known_until)s from ({}) as built").format(
-                    history_sql
-                ),
+                sql.SQL(
+                    "insert into history_before_correction select built.*, %(known_until)s from ({}) as built"
+                ).format(history_sql),
                 {**params, "known_until": known_at},
             )
         revisions = rebuild_relation(conn, "core", "employee_history_revision")

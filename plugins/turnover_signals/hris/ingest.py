@@ -72,10 +72,15 @@ class IngestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "file_name": self.file_name, "feed": self.feed, "file_date": self.file_date,
-            "status": self.status, "sha256": self.sha256, "rows_loaded": self.rows_loaded,
-            "superseded": list(self.superseded), "note": self.note,
-        }  # fmt: skip
+            "file_name": self.file_name,
+            "feed": self.feed,
+            "file_date": self.file_date,
+            "status": self.status,
+            "sha256": self.sha256,
+            "rows_loaded": self.rows_loaded,
+            "superseded": list(self.superseded),
+            "note": self.note,
+        }
 
 
 def hris_source(config: Mapping[str, Any]) -> HrisSftpSource:
@@ -94,7 +99,9 @@ def list_pending_files(config: Mapping[str, Any], dsn: str | None = None) -> lis
     """Feed files on the server not yet recorded as received (by name, size and mtime), oldest first."""
     listed = hris_source(config).list_feed_files()
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        pending = [f for f in listed if manifest.find_by_listing(conn, f.name, f.size_bytes, f.remote_mtime) is None]
+        pending = [
+            f for f in listed if manifest.find_by_listing(conn, f.name, f.size_bytes, f.remote_mtime) is None
+        ]
     log.info("%d HRIS file(s) listed, %d pending", len(listed), len(pending))
     return [f.to_dict() for f in pending]
 
@@ -172,7 +179,9 @@ def summarize_ingest(results: list[Mapping[str, Any]] | list[list[Mapping[str, A
 
 
 def _quarantine_error(name: str, reason: str) -> BadInputError:
-    return BadInputError(f"HRIS file {name}", f"quarantined: {reason}", NEXT_STEP_BAD_FILE, "hris-quarantined-file")
+    return BadInputError(
+        f"HRIS file {name}", f"quarantined: {reason}", NEXT_STEP_BAD_FILE, "hris-quarantined-file"
+    )
 
 
 def _landing_path(config: Mapping[str, Any], remote: RemoteHrisFile, sha256: str) -> Path | None:
@@ -258,7 +267,9 @@ def _receive(
         rows_read: int | None = None
         expected = _control_sha256(control)
         try:
-            if control is not None and (_control_unreadable(control) or (expected is None and control.get("sha256"))):
+            if control is not None and (
+                _control_unreadable(control) or (expected is None and control.get("sha256"))
+            ):
                 pass  # condemned by its control file; only the hash is needed
             else:
                 data, _at_eof = stream.first_record()
@@ -271,22 +282,37 @@ def _receive(
                 if header.duplicate_columns:
                     rows_read = 0
                     raise BadInputError(
-                        subject, f"columns appear twice in the header: {', '.join(header.duplicate_columns)}",
-                        NEXT_STEP_BAD_FILE, "hris-quarantined-file",
-                    )  # fmt: skip
+                        subject,
+                        f"columns appear twice in the header: {', '.join(header.duplicate_columns)}",
+                        NEXT_STEP_BAD_FILE,
+                        "hris-quarantined-file",
+                    )
                 staged = stage_csv_stream(
-                    conn, stream, feed, header, remote.file_date, encoding, subject,
-                    sha256=sha256, expected_sha256=None if sha256 else expected,
-                )  # fmt: skip
+                    conn,
+                    stream,
+                    feed,
+                    header,
+                    remote.file_date,
+                    encoding,
+                    subject,
+                    sha256=sha256,
+                    expected_sha256=None if sha256 else expected,
+                )
         except ChecksumMismatchError:
             pass  # decided from the control file once the hash is known
         except BadInputError as exc:
             problem = exc
         stream.drain()
     return Delivery(
-        sha256=sha256 or stream.sha256, size_bytes=stream.size_bytes, received_at=datetime.now(UTC),
-        landed_copy=landed, header=header, staged=staged, problem=problem, rows_read=rows_read,
-    )  # fmt: skip
+        sha256=sha256 or stream.sha256,
+        size_bytes=stream.size_bytes,
+        received_at=datetime.now(UTC),
+        landed_copy=landed,
+        header=header,
+        staged=staged,
+        problem=problem,
+        rows_read=rows_read,
+    )
 
 
 def _receive_encrypted(
@@ -341,11 +367,19 @@ def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) 
     conn, config, run, remote, feed = task.conn, task.config, task.run, task.remote, task.feed
     sha256 = delivery.sha256
     record: dict[str, Any] = {
-        "file_name": remote.name, "sha256": sha256, "feed": remote.feed, "file_date": remote.file_date,
-        "size_bytes": delivery.size_bytes, "remote_mtime": remote.remote_mtime, "received_at": delivery.received_at,
-        "dag_id": run.dag_id, "run_id": run.run_id, "task_id": run.task_id, "map_index": run.map_index,
+        "file_name": remote.name,
+        "sha256": sha256,
+        "feed": remote.feed,
+        "file_date": remote.file_date,
+        "size_bytes": delivery.size_bytes,
+        "remote_mtime": remote.remote_mtime,
+        "received_at": delivery.received_at,
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "map_index": run.map_index,
         "try_number": run.try_number,
-    }  # fmt: skip
+    }
     known = manifest.find(conn, remote.name, sha256)
     if known is not None:
         return _already_recorded(remote, known)
@@ -354,28 +388,45 @@ def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) 
         with conn.transaction():
             manifest.insert(
                 conn,
-                record | {
-                    "status": "duplicate", "duplicate_of_sha256": sha256, "rows_read": 0, "rows_loaded": 0,
+                record
+                | {
+                    "status": "duplicate",
+                    "duplicate_of_sha256": sha256,
+                    "rows_read": 0,
+                    "rows_loaded": 0,
                     "reason": f"same bytes as {copy['file_name']} (received {copy['received_at']:%Y-%m-%d}); not loaded again",
-                },  # fmt: skip
+                },
             )
-        log.info("HRIS file %s is a duplicate of %s: recorded, nothing loaded", remote.name, copy["file_name"])
+        log.info(
+            "HRIS file %s is a duplicate of %s: recorded, nothing loaded", remote.name, copy["file_name"]
+        )
         return IngestResult(remote.name, remote.feed, remote.file_date, "duplicate", sha256).to_dict()
 
     hris = config["hris"]
     date_format = hris.get("date_formats", {}).get(feed.name) or hris.get("date_format", "%Y-%m-%d")
     pattern, _template, groups = date_format_parts(date_format)
     record |= {
-        "encoding": hris.get("encoding", "utf-8"), "date_format": date_format, "date_pattern": pattern,
+        "encoding": hris.get("encoding", "utf-8"),
+        "date_format": date_format,
+        "date_pattern": pattern,
         "date_groups": list(groups),
-    }  # fmt: skip
+    }
     if control is not None:
         record["control_rows"] = control.get("rows") if isinstance(control.get("rows"), int) else None
         record["control_sha256"] = control.get("sha256")
         if _control_unreadable(control):
-            raise _quarantine(conn, record, f"control file is unreadable or has no integer 'rows' ({control.get('unreadable', '')})", None, run, None)
+            raise _quarantine(
+                conn,
+                record,
+                f"control file is unreadable or has no integer 'rows' ({control.get('unreadable', '')})",
+                None,
+                run,
+                None,
+            )
         if record["control_sha256"] and str(record["control_sha256"]).lower() != sha256:
-            mismatch = ChecksumMismatchError(f"HRIS file {remote.name}", sha256, str(record["control_sha256"]))
+            mismatch = ChecksumMismatchError(
+                f"HRIS file {remote.name}", sha256, str(record["control_sha256"])
+            )
             raise _quarantine(conn, record, mismatch.problem, None, run, None)
     extra_columns = list(delivery.header.extra_columns) if delivery.header else []
     record["extra_columns"] = extra_columns or None
@@ -391,9 +442,14 @@ def _already_recorded(remote: RemoteHrisFile, known: Mapping[str, Any]) -> dict[
         raise _quarantine_error(remote.name, known["reason"] or "see audit.file_manifest")
     log.info("HRIS file %s already recorded as %s: nothing to do", remote.name, known["status"])
     return IngestResult(
-        remote.name, remote.feed, remote.file_date, known["status"], known["sha256"],
-        rows_loaded=0, note="already recorded",
-    ).to_dict()  # fmt: skip
+        remote.name,
+        remote.feed,
+        remote.file_date,
+        known["status"],
+        known["sha256"],
+        rows_loaded=0,
+        note="already recorded",
+    ).to_dict()
 
 
 def _quarantine(
@@ -409,16 +465,23 @@ def _quarantine(
             record_validation(conn, outcome, run)
         manifest.insert(
             conn,
-            record | {
-                "status": "quarantined", "reason": reason, "rows_read": rows_read, "rows_loaded": 0,
-                "rows_rejected": rows_read, "validation_id": outcome.validation_id if outcome else None,
-            },  # fmt: skip
+            record
+            | {
+                "status": "quarantined",
+                "reason": reason,
+                "rows_read": rows_read,
+                "rows_loaded": 0,
+                "rows_rejected": rows_read,
+                "validation_id": outcome.validation_id if outcome else None,
+            },
         )
     log.error("HRIS file %s quarantined: %s", record["file_name"], reason)
     return _quarantine_error(record["file_name"], reason)
 
 
-def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, Any], date_format: str) -> dict[str, Any]:
+def _validate_and_publish(
+    task: FileTask, delivery: Delivery, record: dict[str, Any], date_format: str
+) -> dict[str, Any]:
     conn, config, run, remote, feed, dsn = task.conn, task.config, task.run, task.remote, task.feed, task.dsn
     # Imported here: it pulls in Great Expectations (5 s, 250 MB), which listing files never needs.
     from turnover_signals.quality.hris_suites import (
@@ -457,9 +520,11 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
     try:
         with tempfile.TemporaryDirectory(prefix="hris-gate-") as pages:
             outcome = run_suite(
-                suite=hris_metrics_suite(feed, header, checks, date_format), table=(metrics.schema, metrics.table),
-                data_docs_dir=pages, **gate,
-            )  # fmt: skip
+                suite=hris_metrics_suite(feed, header, checks, date_format),
+                table=(metrics.schema, metrics.table),
+                data_docs_dir=pages,
+                **gate,
+            )
             if outcome.success:
                 outcome.data_docs_path = _keep_data_docs_page(outcome.data_docs_path, pages, config)
     finally:
@@ -472,23 +537,35 @@ def _validate_and_publish(task: FileTask, delivery: Delivery, record: dict[str, 
         )
         try:
             outcome = run_suite(
-                suite=suite, table=(check_relation.schema, check_relation.table),
-                data_docs_dir=data_docs_location(config), **gate,
-            )  # fmt: skip
+                suite=suite,
+                table=(check_relation.schema, check_relation.table),
+                data_docs_dir=data_docs_location(config),
+                **gate,
+            )
         finally:
             drop_check_relation(conn, check_relation)
     if not outcome.success:
         raise _quarantine(
-            conn, record,
+            conn,
+            record,
             f"{len(outcome.failed)} expectation(s) failed in suite {outcome.suite_name}: {outcome.failure_summary()}",
-            outcome, run, staged.rows_copied,
-        )  # fmt: skip
-    superseded = _publish(conn, staged, feed, header, record, outcome, run, config, delivery.landed_copy, remote)
+            outcome,
+            run,
+            staged.rows_copied,
+        )
+    superseded = _publish(
+        conn, staged, feed, header, record, outcome, run, config, delivery.landed_copy, remote
+    )
     delivery.staged = None  # now a partition of the raw table
     return IngestResult(
-        remote.name, remote.feed, remote.file_date, "loaded", record["sha256"],
-        rows_loaded=int(record["rows_loaded"]), superseded=tuple(superseded),
-    ).to_dict()  # fmt: skip
+        remote.name,
+        remote.feed,
+        remote.file_date,
+        "loaded",
+        record["sha256"],
+        rows_loaded=int(record["rows_loaded"]),
+        superseded=tuple(superseded),
+    ).to_dict()
 
 
 def _keep_data_docs_page(page: str | None, pages: str, config: Mapping[str, Any]) -> str | None:
@@ -524,28 +601,40 @@ def _publish(
     with conn.transaction():
         for column in header.staging_columns:
             if column not in feed.columns:
-                conn.execute(sql.SQL("alter table {} drop column {}").format(staged.qualified, sql.Identifier(column)))
+                conn.execute(
+                    sql.SQL("alter table {} drop column {}").format(staged.qualified, sql.Identifier(column))
+                )
         for column in feed.columns:
             if column not in header.canonical_present:
-                conn.execute(sql.SQL("alter table {} add column {} text").format(staged.qualified, sql.Identifier(column)))
+                conn.execute(
+                    sql.SQL("alter table {} add column {} text").format(
+                        staged.qualified, sql.Identifier(column)
+                    )
+                )
         conn.execute(
             "select raw.attach_hris_partition(%s, %s::regclass, %s)",
             (feed.raw_table, staged.qualified.as_string(conn), record["sha256"]),
         )
         superseded = manifest.supersede_loaded(conn, feed.name, remote.file_date, record["sha256"])
         record |= {
-            "status": "loaded", "rows_read": staged.rows_copied, "rows_loaded": staged.rows_copied,
-            "rows_rejected": 0, "validation_id": outcome.validation_id,
+            "status": "loaded",
+            "rows_read": staged.rows_copied,
+            "rows_loaded": staged.rows_copied,
+            "rows_rejected": 0,
+            "validation_id": outcome.validation_id,
             "landed_path": str(landing) if landing else None,
             "reason": f"correction: supersedes {', '.join(superseded)}" if superseded else None,
-        }  # fmt: skip
+        }
         record_validation(conn, outcome, run)
         manifest.insert(conn, record)
         if landing is not None and landed_copy is not None:
             landing.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(landed_copy, landing)
     log.info(
-        "HRIS file %s loaded: %d rows into raw.%s%s", remote.name, staged.rows_copied, feed.raw_table,
+        "HRIS file %s loaded: %d rows into raw.%s%s",
+        remote.name,
+        staged.rows_copied,
+        feed.raw_table,
         f" (supersedes {len(superseded)} earlier file(s))" if superseded else "",
-    )  # fmt: skip
+    )
     return superseded

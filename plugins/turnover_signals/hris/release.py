@@ -36,10 +36,11 @@ def release_quarantined_file(
         ).fetchone()
         if row is None:
             raise BadInputError(
-                f"HRIS file {file_name}", "has no quarantined delivery to release",
+                f"HRIS file {file_name}",
+                "has no quarantined delivery to release",
                 "check the name in audit.file_manifest (only quarantined files can be released)",
                 "rerun-hris-file",
-            )  # fmt: skip
+            )
         sha256, quarantine_reason = row
         conn.execute(
             "insert into audit.file_release (file_name, sha256, quarantine_reason, released_by, reason)"
@@ -55,13 +56,19 @@ def release_quarantined_file(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m turnover_signals.hris.release", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m turnover_signals.hris.release", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("file_name")
     parser.add_argument("--by", required=True, help="who releases it (recorded)")
     parser.add_argument("--reason", required=True, help="why it can be loaded now (recorded)")
     parser.add_argument("--dsn", help="warehouse URL (default: the warehouse_postgres Airflow connection)")
     args = parser.parse_args(argv)
-    print(release_quarantined_file(load_config(use_variable=False), args.file_name, args.by, args.reason, args.dsn))
+    print(
+        release_quarantined_file(
+            load_config(use_variable=False), args.file_name, args.by, args.reason, args.dsn
+        )
+    )
     return 0
 
 

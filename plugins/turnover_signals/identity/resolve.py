@@ -71,7 +71,9 @@ def matching_parameters(config: Mapping[str, Any]) -> dict[str, Any]:
     identity = config["identity"]
     return {
         "corporate_domains": [d.strip().lower() for d in identity["corporate_domains"]],
-        "domain_aliases": Jsonb({k.strip().lower(): v.strip().lower() for k, v in identity["domain_aliases"].items()}),
+        "domain_aliases": Jsonb(
+            {k.strip().lower(): v.strip().lower() for k, v in identity["domain_aliases"].items()}
+        ),
         "strip_plus_aliases": bool(identity["strip_plus_aliases"]),
         "rule_version": int(identity["rule_version"]),
         "created_before_hire_grace_days": int(identity["account_created_before_hire_grace_days"]),
@@ -164,8 +166,12 @@ def reason_to_skip(config: Mapping[str, Any], dsn: str | None = None, full: bool
             return None
         marks = high_water_marks(conn)
         # statements from learners already known change no link: the activity marks are checked below
-        inputs = ("hris_known_at_high_water", "hris_snapshot_date_high_water", "lms_user_extracted_high_water",
-                  "override_digest")  # fmt: skip
+        inputs = (
+            "hris_known_at_high_water",
+            "hris_snapshot_date_high_water",
+            "lms_user_extracted_high_water",
+            "override_digest",
+        )
         if any(marks[name] != previous[name] for name in inputs):
             return None
         new_learner = conn.execute(
@@ -225,7 +231,9 @@ def changed_inputs(conn: psycopg.Connection, previous: Mapping[str, Any]) -> tup
     return employees, accounts
 
 
-def _identifiers_of(conn: psycopg.Connection, employees: set[str], accounts: set[str]) -> tuple[set[str], set[str]]:
+def _identifiers_of(
+    conn: psycopg.Connection, employees: set[str], accounts: set[str]
+) -> tuple[set[str], set[str]]:
     """The SSO GUIDs and normalized emails the given employees and LMS users hold (as currently derived)."""
     params = {"employees": list(employees), "accounts": list(accounts)}
     guids = _ids(
@@ -352,7 +360,9 @@ def _replace_rows(
     if keys is None:
         conn.execute(sql.SQL("delete from {}").format(target))
     else:
-        conn.execute(sql.SQL("delete from {} where {} = any(%s)").format(target, sql.Identifier(key_column)), (keys,))
+        conn.execute(
+            sql.SQL("delete from {} where {} = any(%s)").format(target, sql.Identifier(key_column)), (keys,)
+        )
     return insert_from_select(conn, target, read_sql(source_layer, table), params)
 
 
@@ -389,11 +399,17 @@ def refresh_inputs(
 
 def fill_mbox_sha1sums(conn: psycopg.Connection) -> int:
     """Hash new work emails as xAPI `mbox_sha1sum` does (sha1 of `mailto:<address>`)."""
-    addresses = [row[0] for row in conn.execute(
-        "select distinct email_normalized from core.identity_work_email where mbox_sha1sum is null").fetchall()]  # fmt: skip
+    addresses = [
+        row[0]
+        for row in conn.execute(
+            "select distinct email_normalized from core.identity_work_email where mbox_sha1sum is null"
+        ).fetchall()
+    ]
     if not addresses:
         return 0
-    conn.execute("create temp table if not exists email_sha1 (email_normalized text, mbox_sha1sum text) on commit drop")
+    conn.execute(
+        "create temp table if not exists email_sha1 (email_normalized text, mbox_sha1sum text) on commit drop"
+    )
     with conn.cursor() as cur:
         with cur.copy("copy email_sha1 from stdin") as copy:
             for address in addresses:
@@ -423,7 +439,9 @@ def analyze_after_full_rebuild(conn: psycopg.Connection, scope: IdentityScope, *
             analyze_table(conn, *table.split("."))
 
 
-def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], run_id: str | None) -> dict[str, int]:
+def assign_employee_keys(
+    conn: psycopg.Connection, params: Mapping[str, Any], run_id: str | None
+) -> dict[str, int]:
     """Give every scoped HRIS employee its key: a steward's, its rehire group's, its own, or a new one.
 
     New keys continue the registry's sequence in hire order, so a rerun of a failed run issues
@@ -451,7 +469,9 @@ def assign_employee_keys(conn: psycopg.Connection, params: Mapping[str, Any], ru
             "correct the employee_key of those decisions (or deactivate them) and rerun resolve_identities",
             "identity_resolution",
         )
-    conn.execute("alter table identity_key_plan add column new_employee_key bigint, add column employee_key bigint")
+    conn.execute(
+        "alter table identity_key_plan add column new_employee_key bigint, add column employee_key bigint"
+    )
     issued = conn.execute(
         """
         with needing_new_key as (
@@ -560,8 +580,9 @@ def rebuild_identity_map(conn: psycopg.Connection, params: Mapping[str, Any], sc
             """,
             scoped,
         )
-    return insert_from_select(conn, sql.Identifier("core", "employee_identity"), read_sql("core", "employee_identity"),
-                            scoped)  # fmt: skip
+    return insert_from_select(
+        conn, sql.Identifier("core", "employee_identity"), read_sql("core", "employee_identity"), scoped
+    )
 
 
 def refresh_exceptions(conn: psycopg.Connection, scope: IdentityScope, run_id: str | None) -> dict[str, int]:
@@ -613,7 +634,9 @@ def reconciliation_metrics(conn: psycopg.Connection, scope: IdentityScope) -> di
     """Headcounts, match rates, attributable statements, open exceptions and the gate's invariants."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
-            sql.SQL("select * from ({}) as metrics").format(sql.SQL(read_sql("audit", "identity_reconciliation"))),
+            sql.SQL("select * from ({}) as metrics").format(
+                sql.SQL(read_sql("audit", "identity_reconciliation"))
+            ),
             _scope_parameters(scope),
         )
         return dict(cur.fetchone())
@@ -630,18 +653,32 @@ def identity_suite(config: Mapping[str, Any]):
         name="identity_resolution",
         version="1",
         expectations=[
-            described(gxe.ExpectColumnPairValuesToBeEqual(column_A="hris_headcount", column_B="canonical_headcount"),
-                      "every HRIS employee has exactly one employee_key (headcount reconciles)"),
-            described(gxe.ExpectColumnValuesToBeBetween(column="employees_with_several_keys", min_value=0, max_value=0),
-                      "no HRIS employee_id maps to two employee_keys"),
-            described(gxe.ExpectColumnValuesToBeBetween(column="identifiers_owned_by_two_keys", min_value=0,
-                                                         max_value=0),
-                      "no identifier is owned by two employee_keys at the same time"),
-            described(gxe.ExpectColumnValuesToBeBetween(column="active_corporate_match_rate", min_value=threshold,
-                                                        max_value=1),
-                      f"at least {threshold:.1%} of active LMS users with a corporate identifier are matched"),
+            described(
+                gxe.ExpectColumnPairValuesToBeEqual(
+                    column_A="hris_headcount", column_B="canonical_headcount"
+                ),
+                "every HRIS employee has exactly one employee_key (headcount reconciles)",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="employees_with_several_keys", min_value=0, max_value=0
+                ),
+                "no HRIS employee_id maps to two employee_keys",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="identifiers_owned_by_two_keys", min_value=0, max_value=0
+                ),
+                "no identifier is owned by two employee_keys at the same time",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="active_corporate_match_rate", min_value=threshold, max_value=1
+                ),
+                f"at least {threshold:.1%} of active LMS users with a corporate identifier are matched",
+            ),
         ],
-    )  # fmt: skip
+    )
 
 
 GATE_COLUMNS = (
@@ -686,7 +723,9 @@ def gate_metrics(
 
 
 def top_unmatched_reasons(metrics: Mapping[str, Any], limit: int = 3) -> str:
-    reasons = sorted((metrics.get("lms_users_unmatched_by_reason") or {}).items(), key=lambda kv: -kv[1])[:limit]
+    reasons = sorted((metrics.get("lms_users_unmatched_by_reason") or {}).items(), key=lambda kv: -kv[1])[
+        :limit
+    ]
     return ", ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
 
 
@@ -727,7 +766,9 @@ def record_reconciliation(conn: psycopg.Connection, row: Mapping[str, Any]) -> N
     values = [Jsonb(row[c]) if c in JSON_COLUMNS else row[c] for c in RECONCILIATION_COLUMNS]
     columns = sql.SQL(", ").join(map(sql.Identifier, RECONCILIATION_COLUMNS))
     updates = sql.SQL(", ").join(
-        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in RECONCILIATION_COLUMNS if c != "run_id"
+        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c))
+        for c in RECONCILIATION_COLUMNS
+        if c != "run_id"
     )
     conn.execute(
         sql.SQL(
@@ -788,12 +829,20 @@ def resolve_identities(
                             loaded_after=previous["lms_activity_loaded_high_water"],
                         )
                         scope = close_scope(conn, employees, accounts, new_learners, before)
-                    analyze_after_full_rebuild(conn, scope, "core.identity_employment", "core.identity_work_email",
-                                               "core.identity_lms_account", "core.identity_learner")  # fmt: skip
+                    analyze_after_full_rebuild(
+                        conn,
+                        scope,
+                        "core.identity_employment",
+                        "core.identity_work_email",
+                        "core.identity_lms_account",
+                        "core.identity_learner",
+                    )
                 # Keys first for the whole scope (a GUID peer may need relinking), then the map.
                 with timer.step("keys"):
                     keys = assign_employee_keys(conn, {**params, "employee_ids": scope.employee_ids}, run_id)
-                    analyze_after_full_rebuild(conn, scope, "core.hris_employee_key", "core.employee_key_registry")
+                    analyze_after_full_rebuild(
+                        conn, scope, "core.hris_employee_key", "core.employee_key_registry"
+                    )
                 with timer.step("identity_map"):
                     identity_rows = rebuild_identity_map(conn, params, scope)
                     analyze_after_full_rebuild(conn, scope, "core.employee_identity")
@@ -804,10 +853,15 @@ def resolve_identities(
                 with timer.step("gate"):
                     outcome = gate_metrics(config, metrics, run_id, dsn)
                 row = {
-                    **metrics, **marks, **scope.sizes(conn), "run_id": run_id,
-                    "mode": "full" if scope.is_full else "incremental", "rule_version": params["rule_version"],
-                    "validation_id": outcome.validation_id, "success": outcome.success,
-                }  # fmt: skip
+                    **metrics,
+                    **marks,
+                    **scope.sizes(conn),
+                    "run_id": run_id,
+                    "mode": "full" if scope.is_full else "incremental",
+                    "rule_version": params["rule_version"],
+                    "validation_id": outcome.validation_id,
+                    "success": outcome.success,
+                }
                 if not outcome.success:
                     raise _GateFailed(outcome, row)
                 record_validation(conn, outcome, run)
@@ -826,12 +880,31 @@ def resolve_identities(
                 "identity_resolution",
             ) from None
     summary = {
-        "mode": row["mode"], **keys, "identity_rows_written": identity_rows, **exceptions, "seconds": timer.seconds,
-        **{k: row[k] for k in ("scope_employees", "scope_lms_users", "scope_learners", "hris_headcount",
-                               "canonical_headcount", "lms_users", "lms_users_matched", "active_match_rate",
-                               "active_corporate_match_rate", "statements", "statements_attributable")},
-    }  # fmt: skip
-    log.info("identity resolved: %s", {k: (float(v) if hasattr(v, "is_finite") else v) for k, v in summary.items()})
+        "mode": row["mode"],
+        **keys,
+        "identity_rows_written": identity_rows,
+        **exceptions,
+        "seconds": timer.seconds,
+        **{
+            k: row[k]
+            for k in (
+                "scope_employees",
+                "scope_lms_users",
+                "scope_learners",
+                "hris_headcount",
+                "canonical_headcount",
+                "lms_users",
+                "lms_users_matched",
+                "active_match_rate",
+                "active_corporate_match_rate",
+                "statements",
+                "statements_attributable",
+            )
+        },
+    }
+    log.info(
+        "identity resolved: %s", {k: (float(v) if hasattr(v, "is_finite") else v) for k, v in summary.items()}
+    )
     return summary
 
 

@@ -47,23 +47,33 @@ def catalog_suite() -> SuiteDefinition:
         name="course_catalog",
         version="1",
         expectations=[
-            described(gxe.ExpectTableColumnsToMatchSet(column_set=list(CATALOG_COLUMNS), exact_match=False),
-                      "the catalog has every column"),
+            described(
+                gxe.ExpectTableColumnsToMatchSet(column_set=list(CATALOG_COLUMNS), exact_match=False),
+                "the catalog has every column",
+            ),
             described(gxe.ExpectColumnValuesToNotBeNull(column="course_id"), "every course has an id"),
             described(gxe.ExpectColumnValuesToBeUnique(column="course_id"), "course ids are unique"),
             described(gxe.ExpectColumnValuesToNotBeNull(column="title"), "every course has a title"),
-            described(gxe.ExpectColumnValuesToBeInSet(column="difficulty", value_set=["1", "2", "3", "4", "5"]),
-                      "difficulty is 1 to 5"),
-            described(gxe.ExpectColumnValuesToBeInSet(column="is_mandatory", value_set=["true", "false"]),
-                      "is_mandatory is true or false"),
-            described(gxe.ExpectColumnValuesToMatchRegex(column="due_within_days", regex=r"^[0-9]{1,4}$"),
-                      "due_within_days is a whole number of days"),
+            described(
+                gxe.ExpectColumnValuesToBeInSet(column="difficulty", value_set=["1", "2", "3", "4", "5"]),
+                "difficulty is 1 to 5",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeInSet(column="is_mandatory", value_set=["true", "false"]),
+                "is_mandatory is true or false",
+            ),
+            described(
+                gxe.ExpectColumnValuesToMatchRegex(column="due_within_days", regex=r"^[0-9]{1,4}$"),
+                "due_within_days is a whole number of days",
+            ),
             described(gxe.ExpectColumnValuesToNotBeNull(column="skill_tags"), "every course has skill tags"),
         ],
-    )  # fmt: skip
+    )
 
 
-def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None) -> dict:
+def load_course_catalog(
+    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None
+) -> dict:
     """Validate the catalog file and replace `core.course_catalog` with it when it changed."""
     run = run or RunIdentity()
     path = catalog_path(config)
@@ -78,17 +88,29 @@ def load_course_catalog(config: Mapping[str, Any], run: RunIdentity | None = Non
         staging = sql.Identifier("staging", f"course_catalog_{sha256[:16]}")
         with conn.transaction():
             conn.execute(sql.SQL("drop table if exists {}").format(staging))
-            conn.execute(sql.SQL("create unlogged table {} ({})").format(
-                staging, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.strip())) for c in header)))
-            with conn.cursor() as cur, cur.copy(sql.SQL("copy {} from stdin with (format csv, header true)").format(staging)) as copy:
+            conn.execute(
+                sql.SQL("create unlogged table {} ({})").format(
+                    staging,
+                    sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.strip())) for c in header),
+                )
+            )
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    sql.SQL("copy {} from stdin with (format csv, header true)").format(staging)
+                ) as copy,
+            ):
                 copy.write(data.removeprefix(b"\xef\xbb\xbf"))
         try:
             outcome = run_suite(
-                sqlalchemy_url(config["connections"]["warehouse"], dsn), catalog_suite(), data_asset="course_catalog",
+                sqlalchemy_url(config["connections"]["warehouse"], dsn),
+                catalog_suite(),
+                data_asset="course_catalog",
                 batch_identifier=f"{path.name}@{sha256}",
-                table=("staging", f"course_catalog_{sha256[:16]}"), pii_columns=(),
+                table=("staging", f"course_catalog_{sha256[:16]}"),
+                pii_columns=(),
                 data_docs_dir=data_docs_location(config),
-            )  # fmt: skip
+            )
             with conn.transaction():
                 record_validation(conn, outcome, run)
                 if outcome.success:
@@ -139,7 +161,9 @@ def keep_catalog_version(conn: Any) -> None:
 def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:
     """Courses in `core.lms_activity` that the catalog lacks, most used first; kept in `audit.unknown_course`."""
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.transaction():
-        conn.execute("delete from audit.unknown_course where course_id in (select course_id from core.course_catalog)")
+        conn.execute(
+            "delete from audit.unknown_course where course_id in (select course_id from core.course_catalog)"
+        )
         rows = conn.execute(
             """
             insert into audit.unknown_course (course_id, statements, first_seen_at)
@@ -156,6 +180,8 @@ def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) ->
     if unknown:
         log.warning(
             "%d course id(s) in learning activity are missing from the catalog (top: %s); add them to %s",
-            len(unknown), ", ".join(u["course_id"] for u in unknown[:5]), config["lms"]["course_catalog_file"],
-        )  # fmt: skip
+            len(unknown),
+            ", ".join(u["course_id"] for u in unknown[:5]),
+            config["lms"]["course_catalog_file"],
+        )
     return unknown

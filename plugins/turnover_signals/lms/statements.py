@@ -134,7 +134,6 @@ def lms_batch_suite(max_reject_rate: float) -> SuiteDefinition:
     """Row checks hold for all but `max_reject_rate` of the batch; failing rows are rejected."""
     mostly = max(0.0, 1.0 - max_reject_rate)
 
-
     return SuiteDefinition(
         name="lms_statement_batch",
         version=SUITE_VERSION,
@@ -144,22 +143,34 @@ def lms_batch_suite(max_reject_rate: float) -> SuiteDefinition:
                 gxe.ExpectColumnValuesToBeNull(column="reject_reason", mostly=mostly),
                 f"at most {max_reject_rate:.1%} of the batch is rejected",
             ),
-            described(gxe.ExpectColumnValuesToBeInSet(column="is_id_uuid", value_set=[True], mostly=mostly),
-                      "statement ids are UUIDs"),
-            described(gxe.ExpectColumnValuesToBeNull(column="timestamp_problem", mostly=mostly),
-                      "timestamps parse"),
-            described(gxe.ExpectColumnValuesToBeInSet(column="is_in_future", value_set=[False], mostly=mostly),
-                      "timestamps are not in the future beyond the tolerance"),
-            described(gxe.ExpectColumnValuesToBeInSet(column="is_verb_iri", value_set=[True], mostly=mostly),
-                      "verb ids are IRIs"),
-            described(gxe.ExpectColumnValuesToBeBetween(column="actor_identifier_count", min_value=1, max_value=1,
-                                                        mostly=mostly),
-                      "the actor has exactly one identifier"),
+            described(
+                gxe.ExpectColumnValuesToBeInSet(column="is_id_uuid", value_set=[True], mostly=mostly),
+                "statement ids are UUIDs",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeNull(column="timestamp_problem", mostly=mostly), "timestamps parse"
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeInSet(column="is_in_future", value_set=[False], mostly=mostly),
+                "timestamps are not in the future beyond the tolerance",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeInSet(column="is_verb_iri", value_set=[True], mostly=mostly),
+                "verb ids are IRIs",
+            ),
+            described(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="actor_identifier_count", min_value=1, max_value=1, mostly=mostly
+                ),
+                "the actor has exactly one identifier",
+            ),
             # Row-level booleans, not the raw values: GX measures `mostly` over non-null values only.
-            described(gxe.ExpectColumnValuesToBeInSet(column="is_score_in_range", value_set=[True], mostly=mostly),
-                      "scaled scores are within [-1, 1]"),
+            described(
+                gxe.ExpectColumnValuesToBeInSet(column="is_score_in_range", value_set=[True], mostly=mostly),
+                "scaled scores are within [-1, 1]",
+            ),
         ],
-    )  # fmt: skip
+    )
 
 
 class StatementExtraction:
@@ -172,13 +183,19 @@ class StatementExtraction:
         self.dsn = dsn
         self.client = client
         self.batch_id = batch_id_for(run)
-        self.chunk_statements = max(1, int(self.lms.get("publish_chunk_statements",
-                                                         DEFAULT_PUBLISH_CHUNK_STATEMENTS)))  # fmt: skip
+        self.chunk_statements = max(
+            1, int(self.lms.get("publish_chunk_statements", DEFAULT_PUBLISH_CHUNK_STATEMENTS))
+        )
 
     def new_chunk(self, number: int) -> Chunk:
         name = f"lms_batch_{self.batch_id}_{number}"
-        return Chunk(number, chunk_batch_id(self.batch_id, number), sql.Identifier("staging", name),
-                     sql.Identifier("staging", f"{name}__checks"), f"{name}__checks")  # fmt: skip
+        return Chunk(
+            number,
+            chunk_batch_id(self.batch_id, number),
+            sql.Identifier("staging", name),
+            sql.Identifier("staging", f"{name}__checks"),
+            f"{name}__checks",
+        )
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -191,7 +208,9 @@ class StatementExtraction:
             watermark = read_watermark(conn, source)
             overlap = timedelta(days=float(self.lms["since_overlap_days"]))
             since = (watermark - overlap) if watermark else _initial_since(self.lms)
-            stats = BatchStats(self.batch_id, source, self.client.statements_url, since, watermark, datetime.now(UTC))
+            stats = BatchStats(
+                self.batch_id, source, self.client.statements_url, since, watermark, datetime.now(UTC)
+            )
             stats.watermark = watermark
             publisher = ChunkPublisher(self, stats)
             staged: list[Chunk] = []
@@ -207,20 +226,27 @@ class StatementExtraction:
                 raise publisher.error
             self._recover_voided_targets(conn, stats, staged)
         summary = {
-            "batch_id": self.batch_id, "chunks": stats.chunks_published, "pages": stats.pages,
-            "received": stats.received, "distinct": stats.distinct, "new": stats.new, "rejected": stats.rejected,
+            "batch_id": self.batch_id,
+            "chunks": stats.chunks_published,
+            "pages": stats.pages,
+            "received": stats.received,
+            "distinct": stats.distinct,
+            "new": stats.new,
+            "rejected": stats.rejected,
             "voids_applied": stats.voids,
             "reject_rate": round(stats.rejected / stats.distinct, 6) if stats.distinct else 0.0,
-            "watermark_before": _iso(stats.watermark_before), "watermark_after": _iso(stats.watermark),
+            "watermark_before": _iso(stats.watermark_before),
+            "watermark_after": _iso(stats.watermark),
             "status": "published",
-        }  # fmt: skip
+        }
         log.info("xAPI batch summary: %s", summary)
         return summary
 
     # -- staging (main thread) ---------------------------------------------------------------
 
-    def _stage(self, conn: psycopg.Connection, stats: BatchStats, publisher: ChunkPublisher,
-               staged: list[Chunk]) -> None:  # fmt: skip
+    def _stage(
+        self, conn: psycopg.Connection, stats: BatchStats, publisher: ChunkPublisher, staged: list[Chunk]
+    ) -> None:
         """Fetch every page; COPY each body into the current chunk; hand full chunks to the publisher."""
         limit = int(self.lms["statements_page_limit"])
         writer: ChunkWriter | None = None
@@ -230,7 +256,9 @@ class StatementExtraction:
                     break  # a chunk failed its gate: fetching more would publish nothing
                 stats.pages += 1
                 if page.consistent_through is not None:
-                    stats.consistent_through = min(filter(None, [stats.consistent_through, page.consistent_through]))
+                    stats.consistent_through = min(
+                        filter(None, [stats.consistent_through, page.consistent_through])
+                    )
                 if not page.statements:
                     continue
                 if writer is None:
@@ -252,10 +280,17 @@ class StatementExtraction:
         finally:
             if writer is not None:
                 writer.abandon()  # an incomplete chunk (fetch failed or gate failed) is never published
-        log.info("xAPI batch %s: %d statement(s) received in %d page(s), %d chunk(s)",
-                 self.batch_id, stats.received, stats.pages, len(staged))  # fmt: skip
+        log.info(
+            "xAPI batch %s: %d statement(s) received in %d page(s), %d chunk(s)",
+            self.batch_id,
+            stats.received,
+            stats.pages,
+            len(staged),
+        )
 
-    def _recover_voided_targets(self, conn: psycopg.Connection, stats: BatchStats, staged: list[Chunk]) -> None:
+    def _recover_voided_targets(
+        self, conn: psycopg.Connection, stats: BatchStats, staged: list[Chunk]
+    ) -> None:
         """Publish, as one more chunk, the statements this batch's voids target that the warehouse never saw.
 
         An LRS leaves a voided statement out of every listing, so a first install, or a run after a
@@ -263,22 +298,37 @@ class StatementExtraction:
         `voidedStatementId`, the target is loaded with its own stored time and marked voided: dates whose
         cut-off came between the two count it, as the day-by-day run did.
         """
-        missing = [row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": self._batch_ids(staged)})]
+        missing = [
+            row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": self._batch_ids(staged)})
+        ]
         if missing:
-            log.info("xAPI batch %s: %d voided statement(s) never received, fetching them by voidedStatementId",
-                     self.batch_id, len(missing))  # fmt: skip
+            log.info(
+                "xAPI batch %s: %d voided statement(s) never received, fetching them by voidedStatementId",
+                self.batch_id,
+                len(missing),
+            )
         statements = self._fetch_voided_statements(missing)
         if missing:
-            log.info("xAPI batch %s: %d of %d voided statement(s) fetched", self.batch_id, len(statements),
-                     len(missing))  # fmt: skip
+            log.info(
+                "xAPI batch %s: %d of %d voided statement(s) fetched",
+                self.batch_id,
+                len(statements),
+                len(missing),
+            )
         if not statements:
             return
         body = json.dumps({"statements": statements, "more": ""}, ensure_ascii=False)
         page = StatementPage(
-            page_number=stats.pages + 1, request_url=self.client.statements_url, statements=statements, more="",
-            next_url=None, consistent_through=None, xapi_version=None, already_seen_ids=frozenset(),
+            page_number=stats.pages + 1,
+            request_url=self.client.statements_url,
+            statements=statements,
+            more="",
+            next_url=None,
+            consistent_through=None,
+            xapi_version=None,
+            already_seen_ids=frozenset(),
             raw_body=body.encode("utf-8"),
-        )  # fmt: skip
+        )
         writer = ChunkWriter(conn, self.new_chunk(len(staged) + 1))
         staged.append(writer.chunk)
         writer.write(page)
@@ -313,8 +363,11 @@ class StatementExtraction:
             except SourceRefusedError as exc:
                 if not refused.is_set():
                     refused.set()
-                    log.warning("xAPI LRS refused voidedStatementId (%s); voided statements never received stay "
-                                "unknown", exc.problem)  # fmt: skip
+                    log.warning(
+                        "xAPI LRS refused voidedStatementId (%s); voided statements never received stay "
+                        "unknown",
+                        exc.problem,
+                    )
                 return None
 
         workers = max(1, int(self.lms.get("void_fetch_concurrency", 8)))
@@ -360,8 +413,9 @@ class StatementExtraction:
             # statistics), so analyze it before anything joins it.
             conn.execute(sql.SQL("analyze {}").format(chunk.checks))
 
-    def _gate_and_publish(self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts,
-                          stats: BatchStats) -> None:  # fmt: skip
+    def _gate_and_publish(
+        self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts, stats: BatchStats
+    ) -> None:
         max_reject_rate = float(self.lms["max_reject_rate"])
         outcome = None
         if counts.distinct:
@@ -390,11 +444,27 @@ class StatementExtraction:
                 watermark_after = self._advance_watermark(conn, chunk, counts, stats)
             if outcome is not None:
                 record_validation(conn, outcome, self.run)
-            reason = None if passed else (
-                f"reject rate {reject_rate:.1%} exceeds {max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
+            reason = (
+                None
+                if passed
+                else (
+                    f"reject rate {reject_rate:.1%} exceeds {max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
+                )
             )
-            _record_batch(conn, self.run, chunk, stats, counts, new, voids, reject_rate, watermark_before,
-                          watermark_after, reason, outcome)  # fmt: skip
+            _record_batch(
+                conn,
+                self.run,
+                chunk,
+                stats,
+                counts,
+                new,
+                voids,
+                reject_rate,
+                watermark_before,
+                watermark_after,
+                reason,
+                outcome,
+            )
         # Only once committed: the totals describe what is durably in the warehouse.
         stats.distinct += counts.distinct
         stats.rejected += counts.rejected
@@ -414,7 +484,9 @@ class StatementExtraction:
         stats.voids += voids
         stats.chunks_published += 1
         stats.watermark = watermark_after
-        if counts.max_stored is not None and (stats.max_stored is None or counts.max_stored > stats.max_stored):
+        if counts.max_stored is not None and (
+            stats.max_stored is None or counts.max_stored > stats.max_stored
+        ):
             stats.max_stored = counts.max_stored
 
     def _record_rejects(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
@@ -443,18 +515,21 @@ class StatementExtraction:
         ).rowcount
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
         conn.execute(
-            sql.SQL("insert into core.lms_activity ({cols}) select {cols} from ({select}) as built"
-                    " on conflict (statement_id) do nothing").format(
+            sql.SQL(
+                "insert into core.lms_activity ({cols}) select {cols} from ({select}) as built"
+                " on conflict (statement_id) do nothing"
+            ).format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS)),
                 select=sql.SQL(read_sql("core", "lms_activity")),
             )
-        )  # fmt: skip
+        )
         conn.execute("drop view checked_batch")
         voids = apply_voids(conn, chunk.checks, chunk.batch_id)
         return inserted, voids
 
-    def _advance_watermark(self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts,
-                           stats: BatchStats) -> datetime | None:  # fmt: skip
+    def _advance_watermark(
+        self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts, stats: BatchStats
+    ) -> datetime | None:
         candidate = max(filter(None, [stats.max_stored, counts.max_stored]), default=None)
         if candidate is not None and chunk.consistent_through is not None:
             # Statements stored after the LRS's consistency point may still be incomplete.
@@ -473,7 +548,9 @@ class ChunkWriter:
         self._stack = ExitStack()
         self._stack.enter_context(conn.transaction())
         conn.execute(sql.SQL("drop table if exists {}").format(chunk.staging))
-        conn.execute(sql.SQL("create unlogged table {} (page_number integer, body text)").format(chunk.staging))
+        conn.execute(
+            sql.SQL("create unlogged table {} (page_number integer, body text)").format(chunk.staging)
+        )
         # Bodies are a few hundred kB: stored out of line but uncompressed, as compressing them
         # would cost more CPU than the disk it saves on a table read once.
         conn.execute(sql.SQL("alter table {} alter column body set storage external").format(chunk.staging))
@@ -510,7 +587,9 @@ class ChunkPublisher:
         self.stats = stats
         self.error: BaseException | None = None
         self._queue: queue.Queue[Chunk | None] = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._run, name=f"xapi-publish-{extraction.batch_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"xapi-publish-{extraction.batch_id}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -533,18 +612,33 @@ class ChunkPublisher:
                     continue  # keep draining, so the fetching thread never blocks on a dead publisher
                 try:
                     if conn is None:
-                        conn = stack.enter_context(warehouse_connection(
-                            extraction.config["connections"]["warehouse"], extraction.dsn))  # fmt: skip
+                        conn = stack.enter_context(
+                            warehouse_connection(
+                                extraction.config["connections"]["warehouse"], extraction.dsn
+                            )
+                        )
                     extraction.publish_chunk(conn, chunk, self.stats)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
                     self.error = exc
 
 
 LMS_ACTIVITY_COLUMNS = (
-    "statement_id", "learner_identifier", "learner_identifier_type", "event_type", "verb_id", "course_id",
-    "course_name", "score_normalized", "is_success", "is_completion", "duration_seconds", "occurred_at",
-    "is_timestamp_assumed_utc", "stored_at", "is_voided",
-)  # fmt: skip
+    "statement_id",
+    "learner_identifier",
+    "learner_identifier_type",
+    "event_type",
+    "verb_id",
+    "course_id",
+    "course_name",
+    "score_normalized",
+    "is_success",
+    "is_completion",
+    "duration_seconds",
+    "occurred_at",
+    "is_timestamp_assumed_utc",
+    "stored_at",
+    "is_voided",
+)
 
 
 # The targets of the voiding statements published by these chunks that no statement in the warehouse is
@@ -625,10 +719,20 @@ def _drop_scratch(conn: psycopg.Connection, chunks: list[Chunk]) -> None:
             conn.execute(sql.SQL("drop table if exists {}").format(chunk.staging))
 
 
-def _record_batch(conn: psycopg.Connection, run: RunIdentity, chunk: Chunk, stats: BatchStats,
-                  counts: ChunkCounts, new: int, voids: int, reject_rate: float, watermark_before: datetime | None,
-                  watermark_after: datetime | None, reason: str | None,
-                  outcome: ValidationOutcome | None) -> None:  # fmt: skip
+def _record_batch(
+    conn: psycopg.Connection,
+    run: RunIdentity,
+    chunk: Chunk,
+    stats: BatchStats,
+    counts: ChunkCounts,
+    new: int,
+    voids: int,
+    reject_rate: float,
+    watermark_before: datetime | None,
+    watermark_after: datetime | None,
+    reason: str | None,
+    outcome: ValidationOutcome | None,
+) -> None:
     conn.execute(
         """
         insert into audit.lms_extract_batch (
@@ -649,14 +753,30 @@ def _record_batch(conn: psycopg.Connection, run: RunIdentity, chunk: Chunk, stat
             started_at = excluded.started_at, finished_at = excluded.finished_at
         """,
         (
-            chunk.batch_id, stats.source, stats.endpoint, stats.requested_since, watermark_before,
-            watermark_after, chunk.consistent_through, chunk.pages, chunk.received, new,
-            counts.distinct - counts.rejected - new, counts.rejected, voids, reject_rate,
-            "published" if reason is None else "failed", reason,
-            outcome.validation_id if outcome else None, run.dag_id, run.run_id, run.task_id,
-            run.try_number, stats.started_at,
+            chunk.batch_id,
+            stats.source,
+            stats.endpoint,
+            stats.requested_since,
+            watermark_before,
+            watermark_after,
+            chunk.consistent_through,
+            chunk.pages,
+            chunk.received,
+            new,
+            counts.distinct - counts.rejected - new,
+            counts.rejected,
+            voids,
+            reject_rate,
+            "published" if reason is None else "failed",
+            reason,
+            outcome.validation_id if outcome else None,
+            run.dag_id,
+            run.run_id,
+            run.task_id,
+            run.try_number,
+            stats.started_at,
         ),
-    )  # fmt: skip
+    )
 
 
 def _initial_since(lms: Mapping[str, Any]) -> datetime:
@@ -679,7 +799,9 @@ def retry_policy(lms: Mapping[str, Any]) -> RetryPolicy:
 
 
 def read_watermark(conn: psycopg.Connection, source: str) -> datetime | None:
-    row = conn.execute("select watermark from audit.extract_watermark where source = %s", (source,)).fetchone()
+    row = conn.execute(
+        "select watermark from audit.extract_watermark where source = %s", (source,)
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -700,14 +822,18 @@ def advance_watermark(conn: psycopg.Connection, source: str, watermark: datetime
 def xapi_client(config: Mapping[str, Any]) -> XapiClient:
     lms = config["lms"]
     return XapiClient(
-        config["connections"]["lms_api"], timeout=float(lms["request_timeout_seconds"]), retry=retry_policy(lms)
+        config["connections"]["lms_api"],
+        timeout=float(lms["request_timeout_seconds"]),
+        retry=retry_policy(lms),
     )
 
 
 def extract_statements(
-    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None,
+    config: Mapping[str, Any],
+    run: RunIdentity | None = None,
+    dsn: str | None = None,
     client: XapiClient | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Extract every statement stored since the watermark (minus the overlap) and publish it once."""
     client = client or xapi_client(config)
     with client:

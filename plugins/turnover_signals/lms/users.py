@@ -35,9 +35,17 @@ from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 log = logging.getLogger(__name__)
 
 USER_COLUMNS = (
-    "lms_user_id", "last_modified_at", "user_name", "external_id", "work_email", "primary_email", "emails",
-    "is_active", "created_at", "resource",
-)  # fmt: skip
+    "lms_user_id",
+    "last_modified_at",
+    "user_name",
+    "external_id",
+    "work_email",
+    "primary_email",
+    "emails",
+    "is_active",
+    "created_at",
+    "resource",
+)
 EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
@@ -58,10 +66,17 @@ def user_row(resource: Mapping[str, Any], extracted_at: datetime) -> tuple:
     last_modified = _timestamp(meta.get("lastModified")) or created or extracted_at
     active = resource.get("active")
     return (
-        str(resource.get("id") or ""), last_modified, resource.get("userName"), resource.get("externalId"),
-        work or primary, primary, Jsonb(emails), active if isinstance(active, bool) else None, created,
+        str(resource.get("id") or ""),
+        last_modified,
+        resource.get("userName"),
+        resource.get("externalId"),
+        work or primary,
+        primary,
+        Jsonb(emails),
+        active if isinstance(active, bool) else None,
+        created,
         Jsonb(dict(resource)),
-    )  # fmt: skip
+    )
 
 
 def users_suite() -> SuiteDefinition:
@@ -71,16 +86,21 @@ def users_suite() -> SuiteDefinition:
         version="1",
         expectations=[
             described(gxe.ExpectColumnValuesToNotBeNull(column="lms_user_id"), "every user has a SCIM id"),
-            described(gxe.ExpectColumnValuesToBeUnique(column="lms_user_id"), "SCIM ids are unique in a pull"),
+            described(
+                gxe.ExpectColumnValuesToBeUnique(column="lms_user_id"), "SCIM ids are unique in a pull"
+            ),
             described(gxe.ExpectColumnValuesToNotBeNull(column="is_active"), "active is a boolean"),
-            described(gxe.ExpectColumnValuesToMatchRegex(column="work_email", regex=EMAIL_SHAPE, mostly=0.99),
-                      "work emails look like email addresses"),
+            described(
+                gxe.ExpectColumnValuesToMatchRegex(column="work_email", regex=EMAIL_SHAPE, mostly=0.99),
+                "work emails look like email addresses",
+            ),
         ],
-    )  # fmt: skip
+    )
 
 
-def pull_description(source: str, mode: str, requested_after: datetime | None, newest: datetime | None,
-                     batch_id: str) -> str:  # fmt: skip
+def pull_description(
+    source: str, mode: str, requested_after: datetime | None, newest: datetime | None, batch_id: str
+) -> str:
     """What a SCIM pull validated: its lastModified range, from the filter it asked for (a full pull
     starts at the beginning) to the newest version received."""
     since = requested_after.isoformat() if mode == "incremental" and requested_after else "start"
@@ -90,14 +110,18 @@ def pull_description(source: str, mode: str, requested_after: datetime | None, n
 def scim_client(config: Mapping[str, Any]) -> ScimClient:
     lms = config["lms"]
     return ScimClient(
-        config["connections"]["lms_directory"], timeout=float(lms["request_timeout_seconds"]), retry=retry_policy(lms)
+        config["connections"]["lms_directory"],
+        timeout=float(lms["request_timeout_seconds"]),
+        retry=retry_policy(lms),
     )
 
 
 def extract_users(
-    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None,
+    config: Mapping[str, Any],
+    run: RunIdentity | None = None,
+    dsn: str | None = None,
     client: ScimClient | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Pull the directory (incrementally when possible) and add every new user version."""
     run = run or RunIdentity()
     client = client or scim_client(config)
@@ -124,7 +148,9 @@ def extract_users(
                     ).format(staging)
                 )
             received = 0
-            copy = sql.SQL("copy {} ({}) from stdin").format(staging, sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS)))
+            copy = sql.SQL("copy {} ({}) from stdin").format(
+                staging, sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS))
+            )
             with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as stream:
                 for resource in listing:
                     if isinstance(resource, Mapping):
@@ -133,15 +159,18 @@ def extract_users(
             mode = listing.mode
             outcome = None
             if received:
-                newest = conn.execute(sql.SQL("select max(last_modified_at) from {}").format(staging)).fetchone()[0]
+                newest = conn.execute(
+                    sql.SQL("select max(last_modified_at) from {}").format(staging)
+                ).fetchone()[0]
                 outcome = run_suite(
-                    sqlalchemy_url(config["connections"]["warehouse"], dsn), users_suite(),
+                    sqlalchemy_url(config["connections"]["warehouse"], dsn),
+                    users_suite(),
                     data_asset="lms_user_batch",
                     batch_identifier=pull_description(source, mode, requested_after, newest, batch_id),
                     table=("staging", f"scim_batch_{batch_id}"),
                     pii_columns=config["quality"]["pii_columns"],
                     data_docs_dir=data_docs_location(config),
-                )  # fmt: skip
+                )
             passed = outcome is None or outcome.success
             with conn.transaction():
                 new_versions, watermark_after = 0, watermark
@@ -149,13 +178,30 @@ def extract_users(
                     new_versions, watermark_after = _publish(conn, staging, batch_id, source, watermark)
                 if outcome is not None:
                     record_validation(conn, outcome, run)
-                _record_batch(conn, batch_id, source, mode, watermark, watermark_after, received, new_versions,
-                              passed, outcome, run, started_at)  # fmt: skip
+                _record_batch(
+                    conn,
+                    batch_id,
+                    source,
+                    mode,
+                    watermark,
+                    watermark_after,
+                    received,
+                    new_versions,
+                    passed,
+                    outcome,
+                    run,
+                    started_at,
+                )
         finally:
             with conn.transaction():
                 conn.execute(sql.SQL("drop table if exists {}").format(staging))
-    summary = {"batch_id": batch_id, "mode": mode, "users_received": received, "versions_new": new_versions,
-               "status": "published" if passed else "failed"}  # fmt: skip
+    summary = {
+        "batch_id": batch_id,
+        "mode": mode,
+        "users_received": received,
+        "versions_new": new_versions,
+        "status": "published" if passed else "failed",
+    }
     log.info("SCIM pull summary: %s", summary)
     if not passed:
         raise BadInputError(
@@ -202,8 +248,9 @@ def _publish(
     return new_versions, watermark
 
 
-def _record_batch(conn, batch_id, source, mode, before, after, received, new_versions, passed, outcome, run,
-                  started_at) -> None:  # fmt: skip
+def _record_batch(
+    conn, batch_id, source, mode, before, after, received, new_versions, passed, outcome, run, started_at
+) -> None:
     conn.execute(
         """
         insert into audit.scim_extract_batch (batch_id, source, mode, watermark_before, watermark_after,
@@ -216,7 +263,21 @@ def _record_batch(conn, batch_id, source, mode, before, after, received, new_ver
             validation_id = excluded.validation_id, try_number = excluded.try_number,
             started_at = excluded.started_at, finished_at = excluded.finished_at
         """,
-        (batch_id, source, mode, before, after, received, new_versions, "published" if passed else "failed",
-         None if passed else outcome.failure_summary(), outcome.validation_id if outcome else None,
-         run.dag_id, run.run_id, run.task_id, run.try_number, started_at),
-    )  # fmt: skip
+        (
+            batch_id,
+            source,
+            mode,
+            before,
+            after,
+            received,
+            new_versions,
+            "published" if passed else "failed",
+            None if passed else outcome.failure_summary(),
+            outcome.validation_id if outcome else None,
+            run.dag_id,
+            run.run_id,
+            run.task_id,
+            run.try_number,
+            started_at,
+        ),
+    )

@@ -214,11 +214,15 @@ def stage_csv_stream(
     staged = StagedFile("staging", table, 0)
     columns = [sql.SQL("{} text").format(sql.Identifier(name)) for name in header.staging_columns]
     key_column = (
-        sql.SQL("source_sha256 text not null default {sha} check (source_sha256 = {sha}), ").format(sha=sql.Literal(key))
+        sql.SQL("source_sha256 text not null default {sha} check (source_sha256 = {sha}), ").format(
+            sha=sql.Literal(key)
+        )
         if key
         else sql.SQL("")
     )
-    create = sql.SQL("create table {table} ({key_column}{date_column} date not null default {file_date}, {columns})").format(
+    create = sql.SQL(
+        "create table {table} ({key_column}{date_column} date not null default {file_date}, {columns})"
+    ).format(
         table=staged.qualified,
         key_column=key_column,
         date_column=sql.Identifier(feed.date_column_in_raw),
@@ -278,9 +282,9 @@ def _key_by_content(conn: psycopg.Connection, staged: StagedFile, feed: Feed, sh
     conn.execute(sql.SQL("drop table if exists {}").format(final.qualified))
     # A constant default is stored in the catalog (no rewrite); the CHECK costs one scan.
     conn.execute(
-        sql.SQL("alter table {} add column source_sha256 text not null default {sha}, add check (source_sha256 = {sha})").format(
-            staged.qualified, sha=sha
-        )
+        sql.SQL(
+            "alter table {} add column source_sha256 text not null default {sha}, add check (source_sha256 = {sha})"
+        ).format(staged.qualified, sha=sha)
     )
     conn.execute(sql.SQL("alter table {} rename to {}").format(staged.qualified, sql.Identifier(final.table)))
     return final

@@ -8,12 +8,35 @@ import psycopg
 from psycopg.rows import dict_row
 
 MANIFEST_COLUMNS = (
-    "file_name", "sha256", "feed", "file_date", "size_bytes", "remote_mtime", "received_at", "status",
-    "reason", "encoding", "date_format", "date_pattern", "date_groups", "control_rows", "control_sha256",
-    "rows_read", "rows_loaded", "rows_rejected", "extra_columns", "duplicate_of_sha256",
-    "superseded_by_sha256", "landed_path", "validation_id", "dag_id", "run_id", "task_id", "map_index",
+    "file_name",
+    "sha256",
+    "feed",
+    "file_date",
+    "size_bytes",
+    "remote_mtime",
+    "received_at",
+    "status",
+    "reason",
+    "encoding",
+    "date_format",
+    "date_pattern",
+    "date_groups",
+    "control_rows",
+    "control_sha256",
+    "rows_read",
+    "rows_loaded",
+    "rows_rejected",
+    "extra_columns",
+    "duplicate_of_sha256",
+    "superseded_by_sha256",
+    "landed_path",
+    "validation_id",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "map_index",
     "try_number",
-)  # fmt: skip
+)
 
 
 def _one(conn: psycopg.Connection, query: str, params: Any) -> dict[str, Any] | None:

@@ -53,13 +53,18 @@ def as_numeric_frame(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
 def selected_features(features: list[str]) -> sql.Composed:
     """Numeric features as float8 in SQL: Decimal values would cost seconds to convert in Python."""
     return sql.SQL(", ").join(
-        sql.Identifier(f) if f in CATEGORICAL_FEATURES else sql.SQL("{0}::int::float8 as {0}").format(sql.Identifier(f))
-        if f.startswith("is_") else sql.SQL("{0}::float8 as {0}").format(sql.Identifier(f))
+        sql.Identifier(f)
+        if f in CATEGORICAL_FEATURES
+        else sql.SQL("{0}::int::float8 as {0}").format(sql.Identifier(f))
+        if f.startswith("is_")
+        else sql.SQL("{0}::float8 as {0}").format(sql.Identifier(f))
         for f in features
     )
 
 
-def load_training_set(conn: psycopg.Connection, version: int, horizon_days: int, features: list[str]) -> pd.DataFrame:
+def load_training_set(
+    conn: psycopg.Connection, version: int, horizon_days: int, features: list[str]
+) -> pd.DataFrame:
     """Labelled rows of `mart.training_set` for one feature set version and horizon, oldest first.
 
     Each row carries `hr_known_through`: the least HR known-through date any label of its

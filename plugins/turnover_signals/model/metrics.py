@@ -104,7 +104,8 @@ def evaluate_with_intervals(
         resampled = [weighted_metrics(s, w) for w in weights]  # one pass computes all five metrics
         draws[name] = {m: np.array([r[m] for r in resampled]) for m in METRICS}
     models = {
-        name: {m: summarise(points[name][m], draws[name][m], level) for m in METRICS} for name in sorted_by_model
+        name: {m: summarise(points[name][m], draws[name][m], level) for m in METRICS}
+        for name in sorted_by_model
     }
     lift = {
         name: {

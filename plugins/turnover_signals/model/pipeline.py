@@ -78,7 +78,9 @@ def lineage_of(conn, frame, version: int) -> dict[str, Any]:
     }
 
 
-def train_and_register(config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None) -> dict:
+def train_and_register(
+    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None
+) -> dict:
     """Train HR-only and HR + LMS models, evaluate both on the test window, write artifacts, report, registry rows."""
     with threadpool_limits(limits=int(config["model"]["threads"])):
         return _train_and_register(config, run or RunIdentity(), dsn)
@@ -104,10 +106,17 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     log.info(
         "time-based split: fit %s..%s (%d rows), calibration %s..%s (%d), test %s..%s (%d, %d exits), "
         "%d date(s) purged before the calibration and test windows, %d left out with their horizon still open (%s)",
-        *split.window("fit"), len(fit), *split.window("calibration"), len(calibration),
-        *split.window("test"), len(test), int(test["label"].sum()), len(split.purged_dates),
-        len(split.open_dates), ", ".join(map(str, split.open_dates)),
-    )  # fmt: skip
+        *split.window("fit"),
+        len(fit),
+        *split.window("calibration"),
+        len(calibration),
+        *split.window("test"),
+        len(test),
+        int(test["label"].sum()),
+        len(split.purged_dates),
+        len(split.open_dates),
+        ", ".join(map(str, split.open_dates)),
+    )
     models = {
         fs: fit_feature_set(fs, features[fs], fit, calibration, model_config["algorithms"], metric)
         for fs in FEATURE_SETS
@@ -115,9 +124,12 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     labels = test["label"].to_numpy()
     predictions = {fs: m.predict(test) for fs, m in models.items()}
     evaluation = evaluate_with_intervals(
-        predictions, labels, test["employee_key"].to_numpy(), int(model_config["bootstrap_iterations"]),
+        predictions,
+        labels,
+        test["employee_key"].to_numpy(),
+        int(model_config["bootstrap_iterations"]),
         float(model_config["confidence_level"]),
-    )  # fmt: skip
+    )
     # The run key alone names a run (not today's date), so a run cleared on a later day re-registers
     # the same versions.
     versions = {fs: f"tm-{run_key}-{fs.replace('_', '-')}" for fs in FEATURE_SETS}
@@ -126,31 +138,62 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     rows = []
     for fs, model in models.items():
         artifact, sha256 = save_artifact(model, artifact_dir / f"{versions[fs]}.joblib")
-        rows.append({
-            "model_version": versions[fs], "training_run_id": run_key, "feature_set": fs,
-            "feature_set_version": version, "algorithm": model.algorithm, "horizon_days": horizon,
-            "features": model.features,
-            "train_from_date": split.fit_dates[0], "train_to_date": split.fit_dates[-1],
-            "calibration_from_date": split.calibration_dates[0], "calibration_to_date": split.calibration_dates[-1],
-            "test_from_date": split.test_dates[0], "test_to_date": split.test_dates[-1],
-            "train_rows": len(fit), "calibration_rows": len(calibration), "test_rows": len(test),
-            "test_positives": int(labels.sum()),
-            "metrics": json.dumps({**evaluation["models"][fs], "selection_on_calibration": model.selection,
-                                   "decile_lift": decile_lift(predictions[fs], labels)}),
-            "lift_over_hr_only": json.dumps(evaluation["lift"].get(fs)) if fs != "hr_only" else None,
-            "artifact_path": artifact, "artifact_sha256": sha256, "report_path": report_path,
-            "lineage": json.dumps(lineage), "dag_id": run.dag_id, "run_id": run.run_id, "task_id": run.task_id,
-            "try_number": run.try_number, "trained_at": trained_at,
-        })  # fmt: skip
+        rows.append(
+            {
+                "model_version": versions[fs],
+                "training_run_id": run_key,
+                "feature_set": fs,
+                "feature_set_version": version,
+                "algorithm": model.algorithm,
+                "horizon_days": horizon,
+                "features": model.features,
+                "train_from_date": split.fit_dates[0],
+                "train_to_date": split.fit_dates[-1],
+                "calibration_from_date": split.calibration_dates[0],
+                "calibration_to_date": split.calibration_dates[-1],
+                "test_from_date": split.test_dates[0],
+                "test_to_date": split.test_dates[-1],
+                "train_rows": len(fit),
+                "calibration_rows": len(calibration),
+                "test_rows": len(test),
+                "test_positives": int(labels.sum()),
+                "metrics": json.dumps(
+                    {
+                        **evaluation["models"][fs],
+                        "selection_on_calibration": model.selection,
+                        "decile_lift": decile_lift(predictions[fs], labels),
+                    }
+                ),
+                "lift_over_hr_only": json.dumps(evaluation["lift"].get(fs)) if fs != "hr_only" else None,
+                "artifact_path": artifact,
+                "artifact_sha256": sha256,
+                "report_path": report_path,
+                "lineage": json.dumps(lineage),
+                "dag_id": run.dag_id,
+                "run_id": run.run_id,
+                "task_id": run.task_id,
+                "try_number": run.try_number,
+                "trained_at": trained_at,
+            }
+        )
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.transaction():
         for row in rows:
             conn.execute(REGISTER_SQL, row)
     lift = evaluation["lift"]["hr_lms"][metric]
     log.info(
         "registered %s; lift of LMS signals on %s: %+.4f [%+.4f, %+.4f]; report %s",
-        ", ".join(versions.values()), metric, lift["value"], lift["ci_low"], lift["ci_high"], report_path,
-    )  # fmt: skip
+        ", ".join(versions.values()),
+        metric,
+        lift["value"],
+        lift["ci_low"],
+        lift["ci_high"],
+        report_path,
+    )
     return {
-        "training_run_id": run_key, "versions": versions, "metric": metric, "report_path": report_path,
-        "evaluation": evaluation, "algorithms": {fs: m.algorithm for fs, m in models.items()},
-    }  # fmt: skip
+        "training_run_id": run_key,
+        "versions": versions,
+        "metric": metric,
+        "report_path": report_path,
+        "evaluation": evaluation,
+        "algorithms": {fs: m.algorithm for fs, m in models.items()},
+    }

@@ -21,7 +21,9 @@ def reason_to_skip_training(config: Mapping[str, Any], dsn: str | None = None) -
     version = int(config["features"]["feature_set_version"])
     horizon = int(config["model"]["horizon_days"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        one_feature = model_features(conn)["hr_only"][:1]  # the split needs labels and dates, not the features
+        one_feature = model_features(conn)["hr_only"][
+            :1
+        ]  # the split needs labels and dates, not the features
         frame = load_training_set(conn, version, horizon, one_feature)
     try:
         time_split(frame, config)

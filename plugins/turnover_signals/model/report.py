@@ -67,17 +67,26 @@ def lift_and_distribution_figure(predictions: Mapping[str, np.ndarray], labels: 
     figure, (lift_ax, dist_ax) = plt.subplots(1, 2, figsize=(13, 4.5))
     deciles = np.arange(1, 11)
     for offset, (name, scores) in zip((-0.2, 0.2), predictions.items(), strict=False):
-        lift_ax.bar(deciles + offset, decile_lift(scores, labels), width=0.4, color=COLOURS[name], label=LABELS[name])
+        lift_ax.bar(
+            deciles + offset, decile_lift(scores, labels), width=0.4, color=COLOURS[name], label=LABELS[name]
+        )
     lift_ax.axhline(1, ls=":", color="black")
-    lift_ax.set(title="Lift by score decile (1 = highest risk)", xlabel="decile", ylabel="exit rate / base rate",
-                xticks=deciles)  # fmt: skip
+    lift_ax.set(
+        title="Lift by score decile (1 = highest risk)",
+        xlabel="decile",
+        ylabel="exit rate / base rate",
+        xticks=deciles,
+    )
     lift_ax.legend()
     scores = predictions.get("hr_lms", next(iter(predictions.values())))
     bins = np.linspace(0, float(scores.max()) or 1.0, 40)
     dist_ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="stayed")
     dist_ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="left voluntarily")
-    dist_ax.set(title="Score distribution, HR + LMS model (test window)", xlabel="predicted probability",
-                ylabel="density")  # fmt: skip
+    dist_ax.set(
+        title="Score distribution, HR + LMS model (test window)",
+        xlabel="predicted probability",
+        ylabel="density",
+    )
     dist_ax.legend()
     return png(figure)
 
@@ -87,9 +96,13 @@ def importance_figure(models: Mapping[str, Any], test: pd.DataFrame) -> str:
     figure, axes = plt.subplots(1, len(models), figsize=(14, 7))
     for ax, (name, model) in zip(np.atleast_1d(axes), models.items(), strict=True):
         result = permutation_importance(
-            model.estimator, as_numeric_frame(sample, model.features), sample["label"].to_numpy(),
-            scoring="average_precision", n_repeats=2, random_state=0,
-        )  # fmt: skip
+            model.estimator,
+            as_numeric_frame(sample, model.features),
+            sample["label"].to_numpy(),
+            scoring="average_precision",
+            n_repeats=2,
+            random_state=0,
+        )
         order = np.argsort(result.importances_mean)[-15:]
         ax.barh([model.features[i] for i in order], result.importances_mean[order], color=COLOURS[name])
         ax.set(title=f"Permutation importance, {LABELS[name]} ({model.algorithm})", xlabel="drop in PR AUC")
@@ -105,15 +118,24 @@ def metrics_table(evaluation: Mapping[str, Any], metric: str) -> str:
         cells = [interval_text(evaluation["models"][n][m], digits=4) for n in evaluation["models"]]
         lift = evaluation["lift"].get("hr_lms", {}).get(m)
         mark = " (promotion metric)" if m == metric else ""
-        body.append(f"<tr><td>{m}{mark}</td>" + "".join(f"<td>{c}</td>" for c in cells)
-                    + f"<td>{interval_text(lift, signed=True, digits=4) if lift else ''}</td></tr>")  # fmt: skip
+        body.append(
+            f"<tr><td>{m}{mark}</td>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + f"<td>{interval_text(lift, signed=True, digits=4) if lift else ''}</td></tr>"
+        )
     return f"<table>{header}{''.join(body)}</table>"
 
 
 def write_report(
-    target: Any, models: Mapping[str, Any], predictions: Mapping[str, np.ndarray], test: pd.DataFrame,
-    evaluation: Mapping[str, Any], split: Any, versions: Mapping[str, str], metric: str,
-) -> str:  # fmt: skip
+    target: Any,
+    models: Mapping[str, Any],
+    predictions: Mapping[str, np.ndarray],
+    test: pd.DataFrame,
+    evaluation: Mapping[str, Any],
+    split: Any,
+    versions: Mapping[str, str],
+    metric: str,
+) -> str:
     """Render the report and write it to `target` (an `ObjectStoragePath`); returns the object's URL."""
     labels = test["label"].to_numpy().astype(int)
     split_rows = "".join(
@@ -125,8 +147,11 @@ def write_report(
         f"<td>{len(m.features)}</td><td>{', '.join(f'{a} {v:.4f}' for a, v in m.selection.items())}</td></tr>"
         for n, m in models.items()
     )
-    images = [curves_figure(predictions, labels), lift_and_distribution_figure(predictions, labels),
-              importance_figure(models, test)]  # fmt: skip
+    images = [
+        curves_figure(predictions, labels),
+        lift_and_distribution_figure(predictions, labels),
+        importance_figure(models, test),
+    ]
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Turnover model report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}

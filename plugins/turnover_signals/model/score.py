@@ -50,13 +50,21 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         current = champion(conn)
         if current is None:
-            raise BadInputError("audit.model_registry", "no champion model",
-                                "run turnover_model (or roll back to a registered model)", RUNBOOK_SECTION)  # fmt: skip
+            raise BadInputError(
+                "audit.model_registry",
+                "no champion model",
+                "run turnover_model (or roll back to a registered model)",
+                RUNBOOK_SECTION,
+            )
         model = load_artifact(current["artifact_path"], current["artifact_sha256"], config)
         rows = load_scoring_rows(conn, version, model.features)
         if rows.empty:
-            raise BadInputError("mart.employee_features", f"no rows for feature set version {version}",
-                                "run turnover_features first", RUNBOOK_SECTION)  # fmt: skip
+            raise BadInputError(
+                "mart.employee_features",
+                f"no rows for feature set version {version}",
+                "run turnover_features first",
+                RUNBOOK_SECTION,
+            )
         scores = model.predict(rows)
         ranks, bands = risk_bands(scores, model_config["risk_bands"])
         contributions = top_contributions(model, rows, int(model_config["top_features_per_employee"]))
@@ -65,13 +73,30 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
         with conn.transaction():
             conn.execute("delete from mart.turnover_risk_score where reference_date = %s", (reference_date,))
             with conn.cursor() as cur:
-                cur.executemany(INSERT_SQL, [
-                    (int(key), reference_date, version, current["model_version"], float(score), int(rank), band,
-                     json.dumps(top), scored_at)
-                    for key, score, rank, band, top in zip(
-                        rows["employee_key"], scores, ranks, bands, contributions, strict=True)
-                ])  # fmt: skip
+                cur.executemany(
+                    INSERT_SQL,
+                    [
+                        (
+                            int(key),
+                            reference_date,
+                            version,
+                            current["model_version"],
+                            float(score),
+                            int(rank),
+                            band,
+                            json.dumps(top),
+                            scored_at,
+                        )
+                        for key, score, rank, band, top in zip(
+                            rows["employee_key"], scores, ranks, bands, contributions, strict=True
+                        )
+                    ],
+                )
     return {
-        "reference_date": str(reference_date), "model_version": current["model_version"], "employees": len(rows),
-        "high": bands.count("high"), "elevated": bands.count("elevated"), "mean_score": float(scores.mean()),
-    }  # fmt: skip
+        "reference_date": str(reference_date),
+        "model_version": current["model_version"],
+        "employees": len(rows),
+        "high": bands.count("high"),
+        "elevated": bands.count("elevated"),
+        "mean_score": float(scores.mean()),
+    }

@@ -23,13 +23,18 @@ def comparison_lines(models: Mapping[str, Mapping], lift: Mapping[str, Mapping],
     lines = [f"  {'metric':<22}" + "".join(f"{LABELS[n]:<26}" for n in models) + "lift (HR + LMS − HR only)"]
     for m in METRICS:
         mark = " *" if m == metric else ""
-        lines.append(f"  {m + mark:<22}" + "".join(f"{interval_text(models[n][m]):<26}" for n in models)
-                     + (interval_text(lift[m], signed=True) if m in lift else ""))  # fmt: skip
+        lines.append(
+            f"  {m + mark:<22}"
+            + "".join(f"{interval_text(models[n][m]):<26}" for n in models)
+            + (interval_text(lift[m], signed=True) if m in lift else "")
+        )
     lines.append("  (* promotion metric; 95% bootstrap intervals over employees, paired for the lift)")
     return lines
 
 
-def model_run_lines(trained: Mapping[str, Any], decision: Mapping[str, Any], scored: Mapping[str, Any]) -> list[str]:
+def model_run_lines(
+    trained: Mapping[str, Any], decision: Mapping[str, Any], scored: Mapping[str, Any]
+) -> list[str]:
     """The DAG's closing log lines, from what its tasks returned."""
     evaluation = trained["evaluation"]
     return [
@@ -52,8 +57,9 @@ def registry_lines(conn: psycopg.Connection, metric: str) -> list[str]:
     rows = conn.execute(
         "select feature_set, model_version, algorithm, metrics, lift_over_hr_only, report_path, test_from_date,"
         " test_to_date, test_rows, test_positives from audit.model_registry where training_run_id = %s"
-        " order by feature_set desc", (latest[0],)
-    ).fetchall()  # fmt: skip
+        " order by feature_set desc",
+        (latest[0],),
+    ).fetchall()
     models = {r[0]: r[3] for r in rows}
     lift = next((r[4] for r in rows if r[4]), {})
     first = rows[0]
@@ -72,7 +78,9 @@ def registry_lines(conn: psycopg.Connection, metric: str) -> list[str]:
         " from mart.turnover_risk_score group by 1 order by 1 desc limit 1"
     ).fetchone()
     if scores:
-        lines.append(f"  mart.turnover_risk_score: {scores[1]:,} employees at {scores[0]} "
-                     f"({scores[2]} high risk) by {scores[3]}")  # fmt: skip
+        lines.append(
+            f"  mart.turnover_risk_score: {scores[1]:,} employees at {scores[0]} "
+            f"({scores[2]} high risk) by {scores[3]}"
+        )
     lines.append(f"  report: {first[5]}")
     return lines

@@ -51,7 +51,11 @@ def preprocessor(features: Sequence[str]) -> ColumnTransformer:
     return ColumnTransformer(
         [
             # Missing LMS values mean "no activity", which is itself a signal: keep an indicator.
-            ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric),
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
+                numeric,
+            ),
             ("categorical", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
         ]
     )
@@ -62,14 +66,21 @@ def candidate(algorithm: str, features: Sequence[str]) -> Pipeline:
         estimator = LogisticRegression(C=0.1, max_iter=2000)
     elif algorithm == "gradient_boosting":
         estimator = HistGradientBoostingClassifier(
-            learning_rate=0.08, max_iter=100, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
-            early_stopping=False, random_state=RANDOM_STATE,
-        )  # fmt: skip
+            learning_rate=0.08,
+            max_iter=100,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=RANDOM_STATE,
+        )
     else:
         raise BadInputError(
-            "model.algorithms", f"unknown algorithm {algorithm!r}",
-            "use logistic_regression and/or gradient_boosting", RUNBOOK_SECTION,
-        )  # fmt: skip
+            "model.algorithms",
+            f"unknown algorithm {algorithm!r}",
+            "use logistic_regression and/or gradient_boosting",
+            RUNBOOK_SECTION,
+        )
     return Pipeline([("prepare", preprocessor(features)), ("classify", estimator)])
 
 
@@ -89,23 +100,31 @@ class FittedModel:
 
 
 def fit_feature_set(
-    feature_set: str, features: list[str], fit: pd.DataFrame, calibration: pd.DataFrame,
-    algorithms: Sequence[str], metric: str,
-) -> FittedModel:  # fmt: skip
+    feature_set: str,
+    features: list[str],
+    fit: pd.DataFrame,
+    calibration: pd.DataFrame,
+    algorithms: Sequence[str],
+    metric: str,
+) -> FittedModel:
     """Fit each algorithm on `fit`, keep the best on `calibration`, calibrate it there."""
     for part, rows in (("fit", fit), ("calibration", calibration)):
         if rows["label"].nunique() < 2:
             raise BadInputError(
-                "mart.training_set", f"the {part} dates hold only one label class",
-                "build more reference dates or check the labels (mart.turnover_label)", RUNBOOK_SECTION,
-            )  # fmt: skip
+                "mart.training_set",
+                f"the {part} dates hold only one label class",
+                "build more reference dates or check the labels (mart.turnover_label)",
+                RUNBOOK_SECTION,
+            )
     x_fit, y_fit = as_numeric_frame(fit, features), fit["label"].to_numpy()
     x_cal, y_cal = as_numeric_frame(calibration, features), calibration["label"].to_numpy()
     fitted, selection = {}, {}
     for algorithm in algorithms:
         pipeline = candidate(algorithm, features).fit(x_fit, y_fit)
         fitted[algorithm] = pipeline
-        selection[algorithm] = weighted_metrics(SortedScores.of(pipeline.predict_proba(x_cal)[:, 1], y_cal))[metric]
+        selection[algorithm] = weighted_metrics(SortedScores.of(pipeline.predict_proba(x_cal)[:, 1], y_cal))[
+            metric
+        ]
     best = max(selection, key=lambda a: higher_is_better(metric, selection[a]))
     calibrated = monotone_calibration(fitted[best], x_cal, y_cal)
     baseline = {
@@ -136,8 +155,12 @@ def monotone_calibration(model: Pipeline, x_cal: pd.DataFrame, y_cal: np.ndarray
         scores = np.asarray(model.decision_function(x_cal), dtype=float)
         positives = float(np.sum(y_cal))
         rate = (positives + 1.0) / (len(y_cal) + 2.0)  # Platt's smoothed target, as the fit uses
-        log.warning("calibration slope %.4f would reverse the model's ranking: held at %g (flat at %.4f)",
-                    -calibrator.a_, MIN_CALIBRATION_SLOPE, rate)  # fmt: skip
+        log.warning(
+            "calibration slope %.4f would reverse the model's ranking: held at %g (flat at %.4f)",
+            -calibrator.a_,
+            MIN_CALIBRATION_SLOPE,
+            rate,
+        )
         calibrator.a_ = -MIN_CALIBRATION_SLOPE
         calibrator.b_ = float(np.log((1.0 - rate) / rate) + MIN_CALIBRATION_SLOPE * np.mean(scores))
     return calibrated
@@ -159,8 +182,16 @@ def top_contributions(model: FittedModel, frame: pd.DataFrame, top: int) -> list
     result = []
     for i, row in enumerate(deltas):
         best = [j for j in np.argsort(-row)[:top] if row[j] > 0]
-        result.append([{"feature": model.features[j], "contribution": round(float(row[j]), 5),
-                        "value": _plain(x.iloc[i, j])} for j in best])  # fmt: skip
+        result.append(
+            [
+                {
+                    "feature": model.features[j],
+                    "contribution": round(float(row[j]), 5),
+                    "value": _plain(x.iloc[i, j]),
+                }
+                for j in best
+            ]
+        )
     return result
 
 
@@ -204,7 +235,9 @@ def load_artifact(recorded: str, sha256: str, config: Mapping[str, Any] | None =
         data = None
     if data is None or hashlib.sha256(data).hexdigest() != sha256:
         raise BadInputError(
-            f"model artifact {name}", "missing, or its sha256 differs from audit.model_registry",
-            "restore the object from backup or retrain (trigger turnover_model)", RUNBOOK_SECTION,
-        )  # fmt: skip
+            f"model artifact {name}",
+            "missing, or its sha256 differs from audit.model_registry",
+            "restore the object from backup or retrain (trigger turnover_model)",
+            RUNBOOK_SECTION,
+        )
     return joblib.load(io.BytesIO(data))  # the bytes are exactly those this bundle wrote (checked above)

@@ -21,7 +21,9 @@ def _hours(delta: timedelta) -> float:
     return round(delta.total_seconds() / 3600, 1)
 
 
-def check_hris_freshness(config: Mapping[str, Any], as_of: datetime, dsn: str | None = None) -> dict[str, Any]:
+def check_hris_freshness(
+    config: Mapping[str, Any], as_of: datetime, dsn: str | None = None
+) -> dict[str, Any]:
     """Fail with a `FreshnessError` when the latest loaded employees snapshot is older than the SLO."""
     limit = float(config["slo"]["hris_max_age_hours"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
@@ -31,14 +33,20 @@ def check_hris_freshness(config: Mapping[str, Any], as_of: datetime, dsn: str | 
         ).fetchone()
     if row is None:
         raise FreshnessError(
-            "HR data", "no employees snapshot has ever been loaded",
+            "HR data",
+            "no employees snapshot has ever been loaded",
             "check that the HRIS export is scheduled and lands in the SFTP directory, then clear wait_for_hris_files",
             "freshness",
-        )  # fmt: skip
+        )
     file_name, file_date = row
     described_until = datetime.combine(file_date + timedelta(days=1), datetime.min.time(), UTC)
     age = _hours(as_of - described_until)
-    result = {"latest_file": file_name, "snapshot_date": file_date.isoformat(), "age_hours": age, "slo_hours": limit}
+    result = {
+        "latest_file": file_name,
+        "snapshot_date": file_date.isoformat(),
+        "age_hours": age,
+        "slo_hours": limit,
+    }
     if age > limit:
         raise FreshnessError(
             "HR data",
@@ -64,13 +72,20 @@ def check_lms_freshness(
         ).fetchone()
     if row is None:
         raise FreshnessError(
-            "LMS data", "no xAPI extraction has ever been published",
-            "check the lms_api connection and the extract_lms_statements log, then clear the task", "freshness",
-        )  # fmt: skip
+            "LMS data",
+            "no xAPI extraction has ever been published",
+            "check the lms_api connection and the extract_lms_statements log, then clear the task",
+            "freshness",
+        )
     batch_id, finished_at, watermark = row
     age = _hours(now - finished_at)
-    result = {"last_batch": batch_id, "published_at": finished_at.isoformat(), "age_hours": age, "slo_hours": limit,
-              "watermark": watermark.isoformat() if watermark else None}  # fmt: skip
+    result = {
+        "last_batch": batch_id,
+        "published_at": finished_at.isoformat(),
+        "age_hours": age,
+        "slo_hours": limit,
+        "watermark": watermark.isoformat() if watermark else None,
+    }
     if age > limit:
         raise FreshnessError(
             "LMS data",

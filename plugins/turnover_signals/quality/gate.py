@@ -150,7 +150,12 @@ def _masked_list(values: Iterable[Any], is_pii: bool, limit: int = 10) -> list[A
 def is_pii_result(result: Any, pii_columns: Iterable[str]) -> bool:
     """Whether an expectation result is about a PII column (or one derived from it)."""
     kwargs = result.expectation_config.kwargs
-    columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"), *(kwargs.get("column_list") or ())}
+    columns = {
+        kwargs.get("column"),
+        kwargs.get("column_A"),
+        kwargs.get("column_B"),
+        *(kwargs.get("column_list") or ()),
+    }
     pii = set(pii_columns)
     # Derived columns (`work_email_parsed`, `employee_id_duplicate`, ...) carry their source's values.
     return any(c in pii or any(c.startswith(f"{p}_") for p in pii) for c in columns - {None})
@@ -184,8 +189,14 @@ def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dic
 
 
 # Keys of a GX expectation result that hold values read from the data.
-VALUE_KEYS = ("partial_unexpected_list", "unexpected_list", "partial_unexpected_index_list", "unexpected_index_list",
-              "observed_value", "details")  # fmt: skip
+VALUE_KEYS = (
+    "partial_unexpected_list",
+    "unexpected_list",
+    "partial_unexpected_index_list",
+    "unexpected_index_list",
+    "observed_value",
+    "details",
+)
 
 
 def mask_validation_result(result: Any, pii_columns: Iterable[str]) -> Any:
@@ -226,7 +237,9 @@ def _data_docs_root(data_docs_dir: Any) -> Any:
     from turnover_signals.config import load_config
 
     config = load_config()
-    return storage.location(config, data_docs_dir if data_docs_dir is not None else config["quality"]["data_docs_dir"])
+    return storage.location(
+        config, data_docs_dir if data_docs_dir is not None else config["quality"]["data_docs_dir"]
+    )
 
 
 @functools.cache
@@ -238,8 +251,9 @@ def _data_docs_page_view() -> Any:
     return DefaultJinjaPageView()
 
 
-def write_data_docs(result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str],
-                    data_docs_dir: Any = None) -> str:  # fmt: skip
+def write_data_docs(
+    result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str], data_docs_dir: Any = None
+) -> str:
     """Render the (PII-masked) validation result as a GX Data Docs page and write it to storage; one new
     object per validation run. Returns the object's URL.
 
@@ -300,10 +314,13 @@ def run_suite(
         bound = [copy.copy(expectation) for expectation in suite.expectations]
         for expectation in bound:
             expectation.id = None
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{suite.name} v{suite.version_string}",
-                                                          expectations=bound))  # fmt: skip
+        gx_suite = context.suites.add(
+            gx.ExpectationSuite(name=f"{suite.name} v{suite.version_string}", expectations=bound)
+        )
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{suite.name}:{batch_identifier}", data=batch_definition, suite=gx_suite)
+            gx.ValidationDefinition(
+                name=f"{suite.name}:{batch_identifier}", data=batch_definition, suite=gx_suite
+            )
         )
         validated_at = datetime.now(UTC)
         # A passing batch needs only the verdicts; the unexpected-value samples and counts that an
@@ -311,11 +328,13 @@ def run_suite(
         # The run name is what was validated (file and sha256, LMS batch, reference dates): Data
         # Docs show it on the page.
         run_id = RunIdentifier(run_name=batch_identifier[:200], run_time=validated_at)
-        result = definition.run(expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY",
-                                run_id=run_id)  # fmt: skip
+        result = definition.run(
+            expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY", run_id=run_id
+        )
         if not result.success:
-            result = definition.run(expectation_parameters=dict(parameters or {}), result_format="SUMMARY",
-                                    run_id=run_id)  # fmt: skip
+            result = definition.run(
+                expectation_parameters=dict(parameters or {}), result_format="SUMMARY", run_id=run_id
+            )
     finally:
         # Without this, a process that validates many batches (dag.test, a long-lived worker)
         # runs the warehouse out of connections.
@@ -338,8 +357,12 @@ def run_suite(
     outcome.data_docs_path = write_data_docs(result, outcome, pii_columns, data_docs_dir)
     log.info(
         "validation %s on %s: %s (%s of %s expectations met); Data Docs: %s",
-        suite.name, data_asset, "passed" if outcome.success else "FAILED",
-        stats.get("successful_expectations"), stats.get("evaluated_expectations"), outcome.data_docs_path,
+        suite.name,
+        data_asset,
+        "passed" if outcome.success else "FAILED",
+        stats.get("successful_expectations"),
+        stats.get("evaluated_expectations"),
+        outcome.data_docs_path,
     )
     return outcome
 

@@ -38,7 +38,10 @@ NUMERIC_COLUMNS = {
 }
 INTEGER_COLUMNS = {"employees": ("performance_rating",), "compensation": ()}
 COMPENSATION_KEY = ("employee_id", "effective_date", "change_type")
-NON_NEGATIVE_COLUMNS = {"employees": ("base_salary",), "compensation": ("new_base_salary", "previous_base_salary")}
+NON_NEGATIVE_COLUMNS = {
+    "employees": ("base_salary",),
+    "compensation": ("new_base_salary", "previous_base_salary"),
+}
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,23 @@ def create_check_relation(
                 " where {c} is not null offset 0) as distinct_values"
                 " where core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) is null"
             ).format(
-                nulls_before=sql.SQL("null, " * i), nulls_after=sql.SQL(", null" * (len(date_columns) - i - 1)),
-                c=sql.Identifier(column), staged=staged.qualified, p=sql.Literal(pattern), y=year, m=month, d=day,
-            )  # fmt: skip
+                nulls_before=sql.SQL("null, " * i),
+                nulls_after=sql.SQL(", null" * (len(date_columns) - i - 1)),
+                c=sql.Identifier(column),
+                staged=staged.qualified,
+                p=sql.Literal(pattern),
+                y=year,
+                m=month,
+                d=day,
+            )
             for i, column in enumerate(date_columns)
         ]
         statements.append(
             sql.SQL("create unlogged table {table} ({columns})").format(
                 table=unparseable.qualified,
-                columns=sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in date_columns),
+                columns=sql.SQL(", ").join(
+                    sql.SQL("{} text").format(sql.Identifier(c)) for c in date_columns
+                ),
             )
         )
         side_tables.append(unparseable)
@@ -130,10 +141,15 @@ def create_check_relation(
         )
         # Only texts that parse reach to_date, which reads exactly what the parser accepted.
         selects.append(
-            sql.SQL("case when {alias}.{c} is null then to_date(btrim({src}.{c}), {template}) end as {name}").format(
-                alias=alias, c=sql.Identifier(column), src=source, template=sql.Literal(template),
+            sql.SQL(
+                "case when {alias}.{c} is null then to_date(btrim({src}.{c}), {template}) end as {name}"
+            ).format(
+                alias=alias,
+                c=sql.Identifier(column),
+                src=source,
+                template=sql.Literal(template),
                 name=sql.Identifier(f"{column}_parsed"),
-            )  # fmt: skip
+            )
         )
         selects.append(
             sql.SQL("{alias}.{c} as {name}").format(
@@ -149,7 +165,10 @@ def create_check_relation(
         selects.append(sql.SQL("{} as {}").format(parsed, sql.Identifier(f"{column}_parsed")))
         selects.append(
             sql.SQL("case when {parsed} is null then {src}.{c} end as {alias}").format(
-                parsed=parsed, src=source, c=sql.Identifier(column), alias=sql.Identifier(f"{column}_unparseable")
+                parsed=parsed,
+                src=source,
+                c=sql.Identifier(column),
+                alias=sql.Identifier(f"{column}_unparseable"),
             )
         )
     if feed.name == "employees" and "termination_type" in present:
@@ -163,9 +182,9 @@ def create_check_relation(
         )
         side_tables.append(duplicates)
         joins.append(
-            sql.SQL("left join {table} as duplicate_ids on duplicate_ids.employee_id = {src}.employee_id").format(
-                table=duplicates.qualified, src=source
-            )
+            sql.SQL(
+                "left join {table} as duplicate_ids on duplicate_ids.employee_id = {src}.employee_id"
+            ).format(table=duplicates.qualified, src=source)
         )
         selects.append(sql.SQL("duplicate_ids.employee_id as employee_id_duplicate"))
     if feed.name == "employees" and "job_level" in present:
@@ -191,9 +210,12 @@ def create_check_relation(
         selects.append(sql.SQL("unmapped_levels.job_level as job_level_unmapped"))
     statements.append(
         sql.SQL("create view {view} as select {selects} from {staged} as {src} {joins}").format(
-            view=view.qualified, selects=sql.SQL(", ").join(selects), staged=staged.qualified, src=source,
+            view=view.qualified,
+            selects=sql.SQL(", ").join(selects),
+            staged=staged.qualified,
+            src=source,
             joins=sql.SQL(" ").join(joins),
-        )  # fmt: skip
+        )
     )
     drop_check_relation(conn, view)
     with conn.transaction():
@@ -221,7 +243,9 @@ NUMERIC_TEXT = r"^-?[0-9]+(\.[0-9]+)?$"
 INTEGER_TEXT = r"^-?[0-9]{1,9}$"
 
 
-def _per_row_failures(feed: Feed, present: set[str], allowed_types: tuple[str, ...]) -> dict[str, sql.Composable]:
+def _per_row_failures(
+    feed: Feed, present: set[str], allowed_types: tuple[str, ...]
+) -> dict[str, sql.Composable]:
     """Metric name -> condition on one row, for the checks that need only the row itself."""
     failing: dict[str, sql.Composable] = {}
     if "employee_id" in present:
@@ -234,17 +258,19 @@ def _per_row_failures(feed: Feed, present: set[str], allowed_types: tuple[str, .
         if column in NON_NEGATIVE_COLUMNS[feed.name]:
             # A number is negative when it has a minus sign and a non-zero digit; the cheap prefix
             # test goes first so the patterns run only on the rare signed values.
-            failing[f"negative_{column}_rows"] = sql.SQL("{v} like '-%' and {v} ~ {numeric} and {v} ~ '[1-9]'").format(
-                v=value, numeric=sql.Literal(NUMERIC_TEXT)
-            )
+            failing[f"negative_{column}_rows"] = sql.SQL(
+                "{v} like '-%' and {v} ~ {numeric} and {v} ~ '[1-9]'"
+            ).format(v=value, numeric=sql.Literal(NUMERIC_TEXT))
     for column in INTEGER_COLUMNS[feed.name]:
         if column in present:
             value = sql.SQL("btrim({})").format(sql.Identifier(column))
-            failing[f"non_integer_{column}_rows"] = sql.SQL("{} !~ {}").format(value, sql.Literal(INTEGER_TEXT))
+            failing[f"non_integer_{column}_rows"] = sql.SQL("{} !~ {}").format(
+                value, sql.Literal(INTEGER_TEXT)
+            )
     if feed.name == "employees" and "termination_type" in present:
-        failing["unknown_termination_type_rows"] = sql.SQL("lower(btrim(termination_type)) <> all({}::text[])").format(
-            sql.Literal(list(allowed_types))
-        )
+        failing["unknown_termination_type_rows"] = sql.SQL(
+            "lower(btrim(termination_type)) <> all({}::text[])"
+        ).format(sql.Literal(list(allowed_types)))
     if feed.name == "employees" and "work_email" in present:
         failing["malformed_work_email_rows"] = sql.SQL("work_email !~ {}").format(sql.Literal(EMAIL_SHAPE))
     if feed.name == "compensation" and "change_type" in present:
@@ -257,12 +283,14 @@ def _repeated_key_rows(feed: Feed, present: set[str], staged: StagedFile) -> lis
     if feed.name == "employees" and "employee_id" in present:
         return [
             sql.SQL(
-                "(select count(employee_id) - count(distinct employee_id collate \"C\") from {}) as repeated_employee_id_rows"
+                '(select count(employee_id) - count(distinct employee_id collate "C") from {}) as repeated_employee_id_rows'
             ).format(staged.qualified)
         ]
     if feed.name == "compensation" and set(COMPENSATION_KEY) <= present:
         key = sql.SQL(", ").join(sql.Identifier(c) for c in COMPENSATION_KEY)
-        all_missing = sql.SQL(" and ").join(sql.SQL("{} is null").format(sql.Identifier(c)) for c in COMPENSATION_KEY)
+        all_missing = sql.SQL(" and ").join(
+            sql.SQL("{} is null").format(sql.Identifier(c)) for c in COMPENSATION_KEY
+        )
         return [
             sql.SQL(
                 "(select coalesce(sum(lines - 1), 0) from (select count(*) as lines from {staged} where not ({all_missing})"
@@ -316,13 +344,21 @@ def metrics_query(
             ).format(lookup=lookup, c=sql.Identifier(column), p=sql.Literal(pattern), y=year, m=month, d=day)
         )
         joins.append(
-            sql.SQL("left join {lookup} on {lookup}.raw_value = date_groups.{c}").format(lookup=lookup, c=sql.Identifier(column))
+            sql.SQL("left join {lookup} on {lookup}.raw_value = date_groups.{c}").format(
+                lookup=lookup, c=sql.Identifier(column)
+            )
         )
-        failing = {f"unparseable_{column}_rows": sql.SQL("{}.raw_value is not null and {}.parsed is null").format(lookup, lookup)}
+        failing = {
+            f"unparseable_{column}_rows": sql.SQL("{}.raw_value is not null and {}.parsed is null").format(
+                lookup, lookup
+            )
+        }
         if column in feed.required_columns and column != "termination_date":
             failing[f"empty_{column}_rows"] = sql.SQL("date_groups.{} is null").format(sql.Identifier(column))
         totals += [
-            sql.SQL("coalesce(sum(date_groups.row_count) filter (where {}), 0)::bigint as {}").format(condition, sql.Identifier(name))
+            sql.SQL("coalesce(sum(date_groups.row_count) filter (where {}), 0)::bigint as {}").format(
+                condition, sql.Identifier(name)
+            )
             for name, condition in failing.items()
         ]
     if feed.name == "employees" and {"hire_date", "termination_date"} <= present:
@@ -350,13 +386,18 @@ def metrics_query(
             )
         )
     totals += [
-        sql.SQL("coalesce(sum(date_groups.{name}), 0)::bigint as {name}").format(name=sql.Identifier(name)) for name in per_row
+        sql.SQL("coalesce(sum(date_groups.{name}), 0)::bigint as {name}").format(name=sql.Identifier(name))
+        for name in per_row
     ]
     missing = sql.SQL(
         "(select count(*) from unnest({required}::text[]) as required (column_name) where not exists (select"
         " from information_schema.columns as c where c.table_schema = {schema} and c.table_name = {table}"
         " and c.column_name = required.column_name)) as missing_required_columns"
-    ).format(required=sql.Literal(list(feed.required_columns)), schema=sql.Literal(staged.schema), table=sql.Literal(staged.table))
+    ).format(
+        required=sql.Literal(list(feed.required_columns)),
+        schema=sql.Literal(staged.schema),
+        table=sql.Literal(staged.table),
+    )
     totals += [missing, *_repeated_key_rows(feed, present, staged)]
     return sql.SQL("with {ctes} select {totals} from date_groups {joins}").format(
         ctes=sql.SQL(", ").join(ctes), totals=sql.SQL(", ").join(totals), joins=sql.SQL(" ").join(joins)
@@ -436,7 +477,10 @@ def _file_checks(feed: Feed, header: MappedHeader, checks: FileChecks, date_form
             )
         )
     if feed.name == "employees" and checks.previous_good_rows is not None:
-        band = {"min_value": {"$PARAMETER": "volume_min_rows"}, "max_value": {"$PARAMETER": "volume_max_rows"}}
+        band = {
+            "min_value": {"$PARAMETER": "volume_min_rows"},
+            "max_value": {"$PARAMETER": "volume_max_rows"},
+        }
         c.append(
             Check(
                 f"volume guard: row count within {checks.volume_min_ratio:g}x..{checks.volume_max_ratio:g}x "
@@ -569,31 +613,48 @@ def _file_checks(feed: Feed, header: MappedHeader, checks: FileChecks, date_form
 def _every_check(feed: Feed, checks: FileChecks, date_format: str) -> list[Check]:
     """The checks of a file with every column of the feed, a control file and a previous snapshot:
     the suite's definition, whatever one file brings (its version must not depend on the data)."""
-    header = MappedHeader(staging_columns=feed.columns, canonical_present=feed.columns, missing_required=(),
-                          missing_optional=(), extra_columns=(), duplicate_columns=())  # fmt: skip
-    everything = FileChecks(control_rows=0, previous_good_rows=0, volume_min_ratio=checks.volume_min_ratio,
-                            volume_max_ratio=checks.volume_max_ratio,
-                            allowed_termination_types=checks.allowed_termination_types)  # fmt: skip
+    header = MappedHeader(
+        staging_columns=feed.columns,
+        canonical_present=feed.columns,
+        missing_required=(),
+        missing_optional=(),
+        extra_columns=(),
+        duplicate_columns=(),
+    )
+    everything = FileChecks(
+        control_rows=0,
+        previous_good_rows=0,
+        volume_min_ratio=checks.volume_min_ratio,
+        volume_max_ratio=checks.volume_max_ratio,
+        allowed_termination_types=checks.allowed_termination_types,
+    )
     return _file_checks(feed, header, everything, date_format)
 
 
 def _suite(feed: Feed, version: str, expectations: list[Any], definition: list[Any]) -> SuiteDefinition:
-    return SuiteDefinition(name=f"hris_{feed.name}_file", version=version, expectations=expectations,
-                           definition=definition)  # fmt: skip
+    return SuiteDefinition(
+        name=f"hris_{feed.name}_file", version=version, expectations=expectations, definition=definition
+    )
 
 
-def hris_file_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
+def hris_file_suite(
+    feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str
+) -> SuiteDefinition:
     """The row-level expectations for one HRIS file, on the check view (see create_check_relation)."""
     found = _file_checks(feed, header, checks, date_format)
     definition = [c.on_rows for c in _every_check(feed, checks, date_format)]
     return _suite(feed, SUITE_VERSION, [described(c.on_rows, c.description) for c in found], definition)
 
 
-def hris_metrics_suite(feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str) -> SuiteDefinition:
+def hris_metrics_suite(
+    feed: Feed, header: MappedHeader, checks: FileChecks, date_format: str
+) -> SuiteDefinition:
     """The same checks on the one-row metrics table (see create_metrics_table): the fast gate."""
     found = _file_checks(feed, header, checks, date_format)
     definition = [c.on_metrics for c in _every_check(feed, checks, date_format)]
-    return _suite(feed, METRICS_SUITE_VERSION, [described(c.on_metrics, c.description) for c in found], definition)
+    return _suite(
+        feed, METRICS_SUITE_VERSION, [described(c.on_metrics, c.description) for c in found], definition
+    )
 
 
 def allowed_termination_types(mapping: Mapping[str, str]) -> tuple[str, ...]:

@@ -20,12 +20,18 @@ from turnover_signals.warehouse import warehouse_connection
 
 
 def trace_feature_row(
-    config: Mapping[str, Any], employee_key: int, reference_date: date, feature_set_version: int | None = None,
+    config: Mapping[str, Any],
+    employee_key: int,
+    reference_date: date,
+    feature_set_version: int | None = None,
     dsn: str | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """One dict per source (feature build, identity run, HRIS file, LMS batch) with its validation."""
     version = feature_set_version or int(config["features"]["feature_set_version"])
-    with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with (
+        warehouse_connection(config["connections"]["warehouse"], dsn) as conn,
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
         cur.execute(
             read_sql("audit", "feature_lineage"),
             {"employee_key": employee_key, "reference_date": reference_date, "feature_set_version": version},
@@ -34,21 +40,30 @@ def trace_feature_row(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m turnover_signals.quality.lineage", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m turnover_signals.quality.lineage", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("employee_key", type=int)
     parser.add_argument("reference_date", type=date.fromisoformat)
     parser.add_argument("--feature-set-version", type=int)
     parser.add_argument("--dsn", help="warehouse URL (default: the warehouse_postgres Airflow connection)")
     args = parser.parse_args(argv)
-    rows = trace_feature_row(load_config(use_variable=False), args.employee_key, args.reference_date,
-                             args.feature_set_version, args.dsn)  # fmt: skip
+    rows = trace_feature_row(
+        load_config(use_variable=False),
+        args.employee_key,
+        args.reference_date,
+        args.feature_set_version,
+        args.dsn,
+    )
     if not rows:
         print("no such feature row (or nothing recorded behind it)")
         return 1
     for row in rows:
         verdict = {True: "passed", False: "FAILED", None: "no validation"}[row["validation_success"]]
-        print(f"{row['source_kind']:<14} {row['source_name']:<40} {row['detail']:<60} {verdict:<13} "
-              f"{row['data_docs_path'] or ''}")  # fmt: skip
+        print(
+            f"{row['source_kind']:<14} {row['source_name']:<40} {row['detail']:<60} {verdict:<13} "
+            f"{row['data_docs_path'] or ''}"
+        )
     return 0
 
 

@@ -27,13 +27,32 @@ from fastapi.responses import HTMLResponse, Response
 from psycopg.rows import dict_row
 
 LIST_COLUMNS = (
-    "validation_id", "validated_at", "suite_name", "suite_version", "data_asset", "batch_identifier", "success",
-    "evaluated_expectations", "failed_expectation_count", "dag_id", "run_id", "task_id", "map_index", "try_number",
+    "validation_id",
+    "validated_at",
+    "suite_name",
+    "suite_version",
+    "data_asset",
+    "batch_identifier",
+    "success",
+    "evaluated_expectations",
+    "failed_expectation_count",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "map_index",
+    "try_number",
     "data_docs_path",
-)  # fmt: skip
+)
 MODEL_COLUMNS = (
-    "model_version", "feature_set", "algorithm", "status", "dag_id", "run_id", "report_path", "test_to_date",
-)  # fmt: skip
+    "model_version",
+    "feature_set",
+    "algorithm",
+    "status",
+    "dag_id",
+    "run_id",
+    "report_path",
+    "test_to_date",
+)
 
 
 # Airflow's own dependency: a valid JWT from the `Authorization: Bearer` header or the UI's session
@@ -54,8 +73,16 @@ def validation_filters(
     """The query parameters of the page and its JSON twin (see fetch_validations). A map index
     that is not a number (the UI leaves `{MAP_INDEX}` as it is when it has none) is no filter."""
     index = int(map_index) if map_index and re.fullmatch(r"-?[0-9]{1,9}", map_index) else None
-    return {"suite_name": suite_name, "status": status, "source": source, "dag_id": dag_id, "run_id": run_id,
-            "task_id": task_id, "map_index": index, "since": since}  # fmt: skip
+    return {
+        "suite_name": suite_name,
+        "status": status,
+        "source": source,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "map_index": index,
+        "since": since,
+    }
 
 
 FiltersDep = Annotated[dict[str, Any], Depends(validation_filters)]
@@ -70,9 +97,11 @@ def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None
     allowed: set[str | None] = set()
     for dag_id in set(dag_ids):
         if manager.is_authorized_dag(
-            method="GET", user=user, access_entity=DagAccessEntity.TASK_INSTANCE,
+            method="GET",
+            user=user,
+            access_entity=DagAccessEntity.TASK_INSTANCE,
             details=DagDetails(id=dag_id) if dag_id else None,
-        ):  # fmt: skip
+        ):
             allowed.add(dag_id)
     return allowed
 
@@ -128,7 +157,9 @@ def fetch_validations(
 def fetch_filter_choices(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
     """Every (suite name, data asset, DAG id) with a validation run: the suite and source filters'
     choices, before authorization."""
-    return conn.execute("select distinct suite_name, data_asset, dag_id from audit.validation_result").fetchall()
+    return conn.execute(
+        "select distinct suite_name, data_asset, dag_id from audit.validation_result"
+    ).fetchall()
 
 
 def visible(user: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,7 +212,10 @@ def _readable(value: Any) -> str:
     text = "" if value is None else str(value)
     parts, last = [], 0
     for digest in HEX_DIGEST.finditer(text):
-        parts += [_cell(text[last : digest.start()]), f'<abbr title="{digest.group()}">{digest.group()[:12]}…</abbr>']
+        parts += [
+            _cell(text[last : digest.start()]),
+            f'<abbr title="{digest.group()}">{digest.group()[:12]}…</abbr>',
+        ]
         last = digest.end()
     return "".join(parts) + _cell(text[last:])
 
@@ -196,12 +230,19 @@ def render_models(models: list[dict[str, Any]]) -> str:
         + "</td></tr>"
         for m in models
     )
-    return ("<h2>Turnover model runs</h2><table><thead><tr><th>model version</th><th>features / algorithm</th>"
-            f"<th>status</th><th>tested through</th><th>report</th></tr></thead><tbody>{items}</tbody></table>")  # fmt: skip
+    return (
+        "<h2>Turnover model runs</h2><table><thead><tr><th>model version</th><th>features / algorithm</th>"
+        f"<th>status</th><th>tested through</th><th>report</th></tr></thead><tbody>{items}</tbody></table>"
+    )
 
 
-def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: list[str], models_html: str = "",
-                sources: Iterable[str] = ()) -> str:  # fmt: skip
+def render_page(
+    rows: list[dict[str, Any]],
+    filters: Mapping[str, Any],
+    suites: list[str],
+    models_html: str = "",
+    sources: Iterable[str] = (),
+) -> str:
     """The page: a filter form and one table row per validation run, linking to its Data Docs."""
     options = "".join(
         f'<option value="{_cell(s)}"{" selected" if s == filters.get("suite_name") else ""}>{_cell(s)}</option>'
@@ -221,11 +262,11 @@ def render_page(rows: list[dict[str, Any]], filters: Mapping[str, Any], suites: 
             f"<tr class={'passed' if row['success'] else 'failed'}>"
             f"<td>{_readable(row['validated_at'])}</td><td>{_cell(row['suite_name'])}<br><small>"
             f"{_cell(row['suite_version'])}</small></td>"
-            f"<td><a href=\"{_cell(source_link)}\">{_cell(row['data_asset'])}</a></td>"
+            f'<td><a href="{_cell(source_link)}">{_cell(row["data_asset"])}</a></td>'
             f"<td>{_readable(row['batch_identifier'])}</td>"
             f"<td class={'ok' if row['success'] else 'bad'}>{'passed' if row['success'] else 'FAILED'}</td>"
             f"<td>{_cell(row['failed_expectation_count'])} / {_cell(row['evaluated_expectations'])}</td>"
-            f"<td><a href=\"{_cell(run_link)}\">{_cell(row['dag_id'])}<br><small>{_cell(row['run_id'])}</small></a></td>"
+            f'<td><a href="{_cell(run_link)}">{_cell(row["dag_id"])}<br><small>{_cell(row["run_id"])}</small></a></td>'
             f"<td>{_cell(task)} try {_cell(row['try_number'])}</td><td>{docs}</td>"
             "</tr>"
         )
@@ -242,12 +283,12 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 <form method="get">
 <label>Suite <select name="suite_name"><option value="">any</option>{options}</select></label>
 <label>Status <select name="status">{statuses}</select></label>
-<label>Source <input name="source" list="sources" value="{_cell(filters.get('source'))}"></label>
+<label>Source <input name="source" list="sources" value="{_cell(filters.get("source"))}"></label>
 <datalist id="sources">{"".join(f'<option value="{_cell(source)}">' for source in sources)}</datalist>
-<label>DAG <input name="dag_id" value="{_cell(filters.get('dag_id'))}"></label>
-<label>Run <input name="run_id" value="{_cell(filters.get('run_id'))}"></label>
-<label>Task <input name="task_id" value="{_cell(filters.get('task_id'))}"></label>
-<label>Since <input name="since" type="date" value="{_cell(filters.get('since'))}"></label>
+<label>DAG <input name="dag_id" value="{_cell(filters.get("dag_id"))}"></label>
+<label>Run <input name="run_id" value="{_cell(filters.get("run_id"))}"></label>
+<label>Task <input name="task_id" value="{_cell(filters.get("task_id"))}"></label>
+<label>Since <input name="since" type="date" value="{_cell(filters.get("since"))}"></label>
 <button type="submit">Filter</button></form>
 <p>{len(rows)} validation run(s)</p>
 <table id="validation-runs"><thead><tr><th>validated at (UTC)</th><th>suite</th><th>source</th>
@@ -318,8 +359,10 @@ def create_app() -> FastAPI:
 
     @app.get("/api/validations")
     def validation_runs_json(user: UserDep, filters: FiltersDep) -> list[dict[str, Any]]:
-        return [{k: (str(v) if k == "validated_at" else v) for k, v in row.items()}
-                for row in visible(user, fetch_validations(filters))]  # fmt: skip
+        return [
+            {k: (str(v) if k == "validated_at" else v) for k, v in row.items()}
+            for row in visible(user, fetch_validations(filters))
+        ]
 
     @app.get("/docs/{validation_id}")
     def data_docs_page(user: UserDep, validation_id: str) -> Response:

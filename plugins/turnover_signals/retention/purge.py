@@ -76,7 +76,9 @@ class RetentionPolicy:
             raw_days = int(settings["raw_days"])
             quarantined_days = int(settings["quarantined_file_days"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise _config_error(f"raw_days and quarantined_file_days must be whole numbers of days ({exc})") from exc
+            raise _config_error(
+                f"raw_days and quarantined_file_days must be whole numbers of days ({exc})"
+            ) from exc
         mode = settings.get("mode", "purge")
         if mode not in MODES or raw_days < 1 or quarantined_days < 1:
             raise _config_error(f"mode must be one of {MODES} and the day counts at least 1")
@@ -100,12 +102,18 @@ class PurgeRecord:
 
 def _config_error(problem: str) -> BadInputError:
     return BadInputError(
-        "retention configuration", problem, "fix `retention` in the turnover_signals Variable", "warehouse_retention"
+        "retention configuration",
+        problem,
+        "fix `retention` in the turnover_signals Variable",
+        "warehouse_retention",
     )
 
 
 def apply_retention(
-    config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None, now: datetime | None = None
+    config: Mapping[str, Any],
+    run: RunIdentity | None = None,
+    dsn: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Purge (or archive, then purge) everything past retention; returns counts per target."""
     policy = RetentionPolicy.from_config(config, now)
@@ -113,10 +121,21 @@ def apply_retention(
     summary: dict[str, Any] = {"mode": policy.mode, "raw_cutoff": policy.raw_cutoff.isoformat(), "purges": {}}
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         steps = (
-            lambda: _purge_rows(conn, policy, run, "raw.lms_statement", "stored_at", _not_a_void(), policy.raw_days),
-            lambda: _purge_rows(conn, policy, run, "raw.lms_statement_rejected", "rejected_at", sql.SQL("true"),
-                                policy.quarantined_file_days),  # fmt: skip
-            lambda: _purge_rows(conn, policy, run, "raw.lms_user", "valid_to", sql.SQL("true"), policy.raw_days),
+            lambda: _purge_rows(
+                conn, policy, run, "raw.lms_statement", "stored_at", _not_a_void(), policy.raw_days
+            ),
+            lambda: _purge_rows(
+                conn,
+                policy,
+                run,
+                "raw.lms_statement_rejected",
+                "rejected_at",
+                sql.SQL("true"),
+                policy.quarantined_file_days,
+            ),
+            lambda: _purge_rows(
+                conn, policy, run, "raw.lms_user", "valid_to", sql.SQL("true"), policy.raw_days
+            ),
             lambda: _purge_superseded_partitions(conn, policy, run),
             lambda: _purge_loaded_partitions(conn, config, policy, run),
             lambda: _purge_landed_files(conn, policy, run, quarantined=False),
@@ -140,10 +159,23 @@ def _record(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity,
             bytes_purged, archive_path, details, dag_id, run_id, task_id, try_number, purged_at)
         values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
-        (record.target, record.rule, record.cutoff_at, policy.mode, record.rows, record.files, record.bytes,
-         record.archive_path, Jsonb(record.details), run.dag_id, run.run_id, run.task_id, run.try_number,
-         datetime.now(UTC)),
-    )  # fmt: skip
+        (
+            record.target,
+            record.rule,
+            record.cutoff_at,
+            policy.mode,
+            record.rows,
+            record.files,
+            record.bytes,
+            record.archive_path,
+            Jsonb(record.details),
+            run.dag_id,
+            run.run_id,
+            run.task_id,
+            run.try_number,
+            datetime.now(UTC),
+        ),
+    )
 
 
 def _archive_file(policy: RetentionPolicy, target: str) -> Any:
@@ -185,7 +217,10 @@ def _purge_rows(
                 " with deleted as (delete from {table} where {age} < %s and {keep} returning *)"
                 " select * from deleted"
             ).format(
-                purged=purged, table=sql.Identifier(schema, name), age=sql.Identifier(age_column), keep=keep_unless
+                purged=purged,
+                table=sql.Identifier(schema, name),
+                age=sql.Identifier(age_column),
+                keep=keep_unless,
             ),
             (record.cutoff_at,),
         )
@@ -198,7 +233,9 @@ def _purge_rows(
     return record
 
 
-def _partitions_of_files(conn: psycopg.Connection, file_filter: sql.Composable, cutoff: datetime) -> list[tuple]:
+def _partitions_of_files(
+    conn: psycopg.Connection, file_filter: sql.Composable, cutoff: datetime
+) -> list[tuple]:
     """(raw table, partition, file name, sha256, feed, file date) of the manifest's files matching
     `file_filter` (a condition on `manifest`, its values bound) whose raw partitions still exist."""
     return conn.execute(
@@ -251,7 +288,9 @@ def _objects_pinning(conn: psycopg.Connection, relation: sql.Composable) -> list
     return [description for (description,) in rows]
 
 
-def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: PurgeRecord, partitions) -> list:
+def _drop_partitions(
+    conn: psycopg.Connection, policy: RetentionPolicy, record: PurgeRecord, partitions
+) -> list:
     """Archive (in archive mode) and drop the given raw partitions, in the caller's transaction."""
     files = []
     for parent, partition, file_name, sha256, feed, file_date in partitions:
@@ -264,16 +303,29 @@ def _drop_partitions(conn: psycopg.Connection, policy: RetentionPolicy, record: 
             # Nothing the pipeline builds depends on a file's partition: a view or a row-typed column
             # over it (which any role with USAGE on raw can create) must not keep the file past its
             # retention. They go with it, named in the log and in the purge record.
-            log.warning("retention: dropping %s also drops what depends on it: %s", partition, "; ".join(pins))
+            log.warning(
+                "retention: dropping %s also drops what depends on it: %s", partition, "; ".join(pins)
+            )
         conn.execute(sql.SQL("drop table {} cascade" if pins else "drop table {}").format(relation))
         record.rows += rows
-        files.append({"file_name": file_name, "sha256": sha256, "feed": feed, "file_date": file_date.isoformat(),
-                      "table": parent, "rows": rows, **({"dropped_dependents": pins} if pins else {})})  # fmt: skip
+        files.append(
+            {
+                "file_name": file_name,
+                "sha256": sha256,
+                "feed": feed,
+                "file_date": file_date.isoformat(),
+                "table": parent,
+                "rows": rows,
+                **({"dropped_dependents": pins} if pins else {}),
+            }
+        )
     record.archive_path = storage.object_url(policy.archive_dir) if files and policy.archive_dir else None
     return files
 
 
-def _purge_superseded_partitions(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity) -> PurgeRecord:
+def _purge_superseded_partitions(
+    conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity
+) -> PurgeRecord:
     record = PurgeRecord(
         "raw.hris_superseded_partitions",
         f"files superseded by a correction, received more than {policy.raw_days} days ago",
@@ -312,9 +364,13 @@ def _purge_loaded_partitions(
         record.details = {
             "files": files,
             "sealed_through": dict(
-                conn.execute("select feed, max(file_date)::text from core.hris_sealed_file group by feed").fetchall()
+                conn.execute(
+                    "select feed, max(file_date)::text from core.hris_sealed_file group by feed"
+                ).fetchall()
             ),
-            "files_sealed": {feed: [f["file_name"] for f in feed_files] for feed, feed_files in sealed.items()},
+            "files_sealed": {
+                feed: [f["file_name"] for f in feed_files] for feed, feed_files in sealed.items()
+            },
         }
         _record(conn, policy, run, record)
     return record
@@ -324,7 +380,11 @@ def _purge_landed_files(
     conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity, quarantined: bool
 ) -> PurgeRecord:
     if quarantined:
-        target, days, cutoff = "landed_quarantined_files", policy.quarantined_file_days, policy.quarantined_cutoff
+        target, days, cutoff = (
+            "landed_quarantined_files",
+            policy.quarantined_file_days,
+            policy.quarantined_cutoff,
+        )
     else:
         target, days, cutoff = "landed_hris_files", policy.raw_days, policy.raw_cutoff
     record = PurgeRecord(target, f"landed copies received more than {days} days ago", cutoff)
@@ -364,8 +424,12 @@ def retention_lines(conn: psycopg.Connection) -> list[str]:
         from audit.retention_purge order by purge_target, purged_at desc, purge_id desc
         """
     ).fetchall()
-    lines = [f"  {target:<32} {rows_purged:>9,} rows {files:>4} files purged ({mode}; {rule}; cutoff {cutoff:%Y-%m-%d})"
-             for target, rule, mode, rows_purged, files, cutoff in rows]  # fmt: skip
+    lines = [
+        f"  {target:<32} {rows_purged:>9,} rows {files:>4} files purged ({mode}; {rule}; cutoff {cutoff:%Y-%m-%d})"
+        for target, rule, mode, rows_purged, files, cutoff in rows
+    ]
     key = conn.execute("select key_fingerprint from governance.pseudonym_key").fetchone()
-    lines.append(f"  analytics pseudonym key: {'installed, fingerprint ' + key[0] if key else 'NOT installed'}")
+    lines.append(
+        f"  analytics pseudonym key: {'installed, fingerprint ' + key[0] if key else 'NOT installed'}"
+    )
     return lines

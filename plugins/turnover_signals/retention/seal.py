@@ -83,24 +83,41 @@ def seal_hris_files(
         else:
             _record_sealed(conn, feed, files, sealed_at)
             _replace_from_build(
-                conn, "compensation_change_baseline", "compensation_event_version", history_parameters(config, True)
+                conn,
+                "compensation_change_baseline",
+                "compensation_event_version",
+                history_parameters(config, True),
             )
     return sealed
 
 
-def _record_sealed(conn: psycopg.Connection, feed: str, files: list[dict[str, Any]], sealed_at: datetime) -> None:
+def _record_sealed(
+    conn: psycopg.Connection, feed: str, files: list[dict[str, Any]], sealed_at: datetime
+) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             """
             insert into core.hris_sealed_file (feed, sha256, file_name, file_date, received_at, rows_sealed, sealed_at)
             values (%s, %s, %s, %s, %s, %s, %s)
             """,
-            [(feed, f["sha256"], f["file_name"], f["file_date"], f["received_at"], f["rows_loaded"], sealed_at)
-             for f in files],
-        )  # fmt: skip
+            [
+                (
+                    feed,
+                    f["sha256"],
+                    f["file_name"],
+                    f["file_date"],
+                    f["received_at"],
+                    f["rows_loaded"],
+                    sealed_at,
+                )
+                for f in files
+            ],
+        )
 
 
-def _build_into_temporary_table(conn: psycopg.Connection, build: str, params: Mapping[str, Any]) -> sql.Identifier:
+def _build_into_temporary_table(
+    conn: psycopg.Connection, build: str, params: Mapping[str, Any]
+) -> sql.Identifier:
     """What the `core.<build>` SQL file yields now, as a temporary table dropped at commit."""
     built = sql.Identifier(f"{build}_built")
     conn.execute(
@@ -112,7 +129,9 @@ def _build_into_temporary_table(conn: psycopg.Connection, build: str, params: Ma
     return built
 
 
-def _replace_from_build(conn: psycopg.Connection, baseline: str, build: str, params: Mapping[str, Any]) -> None:
+def _replace_from_build(
+    conn: psycopg.Connection, baseline: str, build: str, params: Mapping[str, Any]
+) -> None:
     """Replace `core.<baseline>` with what the `core.<build>` SQL file yields (same columns); the build
     reads the old baseline, so it is computed in full before the old rows go."""
     built = _build_into_temporary_table(conn, build, params)

@@ -82,11 +82,22 @@ SCIM_CONTENT_TYPE = "application/scim+json"
 FAULT_KINDS = ("status", "delay", "reset", "malformed_json", "repeat_page", "more_loop")
 STATEMENT_QUERY_PARAMS = frozenset(
     {
-        "statementId", "voidedStatementId", "agent", "verb", "activity", "registration",
-        "related_activities", "related_agents", "since", "until", "limit", "format",
-        "attachments", "ascending",
+        "statementId",
+        "voidedStatementId",
+        "agent",
+        "verb",
+        "activity",
+        "registration",
+        "related_activities",
+        "related_agents",
+        "since",
+        "until",
+        "limit",
+        "format",
+        "attachments",
+        "ascending",
     }
-)  # fmt: skip
+)
 # Sorts after every real key and id (ids and keys are ASCII; SQLite compares text bytewise).
 MAX_TEXT = "\U0010ffff"
 LOAD_BATCH_SIZE = 10_000
@@ -687,7 +698,9 @@ class LmsSampleServer:
     ) -> None:
         unknown = set(deviations) - set(XAPI_DEVIATIONS)
         if unknown:
-            raise ValueError(f"unknown xAPI deviation(s) {sorted(unknown)}; expected some of {XAPI_DEVIATIONS}")
+            raise ValueError(
+                f"unknown xAPI deviation(s) {sorted(unknown)}; expected some of {XAPI_DEVIATIONS}"
+            )
         self.deviations = frozenset(deviations)
         self.data_dir = Path(data_dir)
         self.host = host
@@ -1080,7 +1093,9 @@ class LmsSampleServer:
             cursor = StatementQuery(**{**query.__dict__, "after": (last_key, last_id)}).to_cursor()
             more = f"{self.xapi_base_path}/statements?cursor={quote(cursor)}"
         if "reversed_pages" in self.deviations:
-            rows = rows[::-1]  # each page in the opposite order, paging still forward (Ralph with `ascending`)
+            rows = rows[
+                ::-1
+            ]  # each page in the opposite order, paging still forward (Ralph with `ascending`)
         body = b'{"statements":[' + ",".join(body for _, _, body in rows).encode("utf-8") + b"]"
         if more or "more_absent_at_end" not in self.deviations:
             body += b',"more":' + json.dumps(more).encode("ascii")

@@ -70,27 +70,37 @@ def sample_hris_files(snapshot_date: str = "20240131", employees: int = 6) -> di
         terminated = number == employees
         employee_rows.append(
             {
-                "employee_id": f"E{1000 + number}", "sso_guid": str(uuid.uuid5(_NAMESPACE, f"sso-{number}")),
-                "work_email": user_email(number), "first_name": first, "last_name": last,
+                "employee_id": f"E{1000 + number}",
+                "sso_guid": str(uuid.uuid5(_NAMESPACE, f"sso-{number}")),
+                "work_email": user_email(number),
+                "first_name": first,
+                "last_name": last,
                 "hire_date": f"2020-{(number % 12) + 1:02d}-01",
                 "termination_date": "2024-01-15" if terminated else "",
                 "termination_type": "resignation" if terminated else "",
                 "termination_reason": "Resignation" if terminated else "",
                 "employment_status": "Terminated" if terminated else "Active",
-                "job_role": "Analyst", "job_level": str(2 + number % 3),
-                "department": ["Sales", "Engineering", "Finance"][number % 3], "location": "Berlin",
+                "job_role": "Analyst",
+                "job_level": str(2 + number % 3),
+                "department": ["Sales", "Engineering", "Finance"][number % 3],
+                "location": "Berlin",
                 "manager_id": f"E{1000 + (number // 3) + 1}" if number > 1 else "",
-                "base_salary": f"{50000 + 2500 * number}.00", "currency": "EUR", "fte": "1.0",
+                "base_salary": f"{50000 + 2500 * number}.00",
+                "currency": "EUR",
+                "fte": "1.0",
                 "performance_rating": str(1 + number % 5),
             }
-        )  # fmt: skip
+        )
         compensation_rows.append(
             {
-                "employee_id": f"E{1000 + number}", "effective_date": "2024-01-01", "change_type": "annual_review",
+                "employee_id": f"E{1000 + number}",
+                "effective_date": "2024-01-01",
+                "change_type": "annual_review",
                 "previous_base_salary": f"{48000 + 2500 * number}.00",
-                "new_base_salary": f"{50000 + 2500 * number}.00", "currency": "EUR",
+                "new_base_salary": f"{50000 + 2500 * number}.00",
+                "currency": "EUR",
             }
-        )  # fmt: skip
+        )
     employees_csv = _csv_file(EMPLOYEE_COLUMNS, employee_rows)
     compensation_csv = _csv_file(COMPENSATION_COLUMNS, compensation_rows)
     base = "/outbound/hris"

@@ -418,9 +418,17 @@ class SftpSampleServer:
         # sh runs inside the new mount namespace; exec keeps the sshd pid equal to Popen's pid.
         script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
         return [
-            "unshare", "--mount", "--propagation", "private",
-            "/bin/sh", "-c", script, "sh", str(self.root_dir), str(self.chroot_dir),
-        ]  # fmt: skip
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+            str(self.root_dir),
+            str(self.chroot_dir),
+        ]
 
     def _root_dir_bindable(self) -> bool:
         info = os.stat(self.root_dir)

@@ -36,9 +36,13 @@ DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 MIN_READ_TIMEOUT_SECONDS = 60.0  # per 1 MiB chunk: generous for a slow vendor link
 CHANNEL_POLL_SECONDS = 0.002
 PREFERRED_CIPHERS = (
-    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
-    "aes128-ctr", "aes192-ctr", "aes256-ctr",
-)  # fmt: skip
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
 T = TypeVar("T")
 
 
@@ -65,9 +69,11 @@ class RemoteHrisFile:
 
 # A host key that does not match, or a key the server rejects, is refused at once (never retried).
 REFUSED = (
-    paramiko.BadHostKeyException, paramiko.AuthenticationException,
-    asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied,
-)  # fmt: skip
+    paramiko.BadHostKeyException,
+    paramiko.AuthenticationException,
+    asyncssh.HostKeyNotVerifiable,
+    asyncssh.PermissionDenied,
+)
 
 
 def _is_refusal(exc: BaseException) -> bool:
@@ -80,7 +86,9 @@ def _is_refusal(exc: BaseException) -> bool:
 def _is_transient(exc: BaseException) -> bool:
     if _is_refusal(exc) or isinstance(exc, SourceRefusedError):
         return False
-    return isinstance(exc, OSError | EOFError | paramiko.SSHException | asyncssh.Error | SourceUnavailableError)
+    return isinstance(
+        exc, OSError | EOFError | paramiko.SSHException | asyncssh.Error | SourceUnavailableError
+    )
 
 
 def _host_key_refused(conn_id: str, exc: BaseException) -> SourceRefusedError:
@@ -126,7 +134,10 @@ class HrisSftpSource:
             retry=retry_if_exception(_is_transient),
             before_sleep=lambda state: log.warning(
                 "SFTP %s failed (%s), retrying: attempt %d of %d",
-                action, state.outcome.exception().__class__.__name__, state.attempt_number, self.attempts,
+                action,
+                state.outcome.exception().__class__.__name__,
+                state.attempt_number,
+                self.attempts,
             ),
             reraise=False,
         )
@@ -145,8 +156,7 @@ class HrisSftpSource:
             last = exc.last_attempt.exception()
             raise SourceUnavailableError(
                 subject,
-                f"SFTP {action} failed after {self.attempts} attempts "
-                f"({last.__class__.__name__}: {last})",
+                f"SFTP {action} failed after {self.attempts} attempts ({last.__class__.__name__}: {last})",
                 "check that the SFTP server is up and reachable from the workers; the task retries "
                 "by itself, and clearing it later is safe (nothing was loaded)",
                 "sftp-unavailable",
@@ -160,15 +170,20 @@ class HrisSftpSource:
     def remote_dir(self) -> str:
         """The connection's `remote_dir` extra when set, else the configured directory."""
         extra = self._extra()
-        unchecked = [flag for flag in ("no_host_key_check", "allow_host_key_change")
-                     if str(extra.get(flag, False)).lower() == "true"]  # fmt: skip
+        unchecked = [
+            flag
+            for flag in ("no_host_key_check", "allow_host_key_change")
+            if str(extra.get(flag, False)).lower() == "true"
+        ]
         if unchecked:
             # Allowed, because the provider allows it, but never silently: nobody would notice a
             # server in the middle handing out altered HR files.
             log.warning(
                 "SFTP connection '%s' switches host key checking off (%s): pin the server's key in the "
-                "`host_key` extra instead (README: runbook-sftp-host-key)", self.conn_id, ", ".join(unchecked),
-            )  # fmt: skip
+                "`host_key` extra instead (README: runbook-sftp-host-key)",
+                self.conn_id,
+                ", ".join(unchecked),
+            )
         return extra.get("remote_dir") or self.configured_remote_dir
 
     def list_feed_files(self) -> list[RemoteHrisFile]:

@@ -399,7 +399,10 @@ class XapiClient(HttpSourceClient):
         """``GET statements?voidedStatementId=...``: a statement the LRS has voided, which it leaves out of every
         listing (xAPI 1.0.3, 2.1.4); None when the LRS does not have it (404) or returns something else."""
         response = self.get_json(
-            self.statements_url, "voided statement", params={"voidedStatementId": statement_id}, missing_ok=True
+            self.statements_url,
+            "voided statement",
+            params={"voidedStatementId": statement_id},
+            missing_ok=True,
         )
         document = response.document
         return document if isinstance(document, dict) and document.get("id") == statement_id else None

@@ -47,20 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     parser.add_argument("--employees", type=int, default=_DEFAULTS["employees"], help="starting headcount")
-    parser.add_argument("--months", type=int, default=_DEFAULTS["months"], help="length of the simulated period")
+    parser.add_argument(
+        "--months", type=int, default=_DEFAULTS["months"], help="length of the simulated period"
+    )
     parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
-    parser.add_argument("--end-date", type=_iso_date, default=_DEFAULTS["end_date"],
-                        help="last day of the simulated period (fixed default, never today)")
-    parser.add_argument("--snapshot-every-days", type=int, default=_DEFAULTS["snapshot_every_days"],
-                        help="days between HRIS snapshot/compensation files, counted back from --end-date")
-    parser.add_argument("--signal-strength", type=float, default=_DEFAULTS["signal_strength"],
-                        help="how strongly learning fades before a voluntary exit; 0 = independent of exits")
-    parser.add_argument("--statements-per-month", type=float, default=_DEFAULTS["statements_per_month"],
-                        help="mean learner statements per active employee per month")
+    parser.add_argument(
+        "--end-date",
+        type=_iso_date,
+        default=_DEFAULTS["end_date"],
+        help="last day of the simulated period (fixed default, never today)",
+    )
+    parser.add_argument(
+        "--snapshot-every-days",
+        type=int,
+        default=_DEFAULTS["snapshot_every_days"],
+        help="days between HRIS snapshot/compensation files, counted back from --end-date",
+    )
+    parser.add_argument(
+        "--signal-strength",
+        type=float,
+        default=_DEFAULTS["signal_strength"],
+        help="how strongly learning fades before a voluntary exit; 0 = independent of exits",
+    )
+    parser.add_argument(
+        "--statements-per-month",
+        type=float,
+        default=_DEFAULTS["statements_per_month"],
+        help="mean learner statements per active employee per month",
+    )
     for name, help_text in _RATE_HELP.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=_DEFAULTS[name], help=help_text)
-    parser.add_argument("--mess-scale", type=float, default=_DEFAULTS["mess_scale"],
-                        help="multiplies every identity-mess rate (0 = clean identities)")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=float, default=_DEFAULTS[name], help=help_text
+        )
+    parser.add_argument(
+        "--mess-scale",
+        type=float,
+        default=_DEFAULTS["mess_scale"],
+        help="multiplies every identity-mess rate (0 = clean identities)",
+    )
     parser.add_argument("--catalog", type=Path, default=_DEFAULTS["catalog_file"], help="course catalog CSV")
     return parser
 

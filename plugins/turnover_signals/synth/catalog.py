@@ -50,7 +50,9 @@ def read_course_catalog(path: Path) -> list[Course]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != CATALOG_COLUMNS:
-            raise CatalogError(f"{path}: expected columns {', '.join(CATALOG_COLUMNS)}, got {reader.fieldnames}")
+            raise CatalogError(
+                f"{path}: expected columns {', '.join(CATALOG_COLUMNS)}, got {reader.fieldnames}"
+            )
         for line_number, row in enumerate(reader, start=2):
             where = f"{path.name} line {line_number}"
             course_id = row["course_id"].strip()
@@ -66,7 +68,9 @@ def read_course_catalog(path: Path) -> list[Course]:
             is_mandatory = _parse_bool(row["is_mandatory"], where)
             due_text = row["due_within_days"].strip()
             if is_mandatory != bool(due_text):
-                raise CatalogError(f"{where}: due_within_days is required for mandatory courses and only for them")
+                raise CatalogError(
+                    f"{where}: due_within_days is required for mandatory courses and only for them"
+                )
             courses.append(
                 Course(
                     course_id=course_id,

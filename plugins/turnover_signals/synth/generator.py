@@ -31,10 +31,24 @@ from turnover_signals.synth.population import Company
 
 GENERATOR_VERSION = 1
 HRIS_SUBDIR = Path("sftp") / "outbound" / "hris"
-PERSONS_COLUMNS = ("person_id", "employee_id", "sso_guid", "work_email", "hire_date", "termination_date",
-                   "termination_type", "latent_risk")
-LMS_ACCOUNTS_COLUMNS = ("lms_user_id", "person_id", "employee_id", "is_contractor", "is_duplicate_account",
-                        "mess_kinds")
+PERSONS_COLUMNS = (
+    "person_id",
+    "employee_id",
+    "sso_guid",
+    "work_email",
+    "hire_date",
+    "termination_date",
+    "termination_type",
+    "latent_risk",
+)
+LMS_ACCOUNTS_COLUMNS = (
+    "lms_user_id",
+    "person_id",
+    "employee_id",
+    "is_contractor",
+    "is_duplicate_account",
+    "mess_kinds",
+)
 
 
 def snapshot_days(start_day: int, end_day: int, every_days: int) -> list[int]:
@@ -165,14 +179,17 @@ def generate(config: SynthConfig) -> dict[str, object]:
         users.write_line(line)
     files["lms/users.jsonl"] = users.close()
     files["lms/statements.jsonl"] = statements_facts
-    files["ground_truth/persons.csv"] = _write_csv(out_dir / "ground_truth" / "persons.csv", PERSONS_COLUMNS,
-                                                   _persons_rows(company))
+    files["ground_truth/persons.csv"] = _write_csv(
+        out_dir / "ground_truth" / "persons.csv", PERSONS_COLUMNS, _persons_rows(company)
+    )
     accounts = lms.accounts_in_directory_order()
-    files["ground_truth/lms_accounts.csv"] = _write_csv(out_dir / "ground_truth" / "lms_accounts.csv",
-                                                        LMS_ACCOUNTS_COLUMNS, _lms_account_rows(accounts))
+    files["ground_truth/lms_accounts.csv"] = _write_csv(
+        out_dir / "ground_truth" / "lms_accounts.csv", LMS_ACCOUNTS_COLUMNS, _lms_account_rows(accounts)
+    )
     for hris_file in hris.files:
         files[f"{HRIS_SUBDIR.as_posix()}/{hris_file['file']}"] = {
-            key: value for key, value in hris_file.items() if key != "file"}
+            key: value for key, value in hris_file.items() if key != "file"
+        }
 
     ledger.record_totals("mbox_actor", sink.mbox_statements, sink.learner_statements)
     ledger.record_totals("late_stored", sink.late_statements, sink.learner_statements)
@@ -212,12 +229,14 @@ def generate(config: SynthConfig) -> dict[str, object]:
             "active_employee_months": round(active_employee_months, 1),
             "realized_statements_per_active_employee_month": (
                 round(lms.stats["employee_learner_statements"] / active_employee_months, 3)
-                if active_employee_months else None),
+                if active_employee_months
+                else None
+            ),
         },
         "identity_mess": ledger.report(),
         "files": dict(sorted(files.items())),
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
+    (out_dir / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return manifest
-

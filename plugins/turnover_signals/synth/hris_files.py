@@ -26,12 +26,33 @@ if TYPE_CHECKING:
     from turnover_signals.synth.population import Employment
 
 EMPLOYEE_COLUMNS = (
-    "employee_id", "sso_guid", "work_email", "first_name", "last_name", "hire_date", "termination_date",
-    "termination_type", "termination_reason", "employment_status", "job_role", "job_level", "department",
-    "location", "manager_id", "base_salary", "currency", "fte", "performance_rating",
+    "employee_id",
+    "sso_guid",
+    "work_email",
+    "first_name",
+    "last_name",
+    "hire_date",
+    "termination_date",
+    "termination_type",
+    "termination_reason",
+    "employment_status",
+    "job_role",
+    "job_level",
+    "department",
+    "location",
+    "manager_id",
+    "base_salary",
+    "currency",
+    "fte",
+    "performance_rating",
 )
 COMPENSATION_COLUMNS = (
-    "employee_id", "effective_date", "change_type", "previous_base_salary", "new_base_salary", "currency",
+    "employee_id",
+    "effective_date",
+    "change_type",
+    "previous_base_salary",
+    "new_base_salary",
+    "currency",
 )
 CHANGE_TYPES = ("hire", "merit_increase", "promotion", "market_adjustment", "pay_freeze")
 SNAPSHOT_LOOKBACK_DAYS = 90
@@ -70,27 +91,29 @@ def format_cents(cents: int | None) -> str:
 def employee_csv_line(employment: Employment) -> bytes:
     """The snapshot row of one employment, encoded; cached by the caller until the record changes."""
     terminated = employment.termination_day is not None
-    return csv_line((
-        employment.employee_id,
-        employment.sso_guid,
-        employment.work_email,
-        employment.person.first_name,
-        employment.person.last_name,
-        iso_date(employment.hire_day),
-        iso_date(employment.termination_day) if terminated else "",
-        employment.termination_type,
-        employment.termination_reason,
-        "Terminated" if terminated else "Active",
-        employment.job_role,
-        employment.job_level,
-        employment.department,
-        employment.location,
-        employment.manager_id,
-        format_cents(employment.salary_cents),
-        employment.currency,
-        employment.fte,
-        employment.performance_rating,
-    )).encode("utf-8")
+    return csv_line(
+        (
+            employment.employee_id,
+            employment.sso_guid,
+            employment.work_email,
+            employment.person.first_name,
+            employment.person.last_name,
+            iso_date(employment.hire_day),
+            iso_date(employment.termination_day) if terminated else "",
+            employment.termination_type,
+            employment.termination_reason,
+            "Terminated" if terminated else "Active",
+            employment.job_role,
+            employment.job_level,
+            employment.department,
+            employment.location,
+            employment.manager_id,
+            format_cents(employment.salary_cents),
+            employment.currency,
+            employment.fte,
+            employment.performance_rating,
+        )
+    ).encode("utf-8")
 
 
 class ControlledCsvFile:
@@ -131,7 +154,12 @@ class ControlledCsvFile:
         sha256 = self._digest.hexdigest()
         control = {"rows": self.rows, "sha256": sha256}
         Path(f"{self.path}.ctl").write_text(json.dumps(control) + "\n", encoding="utf-8")
-        return {"file": self.path.name, "rows": self.rows, "sha256": sha256, "bytes": self.path.stat().st_size}
+        return {
+            "file": self.path.name,
+            "rows": self.rows,
+            "sha256": sha256,
+            "bytes": self.path.stat().st_size,
+        }
 
 
 class HrisExportWriter:
@@ -170,14 +198,22 @@ class HrisExportWriter:
         if self._compensation is None:
             raise RuntimeError("pay change after the last snapshot day")
         self.compensation_rows += 1
-        self._compensation.write_row((
-            employee_id, iso_date(effective_day), change_type,
-            format_cents(previous_cents), format_cents(new_cents), currency,
-        ))
+        self._compensation.write_row(
+            (
+                employee_id,
+                iso_date(effective_day),
+                change_type,
+                format_cents(previous_cents),
+                format_cents(new_cents),
+                currency,
+            )
+        )
 
     def write_snapshot(self, day: int, employments: Iterable[Employment]) -> None:
         """Write `employees_YYYYMMDD.csv` for `day`, then close that day's compensation window."""
-        snapshot = ControlledCsvFile(self.hris_dir / f"employees_{iso_date(day).replace('-', '')}.csv", EMPLOYEE_COLUMNS)
+        snapshot = ControlledCsvFile(
+            self.hris_dir / f"employees_{iso_date(day).replace('-', '')}.csv", EMPLOYEE_COLUMNS
+        )
         snapshot.write_encoded_rows(employment.snapshot_line() for employment in employments)
         self.snapshot_rows += snapshot.rows
         self.files.append(snapshot.close())

@@ -25,7 +25,9 @@ DUPLICATE_ACCOUNT = "duplicate_account"
 REASSIGNED_EMAIL = "reassigned_email"  # the new hire's account: the address belonged to a leaver
 EMAIL_LATER_REASSIGNED = "email_later_reassigned"  # the leaver's account still carrying that address
 REHIRE = "rehire"  # an account of a rehired person's new employment
-USERNAME_RELEASED = "username_released"  # an inactive account renamed so a new account could take its userName
+USERNAME_RELEASED = (
+    "username_released"  # an inactive account renamed so a new account could take its userName
+)
 USERNAME_SUFFIXED = "username_suffixed"  # a new account whose userName got a suffix because it was taken
 
 # Manifest entries: kind -> (config setting, what the rate is counted over).

@@ -100,14 +100,43 @@ ONBOARDING_BOOST = 2.0  # new hires learn twice as much in their first weeks
 ONBOARDING_DAYS = 45
 DUPLICATE_ACCOUNT_SHARE = 0.4  # a duplicate account sees this much extra activity of its owner
 DISENGAGEMENT_DEPTH = 2.0  # at signal strength 1, a risk-0.45 person falls to 10% by the exit day
-SESSION_END_MARGIN_MS = 6 * HOUR_MS  # a sitting (up to ~3 h) and its voids (+1.5 h) end before the owner leaves
+SESSION_END_MARGIN_MS = (
+    6 * HOUR_MS
+)  # a sitting (up to ~3 h) and its voids (+1.5 h) end before the owner leaves
 PASS_MARK = 70
 MAX_OPEN_OPTIONAL_COURSES = 4
 LMS_PROVISIONING_LEAD_YEARS = 4  # the LMS went live this long before the simulated period
 # Hours of the day (UTC) when sessions start, weighted towards office hours.
-SESSION_HOUR_CUMULATIVE = list(accumulate(
-    (0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 6.0, 6.0, 5.0, 4.0, 5.0, 6.0, 6.0, 5.0, 3.5, 2.0, 1.5, 1.2, 1.0,
-     0.6, 0.3)))
+SESSION_HOUR_CUMULATIVE = list(
+    accumulate(
+        (
+            0.2,
+            0.1,
+            0.1,
+            0.1,
+            0.2,
+            0.5,
+            1.0,
+            2.0,
+            4.0,
+            6.0,
+            6.0,
+            5.0,
+            4.0,
+            5.0,
+            6.0,
+            6.0,
+            5.0,
+            3.5,
+            2.0,
+            1.5,
+            1.2,
+            1.0,
+            0.6,
+            0.3,
+        )
+    )
+)
 
 OUTPUT_MBOX, OUTPUT_LATE, OUTPUT_VOIDING, OUTPUT_VOIDED = 1, 2, 4, 8
 
@@ -154,10 +183,31 @@ class LmsAccount:
     """A user of the LMS directory, its owner (if an employee), and its learning state."""
 
     __slots__ = (
-        "lms_user_id", "person", "employment", "given_name", "family_name", "email", "user_name", "external_id",
-        "created_ms", "deactivated_ms", "last_modified_ms", "contractor_end_ms", "is_contractor", "is_duplicate",
-        "mess_kinds", "actor_account_json", "engagement", "skill", "onboarding_until_day",
-        "session_share", "mandatory_open", "optional_open", "passed_optional_mask", "job_level", "index",
+        "lms_user_id",
+        "person",
+        "employment",
+        "given_name",
+        "family_name",
+        "email",
+        "user_name",
+        "external_id",
+        "created_ms",
+        "deactivated_ms",
+        "last_modified_ms",
+        "contractor_end_ms",
+        "is_contractor",
+        "is_duplicate",
+        "mess_kinds",
+        "actor_account_json",
+        "engagement",
+        "skill",
+        "onboarding_until_day",
+        "session_share",
+        "mandatory_open",
+        "optional_open",
+        "passed_optional_mask",
+        "job_level",
+        "index",
         "compliance_sitting_planned",
     )
 
@@ -282,25 +332,38 @@ class LearningSimulator:
         self.optional_courses = [course for course in catalog if not course.is_mandatory]
         self.optional_index = {course.course_id: index for index, course in enumerate(self.optional_courses)}
         self.campaign_courses = {
-            1: [course for course in self.mandatory_courses
-                if "annual" in course.skill_tags or "semiannual" in course.skill_tags],
+            1: [
+                course
+                for course in self.mandatory_courses
+                if "annual" in course.skill_tags or "semiannual" in course.skill_tags
+            ],
             7: [course for course in self.mandatory_courses if "semiannual" in course.skill_tags],
         }
-        session_statements = max(MIN_SELF_DIRECTED_STATEMENTS_PER_MONTH,
-                                 config.statements_per_month - self.expected_mandatory_statements_per_month())
+        session_statements = max(
+            MIN_SELF_DIRECTED_STATEMENTS_PER_MONTH,
+            config.statements_per_month - self.expected_mandatory_statements_per_month(),
+        )
         self.sessions_per_day = session_statements / STATEMENTS_PER_SESSION / 30.44
         # People prefer courses near their seniority: difficulty ~ 1 + 0.6 x level.
         self.optional_cumulative_by_level = {
-            level: list(accumulate(math.exp(-abs(course.difficulty - (1 + 0.6 * level)))
-                                   for course in self.optional_courses))
+            level: list(
+                accumulate(
+                    math.exp(-abs(course.difficulty - (1 + 0.6 * level))) for course in self.optional_courses
+                )
+            )
             for level in range(1, 8)
         }
         self.object_json = {
-            course.course_id: compact_json({
-                "objectType": "Activity",
-                "id": COURSE_IRI_PREFIX + course.course_id,
-                "definition": {"name": {"en-US": course.title}, "type": "http://adlnet.gov/expapi/activities/course"},
-            })
+            course.course_id: compact_json(
+                {
+                    "objectType": "Activity",
+                    "id": COURSE_IRI_PREFIX + course.course_id,
+                    "definition": {
+                        "name": {"en-US": course.title},
+                        "type": "http://adlnet.gov/expapi/activities/course",
+                    },
+                }
+            )
             for course in catalog
         }
 
@@ -314,9 +377,14 @@ class LearningSimulator:
         self._close_after_day: dict[int, list[LmsAccount]] = {}  # leavers' accounts, by exit day
         self._sequence = 0
         self.stats: dict[str, int] = {
-            "mandatory_assignments": 0, "mandatory_completed_on_time": 0, "mandatory_completed_late": 0,
-            "mandatory_overdue_open": 0, "mandatory_open_not_due": 0, "course_completions": 0,
-            "sessions": 0, "employee_learner_statements": 0,
+            "mandatory_assignments": 0,
+            "mandatory_completed_on_time": 0,
+            "mandatory_completed_late": 0,
+            "mandatory_overdue_open": 0,
+            "mandatory_open_not_due": 0,
+            "course_completions": 0,
+            "sessions": 0,
+            "employee_learner_statements": 0,
         }
 
     def expected_mandatory_statements_per_month(self) -> float:
@@ -327,7 +395,9 @@ class LearningSimulator:
             for month, courses in self.campaign_courses.items():
                 if self.start_day <= date(year, month, 10).toordinal() <= self.end_day:
                     campaign_assignments += len(courses)
-        assignments_per_month = campaign_assignments / months + HIRES_PER_EMPLOYEE_MONTH * len(self.mandatory_courses)
+        assignments_per_month = campaign_assignments / months + HIRES_PER_EMPLOYEE_MONTH * len(
+            self.mandatory_courses
+        )
         return STATEMENTS_PER_MANDATORY_ASSIGNMENT * assignments_per_month
 
     # ----- accounts -----------------------------------------------------------------------------
@@ -407,8 +477,9 @@ class LearningSimulator:
         employment = account.employment
         if employment is not None:
             if employment.termination_day is not None or (
-                    employment.known_exit_day is not None
-                    and account.created_ms >= day_start_ms(employment.known_exit_day + 1)):
+                employment.known_exit_day is not None
+                and account.created_ms >= day_start_ms(employment.known_exit_day + 1)
+            ):
                 return  # left before the LMS caught up
             if not account.is_duplicate:
                 self._apply_primary_identity(account, employment)
@@ -418,18 +489,23 @@ class LearningSimulator:
         account.index = len(self.accounts)
         self.accounts.append(account)
         display_name = f"{account.given_name} {account.family_name}"
-        account.actor_account_json = compact_json({
-            "objectType": "Agent", "name": display_name,
-            "account": {"homePage": LMS_HOME_PAGE, "name": account.lms_user_id},
-        })
+        account.actor_account_json = compact_json(
+            {
+                "objectType": "Agent",
+                "name": display_name,
+                "account": {"homePage": LMS_HOME_PAGE, "name": account.lms_user_id},
+            }
+        )
 
         owner = account.person
         if owner is not None:
             if owner.learning_engagement is None:
-                owner.learning_engagement = self.rng.lognormvariate(-ENGAGEMENT_SIGMA ** 2 / 2, ENGAGEMENT_SIGMA)
+                owner.learning_engagement = self.rng.lognormvariate(
+                    -(ENGAGEMENT_SIGMA**2) / 2, ENGAGEMENT_SIGMA
+                )
             account.engagement = owner.learning_engagement
         else:
-            account.engagement = self.rng.lognormvariate(-ENGAGEMENT_SIGMA ** 2 / 2, ENGAGEMENT_SIGMA)
+            account.engagement = self.rng.lognormvariate(-(ENGAGEMENT_SIGMA**2) / 2, ENGAGEMENT_SIGMA)
         account.skill = self.rng.gauss(0.0, 0.05)
         if employment is not None and not account.is_duplicate:
             self.primary_employee_accounts.append(account)
@@ -487,7 +563,9 @@ class LearningSimulator:
         duplicate.session_share = DUPLICATE_ACCOUNT_SHARE
         base = employment.work_email
         # Never a case-only variant: userNames are case-insensitive and the primary holds that one.
-        if PLUS_ALIAS in primary.mess_kinds or (DOMAIN_ALIAS not in primary.mess_kinds and self.mess_rng.random() < 0.4):
+        if PLUS_ALIAS in primary.mess_kinds or (
+            DOMAIN_ALIAS not in primary.mess_kinds and self.mess_rng.random() < 0.4
+        ):
             duplicate.email = domain_alias(base)
             duplicate.mess_kinds.extend((DUPLICATE_ACCOUNT, DOMAIN_ALIAS))
         else:
@@ -510,7 +588,9 @@ class LearningSimulator:
         if holder is not None:
             if holder.deactivated_ms is not None and holder.deactivated_ms <= account.created_ms:
                 # The LMS releases an inactive account's userName when a new account wants it.
-                released = f"{holder.user_name}#released-{iso_date(day_of_ms(account.created_ms)).replace('-', '')}"
+                released = (
+                    f"{holder.user_name}#released-{iso_date(day_of_ms(account.created_ms)).replace('-', '')}"
+                )
                 holder.user_name = released
                 holder.last_modified_ms = max(holder.last_modified_ms, account.created_ms)
                 holder.mess_kinds.append(USERNAME_RELEASED)
@@ -586,7 +666,11 @@ class LearningSimulator:
             if account.index % 15 != offset or account.mandatory_open is None:
                 continue
             employment = account.employment
-            if employment is None or employment.termination_day is not None or account.onboarding_until_day > day:
+            if (
+                employment is None
+                or employment.termination_day is not None
+                or account.onboarding_until_day > day
+            ):
                 continue
             at_ms = day_ms + 5 * HOUR_MS + self.rng.randint(0, 2 * HOUR_MS)
             if at_ms > self._owner_limit_ms(account) - SESSION_END_MARGIN_MS:
@@ -639,7 +723,9 @@ class LearningSimulator:
         now = start_ms
         due_first = sorted(account.mandatory_open.values(), key=lambda attempt: attempt.due_day)
         for attempt in due_first[:MANDATORY_COURSES_PER_SITTING]:
-            now = self._work_on(account, attempt, now, engagement, finish=True) + self.rng.randint(MINUTE_MS, 10 * MINUTE_MS)
+            now = self._work_on(account, attempt, now, engagement, finish=True) + self.rng.randint(
+                MINUTE_MS, 10 * MINUTE_MS
+            )
         if account.mandatory_open:
             # A failed test or more courses: another sitting soon.
             nearest_due = min(attempt.due_day for attempt in account.mandatory_open.values())
@@ -652,17 +738,24 @@ class LearningSimulator:
 
     def _engagement_factor(self, employment: Employment | None, day: int) -> float:
         """1 normally; after a resignation intent it falls with signal_strength x latent_risk."""
-        if (employment is None or self.signal_strength == 0.0 or employment.intent_day is None
-                or day < employment.intent_day):
+        if (
+            employment is None
+            or self.signal_strength == 0.0
+            or employment.intent_day is None
+            or day < employment.intent_day
+        ):
             return 1.0
         exit_day = employment.voluntary_exit_day
         ramp = min(1.0, (day - employment.intent_day) / max(1, exit_day - employment.intent_day))
-        return max(0.05, 1.0 - self.signal_strength * employment.person.latent_risk * ramp * DISENGAGEMENT_DEPTH)
+        return max(
+            0.05, 1.0 - self.signal_strength * employment.person.latent_risk * ramp * DISENGAGEMENT_DEPTH
+        )
 
     def _schedule_next_session(self, account: LmsAccount, after_ms: int) -> None:
         """Draw the next session by thinning: candidates at the peak rate, kept with the day's intensity."""
-        upper_rate_per_ms = (self.sessions_per_day * account.engagement * account.session_share * ONBOARDING_BOOST
-                             / DAY_MS)
+        upper_rate_per_ms = (
+            self.sessions_per_day * account.engagement * account.session_share * ONBOARDING_BOOST / DAY_MS
+        )
         limit_ms = self._owner_limit_ms(account) - SESSION_END_MARGIN_MS
         rng = self.rng
         candidate_ms = after_ms
@@ -710,7 +803,10 @@ class LearningSimulator:
         for _ in range(4):
             index = bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1])
             course = self.optional_courses[min(index, len(self.optional_courses) - 1)]
-            if not account.passed_optional_mask >> index & 1 and course.course_id not in account.optional_open:
+            if (
+                not account.passed_optional_mask >> index & 1
+                and course.course_id not in account.optional_open
+            ):
                 return course
         return None
 
@@ -736,8 +832,9 @@ class LearningSimulator:
                 now += rng.randint(2_000, 120_000)
         return self._work_on(account, attempt, now, engagement, finish=False)
 
-    def _work_on(self, account: LmsAccount, attempt: CourseAttempt, now: int, engagement: float,
-                 finish: bool) -> int:
+    def _work_on(
+        self, account: LmsAccount, attempt: CourseAttempt, now: int, engagement: float, finish: bool
+    ) -> int:
         """Launch a course, maybe take a quiz, and on the last launch complete it and take the test.
 
         `finish` (compliance sittings) always completes; otherwise disengaged learners drop out
@@ -750,18 +847,29 @@ class LearningSimulator:
         attempt.minutes += minutes
         attempt.launches_done += 1
         if not finish and rng.random() < 0.35:
-            self._emit(account, now + minutes * MINUTE_MS // 2, "scored", attempt,
-                       self._score_result(self._draw_score(account, course, engagement), None, False))
+            self._emit(
+                account,
+                now + minutes * MINUTE_MS // 2,
+                "scored",
+                attempt,
+                self._score_result(self._draw_score(account, course, engagement), None, False),
+            )
         now += minutes * MINUTE_MS
         finishing = finish or attempt.launches_done >= attempt.launches_needed
         if finishing and (finish or rng.random() < 0.92 * (0.45 + 0.55 * engagement)):
-            self._emit(account, now, "completed", attempt,
-                       f'{{"completion":true,"duration":"{iso_duration_minutes(attempt.minutes)}"}}')
+            self._emit(
+                account,
+                now,
+                "completed",
+                attempt,
+                f'{{"completion":true,"duration":"{iso_duration_minutes(attempt.minutes)}"}}',
+            )
             now += rng.randint(1_000, 15_000)
             raw = self._draw_score(account, course, engagement)
             passed = raw >= PASS_MARK
-            self._emit(account, now, "passed" if passed else "failed", attempt,
-                       self._score_result(raw, passed, True))
+            self._emit(
+                account, now, "passed" if passed else "failed", attempt, self._score_result(raw, passed, True)
+            )
             self.stats["course_completions"] += 1
             if passed:
                 self._finish_attempt(account, attempt, day_of_ms(now))
@@ -773,7 +881,9 @@ class LearningSimulator:
         course_id = attempt.course.course_id
         if attempt.due_day is not None:
             del account.mandatory_open[course_id]
-            self.stats["mandatory_completed_late" if day > attempt.due_day else "mandatory_completed_on_time"] += 1
+            self.stats[
+                "mandatory_completed_late" if day > attempt.due_day else "mandatory_completed_on_time"
+            ] += 1
         else:
             del account.optional_open[course_id]
             account.passed_optional_mask |= 1 << self.optional_index[course_id]
@@ -787,25 +897,36 @@ class LearningSimulator:
         score = f'{{"scaled":{raw / 100},"raw":{raw},"min":0,"max":100}}'
         if success is None:
             return f'{{"score":{score}}}'
-        return (f'{{"score":{score},"success":{"true" if success else "false"},'
-                f'"completion":{"true" if completion else "false"}}}')
+        return (
+            f'{{"score":{score},"success":{"true" if success else "false"},'
+            f'"completion":{"true" if completion else "false"}}}'
+        )
 
     def _context_json(self, attempt: CourseAttempt) -> str:
         common = f'"registration":"{attempt.registration}","platform":"Northwind LMS","language":"en-US"'
         if attempt.due_day is None:
             return f"{{{common}}}"
         # Mandatory assignments carry their due date, so overdue work can be computed from the LRS alone.
-        return (f'{{{common},"extensions":{{"{EXTENSION_MANDATORY}":true,'
-                f'"{EXTENSION_DUE_DATE}":"{iso_date(attempt.due_day)}"}}}}')
+        return (
+            f'{{{common},"extensions":{{"{EXTENSION_MANDATORY}":true,'
+            f'"{EXTENSION_DUE_DATE}":"{iso_date(attempt.due_day)}"}}}}'
+        )
 
-    def _emit(self, account: LmsAccount, timestamp_ms: int, verb: str, attempt: CourseAttempt, result: str | None) -> None:
+    def _emit(
+        self, account: LmsAccount, timestamp_ms: int, verb: str, attempt: CourseAttempt, result: str | None
+    ) -> None:
         """Queue one learner statement, maybe with an mbox actor, a late `stored`, and a later void."""
         rng = self.rng
         statement_id = self._new_uuid()
         flags = 0
         if rng.random() < self.mbox_rate:
-            actor = compact_json({"objectType": "Agent", "name": f"{account.given_name} {account.family_name}",
-                                  "mbox": "mailto:" + account.email})
+            actor = compact_json(
+                {
+                    "objectType": "Agent",
+                    "name": f"{account.given_name} {account.family_name}",
+                    "mbox": "mailto:" + account.email,
+                }
+            )
             flags |= OUTPUT_MBOX
         else:
             actor = account.actor_account_json

@@ -62,11 +62,27 @@ class Location:
 
 
 DEPARTMENTS = (
-    Department("Engineering", 0.25, ("Software Engineer", "QA Engineer", "Site Reliability Engineer", "Data Engineer"), 1.15),
-    Department("Sales", 0.17, ("Account Executive", "Sales Development Representative", "Sales Engineer"), 1.0),
-    Department("Customer Success", 0.12, ("Customer Success Manager", "Support Specialist", "Implementation Consultant"), 0.9),
-    Department("Operations", 0.11, ("Operations Analyst", "Logistics Coordinator", "Procurement Specialist"), 0.9),
-    Department("Marketing", 0.08, ("Marketing Specialist", "Content Strategist", "Demand Generation Analyst"), 1.0),
+    Department(
+        "Engineering",
+        0.25,
+        ("Software Engineer", "QA Engineer", "Site Reliability Engineer", "Data Engineer"),
+        1.15,
+    ),
+    Department(
+        "Sales", 0.17, ("Account Executive", "Sales Development Representative", "Sales Engineer"), 1.0
+    ),
+    Department(
+        "Customer Success",
+        0.12,
+        ("Customer Success Manager", "Support Specialist", "Implementation Consultant"),
+        0.9,
+    ),
+    Department(
+        "Operations", 0.11, ("Operations Analyst", "Logistics Coordinator", "Procurement Specialist"), 0.9
+    ),
+    Department(
+        "Marketing", 0.08, ("Marketing Specialist", "Content Strategist", "Demand Generation Analyst"), 1.0
+    ),
     Department("Product", 0.07, ("Product Manager", "Product Designer", "UX Researcher"), 1.12),
     Department("Finance", 0.06, ("Financial Analyst", "Accountant", "Payroll Specialist"), 1.05),
     Department("IT", 0.06, ("IT Support Engineer", "Systems Administrator", "Security Analyst"), 1.0),
@@ -143,10 +159,19 @@ EXIT, HIRE, PROMOTION, TRANSFER, MANAGER_CHANGE, MARKET_ADJUSTMENT = range(6)
 class Person:
     """A human being; may hold several employments (a rehire) under different employee ids."""
 
-    __slots__ = ("person_id", "first_name", "last_name", "sso_guid", "latent_risk", "learning_engagement",
-                 "employments")
+    __slots__ = (
+        "person_id",
+        "first_name",
+        "last_name",
+        "sso_guid",
+        "latent_risk",
+        "learning_engagement",
+        "employments",
+    )
 
-    def __init__(self, person_id: str, first_name: str, last_name: str, sso_guid: str, latent_risk: float) -> None:
+    def __init__(
+        self, person_id: str, first_name: str, last_name: str, sso_guid: str, latent_risk: float
+    ) -> None:
         self.person_id = person_id
         self.first_name = first_name
         self.last_name = last_name
@@ -164,11 +189,35 @@ class Employment:
     """One employment (one employee_id) and its current HR record; days are date ordinals."""
 
     __slots__ = (
-        "employee_id", "person", "sso_guid", "work_email", "hire_day", "termination_day", "termination_type",
-        "termination_reason", "job_role", "job_level", "department", "location", "manager_id", "salary_cents",
-        "currency", "fte", "performance_rating", "reports", "intent_day", "voluntary_exit_day", "known_exit_day",
-        "last_pay_freeze_day", "last_manager_change_day", "last_promotion_day", "is_rehire", "email_reused_from",
-        "email_later_reassigned", "lms_accounts", "_snapshot_line",
+        "employee_id",
+        "person",
+        "sso_guid",
+        "work_email",
+        "hire_day",
+        "termination_day",
+        "termination_type",
+        "termination_reason",
+        "job_role",
+        "job_level",
+        "department",
+        "location",
+        "manager_id",
+        "salary_cents",
+        "currency",
+        "fte",
+        "performance_rating",
+        "reports",
+        "intent_day",
+        "voluntary_exit_day",
+        "known_exit_day",
+        "last_pay_freeze_day",
+        "last_manager_change_day",
+        "last_promotion_day",
+        "is_rehire",
+        "email_reused_from",
+        "email_later_reassigned",
+        "lms_accounts",
+        "_snapshot_line",
     )
 
     def __init__(self, employee_id: str, person: Person, hire_day: int) -> None:
@@ -270,7 +319,9 @@ class Company:
         self.by_id: dict[str, Employment] = {}
         self.active: dict[str, Employment] = {}  # employee_id order, which is hire order
         self.in_snapshot: dict[str, Employment] = {}  # active plus recently terminated
-        self.managers_by_department: dict[str, list[str]] = {department.name: [] for department in DEPARTMENTS}
+        self.managers_by_department: dict[str, list[str]] = {
+            department.name: [] for department in DEPARTMENTS
+        }
         self.head_by_department: dict[str, str] = {}
         self.ceo_id = ""
         self.active_emails: set[str] = set()  # membership only: never iterated (hash order)
@@ -287,9 +338,18 @@ class Company:
         self._missing_sso_rate = config.effective_rate("missing_sso_rate")
         self.active_employee_days = 0
         self.stats: dict[str, int] = {
-            "hires": 0, "rehires": 0, "reassigned_email_hires": 0, "promotions": 0, "transfers": 0,
-            "manager_changes": 0, "merit_increases": 0, "pay_freezes": 0, "market_adjustments": 0,
-            "terminations_voluntary": 0, "terminations_involuntary": 0, "terminations_other": 0,
+            "hires": 0,
+            "rehires": 0,
+            "reassigned_email_hires": 0,
+            "promotions": 0,
+            "transfers": 0,
+            "manager_changes": 0,
+            "merit_increases": 0,
+            "pay_freezes": 0,
+            "market_adjustments": 0,
+            "terminations_voluntary": 0,
+            "terminations_involuntary": 0,
+            "terminations_other": 0,
         }
         self._department_cumulative = list(accumulate(department.weight for department in DEPARTMENTS))
         self._location_cumulative = list(accumulate(location.weight for location in LOCATIONS))
@@ -301,8 +361,13 @@ class Company:
 
     def _new_person(self, first_name: str, last_name: str) -> Person:
         # Beta(2, 4): most people are settled, a tail is restless.
-        person = Person(f"P{len(self.persons) + 1:07d}", first_name, last_name, self._new_guid(),
-                        self.rng.betavariate(2.0, 4.0))
+        person = Person(
+            f"P{len(self.persons) + 1:07d}",
+            first_name,
+            last_name,
+            self._new_guid(),
+            self.rng.betavariate(2.0, 4.0),
+        )
         self.persons.append(person)
         return person
 
@@ -311,7 +376,9 @@ class Company:
         local = email_local_part(person.first_name, person.last_name)
         suffix = self._next_email_suffix.get(local, 1)
         while True:
-            candidate = f"{local}@{CORPORATE_DOMAIN}" if suffix == 1 else f"{local}{suffix}@{CORPORATE_DOMAIN}"
+            candidate = (
+                f"{local}@{CORPORATE_DOMAIN}" if suffix == 1 else f"{local}{suffix}@{CORPORATE_DOMAIN}"
+            )
             suffix += 1
             if candidate not in self.used_emails:
                 self._next_email_suffix[local] = suffix
@@ -346,13 +413,17 @@ class Company:
         head_id = self.head_by_department.get(department, self.ceo_id)
         if level == MANAGER_LEVEL:
             return head_id
-        candidates = [manager_id for manager_id in self.managers_by_department[department] if manager_id != exclude_id]
+        candidates = [
+            manager_id for manager_id in self.managers_by_department[department] if manager_id != exclude_id
+        ]
         if not candidates:
             return head_id
         first = candidates[self.rng.randrange(len(candidates))]
         second = candidates[self.rng.randrange(len(candidates))]
         # The smaller of two random teams: keeps spans even without a global search.
-        return first if len(self.by_id[first].reports or ()) <= len(self.by_id[second].reports or ()) else second
+        return (
+            first if len(self.by_id[first].reports or ()) <= len(self.by_id[second].reports or ()) else second
+        )
 
     def _set_manager(self, employment: Employment, manager_id: str, day: int | None) -> None:
         previous = self.by_id.get(employment.manager_id)
@@ -372,17 +443,25 @@ class Company:
     # ----- pay ----------------------------------------------------------------------------------
 
     def _market_salary_cents(self, level: int, department: str, location: str, fte: float) -> int:
-        multiplier = DEPARTMENT_BY_NAME[department].pay_multiplier if department in DEPARTMENT_BY_NAME else 1.0
-        annual = (LEVEL_BASE_SALARY_USD[level] * multiplier * LOCATION_BY_NAME[location].pay_factor * fte
-                  * self.rng.lognormvariate(0.0, 0.08))
+        multiplier = (
+            DEPARTMENT_BY_NAME[department].pay_multiplier if department in DEPARTMENT_BY_NAME else 1.0
+        )
+        annual = (
+            LEVEL_BASE_SALARY_USD[level]
+            * multiplier
+            * LOCATION_BY_NAME[location].pay_factor
+            * fte
+            * self.rng.lognormvariate(0.0, 0.08)
+        )
         return int(round(annual / 100.0)) * 100 * 100  # offers are made in round hundreds
 
     def _change_pay(self, employment: Employment, day: int, change_type: str, new_cents: int) -> None:
         previous = employment.salary_cents
         employment.salary_cents = new_cents
         employment.touch()
-        self.hris.write_pay_change(employment.employee_id, day, change_type, previous, new_cents,
-                                   employment.currency)
+        self.hris.write_pay_change(
+            employment.employee_id, day, change_type, previous, new_cents, employment.currency
+        )
 
     def _raise_cents(self, cents: int, low: float, high: float) -> int:
         return int(round(cents * (1.0 + self.rng.uniform(low, high))))
@@ -392,7 +471,9 @@ class Company:
 
     # ----- calendar -----------------------------------------------------------------------------
 
-    def _schedule(self, day: int, priority: int, handler: Callable, subject: object, payload: object = None) -> None:
+    def _schedule(
+        self, day: int, priority: int, handler: Callable, subject: object, payload: object = None
+    ) -> None:
         if day > self.end_day:
             return
         self._event_sequence += 1
@@ -422,13 +503,18 @@ class Company:
     def build_initial_population(self) -> None:
         """Hire the workforce present on the first day, with varied tenure, pay history and ratings."""
         openings: list[tuple[str, int, str]] = [(EXECUTIVE_DEPARTMENT, CEO_LEVEL, "Chief Executive Officer")]
-        for department, size in zip(DEPARTMENTS, self._department_sizes(self.config.employees - 1), strict=True):
+        for department, size in zip(
+            DEPARTMENTS, self._department_sizes(self.config.employees - 1), strict=True
+        ):
             openings.append((department.name, HEAD_LEVEL, f"Head of {department.name}"))
             managers = max(1, round((size - 1) / (REPORTS_PER_MANAGER + 1))) if size >= 3 else 0
-            openings.extend((department.name, MANAGER_LEVEL, f"{department.name} Manager") for _ in range(managers))
+            openings.extend(
+                (department.name, MANAGER_LEVEL, f"{department.name} Manager") for _ in range(managers)
+            )
             for _ in range(size - 1 - managers):
-                level = INDIVIDUAL_CONTRIBUTOR_LEVELS[_weighted_index(self.rng, list(accumulate(
-                    INDIVIDUAL_CONTRIBUTOR_LEVEL_WEIGHTS)))]
+                level = INDIVIDUAL_CONTRIBUTOR_LEVELS[
+                    _weighted_index(self.rng, list(accumulate(INDIVIDUAL_CONTRIBUTOR_LEVEL_WEIGHTS)))
+                ]
                 openings.append((department.name, level, self.rng.choice(department.roles)))
 
         dated = []
@@ -447,7 +533,9 @@ class Company:
             employment.department, employment.job_level, employment.job_role = department, level, role
             location = LOCATIONS[_weighted_index(self.rng, self._location_cumulative)]
             employment.location, employment.currency = location.name, location.currency
-            fte_label, fte = FTE_CHOICES[_weighted_index(self.rng, FTE_CUMULATIVE)] if level <= 4 else FTE_CHOICES[0]
+            fte_label, fte = (
+                FTE_CHOICES[_weighted_index(self.rng, FTE_CUMULATIVE)] if level <= 4 else FTE_CHOICES[0]
+            )
             employment.fte = fte_label
             employment.salary_cents = self._market_salary_cents(level, department, location.name, fte)
             if last_review is not None and hire_day < _year_start(last_review):
@@ -462,7 +550,9 @@ class Company:
                 self._set_manager(employment, self.ceo_id, None)
         for employment in self.employments:
             if employment.job_level < HEAD_LEVEL:
-                self._set_manager(employment, self._choose_manager(employment.department, employment.job_level), None)
+                self._set_manager(
+                    employment, self._choose_manager(employment.department, employment.job_level), None
+                )
 
         for employment in self.employments:
             if employment.employee_id != self.ceo_id:
@@ -496,11 +586,13 @@ class Company:
             previous = int(round(current / (1.0 + self.rng.uniform(0.02, 0.045))))
             history.append((cycle_day, "merit_increase", previous, current))
             current = previous
-        self.hris.write_pay_change(employment.employee_id, employment.hire_day, "hire", None, current,
-                                   employment.currency)
+        self.hris.write_pay_change(
+            employment.employee_id, employment.hire_day, "hire", None, current, employment.currency
+        )
         for cycle_day, change_type, previous, new in reversed(history):
-            self.hris.write_pay_change(employment.employee_id, cycle_day, change_type, previous, new,
-                                       employment.currency)
+            self.hris.write_pay_change(
+                employment.employee_id, cycle_day, change_type, previous, new, employment.currency
+            )
 
     def _seed_resignation_pipeline(self, employment: Employment) -> None:
         """Some people had decided to leave before the period began: their exits fall in its first months."""
@@ -555,7 +647,9 @@ class Company:
             self._run_performance_review(day)
         if (current.month, current.day) == (4, 1):
             self._run_merit_cycle(day)
-        for _, _, handler, subject, payload in sorted(self._calendar.pop(day, ()), key=lambda event: event[:2]):
+        for _, _, handler, subject, payload in sorted(
+            self._calendar.pop(day, ()), key=lambda event: event[:2]
+        ):
             handler(subject, payload, day)
         self.active_employee_days += len(self.active)
 
@@ -568,41 +662,70 @@ class Company:
         for employment in list(self.active.values()):
             if employment.employee_id == self.ceo_id:
                 continue
-            if employment.voluntary_exit_day is None and draw() < self.voluntary_hazard(employment, day) * share:
-                self._plan_resignation(employment, day + self.rng.randrange(span), self.rng.randint(*INTENT_LEAD_DAYS))
-            if draw() < INVOLUNTARY_BASE_HAZARD * INVOLUNTARY_RATING_MULTIPLIER[employment.performance_rating] * share:
-                self._plan_exit(employment, day + self.rng.randrange(span), "Involuntary",
-                                _weighted_choice(self.rng, INVOLUNTARY_REASONS))
+            if (
+                employment.voluntary_exit_day is None
+                and draw() < self.voluntary_hazard(employment, day) * share
+            ):
+                self._plan_resignation(
+                    employment, day + self.rng.randrange(span), self.rng.randint(*INTENT_LEAD_DAYS)
+                )
+            if (
+                draw()
+                < INVOLUNTARY_BASE_HAZARD
+                * INVOLUNTARY_RATING_MULTIPLIER[employment.performance_rating]
+                * share
+            ):
+                self._plan_exit(
+                    employment,
+                    day + self.rng.randrange(span),
+                    "Involuntary",
+                    _weighted_choice(self.rng, INVOLUNTARY_REASONS),
+                )
             other_hazard, other_reason = self._other_exit_hazard(employment, day)
             if draw() < other_hazard * share:
                 self._plan_exit(employment, day + self.rng.randrange(span), "Other", other_reason)
             if employment.job_level >= MANAGER_LEVEL:
                 continue
-            promoted_recently = (employment.last_promotion_day is not None
-                                 and day - employment.last_promotion_day < 540)
-            if (employment.job_level < 4 and not promoted_recently and day - employment.hire_day >= 365
-                    and draw() < PROMOTION_BASE_HAZARD * PROMOTION_RATING_MULTIPLIER[employment.performance_rating]
-                    * share):
+            promoted_recently = (
+                employment.last_promotion_day is not None and day - employment.last_promotion_day < 540
+            )
+            if (
+                employment.job_level < 4
+                and not promoted_recently
+                and day - employment.hire_day >= 365
+                and draw()
+                < PROMOTION_BASE_HAZARD * PROMOTION_RATING_MULTIPLIER[employment.performance_rating] * share
+            ):
                 self._schedule(day + self.rng.randrange(span), PROMOTION, self._handle_promotion, employment)
             if draw() < TRANSFER_HAZARD * share:
                 self._schedule(day + self.rng.randrange(span), TRANSFER, self._handle_transfer, employment)
             if draw() < REORG_MANAGER_CHANGE_HAZARD * share:
-                self._schedule(day + self.rng.randrange(span), MANAGER_CHANGE, self._handle_reorg_move, employment)
+                self._schedule(
+                    day + self.rng.randrange(span), MANAGER_CHANGE, self._handle_reorg_move, employment
+                )
             if draw() < MARKET_ADJUSTMENT_HAZARD * share:
-                self._schedule(day + self.rng.randrange(span), MARKET_ADJUSTMENT, self._handle_market_adjustment,
-                               employment)
+                self._schedule(
+                    day + self.rng.randrange(span),
+                    MARKET_ADJUSTMENT,
+                    self._handle_market_adjustment,
+                    employment,
+                )
         expected_growth = len(self.active) * GROWTH_HIRES_PER_HEAD_PER_MONTH * share
         growth_hires = int(expected_growth) + (1 if draw() < expected_growth % 1.0 else 0)
         for _ in range(growth_hires):
             department = DEPARTMENTS[_weighted_index(self.rng, self._department_cumulative)]
             location = LOCATIONS[_weighted_index(self.rng, self._location_cumulative)]
-            position = Position(department.name, self.rng.randint(1, 3), self.rng.choice(department.roles), location.name)
+            position = Position(
+                department.name, self.rng.randint(1, 3), self.rng.choice(department.roles), location.name
+            )
             self._schedule(day + self.rng.randrange(span), HIRE, self._handle_hire, position)
 
     def _plan_resignation(self, employment: Employment, intent_day: int, lead_days: int) -> None:
         employment.intent_day = intent_day
         employment.voluntary_exit_day = intent_day + lead_days
-        self._plan_exit(employment, intent_day + lead_days, "Voluntary", _weighted_choice(self.rng, VOLUNTARY_REASONS))
+        self._plan_exit(
+            employment, intent_day + lead_days, "Voluntary", _weighted_choice(self.rng, VOLUNTARY_REASONS)
+        )
 
     def _run_performance_review(self, day: int) -> None:
         cutoff = _year_start(day)
@@ -627,13 +750,21 @@ class Company:
             if employment.department == frozen_department:
                 freeze_probability = max(freeze_probability, 0.5)
             if self.rng.random() < freeze_probability:
-                self.hris.write_pay_change(employment.employee_id, day, "pay_freeze", employment.salary_cents,
-                                           employment.salary_cents, employment.currency)
+                self.hris.write_pay_change(
+                    employment.employee_id,
+                    day,
+                    "pay_freeze",
+                    employment.salary_cents,
+                    employment.salary_cents,
+                    employment.currency,
+                )
                 employment.last_pay_freeze_day = day
                 self.stats["pay_freezes"] += 1
                 continue
             low, high = {5: (0.05, 0.07), 4: (0.035, 0.05), 3: (0.02, 0.035)}.get(rating, (0.0, 0.015))
-            self._change_pay(employment, day, "merit_increase", self._raise_cents(employment.salary_cents, low, high))
+            self._change_pay(
+                employment, day, "merit_increase", self._raise_cents(employment.salary_cents, low, high)
+            )
             self.stats["merit_increases"] += 1
 
     # ----- event handlers -----------------------------------------------------------------------
@@ -665,11 +796,23 @@ class Company:
         if employment.job_level >= MANAGER_LEVEL:
             backfill_level, delay = employment.job_level, self.rng.randint(10, 45)
         else:
-            backfill_level = employment.job_level if self.rng.random() < 0.6 else max(1, employment.job_level - 1)
+            backfill_level = (
+                employment.job_level if self.rng.random() < 0.6 else max(1, employment.job_level - 1)
+            )
             delay = self.rng.randint(14, 75)
-        self._schedule(day + delay, HIRE, self._handle_hire,
-                       Position(employment.department, backfill_level, employment.job_role, employment.location,
-                                parked, employment.manager_id))
+        self._schedule(
+            day + delay,
+            HIRE,
+            self._handle_hire,
+            Position(
+                employment.department,
+                backfill_level,
+                employment.job_role,
+                employment.location,
+                parked,
+                employment.manager_id,
+            ),
+        )
         if not reason.startswith("Dismissal") and reason != "Death":
             self._rehire_waiting.append((day + REHIRE_WAIT_DAYS, employment.person))
         self._email_reuse_waiting.append((day + EMAIL_REUSE_WAIT_DAYS, employment))
@@ -678,7 +821,10 @@ class Company:
     def _take_rehire_candidate(self) -> Person | None:
         while self._rehire_eligible:
             index = self.mess_rng.randrange(len(self._rehire_eligible))
-            self._rehire_eligible[index], self._rehire_eligible[-1] = self._rehire_eligible[-1], self._rehire_eligible[index]
+            self._rehire_eligible[index], self._rehire_eligible[-1] = (
+                self._rehire_eligible[-1],
+                self._rehire_eligible[index],
+            )
             person = self._rehire_eligible.pop()
             if not person.is_employed():
                 return person
@@ -721,7 +867,9 @@ class Company:
         if returning is not None:
             employment.is_rehire = True
             earlier_email = person.employments[-1].work_email
-            employment.work_email = earlier_email if earlier_email not in self.active_emails else self._allocate_email(person)
+            employment.work_email = (
+                earlier_email if earlier_email not in self.active_emails else self._allocate_email(person)
+            )
             guid = person.sso_guid if self.mess_rng.random() < REHIRE_KEEPS_SSO_GUID else self._new_guid()
             self.stats["rehires"] += 1
         elif email_donor is not None:
@@ -739,20 +887,29 @@ class Company:
         employment.job_role = position.job_role
         employment.location = position.location
         employment.currency = LOCATION_BY_NAME[position.location].currency
-        fte_label, fte = (FTE_CHOICES[_weighted_index(self.rng, FTE_CUMULATIVE)] if position.job_level <= 4
-                          else FTE_CHOICES[0])
+        fte_label, fte = (
+            FTE_CHOICES[_weighted_index(self.rng, FTE_CUMULATIVE)]
+            if position.job_level <= 4
+            else FTE_CHOICES[0]
+        )
         employment.fte = fte_label
-        employment.salary_cents = self._market_salary_cents(position.job_level, position.department,
-                                                            position.location, fte)
+        employment.salary_cents = self._market_salary_cents(
+            position.job_level, position.department, position.location, fte
+        )
         self._register(employment)
         self._set_manager(employment, self._choose_manager(position.department, position.job_level), None)
         for report_id in position.parked_report_ids:
             report = self.by_id[report_id]
-            if (report.termination_day is None and report.manager_id == position.interim_manager_id
-                    and report.department == position.department and report.job_level < position.job_level):
+            if (
+                report.termination_day is None
+                and report.manager_id == position.interim_manager_id
+                and report.department == position.department
+                and report.job_level < position.job_level
+            ):
                 self._set_manager(report, employment.employee_id, day)
-        self.hris.write_pay_change(employment.employee_id, day, "hire", None, employment.salary_cents,
-                                   employment.currency)
+        self.hris.write_pay_change(
+            employment.employee_id, day, "hire", None, employment.salary_cents, employment.currency
+        )
         self.stats["hires"] += 1
         self.lms.employment_started(employment, initial=False)
 
@@ -767,8 +924,11 @@ class Company:
     def _handle_transfer(self, employment: Employment, _payload: object, day: int) -> None:
         if employment.termination_day is not None:
             return
-        same_currency = [location.name for location in LOCATIONS
-                         if location.currency == employment.currency and location.name != employment.location]
+        same_currency = [
+            location.name
+            for location in LOCATIONS
+            if location.currency == employment.currency and location.name != employment.location
+        ]
         if same_currency and self.rng.random() < 0.6:
             # Moves stay within a currency zone, so pay history keeps one currency.
             employment.location = self.rng.choice(same_currency)
@@ -784,24 +944,32 @@ class Company:
     def _handle_reorg_move(self, employment: Employment, _payload: object, day: int) -> None:
         if employment.termination_day is not None:
             return
-        candidates = [manager_id for manager_id in self.managers_by_department[employment.department]
-                      if manager_id != employment.manager_id]
+        candidates = [
+            manager_id
+            for manager_id in self.managers_by_department[employment.department]
+            if manager_id != employment.manager_id
+        ]
         if candidates:
             self._set_manager(employment, self.rng.choice(candidates), day)
 
     def _handle_market_adjustment(self, employment: Employment, _payload: object, day: int) -> None:
         if employment.termination_day is not None:
             return
-        self._change_pay(employment, day, "market_adjustment", self._raise_cents(employment.salary_cents, 0.04, 0.10))
+        self._change_pay(
+            employment, day, "market_adjustment", self._raise_cents(employment.salary_cents, 0.04, 0.10)
+        )
         self.stats["market_adjustments"] += 1
 
     # ----- snapshots ----------------------------------------------------------------------------
 
     def snapshot_employments(self, day: int) -> Iterator[Employment]:
         """Everyone in the `day` snapshot, in employee_id order; drops those terminated over 90 days ago."""
-        stale = [employee_id for employee_id, employment in self.in_snapshot.items()
-                 if employment.termination_day is not None
-                 and day - employment.termination_day > SNAPSHOT_LOOKBACK_DAYS]
+        stale = [
+            employee_id
+            for employee_id, employment in self.in_snapshot.items()
+            if employment.termination_day is not None
+            and day - employment.termination_day > SNAPSHOT_LOOKBACK_DAYS
+        ]
         for employee_id in stale:
             self.in_snapshot.pop(employee_id).touch()  # gone from every later snapshot: free its cached row
         return iter(self.in_snapshot.values())
