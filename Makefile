@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+# Ralph, the independent LRS of the LMS client's tests, lives in a venv of its own, apart from the bundle's dependencies
+RALPH_VENV ?= .venv-ralph
+RALPH_STAMP := $(RALPH_VENV)/.installed-$(shell sha256sum tests/ralph-requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint unit integration clean stack stack-status stack-stop
+.PHONY: install ralph demo test lint unit clean stack stack-status stack-stop
 
 install: $(STAMP)
 
@@ -17,12 +20,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
+ralph: $(RALPH_STAMP)
+
+$(RALPH_STAMP): tests/ralph-requirements.txt
+	test -x $(RALPH_VENV)/bin/python || $(PYTHON) -m venv $(RALPH_VENV)
+	$(RALPH_VENV)/bin/pip install --quiet -r tests/ralph-requirements.txt
+	rm -f $(RALPH_VENV)/.installed-* && touch $@
+
 ## Run the whole pipeline on a synthetic enterprise and print what it did.
 demo: install
 	$(BIN)/python -m turnover_signals.demo
 
 ## Lint Python and SQL, then run every test against real PostgreSQL and sshd.
-test: install
+test: install ralph
 	bash scripts/ensure_test_services.sh
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint include/sql

@@ -63,7 +63,7 @@ README = Path(__file__).resolve().parent / "README.md"
 SECTION_TITLE = "LMS extraction (issue 4)"
 ADMIN_DSN = os.environ.get("LMS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 LRS_LOGIN, LRS_PASSWORD = "lrs", "lrs-secret"
-GOAL_RATIO = 0.7
+GOAL_RATIO = 0.5  # issue 18 point 5 (issue 4 asked 0.7)
 OTHER_BENCHMARKS = "benchmarks/hris_load.py|synth_memory.py"
 QUIET_POLL_SECONDS = 30
 QUIET_MAX_WAIT_SECONDS = 20 * 60
@@ -623,7 +623,7 @@ def child_end_to_end(args: argparse.Namespace) -> None:
             "run_batch",
             "_stage",
             "publish_chunk",
-            "_build_checks",
+            "_finish_checks",
             "_gate_and_publish",
             "_record_rejects",
             "_publish",
@@ -738,10 +738,92 @@ def child_end_to_end(args: argparse.Namespace) -> None:
     _write_result(args.result_file, out)
 
 
+BACKFILL_SLICES = 4
+
+
+def _backfill_slice_worker(payload: tuple[str, str, int, dict[str, Any], str]) -> float:
+    """One slice of the backfill in a worker process (as one mapped task on one executor slot)."""
+    from turnover_signals.config import load_config
+    from turnover_signals.lms.backfill import extract_slice
+    from turnover_signals.quality.gate import RunIdentity
+
+    base_url, dsn, page_size, item, run_id = payload
+    config = load_config({"lms": {"statements_page_limit": page_size}}, use_variable=False)
+    started = time.perf_counter()
+    extract_slice(
+        config,
+        RunIdentity("lms_statement_backfill", run_id, "extract_statement_slice"),
+        item,
+        dsn,
+        _make_client(base_url),
+    )
+    return time.perf_counter() - started
+
+
+def child_backfill(args: argparse.Namespace) -> None:
+    """The sliced backfill of the whole range: slices extracted by `--workers` processes, then the ordered publish.
+
+    The worker processes are forked after the imports (as an executor's slots would be warm), so the figure is
+    the work: with 1 worker the slices run one after another, with 2 two at a time.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import great_expectations  # noqa: F401
+
+    from turnover_signals.config import load_config
+    from turnover_signals.lms.backfill import plan_backfill, publish_slices
+    from turnover_signals.quality.gate import RunIdentity
+
+    run_id = f"bench-{args.workers}"
+    start = datetime(2023, 12, 31, tzinfo=UTC)
+    config = load_config(
+        {"lms": {"statements_page_limit": args.page_size, "initial_since": start.isoformat()}},
+        use_variable=False,
+    )
+    slices = plan_backfill(
+        config,
+        {
+            "from_stored": start.isoformat(),
+            "to_stored": args.backfill_to,
+            "slice_count": BACKFILL_SLICES,
+        },
+    )
+    payloads = [(args.base_url, args.dsn, args.page_size, item, run_id) for item in slices]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(
+        max_workers=args.workers, mp_context=multiprocessing.get_context("fork")
+    ) as pool:
+        slice_seconds = list(pool.map(_backfill_slice_worker, payloads))
+    extract_s = time.perf_counter() - started
+    started = time.perf_counter()
+    summary = publish_slices(
+        config,
+        RunIdentity("lms_statement_backfill", run_id, "publish_statement_slices"),
+        slices,
+        args.dsn,
+        _make_client(args.base_url),
+    )
+    publish_s = time.perf_counter() - started
+    _write_result(
+        args.result_file,
+        {
+            "workers": args.workers,
+            "slices": len(slices),
+            "slice_s": slice_seconds,
+            "extract_s": extract_s,
+            "publish_s": publish_s,
+            "work_s": extract_s + publish_s,
+            "published": summary["published"],
+        },
+    )
+
+
 CHILDREN = {
     "bare": child_bare,
     "raw_http": child_raw_http,
     "end_to_end": child_end_to_end,
+    "backfill": child_backfill,
 }
 
 
@@ -780,6 +862,10 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
         started = time.perf_counter()
         path, size = write_statements(data_dir, count)
         report["generate_s"] = time.perf_counter() - started
+        # the backfill's range ends at the newest statement, so its equal slices hold equal shares
+        with open(path, "rb") as handle:
+            handle.seek(max(0, size - 4096))
+            last_stored = json.loads(handle.read().splitlines()[-1])["stored"]
         report["jsonl_mb"] = size / 1e6
 
         print(f"[{count:,}] starting the sample LRS (JSONL -> SQLite)", flush=True)
@@ -821,6 +907,29 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
                 )
             print(f"[{count:,}] bare client (2)", flush=True)
             report["bare"].append(run_child("bare", child_args, log_dir, env))
+            report["backfill"] = []
+            for workers in args.backfill_workers:
+                backfill_dsn, _ = fresh_database(f"backfill{workers}")
+                print(f"[{count:,}] backfill, {workers} worker(s)", flush=True)
+                result = run_child(
+                    "backfill",
+                    [
+                        *child_args,
+                        "--dsn",
+                        backfill_dsn,
+                        "--workers",
+                        str(workers),
+                        "--backfill-to",
+                        last_stored,
+                    ],
+                    log_dir,
+                    env,
+                )
+                with psycopg.connect(backfill_dsn, autocommit=True) as conn:
+                    result["verify"] = conn.execute(
+                        "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity)"
+                    ).fetchone()
+                report["backfill"].append(result)
 
         report["ran_beside"] = sorted(watch.others)
         report["loadavg_max"] = max(watch.loads, default=os.getloadavg()[0])
@@ -881,10 +990,8 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
     busy = t.get("publish_chunk", 0.0)
     raw_insert = sql_time(lambda s: s["sql"].startswith("insert into raw.lms_statement ("))
     core_insert = sql_time(lambda s: s["sql"].startswith("insert into core.lms_activity"))
-    checks_create = sql_time(
-        lambda s: s["sql"].startswith("create unlogged table") and "_build_checks" in s["phase"]
-    )
-    dedupe = sql_time(lambda s: s["sql"].startswith("delete from") and "_build_checks" in s["phase"])
+    finish_checks = t.get("_finish_checks", 0.0)
+    in_sql = sql_time(lambda s: s["sql"].startswith("update") and "_finish_checks" in s["phase"])
     voids = t.get("apply_voids", 0.0)
     gx = t.get("run_suite", 0.0)
     gx_sql = sql_time(lambda s: "run_suite" in s["phase"])
@@ -897,7 +1004,11 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
     chunks = calls.get("publish_chunk", 0)
     rows = [
         ("main: client fetch (HTTP + JSON decode)", fetch, f"{e2e['fetch']['pages']} pages"),
-        ("main: COPY page bodies (decode + write_row)", writes, "one row per page, no per-statement Python"),
+        (
+            "main: check each statement + COPY its row (ChunkWriter.write)",
+            writes,
+            "msgspec + Python checks, one row per statement",
+        ),
         ("main: end of each chunk's COPY + commit", closes, f"{chunks} chunk(s)"),
         ("main: wait for the publisher (queue full)", submit, "back-pressure while fetching"),
         ("main: wait for the last chunk(s) after the last page", finish, "publishing not overlapped"),
@@ -905,29 +1016,29 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
         ("main: connect, read watermark, other", e2e["work_s"] - stage - finish, ""),
         (f"publisher thread, busy (overlaps the rows above; {chunks} chunk(s))", busy, "publish_chunk"),
         (
-            "  build checks table (explode pages, parse, check, normalise)",
-            checks_create,
-            "create unlogged table as",
+            "  finish checks: unusual statements in SQL, repeats, analyze",
+            finish_checks,
+            f"{fmt(in_sql)} s in lms_statement_checks.sql",
         ),
-        ("  drop repeated statement ids", dedupe, "delete ... group by statement_id"),
         ("  check counts + top reasons", counts, "2 queries"),
         (f"  GX suite ({gx_queries} queries, {fmt(gx_sql)} s in SQL)", gx, "run_suite, BOOLEAN_ONLY"),
         ("  record rejects", rejects, "insert ... where reject_reason is not null"),
-        ("  publish raw.lms_statement", raw_insert, "insert ... on conflict do nothing"),
-        ("  publish core.lms_activity", core_insert, "insert ... select from the checks table"),
+        ("  publish raw.lms_statement", raw_insert, "insert ... where not exists, under the publish lock"),
+        ("  publish core.lms_activity", core_insert, "insert ... where not exists"),
         ("  apply voids", voids, "chunk's checks + partial index"),
         ("  watermark, validation and batch rows", small, ""),
         ("  commit of the publish transaction", commit, ""),
         ("  drop staging + checks", drops, ""),
     ]
-    rows.append(("  rest of the publisher (Python, view binding)", busy - sum(r[1] for r in rows[8:]), ""))
+    rows.append(("  rest of the publisher (Python, GIL waits)", busy - sum(r[1] for r in rows[8:]), ""))
     return rows
 
 
 GOAL_RATIO_TEXT = (
-    "1,000,000 statements served by the sample LRS on loopback in pages of 500: end-to-end statements/s into "
-    "PostgreSQL at least 0.7× a bare client that only pages through the same server in the same run, with peak "
-    "memory flat in N."
+    "1,000,000 statements served by the sample LRS on loopback in pages of 500 on 2 cores: end-to-end "
+    "statements/s into PostgreSQL at least 0.5× a bare client that only pages through the same server in the same "
+    "run (issue 18 point 5; issue 4 asked 0.7×), with peak memory flat in N; and a backfill in slices that scales "
+    "with workers."
 )
 METHOD_TEXT = (
     "`benchmarks/lms_load.py` streams N xAPI 1.0.3 statements (uuid ids; actor with exactly one identifier, 90 % "
@@ -943,10 +1054,14 @@ METHOD_TEXT = (
     "excluded; listed apart); peak RSS is the child's own (`os.wait4`). Phases come from wrapping, outside the "
     "package, the `StatementExtraction`, `ChunkWriter` and `ChunkPublisher` methods, `run_suite`, `apply_voids`, psycopg's `Cursor.execute`, "
     "`Copy.__exit__` and `Transaction.__exit__`, and the client's page iterator (time inside `next()` = HTTP + JSON "
-    "decoding). The loader runs two threads (fetch + COPY of page bodies, and the chunk publisher): phases are kept "
+    "decoding). The loader runs two threads (fetch + check each statement + COPY its row, and the chunk publisher): "
+    "phases are kept "
     "per thread, and the publisher's rows overlap the main thread's. Row counts of `raw.lms_statement` and "
     "`core.lms_activity` are checked. (The per-statement and SQL what-if probes of the pre-chunk design are gone "
-    "with that design; `--from-json` still renders their saved figures.) The script waits for other "
+    "with that design; `--from-json` still renders their saved figures.) Then the sliced backfill: "
+    "`plan_backfill` (4 slices of the whole range), `extract_slice` per slice in 1 or 2 worker processes forked "
+    "after the imports (as executor slots: `--backfill-workers`), then `publish_slices`, on a fresh database each; "
+    "rows are verified. The script waits for other "
     "benchmarks to finish and records any that ran beside a measured step; it drops its databases and deletes the "
     "generated data."
 )
@@ -1022,7 +1137,7 @@ def render(results: dict[str, Any]) -> str:
             "",
         ]
     lines += [
-        "| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ 0.7) | e2e wall s | "
+        f"| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ {GOAL_RATIO}) | e2e wall s | "
         "e2e peak RSS MiB | bare peak RSS MiB | raw HTTP st/s | rows verified |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -1087,6 +1202,25 @@ def render(results: dict[str, Any]) -> str:
                 "",
                 "Sampled peak RSS by phase (MiB): " + ", ".join(f"{k} {fmt(v, 0)}" for k, v in top) + ".",
             ]
+    backfills = [(r, b) for r in reports for b in r.get("backfill", [])]
+    if backfills:
+        lines += [
+            "",
+            f"Sliced backfill (`lms_statement_backfill`'s functions: {BACKFILL_SLICES} slices of the whole range "
+            "extracted, checked and gated by worker processes forked after the imports, then `publish_slices` in "
+            "order; each on a fresh database):",
+            "",
+            "| N | workers | slices s (each) | ordered publish s | total s | st/s | rows verified |",
+            "|---|---:|---|---:|---:|---:|---|",
+        ]
+        for r, b in backfills:
+            n = r["statements"]
+            raw_rows, core_rows = b["verify"]
+            lines.append(
+                f"| {n:,} | {b['workers']} | {fmt(b['extract_s'])} ({', '.join(fmt(x) for x in b['slice_s'])}) | "
+                f"{fmt(b['publish_s'])} | {fmt(b['work_s'])} | {fmt(n / b['work_s'], 0)} | "
+                f"{'yes' if raw_rows == n and core_rows == n else 'NO'}: raw {raw_rows:,}, core {core_rows:,} |"
+            )
     probe_report = next((r for r in reports if "probes" in r), None)
     if probe_report:
         p = probe_report["probes"]
@@ -1215,6 +1349,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--prefetch", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--backfill-to", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backfill-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="also time the sliced backfill (lms_statement_backfill's functions) with this many worker processes",
+    )
     args = parser.parse_args(argv)
     if args.child:
         CHILDREN[args.child](args)

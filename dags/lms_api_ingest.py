@@ -11,7 +11,9 @@ business-edited course catalog `include/course_catalog.csv`.
 `meta.lastModified` when the server can filter) into `raw.lms_user` with history, and page xAPI statements
 stored since the watermark minus the overlap into a staging table → Great Expectations gate on the batch
 → one transaction publishes `raw.lms_statement`, the rejects, `core.lms_activity`, voids, the audit row and
-the watermark → report courses missing from the catalog → update the LMS asset.
+the watermark → report courses missing from the catalog → `announce_lms_activity` updates the LMS asset
+(which schedules identity and features), except on runs the LRS watcher triggered: there it is skipped,
+so a few new statements do not rebuild identity and features; the next hourly run announces them.
 
 **Freshness:** `check_lms_freshness` runs whatever happened upstream and fails (alerting) when no xAPI
 batch was published within `slo.lms_max_age_hours` (2 h). A run still going after 90 minutes
@@ -20,7 +22,11 @@ batch was published within `slo.lms_max_age_hours` (2 h). A run still going afte
 **Warehouse logins:** `warehouse_loader` (users, statements, freshness), `warehouse_transformer` (course
 catalog, unknown courses), `warehouse_postgres` (the owner) only to migrate; see README "Least privilege".
 
-**Schedule:** hourly at :10 (cron trigger timetable). **Owner:** people-analytics data engineering.
+**Schedule:** within minutes of new statements — the asset watcher `lms_statements_watcher` (triggerer)
+polls the LRS every `lms.watch_poll_seconds` for statements stored after the watermark; such a run
+re-reads `lms.watch_since_overlap_minutes` before it — and hourly at :10 as the safety net (cron trigger
+timetable; the full `lms.since_overlap_days` overlap). Today's activity before the hourly run:
+`mart.lms_activity_today_provisional`. **Owner:** people-analytics data engineering.
 **Runbook:** README.md#runbook-lms_api_ingest — every task is safe to clear and rerun: statements are
 keyed by id, user versions by (id, lastModified), and the watermark only moves with the data it covers.
 """
@@ -38,17 +44,20 @@ if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
+from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from turnover_signals.airflow_tasks import DEFAULT_ARGS, migrate_warehouse_task
-from turnover_signals.assets import LMS_ACTIVITY
+from turnover_signals.assets import LMS_ACTIVITY, LMS_STATEMENTS_STORED
 from turnover_signals.notify import notify_failure
 from turnover_signals.slo import deadline_for
 
 
 @dag(
     dag_id="lms_api_ingest",
-    schedule=CronTriggerTimetable("10 * * * *", timezone="UTC"),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("10 * * * *", timezone="UTC"), assets=LMS_STATEMENTS_STORED
+    ),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -78,12 +87,24 @@ def lms_api_ingest():
 
         return run_for_stage("loader", extract_users)
 
-    @task(outlets=[LMS_ACTIVITY])
+    @task
     def extract_lms_statements() -> dict:
-        from turnover_signals.airflow_tasks import run_for_stage
-        from turnover_signals.lms.statements import extract_statements
+        from airflow.sdk import get_current_context
 
-        return run_for_stage("loader", extract_statements)
+        from turnover_signals.airflow_tasks import run_for_stage
+        from turnover_signals.lms.watch import extract_statements_for_run
+
+        run_type = get_current_context()["dag_run"].run_type
+        return run_for_stage("loader", extract_statements_for_run, run_type=run_type)
+
+    @task(outlets=[LMS_ACTIVITY])
+    def announce_lms_activity() -> str:
+        """Skipped on watcher-triggered runs: a skipped task emits no asset event."""
+        from airflow.sdk import get_current_context
+
+        from turnover_signals.lms.watch import announce_lms_activity as announce
+
+        return announce(get_current_context()["dag_run"].run_type)
 
     @task
     def report_unknown_courses() -> list:
@@ -104,7 +125,7 @@ def lms_api_ingest():
     migrate_warehouse() >> catalog
     statements = extract_lms_statements()
     catalog >> [extract_lms_users(), statements >> report_unknown_courses()]
-    statements >> check_lms_freshness()
+    statements >> [announce_lms_activity(), check_lms_freshness()]
 
 
 lms_api_ingest()

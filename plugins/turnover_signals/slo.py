@@ -60,9 +60,16 @@ SLOS: dict[str, Slo] = {
         Slo(
             dag_id="lms_api_ingest",
             objective="the hourly LMS extraction is published",
-            reference="logical_date",
+            reference="queued_at",  # the LRS watcher triggers runs too, and they have no logical date
             interval=timedelta(minutes=50),
             next_step="check the LRS and the SCIM directory (runbook-lms_api_ingest)",
+        ),
+        Slo(
+            dag_id="lms_statement_backfill",
+            objective="a requested backfill of xAPI statements is published",
+            reference="queued_at",  # triggered by hand, when someone asks for a range
+            interval=timedelta(hours=8),
+            next_step="look at the failed slice's log, fix, clear it and the publish (runbook-lms-statement-backfill)",
         ),
         Slo(
             dag_id="identity_resolution",

@@ -14,6 +14,7 @@ DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED_DAG_IDS = {
     "hris_sftp_ingest",
     "lms_api_ingest",
+    "lms_statement_backfill",
     "identity_resolution",
     "turnover_features",
     "turnover_model",

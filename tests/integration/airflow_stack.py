@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -300,8 +301,16 @@ def base_env() -> dict[str, str]:
     }
 
 
-def airflow_env(stack: Stack, secrets_: Mapping[str, str], sources_env: Mapping[str, str]) -> dict[str, str]:
-    """The configuration every component shares (the compose file's `x-airflow-common` environment)."""
+def airflow_env(
+    stack: Stack,
+    secrets_: Mapping[str, str],
+    sources_env: Mapping[str, str],
+    config_override: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The configuration every component shares (the compose file's `x-airflow-common` environment);
+    `config_override` is merged over the `turnover_signals` Variable this sets."""
+    from turnover_signals.config import deep_merge
+
     metadata = _dsn_for(stack.metadata_db).split("://", 1)[1]
     host, port = stack.api_url.removeprefix("http://").split(":")
     airflow_api = {"conn_type": "http", "schema": "http", "host": host, "port": int(port)}
@@ -339,12 +348,16 @@ def airflow_env(stack: Stack, secrets_: Mapping[str, str], sources_env: Mapping[
         "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), str(REPO_ROOT)]),
         **sources_env,
         "AIRFLOW_VAR_TURNOVER_SIGNALS": json.dumps(
-            {
-                # the sample SFTP server receives no new files: a scheduled run skips at once, not after 6 h;
-                # small batches, so the small enterprise's first load still spreads over several mapped tasks
-                "hris": {"wait_for_files_minutes": 0, "files_per_task": 3},
-                "storage": {"base_url": stack.storage_base_url},
-            }
+            deep_merge(
+                {
+                    # the sample SFTP server receives no new files: a scheduled run skips at once, not after
+                    # 6 h; small batches, so the small enterprise's first load still spreads over several
+                    # mapped tasks
+                    "hris": {"wait_for_files_minutes": 0, "files_per_task": 3},
+                    "storage": {"base_url": stack.storage_base_url},
+                },
+                config_override or {},
+            )
         ),
         # the features build writes a deferred date on its run's note through the REST API (run_note.py)
         "AIRFLOW_CONN_AIRFLOW_API": json.dumps(airflow_api),
@@ -458,6 +471,31 @@ def _dags_parsed(api: StackApi) -> bool:
     return set(PIPELINE_DAGS) <= dags
 
 
+# -- statements stored while the stack runs -------------------------------------------------------------
+
+LEARNING_VERBS = ("launched", "completed", "passed", "failed", "scored")
+
+
+def learning_statement(
+    learner: str = "u-1", verb: str = "completed", course: int = 1, statement_id: str | None = None
+) -> dict[str, Any]:
+    """An xAPI 1.0.3 statement a learner's LMS sends now (no `stored`: the LRS sets it), for tests and
+    benchmarks that store statements in a running `LmsSampleServer` (`add_statements`)."""
+    home = "https://lms.northwind.example"
+    return {
+        "id": statement_id or str(uuid.uuid4()),
+        "actor": {"objectType": "Agent", "account": {"homePage": home, "name": learner}},
+        "verb": {"id": f"http://adlnet.gov/expapi/verbs/{verb}", "display": {"en-US": verb}},
+        "object": {
+            "objectType": "Activity",
+            "id": f"{home}/courses/C-{course:03d}",
+            "definition": {"name": {"en-US": f"Course {course}"}},
+        },
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "version": "1.0.3",
+    }
+
+
 # -- start / stop ---------------------------------------------------------------------------------
 
 
@@ -466,9 +504,16 @@ def start(
     enterprise: Enterprise | None = None,
     workers: int = 2,
     storage_base_url: str | None = None,
+    *,
+    source_connections: Mapping[str, str] | None = None,
+    config_override: Mapping[str, Any] | None = None,
 ) -> Stack:
     """Start the whole stack under `state_dir` and return once every component is up and the six DAGs are
-    parsed. Refuses when a stack recorded there still runs."""
+    parsed. Refuses when a stack recorded there still runs.
+
+    `source_connections` (``AIRFLOW_CONN_*``) replace connections of the sample sources: a test that stores
+    statements while the stack runs passes its own `LmsSampleServer.airflow_connections_env()`.
+    `config_override` is merged over the `turnover_signals` Variable of every component."""
     started = time.monotonic()
     state_dir = Path(state_dir).resolve()
     previous = Stack.load(state_dir)
@@ -489,7 +534,7 @@ def start(
     stack.started_at = datetime.now(UTC).isoformat(timespec="seconds")
     stack.save()
     try:
-        _start_parts(stack, enterprise, workers)
+        _start_parts(stack, enterprise, workers, source_connections or {}, config_override or {})
     except BaseException:
         stop(state_dir)
         raise
@@ -498,7 +543,13 @@ def start(
     return stack
 
 
-def _start_parts(stack: Stack, enterprise: Enterprise, workers: int) -> None:
+def _start_parts(
+    stack: Stack,
+    enterprise: Enterprise,
+    workers: int,
+    source_connections: Mapping[str, str],
+    config_override: Mapping[str, Any],
+) -> None:
     from cryptography.fernet import Fernet
 
     state_dir = stack.path
@@ -542,7 +593,12 @@ def _start_parts(stack: Stack, enterprise: Enterprise, workers: int) -> None:
         raise RuntimeError(f"airflow db migrate failed ({code})\n{stack.log_tails(names=['db-migrate'])}")
     del stack.processes["db-migrate"]
 
-    env = airflow_env(stack, secrets_, json.loads(sources.read_text())["env"] | warehouse_env)
+    env = airflow_env(
+        stack,
+        secrets_,
+        json.loads(sources.read_text())["env"] | dict(source_connections) | warehouse_env,
+        config_override,
+    )
     port = stack.api_url.rsplit(":", 1)[1]
     airflow = [sys.executable, "-m", "airflow"]
     _spawn(

@@ -264,6 +264,9 @@ def test_the_quality_reader_reads_validation_runs_and_models_only(stage_logins):
     with psycopg.connect(stage_logins["quality_reader"], autocommit=True) as conn:
         assert allowed(conn, "select * from audit.validation_result")
         assert allowed(conn, "select * from audit.model_registry")
+        # the LMS extractions and LRS profiles of the page (migration 0027, through governance.role_privilege)
+        assert allowed(conn, "select * from audit.lms_extract_batch")
+        assert allowed(conn, "select * from audit.lrs_conformance")
         for table in (
             "audit.file_manifest",
             "raw.lms_statement",
@@ -278,7 +281,11 @@ def test_the_quality_reader_reads_validation_runs_and_models_only(stage_logins):
 
 
 def test_the_data_quality_page_reads_as_the_quality_reader(stage_logins, warehouse_dsn, config, monkeypatch):
-    from turnover_signals.quality.report_app import fetch_model_reports, fetch_validations
+    from turnover_signals.quality.report_app import (
+        fetch_lms_extractions,
+        fetch_model_reports,
+        fetch_validations,
+    )
 
     load_course_catalog(config, run("lms_api_ingest", "load_course_catalog"), warehouse_dsn)
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_QUALITY_READER", stage_logins["quality_reader"])
@@ -287,6 +294,8 @@ def test_the_data_quality_page_reads_as_the_quality_reader(stage_logins, warehou
     )  # never reached
     assert [row["suite_name"] for row in fetch_validations({})] == ["course_catalog"]
     assert fetch_model_reports() == []
+    with psycopg.connect(stage_logins["quality_reader"]) as conn:
+        assert fetch_lms_extractions(conn) == ([], [])
 
 
 def test_a_stage_uses_its_own_connection_and_falls_back_to_the_owners_with_a_warning(caplog):

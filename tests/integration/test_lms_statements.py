@@ -53,6 +53,9 @@ def config():
                 "statements_page_limit": 4,
                 "max_reject_rate": 0.5,
                 "request_timeout_seconds": 2,
+                # declared, so that the requests these tests count and the faults they inject meet the
+                # extraction itself; the conformance probe has its own tests (test_lrs_conformance.py)
+                "lrs_since_field": "stored",
             }
         },
         use_variable=False,
@@ -504,6 +507,7 @@ def test_an_lrs_bending_the_standard_loses_no_statement_and_loads_none_twice(
     server = lms_server_factory(statements=statements, max_page_size=50, deviations=deviations)
     connect(server, monkeypatch)
     config["lms"]["statements_page_limit"] = 100  # above the server's cap of 50, as with Ralph's 100
+    config["lms"]["lrs_since_field"] = "probe"  # the probe reads the bent LRS too
     first = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert (first["received"], first["new"]) == (150, 150)
     # three full pages; an LRS that links a page after the last full one answers a fourth, empty one

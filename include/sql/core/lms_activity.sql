@@ -1,7 +1,8 @@
 -- one row per accepted learner statement (voiding statements excluded), normalised for analysis
--- Rows come from a checked extraction chunk (include/sql/staging/lms_statement_checks.sql), bound to the
--- name checked_batch by the loader: the normalised columns are computed there, in the same pass over the
--- JSON as the gate's checks. To rebuild from raw.lms_statement, run the checks over its statements.
+-- Rows come from a checked extraction chunk (columns as include/sql/staging/lms_statement_checks.sql defines
+-- them, computed while fetching), bound to the name checked_batch by the loader: the normalised columns come
+-- from the same pass over the JSON as the gate's checks. To rebuild from raw.lms_statement, run that definition
+-- over its statements (bound to received_statements).
 with checked as (
     select * from checked_batch
 ),

@@ -1,17 +1,17 @@
 -- one row per statement received in an extraction chunk, with what the gate checks and its normalised columns
--- Rows come from the chunk's page bodies as received (one row per page), bound to the name staging_pages by
--- the loader: PostgreSQL parses the JSON once, and this single pass computes both the checks and the columns
--- of core.lms_activity. Repeats of a statement id are kept here; the loader keeps the first copy received.
+-- The definition of the checks: it names the columns of a chunk's checks table and says what each means for
+-- any JSON at all. The loader computes them while fetching (turnover_signals.lms.statement_checks, about 60 µs
+-- a statement cheaper than this query) for every statement whose fields have the usual JSON types, and runs
+-- this query only over the rest (an actor that is an array, an id that is missing or a number, ...), bound to
+-- the name received_statements (received_order, statement jsonb). tests/integration/test_lms_statement_checks.py
+-- compares the two column by column. Repeats of a statement id are kept here; the loader keeps the first copy.
 -- Times and the duration are parsed by functions in FROM: evaluated once per row, whereas an expression in
 -- a step's select list is evaluated again at every reference once PostgreSQL inlines the step.
 with received as (
     select
-        elements.statement,
-        pages.page_number::bigint * 4294967296 + elements.page_position as received_order
-    from staging_pages as pages
-    cross join
-        lateral jsonb_array_elements(pages.body::jsonb -> 'statements')
-        with ordinality as elements (statement, page_position)
+        statement,
+        received_order
+    from received_statements
 ),
 
 extracted as (

@@ -25,7 +25,9 @@ target a matching statement through a StatementRef, and group-member matching fo
 
 Deviations for tests (`deviations=` at construction, `XAPI_DEVIATIONS`): behaviours of real LRSs that
 bend xAPI 1.0.3, as seen in Ralph 5.1.0: no version and Consistent-Through headers, a full last page
-followed by an empty one, no `more` key at the end, each page in reverse order.
+followed by an empty one, no `more` key at the end, each page in reverse order, `since`/`until` on the
+statement's `timestamp` (`since_on_timestamp`), and voided statements listed and returned by `statementId`
+while `voidedStatementId` is ignored (`voided_listed`).
 
 Faults for tests: ``inject_fault(kind, path_prefix="/xapi", count=1, **params)`` arms a fault
 that fires on the next `count` requests whose path starts with `path_prefix`, then disarms:
@@ -234,6 +236,7 @@ create table statement (
     seq integer primary key,
     id text not null unique,
     stored_key text not null,
+    timestamp_key text not null,
     verb_id text,
     actor_ifi text,
     object_agent_ifi text,
@@ -249,13 +252,14 @@ create table statement (
 """
 _CREATE_STATEMENT_INDEXES = (
     "create index if not exists statement_stored_id on statement (stored_key, id)",
+    "create index if not exists statement_timestamp_id on statement (timestamp_key, id)",
     "create index if not exists statement_voids on statement (voids_id) where voids_id is not null",
 )
 _INSERT_STATEMENT = """
 insert into statement (
-    id, stored_key, verb_id, actor_ifi, object_agent_ifi, object_activity_id, registration,
+    id, stored_key, timestamp_key, verb_id, actor_ifi, object_agent_ifi, object_activity_id, registration,
     related_agents, related_activities, voids_id, body, body_is_display
-) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_STATEMENT_IGNORING_DUPLICATES = _INSERT_STATEMENT.replace("insert into", "insert or ignore into", 1)
 # A voiding statement cannot itself be voided (xAPI 1.0.3, 2.3.2).
@@ -269,7 +273,7 @@ where is_voided = 0
 # SQLite walks the index from the cursor instead of from `since` on every page. The two
 # statements differ only in their order by.
 _PAGE_ASCENDING = """
-select stored_key, id, body, body_is_display
+select stored_key as page_key, id, body, body_is_display, stored_key
 from statement
 where (stored_key, id) > (:low_key, :low_id) and (stored_key, id) < (:high_key, :high_id)
     and is_voided = 0
@@ -285,7 +289,7 @@ order by stored_key, id
 limit :rows
 """
 _PAGE_DESCENDING = """
-select stored_key, id, body, body_is_display
+select stored_key as page_key, id, body, body_is_display, stored_key
 from statement
 where (stored_key, id) > (:low_key, :low_id) and (stored_key, id) < (:high_key, :high_id)
     and is_voided = 0
@@ -336,9 +340,25 @@ class StatementQuery:
 
 
 class StatementStore:
-    """Statements in a temporary SQLite file, indexed on (stored, id)."""
+    """Statements in a temporary SQLite file, indexed on (stored, id) and (timestamp, id).
 
-    def __init__(self) -> None:
+    `since_on_timestamp`: listings filter and page on the statement's timestamp instead of `stored`;
+    `voided_listed`: voided statements stay in listings (both as Ralph 5.1.0 does).
+    """
+
+    def __init__(self, since_on_timestamp: bool = False, voided_listed: bool = False) -> None:
+        self._pages = {}
+        for ascending, query in ((True, _PAGE_ASCENDING), (False, _PAGE_DESCENDING)):
+            if since_on_timestamp:
+                head, rest = query.split("from statement", 1)
+                query = (
+                    head.replace("stored_key as", "timestamp_key as")
+                    + "from statement"
+                    + rest.replace("stored_key", "timestamp_key")
+                )
+            if voided_listed:
+                query = query.replace("and is_voided = 0", "")
+            self._pages[ascending] = query
         handle, name = tempfile.mkstemp(prefix="lms-sample-", suffix=".sqlite")
         os.close(handle)
         self.path = Path(name)
@@ -395,7 +415,18 @@ class StatementStore:
         except BadRequest as exc:
             raise ValueError(f"{where}: {exc}") from exc
         body_is_display = statement["stored"] == display_time(key)
-        return (str(statement["id"]), key, *_statement_index_fields(statement), text, int(body_is_display))
+        try:
+            timestamp_key = stored_key_from_text(str(statement.get("timestamp")), "timestamp")
+        except BadRequest:
+            timestamp_key = key  # a statement without a usable timestamp sorts by its stored time
+        return (
+            str(statement["id"]),
+            key,
+            timestamp_key,
+            *_statement_index_fields(statement),
+            text,
+            int(body_is_display),
+        )
 
     def add(self, statements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store statements now: `stored` is set by the LRS (strictly increasing), `id` if missing."""
@@ -457,19 +488,21 @@ class StatementStore:
             "related_activities": int(query.related_activities),
             "rows": rows,
         }
-        sql = _PAGE_ASCENDING if query.ascending else _PAGE_DESCENDING
+        sql = self._pages[query.ascending]
         with self._lock:
             fetched = self._db.execute(sql, params).fetchall()
         return [
-            (key, statement_id, self._display_body(body, ok, key)) for key, statement_id, body, ok in fetched
+            (page_key, statement_id, self._display_body(body, ok, stored_key))
+            for page_key, statement_id, body, ok, stored_key in fetched
         ]
 
-    def get(self, statement_id: str, voided: bool) -> str | None:
-        """One statement's display body if it exists with the given voided state."""
+    def get(self, statement_id: str, voided: bool | None) -> str | None:
+        """One statement's display body if it exists with the given voided state (None: either)."""
         with self._lock:
             row = self._db.execute(
-                "select stored_key, body, body_is_display from statement where id = ? and is_voided = ?",
-                (statement_id, int(voided)),
+                "select stored_key, body, body_is_display from statement"
+                " where id = ? and (? is null or is_voided = ?)",
+                (statement_id, voided, voided),
             ).fetchone()
         return self._display_body(row[1], row[2], row[0]) if row else None
 
@@ -675,8 +708,16 @@ class _Server(ThreadingHTTPServer):
 
 # Ways real LRSs bend xAPI 1.0.3 that the server can reproduce (README: LRSs that bend the standard):
 # no version / Consistent-Through headers, a full last page followed by an empty one, no `more` key at the
-# end, and each page in reverse order.
-XAPI_DEVIATIONS = ("no_version_headers", "empty_final_page", "more_absent_at_end", "reversed_pages")
+# end, each page in reverse order, since/until (and paging) on the timestamp instead of stored, and voided
+# statements kept in listings with voidedStatementId ignored.
+XAPI_DEVIATIONS = (
+    "no_version_headers",
+    "empty_final_page",
+    "more_absent_at_end",
+    "reversed_pages",
+    "since_on_timestamp",
+    "voided_listed",
+)
 
 
 class LmsSampleServer:
@@ -726,7 +767,10 @@ class LmsSampleServer:
         if self._httpd is not None:
             return self
         if self._statements is None:
-            self._statements = StatementStore()
+            self._statements = StatementStore(
+                since_on_timestamp="since_on_timestamp" in self.deviations,
+                voided_listed="voided_listed" in self.deviations,
+            )
             statements_file = self.data_dir / "lms" / "statements.jsonl"
             if statements_file.exists():
                 self._statements.load_jsonl(statements_file)
@@ -1036,7 +1080,12 @@ class LmsSampleServer:
         voided = "voidedStatementId" in params
         statement_id = params["voidedStatementId" if voided else "statementId"]
         assert self._statements is not None
-        body = self._statements.get(statement_id, voided=voided)
+        if "voided_listed" in self.deviations:
+            if voided:  # not implemented: the parameter is ignored and the first page of a listing answers
+                return self._statement_page(StatementQuery(until=self._statements.max_key or now_key()))
+            body = self._statements.get(statement_id, voided=None)
+        else:
+            body = self._statements.get(statement_id, voided=voided)
         if body is None:
             return self._error(self.xapi_base_path, HTTPStatus.NOT_FOUND, f"no statement {statement_id}")
         return self._xapi_response(body.encode("utf-8"))
