@@ -75,13 +75,15 @@ def warehouse_retention():
             )
 
     @task
-    def apply_retention(run_after=None) -> dict:
+    def apply_retention(logical_date=None, dag_run=None) -> dict:
         from turnover_signals.airflow_tasks import bad_input_fails_without_retry, current_run_identity
         from turnover_signals.config import load_config
         from turnover_signals.retention.purge import apply_retention as apply
+        from turnover_signals.retention.purge import retention_as_of
 
         with bad_input_fails_without_retry():
-            return apply(load_config(), current_run_identity(), now=run_after)
+            # the run's own date, not the wall clock: clearing an old run purges as of that run
+            return apply(load_config(), current_run_identity(), now=retention_as_of(logical_date, dag_run))
 
     migrate_warehouse() >> install_pseudonym_key() >> apply_retention()
 

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -279,16 +280,24 @@ def summarize_hris(conn: psycopg.Connection) -> list[str]:
 
 def summarize_lms(conn: psycopg.Connection) -> list[str]:
     lines = ["LMS over its API (lms_api_ingest):"]
-    for status, batches, received, new, rejected, voids in conn.execute(
+    for source, since_field, strategy, page_cap in conn.execute(
+        "select distinct on (source) source, since_field, strategy, page_cap from audit.lrs_conformance"
+        " order by source, probe_id desc"
+    ).fetchall():
+        lines.append(
+            f"  LRS {source} probed: since filters on {since_field}, page cap {page_cap or 'none seen'}"
+            f" -> strategy {strategy}"
+        )
+    for status, batches, received, new, late, rejected, voids in conn.execute(
         """
-        select status, count(*), sum(statements_received), sum(statements_new), sum(statements_rejected),
-               sum(voids_applied)
+        select status, count(*), sum(statements_received), sum(statements_new), sum(statements_late),
+               sum(statements_rejected), sum(voids_applied)
         from audit.lms_extract_batch group by status order by status
         """
     ).fetchall():
         lines.append(
-            f"  xAPI batches {status}: {batches}, {received:,} statements received, {new:,} new, "
-            f"{rejected:,} rejected, {voids:,} voids applied"
+            f"  xAPI batches {status}: {batches}, {received:,} statements received, {new:,} new "
+            f"({late or 0:,} late), {rejected:,} rejected, {voids:,} voids applied"
         )
     totals = conn.execute(
         """
@@ -442,21 +451,78 @@ def _url_without_password(conn: psycopg.Connection) -> str:
     return f"postgresql://{user}@{host}:{info.port}/{quote(info.dbname, safe='')}"
 
 
-def table_fingerprint(conn: psycopg.Connection) -> dict[str, int]:
-    """Row counts and content hashes of the published tables, to show a rerun changed nothing."""
+# What a rerun may change: the bookkeeping of the run itself. Columns saying when or by which run, task or
+# batch a row was written, and audit tables that log runs (one row per run, batch or validation).
+RUN_BOOKKEEPING_COLUMNS = (
+    "loaded_at",
+    "scored_at",
+    "built_at",
+    "build_id",
+    "batch_id",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "try_number",
+    "updated_at",
+    "extracted_at",
+    "rejected_at",
+    "validation_id",
+)
+RUN_LOG_TABLES = (
+    "audit.lms_extract_batch",
+    "audit.scim_extract_batch",
+    "audit.validation_result",
+    "audit.feature_build",
+    "audit.identity_reconciliation",
+    "audit.retention_purge",
+    "audit.schema_migration",
+    "audit.lms_backfill_slice",
+)
+
+
+def demo_lms_port() -> int:
+    """The sample LMS's port, kept per .demo directory: the LRS a rerun reads is at the same address, so its
+    conformance profile stands (a connection pointing elsewhere is probed again). A new one if it is taken."""
+    path = DEMO_DIR / "lms_port"
+    port = int(path.read_text()) if path.exists() else 0
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path.write_text(str(port))
+    return port
+
+
+def demo_pseudonym_key() -> str:
+    """The demo's pseudonym key: made once per .demo directory (owner-only), then reused."""
+    path = DEMO_DIR / "pseudonym.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(os.urandom(24).hex(), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def table_fingerprint(conn: psycopg.Connection) -> dict[str, list[Any]]:
+    """Row counts and order-independent content hashes of every table in raw, core, mart and audit, without
+    the run's own bookkeeping (RUN_BOOKKEEPING_COLUMNS, RUN_LOG_TABLES): what a rerun must leave as it was."""
     tables = conn.execute(
         """
         select table_schema || '.' || table_name from information_schema.tables
-        where table_schema in ('core', 'mart') and table_type = 'BASE TABLE' order by 1
+        where table_schema in ('raw', 'core', 'mart', 'audit') and table_type = 'BASE TABLE' order by 1
         """
     ).fetchall()
     fingerprint = {}
     for (table,) in tables:
+        if table in RUN_LOG_TABLES:
+            continue
         schema, name = table.split(".")
         query = psycopg.sql.SQL(
-            "select count(*), coalesce(sum(hashtext(t::text)::bigint), 0) from {}.{} t"
+            "select count(*), coalesce(md5(string_agg(row_hash, '' order by row_hash)), '')"
+            " from (select md5((to_jsonb(t) - %s::text[])::text) as row_hash from {}.{} as t) as rows"
         ).format(psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name))
-        fingerprint[table] = conn.execute(query).fetchone()
+        fingerprint[table] = list(conn.execute(query, (list(RUN_BOOKKEEPING_COLUMNS),)).fetchone())
     return fingerprint
 
 
@@ -494,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with (
         SftpSampleServer(data_dir / "sftp", state_dir=DEMO_DIR / "sftp-state") as sftp,
-        LmsSampleServer(data_dir) as lms,
+        LmsSampleServer(data_dir, port=demo_lms_port()) as lms,
     ):
         say(f"sample servers: SFTP {sftp.backend} on 127.0.0.1:{sftp.port}, LMS on {lms.base_url}")
         variable = {
@@ -507,9 +573,10 @@ def main(argv: list[str] | None = None) -> int:
                 **lms.airflow_connections_env(),
                 "AIRFLOW_CONN_WAREHOUSE_POSTGRES": airflow_warehouse_connection(warehouse_url),
                 **stage_connections(warehouse_url),
-                # A fresh pseudonym key per demo run: the analytics views' pseudonyms rotate each time.
+                # One pseudonym key per demo directory, as a deployment keeps one until it rotates it: a
+                # rerun publishes the same pseudonyms (--fresh starts with a new key).
                 "AIRFLOW_CONN_ANALYTICS_PSEUDONYM": json.dumps(
-                    {"conn_type": "generic", "password": os.urandom(24).hex()}
+                    {"conn_type": "generic", "password": demo_pseudonym_key()}
                 ),
                 "AIRFLOW_VAR_TURNOVER_SIGNALS": json.dumps(variable),
             }
@@ -542,18 +609,13 @@ def main(argv: list[str] | None = None) -> int:
         after = table_fingerprint(conn)
         say("")
         if before and before == after:
-            say("Rerun check: the published tables are identical to those before this run (idempotent).")
+            say(
+                f"rerun: identical — the {len(after)} tables of raw, core, mart and audit are as before this run"
+                " (run bookkeeping left out: run logs, load and run ids, load times)"
+            )
         elif before:
-            changed = sorted(t for t in after if before.get(t) != after[t])
-            if changed == ["mart.turnover_risk_score"]:
-                # Each `airflow dags test` is a new DAG run: a new model run registers its own model
-                # version and re-scores under it (a cleared rerun of the same run changes nothing).
-                say(
-                    "Rerun check: the published tables are identical to those before this run, except "
-                    "mart.turnover_risk_score, re-scored under the new model run's version."
-                )
-            else:
-                say(f"Tables changed by this run: {', '.join(changed)}")
+            changed = sorted(t for t in after.keys() | before.keys() if before.get(t) != after.get(t))
+            say(f"rerun: CHANGED — tables that differ from before this run: {', '.join(changed)}")
         for line in report_lines(conn):
             say(line)
         say(f"Logs: {(DEMO_DIR / 'logs').relative_to(BUNDLE_ROOT)}/   Landed files: .demo/landing/")

@@ -184,6 +184,26 @@ def local_digest(local: str | os.PathLike[str]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def publish_once(local: str | os.PathLike[str], target: Any, what: str) -> str:
+    """Write-once publication: copy a local file to `target` unless the object exists; an existing object
+    must hold the same bytes (a rerun publishing the same content), else nothing is written and it raises.
+    """
+    if target.exists():
+        size, sha256 = local_digest(local)
+        stored_size, stored_sha256 = object_digest(target)
+        if (stored_size, stored_sha256) != (size, sha256):
+            raise StorageVerificationError(
+                subject=f"{what} {object_url(target)}",
+                problem=f"the object exists with other bytes (sha256 {stored_sha256[:12]}…, not {sha256[:12]}…);"
+                " it was written once and is not overwritten",
+                next_step="find out who changed the object (it should be immutable); restore it from backup or"
+                " retrain, which writes a new version",
+                runbook_section="turnover_model",
+            )
+        return object_url(target)
+    return publish_file(local, target, overwrite=False)
+
+
 def publish_verified(local: str | os.PathLike[str], target: Any) -> StoredObject:
     """Copy a local file to `target`, then read the object back: its size and sha256 must equal the file's.
 

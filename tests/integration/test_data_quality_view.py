@@ -127,6 +127,31 @@ def test_model_reports_are_linked_next_to_the_validation_runs(api, warehouse_dsn
     assert client.get("/data-quality/model-reports/m-1").status_code == 401
 
 
+def test_model_cards_are_linked_beside_the_reports_and_served_only_to_readers_of_the_dag(
+    api, warehouse_dsn, tmp_path
+):
+    from turnover_signals.paths import local_data_dir
+
+    folder = local_data_dir() / "model_reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    report, card = (folder / f"{kind}_{uuid.uuid4().hex[:8]}.html" for kind in ("model_report", "model_card"))
+    report.write_text("<html><body>ROC curves</body></html>", encoding="utf-8")
+    card.write_text("<html><body>Intended use: team-level retention planning</body></html>", encoding="utf-8")
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        register_champion(conn, str(report), card_path=str(card))
+    client, manager = api
+    headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
+    page = client.get("/data-quality/", headers=headers).text
+    assert 'href="model-reports/m-1">report</a>' in page and 'href="model-cards/m-1">model card</a>' in page
+    served = client.get("/data-quality/model-cards/m-1", headers=headers)
+    assert served.status_code == 200 and "team-level retention planning" in served.text
+    assert served.headers["content-security-policy"].startswith("sandbox ")
+    assert client.get("/data-quality/model-cards/m-1").status_code == 401
+    outsider = {"Authorization": f"Bearer {token(manager, None)}"}
+    assert client.get("/data-quality/model-cards/m-1", headers=outsider).status_code == 404
+    assert client.get("/data-quality/model-cards/no-such-model", headers=headers).status_code == 404
+
+
 def test_an_lms_batch_validation_names_the_watermark_range_it_covers(
     lms_server_factory, warehouse_dsn, monkeypatch
 ):
@@ -145,6 +170,38 @@ def test_an_lms_batch_validation_names_the_watermark_range_it_covers(
         ).fetchall()
         newest = conn.execute("select max(stored_at) from raw.lms_statement").fetchone()[0]
     assert identifier.startswith("xapi:lms_api stored ") and f".. {newest.isoformat()}" in identifier
+
+
+def test_lms_extractions_show_what_they_found_late_beside_what_the_lrs_does(
+    api, lms_server_factory, warehouse_dsn, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.integration.test_lrs_conformance import history, xapi_statement
+    from turnover_signals.lms.statements import extract_statements
+
+    now = datetime.now(UTC)
+    server = lms_server_factory(statements=history(now), users=[], deviations=("since_on_timestamp",))
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+    config = load_config(use_variable=False)
+    lms_run = RunIdentity(dag_id="lms_api_ingest", run_id="manual__late", task_id="extract_lms_statements")
+    extract_statements(
+        config, RunIdentity(dag_id="lms_api_ingest", run_id="manual__first", task_id="x"), warehouse_dsn
+    )
+    server.add_statements([xapi_statement(now - timedelta(days=3))])  # an offline sync of 3 days ago
+    extract_statements(config, lms_run, warehouse_dsn)
+
+    client, manager = api
+    page = client.get("/data-quality/", headers={"Authorization": f"Bearer {token(manager, 'viewer')}"}).text
+    profiles = page.split('<table id="lrs-profiles">', 1)[1].split("</table>", 1)[0]
+    assert "xapi:lms_api" in profiles and "<td>timestamp</td><td>timestamp_lookback</td>" in profiles
+    extractions = page.split('<table id="lms-extractions">', 1)[1].split("</table>", 1)[0]
+    [late_row] = [row for row in extractions.split("<tr")[1:] if "manual__late" in row]
+    assert "<td class=late-count>1</td>" in late_row and "class=late" in late_row
+    # nobody without read access to the LMS DAG sees its extractions or its LRS
+    hidden = client.get("/data-quality/", headers={"Authorization": f"Bearer {token(manager, None)}"}).text
+    assert "xapi:lms_api" not in hidden and "manual__late" not in hidden
 
 
 HRIS_RUN = "scheduled__2026-03-04"
@@ -335,18 +392,20 @@ def test_the_page_reads_at_a_glance_short_hashes_readable_times_failed_runs_high
     assert "tr.failed{background" in page
 
 
-def register_champion(conn, report_path: str, features: list[str] | None = None) -> None:
-    """A champion `m-1` in audit.model_registry whose report is at `report_path`."""
+def register_champion(
+    conn, report_path: str, features: list[str] | None = None, card_path: str | None = None
+) -> None:
+    """A champion `m-1` in audit.model_registry whose report is at `report_path` (and model card at `card_path`)."""
     conn.execute(
         """
         insert into audit.model_registry (model_version, training_run_id, feature_set, feature_set_version,
             algorithm, horizon_days, features, train_from_date, train_to_date, calibration_from_date,
             calibration_to_date, test_from_date, test_to_date, train_rows, calibration_rows, test_rows,
-            test_positives, metrics, artifact_path, artifact_sha256, report_path, lineage, status, dag_id,
-            run_id, trained_at)
+            test_positives, metrics, artifact_path, artifact_sha256, report_path, card_path, lineage, status,
+            dag_id, run_id, trained_at)
         values ('m-1', 't-1', 'hr_only', 2, 'logistic_regression', 90, %s, '2025-01-31', '2025-12-31',
-            '2026-01-31', '2026-03-31', '2026-04-30', '2026-09-30', 1, 1, 1, 1, '{}', 'x', 'x', %s, '{}',
+            '2026-01-31', '2026-03-31', '2026-04-30', '2026-09-30', 1, 1, 1, 1, '{}', 'x', 'x', %s, %s, '{}',
             'champion', 'turnover_model', 'r-1', now())
         """,
-        (features or ["tenure_days"], report_path),
+        (features or ["tenure_days"], report_path, card_path),
     )

@@ -513,3 +513,44 @@ def test_sealed_snapshots_keep_the_vendor_job_level_and_map_it_like_live_ones(
         " where employee_id = 'E000003'",
     )
     assert history == [(date(2026, 1, 5), None, 4, "IC4", "individual contributor")]
+
+
+def test_a_retention_run_purges_as_of_its_own_date_not_the_wall_clock(
+    warehouse_dsn, airflow_metadata_db, monkeypatch
+):
+    """Cleared or run late, a retention run purges as of its logical date (issue: the demo once purged its
+    synthetic 2024 as "older than 730 days" of today's clock although its enterprise ends in 2026-10)."""
+    import json
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ANALYTICS_PSEUDONYM", json.dumps({"conn_type": "generic", "password": "k" * 48})
+    )
+    logical = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
+    days = int(load_config(use_variable=False)["retention"]["raw_days"])
+    kept_by_the_run = logical - timedelta(days=days) + timedelta(days=10)  # older than that before today
+    purged_by_the_run = logical - timedelta(days=days) - timedelta(days=10)
+    assert kept_by_the_run < datetime.now(UTC) - timedelta(days=days)  # the wall clock would purge it
+    with psycopg.connect(warehouse_dsn) as conn:
+        for n, stored in enumerate((kept_by_the_run, purged_by_the_run), start=1):
+            conn.execute(
+                "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, batch_id,"
+                " loaded_at) values (%s, %s, %s, %s, 'xapi:lms_api', 'b', now())",
+                (f"00000000-0000-0000-0000-00000000000{n}", stored, stored, json.dumps({"id": n})),
+            )
+    dag = DagBag(
+        dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "warehouse_retention.py")
+    ).get_dag("warehouse_retention")
+    run = dag.test(logical_date=logical)
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    with psycopg.connect(warehouse_dsn) as conn:
+        left = [r[0] for r in conn.execute("select stored_at from raw.lms_statement").fetchall()]
+        cutoffs = {
+            r[0]
+            for r in conn.execute(
+                "select cutoff_at from audit.retention_purge where purge_target = 'raw.lms_statement'"
+            ).fetchall()
+        }
+    assert left == [kept_by_the_run]
+    assert cutoffs == {logical - timedelta(days=days)}

@@ -22,6 +22,7 @@ and the no-signal run are unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -167,6 +168,8 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
             assert {"roc_auc", "pr_auc", "top_decile_precision", "top_decile_recall", "brier"} <= set(metrics)
         html = storage.read_bytes({}, registry[0][5]).decode("utf-8")
         assert len(re.findall(r"data:image/png;base64,", html)) == 3
+        (card,) = conn.execute("select distinct card_path from audit.model_registry").fetchall()
+        assert "Group comparisons on the test window" in storage.read_bytes({}, card[0]).decode("utf-8")
         scores = conn.execute(
             "select reference_date, count(*), count(distinct model_version), min(model_version),"
             " count(*) filter (where risk_band = 'high'), bool_and(jsonb_array_length(top_features) <= 3)"
@@ -182,26 +185,55 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
     assert_the_scores_carry_bands_and_contributions(signal_dsn)
     assert_the_summary_shows_both_models_and_the_lift(signal_dsn)
 
-    # A second month: the same data give an equally good challenger, which is promoted (ties promote).
+    # A second month on the same data: the same training set, settings and code are the same model versions,
+    # so nothing is retrained, registered, decided or re-published.
+    before = model_tables(signal_dsn)
     second = dag.test(logical_date=datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
     assert second.state == "success"
+    assert model_tables(signal_dsn) == before
+
+    # Other training rows are another model: a new version, compared with the champion on its test window.
     with psycopg.connect(signal_dsn) as conn:
-        new_champion = conn.execute(
-            "select model_version from audit.model_registry where status = 'champion'"
-        ).fetchone()[0]
-        decisions = [
-            r[0] for r in conn.execute("select decision from audit.model_promotion order by decision_id")
-        ]
-    assert new_champion != champion[0] and decisions == ["first_champion", "promoted"]
+        conn.execute(
+            "delete from mart.turnover_label where employee_key = (select min(employee_key) from mart.turnover_label)"
+        )
+    third = dag.test(logical_date=datetime(2027, 1, 2, 9, 0, tzinfo=UTC))
+    assert third.state == "success"
+    with psycopg.connect(signal_dsn) as conn:
+        versions = [r[0] for r in conn.execute("select model_version from audit.model_registry").fetchall()]
+        decisions = conn.execute(
+            "select decision, reason from audit.model_promotion order by decision_id"
+        ).fetchall()
+        first_artifact = conn.execute(
+            "select artifact_path, artifact_sha256 from audit.model_registry where model_version = %s",
+            (champion[0],),
+        ).fetchone()
+    assert len(versions) == 4 and champion[0] in versions
+    assert [d for d, _ in decisions][0] == "first_champion" and len(decisions) == 2
+    assert decisions[1][0] in ("promoted", "kept_champion") and "improvement" in decisions[1][1]
+    assert hashlib.sha256(storage.read_bytes({}, first_artifact[0])).hexdigest() == first_artifact[1]
 
     monkeypatch.setenv("TURNOVER_WAREHOUSE_URL", signal_dsn)
-    registry_cli(["rollback", "--reason", "test: back to the first champion", "--by", "pytest"])
+    if decisions[1][0] == "promoted":
+        registry_cli(["rollback", "--reason", "test: back to the first champion", "--by", "pytest"])
     with psycopg.connect(signal_dsn) as conn:
         restored = conn.execute(
             "select model_version from audit.model_registry where status = 'champion'"
         ).fetchone()[0]
         scored_by = conn.execute("select distinct model_version from mart.turnover_risk_score").fetchall()
     assert restored == champion[0] and scored_by == [(champion[0],)]
+
+
+def model_tables(dsn: str) -> dict[str, list[tuple]]:
+    """The model layer's tables as a rerun must leave them (the scoring time is the run's own bookkeeping)."""
+    queries = {
+        "registry": "select * from audit.model_registry order by model_version",
+        "promotions": "select * from audit.model_promotion order by decision_id",
+        "scores": "select employee_key, reference_date, model_version, score, risk_rank, risk_band, top_features"
+        " from mart.turnover_risk_score order by employee_key, reference_date",
+    }
+    with psycopg.connect(dsn) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in queries.items()}
 
 
 def assert_the_windows_are_settled_and_apart(dsn: str) -> None:
@@ -373,15 +405,31 @@ def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
         "pr_auc",
     )
     artifact, sha256 = save_artifact(model, storage.location({}, tmp_path / "seeded.joblib"))
+    # a model that learned nothing: fitted on the same rows with their labels shuffled
+    shuffled = [seeded_rows(3000, 1), seeded_rows(3000, 2)]
+    for frame in shuffled:
+        frame["label"] = np.random.default_rng(7).permutation(frame["label"].to_numpy())
+    noise = fit_feature_set("hr_only", SEEDED_FEATURES, *shuffled, ["logistic_regression"], "pr_auc")
+    noise_artifact, noise_sha256 = save_artifact(noise, storage.location({}, tmp_path / "noise.joblib"))
     config = load_config(use_variable=False)
-    yield SimpleNamespace(dsn=dsn, config=config, artifact=artifact, sha256=sha256)
+    yield SimpleNamespace(
+        dsn=dsn,
+        config=config,
+        artifact=artifact,
+        sha256=sha256,
+        artifacts={"signal": (artifact, sha256), "noise": (noise_artifact, noise_sha256)},
+    )
     _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
 
 
-def register_run(registry, run_id: str, values: dict[str, tuple[float, float]]) -> None:
-    """Register a training run: per feature set, (pr_auc on the test window, pr_auc on the calibration dates)."""
+def register_run(
+    registry, run_id: str, values: dict[str, tuple[float, float]], artifact: str = "signal"
+) -> None:
+    """Register a training run: per feature set, (pr_auc on the test window, pr_auc on the calibration dates),
+    all with the model `artifact` (`signal`: learned the seeded rows; `noise`: learned nothing)."""
     from turnover_signals.model.pipeline import REGISTER_SQL
 
+    artifact_path, artifact_sha256 = registry.artifacts[artifact]
     with psycopg.connect(registry.dsn) as conn:
         for feature_set, (test_value, calibration_value) in values.items():
             metrics = {
@@ -410,9 +458,10 @@ def register_run(registry, run_id: str, values: dict[str, tuple[float, float]]) 
                     "test_positives": 40,
                     "metrics": json.dumps(metrics),
                     "lift_over_hr_only": None,
-                    "artifact_path": str(registry.artifact),
-                    "artifact_sha256": registry.sha256,
+                    "artifact_path": str(artifact_path),
+                    "artifact_sha256": artifact_sha256,
                     "report_path": None,
+                    "card_path": None,
                     "lineage": "{}",
                     "dag_id": None,
                     "run_id": None,
@@ -462,7 +511,7 @@ def test_a_worse_challenger_is_kept_and_the_champion_keeps_scoring(seeded_regist
     scores_before = published_scores(seeded_registry)
     assert {r[2] for r in scores_before} == {"tm-first-hr_only"} and len(scores_before) == 300
 
-    register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2), "hr_lms": (0.01, 0.1)})
+    register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2), "hr_lms": (0.01, 0.1)}, artifact="noise")
     decision = promote(seeded_registry, "worse")
     assert decision["decision"] == "kept_champion" and decision["champion"] == "tm-first-hr_only"
     assert (
@@ -498,12 +547,41 @@ def test_promotion_disabled_registers_but_never_promotes(seeded_registry):
 
 def test_force_promotion_promotes_a_worse_challenger_and_records_it(seeded_registry):
     with_first_champion(seeded_registry)
-    register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2)})
+    register_run(seeded_registry, "worse", {"hr_only": (0.0, 0.2)}, artifact="noise")
     decision = promote(seeded_registry, "worse", force=True)
     assert decision["decision"] == "forced" and decision["champion"] == "tm-worse-hr_only"
     assert decision["champion_value"] > decision["challenger_value"]
     assert statuses(seeded_registry) == {"tm-first-hr_only": "retired", "tm-worse-hr_only": "champion"}
     assert promotion_log(seeded_registry)[-1] == ("forced", "tm-first-hr_only", "tm-worse-hr_only")
+
+
+def test_a_tie_keeps_the_champion(seeded_registry):
+    with_first_champion(seeded_registry)
+    register_run(seeded_registry, "same", {"hr_only": (0.5, 0.5)})  # the champion's very model, retrained
+    decision = promote(seeded_registry, "same")
+    assert decision["decision"] == "kept_champion" and decision["champion"] == "tm-first-hr_only"
+    assert decision["challenger_value"] == decision["champion_value"]
+    assert "improvement +0.0000 [+0.0000, +0.0000] against a margin of +0.0000" in decision["reason"]
+
+
+def test_a_challenger_is_promoted_when_its_improvement_clears_the_margin_with_confidence(seeded_registry):
+    register_run(seeded_registry, "noise", {"hr_only": (0.1, 0.1)}, artifact="noise")
+    assert promote(seeded_registry, "noise")["decision"] == "first_champion"
+    register_run(seeded_registry, "signal", {"hr_only": (0.3, 0.3)})
+    seeded_registry.config["model"]["promotion_margin"] = 0.5  # more than any PR AUC gain here
+    assert promote(seeded_registry, "signal")["decision"] == "kept_champion"
+    register_run(seeded_registry, "signal2", {"hr_only": (0.3, 0.3)})
+    seeded_registry.config["model"]["promotion_margin"] = 0.0
+    decision = promote(seeded_registry, "signal2")
+    assert decision["decision"] == "promoted" and decision["champion"] == "tm-signal2-hr_only"
+    assert decision["challenger_value"] > decision["champion_value"]
+    # a decided challenger is not decided again (a cleared task): the log keeps one decision per model
+    assert promote(seeded_registry, "signal")["decision"] == "already_decided"
+    assert [row[0] for row in promotion_log(seeded_registry)] == [
+        "first_champion",
+        "kept_champion",
+        "promoted",
+    ]
 
 
 def test_the_challenger_is_chosen_on_the_calibration_dates_not_the_test_window(seeded_registry):
@@ -518,8 +596,8 @@ def test_two_rollbacks_in_a_row_go_two_champions_back(seeded_registry):
     from turnover_signals.model.registry import rollback
 
     for run in ("first", "second", "third"):
-        register_run(seeded_registry, run, {"hr_only": (1.0, 0.5)})  # each at least as good: promoted
-        promote(seeded_registry, run)
+        register_run(seeded_registry, run, {"hr_only": (1.0, 0.5)})
+        promote(seeded_registry, run, force=True)  # the same model each time: a tie is promoted only by force
     assert statuses(seeded_registry)["tm-third-hr_only"] == "champion"
 
     assert (
@@ -538,7 +616,213 @@ def test_two_rollbacks_in_a_row_go_two_champions_back(seeded_registry):
     assert {r[2] for r in published_scores(seeded_registry)} == {"tm-first-hr_only"}
     with pytest.raises(BadInputError, match="no earlier champion"):
         rollback(seeded_registry.config, dsn=seeded_registry.dsn, reason="three")
-    assert promotion_log(seeded_registry)[-2:] == [
+    assert promotion_log(seeded_registry)[-2:] == [  # and the forced promotions before them
         ("rolled_back", "tm-third-hr_only", "tm-second-hr_only"),
         ("rolled_back", "tm-second-hr_only", "tm-first-hr_only"),
     ]
+
+
+def test_a_registered_model_and_its_artifact_never_change(seeded_registry):
+    from turnover_signals.errors import StorageVerificationError
+    from turnover_signals.model.train import fit_feature_set, save_artifact
+
+    register_run(seeded_registry, "first", {"hr_only": (0.5, 0.5)})
+    with psycopg.connect(seeded_registry.dsn, autocommit=True) as conn:
+        registered = conn.execute("select * from audit.model_registry").fetchall()
+        with pytest.raises(
+            psycopg.errors.CheckViolation, match="training facts of a registered model never change"
+        ):
+            conn.execute("update audit.model_registry set artifact_sha256 = 'other', train_rows = 1")
+        conn.execute(
+            "update audit.model_registry set status = 'retired', retired_at = now()"
+        )  # promotion moves
+        conn.execute("update audit.model_registry set status = 'registered', retired_at = null")
+    # registering the same version again (a cleared task) changes nothing, whatever it carries
+    register_run(seeded_registry, "first", {"hr_only": (0.9, 0.9)}, artifact="noise")
+    with psycopg.connect(seeded_registry.dsn) as conn:
+        assert conn.execute("select * from audit.model_registry").fetchall() == registered
+
+    model = fit_feature_set(
+        "hr_only",
+        SEEDED_FEATURES,
+        seeded_rows(500, 3),
+        seeded_rows(500, 4),
+        ["logistic_regression"],
+        "pr_auc",
+    )
+    other = fit_feature_set(
+        "hr_only",
+        SEEDED_FEATURES,
+        seeded_rows(500, 5),
+        seeded_rows(500, 6),
+        ["logistic_regression"],
+        "pr_auc",
+    )
+    target = (
+        storage.stored_path(seeded_registry.config, seeded_registry.artifacts["signal"][0]).parent
+        / "once.joblib"
+    )
+    signal_path, signal_sha256 = save_artifact(model, target)
+    assert save_artifact(model, target) == (
+        signal_path,
+        signal_sha256,
+    )  # the same bytes again (a cleared task)
+    with pytest.raises(StorageVerificationError, match="exists with other bytes"):
+        save_artifact(other, target)
+    assert hashlib.sha256(storage.read_bytes({}, signal_path)).hexdigest() == signal_sha256
+
+
+# Model cards and withheld contributions: small seeded warehouses, the real training, scoring and storage.
+
+CARD_DEPARTMENTS = {
+    "Legal": 8,
+    "Sales": 150,
+    "Operations": 142,
+}  # Legal: fewer than model.card_min_group_size
+
+
+def seeded_departments(employees: int) -> list[str]:
+    """Department of employee_key 1..employees: the first 8 in Legal, then Sales, then Operations."""
+    names = [name for name, size in CARD_DEPARTMENTS.items() for _ in range(size)]
+    assert len(names) == employees
+    return names
+
+
+@pytest.fixture
+def small_training_warehouse(migrated_template_db, monkeypatch, tmp_path):
+    """Thirteen settled month-ends of 300 employees with department, location, job level and tenure, labelled;
+    the split shortened to match (test 2 dates, calibration 1): a whole training run in seconds."""
+    dsn = copy_of(migrated_template_db, monkeypatch)
+    dates = [(pd.Timestamp("2025-07-31") + pd.offsets.MonthEnd(i)).date() for i in range(13)]
+    departments = seeded_departments(300)
+    features, labels = [], []
+    for i, day in enumerate(dates):
+        frame = seeded_rows(300, 200 + i)
+        for key, row in frame.iterrows():
+            level = 2 + key % 4
+            location = "Lyon" if key % 3 else "Oslo"
+            features.append(
+                (key + 1, day, f"E{key + 1}", int(row.tenure_days), int(row.performance_rating), level)
+                + (departments[key], location)
+            )
+            labels.append(
+                (key + 1, day, f"E{key + 1}", bool(row.label), "positive" if row.label else "negative")
+            )
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
+            " tenure_days, performance_rating, job_level, department, location, built_at, build_id)"
+            " values (%s, %s, 2, %s, %s, %s, %s, %s, %s, now(), 'seeded')",
+            features,
+        )
+        cur.executemany(
+            "insert into mart.turnover_label (employee_key, reference_date, horizon_days, hris_employee_id, label,"
+            " is_censored, label_status, hr_known_through) values (%s, %s, 90, %s, %s, false, %s, '2026-12-31')",
+            labels,
+        )
+    config = load_config(use_variable=False)
+    config["model"] |= {
+        "test_reference_dates": 2,
+        "calibration_reference_dates": 1,
+        "bootstrap_iterations": 100,
+        "artifact_dir": str(tmp_path / "artifacts"),
+        "report_dir": str(tmp_path / "reports"),
+    }
+    yield SimpleNamespace(dsn=dsn, config=config)
+    _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+
+
+@pytest.mark.timeout(300)
+def test_a_training_run_writes_its_model_card_beside_the_report_and_registers_it(small_training_warehouse):
+    from turnover_signals.model.pipeline import train_and_register
+
+    warehouse = small_training_warehouse
+    trained = train_and_register(warehouse.config, dsn=warehouse.dsn)
+    card = storage.stored_path({}, trained["card_path"])
+    assert card.parent == storage.stored_path({}, trained["report_path"]).parent
+    assert card.name == f"turnover_model_card__{trained['training_run_id']}.html"
+    page = card.read_text(encoding="utf-8")
+    print(re.sub(r"<tr", "\n<tr", page[page.index("<h2>Group comparisons") :]))
+    assert "Not for decisions about an individual" in page
+    assert page.count('<td>department</td><td>Legal</td><td colspan="8">suppressed (&lt; 20)</td>') == 2
+    assert "<td>job level</td><td>level 5</td>" in page and "<td>location</td><td>Oslo</td>" in page
+    assert not re.search(r"\bE\d+\b", page)  # no HRIS employee id
+    with psycopg.connect(warehouse.dsn) as conn:
+        recorded = conn.execute("select feature_set, card_path from audit.model_registry").fetchall()
+    assert sorted(recorded) == [("hr_lms", trained["card_path"]), ("hr_only", trained["card_path"])]
+    # the same inputs again are the same models: nothing is trained or written, the card is the registered one
+    again = train_and_register(warehouse.config, dsn=warehouse.dsn)
+    assert again["reused"] and again["card_path"] == trained["card_path"]
+    assert card.read_text(encoding="utf-8") == page
+
+
+def test_a_model_card_is_written_once(seeded_registry, tmp_path):
+    from turnover_signals.errors import StorageVerificationError
+    from turnover_signals.model.card import write_model_card
+    from turnover_signals.model.dataset import TimeSplit
+    from turnover_signals.model.metrics import evaluate_with_intervals
+    from turnover_signals.model.train import load_artifact
+
+    model = load_artifact(seeded_registry.artifact, seeded_registry.sha256, seeded_registry.config)
+    test = seeded_rows(300, 21).assign(employee_key=range(1, 301), department=seeded_departments(300))
+    scores = model.predict(test)
+    card = {
+        "run_key": "seeded",
+        "versions": {"hr_only": "tm-seeded-hr_only"},
+        "models": {"hr_only": model},
+        "predictions": {"hr_only": scores},
+        "test": test,
+        "evaluation": evaluate_with_intervals(
+            {"hr_only": scores}, test["label"].to_numpy(), test["employee_key"].to_numpy(), 50
+        ),
+        "split": TimeSplit(SEEDED_WINDOW[:1], SEEDED_WINDOW[1:2], SEEDED_WINDOW[2:], []),
+        "metric": "pr_auc",
+        "config": seeded_registry.config,
+    }
+    target = storage.location({}, tmp_path / "reports") / "turnover_model_card__seeded.html"
+    url = write_model_card(target, **card)
+    assert write_model_card(target, **card) == url  # a cleared task renders the same bytes
+    written = storage.read_bytes({}, url)
+    card["config"]["model"]["card_min_group_size"] = 5  # Legal would now be shown: another page
+    with pytest.raises(StorageVerificationError, match="exists with other bytes"):
+        write_model_card(target, **card)
+    assert storage.read_bytes({}, url) == written
+
+
+def test_employees_of_a_department_below_the_suppression_size_get_no_contributions(seeded_registry):
+    from turnover_signals.model.score import score_latest_reference_date
+
+    # Legal: the 8 shortest-tenured employees at the scored date, whose scores the model explains most
+    with psycopg.connect(seeded_registry.dsn) as conn:
+        conn.execute(
+            "update mart.employee_features set department = case when employee_key in (select employee_key"
+            " from mart.employee_features where reference_date = %(day)s order by tenure_days, employee_key"
+            " limit 8) then 'Legal' else 'Operations' end where reference_date = %(day)s",
+            {"day": SEEDED_LATEST},
+        )
+    with_first_champion(seeded_registry)
+    scored = score_latest_reference_date(seeded_registry.config, dsn=seeded_registry.dsn)
+    assert scored["top_features_withheld"] == 8
+    legal, others = scores_by_department(seeded_registry)
+    assert len(legal) == 8 and len(others) == 292
+    assert all(top == [] and reason == "department below 20 scored employees" for top, reason in legal)
+    assert all(reason is None for _, reason in others) and any(top for top, _ in others)
+    # with a suppression size Legal reaches, the same employees are explained: the size is what withheld it
+    seeded_registry.config["model"]["card_min_group_size"] = 8
+    assert (
+        score_latest_reference_date(seeded_registry.config, dsn=seeded_registry.dsn)["top_features_withheld"]
+        == 0
+    )
+    legal, _others = scores_by_department(seeded_registry)
+    assert all(reason is None for _, reason in legal) and any(top for top, _ in legal)
+
+
+def scores_by_department(registry) -> tuple[list[tuple], list[tuple]]:
+    """(top_features, top_features_withheld_reason) of the published scores: Legal's, everyone else's."""
+    with psycopg.connect(registry.dsn) as conn:
+        rows = conn.execute(
+            "select features.department, score.top_features, score.top_features_withheld_reason"
+            " from mart.turnover_risk_score as score inner join mart.employee_features as features"
+            " on features.employee_key = score.employee_key and features.reference_date = score.reference_date"
+        ).fetchall()
+    return [r[1:] for r in rows if r[0] == "Legal"], [r[1:] for r in rows if r[0] != "Legal"]

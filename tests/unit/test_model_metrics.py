@@ -15,9 +15,9 @@ from turnover_signals.model.metrics import (
     SortedScores,
     employee_bootstrap_weights,
     evaluate_with_intervals,
-    is_at_least_as_good,
     weighted_metrics,
 )
+from turnover_signals.model.registry import is_real_improvement
 from turnover_signals.model.score import risk_bands
 
 CONFIG = {"model": {"horizon_days": 90, "test_reference_dates": 6, "calibration_reference_dates": 3}}
@@ -167,10 +167,13 @@ def test_risk_bands_by_rank():
     assert bands[-1] == "high" and bands[0] == "low"
 
 
-def test_promotion_rule_ties_promote_and_brier_is_lower_better():
-    assert is_at_least_as_good("pr_auc", 0.05, 0.05)
-    assert not is_at_least_as_good("pr_auc", 0.049, 0.05)
-    assert is_at_least_as_good("brier", 0.02, 0.03)
+def test_promotion_needs_a_real_improvement_a_tie_or_noise_keeps_the_champion():
+    assert not is_real_improvement({"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}, margin=0.0)  # a tie
+    assert not is_real_improvement({"value": 0.01, "ci_low": -0.004, "ci_high": 0.03}, margin=0.0)  # noise
+    assert is_real_improvement({"value": 0.02, "ci_low": 0.004, "ci_high": 0.03}, margin=0.0)
+    assert not is_real_improvement({"value": 0.02, "ci_low": 0.004, "ci_high": 0.03}, margin=0.005)
+    # registered values only (no interval): the point improvement must clear the margin
+    assert is_real_improvement({"value": 0.001}, margin=0.0) and not is_real_improvement({"value": 0.0}, 0.0)
 
 
 def test_lower_is_better_metrics_are_maximized_negated():

@@ -128,13 +128,6 @@ def higher_is_better(metric: str, value: float) -> float:
     return -value if metric in LOWER_IS_BETTER else value
 
 
-def is_at_least_as_good(metric: str, challenger: float, champion: float) -> bool:
-    """The promotion rule: the challenger may not be worse on the agreed metric."""
-    if metric in LOWER_IS_BETTER:
-        return challenger <= champion
-    return challenger >= champion
-
-
 def decile_lift(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[float]:
     """Observed exit rate per score decile (highest first) divided by the overall rate."""
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")

@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from psycopg.rows import dict_row
 from threadpoolctl import threadpool_limits
 
+import turnover_signals
 from turnover_signals import storage
+from turnover_signals.model.card import write_model_card
 from turnover_signals.model.dataset import (
     FEATURE_SETS,
     frame_fingerprint,
@@ -28,7 +34,7 @@ from turnover_signals.model.dataset import (
 )
 from turnover_signals.model.metrics import decile_lift, evaluate_with_intervals
 from turnover_signals.model.report import write_report
-from turnover_signals.model.train import fit_feature_set, save_artifact
+from turnover_signals.model.train import RANDOM_STATE, fit_feature_set, save_artifact
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.warehouse import warehouse_connection
 
@@ -39,26 +45,92 @@ insert into audit.model_registry (
     model_version, training_run_id, feature_set, feature_set_version, algorithm, horizon_days, features,
     train_from_date, train_to_date, calibration_from_date, calibration_to_date, test_from_date, test_to_date,
     train_rows, calibration_rows, test_rows, test_positives, metrics, lift_over_hr_only, artifact_path,
-    artifact_sha256, report_path, lineage, status, dag_id, run_id, task_id, try_number, trained_at
+    artifact_sha256, report_path, card_path, lineage, status, dag_id, run_id, task_id, try_number, trained_at
 ) values (
     %(model_version)s, %(training_run_id)s, %(feature_set)s, %(feature_set_version)s, %(algorithm)s,
     %(horizon_days)s, %(features)s, %(train_from_date)s, %(train_to_date)s, %(calibration_from_date)s,
     %(calibration_to_date)s, %(test_from_date)s, %(test_to_date)s, %(train_rows)s, %(calibration_rows)s,
     %(test_rows)s, %(test_positives)s, %(metrics)s, %(lift_over_hr_only)s, %(artifact_path)s,
-    %(artifact_sha256)s, %(report_path)s, %(lineage)s, 'registered', %(dag_id)s, %(run_id)s, %(task_id)s,
-    %(try_number)s, %(trained_at)s
+    %(artifact_sha256)s, %(report_path)s, %(card_path)s, %(lineage)s, 'registered', %(dag_id)s, %(run_id)s,
+    %(task_id)s, %(try_number)s, %(trained_at)s
 )
-on conflict (model_version) do update set
-    algorithm = excluded.algorithm, metrics = excluded.metrics, lift_over_hr_only = excluded.lift_over_hr_only,
-    artifact_sha256 = excluded.artifact_sha256, report_path = excluded.report_path, lineage = excluded.lineage,
-    try_number = excluded.try_number, trained_at = excluded.trained_at
+on conflict (model_version) do nothing
 """
+# What decides a model besides its rows: settings that change the fit, the split or the registered metrics.
+# Not the risk bands, contributions per employee, threads, folders or the promotion margin: they act later.
+MODEL_DETERMINANTS = (
+    "promotion_metric",
+    "horizon_days",
+    "test_reference_dates",
+    "calibration_reference_dates",
+    "algorithms",
+    "bootstrap_iterations",
+    "confidence_level",
+)
 
 
-def training_run_id(run: RunIdentity) -> str:
-    """Stable for one Airflow run, so clearing the task re-registers the same versions."""
-    source = f"{run.dag_id}|{run.run_id}" if run.run_id else uuid.uuid4().hex
-    return hashlib.sha256(source.encode()).hexdigest()[:10]
+def training_key(
+    lineage: Mapping[str, Any],
+    features: Mapping[str, list[str]],
+    model_config: Mapping[str, Any],
+    feature_set_version: int,
+    windows: Mapping[str, Any],
+) -> str:
+    """The content address of a training run: a hash of everything that determines its models.
+
+    The rows the models saw (their fingerprint, build ids left out: a rebuild of the same rows is the same
+    data), the feature set version and columns, the split windows, the settings in MODEL_DETERMINANTS, the
+    random seed, and the versions of this package and of the libraries that fit and serialise the models.
+    Training the same inputs again gives the same key, so the same model versions.
+    """
+    determinants = {
+        "training_rows_sha256": lineage["rows_fingerprint_sha256"],
+        "feature_set_version": feature_set_version,
+        "features": {fs: sorted(columns) for fs, columns in features.items()},
+        "windows": windows,
+        "model": {key: model_config[key] for key in MODEL_DETERMINANTS},
+        "random_state": RANDOM_STATE,
+        "packages": {
+            "turnover_signals": turnover_signals.__version__,
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+            "joblib": joblib.__version__,
+        },
+    }
+    canonical = json.dumps(determinants, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def registered_run(conn, versions: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The registry rows of these versions that exist, by feature set."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "select * from audit.model_registry where model_version = any(%s)", (list(versions.values()),)
+        ).fetchall()
+    return {row["feature_set"]: row for row in rows}
+
+
+def already_trained(existing: Mapping[str, Mapping[str, Any]], key: str, metric: str) -> dict[str, Any]:
+    """What train_and_register returns for a run whose models are registered already: read, not retrained."""
+    models = {
+        fs: {
+            name: value
+            for name, value in row["metrics"].items()
+            if isinstance(value, dict) and "value" in value
+        }
+        for fs, row in existing.items()
+    }
+    return {
+        "training_run_id": key,
+        "versions": {fs: row["model_version"] for fs, row in existing.items()},
+        "metric": metric,
+        "report_path": next(iter(existing.values()))["report_path"],
+        "card_path": next(iter(existing.values()))["card_path"],
+        "evaluation": {"models": models, "lift": {"hr_lms": existing["hr_lms"]["lift_over_hr_only"] or {}}},
+        "algorithms": {fs: row["algorithm"] for fs, row in existing.items()},
+        "reused": True,
+    }
 
 
 def lineage_of(conn, frame, version: int) -> dict[str, Any]:
@@ -91,7 +163,6 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
     version = int(config["features"]["feature_set_version"])
     horizon = int(model_config["horizon_days"])
     metric = model_config["promotion_metric"]
-    run_key = training_run_id(run)
     trained_at = datetime.now(UTC)
     # Artifacts and the report go to storage (scoring, promotion and the Data quality page may run on
     # other hosts); resolved first, so a deployment without a shared store fails before training.
@@ -102,6 +173,17 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         frame = load_training_set(conn, version, horizon, features["hr_lms"])
         split = time_split(frame, config)
         lineage = lineage_of(conn, split.used_rows(frame), version)
+        windows = {part: [str(day) for day in split.window(part)] for part in ("fit", "calibration", "test")}
+        run_key = training_key(lineage, features, model_config, version, windows)
+        versions = {fs: f"tm-{run_key}-{fs.replace('_', '-')}" for fs in FEATURE_SETS}
+        existing = registered_run(conn, versions)
+    if len(existing) == len(versions):
+        # Same rows, settings and code as a registered run: its models are these versions, already
+        # reviewed and possibly champion. Retraining would only rewrite what must not change.
+        log.info(
+            "training set and settings unchanged since %s: nothing to train", ", ".join(versions.values())
+        )
+        return already_trained(existing, run_key, metric)
     fit, calibration, test = (split.rows(frame, part) for part in ("fit", "calibration", "test"))
     log.info(
         "time-based split: fit %s..%s (%d rows), calibration %s..%s (%d), test %s..%s (%d, %d exits), "
@@ -130,11 +212,20 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         int(model_config["bootstrap_iterations"]),
         float(model_config["confidence_level"]),
     )
-    # The run key alone names a run (not today's date), so a run cleared on a later day re-registers
-    # the same versions.
-    versions = {fs: f"tm-{run_key}-{fs.replace('_', '-')}" for fs in FEATURE_SETS}
     report_target = report_dir / f"turnover_model_report__{run_key}.html"
     report_path = write_report(report_target, models, predictions, test, evaluation, split, versions, metric)
+    card_path = write_model_card(
+        report_dir / f"turnover_model_card__{run_key}.html",
+        run_key=run_key,
+        versions=versions,
+        models=models,
+        predictions=predictions,
+        test=test,
+        evaluation=evaluation,
+        split=split,
+        metric=metric,
+        config=config,
+    )
     rows = []
     for fs, model in models.items():
         artifact, sha256 = save_artifact(model, artifact_dir / f"{versions[fs]}.joblib")
@@ -168,6 +259,7 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
                 "artifact_path": artifact,
                 "artifact_sha256": sha256,
                 "report_path": report_path,
+                "card_path": card_path,
                 "lineage": json.dumps(lineage),
                 "dag_id": run.dag_id,
                 "run_id": run.run_id,
@@ -194,6 +286,7 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         "versions": versions,
         "metric": metric,
         "report_path": report_path,
+        "card_path": card_path,
         "evaluation": evaluation,
         "algorithms": {fs: m.algorithm for fs, m in models.items()},
     }

@@ -28,12 +28,7 @@ from psycopg.rows import dict_row
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.model.dataset import RUNBOOK_SECTION, load_training_set
-from turnover_signals.model.metrics import (
-    SortedScores,
-    higher_is_better,
-    is_at_least_as_good,
-    weighted_metrics,
-)
+from turnover_signals.model.metrics import LOWER_IS_BETTER, evaluate_with_intervals, higher_is_better
 from turnover_signals.model.train import load_artifact
 from turnover_signals.warehouse import warehouse_connection
 
@@ -71,30 +66,67 @@ def selection_value(model: Mapping[str, Any], metric: str) -> float:
     return model["metrics"][metric]["value"]
 
 
-def champion_on_challenger_window(
+def compare_on_challenger_window(
     conn, current: dict, challenger: dict, metric: str, config: Mapping[str, Any] | None = None
-) -> tuple[float, str]:
-    """The champion's metric on the challenger's test window when it can be scored there, else as registered."""
+) -> dict[str, Any]:
+    """Champion and challenger side by side on the challenger's test window (unseen by both: the champion
+    was trained on earlier data), with the paired bootstrap interval of the improvement — challenger minus
+    champion, or champion minus challenger for a lower-is-better metric. When the champion cannot be scored
+    there (another feature set version or horizon, a later window), the registered values are compared and
+    the improvement has no interval."""
     comparable = (
         current["feature_set_version"] == challenger["feature_set_version"]
         and current["horizon_days"] == challenger["horizon_days"]
         and current["test_from_date"] <= challenger["test_from_date"]
     )
-    if comparable:
-        model = load_artifact(current["artifact_path"], current["artifact_sha256"], config)
-        frame = load_training_set(
-            conn,
-            challenger["feature_set_version"],
-            challenger["horizon_days"],
-            sorted(set(model.features) | set(challenger["features"])),
-        )
-        test = frame[
-            (frame["reference_date"] >= challenger["test_from_date"])
-            & (frame["reference_date"] <= challenger["test_to_date"])
-        ]
-        value = weighted_metrics(SortedScores.of(model.predict(test), test["label"].to_numpy()))[metric]
-        return value, f"test window {challenger['test_from_date']}..{challenger['test_to_date']}"
-    return current["metrics"][metric]["value"], "registered metrics (different window or feature set version)"
+    if not comparable:
+        champion_value = current["metrics"][metric]["value"]
+        challenger_value = challenger["metrics"][metric]["value"]
+        return {
+            "champion_value": champion_value,
+            "challenger_value": challenger_value,
+            "improvement": {
+                "value": higher_is_better(metric, challenger_value) - higher_is_better(metric, champion_value)
+            },
+            "compared_on": "registered metrics (different window or feature set version)",
+        }
+    model_config = (config or {}).get("model", {})
+    champion_model = load_artifact(current["artifact_path"], current["artifact_sha256"], config)
+    challenger_model = load_artifact(challenger["artifact_path"], challenger["artifact_sha256"], config)
+    frame = load_training_set(
+        conn,
+        challenger["feature_set_version"],
+        challenger["horizon_days"],
+        sorted(set(champion_model.features) | set(challenger_model.features)),
+    )
+    test = frame[
+        (frame["reference_date"] >= challenger["test_from_date"])
+        & (frame["reference_date"] <= challenger["test_to_date"])
+    ]
+    evaluation = evaluate_with_intervals(
+        {"champion": champion_model.predict(test), "challenger": challenger_model.predict(test)},
+        test["label"].to_numpy(),
+        test["employee_key"].to_numpy(),
+        int(model_config.get("bootstrap_iterations", 400)),
+        float(model_config.get("confidence_level", 0.95)),
+        baseline="champion",
+    )
+    difference = evaluation["lift"]["challenger"][metric]
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    low, high = sorted((sign * difference["ci_low"], sign * difference["ci_high"]))
+    return {
+        "champion_value": evaluation["models"]["champion"][metric]["value"],
+        "challenger_value": evaluation["models"]["challenger"][metric]["value"],
+        "improvement": {"value": sign * difference["value"], "ci_low": low, "ci_high": high},
+        "compared_on": f"test window {challenger['test_from_date']}..{challenger['test_to_date']}",
+    }
+
+
+def is_real_improvement(improvement: Mapping[str, float], margin: float) -> bool:
+    """The promotion rule: the improvement is above the margin with the interval's confidence (its lower
+    bound; the point value when the champion could only be compared on its registered metrics). A tie, or
+    an improvement within the bootstrap's noise, keeps the champion."""
+    return improvement.get("ci_low", improvement["value"]) > margin
 
 
 def promote_challenger(
@@ -128,11 +160,22 @@ def promote_challenger(
         value = challenger["metrics"][metric]["value"]
         if current and current["model_version"] == challenger["model_version"]:
             return {"decision": "already_champion", "champion": current["model_version"], "metric": metric}
-        champion_value, compared_on = (None, None)
+        if challenger["status"] != "registered":
+            # decided before (a cleared task, or the same training set registered by an earlier run): the
+            # decision stands, and recording it again would change the promotion log
+            return {
+                "decision": "already_decided",
+                "champion": current["model_version"] if current else None,
+                "challenger": challenger["model_version"],
+                "metric": metric,
+                "reason": f"{challenger['model_version']} was decided before ({challenger['status']})",
+            }
+        margin = float(config["model"].get("promotion_margin", 0.0))
+        champion_value, compared_on, improvement = (None, None, None)
         if current:
-            champion_value, compared_on = champion_on_challenger_window(
-                conn, current, challenger, metric, config
-            )
+            comparison = compare_on_challenger_window(conn, current, challenger, metric, config)
+            champion_value, compared_on = comparison["champion_value"], comparison["compared_on"]
+            value, improvement = comparison["challenger_value"], comparison["improvement"]
         if not allow_promotion:
             decision, promote = "promotion_disabled", False
         elif force:
@@ -140,7 +183,7 @@ def promote_challenger(
         elif current is None:
             decision, promote = "first_champion", True
         else:
-            promote = is_at_least_as_good(metric, value, champion_value)
+            promote = is_real_improvement(improvement, margin)
             decision = "promoted" if promote else "kept_champion"
         before = current["model_version"] if current else None
         after = challenger["model_version"] if promote else before
@@ -156,7 +199,13 @@ def promote_challenger(
             ("champion" if promote else "challenger_not_promoted", promote, challenger["model_version"]),
         )
         reason = (
-            f"challenger {metric} {value:.4f} vs champion {champion_value:.4f} on {compared_on}"
+            f"challenger {metric} {value:.4f} vs champion {champion_value:.4f} on {compared_on}; improvement "
+            + (
+                f"{improvement['value']:+.4f} [{improvement['ci_low']:+.4f}, {improvement['ci_high']:+.4f}]"
+                if "ci_low" in improvement
+                else f"{improvement['value']:+.4f}"
+            )
+            + f" against a margin of {margin:+.4f}"
             if current
             else f"no champion yet; challenger {metric} {value:.4f}"
         )

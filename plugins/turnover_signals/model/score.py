@@ -2,6 +2,12 @@
 
 `mart.turnover_risk_score` keeps one row per employee per reference date; scoring a date again
 (a new champion, a rollback) replaces that date's rows in one transaction.
+
+Each score carries its top contributing features, except for employees of a department with fewer than
+`model.card_min_group_size` scored employees at that date: in a group that small, "why this score" points
+at a person, so `top_features` is [] and `top_features_withheld_reason` says why (null when shown).
+Departments, not managers' teams: most teams are smaller than the suppression size, and the features
+carry no manager id.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from turnover_signals.errors import BadInputError
+from turnover_signals.model.card import small_group_members
 from turnover_signals.model.dataset import RUNBOOK_SECTION, load_scoring_rows
 from turnover_signals.model.registry import champion
 from turnover_signals.model.train import load_artifact, top_contributions
@@ -22,8 +29,13 @@ from turnover_signals.warehouse import warehouse_connection
 
 INSERT_SQL = """
 insert into mart.turnover_risk_score (employee_key, reference_date, feature_set_version, model_version, score,
-                                      risk_rank, risk_band, top_features, scored_at)
-values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                      risk_rank, risk_band, top_features, top_features_withheld_reason,
+                                      scored_at)
+values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+DEPARTMENTS_SQL = """
+select employee_key, department from mart.employee_features
+where feature_set_version = %s and reference_date = %s
 """
 
 
@@ -67,8 +79,14 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
             )
         scores = model.predict(rows)
         ranks, bands = risk_bands(scores, model_config["risk_bands"])
-        contributions = top_contributions(model, rows, int(model_config["top_features_per_employee"]))
         reference_date = rows["reference_date"].iloc[0]
+        min_size = int(model_config["card_min_group_size"])
+        departments = dict(conn.execute(DEPARTMENTS_SQL, (version, reference_date)).fetchall())
+        withheld = small_group_members(rows["employee_key"].map(departments), min_size)
+        reason = f"department below {min_size} scored employees"
+        per_employee = int(model_config["top_features_per_employee"])
+        shown = iter(top_contributions(model, rows[~withheld], per_employee) if not withheld.all() else [])
+        contributions = [[] if small else next(shown) for small in withheld]
         scored_at = datetime.now(UTC)
         with conn.transaction():
             conn.execute("delete from mart.turnover_risk_score where reference_date = %s", (reference_date,))
@@ -85,10 +103,11 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
                             int(rank),
                             band,
                             json.dumps(top),
+                            reason if small else None,
                             scored_at,
                         )
-                        for key, score, rank, band, top in zip(
-                            rows["employee_key"], scores, ranks, bands, contributions, strict=True
+                        for key, score, rank, band, top, small in zip(
+                            rows["employee_key"], scores, ranks, bands, contributions, withheld, strict=True
                         )
                     ],
                 )
@@ -99,4 +118,5 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
         "high": bands.count("high"),
         "elevated": bands.count("elevated"),
         "mean_score": float(scores.mean()),
+        "top_features_withheld": int(withheld.sum()),
     }

@@ -44,6 +44,7 @@ def model_run_lines(
         f"scored {scored['employees']} employees at {scored['reference_date']} with {scored['model_version']}"
         f" ({scored['high']} high, {scored['elevated']} elevated)",
         f"report: {trained['report_path']}",
+        f"model card: {trained.get('card_path')}",
     ]
 
 
@@ -56,7 +57,7 @@ def registry_lines(conn: psycopg.Connection, metric: str) -> list[str]:
         return ["  no model trained yet (audit.model_registry is empty)"]
     rows = conn.execute(
         "select feature_set, model_version, algorithm, metrics, lift_over_hr_only, report_path, test_from_date,"
-        " test_to_date, test_rows, test_positives from audit.model_registry where training_run_id = %s"
+        " test_to_date, test_rows, test_positives, card_path from audit.model_registry where training_run_id = %s"
         " order by feature_set desc",
         (latest[0],),
     ).fetchall()
@@ -83,4 +84,5 @@ def registry_lines(conn: psycopg.Connection, metric: str) -> list[str]:
             f"({scores[2]} high risk) by {scores[3]}"
         )
     lines.append(f"  report: {first[5]}")
+    lines.append(f"  model card: {first[10]}")
     return lines

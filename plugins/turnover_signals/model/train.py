@@ -202,15 +202,16 @@ def _plain(value: object) -> object:
 
 
 def save_artifact(model: FittedModel, target: Any) -> tuple[str, str]:
-    """Write the model with joblib to `target` (an `ObjectStoragePath`); returns its URL and sha256.
+    """Write the model with joblib to `target` (an `ObjectStoragePath`) once; returns its URL and sha256.
 
-    joblib writes to a local temporary file first; the task that trained the model publishes it.
+    joblib writes to a local temporary file first; the task that trained the model publishes it. An artifact
+    is never overwritten: the same bytes again are accepted (a cleared task), other bytes are refused.
     """
     with tempfile.TemporaryDirectory(prefix="turnover-model-") as scratch:
         local = Path(scratch) / "model.joblib"
         joblib.dump(model, local)
         sha256 = file_sha256(local)
-        return storage.publish_file(local, target), sha256
+        return storage.publish_once(local, target, "model artifact"), sha256
 
 
 def file_sha256(path: Path) -> str:

@@ -6,8 +6,8 @@ own `get_user`: the caller must present a valid Airflow token (the UI's `_token`
 which the embedded page is called with, or an `Authorization: Bearer` header), and sees only
 validation runs of DAGs it may read; runs made outside a DAG need read access to all DAGs. The
 page reads the warehouse as the read-only `warehouse_quality_reader` login (README: Least privilege),
-and Data Docs pages and model reports from object storage (`turnover_signals.storage`): only objects
-under the configured base (or the configured Data Docs and report folders) are served.
+and Data Docs pages, model reports and model cards from object storage (`turnover_signals.storage`): only
+objects under the configured base (or the configured Data Docs and report folders) are served.
 """
 
 from __future__ import annotations
@@ -43,6 +43,34 @@ LIST_COLUMNS = (
     "try_number",
     "data_docs_path",
 )
+LMS_BATCH_COLUMNS = (
+    "batch_id",
+    "source",
+    "extraction_kind",
+    "strategy",
+    "requested_since",
+    "statements_received",
+    "statements_new",
+    "statements_late",
+    "max_lateness_seconds",
+    "status",
+    "dag_id",
+    "run_id",
+    "finished_at",
+)
+LRS_PROFILE_COLUMNS = (
+    "source",
+    "endpoint",
+    "probed_at",
+    "since_field",
+    "strategy",
+    "page_cap",
+    "sends_version_header",
+    "sends_consistent_through",
+    "voided_hidden",
+    "voided_query_supported",
+    "more_form",
+)
 MODEL_COLUMNS = (
     "model_version",
     "feature_set",
@@ -51,6 +79,7 @@ MODEL_COLUMNS = (
     "dag_id",
     "run_id",
     "report_path",
+    "card_path",
     "test_to_date",
 )
 
@@ -186,6 +215,28 @@ def fetch_model_reports(limit: int = 50, conn: psycopg.Connection | None = None)
         return cur.fetchall()
 
 
+def fetch_lms_extractions(
+    conn: psycopg.Connection, limit: int = 20
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The newest xAPI extraction batches with their late counts, and the LRS profile in force per source
+    (both empty before the conformance migration has run)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select to_regclass('audit.lrs_conformance') is not null as present")
+        if not cur.fetchone()["present"]:
+            return [], []
+        cur.execute(
+            f"select {', '.join(LMS_BATCH_COLUMNS)} from audit.lms_extract_batch"  # noqa: S608 - fixed names
+            " order by finished_at desc, batch_id desc limit %s",
+            (limit,),
+        )
+        batches = cur.fetchall()
+        cur.execute(
+            f"select distinct on (source) {', '.join(LRS_PROFILE_COLUMNS)} from audit.lrs_conformance"  # noqa: S608 - fixed names
+            " order by source, probe_id desc"
+        )
+        return batches, cur.fetchall()
+
+
 def fetch_model_report(conn: psycopg.Connection, model_version: str) -> dict[str, Any] | None:
     """One trained model by its version, or None (also before the model layer exists)."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -227,13 +278,57 @@ def render_models(models: list[dict[str, Any]]) -> str:
         f"<tr><td>{_cell(m['model_version'])}</td><td>{_cell(m['feature_set'])} / {_cell(m['algorithm'])}</td>"
         f"<td>{_cell(m['status'])}</td><td>{_cell(m['test_to_date'])}</td><td>"
         + (f'<a href="model-reports/{_cell(m["model_version"])}">report</a>' if m["report_path"] else "—")
+        + "</td><td>"
+        + (f'<a href="model-cards/{_cell(m["model_version"])}">model card</a>' if m["card_path"] else "—")
         + "</td></tr>"
         for m in models
     )
     return (
         "<h2>Turnover model runs</h2><table><thead><tr><th>model version</th><th>features / algorithm</th>"
-        f"<th>status</th><th>tested through</th><th>report</th></tr></thead><tbody>{items}</tbody></table>"
+        f"<th>status</th><th>tested through</th><th>report</th><th>model card</th></tr></thead><tbody>{items}</tbody>"
+        "</table>"
     )
+
+
+def _hours(seconds: int | None) -> str:
+    return "—" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+def render_lms_extractions(batches: list[dict[str, Any]], profiles: list[dict[str, Any]]) -> str:
+    """xAPI extractions with what they found late, beside what each LRS was found to do."""
+    if not batches and not profiles:
+        return ""
+    profile_rows = "".join(
+        f"<tr><td>{_cell(p['source'])}<br><small>{_cell(p['endpoint'])}</small></td>"
+        f"<td>{_readable(p['probed_at'])}</td><td>{_cell(p['since_field'])}</td><td>{_cell(p['strategy'])}</td>"
+        f"<td>{_cell(p['page_cap'] or '—')}</td>"
+        f"<td>{'yes' if p['sends_version_header'] else 'no'} / {'yes' if p['sends_consistent_through'] else 'no'}</td>"
+        f"<td>{_cell({True: 'hidden', False: 'listed', None: 'not seen'}[p['voided_hidden']])}"
+        f" / {_cell({True: 'answered', False: 'ignored', None: 'not seen'}[p['voided_query_supported']])}</td>"
+        f"<td>{_cell(p['more_form'])}</td></tr>"
+        for p in profiles
+    )
+    batch_rows = "".join(
+        f"<tr class={'late' if b['statements_late'] else 'ok-row'}><td>{_readable(b['finished_at'])}</td>"
+        f"<td>{_readable(b['batch_id'])}<br><small>{_cell(b['source'])}</small></td>"
+        f"<td>{_cell(b['extraction_kind'] or '—')}<br><small>{_cell(b['strategy'] or '')}</small></td>"
+        f"<td>{_readable(b['requested_since'])}</td><td>{_cell(b['statements_received'])}</td>"
+        f"<td>{_cell(b['statements_new'])}</td>"
+        f"<td class=late-count>{_cell('—' if b['statements_late'] is None else b['statements_late'])}</td>"
+        f"<td>{_hours(b['max_lateness_seconds'])}</td><td>{_cell(b['status'])}</td>"
+        f"<td>{_cell(b['dag_id'])}<br><small>{_cell(b['run_id'])}</small></td></tr>"
+        for b in batches
+    )
+    return f"""<h2>LMS extractions</h2>
+<p>What each LRS was found to do (the conformance probe) and the strategy that loses no statement on it; then
+the newest xAPI batches. <b>late</b>: new statements a plain <code>since = watermark</code> query would have
+missed, found by the look-back or a sweep (README: runbook-lms-late-statements).</p>
+<table id="lrs-profiles"><thead><tr><th>LRS</th><th>probed (UTC)</th><th>since filters on</th><th>strategy</th>
+<th>page cap</th><th>version / consistency headers</th><th>voided statements / voidedStatementId</th>
+<th>more</th></tr></thead><tbody>{profile_rows}</tbody></table>
+<table id="lms-extractions"><thead><tr><th>finished (UTC)</th><th>batch</th><th>kind</th><th>since</th>
+<th>received</th><th>new</th><th>late</th><th>longest lateness</th><th>status</th><th>DAG run</th></tr></thead>
+<tbody>{batch_rows}</tbody></table>"""
 
 
 def render_page(
@@ -242,6 +337,7 @@ def render_page(
     suites: list[str],
     models_html: str = "",
     sources: Iterable[str] = (),
+    lms_html: str = "",
 ) -> str:
     """The page: a filter form and one table row per validation run, linking to its Data Docs."""
     options = "".join(
@@ -274,7 +370,7 @@ def render_page(
 <style>body{{font-family:sans-serif;margin:1em;font-size:14px}}
 table{{border-collapse:collapse;width:100%;table-layout:fixed}}
 td,th{{border-bottom:1px solid #ddd;padding:.35em;text-align:left;vertical-align:top;overflow-wrap:anywhere}}
-tr.failed{{background:#fef3f2}}.ok{{color:#16794c}}.bad{{color:#b42318;font-weight:bold}}
+tr.failed{{background:#fef3f2}}tr.late .late-count{{color:#b54708;font-weight:bold}}.ok{{color:#16794c}}.bad{{color:#b42318;font-weight:bold}}
 form{{display:flex;flex-wrap:wrap;gap:.4em .8em}}input{{max-width:12em}}abbr{{text-decoration:none}}</style>
 </head><body>
 <h1>Data quality</h1>
@@ -293,7 +389,7 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 <p>{len(rows)} validation run(s)</p>
 <table id="validation-runs"><thead><tr><th>validated at (UTC)</th><th>suite</th><th>source</th>
 <th>what was validated</th><th>outcome</th><th>failed / evaluated</th><th>DAG run</th><th>task</th><th>report</th></tr>
-</thead><tbody>{"".join(body)}</tbody></table>{models_html}</body></html>"""
+</thead><tbody>{"".join(body)}</tbody></table>{lms_html}{models_html}</body></html>"""
 
 
 # Data Docs pages and model reports are generated HTML that loads third-party scripts (Great Expectations'
@@ -346,15 +442,21 @@ def create_app() -> FastAPI:
             rows = fetch_validations(filters, conn=conn)
             choices = fetch_filter_choices(conn)
             models = fetch_model_reports(conn=conn)
+            batches, profiles = fetch_lms_extractions(conn)
         # one authorization pass over every DAG the page could show
         dag_ids = [row["dag_id"] for row in rows] + [dag for _suite, _asset, dag in choices]
-        allowed = readable_dag_ids(user, dag_ids + [m["dag_id"] for m in models])
+        dag_ids += [m["dag_id"] for m in models] + [b["dag_id"] for b in batches] + ["lms_api_ingest"]
+        allowed = readable_dag_ids(user, dag_ids)
         return render_page(
             [row for row in rows if row["dag_id"] in allowed],
             filters,
             sorted({suite for suite, _asset, dag in choices if dag in allowed}),
             render_models([m for m in models if m["dag_id"] in allowed]),
             sorted({asset for _suite, asset, dag in choices if dag in allowed}),
+            render_lms_extractions(
+                [b for b in batches if b["dag_id"] in allowed],
+                profiles if "lms_api_ingest" in allowed else [],
+            ),
         )
 
     @app.get("/api/validations")
@@ -382,5 +484,13 @@ def create_app() -> FastAPI:
         if model is None or model["dag_id"] not in readable_dag_ids(user, [model["dag_id"]]):
             raise HTTPException(status_code=404, detail="no such model run")
         return stored_page(model["report_path"], "model report")
+
+    @app.get("/model-cards/{model_version}")
+    def model_card(user: UserDep, model_version: str) -> Response:
+        with _warehouse() as conn:
+            model = fetch_model_report(conn, model_version)
+        if model is None or model["dag_id"] not in readable_dag_ids(user, [model["dag_id"]]):
+            raise HTTPException(status_code=404, detail="no such model run")
+        return stored_page(model["card_path"], "model card")
 
     return app

@@ -109,6 +109,13 @@ def _config_error(problem: str) -> BadInputError:
     )
 
 
+def retention_as_of(logical_date: datetime | None, dag_run: Any = None) -> datetime | None:
+    """The moment a retention run purges as of: its logical date (a scheduled run, or a cleared old one),
+    else when the run was due (`run_after`: a manual or asset-triggered run has no logical date). None
+    outside Airflow: the caller's clock."""
+    return logical_date or getattr(dag_run, "run_after", None)
+
+
 def apply_retention(
     config: Mapping[str, Any],
     run: RunIdentity | None = None,
@@ -118,7 +125,17 @@ def apply_retention(
     """Purge (or archive, then purge) everything past retention; returns counts per target."""
     policy = RetentionPolicy.from_config(config, now)
     run = run or RunIdentity()
-    summary: dict[str, Any] = {"mode": policy.mode, "raw_cutoff": policy.raw_cutoff.isoformat(), "purges": {}}
+    summary: dict[str, Any] = {
+        "mode": policy.mode,
+        "as_of": policy.now.isoformat(),
+        "raw_cutoff": policy.raw_cutoff.isoformat(),
+        "purges": {},
+    }
+    log.info(
+        "retention as of %s (the run's logical date, or when it was due): raw data before %s goes",
+        policy.now.isoformat(),
+        policy.raw_cutoff.isoformat(),
+    )
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         steps = (
             lambda: _purge_rows(
