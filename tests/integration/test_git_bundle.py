@@ -97,6 +97,7 @@ def test_each_bundle_version_parses_with_its_own_package_and_sql(bundle_repo, tm
                 "hris_sftp_ingest",
                 "identity_resolution",
                 "lms_api_ingest",
+                "lms_statement_backfill",
                 "turnover_features",
                 "turnover_model",
                 "warehouse_retention",
