@@ -31,11 +31,12 @@ $(RALPH_STAMP): tests/ralph-requirements.txt
 demo: install
 	$(BIN)/python -m turnover_signals.demo
 
-## Lint Python and SQL, then run every test against real PostgreSQL and sshd.
+## Lint Python and SQL, build the docs (a broken link fails), then run every test against real PostgreSQL and sshd.
 test: install ralph
-	bash scripts/ensure_test_services.sh
+	TEST_PYTHON=$(BIN)/python bash scripts/ensure_test_services.sh
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint include/sql
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install

@@ -16,14 +16,14 @@ run (without retries: it fails the same way until corrected) while the good file
 
 **Freshness:** `check_hris_freshness` runs whatever happened upstream and fails (alerting) when the latest
 loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time. A run still going after
-20 h (`dagrun_timeout`) fails and alerts (README.md#runbook-deadlines).
+20 h (`dagrun_timeout`) fails and alerts (docs/runbook/alerts.md#runbook-deadlines).
 
 **Warehouse logins:** `warehouse_loader` (sensor, ingest, freshness), `warehouse_transformer` (history),
-`warehouse_postgres` (the owner) only to migrate; see README "Least privilege".
+`warehouse_postgres` (the owner) only to migrate; see docs/security.md#least-privilege.
 
 **Schedule:** daily at 06:00 UTC (cron trigger timetable); a run processes every pending file in date order.
 
-**Owner:** people-analytics data engineering. **Runbook:** README.md#runbook-hris_sftp_ingest —
+**Owner:** people-analytics data engineering. **Runbook:** docs/runbook/hris.md#runbook-hris_sftp_ingest —
 every task is safe to clear and rerun; a rerun for a recorded file changes nothing.
 """
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
 # versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)

@@ -19,7 +19,7 @@ row → steward review sample CSV and the readable reconciliation summary.
 **Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
 
 **Schedule:** whenever the HR or the LMS asset is updated. **Owner:** people-analytics data engineering.
-**Runbook:** README.md#runbook-identity_resolution — a failed gate publishes nothing (the last good
+**Runbook:** docs/runbook/identity.md#runbook-identity_resolution — a failed gate publishes nothing (the last good
 identity layer stays served); the error names the top reasons for misses. Every task is safe to clear
 and rerun: keys are issued deterministically and steward decisions are reapplied on every run.
 """
@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
 # versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)

@@ -23,7 +23,7 @@ Publishing takes the same lock as the hourly run, so both can run at once.
 
 **Warehouse logins:** `warehouse_loader` for the slices and the publish, `warehouse_postgres` (the owner) only to
 migrate. **Schedule:** none (manual trigger). **Owner:** people-analytics data engineering.
-**Runbook:** README.md#runbook-lms-statement-backfill — clear a failed slice's task once its cause is fixed, then
+**Runbook:** docs/runbook/lms.md#runbook-lms-statement-backfill — clear a failed slice's task once its cause is fixed, then
 clear `publish_statement_slices`; every task is safe to clear and rerun (published slices are not extracted again,
 statements are keyed by id).
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (README: Git DAG bundle): a task rerun on an older version of a
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
 # versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)

@@ -1,5 +1,9 @@
 """Shared test set-up: a throwaway Airflow home and real PostgreSQL databases.
 
+The databases live on the server tests/postgres_service.py picks once per run: `TURNOVER_TEST_ADMIN_DSN`,
+else the password-less postgres superuser at 127.0.0.1:5432, else an embedded PostgreSQL (pgserver) that
+lives as long as the run. The pytest header says which.
+
 The environment is fixed here, at import time, because Airflow reads its configuration when
 it is first imported by a test module.
 """
@@ -14,6 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests import postgres_service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="turnover-signals-airflow-"))
@@ -33,19 +39,36 @@ os.environ.setdefault("TURNOVER_SIGNALS_DEADLINE_ALERTS", "off")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 _per_process("TURNOVER_DATA_DIR", str(_AIRFLOW_HOME / "data"))
 
-ADMIN_DSN = os.environ.get("TURNOVER_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Which PostgreSQL, and where every test DSN comes from: tests/postgres_service.py.
+_POSTGRES_CHOICE = pytest.StashKey[str]()
+_EMBEDDED_POSTGRES = pytest.StashKey[postgres_service.EmbeddedPostgres | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before pytest-xdist starts its workers (at session start), so that they, and every subprocess
+    # a test starts, inherit the choice through the environment instead of making their own.
+    config.stash[_POSTGRES_CHOICE], config.stash[_EMBEDDED_POSTGRES] = postgres_service.use_available_server()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash[_POSTGRES_CHOICE]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    embedded = config.stash.get(_EMBEDDED_POSTGRES, None)
+    if embedded is not None:
+        embedded.stop()
 
 
 def _admin_execute(sql: str) -> None:
     import psycopg
 
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as conn:
         conn.execute(sql)
 
 
 def _dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
+    return postgres_service.dsn_for(database)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +83,7 @@ def migrated_template_db() -> str:
     try:
         # Migrations create the group roles, which are cluster-wide: two test processes (pytest-xdist
         # workers) must not create them at once. A lock in the admin database, which all of them share.
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as lock:
+        with psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as lock:
             lock.execute("select pg_advisory_lock(hashtext('turnover-signals tests: migrate a template'))")
             with warehouse_connection(dsn=_dsn_for(name)) as conn:
                 migrate(conn)

@@ -92,7 +92,7 @@ def airflow_connection_exists(conn_id: str) -> bool:
 def config_for_stage(
     config: Mapping[str, Any], stage_name: str, connection_exists: Any = airflow_connection_exists
 ) -> dict[str, Any]:
-    """`config` with `connections.warehouse` set to the stage's own connection (README: Least privilege).
+    """`config` with `connections.warehouse` set to the stage's own connection (docs/security.md#least-privilege).
 
     Package functions keep reading `connections.warehouse`; a task picks its stage here: `loader`
     (`connections.warehouse_loader`), `transformer`, `quality_reader`, or `owner` (unchanged).
@@ -109,7 +109,7 @@ def config_for_stage(
         log.warning(
             "warehouse connection %s (stage %s) is not defined: this task uses the owner's %s, with more "
             "privileges than it needs. Next step: create %s as a login in the stage's group role "
-            "(README: Least privilege)",
+            "(docs/security.md#least-privilege)",
             conn_id,
             stage_name,
             owner_conn_id,

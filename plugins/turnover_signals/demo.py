@@ -137,7 +137,7 @@ def stage_connections(url: str) -> dict[str, str]:
                 f"warehouse: no stage logins ({exc.diag.message_primary}); every task uses warehouse_postgres"
             )
             return {}
-    say(f"warehouse: stage logins {', '.join(DEMO_STAGE_LOGINS.values())} (README: Least privilege)")
+    say(f"warehouse: stage logins {', '.join(DEMO_STAGE_LOGINS.values())} (docs/security.md#least-privilege)")
     return env
 
 

@@ -1,8 +1,75 @@
-"""Errors the bundle raises: each names what failed, where, why, and the next step."""
+"""Errors the bundle raises: each names what failed, where, why, and the next step.
+
+Each error names its runbook entry as a link into `docs/runbook/` (the page holding the entry, then its
+anchor `runbook-<section>`). Alerts rewrite these links with the setting `alerts.runbook_url` (see
+`runbook_links_for_alerts`), so a message in a chat channel carries a URL people can click.
+"""
 
 from __future__ import annotations
 
-RUNBOOK = "README.md#runbook"
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# The default of `alerts.runbook_url`: the entry's page in this repository, relative to its root.
+RUNBOOK_URL = "docs/runbook/{page}.md#{anchor}"
+
+# Which page of docs/runbook/ holds each entry (tests/unit/test_errors_point_to_the_runbook.py checks
+# that every entry an error names is here and that its page carries the anchor).
+RUNBOOK_PAGES = {
+    "": "index",
+    **dict.fromkeys(["rerun-one-date", "backfill", "rerun-hris-file", "identity-exceptions"], "procedures"),
+    **dict.fromkeys(["migrations", "warehouse-unavailable", "storage", "configuration"], "warehouse"),
+    **dict.fromkeys(["alerts", "slo", "deadlines", "freshness"], "alerts"),
+    **dict.fromkeys(
+        [
+            "hris_sftp_ingest",
+            "hris-quarantined-file",
+            "sftp-unavailable",
+            "sftp-host-key",
+            "hris-encrypted-files",
+        ],
+        "hris",
+    ),
+    **dict.fromkeys(
+        [
+            "lms_api_ingest",
+            "lms-batch-rejected",
+            "lms-users-rejected",
+            "course-catalog",
+            "lms-lrs-conformance",
+            "lms-late-statements",
+            "lms-statement-backfill",
+            "lms-watcher",
+            "lms-unavailable",
+            "lms-pagination-loop",
+            "lms-auth",
+            "lms-refused",
+            "lms-connection",
+        ],
+        "lms",
+    ),
+    "identity_resolution": "identity",
+    "turnover_features": "features",
+    "turnover_model": "model",
+    **dict.fromkeys(["warehouse_retention", "pseudonym-key"], "retention"),
+}
+
+_DEFAULT_LINK = re.compile(r"docs/runbook/(?P<page>[a-z_-]+)\.md#(?P<anchor>runbook[A-Za-z0-9_-]*)")
+
+
+def runbook_link(section: str = "", url: str = RUNBOOK_URL) -> str:
+    """The link to runbook entry `section` (the runbook's index when empty), rendered with `url`."""
+    page = RUNBOOK_PAGES.get(section, "index")
+    return url.format(page=page, anchor=f"runbook-{section}" if section else "runbook")
+
+
+def runbook_links_for_alerts(message: str, config: Mapping[str, Any]) -> str:
+    """`message` with its runbook links rendered through `alerts.runbook_url` (unchanged when it is not set)."""
+    url = (config.get("alerts") or {}).get("runbook_url") or RUNBOOK_URL
+    if url == RUNBOOK_URL:
+        return message
+    return _DEFAULT_LINK.sub(lambda m: url.format(page=m["page"], anchor=m["anchor"]), message)
 
 
 class TurnoverSignalsError(RuntimeError):
@@ -16,8 +83,9 @@ class TurnoverSignalsError(RuntimeError):
         self.problem = problem
         self.next_step = next_step
         self.runbook_section = runbook_section
-        anchor = f"{RUNBOOK}-{runbook_section}" if runbook_section else RUNBOOK
-        super().__init__(f"{subject}: {problem}. Next step: {next_step} (runbook: {anchor})")
+        super().__init__(
+            f"{subject}: {problem}. Next step: {next_step} (runbook: {runbook_link(runbook_section)})"
+        )
 
 
 class SourceUnavailableError(TurnoverSignalsError):

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from turnover_signals.errors import RUNBOOK
+from turnover_signals.errors import runbook_link, runbook_links_for_alerts
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def run_failure_message(context: Mapping[str, Any]) -> str:
     )
     return (
         f"TURNOVER-SIGNALS ALERT {dag_id} run {run_id}: {reason}: {problem}. Next step: {failure.next_step} "
-        f"(runbook: {RUNBOOK}-{failure.runbook_section}, {RUNBOOK}-{dag_id})"
+        f"(runbook: {runbook_link(failure.runbook_section)}, {runbook_link(dag_id)})"
     )
 
 
@@ -115,6 +115,8 @@ class LogNotifier(BaseNotifier):
 
 
 def configured_notifier(config: Mapping[str, Any], message: str) -> BaseNotifier:
+    """The notifier of `alerts.notifier`, with `message` (its runbook links as full URLs, `alerts.runbook_url`)."""
+    message = runbook_links_for_alerts(message, config)
     alerts = config.get("alerts") or {}
     target = alerts.get("notifier")
     if not target:

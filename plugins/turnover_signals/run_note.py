@@ -145,7 +145,7 @@ def write_run_note(
         if lines:
             log.info(
                 "the DAG run note is not written: Airflow connection '%s' is not defined "
-                "(README: Connections); the lines above say the same",
+                "(docs/reference/connections.md); the lines above say the same",
                 conn_id,
             )
         return "no connection"

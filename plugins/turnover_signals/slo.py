@@ -2,11 +2,11 @@
 
 A `DeadlineAlert` (Airflow 3.1+) is evaluated by the scheduler: when a DAG run has not finished by its
 reference time plus the interval, the triggerer calls `deadline_missed`, which sends the standard alert
-through the configured notifier (README: Alerts). Unlike `dagrun_timeout` it stops nothing: a run that
+through the configured notifier (docs/runbook/alerts.md). Unlike `dagrun_timeout` it stops nothing: a run that
 is late but progressing keeps going, and on-call learns that the data will be late before anyone asks.
 The freshness checks (`check_hris_freshness`, `check_lms_freshness`) stay: they measure the data itself.
 
-The README's SLO table is generated from these definitions (`python -m turnover_signals.slo`), so the
+The runbook's SLO table (docs/runbook/alerts.md) is generated from these definitions (`python -m turnover_signals.slo`), so the
 documented objectives are the ones the DAGs carry.
 
 `airflow dags test` / `dag.test()` of a DAG with a deadline crashes after a successful run in Airflow
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from turnover_signals.errors import RUNBOOK
+from turnover_signals.errors import runbook_link
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def deadline_message(dag_id: str, context: Mapping[str, Any] | None) -> str:
         f"TURNOVER-SIGNALS ALERT {dag_id} run {dag_run.get('dag_run_id') or dag_run.get('run_id')}: SLO missed: "
         f"{slo.objective} within {_duration(slo.interval)} of the run's {REFERENCE_LABELS[slo.reference]} "
         f"(deadline {deadline.get('deadline_time')}); the run is still {dag_run.get('state')}. "
-        f"Next step: {slo.next_step} (runbook: {RUNBOOK}-slo)"
+        f"Next step: {slo.next_step} (runbook: {runbook_link('slo')})"
     )
 
 
@@ -155,7 +155,7 @@ def _duration(interval: timedelta) -> str:
 
 
 def slo_table(dags: Mapping[str, Any]) -> str:
-    """The README's SLO table, read from the loaded DAGs' deadline alerts (`dags`: dag_id -> DAG)."""
+    """The runbook's SLO table, read from the loaded DAGs' deadline alerts (`dags`: dag_id -> DAG)."""
     lines = [
         "| DAG | objective | must finish within | of the run's | alert next step |",
         "|---|---|---|---|---|",
@@ -184,14 +184,18 @@ def _load_dags() -> dict[str, Any]:
     return dict(bag.dags)
 
 
-def readme_with_table(readme: str, table: str) -> str:
-    start, end = readme.index(TABLE_START) + len(TABLE_START), readme.index(TABLE_END)
-    return readme[:start] + "\n" + table + "\n" + readme[end:]
+# The page holding the generated table, relative to the repository root.
+SLO_TABLE_PAGE = "docs/runbook/alerts.md"
+
+
+def page_with_table(page: str, table: str) -> str:
+    start, end = page.index(TABLE_START) + len(TABLE_START), page.index(TABLE_END)
+    return page[:start] + "\n" + table + "\n" + page[end:]
 
 
 if __name__ == "__main__":
     from turnover_signals.paths import BUNDLE_ROOT
 
-    path = BUNDLE_ROOT / "README.md"
-    path.write_text(readme_with_table(path.read_text(), slo_table(_load_dags())))
+    path = BUNDLE_ROOT / SLO_TABLE_PAGE
+    path.write_text(page_with_table(path.read_text(), slo_table(_load_dags())))
     print(f"{path}: SLO table regenerated")

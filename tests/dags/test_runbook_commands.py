@@ -1,6 +1,6 @@
 """The runbook's Airflow commands do what it says, for runs at the DAGs' real cron times.
 
-Each command is read from README.md (so the documentation and this test cannot drift apart), parsed by
+Each command is read from the runbook's pages, docs/runbook/*.md (so the documentation and this test cannot drift apart), parsed by
 Airflow's own CLI parser and run in-process against the throwaway SQLite metadata DB of tests/conftest.py,
 with the bundle's DAGs serialized into it as the dag processor would.
 """
@@ -21,8 +21,8 @@ RUN_OF_2_MARCH = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # hris_sftp_ingest runs
 
 
 def runbook_text() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    return readme[readme.index("## Runbook") : readme.index("\n## ", readme.index("## Runbook") + 1)]
+    pages = sorted((ROOT / "docs" / "runbook").glob("*.md"))
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
 
 
 def runbook_airflow_commands() -> list[str]:

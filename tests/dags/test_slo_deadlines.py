@@ -1,4 +1,4 @@
-"""Freshness SLOs as Airflow deadline alerts: every DAG carries one, the README's table is generated from
+"""Freshness SLOs as Airflow deadline alerts: every DAG carries one, the runbook's table is generated from
 them, and a missed deadline sends the standard alert through the configured notifier."""
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def test_every_dag_has_its_slo_as_a_deadline_alert_calling_the_alert(dags):
         assert alert.interval < dag.dagrun_timeout, dag_id
 
 
-def test_the_readme_slo_table_is_the_one_generated_from_the_dags(dags):
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert slo.readme_with_table(readme, slo.slo_table(dags)) == readme, "run: python -m turnover_signals.slo"
+def test_the_runbook_slo_table_is_the_one_generated_from_the_dags(dags):
+    page = (REPO_ROOT / slo.SLO_TABLE_PAGE).read_text()
+    assert slo.page_with_table(page, slo.slo_table(dags)) == page, "run: python -m turnover_signals.slo"
 
 
 def test_a_missed_deadline_sends_the_alert_with_the_run_and_the_next_step(caplog, monkeypatch):

@@ -6,7 +6,7 @@
 What `start` runs, each process in its own process group with its log under `STATE/logs/`:
 
 - a redis-server of its own on a free loopback port, data in `STATE/redis` (the Celery broker);
-- two fresh databases on the PostgreSQL at 127.0.0.1:5432 (`TURNOVER_TEST_ADMIN_DSN`): `ts_stack_<id>_airflow`
+- two fresh databases on the tests' PostgreSQL (`TURNOVER_TEST_ADMIN_DSN`, see tests/postgres_service.py): `ts_stack_<id>_airflow`
   (Airflow's metadata and the Celery result backend) and `ts_stack_<id>_warehouse` (migrated, with one login
   per stage, `ts_stack_<id>_loader` / `_transformer` / `_quality_reader`, as README "Least privilege" says);
 - the sample SFTP and LMS servers serving a small generated enterprise (`turnover_signals.synth`, ending
@@ -54,13 +54,13 @@ from typing import Any
 
 import requests
 
+from tests import postgres_service
 from turnover_signals.demo import PIPELINE_ORDER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO_ROOT / "dags"
 PLUGINS_DIR = REPO_ROOT / "plugins"
 DEFAULT_STATE_DIR = REPO_ROOT / ".stack"
-ADMIN_DSN = os.environ.get("TURNOVER_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 STATE_FILE = "stack.json"
 ADMIN_USER = "admin"
 PIPELINE_DAGS = PIPELINE_ORDER
@@ -218,14 +218,13 @@ class StackApi:
 
 
 def _dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
+    return postgres_service.dsn_for(database)
 
 
 def _admin_execute(statement: Any, params: Any = None) -> None:
     import psycopg
 
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as conn:
         conn.execute(statement, params)
 
 
@@ -394,17 +393,18 @@ def prepare_warehouse(stack: Stack) -> dict[str, str]:
     from turnover_signals.warehouse import migrate
 
     def connection(login: str, password: str = "") -> str:
-        fields = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "schema": stack.warehouse_db}
+        host, port = postgres_service.server_address()
+        fields = {"conn_type": "postgres", "host": host, "port": port, "schema": stack.warehouse_db}
         return json.dumps(fields | {"login": login, "password": password})
 
-    owner = psycopg.conninfo.conninfo_to_dict(ADMIN_DSN)
+    owner = psycopg.conninfo.conninfo_to_dict(postgres_service.admin_dsn())
     env = {
         "AIRFLOW_CONN_WAREHOUSE_POSTGRES": connection(
             owner.get("user") or "postgres", owner.get("password") or ""
         )
     }
     with (
-        psycopg.connect(ADMIN_DSN, autocommit=True) as lock,
+        psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as lock,
         psycopg.connect(stack.warehouse_dsn(), autocommit=True) as conn,
     ):
         lock.execute("select pg_advisory_lock(hashtext(%s))", (MIGRATION_LOCK,))

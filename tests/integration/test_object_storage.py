@@ -202,7 +202,9 @@ def test_a_distributed_executor_without_a_base_fails_naming_the_setting(
         export_review_sample(load_config(use_variable=False), RUN, warehouse_dsn)
     message = str(raised.value)
     assert message.startswith("storage.base_url: not set") and "set storage.base_url" in message
-    assert "shared object store" in message and "runbook: README.md#runbook-storage" in message
+    assert (
+        "shared object store" in message and "runbook: docs/runbook/warehouse.md#runbook-storage" in message
+    )
     assert list(tmp_path.iterdir()) == []  # nothing went to this worker's disk
 
 

@@ -16,6 +16,7 @@ import psycopg
 import psycopg.sql
 import pytest
 
+from tests import postgres_service
 from tests.integration.hris_helpers import csv_bytes, employee_row, write_feed_file
 from tests.integration.test_lms_statements import statement
 from tests.integration.test_lms_users_and_catalog import user
@@ -97,9 +98,9 @@ def random_secrets(tmp_path, monkeypatch, lms_server_factory, warehouse_dsn):
                 )
             )
         database = warehouse_dsn.rsplit("/", 1)[1]
-        env["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = (
-            f"postgres://{warehouse_login}:{warehouse_password}@127.0.0.1:5432/{database}"
-        )
+        env["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = postgres_service.dsn_for(
+            database, user=warehouse_login, password=warehouse_password
+        ).replace("postgresql://", "postgres://", 1)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         private_key_body = "".join(sftp.client_private_key_pem.strip().splitlines()[1:-1])

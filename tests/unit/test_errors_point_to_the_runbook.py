@@ -37,10 +37,43 @@ def error_constructions():
                     yield path.relative_to(ROOT), node
 
 
-def runbook_anchors() -> set[str]:
+RUNBOOK_DIR = ROOT / "docs" / "runbook"
+
+
+def anchors_on(page: str) -> set[str]:
+    """The runbook sections whose anchor (`<a id="runbook-<section>">`) is on docs/runbook/<page>.md."""
     return set(
-        re.findall(r'<a id="runbook-([A-Za-z0-9_-]+)"', (ROOT / "README.md").read_text(encoding="utf-8"))
+        re.findall(
+            r'<a id="runbook-([A-Za-z0-9_-]+)"', (RUNBOOK_DIR / f"{page}.md").read_text(encoding="utf-8")
+        )
     )
+
+
+def runbook_anchors() -> set[str]:
+    """Every runbook section that is on the page errors.RUNBOOK_PAGES says, so its link resolves."""
+    from turnover_signals.errors import RUNBOOK_PAGES
+
+    return {section for section, page in RUNBOOK_PAGES.items() if section and section in anchors_on(page)}
+
+
+def test_every_runbook_entry_is_mapped_to_the_page_that_holds_it():
+    from turnover_signals.errors import RUNBOOK_PAGES
+
+    on_pages = {section: page.stem for page in RUNBOOK_DIR.glob("*.md") for section in anchors_on(page.stem)}
+    mapped = {section: page for section, page in RUNBOOK_PAGES.items() if section}
+    assert mapped == on_pages
+
+
+def test_an_error_links_to_its_runbook_page_and_an_alert_renders_the_configured_url():
+    from turnover_signals.errors import BadInputError, runbook_links_for_alerts
+
+    message = str(BadInputError("HRIS file x.csv", "quarantined", "fix it", "hris-quarantined-file"))
+    assert message.endswith("(runbook: docs/runbook/hris.md#runbook-hris-quarantined-file)")
+    url = "https://docs.example.com/ts/runbook/{page}/#{anchor}"
+    assert runbook_links_for_alerts(message, {"alerts": {"runbook_url": url}}).endswith(
+        "(runbook: https://docs.example.com/ts/runbook/hris/#runbook-hris-quarantined-file)"
+    )
+    assert runbook_links_for_alerts(message, {}) == message
 
 
 def test_every_error_names_subject_problem_next_step_and_an_existing_runbook_section():
@@ -60,7 +93,7 @@ def test_every_error_names_subject_problem_next_step_and_an_existing_runbook_sec
         )
         if isinstance(section, ast.Constant):
             assert section.value in anchors, (
-                f"{path}:{call.lineno}: no runbook section '{section.value}' in README"
+                f"{path}:{call.lineno}: no runbook section '{section.value}' in docs/runbook/"
             )
     assert checked >= 15
 

@@ -97,4 +97,4 @@ def test_a_mapping_that_cannot_be_applied_is_a_configuration_error_naming_the_ru
     with pytest.raises(ConfigError, match="hris.job_level_mapping") as raised:
         compile_job_level_mapping(mapping)
     assert problem in raised.value.problem
-    assert "runbook: README.md#runbook-configuration" in str(raised.value)
+    assert "runbook: docs/runbook/warehouse.md#runbook-configuration" in str(raised.value)

@@ -65,7 +65,10 @@ def test_a_timed_out_run_names_the_dag_run_reason_next_step_and_runbook_section(
     assert message.startswith(f"TURNOVER-SIGNALS ALERT hris_sftp_ingest run {RUN_ID}: timed_out: ")
     assert "dagrun_timeout (20:00:00)" in message
     assert "Next step: read the log of the task that was still running" in message
-    assert "README.md#runbook-deadlines" in message and "README.md#runbook-hris_sftp_ingest" in message
+    assert (
+        "docs/runbook/alerts.md#runbook-deadlines" in message
+        and "docs/runbook/hris.md#runbook-hris_sftp_ingest" in message
+    )
     assert "?" not in message
 
 

@@ -133,7 +133,7 @@ def load_course_catalog(
         raise BadInputError(
             f"course catalog {path.name}",
             f"validation failed: {outcome.failure_summary()}",
-            "fix the CSV (see the README's catalog section); the previous catalog stays in use",
+            "fix the CSV (see docs/concepts/lms.md, Course catalog); the previous catalog stays in use",
             "course-catalog",
         )
     log.info("course catalog %s loaded: %d course(s)", path.name, courses)

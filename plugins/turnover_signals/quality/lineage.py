@@ -1,6 +1,6 @@
 """Lineage: trace a row of `mart.employee_features` back to the files, batches and validations behind it.
 
-The query is `include/sql/audit/feature_lineage.sql` (documented there and in the README); this
+The query is `include/sql/audit/feature_lineage.sql` (documented there and in docs/auditors/index.md); this
 helper runs it, and `python -m turnover_signals.quality.lineage EMPLOYEE_KEY REFERENCE_DATE
 [--feature-set-version N] [--dsn URL]` prints it.
 """

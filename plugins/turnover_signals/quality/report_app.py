@@ -5,7 +5,7 @@ Airflow mounts plugin apps without its authentication, so every route here depen
 own `get_user`: the caller must present a valid Airflow token (the UI's `_token` session cookie,
 which the embedded page is called with, or an `Authorization: Bearer` header), and sees only
 validation runs of DAGs it may read; runs made outside a DAG need read access to all DAGs. The
-page reads the warehouse as the read-only `warehouse_quality_reader` login (README: Least privilege),
+page reads the warehouse as the read-only `warehouse_quality_reader` login (docs/security.md#least-privilege),
 and Data Docs pages, model reports and model cards from object storage (`turnover_signals.storage`): only
 objects under the configured base (or the configured Data Docs and report folders) are served.
 """
@@ -322,7 +322,7 @@ def render_lms_extractions(batches: list[dict[str, Any]], profiles: list[dict[st
     return f"""<h2>LMS extractions</h2>
 <p>What each LRS was found to do (the conformance probe) and the strategy that loses no statement on it; then
 the newest xAPI batches. <b>late</b>: new statements a plain <code>since = watermark</code> query would have
-missed, found by the look-back or a sweep (README: runbook-lms-late-statements).</p>
+missed, found by the look-back or a sweep (docs/runbook/lms.md#runbook-lms-late-statements).</p>
 <table id="lrs-profiles"><thead><tr><th>LRS</th><th>probed (UTC)</th><th>since filters on</th><th>strategy</th>
 <th>page cap</th><th>version / consistency headers</th><th>voided statements / voidedStatementId</th>
 <th>more</th></tr></thead><tbody>{profile_rows}</tbody></table>

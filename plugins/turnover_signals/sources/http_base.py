@@ -21,7 +21,7 @@ carry a password, token or client secret (server texts are scrubbed of them too)
 
 Settings come from an Airflow connection, read when the first request is sent (never at import
 or DAG parse time), or from explicit `base_url` / `auth` arguments (tests, benchmarks). The
-connection contract (README "Connections"):
+connection contract (docs/reference/connections.md):
 
 - base URL = ``schema://host:port`` + extra `base_path` (default empty; schema defaults to
   https, the port to the scheme's default). A host that already starts with ``http://`` or

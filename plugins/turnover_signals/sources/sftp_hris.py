@@ -180,7 +180,7 @@ class HrisSftpSource:
             # server in the middle handing out altered HR files.
             log.warning(
                 "SFTP connection '%s' switches host key checking off (%s): pin the server's key in the "
-                "`host_key` extra instead (README: runbook-sftp-host-key)",
+                "`host_key` extra instead (docs/runbook/hris.md#runbook-sftp-host-key)",
                 self.conn_id,
                 ", ".join(unchecked),
             )
