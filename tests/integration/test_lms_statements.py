@@ -469,6 +469,8 @@ def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_waterm
         "2026-03-02T24:00:00Z",
         "2026-03-02T09:61:00Z",
         "yesterday",
+        "0000-01-01T00:00:00Z",  # no year 0: null, not an error that fails the whole chunk
+        "0000-01-01",
         "",
         "  2026-03-02T09:04:00z  ",
     ],

@@ -80,7 +80,10 @@ def compose_connections(compose: dict) -> dict[str, str]:
 
 
 def init_sql() -> str:
-    return (REPO_ROOT / "deploy/warehouse-init/01_create_roles_and_logins.sh").read_text()
+    script = (REPO_ROOT / "deploy/warehouse-init/01_create_roles_and_logins.sh").read_text()
+    # the init script runs the one copy of the role SQL, mounted beside it
+    assert "-f /docker-entrypoint-initdb.d/roles_and_logins.psql" in script
+    return (REPO_ROOT / "deploy/warehouse-init/roles_and_logins.psql").read_text()
 
 
 def test_connections_use_the_contract_names_and_the_pipelines_least_role(compose):
