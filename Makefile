@@ -35,12 +35,14 @@ demo: install
 test: install ralph
 	TEST_PYTHON=$(BIN)/python bash scripts/ensure_test_services.sh
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint include/sql
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint include/sql
 
 unit: install

@@ -2,6 +2,7 @@
 
     PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_latency.py [--minutes 6] [--every 5] [--batch 3]
         [--poll-seconds 60] [--workers 2] [--readme] [--json-out FILE]
+    .venv/bin/python benchmarks/lms_latency.py --from-json FILE [--readme]   # render a saved run, no run
 
 Goal (issue 18): p95 of (`core.lms_activity.loaded_at` - `stored`) ≤ 5 minutes, nothing lost, nothing
 duplicated.
@@ -30,6 +31,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +90,19 @@ def loaded(dsn: str, ids: list[str]) -> dict[str, Any]:
         "raw_rows": raw_rows,
         "raw_distinct": raw_distinct,
     }
+
+
+def code_version() -> str:
+    """Short commit hash, with '+ uncommitted changes' when the working tree differs from it."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "plugins", "dags", "include"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{commit} + uncommitted changes" if dirty else commit
 
 
 def measure(minutes: float, every: float, batch: int, poll_seconds: float, workers: int) -> dict[str, Any]:
@@ -150,6 +165,7 @@ def measure(minutes: float, every: float, batch: int, poll_seconds: float, worke
     latencies = list(result["latency"].values())
     return {
         "date": first_store.isoformat(timespec="seconds"),
+        "commit": code_version(),
         "store_window": [first_store.isoformat(timespec="seconds"), last_store.isoformat(timespec="seconds")],
         "parameters": {
             "minutes": minutes,
@@ -192,11 +208,7 @@ def measure(minutes: float, every: float, batch: int, poll_seconds: float, worke
 
 def render(figures: dict[str, Any]) -> str:
     p = figures["parameters"]
-    goal = (
-        "met"
-        if figures["p95_s"] <= GOAL_P95_SECONDS and not figures["lost"] and not figures["duplicated"]
-        else "NOT met"
-    )
+    met = figures["p95_s"] <= GOAL_P95_SECONDS and not figures["lost"] and not figures["duplicated"]
     load = figures["load_average_1m"]
     return "\n".join(
         [
@@ -219,9 +231,13 @@ def render(figures: dict[str, Any]) -> str:
             f"--workers {p['workers']} --readme",
             "```",
             "",
-            f"**Results** — {figures['date']} UTC, {figures['machine']}; the machine was shared with two other "
-            f"engineers' work: 1-minute load average {load['min']}–{load['max']} (mean {load['mean']}) during "
-            f"the measurement. Goal {goal}.",
+            f"**Latest result** — {figures['date']}, code `{figures.get('commit', 'not recorded')}`, "
+            f"{figures['machine']}; 1-minute load average {load['min']}–{load['max']} (mean {load['mean']}) during "
+            "the measurement.",
+            "",
+            f"**Verdict:** {'met' if met else 'not met'}: p95 {figures['p95_s']} s against ≤ {GOAL_P95_SECONDS} s "
+            f"({figures['p95_s'] / GOAL_P95_SECONDS:.2f} of the limit); {figures['lost']} lost, "
+            f"{figures['duplicated']} duplicated.",
             "",
             "| statements stored (batches × size, every) | watcher poll | Celery workers | p50 s | p95 s | max s "
             "| lost | duplicated | runs after the first (by type) | failed runs | LMS_ACTIVITY events by run type |",
@@ -272,7 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--readme", action="store_true", help=f"write the README section '{SECTION_TITLE}'")
     parser.add_argument("--json-out", type=Path, help="also write the figures as JSON")
+    parser.add_argument(
+        "--from-json", type=Path, help="render (and with --readme write) a saved --json-out; no run"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        body = render(json.loads(args.from_json.read_text(encoding="utf-8")))
+        print(body)
+        if args.readme:
+            write_readme_section(body)
+        return 0
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     figures = measure(args.minutes, args.every, args.batch, args.poll_seconds, args.workers)
     print(json.dumps(figures, indent=2))

@@ -1067,6 +1067,35 @@ METHOD_TEXT = (
 )
 
 
+FLAT_MEMORY_TOLERANCE = 1.10  # peak RSS of the largest N at most 10 % above the smallest N's counts as flat
+
+
+def verdict_line(reports: list[dict[str, Any]]) -> str:
+    """One line: throughput against GOAL_RATIO at the largest N, memory flatness, backfill scaling."""
+    largest = max(reports, key=lambda r: r["statements"])
+    ratio = largest["statements"] / largest["e2e"]["work_s"] / bare_reference(largest)
+    parts = [
+        f"throughput {'met' if ratio >= GOAL_RATIO else 'not met'}: {ratio:.2f}× the bare client at "
+        f"{largest['statements']:,} statements against ≥ {GOAL_RATIO}× ({ratio / GOAL_RATIO:.2f} of the goal)"
+    ]
+    if len(reports) > 1:
+        peaks = {r["statements"]: r["e2e"]["peak_rss_mib"] for r in reports}
+        flat = max(peaks.values()) <= FLAT_MEMORY_TOLERANCE * min(peaks.values())
+        parts.append(
+            f"memory {'flat, met' if flat else 'not flat, not met'} ("
+            + ", ".join(f"{fmt(peak, 0)} MiB at {n:,}" for n, peak in sorted(peaks.items(), reverse=True))
+            + ")"
+        )
+    backfill = {b["workers"]: b["work_s"] for b in largest.get("backfill", [])}
+    if 1 in backfill and len(backfill) > 1:
+        most = max(backfill)
+        parts.append(
+            f"sliced backfill {backfill[1] / backfill[most]:.2f}× faster with {most} workers than with 1 "
+            f"({fmt(backfill[1])} s → {fmt(backfill[most])} s)"
+        )
+    return "**Verdict:** " + "; ".join(parts) + "."
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     reports = results["reports"]
@@ -1076,21 +1105,21 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"**Method.** {METHOD_TEXT}",
         "",
-        f"**Results.** Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
-        f"Linux {machine['kernel']}, Python {machine['python']}, PostgreSQL {pg.get('server_version')} "
-        f"(shared_buffers {pg.get('shared_buffers')}, work_mem {pg.get('work_mem')}, synchronous_commit "
-        f"{pg.get('synchronous_commit')}, max_wal_size {pg.get('max_wal_size')}), all on one machine over loopback.",
-        "",
         "```",
         results["command"],
         "```",
+        "",
+        f"**Latest result.** Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
+        f"Linux {machine['kernel']}, Python {machine['python']}, PostgreSQL {pg.get('server_version')} "
+        f"(shared_buffers {pg.get('shared_buffers')}, work_mem {pg.get('work_mem')}, synchronous_commit "
+        f"{pg.get('synchronous_commit')}, max_wal_size {pg.get('max_wal_size')}), all on one machine over loopback.",
         "",
     ]
     before, after = results.get("package_before"), results.get("package_after")
     if before:
         changed = after is not None and after["files_sha256"] != before["files_sha256"]
         lines += [
-            f"Package at `{before['commit']}` (measured files sha256 {before['files_sha256']}"
+            f"Package at commit `{before['commit'].split()[0]}` (measured files sha256 {before['files_sha256']}"
             + (", with uncommitted changes" if before["uncommitted_changes"] else "")
             + (
                 "; **the package changed during the run**: figures mix two versions"
@@ -1136,6 +1165,7 @@ def render(results: dict[str, Any]) -> str:
             "(2 cores: the LRS, the client and PostgreSQL share them).",
             "",
         ]
+    lines += [verdict_line(reports), ""]
     lines += [
         f"| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ {GOAL_RATIO}) | e2e wall s | "
         "e2e peak RSS MiB | bare peak RSS MiB | raw HTTP st/s | rows verified |",

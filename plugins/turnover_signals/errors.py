@@ -42,6 +42,7 @@ RUNBOOK_PAGES = {
             "lms-statement-backfill",
             "lms-watcher",
             "lms-unavailable",
+            "lms-rate-limited",
             "lms-pagination-loop",
             "lms-auth",
             "lms-refused",
