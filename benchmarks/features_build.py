@@ -32,8 +32,8 @@ incremental run takes at most 5 % of the full build; the Python side stays small
    before), 0.2 % of the employees still employed resign or are promoted, a few hires with
    accounts and activity, and a few voids of earlier statements, published as the LMS loader does
    (`core.lms_activity.is_voided`, `audit.lms_void_applied` and the batch row in
-   `audit.lms_extract_batch`, one transaction). Identities are resolved again (incremental; timed, not part of the
-   build).
+   `audit.lms_extract_batch`, one transaction). Identities are resolved again (incremental; timed, not part of
+   the build).
 5. Times the daily run `build_features(config, reference_dates=[2026-07-01])`, then checks that
    the labels it kept equal a label rebuild from scratch, and times a rerun with nothing new (it
    builds nothing: a built date is a function of its cut-off).
@@ -186,7 +186,8 @@ select
     'USD',
     1.0,
     case when person.hire_date <= interval_row.last_review_date
-        then 1 + public.bench_hash(person.n * 3 + extract(year from interval_row.last_review_date)::integer) %% 5
+        then 1 + public.bench_hash(person.n * 3 + extract(year
+            from interval_row.last_review_date)::integer) %% 5
     end
 from public.bench_person as person
 cross join lateral generate_series(1, cardinality(person.interval_starts)) as ordinal
@@ -237,7 +238,8 @@ where
 """
 
 LMS_USER_SQL = """
-insert into raw.lms_user (lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email, emails,
+insert into raw.lms_user (lms_user_id, last_modified_at, user_name, external_id, work_email,
+    primary_email, emails,
     is_active, created_at, valid_to, resource, batch_id, extracted_at)
 select
     account.lms_user_id,
@@ -250,8 +252,8 @@ select
     account.termination_date is null,
     account.created_at,
     null,
-    jsonb_build_object('id', account.lms_user_id, 'userName', account.work_email, 'externalId', account.sso_guid),
-    'bench',
+    jsonb_build_object('id', account.lms_user_id, 'userName', account.work_email, 'externalId',
+    account.sso_guid), 'bench',
     greatest(account.created_at, %(extracted_at)s::timestamptz)
 from (
     select
@@ -329,7 +331,8 @@ select
     end,
     case when event_type = 'passed' then true end,
     case when event_type = 'completed' then true end,
-    case when event_type in ('launched', 'completed') then 60 + public.bench_hash(session_number * 5 + step) %% 3540 end,
+    case when event_type in ('launched', 'completed')
+        then 60 + public.bench_hash(session_number * 5 + step) %% 3540 end,
     at_time - make_interval(days => late_days),
     false,
     least(greatest(at_time + interval '2 minutes', %(stored_from)s::timestamptz), %(stored_to)s::timestamptz)
@@ -378,8 +381,8 @@ HR_CHANGE_STATEMENTS = (
 NEW_HIRES_SQL = """
 insert into core.employee_history (
     employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid, work_email,
-    first_name, last_name, hire_date, employment_status, job_role, job_level, department, location, manager_id,
-    base_salary, currency, fte)
+    first_name, last_name, hire_date, employment_status, job_role, job_level, department, location,
+    manager_id, base_salary, currency, fte)
 select
     employee_id, hire_date, null, true, null, (hire_date + time '06:00') at time zone 'UTC',
     md5('employees-' || hire_date), sso_guid, work_email, 'Person', 'No' || n, hire_date, 'active',
@@ -394,16 +397,19 @@ where n > %(employees)s
 HRIS_FILES_SQL = """
 insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)
 select
-    'employees_' || to_char(day, 'YYYYMMDD') || '.csv', md5('employees-' || day::date), 'employees', day::date, 1,
+    'employees_' || to_char(day, 'YYYYMMDD') || '.csv', md5('employees-' || day::date), 'employees',
+        day::date, 1,
     (day::date + 1 + time '06:00') at time zone 'UTC', 'loaded'
 from generate_series(%(day_from)s::date, %(day_to)s::date, interval '1 day') as days (day)
 """
 
 LMS_READ_SQL = """
 insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received, statements_new,
-    statements_already_loaded, statements_rejected, voids_applied, reject_rate, status, started_at, finished_at)
+    statements_already_loaded, statements_rejected, voids_applied, reject_rate, status, started_at,
+        finished_at)
 values ('bench-read-' || %(day_to)s, 'xapi:lms_api', '/statements', 1, 0, 0, 0, 0, 0, 0, 'published',
-    (%(day_to)s::date + 1 + time '13:00') at time zone 'UTC', (%(day_to)s::date + 1 + time '13:00') at time zone 'UTC')
+    (%(day_to)s::date + 1 + time '13:00') at time zone 'UTC',
+        (%(day_to)s::date + 1 + time '13:00') at time zone 'UTC')
 """
 
 # Voids of statements from sessions spread over the whole history, recorded as the LMS loader
@@ -423,13 +429,15 @@ with voided as (
 applied as (
     insert into audit.lms_void_applied (voided_statement_id, voiding_statement_id, voided_occurred_at,
         void_stored_at, batch_id)
-    select statement_id, md5('void-' || statement_id)::uuid::text, occurred_at, %(void_stored_at)s, 'bench-daily'
+    select statement_id, md5('void-' || statement_id)::uuid::text, occurred_at, %(void_stored_at)s,
+        'bench-daily'
     from voided
     returning voided_statement_id
 )
 
 insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received, statements_new,
-    statements_already_loaded, statements_rejected, voids_applied, reject_rate, status, started_at, finished_at)
+    statements_already_loaded, statements_rejected, voids_applied, reject_rate, status, started_at,
+        finished_at)
 select 'bench-daily', 'xapi:lms_api', '/statements', 1, count(*), count(*), 0, 0, count(*), 0, 'published',
     now(), now()
 from applied
@@ -513,8 +521,8 @@ def rebuild_activity_indexes(dsn: str, generate) -> dict[str, float]:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         indexes = conn.execute(
-            "select indexname, indexdef, conname from pg_indexes left join pg_constraint on conname = indexname"
-            " where schemaname = 'core' and tablename = 'lms_activity'"
+            "select indexname, indexdef, conname from pg_indexes left join pg_constraint on conname = "
+            "indexname where schemaname = 'core' and tablename = 'lms_activity'"
         ).fetchall()
         for name, _, constraint in indexes:
             if constraint:
@@ -683,9 +691,10 @@ def timed_build(config: dict[str, Any], dsn: str, reference_date: date) -> dict[
     summary["peak_rss_mib_after"] = peak_rss_mib()
     dates = summary["reference_dates_built"]
     print(
-        f"  {summary['wall_seconds']} s; dates {dates[0] if dates else '-'}..{dates[-1] if dates else '-'}"
-        f" ({len(dates)}), rows {summary['rows_built']:,}, deferred {list(summary['reference_dates_deferred'])},"
-        f" daily {summary['daily_mode']} {summary['daily_rows_written']:,}; steps {summary['seconds']}",
+        f"  {summary['wall_seconds']} s; dates {dates[0] if dates else '-'}..{dates[-1] if dates else '-'} "
+        f"({len(dates)}), rows {summary['rows_built']:,}, deferred "
+        f"{list(summary['reference_dates_deferred'])}, daily {summary['daily_mode']} "
+        f"{summary['daily_rows_written']:,}; steps {summary['seconds']}",
         flush=True,
     )
     return summary
@@ -717,8 +726,8 @@ def results_table(result: dict[str, Any]) -> str:
     ]
     for label, run in runs.items():
         lines.append(
-            f"| {label} | {run['wall_seconds']:.2f} | {len(run['reference_dates_built'])} | {run['rows_built']:,} | "
-            f"{run['daily_rows_written']:,} | "
+            f"| {label} | {run['wall_seconds']:.2f} | {len(run['reference_dates_built'])} | "
+            f"{run['rows_built']:,} | {run['daily_rows_written']:,} | "
             + " | ".join(f"{run['seconds'].get(step, 0):.2f}" for step in steps)
             + " |"
         )

@@ -1118,26 +1118,29 @@ def render(report: dict[str, Any]) -> str:
         f"### HRIS load, {rows:,} rows ({report['date']}, {report['machine']['nproc']} cores, "
         f"{report['machine']['ram_gib']} GiB RAM)",
         "",
-        "| rows | file MB | bundle wall s incl. start-up | excl. start-up | peak RSS MiB | psql \\copy s "
-        "| ratio incl. start-up | ratio excl. start-up (goal ≤ 2.5) | bundle stream read MB/s | retrieve_file MB/s "
-        "| sftp client MB/s | ratio stream/sftp (goal ≥ 0.7) | ratio retrieve_file/sftp |",
+        "| rows | file MB | bundle wall s incl. start-up | excl. start-up | peak RSS MiB | psql \\copy s | "
+        "ratio incl. start-up | ratio excl. start-up (goal ≤ 2.5) | bundle stream read MB/s | retrieve_file "
+        "MB/s | sftp client MB/s | ratio stream/sftp (goal ≥ 0.7) | ratio retrieve_file/sftp |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {rows:,} | {size_mb:.1f} | {bundle['wall_s']:.1f} | {bundle['work_s']:.1f} | {bundle['peak_rss_mib']:.0f} "
-        f"| {psql_s:.2f} | {ratio_e2e:.1f} ({verdict(ratio_e2e <= GOAL_RATIO_BUNDLE_PSQL)}) "
-        f"| {ratio_work:.2f} ({verdict(ratio_work <= GOAL_RATIO_BUNDLE_PSQL)}) | {stream_mbs:.0f} | {hook_mbs:.0f} "
-        f"| {client_mbs:.0f} | {stream_mbs / client_mbs:.2f} ({verdict(stream_mbs / client_mbs >= GOAL_RATIO_HOOK_SFTP)}) "
-        f"| {ratio_hook:.2f} |",
+        f"| {rows:,} | {size_mb:.1f} | {bundle['wall_s']:.1f} | {bundle['work_s']:.1f} | "
+        f"{bundle['peak_rss_mib']:.0f} | {psql_s:.2f} | {ratio_e2e:.1f} "
+        f"({verdict(ratio_e2e <= GOAL_RATIO_BUNDLE_PSQL)}) | {ratio_work:.2f} "
+        f"({verdict(ratio_work <= GOAL_RATIO_BUNDLE_PSQL)}) | {stream_mbs:.0f} | {hook_mbs:.0f} | "
+        f"{client_mbs:.0f} | {stream_mbs / client_mbs:.2f} "
+        f"({verdict(stream_mbs / client_mbs >= GOAL_RATIO_HOOK_SFTP)}) | {ratio_hook:.2f} |",
         "",
-        f"- Stream read = the bundle's own download path (`HrisSftpSource.stream`: the provider's async hook "
-        f"`SFTPHookAsync` (asyncssh), 1 MiB reads split into parallel requests, sha256 on the way), median of "
-        f"{len(streams)}, its SSH connection included, bytes discarded instead of COPYed; retrieve_file = the "
-        f"sync `SFTPHook.retrieve_file` (paramiko) to a local file (incl. connect). Both verify the pinned host key.",
+        "- Stream read = the bundle's own download path (`HrisSftpSource.stream`: the provider's async hook "
+        "`SFTPHookAsync` (asyncssh), 1 MiB reads split into parallel requests, sha256 on the way), median "
+        f"of {len(streams)}, its SSH connection included, bytes discarded instead of COPYed; retrieve_file = "
+        "the sync `SFTPHook.retrieve_file` (paramiko) to a local file (incl. connect). Both verify the "
+        "pinned host key.",
         f"- Bundle wall excluding interpreter and import start-up ({startup:.1f} s: interpreter "
-        f"{bundle['interpreter_start_s']:.2f} s, GX import {bundle['import_gx_s']:.1f} s, Airflow SFTP hook import "
-        f"{bundle['import_airflow_sftp_s']:.1f} s, bundle modules {bundle['import_bundle_s']:.2f} s): "
+        f"{bundle['interpreter_start_s']:.2f} s, GX import {bundle['import_gx_s']:.1f} s, Airflow SFTP hook "
+        f"import {bundle['import_airflow_sftp_s']:.1f} s, bundle modules {bundle['import_bundle_s']:.2f} s): "
         f"{bundle['work_s']:.1f} s, ratio to psql {ratio_work:.1f}.",
         f"- GX import on its own (fresh interpreter): {report['imports']['import_gx_s']:.1f} s, RSS after it "
-        f"{report['imports']['rss_after_gx_mib']:.0f} MiB; RSS after all imports {report['imports']['rss_after_imports_mib']:.0f} MiB.",
+        f"{report['imports']['rss_after_gx_mib']:.0f} MiB; RSS after all imports "
+        f"{report['imports']['rss_after_imports_mib']:.0f} MiB.",
         f"- Code measured: {report['code']}.",
         f"- Machine: {report['machine']['cpu']}, PostgreSQL {report['machine']['postgres']}, Python "
         f"{report['machine']['python']}; load average (1/5/15 min) at start "
@@ -1156,9 +1159,10 @@ def render(report: dict[str, Any]) -> str:
     if uncompressed:
         unc_s = median([h["connect_s"] + h["transfer_s"] for h in uncompressed])
         lines.append(
-            f"- Negotiated by the hook: {hooks[0]['negotiated']}. Diagnostic: the same hook with the connection "
-            f"extra `compress: false`: {unc_s:.2f} s incl. connect ({size_mb / unc_s:.0f} MB/s, ratio to the sftp "
-            f"client {size_mb / unc_s / client_mbs:.2f}), negotiated {uncompressed[0]['negotiated']}."
+            f"- Negotiated by the hook: {hooks[0]['negotiated']}. Diagnostic: the same hook with the "
+            f"connection extra `compress: false`: {unc_s:.2f} s incl. connect ({size_mb / unc_s:.0f} MB/s, "
+            f"ratio to the sftp client {size_mb / unc_s / client_mbs:.2f}), negotiated "
+            f"{uncompressed[0]['negotiated']}."
         )
     capped = report["download"].get("hook_capped")
     if capped:
@@ -1197,7 +1201,8 @@ def render(report: dict[str, Any]) -> str:
             f"| {name}{calls} | {entry['seconds']:.2f} | {100 * entry['seconds'] / work:.0f}% | {peak} |"
         )
     lines.append(
-        f"| other (temp dir clean-up, connections, config) | {work - top_total:.2f} | {100 * (work - top_total) / work:.0f}% | |"
+        f"| other (temp dir clean-up, connections, config) | {work - top_total:.2f} | "
+        f"{100 * (work - top_total) / work:.0f}% | |"
     )
     lines.append(f"| **total work (excl. start-up)** | **{work:.2f}** | 100% | |")
     startup_phases = (
@@ -1207,7 +1212,8 @@ def render(report: dict[str, Any]) -> str:
         + phases["import_bundle_s"]
     )
     lines.append(
-        f"| start-up: interpreter + imports (GX {phases['import_gx_s']:.1f} s) | {startup_phases:.2f} | | {phases['rss_after_imports_mib']:.0f} (RSS after) |"
+        f"| start-up: interpreter + imports (GX {phases['import_gx_s']:.1f} s) | {startup_phases:.2f} | | "
+        f"{phases['rss_after_imports_mib']:.0f} (RSS after) |"
     )
 
     statements = phases["gx_statements"]
@@ -1215,10 +1221,11 @@ def render(report: dict[str, Any]) -> str:
     fallback = [s for s in statements if s["is_reflection_fallback"]]
     lines += [
         "",
-        f"GX sent {len(statements)} SQL statements ({sum(s['seconds'] for s in statements):.2f} s in the database), "
-        f"{len(scans)} of which read the validated relation ({sum(s['seconds'] for s in scans):.2f} s); "
-        f"{len(fallback)} is GX's column-reflection fallback, which runs the whole query and fetches every row "
-        f"into the worker just to learn the column names ({sum(s['seconds'] for s in fallback):.2f} s). Slowest:",
+        f"GX sent {len(statements)} SQL statements ({sum(s['seconds'] for s in statements):.2f} s in the "
+        f"database), {len(scans)} of which read the validated relation "
+        f"({sum(s['seconds'] for s in scans):.2f} s); {len(fallback)} is GX's column-reflection fallback, "
+        "which runs the whole query and fetches every row into the worker just to learn the column names "
+        f"({sum(s['seconds'] for s in fallback):.2f} s). Slowest:",
         "",
         "| s | statement (`<validation query>` = the SELECT the gate validates) |",
         "|---:|---|",
@@ -1229,20 +1236,23 @@ def render(report: dict[str, Any]) -> str:
     if what_if:
         lines += [
             "",
-            f"#### What-if ({rows:,} rows; diagnostic GX runs on the loaded file, not the bundle's code path)",
+            f"#### What-if ({rows:,} rows; diagnostic GX runs "
+            "on the loaded file, not the bundle's code path)",
             "",
-            f"One plain scan of the loaded table {what_if['full_scan_s']:.2f} s; the bundle's `create_check_table` "
-            f"on it {what_if['create_check_table_s']:.2f} s (loaded table {what_if['loaded_table_mb']:.0f} MB, check "
-            f"table {what_if['check_table_mb']:.0f} MB; distinct dates: {what_if['distinct_dates']}).",
+            f"One plain scan of the loaded table {what_if['full_scan_s']:.2f} s; the bundle's "
+            f"`create_check_table` on it {what_if['create_check_table_s']:.2f} s (loaded table "
+            f"{what_if['loaded_table_mb']:.0f} MB, check table {what_if['check_table_mb']:.0f} MB; distinct "
+            f"dates: {what_if['distinct_dates']}).",
             "",
-            "| gate variant, same check table | s | SQL statements | s in SQL | of which reflection fallback s "
-            "| peak RSS increase MiB | success |",
+            "| gate variant, same check table | s | SQL statements | s in SQL | of which reflection fallback "
+            "s | peak RSS increase MiB | success |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for label, gate in what_if["gate"].items():
             lines.append(
-                f"| {label} | {gate['seconds']:.2f} | {gate['statements']} | {gate['sql_s']:.2f} "
-                f"| {gate['reflection_fallback_s']:.2f} | {gate['peak_rss_increase_mib']:.0f} | {gate['success']} |"
+                f"| {label} | {gate['seconds']:.2f} | {gate['statements']} | {gate['sql_s']:.2f} | "
+                f"{gate['reflection_fallback_s']:.2f} | {gate['peak_rss_increase_mib']:.0f} | "
+                f"{gate['success']} |"
             )
     return "\n".join(lines)
 

@@ -59,7 +59,10 @@ FULL_DAY = "2026-01-01"  # the last employees file before the daily change
 CHANGE_DAY = "2026-01-02"
 
 FIRST_NAMES = "ann bo cy dee eva finn gus hana ivo jo kai lena max nia omar pia raj sam tara uwe"
-LAST_NAMES = "lee ng roe maier berg wu kim li diaz khan novak silva okafor jones smith tanaka rossi dubois ivanova haddad"
+LAST_NAMES = (
+    "lee ng roe maier berg wu kim li diaz khan novak silva "
+    "okafor jones smith tanaka rossi dubois ivanova haddad"
+)
 
 # Per employee n, everything is a function of n (hashint4 for spread), so a rehire or a recycled
 # mailbox can look up the leaver it follows (n - 5) by the same formulas.
@@ -72,7 +75,8 @@ with base as (
         (string_to_array('%(first_names)s', ' '))[1 + (hashint4(n) & 2147483647) % 20] as first_name,
         (string_to_array('%(last_names)s', ' '))[1 + (hashint4(n * 7 + 1) & 2147483647) % 20] as last_name,
         case
-            -- leavers followed by a rehire (n + 5) or a namesake taking the mailbox (n + 5): hired before 2024
+            -- leavers followed by a rehire (n + 5) or a namesake taking the mailbox (n + 5):
+            -- hired before 2024
             when n % 50 = 0 then date '2006-01-02' + (hashint4(n + 11) & 2147483647) % 6500
             else date '2006-01-02' + (hashint4(n + 11) & 2147483647) % 7250
         end as hire_date,
@@ -86,7 +90,8 @@ leavers as (
         case
             when n % 50 = 0 then date '2024-02-01' + (n / 50) % 300
             when n % 10 = 0 and hire_date < date '2025-10-01'
-                then least(greatest(hire_date, date '2024-01-01') + 30 + (hashint4(n + 23) & 2147483647) % 600,
+                then least(greatest(hire_date,
+                    date '2024-01-01') + 30 + (hashint4(n + 23) & 2147483647) % 600,
                            date '2025-12-20')
         end as termination_date
     from base
@@ -125,7 +130,8 @@ select
 from final
 cross join lateral (
     select
-        case when n % 3 = 1 and first_valid_from + 60 + n % 400 < coalesce(termination_date, date '%(full_day)s')
+        case when n % 3 = 1 and first_valid_from + 60 + n % 400 < coalesce(termination_date,
+            date '%(full_day)s')
             then first_valid_from + 60 + n % 400 end as change_1
 ) as first_change
 cross join lateral (
@@ -258,9 +264,10 @@ select
     case when version.is_current then account.is_active else true end,
     account.created_at,
     version.valid_to,
-    jsonb_build_object('id', account.lms_user_id, 'userName', account.work_email, 'externalId', account.external_id),
-    'bench-full',
-    timestamptz '%(full_day)s 05:00+00' - (hashint4(length(account.lms_user_id) + coalesce(account.n, 0)) & 1023)
+    jsonb_build_object('id', account.lms_user_id, 'userName', account.work_email, 'externalId',
+    account.external_id), 'bench-full',
+    timestamptz '%(full_day)s 05:00+00' - (hashint4(length(account.lms_user_id) + coalesce(account.n,
+        0)) & 1023)
         * interval '1 hour'
 from public.bench_account as account
 cross join lateral (
@@ -268,7 +275,8 @@ cross join lateral (
     select account.created_at as last_modified_at, null::timestamptz as valid_to, true as is_current
     where right(account.lms_user_id, 1) <> '3'
     union all
-    select account.created_at, least(account.created_at + interval '100 days', timestamptz '%(full_day)s'), false
+    select account.created_at, least(account.created_at + interval '100 days',
+        timestamptz '%(full_day)s'), false
     where right(account.lms_user_id, 1) = '3'
     union all
     select least(account.created_at + interval '100 days', timestamptz '%(full_day)s'), null, true
@@ -327,7 +335,8 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         """
         create table public.bench_change as
         select n, employee_id, first_name, last_name,
-            case n % 1000 when 211 then 'termination' when 421 then 'email_change' else 'job_change' end as kind
+            case n % 1000 when 211 then 'termination' when 421 then 'email_change'
+                else 'job_change' end as kind
         from public.bench_person
         where n % 1000 in (211, 421, 631) and termination_date is null and hire_date < date '%(full_day)s'
     """,
@@ -345,12 +354,13 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         "new HR intervals",
         """
         insert into core.employee_history (
-            employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid, work_email,
+            employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid,
+                work_email,
             first_name, last_name, hire_date, termination_date, termination_type, termination_category,
             termination_reason, employment_status, job_role, job_level, department, location, fte)
         select
-            history.employee_id, date '%(change_day)s', null, true, null, timestamptz '%(change_day)s 06:00+00',
-            md5('employees-%(change_day)s'), history.sso_guid,
+            history.employee_id, date '%(change_day)s', null, true, null,
+            timestamptz '%(change_day)s 06:00+00', md5('employees-%(change_day)s'), history.sso_guid,
             case when change.kind = 'email_change'
                 then lower(change.first_name || '.' || change.last_name || '-new' || change.n || '@%(corp)s')
                 else history.work_email end,
@@ -389,11 +399,13 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         "new hires' HR rows",
         """
         insert into core.employee_history (
-            employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid, work_email,
-            first_name, last_name, hire_date, employment_status, job_role, job_level, department, location, fte)
+            employee_id, valid_from, valid_to, is_current, closed_by, known_at, source_sha256, sso_guid,
+                work_email,
+            first_name, last_name, hire_date, employment_status, job_role, job_level, department,
+                location, fte)
         select employee_id, date '%(change_day)s', null, true, null, timestamptz '%(change_day)s 06:00+00',
-            md5('employees-%(change_day)s'), sso_guid, work_email, 'New', 'Hire', date '%(change_day)s', 'active',
-            'role-' || n % 40, 1, 'dept-' || n % 25, 'site-' || n % 12, 1.0
+            md5('employees-%(change_day)s'), sso_guid, work_email, 'New', 'Hire',
+            date '%(change_day)s', 'active', 'role-' || n % 40, 1, 'dept-' || n % 25, 'site-' || n % 12, 1.0
         from public.bench_hire
     """,
     ),
@@ -411,7 +423,8 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         where account.lms_user_id like 'U%' and change.kind in ('termination', 'email_change')
         union all
         -- a directory rename or a GUID the IdP now sends, without any HR change
-        select lms_user_id, coalesce(account.external_id, person.sso_guid), upper(account.work_email), is_active
+        select lms_user_id, coalesce(account.external_id, person.sso_guid),
+            upper(account.work_email), is_active
         from public.bench_account as account
         inner join public.bench_person as person using (n)
         where account.lms_user_id like 'U%' and account.n % 1000 = 841
@@ -429,30 +442,35 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         "new account versions",
         """
         insert into raw.lms_user (
-            lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email, emails, is_active,
+            lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email,
+                emails, is_active,
             created_at, valid_to, resource, batch_id, extracted_at)
-        select change.lms_user_id, timestamptz '%(change_day)s 07:00+00', change.work_email, change.external_id,
+        select change.lms_user_id, timestamptz '%(change_day)s 07:00+00', change.work_email,
+            change.external_id,
             change.work_email, change.work_email,
-            jsonb_build_array(jsonb_build_object('value', change.work_email, 'type', 'work', 'primary', true)),
-            change.is_active, previous.created_at, null,
+            jsonb_build_array(jsonb_build_object('value', change.work_email, 'type', 'work',
+            'primary', true)), change.is_active, previous.created_at, null,
             jsonb_build_object('id', change.lms_user_id, 'externalId', change.external_id), 'bench-day',
             timestamptz '%(change_day)s 07:30+00'
         from public.bench_account_change as change
         inner join raw.lms_user as previous
-            on previous.lms_user_id = change.lms_user_id and previous.valid_to = timestamptz '%(change_day)s 07:00+00'
+            on previous.lms_user_id = change.lms_user_id
+                and previous.valid_to = timestamptz '%(change_day)s 07:00+00'
     """,
     ),
     (
         "new hires' accounts",
         """
         insert into raw.lms_user (
-            lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email, emails, is_active,
+            lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email,
+                emails, is_active,
             created_at, valid_to, resource, batch_id, extracted_at)
         select 'U' || lpad(n::text, 7, '0'), timestamptz '%(change_day)s 07:00+00', work_email,
             case when n % 10 <> 3 then sso_guid end, work_email, work_email,
             jsonb_build_array(jsonb_build_object('value', work_email, 'type', 'work', 'primary', true)),
             true, timestamptz '%(change_day)s 07:00+00', null,
-            jsonb_build_object('id', 'U' || lpad(n::text, 7, '0')), 'bench-day', timestamptz '%(change_day)s 07:30+00'
+            jsonb_build_object('id', 'U' || lpad(n::text, 7, '0')), 'bench-day',
+                timestamptz '%(change_day)s 07:30+00'
         from public.bench_hire
     """,
     ),
@@ -462,8 +480,10 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
         insert into core.lms_activity (
             statement_id, learner_identifier, learner_identifier_type, event_type, verb_id, course_id,
             occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
-        select md5('day|' || learner_identifier || '#' || k)::uuid::text, learner_identifier, kind, 'completed',
-            'http://adlnet.gov/expapi/verbs/completed', 'C-001', timestamptz '%(change_day)s 08:00+00' + k * interval '1 minute',
+        select md5('day|' || learner_identifier || '#' || k)::uuid::text, learner_identifier, kind,
+            'completed',
+            'http://adlnet.gov/expapi/verbs/completed', 'C-001',
+                timestamptz '%(change_day)s 08:00+00' + k * interval '1 minute',
             false, timestamptz '%(change_day)s 08:30+00' + k * interval '1 minute', false
         from (
             select 'account:%(lms_home)s|' || lms_user_id as learner_identifier, 'account' as kind
@@ -577,8 +597,8 @@ COMPARED_TABLES = {
     " from core.employee_key_registry",
     "core.employee_identity": "select * from core.employee_identity",
     "core.lms_account_match": "select * from core.lms_account_match",
-    "audit.identity_exception": "select exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys,"
-    " evidence, resolution from audit.identity_exception",
+    "audit.identity_exception": "select exception_id, kind, status, hris_employee_ids, lms_user_ids, "
+    "employee_keys, evidence, resolution from audit.identity_exception",
     "core.identity_employment": "select * from core.identity_employment",
     "core.identity_work_email": "select * from core.identity_work_email",
     "core.identity_lms_account": "select * from core.identity_lms_account",
@@ -597,8 +617,8 @@ def table_fingerprints(dsn: str) -> dict[str, tuple[int, str]]:
             fingerprints[name] = tuple(
                 conn.execute(
                     sql.SQL(
-                        "select count(*), coalesce(sum(('x' || left(md5(row_text), 15))::bit(60)::bigint), 0)::text"
-                        " from (select t::text as row_text from ({}) as t) as rows"
+                        "select count(*), coalesce(sum(('x' || left(md5(row_text), 15))::bit(60)::bigint), "
+                        "0)::text from (select t::text as row_text from ({}) as t) as rows"
                     ).format(sql.SQL(query))
                 ).fetchone()
             )

@@ -1,4 +1,5 @@
-"""Near-real-time LMS latency benchmark (issue 18): from a statement stored in the LRS to its row in core.lms_activity.
+"""Near-real-time LMS latency benchmark (issue 18): from a statement stored in the LRS to its row in
+core.lms_activity.
 
     PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_latency.py [--minutes 6] [--every 5] [--batch 3]
         [--poll-seconds 60] [--workers 2] [--readme] [--json-out FILE]
@@ -79,7 +80,8 @@ def loaded(dsn: str, ids: list[str]) -> dict[str, Any]:
             (ids,),
         ).fetchall()
         raw_rows, raw_distinct = conn.execute(
-            "select count(*), count(distinct statement_id) from raw.lms_statement where statement_id = any(%s)",
+            "select count(*), count(distinct statement_id) "
+            "from raw.lms_statement where statement_id = any(%s)",
             (ids,),
         ).fetchone()
     latency = {statement_id: seconds for statement_id, seconds in rows}
@@ -202,7 +204,8 @@ def measure(minutes: float, every: float, batch: int, poll_seconds: float, worke
             "mean": round(statistics.fmean(loads), 2),
             "max": round(max(loads), 2),
         },
-        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}",
     }
 
 
@@ -210,20 +213,24 @@ def render(figures: dict[str, Any]) -> str:
     p = figures["parameters"]
     met = figures["p95_s"] <= GOAL_P95_SECONDS and not figures["lost"] and not figures["duplicated"]
     load = figures["load_average_1m"]
+    events_by_run_type = (
+        ", ".join(f"{k} {v}" for k, v in figures["lms_activity_events_by_run_type"].items()) or "none"
+    )
     return "\n".join(
         [
             "**Goal:** p95 of (row in `core.lms_activity`, its `loaded_at`) − (LRS `stored`) ≤ 5 minutes; "
             "nothing lost, nothing duplicated.",
             "",
-            "**Method.** `benchmarks/lms_latency.py` starts the sample LRS (a thread of the benchmark process) and the whole stack "
-            "(`tests/integration/airflow_stack.py`: api-server, scheduler, dag-processor, triggerer, Celery workers "
-            "on Redis, PostgreSQL metadata DB and warehouse) reading it; unpauses `lms_api_ingest` only, waits for "
-            "its first (hourly) run, then stores a batch of statements every few seconds through the LRS "
-            "(`stored` = now, set by the LRS). The asset watcher in the triggerer polls the LRS (limit=1, since "
-            "the watermark) and its events trigger `lms_api_ingest`; the hourly run stays the safety net. "
-            "Latency is `loaded_at − stored_at` of each stored statement in the warehouse (the loader's "
-            "publishing transaction and the LRS's clock, one machine); every id is counted in "
-            "`raw.lms_statement` and `core.lms_activity`.",
+            "**Method.** `benchmarks/lms_latency.py` starts the sample LRS (a thread of the benchmark "
+            "process) and the whole stack (`tests/integration/airflow_stack.py`: api-server, scheduler, "
+            "dag-processor, triggerer, Celery workers on Redis, PostgreSQL metadata DB and warehouse) "
+            "reading it; unpauses `lms_api_ingest` only, waits for its first (hourly) run, then stores a "
+            "batch of statements every few seconds through the LRS (`stored` = now, set by the LRS). The "
+            "asset watcher in the triggerer polls the LRS (limit=1, since the watermark) and its events "
+            "trigger `lms_api_ingest`; the hourly run stays the safety net. Latency is `loaded_at − "
+            "stored_at` of each stored statement in the warehouse (the loader's publishing transaction and "
+            "the LRS's clock, one machine); every id is counted in `raw.lms_statement` and "
+            "`core.lms_activity`.",
             "",
             "```",
             f"PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_latency.py --minutes {p['minutes']:g} "
@@ -232,27 +239,28 @@ def render(figures: dict[str, Any]) -> str:
             "```",
             "",
             f"**Latest result** — {figures['date']}, code `{figures.get('commit', 'not recorded')}`, "
-            f"{figures['machine']}; 1-minute load average {load['min']}–{load['max']} (mean {load['mean']}) during "
-            "the measurement.",
+            f"{figures['machine']}; 1-minute load average {load['min']}–{load['max']} (mean {load['mean']}) "
+            "during the measurement.",
             "",
-            f"**Verdict:** {'met' if met else 'not met'}: p95 {figures['p95_s']} s against ≤ {GOAL_P95_SECONDS} s "
-            f"({figures['p95_s'] / GOAL_P95_SECONDS:.2f} of the limit); {figures['lost']} lost, "
-            f"{figures['duplicated']} duplicated.",
+            f"**Verdict:** {'met' if met else 'not met'}: p95 {figures['p95_s']} s against ≤ "
+            f"{GOAL_P95_SECONDS} s ({figures['p95_s'] / GOAL_P95_SECONDS:.2f} of the limit); "
+            f"{figures['lost']} lost, {figures['duplicated']} duplicated.",
             "",
-            "| statements stored (batches × size, every) | watcher poll | Celery workers | p50 s | p95 s | max s "
-            "| lost | duplicated | runs after the first (by type) | failed runs | LMS_ACTIVITY events by run type |",
+            "| statements stored (batches × size, every) | watcher poll | Celery workers | p50 s | p95 s | "
+            "max s | lost | duplicated | runs after the first (by type) | failed runs | LMS_ACTIVITY events "
+            "by run type |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
-            f"| {figures['stored']} ({figures['stored'] // p['batch']} × {p['batch']}, {p['every_seconds']:g} s, "
-            f"{p['minutes']:g} min) | {p['poll_seconds']:g} s | {p['workers']} | **{figures['p50_s']}** | "
-            f"**{figures['p95_s']}** | {figures['max_s']} | {figures['lost']} | {figures['duplicated']} | "
-            f"{', '.join(f'{k} {v}' for k, v in figures['runs'].items())} | {figures['failed_runs']} | "
-            f"{', '.join(f'{k} {v}' for k, v in figures['lms_activity_events_by_run_type'].items()) or 'none'} |",
+            f"| {figures['stored']} ({figures['stored'] // p['batch']} × {p['batch']}, "
+            f"{p['every_seconds']:g} s, {p['minutes']:g} min) | {p['poll_seconds']:g} s | {p['workers']} | "
+            f"**{figures['p50_s']}** | **{figures['p95_s']}** | {figures['max_s']} | {figures['lost']} | "
+            f"{figures['duplicated']} | {', '.join(f'{k} {v}' for k, v in figures['runs'].items())} | "
+            f"{figures['failed_runs']} | {events_by_run_type} |",
             "",
             f"- Stack start {figures['stack_start_s']} s (not measured); the last statement was loaded "
-            f"{figures['drain_s']} s after the last store; the watcher fired {figures['watcher_events']} asset "
-            "events.",
-            "- Where the time goes: up to one poll interval before the watcher sees a statement (half of it on "
-            "average), a scheduler loop to create the run, then the run's `migrate_warehouse` and "
+            f"{figures['drain_s']} s after the last store; the watcher fired {figures['watcher_events']} "
+            "asset events.",
+            "- Where the time goes: up to one poll interval before the watcher sees a statement (half of it "
+            "on average), a scheduler loop to create the run, then the run's `migrate_warehouse` and "
             "`extract_lms_statements` task processes on a Celery worker (each task pays its interpreter and "
             "imports). A statement stored after a run has listed the LRS waits for that run to end and the "
             "next to start (the event is queued while the run is active, `max_active_runs=1`).",

@@ -761,7 +761,8 @@ def _backfill_slice_worker(payload: tuple[str, str, int, dict[str, Any], str]) -
 
 
 def child_backfill(args: argparse.Namespace) -> None:
-    """The sliced backfill of the whole range: slices extracted by `--workers` processes, then the ordered publish.
+    """The sliced backfill of the whole range: slices extracted by `--workers` processes, then the ordered
+    publish.
 
     The worker processes are forked after the imports (as an executor's slots would be warm), so the figure is
     the work: with 1 worker the slices run one after another, with 2 two at a time.
@@ -891,18 +892,18 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
                     zip(
                         ("raw_lms_statement", "core_lms_activity", "rejected", "batch_status"),
                         conn.execute(
-                            "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity),"
-                            " (select count(*) from raw.lms_statement_rejected),"
-                            " (select string_agg(status, ',') from audit.lms_extract_batch)"
+                            "select (select count(*) from raw.lms_statement), (select count(*) from "
+                            "core.lms_activity), (select count(*) from raw.lms_statement_rejected), (select "
+                            "string_agg(status, ',') from audit.lms_extract_batch)"
                         ).fetchone(),
                         strict=True,
                     )
                 )
                 report["db_sizes_mb"] = dict(
                     conn.execute(
-                        "select c.relname, (pg_total_relation_size(c.oid) / 1e6)::float8 from pg_class c"
-                        " join pg_namespace n on n.oid = c.relnamespace"
-                        " where (n.nspname, c.relname) in (('raw', 'lms_statement'), ('core', 'lms_activity'))"
+                        "select c.relname, (pg_total_relation_size(c.oid) / 1e6)::float8 from pg_class c "
+                        "join pg_namespace n on n.oid = c.relnamespace where (n.nspname, c.relname) in "
+                        "(('raw', 'lms_statement'), ('core', 'lms_activity'))"
                     ).fetchall()
                 )
             print(f"[{count:,}] bare client (2)", flush=True)
@@ -927,7 +928,8 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
                 )
                 with psycopg.connect(backfill_dsn, autocommit=True) as conn:
                     result["verify"] = conn.execute(
-                        "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity)"
+                        "select (select count(*) from raw.lms_statement), "
+                        "(select count(*) from core.lms_activity)"
                     ).fetchone()
                 report["backfill"].append(result)
 
@@ -952,7 +954,8 @@ def fmt(value: float, digits: int = 1) -> str:
 
 
 def short_process(line: str) -> str:
-    """`PID .../benchmarks/hris_load.py --child bundle --t0 ... --dsn ...` -> `hris_load.py --child bundle`."""
+    """`PID .../benchmarks/hris_load.py --child bundle --t0 ... --dsn ...` -> `hris_load.py --child
+    bundle`."""
     match = re.search(r"(hris_load\.py|synth_memory\.py)(.*)", line)
     if not match:
         return line[:60]
@@ -961,7 +964,8 @@ def short_process(line: str) -> str:
 
 
 def plan_nodes(lines: list[str]) -> str:
-    """EXPLAIN lines such as `  ->  Parallel Seq Scan on lms_statement v  (cost=...)` -> `Parallel Seq Scan on lms_statement v`."""
+    """EXPLAIN lines such as `  ->  Parallel Seq Scan on lms_statement v  (cost=...)` -> `Parallel Seq Scan on
+    lms_statement v`."""
     return "; ".join(re.sub(r"\s*\(cost=.*$", "", line.strip().removeprefix("->").strip()) for line in lines)
 
 
@@ -1036,34 +1040,34 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
 
 GOAL_RATIO_TEXT = (
     "1,000,000 statements served by the sample LRS on loopback in pages of 500 on 2 cores: end-to-end "
-    "statements/s into PostgreSQL at least 0.5× a bare client that only pages through the same server in the same "
-    "run (issue 18 point 5; issue 4 asked 0.7×), with peak memory flat in N; and a backfill in slices that scales "
-    "with workers."
+    "statements/s into PostgreSQL at least 0.5× a bare client that only pages through the same server in the "
+    "same run (issue 18 point 5; issue 4 asked 0.7×), with peak memory flat in N; and a backfill in slices "
+    "that scales with workers."
 )
 METHOD_TEXT = (
-    "`benchmarks/lms_load.py` streams N xAPI 1.0.3 statements (uuid ids; actor with exactly one identifier, 90 % "
-    "`account`, 10 % `mbox`; ADL verbs registered/launched/completed/passed/failed; course activities; `result` "
-    "with score/success/completion/duration on completed/passed/failed; `context.registration`; ISO `timestamp` and "
-    "strictly increasing `stored` with `Z`, 2 % stored days late; ~670 bytes each) to `DATA/lms/statements.jsonl`, "
-    "starts `LmsSampleServer(DATA, max_page_size=500)` in the parent process (its JSONL→SQLite start-up is timed "
-    "apart and is in no figure), and runs each measurement in its own child process: the bare client "
-    "(`XapiClient.iter_statement_pages(since=1970-01-01Z, limit=500)` over every page, before and after the "
-    "end-to-end run; the reference is the mean), a raw `http.client` loop (no JSON decoding: what the LRS alone "
-    "serves), and `extract_statements(config, dsn=..., client=XapiClient(...))` on a freshly created and migrated "
-    "database with Airflow pointed at a throwaway home. Throughput is N / wall time of the measured call (imports "
-    "excluded; listed apart); peak RSS is the child's own (`os.wait4`). Phases come from wrapping, outside the "
-    "package, the `StatementExtraction`, `ChunkWriter` and `ChunkPublisher` methods, `run_suite`, `apply_voids`, psycopg's `Cursor.execute`, "
-    "`Copy.__exit__` and `Transaction.__exit__`, and the client's page iterator (time inside `next()` = HTTP + JSON "
-    "decoding). The loader runs two threads (fetch + check each statement + COPY its row, and the chunk publisher): "
-    "phases are kept "
-    "per thread, and the publisher's rows overlap the main thread's. Row counts of `raw.lms_statement` and "
-    "`core.lms_activity` are checked. (The per-statement and SQL what-if probes of the pre-chunk design are gone "
-    "with that design; `--from-json` still renders their saved figures.) Then the sliced backfill: "
-    "`plan_backfill` (4 slices of the whole range), `extract_slice` per slice in 1 or 2 worker processes forked "
-    "after the imports (as executor slots: `--backfill-workers`), then `publish_slices`, on a fresh database each; "
-    "rows are verified. The script waits for other "
-    "benchmarks to finish and records any that ran beside a measured step; it drops its databases and deletes the "
-    "generated data."
+    "`benchmarks/lms_load.py` streams N xAPI 1.0.3 statements (uuid ids; actor with exactly one identifier, "
+    "90 % `account`, 10 % `mbox`; ADL verbs registered/launched/completed/passed/failed; course activities; "
+    "`result` with score/success/completion/duration on completed/passed/failed; `context.registration`; ISO "
+    "`timestamp` and strictly increasing `stored` with `Z`, 2 % stored days late; ~670 bytes each) to "
+    "`DATA/lms/statements.jsonl`, starts `LmsSampleServer(DATA, max_page_size=500)` in the parent process "
+    "(its JSONL→SQLite start-up is timed apart and is in no figure), and runs each measurement in its own "
+    "child process: the bare client (`XapiClient.iter_statement_pages(since=1970-01-01Z, limit=500)` over "
+    "every page, before and after the end-to-end run; the reference is the mean), a raw `http.client` loop "
+    "(no JSON decoding: what the LRS alone serves), and `extract_statements(config, dsn=..., "
+    "client=XapiClient(...))` on a freshly created and migrated database with Airflow pointed at a throwaway "
+    "home. Throughput is N / wall time of the measured call (imports excluded; listed apart); peak RSS is "
+    "the child's own (`os.wait4`). Phases come from wrapping, outside the package, the "
+    "`StatementExtraction`, `ChunkWriter` and `ChunkPublisher` methods, `run_suite`, `apply_voids`, "
+    "psycopg's `Cursor.execute`, `Copy.__exit__` and `Transaction.__exit__`, and the client's page iterator "
+    "(time inside `next()` = HTTP + JSON decoding). The loader runs two threads (fetch + check each "
+    "statement + COPY its row, and the chunk publisher): phases are kept per thread, and the publisher's "
+    "rows overlap the main thread's. Row counts of `raw.lms_statement` and `core.lms_activity` are checked. "
+    "(The per-statement and SQL what-if probes of the pre-chunk design are gone with that design; "
+    "`--from-json` still renders their saved figures.) Then the sliced backfill: `plan_backfill` (4 slices "
+    "of the whole range), `extract_slice` per slice in 1 or 2 worker processes forked after the imports (as "
+    "executor slots: `--backfill-workers`), then `publish_slices`, on a fresh database each; rows are "
+    "verified. The script waits for other benchmarks to finish and records any that ran beside a measured "
+    "step; it drops its databases and deletes the generated data."
 )
 
 
@@ -1109,17 +1113,19 @@ def render(results: dict[str, Any]) -> str:
         results["command"],
         "```",
         "",
-        f"**Latest result.** Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
-        f"Linux {machine['kernel']}, Python {machine['python']}, PostgreSQL {pg.get('server_version')} "
-        f"(shared_buffers {pg.get('shared_buffers')}, work_mem {pg.get('work_mem')}, synchronous_commit "
-        f"{pg.get('synchronous_commit')}, max_wal_size {pg.get('max_wal_size')}), all on one machine over loopback.",
+        f"**Latest result.** Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), "
+        f"{machine['ram_gib']} GiB RAM, Linux {machine['kernel']}, Python {machine['python']}, PostgreSQL "
+        f"{pg.get('server_version')} (shared_buffers {pg.get('shared_buffers')}, work_mem "
+        f"{pg.get('work_mem')}, synchronous_commit {pg.get('synchronous_commit')}, max_wal_size "
+        f"{pg.get('max_wal_size')}), all on one machine over loopback.",
         "",
     ]
     before, after = results.get("package_before"), results.get("package_after")
     if before:
         changed = after is not None and after["files_sha256"] != before["files_sha256"]
         lines += [
-            f"Package at commit `{before['commit'].split()[0]}` (measured files sha256 {before['files_sha256']}"
+            f"Package at commit `{before['commit'].split()[0]}` "
+            f"(measured files sha256 {before['files_sha256']}"
             + (", with uncommitted changes" if before["uncommitted_changes"] else "")
             + (
                 "; **the package changed during the run**: figures mix two versions"
@@ -1145,7 +1151,8 @@ def render(results: dict[str, Any]) -> str:
             if seen.get("ran_beside"):
                 others = sorted({short_process(p) for p in seen["ran_beside"]})
                 contended.append(
-                    f"{label} (N = {r['statements']:,}; load ≤ {fmt(seen['loadavg_max'], 1)}; beside {', '.join(others)})"
+                    f"{label} (N = {r['statements']:,}; load ≤ "
+                    f"{fmt(seen['loadavg_max'], 1)}; beside {', '.join(others)})"
                 )
     load_max = fmt(max(r["loadavg_max"] for r in reports), 2)
     waited = (
@@ -1167,8 +1174,8 @@ def render(results: dict[str, Any]) -> str:
         ]
     lines += [verdict_line(reports), ""]
     lines += [
-        f"| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ {GOAL_RATIO}) | e2e wall s | "
-        "e2e peak RSS MiB | bare peak RSS MiB | raw HTTP st/s | rows verified |",
+        f"| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ {GOAL_RATIO}) | "
+        "e2e wall s | e2e peak RSS MiB | bare peak RSS MiB | raw HTTP st/s | rows verified |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in reports:
@@ -1181,44 +1188,47 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"| {n:,} ({r['page_size']}) | {fmt(bare, 0)} | {fmt(rate, 0)} | **{rate / bare:.2f}** | "
             f"{fmt(e2e['work_s'])} | {fmt(e2e['peak_rss_mib'], 0)} | "
-            f"{fmt(max(b['peak_rss_mib'] for b in r['bare']), 0)} | {fmt(r['raw_http']['statements'] / r['raw_http']['work_s'], 0)} | "
-            f"{'yes' if ok else 'NO'}: raw {v['raw_lms_statement']:,}, core {v['core_lms_activity']:,}, "
-            f"rejected {v['rejected']:,}, batch {v['batch_status']} |"
+            f"{fmt(max(b['peak_rss_mib'] for b in r['bare']), 0)} | "
+            f"{fmt(r['raw_http']['statements'] / r['raw_http']['work_s'], 0)} | {'yes' if ok else 'NO'}: raw "
+            f"{v['raw_lms_statement']:,}, core {v['core_lms_activity']:,}, rejected {v['rejected']:,}, batch "
+            f"{v['batch_status']} |"
         )
     lines += [
         "",
-        "Bare client = `XapiClient.iter_statement_pages` over every page (mean of a run before and one after the "
-        "end-to-end run: "
+        "Bare client = `XapiClient.iter_statement_pages` over every page (mean of a run before and one after "
+        "the end-to-end run: "
         + "; ".join(
             f"N={r['statements']:,}: "
             + " / ".join(fmt(b["statements"] / b["work_s"], 0) for b in r["bare"])
             + " st/s"
             for r in reports
         )
-        + "). End to end = `extract_statements(...)` call wall time, imports excluded. Raw HTTP = `http.client`, "
-        "no JSON decoding (what the sample LRS alone serves). Peak RSS = the child's own (`os.wait4`).",
+        + "). End to end = `extract_statements(...)` call wall time, imports excluded. Raw HTTP = "
+        "`http.client`, no JSON decoding (what the sample LRS alone serves). Peak RSS = the child's own "
+        "(`os.wait4`).",
         "",
-        "| N | JSONL MB | generate s | LRS start-up s (JSONL→SQLite, not measured) | migrate s | child start + imports s "
-        "(e2e) | RSS after imports MiB | CPU s of the e2e child, imports included (user + sys) | CPU s of a bare child | "
-        "raw.lms_statement MB | core.lms_activity MB |",
+        "| N | JSONL MB | generate s | LRS start-up s (JSONL→SQLite, not measured) | migrate s | child start "
+        "+ imports s (e2e) | RSS after imports MiB | CPU s of the e2e child, imports included (user + sys) | "
+        "CPU s of a bare child | raw.lms_statement MB | core.lms_activity MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
         e2e = r["e2e"]
         sizes = r.get("db_sizes_mb", {})
         lines.append(
-            f"| {r['statements']:,} | {fmt(r['jsonl_mb'], 0)} | {fmt(r['generate_s'])} | {fmt(r['server_start_s'])} | "
-            f"{fmt(r['migrate_s'], 2)} | {fmt(e2e['process_wall_s'] - e2e['work_s'])} | "
-            f"{fmt(e2e['rss_after_imports_mib'], 0)} | {fmt(e2e['cpu_user_s'] + e2e['cpu_sys_s'])} | "
-            f"{fmt(r['bare'][0]['cpu_user_s'] + r['bare'][0]['cpu_sys_s'])} | {fmt(sizes.get('lms_statement', 0), 0)} | "
-            f"{fmt(sizes.get('lms_activity', 0), 0)} |"
+            f"| {r['statements']:,} | {fmt(r['jsonl_mb'], 0)} | {fmt(r['generate_s'])} | "
+            f"{fmt(r['server_start_s'])} | {fmt(r['migrate_s'], 2)} | "
+            f"{fmt(e2e['process_wall_s'] - e2e['work_s'])} | {fmt(e2e['rss_after_imports_mib'], 0)} | "
+            f"{fmt(e2e['cpu_user_s'] + e2e['cpu_sys_s'])} | "
+            f"{fmt(r['bare'][0]['cpu_user_s'] + r['bare'][0]['cpu_sys_s'])} | "
+            f"{fmt(sizes.get('lms_statement', 0), 0)} | {fmt(sizes.get('lms_activity', 0), 0)} |"
         )
     for r in reports:
         e2e = r["e2e"]
         lines += [
             "",
-            f"Phases of the end-to-end run, N = {r['statements']:,} (wall {fmt(e2e['work_s'])} s; the client's "
-            "page iterator and the loader's methods wrapped from outside the package):",
+            f"Phases of the end-to-end run, N = {r['statements']:,} (wall {fmt(e2e['work_s'])} s; the "
+            "client's page iterator and the loader's methods wrapped from outside the package):",
             "",
             "| phase | s | share | note |",
             "|---|---:|---:|---|",
@@ -1236,9 +1246,9 @@ def render(results: dict[str, Any]) -> str:
     if backfills:
         lines += [
             "",
-            f"Sliced backfill (`lms_statement_backfill`'s functions: {BACKFILL_SLICES} slices of the whole range "
-            "extracted, checked and gated by worker processes forked after the imports, then `publish_slices` in "
-            "order; each on a fresh database):",
+            f"Sliced backfill (`lms_statement_backfill`'s functions: {BACKFILL_SLICES} slices of the whole "
+            "range extracted, checked and gated by worker processes forked after the imports, then "
+            "`publish_slices` in order; each on a fresh database):",
             "",
             "| N | workers | slices s (each) | ordered publish s | total s | st/s | rows verified |",
             "|---|---:|---|---:|---:|---:|---|",
@@ -1247,21 +1257,23 @@ def render(results: dict[str, Any]) -> str:
             n = r["statements"]
             raw_rows, core_rows = b["verify"]
             lines.append(
-                f"| {n:,} | {b['workers']} | {fmt(b['extract_s'])} ({', '.join(fmt(x) for x in b['slice_s'])}) | "
-                f"{fmt(b['publish_s'])} | {fmt(b['work_s'])} | {fmt(n / b['work_s'], 0)} | "
-                f"{'yes' if raw_rows == n and core_rows == n else 'NO'}: raw {raw_rows:,}, core {core_rows:,} |"
+                f"| {n:,} | {b['workers']} | {fmt(b['extract_s'])} "
+                f"({', '.join(fmt(x) for x in b['slice_s'])}) | {fmt(b['publish_s'])} | {fmt(b['work_s'])} | "
+                f"{fmt(n / b['work_s'], 0)} | {'yes' if raw_rows == n and core_rows == n else 'NO'}: raw "
+                f"{raw_rows:,}, core {core_rows:,} |"
             )
     probe_report = next((r for r in reports if "probes" in r), None)
     if probe_report:
         p = probe_report["probes"]
         lines += [
             "",
-            f"Per-statement costs (first {p['statements']:,} statements, {fmt(p['bytes_per_statement'], 0)} bytes each "
-            "on the wire; best of 3):",
+            f"Per-statement costs (first {p['statements']:,} statements, {fmt(p['bytes_per_statement'], 0)} "
+            "bytes each on the wire; best of 3):",
             "",
             "| step | µs per statement |",
             "|---|---:|",
-            f"| client: HTTP round trip + JSON decode, per statement | {fmt(p['client_page_us_per_statement'], 2)} |",
+            "| client: HTTP round trip + JSON decode, per statement "
+            f"| {fmt(p['client_page_us_per_statement'], 2)} |",
             f"| … of which `json.loads` of the page body | {fmt(p['json_decode_us_per_statement'], 2)} |",
         ]
         for name, value in p["us"].items():
@@ -1269,8 +1281,8 @@ def render(results: dict[str, Any]) -> str:
         page_level = p.get("page_level")
         if page_level:
             lines.append(
-                "| instead: COPY each page body as received (one row per page) / explode it into the same staging rows"
-                " in SQL (`jsonb_array_elements`, casts, `sha256`) | "
+                "| instead: COPY each page body as received (one row per page) / explode it into the same "
+                "staging rows in SQL (`jsonb_array_elements`, casts, `sha256`) | "
                 f"{fmt(page_level['copy_pages_us'], 2)} / {fmt(page_level['explode_in_sql_us'], 2)} |"
             )
         for name, value in p["copy"].items():
@@ -1318,13 +1330,14 @@ def render(results: dict[str, Any]) -> str:
             if key in q:
                 g = q[key]
                 lines.append(
-                    f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} → "
-                    f"peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |"
+                    f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} "
+                    f"→ peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |"
                 )
         lines += [
-            f"| core.lms_activity: the SELECT alone | {fmt(q['core_select_s'])} | {plan_nodes(q['core_select_plan'])} |",
-            f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} | "
-            "temp table with the same indexes |",
+            "| core.lms_activity: the SELECT alone | "
+            f"{fmt(q['core_select_s'])} | {plan_nodes(q['core_select_plan'])} |",
+            f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} "
+            "| temp table with the same indexes |",
             f"| apply_voids: the verb filter over all of raw.lms_statement | {fmt(q['voids_full_scan_s'])} | "
             f"{plan_nodes(q['voids_plan'])} |",
         ]
@@ -1338,8 +1351,9 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"What-if, N = {n:,}: the same run with the client's pages prefetched by one background thread "
-            f"(benchmark-side wrapper, package untouched): staging {fmt(stage_b)} s → {fmt(stage_w)} s, whole run "
-            f"{fmt(base['work_s'])} s → {fmt(w['work_s'])} s, ratio {n / base['work_s'] / bare_reference(what_if):.2f} → "
+            f"(benchmark-side wrapper, package untouched): staging {fmt(stage_b)} s → {fmt(stage_w)} s, "
+            f"whole run {fmt(base['work_s'])} s → {fmt(w['work_s'])} s, ratio "
+            f"{n / base['work_s'] / bare_reference(what_if):.2f} → "
             f"{n / w['work_s'] / bare_reference(what_if):.2f}; peak RSS {fmt(w['peak_rss_mib'], 0)} MiB.",
         ]
     return "\n".join(lines)
@@ -1386,7 +1400,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         nargs="*",
         default=[1, 2],
-        help="also time the sliced backfill (lms_statement_backfill's functions) with this many worker processes",
+        help="also time the sliced backfill (lms_statement_backfill's "
+        "functions) with this many worker processes",
     )
     args = parser.parse_args(argv)
     if args.child:

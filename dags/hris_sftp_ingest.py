@@ -10,9 +10,9 @@ pay changes, each with an optional `.ctl` control file.
 **Flow:** wait (up to `hris.wait_for_files_minutes`, default 6 h, then skip) for files not yet in
 `audit.file_manifest` → one mapped task per batch of up to `hris.files_per_task` files, in date order;
 for each file: download with the host key verified, sha256, Great Expectations gate on the staged file,
-then publish in one transaction or quarantine → rebuild `core.employee_history` (SCD2) and `core.compensation_event`
-→ update the HR asset, which triggers the identity and feature DAGs. A quarantined file fails the
-run (without retries: it fails the same way until corrected) while the good files still load.
+then publish in one transaction or quarantine → rebuild `core.employee_history` (SCD2) and
+`core.compensation_event` → update the HR asset, which triggers the identity and feature DAGs. A quarantined
+file fails the run (without retries: it fails the same way until corrected) while the good files still load.
 
 **Freshness:** `check_hris_freshness` runs whatever happened upstream and fails (alerting) when the latest
 loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time. A run still going after
@@ -32,8 +32,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

@@ -11,16 +11,18 @@ steward decisions in `audit.identity_override`.
 (a first install's HRIS backlog still loading) or when nothing it reads changed since the last good run,
 so an hourly LMS run does not rebuild identity and features for nothing → resolve identities in SQL
 (incremental: only what changed since the last good run and everything sharing a GUID, an email or a
-key with it; the `full_rebuild` param recomputes all) → Great Expectations gate (headcount reconciles, one key per employee, no identifier owned by two keys at
-once, active match rate at or above `identity.min_active_lms_match_rate`) → one transaction publishes
-`core.employee_identity`, `core.lms_account_match`, `audit.identity_exception` and the reconciliation
-row → steward review sample CSV and the readable reconciliation summary.
+key with it; the `full_rebuild` param recomputes all) → Great Expectations gate (headcount reconciles, one key
+per employee, no identifier owned by two keys at once, active match rate at or above
+`identity.min_active_lms_match_rate`) → one transaction publishes `core.employee_identity`,
+`core.lms_account_match`, `audit.identity_exception` and the reconciliation row → steward review sample CSV
+and the readable reconciliation summary.
 
-**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
+**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to
+migrate.
 
 **Schedule:** whenever the HR or the LMS asset is updated. **Owner:** people-analytics data engineering.
-**Runbook:** docs/runbook/identity.md#runbook-identity_resolution — a failed gate publishes nothing (the last good
-identity layer stays served); the error names the top reasons for misses. Every task is safe to clear
+**Runbook:** docs/runbook/identity.md#runbook-identity_resolution — a failed gate publishes nothing (the last
+good identity layer stays served); the error names the top reasons for misses. Every task is safe to clear
 and rerun: keys are issued deterministically and steward decisions are reapplied on every run.
 """
 
@@ -29,8 +31,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

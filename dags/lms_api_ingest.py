@@ -20,15 +20,16 @@ batch was published within `slo.lms_max_age_hours` (2 h). A run still going afte
 (`dagrun_timeout`) fails and alerts (docs/runbook/alerts.md#runbook-deadlines).
 
 **Warehouse logins:** `warehouse_loader` (users, statements, freshness), `warehouse_transformer` (course
-catalog, unknown courses), `warehouse_postgres` (the owner) only to migrate; see docs/security.md#least-privilege.
+catalog, unknown courses), `warehouse_postgres` (the owner) only to migrate; see
+docs/security.md#least-privilege.
 
 **Schedule:** within minutes of new statements — the asset watcher `lms_statements_watcher` (triggerer)
 polls the LRS every `lms.watch_poll_seconds` for statements stored after the watermark; such a run
 re-reads `lms.watch_since_overlap_minutes` before it — and hourly at :10 as the safety net (cron trigger
 timetable; the full `lms.since_overlap_days` overlap). Today's activity before the hourly run:
 `mart.lms_activity_today_provisional`. **Owner:** people-analytics data engineering.
-**Runbook:** docs/runbook/lms.md#runbook-lms_api_ingest — every task is safe to clear and rerun: statements are
-keyed by id, user versions by (id, lastModified), and the watermark only moves with the data it covers.
+**Runbook:** docs/runbook/lms.md#runbook-lms_api_ingest — every task is safe to clear and rerun: statements
+are keyed by id, user versions by (id, lastModified), and the watermark only moves with the data it covers.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

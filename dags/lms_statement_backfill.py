@@ -10,22 +10,23 @@ its own and published in order, for a first install or a range the hourly `lms_a
 **Flow:** migrate → plan the slices (params `from_stored`, `to_stored`, and `slice_count` or `slice_hours`):
 contiguous `(since, until]` ranges, so no statement falls between two or in two → one mapped task per slice
 pages through its range, checks every statement into its own checks tables and gates each chunk with Great
-Expectations → one task publishes the gated slices in slice order, each in one transaction (`raw.lms_statement`,
-the rejects, `core.lms_activity`, voids, audit rows, the watermark) and stops at the first slice that failed its
-gate. Slices hand over through `audit.lms_backfill_slice`. Logic: `turnover_signals.lms.backfill`.
+Expectations → one task publishes the gated slices in slice order, each in one transaction
+(`raw.lms_statement`, the rejects, `core.lms_activity`, voids, audit rows, the watermark) and stops at the
+first slice that failed its gate. Slices hand over through `audit.lms_backfill_slice`. Logic:
+`turnover_signals.lms.backfill`.
 
-**Watermark:** a published slice moves the hourly watermark only when the watermark already reaches the slice's
-start, and then to the slice's end (capped by the LRS's Consistent-Through), never backwards: an old range behind
-the watermark leaves it alone, and a range after a gap never advances it past statements not loaded. On an LRS
-the conformance probe found filtering `since` on `timestamp`, slices are ranges of timestamps and a backfill
-never moves the watermark (the hourly look-back and sweep own it).
+**Watermark:** a published slice moves the hourly watermark only when the watermark already reaches the
+slice's start, and then to the slice's end (capped by the LRS's Consistent-Through), never backwards: an old
+range behind the watermark leaves it alone, and a range after a gap never advances it past statements not
+loaded. On an LRS the conformance probe found filtering `since` on `timestamp`, slices are ranges of
+timestamps and a backfill never moves the watermark (the hourly look-back and sweep own it).
 Publishing takes the same lock as the hourly run, so both can run at once.
 
-**Warehouse logins:** `warehouse_loader` for the slices and the publish, `warehouse_postgres` (the owner) only to
-migrate. **Schedule:** none (manual trigger). **Owner:** people-analytics data engineering.
-**Runbook:** docs/runbook/lms.md#runbook-lms-statement-backfill — clear a failed slice's task once its cause is fixed, then
-clear `publish_statement_slices`; every task is safe to clear and rerun (published slices are not extracted again,
-statements are keyed by id).
+**Warehouse logins:** `warehouse_loader` for the slices and the publish, `warehouse_postgres` (the owner) only
+to migrate. **Schedule:** none (manual trigger). **Owner:** people-analytics data engineering.
+**Runbook:** docs/runbook/lms.md#runbook-lms-statement-backfill — clear a failed slice's task once its cause
+is fixed, then clear `publish_statement_slices`; every task is safe to clear and rerun (published slices are
+not extracted again, statements are keyed by id).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

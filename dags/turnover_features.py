@@ -18,11 +18,13 @@ and built by a later run →
 stage → Great Expectations gate → one transaction publishes the rows, writes `audit.feature_build` and
 refreshes the labels → print the training set's shape and label balance.
 
-**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
+**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to
+migrate.
 
 **Schedule:** daily at 07:30 UTC and whenever identities are rebuilt. **Owner:** people-analytics data
-engineering. **Runbook:** docs/runbook/features.md#runbook-turnover_features — a built date never changes; `restate: true`
-builds an "as known now" variant into `mart.employee_features_restated`. Every task is safe to clear and rerun.
+engineering. **Runbook:** docs/runbook/features.md#runbook-turnover_features — a built date never changes;
+`restate: true` builds an "as known now" variant into `mart.employee_features_restated`. Every task is safe to
+clear and rerun.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

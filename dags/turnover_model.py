@@ -16,7 +16,8 @@ settled reference dates to split in time, as on a new install → train and eval
 decision (params: `allow_promotion`, `force_promotion`) →
 score employees with the champion → log the summary.
 
-**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to migrate.
+**Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to
+migrate.
 
 **Schedule:** monthly, on the 2nd at 09:00 UTC (after the month-end features), and on demand.
 **Owner:** people-analytics data engineering. **Runbook:** docs/runbook/model.md#runbook-turnover_model —
@@ -29,8 +30,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

@@ -20,8 +20,8 @@ history, identity, features and reports for dates still in retention stay exactl
 raw rows and drop partitions.
 
 **Schedule:** daily at 05:00 UTC. **Owner:** people-analytics data engineering.
-**Runbook:** docs/runbook/retention.md#runbook-warehouse_retention — every task is safe to clear and rerun: a purge
-only removes what is past its cutoff (measured from the run's date) and a rerun finds nothing more.
+**Runbook:** docs/runbook/retention.md#runbook-warehouse_retention — every task is safe to clear and rerun: a
+purge only removes what is past its cutoff (measured from the run's date) and a rerun finds nothing more.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on an older version of a
-# versioned bundle runs that version's package and SQL, not whatever copy the worker has installed.
+# Import the package of this bundle version (docs/deploy/existing-airflow.md#git-dag-bundle): a task rerun on
+# an older version of a versioned bundle runs that version's package and SQL, not whatever copy the worker has
+# installed.
 if (_bundle_plugins := str(Path(__file__).resolve().parents[1] / "plugins")) not in sys.path:
     sys.path.insert(0, _bundle_plugins)
 

@@ -1,4 +1,5 @@
-"""Print a `.env` for docker-compose.yaml with freshly generated secrets: `python scripts/generate_compose_env.py > .env`.
+"""Print a `.env` for docker-compose.yaml with freshly generated secrets: `python
+scripts/generate_compose_env.py > .env`.
 
 Nothing here is a secret; what it prints is, so `.env` is git-ignored. Rotating ANALYTICS_PSEUDONYM_KEY
 changes every pseudonym in the `analytics` schema on the next `warehouse_retention` run.

@@ -114,7 +114,8 @@ def warehouse_dsn(migrated_template_db: str, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def make_warehouse(migrated_template_db: str):
-    """Makes more fresh, fully migrated warehouse databases (for comparing two warehouses); dropped after the test."""
+    """Makes more fresh, fully migrated warehouse databases (for comparing two warehouses); dropped after the
+    test."""
     names = []
 
     def make() -> str:

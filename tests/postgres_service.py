@@ -238,8 +238,8 @@ def main(argv: list[str]) -> int:
     else:
         print(
             f"PostgreSQL: {DEFAULT_ADMIN_DSN} refused a password-less connection ({problem}); the tests will "
-            f"start an embedded PostgreSQL (the pgserver wheel) in a temporary directory. Set {ADMIN_DSN_ENV} "
-            "to use your own server"
+            "start an embedded PostgreSQL (the pgserver wheel) in a temporary directory. Set "
+            f"{ADMIN_DSN_ENV} to use your own server"
         )
     return 0
 

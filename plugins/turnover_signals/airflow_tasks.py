@@ -54,7 +54,8 @@ def current_run_identity() -> RunIdentity:
 
 
 def data_time(context: Any) -> Any:
-    """The moment a run is about: its logical date, or `run_after` for asset-triggered runs (which have none)."""
+    """The moment a run is about: its logical date, or `run_after` for asset-triggered runs (which have
+    none)."""
     return context.get("logical_date") or context["dag_run"].run_after
 
 
@@ -92,7 +93,8 @@ def airflow_connection_exists(conn_id: str) -> bool:
 def config_for_stage(
     config: Mapping[str, Any], stage_name: str, connection_exists: Any = airflow_connection_exists
 ) -> dict[str, Any]:
-    """`config` with `connections.warehouse` set to the stage's own connection (docs/security.md#least-privilege).
+    """`config` with `connections.warehouse` set to the stage's own connection
+    (docs/security.md#least-privilege).
 
     Package functions keep reading `connections.warehouse`; a task picks its stage here: `loader`
     (`connections.warehouse_loader`), `transformer`, `quality_reader`, or `owner` (unchanged).

@@ -126,7 +126,8 @@ def reference_markdown(path: Path = DEFAULT_CONFIG_FILE) -> str:
             section = setting.path[0]
             parts += ["", f"### `{section}`", "", "| setting | default | what it does |", "|---|---|---|"]
         parts.append(
-            f"| `{'.'.join(setting.path)}` | {_cell(_default_text(setting.default))} | {_cell(setting.description)} |"
+            f"| `{'.'.join(setting.path)}` | {_cell(_default_text(setting.default))} | "
+            f"{_cell(setting.description)} |"
         )
     return "\n".join([*parts, "", END])
 

@@ -319,8 +319,8 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
     ).fetchall():
         lines.append(f"  REJECTED {count:,} statement(s): {reason}")
     users = conn.execute(
-        "select count(distinct lms_user_id), count(*), count(*) filter (where valid_to is null and is_active) "
-        "from raw.lms_user"
+        "select count(distinct lms_user_id), count(*), count(*) filter (where valid_to is null and "
+        "is_active) from raw.lms_user"
     ).fetchone()
     lines.append(f"  raw.lms_user: {users[0]:,} users, {users[1]:,} versions, {users[2]:,} active now")
     unknown = conn.execute("select count(*) from audit.unknown_course").fetchone()[0]
@@ -329,8 +329,9 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
         f"  course catalog: {catalog} courses; {unknown} course id(s) seen in activity but not in it"
     )
     passed, failed = conn.execute(
-        "select count(*) filter (where success), count(*) filter (where not success) from audit.validation_result "
-        "where suite_name in ('lms_statement_batch', 'lms_user_batch', 'course_catalog')"
+        "select count(*) filter (where success), count(*) filter (where not success) from "
+        "audit.validation_result where suite_name in ('lms_statement_batch', 'lms_user_batch', "
+        "'course_catalog')"
     ).fetchone()
     lines.append(f"  validation runs: {passed} passed, {failed} failed")
     return lines
@@ -368,7 +369,8 @@ def replay_check_lines(warehouse_url: str, sample_size: int = 3) -> list[str]:
         dates = [
             row[0]
             for row in conn.execute(
-                "select distinct reference_date from mart.employee_features where feature_set_version = %s order by 1",
+                "select distinct reference_date from mart.employee_features where feature_set_version = %s "
+                "order by 1",
                 (int(config["features"]["feature_set_version"]),),
             )
         ]
@@ -425,8 +427,8 @@ def report_lines(conn: psycopg.Connection) -> list[str]:
     ]
     sample = (
         conn.execute(
-            "select employee_key, reference_date from mart.employee_features order by reference_date desc, employee_key"
-            " limit 1"
+            "select employee_key, reference_date from mart.employee_features order by reference_date desc, "
+            "employee_key limit 1"
         ).fetchone()
         if conn.execute("select to_regclass('mart.employee_features') is not null").fetchone()[0]
         else None
@@ -446,7 +448,10 @@ def _url_without_password(conn: psycopg.Connection) -> str:
     info = conn.info
     user = quote(info.user or "", safe="")
     if info.host.startswith("/"):  # a Unix-socket directory (the embedded demo server)
-        return f"postgresql://{user}@/{quote(info.dbname, safe='')}?host={quote(info.host, safe='/')}&port={info.port}"
+        return (
+            f"postgresql://{user}@/{quote(info.dbname, safe='')}"
+            f"?host={quote(info.host, safe='/')}&port={info.port}"
+        )
     host = f"[{info.host}]" if ":" in info.host else info.host
     return f"postgresql://{user}@{host}:{info.port}/{quote(info.dbname, safe='')}"
 
@@ -590,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
             run = run_dag(dag_id, logical_date, env)
             runs.append(run)
             say(
-                f"  {'ok' if run.succeeded else 'FAILED'} in {run.seconds:.0f} s — log: {run.log_path.relative_to(BUNDLE_ROOT)}"
+                f"  {'ok' if run.succeeded else 'FAILED'} in {run.seconds:.0f} s — log: "
+                f"{run.log_path.relative_to(BUNDLE_ROOT)}"
             )
 
     with psycopg.connect(warehouse_url) as conn:
@@ -598,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         say("=" * 100)
         say(
             f"Synthetic enterprise: {manifest.get('counts', {}).get('employments', '?')} employments, "
-            f"{args.months} months ending {args.end_date}, seed {args.seed} ({data_dir.relative_to(BUNDLE_ROOT)})"
+            f"{args.months} months ending {args.end_date}, seed {args.seed} "
+            f"({data_dir.relative_to(BUNDLE_ROOT)})"
         )
         for run in runs:
             for line in STAGE_SUMMARIES.get(run.dag_id, lambda _c: [])(conn):
@@ -610,8 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         say("")
         if before and before == after:
             say(
-                f"rerun: identical — the {len(after)} tables of raw, core, mart and audit are as before this run"
-                " (run bookkeeping left out: run logs, load and run ids, load times)"
+                f"rerun: identical — the {len(after)} tables of raw, core, mart and audit are as before this "
+                "run (run bookkeeping left out: run logs, load and run ids, load times)"
             )
         elif before:
             changed = sorted(t for t in after.keys() | before.keys() if before.get(t) != after.get(t))

@@ -66,7 +66,8 @@ def runbook_link(section: str = "", url: str = RUNBOOK_URL) -> str:
 
 
 def runbook_links_for_alerts(message: str, config: Mapping[str, Any]) -> str:
-    """`message` with its runbook links rendered through `alerts.runbook_url` (unchanged when it is not set)."""
+    """`message` with its runbook links rendered through `alerts.runbook_url` (unchanged when it is not
+    set)."""
     url = (config.get("alerts") or {}).get("runbook_url") or RUNBOOK_URL
     if url == RUNBOOK_URL:
         return message
@@ -94,7 +95,8 @@ class SourceUnavailableError(TurnoverSignalsError):
 
 
 class SourceRefusedError(TurnoverSignalsError):
-    """A source was reached but must not be trusted or read (host key mismatch, auth); retrying will not help."""
+    """A source was reached but must not be trusted or read (host key mismatch, auth); retrying will not
+    help."""
 
 
 class BadInputError(TurnoverSignalsError):

@@ -40,9 +40,10 @@ class RunFailure:
 
 RUN_FAILURES = {
     "timed_out": RunFailure(
-        "the run passed its dagrun_timeout ({timeout}); the scheduler marked its unfinished tasks skipped{last_task}",
-        "read the log of the task that was still running (a hung source, a lock, a full disk), fix the cause, "
-        "then clear the whole run (its stopped tasks are skipped, not failed)",
+        "the run passed its dagrun_timeout ({timeout}); the scheduler marked its unfinished tasks "
+        "skipped{last_task}",
+        "read the log of the task that was still running (a hung source, a lock, a full disk), fix the "
+        "cause, then clear the whole run (its stopped tasks are skipped, not failed)",
         "deadlines",
     ),
     "all_tasks_deadlocked": RunFailure(
@@ -74,8 +75,8 @@ def failure_message(context: Mapping[str, Any]) -> str:
         where += f"[{map_index}]"
     exception = context.get("exception")
     return (
-        f"TURNOVER-SIGNALS ALERT {where} run {getattr(ti, 'run_id', '?')} try {getattr(ti, 'try_number', '?')}: "
-        f"{exception or 'failed'}"
+        f"TURNOVER-SIGNALS ALERT {where} run {getattr(ti, 'run_id', '?')} try "
+        f"{getattr(ti, 'try_number', '?')}: {exception or 'failed'}"
     )
 
 
@@ -115,7 +116,8 @@ class LogNotifier(BaseNotifier):
 
 
 def configured_notifier(config: Mapping[str, Any], message: str) -> BaseNotifier:
-    """The notifier of `alerts.notifier`, with `message` (its runbook links as full URLs, `alerts.runbook_url`)."""
+    """The notifier of `alerts.notifier`, with `message` (its runbook links as full URLs,
+    `alerts.runbook_url`)."""
     message = runbook_links_for_alerts(message, config)
     alerts = config.get("alerts") or {}
     target = alerts.get("notifier")
@@ -129,7 +131,8 @@ def configured_notifier(config: Mapping[str, Any], message: str) -> BaseNotifier
 
 
 def notify_failure(context: Any) -> None:
-    """`on_failure_callback` of every task and every DAG: never raises (a broken notifier must not hide the failure)."""
+    """`on_failure_callback` of every task and every DAG: never raises (a broken notifier must not hide the
+    failure)."""
     message = failure_message(context)
     if is_dag_level(context) and context.get("reason") == TASK_FAILURE_REASON:
         log.info("%s (already alerted by the failed task)", message)

@@ -39,7 +39,8 @@ TIMEOUT_SECONDS = 30
 
 
 def merged_note(existing: str | None, lines: Sequence[str]) -> str | None:
-    """`existing` with our lines replaced by `lines` (each prefixed), people's lines kept, within the limit."""
+    """`existing` with our lines replaced by `lines` (each prefixed), people's lines kept, within the
+    limit."""
     kept = [line for line in (existing or "").splitlines() if not line.startswith(NOTE_PREFIX)]
     while kept and not kept[-1].strip():
         kept.pop()

@@ -6,8 +6,8 @@ through the configured notifier (docs/runbook/alerts.md). Unlike `dagrun_timeout
 is late but progressing keeps going, and on-call learns that the data will be late before anyone asks.
 The freshness checks (`check_hris_freshness`, `check_lms_freshness`) stay: they measure the data itself.
 
-The runbook's SLO table (docs/runbook/alerts.md) is generated from these definitions (`python -m turnover_signals.slo`), so the
-documented objectives are the ones the DAGs carry.
+The runbook's SLO table (docs/runbook/alerts.md) is generated from these definitions (`python -m
+turnover_signals.slo`), so the documented objectives are the ones the DAGs carry.
 
 `airflow dags test` / `dag.test()` of a DAG with a deadline crashes after a successful run in Airflow
 3.3.2 (apache/airflow#73428: the in-memory test DAG holds encoded alerts where the scheduler expects
@@ -69,7 +69,8 @@ SLOS: dict[str, Slo] = {
             objective="a requested backfill of xAPI statements is published",
             reference="queued_at",  # triggered by hand, when someone asks for a range
             interval=timedelta(hours=8),
-            next_step="look at the failed slice's log, fix, clear it and the publish (runbook-lms-statement-backfill)",
+            next_step="look at the failed slice's log, fix, clear it and the publish "
+            "(runbook-lms-statement-backfill)",
         ),
         Slo(
             dag_id="identity_resolution",
@@ -83,7 +84,8 @@ SLOS: dict[str, Slo] = {
             objective="the day's features and labels are built",
             reference="queued_at",
             interval=timedelta(hours=2),
-            next_step="look at the running task's log; a deferred date is not late (runbook-turnover_features)",
+            next_step="look at the running task's log; a deferred date is not late "
+            "(runbook-turnover_features)",
         ),
         Slo(
             dag_id="turnover_model",
@@ -128,10 +130,10 @@ def deadline_message(dag_id: str, context: Mapping[str, Any] | None) -> str:
     dag_run = (context or {}).get("dag_run") or {}
     deadline = (context or {}).get("deadline") or {}
     return (
-        f"TURNOVER-SIGNALS ALERT {dag_id} run {dag_run.get('dag_run_id') or dag_run.get('run_id')}: SLO missed: "
-        f"{slo.objective} within {_duration(slo.interval)} of the run's {REFERENCE_LABELS[slo.reference]} "
-        f"(deadline {deadline.get('deadline_time')}); the run is still {dag_run.get('state')}. "
-        f"Next step: {slo.next_step} (runbook: {runbook_link('slo')})"
+        f"TURNOVER-SIGNALS ALERT {dag_id} run {dag_run.get('dag_run_id') or dag_run.get('run_id')}: SLO "
+        f"missed: {slo.objective} within {_duration(slo.interval)} of the run's "
+        f"{REFERENCE_LABELS[slo.reference]} (deadline {deadline.get('deadline_time')}); the run is still "
+        f"{dag_run.get('state')}. Next step: {slo.next_step} (runbook: {runbook_link('slo')})"
     )
 
 

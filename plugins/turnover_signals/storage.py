@@ -71,7 +71,8 @@ def configured_executors() -> list[str]:
 
 
 def _in_dag_test() -> bool:
-    """Whether this runs inside `dag.test()` / `airflow dags test`, where every task runs in this one process."""
+    """Whether this runs inside `dag.test()` / `airflow dags test`, where every task runs in this one
+    process."""
     try:
         from airflow.sdk.execution_time import task_runner
         from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
@@ -86,10 +87,12 @@ def require_shared_storage_for_local_base() -> None:
     if distributed and not _in_dag_test():
         raise StorageNotSharedError(
             subject="storage.base_url",
-            problem=f"not set, and the executor {', '.join(distributed)} runs tasks on other hosts: a file written to this"
-            " worker's local data directory would be missing for the next task, the Data quality page and you",
-            next_step="set storage.base_url (and storage.conn_id) in the turnover_signals Variable to a shared object"
-            " store, e.g. s3://<bucket>/turnover-signals with an aws connection, then clear the task",
+            problem=f"not set, and the executor {', '.join(distributed)} runs tasks on other hosts: a file "
+            "written to this worker's local data directory would be missing for the next task, the Data "
+            "quality page and you",
+            next_step="set storage.base_url (and storage.conn_id) in the turnover_signals Variable to a "
+            "shared object store, e.g. s3://<bucket>/turnover-signals with an aws connection, then clear the "
+            "task",
             runbook_section=RUNBOOK_SECTION,
         )
 
@@ -194,10 +197,10 @@ def publish_once(local: str | os.PathLike[str], target: Any, what: str) -> str:
         if (stored_size, stored_sha256) != (size, sha256):
             raise StorageVerificationError(
                 subject=f"{what} {object_url(target)}",
-                problem=f"the object exists with other bytes (sha256 {stored_sha256[:12]}…, not {sha256[:12]}…);"
-                " it was written once and is not overwritten",
-                next_step="find out who changed the object (it should be immutable); restore it from backup or"
-                " retrain, which writes a new version",
+                problem=f"the object exists with other bytes (sha256 {stored_sha256[:12]}…, not "
+                f"{sha256[:12]}…); it was written once and is not overwritten",
+                next_step="find out who changed the object (it should be immutable); restore it from backup "
+                "or retrain, which writes a new version",
                 runbook_section="turnover_model",
             )
         return object_url(target)
@@ -215,9 +218,10 @@ def publish_verified(local: str | os.PathLike[str], target: Any) -> StoredObject
     if (stored_size, stored_sha256) != (size, sha256):
         raise StorageVerificationError(
             subject=f"archive object {url}",
-            problem=f"read back {stored_size} bytes with sha256 {stored_sha256[:12]}…, but {size} bytes with sha256"
-            f" {sha256[:12]}… were written; nothing was deleted",
-            next_step="check the object store (quota, lifecycle rules, a proxy rewriting objects) and clear the task",
+            problem=f"read back {stored_size} bytes with sha256 {stored_sha256[:12]}…, but {size} bytes with "
+            f"sha256 {sha256[:12]}… were written; nothing was deleted",
+            next_step="check the object store (quota, lifecycle rules, a proxy rewriting objects) and clear "
+            "the task",
             runbook_section=RUNBOOK_SECTION,
         )
     log.info("archive object %s written and verified (%d bytes, sha256 %s)", url, size, sha256)

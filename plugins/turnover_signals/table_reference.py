@@ -2,8 +2,8 @@
 
 Generated from a migrated warehouse and the repository, so "where is table X built" is a page, not a grep:
 
-- **grain**: the first line of the relation's SQL file (`include/sql/<schema>/<name>.sql`, house style), else the
-  comment right above the `create table` in the migration that made it;
+- **grain**: the first line of the relation's SQL file (`include/sql/<schema>/<name>.sql`, house style), else
+  the comment right above the `create table` in the migration that made it;
 - **built by**: that SQL file, else the package modules whose SQL writes the table (`insert into`, `update`,
   `delete from`, `copy`, `truncate` naming it), else the migration (tables only migrations fill);
 - **written by**: the group roles holding INSERT, UPDATE or DELETE on it (the owner writes everything).
@@ -85,7 +85,8 @@ def table_sources(conn: psycopg.Connection) -> list[TableSource]:
     rows = conn.execute(
         """
         select c.relnamespace::regnamespace::text || '.' || c.relname,
-               array(select r from unnest(%(roles)s::text[]) as r where exists (select from pg_roles where rolname = r)
+               array(select r from unnest(%(roles)s::text[]) as r where exists (select from pg_roles
+                   where rolname = r)
                      and (has_table_privilege(r, c.oid, 'insert') or has_table_privilege(r, c.oid, 'update')
                           or has_table_privilege(r, c.oid, 'delete')))
         from pg_class as c

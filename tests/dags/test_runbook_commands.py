@@ -1,8 +1,8 @@
 """The runbook's Airflow commands do what it says, for runs at the DAGs' real cron times.
 
-Each command is read from the runbook's pages, docs/runbook/*.md (so the documentation and this test cannot drift apart), parsed by
-Airflow's own CLI parser and run in-process against the throwaway SQLite metadata DB of tests/conftest.py,
-with the bundle's DAGs serialized into it as the dag processor would.
+Each command is read from the runbook's pages, docs/runbook/*.md (so the documentation and this test cannot
+drift apart), parsed by Airflow's own CLI parser and run in-process against the throwaway SQLite metadata DB
+of tests/conftest.py, with the bundle's DAGs serialized into it as the dag processor would.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ def test_a_missed_deadline_sends_the_alert_with_the_run_and_the_next_step(caplog
     with caplog.at_level(logging.ERROR):
         asyncio.run(slo.deadline_missed(dag_id="hris_sftp_ingest", context=context))
     assert (
-        "TURNOVER-SIGNALS ALERT hris_sftp_ingest run scheduled__2026-12-05T06:00:00+00:00: SLO missed: the daily "
-        "HRIS files are loaded and the HR history published within 4 h of the run's logical date "
+        "TURNOVER-SIGNALS ALERT hris_sftp_ingest run scheduled__2026-12-05T06:00:00+00:00: SLO missed: the "
+        "daily HRIS files are loaded and the HR history published within 4 h of the run's logical date "
         "(deadline 2026-12-05T10:00:00+00:00); the run is still running. Next step: check the SFTP drop"
     ) in caplog.text
 

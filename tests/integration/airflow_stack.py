@@ -6,9 +6,10 @@
 What `start` runs, each process in its own process group with its log under `STATE/logs/`:
 
 - a redis-server of its own on a free loopback port, data in `STATE/redis` (the Celery broker);
-- two fresh databases on the tests' PostgreSQL (`TURNOVER_TEST_ADMIN_DSN`, see tests/postgres_service.py): `ts_stack_<id>_airflow`
-  (Airflow's metadata and the Celery result backend) and `ts_stack_<id>_warehouse` (migrated, with one login
-  per stage, `ts_stack_<id>_loader` / `_transformer` / `_quality_reader`, as README "Least privilege" says);
+- two fresh databases on the tests' PostgreSQL (`TURNOVER_TEST_ADMIN_DSN`, see tests/postgres_service.py):
+  `ts_stack_<id>_airflow` (Airflow's metadata and the Celery result backend) and `ts_stack_<id>_warehouse`
+  (migrated, with one login per stage, `ts_stack_<id>_loader` / `_transformer` / `_quality_reader`, as README
+  "Least privilege" says);
 - the sample SFTP and LMS servers serving a small generated enterprise (`turnover_signals.synth`, ending
   yesterday UTC, so the first HRIS run is fresh and the features build dates that exist);
 - Airflow: api-server, scheduler, dag-processor, triggerer and two Celery workers (CeleryExecutor). Every
@@ -19,14 +20,14 @@ What `start` runs, each process in its own process group with its log under `STA
 Each worker has its own working directory (its `AIRFLOW_HOME`, `STATE/worker-N`) and its own
 `TURNOVER_DATA_DIR` (`STATE/worker-N/data`): like workers on two hosts, they share no local data
 directory. What the pipeline writes for later tasks and for people (Data Docs, model artifacts, review
-samples) goes to the object store `storage.base_url` (turnover_signals/storage.py): `file://STATE/object-store`
-stands in for the bucket every worker and the api-server reach in production (`--storage-base-url` to use
-another). Each worker has its own Celery node name (`--celery-hostname stack-worker-N@<host>`), which is also
-the `hostname` of the task instances it runs (`[core] hostname_callable` = `worker_hostname` below), so
-the UI and the REST API show which worker ran what. Task logs go to one folder, `STATE/logs/airflow`,
-read by the api-server: the compose file shares its `airflow-logs` volume the same way (in production,
-remote logging). DAGs are paused at creation, as in the compose file: unpause them in the UI or through
-the REST API.
+samples) goes to the object store `storage.base_url` (turnover_signals/storage.py):
+`file://STATE/object-store` stands in for the bucket every worker and the api-server reach in production
+(`--storage-base-url` to use another). Each worker has its own Celery node name (`--celery-hostname
+stack-worker-N@<host>`), which is also the `hostname` of the task instances it runs (`[core]
+hostname_callable` = `worker_hostname` below), so the UI and the REST API show which worker ran what. Task
+logs go to one folder, `STATE/logs/airflow`, read by the api-server: the compose file shares its
+`airflow-logs` volume the same way (in production, remote logging). DAGs are paused at creation, as in the
+compose file: unpause them in the UI or through the REST API.
 
 State (ports, process ids, the admin password) is in `STATE/stack.json`. `stop` ends the processes it
 started (by process id), drops the two databases and the stage logins, and keeps the logs.
@@ -659,7 +660,8 @@ def _start_parts(
 
 
 def _end_process(pid: int, started: int, timeout: float = 30) -> None:
-    """SIGTERM to the process (graceful: a Celery worker ends its running tasks), then SIGKILL to its group."""
+    """SIGTERM to the process (graceful: a Celery worker ends its running tasks), then SIGKILL to its
+    group."""
     if _alive(pid, started):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -703,7 +705,8 @@ def status_lines(stack: Stack) -> list[str]:
     lines = [
         f"Airflow UI: {stack.api_url}   user: {ADMIN_USER}   password: {stack.admin_password}",
         f"  (also in {stack.path / 'simple_auth_manager_passwords.json'})",
-        f"warehouse: {stack.warehouse_dsn()}   metadata DB: {stack.metadata_db}   redis: 127.0.0.1:{stack.redis_port}",
+        f"warehouse: {stack.warehouse_dsn()}   metadata DB: {stack.metadata_db}   redis: "
+        f"127.0.0.1:{stack.redis_port}",
     ]
     sources = stack.path / "sources.json"
     if sources.exists() and sources.stat().st_size:

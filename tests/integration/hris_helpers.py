@@ -85,12 +85,15 @@ def table_snapshot(dsn: str) -> dict[str, list[tuple]]:
     """Every row of every table the HRIS pipeline writes, sorted, for idempotency comparisons."""
     queries = {
         "manifest": "select * from audit.file_manifest order by file_name, sha256",
-        "validation": "select validation_id, suite_name, success, batch_identifier from audit.validation_result order by 1",
+        "validation": "select validation_id, suite_name, success, batch_identifier from "
+        "audit.validation_result order by 1",
         "raw_employees": "select * from raw.hris_employee_snapshot order by source_sha256, employee_id",
         "raw_compensation": "select * from raw.hris_compensation_change order by 1, 2, 3, 4, 5",
         "employee_history": "select * from core.employee_history order by employee_id, valid_from",
-        "compensation_event": "select * from core.compensation_event order by employee_id, effective_date, change_type",
-        "staging_tables": "select table_name from information_schema.tables where table_schema = 'staging' order by 1",
+        "compensation_event": "select * from core.compensation_event order by employee_id, effective_date, "
+        "change_type",
+        "staging_tables": "select table_name from information_schema.tables where table_schema = 'staging' "
+        "order by 1",
     }
     with psycopg.connect(dsn) as conn:
         return {name: conn.execute(q).fetchall() for name, q in queries.items()}

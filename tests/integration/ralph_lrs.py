@@ -86,10 +86,10 @@ class RalphLrs:
                     f"Ralph exited at start: {(self.workdir / 'ralph.log').read_text()[-2000:]}"
                 )
             try:
-                if requests.get(f"http://127.0.0.1:{self.port}/whoami", auth=(LOGIN, PASSWORD), timeout=1).ok:
+                if requests.get(f"http://127.0.0.1:{self.port}/whoami", auth=(LOGIN, PASSWORD), timeout=5).ok:
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or still importing its first request's handlers on a busy machine
             time.sleep(0.2)
         raise RuntimeError("Ralph did not answer within 60 s")
 

@@ -395,7 +395,8 @@ def test_the_page_reads_at_a_glance_short_hashes_readable_times_failed_runs_high
 def register_champion(
     conn, report_path: str, features: list[str] | None = None, card_path: str | None = None
 ) -> None:
-    """A champion `m-1` in audit.model_registry whose report is at `report_path` (and model card at `card_path`)."""
+    """A champion `m-1` in audit.model_registry whose report is at `report_path` (and model card at
+    `card_path`)."""
     conn.execute(
         """
         insert into audit.model_registry (model_version, training_run_id, feature_set, feature_set_version,

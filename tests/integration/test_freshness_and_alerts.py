@@ -1,4 +1,5 @@
-"""Freshness guards against the SLOs, and failure notifications (logged by default, or any configured notifier)."""
+"""Freshness guards against the SLOs, and failure notifications (logged by default, or any configured
+notifier)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def config():
 def loaded_snapshot(dsn, file_date: date):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
-            "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
-            " values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
+            "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, "
+            "status) values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
             (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date),
         )
 
@@ -39,8 +40,8 @@ def published_batch(dsn, finished_at: datetime):
         conn.execute(
             """
             insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,
-                statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,
-                started_at, finished_at, watermark_after)
+                statements_new, statements_already_loaded, statements_rejected, voids_applied,
+                reject_rate, status, started_at, finished_at, watermark_after)
             values (%s, 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 0, 0, 'published', %s, %s, %s)
             """,
             (f"b{finished_at:%H%M}", finished_at, finished_at, finished_at - timedelta(minutes=5)),
@@ -104,7 +105,8 @@ def test_a_configured_notifier_receives_the_alert(monkeypatch):
 
 
 def test_the_demo_summary_points_to_the_reports_and_a_lineage_command_that_connects(warehouse_dsn):
-    """The demo's last lines: the Data Docs pages, the Data quality page, and a lineage command that runs as printed."""
+    """The demo's last lines: the Data Docs pages, the Data quality page, and a lineage command that runs as
+    printed."""
     import shlex
     import subprocess
     import sys
@@ -119,16 +121,18 @@ def test_the_demo_summary_points_to_the_reports_and_a_lineage_command_that_conne
             insert into audit.validation_result (validation_id, suite_name, suite_version, data_asset,
                 batch_identifier, success, evaluated_expectations, failed_expectation_count, statistics,
                 failed_expectations, results, data_docs_path, validated_at)
-            values ('v1', 'hris_employees', '1', 'employees_20260301.csv', 'sha', true, 3, 0, '{}', '[]', '[]', %s,
+            values ('v1', 'hris_employees', '1', 'employees_20260301.csv', 'sha', true, 3, 0, '{}',
+                '[]', '[]', %s,
                     now()),
-                   ('v2', 'hris_employees', '1', 'employees_20260302.csv', 'sha', false, 3, 1, '{}', '[]', '[]', null,
+                   ('v2', 'hris_employees', '1', 'employees_20260302.csv', 'sha', false, 3, 1, '{}', '[]',
+                       '[]', null,
                     now())
             """,
             (docs_page,),
         )
         conn.execute(
-            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
-            " built_at, build_id) values (42, '2026-03-01', 1, 'E42', now(), 'b1')"
+            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, "
+            "hris_employee_id, built_at, build_id) values (42, '2026-03-01', 1, 'E42', now(), 'b1')"
         )
         lines = report_lines(conn)
 

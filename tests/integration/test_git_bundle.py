@@ -32,9 +32,12 @@ bundle.initialize()
 bag = DagBag(dag_folder=str(bundle.path))
 import turnover_signals
 from turnover_signals.paths import SQL_DIR
-print(json.dumps({"version": str(getattr(bundle.get_current_version(), "version", bundle.get_current_version())), "dags": sorted(bag.dag_ids),
+print(json.dumps({"version": str(getattr(bundle.get_current_version(), "version",
+                                          bundle.get_current_version())),
+                  "dags": sorted(bag.dag_ids),
                   "errors": {k: str(v)[:300] for k, v in bag.import_errors.items()},
-                  "package": turnover_signals.__file__, "mark": getattr(turnover_signals, "BUNDLE_MARK", None),
+                  "package": turnover_signals.__file__,
+                  "mark": getattr(turnover_signals, "BUNDLE_MARK", None),
                   "sql_dir": str(SQL_DIR)}))
 """
 

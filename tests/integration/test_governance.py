@@ -56,7 +56,8 @@ def warehouse(warehouse_dsn, config):
             "update core.employee_history set base_salary = 55000, currency = 'USD' where employee_id = 'E1'"
         )
         conn.execute(
-            "update core.employee_history set base_salary = 131000.5, currency = 'USD' where employee_id <> 'E1'"
+            "update core.employee_history set base_salary = 131000.5, currency = 'USD' where employee_id <> "
+            "'E1'"
         )
         inputs_complete_through(conn, D)
     resolve_identities(config, dsn=warehouse_dsn)
@@ -141,8 +142,8 @@ def test_steward_manages_identity_decisions_but_sees_no_hr_record(warehouse, log
         assert allowed(conn, "select * from audit.identity_override_current")
         assert allowed(
             conn,
-            "insert into audit.identity_override (identifier_type, identifier_value, decision, decided_by, reason)"
-            " values ('lms_user_id', 'u-e1', 'not_a_match', 'steward', 'checked with HR')",
+            "insert into audit.identity_override (identifier_type, identifier_value, decision, decided_by, "
+            "reason) values ('lms_user_id', 'u-e1', 'not_a_match', 'steward', 'checked with HR')",
         )
         assert allowed(conn, "update audit.identity_exception set status = 'resolved', resolution = 'x'")
         assert not allowed(conn, "update audit.identity_exception set evidence = '{}'")

@@ -115,7 +115,8 @@ def test_snapshots_and_compensation_load_into_point_in_time_history(
     ]
     manifest = query(
         warehouse_dsn,
-        "select file_name, status, size_bytes > 0, length(sha256), rows_loaded, dag_id, try_number from audit.file_manifest order by 1",
+        "select file_name, status, size_bytes > 0, length(sha256), rows_loaded, dag_id, try_number from "
+        "audit.file_manifest order by 1",
     )
     assert manifest == [
         ("compensation_20260112.csv", "loaded", True, 64, 1, "hris_sftp_ingest", 1),
@@ -124,7 +125,8 @@ def test_snapshots_and_compensation_load_into_point_in_time_history(
     ]
     history = query(
         warehouse_dsn,
-        "select employee_id, valid_from::text, valid_to::text, closed_by, job_level from core.employee_history order by 1, 2",
+        "select employee_id, valid_from::text, valid_to::text, closed_by, job_level from "
+        "core.employee_history order by 1, 2",
     )
     assert ("E000003", "2026-01-05", "2026-01-12", "attribute_change", 3) in history
     assert ("E000003", "2026-01-12", None, None, 4) in history
@@ -135,7 +137,8 @@ def test_snapshots_and_compensation_load_into_point_in_time_history(
     assert known == [(True,)]
     comp = query(
         warehouse_dsn,
-        "select employee_id, change_type, new_base_salary::text, change_pct::text from core.compensation_event",
+        "select employee_id, change_type, new_base_salary::text, change_pct::text from "
+        "core.compensation_event",
     )
     assert comp == [("E000003", "promotion", "56000.00", "11.9933")]
     validations = query(warehouse_dsn, "select suite_name, success from audit.validation_result order by 1")

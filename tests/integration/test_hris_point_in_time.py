@@ -221,7 +221,8 @@ def test_a_backfill_of_hris_files_equals_their_day_by_day_replay(
             " where employee_id = 'E000003' order by valid_from"
         ).fetchall()
         current = conn.execute(
-            "select valid_from, job_level from core.employee_history where employee_id = 'E000003' order by valid_from"
+            "select valid_from, job_level from core.employee_history where employee_id = 'E000003' order by "
+            "valid_from"
         ).fetchall()
     corrected_at = datetime.fromtimestamp(correction[3], UTC)
     assert revisions == [(DAYS[0], 3, corrected_at), (DAYS[2], 4, corrected_at)]

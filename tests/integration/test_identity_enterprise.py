@@ -60,7 +60,8 @@ def link_scores(dsn: str, data_dir: Path) -> dict[str, float]:
     with psycopg.connect(dsn) as conn:
         predicted = set(
             conn.execute(
-                "select lms_user_id, hris_employee_id from core.lms_account_match where employee_key is not null"
+                "select lms_user_id, hris_employee_id from core.lms_account_match where employee_key is not "
+                "null"
             ).fetchall()
         )
     correct = len(truth & predicted)

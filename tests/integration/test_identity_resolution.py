@@ -94,7 +94,8 @@ def lms_user(
         resource["externalId"] = external_id
     conn.execute(
         """
-        insert into raw.lms_user (lms_user_id, last_modified_at, user_name, external_id, work_email, primary_email,
+        insert into raw.lms_user (lms_user_id, last_modified_at, user_name, external_id, work_email,
+            primary_email,
             emails, is_active, created_at, valid_to, resource, batch_id, extracted_at)
         values (%s, %s, %s, %s, %s, %s, %s, %s, %s, null, %s, 'test', %s)
         """,
@@ -118,7 +119,8 @@ def activity(conn, statement_id, learner, occurred, stored=None):
     kind = learner.split(":", 1)[0]
     conn.execute(
         """
-        insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type, verb_id,
+        insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type,
+            event_type, verb_id,
             occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
         values (%s, %s, %s, 'completed', 'http://adlnet.gov/expapi/verbs/completed', %s, false, %s, false)
         """,
@@ -135,7 +137,8 @@ def matches(dsn):
         row[0]: row[1:]
         for row in query(
             dsn,
-            "select lms_user_id, hris_employee_id, match_method, unmatched_reason from core.lms_account_match",
+            "select lms_user_id, hris_employee_id, match_method, unmatched_reason "
+            "from core.lms_account_match",
         )
     }
 
@@ -164,8 +167,8 @@ def identity_tables(dsn):
         " from core.hris_employee_key",
         "employee_identity": "select * from core.employee_identity",
         "lms_account_match": "select * from core.lms_account_match",
-        "identity_exception": "select exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys,"
-        " evidence, resolution from audit.identity_exception",
+        "identity_exception": "select exception_id, kind, status, hris_employee_ids, lms_user_ids, "
+        "employee_keys, evidence, resolution from audit.identity_exception",
     }
     return {name: sorted(map(repr, query(dsn, sql))) for name, sql in tables.items()}
 
@@ -197,7 +200,8 @@ def test_email_normalization_lowercases_and_strips_aliases_only_for_corporate_do
         "Ann.Lee@Northwind.Example": "ann.lee@northwind.example",
         "mailto:ann.lee+lms@northwind.example": "ann.lee@northwind.example",
         "ANN.LEE+x@NW-CORP.example": "ann.lee@northwind.example",
-        "Ann.Lee+x@Partner.example": "Ann.Lee+x@partner.example",  # not ours: only the domain is case-insensitive
+        # not ours: only the domain is case-insensitive
+        "Ann.Lee+x@Partner.example": "Ann.Lee+x@partner.example",
         "not-an-email": None,
         " ": None,
     }
@@ -555,7 +559,8 @@ def test_review_sample_holds_n_per_method_without_pii_and_a_rerun_writes_the_sam
 
 
 def test_an_incremental_run_reports_the_same_reconciliation_as_a_full_rebuild(warehouse_dsn, config):
-    """The KPIs and gate checks an incremental run computes over its scope and global counts match a full rebuild's."""
+    """The KPIs and gate checks an incremental run computes over its scope and global counts match a full
+    rebuild's."""
     kpis = (
         "hris_headcount",
         "canonical_headcount",

@@ -20,8 +20,9 @@ def mapped(
 ) -> list[tuple[int | None, str | None]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "select mapped.ordinal, mapped.label from unnest(%s::text[]) with ordinality as level (value, position)"
-            " cross join lateral core.map_job_level(level.value, %s) as mapped order by level.position",
+            "select mapped.ordinal, mapped.label from unnest(%s::text[]) with ordinality as level (value, "
+            "position) cross join lateral core.map_job_level(level.value, %s) as mapped order by "
+            "level.position",
             (values, Jsonb(mapping)),
         ).fetchall()
     return [tuple(row) for row in rows]

@@ -1,4 +1,5 @@
-"""The sliced xAPI backfill: the real sample LRS, real PostgreSQL, real GX gate, slices run as separate calls."""
+"""The sliced xAPI backfill: the real sample LRS, real PostgreSQL, real GX gate, slices run as separate
+calls."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def config():
 
 
 def history():
-    """20 statements, one on each slice boundary; a reject; a void in the last slice of a target in the first."""
+    """20 statements, one on each slice boundary; a reject; a void in the last slice of a target in the
+    first."""
     statements = [statement(n, minutes=n) for n in range(1, 21)]
     statements[7] = statement(8, minutes=8, result={"score": {"scaled": 1.5}})
     void = statement(99, verb="voided", minutes=19, stored_delay=FIVE_SECONDS + timedelta(seconds=30))

@@ -1,4 +1,5 @@
-"""The checks computed while fetching agree with their SQL definition, column by column, on real PostgreSQL."""
+"""The checks computed while fetching agree with their SQL definition, column by column, on real
+PostgreSQL."""
 
 from __future__ import annotations
 

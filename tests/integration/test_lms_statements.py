@@ -82,7 +82,8 @@ def data_tables(dsn):
     return {
         "raw": rows(
             dsn,
-            "select statement_id, stored_at, occurred_at, statement, is_voided from raw.lms_statement order by 1",
+            "select statement_id, stored_at, occurred_at, statement, is_voided from raw.lms_statement order "
+            "by 1",
         ),
         "rejected": rows(
             dsn,

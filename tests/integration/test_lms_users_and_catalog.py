@@ -86,9 +86,10 @@ def test_the_catalog_loads_once_and_unknown_courses_are_reported(warehouse_dsn, 
     assert mandatory[0][0] > 0
     with psycopg.connect(warehouse_dsn) as conn:
         conn.execute(
-            """insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type,
-               verb_id, course_id, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
-               values ('s1', 'account:x|u', 'account', 'completed', 'v', 'NOT-IN-CATALOG', now(), false, now(), false)"""
+            """insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type,
+               event_type, verb_id, course_id, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
+               values ('s1', 'account:x|u', 'account', 'completed', 'v', 'NOT-IN-CATALOG', now(), false,
+               now(), false)"""
         )
     assert report_unknown_courses(config, warehouse_dsn) == [{"course_id": "NOT-IN-CATALOG", "statements": 1}]
 

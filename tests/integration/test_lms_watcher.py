@@ -1,5 +1,5 @@
-"""The LRS watcher for real: its trigger against the sample LRS over HTTP and PostgreSQL, lms_api_ingest runs of
-each type through `dag.test()`, and (slow) the whole stack, where the triggerer runs the watcher and the
+"""The LRS watcher for real: its trigger against the sample LRS over HTTP and PostgreSQL, lms_api_ingest runs
+of each type through `dag.test()`, and (slow) the whole stack, where the triggerer runs the watcher and the
 scheduler turns its events into runs.
 
 What Airflow 3.3.2 does with asset events, and why the data is safe anyway (README: near-real-time LMS):
@@ -376,7 +376,8 @@ def clear_of_the_hourly_run() -> None:
 
 
 def catch_an_event_run_after_its_extraction(stack: Any, stored: dict[str, Any]) -> dict[str, Any] | None:
-    """The event run loading `stored`, caught after its extraction while it still runs (None: it ended first)."""
+    """The event run loading `stored`, caught after its extraction while it still runs (None: it ended
+    first)."""
     api = stack.api()
 
     def extracted_and_still_running() -> dict[str, Any] | None:
@@ -498,7 +499,7 @@ def test_under_the_triggerer_a_paused_dag_loads_what_was_stored_meanwhile_once_u
     # drops the trigger of an asset only paused DAGs use, and creates it again once the DAG is unpaused.
     print(
         f"\nunpaused -> loaded in {time.monotonic() - started:.0f} s by {run_id}; the watcher started "
-        f"{starts_before} time(s) before the pause and {watcher_starts(watched_stack) - starts_before} since; "
-        f"watchers running as logged by the triggerer: {watchers_running(watched_stack)}"
+        f"{starts_before} time(s) before the pause and {watcher_starts(watched_stack) - starts_before} "
+        f"since; watchers running as logged by the triggerer: {watchers_running(watched_stack)}"
     )
     assert run_id not in runs_before

@@ -137,8 +137,9 @@ def old_statements(dsn: str, count: int) -> datetime:
     with psycopg.connect(dsn) as conn:
         for n in range(count):
             conn.execute(
-                "insert into raw.lms_statement (statement_id, stored_at, statement, source, batch_id, loaded_at)"
-                " values (%s, %s, jsonb_build_object('verb', jsonb_build_object('id', 'x')), 'x', 'b0', %s)",
+                "insert into raw.lms_statement (statement_id, stored_at, statement, source, batch_id, "
+                "loaded_at) values (%s, %s, jsonb_build_object('verb', jsonb_build_object('id', 'x')), 'x', "
+                "'b0', %s)",
                 (f"s-{n}", stored, stored),
             )
     return stored + timedelta(days=800)

@@ -1,4 +1,5 @@
-"""A backfill equals the day-by-day replay of production, on a generated enterprise through the real ingest paths.
+"""A backfill equals the day-by-day replay of production, on a generated enterprise through the real ingest
+paths.
 
 The synthetic generator writes two months of daily HRIS files, a SCIM directory and xAPI statements, a
 fifth of them stored days late and some voided. One warehouse replays production over the last two weeks:
@@ -80,7 +81,8 @@ def file_date(path: Path) -> date:
 
 
 def deliver(generated_hris: Path, served_hris: Path, days: Collection[date]) -> int:
-    """Copy the generated files dated `days` onto the SFTP tree, modified DELIVERY_HOUR after their date ended."""
+    """Copy the generated files dated `days` onto the SFTP tree, modified DELIVERY_HOUR after their date
+    ended."""
     delivered = 0
     for source in sorted(generated_hris.iterdir()):
         day = file_date(source)
@@ -175,7 +177,8 @@ def differences(first: dict, second: dict, names: tuple, columns: Collection[str
 
 
 def late_statements(generated: Path, config) -> dict[date, int]:
-    """Per replayed date: the learner statements dated on or before it that the LRS stored after its cut-off."""
+    """Per replayed date: the learner statements dated on or before it that the LRS stored after its
+    cut-off."""
     with open(generated / "lms" / "statements.jsonl", encoding="utf-8") as source:
         learning = [s for s in map(json.loads, source) if not s["verb"]["id"].endswith("/voided")]
     return {
@@ -256,7 +259,8 @@ def test_a_backfill_of_a_generated_enterprise_equals_its_day_by_day_replay(
         for line in differences(replayed[day], backfilled[day], ("replay", "backfill"))
     ]
     assert not mismatched, "(replay, backfill):\n" + "\n".join(mismatched[:30])
-    # the first install never saw the statement voided days later in a listing: it fetched it, and keeps it voided
+    # the first install never saw the statement voided days later in a listing: it fetched it, and keeps it
+    # voided
     with psycopg.connect(backfill) as conn:
         assert conn.execute(
             "select is_voided from core.lms_activity where statement_id = %s", (voided_late,)

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.integration
 def _connections(dsn):
     with psycopg.connect(dsn) as conn:
         return conn.execute(
-            "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
+            "select count(*) from pg_stat_activity where datname = current_database() and pid <> "
+            "pg_backend_pid()"
         ).fetchone()[0]
 
 

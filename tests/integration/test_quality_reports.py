@@ -33,7 +33,8 @@ PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
 
 
 def local_page(url: str) -> Path:
-    """The local file behind a recorded `file://` Data Docs URL (these tests use a local folder as storage)."""
+    """The local file behind a recorded `file://` Data Docs URL (these tests use a local folder as
+    storage)."""
     return Path(storage.stored_path({}, url).path)
 
 
@@ -120,9 +121,9 @@ def scim_personal_strings(users: list[dict]) -> set[str]:
 def validation_rows(dsn: str, suite_name: str) -> list[dict]:
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "select success, suite_version, batch_identifier, data_docs_path, failed_expectations::text as failed,"
-            " results::text as results, statistics::text as statistics, dag_id, run_id, task_id"
-            " from audit.validation_result where suite_name = %s order by validated_at",
+            "select success, suite_version, batch_identifier, data_docs_path, failed_expectations::text as "
+            "failed, results::text as results, statistics::text as statistics, dag_id, run_id, task_id from "
+            "audit.validation_result where suite_name = %s order by validated_at",
             (suite_name,),
         )
         return cur.fetchall()
@@ -364,13 +365,13 @@ def traced_row(warehouse_dsn, tmp_path):
             ("compensation_20260601.csv", late_pay, "compensation", "2026-06-01", at(3), None),
         ):
             conn.execute(
-                "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status,"
-                " validation_id) values (%s, %s, %s, %s, 10, %s, 'loaded', %s)",
+                "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, "
+                "received_at, status, validation_id) values (%s, %s, %s, %s, 10, %s, 'loaded', %s)",
                 (name, sha, feed, file_date, received, validation_id),
             )
         conn.execute(
-            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
-            " built_at, build_id, cutoff_at) values (7, %s, 2, 'E1', %s, 'b-as-of', %s)",
+            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, "
+            "hris_employee_id, built_at, build_id, cutoff_at) values (7, %s, 2, 'E1', %s, 'b-as-of', %s)",
             (REFERENCE_DATE, at(2), datetime(2026, 7, 1, 12, tzinfo=UTC)),
         )
         for build_id, kind, built_at, reference_date in (

@@ -58,7 +58,8 @@ def mirror_activity_into_raw(conn):
     """The feature tests write core.lms_activity directly; give each row its raw statement."""
     conn.execute(
         """
-        insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, batch_id, loaded_at)
+        insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source,
+            batch_id, loaded_at)
         select statement_id, stored_at, occurred_at, jsonb_build_object('id', statement_id, 'verb',
                jsonb_build_object('id', verb_id)), 'xapi:lms_api', 'b1', stored_at
         from core.lms_activity
@@ -66,13 +67,14 @@ def mirror_activity_into_raw(conn):
     )
     old = datetime(2024, 1, 1, tzinfo=UTC)
     conn.execute(
-        "insert into raw.lms_statement (statement_id, stored_at, statement, source, batch_id, loaded_at)"
-        " values ('s-void', %s, jsonb_build_object('verb', jsonb_build_object('id', %s::text)), 'x', 'b0', %s)",
+        "insert into raw.lms_statement (statement_id, stored_at, statement, source, batch_id, loaded_at) "
+        "values ('s-void', %s, jsonb_build_object('verb', jsonb_build_object('id', %s::text)), 'x', 'b0', "
+        "%s)",
         (old, VOIDED_VERB, old),
     )
     conn.execute(
-        "insert into raw.lms_statement_rejected values ('sha-old', 'bad', null, '{\"pii\": \"x\"}', 'x', 'b0', %s),"
-        " ('sha-new', 'bad', null, '{}', 'x', 'b9', %s)",
+        "insert into raw.lms_statement_rejected values ('sha-old', 'bad', null, '{\"pii\": \"x\"}', 'x', "
+        "'b0', %s), ('sha-new', 'bad', null, '{}', 'x', 'b9', %s)",
         (old, AFTER_D),
     )
 
@@ -297,9 +299,11 @@ def lms_directory_with_history(conn):
         """
         update raw.lms_user as version set valid_to = ordered.next_modified_at
         from (select lms_user_id, last_modified_at,
-                     lead(last_modified_at) over (partition by lms_user_id order by last_modified_at) as next_modified_at
+                     lead(last_modified_at) over (partition by lms_user_id order by last_modified_at) as
+                         next_modified_at
               from raw.lms_user) as ordered
-        where version.lms_user_id = ordered.lms_user_id and version.last_modified_at = ordered.last_modified_at
+        where version.lms_user_id = ordered.lms_user_id
+            and version.last_modified_at = ordered.last_modified_at
         """
     )
 
@@ -308,8 +312,8 @@ def derived_tables(dsn):
     """Full contents of every table in core (but the seal's own) and mart, without build bookkeeping."""
     with psycopg.connect(dsn) as conn:
         tables = conn.execute(
-            "select table_schema, table_name from information_schema.tables where table_schema in ('core', 'mart')"
-            " and table_type = 'BASE TABLE' and not table_name = any(%s) order by 1, 2",
+            "select table_schema, table_name from information_schema.tables where table_schema in ('core', "
+            "'mart') and table_type = 'BASE TABLE' and not table_name = any(%s) order by 1, 2",
             (list(SEAL_TABLES),),
         ).fetchall()
         contents = {}
@@ -317,8 +321,8 @@ def derived_tables(dsn):
             columns = [
                 c
                 for (c,) in conn.execute(
-                    "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
-                    " order by ordinal_position",
+                    "select column_name from information_schema.columns where table_schema = %s and "
+                    "table_name = %s order by ordinal_position",
                     (schema, table),
                 ).fetchall()
                 if c not in BUILD_COLUMNS
@@ -468,7 +472,10 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     }
     for dsn in (warehouse_dsn, never_purged):
         deliver_and_load(sftp_server, hris_dir, config, dsn, later)
-    statuses = "select status from audit.file_manifest where file_name = 'employees_20260119.csv' order by received_at"
+    statuses = (
+        "select status from audit.file_manifest "
+        "where file_name = 'employees_20260119.csv' order by received_at"
+    )
     assert query(warehouse_dsn, statuses) == [("superseded",), ("loaded",)]
     history = history_tables(warehouse_dsn)
     assert len(history["employee_history"]) == 12
@@ -535,8 +542,8 @@ def test_a_retention_run_purges_as_of_its_own_date_not_the_wall_clock(
     with psycopg.connect(warehouse_dsn) as conn:
         for n, stored in enumerate((kept_by_the_run, purged_by_the_run), start=1):
             conn.execute(
-                "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, batch_id,"
-                " loaded_at) values (%s, %s, %s, %s, 'xapi:lms_api', 'b', now())",
+                "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, "
+                "batch_id, loaded_at) values (%s, %s, %s, %s, 'xapi:lms_api', 'b', now())",
                 (f"00000000-0000-0000-0000-00000000000{n}", stored, stored, json.dumps({"id": n})),
             )
     dag = DagBag(

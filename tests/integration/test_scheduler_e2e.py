@@ -197,7 +197,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 @pytest.fixture(scope="module")
 def scheduler_run(stack: Stack) -> dict[str, Any]:
-    """Unpause the six DAGs, trigger the two ingest DAGs, wait for the assets to drive identity and features."""
+    """Unpause the six DAGs, trigger the two ingest DAGs, wait for the assets to drive identity and
+    features."""
     api = stack.api()
     started = time.monotonic()
     started_at = datetime.now(UTC)
@@ -254,7 +255,8 @@ def _features_built(stack: Stack) -> bool:
 
 @pytest.fixture(scope="module")
 def cleared_rerun(stack: Stack, scheduler_run: dict[str, Any]) -> dict[str, Any]:
-    """Clear one mapped HRIS task instance and `build_features` through the REST API; wait for their reruns."""
+    """Clear one mapped HRIS task instance and `build_features` through the REST API; wait for their
+    reruns."""
     api = scheduler_run["api"]
     before = published_rows(stack.warehouse_dsn())
     ingests = [ti for ti in scheduler_run["task_instances"] if ti["task_id"] == "ingest_hris_files"]
@@ -337,7 +339,8 @@ def test_published_tables_hold_the_enterprise(stack: Stack, scheduler_run: dict[
             """
             select count(distinct employee_id), count(*) filter (where is_current),
                    (select count(*) from core.employee_history as a join core.employee_history as b
-                    using (employee_id) where a.valid_from < b.valid_from and coalesce(a.valid_to, 'infinity') > b.valid_from)
+                    using (employee_id) where a.valid_from < b.valid_from and coalesce(a.valid_to,
+                        'infinity') > b.valid_from)
             from core.employee_history
             """
         ).fetchone()
@@ -345,7 +348,8 @@ def test_published_tables_hold_the_enterprise(stack: Stack, scheduler_run: dict[
             "select count(*), count(distinct statement_id) from core.lms_activity"
         ).fetchone()
         keyed, hris_ids = conn.execute(
-            "select count(distinct employee_key), count(distinct hris_employee_id) from core.employee_identity"
+            "select count(distinct employee_key), count(distinct hris_employee_id) "
+            "from core.employee_identity"
         ).fetchone()
         unkeyed = conn.execute(
             "select count(distinct employee_id) from core.employee_history"
@@ -388,8 +392,9 @@ def test_features_are_built_for_the_planned_dates(stack: Stack, scheduler_run: d
 def test_a_missed_slo_deadline_alerts_through_the_triggerer(
     stack: Stack, scheduler_run: dict[str, Any]
 ) -> None:
-    """The late HRIS run's deadline passed when it was created: the scheduler marks it missed and the triggerer
-    runs the bundle's callback, which sends the standard alert (by default a log line) naming the SLO."""
+    """The late HRIS run's deadline passed when it was created: the scheduler marks it missed and the
+    triggerer runs the bundle's callback, which sends the standard alert (by default a log line) naming the
+    SLO."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         logged = [
@@ -510,7 +515,8 @@ def test_the_data_quality_page_in_the_airflow_ui_as_a_person_sees_it(
         const done = arguments[arguments.length - 1];
         const tried = {origin: window.origin};
         try { tried.cookies = document.cookie; } catch (error) { tried.cookies = "blocked"; }
-        try { tried.storage = String(window.localStorage.length); } catch (error) { tried.storage = "blocked"; }
+        try { tried.storage = String(window.localStorage.length); }
+        catch (error) { tried.storage = "blocked"; }
         fetch("/api/v2/dags", {credentials: "include"})
             .then((answer) => { tried.api = answer.status; done(tried); })
             .catch(() => { tried.api = "blocked"; done(tried); });

@@ -68,7 +68,8 @@ def test_the_repository_holds_no_private_key_token_or_password():
 
 @pytest.fixture
 def random_secrets(tmp_path, monkeypatch, lms_server_factory, warehouse_dsn):
-    """Sample servers and a warehouse login with credentials made up for this run, handed over only as connections."""
+    """Sample servers and a warehouse login with credentials made up for this run, handed over only as
+    connections."""
     root = tmp_path / "sftp-root"
     directory = root / "outbound" / "hris"
     directory.mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""The "where each table comes from" page is the one generated from a migrated warehouse and the repository."""
+"""The "where each table comes from" page is the one generated from a migrated warehouse and the
+repository."""
 
 from __future__ import annotations
 

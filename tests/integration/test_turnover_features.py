@@ -63,8 +63,10 @@ def statement(
 ):
     conn.execute(
         """
-        insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type, event_type, verb_id,
-            course_id, score_normalized, duration_seconds, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)
+        insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type,
+            event_type, verb_id,
+            course_id, score_normalized, duration_seconds, occurred_at, is_timestamp_assumed_utc,
+                stored_at, is_voided)
         values (%s, %s, %s, %s, 'http://adlnet.gov/expapi/verbs/' || %s, %s, %s, %s, %s, false, %s, false)
         """,
         (
@@ -164,20 +166,20 @@ def enterprise(conn):
 
 
 def void(conn, statement_id, batch_id="b-void", stored=AFTER_D):
-    """Void a statement the way an xAPI batch publishes it: the flag, the audit row and the batch row, at once;
-    the voiding statement was stored by the LRS at `stored`."""
+    """Void a statement the way an xAPI batch publishes it: the flag, the audit row and the batch row, at
+    once; the voiding statement was stored by the LRS at `stored`."""
     with conn.transaction():
         conn.execute("update core.lms_activity set is_voided = true where statement_id = %s", (statement_id,))
         conn.execute(
-            "insert into audit.lms_void_applied select statement_id, 'void-' || statement_id, occurred_at, %s, %s"
-            " from core.lms_activity where statement_id = %s",
+            "insert into audit.lms_void_applied select statement_id, 'void-' || statement_id, occurred_at, "
+            "%s, %s from core.lms_activity where statement_id = %s",
             (stored, batch_id, statement_id),
         )
         conn.execute(
-            "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
-            " statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,"
-            " started_at, finished_at) values (%s, 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 1, 0,"
-            " 'published', now(), now()) on conflict (batch_id) do nothing",
+            "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received, "
+            "statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, "
+            "status, started_at, finished_at) values (%s, 'xapi:lms_api', '/statements', 1, 1, 1, 0, 0, 1, "
+            "0, 'published', now(), now()) on conflict (batch_id) do nothing",
             (batch_id,),
         )
 
@@ -185,8 +187,8 @@ def void(conn, statement_id, batch_id="b-void", stored=AFTER_D):
 def hr_known_through(conn, file_date):
     """A loaded employees file dated `file_date`: HR is known through that day (label horizons close)."""
     conn.execute(
-        "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
-        " values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
+        "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, "
+        "status) values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
         (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date),
     )
 
@@ -194,16 +196,17 @@ def hr_known_through(conn, file_date):
 def lms_read_through(conn, moment, batch_id=None):
     """A published xAPI extraction that started at `moment`: the LRS was read through then."""
     conn.execute(
-        "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received,"
-        " statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status,"
-        " started_at, finished_at) values (%s, 'xapi:lms_api', '/statements', 1, 0, 0, 0, 0, 0, 0, 'published',"
-        " %s, %s)",
+        "insert into audit.lms_extract_batch (batch_id, source, endpoint, pages, statements_received, "
+        "statements_new, statements_already_loaded, statements_rejected, voids_applied, reject_rate, status, "
+        "started_at, finished_at) values (%s, 'xapi:lms_api', '/statements', 1, 0, 0, 0, 0, 0, 0, "
+        "'published', %s, %s)",
         (batch_id or f"read-{moment:%Y%m%d%H%M%S}", moment, moment),
     )
 
 
 def inputs_complete_through(conn, reference_date):
-    """Every input of `reference_date` complete through its cut-off: its employees file and the LMS read past it."""
+    """Every input of `reference_date` complete through its cut-off: its employees file and the LMS read past
+    it."""
     hr_known_through(conn, reference_date)
     lms_read_through(
         conn, datetime.combine(reference_date + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
@@ -416,8 +419,12 @@ def test_a_failed_gate_publishes_nothing(warehouse_dsn, config, built):
 
 
 GATE_VIOLATIONS = {
-    "one row per employee_key, reference_date and feature set version": "insert into {t} select * from {t} limit 1",
-    "the rows of each reference date equal the active HR headcount on that date": "update {t} set date_active_headcount = date_active_headcount + 1",
+    "one row per employee_key, reference_date and feature set version": (
+        "insert into {t} select * from {t} limit 1"
+    ),
+    "the rows of each reference date equal the active HR headcount on that date": (
+        "update {t} set date_active_headcount = date_active_headcount + 1"
+    ),
     "completion_rate_90d is a rate in 0..1": "update {t} set completion_rate_90d = 1.5",
     "enrolments_30d is not negative": "update {t} set enrolments_30d = -1",
     "days_since_last_promotion is not negative": "update {t} set days_since_last_promotion = -3",
@@ -676,8 +683,8 @@ def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(war
     from turnover_signals.quality.lineage import trace_feature_row
 
     manifest = (
-        "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, status)"
-        " values ('employees_20260101.csv', %s, 'employees', '2026-01-01', 10, %s, 'loaded')"
+        "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, "
+        "status) values ('employees_20260101.csv', %s, 'employees', '2026-01-01', 10, %s, 'loaded')"
     )
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         enterprise(conn)
@@ -701,7 +708,8 @@ def test_lineage_names_the_file_a_row_was_built_from_even_after_a_correction(war
             (corrected, FILE_SHA),
         )
         conn.execute(manifest, (corrected, AFTER_D))
-        # what the history build keeps: today's history from the correction, the version before it as a revision
+        # what the history build keeps: today's history from the correction, the version before it as a
+        # revision
         conn.execute(
             "insert into core.employee_history_revision select *, null, %s from core.employee_history",
             (AFTER_D,),
@@ -731,7 +739,8 @@ def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(
     reasons = summary["reference_dates_deferred"][D.isoformat()]
     assert reasons == [
         "no employees file dated 2026-06-30 or later is loaded (newest: 2026-06-29)",
-        "the LMS extraction has not read past the cut-off 2026-07-01 12:00 UTC (read through 2026-07-01 09:00 UTC)",
+        "the LMS extraction has not read past the cut-off "
+        "2026-07-01 12:00 UTC (read through 2026-07-01 09:00 UTC)",
     ]
     assert "reference date 2026-06-30 deferred: no employees file dated 2026-06-30" in caplog.text
     assert deferral_note(summary).startswith(

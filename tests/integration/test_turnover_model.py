@@ -195,7 +195,8 @@ def test_the_dag_registers_promotes_scores_reports_and_a_rollback_restores(
     # Other training rows are another model: a new version, compared with the champion on its test window.
     with psycopg.connect(signal_dsn) as conn:
         conn.execute(
-            "delete from mart.turnover_label where employee_key = (select min(employee_key) from mart.turnover_label)"
+            "delete from mart.turnover_label where employee_key = (select min(employee_key) from "
+            "mart.turnover_label)"
         )
     third = dag.test(logical_date=datetime(2027, 1, 2, 9, 0, tzinfo=UTC))
     assert third.state == "success"
@@ -229,8 +230,8 @@ def model_tables(dsn: str) -> dict[str, list[tuple]]:
     queries = {
         "registry": "select * from audit.model_registry order by model_version",
         "promotions": "select * from audit.model_promotion order by decision_id",
-        "scores": "select employee_key, reference_date, model_version, score, risk_rank, risk_band, top_features"
-        " from mart.turnover_risk_score order by employee_key, reference_date",
+        "scores": "select employee_key, reference_date, model_version, score, risk_rank, risk_band, "
+        "top_features from mart.turnover_risk_score order by employee_key, reference_date",
     }
     with psycopg.connect(dsn) as conn:
         return {name: conn.execute(query).fetchall() for name, query in queries.items()}
@@ -251,8 +252,8 @@ def assert_the_windows_are_settled_and_apart(dsn: str) -> None:
         ).fetchone()[0]
         per_date = dict(
             conn.execute(
-                "select reference_date, count(*) from mart.training_set where horizon_days = %s and reference_date"
-                " between %s and %s group by 1",
+                "select reference_date, count(*) from mart.training_set where horizon_days = %s and "
+                "reference_date between %s and %s group by 1",
                 (horizon.days, rows[0][6], rows[0][7]),
             ).fetchall()
         )
@@ -367,7 +368,8 @@ def test_calibration_never_turns_the_ranking_around():
 
 @pytest.fixture
 def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
-    """A warehouse with features on three settled dates and the latest date, labels, and one model artifact."""
+    """A warehouse with features on three settled dates and the latest date, labels, and one model
+    artifact."""
     from turnover_signals.model.train import fit_feature_set, save_artifact
 
     dsn = copy_of(migrated_template_db, monkeypatch)
@@ -384,9 +386,9 @@ def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
                 )
                 if day != SEEDED_LATEST:
                     conn.execute(
-                        "insert into mart.turnover_label (employee_key, reference_date, horizon_days, hris_employee_id,"
-                        " label, is_censored, label_status, hr_known_through)"
-                        " values (%s, %s, 90, %s, %s, false, %s, %s)",
+                        "insert into mart.turnover_label (employee_key, reference_date, horizon_days, "
+                        "hris_employee_id, label, is_censored, label_status, hr_known_through) values (%s, "
+                        "%s, 90, %s, %s, false, %s, %s)",
                         (
                             key + 1,
                             day,
@@ -710,14 +712,15 @@ def small_training_warehouse(migrated_template_db, monkeypatch, tmp_path):
             )
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.executemany(
-            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, hris_employee_id,"
-            " tenure_days, performance_rating, job_level, department, location, built_at, build_id)"
-            " values (%s, %s, 2, %s, %s, %s, %s, %s, %s, now(), 'seeded')",
+            "insert into mart.employee_features (employee_key, reference_date, feature_set_version, "
+            "hris_employee_id, tenure_days, performance_rating, job_level, department, location, built_at, "
+            "build_id) values (%s, %s, 2, %s, %s, %s, %s, %s, %s, now(), 'seeded')",
             features,
         )
         cur.executemany(
-            "insert into mart.turnover_label (employee_key, reference_date, horizon_days, hris_employee_id, label,"
-            " is_censored, label_status, hr_known_through) values (%s, %s, 90, %s, %s, false, %s, '2026-12-31')",
+            "insert into mart.turnover_label (employee_key, reference_date, horizon_days, hris_employee_id, "
+            "label, is_censored, label_status, hr_known_through) values (%s, %s, 90, %s, %s, false, %s, "
+            "'2026-12-31')",
             labels,
         )
     config = load_config(use_variable=False)
@@ -821,8 +824,8 @@ def scores_by_department(registry) -> tuple[list[tuple], list[tuple]]:
     """(top_features, top_features_withheld_reason) of the published scores: Legal's, everyone else's."""
     with psycopg.connect(registry.dsn) as conn:
         rows = conn.execute(
-            "select features.department, score.top_features, score.top_features_withheld_reason"
-            " from mart.turnover_risk_score as score inner join mart.employee_features as features"
-            " on features.employee_key = score.employee_key and features.reference_date = score.reference_date"
+            "select features.department, score.top_features, score.top_features_withheld_reason from "
+            "mart.turnover_risk_score as score inner join mart.employee_features as features on "
+            "features.employee_key = score.employee_key and features.reference_date = score.reference_date"
         ).fetchall()
     return [r[1:] for r in rows if r[0] == "Legal"], [r[1:] for r in rows if r[0] != "Legal"]

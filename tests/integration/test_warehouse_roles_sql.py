@@ -1,6 +1,6 @@
-"""The one copy of the warehouse's role SQL (deploy/warehouse-init/roles_and_logins.psql) runs as the docs and the
-compose warehouse run it, on a PostgreSQL cluster of its own (roles are cluster-wide), and gives each login the
-roles docs/security.md promises."""
+"""The one copy of the warehouse's role SQL (deploy/warehouse-init/roles_and_logins.psql) runs as the docs and
+the compose warehouse run it, on a PostgreSQL cluster of its own (roles are cluster-wide), and gives each
+login the roles docs/security.md promises."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def test_the_role_sql_creates_the_group_roles_and_one_login_per_stage():
         with psycopg.connect(turnover) as conn:
             members = dict(
                 conn.execute(
-                    "select member.rolname, array_agg(grp.rolname::text order by grp.rolname)"
-                    " from pg_auth_members as m join pg_roles as grp on grp.oid = m.roleid"
-                    " join pg_roles as member on member.oid = m.member where member.rolname !~ %s group by member.rolname",
+                    "select member.rolname, array_agg(grp.rolname::text order by grp.rolname) from "
+                    "pg_auth_members as m join pg_roles as grp on grp.oid = m.roleid join pg_roles as member "
+                    "on member.oid = m.member where member.rolname !~ %s group by member.rolname",
                     ("^pg_",),
                 ).fetchall()
             )
@@ -44,7 +44,8 @@ def test_the_role_sql_creates_the_group_roles_and_one_login_per_stage():
             ).fetchone()
             sessions = dict(
                 conn.execute(
-                    "select r.rolname, s.setconfig from pg_db_role_setting as s join pg_roles as r on r.oid = s.setrole"
+                    "select r.rolname, s.setconfig from pg_db_role_setting as s join pg_roles as r on r.oid "
+                    "= s.setrole"
                 ).fetchall()
             )
         assert members == {

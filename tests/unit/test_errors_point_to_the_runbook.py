@@ -1,4 +1,5 @@
-"""Every error the bundle raises names its subject, problem and next step, and points to a runbook section that exists."""
+"""Every error the bundle raises names its subject, problem and next step, and points to a runbook section
+that exists."""
 
 from __future__ import annotations
 

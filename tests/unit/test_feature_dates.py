@@ -1,4 +1,5 @@
-"""Which reference dates a features run builds: the day before a daily run, a requested list, month-end backfills."""
+"""Which reference dates a features run builds: the day before a daily run, a requested list, month-end
+backfills."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""turnover_model at parse time: monthly on the 2nd after the month-end features, and on demand with params."""
+"""turnover_model at parse time: monthly on the 2nd after the month-end features, and on demand with
+params."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The auditors' suite catalogue (docs/auditors/suite-catalogue.md) is the one generated from the suite definitions."""
+"""The auditors' suite catalogue (docs/auditors/suite-catalogue.md) is the one generated from the suite
+definitions."""
 
 from __future__ import annotations
 

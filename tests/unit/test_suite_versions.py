@@ -1,4 +1,5 @@
-"""Suite versions: every Great Expectations suite of the bundle is pinned to the fingerprint of its definition.
+"""Suite versions: every Great Expectations suite of the bundle is pinned to the fingerprint of its
+definition.
 
 A suite's recorded version is `<SUITE_VERSION>+<fingerprint>`. The fingerprint is of what the suite
 checks (expectation types and arguments), never of the data it runs on: the same suite on two HRIS
@@ -100,8 +101,9 @@ def test_a_changed_suite_gets_a_new_version(label):
     where = WHERE["hris" if label.startswith("hris_") else label]
     if suite.fingerprint != pinned_fingerprint:
         assert suite.version != pinned_version, (
-            f"suite {label} changed (fingerprint {pinned_fingerprint} -> {suite.fingerprint}) but kept version "
-            f"{suite.version}: bump the version ({where}), then pin ({suite.version!r}, {suite.fingerprint!r}) here"
+            f"suite {label} changed (fingerprint {pinned_fingerprint} -> {suite.fingerprint}) but kept "
+            f"version {suite.version}: bump the version ({where}), then pin ({suite.version!r}, "
+            f"{suite.fingerprint!r}) here"
         )
     assert (suite.version, suite.fingerprint) == PINNED[label], (
         f"suite {label} is now ({suite.version!r}, {suite.fingerprint!r}): pin it here with its new version"

@@ -87,7 +87,8 @@ class ConnectionLookup:
         return self._found[conn_id]
 
     def defined(self, conn_id: str) -> bool:
-        """Whether the connection is defined; one that cannot be read counts as not (check_connections says why)."""
+        """Whether the connection is defined; one that cannot be read counts as not (check_connections
+        says why)."""
         try:
             return self.get(conn_id) is not None
         except Exception:
@@ -243,7 +244,8 @@ def migration_state(conn: Any) -> tuple[list[str], list[str], int | None]:
 
 
 def check_warehouse(config: Mapping[str, Any], lookup: ConnectionLookup) -> tuple[CheckResult, str | None]:
-    """The owner's connection reaches PostgreSQL 15+, and how far the schema is migrated; also the owner's login."""
+    """The owner's connection reaches PostgreSQL 15+, and how far the schema is migrated; also the owner's
+    login."""
     from turnover_signals.warehouse import discover_migrations
 
     conn_id = config["connections"]["warehouse"]
@@ -294,7 +296,8 @@ def check_warehouse(config: Mapping[str, Any], lookup: ConnectionLookup) -> tupl
         return CheckResult(
             name,
             WARN,
-            f"reached; schema at migration {applied_version:04d}, newer than this bundle's {newest.path.name}",
+            f"reached; schema at migration {applied_version:04d}, "
+            f"newer than this bundle's {newest.path.name}",
             "a newer bundle migrated it: roll the same bundle out to every Airflow component",
         ), login
     return CheckResult(
@@ -383,7 +386,8 @@ def check_stage_login(
 
 
 def check_sftp_host_key(config: Mapping[str, Any], lookup: ConnectionLookup) -> list[CheckResult]:
-    """The hris_sftp connection pins the server's host key (read the way the SSH hook reads it; no connecting)."""
+    """The hris_sftp connection pins the server's host key (read the way the SSH hook reads it; no
+    connecting)."""
     conn_id = config["connections"]["hris_sftp"]
     name = f"sftp host key ({conn_id})"
     if not lookup.defined(conn_id):
@@ -391,7 +395,8 @@ def check_sftp_host_key(config: Mapping[str, Any], lookup: ConnectionLookup) -> 
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
     pin_step = (
-        "put the server's public key in the extra host_key as 'ssh-ed25519 AAAA…' (compare `ssh-keyscan` with "
+        "put the server's public key in the extra host_key as 'ssh-ed25519 AAAA…' "
+        "(compare `ssh-keyscan` with "
         "the fingerprint the vendor gives you) and set no_host_key_check and allow_host_key_change to false "
         f"(runbook: {runbook_link('sftp-host-key')})"
     )
@@ -482,7 +487,8 @@ def check_storage_round_trip(base: Any) -> list[CheckResult]:
                 name,
                 FAIL,
                 f"cannot write and read under {object_url(base)} ({describe_exception(exc)})",
-                "check storage.conn_id's credentials: they must allow put, get, list and delete under the base "
+                "check storage.conn_id's credentials: they must allow put, get, list and delete "
+                "under the base "
                 f"(runbook: {runbook_link('storage')})",
             )
         ]

@@ -86,8 +86,8 @@ def create_staging_table(conn: psycopg.Connection, staging: sql.Identifier) -> N
     conn.execute(sql.SQL("drop table if exists {}").format(staging))
     conn.execute(
         sql.SQL(
-            "create table {} as select {}, null::bigint as date_feature_rows, null::bigint as date_active_headcount"
-            " from mart.employee_features with no data"
+            "create table {} as select {}, null::bigint as date_feature_rows, null::bigint as "
+            "date_active_headcount from mart.employee_features with no data"
         ).format(staging, columns)
     )
 
@@ -196,7 +196,8 @@ def insert_audit_rows(
     for reference_date, rows, headcount, cutoff in counts:
         conn.execute(
             """
-            insert into audit.feature_build (build_id, reference_date, feature_set_version, build_kind, feature_rows,
+            insert into audit.feature_build (build_id, reference_date, feature_set_version, build_kind,
+                feature_rows,
                 active_headcount, lms_cutoff_date, cutoff_at, lms_stored_high_water, hris_known_at_high_water,
                 validation_id, dag_id, run_id, task_id, try_number, built_at)
             values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
@@ -224,7 +225,8 @@ def insert_audit_rows(
 def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
     """What the warehouse held when the build ran (for the audit; no row depends on it)."""
     stored, known = conn.execute(
-        "select (select max(stored_at) from core.lms_activity), (select max(known_at) from core.employee_history)"
+        "select (select max(stored_at) from core.lms_activity), "
+        "(select max(known_at) from core.employee_history)"
     ).fetchone()
     return {"lms_stored_high_water": stored, "hris_known_at_high_water": known}
 
@@ -360,8 +362,8 @@ def rebuild_matches(
             rebuilt = sql.SQL("select {} from {}").format(columns, staging)
             only_published, only_rebuilt, rows = conn.execute(
                 sql.SQL(
-                    "select (select count(*) from ({p} except all {r}) as a), (select count(*) from ({r} except all {p})"
-                    " as b), (select count(*) from ({p}) as c)"
+                    "select (select count(*) from ({p} except all {r}) as a), (select count(*) from ({r} "
+                    "except all {p}) as b), (select count(*) from ({p}) as c)"
                 ).format(p=published, r=rebuilt),
                 {"v": version, "dates": dates},
             ).fetchone()
@@ -387,8 +389,8 @@ def training_set_summary(config: Mapping[str, Any], dsn: str | None = None) -> l
 def training_set_lines(conn: psycopg.Connection, version: int) -> list[str]:
     """The lines of `training_set_summary` from an open connection."""
     rows, dates, employees, positives = conn.execute(
-        "select count(*), count(distinct reference_date), count(distinct employee_key), count(*) filter (where label)"
-        " from mart.training_set where feature_set_version = %s",
+        "select count(*), count(distinct reference_date), count(distinct employee_key), count(*) filter "
+        "(where label) from mart.training_set where feature_set_version = %s",
         (version,),
     ).fetchone()
     statuses = conn.execute(

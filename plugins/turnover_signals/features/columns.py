@@ -1,4 +1,5 @@
-"""The columns of `mart.employee_features`: which are features, which the gate bounds, which are bookkeeping."""
+"""The columns of `mart.employee_features`: which are features, which the gate bounds, which are
+bookkeeping."""
 
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ def knowledge_rules(config: Mapping[str, Any]) -> dict[str, Any]:
 def refresh_learner_daily_activity(
     conn: psycopg.Connection, config: Mapping[str, Any], full: bool = False
 ) -> dict[str, Any]:
-    """Bring the aggregate up to date in one transaction; returns how it was refreshed and how many rows it wrote."""
+    """Bring the aggregate up to date in one transaction; returns how it was refreshed and how many rows it
+    wrote."""
     rules = knowledge_rules(config)
     with conn.transaction():
         state = conn.execute(
@@ -72,7 +73,8 @@ def refresh_learner_daily_activity(
         )
         is_full = full or not same_rules or state[3] is None
         conn.execute(
-            "create temp table if not exists learner_daily_refresh (learner_identifier text, activity_date date)"
+            "create temp table if not exists learner_daily_refresh "
+            "(learner_identifier text, activity_date date)"
         )
         conn.execute("truncate learner_daily_refresh")
         if is_full:
@@ -116,7 +118,8 @@ def refresh_learner_daily_activity(
             on conflict (singleton) do update set
                 as_of_grace = excluded.as_of_grace, import_cutover = excluded.import_cutover,
                 import_knowledge_lag = excluded.import_knowledge_lag,
-                loaded_watermark = greatest(excluded.loaded_watermark, mart.learner_daily_activity_state.loaded_watermark)
+                loaded_watermark = greatest(excluded.loaded_watermark,
+                    mart.learner_daily_activity_state.loaded_watermark)
             """,
             {**rules, "loaded": loaded_high},
         )

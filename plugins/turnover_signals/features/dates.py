@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def as_of_grace(config: Mapping[str, Any]) -> timedelta:
-    """How long after the end of a reference date its facts may still become known (`features.as_of_grace_hours`)."""
+    """How long after the end of a reference date its facts may still become known
+    (`features.as_of_grace_hours`)."""
     return timedelta(hours=float(config["features"]["as_of_grace_hours"]))
 
 
@@ -38,8 +39,10 @@ def check_knowledge_rules(config: Mapping[str, Any]) -> None:
         raise BadInputError(
             "configuration hris.delivery_lag_hours",
             f"{config['hris']['delivery_lag_hours']} h exceeds features.as_of_grace_hours "
-            f"({config['features']['as_of_grace_hours']} h), so the employees file dated D would never count for D",
-            "lower hris.delivery_lag_hours or raise features.as_of_grace_hours in the turnover_signals Variable",
+            f"({config['features']['as_of_grace_hours']} h), so the employees file dated D would never count "
+            "for D",
+            "lower hris.delivery_lag_hours "
+            "or raise features.as_of_grace_hours in the turnover_signals Variable",
             "turnover_features",
         )
 
@@ -61,8 +64,8 @@ def refuse_future_dates(reference_dates: Iterable[date], now: datetime) -> None:
     if unfinished:
         raise BadInputError(
             f"feature build of reference date(s) {', '.join(map(str, unfinished))}",
-            f"the date has not ended yet (now {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC); a row for D is built "
-            "from what was known by the end of D + features.as_of_grace_hours",
+            f"the date has not ended yet (now {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC); a row for D is "
+            "built from what was known by the end of D + features.as_of_grace_hours",
             "request only past dates in the run's reference_dates (the default is the day before the run)",
             "turnover_features",
         )
@@ -79,7 +82,8 @@ def built_dates(conn: psycopg.Connection, table: str, version: int) -> set[date]
             select min(reference_date) as reference_date from mart.{table} where feature_set_version = %(v)s
             union all
             select (select min(features.reference_date) from mart.{table} as features
-                    where features.feature_set_version = %(v)s and features.reference_date > built.reference_date)
+                    where features.feature_set_version = %(v)s
+                        and features.reference_date > built.reference_date)
             from built where built.reference_date is not null
         )
         select reference_date from built where reference_date is not null

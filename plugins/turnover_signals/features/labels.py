@@ -24,7 +24,8 @@ from turnover_signals.sqlfiles import read_sql
 def set_watermark(conn: psycopg.Connection, source: str, value: Any, build_id: str) -> None:
     conn.execute(
         """
-        insert into audit.extract_watermark (source, watermark, batch_id, updated_at) values (%s, %s, %s, now())
+        insert into audit.extract_watermark (source, watermark, batch_id, updated_at) values (%s,
+            %s, %s, now())
         on conflict (source) do update set watermark = excluded.watermark, batch_id = excluded.batch_id,
             updated_at = excluded.updated_at
         where audit.extract_watermark.watermark is distinct from excluded.watermark
@@ -52,7 +53,8 @@ LABEL_HR_WATERMARK = "features:turnover_label:hr_known_through"
 
 
 def refresh_employment_outcomes(conn: psycopg.Connection) -> int:
-    """Bring `mart.turnover_label_outcome` up to date; the changed employees go to temp table `outcome_changed`."""
+    """Bring `mart.turnover_label_outcome` up to date; the changed employees go to temp table
+    `outcome_changed`."""
     conn.execute("drop table if exists outcome_now, outcome_changed")
     conn.execute(
         sql.SQL("create temp table outcome_now as {}").format(
@@ -83,7 +85,8 @@ def refresh_employment_outcomes(conn: psycopg.Connection) -> int:
 def label_scope_is_everything(
     conn: psycopg.Connection, params: Mapping[str, Any], kept_through: date | None
 ) -> bool:
-    """Whether every label must be computed again: none kept, other horizons, or HR known less far than before."""
+    """Whether every label must be computed again: none kept, other horizons, or HR known less far than
+    before."""
     if (
         kept_through is None
         or params["hr_known_through"] is None
@@ -91,8 +94,8 @@ def label_scope_is_everything(
     ):
         return True
     kept_horizons = conn.execute(
-        "select array_agg(horizon_days order by horizon_days) from mart.turnover_label"
-        " where (employee_key, reference_date) = (select employee_key, reference_date from mart.turnover_label limit 1)"
+        "select array_agg(horizon_days order by horizon_days) from mart.turnover_label where (employee_key, "
+        "reference_date) = (select employee_key, reference_date from mart.turnover_label limit 1)"
     ).fetchone()[0]  # every (employee, date) carries every horizon, so one of them tells
     return kept_horizons is not None and kept_horizons != sorted(set(params["horizons"]))
 
@@ -130,7 +133,8 @@ def fill_label_scope(
         union
         select features.employee_key, features.reference_date, features.hris_employee_id
         from outcome_changed
-        inner join core.hris_employee_key as employee_key on outcome_changed.hris_employee_id = employee_key.hris_employee_id
+        inner join core.hris_employee_key as employee_key
+            on outcome_changed.hris_employee_id = employee_key.hris_employee_id
         inner join mart.employee_features as features
             on features.employee_key = employee_key.employee_key
             and features.hris_employee_id = outcome_changed.hris_employee_id

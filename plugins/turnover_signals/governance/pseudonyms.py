@@ -76,9 +76,11 @@ def install_pseudonym_key(
         now = datetime.now(UTC)
         conn.execute(
             """
-            insert into governance.pseudonym_key (key_slot, inner_pad, outer_pad, key_fingerprint, installed_at)
+            insert into governance.pseudonym_key (key_slot, inner_pad, outer_pad, key_fingerprint,
+                installed_at)
             values ('current', %s, %s, %s, %s)
-            on conflict (key_slot) do update set inner_pad = excluded.inner_pad, outer_pad = excluded.outer_pad,
+            on conflict (key_slot) do update set inner_pad = excluded.inner_pad,
+                outer_pad = excluded.outer_pad,
                 key_fingerprint = excluded.key_fingerprint, installed_at = excluded.installed_at
             """,
             (inner_pad, outer_pad, fingerprint, now),
@@ -97,7 +99,8 @@ def install_pseudonym_key(
 
 
 def read_key_from_connection(conn_id: str = PSEUDONYM_CONN_ID) -> str | None:
-    """The key from the Airflow connection (password, else extra `key`); None when there is no such connection."""
+    """The key from the Airflow connection (password, else extra `key`); None when there is no such
+    connection."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.sdk import BaseHook
 
@@ -118,7 +121,8 @@ def install_key_from_connection(
     key = read_key_from_connection(conn_id)
     if key is None:
         log.warning(
-            "no Airflow connection '%s': the analytics views show no rows until it holds a pseudonymization key",
+            "no Airflow connection '%s': the analytics views "
+            "show no rows until it holds a pseudonymization key",
             conn_id,
         )
         return {"installed": False, "key_fingerprint": None, "rotated": False}

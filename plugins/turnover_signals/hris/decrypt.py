@@ -31,7 +31,8 @@ def decrypt_file(path: Path, config: Mapping[str, Any], work_dir: Path) -> Path:
         raise TurnoverSignalsError(
             f"HRIS file {path.name}",
             f"the file is encrypted but connection '{conn_id}' holds no private key",
-            f"put the armored OpenPGP private key in the password field (or extra 'private_key') of '{conn_id}'",
+            "put the armored OpenPGP private key in the password field (or extra 'private_key') of "
+            f"'{conn_id}'",
             "hris-encrypted-files",
         )
     home = work_dir / "gnupg"
@@ -56,7 +57,8 @@ def decrypt_file(path: Path, config: Mapping[str, Any], work_dir: Path) -> Path:
         raise BadInputError(
             f"HRIS file {path.name}",
             f"OpenPGP decryption failed ({result.status})",
-            f"check that the vendor encrypted to the key in connection '{conn_id}' and that the file is complete",
+            f"check that the vendor encrypted to the key in connection '{conn_id}' and that the file is "
+            "complete",
             "hris-encrypted-files",
         )
     return clear_path

@@ -2,8 +2,8 @@
 
 Write-audit-publish: the file is streamed from the SFTP server straight into a staging table
 (hashed on the way; a sha256 that differs from the control file rolls the staging back), the
-Great Expectations gate runs on it, and only then, in ONE transaction, is the staging table attached as the file's
-partition of the raw table together with its manifest and validation rows. A failure at any
+Great Expectations gate runs on it, and only then, in ONE transaction, is the staging table attached as the
+file's partition of the raw table together with its manifest and validation rows. A failure at any
 point leaves published data untouched. Rerunning the task for a file already recorded changes
 nothing (a quarantined file fails again with its recorded reason).
 """
@@ -126,7 +126,8 @@ def wait_for_pending_files(
 
 
 def batch_pending_files(pending: list[dict[str, Any]], files_per_task: int) -> list[list[dict[str, Any]]]:
-    """The pending files (oldest first) cut into consecutive batches of at most `files_per_task`, one task each.
+    """The pending files (oldest first) cut into consecutive batches of at most `files_per_task`, one task
+    each.
 
     Every task process pays its imports (Great Expectations alone ≈ 4 s) before any work, which is most of
     the time a small daily file takes: a first install's backlog of a few hundred files loads in batches
@@ -394,7 +395,8 @@ def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) 
                     "duplicate_of_sha256": sha256,
                     "rows_read": 0,
                     "rows_loaded": 0,
-                    "reason": f"same bytes as {copy['file_name']} (received {copy['received_at']:%Y-%m-%d}); not loaded again",
+                    "reason": f"same bytes as {copy['file_name']} (received {copy['received_at']:%Y-%m-%d}); "
+                    "not loaded again",
                 },
             )
         log.info(
@@ -548,7 +550,8 @@ def _validate_and_publish(
         raise _quarantine(
             conn,
             record,
-            f"{len(outcome.failed)} expectation(s) failed in suite {outcome.suite_name}: {outcome.failure_summary()}",
+            f"{len(outcome.failed)} expectation(s) failed in suite {outcome.suite_name}: "
+            f"{outcome.failure_summary()}",
             outcome,
             run,
             staged.rows_copied,

@@ -30,7 +30,8 @@ def _invalid(problem: str) -> ConfigError:
     return ConfigError(
         subject=SETTING,
         problem=problem,
-        next_step="fix the mapping in the turnover_signals Variable (docs/reference/configuration.md) and rerun the task",
+        next_step="fix the mapping in the turnover_signals Variable (docs/reference/configuration.md) and "
+        "rerun the task",
         runbook_section="configuration",
     )
 

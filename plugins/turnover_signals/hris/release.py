@@ -5,7 +5,8 @@ After the cause was fixed outside the file (column mapping, encoding, date forma
 `released`, the decision (who, why, the quarantine reason) goes to `audit.file_release`, and the
 next run of `hris_sftp_ingest` picks the file up as pending and reuses the row.
 
-    python -m turnover_signals.hris.release employees_20260105.csv --by "jane@hr" --reason "mapping fixed" [--dsn URL]
+    python -m turnover_signals.hris.release employees_20260105.csv --by "jane@hr"
+        --reason "mapping fixed" [--dsn URL]
 """
 
 from __future__ import annotations

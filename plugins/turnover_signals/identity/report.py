@@ -35,7 +35,8 @@ def reconciliation_lines(row: Mapping[str, Any] | None) -> list[str]:
         f"{'passed' if row['success'] else 'FAILED'} the gate",
         f"  HRIS headcount {row['hris_headcount']} vs canonical {row['canonical_headcount']}: {reconciled} "
         f"({row['employee_keys']} employee keys)",
-        f"  LMS users {row['lms_users']}: matched {row['lms_users_matched']} ({methods}); unmatched by reason: {reasons}",
+        f"  LMS users {row['lms_users']}: matched {row['lms_users_matched']} ({methods}); unmatched by "
+        f"reason: {reasons}",
         f"  active LMS users matched: {_rate(row['active_match_rate'])}; "
         f"with a corporate identifier: {_rate(row['active_corporate_match_rate'])}",
         f"  statements attributable to an employee: {row['statements_attributable']} of {row['statements']} "

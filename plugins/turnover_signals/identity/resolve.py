@@ -60,8 +60,8 @@ class IdentityScope:
                 "scope_learners": len(self.learner_identifiers or []),
             }
         row = conn.execute(
-            "select (select count(*) from core.identity_employment), (select count(*) from core.identity_lms_account),"
-            " (select count(*) from core.identity_learner)"
+            "select (select count(*) from core.identity_employment), (select count(*) from "
+            "core.identity_lms_account), (select count(*) from core.identity_learner)"
         ).fetchone()
         return dict(zip(("scope_employees", "scope_lms_users", "scope_learners"), row, strict=True))
 
@@ -176,8 +176,8 @@ def reason_to_skip(config: Mapping[str, Any], dsn: str | None = None, full: bool
             return None
         new_learner = conn.execute(
             sql.SQL(
-                "select exists (select from ({}) as built where not exists"
-                " (select from core.identity_learner as known where known.learner_identifier = built.learner_identifier))"
+                "select exists (select from ({}) as built where not exists (select from "
+                "core.identity_learner as known where known.learner_identifier = built.learner_identifier))"
             ).format(sql.SQL(read_sql("core", "identity_learner"))),
             {**params, "loaded_after": previous["lms_activity_loaded_high_water"]},
         ).fetchone()[0]
@@ -266,7 +266,8 @@ def close_scope(
     new_learners: set[str],
     identifiers_before: tuple[set[str], set[str]],
 ) -> IdentityScope:
-    """Everything a change can affect: peers sharing a GUID, an email or a key, and their accounts and actors."""
+    """Everything a change can affect: peers sharing a GUID, an email or a key, and their accounts and
+    actors."""
     guids_after, emails_after = _identifiers_of(conn, changed_employees, changed_accounts)
     guids = identifiers_before[0] | guids_after
     emails = identifiers_before[1] | emails_after
@@ -475,7 +476,8 @@ def assign_employee_keys(
     issued = conn.execute(
         """
         with needing_new_key as (
-            select hris_employee_id, row_number() over (order by employment_start_date, hris_employee_id) as ordinal
+            select hris_employee_id, row_number() over (order by employment_start_date,
+                hris_employee_id) as ordinal
             from identity_key_plan
             where override_employee_key is null
               and ((linked_sso_guid is null and existing_employee_key is null)
@@ -491,8 +493,10 @@ def assign_employee_keys(
     ).rowcount
     conn.execute(
         """
-        insert into core.employee_key_registry (employee_key, issued_for_hris_employee_id, issued_at, issued_by_run_id)
-        select new_employee_key, hris_employee_id, now(), %s from identity_key_plan where new_employee_key is not null
+        insert into core.employee_key_registry (employee_key, issued_for_hris_employee_id, issued_at,
+            issued_by_run_id)
+        select new_employee_key, hris_employee_id, now(), %s from identity_key_plan
+            where new_employee_key is not null
         """,
         (run_id,),
     )
@@ -502,7 +506,8 @@ def assign_employee_keys(
     # employees and did not finish in 9 minutes for 500,000.
     conn.execute(
         """
-        create temp table identity_group_new_key (linked_sso_guid text primary key, new_employee_key bigint not null)
+        create temp table identity_group_new_key (linked_sso_guid text primary key,
+            new_employee_key bigint not null)
         on commit drop
         """
     )
@@ -519,7 +524,8 @@ def assign_employee_keys(
         """
         update identity_key_plan as plan set employee_key = coalesce(
             plan.override_employee_key,
-            case when plan.linked_sso_guid is not null then coalesce(plan.group_employee_key, member.group_new_key) end,
+            case when plan.linked_sso_guid is not null then coalesce(plan.group_employee_key,
+                member.group_new_key) end,
             case when plan.needs_own_key then plan.new_employee_key end,
             plan.existing_employee_key,
             plan.new_employee_key)
@@ -535,8 +541,10 @@ def assign_employee_keys(
     changed = conn.execute(
         """
         insert into core.hris_employee_key as current (
-            hris_employee_id, employee_key, match_method, rule_version, linked_to_hris_employee_id, assigned_at)
-        select hris_employee_id, employee_key, match_method, %(rule_version)s, linked_to_hris_employee_id, now()
+            hris_employee_id, employee_key, match_method, rule_version, linked_to_hris_employee_id,
+                assigned_at)
+        select hris_employee_id, employee_key, match_method, %(rule_version)s,
+            linked_to_hris_employee_id, now()
         from identity_key_plan
         on conflict (hris_employee_id) do update set
             employee_key = excluded.employee_key,
@@ -544,7 +552,8 @@ def assign_employee_keys(
             rule_version = excluded.rule_version,
             linked_to_hris_employee_id = excluded.linked_to_hris_employee_id,
             assigned_at = excluded.assigned_at
-        where (current.employee_key, current.match_method, current.rule_version, current.linked_to_hris_employee_id)
+        where (current.employee_key, current.match_method, current.rule_version,
+            current.linked_to_hris_employee_id)
             is distinct from (excluded.employee_key, excluded.match_method, excluded.rule_version,
                               excluded.linked_to_hris_employee_id)
         """,
@@ -558,7 +567,8 @@ def assign_employee_keys(
         where plan.existing_employee_key = registry.employee_key
           and plan.employee_key <> plan.existing_employee_key
           and registry.merged_into_employee_key is null
-          and not exists (select from core.hris_employee_key as holder where holder.employee_key = registry.employee_key)
+          and not exists (select from core.hris_employee_key as holder
+              where holder.employee_key = registry.employee_key)
         """
     ).rowcount
     return {"keys_issued": issued, "key_assignments_changed": changed, "keys_merged": merged}
@@ -605,7 +615,8 @@ def refresh_exceptions(conn: psycopg.Connection, scope: IdentityScope, run_id: s
         on conflict (exception_id) do update set
             evidence = excluded.evidence,
             status = case when known.resolution = 'no longer detected' then 'open' else known.status end,
-            resolved_at = case when known.resolution = 'no longer detected' then null else known.resolved_at end,
+            resolved_at = case when known.resolution = 'no longer detected' then null
+                else known.resolved_at end,
             resolution = case when known.resolution = 'no longer detected' then null else known.resolution end
         where known.evidence is distinct from excluded.evidence or known.resolution = 'no longer detected'
         """,
@@ -873,10 +884,11 @@ def resolve_identities(
                 record_reconciliation(conn, failed.row)
             raise BadInputError(
                 f"identity resolution run {run_id}",
-                f"the identity gate failed ({failed.outcome.failure_summary()}); top reasons for unmatched LMS users: "
-                f"{top_unmatched_reasons(failed.row)}; nothing was published",
-                "review audit.identity_exception and core.lms_account_match for those reasons, fix the source data "
-                "or record steward decisions in audit.identity_override, then clear resolve_identities",
+                f"the identity gate failed ({failed.outcome.failure_summary()}); top reasons for unmatched "
+                f"LMS users: {top_unmatched_reasons(failed.row)}; nothing was published",
+                "review audit.identity_exception and core.lms_account_match for those reasons, fix the "
+                "source data or record steward decisions in audit.identity_override, then clear "
+                "resolve_identities",
                 "identity_resolution",
             ) from None
     summary = {

@@ -67,9 +67,11 @@ DEFAULT_SLICE_COUNT = 4
 def plan_slices(
     start: datetime, end: datetime, slice_count: int | None = None, slice_hours: float | None = None
 ) -> list[dict[str, Any]]:
-    """(start, end] as contiguous slices: `slice_count` equal ones, or ones of `slice_hours` (the last shorter).
+    """(start, end] as contiguous slices: `slice_count` equal ones, or ones of `slice_hours` (the last
+    shorter).
 
-    Each slice is `{"number", "since", "until"}` (ISO 8601 UTC); one slice's `until` is the next one's `since`.
+    Each slice is `{"number", "since", "until"}` (ISO 8601 UTC); one slice's `until` is the next one's
+    `since`.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("backfill bounds must carry a time zone")
@@ -97,7 +99,8 @@ def plan_slices(
 
 
 def plan_backfill(config: Mapping[str, Any], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The slices of a backfill run from its params: `from_stored`, `to_stored`, `slice_count` or `slice_hours`."""
+    """The slices of a backfill run from its params: `from_stored`, `to_stored`, `slice_count` or
+    `slice_hours`."""
     try:
         start = parse_xapi_timestamp(params["from_stored"])
         end = parse_xapi_timestamp(params["to_stored"])
@@ -244,7 +247,8 @@ class SliceExtraction:
         return chunks
 
     def _gate(self, conn: psycopg.Connection, chunks: list[Chunk], stats: BatchStats) -> BadInputError | None:
-        """Gate each chunk; the first failing one records its rejects and failed audit row, and is returned."""
+        """Gate each chunk; the first failing one records its rejects and failed audit row, and is
+        returned."""
         max_reject_rate = float(self.extraction.lms["max_reject_rate"])
         for chunk in chunks:
             self.extraction._finish_checks(conn, chunk)  # noqa: SLF001 - the loader's own step, shared
@@ -259,7 +263,10 @@ class SliceExtraction:
                         record_validation(conn, outcome, self.run)
                 continue
             reject_rate = counts.rejected / counts.distinct
-            reason = f"reject rate {reject_rate:.1%} exceeds {max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
+            reason = (
+                f"reject rate {reject_rate:.1%} exceeds "
+                f"{max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
+            )
             with conn.transaction():
                 # As the hourly run does: the rejects keep their reasons, nothing else is published.
                 self.extraction._record_rejects(conn, chunk, stats)  # noqa: SLF001
@@ -280,13 +287,14 @@ class SliceExtraction:
                 )
                 self._record_slice(conn, "rejected", chunks, stats, reason)
             return BadInputError(
-                f"xAPI backfill slice {self.number} (stored {self.since.isoformat()} .. {self.until.isoformat()}, "
-                f"batch {chunk.batch_id})",
+                f"xAPI backfill slice {self.number} (stored {self.since.isoformat()} .. "
+                f"{self.until.isoformat()}, batch {chunk.batch_id})",
                 f"{counts.rejected} of {counts.distinct} statements rejected ({reject_rate:.1%} > "
                 f"{max_reject_rate:.1%}): {counts.top_reasons}",
-                "nothing of this slice is published, nor of any slice after it; inspect raw.lms_statement_rejected "
-                "for this batch, get the LMS vendor to fix the statements (or raise lms.max_reject_rate if they are "
-                "acceptable), then clear this slice's task and publish_statement_slices",
+                "nothing of this slice is published, nor of any slice after it; inspect "
+                "raw.lms_statement_rejected for this batch, get the LMS vendor to fix the statements (or "
+                "raise lms.max_reject_rate if they are acceptable), then clear this slice's task and "
+                "publish_statement_slices",
                 RUNBOOK,
             )
         return None
@@ -307,7 +315,8 @@ class SliceExtraction:
             ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             on conflict (backfill_id, slice_number) do update set
                 status = excluded.status, chunk_tables = excluded.chunk_tables,
-                chunk_batch_ids = excluded.chunk_batch_ids, statements_received = excluded.statements_received,
+                chunk_batch_ids = excluded.chunk_batch_ids,
+                    statements_received = excluded.statements_received,
                 statements_rejected = excluded.statements_rejected, max_stored_at = excluded.max_stored_at,
                 consistent_through = excluded.consistent_through, reason = excluded.reason,
                 staged_at = excluded.staged_at, published_at = null
@@ -334,7 +343,8 @@ class SliceExtraction:
     def publish(
         self, conn: psycopg.Connection, row: Mapping[str, Any], starts_at_initial: bool
     ) -> dict[str, Any]:
-        """Publish a gated slice in ONE transaction, and move the watermark if the rule allows (module doc)."""
+        """Publish a gated slice in ONE transaction, and move the watermark if the rule allows (module
+        doc)."""
         chunks = [
             Chunk(number, batch_id, sql.Identifier("staging", name), name, None)
             for number, (name, batch_id) in enumerate(
@@ -342,8 +352,8 @@ class SliceExtraction:
             )
         ]
         new = voids = 0
-        # Slices are ranges of what the LRS filters since/until on. Only on an LRS that filters on stored does a
-        # published slice mean "everything stored up to its end is loaded"; on one filtering on timestamp, a
+        # Slices are ranges of what the LRS filters since/until on. Only on an LRS that filters on stored does
+        # a published slice mean "everything stored up to its end is loaded"; on one filtering on timestamp, a
         # statement stored before the slice's end may sit in a later slice or come later still, so the
         # watermark is left to the hourly run's look-back (lms.conformance).
         profile = profile_for_extraction(conn, self.client, self.source, self.extraction.lms)
@@ -375,7 +385,8 @@ class SliceExtraction:
                 watermark is None and starts_at_initial
             )
             if contiguous and profile.strategy == "stored_overlap":
-                # Everything stored up to the slice's end is now loaded, as far as the LRS could tell when asked.
+                # Everything stored up to the slice's end is now loaded, as far as the LRS could tell when
+                # asked.
                 candidate = min(filter(None, [self.until, row["consistent_through"], row["staged_at"]]))
                 advance_watermark(conn, self.source, candidate, self.extraction.batch_id)
             conn.execute(
@@ -413,7 +424,8 @@ def extract_slice(
     dsn: str | None = None,
     client: XapiClient | None = None,
 ) -> dict[str, Any]:
-    """Fetch, check and gate one slice of a backfill into its own checks tables (published later, in order)."""
+    """Fetch, check and gate one slice of a backfill into its own checks tables (published later, in
+    order)."""
     client = client or xapi_client(config)
     with client:
         return SliceExtraction(config, run, dsn, client, slice_).stage_and_gate()
@@ -426,7 +438,8 @@ def publish_slices(
     dsn: str | None = None,
     client: XapiClient | None = None,
 ) -> dict[str, Any]:
-    """Publish the gated slices in slice order, up to the first one that is not gated (rejected or missing)."""
+    """Publish the gated slices in slice order, up to the first one that is not gated (rejected or
+    missing)."""
     client = client or xapi_client(config)
     ordered = sorted(slices, key=lambda item: int(item["number"]))
     published: list[dict[str, Any]] = []
@@ -457,8 +470,8 @@ def publish_slices(
         raise BadInputError(
             f"xAPI backfill slice {number} of {len(ordered)}",
             f"the slice {why}; slices 1..{number - 1} are published, {number}..{len(ordered)} are not",
-            f"fix the cause in the log of slice {number}'s task (extract_statement_slice, map index {number - 1}), "
-            "clear that task, then clear publish_statement_slices",
+            f"fix the cause in the log of slice {number}'s task (extract_statement_slice, map index "
+            f"{number - 1}), clear that task, then clear publish_statement_slices",
             RUNBOOK,
         )
     return summary
@@ -485,7 +498,8 @@ def _recover_voided_targets(
     batch_ids = [
         batch_id
         for (chunk_batch_ids,) in conn.execute(
-            "select chunk_batch_ids from audit.lms_backfill_slice where backfill_id = %s and status = 'published'",
+            "select chunk_batch_ids from audit.lms_backfill_slice "
+            "where backfill_id = %s and status = 'published'",
             (backfill_id,),
         ).fetchall()
         for batch_id in chunk_batch_ids

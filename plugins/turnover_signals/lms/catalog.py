@@ -118,10 +118,10 @@ def load_course_catalog(
                     retire_catalog_version(conn)
                     courses = conn.execute(
                         sql.SQL(
-                            "insert into core.course_catalog select btrim(course_id), btrim(title), difficulty::integer,"
-                            " is_mandatory::boolean, nullif(due_within_days, '')::integer,"
-                            " array(select btrim(tag) from unnest(string_to_array(skill_tags, ';')) as tag"
-                            "       where btrim(tag) <> ''), %s from {}"
+                            "insert into core.course_catalog select btrim(course_id), btrim(title), "
+                            "difficulty::integer, is_mandatory::boolean, nullif(due_within_days, "
+                            "'')::integer, array(select btrim(tag) from unnest(string_to_array(skill_tags, "
+                            "';')) as tag       where btrim(tag) <> ''), %s from {}"
                         ).format(staging),
                         (sha256,),
                     ).rowcount
@@ -159,7 +159,8 @@ def keep_catalog_version(conn: Any) -> None:
 
 
 def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:
-    """Courses in `core.lms_activity` that the catalog lacks, most used first; kept in `audit.unknown_course`."""
+    """Courses in `core.lms_activity` that the catalog lacks, most used first; kept in
+    `audit.unknown_course`."""
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.transaction():
         conn.execute(
             "delete from audit.unknown_course where course_id in (select course_id from core.course_catalog)"
@@ -170,7 +171,8 @@ def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) ->
             select activity.course_id, count(*), now()
             from core.lms_activity as activity
             where activity.course_id is not null
-              and not exists (select 1 from core.course_catalog as catalog where catalog.course_id = activity.course_id)
+              and not exists (select 1 from core.course_catalog as catalog
+                  where catalog.course_id = activity.course_id)
             group by activity.course_id
             on conflict (course_id) do update set statements = excluded.statements
             returning course_id, statements

@@ -3,9 +3,9 @@
 xAPI 1.0.3 says `since`/`until` filter on `stored`, but real LRSs bend it (Ralph 5.x filters on
 `timestamp`, caps pages at 100, sends no version header and lists voided statements). A client that trusts
 `since` on a timestamp-filtering LRS silently loses every statement whose `timestamp` is older than its
-watermark. So, at the first use of a connection (and on demand: ``python -m turnover_signals.lms.conformance``),
-`probe_lrs` reads the LRS — a handful of GET requests, nothing written — and records an `LrsProfile` per
-source in `audit.lrs_conformance`:
+watermark. So, at the first use of a connection (and on demand: ``python -m
+turnover_signals.lms.conformance``), `probe_lrs` reads the LRS — a handful of GET requests, nothing written —
+and records an `LrsProfile` per source in `audit.lrs_conformance`:
 
 - **since field**: a statement S whose `stored` and `timestamp` differ by a second or more is looked for in a
   listing with `since` halfway between the two and `until` at the later one. Returned: the LRS filters on the
@@ -381,7 +381,8 @@ def profile_for_extraction(
 def longest_lateness(conn: psycopg.Connection, source: str) -> timedelta:
     """The longest `stored - timestamp` among the statements published from `source` (0 if none)."""
     row = conn.execute(
-        "select max(max_lateness_seconds) from audit.lms_extract_batch where source = %s and status = 'published'",
+        "select max(max_lateness_seconds) from audit.lms_extract_batch where source = %s and status = "
+        "'published'",
         (source,),
     ).fetchone()
     return timedelta(seconds=max(0, row[0] or 0))

@@ -1,4 +1,5 @@
-"""The gate's checks and the normalised `core.lms_activity` columns of each xAPI statement, computed while fetching.
+"""The gate's checks and the normalised `core.lms_activity` columns of each xAPI statement, computed while
+fetching.
 
 `include/sql/staging/lms_statement_checks.sql` is the definition: it gives the checks table its columns and
 says what each means for any JSON at all. Computing them there cost about 60 µs a statement on one
@@ -255,7 +256,8 @@ class StatementChecker:
         self.verb_event_types = dict(verb_event_types)
 
     def check(self, received_order: int, statement: bytes) -> tuple[Any, ...] | None:
-        """The CHECK_COLUMNS of one statement (`statement` as received, UTF-8), or None for the SQL definition."""
+        """The CHECK_COLUMNS of one statement (`statement` as received, UTF-8), or None for the SQL
+        definition."""
         try:
             return self._check(received_order, statement)
         except (InSql, msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):

@@ -421,7 +421,8 @@ class StatementExtraction:
     # -- checking and publishing (publisher thread) ------------------------------------------
 
     def publish_chunk(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
-        """Gate and publish one checked chunk; raise BadInputError if its reject rate is over the threshold."""
+        """Gate and publish one checked chunk; raise BadInputError if its reject rate is over the
+        threshold."""
         try:
             self._finish_checks(conn, chunk)
             counts = _check_counts(conn, chunk.checks)
@@ -439,10 +440,10 @@ class StatementExtraction:
                 # the ids alone is cheap; sorting whole statements to rank copies is not.
                 conn.execute(
                     sql.SQL(
-                        "delete from {checks} as later using ("
-                        " select statement_id, min(received_order) as first_order from {checks}"
-                        " group by statement_id having count(*) > 1) as repeated"
-                        " where later.statement_id = repeated.statement_id and later.received_order > repeated.first_order"
+                        "delete from {checks} as later using ( select statement_id, min(received_order) as "
+                        "first_order from {checks} group by statement_id having count(*) > 1) as repeated "
+                        "where later.statement_id = repeated.statement_id and later.received_order > "
+                        "repeated.first_order"
                     ).format(checks=chunk.checks)
                 )
             # A table this fresh has no statistics: the planner guesses a few hundred rows and joins the
@@ -496,7 +497,8 @@ class StatementExtraction:
                 None
                 if passed
                 else (
-                    f"reject rate {reject_rate:.1%} exceeds {max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
+                    f"reject rate {reject_rate:.1%} exceeds "
+                    f"{max_reject_rate:.1%}; top reasons: {counts.top_reasons}"
                 )
             )
             _record_batch(
@@ -522,10 +524,10 @@ class StatementExtraction:
                 f"{stats.requested_since:%Y-%m-%d %H:%M}Z)",
                 f"{counts.rejected} of {counts.distinct} statements rejected ({reject_rate:.1%} > "
                 f"{max_reject_rate:.1%}): {counts.top_reasons}",
-                f"nothing of this chunk was published, {stats.chunks_published} earlier chunk(s) were, and the "
-                f"watermark stays at {_iso(stats.watermark) or 'its previous value'}; inspect "
-                "raw.lms_statement_rejected for this batch, get the LMS vendor to fix the statements (or raise "
-                "lms.max_reject_rate if they are acceptable), then clear the task",
+                f"nothing of this chunk was published, {stats.chunks_published} earlier chunk(s) were, and "
+                f"the watermark stays at {_iso(stats.watermark) or 'its previous value'}; inspect "
+                "raw.lms_statement_rejected for this batch, get the LMS vendor to fix the statements (or "
+                "raise lms.max_reject_rate if they are acceptable), then clear the task",
                 "lms-batch-rejected",
             )
         stats.new += new
@@ -554,19 +556,18 @@ class StatementExtraction:
     def _publish(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> tuple[int, int]:
         inserted = conn.execute(
             sql.SQL(
-                "insert into raw.lms_statement"
-                " (statement_id, stored_at, occurred_at, statement, source, batch_id, loaded_at)"
-                " select c.statement_id, c.stored_at, c.occurred_at, c.statement, %(source)s, %(batch)s, now()"
-                " from {} as c where c.reject_reason is null"
-                " and not exists (select from raw.lms_statement as r where r.statement_id = c.statement_id)"
+                "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, "
+                "batch_id, loaded_at) select c.statement_id, c.stored_at, c.occurred_at, c.statement, "
+                "%(source)s, %(batch)s, now() from {} as c where c.reject_reason is null and not exists "
+                "(select from raw.lms_statement as r where r.statement_id = c.statement_id)"
             ).format(chunk.checks),
             {"source": stats.source, "batch": chunk.batch_id},
         ).rowcount
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
         conn.execute(
             sql.SQL(
-                "insert into core.lms_activity ({cols}) select {cols} from ({select}) as built"
-                " where not exists (select from core.lms_activity as a where a.statement_id = built.statement_id)"
+                "insert into core.lms_activity ({cols}) select {cols} from ({select}) as built where not "
+                "exists (select from core.lms_activity as a where a.statement_id = built.statement_id)"
             ).format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS)),
                 select=sql.SQL(read_sql("core", "lms_activity")),
@@ -609,7 +610,8 @@ class ChunkWriter:
         conn.execute(_RECEIVED_STATEMENTS_NONE)
         conn.execute(
             sql.SQL(
-                "create unlogged table {} as select {}, true as is_checked_in_sql from ({}) as checks with no data"
+                "create unlogged table {} as select {}, true as is_checked_in_sql "
+                "from ({}) as checks with no data"
             ).format(chunk.checks, _CHECK_COLUMN_LIST, sql.SQL(read_sql("staging", "lms_statement_checks"))),
             _definition_parameters(chunk.checker),
         )
@@ -770,7 +772,8 @@ from raw.lms_statement as void
 where void.batch_id = any(%(batch_ids)s)
   and void.statement #>> '{verb,id}' = 'http://adlnet.gov/expapi/verbs/voided'
   and void.statement #>> '{object,objectType}' = 'StatementRef'
-  and not exists (select from raw.lms_statement as target where target.statement_id = void.statement #>> '{object,id}')
+  and not exists (select from raw.lms_statement as target
+      where target.statement_id = void.statement #>> '{object,id}')
 order by 1
 """
 
@@ -795,7 +798,8 @@ def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str)
                 from raw.lms_statement as v
                 where v.statement #>> '{{verb,id}}' = {voided}
                   and v.statement #>> '{{object,objectType}}' = 'StatementRef'
-                  and v.statement #>> '{{object,id}}' in (select statement_id from {checks} where reject_reason is null)
+                  and v.statement #>> '{{object,id}}' in (select statement_id from {checks}
+                      where reject_reason is null)
             ),
             marked as (
                 update raw.lms_statement as t
@@ -894,8 +898,8 @@ def _record_batch(
             task_id, try_number, started_at, finished_at, strategy, extraction_kind, statements_late,
             max_lateness_seconds
         ) values (
-            %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s,
-            %s, %s
+            %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            now(), %s, %s, %s, %s
         )
         on conflict (batch_id) do update set
             requested_since = excluded.requested_since, watermark_before = excluded.watermark_before,

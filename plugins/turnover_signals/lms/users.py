@@ -104,7 +104,10 @@ def pull_description(
     """What a SCIM pull validated: its lastModified range, from the filter it asked for (a full pull
     starts at the beginning) to the newest version received."""
     since = requested_after.isoformat() if mode == "incremental" and requested_after else "start"
-    return f"{source} {mode} pull lastModified {since} .. {newest.isoformat() if newest else '?'} batch {batch_id}"
+    return (
+        f"{source} {mode} pull lastModified {since} .. "
+        f"{newest.isoformat() if newest else '?'} batch {batch_id}"
+    )
 
 
 def scim_client(config: Mapping[str, Any]) -> ScimClient:
@@ -142,9 +145,9 @@ def extract_users(
                 conn.execute(sql.SQL("drop table if exists {}").format(staging))
                 conn.execute(
                     sql.SQL(
-                        "create unlogged table {} (lms_user_id text, last_modified_at timestamptz, user_name text,"
-                        " external_id text, work_email text, primary_email text, emails jsonb, is_active boolean,"
-                        " created_at timestamptz, resource jsonb)"
+                        "create unlogged table {} (lms_user_id text, last_modified_at timestamptz, user_name "
+                        "text, external_id text, work_email text, primary_email text, emails jsonb, "
+                        "is_active boolean, created_at timestamptz, resource jsonb)"
                     ).format(staging)
                 )
             received = 0
@@ -220,8 +223,8 @@ def _publish(
     columns = sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS))
     new_versions = conn.execute(
         sql.SQL(
-            "insert into raw.lms_user ({cols}, batch_id, extracted_at) select {cols}, %s, now() from {staging}"
-            " on conflict (lms_user_id, last_modified_at) do nothing"
+            "insert into raw.lms_user ({cols}, batch_id, extracted_at) select {cols}, %s, now() from "
+            "{staging} on conflict (lms_user_id, last_modified_at) do nothing"
         ).format(cols=columns, staging=staging),
         (batch_id,),
     ).rowcount
@@ -236,7 +239,8 @@ def _publish(
                        as next_modified_at
                 from raw.lms_user where lms_user_id in (select lms_user_id from {staging})
             ) as ordered
-            where version.lms_user_id = ordered.lms_user_id and version.last_modified_at = ordered.last_modified_at
+            where version.lms_user_id = ordered.lms_user_id
+                and version.last_modified_at = ordered.last_modified_at
               and version.valid_to is distinct from ordered.next_modified_at
             """
         ).format(staging=staging)
@@ -257,7 +261,8 @@ def _record_batch(
             users_received, versions_new, status, reason, validation_id, dag_id, run_id, task_id, try_number,
             started_at, finished_at)
         values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-        on conflict (batch_id) do update set mode = excluded.mode, watermark_before = excluded.watermark_before,
+        on conflict (batch_id) do update set mode = excluded.mode,
+            watermark_before = excluded.watermark_before,
             watermark_after = excluded.watermark_after, users_received = excluded.users_received,
             versions_new = excluded.versions_new, status = excluded.status, reason = excluded.reason,
             validation_id = excluded.validation_id, try_number = excluded.try_number,

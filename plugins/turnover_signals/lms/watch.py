@@ -1,4 +1,5 @@
-"""Near-real-time LMS ingestion: an Airflow asset watcher on the LRS, and what changes for the runs it triggers.
+"""Near-real-time LMS ingestion: an Airflow asset watcher on the LRS, and what changes for the runs it
+triggers.
 
 `LmsStatementsStoredTrigger` runs in the triggerer as the watcher of the asset `LMS_STATEMENTS_STORED`
 (`turnover_signals.assets`). Every `lms.watch_poll_seconds` it reads what was last loaded (the xAPI
@@ -334,7 +335,8 @@ def _is_expected(exc: BaseException) -> bool:
 
 
 def is_event_run(run_type: Any) -> bool:
-    """Whether a DAG run was triggered by an asset event (the watcher's) rather than by the clock or a person."""
+    """Whether a DAG run was triggered by an asset event (the watcher's) rather than by the clock or a
+    person."""
     return str(getattr(run_type, "value", run_type)) == ASSET_TRIGGERED
 
 

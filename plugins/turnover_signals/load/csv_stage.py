@@ -283,7 +283,8 @@ def _key_by_content(conn: psycopg.Connection, staged: StagedFile, feed: Feed, sh
     # A constant default is stored in the catalog (no rewrite); the CHECK costs one scan.
     conn.execute(
         sql.SQL(
-            "alter table {} add column source_sha256 text not null default {sha}, add check (source_sha256 = {sha})"
+            "alter table {} add column source_sha256 text not null default {sha}, add check (source_sha256 = "
+            "{sha})"
         ).format(staged.qualified, sha=sha)
     )
     conn.execute(sql.SQL("alter table {} rename to {}").format(staged.qualified, sql.Identifier(final.table)))

@@ -107,8 +107,9 @@ def insert(conn: psycopg.Connection, record: dict[str, Any]) -> None:
     # Every column is rewritten (unset ones to their default), so nothing of the failed attempt lingers.
     updates = ", ".join(f"{c} = excluded.{c}" for c in MANIFEST_COLUMNS if c not in ("file_name", "sha256"))
     written = conn.execute(
-        f"insert into audit.file_manifest ({', '.join(columns)}) values ({placeholders})"  # noqa: S608 - fixed names
-        f" on conflict (file_name, sha256) do update set {updates} where audit.file_manifest.status = 'released'",
+        f"insert into audit.file_manifest ({', '.join(columns)})"  # noqa: S608 - fixed names
+        f" values ({placeholders}) on conflict (file_name, sha256) do update set {updates}"
+        " where audit.file_manifest.status = 'released'",
         record,
     ).rowcount
     if written != 1:
@@ -122,7 +123,8 @@ def supersede_loaded(conn: psycopg.Connection, feed: str, file_date: str, new_sh
             """
             update audit.file_manifest
             set status = 'superseded', superseded_by_sha256 = %(sha)s,
-                reason = 'superseded by a later delivery for the same date (sha256 ' || left(%(sha)s, 12) || ')'
+                reason = 'superseded by a later delivery for the same date (sha256 ' ||
+                    left(%(sha)s, 12) || ')'
             where feed = %(feed)s and file_date = %(date)s::date and status = 'loaded' and sha256 <> %(sha)s
             returning file_name
             """,

@@ -254,7 +254,8 @@ def _group_rows(table: pd.DataFrame, min_group_size: int, disparity_ratio: float
             f'<tr class="{"flagged" if row.flag else "shown"}"><td>{_e(heading)}</td><td>{name}</td>'
             f"<td>{int(row.rows)}</td><td>{int(row.employees)}</td>"
             f"<td>{_number(row.mean_score, '.4f')}</td><td>{_number(row.median_score, '.4f')}</td>"
-            f"<td>{_number(row.top_decile_rate, '.1%')}</td><td>{_number(row.top_decile_precision, '.1%')}</td>"
+            f"<td>{_number(row.top_decile_rate, '.1%')}</td>"
+            f"<td>{_number(row.top_decile_precision, '.1%')}</td>"
             f"<td>{_number(row.top_decile_recall, '.1%')}</td><td>{flag}</td></tr>"
         )
     return (
@@ -295,14 +296,14 @@ def _metrics_rows(evaluation: Mapping[str, Any], metric: str) -> str:
 KNOWN_LIMITS = (
     "A pilot: trained on one organisation's history; its test window is a few month-ends and a few dozen to a"
     " few hundred leavers, so the intervals above are wide and small differences between groups are noise.",
-    "It learns who left in the past. Past exits reflect past management, pay and hiring decisions, and a group"
-    " that left more often in the past is scored higher now, whatever the reason was.",
+    "It learns who left in the past. Past exits reflect past management, pay and hiring decisions, and a "
+    "group that left more often in the past is scored higher now, whatever the reason was.",
     "Learning activity is a signal only where people have access to the LMS and time to use it; a group with"
     " less access (frontline roles, leave, part-time) looks less engaged without being so.",
     "Only voluntary exits are predicted; involuntary exits, retirements and transfers are not positives.",
-    "Scores rank people within a reference date; probabilities are calibrated on the dates just before the test"
-    " window and drift as the workforce and the labour market change. Re-train monthly and read the"
-    " calibration table before trusting a probability.",
+    "Scores rank people within a reference date; probabilities are calibrated on the dates just before the "
+    "test window and drift as the workforce and the labour market change. Re-train monthly and read the "
+    "calibration table before trusting a probability.",
     "Group comparisons describe the test window only. A flag asks for a look at why, not for an adjustment of"
     " scores; suppressed groups are too small to describe without pointing at individuals.",
     "Contributions shown with a score are associations the model uses, not causes; they are withheld for"
@@ -351,16 +352,19 @@ def render_card(
         for fs in models
     )
     calibration = "".join(
-        f"<h3>{_e(LABELS.get(fs, fs))}</h3>{_calibration_rows(calibration_by_decile(predictions[fs], labels))}"
+        f"<h3>{_e(LABELS.get(fs, fs))}"
+        f"</h3>{_calibration_rows(calibration_by_decile(predictions[fs], labels))}"
         for fs in models
     )
     limits = "".join(f"<li>{_e(text)}</li>" for text in KNOWN_LIMITS)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Model card: turnover model run {_e(run_key)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px;line-height:1.4}}
-table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+table{{border-collapse:collapse;margin:.5em 0 1.5em}}\
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
 tr.suppressed td,tr.na td{{color:#667085;font-style:italic}}tr.flagged{{background:#fff4e5}}
-.flag{{color:#b54708;font-weight:bold}}.use{{border-left:4px solid #b42318;padding:.2em 1em;background:#fef3f2}}</style>
+.flag{{color:#b54708;font-weight:bold}}\
+.use{{border-left:4px solid #b42318;padding:.2em 1em;background:#fef3f2}}</style>
 </head><body>
 <h1>Model card: turnover model run {_e(run_key)}</h1>
 <h2>Intended use</h2>
@@ -377,24 +381,30 @@ person would treat them by the history of others.</p></div>
 <h2>Training data and cut-off</h2>
 <p>Rows: <code>mart.training_set</code>, one per employee per month-end reference date (feature set version
 {_e(config["features"]["feature_set_version"])}). <b>Cut-off:</b> the features of reference date D use only
-what was known by the end of D (UTC) + {grace_hours:g} hours (<code>features.as_of_grace_hours</code>), each fact
+what was known by the end of D (UTC) + {grace_hours:g} \
+hours (<code>features.as_of_grace_hours</code>), each fact
 by its knowledge time, whenever the row is built. <b>Label:</b> a voluntary exit within {horizon} days after D
 (<code>model.horizon_days</code>); a date is used only once its horizon has passed for everyone, and the dates
 within one horizon before the calibration and the test windows are left out.</p>
-<table><thead><tr><th>window</th><th>reference dates</th><th>dates</th></tr></thead><tbody>{windows}</tbody></table>
+<table><thead><tr><th>window</th><th>reference dates</th><th>dates</th></tr></thead><tbody>{windows}</tbody>\
+</table>
 <p>Test window: {len(test)} rows, {int(labels.sum())} voluntary exits ({labels.mean():.2%}); purged dates:
 {len(split.purged_dates)}; dates left out with their horizon still open: {len(split.open_dates)}.</p>
 <h2>Features used</h2>{feature_lists}
 <h2>Metrics on the test window</h2>
-<p>{level:.0%} bootstrap intervals over employees (paired for the lift). Top decile: the {TOP_SHARE:.0%} highest
+<p>{level:.0%} bootstrap intervals over employees (paired \
+for the lift). Top decile: the {TOP_SHARE:.0%} highest
 scores of the whole test window.</p>{_metrics_rows(evaluation, metric)}
 <h2>Calibration on the test window</h2>
 <p>Observed voluntary exit rate against the mean predicted probability, by score decile.</p>{calibration}
 <h2>Group comparisons on the test window</h2>
-<p>Per group: test rows and employees, the score distribution (mean, median), the <b>top-decile rate</b> (share
-of the group's rows among the {TOP_SHARE:.0%} highest scores of the whole test window), and precision and recall
+<p>Per group: test rows and employees, the score \
+distribution (mean, median), the <b>top-decile rate</b> (share
+of the group's rows among the {TOP_SHARE:.0%} highest \
+scores of the whole test window), and precision and recall
 at that top decile within the group. Groups of fewer than {min_size} employees are suppressed
-(<code>model.card_min_group_size</code>). <span class="flag">⚑</span> marks a group whose top-decile rate is more
+(<code>model.card_min_group_size</code>). <span \
+class="flag">⚑</span> marks a group whose top-decile rate is more
 than {ratio:g} times the whole's or less than 1/{ratio:g} of it (<code>model.card_disparity_ratio</code>). Job
 level is the ordinal of <code>core.employee_history.job_level</code>; tenure bands by <code>tenure_days</code>
 (years of 365 days).</p>{per_model}

@@ -153,7 +153,8 @@ def lineage_of(conn, frame, version: int) -> dict[str, Any]:
 def train_and_register(
     config: Mapping[str, Any], run: RunIdentity | None = None, dsn: str | None = None
 ) -> dict:
-    """Train HR-only and HR + LMS models, evaluate both on the test window, write artifacts, report, registry rows."""
+    """Train HR-only and HR + LMS models, evaluate both on the test window, write artifacts, report, registry
+    rows."""
     with threadpool_limits(limits=int(config["model"]["threads"])):
         return _train_and_register(config, run or RunIdentity(), dsn)
 
@@ -186,8 +187,9 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         return already_trained(existing, run_key, metric)
     fit, calibration, test = (split.rows(frame, part) for part in ("fit", "calibration", "test"))
     log.info(
-        "time-based split: fit %s..%s (%d rows), calibration %s..%s (%d), test %s..%s (%d, %d exits), "
-        "%d date(s) purged before the calibration and test windows, %d left out with their horizon still open (%s)",
+        "time-based split: fit %s..%s (%d rows), calibration %s..%s (%d), test %s..%s (%d, %d exits), %d "
+        "date(s) purged before the calibration and test windows, %d left out with their horizon still open "
+        "(%s)",
         *split.window("fit"),
         len(fit),
         *split.window("calibration"),

@@ -154,7 +154,8 @@ def write_report(
     ]
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Turnover model report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}\
+ table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} img{{max-width:100%}}</style></head><body>
 <h1>Turnover model report</h1>
 <p>Voluntary exit within the label horizon, predicted from HR features alone and from HR + LMS features,
@@ -166,9 +167,12 @@ date(s); left out because their label horizon is still open: {len(split.open_dat
 <h2>Models</h2><table><tr><th>feature set</th><th>version</th><th>algorithm</th><th>features</th>
 <th>{metric} of each candidate on the calibration dates</th></tr>{model_rows}</table>
 <h2>Metrics on the test window</h2>{metrics_table(evaluation, metric)}
-<h2>Curves</h2><img alt="ROC, precision-recall and calibration curves" src="data:image/png;base64,{images[0]}">
-<h2>Lift and score distribution</h2><img alt="lift by decile and score distribution" src="data:image/png;base64,{images[1]}">
-<h2>Feature importances</h2><img alt="permutation feature importances" src="data:image/png;base64,{images[2]}">
+<h2>Curves</h2><img alt="ROC, precision-recall and \
+calibration curves" src="data:image/png;base64,{images[0]}">
+<h2>Lift and score distribution</h2><img alt="lift by decile \
+and score distribution" src="data:image/png;base64,{images[1]}">
+<h2>Feature importances</h2><img alt="permutation feature \
+importances" src="data:image/png;base64,{images[2]}">
 </body></html>
 """
     # One write of the whole document: an object store publishes the object only when it is closed.

@@ -56,9 +56,9 @@ def registry_lines(conn: psycopg.Connection, metric: str) -> list[str]:
     if latest is None:
         return ["  no model trained yet (audit.model_registry is empty)"]
     rows = conn.execute(
-        "select feature_set, model_version, algorithm, metrics, lift_over_hr_only, report_path, test_from_date,"
-        " test_to_date, test_rows, test_positives, card_path from audit.model_registry where training_run_id = %s"
-        " order by feature_set desc",
+        "select feature_set, model_version, algorithm, metrics, lift_over_hr_only, report_path, "
+        "test_from_date, test_to_date, test_rows, test_positives, card_path from audit.model_registry where "
+        "training_run_id = %s order by feature_set desc",
         (latest[0],),
     ).fetchall()
     models = {r[0]: r[3] for r in rows}

@@ -3,10 +3,10 @@
 `docs/auditors/suite-catalogue.md` lists each suite with its version (`<version>+<fingerprint>`, as
 recorded in `audit.validation_result.suite_version`), where it is defined and what it validates, then
 every expectation with its plain-language description, its type, its column and its thresholds. The
-suites are built as the tasks build them, from the repository's configuration (`include/turnover_signals.yaml`,
-without the `turnover_signals` Variable); an HRIS suite is shown with every check a file of its feed can
-get. `tests/unit/test_suite_catalogue.py` fails when the page differs from what this module generates, so
-the catalogue cannot drift from the suites.
+suites are built as the tasks build them, from the repository's configuration
+(`include/turnover_signals.yaml`, without the `turnover_signals` Variable); an HRIS suite is shown with every
+check a file of its feed can get. `tests/unit/test_suite_catalogue.py` fails when the page differs from what
+this module generates, so the catalogue cannot drift from the suites.
 
     PYTHONPATH=plugins python -m turnover_signals.quality.catalogue     # rewrites the page
 """
@@ -77,8 +77,8 @@ def catalogue_entries() -> list[CatalogueEntry]:
             CatalogueEntry(
                 hris_file_suite(feed, header, checks, date_format),
                 "`plugins/turnover_signals/quality/hris_suites.py` (`hris_file_suite`)",
-                f"a `{name}_YYYYMMDD.csv` file the fast gate failed: the staged rows themselves, so the report "
-                "shows which values failed (masked when they are personal data)",
+                f"a `{name}_YYYYMMDD.csv` file the fast gate failed: the staged rows themselves, so the "
+                "report shows which values failed (masked when they are personal data)",
             )
         )
     entries += [
@@ -147,8 +147,8 @@ def catalogue_markdown(entries: list[CatalogueEntry]) -> str:
         "",
         "Every Great Expectations suite the pipeline runs, with every expectation it can hold. A suite's "
         "version is `<version>+<fingerprint>`, as `audit.validation_result.suite_version` and each Data Docs "
-        "page show it: the fingerprint is a hash of the expectations' types and arguments, so a changed check "
-        "is a new version. Thresholds are those of the repository's configuration "
+        "page show it: the fingerprint is a hash of the expectations' types and arguments, so a changed "
+        "check is a new version. Thresholds are those of the repository's configuration "
         "(`include/turnover_signals.yaml`); a tenant that overrides one in the `turnover_signals` Variable "
         "runs the same checks with its own value, and its recorded fingerprint differs accordingly.",
         "",

@@ -28,14 +28,15 @@ def check_hris_freshness(
     limit = float(config["slo"]["hris_max_age_hours"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         row = conn.execute(
-            "select file_name, file_date from audit.file_manifest where feed = 'employees' and status = 'loaded'"
-            " order by file_date desc limit 1"
+            "select file_name, file_date from audit.file_manifest where feed = 'employees' and status = "
+            "'loaded' order by file_date desc limit 1"
         ).fetchone()
     if row is None:
         raise FreshnessError(
             "HR data",
             "no employees snapshot has ever been loaded",
-            "check that the HRIS export is scheduled and lands in the SFTP directory, then clear wait_for_hris_files",
+            "check that the HRIS export is scheduled and lands in the SFTP directory, then clear "
+            "wait_for_hris_files",
             "freshness",
         )
     file_name, file_date = row
@@ -52,8 +53,8 @@ def check_hris_freshness(
             "HR data",
             f"the latest loaded employees snapshot ({file_name}, dated {file_date}) is {age} h old at "
             f"{as_of:%Y-%m-%d %H:%M} UTC, above the {limit:g} h objective",
-            "check whether today's files arrived (the sensor's log) or were quarantined (audit.file_manifest); "
-            "ask the HRIS team for the missing export",
+            "check whether today's files arrived (the sensor's log) or were quarantined "
+            "(audit.file_manifest); ask the HRIS team for the missing export",
             "freshness",
         )
     return result
@@ -67,8 +68,8 @@ def check_lms_freshness(
     now = now or datetime.now(UTC)
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
         row = conn.execute(
-            "select batch_id, finished_at, watermark_after from audit.lms_extract_batch where status = 'published'"
-            " order by finished_at desc limit 1"
+            "select batch_id, finished_at, watermark_after from audit.lms_extract_batch where status = "
+            "'published' order by finished_at desc limit 1"
         ).fetchone()
     if row is None:
         raise FreshnessError(
@@ -89,9 +90,10 @@ def check_lms_freshness(
     if age > limit:
         raise FreshnessError(
             "LMS data",
-            f"the last published xAPI batch ({batch_id}) finished {age} h ago, above the {limit:g} h objective",
-            "look at the failed lms_api_ingest runs since then (LRS down, rejected batches, pagination loops) and "
-            "follow their runbook sections",
+            f"the last published xAPI batch ({batch_id}) finished {age} h ago, above the {limit:g} h "
+            "objective",
+            "look at the failed lms_api_ingest runs since then (LRS down, rejected batches, pagination "
+            "loops) and follow their runbook sections",
             "freshness",
         )
     return result

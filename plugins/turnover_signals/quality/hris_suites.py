@@ -103,9 +103,9 @@ def create_check_relation(
         # keeps the parser on the distinct values instead of being pushed down to every row.
         branches = [
             sql.SQL(
-                "select {nulls_before}raw_value{nulls_after} from (select distinct {c} as raw_value from {staged}"
-                " where {c} is not null offset 0) as distinct_values"
-                " where core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) is null"
+                "select {nulls_before}raw_value{nulls_after} from (select distinct {c} as raw_value from "
+                "{staged} where {c} is not null offset 0) as distinct_values where "
+                "core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) is null"
             ).format(
                 nulls_before=sql.SQL("null, " * i),
                 nulls_after=sql.SQL(", null" * (len(date_columns) - i - 1)),
@@ -191,10 +191,10 @@ def create_check_relation(
         unmapped = _scratch(staged, "unmapped")
         statements.append(
             sql.SQL(
-                "create unlogged table {table} as select raw_value as job_level"
-                " from (select distinct job_level as raw_value from {staged} where job_level is not null offset 0)"
-                " as distinct_values cross join lateral core.map_job_level(raw_value, {mapping}::jsonb) as mapped"
-                " where mapped.ordinal is null"
+                "create unlogged table {table} as select raw_value as job_level from (select distinct "
+                "job_level as raw_value from {staged} where job_level is not null offset 0) as "
+                "distinct_values cross join lateral core.map_job_level(raw_value, {mapping}::jsonb) as "
+                "mapped where mapped.ordinal is null"
             ).format(
                 table=unmapped.qualified,
                 staged=staged.qualified,
@@ -283,7 +283,8 @@ def _repeated_key_rows(feed: Feed, present: set[str], staged: StagedFile) -> lis
     if feed.name == "employees" and "employee_id" in present:
         return [
             sql.SQL(
-                '(select count(employee_id) - count(distinct employee_id collate "C") from {}) as repeated_employee_id_rows'
+                '(select count(employee_id) - count(distinct employee_id collate "C") from {}) as '
+                "repeated_employee_id_rows"
             ).format(staged.qualified)
         ]
     if feed.name == "compensation" and set(COMPENSATION_KEY) <= present:
@@ -293,8 +294,9 @@ def _repeated_key_rows(feed: Feed, present: set[str], staged: StagedFile) -> lis
         )
         return [
             sql.SQL(
-                "(select coalesce(sum(lines - 1), 0) from (select count(*) as lines from {staged} where not ({all_missing})"
-                " group by {key} having count(*) > 1) as repeated) as repeated_compensation_key_rows"
+                "(select coalesce(sum(lines - 1), 0) from (select count(*) as lines from {staged} where not "
+                "({all_missing}) group by {key} having count(*) > 1) as repeated) as "
+                "repeated_compensation_key_rows"
             ).format(staged=staged.qualified, all_missing=all_missing, key=key)
         ]
     return []
@@ -339,8 +341,9 @@ def metrics_query(
         lookup = sql.Identifier(f"{column}_values")
         ctes.append(
             sql.SQL(
-                "{lookup} as (select raw_value, core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) as parsed"
-                " from (select distinct {c} as raw_value from date_groups where {c} is not null) as distinct_values)"
+                "{lookup} as (select raw_value, core.parse_date_text(raw_value, {p}, {y}, {m}, {d}) as "
+                "parsed from (select distinct {c} as raw_value from date_groups where {c} is not null) as "
+                "distinct_values)"
             ).format(lookup=lookup, c=sql.Identifier(column), p=sql.Literal(pattern), y=year, m=month, d=day)
         )
         joins.append(
@@ -364,16 +367,17 @@ def metrics_query(
     if feed.name == "employees" and {"hire_date", "termination_date"} <= present:
         totals.append(
             sql.SQL(
-                "coalesce(sum(date_groups.row_count) filter (where termination_date_values.parsed < hire_date_values.parsed), 0)"
+                "coalesce(sum(date_groups.row_count) filter (where termination_date_values.parsed < "
+                "hire_date_values.parsed), 0)"
                 "::bigint as hire_after_termination_rows"
             )
         )
     if levels:
         ctes.append(
             sql.SQL(
-                "job_level_values as (select raw_value, mapped.ordinal from (select distinct job_level as raw_value"
-                " from date_groups where job_level is not null) as distinct_values"
-                " cross join lateral core.map_job_level(raw_value, {mapping}::jsonb) as mapped)"
+                "job_level_values as (select raw_value, mapped.ordinal from (select distinct job_level as "
+                "raw_value from date_groups where job_level is not null) as distinct_values cross join "
+                "lateral core.map_job_level(raw_value, {mapping}::jsonb) as mapped)"
             ).format(mapping=sql.Literal(json.dumps(job_level_mapping)))
         )
         joins.append(

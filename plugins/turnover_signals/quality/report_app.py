@@ -136,7 +136,8 @@ def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None
 
 
 def _warehouse() -> AbstractContextManager[psycopg.Connection]:
-    """The read-only `warehouse_quality_reader` login (the owner's, with a WARNING, when it is not defined)."""
+    """The read-only `warehouse_quality_reader` login (the owner's, with a WARNING, when it is not
+    defined)."""
     from turnover_signals.airflow_tasks import config_for_stage
     from turnover_signals.config import load_config
     from turnover_signals.warehouse import warehouse_connection
@@ -257,7 +258,8 @@ HEX_DIGEST = re.compile(r"\b[0-9a-f]{40,64}\b")
 
 
 def _readable(value: Any) -> str:
-    """A cell people read at a glance: times to the second in UTC, hashes shortened (the full value on hover)."""
+    """A cell people read at a glance: times to the second in UTC, hashes shortened (the full value on
+    hover)."""
     if isinstance(value, datetime):
         return _cell(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
     text = "" if value is None else str(value)
@@ -275,7 +277,8 @@ def render_models(models: list[dict[str, Any]]) -> str:
     if not models:
         return ""
     items = "".join(
-        f"<tr><td>{_cell(m['model_version'])}</td><td>{_cell(m['feature_set'])} / {_cell(m['algorithm'])}</td>"
+        f"<tr><td>{_cell(m['model_version'])}</td>"
+        f"<td>{_cell(m['feature_set'])} / {_cell(m['algorithm'])}</td>"
         f"<td>{_cell(m['status'])}</td><td>{_cell(m['test_to_date'])}</td><td>"
         + (f'<a href="model-reports/{_cell(m["model_version"])}">report</a>' if m["report_path"] else "—")
         + "</td><td>"
@@ -285,7 +288,8 @@ def render_models(models: list[dict[str, Any]]) -> str:
     )
     return (
         "<h2>Turnover model runs</h2><table><thead><tr><th>model version</th><th>features / algorithm</th>"
-        f"<th>status</th><th>tested through</th><th>report</th><th>model card</th></tr></thead><tbody>{items}</tbody>"
+        "<th>status</th><th>tested through</th><th>report</th>"
+        f"<th>model card</th></tr></thead><tbody>{items}</tbody>"
         "</table>"
     )
 
@@ -300,11 +304,14 @@ def render_lms_extractions(batches: list[dict[str, Any]], profiles: list[dict[st
         return ""
     profile_rows = "".join(
         f"<tr><td>{_cell(p['source'])}<br><small>{_cell(p['endpoint'])}</small></td>"
-        f"<td>{_readable(p['probed_at'])}</td><td>{_cell(p['since_field'])}</td><td>{_cell(p['strategy'])}</td>"
+        f"<td>{_readable(p['probed_at'])}</td>"
+        f"<td>{_cell(p['since_field'])}</td><td>{_cell(p['strategy'])}</td>"
         f"<td>{_cell(p['page_cap'] or '—')}</td>"
-        f"<td>{'yes' if p['sends_version_header'] else 'no'} / {'yes' if p['sends_consistent_through'] else 'no'}</td>"
+        f"<td>{'yes' if p['sends_version_header'] else 'no'} / "
+        f"{'yes' if p['sends_consistent_through'] else 'no'}</td>"
         f"<td>{_cell({True: 'hidden', False: 'listed', None: 'not seen'}[p['voided_hidden']])}"
-        f" / {_cell({True: 'answered', False: 'ignored', None: 'not seen'}[p['voided_query_supported']])}</td>"
+        f" / {_cell({True: 'answered', False: 'ignored', None: 'not seen'}[p['voided_query_supported']])}"
+        "</td>"
         f"<td>{_cell(p['more_form'])}</td></tr>"
         for p in profiles
     )
@@ -323,11 +330,13 @@ def render_lms_extractions(batches: list[dict[str, Any]], profiles: list[dict[st
 <p>What each LRS was found to do (the conformance probe) and the strategy that loses no statement on it; then
 the newest xAPI batches. <b>late</b>: new statements a plain <code>since = watermark</code> query would have
 missed, found by the look-back or a sweep (docs/runbook/lms.md#runbook-lms-late-statements).</p>
-<table id="lrs-profiles"><thead><tr><th>LRS</th><th>probed (UTC)</th><th>since filters on</th><th>strategy</th>
+<table id="lrs-profiles"><thead><tr><th>LRS</th><th>probed (UTC)</th><th>since filters on</th>\
+<th>strategy</th>
 <th>page cap</th><th>version / consistency headers</th><th>voided statements / voidedStatementId</th>
 <th>more</th></tr></thead><tbody>{profile_rows}</tbody></table>
 <table id="lms-extractions"><thead><tr><th>finished (UTC)</th><th>batch</th><th>kind</th><th>since</th>
-<th>received</th><th>new</th><th>late</th><th>longest lateness</th><th>status</th><th>DAG run</th></tr></thead>
+<th>received</th><th>new</th><th>late</th><th>longest lateness</th><th>status</th><th>DAG run</th></tr>\
+</thead>
 <tbody>{batch_rows}</tbody></table>"""
 
 
@@ -341,7 +350,8 @@ def render_page(
 ) -> str:
     """The page: a filter form and one table row per validation run, linking to its Data Docs."""
     options = "".join(
-        f'<option value="{_cell(s)}"{" selected" if s == filters.get("suite_name") else ""}>{_cell(s)}</option>'
+        f'<option value="{_cell(s)}"{" selected" if s == filters.get("suite_name") else ""}>{_cell(s)}'
+        "</option>"
         for s in suites
     )
     statuses = "".join(
@@ -362,7 +372,8 @@ def render_page(
             f"<td>{_readable(row['batch_identifier'])}</td>"
             f"<td class={'ok' if row['success'] else 'bad'}>{'passed' if row['success'] else 'FAILED'}</td>"
             f"<td>{_cell(row['failed_expectation_count'])} / {_cell(row['evaluated_expectations'])}</td>"
-            f'<td><a href="{_cell(run_link)}">{_cell(row["dag_id"])}<br><small>{_cell(row["run_id"])}</small></a></td>'
+            f'<td><a href="{_cell(run_link)}">{_cell(row["dag_id"])}'
+            f"<br><small>{_cell(row['run_id'])}</small></a></td>"
             f"<td>{_cell(task)} try {_cell(row['try_number'])}</td><td>{docs}</td>"
             "</tr>"
         )
@@ -370,7 +381,8 @@ def render_page(
 <style>body{{font-family:sans-serif;margin:1em;font-size:14px}}
 table{{border-collapse:collapse;width:100%;table-layout:fixed}}
 td,th{{border-bottom:1px solid #ddd;padding:.35em;text-align:left;vertical-align:top;overflow-wrap:anywhere}}
-tr.failed{{background:#fef3f2}}tr.late .late-count{{color:#b54708;font-weight:bold}}.ok{{color:#16794c}}.bad{{color:#b42318;font-weight:bold}}
+tr.failed{{background:#fef3f2}}tr.late .late-count{{color:#b54708;font-weight:bold}}.ok{{color:#16794c}}\
+.bad{{color:#b42318;font-weight:bold}}
 form{{display:flex;flex-wrap:wrap;gap:.4em .8em}}input{{max-width:12em}}abbr{{text-decoration:none}}</style>
 </head><body>
 <h1>Data quality</h1>
@@ -388,7 +400,8 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 <button type="submit">Filter</button></form>
 <p>{len(rows)} validation run(s)</p>
 <table id="validation-runs"><thead><tr><th>validated at (UTC)</th><th>suite</th><th>source</th>
-<th>what was validated</th><th>outcome</th><th>failed / evaluated</th><th>DAG run</th><th>task</th><th>report</th></tr>
+<th>what was validated</th><th>outcome</th><th>failed / evaluated</th><th>DAG run</th><th>task</th>\
+<th>report</th></tr>
 </thead><tbody>{"".join(body)}</tbody></table>{lms_html}{models_html}</body></html>"""
 
 

@@ -172,7 +172,8 @@ def _not_a_void() -> sql.Composable:
 def _record(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity, record: PurgeRecord) -> None:
     conn.execute(
         """
-        insert into audit.retention_purge (purge_target, retention_rule, cutoff_at, mode, rows_purged, files_purged,
+        insert into audit.retention_purge (purge_target, retention_rule, cutoff_at, mode, rows_purged,
+            files_purged,
             bytes_purged, archive_path, details, dag_id, run_id, task_id, try_number, purged_at)
         values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
@@ -295,7 +296,8 @@ def _objects_pinning(conn: psycopg.Connection, relation: sql.Composable) -> list
             left join pg_constraint as own on dep.classid = 'pg_constraint'::regclass and own.oid = dep.objid
             where dep.deptype = 'n'
               and ((dep.refclassid = 'pg_class'::regclass and dep.refobjid = target.oid)
-                   or (dep.refclassid = 'pg_type'::regclass and dep.refobjid in (row_type.oid, row_type.typarray)))
+                   or (dep.refclassid = 'pg_type'::regclass and dep.refobjid in (row_type.oid,
+                       row_type.typarray)))
               and not (dep.classid = 'pg_class'::regclass and dep.objid = target.oid)
               and own.conrelid is distinct from target.oid
             order by 1
@@ -437,12 +439,14 @@ def retention_lines(conn: psycopg.Connection) -> list[str]:
     """What the latest retention run purged, per target, and whether the analytics key is installed."""
     rows = conn.execute(
         """
-        select distinct on (purge_target) purge_target, retention_rule, mode, rows_purged, files_purged, cutoff_at
+        select distinct on (purge_target) purge_target, retention_rule, mode, rows_purged,
+            files_purged, cutoff_at
         from audit.retention_purge order by purge_target, purged_at desc, purge_id desc
         """
     ).fetchall()
     lines = [
-        f"  {target:<32} {rows_purged:>9,} rows {files:>4} files purged ({mode}; {rule}; cutoff {cutoff:%Y-%m-%d})"
+        f"  {target:<32} {rows_purged:>9,} rows {files:>4} "
+        f"files purged ({mode}; {rule}; cutoff {cutoff:%Y-%m-%d})"
         for target, rule, mode, rows_purged, files, cutoff in rows
     ]
     key = conn.execute("select key_fingerprint from governance.pseudonym_key").fetchone()

@@ -97,7 +97,8 @@ def _record_sealed(
     with conn.cursor() as cur:
         cur.executemany(
             """
-            insert into core.hris_sealed_file (feed, sha256, file_name, file_date, received_at, rows_sealed, sealed_at)
+            insert into core.hris_sealed_file (feed, sha256, file_name, file_date, received_at,
+                rows_sealed, sealed_at)
             values (%s, %s, %s, %s, %s, %s, %s)
             """,
             [
@@ -155,17 +156,20 @@ def _seal_employee_snapshots(
         sql.SQL(
             """
             insert into core.employee_snapshot_baseline (
-                employee_id, first_snapshot_date, last_snapshot_date, known_at, source_sha256, sso_guid, work_email,
+                employee_id, first_snapshot_date, last_snapshot_date, known_at, source_sha256, sso_guid,
+                    work_email,
                 first_name, last_name, hire_date, termination_date, termination_type, termination_reason,
-                employment_status, job_role, job_level, job_level_raw, department, location, manager_id, base_salary,
-                currency, fte, performance_rating, lms_user_id)
+                employment_status, job_role, job_level, job_level_raw, department, location, manager_id,
+                base_salary, currency, fte, performance_rating, lms_user_id)
             select
                 history.employee_id, history.valid_from, sealed_run.last_snapshot_date, history.known_at,
-                history.source_sha256, history.sso_guid, history.work_email, history.first_name, history.last_name,
-                history.hire_date, history.termination_date, history.termination_type, history.termination_reason,
+                history.source_sha256, history.sso_guid, history.work_email, history.first_name,
+                    history.last_name,
+                history.hire_date, history.termination_date, history.termination_type,
+                    history.termination_reason,
                 history.employment_status, history.job_role, history.job_level, history.job_level_raw,
-                history.department, history.location, history.manager_id, history.base_salary, history.currency,
-                history.fte, history.performance_rating, history.lms_user_id
+                history.department, history.location, history.manager_id, history.base_salary,
+                history.currency, history.fte, history.performance_rating, history.lms_user_id
             from {built} as history
             cross join lateral (
                 select max(sealed.file_date) as last_snapshot_date

@@ -706,10 +706,10 @@ class _Server(ThreadingHTTPServer):
 # -- the server ----------------------------------------------------------------------------------
 
 
-# Ways real LRSs bend xAPI 1.0.3 that the server can reproduce (docs/concepts/lms.md: LRSs that bend the standard):
-# no version / Consistent-Through headers, a full last page followed by an empty one, no `more` key at the
-# end, each page in reverse order, since/until (and paging) on the timestamp instead of stored, and voided
-# statements kept in listings with voidedStatementId ignored.
+# Ways real LRSs bend xAPI 1.0.3 that the server can reproduce (docs/concepts/lms.md: LRSs that bend the
+# standard): no version / Consistent-Through headers, a full last page followed by an empty one, no `more` key
+# at the end, each page in reverse order, since/until (and paging) on the timestamp instead of stored, and
+# voided statements kept in listings with voidedStatementId ignored.
 XAPI_DEVIATIONS = (
     "no_version_headers",
     "empty_final_page",

@@ -396,8 +396,9 @@ class XapiClient(HttpSourceClient):
             yield from page.statements
 
     def voided_statement(self, statement_id: str) -> dict[str, Any] | None:
-        """``GET statements?voidedStatementId=...``: a statement the LRS has voided, which it leaves out of every
-        listing (xAPI 1.0.3, 2.1.4); None when the LRS does not have it (404) or returns something else."""
+        """``GET statements?voidedStatementId=...``: a statement the LRS has voided, which it leaves out of
+        every listing (xAPI 1.0.3, 2.1.4); None when the LRS does not have it (404) or returns something
+        else."""
         response = self.get_json(
             self.statements_url,
             "voided statement",

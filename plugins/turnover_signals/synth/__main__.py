@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every option has a default except --out."""
     parser = argparse.ArgumentParser(
         prog="python -m turnover_signals.synth",
-        description="Generate a deterministic synthetic enterprise (HRIS SFTP files, SCIM users, xAPI statements).",
+        description="Generate a deterministic synthetic enterprise (HRIS SFTP files, SCIM users, xAPI "
+        "statements).",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     parser.add_argument("--employees", type=int, default=_DEFAULTS["employees"], help="starting headcount")
@@ -105,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     counts = manifest["counts"]
     print(
-        f"wrote {arguments.out}: {counts['employments']} employments, "
-        f"{counts['employee_snapshots']} snapshots, {counts['lms_accounts']} LMS accounts, "
-        f"{counts['statements']} statements ({manifest['date_range']['start']} to {manifest['date_range']['end']})"
+        f"wrote {arguments.out}: {counts['employments']} employments, {counts['employee_snapshots']} "
+        f"snapshots, {counts['lms_accounts']} LMS accounts, {counts['statements']} statements "
+        f"({manifest['date_range']['start']} to {manifest['date_range']['end']})"
     )
     return 0
 

@@ -104,8 +104,8 @@ class SynthConfig:
         )
         if email_variants > 1.0:
             raise SynthConfigError(
-                "email_case_rate + plus_alias_rate + domain_alias_rate (after --mess-scale) must not exceed 1: "
-                "each primary LMS account gets at most one email variant"
+                "email_case_rate + plus_alias_rate + domain_alias_rate (after --mess-scale) must not exceed "
+                "1: each primary LMS account gets at most one email variant"
             )
         return self
 
