@@ -51,6 +51,7 @@ from turnover_signals.lms.statements import (
     _record_batch,
     advance_watermark,
     lock_statement_publishing,
+    note_page,
     read_watermark,
     xapi_client,
 )
@@ -221,11 +222,7 @@ class SliceExtraction:
         writer: ChunkWriter | None = None
         try:
             for page in self.client.iter_statement_pages(self.since, self.until, limit=limit, ascending=True):
-                stats.pages += 1
-                if page.consistent_through is not None:
-                    stats.consistent_through = min(
-                        filter(None, [stats.consistent_through, page.consistent_through])
-                    )
+                note_page(stats, page)
                 if not page.statements:
                     continue
                 if writer is None:

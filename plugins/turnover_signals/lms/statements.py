@@ -289,11 +289,7 @@ class StatementExtraction:
             for page in self.client.iter_statement_pages(stats.requested_since, limit=limit, ascending=True):
                 if publisher.error is not None:
                     break  # a chunk failed its gate: fetching more would publish nothing
-                stats.pages += 1
-                if page.consistent_through is not None:
-                    stats.consistent_through = min(
-                        filter(None, [stats.consistent_through, page.consistent_through])
-                    )
+                note_page(stats, page)
                 if not page.statements:
                     continue
                 if writer is None:
@@ -835,6 +831,13 @@ def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCoun
     ).fetchall()
     top = "; ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
     return ChunkCounts(distinct, rejected, max_stored, top)
+
+
+def note_page(stats: BatchStats, page: StatementPage) -> None:
+    """Count a received page and keep the smallest Consistent-Through seen (the watermark's cap)."""
+    stats.pages += 1
+    if page.consistent_through is not None:
+        stats.consistent_through = min(filter(None, [stats.consistent_through, page.consistent_through]))
 
 
 def count_late(conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
