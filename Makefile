@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 # Ralph, the independent LRS of the LMS client's tests, lives in a venv of its own, apart from the bundle's dependencies
 RALPH_VENV ?= .venv-ralph
 RALPH_STAMP := $(RALPH_VENV)/.installed-$(shell sha256sum tests/ralph-requirements.txt | cut -c1-12)
-export PYTHONPATH := $(CURDIR)/plugins
+# plugins/: the bundle deployed to Airflow; the repository root: turnover_demo, the demo's and tests' tooling
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 
 .PHONY: install ralph demo test lint unit clean stack stack-status stack-stop
@@ -29,7 +30,7 @@ $(RALPH_STAMP): tests/ralph-requirements.txt
 
 ## Run the whole pipeline on a synthetic enterprise and print what it did.
 demo: install
-	$(BIN)/python -m turnover_signals.demo
+	$(BIN)/python -m turnover_demo.demo
 
 ## Lint Python and SQL, build the docs (a broken link fails), then run every test against real PostgreSQL and sshd.
 test: install ralph

@@ -1,6 +1,6 @@
 """HRIS load benchmark (issue 3): one large employees file through the bundle's real path.
 
-    PYTHONPATH=plugins .venv/bin/python benchmarks/hris_load.py [--rows 1000000] [--keep]
+    PYTHONPATH=plugins:. .venv/bin/python benchmarks/hris_load.py [--rows 1000000] [--keep]
 
 In one run, on this machine:
 
@@ -955,7 +955,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     airflow_home = Path(tempfile.mkdtemp(prefix="hris-bench-airflow-"))
     configure_airflow_env(airflow_home)
 
-    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+    from turnover_demo.sample_servers.sftp_server import SftpSampleServer
     from turnover_signals.warehouse import migrate, warehouse_connection
 
     report: dict[str, Any] = {"rows": args.rows, "machine": machine_description(), "code": code_version()}

@@ -109,8 +109,8 @@ def code_version() -> str:
 
 def measure(minutes: float, every: float, batch: int, poll_seconds: float, workers: int) -> dict[str, Any]:
     from tests.integration.airflow_stack import Enterprise, learning_statement, start, stop
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
-    from turnover_signals.sample_servers.sample_data import write_lms_data
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.sample_data import write_lms_data
 
     state_dir = Path(tempfile.mkdtemp(prefix="lms-latency-"))
     loads: list[float] = []

@@ -1,6 +1,6 @@
 """LMS extraction benchmark (issue 4): xAPI statements from the sample LRS into PostgreSQL.
 
-    PYTHONPATH=plugins .venv/bin/python benchmarks/lms_load.py [--statements 1000000 [200000 ...]]
+    PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_load.py [--statements 1000000 [200000 ...]]
         [--page-size 500] [--readme] [--json-out FILE] [--keep]
 
 Goal (issue 4): 1,000,000 statements served by the sample LRS on loopback in pages of 500, loaded
@@ -835,7 +835,7 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
     """Everything for one N: data, server, bare client, end to end, cleanup."""
     import psycopg
 
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
     from turnover_signals.warehouse import migrate, warehouse_connection
 
     report: dict[str, Any] = {"statements": count, "page_size": args.page_size}
@@ -1415,7 +1415,7 @@ def main(argv: list[str] | None = None) -> int:
             write_readme_section(text)
         return 0
     quiet = wait_until_quiet(args.no_wait)
-    command = "PYTHONPATH=plugins .venv/bin/python benchmarks/lms_load.py " + " ".join(
+    command = "PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_load.py " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--readme", "--no-wait")
     )
     results: dict[str, Any] = {

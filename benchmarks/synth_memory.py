@@ -39,7 +39,7 @@ def run(employees: int, months: int, out_dir: Path, extra: list[str]) -> dict[st
     command = [
         sys.executable,
         "-m",
-        "turnover_signals.synth",
+        "turnover_demo.synth",
         "--employees",
         str(employees),
         "--months",
@@ -48,7 +48,10 @@ def run(employees: int, months: int, out_dir: Path, extra: list[str]) -> dict[st
         str(out_dir),
         *extra,
     ]
-    environment = {**os.environ, "PYTHONPATH": str(BUNDLE_ROOT / "plugins")}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(BUNDLE_ROOT / "plugins"), str(BUNDLE_ROOT)]),
+    }
     started = time.perf_counter()
     subprocess.run(command, cwd=BUNDLE_ROOT, env=environment, check=True)
     wall_seconds = time.perf_counter() - started

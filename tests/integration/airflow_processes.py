@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from turnover_signals.sample_servers.sftp_server import free_loopback_port
+from turnover_demo.sample_servers.sftp_server import free_loopback_port
 
 START_TIMEOUT_SECONDS = 120
 

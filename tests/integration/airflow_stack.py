@@ -10,7 +10,7 @@ What `start` runs, each process in its own process group with its log under `STA
   `ts_stack_<id>_airflow` (Airflow's metadata and the Celery result backend) and `ts_stack_<id>_warehouse`
   (migrated, with one login per stage, `ts_stack_<id>_loader` / `_transformer` / `_quality_reader`, as README
   "Least privilege" says);
-- the sample SFTP and LMS servers serving a small generated enterprise (`turnover_signals.synth`, ending
+- the sample SFTP and LMS servers serving a small generated enterprise (`turnover_demo.synth`, ending
   yesterday UTC, so the first HRIS run is fresh and the features build dates that exist);
 - Airflow: api-server, scheduler, dag-processor, triggerer and two Celery workers (CeleryExecutor). Every
   component gets the same configuration through the environment (one fernet key, one JWT secret, the
@@ -56,7 +56,7 @@ from typing import Any
 import requests
 
 from tests import postgres_service
-from turnover_signals.demo import PIPELINE_ORDER
+from turnover_demo.demo import PIPELINE_ORDER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO_ROOT / "dags"
@@ -247,7 +247,7 @@ def _alive(pid: int, started: int) -> bool:
 
 
 def _free_port() -> int:
-    from turnover_signals.sample_servers.sftp_server import free_loopback_port
+    from turnover_demo.sample_servers.sftp_server import free_loopback_port
 
     return free_loopback_port()
 
@@ -376,10 +376,10 @@ def generate_enterprise(state_dir: Path, enterprise: Enterprise) -> Path:
         stamp.exists() and json.loads(stamp.read_text()) == wanted and (out_dir / "manifest.json").exists()
     ):
         shutil.rmtree(out_dir, ignore_errors=True)
-        command = [sys.executable, "-m", "turnover_signals.synth", "--out", str(out_dir)]
+        command = [sys.executable, "-m", "turnover_demo.synth", "--out", str(out_dir)]
         for name, value in wanted.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
-        env = base_env() | {"PYTHONPATH": str(PLUGINS_DIR)}
+        env = base_env() | {"PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), str(REPO_ROOT)])}
         subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
         stamp.write_text(json.dumps(wanted))
     os.chmod(out_dir / "sftp", 0o755)  # sshd's chroot refuses a group/world-writable root
@@ -425,8 +425,8 @@ def prepare_warehouse(stack: Stack) -> dict[str, str]:
 def serve_sources(state_dir: Path, data_dir: Path) -> int:
     """(The `sources` process.) The sample SFTP and LMS servers on loopback until SIGTERM; their
     connections go to `STATE/sources.json` (0600)."""
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
-    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

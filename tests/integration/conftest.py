@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
-from turnover_signals.sample_servers.lms_server import LmsSampleServer
-from turnover_signals.sample_servers.sample_data import build_sftp_root, sample_hris_files, write_lms_data
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+from turnover_demo.sample_servers.lms_server import LmsSampleServer
+from turnover_demo.sample_servers.sample_data import build_sftp_root, sample_hris_files, write_lms_data
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
 # Before any test module imports airflow (nothing above does).
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))

@@ -39,7 +39,7 @@ def generate(out_dir: Path, **overrides: Any) -> Path:
     """Generate the demo enterprise (or a variant) into `out_dir` unless already there."""
     parameters = {**DEMO_ENTERPRISE, **overrides}
     if not (out_dir / "manifest.json").exists():
-        command = [sys.executable, "-m", "turnover_signals.synth", "--out", str(out_dir)]
+        command = [sys.executable, "-m", "turnover_demo.synth", "--out", str(out_dir)]
         for name, value in parameters.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
         subprocess.run(command, check=True, env=os.environ | CHILD_ENV, stdout=subprocess.DEVNULL)
@@ -50,8 +50,8 @@ def generate(out_dir: Path, **overrides: Any) -> Path:
 @contextmanager
 def source_servers(data_dir: Path):
     """The sample SFTP and LMS servers on `data_dir`, with their Airflow connections in the environment."""
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
-    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
     with SftpSampleServer(data_dir / "sftp") as sftp, LmsSampleServer(data_dir) as lms:
         with mock.patch.dict(os.environ, {**sftp.airflow_connection_env(), **lms.airflow_connections_env()}):

@@ -111,7 +111,7 @@ def test_the_demo_summary_points_to_the_reports_and_a_lineage_command_that_conne
     import subprocess
     import sys
 
-    from turnover_signals.demo import report_lines
+    from turnover_demo.demo import report_lines
     from turnover_signals.paths import BUNDLE_ROOT
 
     docs_page = ".demo/data_docs/hris_employees/2026-03-02T060000Z.html"

@@ -16,7 +16,7 @@ from tests.integration.hris_helpers import (
     table_snapshot,
     write_feed_file,
 )
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"

@@ -20,12 +20,12 @@ from tests.integration.hris_helpers import (
     table_snapshot,
     write_feed_file,
 )
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 from turnover_signals.config import ConfigError, load_config
 from turnover_signals.errors import BadInputError, SourceRefusedError, SourceUnavailableError
 from turnover_signals.hris.history import build_employee_history
 from turnover_signals.hris.ingest import ingest_file, list_pending_files
 from turnover_signals.quality.gate import RunIdentity
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
 
 pytestmark = pytest.mark.integration
 RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_files", try_number=1)
@@ -482,7 +482,7 @@ def test_the_demo_summary_says_what_was_loaded_and_what_was_quarantined(
 ):
     import psycopg
 
-    from turnover_signals.demo import summarize_hris
+    from turnover_demo.demo import summarize_hris
 
     deliver(
         sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)])

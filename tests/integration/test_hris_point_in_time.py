@@ -22,13 +22,13 @@ from psycopg.rows import dict_row
 
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, employee_row, write_feed_file
 from tests.integration.test_turnover_features import lms_read_through
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 from turnover_signals.config import load_config
 from turnover_signals.features.build import build_features, rebuild_matches
 from turnover_signals.hris.history import build_employee_history
 from turnover_signals.hris.ingest import ingest_file, list_pending_files
 from turnover_signals.identity.resolve import resolve_identities
 from turnover_signals.quality.gate import RunIdentity
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
 
 pytestmark = pytest.mark.integration
 RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_files", try_number=1)

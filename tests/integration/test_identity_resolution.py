@@ -1062,7 +1062,7 @@ def test_the_work_email_keeps_its_raw_value_beside_the_normalized_one(warehouse_
 
 
 def test_the_demo_prints_the_identity_reconciliation_summary_after_a_run(warehouse_dsn, config):
-    from turnover_signals.demo import summarize_identity
+    from turnover_demo.demo import summarize_identity
 
     with psycopg.connect(warehouse_dsn) as conn:
         assert summarize_identity(conn) == [

@@ -659,7 +659,7 @@ def test_the_loader_owns_nothing_in_raw_and_may_create_nothing_there(owner_wareh
 
 
 def test_the_demo_makes_a_login_per_stage_and_their_connections(warehouse_dsn):
-    from turnover_signals.demo import DEMO_STAGE_LOGINS, stage_connections
+    from turnover_demo.demo import DEMO_STAGE_LOGINS, stage_connections
 
     try:
         env = stage_connections(warehouse_dsn)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from turnover_demo.sample_servers.lms_server import LmsSampleServer, iter_jsonl
+from turnover_demo.sample_servers.sample_data import VERBS
 from turnover_signals.errors import SourceRefusedError, SourceUnavailableError
-from turnover_signals.sample_servers.lms_server import LmsSampleServer, iter_jsonl
-from turnover_signals.sample_servers.sample_data import VERBS
 from turnover_signals.sources.http_base import BasicAuth, BearerToken, PaginationLoopError, RetryPolicy
 from turnover_signals.sources.scim import ScimClient
 from turnover_signals.sources.xapi import XapiClient, parse_xapi_timestamp

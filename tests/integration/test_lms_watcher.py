@@ -303,8 +303,8 @@ LOAD_TIMEOUT_SECONDS = 300
 @pytest.fixture(scope="module")
 def live_lrs(tmp_path_factory: pytest.TempPathFactory):
     """A sample LRS in this process, so the test can store statements while the stack reads it over HTTP."""
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
-    from turnover_signals.sample_servers.sample_data import write_lms_data
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.sample_data import write_lms_data
 
     with LmsSampleServer(write_lms_data(tmp_path_factory.mktemp("live-lrs"))) as server:
         yield server

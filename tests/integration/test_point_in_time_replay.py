@@ -31,12 +31,12 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests.integration.enterprise import generate, load_hris, load_lms
+from turnover_demo.sample_servers.lms_server import LmsSampleServer
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 from turnover_signals.config import load_config
 from turnover_signals.features.build import FEATURE_COLUMNS, LMS_COLUMNS, build_features
 from turnover_signals.features.dates import as_of_grace, cutoff_of
 from turnover_signals.identity.resolve import resolve_identities
-from turnover_signals.sample_servers.lms_server import LmsSampleServer
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -45,7 +45,7 @@ def generated(tmp_path_factory) -> Path:
         [
             sys.executable,
             "-m",
-            "turnover_signals.synth",
+            "turnover_demo.synth",
             "--out",
             str(out),
             "--employees",
@@ -56,7 +56,7 @@ def generated(tmp_path_factory) -> Path:
             "28",
         ],
         check=True,
-        env={"PYTHONPATH": PLUGINS, "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{PLUGINS}:{Path(PLUGINS).parent}", "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL,
     )
     return out

@@ -19,10 +19,10 @@ import pytest
 import requests
 
 import turnover_signals
-from turnover_signals.sample_servers import sftp_server as sftp_module
-from turnover_signals.sample_servers.lms_server import LmsSampleServer, iter_jsonl
-from turnover_signals.sample_servers.sample_data import VERBS, sample_statements, statement_id, user_email
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer, find_sshd, generate_ed25519_key
+from turnover_demo.sample_servers import sftp_server as sftp_module
+from turnover_demo.sample_servers.lms_server import LmsSampleServer, iter_jsonl
+from turnover_demo.sample_servers.sample_data import VERBS, sample_statements, statement_id, user_email
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer, find_sshd, generate_ed25519_key
 
 pytestmark = pytest.mark.integration
 
@@ -566,7 +566,9 @@ def test_sshd_mirror_strategy_serves_new_files_after_sync(
 def run_cli(module: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(PLUGINS_DIR), str(PLUGINS_DIR.parent), os.environ.get("PYTHONPATH", "")]
+        ),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", module, *args],
@@ -582,9 +584,9 @@ def run_cli(module: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, A
 def test_command_lines_print_connection_details_and_stop_on_sigterm(
     lms_data_dir: Path, make_sftp_root: Any, tmp_path: Path
 ) -> None:
-    lms, lms_info = run_cli("turnover_signals.sample_servers.lms_server", "--data", str(lms_data_dir))
+    lms, lms_info = run_cli("turnover_demo.sample_servers.lms_server", "--data", str(lms_data_dir))
     sftp, sftp_info = run_cli(
-        "turnover_signals.sample_servers.sftp_server",
+        "turnover_demo.sample_servers.sftp_server",
         "--root",
         str(make_sftp_root()),
         "--state-dir",

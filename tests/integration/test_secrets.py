@@ -20,7 +20,7 @@ from tests import postgres_service
 from tests.integration.hris_helpers import csv_bytes, employee_row, write_feed_file
 from tests.integration.test_lms_statements import statement
 from tests.integration.test_lms_users_and_catalog import user
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parents[2]

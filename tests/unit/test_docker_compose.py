@@ -137,8 +137,8 @@ def test_each_stage_connection_is_a_login_only_in_its_group_role_taking_it_for_i
 
 
 def test_the_stack_defines_every_connection_the_demo_does(compose):
+    from turnover_demo.demo import DEMO_STAGE_LOGINS
     from turnover_signals.config import load_config
-    from turnover_signals.demo import DEMO_STAGE_LOGINS
     from turnover_signals.deploy.warehouse_logins import STAGES
 
     config_ids = load_config(use_variable=False)["connections"]
@@ -154,7 +154,7 @@ def test_the_demo_profile_adds_only_the_sample_sources_and_their_connections(com
     }
     assert profiled == {"demo-sources": ["demo"], "demo-connections": ["demo"]}
     sources = compose["services"]["demo-sources"]
-    assert "turnover_signals.deploy.demo_sources" in " ".join(sources["command"])
+    assert "turnover_demo.demo_sources" in " ".join(sources["command"])
     assert "airflow connections import" in " ".join(compose["services"]["demo-connections"]["command"])
 
 
@@ -177,7 +177,8 @@ def test_every_file_the_stack_references_exists(compose):
             if source.startswith("."):
                 referenced.append(source)
     for module in re.findall(r"python -m ([\w.]+)", (REPO_ROOT / "docker-compose.yaml").read_text()):
-        referenced.append("plugins/" + module.replace(".", "/") + ".py")
+        package_dir = "" if module.startswith("turnover_demo.") else "plugins/"
+        referenced.append(package_dir + module.replace(".", "/") + ".py")
     missing = [path for path in referenced if not (REPO_ROOT / path).exists()]
     assert missing == [] and len(referenced) > 5
 
@@ -210,3 +211,12 @@ def test_workers_and_the_api_server_share_the_data_volume_at_turnover_data_dir(c
         # Celery workers need a shared object store: the mounted volume
         assert environment(service)["TURNOVER_STORAGE_BASE_URL"] == f"file://{data_dir}", name
         assert environment(service)["GX_ANALYTICS_ENABLED"] == "false"
+
+
+def test_only_the_demo_sources_service_mounts_the_demo_tooling(compose):
+    mounting = {
+        name
+        for name, service in compose["services"].items()
+        if any(volume.startswith("./turnover_demo:") for volume in service.get("volumes") or [])
+    }
+    assert mounting == {"demo-sources"}

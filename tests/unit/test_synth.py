@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from turnover_demo.synth import SynthConfig, SynthConfigError, generate
+from turnover_demo.synth.__main__ import main
+from turnover_demo.synth.catalog import read_course_catalog
+from turnover_demo.synth.clock import months_before
+from turnover_demo.synth.config import DEFAULT_CATALOG_FILE
+from turnover_demo.synth.hris_files import COMPENSATION_COLUMNS, EMPLOYEE_COLUMNS
 from turnover_signals.paths import BUNDLE_ROOT
-from turnover_signals.synth import SynthConfig, SynthConfigError, generate
-from turnover_signals.synth.__main__ import main
-from turnover_signals.synth.catalog import read_course_catalog
-from turnover_signals.synth.clock import months_before
-from turnover_signals.synth.config import DEFAULT_CATALOG_FILE
-from turnover_signals.synth.hris_files import COMPENSATION_COLUMNS, EMPLOYEE_COLUMNS
 
 HRIS = Path("sftp/outbound/hris")
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -143,7 +144,7 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "turnover_signals.synth",
+                "turnover_demo.synth",
                 "--out",
                 str(out),
                 "--employees",
@@ -156,7 +157,10 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path):
                 "0.3",
             ],
             cwd=BUNDLE_ROOT,
-            env={"PYTHONPATH": str(BUNDLE_ROOT / "plugins"), "PYTHONHASHSEED": hash_seed},
+            env={
+                "PYTHONPATH": os.pathsep.join([str(BUNDLE_ROOT / "plugins"), str(BUNDLE_ROOT)]),
+                "PYTHONHASHSEED": hash_seed,
+            },
             capture_output=True,
             check=True,
             timeout=120,

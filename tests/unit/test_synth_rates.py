@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from turnover_signals.synth import SynthConfig, generate
+from turnover_demo.synth import SynthConfig, generate
 
 RATES = {
     "email_case_rate": 0.06,

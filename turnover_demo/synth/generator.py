@@ -21,13 +21,13 @@ import shutil
 from pathlib import Path
 from random import Random
 
-from turnover_signals.synth.catalog import read_course_catalog
-from turnover_signals.synth.clock import day_start_ms, iso_date, months_before
-from turnover_signals.synth.config import SynthConfig
-from turnover_signals.synth.hris_files import HrisExportWriter
-from turnover_signals.synth.identity_mess import MessLedger
-from turnover_signals.synth.lms_events import LearningSimulator, StatementSink
-from turnover_signals.synth.population import Company
+from turnover_demo.synth.catalog import read_course_catalog
+from turnover_demo.synth.clock import day_start_ms, iso_date, months_before
+from turnover_demo.synth.config import SynthConfig
+from turnover_demo.synth.hris_files import HrisExportWriter
+from turnover_demo.synth.identity_mess import MessLedger
+from turnover_demo.synth.lms_events import LearningSimulator, StatementSink
+from turnover_demo.synth.population import Company
 
 GENERATOR_VERSION = 1
 HRIS_SUBDIR = Path("sftp") / "outbound" / "hris"
@@ -197,7 +197,7 @@ def generate(config: SynthConfig) -> dict[str, object]:
 
     active_employee_months = company.active_employee_days / 30.44
     manifest = {
-        "generator": "turnover_signals.synth",
+        "generator": "turnover_demo.synth",
         "generator_version": GENERATOR_VERSION,
         "seed": config.seed,
         "arguments": config.as_manifest_arguments(),

@@ -1,6 +1,6 @@
 """The compose `demo` profile's sources: a generated enterprise behind the sample SFTP and LMS servers.
 
-    python -m turnover_signals.deploy.demo_sources --state-dir DIR
+    python -m turnover_demo.demo_sources --state-dir DIR
 
 Generates the enterprise once (`DEMO_EMPLOYEES`, default 2000), makes up the LMS credentials once
 (kept in DIR, mode 0600), starts both servers on all interfaces (SFTP 2222 with a generated,
@@ -38,7 +38,7 @@ def ensure_enterprise(data_dir: Path, employees: int) -> None:
         [
             sys.executable,
             "-m",
-            "turnover_signals.synth",
+            "turnover_demo.synth",
             "--out",
             str(data_dir),
             "--employees",
@@ -60,11 +60,11 @@ def ensure_credentials(state_dir: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m turnover_signals.deploy.demo_sources")
+    parser = argparse.ArgumentParser(prog="python -m turnover_demo.demo_sources")
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
-    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
     state_dir: Path = args.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)

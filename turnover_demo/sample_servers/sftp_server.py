@@ -33,7 +33,7 @@ Fault helpers: `drop_connections()` kills in-flight sessions but keeps the liste
 hang until their banner timeout); `stop()`/`start()` take it down and bring it back on the same
 port with the same keys (clients get "connection refused" in between).
 
-CLI: ``python -m turnover_signals.sample_servers.sftp_server --root DIR [--port N] [--state-dir D]``
+CLI: ``python -m turnover_demo.sample_servers.sftp_server --root DIR [--port N] [--state-dir D]``
 prints one JSON line (host, port, backend, the `hris_sftp` connection) and serves until
 SIGTERM/SIGINT.
 """

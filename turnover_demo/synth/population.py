@@ -25,9 +25,9 @@ from itertools import accumulate
 from random import Random
 from typing import TYPE_CHECKING
 
-from turnover_signals.synth.config import SynthConfig
-from turnover_signals.synth.hris_files import SNAPSHOT_LOOKBACK_DAYS, HrisExportWriter, employee_csv_line
-from turnover_signals.synth.identity_mess import (
+from turnover_demo.synth.config import SynthConfig
+from turnover_demo.synth.hris_files import SNAPSHOT_LOOKBACK_DAYS, HrisExportWriter, employee_csv_line
+from turnover_demo.synth.identity_mess import (
     CORPORATE_DOMAIN,
     MISSING_SSO_GUID,
     REASSIGNED_EMAIL,
@@ -35,10 +35,10 @@ from turnover_signals.synth.identity_mess import (
     DeferredDraws,
     MessLedger,
 )
-from turnover_signals.synth.names import draw_name, email_local_part
+from turnover_demo.synth.names import draw_name, email_local_part
 
 if TYPE_CHECKING:
-    from turnover_signals.synth.lms_events import LearningSimulator
+    from turnover_demo.synth.lms_events import LearningSimulator
 
 
 @dataclass(frozen=True)

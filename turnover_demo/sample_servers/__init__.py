@@ -10,7 +10,7 @@ malformed pages, cursors that do not advance) so the clients' retry and paging c
 tested against the wire, not against mocks. None of this is production code.
 """
 
-from turnover_signals.sample_servers.lms_server import LmsSampleServer
-from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+from turnover_demo.sample_servers.lms_server import LmsSampleServer
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
 __all__ = ["LmsSampleServer", "SftpSampleServer"]

@@ -20,10 +20,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from turnover_signals.synth.clock import iso_date
+from turnover_demo.synth.clock import iso_date
 
 if TYPE_CHECKING:
-    from turnover_signals.synth.population import Employment
+    from turnover_demo.synth.population import Employment
 
 EMPLOYEE_COLUMNS = (
     "employee_id",

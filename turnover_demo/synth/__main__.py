@@ -1,4 +1,4 @@
-"""Command line: `python -m turnover_signals.synth --employees N --months M --seed S --out DIR`.
+"""Command line: `python -m turnover_demo.synth --employees N --months M --seed S --out DIR`.
 
 Prints a one-line summary; everything else is in `DIR/manifest.json`.
 """
@@ -12,8 +12,8 @@ from dataclasses import fields
 from datetime import date
 from pathlib import Path
 
-from turnover_signals.synth.config import SynthConfig, SynthConfigError
-from turnover_signals.synth.generator import generate
+from turnover_demo.synth.config import SynthConfig, SynthConfigError
+from turnover_demo.synth.generator import generate
 
 _DEFAULTS = {spec.name: spec.default for spec in fields(SynthConfig) if spec.name != "out_dir"}
 
@@ -42,7 +42,7 @@ def _iso_date(text: str) -> date:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every option has a default except --out."""
     parser = argparse.ArgumentParser(
-        prog="python -m turnover_signals.synth",
+        prog="python -m turnover_demo.synth",
         description="Generate a deterministic synthetic enterprise (HRIS SFTP files, SCIM users, xAPI "
         "statements).",
     )

@@ -43,7 +43,7 @@ that fires on the next `count` requests whose path starts with `path_prefix`, th
 `requests` records every request as ``(method, path_with_query, headers)`` for assertions; the
 `Authorization` header is recorded as its scheme only ("Basic" / "Bearer").
 
-CLI: ``python -m turnover_signals.sample_servers.lms_server --data DIR [--port N]`` prints one
+CLI: ``python -m turnover_demo.sample_servers.lms_server --data DIR [--port N]`` prints one
 JSON line (base_url and the Airflow connections) and serves until SIGTERM/SIGINT.
 """
 

@@ -41,8 +41,8 @@ from itertools import accumulate
 from pathlib import Path
 from random import Random
 
-from turnover_signals.synth.catalog import Course
-from turnover_signals.synth.clock import (
+from turnover_demo.synth.catalog import Course
+from turnover_demo.synth.clock import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,
@@ -53,8 +53,8 @@ from turnover_signals.synth.clock import (
     iso_instant,
     iso_instant_seconds,
 )
-from turnover_signals.synth.config import SynthConfig
-from turnover_signals.synth.identity_mess import (
+from turnover_demo.synth.config import SynthConfig
+from turnover_demo.synth.identity_mess import (
     CONTRACTOR,
     CONTRACTOR_DOMAIN,
     DOMAIN_ALIAS,
@@ -72,8 +72,8 @@ from turnover_signals.synth.identity_mess import (
     email_case_variant,
     plus_alias,
 )
-from turnover_signals.synth.names import draw_name, email_local_part
-from turnover_signals.synth.population import Employment, Person
+from turnover_demo.synth.names import draw_name, email_local_part
+from turnover_demo.synth.population import Employment, Person
 
 LMS_HOME_PAGE = "https://lms.northwind.example"
 COURSE_IRI_PREFIX = f"{LMS_HOME_PAGE}/courses/"

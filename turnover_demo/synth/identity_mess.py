@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from random import Random
 
-from turnover_signals.synth.config import SynthConfig
+from turnover_demo.synth.config import SynthConfig
 
 CORPORATE_DOMAIN = "northwind.example"
 CORPORATE_ALIAS_DOMAIN = "nw-corp.example"

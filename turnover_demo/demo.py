@@ -2,7 +2,7 @@
 
 1. A warehouse: $TURNOVER_WAREHOUSE_URL when set, else an embedded throwaway PostgreSQL
    (the pgserver wheel) under `.demo/pgdata`.
-2. A synthetic enterprise from `turnover_signals.synth` (deterministic; regenerated only when
+2. A synthetic enterprise from `turnover_demo.synth` (deterministic; regenerated only when
    the parameters change).
 3. The sample servers on 127.0.0.1: SFTP (real sshd as root, asyncssh otherwise) and the LMS
    (xAPI + SCIM), with connections handed to Airflow through `AIRFLOW_CONN_*`; the warehouse
@@ -163,7 +163,7 @@ def generate_enterprise(args: argparse.Namespace, out_dir: Path) -> dict[str, An
             [
                 sys.executable,
                 "-m",
-                "turnover_signals.synth",
+                "turnover_demo.synth",
                 "--out",
                 str(out_dir),
                 "--employees",
@@ -178,7 +178,7 @@ def generate_enterprise(args: argparse.Namespace, out_dir: Path) -> dict[str, An
                 args.end_date,
             ],
             check=True,
-            env=os.environ | {"PYTHONPATH": str(PLUGINS_DIR)},
+            env=os.environ | {"PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), str(BUNDLE_ROOT)])},
         )
         stamp.write_text(json.dumps(wanted))
         say(f"synthetic enterprise: generated in {time.monotonic() - started:.0f} s into {out_dir}")
@@ -532,9 +532,7 @@ def table_fingerprint(conn: psycopg.Connection) -> dict[str, list[Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m turnover_signals.demo", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m turnover_demo.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--employees", type=int, default=2000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
@@ -544,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start from an empty .demo directory")
     args = parser.parse_args(argv)
 
-    from turnover_signals.sample_servers.lms_server import LmsSampleServer
-    from turnover_signals.sample_servers.sftp_server import SftpSampleServer
+    from turnover_demo.sample_servers.lms_server import LmsSampleServer
+    from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 
     started = time.monotonic()
     if args.fresh:
