@@ -13,8 +13,8 @@ incremental run takes at most 5 % of the full build; the Python side stays small
      6) and manager changes (1 in 4), at the yearly reviews (new performance rating; nobody rated
      before their first review), and on the day of a termination. Terminations ~15 % a year
      (three in four voluntary); managers (1 in 20, the team of 19 after them) never leave.
-   - `core.compensation_event`: hire, yearly merit increases (a pay freeze for 1 in 17),
-     promotions, market adjustments.
+   - `core.compensation_event` and its knowledge versions: hire, yearly merit increases (a pay freeze
+     for 1 in 17), promotions, market adjustments.
    - `raw.lms_user`: one account per employee, externalId = the SSO GUID.
    - `core.lms_activity`: learning sessions of five statements on one course (launched,
      enrolled, completed, passed/scored with a score, durations) by actor
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import os
 import resource
@@ -60,18 +59,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars
-sys.path.insert(0, str(REPO_ROOT / "plugins"))
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-
-# The admin connection, database names and machine description of the LMS benchmark, shared.
-lms_load = importlib.import_module("lms_load")
-admin_execute, dsn_for, machine_description = (
-    lms_load.admin_execute,
-    lms_load.dsn_for,
-    lms_load.machine_description,
+from _harness import (
+    REPO_ROOT,
+    Warehouse,
+    analyze_tables,
+    json_default,
+    machine_description,
+    markdown_table,
+    on_path,
 )
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars
+on_path()
+# The same server as the LMS benchmark's.
+WAREHOUSE = Warehouse("LMS_BENCH_ADMIN_DSN")
 FULL_REFERENCE_DATE = date(2026, 6, 30)
 DAILY_REFERENCE_DATE = date(2026, 7, 1)
 
@@ -205,6 +206,17 @@ cross join lateral (
         end as last_review_date
 ) as interval_row
 where person.n <= %(employees)s
+"""
+
+# Feature rows read the knowledge versions of pay changes (migration 0025): each change is known from its
+# first file and never corrected here.
+COMPENSATION_VERSION_SQL = """
+insert into core.compensation_event_version (employee_id, effective_date, change_type, previous_base_salary,
+    new_base_salary, currency, source_sha256, known_from, change_pct)
+select
+    employee_id, effective_date, change_type, previous_base_salary, new_base_salary, currency, source_sha256,
+    known_at, change_pct
+from core.compensation_event
 """
 
 COMPENSATION_SQL = """
@@ -561,6 +573,7 @@ def generate_population(dsn: str, sizes: dict[str, int]) -> dict[str, float]:
             ("people", PEOPLE_SQL, base),
             ("core.employee_history", HISTORY_SQL, base),
             ("core.compensation_event", COMPENSATION_SQL, base),
+            ("core.compensation_event_version", COMPENSATION_VERSION_SQL, {}),
             (
                 "employees files",
                 HRIS_FILES_SQL,
@@ -630,19 +643,6 @@ def apply_daily_change(dsn: str, sizes: dict[str, int]) -> dict[str, float]:
             ("LMS read", LMS_READ_SQL, {"day_to": day}),
         ],
     )
-
-
-def analyze_tables(dsn: str, tables: tuple[str, ...]) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in tables:
-            schema, name = table.split(".")
-            conn.execute(
-                psycopg.sql.SQL("vacuum analyze {}.{}").format(
-                    psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name)
-                )
-            )
 
 
 IDENTITY_TABLES = (
@@ -720,31 +720,33 @@ def row_counts(dsn: str) -> dict[str, int]:
 def results_table(result: dict[str, Any]) -> str:
     runs = result["runs"]
     steps = list(dict.fromkeys(step for run in runs.values() for step in run["seconds"]))
-    lines = [
-        "| run | wall s | dates | rows built | daily rows | " + " | ".join(steps) + " |",
-        "|---|---:|---:|---:|---:|" + "---:|" * len(steps),
-    ]
-    for label, run in runs.items():
-        lines.append(
-            f"| {label} | {run['wall_seconds']:.2f} | {len(run['reference_dates_built'])} | "
-            f"{run['rows_built']:,} | {run['daily_rows_written']:,} | "
-            + " | ".join(f"{run['seconds'].get(step, 0):.2f}" for step in steps)
-            + " |"
-        )
+    table = markdown_table(
+        ["run", "wall s", "dates", "rows built", "daily rows", *steps],
+        (
+            [
+                label,
+                f"{run['wall_seconds']:.2f}",
+                len(run["reference_dates_built"]),
+                f"{run['rows_built']:,}",
+                f"{run['daily_rows_written']:,}",
+                *(f"{run['seconds'].get(step, 0):.2f}" for step in steps),
+            ]
+            for label, run in runs.items()
+        ),
+    )
     ratio = runs["daily incremental"]["wall_seconds"] / runs["full build"]["wall_seconds"]
-    lines += [
-        "",
-        f"incremental / full = {ratio:.2%}; goal ≤ 5 %: " + ("met" if ratio <= 0.05 else "NOT met"),
-        f"labels kept by the daily run differing from a rebuild: {result['label_differences']}",
-        f"identities: full {result['identity'].get('full', {}).get('wall_seconds')} s, incremental "
-        f"{result['identity'].get('incremental', {}).get('wall_seconds')} s (not part of the feature build)",
-        f"peak RSS (this Python process): {result['peak_rss_mib']} MiB",
-    ]
-    return "\n".join(lines)
-
-
-def json_default(value: Any) -> Any:
-    return float(value) if hasattr(value, "is_finite") else str(value)
+    identity = result["identity"]
+    return "\n".join(
+        [
+            table,
+            "",
+            f"incremental / full = {ratio:.2%}; goal ≤ 5 %: " + ("met" if ratio <= 0.05 else "NOT met"),
+            f"labels kept by the daily run differing from a rebuild: {result['label_differences']}",
+            f"identities: full {identity.get('full', {}).get('wall_seconds')} s, incremental "
+            f"{identity.get('incremental', {}).get('wall_seconds')} s (not part of the feature build)",
+            f"peak RSS (this Python process): {result['peak_rss_mib']} MiB",
+        ]
+    )
 
 
 def main() -> int:
@@ -779,19 +781,18 @@ def main() -> int:
         "voids": max(args.statements // 500_000, 5),
     }
     name = f"features_bench_{os.getpid()}"
-    dsn = dsn_for(name)
+    dsn = WAREHOUSE.dsn_for(name)
     os.environ["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = dsn.replace("postgresql://", "postgres://", 1)
     result: dict[str, Any] = {
         "sizes": sizes,
-        "machine": machine_description() | {"load_average": os.getloadavg()},
+        "machine": machine_description(WAREHOUSE.admin_dsn),
         "runs": {},
         "identity": {},
     }
     if args.daily_from:
         return daily_only(args, config, name, dsn, result)
     try:
-        admin_execute(psycopg_identifier_sql("drop database if exists {}", name))
-        admin_execute(psycopg_identifier_sql("create database {}", name))
+        WAREHOUSE.create(name)
         with warehouse_connection(dsn=dsn) as conn:
             migrate(conn)
         load_course_catalog(config, dsn=dsn)
@@ -804,22 +805,22 @@ def main() -> int:
 
         result["gx_import_seconds"] = round(time.perf_counter() - started, 2)
         result["identity"]["full"] = timed_resolve(config, dsn, full=True)
-        analyze_tables(dsn, IDENTITY_TABLES)
+        analyze_tables(dsn, IDENTITY_TABLES, vacuum=True)
 
         print("full build", flush=True)
         result["runs"]["full build"] = timed_build(config, dsn, FULL_REFERENCE_DATE)
         result["counts_after_full"] = row_counts(dsn)
-        analyze_tables(dsn, MART_TABLES)
+        analyze_tables(dsn, MART_TABLES, vacuum=True)
 
         print("daily change", flush=True)
         result["change_seconds"] = apply_daily_change(dsn, sizes)
         result["identity"]["incremental"] = timed_resolve(config, dsn, full=False)
         if args.save_before_daily:
-            copy_database(name, f"{name}_before_daily")
+            WAREHOUSE.create(f"{name}_before_daily", template=name)
         run_daily(config, dsn, result)
     finally:
         if not args.keep:
-            admin_execute(psycopg_identifier_sql("drop database if exists {} with (force)", name))
+            WAREHOUSE.drop(name)
     return report(args, result)
 
 
@@ -832,20 +833,6 @@ def run_daily(config: dict[str, Any], dsn: str, result: dict[str, Any]) -> None:
     result["counts"] = row_counts(dsn)
 
 
-def copy_database(source: str, target: str) -> None:
-    """`target` as a copy of `source` (idle sessions on `source`, e.g. pooled ones, are ended first)."""
-    admin_execute(psycopg_identifier_sql("drop database if exists {} with (force)", target))
-    import psycopg
-
-    with psycopg.connect(lms_load.ADMIN_DSN, autocommit=True) as conn:
-        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (source,))
-        conn.execute(
-            psycopg.sql.SQL("create database {} template {}").format(
-                psycopg.sql.Identifier(target), psycopg.sql.Identifier(source)
-            )
-        )
-
-
 def daily_only(
     args: argparse.Namespace, config: dict[str, Any], name: str, dsn: str, result: dict[str, Any]
 ) -> int:
@@ -855,12 +842,12 @@ def daily_only(
         if key in saved:
             result[key] = saved[key] if key != "runs" else {"full build": saved[key]["full build"]}
     try:
-        copy_database(args.daily_from, name)
+        WAREHOUSE.create(name, template=args.daily_from)
         import great_expectations  # noqa: F401  (imported once, outside every timed run)
 
         run_daily(config, dsn, result)
     finally:
-        admin_execute(psycopg_identifier_sql("drop database if exists {} with (force)", name))
+        WAREHOUSE.drop(name)
     return report(args, result)
 
 
@@ -874,12 +861,6 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1, default=json_default), encoding="utf-8")
     return 0 if result["label_differences"] == 0 else 1
-
-
-def psycopg_identifier_sql(template: str, name: str) -> Any:
-    from psycopg import sql
-
-    return sql.SQL(template).format(sql.Identifier(name))
 
 
 if __name__ == "__main__":

@@ -46,13 +46,26 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PLUGINS_DIR = REPO_ROOT / "plugins"
+from _harness import (
+    REPO_ROOT,
+    Warehouse,
+    airflow_child_env,
+    code_version,
+    machine_description,
+    markdown_table,
+    mib,
+    on_path,
+    proc_status_kib,
+    reset_peak_rss,
+    run_child,
+    write_child_result,
+)
+
 FILE_NAME = "employees_20260105.csv"
 REMOTE_DIR = "/outbound/hris"
 REMOTE_PATH = f"{REMOTE_DIR}/{FILE_NAME}"
 SNAPSHOT_DATE = date(2026, 1, 5)
-ADMIN_DSN = os.environ.get("HRIS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+WAREHOUSE = Warehouse("HRIS_BENCH_ADMIN_DSN")
 PSQL_ARGS = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 
 GOAL_RATIO_BUNDLE_PSQL = 2.5
@@ -340,114 +353,11 @@ def write_employees_file(directory: Path, rows: int) -> tuple[Path, str, int]:
 # -- small helpers ----------------------------------------------------------------------------
 
 
-def mib(kib: int | float) -> float:
-    return kib / 1024
-
-
-def proc_status_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        match = re.search(rf"^{field}:\s+(\d+) kB", handle.read(), re.MULTILINE)
-    return int(match.group(1)) if match else 0
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM (Linux: write 5 to clear_refs), so the next phase's peak is its own.
-
-    This also resets what the parent later reads as the child's ru_maxrss, so only the
-    uninstrumented `bundle` child (which never calls this) gives the whole-run peak.
-    """
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def machine_description() -> dict[str, Any]:
-    with open("/proc/meminfo", encoding="ascii") as handle:
-        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", handle.read()).group(1))
-    cpu = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    pg = subprocess.run(
-        ["psql", *PSQL_ARGS, "-d", "postgres", "-Atc", "show server_version"], capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "postgres": pg,
-        "python": sys.version.split()[0],
-        "loadavg_start": os.getloadavg(),
-    }
-
-
-def code_version() -> str:
-    """The commit measured, and whether the package or its SQL had uncommitted changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=PLUGINS_DIR.resolve().parent, capture_output=True, text=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "plugins", "include")
-    return f"{head}{' + uncommitted changes in plugins/ or include/' if dirty else ''}"
-
-
-def admin_execute(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
-
-
-def run_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run this script as `--child mode` and return its JSON result plus the parent's view:
-    wall time from spawn to exit and the child's own peak RSS (os.wait4 rusage)."""
-    result_file = log_dir / f"{mode}-{uuid.uuid4().hex[:6]}.json"
-    log_file = log_dir / f"{mode}.log"
-    t0 = time.time()
-    started = time.perf_counter()
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--child",
-                mode,
-                "--t0",
-                repr(t0),
-                "--result-file",
-                str(result_file),
-                *args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 or not result_file.exists():
-        tail = log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
-        raise RuntimeError(f"child {mode} failed with exit code {proc.returncode}:\n{tail}")
-    result = json.loads(result_file.read_text(encoding="utf-8"))
-    result_file.unlink()
-    result["wall_s"] = wall
-    result["peak_rss_mib"] = mib(usage.ru_maxrss)
-    return result
+def measure_child(
+    mode: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """This script as a child process (`--child mode`); `--t0` lets it time its interpreter's start."""
+    return run_child(__file__, mode, ["--t0", repr(time.time()), *args], log_dir, env)
 
 
 def timed_run(command: list[str], stdin: str | None = None) -> float:
@@ -525,10 +435,6 @@ def sftp_client_download(server, known_hosts: Path, local: Path) -> float:
 # -- children ---------------------------------------------------------------------------------
 
 
-def _write_result(path: str, payload: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(payload, default=str), encoding="utf-8")
-
-
 def child_imports(args: argparse.Namespace) -> None:
     """Import costs on their own: GX, then Airflow's SFTP hook, then the bundle's ingest module."""
     started_at = time.time()
@@ -547,7 +453,7 @@ def child_imports(args: argparse.Namespace) -> None:
 
     out["import_bundle_s"] = time.perf_counter() - t
     out["rss_after_imports_mib"] = mib(proc_status_kib("VmRSS"))
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 def _import_for_ingest(out: dict[str, Any]) -> None:
@@ -585,7 +491,7 @@ def child_bundle(args: argparse.Namespace) -> None:
     out["result"] = _run_ingest(args.dsn)
     out["work_s"] = time.perf_counter() - t
     out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 def _short_sql(statement: str, validation_query: str | None) -> str:
@@ -712,7 +618,7 @@ def child_phases(args: argparse.Namespace) -> None:
         }
         for s in statements
     ]
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 def child_hook_download(args: argparse.Namespace) -> None:
@@ -766,7 +672,7 @@ def child_hook_download(args: argparse.Namespace) -> None:
     out["bytes"] = local.stat().st_size
     out["download_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
     local.unlink()
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 # What-if probes: NOT the bundle's code. On the file the bundle has just loaded, they rebuild
@@ -912,7 +818,7 @@ def child_what_if(args: argparse.Namespace) -> None:
     )
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         drop_check_relation(conn, check_table)  # a view and the small tables it joins
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 CHILDREN = {
@@ -926,21 +832,6 @@ CHILDREN = {
 # -- the parent: set-up, measurements, report -------------------------------------------------
 
 
-def configure_airflow_env(airflow_home: Path) -> None:
-    """Airflow reads its configuration at first import: set it before anything imports airflow."""
-    os.environ["AIRFLOW_HOME"] = str(airflow_home)
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{airflow_home / 'airflow.db'}"
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    os.environ["TURNOVER_DATA_DIR"] = str(airflow_home / "data")
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(PLUGINS_DIR) not in [str(Path(p).resolve()) for p in paths]:
-        paths.insert(0, str(PLUGINS_DIR))
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-
-
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -950,15 +841,21 @@ def fmt(value: float, digits: int = 2) -> str:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    if str(PLUGINS_DIR) not in sys.path:
-        sys.path.insert(0, str(PLUGINS_DIR))
+    on_path()
     airflow_home = Path(tempfile.mkdtemp(prefix="hris-bench-airflow-"))
-    configure_airflow_env(airflow_home)
+    # Airflow reads its configuration at first import: set before anything imports it (children inherit).
+    os.environ.update(
+        airflow_child_env(airflow_home) | {"AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags")}
+    )
 
     from turnover_demo.sample_servers.sftp_server import SftpSampleServer
     from turnover_signals.warehouse import migrate, warehouse_connection
 
-    report: dict[str, Any] = {"rows": args.rows, "machine": machine_description(), "code": code_version()}
+    report: dict[str, Any] = {
+        "rows": args.rows,
+        "machine": machine_description(WAREHOUSE.admin_dsn),
+        "code": code_version(),
+    }
     sftp_root = Path(tempfile.mkdtemp(prefix="hris-bench-sftp-"))  # 0700, root-owned: "bind" chroot
     scratch = Path(tempfile.mkdtemp(prefix="hris-bench-scratch-"))
     tag = uuid.uuid4().hex[:8]
@@ -985,14 +882,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         known_hosts.write_text(f"[{server.host}]:{server.port} {server.host_public_key}\n", encoding="ascii")
 
         template = f"hris_bench_{tag}_template"
-        admin_execute(f'create database "{template}"')
+        WAREHOUSE.create(template)
         databases.append(template)
-        with warehouse_connection(dsn=dsn_for(template)) as conn:
+        with warehouse_connection(dsn=WAREHOUSE.dsn_for(template)) as conn:
             migrate(conn)
 
         def fresh_database(purpose: str) -> str:
             name = f"hris_bench_{tag}_{purpose}"
-            admin_execute(f'create database "{name}" template "{template}"')
+            WAREHOUSE.create(name, template=template)
             databases.append(name)
             return name
 
@@ -1008,9 +905,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         stream_runs: list[dict[str, Any]] = []
         for _ in range(args.download_rounds):
             client_s.append(sftp_client_download(server, known_hosts, scratch / "client.csv"))
-            hook_runs.append(run_child("hook-download", ["--local", str(scratch / "hook.csv")], scratch))
+            hook_runs.append(measure_child("hook-download", ["--local", str(scratch / "hook.csv")], scratch))
             stream_runs.append(
-                run_child("hook-download", ["--local", str(scratch / "hook.csv"), "--stream"], scratch)
+                measure_child("hook-download", ["--local", str(scratch / "hook.csv"), "--stream"], scratch)
             )
         report["download"] = {"sftp_client_s": client_s, "hook": hook_runs, "stream": stream_runs}
         # Diagnostic: the same hook with SSH compression off (SSHHook compresses unless the
@@ -1018,7 +915,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         uncompressed = server.airflow_connection()
         uncompressed["extra"]["compress"] = False
         report["download"]["hook_uncompressed"] = [
-            run_child(
+            measure_child(
                 "hook-download",
                 ["--local", str(scratch / "hook.csv")],
                 scratch,
@@ -1027,7 +924,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.download_rounds)
         ]
         if args.prefetch_cap:
-            report["download"]["hook_capped"] = run_child(
+            report["download"]["hook_capped"] = measure_child(
                 "hook-download",
                 ["--local", str(scratch / "hook.csv"), "--max-requests", str(args.prefetch_cap)],
                 scratch,
@@ -1039,13 +936,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         print("import costs ...", flush=True)
-        report["imports"] = run_child("imports", [], scratch)
+        report["imports"] = measure_child("imports", [], scratch)
 
         print("bundle end to end (child process) ...", flush=True)
         bundle_runs = []
         for run in range(args.bundle_runs):
-            dsn = dsn_for(fresh_database(f"bundle{run}"))
-            bundle_runs.append(run_child("bundle", ["--dsn", dsn], scratch))
+            dsn = WAREHOUSE.dsn_for(fresh_database(f"bundle{run}"))
+            bundle_runs.append(measure_child("bundle", ["--dsn", dsn], scratch))
             result = bundle_runs[-1]["result"]
             if result["status"] != "loaded" or result["rows_loaded"] != args.rows:
                 raise RuntimeError(f"the bundle did not load the file: {result}")
@@ -1056,21 +953,23 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             if loaded != args.rows:
                 raise RuntimeError(f"raw.hris_employee_snapshot holds {loaded} rows, expected {args.rows}")
             print(
-                f"  wall {bundle_runs[-1]['wall_s']:.1f} s, work {bundle_runs[-1]['work_s']:.1f} s, "
+                f"  wall {bundle_runs[-1]['process_wall_s']:.1f} s, work {bundle_runs[-1]['work_s']:.1f} s, "
                 f"peak {bundle_runs[-1]['peak_rss_mib']:.0f} MiB",
                 flush=True,
             )
         report["bundle"] = bundle_runs
         if args.what_if:
             print("what-if probes on the loaded file ...", flush=True)
-            report["what_if"] = run_child(
+            report["what_if"] = measure_child(
                 "what-if",
                 ["--dsn", dsn, "--rows", str(args.rows)],
                 scratch,
             )
 
         print("instrumented run (phases) ...", flush=True)
-        report["phases"] = run_child("phases", ["--dsn", dsn_for(fresh_database("phases"))], scratch)
+        report["phases"] = measure_child(
+            "phases", ["--dsn", WAREHOUSE.dsn_for(fresh_database("phases"))], scratch
+        )
         report["machine"]["loadavg_end"] = os.getloadavg()
         report["date"] = time.strftime("%Y-%m-%d")
         return report
@@ -1079,7 +978,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             server.close()
         for name in reversed(databases):
             try:
-                admin_execute(f'drop database if exists "{name}" with (force)')
+                WAREHOUSE.drop(name)
             except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
                 print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -1093,7 +992,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     rows = report["rows"]
     size_mb = report["file_mb"]
-    bundle = min(report["bundle"], key=lambda r: r["wall_s"])
+    bundle = min(report["bundle"], key=lambda r: r["process_wall_s"])
     startup = (
         bundle["interpreter_start_s"]
         + bundle["import_gx_s"]
@@ -1109,25 +1008,51 @@ def render(report: dict[str, Any]) -> str:
     hook_mbs = size_mb / hook_total_s
     streams = report["download"]["stream"]
     stream_mbs = size_mb / median([h["transfer_s"] for h in streams])
-    ratio_e2e = bundle["wall_s"] / psql_s
+    ratio_e2e = bundle["process_wall_s"] / psql_s
     ratio_work = bundle["work_s"] / psql_s
     ratio_hook = hook_mbs / client_mbs
+    ratio_stream = stream_mbs / client_mbs
     verdict = lambda ok: "met" if ok else "**missed**"  # noqa: E731
 
     lines = [
         f"### HRIS load, {rows:,} rows ({report['date']}, {report['machine']['nproc']} cores, "
         f"{report['machine']['ram_gib']} GiB RAM)",
         "",
-        "| rows | file MB | bundle wall s incl. start-up | excl. start-up | peak RSS MiB | psql \\copy s | "
-        "ratio incl. start-up | ratio excl. start-up (goal ≤ 2.5) | bundle stream read MB/s | retrieve_file "
-        "MB/s | sftp client MB/s | ratio stream/sftp (goal ≥ 0.7) | ratio retrieve_file/sftp |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {rows:,} | {size_mb:.1f} | {bundle['wall_s']:.1f} | {bundle['work_s']:.1f} | "
-        f"{bundle['peak_rss_mib']:.0f} | {psql_s:.2f} | {ratio_e2e:.1f} "
-        f"({verdict(ratio_e2e <= GOAL_RATIO_BUNDLE_PSQL)}) | {ratio_work:.2f} "
-        f"({verdict(ratio_work <= GOAL_RATIO_BUNDLE_PSQL)}) | {stream_mbs:.0f} | {hook_mbs:.0f} | "
-        f"{client_mbs:.0f} | {stream_mbs / client_mbs:.2f} "
-        f"({verdict(stream_mbs / client_mbs >= GOAL_RATIO_HOOK_SFTP)}) | {ratio_hook:.2f} |",
+        markdown_table(
+            [
+                "rows",
+                "file MB",
+                "bundle wall s incl. start-up",
+                "excl. start-up",
+                "peak RSS MiB",
+                "psql \\copy s",
+                "ratio incl. start-up",
+                "ratio excl. start-up (goal ≤ 2.5)",
+                "bundle stream read MB/s",
+                "retrieve_file MB/s",
+                "sftp client MB/s",
+                "ratio stream/sftp (goal ≥ 0.7)",
+                "ratio retrieve_file/sftp",
+            ],
+            [
+                [
+                    f"{rows:,}",
+                    f"{size_mb:.1f}",
+                    f"{bundle['process_wall_s']:.1f}",
+                    f"{bundle['work_s']:.1f}",
+                    f"{bundle['peak_rss_mib']:.0f}",
+                    f"{psql_s:.2f}",
+                    f"{ratio_e2e:.1f} ({verdict(ratio_e2e <= GOAL_RATIO_BUNDLE_PSQL)})",
+                    f"{ratio_work:.2f} ({verdict(ratio_work <= GOAL_RATIO_BUNDLE_PSQL)})",
+                    f"{stream_mbs:.0f}",
+                    f"{hook_mbs:.0f}",
+                    f"{client_mbs:.0f}",
+                    f"{ratio_stream:.2f} ({verdict(ratio_stream >= GOAL_RATIO_HOOK_SFTP)})",
+                    f"{ratio_hook:.2f}",
+                ]
+            ],
+            align="r" * 13,
+        ),
         "",
         "- Stream read = the bundle's own download path (`HrisSftpSource.stream`: the provider's async hook "
         "`SFTPHookAsync` (asyncssh), 1 MiB reads split into parallel requests, sha256 on the way), median "
@@ -1142,7 +1067,8 @@ def render(report: dict[str, Any]) -> str:
         f"{report['imports']['rss_after_gx_mib']:.0f} MiB; RSS after all imports "
         f"{report['imports']['rss_after_imports_mib']:.0f} MiB.",
         f"- Code measured: {report['code']}.",
-        f"- Machine: {report['machine']['cpu']}, PostgreSQL {report['machine']['postgres']}, Python "
+        f"- Machine: {report['machine']['cpu']}, "
+        f"PostgreSQL {report['machine']['postgres']['server_version']}, Python "
         f"{report['machine']['python']}; load average (1/5/15 min) at start "
         f"{'/'.join(f'{x:.1f}' for x in report['machine']['loadavg_start'])}, at end "
         f"{'/'.join(f'{x:.1f}' for x in report['machine']['loadavg_end'])} (the machine is shared).",
@@ -1177,8 +1103,6 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"#### Phase breakdown ({rows:,} rows, instrumented run of the same `ingest_file`)",
         "",
-        "| phase | s | share of work | peak RSS MiB during phase |",
-        "|---|---:|---:|---:|",
     ]
     work = phases["work_s"]
     merged: dict[str, dict[str, Any]] = {}
@@ -1194,27 +1118,37 @@ def render(report: dict[str, Any]) -> str:
         if phase["peak_rss_mib"] is not None:
             entry["peak"] = max(entry["peak"] or 0, phase["peak_rss_mib"])
     top_total = sum(e["seconds"] for e in merged.values() if not e["nested"])
-    for name, entry in merged.items():
-        calls = f" ×{entry['calls']}" if entry["calls"] > 1 else ""
-        peak = f"{entry['peak']:.0f}" if entry["peak"] is not None else ""
-        lines.append(
-            f"| {name}{calls} | {entry['seconds']:.2f} | {100 * entry['seconds'] / work:.0f}% | {peak} |"
-        )
-    lines.append(
-        f"| other (temp dir clean-up, connections, config) | {work - top_total:.2f} | "
-        f"{100 * (work - top_total) / work:.0f}% | |"
-    )
-    lines.append(f"| **total work (excl. start-up)** | **{work:.2f}** | 100% | |")
     startup_phases = (
         phases["interpreter_start_s"]
         + phases["import_gx_s"]
         + phases["import_airflow_sftp_s"]
         + phases["import_bundle_s"]
     )
-    lines.append(
-        f"| start-up: interpreter + imports (GX {phases['import_gx_s']:.1f} s) | {startup_phases:.2f} | | "
-        f"{phases['rss_after_imports_mib']:.0f} (RSS after) |"
-    )
+    phase_rows = [
+        [
+            name + (f" ×{entry['calls']}" if entry["calls"] > 1 else ""),
+            f"{entry['seconds']:.2f}",
+            f"{100 * entry['seconds'] / work:.0f}%",
+            f"{entry['peak']:.0f}" if entry["peak"] is not None else "",
+        ]
+        for name, entry in merged.items()
+    ]
+    phase_rows += [
+        [
+            "other (temp dir clean-up, connections, config)",
+            f"{work - top_total:.2f}",
+            f"{100 * (work - top_total) / work:.0f}%",
+            "",
+        ],
+        ["**total work (excl. start-up)**", f"**{work:.2f}**", "100%", ""],
+        [
+            f"start-up: interpreter + imports (GX {phases['import_gx_s']:.1f} s)",
+            f"{startup_phases:.2f}",
+            "",
+            f"{phases['rss_after_imports_mib']:.0f} (RSS after)",
+        ],
+    ]
+    lines.append(markdown_table(["phase", "s", "share of work", "peak RSS MiB during phase"], phase_rows))
 
     statements = phases["gx_statements"]
     scans = [s for s in statements if s["reads_validated_relation"]]
@@ -1227,11 +1161,15 @@ def render(report: dict[str, Any]) -> str:
         "which runs the whole query and fetches every row into the worker just to learn the column names "
         f"({sum(s['seconds'] for s in fallback):.2f} s). Slowest:",
         "",
-        "| s | statement (`<validation query>` = the SELECT the gate validates) |",
-        "|---:|---|",
+        markdown_table(
+            ["s", "statement (`<validation query>` = the SELECT the gate validates)"],
+            (
+                [f"{s['seconds']:.2f}", f"`{s['sql'][:300].replace('|', '∣')}`"]
+                for s in sorted(statements, key=lambda s: -s["seconds"])[:12]
+            ),
+            align="rl",
+        ),
     ]
-    for s in sorted(statements, key=lambda s: -s["seconds"])[:12]:
-        lines.append(f"| {s['seconds']:.2f} | `{s['sql'][:300].replace('|', '∣')}` |")
     what_if = report.get("what_if")
     if what_if:
         lines += [
@@ -1244,16 +1182,31 @@ def render(report: dict[str, Any]) -> str:
             f"{what_if['loaded_table_mb']:.0f} MB, check table {what_if['check_table_mb']:.0f} MB; distinct "
             f"dates: {what_if['distinct_dates']}).",
             "",
-            "| gate variant, same check table | s | SQL statements | s in SQL | of which reflection fallback "
-            "s | peak RSS increase MiB | success |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            markdown_table(
+                [
+                    "gate variant, same check table",
+                    "s",
+                    "SQL statements",
+                    "s in SQL",
+                    "of which reflection fallback s",
+                    "peak RSS increase MiB",
+                    "success",
+                ],
+                (
+                    [
+                        label,
+                        f"{gate['seconds']:.2f}",
+                        gate["statements"],
+                        f"{gate['sql_s']:.2f}",
+                        f"{gate['reflection_fallback_s']:.2f}",
+                        f"{gate['peak_rss_increase_mib']:.0f}",
+                        gate["success"],
+                    ]
+                    for label, gate in what_if["gate"].items()
+                ),
+                align="lrrrrrl",
+            ),
         ]
-        for label, gate in what_if["gate"].items():
-            lines.append(
-                f"| {label} | {gate['seconds']:.2f} | {gate['statements']} | {gate['sql_s']:.2f} | "
-                f"{gate['reflection_fallback_s']:.2f} | {gate['peak_rss_increase_mib']:.0f} | "
-                f"{gate['success']} |"
-            )
     return "\n".join(lines)
 
 

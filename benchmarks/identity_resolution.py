@@ -40,19 +40,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars
-sys.path.insert(0, str(REPO_ROOT / "plugins"))
+from _harness import (
+    Warehouse,
+    analyze_tables,
+    json_default,
+    machine_description,
+    markdown_table,
+    on_path,
+)
 
-ADMIN_DSN = os.environ.get("IDENTITY_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars
+on_path()
+
+WAREHOUSE = Warehouse("IDENTITY_BENCH_ADMIN_DSN")
+# What autovacuum would have analyzed by the next day.
+ANALYZED_TABLES = (
+    "core.identity_employment",
+    "core.identity_work_email",
+    "core.identity_lms_account",
+    "core.identity_learner",
+    "core.hris_employee_key",
+    "core.employee_key_registry",
+    "core.lms_account_match",
+    "core.employee_identity",
+    "audit.identity_exception",
+)
 CORP = "northwind.example"
 LMS_HOME = "https://lms.northwind.example"
 FULL_DAY = "2026-01-01"  # the last employees file before the daily change
@@ -499,18 +517,6 @@ CHANGE_STATEMENTS: list[tuple[str, str]] = [
 ]
 
 
-def admin_execute(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
-
-
 # Written into the generating SQL by `render` (module constants; the SQL's own % are modulo operators).
 SQL_CONSTANTS = {
     "full_day": FULL_DAY,
@@ -643,24 +649,6 @@ def differing_rows(dsn_a: str, dsn_b: str, name: str, limit: int = 5) -> dict[st
     }
 
 
-def analyze_identity_tables(dsn: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in (
-            "core.identity_employment",
-            "core.identity_work_email",
-            "core.identity_lms_account",
-            "core.identity_learner",
-            "core.hris_employee_key",
-            "core.employee_key_registry",
-            "core.lms_account_match",
-            "core.employee_identity",
-            "audit.identity_exception",
-        ):
-            conn.execute(f"analyze {table}")
-
-
 def run_resolve(config: dict[str, Any], dsn: str, full: bool = False) -> dict[str, Any]:
     from turnover_signals.identity.resolve import resolve_identities
 
@@ -675,66 +663,43 @@ def run_resolve(config: dict[str, Any], dsn: str, full: bool = False) -> dict[st
     return summary
 
 
-def machine_description() -> dict[str, Any]:
-    import psycopg
-
-    with open("/proc/meminfo", encoding="ascii") as handle:
-        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", handle.read()).group(1))
-    cpu = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        settings = dict(
-            conn.execute(
-                "select name, setting || coalesce(unit, '') from pg_settings where name in ('server_version',"
-                " 'shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'jit')"
-            ).fetchall()
-        )
-    return {
-        "nproc": os.cpu_count(),
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "postgres": settings,
-        "load_average": os.getloadavg(),
-    }
-
-
-def json_default(value: Any) -> Any:
-    return float(value) if hasattr(value, "is_finite") else str(value)
+RUN_LABELS = {
+    "full": "full (empty layer)",
+    "incremental": "incremental (0.5 % changed)",
+    "full_rebuild": "full rebuild (populated layer)",
+    "noop": "incremental, nothing changed",
+}
 
 
 def results_table(result: dict[str, Any]) -> str:
-    full, incremental, rebuild, noop = (
-        result["runs"][k] for k in ("full", "incremental", "full_rebuild", "noop")
+    runs = result["runs"]
+    steps = list(runs["full"]["seconds"])
+    table = markdown_table(
+        ["run", "wall s", *(f"{step} s" for step in steps), "scope employees / LMS users / actors"],
+        (
+            [
+                label,
+                f"{run['wall_seconds']:.2f}",
+                *(f"{run['seconds'].get(step, 0):.2f}" for step in steps),
+                f"{run['scope_employees']:,} / {run['scope_lms_users']:,} / {run['scope_learners']:,}",
+            ]
+            for key, label in RUN_LABELS.items()
+            for run in [runs[key]]
+        ),
+        align="l" + "r" * (len(steps) + 1) + "l",
     )
-    steps = list(full["seconds"])
-    lines = [
-        "| run | wall s | "
-        + " | ".join(f"{s} s" for s in steps)
-        + " | scope employees / LMS users / actors |",
-        "|---|---:|" + "---:|" * len(steps) + "---|",
-    ]
-    for label, run in (
-        ("full (empty layer)", full),
-        ("incremental (0.5 % changed)", incremental),
-        ("full rebuild (populated layer)", rebuild),
-        ("incremental, nothing changed", noop),
-    ):
-        lines.append(
-            f"| {label} | {run['wall_seconds']:.2f} | "
-            + " | ".join(f"{run['seconds'].get(s, 0):.2f}" for s in steps)
-            + f" | {run['scope_employees']:,} / {run['scope_lms_users']:,} / {run['scope_learners']:,} |"
-        )
-    ratio = incremental["wall_seconds"] / full["wall_seconds"]
-    ratio_rebuild = incremental["wall_seconds"] / rebuild["wall_seconds"]
-    lines += [
-        "",
-        f"incremental / full = {ratio:.1%} (vs the full rebuild: {ratio_rebuild:.1%}); goal ≤ 10 %: "
-        + ("met" if max(ratio, ratio_rebuild) <= 0.10 else "NOT met"),
-        f"incremental equals a full rebuild: {'yes' if result['identical'] else 'NO'}",
-    ]
-    return "\n".join(lines)
+    ratio = runs["incremental"]["wall_seconds"] / runs["full"]["wall_seconds"]
+    ratio_rebuild = runs["incremental"]["wall_seconds"] / runs["full_rebuild"]["wall_seconds"]
+    verdict = "met" if max(ratio, ratio_rebuild) <= 0.10 else "NOT met"
+    return "\n".join(
+        [
+            table,
+            "",
+            f"incremental / full = {ratio:.1%} (vs the full rebuild: {ratio_rebuild:.1%}); "
+            f"goal ≤ 10 %: {verdict}",
+            f"incremental equals a full rebuild: {'yes' if result['identical'] else 'NO'}",
+        ]
+    )
 
 
 def main() -> int:
@@ -751,18 +716,17 @@ def main() -> int:
     config = load_config(use_variable=False)
     name = f"identity_bench_{os.getpid()}"
     copy_name = f"{name}_rebuild"
-    dsn, copy_dsn = dsn_for(name), dsn_for(copy_name)
+    dsn, copy_dsn = WAREHOUSE.dsn_for(name), WAREHOUSE.dsn_for(copy_name)
     os.environ["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = dsn.replace("postgresql://", "postgres://", 1)
     result: dict[str, Any] = {
         "employees": args.employees,
         "lms_users": args.lms_users,
-        "machine": machine_description(),
+        "machine": machine_description(WAREHOUSE.admin_dsn),
         "runs": {},
     }
     try:
-        for database in (name, copy_name):
-            admin_execute(f'drop database if exists "{database}"')
-        admin_execute(f'create database "{name}"')
+        WAREHOUSE.drop(copy_name)
+        WAREHOUSE.create(name)
         with warehouse_connection(dsn=dsn) as conn:
             migrate(conn)
         print("generating the population", flush=True)
@@ -774,7 +738,7 @@ def main() -> int:
         result["gx_import_seconds"] = round(time.perf_counter() - started, 2)
         print("full run", flush=True)
         result["runs"]["full"] = run_resolve(config, dsn)
-        analyze_identity_tables(dsn)
+        analyze_tables(dsn, ANALYZED_TABLES)
         result["counts_after_full"] = row_counts(dsn)
 
         hires = max(args.employees // 500, 1)  # 0.2 %; terminations, email and job changes 0.1 % each
@@ -783,7 +747,7 @@ def main() -> int:
         print("incremental run", flush=True)
         result["runs"]["incremental"] = run_resolve(config, dsn)
 
-        admin_execute(f'create database "{copy_name}" template "{name}"')
+        WAREHOUSE.create(copy_name, template=name)
         print("full rebuild on a copy", flush=True)
         result["runs"]["full_rebuild"] = run_resolve(config, copy_dsn, full=True)
         incremental_tables, rebuilt_tables = table_fingerprints(dsn), table_fingerprints(copy_dsn)
@@ -800,7 +764,7 @@ def main() -> int:
     finally:
         if not args.keep:
             for database in (name, copy_name):
-                admin_execute(f'drop database if exists "{database}" with (force)')
+                WAREHOUSE.drop(database)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     print()

@@ -30,9 +30,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,12 +38,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-for path in (REPO_ROOT, REPO_ROOT / "plugins"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from _harness import code_version, markdown_table, on_path, write_readme_section
 
-README = Path(__file__).resolve().parent / "README.md"
+on_path()
 SECTION_TITLE = "Near-real-time LMS latency (issue 18)"
 GOAL_P95_SECONDS = 300
 DRAIN_TIMEOUT_SECONDS = 600
@@ -92,19 +87,6 @@ def loaded(dsn: str, ids: list[str]) -> dict[str, Any]:
         "raw_rows": raw_rows,
         "raw_distinct": raw_distinct,
     }
-
-
-def code_version() -> str:
-    """Short commit hash, with '+ uncommitted changes' when the working tree differs from it."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "plugins", "dags", "include"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return f"{commit} + uncommitted changes" if dirty else commit
 
 
 def measure(minutes: float, every: float, batch: int, poll_seconds: float, workers: int) -> dict[str, Any]:
@@ -246,15 +228,38 @@ def render(figures: dict[str, Any]) -> str:
             f"{GOAL_P95_SECONDS} s ({figures['p95_s'] / GOAL_P95_SECONDS:.2f} of the limit); "
             f"{figures['lost']} lost, {figures['duplicated']} duplicated.",
             "",
-            "| statements stored (batches × size, every) | watcher poll | Celery workers | p50 s | p95 s | "
-            "max s | lost | duplicated | runs after the first (by type) | failed runs | LMS_ACTIVITY events "
-            "by run type |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
-            f"| {figures['stored']} ({figures['stored'] // p['batch']} × {p['batch']}, "
-            f"{p['every_seconds']:g} s, {p['minutes']:g} min) | {p['poll_seconds']:g} s | {p['workers']} | "
-            f"**{figures['p50_s']}** | **{figures['p95_s']}** | {figures['max_s']} | {figures['lost']} | "
-            f"{figures['duplicated']} | {', '.join(f'{k} {v}' for k, v in figures['runs'].items())} | "
-            f"{figures['failed_runs']} | {events_by_run_type} |",
+            markdown_table(
+                [
+                    "statements stored (batches × size, every)",
+                    "watcher poll",
+                    "Celery workers",
+                    "p50 s",
+                    "p95 s",
+                    "max s",
+                    "lost",
+                    "duplicated",
+                    "runs after the first (by type)",
+                    "failed runs",
+                    "LMS_ACTIVITY events by run type",
+                ],
+                [
+                    [
+                        f"{figures['stored']} ({figures['stored'] // p['batch']} × {p['batch']}, "
+                        f"{p['every_seconds']:g} s, {p['minutes']:g} min)",
+                        f"{p['poll_seconds']:g} s",
+                        p["workers"],
+                        f"**{figures['p50_s']}**",
+                        f"**{figures['p95_s']}**",
+                        figures["max_s"],
+                        figures["lost"],
+                        figures["duplicated"],
+                        ", ".join(f"{k} {v}" for k, v in figures["runs"].items()),
+                        figures["failed_runs"],
+                        events_by_run_type,
+                    ]
+                ],
+                align="lrrrrrrrlrl",
+            ),
             "",
             f"- Stack start {figures['stack_start_s']} s (not measured); the last statement was loaded "
             f"{figures['drain_s']} s after the last store; the watcher fired {figures['watcher_events']} "
@@ -266,19 +271,6 @@ def render(figures: dict[str, Any]) -> str:
             "next to start (the event is queued while the run is active, `max_active_runs=1`).",
         ]
     )
-
-
-def write_readme_section(body: str) -> None:
-    """Add or replace only this benchmark's section; re-read right before writing."""
-    heading = f"## {SECTION_TITLE}"
-    section = f"{heading}\n\n{body.rstrip()}\n"
-    text = README.read_text(encoding="utf-8") if README.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(heading)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    README.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         body = render(json.loads(args.from_json.read_text(encoding="utf-8")))
         print(body)
         if args.readme:
-            write_readme_section(body)
+            write_readme_section(SECTION_TITLE, body)
         return 0
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     figures = measure(args.minutes, args.every, args.batch, args.poll_seconds, args.workers)
@@ -314,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         args.json_out.write_text(json.dumps(figures, indent=2), encoding="utf-8")
     if args.readme:
-        write_readme_section(body)
+        write_readme_section(SECTION_TITLE, body)
     return (
         0 if figures["p95_s"] <= GOAL_P95_SECONDS and not figures["lost"] and not figures["duplicated"] else 1
     )

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -53,15 +52,26 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PLUGINS_DIR = REPO_ROOT / "plugins"
-README = Path(__file__).resolve().parent / "README.md"
+from _harness import (
+    Warehouse,
+    airflow_child_env,
+    machine_description,
+    markdown_table,
+    mib,
+    package_fingerprint,
+    proc_status_kib,
+    run_child,
+    write_child_result,
+    write_readme_section,
+)
+
 SECTION_TITLE = "LMS extraction (issue 4)"
-ADMIN_DSN = os.environ.get("LMS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+WAREHOUSE = Warehouse("LMS_BENCH_ADMIN_DSN")
 LRS_LOGIN, LRS_PASSWORD = "lrs", "lrs-secret"
 GOAL_RATIO = 0.5  # issue 18 point 5 (issue 4 asked 0.7)
 OTHER_BENCHMARKS = "benchmarks/hris_load.py|synth_memory.py"
@@ -220,48 +230,6 @@ def write_statements(data_dir: Path, count: int) -> tuple[Path, int]:
 # -- small helpers ----------------------------------------------------------------------------
 
 
-def mib(kib: float) -> float:
-    return kib / 1024
-
-
-def proc_status_kib(field: str, pid: str = "self") -> int:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            match = re.search(rf"^{field}:\s+(\d+) kB", handle.read(), re.MULTILINE)
-    except OSError:
-        return 0
-    return int(match.group(1)) if match else 0
-
-
-def machine_description() -> dict[str, Any]:
-    with open("/proc/meminfo", encoding="ascii") as handle:
-        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", handle.read()).group(1))
-    cpu = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import psycopg
-
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        settings = dict(
-            conn.execute(
-                "select name, setting || coalesce(unit, '') from pg_settings where name in"
-                " ('server_version', 'shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_wal_size',"
-                " 'synchronous_commit', 'wal_level', 'max_parallel_workers_per_gather')"
-            ).fetchall()
-        )
-    return {
-        "nproc": os.cpu_count(),
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": sys.version.split()[0],
-        "postgres": settings,
-    }
-
-
 def other_benchmarks() -> list[str]:
     found = subprocess.run(["pgrep", "-af", OTHER_BENCHMARKS], capture_output=True, text=True).stdout
     own = {str(os.getpid())}
@@ -314,13 +282,16 @@ class ContentionWatch:
         while not self._stop.wait(5):
             self._sample()
 
-    def begin(self) -> None:
+    def window(self) -> Callable[[], dict[str, Any]]:
+        """Start a measured child's window; call what it returns at the child's end."""
         self.window_others, self.window_loads = set(), []
         self._sample()
 
-    def end(self) -> dict[str, Any]:
-        self._sample()
-        return {"ran_beside": sorted(self.window_others), "loadavg_max": max(self.window_loads)}
+        def end() -> dict[str, Any]:
+            self._sample()
+            return {"ran_beside": sorted(self.window_others), "loadavg_max": max(self.window_loads)}
+
+        return end
 
     def __enter__(self) -> ContentionWatch:
         ContentionWatch.active = self
@@ -333,6 +304,12 @@ class ContentionWatch:
         self._thread.join()
 
 
+def measure_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """This script as a child process (`--child mode`), with the contention seen while it ran."""
+    watch = ContentionWatch.active
+    return run_child(__file__, mode, args, log_dir, env, around=watch.window if watch else None)
+
+
 PACKAGE_FILES = (
     "plugins/turnover_signals/lms/statements.py",
     "plugins/turnover_signals/quality/gate.py",
@@ -343,99 +320,6 @@ PACKAGE_FILES = (
     "include/sql/core/lms_activity.sql",
     "include/sql/ddl/0005_create_lms_tables.sql",
 )
-
-
-def package_fingerprint() -> dict[str, Any]:
-    """The commit and a hash of the files measured, to spot code changing under a long run."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in PACKAGE_FILES:
-        digest.update((REPO_ROOT / name).read_bytes())
-    commit = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%h %s"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *PACKAGE_FILES],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return {"commit": commit, "files_sha256": digest.hexdigest()[:12], "uncommitted_changes": bool(dirty)}
-
-
-def admin_execute(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
-
-
-def configure_airflow_env(airflow_home: Path) -> dict[str, str]:
-    """The environment of a child: Airflow in a throwaway home, read at its first import."""
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(PLUGINS_DIR) not in [str(Path(p).resolve()) for p in paths]:
-        paths.insert(0, str(PLUGINS_DIR))
-    return {
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "GX_ANALYTICS_ENABLED": "false",
-        "TURNOVER_DATA_DIR": str(airflow_home / "data"),
-        "PYTHONPATH": os.pathsep.join(paths),
-    }
-
-
-def run_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run this script as `--child mode`; return its JSON result plus the parent's view of it:
-    wall time from spawn to exit and the child's own peak RSS (os.wait4 rusage)."""
-    result_file = log_dir / f"{mode}-{uuid.uuid4().hex[:6]}.json"
-    log_file = log_dir / f"{mode}.log"
-    watch = ContentionWatch.active
-    if watch:
-        watch.begin()
-    started = time.perf_counter()
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--child",
-                mode,
-                "--result-file",
-                str(result_file),
-                *args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-            env={**os.environ, **env},
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0 or not result_file.exists():
-        tail = log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
-        raise RuntimeError(f"child {mode} failed with exit code {code}:\n{tail}")
-    result = json.loads(result_file.read_text(encoding="utf-8"))
-    result_file.unlink()
-    result["process_wall_s"] = wall
-    result["peak_rss_mib"] = mib(usage.ru_maxrss)
-    result["cpu_user_s"] = usage.ru_utime
-    result["cpu_sys_s"] = usage.ru_stime
-    if watch:
-        result["contention"] = watch.end()
-    return result
-
-
-def _write_result(path: str, payload: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(payload, default=str), encoding="utf-8")
 
 
 def _make_client(base_url: str):
@@ -495,7 +379,7 @@ def child_bare(args: argparse.Namespace) -> None:
     out["statements"] = statements
     out["pages"] = pages
     out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 def child_raw_http(args: argparse.Namespace) -> None:
@@ -530,7 +414,7 @@ def child_raw_http(args: argparse.Namespace) -> None:
         tail = body[body.rfind(b'"more":') + len(b'"more":') : -1]
         path = json.loads(tail)
     conn.close()
-    _write_result(
+    write_child_result(
         args.result_file,
         {
             "work_s": time.perf_counter() - started,
@@ -541,40 +425,9 @@ def child_raw_http(args: argparse.Namespace) -> None:
     )
 
 
-class _PrefetchedPages:
-    """The client's pages fetched one ahead by a background thread (the --what-if probe only)."""
-
-    def __init__(self, pages: Any, depth: int = 2):
-        import queue
-
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._pages = pages
-        self._thread = threading.Thread(target=self._fill, daemon=True, name="xapi-prefetch")
-        self._thread.start()
-
-    def _fill(self) -> None:
-        try:
-            for page in self._pages:
-                self._queue.put(("page", page))
-            self._queue.put(("end", None))
-        except BaseException as exc:  # handed to the consumer
-            self._queue.put(("error", exc))
-
-    def __iter__(self) -> _PrefetchedPages:
-        return self
-
-    def __next__(self) -> Any:
-        kind, value = self._queue.get()
-        if kind == "page":
-            return value
-        if kind == "error":
-            raise value
-        raise StopIteration
-
-
 def child_end_to_end(args: argparse.Namespace) -> None:
     """extract_statements into a fresh warehouse, with its phases timed from outside the package."""
-    out: dict[str, Any] = {"prefetch": args.prefetch}
+    out: dict[str, Any] = {}
     with RssSampler() as sampler:
         sampler.phase = "imports"
         t = time.perf_counter()
@@ -717,7 +570,7 @@ def child_end_to_end(args: argparse.Namespace) -> None:
 
         def iter_statement_pages(*a: Any, **kw: Any) -> Any:
             pages = original_pages(*a, **kw)
-            return TimedPages(_PrefetchedPages(pages) if args.prefetch else pages)
+            return TimedPages(pages)
 
         client.iter_statement_pages = iter_statement_pages  # type: ignore[method-assign]
 
@@ -735,7 +588,7 @@ def child_end_to_end(args: argparse.Namespace) -> None:
     out["copy_exit_s"] = copy_exit["s"]
     out["rss_peaks_by_phase"] = sampler.peaks
     out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
-    _write_result(args.result_file, out)
+    write_child_result(args.result_file, out)
 
 
 BACKFILL_SLICES = 4
@@ -806,7 +659,7 @@ def child_backfill(args: argparse.Namespace) -> None:
         _make_client(args.base_url),
     )
     publish_s = time.perf_counter() - started
-    _write_result(
+    write_child_result(
         args.result_file,
         {
             "workers": args.workers,
@@ -844,18 +697,17 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
     log_dir.mkdir(parents=True)
     airflow_home = work_dir / f"airflow-{count}"
     airflow_home.mkdir()
-    env = configure_airflow_env(airflow_home)
+    env = airflow_child_env(airflow_home)
     databases: list[str] = []
 
     def fresh_database(purpose: str) -> tuple[str, float]:
         name = f"lms_bench_{purpose}_{os.getpid()}_{count}"
-        admin_execute(f'drop database if exists "{name}"')
-        admin_execute(f'create database "{name}"')
+        dsn = WAREHOUSE.create(name)
         databases.append(name)
         started = time.perf_counter()
-        with warehouse_connection(dsn=dsn_for(name)) as conn:
+        with warehouse_connection(dsn=dsn) as conn:
             migrate(conn)
-        return dsn_for(name), time.perf_counter() - started
+        return dsn, time.perf_counter() - started
 
     server = None
     try:
@@ -880,13 +732,13 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
 
         with ContentionWatch() as watch:
             print(f"[{count:,}] raw HTTP floor", flush=True)
-            report["raw_http"] = run_child("raw_http", child_args, log_dir, env)
+            report["raw_http"] = measure_child("raw_http", child_args, log_dir, env)
             print(f"[{count:,}] bare client (1)", flush=True)
-            report["bare"] = [run_child("bare", child_args, log_dir, env)]
+            report["bare"] = [measure_child("bare", child_args, log_dir, env)]
 
             dsn, report["migrate_s"] = fresh_database("e2e")
             print(f"[{count:,}] end to end", flush=True)
-            report["e2e"] = run_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
+            report["e2e"] = measure_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
             with psycopg.connect(dsn, autocommit=True) as conn:
                 report["verify"] = dict(
                     zip(
@@ -907,12 +759,12 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
                     ).fetchall()
                 )
             print(f"[{count:,}] bare client (2)", flush=True)
-            report["bare"].append(run_child("bare", child_args, log_dir, env))
+            report["bare"].append(measure_child("bare", child_args, log_dir, env))
             report["backfill"] = []
             for workers in args.backfill_workers:
                 backfill_dsn, _ = fresh_database(f"backfill{workers}")
                 print(f"[{count:,}] backfill, {workers} worker(s)", flush=True)
-                result = run_child(
+                result = measure_child(
                     "backfill",
                     [
                         *child_args,
@@ -939,7 +791,7 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
         if server is not None:
             server.close()
         for name in databases:
-            admin_execute(f'drop database if exists "{name}" with (force)')
+            WAREHOUSE.drop(name)
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(airflow_home, ignore_errors=True)
@@ -961,12 +813,6 @@ def short_process(line: str) -> str:
         return line[:60]
     args = re.split(r" --(?:t0|result-file|dsn|local|json-out) ", match.group(2) + " ")[0].strip()
     return f"{match.group(1)} {args}".strip()
-
-
-def plan_nodes(lines: list[str]) -> str:
-    """EXPLAIN lines such as `  ->  Parallel Seq Scan on lms_statement v  (cost=...)` -> `Parallel Seq Scan on
-    lms_statement v`."""
-    return "; ".join(re.sub(r"\s*\(cost=.*$", "", line.strip().removeprefix("->").strip()) for line in lines)
 
 
 def bare_reference(report: dict[str, Any]) -> float:
@@ -1062,8 +908,7 @@ METHOD_TEXT = (
     "(time inside `next()` = HTTP + JSON decoding). The loader runs two threads (fetch + check each "
     "statement + COPY its row, and the chunk publisher): phases are kept per thread, and the publisher's "
     "rows overlap the main thread's. Row counts of `raw.lms_statement` and `core.lms_activity` are checked. "
-    "(The per-statement and SQL what-if probes of the pre-chunk design are gone with that design; "
-    "`--from-json` still renders their saved figures.) Then the sliced backfill: `plan_backfill` (4 slices "
+    "Then the sliced backfill: `plan_backfill` (4 slices "
     "of the whole range), `extract_slice` per slice in 1 or 2 worker processes forked after the imports (as "
     "executor slots: `--backfill-workers`), then `publish_slices`, on a fresh database each; rows are "
     "verified. The script waits for other benchmarks to finish and records any that ran beside a measured "
@@ -1100,10 +945,9 @@ def verdict_line(reports: list[dict[str, Any]]) -> str:
     return "**Verdict:** " + "; ".join(parts) + "."
 
 
-def render(results: dict[str, Any]) -> str:
-    machine = results["machine"]
-    reports = results["reports"]
-    pg = machine["postgres"]
+def run_header(results: dict[str, Any]) -> list[str]:
+    """Where and on what the figures were measured, and whether anything ran beside them."""
+    machine, reports, pg = results["machine"], results["reports"], results["machine"]["postgres"]
     lines = [
         f"**Goal:** {GOAL_RATIO_TEXT}",
         "",
@@ -1123,16 +967,15 @@ def render(results: dict[str, Any]) -> str:
     before, after = results.get("package_before"), results.get("package_after")
     if before:
         changed = after is not None and after["files_sha256"] != before["files_sha256"]
+        uncommitted = ", with uncommitted changes" if before["uncommitted_changes"] else ""
+        during = (
+            "; **the package changed during the run**: figures mix two versions"
+            if changed
+            else "; unchanged during the run"
+        )
         lines += [
-            f"Package at commit `{before['commit'].split()[0]}` "
-            f"(measured files sha256 {before['files_sha256']}"
-            + (", with uncommitted changes" if before["uncommitted_changes"] else "")
-            + (
-                "; **the package changed during the run**: figures mix two versions"
-                if changed
-                else "; unchanged during the run"
-            )
-            + ").",
+            f"Package at commit `{before['commit'].split()[0]}` (measured files sha256 "
+            f"{before['files_sha256']}{uncommitted}{during}).",
             "",
         ]
     contention = results["quiet"]
@@ -1142,9 +985,6 @@ def render(results: dict[str, Any]) -> str:
             ("raw HTTP", r.get("raw_http")),
             *((f"bare client {i + 1}", b) for i, b in enumerate(r["bare"])),
             ("end to end", r.get("e2e")),
-            ("per-statement probes", r.get("probes")),
-            ("SQL what-if", r.get("sql_probes")),
-            ("prefetch what-if", r.get("e2e_prefetch")),
         ]
         for label, child in children:
             seen = (child or {}).get("contention", {})
@@ -1161,215 +1001,168 @@ def render(results: dict[str, Any]) -> str:
         else "no other benchmark was running at the start"
     )
     if contended:
-        lines += [
+        lines.append(
             f"**Contention:** {waited}, but another benchmark started during: {'; '.join(contended)}. "
-            f"Max 1-min load average {load_max} on 2 cores: those figures are pessimistic.",
-            "",
-        ]
+            f"Max 1-min load average {load_max} on 2 cores: those figures are pessimistic."
+        )
     else:
-        lines += [
+        lines.append(
             f"No other benchmark ran during any measured step ({waited}); max 1-min load average {load_max} "
-            "(2 cores: the LRS, the client and PostgreSQL share them).",
-            "",
-        ]
-    lines += [verdict_line(reports), ""]
-    lines += [
-        f"| N statements (page size) | bare client st/s | end to end st/s | ratio (goal ≥ {GOAL_RATIO}) | "
-        "e2e wall s | e2e peak RSS MiB | bare peak RSS MiB | raw HTTP st/s | rows verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "(2 cores: the LRS, the client and PostgreSQL share them)."
+        )
+    return [*lines, "", verdict_line(reports), ""]
+
+
+def throughput_table(reports: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in reports:
+        n, bare, e2e, v = r["statements"], bare_reference(r), r["e2e"], r["verify"]
+        rate = n / e2e["work_s"]
+        ok = v["raw_lms_statement"] == n and v["core_lms_activity"] == n and v["rejected"] == 0
+        rows.append(
+            [
+                f"{n:,} ({r['page_size']})",
+                fmt(bare, 0),
+                fmt(rate, 0),
+                f"**{rate / bare:.2f}**",
+                fmt(e2e["work_s"]),
+                fmt(e2e["peak_rss_mib"], 0),
+                fmt(max(b["peak_rss_mib"] for b in r["bare"]), 0),
+                fmt(r["raw_http"]["statements"] / r["raw_http"]["work_s"], 0),
+                f"{'yes' if ok else 'NO'}: raw {v['raw_lms_statement']:,}, core {v['core_lms_activity']:,}, "
+                f"rejected {v['rejected']:,}, batch {v['batch_status']}",
+            ]
+        )
+    header = [
+        "N statements (page size)",
+        "bare client st/s",
+        "end to end st/s",
+        f"ratio (goal ≥ {GOAL_RATIO})",
+        "e2e wall s",
+        "e2e peak RSS MiB",
+        "bare peak RSS MiB",
+        "raw HTTP st/s",
+        "rows verified",
     ]
+    return markdown_table(header, rows, align="lrrrrrrrl")
+
+
+def cost_table(reports: list[dict[str, Any]]) -> str:
+    header = [
+        "N",
+        "JSONL MB",
+        "generate s",
+        "LRS start-up s (JSONL→SQLite, not measured)",
+        "migrate s",
+        "child start + imports s (e2e)",
+        "RSS after imports MiB",
+        "CPU s of the e2e child, imports included (user + sys)",
+        "CPU s of a bare child",
+        "raw.lms_statement MB",
+        "core.lms_activity MB",
+    ]
+    rows = [
+        [
+            f"{r['statements']:,}",
+            fmt(r["jsonl_mb"], 0),
+            fmt(r["generate_s"]),
+            fmt(r["server_start_s"]),
+            fmt(r["migrate_s"], 2),
+            fmt(r["e2e"]["process_wall_s"] - r["e2e"]["work_s"]),
+            fmt(r["e2e"]["rss_after_imports_mib"], 0),
+            fmt(r["e2e"]["cpu_user_s"] + r["e2e"]["cpu_sys_s"]),
+            fmt(r["bare"][0]["cpu_user_s"] + r["bare"][0]["cpu_sys_s"]),
+            fmt(r.get("db_sizes_mb", {}).get("lms_statement", 0), 0),
+            fmt(r.get("db_sizes_mb", {}).get("lms_activity", 0), 0),
+        ]
+        for r in reports
+    ]
+    return markdown_table(header, rows)
+
+
+def phase_section(report: dict[str, Any]) -> list[str]:
+    e2e = report["e2e"]
+    lines = [
+        "",
+        f"Phases of the end-to-end run, N = {report['statements']:,} (wall {fmt(e2e['work_s'])} s; the "
+        "client's page iterator and the loader's methods wrapped from outside the package):",
+        "",
+        markdown_table(
+            ["phase", "s", "share", "note"],
+            (
+                [name, fmt(seconds), f"{seconds / e2e['work_s']:.0%}", note]
+                for name, seconds, note in phase_rows(e2e)
+            ),
+            align="lrrl",
+        ),
+    ]
+    peaks = e2e.get("rss_peaks_by_phase", {})
+    if peaks:
+        top = sorted(peaks.items(), key=lambda kv: -kv[1])[:4]
+        lines += [
+            "",
+            "Sampled peak RSS by phase (MiB): " + ", ".join(f"{k} {fmt(v, 0)}" for k, v in top) + ".",
+        ]
+    return lines
+
+
+def backfill_section(reports: list[dict[str, Any]]) -> list[str]:
+    rows = []
     for r in reports:
         n = r["statements"]
-        bare = bare_reference(r)
-        e2e = r["e2e"]
-        rate = n / e2e["work_s"]
-        v = r["verify"]
-        ok = v["raw_lms_statement"] == n and v["core_lms_activity"] == n and v["rejected"] == 0
-        lines.append(
-            f"| {n:,} ({r['page_size']}) | {fmt(bare, 0)} | {fmt(rate, 0)} | **{rate / bare:.2f}** | "
-            f"{fmt(e2e['work_s'])} | {fmt(e2e['peak_rss_mib'], 0)} | "
-            f"{fmt(max(b['peak_rss_mib'] for b in r['bare']), 0)} | "
-            f"{fmt(r['raw_http']['statements'] / r['raw_http']['work_s'], 0)} | {'yes' if ok else 'NO'}: raw "
-            f"{v['raw_lms_statement']:,}, core {v['core_lms_activity']:,}, rejected {v['rejected']:,}, batch "
-            f"{v['batch_status']} |"
-        )
-    lines += [
+        for b in r.get("backfill", []):
+            raw_rows, core_rows = b["verify"]
+            rows.append(
+                [
+                    f"{n:,}",
+                    b["workers"],
+                    f"{fmt(b['extract_s'])} ({', '.join(fmt(x) for x in b['slice_s'])})",
+                    fmt(b["publish_s"]),
+                    fmt(b["work_s"]),
+                    fmt(n / b["work_s"], 0),
+                    f"{'yes' if raw_rows == n and core_rows == n else 'NO'}: "
+                    f"raw {raw_rows:,}, core {core_rows:,}",
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        f"Sliced backfill (`lms_statement_backfill`'s functions: {BACKFILL_SLICES} slices of the whole "
+        "range extracted, checked and gated by worker processes forked after the imports, then "
+        "`publish_slices` in order; each on a fresh database):",
+        "",
+        markdown_table(
+            ["N", "workers", "slices s (each)", "ordered publish s", "total s", "st/s", "rows verified"],
+            rows,
+            align="lrlrrrl",
+        ),
+    ]
+
+
+def render(results: dict[str, Any]) -> str:
+    reports = results["reports"]
+    bare_runs = "; ".join(
+        f"N={r['statements']:,}: "
+        + " / ".join(fmt(b["statements"] / b["work_s"], 0) for b in r["bare"])
+        + " st/s"
+        for r in reports
+    )
+    lines = [
+        *run_header(results),
+        throughput_table(reports),
         "",
         "Bare client = `XapiClient.iter_statement_pages` over every page (mean of a run before and one after "
-        "the end-to-end run: "
-        + "; ".join(
-            f"N={r['statements']:,}: "
-            + " / ".join(fmt(b["statements"] / b["work_s"], 0) for b in r["bare"])
-            + " st/s"
-            for r in reports
-        )
-        + "). End to end = `extract_statements(...)` call wall time, imports excluded. Raw HTTP = "
-        "`http.client`, no JSON decoding (what the sample LRS alone serves). Peak RSS = the child's own "
-        "(`os.wait4`).",
+        f"the end-to-end run: {bare_runs}). End to end = `extract_statements(...)` call wall time, imports "
+        "excluded. Raw HTTP = `http.client`, no JSON decoding (what the sample LRS alone serves). Peak RSS = "
+        "the child's own (`os.wait4`).",
         "",
-        "| N | JSONL MB | generate s | LRS start-up s (JSONL→SQLite, not measured) | migrate s | child start "
-        "+ imports s (e2e) | RSS after imports MiB | CPU s of the e2e child, imports included (user + sys) | "
-        "CPU s of a bare child | raw.lms_statement MB | core.lms_activity MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        cost_table(reports),
     ]
-    for r in reports:
-        e2e = r["e2e"]
-        sizes = r.get("db_sizes_mb", {})
-        lines.append(
-            f"| {r['statements']:,} | {fmt(r['jsonl_mb'], 0)} | {fmt(r['generate_s'])} | "
-            f"{fmt(r['server_start_s'])} | {fmt(r['migrate_s'], 2)} | "
-            f"{fmt(e2e['process_wall_s'] - e2e['work_s'])} | {fmt(e2e['rss_after_imports_mib'], 0)} | "
-            f"{fmt(e2e['cpu_user_s'] + e2e['cpu_sys_s'])} | "
-            f"{fmt(r['bare'][0]['cpu_user_s'] + r['bare'][0]['cpu_sys_s'])} | "
-            f"{fmt(sizes.get('lms_statement', 0), 0)} | {fmt(sizes.get('lms_activity', 0), 0)} |"
-        )
-    for r in reports:
-        e2e = r["e2e"]
-        lines += [
-            "",
-            f"Phases of the end-to-end run, N = {r['statements']:,} (wall {fmt(e2e['work_s'])} s; the "
-            "client's page iterator and the loader's methods wrapped from outside the package):",
-            "",
-            "| phase | s | share | note |",
-            "|---|---:|---:|---|",
-        ]
-        for name, seconds, note in phase_rows(e2e):
-            lines.append(f"| {name} | {fmt(seconds)} | {seconds / e2e['work_s']:.0%} | {note} |")
-        peaks = e2e.get("rss_peaks_by_phase", {})
-        if peaks:
-            top = sorted(peaks.items(), key=lambda kv: -kv[1])[:4]
-            lines += [
-                "",
-                "Sampled peak RSS by phase (MiB): " + ", ".join(f"{k} {fmt(v, 0)}" for k, v in top) + ".",
-            ]
-    backfills = [(r, b) for r in reports for b in r.get("backfill", [])]
-    if backfills:
-        lines += [
-            "",
-            f"Sliced backfill (`lms_statement_backfill`'s functions: {BACKFILL_SLICES} slices of the whole "
-            "range extracted, checked and gated by worker processes forked after the imports, then "
-            "`publish_slices` in order; each on a fresh database):",
-            "",
-            "| N | workers | slices s (each) | ordered publish s | total s | st/s | rows verified |",
-            "|---|---:|---|---:|---:|---:|---|",
-        ]
-        for r, b in backfills:
-            n = r["statements"]
-            raw_rows, core_rows = b["verify"]
-            lines.append(
-                f"| {n:,} | {b['workers']} | {fmt(b['extract_s'])} "
-                f"({', '.join(fmt(x) for x in b['slice_s'])}) | {fmt(b['publish_s'])} | {fmt(b['work_s'])} | "
-                f"{fmt(n / b['work_s'], 0)} | {'yes' if raw_rows == n and core_rows == n else 'NO'}: raw "
-                f"{raw_rows:,}, core {core_rows:,} |"
-            )
-    probe_report = next((r for r in reports if "probes" in r), None)
-    if probe_report:
-        p = probe_report["probes"]
-        lines += [
-            "",
-            f"Per-statement costs (first {p['statements']:,} statements, {fmt(p['bytes_per_statement'], 0)} "
-            "bytes each on the wire; best of 3):",
-            "",
-            "| step | µs per statement |",
-            "|---|---:|",
-            "| client: HTTP round trip + JSON decode, per statement "
-            f"| {fmt(p['client_page_us_per_statement'], 2)} |",
-            f"| … of which `json.loads` of the page body | {fmt(p['json_decode_us_per_statement'], 2)} |",
-        ]
-        for name, value in p["us"].items():
-            lines.append(f"| {name} | {fmt(value, 2)} |")
-        page_level = p.get("page_level")
-        if page_level:
-            lines.append(
-                "| instead: COPY each page body as received (one row per page) / explode it into the same "
-                "staging rows in SQL (`jsonb_array_elements`, casts, `sha256`) | "
-                f"{fmt(page_level['copy_pages_us'], 2)} / {fmt(page_level['explode_in_sql_us'], 2)} |"
-            )
-        for name, value in p["copy"].items():
-            lines.append(
-                f"| COPY one page at a time, {name}: write_row / whole COPY | "
-                f"{fmt(value['write_row_us'], 2)} / {fmt(value['copy_total_us'], 2)} |"
-            )
-    sql_report = next((r for r in reports if "sql_probes" in r), None)
-    if sql_report:
-        q = sql_report["sql_probes"]
-        n = sql_report["statements"]
-        lines += [
-            "",
-            f"What-if, SQL side (N = {n:,}, on a staging-shaped copy of the loaded batch):",
-            "",
-            "| variant | s | notes |",
-            "|---|---:|---|",
-        ]
-        for key, label in (
-            ("checks_as_is", "checks table as the package builds it (row_number over whole rows)"),
-            (
-                "checks_narrow",
-                "checks table: first copies by hash anti-join, jsonb/raw_text left in "
-                "staging (joined back by received_order at publish)",
-            ),
-        ):
-            if key in q:
-                c = q[key]
-                sorts = "; ".join(c["sorts"]) or "no sort"
-                lines.append(
-                    f"| {label} | {fmt(c['s'])} | {fmt(c['mb'], 0)} MB table; {sorts}; temp written "
-                    f"{fmt(c['temp_written_mb'], 0)} MB |"
-                )
-        for key, label in (
-            (
-                "gx_query_asset",
-                "GX suite via a query asset (`run_suite(query=...)`, the package before c2998e1)",
-            ),
-            (
-                "gx_table_asset",
-                "GX suite via a table asset on the same checks table (the package since c2998e1)",
-            ),
-            ("gx_table_asset_narrow", "GX suite via a table asset on the narrow checks table"),
-        ):
-            if key in q:
-                g = q[key]
-                lines.append(
-                    f"| {label} | {fmt(g['s'])} | {g['queries']} queries; RSS {fmt(g['rss_before_mib'], 0)} "
-                    f"→ peak {fmt(g['rss_peak_mib'], 0)} MiB; passed: {g['success']} |"
-                )
-        lines += [
-            "| core.lms_activity: the SELECT alone | "
-            f"{fmt(q['core_select_s'])} | {plan_nodes(q['core_select_plan'])} |",
-            f"| core.lms_activity: inserting the same rows (no SELECT work) | {fmt(q['core_insert_only_s'])} "
-            "| temp table with the same indexes |",
-            f"| apply_voids: the verb filter over all of raw.lms_statement | {fmt(q['voids_full_scan_s'])} | "
-            f"{plan_nodes(q['voids_plan'])} |",
-        ]
-    what_if = next((r for r in reports if "e2e_prefetch" in r), None)
-    if what_if:
-        w = what_if["e2e_prefetch"]
-        base = what_if["e2e"]
-        n = what_if["statements"]
-        stage_w = w["timings"].get("_stage", 0.0)
-        stage_b = base["timings"].get("_stage", 0.0)
-        lines += [
-            "",
-            f"What-if, N = {n:,}: the same run with the client's pages prefetched by one background thread "
-            f"(benchmark-side wrapper, package untouched): staging {fmt(stage_b)} s → {fmt(stage_w)} s, "
-            f"whole run {fmt(base['work_s'])} s → {fmt(w['work_s'])} s, ratio "
-            f"{n / base['work_s'] / bare_reference(what_if):.2f} → "
-            f"{n / w['work_s'] / bare_reference(what_if):.2f}; peak RSS {fmt(w['peak_rss_mib'], 0)} MiB.",
-        ]
+    for report in reports:
+        lines += phase_section(report)
+    lines += backfill_section(reports)
     return "\n".join(lines)
-
-
-def write_readme_section(body: str) -> None:
-    """Add or replace only the "LMS extraction (issue 4)" section; re-read right before writing."""
-    heading = f"## {SECTION_TITLE}"
-    section = f"{heading}\n\n{body.rstrip()}\n"
-    text = README.read_text(encoding="utf-8") if README.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(heading)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    README.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1392,7 +1185,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
-    parser.add_argument("--prefetch", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--backfill-to", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -1412,7 +1204,7 @@ def main(argv: list[str] | None = None) -> int:
         text = render(json.loads(Path(args.from_json).read_text(encoding="utf-8")))
         print(text)
         if args.readme:
-            write_readme_section(text)
+            write_readme_section(SECTION_TITLE, text)
         return 0
     quiet = wait_until_quiet(args.no_wait)
     command = "PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_load.py " + " ".join(
@@ -1421,9 +1213,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command.strip(),
-        "machine": machine_description(),
+        "machine": machine_description(WAREHOUSE.admin_dsn),
         "quiet": quiet,
-        "package_before": package_fingerprint(),
+        "package_before": package_fingerprint(PACKAGE_FILES),
         "reports": [],
     }
     work_dir = Path(tempfile.mkdtemp(prefix="lms-bench-"))
@@ -1435,14 +1227,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept: {work_dir}")
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
-    results["package_after"] = package_fingerprint()
+    results["package_after"] = package_fingerprint(PACKAGE_FILES)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     text = render(results)
     print()
     print(text)
     if args.readme:
-        write_readme_section(text)
+        write_readme_section(SECTION_TITLE, text)
     return 0
 
 
