@@ -8,11 +8,14 @@
 pay changes, each with an optional `.ctl` control file.
 
 **Flow:** wait (up to `hris.wait_for_files_minutes`, default 6 h, then skip) for files not yet in
-`audit.file_manifest` → one mapped task per batch of up to `hris.files_per_task` files, in date order;
-for each file: download with the host key verified, sha256, Great Expectations gate on the staged file,
-then publish in one transaction or quarantine → rebuild `core.employee_history` (SCD2) and
-`core.compensation_event` → update the HR asset, which triggers the identity and feature DAGs. A quarantined
-file fails the run (without retries: it fails the same way until corrected) while the good files still load.
+`audit.file_manifest` and complete (with their control file, or the same size and mtime in two listings
+`hris.stable_listing_seconds` apart; entries ignored for their names are WARNINGs, counted in the summary of
+`report_ingested_files`, runbook-hris-files-not-taken) → one mapped task per batch of up to
+`hris.files_per_task` files, in date order; for each file: download with the host key verified, sha256,
+Great Expectations gate on the staged file, then publish in one transaction or quarantine → rebuild
+`core.employee_history` (SCD2) and `core.compensation_event` → update the HR asset, which triggers the
+identity and feature DAGs. A quarantined file fails the run (without retries: it fails the same way until
+corrected) while the good files still load.
 
 **Freshness:** `check_hris_freshness` runs whatever happened upstream and fails (alerting) when the latest
 loaded snapshot is older than `slo.hris_max_age_hours` (24 h) at the run's data time. A run still going after
@@ -68,12 +71,16 @@ def hris_sftp_ingest():
     migrate_warehouse = migrate_warehouse_task()
 
     @task.sensor(poke_interval=600, timeout=24 * 3600, mode="reschedule")
-    def wait_for_hris_files(dag_run=None) -> PokeReturnValue:
-        from turnover_signals.airflow_tasks import load_stage_config
+    def wait_for_hris_files(dag_run=None, ti=None) -> PokeReturnValue:
+        from turnover_signals.airflow_tasks import fails_without_retry, load_stage_config
         from turnover_signals.hris.ingest import batch_pending_files, wait_for_pending_files
+        from turnover_signals.run_note import note_on_this_run
 
-        config = load_stage_config("loader")
-        pending = wait_for_pending_files(config, dag_run.start_date)
+        # a refused host key or malformed connection settings fail at once (runbook-sftp-host-key)
+        with fails_without_retry():
+            config = load_stage_config("loader")
+            pending, survey = wait_for_pending_files(config, dag_run.start_date, note=note_on_this_run)
+        ti.xcom_push(key="listing", value=survey.summary())  # files not taken, names ignored: for the summary
         batches = batch_pending_files(pending, config["hris"]["files_per_task"])
         return PokeReturnValue(is_done=bool(pending), xcom_value=batches)
 
@@ -95,11 +102,13 @@ def hris_sftp_ingest():
         return rebuild(load_stage_config("transformer"))
 
     @task
-    def report_ingested_files(ingested: list[dict]) -> dict:
-        """A leaf that only succeeds when every file loaded: a quarantined file fails the run."""
+    def report_ingested_files(ingested: list[dict], ti=None) -> dict:
+        """A leaf that only succeeds when every file loaded: a quarantined file fails the run. Also counts
+        what the listing did not take: files still being written, entries ignored for their names."""
         from turnover_signals.hris.ingest import summarize_ingest
 
-        return summarize_ingest(list(ingested))
+        listing = ti.xcom_pull(task_ids="wait_for_hris_files", key="listing")
+        return summarize_ingest(list(ingested), listing)
 
     @task(trigger_rule="all_done")
     def check_hris_freshness() -> dict:

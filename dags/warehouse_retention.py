@@ -5,9 +5,13 @@
 (raw LMS statements and closed `raw.lms_user` versions older than `retention.raw_days`, LMS rejects
 after `retention.quarantined_file_days`, raw partitions of loaded HRIS files past `raw_days` — sealed
 first into the `core` baselines the history is rebuilt from — and of superseded ones, landed HRIS
-files, and landed quarantined files after `quarantined_file_days`), purging or archiving them and
-recording each purge in `audit.retention_purge`; and install the pseudonymization key of the
-`analytics_pseudonym` connection behind the `analytics` views.
+files, and landed quarantined files after `quarantined_file_days`; Data Docs pages, steward review samples
+and the unexpected-value samples of validation runs after `data_docs_days`, `review_sample_days` and
+`validation_sample_days`), purging or archiving them and recording each purge in `audit.retention_purge`.
+Only a landed file under `hris.landing_dir` with the manifest's sha256, or an object inside its folder, is
+deleted; anything else is kept and reported (`files_kept`); and install the pseudonymization key of the
+`analytics_pseudonym` connection and the smallest group (`analytics.min_group_size`) behind the `analytics`
+views.
 
 **Inputs:** `audit.file_manifest`, `raw.*`, the landed files, the `retention` configuration and the
 `analytics_pseudonym` connection. **Writes:** `core.hris_sealed_file`, `core.employee_snapshot_baseline`,
@@ -73,6 +77,7 @@ def warehouse_retention():
                 config["analytics"]["pseudonym_connection"],
                 run=current_run_identity(),
                 warehouse_conn_id=config["connections"]["warehouse"],
+                min_group_size=config["analytics"]["min_group_size"],
             )
 
     @task

@@ -14,12 +14,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests import postgres_service
+from tests.databases import DatabaseCopies, as_airflow_warehouse, database_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="turnover-signals-airflow-"))
@@ -60,17 +60,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         embedded.stop()
 
 
-def _admin_execute(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def _dsn_for(database: str) -> str:
-    return postgres_service.dsn_for(database)
-
-
 @pytest.fixture(scope="session")
 def migrated_template_db() -> str:
     """A database migrated once per session, used as the template for per-test databases."""
@@ -78,55 +67,43 @@ def migrated_template_db() -> str:
 
     from turnover_signals.warehouse import migrate, warehouse_connection
 
-    name = f"ts_template_{uuid.uuid4().hex[:8]}"
-    _admin_execute(f'create database "{name}"')
-    try:
+    with DatabaseCopies(prefix="ts_template") as databases:
+        dsn = databases.empty()
         # Migrations create the group roles, which are cluster-wide: two test processes (pytest-xdist
         # workers) must not create them at once. A lock in the admin database, which all of them share.
         with psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as lock:
             lock.execute("select pg_advisory_lock(hashtext('turnover-signals tests: migrate a template'))")
-            with warehouse_connection(dsn=_dsn_for(name)) as conn:
+            with warehouse_connection(dsn=dsn) as conn:
                 migrate(conn)
-        yield name
-    finally:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
+        yield database_name(dsn)
+
+
+@pytest.fixture
+def database_copy():
+    """`copy(template)`: a new database holding what the database `template` holds, its DSN; every copy is
+    dropped after the test."""
+    with DatabaseCopies() as databases:
+        yield databases.copy
 
 
 @pytest.fixture
 def empty_database_dsn() -> str:
     """A fresh, empty database on the real PostgreSQL, dropped after the test."""
-    name = f"ts_test_{uuid.uuid4().hex[:10]}"
-    _admin_execute(f'create database "{name}"')
-    yield _dsn_for(name)
-    _admin_execute(f'drop database if exists "{name}" with (force)')
+    with DatabaseCopies() as databases:
+        yield databases.empty()
 
 
 @pytest.fixture
-def warehouse_dsn(migrated_template_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def warehouse_dsn(migrated_template_db: str, database_copy, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh, fully migrated warehouse database, also exposed as the Airflow connection."""
-    name = f"ts_test_{uuid.uuid4().hex[:10]}"
-    _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
-    dsn = _dsn_for(name)
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", dsn.replace("postgresql://", "postgres://", 1))
-    yield dsn
-    _admin_execute(f'drop database if exists "{name}" with (force)')
+    return as_airflow_warehouse(database_copy(migrated_template_db), monkeypatch)
 
 
 @pytest.fixture
-def make_warehouse(migrated_template_db: str):
+def make_warehouse(migrated_template_db: str, database_copy):
     """Makes more fresh, fully migrated warehouse databases (for comparing two warehouses); dropped after the
     test."""
-    names = []
-
-    def make() -> str:
-        name = f"ts_test_{uuid.uuid4().hex[:10]}"
-        _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
-        names.append(name)
-        return _dsn_for(name)
-
-    yield make
-    for name in names:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
+    return lambda: database_copy(migrated_template_db)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from turnover_signals.config import ConfigError
 from turnover_signals.deploy.warehouse_logins import stage
-from turnover_signals.errors import BadInputError, FreshnessError
+from turnover_signals.errors import BadInputError, FreshnessError, SourceRefusedError
 from turnover_signals.notify import notify_failure
 from turnover_signals.quality.gate import RunIdentity
 
@@ -30,20 +31,31 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-@contextmanager
-def bad_input_fails_without_retry() -> Iterator[None]:
-    """Turn a `BadInputError` (or a `FreshnessError`) into a failure that Airflow does not retry.
+# Failures a retry cannot heal: the input is quarantined (and fails the same way until corrected), the data
+# is stale (it does not get fresher in five minutes), a source refused us (a host key that is not the pinned
+# one, rejected credentials) or a connection's settings or the configuration cannot work as written.
+FAILURES_WITHOUT_RETRY = (BadInputError, FreshnessError, SourceRefusedError, ConfigError)
 
-    The input is quarantined and will fail the same way again until it is corrected, so a
-    retry only delays the alert (stale data does not get fresher in five minutes either);
-    transient faults (servers down) still retry as configured.
+
+@contextmanager
+def fails_without_retry() -> Iterator[None]:
+    """Turn a failure a retry cannot heal (`FAILURES_WITHOUT_RETRY`) into one that Airflow does not retry.
+
+    Every task that opens a source (SFTP, xAPI, SCIM) or reads its stage's configuration goes through here
+    (`run_for_stage`, or this directly): a retry would only wait out the retry delays before the same error
+    alerts. Transient faults (`SourceUnavailableError`: a server down, a dropped transfer) still retry as
+    configured.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
         yield
-    except (BadInputError, FreshnessError) as exc:
+    except FAILURES_WITHOUT_RETRY as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+# The earlier name, which the warehouse_retention DAG uses.
+bad_input_fails_without_retry = fails_without_retry
 
 
 def current_run_identity() -> RunIdentity:
@@ -98,8 +110,9 @@ def config_for_stage(
 
     Package functions keep reading `connections.warehouse`; a task picks its stage here: `loader`
     (`connections.warehouse_loader`), `transformer`, `quality_reader`, or `owner` (unchanged).
-    A deployment that defines only the owner's `warehouse_postgres` keeps working: a stage whose
-    connection Airflow does not define falls back to the owner's, with a WARNING naming it.
+    Least privilege fails closed: a stage whose connection Airflow does not define raises `ConfigError`
+    naming it, unless `security.allow_owner_fallback` is true (an install with one login on purpose),
+    when the stage uses the owner's connection, with a WARNING naming it.
     """
     connections = config["connections"]
     owner_conn_id = connections["warehouse"]
@@ -107,34 +120,65 @@ def config_for_stage(
     conn_id = connections.get(key) or key
     if stage_name == "owner" or conn_id == owner_conn_id:
         return dict(config)
-    if not connection_exists(conn_id):
-        log.warning(
-            "warehouse connection %s (stage %s) is not defined: this task uses the owner's %s, with more "
-            "privileges than it needs. Next step: create %s as a login in the stage's group role "
-            "(docs/security.md#least-privilege)",
-            conn_id,
-            stage_name,
-            owner_conn_id,
-            conn_id,
+    if connection_exists(conn_id):
+        return {**config, "connections": {**connections, "warehouse": conn_id}}
+    if not owner_fallback_allowed(config):
+        raise ConfigError(
+            subject=f"warehouse connection {conn_id} (stage {stage_name})",
+            problem=(
+                f"is not defined in Airflow; the owner's {owner_conn_id} is not used in its place, since it "
+                "has more privileges than this stage needs (security.allow_owner_fallback is false)"
+            ),
+            next_step=(
+                f"create a login in the stage's group role {stage(stage_name).group_role} and the Airflow "
+                f"connection {conn_id} for it (docs/security.md#least-privilege); on an install that runs "
+                "every stage as one login on purpose, set security.allow_owner_fallback: true in "
+                "include/turnover_signals.yaml instead"
+            ),
+            runbook_section="stage-connection",
         )
-        return dict(config)
-    return {**config, "connections": {**connections, "warehouse": conn_id}}
+    log.warning(
+        "warehouse connection %s (stage %s) is not defined: this task uses the owner's %s, with more "
+        "privileges than it needs (security.allow_owner_fallback). Next step: create %s as a login in "
+        "the stage's group role (docs/security.md#least-privilege)",
+        conn_id,
+        stage_name,
+        owner_conn_id,
+        conn_id,
+    )
+    return dict(config)
+
+
+def owner_fallback_allowed(config: Mapping[str, Any]) -> bool:
+    """`security.allow_owner_fallback`, which must be a real boolean: a typo must not open the fallback."""
+    allowed = (config.get("security") or {}).get("allow_owner_fallback", False)
+    if not isinstance(allowed, bool):
+        raise ConfigError(
+            subject="security.allow_owner_fallback",
+            problem=f"must be true or false, not {allowed!r}",
+            next_step="fix it in include/turnover_signals.yaml or in the Variable",
+            runbook_section="stage-connection",
+        )
+    return allowed
 
 
 def load_stage_config(stage_name: str) -> dict[str, Any]:
-    """The effective configuration (file + Variable) for a task of `stage_name`; see `config_for_stage`."""
+    """The effective configuration (file + Variable) for a task of `stage_name`; see `config_for_stage`. An
+    unusable configuration or a missing stage connection fails the task without retries."""
     from turnover_signals.config import load_config
 
-    return config_for_stage(load_config(), stage_name)
+    with fails_without_retry():
+        return config_for_stage(load_config(), stage_name)
 
 
 def run_for_stage(
     stage_name: str, func: Callable[..., T], *args: Any, with_run: bool = True, **kwargs: Any
 ) -> T:
     """The body of most tasks: `func(config, run, *args, **kwargs)` with the configuration of `stage_name`
-    and the running task's identity (left out when `with_run` is false), a bad input failing without retries.
+    and the running task's identity (left out when `with_run` is false); a failure a retry cannot heal (a bad
+    input, a refused source, malformed settings, a missing stage connection) fails without retries.
     """
-    with bad_input_fails_without_retry():
+    with fails_without_retry():
         config = load_stage_config(stage_name)
         if with_run:
             return func(config, current_run_identity(), *args, **kwargs)

@@ -19,7 +19,9 @@ RUNBOOK_URL = "docs/runbook/{page}.md#{anchor}"
 RUNBOOK_PAGES = {
     "": "index",
     **dict.fromkeys(["rerun-one-date", "backfill", "rerun-hris-file", "identity-exceptions"], "procedures"),
-    **dict.fromkeys(["migrations", "warehouse-unavailable", "storage", "configuration"], "warehouse"),
+    **dict.fromkeys(
+        ["migrations", "warehouse-unavailable", "stage-connection", "storage", "configuration"], "warehouse"
+    ),
     **dict.fromkeys(["alerts", "slo", "deadlines", "freshness"], "alerts"),
     **dict.fromkeys(
         [
@@ -28,6 +30,7 @@ RUNBOOK_PAGES = {
             "sftp-unavailable",
             "sftp-host-key",
             "hris-encrypted-files",
+            "hris-files-not-taken",
         ],
         "hris",
     ),
@@ -39,7 +42,11 @@ RUNBOOK_PAGES = {
             "course-catalog",
             "lms-lrs-conformance",
             "lms-late-statements",
+            "lms-clock-skew",
+            "lms-refused-statements",
             "lms-statement-backfill",
+            "lms-publish-interrupted",
+            "lms-extraction-busy",
             "lms-watcher",
             "lms-unavailable",
             "lms-rate-limited",
@@ -53,7 +60,7 @@ RUNBOOK_PAGES = {
     "identity_resolution": "identity",
     "turnover_features": "features",
     "turnover_model": "model",
-    **dict.fromkeys(["warehouse_retention", "pseudonym-key"], "retention"),
+    **dict.fromkeys(["warehouse_retention", "pseudonym-key", "retention-file-kept"], "retention"),
 }
 
 _DEFAULT_LINK = re.compile(r"docs/runbook/(?P<page>[a-z_-]+)\.md#(?P<anchor>runbook[A-Za-z0-9_-]*)")

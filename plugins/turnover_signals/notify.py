@@ -1,9 +1,15 @@
 """Failure notifications: every failed task of the bundle goes through `notify_failure`.
 
 By default it logs one line an alerting pipeline can match (`TURNOVER-SIGNALS ALERT`). Set
-`alerts.notifier` in the config to the import path of any Airflow notifier class (for example
+`alerts.notifier` in the config to the import path of an Airflow notifier class (for example
 `airflow.providers.slack.notifications.slack.SlackNotifier`) and `alerts.notifier_kwargs` to its
 arguments; the message is passed as `text` unless `alerts.message_argument` names another one.
+
+The Variable may choose the notifier, but only among the `BaseNotifier` subclasses that the configuration
+FILE allow-lists (`alerts.allowed_notifiers`, which the Variable cannot change): anyone who may edit a
+Variable must not be able to run code on the workers and the dag-processor by naming any class
+(`subprocess.Popen`) with arguments of their choosing. A path not on the list is refused before anything
+is imported (docs/security.md#notifier-allow-list). Code may also put an Airflow notifier instance there.
 
 It is also every DAG's `on_failure_callback`, because a run can fail without a failed task: when
 its `dagrun_timeout` passes, the scheduler stops the unfinished tasks (no task callback runs) and
@@ -15,18 +21,22 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from turnover_signals.config import ConfigError, read_config_file
 from turnover_signals.errors import runbook_link, runbook_links_for_alerts
 
 log = logging.getLogger(__name__)
 
 # The reason the scheduler gives a DAG-level callback when a failed task already alerted.
 TASK_FAILURE_REASON = "task_failure"
+# `package.module.Class`: nothing else is ever looked up as a notifier.
+_IMPORT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
@@ -115,19 +125,65 @@ class LogNotifier(BaseNotifier):
         log.error("%s", self.message or failure_message(context))
 
 
-def configured_notifier(config: Mapping[str, Any], message: str) -> BaseNotifier:
+def allowed_notifiers() -> frozenset[str]:
+    """`alerts.allowed_notifiers` of the configuration FILE (never the Variable's): the notifier classes a
+    Variable may name."""
+    alerts = read_config_file().get("alerts") or {}
+    return frozenset(str(path) for path in alerts.get("allowed_notifiers") or ())
+
+
+def _refused_notifier(target: Any, problem: str) -> ConfigError:
+    return ConfigError(
+        subject=f"alerts.notifier {str(target)[:200]!r}",
+        problem=f"{problem}; alerts go to the task log instead",
+        next_step=(
+            "name a notifier class listed in alerts.allowed_notifiers, or add a BaseNotifier subclass to "
+            "that list in include/turnover_signals.yaml (the file, reviewed with the bundle; the Variable "
+            "cannot change the list)"
+        ),
+        runbook_section="alerts",
+    )
+
+
+def notifier_class(target: str, allowed: Collection[str]) -> type[BaseNotifier]:
+    """The notifier class at import path `target`, imported only when `allowed` lists it, and only returned
+    when it is a `BaseNotifier` subclass; `ConfigError` otherwise."""
+    if not isinstance(target, str) or not _IMPORT_PATH.fullmatch(target):
+        raise _refused_notifier(target, "is not the import path of a class (package.module.Class)")
+    if target not in allowed:
+        raise _refused_notifier(
+            target, "is not in alerts.allowed_notifiers of the configuration file, so it was not imported"
+        )
+    module_name, _, class_name = target.rpartition(".")
+    found = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(found, type) and issubclass(found, BaseNotifier)):
+        raise _refused_notifier(
+            target, "is allow-listed but is not an Airflow notifier (BaseNotifier subclass)"
+        )
+    return found
+
+
+def configured_notifier(
+    config: Mapping[str, Any], message: str, allowed: Collection[str] | None = None
+) -> BaseNotifier:
     """The notifier of `alerts.notifier`, with `message` (its runbook links as full URLs,
-    `alerts.runbook_url`)."""
+    `alerts.runbook_url`).
+
+    `alerts.notifier` is an import path among `allowed` (default: `allowed_notifiers()`, from the file), or
+    an Airflow notifier instance put there by code (a JSON Variable cannot hold one); anything else raises
+    `ConfigError`.
+    """
     message = runbook_links_for_alerts(message, config)
     alerts = config.get("alerts") or {}
     target = alerts.get("notifier")
     if not target:
         return LogNotifier(message)
-    module_name, _, class_name = target.rpartition(".")
-    notifier_class = getattr(importlib.import_module(module_name), class_name)
+    if isinstance(target, BaseNotifier):
+        return target
+    cls = notifier_class(target, allowed_notifiers() if allowed is None else allowed)
     kwargs = dict(alerts.get("notifier_kwargs") or {})
     kwargs[alerts.get("message_argument") or "text"] = message
-    return notifier_class(**kwargs)
+    return cls(**kwargs)
 
 
 def notify_failure(context: Any) -> None:

@@ -23,10 +23,13 @@ import hashlib
 import logging
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from turnover_signals.errors import StorageNotSharedError, StorageVerificationError
 from turnover_signals.paths import local_data_dir
@@ -264,14 +267,56 @@ def contained(candidate: Any, roots: Iterable[Any]) -> bool:
     return False
 
 
+def names_a_parent(recorded: str) -> bool:
+    """Whether a recorded location climbs with a `..` segment (also percent-encoded): the pipeline never
+    writes one, so a location that does was written by someone else."""
+    return ".." in re.split(r"[/\\]", unquote(recorded))
+
+
 def readable_object(config: Mapping[str, Any], recorded: str, folders: Iterable[str]) -> Any | None:
     """The recorded object, if it lies under the base or one of the configured `folders`; else None.
 
     A plain local path (a row from before object storage) may also lie under the local data directory,
-    where those rows were written.
+    where those rows were written. A location with a `..` segment is refused whatever it leads to, and a
+    symbolic link counts where it leads.
     """
+    if names_a_parent(recorded):
+        return None
     path = stored_path(config, recorded)
     roots = [storage_base(config), *(location(config, folder) for folder in folders)]
     if "://" not in recorded:
         roots.append(_path(local_data_dir().resolve().as_uri()))
     return path if contained(path, roots) else None
+
+
+def modified_at(info: Mapping[str, Any]) -> datetime | None:
+    """When an object was last written, from a filesystem listing's details (local `mtime`, S3
+    `LastModified`, Azure `last_modified`, GCS `updated`); None when the store does not say."""
+    for key in ("mtime", "LastModified", "last_modified", "updated"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, str) and value:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def objects_under(folder: Any) -> Iterator[tuple[Any, str, Mapping[str, Any]]]:
+    """Every object under `folder` as (path, path relative to the folder, listing details), in name order.
+
+    Symbolic links are listed as themselves (a link to a folder is not followed); callers check where
+    each one leads with `contained`.
+    """
+    try:
+        found = folder.fs.find(folder.path, withdirs=False, detail=True)
+    except FileNotFoundError:  # nothing written there yet
+        return
+    prefix = folder.path.rstrip("/") + "/"
+    for name, info in sorted(found.items()):
+        if not name.startswith(prefix):
+            continue
+        relative = name[len(prefix) :]
+        yield folder.joinpath(*relative.split("/")), relative, info

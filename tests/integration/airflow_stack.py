@@ -56,6 +56,7 @@ from typing import Any
 import requests
 
 from tests import postgres_service
+from tests.databases import admin_execute, dsn_for
 from turnover_demo.demo import PIPELINE_ORDER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +132,7 @@ class Stack:
         return self.log_dir / "airflow"
 
     def warehouse_dsn(self) -> str:
-        return _dsn_for(self.warehouse_db)
+        return dsn_for(self.warehouse_db)
 
     def save(self) -> None:
         path = self.path / STATE_FILE
@@ -218,17 +219,6 @@ class StackApi:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _dsn_for(database: str) -> str:
-    return postgres_service.dsn_for(database)
-
-
-def _admin_execute(statement: Any, params: Any = None) -> None:
-    import psycopg
-
-    with psycopg.connect(postgres_service.admin_dsn(), autocommit=True) as conn:
-        conn.execute(statement, params)
-
-
 def _proc_stat(pid: int) -> list[str] | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
@@ -311,7 +301,7 @@ def airflow_env(
     `config_override` is merged over the `turnover_signals` Variable this sets."""
     from turnover_signals.config import deep_merge
 
-    metadata = _dsn_for(stack.metadata_db).split("://", 1)[1]
+    metadata = dsn_for(stack.metadata_db).split("://", 1)[1]
     host, port = stack.api_url.removeprefix("http://").split(":")
     airflow_api = {"conn_type": "http", "schema": "http", "host": host, "port": int(port)}
     airflow_api |= {"login": ADMIN_USER, "password": stack.admin_password}
@@ -570,7 +560,7 @@ def _start_parts(
     _spawn(stack, "redis", redis, base_env(), state_dir)
     _wait_until("redis", lambda: _redis_answers(stack.redis_port), stack, 30, ["redis"])
     for database in (stack.metadata_db, stack.warehouse_db):
-        _admin_execute(f'create database "{database}"')
+        admin_execute(f'create database "{database}"')
 
     # Airflow's metadata DB migrates (the slowest step) while the sources and the warehouse get ready.
     common = airflow_env(stack, secrets_, {})
@@ -692,9 +682,9 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR) -> Stack | None:
     stack.processes = {}
     for database in (stack.metadata_db, stack.warehouse_db):
         if database:
-            _admin_execute(f'drop database if exists "{database}" with (force)')
+            admin_execute(f'drop database if exists "{database}" with (force)')
     for login in stack.stage_logins:
-        _admin_execute(f'drop role if exists "{login}"')
+        admin_execute(f'drop role if exists "{login}"')
     stack.stage_logins = []
     stack.save()
     return stack

@@ -410,3 +410,64 @@ def register_champion(
         """,
         (features or ["tenure_days"], report_path, card_path),
     )
+
+
+def point_data_docs_at(dsn, recorded):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("update audit.validation_result set data_docs_path = %s", (recorded,))
+
+
+def test_the_page_refuses_a_path_traversal_request(api, validated, warehouse_dsn, tmp_path):
+    """Real requests: a traversal in the URL, and a recorded path climbing with `..` (even one that would
+    land back in the Data Docs folder), are refused without reading the file."""
+    client, manager = api
+    headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
+    for path in (
+        "/data-quality/docs/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/data-quality/docs/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/data-quality/model-reports/..%2F..%2Fetc%2Fpasswd",
+    ):
+        refused = client.get(path, headers=headers)
+        assert refused.status_code == 404 and "root:" not in refused.text, path
+    ((validation_id, page),) = query_rows(warehouse_dsn)
+    assert client.get(f"/data-quality/docs/{validation_id}", headers=headers).status_code == 200
+    local = validated_page_path(page)
+    for recorded in (
+        f"{local.parent}/../{local.parent.name}/{local.name}",
+        (local.parent / ".." / local.parent.name / local.name).as_uri(),
+        f"{local.parent}/%2e%2e/{local.parent.name}/{local.name}",
+    ):
+        point_data_docs_at(warehouse_dsn, recorded)
+        refused = client.get(f"/data-quality/docs/{validation_id}", headers=headers)
+        assert refused.status_code == 404 and "Great Expectations" not in refused.text, recorded
+
+
+def test_the_page_refuses_a_data_docs_symlink_leading_out_of_storage(api, validated, warehouse_dsn, tmp_path):
+    client, manager = api
+    headers = {"Authorization": f"Bearer {token(manager, 'viewer')}"}
+    secret = tmp_path / "elsewhere" / "secret.html"
+    secret.parent.mkdir()
+    secret.write_text("<html>not a Data Docs page</html>", encoding="utf-8")
+    other_kind = tmp_path / "docs" / "course_catalog" / "samples.csv"  # inside, but not a page
+    other_kind.write_text("employee_id\nE000001\n", encoding="utf-8")
+    ((validation_id, _page),) = query_rows(warehouse_dsn)
+    for target in (secret, other_kind):
+        link = tmp_path / "docs" / f"link_to_{target.stem}.html"
+        link.symlink_to(target)
+        point_data_docs_at(warehouse_dsn, str(link))
+        refused = client.get(f"/data-quality/docs/{validation_id}", headers=headers)
+        assert refused.status_code == 404, target
+        assert "not a Data Docs page" not in refused.text and "E000001" not in refused.text
+
+
+def query_rows(dsn):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("select validation_id, data_docs_path from audit.validation_result").fetchall()
+
+
+def validated_page_path(recorded):
+    from pathlib import Path
+
+    from turnover_signals import storage
+
+    return Path(storage.stored_path({}, recorded).path)

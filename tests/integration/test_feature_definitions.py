@@ -13,7 +13,6 @@ activity 29 days back is in the 30-day window and 30 days back is not; the same 
 from __future__ import annotations
 
 import copy
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -22,7 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from tests.conftest import _admin_execute, _dsn_for
+from tests.databases import DatabaseCopies
 from tests.integration.hris_helpers import insert_pay_changes
 from tests.integration.test_identity_resolution import CORP, account_learner, employee, lms_user
 from tests.integration.test_turnover_features import (
@@ -271,12 +270,8 @@ def features_config():
 @pytest.fixture(scope="module")
 def cases_dsn(migrated_template_db):
     """One warehouse for the module (building D once keeps it fast); the restatement test changes it."""
-    name = f"ts_test_{uuid.uuid4().hex[:10]}"
-    _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
-    try:
-        yield _dsn_for(name)
-    finally:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
+    with DatabaseCopies() as databases:
+        yield databases.copy(migrated_template_db)
 
 
 def features_of(dsn, reference_date=D, table="employee_features"):
@@ -622,54 +617,49 @@ def base_cases(conn):
     statement(conn, "account-early", account_learner("u-l-old"), back(50), course="DEV-201")
 
 
-def test_a_backfill_equals_the_day_by_day_replay_of_production(migrated_template_db, features_config):
+def test_a_backfill_equals_the_day_by_day_replay_of_production(
+    migrated_template_db, database_copy, features_config
+):
     """Production is replayed: each day, what became known that day arrives (late statements, voids, a
     back-dated raise, an exit reported late, a new account link), then the day is built. A second warehouse
     gets everything at once, as a first install would, and backfills the same dates in one build. Every
     feature row must be the same, and later arrivals must show up only from the first date that knew them."""
     days = [D + n * ONE_DAY for n in range(-4, 5)]
-    dsns = {}
-    for key in ("replay", "backfill"):
-        dsns[key] = _dsn_for(f"ts_test_{uuid.uuid4().hex[:10]}")
-        _admin_execute(f'create database "{dsns[key].rsplit("/", 1)[1]}" template "{migrated_template_db}"')
-    try:
+    dsns = {key: database_copy(migrated_template_db) for key in ("replay", "backfill")}
+    with psycopg.connect(dsns["replay"], autocommit=True) as conn:
+        base_cases(conn)
+    for day in days:
         with psycopg.connect(dsns["replay"], autocommit=True) as conn:
-            base_cases(conn)
-        for day in days:
-            with psycopg.connect(dsns["replay"], autocommit=True) as conn:
-                for _, arrive in (change for change in arrivals() if change[0] == day):
-                    arrive(conn)
-                inputs_complete_through(conn, day)
-            resolve_identities(features_config, dsn=dsns["replay"])
-            built = build_features(features_config, dsn=dsns["replay"], reference_dates=[day])
-            assert built["reference_dates_built"] == [day.isoformat()]
-
-        with psycopg.connect(dsns["backfill"], autocommit=True) as conn:
-            base_cases(conn)
-            for _, arrive in arrivals():
+            for _, arrive in (change for change in arrivals() if change[0] == day):
                 arrive(conn)
-            inputs_complete_through(conn, days[-1])
-        resolve_identities(features_config, dsn=dsns["backfill"])
-        backfill = build_features(features_config, dsn=dsns["backfill"], reference_dates=days)
-        assert backfill["reference_dates_built"] == [day.isoformat() for day in days]
+            inputs_complete_through(conn, day)
+        resolve_identities(features_config, dsn=dsns["replay"])
+        built = build_features(features_config, dsn=dsns["replay"], reference_dates=[day])
+        assert built["reference_dates_built"] == [day.isoformat()]
 
-        replayed, backfilled = published_rows(dsns["replay"]), published_rows(dsns["backfill"])
-        assert len(backfilled) > 9 * 25
-        assert backfilled == replayed
+    with psycopg.connect(dsns["backfill"], autocommit=True) as conn:
+        base_cases(conn)
+        for _, arrive in arrivals():
+            arrive(conn)
+        inputs_complete_through(conn, days[-1])
+    resolve_identities(features_config, dsn=dsns["backfill"])
+    backfill = build_features(features_config, dsn=dsns["backfill"], reference_dates=days)
+    assert backfill["reference_dates_built"] == [day.isoformat() for day in days]
 
-        def values(case, column):
-            return [row[column] for row in backfilled if row["hris_employee_id"] == case]
+    replayed, backfilled = published_rows(dsns["replay"]), published_rows(dsns["backfill"])
+    assert len(backfilled) > 9 * 25
+    assert backfilled == replayed
 
-        # each arrival counts from the first date whose cut-off knew it, never before
-        assert values("L-YEAR", "completions_90d") == [0, 0, 1, 1, 1, 1, 1, 1, 1]
-        assert values("S-REPEAT", "completions_30d") == [3, 3, 3, 2, 2, 2, 2, 2, 2]
-        assert values("T1", "months_since_last_raise") == [None] * 5 + [0] * 4
-        # exits 90, 89 and 20 days before D; then on D; T-LEFT-89 leaves the window; T2's late-reported exit
-        assert values("T1", "team_leavers_90d") == [3, 3, 3, 3, 3, 2, 3, 3, 3]
-        assert values("L-OLD", "completions_90d") == [0, 0, 0, 0, 0, 0, 1, 1, 1]
-        assert values("S-BREADTH", "completions_90d")[-3:] == [2, 3, 3]
-        # completions of DEV-201 at 10 and 20 days back (the second voided from D - 1): 3 each, then 5 each
-        assert values("S-REPEAT", "difficulty_weighted_completions_180d") == [9, 9, 9, 6, 6, 10, 10, 10, 10]
-    finally:
-        for dsn in dsns.values():
-            _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+    def values(case, column):
+        return [row[column] for row in backfilled if row["hris_employee_id"] == case]
+
+    # each arrival counts from the first date whose cut-off knew it, never before
+    assert values("L-YEAR", "completions_90d") == [0, 0, 1, 1, 1, 1, 1, 1, 1]
+    assert values("S-REPEAT", "completions_30d") == [3, 3, 3, 2, 2, 2, 2, 2, 2]
+    assert values("T1", "months_since_last_raise") == [None] * 5 + [0] * 4
+    # exits 90, 89 and 20 days before D; then on D; T-LEFT-89 leaves the window; T2's late-reported exit
+    assert values("T1", "team_leavers_90d") == [3, 3, 3, 3, 3, 2, 3, 3, 3]
+    assert values("L-OLD", "completions_90d") == [0, 0, 0, 0, 0, 0, 1, 1, 1]
+    assert values("S-BREADTH", "completions_90d")[-3:] == [2, 3, 3]
+    # completions of DEV-201 at 10 and 20 days back (the second voided from D - 1): 3 each, then 5 each
+    assert values("S-REPEAT", "difficulty_weighted_completions_180d") == [9, 9, 9, 6, 6, 10, 10, 10, 10]

@@ -12,7 +12,10 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from tests.unit.test_notify_dag_level import RecordingNotifier  # a stand-in for a user's notifier class
+from tests.unit.test_notify_dag_level import (  # a stand-in for a user's notifier class
+    RecordingNotifier,
+    allow_recording_notifier,
+)
 from turnover_signals.config import load_config
 from turnover_signals.errors import FreshnessError
 from turnover_signals.notify import failure_message, notify_failure
@@ -99,6 +102,7 @@ def test_a_configured_notifier_receives_the_alert(monkeypatch):
     notifier = f"{RecordingNotifier.__module__}.RecordingNotifier"
     override = {"alerts": {"notifier": notifier, "notifier_kwargs": {"channel": "#oncall"}}}
     monkeypatch.setattr("turnover_signals.config.read_variable_override", lambda: override)
+    allow_recording_notifier(monkeypatch)
     RecordingNotifier.sent.clear()
     notify_failure(failed_context(RuntimeError("boom")))
     assert RecordingNotifier.sent == [f"#oncall: {failure_message(failed_context(RuntimeError('boom')))}"]

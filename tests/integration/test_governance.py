@@ -3,23 +3,29 @@
 Login users are created in each group role of migration 0013 (unique names: roles are
 cluster-wide) and connect to the test warehouse, to show what each role can and cannot read or
 write. The analytics views are checked against the HMAC computed in Python, for the absence of
-any direct identifier, and for a key rotation that changes every pseudonym.
+any direct identifier, for a key rotation that changes every pseudonym, and for k-anonymity: on a team
+large enough to form groups, every row shown shares its quasi-identifiers with at least k people, and a
+person unique in their group is left out.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 
 import psycopg
 import pytest
 
-from tests.integration.test_identity_resolution import query
-from tests.integration.test_turnover_features import D, enterprise, inputs_complete_through
+from tests.integration.test_identity_resolution import CORP, employee, query
+from tests.integration.test_turnover_features import D, enterprise, hr_known_through, inputs_complete_through
 from turnover_signals.config import load_config
+from turnover_signals.errors import BadInputError
 from turnover_signals.features.build import build_features
 from turnover_signals.governance.pseudonyms import (
     hmac_pads,
+    install_analytics_policy,
+    install_key_from_connection,
     install_pseudonym_key,
     key_fingerprint,
     person_pseudonym,
@@ -36,6 +42,25 @@ ROLES = (
 KEY = "test-pseudonym-key-0123456789abcdef"
 ROTATED_KEY = "rotated-pseudonym-key-fedcba9876543210"
 ANALYTICS_VIEWS = ("analytics.employee_features", "analytics.turnover_label", "analytics.training_set")
+# What someone who knows a colleague can match a row on (migration 0033); training_set adds its horizon.
+QUASI_IDENTIFIERS = (
+    "reference_date",
+    "feature_set_version",
+    "tenure_band",
+    "department",
+    "location",
+    "job_level_band",
+    "team_size_band",
+    "salary_currency",
+)
+GROUPS = {
+    "analytics.employee_features": QUASI_IDENTIFIERS,
+    "analytics.training_set": (*QUASI_IDENTIFIERS, "horizon_days"),
+    "analytics.turnover_label": ("exit_month",),  # colleagues know when someone left
+}
+# Colleagues of E1-E3 under M1 for the k-anonymity tests: five more in Leeds, five in one small site each.
+LEEDS = [f"P{n}" for n in range(1, 6)]
+SMALL_SITES = {"P6": "Oslo", "P7": "Porto", "P8": "Riga", "P9": "Turin", "P10": "Ghent"}
 
 
 @pytest.fixture
@@ -47,11 +72,25 @@ def config():
     return config
 
 
-@pytest.fixture
-def warehouse(warehouse_dsn, config):
-    """The small enterprise of the feature tests, resolved and built for D, with salaries and a key."""
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+def populate(dsn, config, colleagues=()):
+    """The small enterprise of the feature tests plus `colleagues` hired with E1-E3 under M1, resolved and
+    built for D, with salaries and a key."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         enterprise(conn)
+        for employee_id in colleagues:
+            employee(conn, employee_id, email=f"{employee_id.lower()}@{CORP}", hire=date(2022, 3, 1))
+        conn.execute(
+            "update core.employee_history set manager_id = 'M1', job_level = 2, department = 'Engineering',"
+            " location = 'Leeds' where employee_id <> 'M1'"
+        )
+        conn.execute(
+            "update core.employee_history set job_level = 5, department = 'Engineering', location = 'Lisbon'"
+            " where employee_id = 'M1'"
+        )
+        for employee_id, site in SMALL_SITES.items():
+            conn.execute(
+                "update core.employee_history set location = %s where employee_id = %s", (site, employee_id)
+            )
         conn.execute(
             "update core.employee_history set base_salary = 55000, currency = 'USD' where employee_id = 'E1'"
         )
@@ -60,11 +99,49 @@ def warehouse(warehouse_dsn, config):
             "'E1'"
         )
         inputs_complete_through(conn, D)
-    resolve_identities(config, dsn=warehouse_dsn)
-    build_features(config, dsn=warehouse_dsn, reference_dates=[D])
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        hr_known_through(conn, date(2026, 10, 1))  # D's 90-day horizon has passed: its labels are known
+    resolve_identities(config, dsn=dsn)
+    build_features(config, dsn=dsn, reference_dates=[D])
+    with psycopg.connect(dsn, autocommit=True) as conn:
         install_pseudonym_key(conn, KEY)
+    return dsn
+
+
+@pytest.fixture
+def warehouse(warehouse_dsn, config):
+    """Four people, each alone in some group: shown with k = 1, to check what the views hold."""
+    populate(warehouse_dsn, config)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        install_analytics_policy(conn, 1)
     return warehouse_dsn
+
+
+@pytest.fixture
+def team(warehouse_dsn, config):
+    """Fourteen people under the configured k: M1 is alone in their group, the others share one."""
+    populate(warehouse_dsn, config, [*LEEDS, *SMALL_SITES])
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        install_analytics_policy(conn, config["analytics"]["min_group_size"])
+    return warehouse_dsn
+
+
+def smallest_group(dsn, view):
+    """The fewest people sharing one combination of the view's quasi-identifiers (None: no such group)."""
+    columns = ", ".join(GROUPS[view])
+    only_shown = "where exit_month is not null" if view == "analytics.turnover_label" else ""
+    [(smallest,)] = query(
+        dsn,
+        f"select min(people) from (select count(distinct person_pseudonym) as people from {view}"  # noqa: S608
+        f" {only_shown} group by {columns}) as quasi_identifier_groups",
+    )
+    return smallest
+
+
+def pseudonym_of(dsn, employee_id):
+    (key,) = query(
+        dsn, "select employee_key from core.hris_employee_key where hris_employee_id = %s", (employee_id,)
+    )
+    return person_pseudonym(KEY, key[0])
 
 
 @pytest.fixture
@@ -247,3 +324,91 @@ def test_label_exits_are_shown_to_the_month(warehouse):
         warehouse, "select exit_month from analytics.turnover_label where exit_month is not null order by 1"
     )
     assert exits == [(date(2026, 7, 1),), (date(2026, 8, 1),)]  # E3 left on 2026-07-20, E1 on 2026-08-14
+
+
+@pytest.mark.parametrize("view", ANALYTICS_VIEWS)
+def test_every_row_shown_shares_its_quasi_identifiers_with_at_least_k_people(team, config, view):
+    k = config["analytics"]["min_group_size"]
+    assert k >= 5
+    smallest = smallest_group(team, view)
+    if view == "analytics.turnover_label":
+        # E3 and E1 are the only leavers of July and August: their labels shown, their exit months withheld
+        assert smallest is None
+        assert query(
+            team,
+            "select count(*) from analytics.turnover_label"
+            " where exit_category is not null and exit_month is null",
+        ) == [(2,)]
+    else:
+        assert smallest is not None and smallest >= k, (view, smallest)
+
+
+def test_a_person_unique_in_their_group_is_left_out(team, config):
+    # M1 alone has a 10y+ tenure, a level 5-6 job and a team of their own: anyone who knows that finds them
+    manager = pseudonym_of(team, "M1")
+    colleagues = {pseudonym_of(team, e) for e in ("E2", *LEEDS, *SMALL_SITES)}
+    for view in ANALYTICS_VIEWS:
+        shown = {p for (p,) in query(team, f"select distinct person_pseudonym from {view}")}  # noqa: S608
+        assert manager not in shown, view
+        if view == "analytics.employee_features":
+            assert colleagues <= shown
+    with psycopg.connect(team, autocommit=True) as conn:
+        install_analytics_policy(conn, 1)  # without the suppression, their row is there
+    shown = {p for (p,) in query(team, "select person_pseudonym from analytics.employee_features")}
+    assert manager in shown
+
+
+def test_quasi_identifiers_are_shown_as_bands_and_rare_sites_as_other(team):
+    with psycopg.connect(team) as conn, conn.cursor() as cur:
+        cur.execute("select * from analytics.employee_features")
+        columns = {column.name for column in cur.description}
+        rows = [dict(zip([c.name for c in cur.description], row, strict=True)) for row in cur.fetchall()]
+    exact = {
+        "tenure_days",
+        "job_level",
+        "team_size",
+        "time_in_role_days",
+        "days_since_last_promotion",
+        "manager_tenure_days",
+    }
+    assert not columns & exact
+    by_site = {}
+    for row in rows:
+        by_site.setdefault(row["location"], set()).add(row["person_pseudonym"])
+    # the five people of five one-person sites form one group of five, shown as 'other'
+    assert {site: len(people) for site, people in by_site.items()} == {"Leeds": 8, "other": 5}
+    assert {(r["tenure_band"], r["job_level_band"], r["team_size_band"]) for r in rows} == {
+        ("2-5y", "levels 1-2", "10-19")
+    }
+
+
+def test_without_an_analytics_policy_the_views_are_empty(team):
+    with psycopg.connect(team, autocommit=True) as conn:
+        conn.execute("delete from governance.analytics_policy")
+    for view in ANALYTICS_VIEWS:
+        assert query(team, f"select count(*) from {view}") == [(0,)]  # noqa: S608 - fixed names
+
+
+def test_the_governance_task_writes_the_configured_k(team, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ANALYTICS_PSEUDONYM", json.dumps({"conn_type": "generic", "password": KEY})
+    )
+    result = install_key_from_connection(dsn=team, min_group_size=6)
+    assert result == {"installed": False, "key_fingerprint": key_fingerprint(KEY), "rotated": False} | {
+        "min_group_size": 6,
+        "changed": True,
+    }
+    assert query(team, "select min_group_size from governance.analytics_policy") == [(6,)]
+    # the eight of Leeds are shown; the five of the small sites, a group of five, are not any more
+    assert smallest_group(team, "analytics.employee_features") == 8
+    assert query(team, "select count(*) from analytics.employee_features") == [(8,)]
+    with psycopg.connect(team, autocommit=True) as conn, pytest.raises(BadInputError, match="min_group_size"):
+        install_analytics_policy(conn, 0)
+
+
+def test_the_analyst_keeps_reading_the_new_views_but_not_the_policy(team, login_as):
+    with login_as("turnover_analyst") as conn:
+        for view in ANALYTICS_VIEWS:
+            assert allowed(conn, f"select * from {view}"), view  # noqa: S608 - fixed names
+        assert not allowed(conn, "select * from governance.analytics_policy")
+        assert conn.execute("select count(*) from analytics.employee_features").fetchone()[0] == 13

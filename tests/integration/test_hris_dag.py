@@ -57,6 +57,7 @@ def hris_server(tmp_path, monkeypatch):
                         "landing_dir": str(tmp_path / "landing"),
                         "wait_for_files_minutes": 0,
                         "files_per_task": 2,
+                        "stable_listing_seconds": 0.2,
                     }
                 }
             ),
@@ -115,3 +116,50 @@ def test_dag_run_loads_good_files_quarantines_the_bad_one_and_reruns_are_no_ops(
     # same logical date) leaves identical tables too
     dag.test(logical_date=datetime(2026, 1, 20, 6, tzinfo=UTC))
     assert table_snapshot(warehouse_dsn) == before
+
+
+MISNAMED = ("employees_20260106.csv;rm -rf ~", "..employees_20260107.csv", "employees_20260108.csv\n")
+
+
+@pytest.fixture
+def misnamed_delivery(tmp_path, monkeypatch):
+    """One good snapshot and three copies of it under names the pipeline must never take."""
+    directory = tmp_path / "sftp-root" / "outbound" / "hris"
+    good = csv_bytes([employee_row(n) for n in range(1, 6)])
+    write_feed_file(directory, "employees_20260105.csv", good)
+    for name in MISNAMED:
+        (directory / name).write_bytes(good)
+    with SftpSampleServer(tmp_path / "sftp-root") as server:
+        for key, value in server.airflow_connection_env().items():
+            monkeypatch.setenv(key, value)
+        variable = {"hris": {"wait_for_files_minutes": 0, "stable_listing_seconds": 0.2}}
+        monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps(variable))
+        yield server
+
+
+def test_names_ignored_by_the_listing_are_counted_in_the_run_summary(
+    airflow_metadata_db, warehouse_dsn, misnamed_delivery
+):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    run = _hris_dag().test(logical_date=datetime(2026, 1, 6, 6, tzinfo=UTC))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["ingest_hris_files"] == "success" and states["report_ingested_files"] == "success", states
+    with create_session() as session:
+        [summary] = [
+            row.value
+            for row in session.query(XComModel).filter_by(
+                dag_id="hris_sftp_ingest",
+                run_id=run.run_id,
+                task_id="report_ingested_files",
+                key="return_value",
+            )
+        ]
+    summary = json.loads(summary) if isinstance(summary, str) else summary
+    assert summary["by_status"] == {"loaded": 1} and summary["ignored_names"] == 3
+    assert (
+        "'employees_20260108.csv\\n' (unsafe name: holds a control or unprintable character)"
+        in (summary["ignored"])
+    )
+    assert query(warehouse_dsn, "select file_name from audit.file_manifest") == [("employees_20260105.csv",)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import asyncssh
@@ -23,8 +26,15 @@ from tests.integration.hris_helpers import (
 from turnover_demo.sample_servers.sftp_server import SftpSampleServer
 from turnover_signals.config import ConfigError, load_config
 from turnover_signals.errors import BadInputError, SourceRefusedError, SourceUnavailableError
+from turnover_signals.hris.contract import EMPLOYEE_COLUMNS
 from turnover_signals.hris.history import build_employee_history
-from turnover_signals.hris.ingest import ingest_file, list_pending_files
+from turnover_signals.hris.ingest import (
+    ingest_file,
+    list_pending_files,
+    summarize_ingest,
+    survey_remote_files,
+    wait_for_pending_files,
+)
 from turnover_signals.quality.gate import RunIdentity
 
 pytestmark = pytest.mark.integration
@@ -51,7 +61,14 @@ def hris_dir(sftp_server, monkeypatch) -> Path:
 
 @pytest.fixture
 def config(tmp_path):
-    overrides = {"hris": {"landing_dir": str(tmp_path / "landing"), "download_max_backoff_seconds": 0.2}}
+    overrides = {
+        "hris": {
+            "landing_dir": str(tmp_path / "landing"),
+            "download_max_backoff_seconds": 0.2,
+            # a file without a control file is taken once two listings this far apart agree
+            "stable_listing_seconds": 0.2,
+        }
+    }
     return load_config(overrides, use_variable=False)
 
 
@@ -386,6 +403,22 @@ BAD_FILES = {
         {"rows": 1, "sha256": "0" * 64},
         "differs from the control file",
     ),
+    # one 50 MB line and no line end anywhere: once a raw `_csv.Error: field larger than field limit`
+    "one_50_mb_line_without_a_line_end": (
+        lambda: b"employee_id," + b"x" * (50 * 1024 * 1024),
+        False,
+        "line 1 (the header) has no line end within its first 16 MiB",
+    ),
+    "invalid_utf8_in_a_data_row": (
+        lambda: csv_bytes([employee_row(1), employee_row(2, first_name="Jos\u00e9")], encoding="cp1252"),
+        False,
+        "line 3 (a data row) is not valid utf-8",
+    ),
+    "invalid_utf8_in_the_header": (
+        lambda: csv_bytes([employee_row(1)], [*EMPLOYEE_COLUMNS, "Pr\u00e9nom"], encoding="cp1252"),
+        False,
+        "line 1 (the header) is not valid utf-8",
+    ),
 }
 
 
@@ -713,3 +746,162 @@ def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(
     deliver(sftp_server, hris_dir, "employees_20260105.csv.pgp", encrypted.data, control=False)
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded" and results[0]["rows_loaded"] == 5
+
+
+def test_a_bad_byte_in_a_data_row_names_its_line_and_never_blames_the_header(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    # the header (about 230 bytes) is fine; the first data row holds a Windows-1252 byte
+    header = csv_bytes([])
+    data = header + csv_bytes([employee_row(1, first_name="Jos\u00e9")], encoding="cp1252")[len(header) :]
+    assert data.index(b"\xe9") > len(header)
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    _results, errors = run_pipeline(config, warehouse_dsn)
+    _assert_quarantined(
+        warehouse_dsn, errors, "employees_20260105.csv", "line 2 (a data row) is not valid utf-8"
+    )
+    [(reason,)] = query(warehouse_dsn, "select reason from audit.file_manifest")
+    assert "header" not in reason
+
+
+def test_a_50_mb_line_is_quarantined_with_its_hash_and_a_rerun_fails_the_same_way(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    data = b"employee_id,work_email," + b"z" * (50 * 1024 * 1024)
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    pending = list_pending_files(config, warehouse_dsn)
+    with pytest.raises(BadInputError, match=r"employees_20260105\.csv: quarantined: line 1 \(the header\)"):
+        ingest_file(pending[0], config, RUN, warehouse_dsn)
+    assert query(warehouse_dsn, "select status, sha256, size_bytes, rows_read from audit.file_manifest") == [
+        ("quarantined", hashlib.sha256(data).hexdigest(), len(data), 0)
+    ]
+    with pytest.raises(BadInputError, match="no line end"):  # the cleared task: the recorded reason again
+        ingest_file(pending[0], config, RUN, warehouse_dsn)
+    assert list_pending_files(config, warehouse_dsn) == []
+
+
+def _rows(first: int, last: int) -> bytes:
+    return csv_bytes([employee_row(n) for n in range(first, last + 1)])[len(csv_bytes([])) :]
+
+
+def test_a_file_still_being_uploaded_is_not_taken_until_two_listings_agree(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    config["hris"]["stable_listing_seconds"] = 1.0
+    path = hris_dir / "employees_20260105.csv"
+    path.write_bytes(csv_bytes([]) + _rows(1, 20))  # the vendor's upload has reached a row boundary
+    sftp_server.sync()
+    appended = []
+
+    def vendor_keeps_writing(seconds):
+        with open(path, "ab") as upload:  # the same file on the server grows between the two listings
+            upload.write(_rows(21, 30))
+        appended.append(seconds)
+        time.sleep(seconds)
+
+    survey = survey_remote_files(config, warehouse_dsn, sleep=vendor_keeps_writing)
+    assert appended == [1.0] and survey.pending == []
+    [waiting] = survey.waiting
+    assert waiting.name == "employees_20260105.csv" and waiting.reason.startswith("still being written: ")
+    assert query(warehouse_dsn, "select count(*) from audit.file_manifest") == [(0,)]
+    with open(path, "ab") as upload:
+        upload.write(_rows(31, 40))  # the upload ends
+    sftp_server.sync()
+    pending = list_pending_files(config, warehouse_dsn)
+    assert [(f["name"], f["size_bytes"]) for f in pending] == [
+        ("employees_20260105.csv", path.stat().st_size)
+    ]
+    assert ingest_file(pending[0], config, RUN, warehouse_dsn)["rows_loaded"] == 40
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(40,)]
+
+
+def test_a_feed_that_requires_its_control_file_waits_for_it(sftp_server, hris_dir, config, warehouse_dsn):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    config["hris"]["require_control_file"] = {"employees": True, "compensation": False}
+    config["hris"]["wait_for_files_minutes"] = 0
+    data = csv_bytes(five_employees())
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    survey = survey_remote_files(config, warehouse_dsn)
+    assert survey.pending == []
+    assert [w.reason for w in survey.waiting] == [
+        "no control file employees_20260105.csv.ctl yet, and hris.require_control_file.employees is true"
+    ]
+    notes = []
+    with pytest.raises(
+        AirflowSkipException, match=r"1 HRIS file\(s\) not taken yet: 'employees_20260105\.csv'"
+    ):
+        wait_for_pending_files(config, None, warehouse_dsn, note=notes.append)
+    assert notes == [survey.note_lines()]
+    # a compensation file (control file optional) is taken once stable; the employees file once its .ctl lands
+    deliver(sftp_server, hris_dir, "compensation_20260105.csv", compensation_bytes([]), control=False)
+    assert [f["name"] for f in list_pending_files(config, warehouse_dsn)] == ["compensation_20260105.csv"]
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=True)
+    names = [f["name"] for f in list_pending_files(config, warehouse_dsn)]
+    assert names == ["compensation_20260105.csv", "employees_20260105.csv"]
+
+
+ODD_NAMES = (
+    "employees_20260106.csv;rm -rf ~",
+    "..employees_20260107.csv",
+    "employees_20260108.csv\n",
+    "employees_2026-01-09.csv",
+)
+
+
+@contextlib.contextmanager
+def records_of(logger_name: str):
+    """The records `logger_name` emits inside the block, caught on the logger itself (Airflow may replace the
+    root logger's handlers, and caplog's with them, when it configures logging mid-test)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def test_files_ignored_for_their_names_are_warned_about_escaped_and_counted(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    for name in ODD_NAMES:
+        (hris_dir / name).write_bytes(csv_bytes(five_employees()))
+    sftp_server.sync()
+    with records_of("turnover_signals.sources.sftp_hris") as records:
+        survey = survey_remote_files(config, warehouse_dsn)
+    assert [f.name for f in survey.pending] == ["employees_20260105.csv"]  # its .ctl is no ignored name
+    [warning] = [r for r in records if r.levelno == logging.WARNING]
+    message = warning.getMessage()
+    assert "4 entr(ies) ignored for their names" in message
+    assert "'employees_20260108.csv\\n' (unsafe name: holds a control or unprintable character)" in message
+    assert "'employees_20260106.csv;rm -rf ~' (unsafe name: holds a shell metacharacter)" in message
+    assert "'..employees_20260107.csv' (unsafe name: hidden" in message
+    assert "'employees_2026-01-09.csv' (matches no pattern of hris.file_patterns)" in message
+    assert "\n" not in message and "runbook-hris-files-not-taken" in message
+    results = [ingest_file(f.to_dict(), config, RUN, warehouse_dsn) for f in survey.pending]
+    summary = summarize_ingest(results, survey.summary())
+    assert summary["by_status"] == {"loaded": 1} and summary["ignored_names"] == 4
+    assert (
+        "'employees_20260108.csv\\n' (unsafe name: holds a control or unprintable character)"
+        in (summary["ignored"])
+    )
+
+
+def test_a_name_that_is_not_utf8_is_reported_instead_of_failing_every_listing(
+    sftp_server, hris_dir, config, warehouse_dsn
+):
+    # a Windows vendor's Latin-1 name: paramiko's own listing raised UnicodeDecodeError for the directory
+    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    with open(os.path.join(os.fsencode(hris_dir), b"employ\xe9s_20260106.csv"), "wb") as misnamed:
+        misnamed.write(csv_bytes(five_employees()))
+    sftp_server.sync()
+    survey = survey_remote_files(config, warehouse_dsn)
+    assert [f.name for f in survey.pending] == ["employees_20260105.csv"]
+    assert survey.summary()["ignored"] == ["'employ\\udce9s_20260106.csv' (unsafe name: not valid UTF-8)"]

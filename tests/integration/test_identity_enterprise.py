@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import _admin_execute, _dsn_for
+from tests.databases import DatabaseCopies, as_airflow_warehouse, database_name
 from tests.integration.enterprise import generate, load_enterprise
 from tests.integration.test_identity_resolution import identity_tables
 from turnover_signals.config import load_config
@@ -32,24 +31,16 @@ MIN_RECALL = 0.98
 def enterprise(migrated_template_db, tmp_path_factory):
     """A warehouse holding the default demo enterprise (HRIS files, SCIM users, xAPI statements)."""
     data_dir = generate(tmp_path_factory.mktemp("enterprise") / "data")
-    name = f"ts_enterprise_{uuid.uuid4().hex[:8]}"
-    _admin_execute(f'create database "{name}" template "{migrated_template_db}"')
-    try:
-        load_enterprise(_dsn_for(name), data_dir)
-        yield name, data_dir
-    finally:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
+    with DatabaseCopies(prefix="ts_enterprise") as databases:
+        dsn = databases.copy(migrated_template_db)
+        load_enterprise(dsn, data_dir)
+        yield database_name(dsn), data_dir
 
 
 @pytest.fixture
-def enterprise_dsn(enterprise, monkeypatch):
+def enterprise_dsn(enterprise, database_copy, monkeypatch):
     """A private copy of the loaded enterprise warehouse, also exposed as the Airflow connection."""
-    name = f"ts_test_{uuid.uuid4().hex[:10]}"
-    _admin_execute(f'create database "{name}" template "{enterprise[0]}"')
-    dsn = _dsn_for(name)
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", dsn.replace("postgresql://", "postgres://", 1))
-    yield dsn
-    _admin_execute(f'drop database if exists "{name}" with (force)')
+    return as_airflow_warehouse(database_copy(enterprise[0]), monkeypatch)
 
 
 def link_scores(dsn: str, data_dir: Path) -> dict[str, float]:

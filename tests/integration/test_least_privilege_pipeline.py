@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _admin_execute, _dsn_for
+from tests.databases import admin_execute, dsn_for
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, employee_row, query
 from tests.integration.test_governance import allowed
 from tests.integration.test_lms_statements import statement
@@ -312,8 +312,9 @@ def test_a_stage_uses_its_own_connection_and_falls_back_to_the_owners_with_a_war
         "quality_reader": "warehouse_quality_reader",
     }
     assert config["connections"]["warehouse"] == "warehouse_postgres"  # the caller's config is not changed
+    single_login = {**config, "security": {"allow_owner_fallback": True}}  # else it fails closed
     with caplog.at_level(logging.WARNING):
-        fallback = config_for_stage(config, "loader", lambda _conn_id: False)
+        fallback = config_for_stage(single_login, "loader", lambda _conn_id: False)
     assert fallback["connections"]["warehouse"] == "warehouse_postgres"
     assert "warehouse connection warehouse_loader (stage loader) is not defined" in caplog.text
     renamed = copy.deepcopy(config)
@@ -416,7 +417,11 @@ def test_the_dags_run_each_task_as_its_stage_login(
 def test_without_stage_connections_the_dags_use_the_owners_and_warn(
     airflow_metadata_db, warehouse_dsn, sources, monkeypatch, tmp_path, caplog
 ):
-    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps(settings(tmp_path)))
+    for stage_name in ("loader", "transformer", "quality_reader"):
+        monkeypatch.delenv(f"AIRFLOW_CONN_WAREHOUSE_{stage_name.upper()}")
+    # a single-login install says so: without the setting the tasks fail closed
+    single_login = {**settings(tmp_path), "security": {"allow_owner_fallback": True}}
+    monkeypatch.setenv("AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps(single_login))
     with caplog.at_level(logging.WARNING):
         run_dag("hris_sftp_ingest", datetime(2026, 1, 6, 6, tzinfo=UTC))
     assert query(warehouse_dsn, "select count(*) from audit.file_manifest where status = 'loaded'") == [(2,)]
@@ -430,18 +435,18 @@ def owner_warehouse():
     compose stack's `turnover_pipeline`); yields (owner URL, loader login URL)."""
     suffix = uuid.uuid4().hex[:8]
     owner, loader, name = f"ts_owner_{suffix}", f"ts_loader_{suffix}", f"ts_owned_{suffix}"
-    _admin_execute(f'create role "{owner}" login in role turnover_loader, turnover_transformer')
-    _admin_execute(f'create database "{name}" owner "{owner}"')
-    owner_url = login_url(_dsn_for(name), owner)
-    with psycopg.connect(_dsn_for(name), autocommit=True) as admin:
+    admin_execute(f'create role "{owner}" login in role turnover_loader, turnover_transformer')
+    admin_execute(f'create database "{name}" owner "{owner}"')
+    owner_url = login_url(dsn_for(name), owner)
+    with psycopg.connect(dsn_for(name), autocommit=True) as admin:
         admin.execute(sql.SQL("alter schema public owner to {}").format(sql.Identifier(owner)))
         create_stage_login(admin, loader, "loader")
     try:
-        yield owner_url, login_url(_dsn_for(name), loader)
+        yield owner_url, login_url(dsn_for(name), loader)
     finally:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
-        _admin_execute(f'drop role if exists "{loader}"')
-        _admin_execute(f'drop role if exists "{owner}"')
+        admin_execute(f'drop database if exists "{name}" with (force)')
+        admin_execute(f'drop role if exists "{loader}"')
+        admin_execute(f'drop role if exists "{owner}"')
 
 
 def test_a_non_superuser_owner_migrates_and_drops_a_loaders_partition(owner_warehouse, sources, config):

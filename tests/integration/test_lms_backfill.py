@@ -9,10 +9,24 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from tests.integration.test_lms_publish_faults import (
+    Attempt,
+    hold_chunk_audit_row,
+    publisher_waiting_on,
+    staging_tables,
+    terminate,
+)
 from tests.integration.test_lms_statements import T0, data_tables, rows, statement
 from turnover_signals.config import load_config
-from turnover_signals.errors import BadInputError
-from turnover_signals.lms.backfill import extract_slice, plan_backfill, plan_slices, publish_slices
+from turnover_signals.errors import BadInputError, SourceUnavailableError
+from turnover_signals.lms.backfill import (
+    backfill_id_for,
+    extract_slice,
+    plan_backfill,
+    plan_slices,
+    publish_slices,
+    slice_batch_id,
+)
 from turnover_signals.lms.statements import extract_statements
 from turnover_signals.quality.gate import RunIdentity
 
@@ -215,3 +229,108 @@ def test_on_an_lrs_filtering_on_timestamp_a_backfill_loads_but_never_moves_the_w
     # a slice's end says nothing of what was stored before it on such an LRS: the hourly look-back decides
     assert rows(warehouse_dsn, "select count(*) from audit.extract_watermark") == [(0,)]
     assert rows(warehouse_dsn, "select strategy from audit.lrs_conformance") == [("timestamp_lookback",)]
+
+
+def single_extraction(make_warehouse, config):
+    """The tables one extraction of the whole history leaves in a fresh warehouse."""
+    dsn = make_warehouse()
+    extract_statements(config, RunIdentity("lms_api_ingest", "r1", "extract_lms_statements"), dsn)
+    return data_tables(dsn)
+
+
+def test_an_hourly_run_between_a_backfills_staging_and_its_publish_keeps_the_staged_slices(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    serve(lms_server_factory, monkeypatch, history())
+    slices = backfill_slices(config)
+    for item in slices:
+        extract_slice(config, RUN, item, warehouse_dsn)
+    staged = staging_tables(warehouse_dsn)
+    assert len(staged) == 4  # one chunk each
+    # the hourly extraction's start-of-run clean-up: these tables wait for publish_statement_slices
+    hourly = extract_statements(
+        config, RunIdentity("lms_api_ingest", "r1", "extract_lms_statements"), warehouse_dsn
+    )
+    assert hourly["orphan_staging_tables_dropped"] == 0
+    assert staging_tables(warehouse_dsn) == staged
+    assert publish_slices(config, RUN, slices, warehouse_dsn)["published"] == 4
+    assert staging_tables(warehouse_dsn) == []
+
+
+def test_a_second_attempt_of_a_slice_is_refused_while_the_first_holds_it_and_drops_nothing(
+    lms_server_factory, monkeypatch, warehouse_dsn, make_warehouse, config
+):
+    serve(lms_server_factory, monkeypatch, history())
+    config["lms"]["extraction_lock_wait_seconds"] = 0.5
+    slices = backfill_slices(config)
+    # The first attempt stages and gates slice 1, then waits to record it (an uncommitted row holds its key).
+    blocker = psycopg.connect(warehouse_dsn)
+    blocker.execute(
+        "insert into audit.lms_backfill_slice (backfill_id, slice_number, source, since_at, until_at, status)"
+        " values (%s, 1, 'test', %s, %s, 'rejected')",
+        (backfill_id_for(RUN), START, stored(5)),
+    )
+    first = Attempt(lambda: extract_slice(config, RUN, slices[0], warehouse_dsn))
+    first.start()
+    publisher_waiting_on(warehouse_dsn, blocker)
+    batch = slice_batch_id(backfill_id_for(RUN), 1)
+    first_tables = staging_tables(warehouse_dsn, batch)
+    assert first_tables == [f"lms_batch_{batch}_1__checks"]
+
+    second = Attempt(lambda: extract_slice(config, RUN, slices[0], warehouse_dsn))
+    second.start()
+    second.outcome(timeout=30)
+    assert isinstance(second.error, SourceUnavailableError)
+    assert str(second.error).startswith(
+        f"xAPI backfill slice 1 (batch {batch}): another attempt with the same run identity is extracting it"
+    )
+    assert "let that attempt finish, then clear this slice's task" in str(second.error)
+    assert staging_tables(warehouse_dsn, batch) == first_tables
+
+    blocker.rollback()
+    blocker.close()
+    assert first.outcome()["status"] == "staged" and first.error is None
+    for item in slices[1:]:
+        extract_slice(config, RUN, item, warehouse_dsn)
+    assert publish_slices(config, RUN, slices, warehouse_dsn)["published"] == 4
+    assert data_tables(warehouse_dsn) == single_extraction(make_warehouse, config)
+
+
+def test_losing_the_warehouse_while_publishing_a_slice_names_it_publishes_nothing_of_it_and_a_rerun_converges(
+    lms_server_factory, monkeypatch, warehouse_dsn, make_warehouse, config
+):
+    serve(lms_server_factory, monkeypatch, history())
+    slices = backfill_slices(config)
+    for item in slices:
+        extract_slice(config, RUN, item, warehouse_dsn)
+    batch = slice_batch_id(backfill_id_for(RUN), 2)
+    # Slice 2's publishing transaction writes everything, then waits at its first audit row: its session
+    # ends there, as in a server restart.
+    blocker = hold_chunk_audit_row(warehouse_dsn, batch)
+    publish = Attempt(lambda: publish_slices(config, RUN, slices, warehouse_dsn))
+    publish.start()
+    terminate(warehouse_dsn, publisher_waiting_on(warehouse_dsn, blocker))
+    blocker.rollback()
+    blocker.close()
+    publish.outcome()
+
+    assert isinstance(publish.error, SourceUnavailableError)
+    message = str(publish.error)
+    assert message.startswith(
+        f"xAPI backfill slice 2 of 4 (batch {batch}): lost the warehouse connection mid-transaction "
+        "(terminating connection due to administrator command). Next step: clear publish_statement_slices"
+    )
+    assert "nothing of slice 2 was (its transaction rolled back, its staging tables are kept)" in message
+    # slice 1's statements (1..5, but the LRS lists no voided statement 2)
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(4,)]
+    assert rows(warehouse_dsn, "select slice_number, status from audit.lms_backfill_slice order by 1") == [
+        (1, "published"),
+        (2, "staged"),
+        (3, "staged"),
+        (4, "staged"),
+    ]
+    assert staging_tables(warehouse_dsn, batch)
+
+    assert publish_slices(config, RUN, slices, warehouse_dsn)["published"] == 4
+    assert staging_tables(warehouse_dsn) == []
+    assert data_tables(warehouse_dsn) == single_extraction(make_warehouse, config)

@@ -77,6 +77,8 @@ def variants():
     add(timestamp=...)
     add(timestamp=20260302)
     add(timestamp="2027-01-01T00:00:00Z")  # in the future
+    add(stored="2099-01-01T00:00:00Z")  # stored in the future: the LRS's clock
+    add(stored="2099-01-01T00:00:00Z", timestamp=...)  # and the time of the experience with it
     add(stored="2026-03-02T09:04:00")  # no zone: not a stored time
     add(stored=...)
     add(object={"objectType": "Activity", "id": f"{HOME}/courses/A/courses/B"})
@@ -144,6 +146,8 @@ def test_the_fetching_threads_checks_equal_the_sql_definition_column_by_column(
         "id is not a UUID",
         "timestamp is not an ISO 8601 time",
         "timestamp is in the future beyond the tolerance",
+        "stored is in the future beyond the tolerance",
+        "timestamp is in the future beyond the tolerance; stored is in the future beyond the tolerance",
         "verb id is not an IRI",
         "actor must have exactly one identifier",
         "result.score.min above max; result.score.raw outside [min, max]",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -523,3 +525,165 @@ def test_an_lrs_bending_the_standard_loses_no_statement_and_loads_none_twice(
     before = data_tables(warehouse_dsn)
     again = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert again["new"] == 0 and data_tables(warehouse_dsn) == before
+
+
+# -- statements that must not stop an extraction (issue 22: points 11, 17 and 12) ---------------------
+
+
+def display_stored(body):
+    """`body` with stored and timestamp as the sample LRS writes them: it then serves the text as written."""
+    for key in ("stored", "timestamp"):
+        moment = parse_xapi_timestamp(body[key])
+        body[key] = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return body
+
+
+def lrs_with_lines(lms_server_factory, tmp_path, statements, lines):
+    """A sample LRS serving `statements` and the statement texts `lines` exactly as written."""
+    from turnover_demo.sample_servers.sample_data import write_lms_data
+
+    data_dir = write_lms_data(tmp_path / "lms-data", statements, [])
+    with open(data_dir / "lms" / "statements.jsonl", "ab") as handle:
+        for line in lines:
+            handle.write(line + b"\n")
+    return lms_server_factory(data_dir=data_dir)
+
+
+def rejected_row(dsn, statement_id):
+    return rows(
+        dsn,
+        "select reason, payload_sha256, payload_bytes, is_raw_truncated, octet_length(raw), raw"
+        " from raw.lms_statement_rejected where statement_id = %s",
+        (statement_id,),
+    )
+
+
+@pytest.mark.parametrize("since_field", ["stored", "probe"])  # the conformance probe reads the page too
+def test_a_statement_nested_10000_levels_deep_is_rejected_and_every_other_one_loads(
+    lms_server_factory, monkeypatch, warehouse_dsn, config, tmp_path, since_field
+):
+    config["lms"]["lrs_since_field"] = since_field
+    deep = display_stored(statement(4, minutes=4, result={"extensions": {"x": "DEEP"}}))
+    deep_line = (
+        json.dumps(deep, separators=(",", ":")).replace('"DEEP"', "[" * 10_000 + "]" * 10_000).encode()
+    )
+    others = [statement(n, minutes=n) for n in (1, 2, 3, 5, 6, 7, 8, 9)]
+    server = lrs_with_lines(lms_server_factory, tmp_path, others, [deep_line])
+    connect(server, monkeypatch)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (summary["received"], summary["new"], summary["rejected"]) == (9, 8, 1)
+    ((reason, digest, size, is_truncated, kept, raw),) = rejected_row(warehouse_dsn, deep["id"])
+    assert reason == "statement nests deeper than lms.max_statement_depth"
+    assert (digest, size, is_truncated) == (hashlib.sha256(deep_line).hexdigest(), len(deep_line), True)
+    assert kept == 4096 and deep_line.startswith(raw.encode())
+    assert rows(warehouse_dsn, "select statements_rejected from audit.lms_extract_batch") == [(1,)]
+    newest = max(parse_xapi_timestamp(s["stored"]) for s in others)
+    assert rows(warehouse_dsn, "select watermark from audit.extract_watermark") == [(newest,)]
+
+    server.add_statements([statement(20, minutes=30)])  # the next run: the deep statement is read again
+    again = extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert again["new"] == 1
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(9,)]
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(1,)]
+
+
+def test_a_10_mb_statement_is_rejected_and_kept_as_an_excerpt_with_its_size_and_sha256(
+    lms_server_factory, monkeypatch, warehouse_dsn, config, tmp_path
+):
+    big = display_stored(statement(4, minutes=4, result={"response": "x" * 10_000_000}))
+    big_line = json.dumps(big, separators=(",", ":")).encode()
+    server = lrs_with_lines(
+        lms_server_factory, tmp_path, [statement(n, minutes=n) for n in (1, 2, 3, 5, 6)], [big_line]
+    )
+    connect(server, monkeypatch)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (summary["new"], summary["rejected"]) == (5, 1)
+    ((reason, digest, size, is_truncated, kept, _),) = rejected_row(warehouse_dsn, big["id"])
+    assert reason == "statement is larger than lms.max_statement_bytes"
+    assert (digest, size, is_truncated, kept) == (
+        hashlib.sha256(big_line).hexdigest(),
+        len(big_line),
+        True,
+        4096,
+    )
+    assert rows(
+        warehouse_dsn, "select max(octet_length(statement::text)) < 1048576 from raw.lms_statement"
+    ) == [(True,)]
+
+
+def test_a_statement_stored_in_the_future_is_rejected_and_the_watermark_stays_by_our_clock(
+    lms_server_factory, monkeypatch, warehouse_dsn, config, caplog
+):
+    normal = [statement(n, minutes=n) for n in range(1, 6)]
+    future = statement(6, minutes=6)
+    future["stored"] = "2099-01-01T00:00:00Z"  # the LRS's clock, not the experience's
+    connect(lms_server_factory(statements=[*normal, future]), monkeypatch)
+    summary = extract_statements(config, RunIdentity("lms_api_ingest", "r1", "t"), warehouse_dsn)
+    assert (summary["new"], summary["rejected"]) == (5, 1)
+    assert rows(warehouse_dsn, "select reason from raw.lms_statement_rejected") == [
+        ("stored is in the future beyond the tolerance",)
+    ]
+    ((watermark,),) = rows(warehouse_dsn, "select watermark from audit.extract_watermark")
+    assert watermark == max(parse_xapi_timestamp(s["stored"]) for s in normal)
+    assert watermark <= datetime.now(UTC) + timedelta(
+        minutes=config["lms"]["future_timestamp_tolerance_minutes"]
+    )
+    ((warning,),) = rows(warehouse_dsn, "select clock_warning from audit.lms_extract_batch")
+    assert summary["clock_warning"] == warning
+    assert "the LRS's clock is ahead of ours" in warning and "stored as late as 2099-01-01" in warning
+    assert "X-Experience-API-Consistent-Through 2099-01-01" in warning  # the sample LRS's header follows it
+    alerts = [r.getMessage() for r in caplog.records if "TURNOVER-SIGNALS ALERT" in r.getMessage()]
+    assert len(alerts) == 1 and "Next step" in alerts[0] and "runbook-lms-clock-skew" in alerts[0]
+
+    # The LRS, its clock fixed, stores the next statement; the next run still asks from our watermark.
+    later = statement(7, minutes=60 * 24)
+    connect(lms_server_factory(statements=[*normal, future, later]), monkeypatch)
+    extract_statements(config, RunIdentity("lms_api_ingest", "r2", "t"), warehouse_dsn)
+    assert rows(warehouse_dsn, "select 1 from raw.lms_statement where statement_id = %s", (later["id"],)) == [
+        (1,)
+    ]
+
+
+def test_a_reject_a_published_batch_accepted_is_not_gated_again_when_the_lrs_returns_it(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    # A statement stored in the future stays after the watermark: every extraction reads it again. Once the
+    # look-back no longer reaches the statements published with it, a quiet hour's batch is that reject and
+    # little else; gated again, it would fail every such batch (issue 22 point 12's follow-up).
+    config["lms"]["max_reject_rate"] = 0.2
+    normal = [statement(n, minutes=n) for n in range(1, 6)]
+    future = statement(6, minutes=6)
+    future["stored"] = "2099-01-01T00:00:00Z"
+    ten_days_later = statement(7, minutes=60 * 24 * 10)
+    connect(lms_server_factory(statements=[*normal, future, ten_days_later]), monkeypatch)
+    first = extract_statements(config, RunIdentity("lms_api_ingest", "r1", "t"), warehouse_dsn)
+    assert (first["new"], first["rejected"], first["rejects_accepted_before"]) == (6, 1, 0)
+
+    eleven_days_later = statement(8, minutes=60 * 24 * 11)
+    connect(lms_server_factory(statements=[*normal, future, ten_days_later, eleven_days_later]), monkeypatch)
+    second = extract_statements(config, RunIdentity("lms_api_ingest", "r2", "t"), warehouse_dsn)
+    # read: the two recent statements and the future one; gated: the two statements
+    assert (second["new"], second["rejected"], second["rejects_accepted_before"]) == (1, 0, 1)
+    assert rows(warehouse_dsn, "select count(*), min(accepted_in_batch) from raw.lms_statement_rejected") == [
+        (1, first["batch_id"])
+    ]
+
+
+def test_the_rejects_of_a_batch_that_failed_its_gate_are_gated_again_on_its_rerun(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    config["lms"]["max_reject_rate"] = 0.2
+    good = statement(1, minutes=1)
+    bad = [statement(n, minutes=n) for n in range(2, 5)]
+    for item in bad:
+        item["stored"] = "2099-01-01T00:00:00Z"
+    connect(lms_server_factory(statements=[good, *bad]), monkeypatch)
+    run = RunIdentity("lms_api_ingest", "r1", "t")
+    for _attempt in range(2):
+        with pytest.raises(BadInputError, match="statements rejected"):
+            extract_statements(config, run, warehouse_dsn)
+    assert rows(
+        warehouse_dsn,
+        "select count(*) filter (where accepted_in_batch is not null) from raw.lms_statement_rejected",
+    ) == [(0,)]
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(0,)]

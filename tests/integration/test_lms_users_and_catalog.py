@@ -76,6 +76,48 @@ def test_users_keep_history_and_pulls_are_idempotent(lms_server_factory, monkeyp
     )
 
 
+def test_users_without_modification_times_are_versioned_by_content_and_leave_the_watermark(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    # a directory that serves neither meta.created nor meta.lastModified (its own times stay inside it)
+    users = [{key: value for key, value in user(n).items() if key != "meta"} for n in range(1, 4)]
+    server = lms_server_factory(users=users, deviations=["scim_no_meta_times"])
+    for key, value in server.airflow_connections_env().items():
+        monkeypatch.setenv(key, value)
+    first = extract_users(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    second = extract_users(config, RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert rows(warehouse_dsn, "select lms_user_id, count(*) from raw.lms_user group by 1 order by 1") == [
+        ("u-0001", 1),
+        ("u-0002", 1),
+        ("u-0003", 1),
+    ]
+    assert (first["versions_new"], second["versions_new"]) == (3, 0)
+    assert (second["mode"], second["users_without_last_modified"]) == ("full", 3)  # no watermark yet
+
+    server.add_or_update_users([user(3, email="p3.new@northwind.example")])
+    assert extract_users(config, RunIdentity("d", "r3", "t"), warehouse_dsn)["versions_new"] == 1
+    # each version is timed when its content was first seen: the start of the pull that first saw it
+    assert rows(
+        warehouse_dsn,
+        """
+        select version.work_email, version.last_modified_at = batch.started_at, version.valid_to
+        from raw.lms_user as version
+        inner join audit.scim_extract_batch as batch on version.batch_id = batch.batch_id
+        where version.lms_user_id = 'u-0003' order by version.last_modified_at""",
+    ) == [
+        (
+            "person3@northwind.example",
+            True,
+            rows(warehouse_dsn, "select max(last_modified_at) from raw.lms_user")[0][0],
+        ),
+        ("p3.new@northwind.example", True, None),
+    ]
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_user") == [(4,)]
+    assert rows(
+        warehouse_dsn, "select count(*) from audit.scim_extract_batch where watermark_after is not null"
+    ) == [(0,)]
+
+
 def test_the_catalog_loads_once_and_unknown_courses_are_reported(warehouse_dsn, config):
     first = load_course_catalog(config, dsn=warehouse_dsn)
     assert first["changed"] and first["courses"] >= 30

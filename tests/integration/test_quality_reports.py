@@ -7,6 +7,7 @@ broken in their PII columns, delivered over the real sshd and gated by the real 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -25,8 +26,15 @@ from tests.integration.test_hris_ingest import hris_dir, run_pipeline, sftp_serv
 from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
+from turnover_signals.governance.pseudonyms import pii_mask_key
 from turnover_signals.lms.users import extract_users, scim_client
-from turnover_signals.quality.gate import RunIdentity, ValidationOutcome, record_validation
+from turnover_signals.quality.gate import (
+    PII_WITHHELD,
+    RunIdentity,
+    ValidationOutcome,
+    mask_value,
+    record_validation,
+)
 
 pytestmark = pytest.mark.integration
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
@@ -141,7 +149,13 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
     hris_config,  # noqa: F811
     warehouse_dsn,
     tmp_path,  # noqa: F811
+    monkeypatch,
 ):
+    # with the pseudonym key configured, samples of PII columns are masked under a key derived from it
+    key = "quality-report-test-key-0123456789"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ANALYTICS_PSEUDONYM", json.dumps({"conn_type": "generic", "password": key})
+    )
     docs = tmp_path / "docs"
     hris_config["quality"]["data_docs_dir"] = str(docs)
     employees = first_file(generated, "employees")
@@ -175,6 +189,11 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
     assert "expect_column_values_to_match_regex" in html or "work_email" in html
     assert re.search(r"pii:[0-9a-f]{10}", html), "the failing samples are shown, masked"
     stored = "\n".join(text for row in rows for text in row[3:])
+    # a malformed address is shown by its keyed mask, never by an unkeyed hash anyone could recompute
+    address = employees[0]["work_email"]
+    assert mask_value(address, pii_mask_key(key)) in html and mask_value(address, pii_mask_key(key)) in stored
+    unkeyed = {"pii:" + hashlib.sha256(s.encode()).hexdigest()[:10] for s in personal_strings(employees)}
+    assert not [m for m in unkeyed if m in html or m in stored]
     found = leaked(personal_strings(employees + compensation), html, stored)
     assert found == [], f"PII in the reports: {found[:5]} ({len(found)} values)"
 
@@ -272,6 +291,7 @@ class RepeatingListing:
 def test_a_failed_scim_pull_leaves_no_ids_names_or_emails_in_its_report(
     generated, lms_server_factory, monkeypatch, warehouse_dsn, tmp_path
 ):
+    monkeypatch.delenv("AIRFLOW_CONN_ANALYTICS_PSEUDONYM", raising=False)  # no key: PII values are withheld
     docs = tmp_path / "docs"
     config = load_config({"quality": {"data_docs_dir": str(docs)}}, use_variable=False)
     users = generated_users(generated)
@@ -293,9 +313,10 @@ def test_a_failed_scim_pull_leaves_no_ids_names_or_emails_in_its_report(
     assert "work emails look like email addresses" in row["failed"] and "SCIM ids are unique" in row["failed"]
     page = local_page(row["data_docs_path"])
     html = page.read_text(encoding="utf-8")
-    assert page.is_relative_to(docs) and re.search(r"pii:[0-9a-f]{10}", html), (
-        "the failing samples are shown, masked"
+    assert page.is_relative_to(docs) and PII_WITHHELD in html and PII_WITHHELD in row["failed"], (
+        "the failing samples are shown, their values withheld"
     )
+    assert not re.search(r"pii:[0-9a-f]{10}", html + row["failed"])
     with psycopg.connect(warehouse_dsn) as conn:
         (reason,) = conn.execute("select reason from audit.scim_extract_batch").fetchone()
     found = leaked(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _admin_execute, _dsn_for
+from tests.databases import admin_execute, dsn_for
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes
 from tests.integration.test_hris_ingest import deliver, five_employees, run_pipeline
 from tests.integration.test_hris_ingest import hris_dir as hris_dir  # noqa: F401 - the module's fixtures
@@ -44,7 +44,13 @@ RUN = RunIdentity(dag_id="warehouse_retention", run_id="test-run", task_id="appl
 
 def retention_config(tmp_path, **retention):
     config = load_config(
-        {"hris": {"landing_dir": str(tmp_path / "landing"), "download_max_backoff_seconds": 0.2}},
+        {
+            "hris": {
+                "landing_dir": str(tmp_path / "landing"),
+                "download_max_backoff_seconds": 0.2,
+                "stable_listing_seconds": 0.2,  # files here come without control files, whole
+            }
+        },
         use_variable=False,
     )
     config["identity"]["min_active_lms_match_rate"] = 0
@@ -138,7 +144,7 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
     assert {
         target: counts["rows"] + counts["files"] for target, counts in again["purges"].items()
     } == dict.fromkeys(again["purges"], 0)
-    assert query(warehouse_dsn, "select count(*) from audit.retention_purge") == [(14,)]
+    assert query(warehouse_dsn, "select count(*) from audit.retention_purge") == [(20,)]  # 10 steps, twice
 
 
 def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer_history_unchanged(
@@ -351,12 +357,12 @@ def clone_warehouse():
     def clone(dsn):
         source = dsn.rpartition("/")[2]
         created.append(f"{source}_twin")
-        _admin_execute(f'create database "{created[-1]}" template "{source}"')
-        return _dsn_for(created[-1])
+        admin_execute(f'create database "{created[-1]}" template "{source}"')
+        return dsn_for(created[-1])
 
     yield clone
     for name in created:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
+        admin_execute(f'drop database if exists "{name}" with (force)')
 
 
 def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(

@@ -17,6 +17,7 @@ import psycopg.sql
 import pytest
 
 from tests import postgres_service
+from tests.databases import as_airflow_warehouse
 from tests.integration.hris_helpers import csv_bytes, employee_row, write_feed_file
 from tests.integration.test_lms_statements import statement
 from tests.integration.test_lms_users_and_catalog import user
@@ -99,11 +100,12 @@ def random_secrets(tmp_path, monkeypatch, lms_server_factory, warehouse_dsn):
                 )
             )
         database = warehouse_dsn.rsplit("/", 1)[1]
-        env["AIRFLOW_CONN_WAREHOUSE_POSTGRES"] = postgres_service.dsn_for(
+        secret_login_dsn = postgres_service.dsn_for(
             database, user=warehouse_login, password=warehouse_password
-        ).replace("postgresql://", "postgres://", 1)
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
+        as_airflow_warehouse(secret_login_dsn, monkeypatch)  # the owner and every stage log in with it
         private_key_body = "".join(sftp.client_private_key_pem.strip().splitlines()[1:-1])
         yield {
             "warehouse password": warehouse_password,

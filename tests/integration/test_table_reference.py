@@ -6,14 +6,14 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.conftest import _dsn_for
+from tests.databases import dsn_for
 from turnover_signals import table_reference
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_table_reference_page_is_current(migrated_template_db):
-    with psycopg.connect(_dsn_for(migrated_template_db)) as conn:
+    with psycopg.connect(dsn_for(migrated_template_db)) as conn:
         sources = table_reference.table_sources(conn)
     generated = table_reference.page(sources)
     assert table_reference.PAGE.read_text(encoding="utf-8") == generated, (
@@ -31,7 +31,7 @@ def test_the_table_reference_page_is_current(migrated_template_db):
 
 
 def test_a_table_built_by_its_sql_file_names_the_file_and_its_grain(migrated_template_db):
-    with psycopg.connect(_dsn_for(migrated_template_db)) as conn:
+    with psycopg.connect(dsn_for(migrated_template_db)) as conn:
         by_table = {source.table: source for source in table_reference.table_sources(conn)}
     activity = by_table["core.lms_activity"]
     assert activity.built_by == "`include/sql/core/lms_activity.sql`"

@@ -26,7 +26,6 @@ import hashlib
 import json
 import re
 import tempfile
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -36,7 +35,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tests.conftest import _admin_execute, _dsn_for
+from tests.databases import DatabaseCopies, as_airflow_warehouse, database_name
 from tests.integration.enterprise import generate, load_hris, load_lms, source_servers
 from turnover_signals import storage
 from turnover_signals.config import load_config
@@ -75,46 +74,29 @@ def model_enterprises(migrated_template_db, tmp_path_factory):
     assert hris_tree(data_dirs["signal"]) == hris_tree(data_dirs["no_signal"])
     config = load_config(use_variable=False)
     config["identity"]["review_sample_dir"] = tempfile.mkdtemp()
-    hr_only = f"ts_model_hr_{uuid.uuid4().hex[:8]}"
-    names = {}
-    try:
-        _admin_execute(f'create database "{hr_only}" template "{migrated_template_db}"')
+    with DatabaseCopies(prefix="ts_model") as databases:
+        hr_only = databases.copy(migrated_template_db)
         with source_servers(data_dirs["signal"]):
-            load_hris(_dsn_for(hr_only), config)
+            load_hris(hr_only, config)
+        names = {}
         for key, data_dir in data_dirs.items():
-            names[key] = f"ts_model_{uuid.uuid4().hex[:8]}"
-            _admin_execute(f'create database "{names[key]}" template "{hr_only}"')
-            dsn = _dsn_for(names[key])
+            dsn = databases.copy(database_name(hr_only))
             with source_servers(data_dir):
                 load_lms(dsn, config)
             resolve_identities(config, dsn=dsn, full=True)
             build_features(config, dsn=dsn, reference_dates=[date(2026, 10, 31)])
+            names[key] = database_name(dsn)
         yield names
-    finally:
-        for name in (hr_only, *names.values()):
-            _admin_execute(f'drop database if exists "{name}" with (force)')
-
-
-def copy_of(template: str, monkeypatch) -> str:
-    name = f"ts_test_{uuid.uuid4().hex[:10]}"
-    _admin_execute(f'create database "{name}" template "{template}"')
-    dsn = _dsn_for(name)
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", dsn.replace("postgresql://", "postgres://", 1))
-    return dsn
 
 
 @pytest.fixture
-def signal_dsn(model_enterprises, monkeypatch):
-    dsn = copy_of(model_enterprises["signal"], monkeypatch)
-    yield dsn
-    _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+def signal_dsn(model_enterprises, database_copy, monkeypatch):
+    return as_airflow_warehouse(database_copy(model_enterprises["signal"]), monkeypatch)
 
 
 @pytest.fixture
-def no_signal_dsn(model_enterprises, monkeypatch):
-    dsn = copy_of(model_enterprises["no_signal"], monkeypatch)
-    yield dsn
-    _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+def no_signal_dsn(model_enterprises, database_copy, monkeypatch):
+    return as_airflow_warehouse(database_copy(model_enterprises["no_signal"]), monkeypatch)
 
 
 def train(dsn: str, tmp_path: Path) -> dict:
@@ -367,12 +349,12 @@ def test_calibration_never_turns_the_ranking_around():
 
 
 @pytest.fixture
-def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
+def seeded_registry(migrated_template_db, database_copy, monkeypatch, tmp_path):
     """A warehouse with features on three settled dates and the latest date, labels, and one model
     artifact."""
     from turnover_signals.model.train import fit_feature_set, save_artifact
 
-    dsn = copy_of(migrated_template_db, monkeypatch)
+    dsn = as_airflow_warehouse(database_copy(migrated_template_db), monkeypatch)
     employees = 300
     with psycopg.connect(dsn) as conn:
         for i, day in enumerate([*SEEDED_WINDOW, SEEDED_LATEST]):
@@ -414,14 +396,13 @@ def seeded_registry(migrated_template_db, monkeypatch, tmp_path):
     noise = fit_feature_set("hr_only", SEEDED_FEATURES, *shuffled, ["logistic_regression"], "pr_auc")
     noise_artifact, noise_sha256 = save_artifact(noise, storage.location({}, tmp_path / "noise.joblib"))
     config = load_config(use_variable=False)
-    yield SimpleNamespace(
+    return SimpleNamespace(
         dsn=dsn,
         config=config,
         artifact=artifact,
         sha256=sha256,
         artifacts={"signal": (artifact, sha256), "noise": (noise_artifact, noise_sha256)},
     )
-    _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
 
 
 def register_run(
@@ -691,10 +672,10 @@ def seeded_departments(employees: int) -> list[str]:
 
 
 @pytest.fixture
-def small_training_warehouse(migrated_template_db, monkeypatch, tmp_path):
+def small_training_warehouse(migrated_template_db, database_copy, monkeypatch, tmp_path):
     """Thirteen settled month-ends of 300 employees with department, location, job level and tenure, labelled;
     the split shortened to match (test 2 dates, calibration 1): a whole training run in seconds."""
-    dsn = copy_of(migrated_template_db, monkeypatch)
+    dsn = as_airflow_warehouse(database_copy(migrated_template_db), monkeypatch)
     dates = [(pd.Timestamp("2025-07-31") + pd.offsets.MonthEnd(i)).date() for i in range(13)]
     departments = seeded_departments(300)
     features, labels = [], []
@@ -731,8 +712,7 @@ def small_training_warehouse(migrated_template_db, monkeypatch, tmp_path):
         "artifact_dir": str(tmp_path / "artifacts"),
         "report_dir": str(tmp_path / "reports"),
     }
-    yield SimpleNamespace(dsn=dsn, config=config)
-    _admin_execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+    return SimpleNamespace(dsn=dsn, config=config)
 
 
 @pytest.mark.timeout(300)

@@ -7,9 +7,11 @@ from turnover_signals.config import load_config
 from turnover_signals.hris.contract import (
     FEEDS,
     date_format_parts,
+    escaped_name,
     is_safe_remote_name,
     map_header,
     match_file_name,
+    why_not_a_feed_file,
 )
 
 PATTERNS = load_config(use_variable=False)["hris"]["file_patterns"]
@@ -42,6 +44,8 @@ def test_feed_files_are_recognised(name, feed, day, encrypted):
         "sub/employees_20260105.csv",
         "employees_20260105.csv\x00",
         "EMPLOYEES_20260105.CSV",
+        "employees_20260105.csv\n",
+        "employees_20260105.csv\u202e",
     ],
 )
 def test_other_and_unsafe_names_are_ignored(name):
@@ -52,6 +56,37 @@ def test_unsafe_names():
     assert not is_safe_remote_name("..\\x.csv")
     assert not is_safe_remote_name("")
     assert is_safe_remote_name("employees_20260105.csv")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("employees_20260105.csv;rm -rf ~", "unsafe name: holds a shell metacharacter"),
+        ("employees_$(reboot)_20260105.csv", "unsafe name: holds a shell metacharacter"),
+        ("..employees_20260105.csv", "unsafe name: hidden (starts with '.')"),
+        ("x..employees_20260105.csv", "unsafe name: holds '..'"),
+        ("employees_20260105.csv\n", "unsafe name: holds a control or unprintable character"),
+        ("employees_20261305.csv", "matches the employees pattern but '20261305' is not a date (YYYYMMDD)"),
+        ("Employees 2026-01-05.csv", "matches no pattern of hris.file_patterns"),
+        ("employees_20260105.csv", None),
+    ],
+)
+def test_why_a_name_is_not_a_feed_file(name, reason):
+    assert why_not_a_feed_file(name, PATTERNS) == reason
+
+
+def test_a_wide_pattern_still_never_takes_a_name_with_shell_metacharacters():
+    wide = {"employees": r"employees_(?P<date>\d{8}).*\.csv"}
+    assert match_file_name("employees_20260105 backup.csv", wide) is not None
+    assert match_file_name("employees_20260105`reboot`.csv", wide) is None
+
+
+def test_escaped_names_hold_no_raw_control_characters():
+    assert escaped_name("employees_20260105.csv\n") == "'employees_20260105.csv\\n'"
+    assert escaped_name("a\x1b[31mred") == "'a\\x1b[31mred'"
+    assert escaped_name("\u202eevil.csv") == "'\\u202eevil.csv'"
+    long = escaped_name("x" * 500)
+    assert len(long) == 120 and long.endswith("…")
 
 
 def test_header_mapping_reports_missing_extra_and_duplicates():
@@ -87,3 +122,9 @@ def test_date_formats_translate_to_sql_checks(fmt, regex, template, groups):
 def test_unsupported_date_formats_are_refused(fmt):
     with pytest.raises(ValueError, match="date format"):
         date_format_parts(fmt)
+
+
+def test_a_name_with_undecodable_bytes_is_unsafe_and_escaped():
+    name = b"employ\xe9s_20260105.csv".decode("utf-8", "surrogateescape")
+    assert why_not_a_feed_file(name, PATTERNS) == "unsafe name: not valid UTF-8"
+    assert escaped_name(name) == "'employ\\udce9s_20260105.csv'"

@@ -8,6 +8,7 @@ endpoint are played by a tiny scripted HTTP stub on 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import threading
@@ -39,9 +40,11 @@ from turnover_signals.sources.http_base import (
 )
 from turnover_signals.sources.scim import ScimClient, last_modified_filter
 from turnover_signals.sources.xapi import (
+    StatementBounds,
     TimezoneMissingError,
     XapiClient,
     XapiTimestampError,
+    decode_statement_page,
     format_xapi_timestamp,
     parse_xapi_timestamp,
     statement_stored_at,
@@ -672,3 +675,111 @@ def test_scim_server_ignoring_start_index_is_detected(stub):
 def test_scim_empty_directory_and_missing_resources(stub):
     listing = scim_client(scim_stub(stub, [])).iter_users(page_size=3)
     assert list(listing) == [] and listing.complete and listing.mode == "full"
+
+
+# -- statements beyond the bounds (issue 22, points 11 and 17) ---------------------------------------
+
+
+def nested_statement(number: int, depth: int) -> bytes:
+    """A statement whose result extension nests `depth` arrays (the statement itself is 3 levels more)."""
+    head = json.dumps(statement(number))[:-1]
+    return f'{head}, "result": {{"extensions": {{"x": {"[" * depth}{"]" * depth}}}}}}}'.encode()
+
+
+def statements_body(statements: list[bytes], more: str = "") -> bytes:
+    return b'{"more": ' + json.dumps(more).encode() + b', "statements": [' + b", ".join(statements) + b"]}"
+
+
+def test_a_statement_nested_10000_deep_is_refused_and_its_page_still_loads(stub):
+    deep = nested_statement(2, 10_000)
+    page = statements_body([json.dumps(statement(1)).encode(), deep, json.dumps(statement(3)).encode()])
+    server = stub(lambda request: (200, {"Content-Type": "application/json"}, page))
+    pages = list(xapi_client(server).iter_statement_pages(None))
+    assert [s["id"] for s in pages[0].statements] == [statement(1)["id"], statement(3)["id"]]
+    (refusal,) = pages[0].refused
+    assert (refusal.position, refusal.reason, refusal.detail) == (
+        2,
+        "statement nests deeper than lms.max_statement_depth",
+        "nested 10003 levels deep, over 64",
+    )
+    assert (refusal.statement_id, refusal.stored) == (statement(2)["id"], statement(2)["stored"])
+    assert refusal.size_bytes == len(deep) and refusal.sha256 == hashlib.sha256(deep).hexdigest()
+    assert refusal.excerpt.encode() == deep[:4096] and refusal.is_excerpt_truncated
+    assert pages[0].received == 3 and len(server.requests) == 1  # no retry: nothing transient about it
+
+
+def test_statements_within_the_bounds_keep_their_bytes_as_received():
+    texts = [b'{"id": "a",  "n": [[1]]}', nested_statement(2, 61), '{"id":"é"}'.encode()]
+    decoded = decode_statement_page(statements_body(texts, more="/next"), StatementBounds())
+    assert decoded.texts == texts and decoded.refused == [] and decoded.more == "/next"
+    assert decoded.statements == [json.loads(text) for text in texts]
+
+
+# msgspec splits a page as long as Python's recursion limit allows; the iterative scanner the deeper ones
+@pytest.mark.parametrize("depth", [62, 900, 10_000])
+def test_the_depth_bound_holds_however_the_page_is_split(depth):
+    page = statements_body([nested_statement(1, depth), json.dumps(statement(2)).encode()], more="/m")
+    decoded = decode_statement_page(page, StatementBounds(max_depth=64))
+    assert [r.detail for r in decoded.refused] == [f"nested {depth + 3} levels deep, over 64"]
+    assert decoded.statements == [statement(2)] and decoded.more == "/m"
+
+
+def test_a_statement_over_the_size_bound_is_refused_with_an_excerpt_its_size_and_sha256():
+    big = json.dumps({**statement(1), "result": {"response": "é" * 5_000_000}}, ensure_ascii=False).encode()
+    cut = big.index("é".encode()) + 3  # in the middle of the second "é"
+    decoded = decode_statement_page(
+        statements_body([big, json.dumps(statement(2)).encode()]), StatementBounds(excerpt_bytes=cut)
+    )
+    (refusal,) = decoded.refused
+    assert refusal.reason == "statement is larger than lms.max_statement_bytes"
+    assert refusal.detail == f"{len(big)} bytes, over 1048576"
+    assert refusal.sha256 == hashlib.sha256(big).hexdigest() and refusal.statement_id == statement(1)["id"]
+    assert refusal.excerpt.encode() == big[: cut - 1]  # never mid-character
+    assert decoded.statements == [statement(2)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"statements": [' + b"[" * 5000,  # cut short in the deep part
+        b'{"statements": [' + b"[" * 5000 + b"]" * 5000 + b",]}",
+        b'{"statements": [{"id": "a"},,{"id": "b"}]}',
+    ],
+)
+def test_a_deep_page_that_is_not_json_is_a_truncated_transfer(body):
+    with pytest.raises(ValueError):
+        decode_statement_page(body, StatementBounds())
+
+
+def test_a_deep_document_that_is_not_a_statement_result_is_said_so():
+    decoded = decode_statement_page(b'{"other": ' + b"[" * 5000 + b"]" * 5000 + b"}", StatementBounds())
+    assert not decoded.is_statement_result
+
+
+def test_a_deep_document_from_any_endpoint_is_refused_not_a_recursion_error(stub):
+    deep = b'{"Resources": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    server = stub(lambda request: (200, {"Content-Type": "application/json"}, deep))
+    with pytest.raises(SourceRefusedError, match="nests deeper than the JSON parser can follow"):
+        xapi_client(server).about()
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("depth", [0, 257])
+def test_the_depth_bound_stays_within_what_json_can_parse(depth):
+    with pytest.raises(ValueError, match="max_depth"):
+        StatementBounds(max_depth=depth)
+
+
+def test_a_voided_statement_beyond_the_bounds_stays_unknown_instead_of_failing(stub, caplog):
+    answers = {
+        "1": json.dumps(statement(1)).encode(),
+        "2": nested_statement(2, 10_000),
+        "3": json.dumps({**statement(3), "result": {"response": "x" * 2_000_000}}).encode(),
+    }
+    server = stub(lambda request: (200, {}, answers[request.query["voidedStatementId"]]))
+    client = xapi_client(server)
+    assert client.voided_statement("1") is None  # the id differs: not the statement asked for
+    assert [client.voided_statement(key) for key in ("2", "3")] == [None, None]
+    assert "nested 10003 levels deep, over 64" in caplog.text and "2000" in caplog.text
+    answers["4"] = json.dumps({**statement(4), "id": "4"}).encode()
+    assert client.voided_statement("4") == {**statement(4), "id": "4"}

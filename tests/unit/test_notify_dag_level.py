@@ -12,6 +12,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from airflow.sdk import BaseNotifier
 
 from turnover_signals.notify import failure_message, notify_failure
 
@@ -38,24 +39,32 @@ def no_variable(monkeypatch):
     monkeypatch.setattr("turnover_signals.config.read_variable_override", lambda: {})
 
 
-class RecordingNotifier:
+class RecordingNotifier(BaseNotifier):
     """Stands in for a user's notifier class (Slack, SMTP, ...), named in the config by import path."""
 
     sent: list[str] = []
 
     def __init__(self, text: str, channel: str) -> None:
+        super().__init__()
         self.text, self.channel = text, channel
 
     def notify(self, context) -> None:
         RecordingNotifier.sent.append(f"{self.channel}: {self.text}")
 
 
+RECORDING_NOTIFIER = f"{__name__}.RecordingNotifier"
+
+
+def allow_recording_notifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put RecordingNotifier on the allow-list, as a deployment lists its notifier in the config file."""
+    monkeypatch.setattr("turnover_signals.notify.allowed_notifiers", lambda: frozenset({RECORDING_NOTIFIER}))
+
+
 @pytest.fixture
 def recording_notifier(monkeypatch):
-    override = {
-        "alerts": {"notifier": f"{__name__}.RecordingNotifier", "notifier_kwargs": {"channel": "#oncall"}}
-    }
+    override = {"alerts": {"notifier": RECORDING_NOTIFIER, "notifier_kwargs": {"channel": "#oncall"}}}
     monkeypatch.setattr("turnover_signals.config.read_variable_override", lambda: override)
+    allow_recording_notifier(monkeypatch)
     RecordingNotifier.sent.clear()
     return RecordingNotifier.sent
 

@@ -1,6 +1,21 @@
+import hashlib
+import json
 from types import SimpleNamespace
 
-from turnover_signals.quality.gate import RunIdentity, mask_value, summarize_expectation_result
+import pytest
+
+from turnover_signals.governance.pseudonyms import pii_mask_key, pii_mask_key_from_connection
+from turnover_signals.quality import gate
+from turnover_signals.quality.gate import (
+    PII_WITHHELD,
+    RunIdentity,
+    mask_validation_result,
+    mask_value,
+    summarize_expectation_result,
+)
+
+MASK_KEY = pii_mask_key("test-pseudonym-key-0123456789abcdef")
+OTHER_MASK_KEY = pii_mask_key("rotated-pseudonym-key-fedcba9876543210")
 
 
 def _result(column, unexpected, success=False):
@@ -20,15 +35,77 @@ def _result(column, unexpected, success=False):
 
 
 def test_pii_samples_are_masked_and_stable():
-    summary = summarize_expectation_result(_result("work_email", ["jane@northwind.example"]), ["work_email"])
-    assert summary["observed"]["sample"] == [mask_value("jane@northwind.example")]
+    summary = summarize_expectation_result(
+        _result("work_email", ["jane@northwind.example", "jane@northwind.example"]), ["work_email"], MASK_KEY
+    )
+    mask = mask_value("jane@northwind.example", MASK_KEY)
+    assert summary["observed"]["sample"] == [mask, mask]  # a repeat is still visible
     assert "jane" not in str(summary)
     assert "batch_id" not in summary["kwargs"]
 
 
 def test_derived_columns_of_pii_columns_are_masked_too():
-    summary = summarize_expectation_result(_result("base_salary_parsed", [-5]), ["base_salary"])
-    assert summary["observed"]["sample"] == [mask_value(-5)]
+    summary = summarize_expectation_result(_result("base_salary_parsed", [-5]), ["base_salary"], MASK_KEY)
+    assert summary["observed"]["sample"] == [mask_value(-5, MASK_KEY)]
+
+
+def test_the_mask_of_a_salary_is_keyed_not_a_hash_anyone_can_compute():
+    # An unkeyed sha256 of a salary is found by hashing every plausible salary: the mask needs the key.
+    mask = mask_value("131000.50", MASK_KEY)
+    assert mask.startswith("pii:") and len(mask) == len("pii:") + 10
+    assert mask != "pii:" + hashlib.sha256(b"131000.50").hexdigest()[:10]
+    assert mask == mask_value("131000.50", MASK_KEY)
+    assert mask != mask_value("131000.50", OTHER_MASK_KEY)
+
+
+def test_without_a_mask_key_pii_sample_values_are_withheld():
+    summary = summarize_expectation_result(_result("base_salary", ["131000.50", "-5"]), ["base_salary"])
+    assert summary["observed"]["sample"] == [PII_WITHHELD, PII_WITHHELD]
+    assert summary["observed"]["unexpected_count"] == 2  # the counts an auditor needs stay
+    assert "131000" not in json.dumps(summary)
+
+
+def test_the_data_docs_copy_of_a_result_is_masked_with_the_same_key():
+    result = _result("employee_id", ["E1", "E1"])
+    result.result["partial_unexpected_counts"] = [{"value": "E1", "count": 2}]
+    masked = mask_validation_result(SimpleNamespace(results=[result]), ["employee_id"], MASK_KEY)
+    item = masked.results[0].result
+    assert item["partial_unexpected_list"] == [mask_value("E1", MASK_KEY)] * 2
+    assert item["partial_unexpected_counts"] == [{"value": mask_value("E1", MASK_KEY), "count": 2}]
+    no_key = mask_validation_result(
+        SimpleNamespace(results=[_result("employee_id", ["E1"])]), ["employee_id"]
+    )
+    assert no_key.results[0].result["partial_unexpected_list"] == [PII_WITHHELD]
+
+
+def test_the_mask_key_is_not_the_pseudonym_key_itself():
+    # a masked employee_key in a quality report must never equal its analytics pseudonym
+    import hmac
+
+    key = "test-pseudonym-key-0123456789abcdef"
+    pseudonym = hmac.new(key.encode(), b"42", hashlib.sha256).hexdigest()
+    assert mask_value(42, pii_mask_key(key)) != "pii:" + pseudonym[:10]
+
+
+def test_the_mask_key_comes_from_the_pseudonym_connection(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ANALYTICS_PSEUDONYM",
+        json.dumps({"conn_type": "generic", "password": "test-pseudonym-key-0123456789abcdef"}),
+    )
+    assert pii_mask_key_from_connection() == MASK_KEY
+    assert gate.resolve_pii_mask_key() == MASK_KEY
+
+
+@pytest.mark.parametrize("password", [None, "short"])
+def test_no_connection_or_an_unusable_key_withholds_the_values(monkeypatch, password):
+    if password is None:
+        monkeypatch.delenv("AIRFLOW_CONN_ANALYTICS_PSEUDONYM", raising=False)
+    else:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_ANALYTICS_PSEUDONYM", json.dumps({"conn_type": "generic", "password": password})
+        )
+    assert pii_mask_key_from_connection() is None
+    assert mask_value("131000.50", gate.resolve_pii_mask_key()) == PII_WITHHELD
 
 
 def test_non_pii_samples_are_kept_for_the_auditor():
@@ -59,5 +136,5 @@ def test_identifiers_of_people_are_pii_in_the_configuration():
         "learner_identifier",
     }
     assert identifiers <= pii, identifiers - pii
-    summary = summarize_expectation_result(_result("lms_user_id", ["u-0001"]), pii)
-    assert summary["observed"]["sample"] == [mask_value("u-0001")]
+    summary = summarize_expectation_result(_result("lms_user_id", ["u-0001"]), pii, MASK_KEY)
+    assert summary["observed"]["sample"] == [mask_value("u-0001", MASK_KEY)]

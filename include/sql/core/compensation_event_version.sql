@@ -4,14 +4,21 @@
 -- from known_from until the next moment that changes it (known_until; null: current); a correction that
 -- no longer shows the change ends it with no successor. Files are known per core.hris_file_knowledge.
 -- Files that retention sealed (core.hris_sealed_file) contribute the versions built from them, kept in
--- core.compensation_change_baseline; a loaded file dated on or before the last sealed one arrived after
--- its period was sealed and is not used. With %(sealed_files_only)s the build covers the sealed files
--- alone: that is how retention computes the baseline before dropping their raw partitions.
+-- core.compensation_change_baseline; a loaded file dated on or before the last sealed one
+-- (core.hris_sealed_through) arrived after its period was sealed and is not used. With
+-- %(sealed_files_only)s the build covers the sealed files alone: that is how retention computes the
+-- baseline before dropping their raw partitions.
 with sealed_files as (
     select
         sha256,
         file_date
     from core.hris_sealed_file
+    where feed = 'compensation'
+),
+
+seal as (
+    select sealed_through_date
+    from core.hris_sealed_through
     where feed = 'compensation'
 ),
 
@@ -44,7 +51,7 @@ loaded_files as (
         manifest.feed = 'compensation' and manifest.status in ('loaded', 'superseded')
         and case
             when %(sealed_files_only)s then manifest.sha256 in (select sealed_files.sha256 from sealed_files)
-            else manifest.file_date > (select coalesce(max(sealed_files.file_date), '-infinity') from sealed_files)
+            else manifest.file_date > coalesce((select seal.sealed_through_date from seal), '-infinity')
         end
 ),
 

@@ -7,10 +7,16 @@
 -- the file, loaded or since superseded, known last by that time). %(employee_ids)s: only these (null: all).
 -- Snapshots that retention sealed (core.hris_sealed_file) come from core.employee_snapshot_baseline
 -- as runs of consecutive snapshots; live snapshots are runs of one. A loaded file dated on or before
--- the last sealed snapshot arrived after its period was sealed and is not used.
+-- the last sealed snapshot (core.hris_sealed_through) arrived after its period was sealed and is not used.
 with sealed_files as (
     select file_date
     from core.hris_sealed_file
+    where feed = 'employees'
+),
+
+seal as (
+    select sealed_through_date
+    from core.hris_sealed_through
     where feed = 'employees'
 ),
 
@@ -26,7 +32,7 @@ loaded_files as (
         on manifest.file_name = knowledge.file_name and manifest.sha256 = knowledge.sha256
     where
         manifest.feed = 'employees'
-        and manifest.file_date > (select coalesce(max(sealed_files.file_date), '-infinity') from sealed_files)
+        and manifest.file_date > coalesce((select seal.sealed_through_date from seal), '-infinity')
         and case
             when %(known_by)s::timestamptz is null then manifest.status = 'loaded'
             else knowledge.known_at <= %(known_by)s::timestamptz

@@ -26,24 +26,62 @@ scoped_employments as (
     where %(employee_ids)s::text[] is null or hris_employee_id = any(%(employee_ids)s::text[])
 ),
 
-work_emails as not materialized (
+work_email_holders as not materialized (
     select
         work_email.*,
         employments.employee_key,
         employments.sso_guid
     from core.identity_work_email as work_email
     inner join employments on work_email.hris_employee_id = employments.hris_employee_id
-    -- An address two people hold at once (an HR data error, reported as email_collision)
-    -- identifies neither of them.
-    where not exists (
-        select from core.identity_work_email as other_holder
-        inner join core.hris_employee_key as other_key on other_holder.hris_employee_id = other_key.hris_employee_id
-        where
-            other_holder.email_normalized = work_email.email_normalized
-            and other_key.employee_key <> employments.employee_key
-            and other_holder.valid_from < coalesce(work_email.valid_to, 'infinity')
-            and work_email.valid_from < coalesce(other_holder.valid_to, 'infinity')
-    )
+),
+
+work_emails as not materialized (
+    -- An address two people hold at once identifies neither of them while they share it. When it was
+    -- handed over (one holder's interval starts and ends before the other's: a leaver still listed
+    -- while the next holder is already listed before the hire date), only the shared days are
+    -- ambiguous (email_handover_overlap): the address stays the earlier holder's before them and the
+    -- later holder's after them. When one interval lies within the other, nothing shows a handover (a
+    -- shared mailbox or an HR data error, email_collision): the address identifies neither at any time.
+    select
+        holder.hris_employee_id,
+        holder.email_normalized,
+        holder.work_email_raw,
+        holder.mbox_sha1sum,
+        holder.employee_key,
+        holder.sso_guid,
+        lower(held.days) as valid_from,
+        upper(held.days) as valid_to
+    from work_email_holders as holder
+    cross join
+        lateral (
+            select
+                -- true when no other holder overlaps, or each overlap is staggered (a handover)
+                coalesce(bool_and(
+                    (
+                        other_holder.valid_from < holder.valid_from
+                        and coalesce(other_holder.valid_to, 'infinity') < coalesce(holder.valid_to, 'infinity')
+                    )
+                    or (
+                        holder.valid_from < other_holder.valid_from
+                        and coalesce(holder.valid_to, 'infinity') < coalesce(other_holder.valid_to, 'infinity')
+                    )
+                ), true) as is_handed_over,
+                coalesce(
+                    range_agg(daterange(other_holder.valid_from, other_holder.valid_to)), '{}'::datemultirange
+                ) as days_held_by_others
+            from core.identity_work_email as other_holder
+            inner join core.hris_employee_key as other_key on other_holder.hris_employee_id = other_key.hris_employee_id
+            where
+                other_holder.email_normalized = holder.email_normalized
+                and other_key.employee_key <> holder.employee_key
+                and other_holder.valid_from < coalesce(holder.valid_to, 'infinity')
+                and holder.valid_from < coalesce(other_holder.valid_to, 'infinity')
+        ) as other_holders
+    cross join
+        lateral unnest(
+            datemultirange(daterange(holder.valid_from, holder.valid_to)) - other_holders.days_held_by_others
+        ) as held (days)
+    where other_holders.is_handed_over
 ),
 
 guid_holders as not materialized (

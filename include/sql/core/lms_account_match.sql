@@ -79,6 +79,7 @@ email_holders as (
     select
         accounts.lms_user_id,
         accounts.created_at,
+        work_email.email_normalized,
         work_email.valid_from,
         work_email.valid_to,
         employments.employee_key,
@@ -102,8 +103,26 @@ email_candidates as (
         employment_end_date
     from email_holders
     where
-        created_at::date >= valid_from - %(created_before_hire_grace_days)s::integer
-        and (valid_to is null or created_at::date < valid_to)
+        created_at::date < coalesce(valid_to, 'infinity')
+        and (
+            created_at::date >= valid_from
+            -- A pre-boarding account, opened in the grace days before the address was the holder's, but
+            -- only on a day nobody else held it: a reassigned address's earlier holder keeps the accounts
+            -- opened in their time (the days two people held it stay ambiguous: both are candidates).
+            or (
+                created_at::date >= valid_from - %(created_before_hire_grace_days)s::integer
+                and not exists (
+                    select from core.identity_work_email as other_holder
+                    inner join core.hris_employee_key as other_key
+                        on other_holder.hris_employee_id = other_key.hris_employee_id
+                    where
+                        other_holder.email_normalized = email_holders.email_normalized
+                        and other_key.employee_key <> email_holders.employee_key
+                        and other_holder.valid_from <= email_holders.created_at::date
+                        and email_holders.created_at::date < coalesce(other_holder.valid_to, 'infinity')
+                )
+            )
+        )
 ),
 
 candidates as (

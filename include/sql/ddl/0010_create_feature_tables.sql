@@ -1,3 +1,8 @@
+-- original-sha256: 880d0b0fe21a705f0c42b5fc190e71390fe879ee392af538581f492be4b203b8
+-- body-sha256: 26c6e2b1449ea7776ccc50b982e0bdfe857a0cc478aea5bc0185e76c1f159cb5
+-- Revised after release: mart.training_set (views/) moved to include/sql/repeatable/ (one current definition,
+-- applied after the numbered migrations); a warehouse that applied the original keeps it.
+
 -- Point-in-time features and labels: the daily learning aggregate, features, labels, build audit.
 
 -- one row per xAPI actor per activity day per day the statements were stored (voided excluded)
@@ -112,61 +117,3 @@ create table if not exists audit.feature_build (
     primary key (build_id, reference_date, feature_set_version),
     constraint feature_build_kind_check check (build_kind in ('first_build', 'restatement', 'void_recompute'))
 );
-
--- one row per employee_key per reference_date per feature_set_version per horizon with a known label
-create or replace view mart.training_set as
-select
-    features.employee_key,
-    features.reference_date,
-    features.feature_set_version,
-    features.hris_employee_id,
-    features.enrolments_30d,
-    features.enrolments_90d,
-    features.enrolments_180d,
-    features.completions_30d,
-    features.completions_90d,
-    features.completions_180d,
-    features.completion_rate_30d,
-    features.completion_rate_90d,
-    features.completion_rate_180d,
-    features.mean_score_30d,
-    features.mean_score_90d,
-    features.mean_score_180d,
-    features.learning_minutes_30d,
-    features.learning_minutes_90d,
-    features.learning_minutes_180d,
-    features.distinct_courses_30d,
-    features.distinct_courses_90d,
-    features.distinct_courses_180d,
-    features.mandatory_courses_overdue,
-    features.days_since_last_activity,
-    features.engagement_trend,
-    features.skill_tag_breadth_180d,
-    features.difficulty_weighted_completions_180d,
-    features.tenure_days,
-    features.job_level,
-    features.department,
-    features.location,
-    features.time_in_role_days,
-    features.days_since_last_promotion,
-    features.manager_changes_12m,
-    features.manager_tenure_days,
-    features.last_pay_change_pct,
-    features.months_since_last_raise,
-    features.is_pay_frozen,
-    features.performance_rating,
-    features.team_size,
-    features.team_leavers_90d,
-    features.lms_cutoff_date,
-    features.built_at,
-    features.build_id,
-    features.lms_recomputed_at,
-    features.lms_recomputed_reason,
-    label.horizon_days,
-    label.label,
-    label.exit_date,
-    label.exit_category
-from mart.employee_features as features
-inner join mart.turnover_label as label
-    on features.employee_key = label.employee_key and features.reference_date = label.reference_date
-where label.label is not null;

@@ -1,3 +1,8 @@
+-- original-sha256: 96cedf42110195de2702cc85e0921fd4cad6e2f36d01a99cc0eba915dc7d6765
+-- body-sha256: 62cc076e5079aaf7a8b8ed7711abb68c1d8cbebf81fd83fb38ea0673a782de41
+-- Revised after release: governance.apply_role_privileges() (grants/) moved to include/sql/repeatable/ (one
+-- current definition, applied after the numbered migrations); a warehouse that applied the original keeps it.
+
 -- What each LRS actually does, learned by the conformance probe (turnover_signals.lms.conformance) at the
 -- first use of a connection and on demand, and the extraction strategy chosen from it. One row per probe:
 -- the newest row of a source is the one in force; older rows are the history an auditor reads.
@@ -31,8 +36,8 @@ alter table audit.lms_extract_batch add column if not exists statements_late int
 -- must reach
 alter table audit.lms_extract_batch add column if not exists max_lateness_seconds bigint;
 
--- Privileges added after 0019 are rows here, not another copy of governance.apply_role_privileges(): the
--- function of 0019 keeps its list and the new one applies it, then these rows.
+-- Privileges added after 0019 are rows here, not another copy of governance.apply_role_privileges(): it
+-- applies its list, then these rows.
 create table if not exists governance.role_privilege (
     role_name text not null,
     statement_template text not null,       -- a format() template: %1$I is the role
@@ -47,35 +52,3 @@ insert into governance.role_privilege (role_name, statement_template, added_in) 
     '0027'
 )
 on conflict do nothing;
-
-do $$
-begin
-    if to_regprocedure('governance.apply_role_privileges_0019()') is null then
-        alter function governance.apply_role_privileges() rename to apply_role_privileges_0019;
-    end if;
-end
-$$;
-
-create or replace function governance.apply_role_privileges() returns text[]
-language plpgsql
-as $$
-declare
-    granted text[];
-    grant_row record;
-begin
-    granted := governance.apply_role_privileges_0019();
-    for grant_row in
-        select role_name, statement_template from governance.role_privilege order by added_in, role_name
-    loop
-        if grant_row.role_name = any(granted) then
-            execute format(grant_row.statement_template, grant_row.role_name);
-        end if;
-    end loop;
-    return granted;
-end
-$$;
-
-revoke all on function governance.apply_role_privileges() from public;
-revoke all on function governance.apply_role_privileges_0019() from public;
-
-select governance.apply_role_privileges();

@@ -71,22 +71,28 @@ scoped_emails as (
     inner join scoped_employments on work_email.hris_employee_id = scoped_employments.hris_employee_id
 ),
 
-email_collisions as (
-    select distinct
-        'email_collision' as kind,
-        array[
-            least(first_holder.hris_employee_id, second_holder.hris_employee_id),
-            greatest(first_holder.hris_employee_id, second_holder.hris_employee_id)
-        ] as hris_employee_ids,
-        '{}'::text[] as lms_user_ids,
-        array[
-            least(first_key.employee_key, second_key.employee_key),
-            greatest(first_key.employee_key, second_key.employee_key)
-        ] as employee_keys,
-        jsonb_build_object(
-            'email_sha256', encode(sha256(convert_to(first_holder.email_normalized, 'utf8')), 'hex'),
-            'overlap_from', greatest(first_holder.valid_from, second_holder.valid_from)
-        ) as evidence
+email_overlaps as (
+    -- two people's intervals on one address; staggered (one starts and ends before the other) is a
+    -- handover whose shared days are ambiguous, one within the other an address shared outright
+    select
+        first_holder.hris_employee_id as first_hris_employee_id,
+        second_holder.hris_employee_id as second_hris_employee_id,
+        first_key.employee_key as first_employee_key,
+        second_key.employee_key as second_employee_key,
+        first_holder.email_normalized,
+        greatest(first_holder.valid_from, second_holder.valid_from) as overlap_from,
+        nullif(
+            least(coalesce(first_holder.valid_to, 'infinity'), coalesce(second_holder.valid_to, 'infinity')),
+            'infinity'
+        ) as overlap_to,
+        (
+            first_holder.valid_from < second_holder.valid_from
+            and coalesce(first_holder.valid_to, 'infinity') < coalesce(second_holder.valid_to, 'infinity')
+        )
+        or (
+            second_holder.valid_from < first_holder.valid_from
+            and coalesce(second_holder.valid_to, 'infinity') < coalesce(first_holder.valid_to, 'infinity')
+        ) as is_handover
     from scoped_emails as first_holder
     inner join core.identity_work_email as second_holder
         on
@@ -97,6 +103,34 @@ email_collisions as (
     inner join employee_keys as first_key on first_holder.hris_employee_id = first_key.hris_employee_id
     inner join employee_keys as second_key on second_holder.hris_employee_id = second_key.hris_employee_id
     where first_key.employee_key <> second_key.employee_key
+),
+
+email_collisions as (
+    select distinct
+        case when is_handover then 'email_handover_overlap' else 'email_collision' end as kind,
+        array[
+            least(first_hris_employee_id, second_hris_employee_id),
+            greatest(first_hris_employee_id, second_hris_employee_id)
+        ] as hris_employee_ids,
+        '{}'::text[] as lms_user_ids,
+        array[
+            least(first_employee_key, second_employee_key),
+            greatest(first_employee_key, second_employee_key)
+        ] as employee_keys,
+        case
+            when is_handover
+                then jsonb_build_object(
+                    'email_sha256', encode(sha256(convert_to(email_normalized, 'utf8')), 'hex'),
+                    'overlap_from', overlap_from,
+                    'overlap_to', overlap_to,
+                    'ambiguous_days', overlap_to - overlap_from
+                )
+            else jsonb_build_object(
+                'email_sha256', encode(sha256(convert_to(email_normalized, 'utf8')), 'hex'),
+                'overlap_from', overlap_from
+            )
+        end as evidence
+    from email_overlaps
 ),
 
 guid_collisions as (

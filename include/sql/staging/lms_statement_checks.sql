@@ -5,6 +5,8 @@
 -- this query only over the rest (an actor that is an array, an id that is missing or a number, ...), bound to
 -- the name received_statements (received_order, statement jsonb). tests/integration/test_lms_statement_checks.py
 -- compares the two column by column. Repeats of a statement id are kept here; the loader keeps the first copy.
+-- A statement beyond lms.max_statement_bytes or lms.max_statement_depth never reaches either: the client refuses
+-- it unparsed and the loader writes a stand-in row rejected with that reason (statement_checks.refused_row).
 -- Times and the duration are parsed by functions in FROM: evaluated once per row, whereas an expression in
 -- a step's select list is evaluated again at every reference once PostgreSQL inlines the step.
 with received as (
@@ -89,6 +91,8 @@ checked as (
         has_mbox::integer + has_mbox_sha1sum::integer + has_openid::integer + has_account::integer
             as actor_identifier_count,
         coalesce(occurred_at > %(future_limit)s::timestamptz, false) as is_in_future,
+        -- stored is the LRS's clock: ahead of ours beyond the tolerance, it would carry the watermark with it
+        coalesce(stored_at > %(future_limit)s::timestamptz, false) as is_stored_in_future,
         case
             when occurred_at is null then 'timestamp is not an ISO 8601 time'
             when stored_at is null then 'stored is missing or not an ISO 8601 time with a zone'
@@ -140,6 +144,7 @@ final as (
             case when not is_id_uuid then 'id is not a UUID' end,
             timestamp_problem,
             case when is_in_future then 'timestamp is in the future beyond the tolerance' end,
+            case when is_stored_in_future then 'stored is in the future beyond the tolerance' end,
             case when not is_verb_iri then 'verb id is not an IRI' end,
             case when actor_identifier_count <> 1 then 'actor must have exactly one identifier' end,
             case when score_scaled not between -1 and 1 then 'result.score.scaled outside [-1, 1]' end,

@@ -239,7 +239,9 @@ def migration_state(conn: Any) -> tuple[list[str], list[str], int | None]:
         applied = {}
     migrations = discover_migrations()
     pending = [m.path.name for m in migrations if m.version not in applied]
-    changed = [m.path.name for m in migrations if m.version in applied and applied[m.version] != m.sha256]
+    changed = [
+        m.path.name for m in migrations if m.version in applied and not m.is_applied_as(applied[m.version])
+    ]
     return pending, changed, max(applied, default=None)
 
 
@@ -339,9 +341,13 @@ def check_stage_login(
             name, WARN, "configured as the owner's connection: tasks run with every privilege", fallback
         )
     if not lookup.defined(conn_id):
-        return CheckResult(
-            name, WARN, f"not defined: the stage's tasks use the owner's {owner_conn_id}", fallback
-        )
+        if (config.get("security") or {}).get("allow_owner_fallback") is True:
+            return CheckResult(
+                name, WARN, f"not defined: the stage's tasks use the owner's {owner_conn_id}", fallback
+            )
+        # least privilege fails closed: the stage's tasks would fail (runbook-stage-connection)
+        problem = "not defined: the stage's tasks fail (security.allow_owner_fallback is false)"
+        return CheckResult(name, FAIL, problem, fallback)
     try:
         with postgres_session(conn_id) as conn:
             login, current = conn.execute("select session_user, current_user").fetchone()

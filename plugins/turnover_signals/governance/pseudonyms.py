@@ -6,6 +6,12 @@ but the pipeline's owner can reach, as the two HMAC pads (key XOR ipad, key XOR 
 then compute the HMAC with PostgreSQL's built-in `sha256()`, without pgcrypto, and no view,
 function or file in the repository holds the key. Rotating the key in the connection changes every
 pseudonym on the next run; `audit.pseudonym_key_rotation` records each key by fingerprint only.
+
+The same task writes `governance.analytics_policy`: the smallest group of people the views may show
+(k-anonymity on their quasi-identifiers, migration 0033), from `analytics.min_group_size`.
+
+The key also keys the PII mask of failed-check samples (`pii_mask_key`): a subkey derived for that one
+purpose, so a masked `employee_key` in a quality report never equals an analytics pseudonym.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ SHA256_BLOCK_BYTES = 64
 MIN_KEY_CHARS = 16
 # The fingerprint is an HMAC of this constant: it identifies a key without revealing it.
 FINGERPRINT_MESSAGE = b"turnover-signals pseudonym key fingerprint"
+# The PII mask's subkey is an HMAC of this constant (domain separation from the pseudonyms).
+PII_MASK_MESSAGE = b"turnover-signals pii sample mask"
 
 
 def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
@@ -47,6 +55,11 @@ def person_pseudonym(key: str, employee_key: int) -> str:
 def key_fingerprint(key: str) -> str:
     """A short, non-reversible identifier of a key, safe to log and to keep in the audit schema."""
     return hmac.new(key.encode("utf-8"), FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
+
+
+def pii_mask_key(key: str) -> bytes:
+    """The key of the PII mask in failed-check samples, derived from the pseudonym key for that use only."""
+    return hmac.new(key.encode("utf-8"), PII_MASK_MESSAGE, hashlib.sha256).digest()
 
 
 def _check_key(key: str | None, conn_id: str) -> str:
@@ -98,6 +111,34 @@ def install_pseudonym_key(
     return {"installed": True, "key_fingerprint": fingerprint, "rotated": previous is not None}
 
 
+def install_analytics_policy(conn: psycopg.Connection, min_group_size: int) -> dict[str, Any]:
+    """Write k, the smallest group of people a row of the analytics views may belong to, where the views
+    read it (`governance.analytics_policy`); a no-op when it is already that value."""
+    if isinstance(min_group_size, bool) or not isinstance(min_group_size, int) or min_group_size < 1:
+        raise BadInputError(
+            subject="configuration analytics.min_group_size",
+            problem=f"must be a whole number of people of at least 1, not {min_group_size!r}",
+            next_step="set it to the smallest group analysts may see (5 or more; 1 shows every row)",
+            runbook_section="pseudonym-key",
+        )
+    with conn.transaction():
+        row = conn.execute("select min_group_size from governance.analytics_policy for update").fetchone()
+        previous = row[0] if row else None
+        if previous == min_group_size:
+            return {"min_group_size": min_group_size, "changed": False}
+        conn.execute(
+            """
+            insert into governance.analytics_policy (policy_slot, min_group_size, updated_at)
+            values ('current', %s, now())
+            on conflict (policy_slot) do update set min_group_size = excluded.min_group_size,
+                updated_at = excluded.updated_at
+            """,
+            (min_group_size,),
+        )
+    log.info("analytics views: smallest group shown changed from %s to %s people", previous, min_group_size)
+    return {"min_group_size": min_group_size, "changed": True}
+
+
 def read_key_from_connection(conn_id: str = PSEUDONYM_CONN_ID) -> str | None:
     """The key from the Airflow connection (password, else extra `key`); None when there is no such
     connection."""
@@ -116,15 +157,32 @@ def install_key_from_connection(
     run: RunIdentity | None = None,
     warehouse_conn_id: str = DEFAULT_CONN_ID,
     dsn: str | None = None,
+    min_group_size: int | None = None,
 ) -> dict[str, Any]:
-    """Install the key of `conn_id`; without that connection the analytics views stay empty (fail closed)."""
+    """Install the key of `conn_id` (and, given, the views' smallest group `min_group_size`); without that
+    connection the analytics views stay empty (fail closed)."""
     key = read_key_from_connection(conn_id)
+    policy: dict[str, Any] = {}
+    if min_group_size is not None:
+        with warehouse_connection(warehouse_conn_id, dsn) as conn:
+            policy = install_analytics_policy(conn, min_group_size)
     if key is None:
         log.warning(
             "no Airflow connection '%s': the analytics views "
             "show no rows until it holds a pseudonymization key",
             conn_id,
         )
-        return {"installed": False, "key_fingerprint": None, "rotated": False}
+        return {"installed": False, "key_fingerprint": None, "rotated": False, **policy}
     with warehouse_connection(warehouse_conn_id, dsn) as conn:
-        return install_pseudonym_key(conn, key, run)
+        return install_pseudonym_key(conn, key, run) | policy
+
+
+def pii_mask_key_from_connection(conn_id: str = PSEUDONYM_CONN_ID) -> bytes | None:
+    """The PII mask's key, from the pseudonym key of `conn_id`; None when there is no usable key (no such
+    connection, or a key too short to be one), and then samples of PII columns are withheld."""
+    try:
+        key = read_key_from_connection(conn_id)
+    except BadInputError:
+        log.warning("the '%s' connection holds no usable key: PII sample values are withheld", conn_id)
+        return None
+    return pii_mask_key(key) if key is not None else None

@@ -79,8 +79,26 @@ FEEDS: dict[str, Feed] = {
     ),
 }
 
-# Names that must never be fetched: hidden files, anything that could escape the directory.
-_UNSAFE_NAME = re.compile(r"(^\.)|(/)|(\\)|(\.\.)|[\x00-\x1f]")
+# Names that must never be fetched, each with why: hidden files, anything that could escape the directory,
+# unprintable characters (a trailing newline), and shell metacharacters (nothing here runs a shell, but a
+# name like that is not an export a vendor means to send).
+_UNSAFE_NAME_RULES = (
+    (re.compile(r"^\."), "hidden (starts with '.')"),
+    (re.compile(r"\.\."), "holds '..'"),
+    (re.compile(r"[/\\]"), "holds a path separator"),
+    (re.compile(r"[;&|$`<>*?!'\"(){}\[\]]"), "holds a shell metacharacter"),
+)
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why `name` must never be fetched, or None when it is safe."""
+    if not name:
+        return "empty name"
+    if any("\udc80" <= char <= "\udcff" for char in name):  # undecodable bytes, kept as surrogate escapes
+        return "not valid UTF-8"
+    if not name.isprintable():
+        return "holds a control or unprintable character"
+    return next((reason for rule, reason in _UNSAFE_NAME_RULES if rule.search(name)), None)
 
 
 @dataclass(frozen=True)
@@ -94,14 +112,32 @@ class HrisFileName:
 
 
 def is_safe_remote_name(name: str) -> bool:
-    """False for names that are hidden or could traverse out of the landing directory."""
-    return bool(name) and not _UNSAFE_NAME.search(name)
+    """False for names that are hidden, could traverse out of the landing directory, hold a control or
+    other unprintable character (a trailing newline, say) or a shell metacharacter."""
+    return unsafe_name_reason(name) is None
+
+
+def escaped_name(name: str, limit: int = 120) -> str:
+    """`name` quoted and escaped like Python's repr (no raw control characters), cut to `limit` characters:
+    safe to put in a log line or a message."""
+    text = repr(name)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def match_file_name(name: str, file_patterns: Mapping[str, str]) -> HrisFileName | None:
     """Recognise `name` as a feed file, or None (unknown names and unsafe names are ignored)."""
-    if not is_safe_remote_name(name):
-        return None
+    return _recognise(name, file_patterns)[0]
+
+
+def why_not_a_feed_file(name: str, file_patterns: Mapping[str, str]) -> str | None:
+    """Why `name` is ignored (unsafe, no feed pattern, an impossible date), or None for a feed file."""
+    return _recognise(name, file_patterns)[1]
+
+
+def _recognise(name: str, file_patterns: Mapping[str, str]) -> tuple[HrisFileName | None, str | None]:
+    unsafe = unsafe_name_reason(name)
+    if unsafe is not None:
+        return None, f"unsafe name: {unsafe}"
     for feed, pattern in file_patterns.items():
         if feed not in FEEDS:
             continue
@@ -110,9 +146,9 @@ def match_file_name(name: str, file_patterns: Mapping[str, str]) -> HrisFileName
             try:
                 file_date = datetime.strptime(match["date"], "%Y%m%d").date()
             except ValueError:
-                return None
-            return HrisFileName(name, feed, file_date, name.endswith((".pgp", ".gpg")))
-    return None
+                return None, f"matches the {feed} pattern but {match['date']!r} is not a date (YYYYMMDD)"
+            return HrisFileName(name, feed, file_date, name.endswith((".pgp", ".gpg"))), None
+    return None, "matches no pattern of hris.file_patterns"
 
 
 def normalize_header_name(raw: str) -> str:

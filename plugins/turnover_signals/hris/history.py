@@ -58,8 +58,9 @@ def rebuild_history_revisions(conn: psycopg.Connection, config: Mapping[str, Any
         select knowledge.sha256, knowledge.known_at
         from core.hris_file_knowledge as knowledge
         where knowledge.feed = 'employees' and knowledge.is_correction
-          and knowledge.file_date > (select coalesce(max(file_date), '-infinity') from core.hris_sealed_file
-                                     where feed = 'employees')
+          and knowledge.file_date > coalesce(
+              (select sealed_through_date from core.hris_sealed_through where feed = 'employees'), '-infinity'
+          )
         order by knowledge.known_at, knowledge.sha256
         """
     ).fetchall()
@@ -108,10 +109,8 @@ def files_in_sealed_periods(conn: psycopg.Connection) -> list[str]:
         """
         select manifest.file_name
         from audit.file_manifest as manifest
-        inner join (
-            select feed, max(file_date) as sealed_through from core.hris_sealed_file group by feed
-        ) as seal on manifest.feed = seal.feed
-        where manifest.status = 'loaded' and manifest.file_date <= seal.sealed_through
+        inner join core.hris_sealed_through as seal on manifest.feed = seal.feed
+        where manifest.status = 'loaded' and manifest.file_date <= seal.sealed_through_date
           and not exists (
               select 1 from core.hris_sealed_file as sealed
               where sealed.feed = manifest.feed and sealed.sha256 = manifest.sha256

@@ -14,7 +14,8 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,15 @@ import psycopg
 from psycopg import sql
 
 from turnover_signals import storage
-from turnover_signals.errors import BadInputError
-from turnover_signals.hris.contract import FEEDS, Feed, MappedHeader, date_format_parts, map_header
+from turnover_signals.errors import BadInputError, runbook_link
+from turnover_signals.hris.contract import (
+    FEEDS,
+    Feed,
+    MappedHeader,
+    date_format_parts,
+    escaped_name,
+    map_header,
+)
 from turnover_signals.hris.job_levels import job_level_mapping
 from turnover_signals.load import manifest
 from turnover_signals.load.csv_stage import (
@@ -46,7 +54,7 @@ from turnover_signals.quality.gate import (
     record_validation,
     run_suite,
 )
-from turnover_signals.sources.sftp_hris import HrisSftpSource, RemoteHrisFile, sha256_of_file
+from turnover_signals.sources.sftp_hris import HrisSftpSource, IgnoredEntry, RemoteHrisFile, sha256_of_file
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,8 @@ NEXT_STEP_BAD_FILE = (
     "one), or fix the configuration (column mapping, encoding, date format, a termination type or job "
     "level mapping) and release the file"
 )
+# Without a control file, a file is taken once two listings this far apart see the same size and mtime.
+DEFAULT_STABLE_LISTING_SECONDS = 30.0
 
 
 @dataclass
@@ -95,34 +105,163 @@ def hris_source(config: Mapping[str, Any]) -> HrisSftpSource:
     )
 
 
-def list_pending_files(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:
-    """Feed files on the server not yet recorded as received (by name, size and mtime), oldest first."""
-    listed = hris_source(config).list_feed_files()
+@dataclass(frozen=True)
+class WaitingFile:
+    """A new feed file not taken yet: still being written, or its required control file is missing."""
+
+    name: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{escaped_name(self.name)} ({self.reason})"
+
+
+@dataclass
+class FileSurvey:
+    """What one look at the drop directory found: files to take now, files to wait for, names ignored."""
+
+    pending: list[RemoteHrisFile]
+    waiting: list[WaitingFile]
+    ignored: list[IgnoredEntry]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and escaped names (JSON-serialisable): the run's record of what was not taken and why."""
+        return {
+            "pending": len(self.pending),
+            "waiting": len(self.waiting),
+            "ignored_names": len(self.ignored),
+            "waiting_files": [item.describe() for item in self.waiting],
+            "ignored": [item.describe() for item in self.ignored],
+        }
+
+    def note_lines(self) -> list[str]:
+        """Lines for the DAG run's note: files not taken, so that people see them on the run."""
+        lines = []
+        if self.waiting:
+            lines.append(
+                f"{len(self.waiting)} HRIS file(s) not taken yet: "
+                + "; ".join(item.describe() for item in self.waiting)
+            )
+        if self.ignored:
+            lines.append(
+                f"{len(self.ignored)} entr(ies) of the HRIS drop ignored for their names: "
+                + "; ".join(item.describe() for item in self.ignored)
+            )
+        return lines
+
+
+def survey_remote_files(
+    config: Mapping[str, Any], dsn: str | None = None, sleep: Callable[[float], None] = time.sleep
+) -> FileSurvey:
+    """Feed files on the server not yet recorded as received (by name, size and mtime), oldest first, split
+    into those complete enough to take now and those to wait for.
+
+    A file with its control file is complete (the vendor writes the control file last). A file of a feed
+    with `hris.require_control_file.<feed>` waits for its control file. Any other file is taken only when its
+    size and modification time are the same in a second listing `hris.stable_listing_seconds` later: a file
+    still being uploaded, cut at a row boundary, would pass COPY and the volume band, and its missing
+    employees would be closed as leavers.
+    """
+    hris = config["hris"]
+    source = hris_source(config)
+    listing = source.list_directory()
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        pending = [
-            f for f in listed if manifest.find_by_listing(conn, f.name, f.size_bytes, f.remote_mtime) is None
+        new = [
+            f
+            for f in listing.files
+            if manifest.find_by_listing(conn, f.name, f.size_bytes, f.remote_mtime) is None
         ]
-    log.info("%d HRIS file(s) listed, %d pending", len(listed), len(pending))
-    return [f.to_dict() for f in pending]
+    required = hris.get("require_control_file") or {}
+    ready: list[RemoteHrisFile] = []
+    unsettled: list[RemoteHrisFile] = []
+    waiting: list[WaitingFile] = []
+    for remote in new:
+        if remote.control_file is not None:
+            ready.append(remote)
+        elif required.get(remote.feed):
+            waiting.append(WaitingFile(remote.name, _no_control_file_yet(remote, source)))
+        else:
+            unsettled.append(remote)
+    stable_seconds = float(hris.get("stable_listing_seconds", DEFAULT_STABLE_LISTING_SECONDS))
+    if unsettled and stable_seconds > 0:
+        sleep(stable_seconds)
+        relisted = {f.name: f for f in source.list_directory(warn_ignored=False).files}
+        for before in unsettled:
+            after = relisted.get(before.name)
+            if after is None:
+                waiting.append(WaitingFile(before.name, "gone from the second listing (renamed or deleted)"))
+            elif after.control_file is not None or _same_listing(before, after):
+                ready.append(after)
+            else:
+                waiting.append(WaitingFile(before.name, _still_changing(before, after, stable_seconds)))
+    else:
+        ready.extend(unsettled)
+    ready.sort(key=lambda f: (f.file_date, f.feed, f.name))
+    survey = FileSurvey(pending=ready, waiting=waiting, ignored=listing.ignored)
+    log.info(
+        "%d HRIS file(s) listed, %d pending, %d not taken yet, %d ignored for their names",
+        len(listing.files),
+        len(ready),
+        len(waiting),
+        len(listing.ignored),
+    )
+    for item in waiting:
+        log.info("HRIS file not taken yet, looked at again on the next poke or run: %s", item.describe())
+    return survey
+
+
+def _same_listing(before: RemoteHrisFile, after: RemoteHrisFile) -> bool:
+    return (before.size_bytes, before.remote_mtime) == (after.size_bytes, after.remote_mtime)
+
+
+def _still_changing(before: RemoteHrisFile, after: RemoteHrisFile, seconds: float) -> str:
+    return (
+        f"still being written: {before.size_bytes:,} then {after.size_bytes:,} bytes, modified "
+        f"{before.remote_mtime} then {after.remote_mtime}, in two listings {seconds:g} s apart"
+    )
+
+
+def _no_control_file_yet(remote: RemoteHrisFile, source: HrisSftpSource) -> str:
+    return (
+        f"no control file {remote.name}{source.control_file_suffix} yet, and "
+        f"hris.require_control_file.{remote.feed} is true"
+    )
+
+
+def list_pending_files(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:
+    """The files `survey_remote_files` says to take now, oldest first (JSON-serialisable)."""
+    return [f.to_dict() for f in survey_remote_files(config, dsn).pending]
 
 
 def wait_for_pending_files(
-    config: Mapping[str, Any], waiting_since: datetime | None, dsn: str | None = None
-) -> list[dict[str, Any]]:
-    """Pending files, or [] while still within the wait window; past it, raise a skip.
+    config: Mapping[str, Any],
+    waiting_since: datetime | None,
+    dsn: str | None = None,
+    note: Callable[[list[str]], object] | None = None,
+) -> tuple[list[dict[str, Any]], FileSurvey]:
+    """Pending files and the survey that found them; [] while still within the wait window; past it, raise a
+    skip that names the files not taken and the names ignored. `note` (e.g. `note_on_this_run`) is given
+    the survey's note lines each time, so the run shows what was not taken.
 
     The window (`hris.wait_for_files_minutes`) is read at run time, so it can be changed
     through the Variable without touching the DAG.
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    pending = list_pending_files(config, dsn)
+    survey = survey_remote_files(config, dsn)
+    if note is not None:
+        note(survey.note_lines())
+    pending = [f.to_dict() for f in survey.pending]
     if pending:
-        return pending
+        return pending, survey
     window = timedelta(minutes=float(config["hris"].get("wait_for_files_minutes", 360)))
     if waiting_since is None or datetime.now(UTC) - waiting_since >= window:
-        raise AirflowSkipException(f"no new HRIS files arrived within {window}; nothing to load today")
-    return []
+        not_taken = " ".join(f"{line}." for line in survey.note_lines())
+        raise AirflowSkipException(
+            f"no new HRIS files arrived within {window}; nothing to load today"
+            + (f". {not_taken} See {runbook_link('hris-files-not-taken')}" if not_taken else "")
+        )
+    return [], survey
 
 
 def batch_pending_files(pending: list[dict[str, Any]], files_per_task: int) -> list[list[dict[str, Any]]]:
@@ -167,15 +306,35 @@ def ingest_files(
     return results
 
 
-def summarize_ingest(results: list[Mapping[str, Any]] | list[list[Mapping[str, Any]]]) -> dict[str, Any]:
+def summarize_ingest(
+    results: list[Mapping[str, Any]] | list[list[Mapping[str, Any]]],
+    listing: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Counts per status and rows loaded, for the run's log and the demo summary (per file; batches are
-    flattened)."""
+    flattened), with what the listing did not take (`FileSurvey.summary`): files still waiting and entries
+    ignored for their names, counted and named (escaped)."""
     results = [item for entry in results for item in (entry if isinstance(entry, list) else [entry])]
     summary: dict[str, Any] = {"files": len(results), "rows_loaded": 0, "by_status": {}}
     for result in results:
         summary["by_status"][result["status"]] = summary["by_status"].get(result["status"], 0) + 1
         summary["rows_loaded"] += int(result.get("rows_loaded") or 0)
-    log.info("HRIS ingest summary: %s", summary)
+    listing = listing or {}
+    summary["not_taken_yet"] = int(listing.get("waiting") or 0)
+    summary["ignored_names"] = int(listing.get("ignored_names") or 0)
+    if listing.get("waiting_files"):
+        summary["waiting_files"] = list(listing["waiting_files"])
+    if listing.get("ignored"):
+        summary["ignored"] = list(listing["ignored"])
+    if summary["ignored_names"] or summary["not_taken_yet"]:
+        log.warning(
+            "HRIS ingest summary: %s (%d file(s) not taken yet, %d entr(ies) ignored for their names: "
+            "docs/runbook/hris.md#runbook-hris-files-not-taken)",
+            summary,
+            summary["not_taken_yet"],
+            summary["ignored_names"],
+        )
+    else:
+        log.info("HRIS ingest summary: %s", summary)
     return summary
 
 
@@ -273,8 +432,8 @@ def _receive(
             ):
                 pass  # condemned by its control file; only the hash is needed
             else:
-                data, _at_eof = stream.first_record()
                 try:
+                    data, _at_eof = stream.first_record(subject)
                     raw_header = header_from_bytes(data, encoding, subject)
                 except BadInputError:
                     rows_read = 0

@@ -11,7 +11,9 @@ watermark). `audit.lms_backfill_slice` hands the slices from the extracting task
 A slice over the reject threshold records its rejects and its failed audit row, publishes nothing, and
 fails its task; the publishing task publishes the slices before it and none after it, then fails naming it.
 Every task can be cleared and rerun: a slice's checks tables and audit rows are named after the DAG run and
-the slice, a published slice is not extracted again, and statements are inserted once by id.
+the slice, a published slice is not extracted again, and statements are inserted once by id. Whoever stages
+or publishes a slice holds its lock (`lms.staging`), so a task cleared while it still runs cannot drop the
+tables of the attempt before it; the hourly extraction's clean-up leaves a staged slice's tables alone.
 
 The watermark rule (safe beside the hourly `lms_api_ingest`): a published slice moves the source's watermark
 only when nothing stored before the slice is missing, i.e. the watermark (read under the publishing lock) is
@@ -57,7 +59,7 @@ from turnover_signals.lms.statements import (
 )
 from turnover_signals.quality.gate import RunIdentity, record_validation
 from turnover_signals.sources.xapi import StatementPage, XapiClient, parse_xapi_timestamp
-from turnover_signals.warehouse import warehouse_connection
+from turnover_signals.warehouse import connection_lost, warehouse_connection, warehouse_lost
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,10 @@ class SliceExtraction:
         self.conn_id = config["connections"]["warehouse"]
         self.source = _source(client)
 
+    @property
+    def subject(self) -> str:
+        return f"xAPI backfill slice {self.number} (batch {self.extraction.batch_id})"
+
     def stats(self, watermark: datetime | None, started_at: datetime) -> BatchStats:
         stats = BatchStats(
             self.extraction.batch_id,
@@ -188,25 +194,42 @@ class SliceExtraction:
 
     def stage_and_gate(self) -> dict[str, Any]:
         """Extract the slice into checks tables and gate every chunk; raise BadInputError if one fails."""
-        lms = self.extraction.lms
         with warehouse_connection(self.conn_id, self.dsn) as conn:
-            previous = _slice_row(conn, self.backfill_id, self.number)
-            if previous is not None and previous["status"] == "published":
-                log.info("xAPI backfill slice %d was published already: nothing to do", self.number)
-                return self._summary(previous)
-            if previous is not None:  # a rerun: its earlier checks tables are replaced
-                _drop_tables(conn, previous["chunk_tables"])
-            stats = self.stats(read_watermark(conn, self.source), datetime.now(UTC))
-            chunks = self._stage(conn, stats, int(lms["statements_page_limit"]))
             try:
-                failed = self._gate(conn, chunks, stats)
-            except BaseException:
-                _drop_scratch(conn, chunks)
-                raise
-            if failed is not None:
-                _drop_scratch(conn, chunks)
-                raise failed
-            row = self._record_slice(conn, "staged", chunks, stats, None)
+                with self.extraction.extraction_lock(conn, "clear this slice's task", self.subject):
+                    return self._stage_and_gate(conn)
+            except psycopg.OperationalError as exc:
+                if not connection_lost(exc, conn):
+                    raise
+                raise warehouse_lost(
+                    subject=self.subject,
+                    exc=exc,
+                    next_step=(
+                        "clear this slice's task once the warehouse is back: nothing of a slice is published "
+                        "before publish_statement_slices, and the rerun replaces its staging tables"
+                    ),
+                    runbook_section="lms-publish-interrupted",
+                ) from exc
+
+    def _stage_and_gate(self, conn: psycopg.Connection) -> dict[str, Any]:
+        lms = self.extraction.lms
+        previous = _slice_row(conn, self.backfill_id, self.number)
+        if previous is not None and previous["status"] == "published":
+            log.info("xAPI backfill slice %d was published already: nothing to do", self.number)
+            return self._summary(previous)
+        if previous is not None:  # a rerun: its earlier checks tables are replaced
+            _drop_tables(conn, previous["chunk_tables"])
+        stats = self.stats(read_watermark(conn, self.source), datetime.now(UTC))
+        chunks = self._stage(conn, stats, int(lms["statements_page_limit"]))
+        try:
+            failed = self._gate(conn, chunks, stats)
+        except BaseException:
+            _drop_scratch(conn, chunks)
+            raise
+        if failed is not None:
+            _drop_scratch(conn, chunks)
+            raise failed
+        row = self._record_slice(conn, "staged", chunks, stats, None)
         log.info(
             "xAPI backfill slice %d (%s, %s]: %d statement(s) in %d chunk(s) checked and gated",
             self.number,
@@ -223,13 +246,13 @@ class SliceExtraction:
         try:
             for page in self.client.iter_statement_pages(self.since, self.until, limit=limit, ascending=True):
                 note_page(stats, page)
-                if not page.statements:
+                if not page.received:
                     continue
                 if writer is None:
                     writer = ChunkWriter(conn, self.extraction.new_chunk(len(chunks) + 1))
                     chunks.append(writer.chunk)
                 writer.write(page)
-                stats.received += len(page.statements)
+                stats.received += page.received
                 if writer.chunk.received >= self.extraction.chunk_statements:
                     writer.close(stats)
                     writer = None
@@ -396,6 +419,26 @@ class SliceExtraction:
         log.info("xAPI backfill slice %d published: %d new statement(s), %d void(s)", self.number, new, voids)
         return {**self._summary(published), "new": new, "voids_applied": voids}
 
+    def publish_interruptible(
+        self, conn: psycopg.Connection, row: Mapping[str, Any], starts_at_initial: bool, slices: int
+    ) -> dict[str, Any]:
+        """`publish`, a lost warehouse session raised as the error that says what was published."""
+        try:
+            return self.publish(conn, row, starts_at_initial)
+        except psycopg.OperationalError as exc:
+            if not connection_lost(exc, conn):
+                raise
+            raise warehouse_lost(
+                subject=f"xAPI backfill slice {self.number} of {slices} (batch {self.extraction.batch_id})",
+                exc=exc,
+                next_step=(
+                    "clear publish_statement_slices once the warehouse is back: slices before this one are "
+                    f"published, nothing of slice {self.number} was (its transaction rolled back, its "
+                    "staging tables are kept), and the rerun publishes it and the slices after it"
+                ),
+                runbook_section="lms-publish-interrupted",
+            ) from exc
+
     def _summary(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "slice": self.number,
@@ -446,14 +489,18 @@ def publish_slices(
         starts_at_initial = parse_xapi_timestamp(ordered[0]["since"]) <= initial if ordered else False
         for item in ordered:
             part = SliceExtraction(config, run, dsn, client, item)
-            row = _slice_row(conn, part.backfill_id, part.number)
-            if row is None or row["status"] == "rejected":
-                blocked = (part.number, "failed its gate" if row else "was not extracted (its task failed)")
-                break
-            if row["status"] == "published":
-                published.append(part._summary(row))  # noqa: SLF001
-                continue
-            published.append(part.publish(conn, row, starts_at_initial))
+            # The slice's lock: a slice being extracted again (its task cleared) is waited for, and its row is
+            # read once its tables are complete.
+            with part.extraction.extraction_lock(conn, "clear publish_statement_slices", part.subject):
+                row = _slice_row(conn, part.backfill_id, part.number)
+                if row is None or row["status"] == "rejected":
+                    why = "failed its gate" if row else "was not extracted (its task failed)"
+                    blocked = (part.number, why)
+                    break
+                if row["status"] == "published":
+                    published.append(part._summary(row))  # noqa: SLF001
+                    continue
+                published.append(part.publish_interruptible(conn, row, starts_at_initial, len(ordered)))
         recovered = _recover_voided_targets(config, run, dsn, client, conn, ordered)
     summary = {
         "slices": len(ordered),
@@ -523,39 +570,40 @@ def _recover_voided_targets(
         extraction.batch_id, _source(client), client.statements_url, first_since, None, datetime.now(UTC)
     )
     stats.kind = "backfill"
-    writer = ChunkWriter(conn, extraction.new_chunk(1))
-    writer.write(page)
-    chunk = writer.close(stats)
-    try:
-        extraction._finish_checks(conn, chunk)  # noqa: SLF001
-        counts = _check_counts(conn, chunk.checks)
-        outcome = extraction.gate_chunk(chunk, counts, stats)
-        passed = outcome is None or outcome.success
-        with conn.transaction():
-            lock_statement_publishing(conn)
-            stats.watermark = stats.watermark_before = read_watermark(conn, stats.source)
-            extraction._record_rejects(conn, chunk, stats)  # noqa: SLF001
-            new = voids = 0
-            if passed:
-                new, voids = extraction._publish(conn, chunk, stats)  # noqa: SLF001
-            if outcome is not None:
-                record_validation(conn, outcome, run)
-            reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0
-            _record_batch(
-                conn,
-                run,
-                chunk,
-                stats,
-                counts,
-                new=new,
-                voids=voids,
-                reject_rate=reject_rate,
-                watermark_before=stats.watermark,
-                watermark_after=stats.watermark,
-                reason=None if passed else f"reject rate {reject_rate:.1%}: {counts.top_reasons}",
-                outcome=outcome,
-            )
-    finally:
-        _drop_scratch(conn, [chunk])
+    with extraction.extraction_lock(conn, rerun="clear publish_statement_slices"):
+        writer = ChunkWriter(conn, extraction.new_chunk(1))
+        writer.write(page)
+        chunk = writer.close(stats)
+        try:
+            extraction._finish_checks(conn, chunk)  # noqa: SLF001
+            counts = _check_counts(conn, chunk.checks)
+            outcome = extraction.gate_chunk(chunk, counts, stats)
+            passed = outcome is None or outcome.success
+            with conn.transaction():
+                lock_statement_publishing(conn)
+                stats.watermark = stats.watermark_before = read_watermark(conn, stats.source)
+                extraction._record_rejects(conn, chunk, stats)  # noqa: SLF001
+                new = voids = 0
+                if passed:
+                    new, voids = extraction._publish(conn, chunk, stats)  # noqa: SLF001
+                if outcome is not None:
+                    record_validation(conn, outcome, run)
+                reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0
+                _record_batch(
+                    conn,
+                    run,
+                    chunk,
+                    stats,
+                    counts,
+                    new=new,
+                    voids=voids,
+                    reject_rate=reject_rate,
+                    watermark_before=stats.watermark,
+                    watermark_after=stats.watermark,
+                    reason=None if passed else f"reject rate {reject_rate:.1%}: {counts.top_reasons}",
+                    outcome=outcome,
+                )
+        finally:
+            _drop_scratch(conn, [chunk])
     log.info("xAPI backfill: %d of %d voided statement(s) never received recovered", new, len(missing))
     return new

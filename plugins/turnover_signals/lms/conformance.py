@@ -128,7 +128,11 @@ class _Probe:
 
     def get(self, what: str, params: Mapping[str, Any], url: str | None = None) -> JsonResponse:
         response = self.client.get_json(
-            url or self.client.statements_url, what, params=params, missing_ok=True
+            url or self.client.statements_url,
+            what,
+            params=params,
+            missing_ok=True,
+            decode=self.client.decode_document,  # a statement beyond the bounds cannot stop the probe
         )
         self.evidence.append({"request": what, "params": dict(params), "status": response.status})
         return response

@@ -9,11 +9,13 @@ use. A statement is checked here only when every field it reads has the JSON typ
 (strings, objects, numbers, booleans or null where expected); anything else (an actor that is an array, an
 id that is a number or missing, a non-ASCII verb id, ...) is left to the SQL definition, row by row, so the
 two can never disagree on odd input. `tests/integration/test_lms_statement_checks.py` runs both on the
-same statements and compares every column.
+same statements and compares every column. A statement the client refused for its size or depth
+(`sources.xapi.StatementBounds`) is checked by neither: `refused_row` gives it its rejected stand-in row.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,6 +23,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
+
+from turnover_signals.sources.xapi import STATEMENT_TOO_DEEP, STATEMENT_TOO_LARGE, RefusedStatement
 
 VOIDED_VERB = "http://adlnet.gov/expapi/verbs/voided"
 
@@ -41,6 +45,7 @@ CHECK_COLUMNS = (
     "is_verb_iri",
     "actor_identifier_count",
     "is_in_future",
+    "is_stored_in_future",
     "timestamp_problem",
     "is_score_in_range",
     "reject_reason",
@@ -218,6 +223,7 @@ def _reject_reason(
     is_id_uuid: bool,
     timestamp_problem: str | None,
     is_in_future: bool,
+    is_stored_in_future: bool,
     is_verb_iri: bool,
     identifier_count: int,
     is_scaled_in_range: bool,
@@ -233,6 +239,8 @@ def _reject_reason(
         problems.append(timestamp_problem)
     if is_in_future:
         problems.append("timestamp is in the future beyond the tolerance")
+    if is_stored_in_future:
+        problems.append("stored is in the future beyond the tolerance")
     if not is_verb_iri:
         problems.append("verb id is not an IRI")
     if identifier_count != 1:
@@ -246,6 +254,44 @@ def _reject_reason(
     ):
         problems.append("result.score.raw outside [min, max]")
     return "; ".join(problems)
+
+
+# The reasons of statements the xAPI client refused whole (sources.xapi.StatementBounds): never parsed, so the
+# checks table holds a stand-in for them (`refused_row`) and the rejects table an excerpt, not the statement.
+REFUSED_REASONS = (STATEMENT_TOO_LARGE, STATEMENT_TOO_DEEP)
+REFUSED_KEY = "refused_statement"
+
+
+def refused_row(received_order: int, refusal: RefusedStatement, future_limit: datetime) -> tuple[Any, ...]:
+    """The CHECK_COLUMNS of a statement refused for its size or depth: rejected with that reason.
+
+    Its `statement` is a stand-in: the statement's `id` and `stored` when readable, and under
+    `refused_statement` the reason, the measure, the size, the sha256 and the excerpt of what was received.
+    Every check that would need the statement parsed is null (unknown, and not counted by the gate's
+    per-check expectations; the reject itself is).
+    """
+    try:
+        stored_at = parse_time(refusal.stored, True)[0]
+    except InSql:
+        stored_at = None
+    stand_in: dict[str, Any] = {"id": refusal.statement_id, "stored": refusal.stored}
+    stand_in[REFUSED_KEY] = {
+        "reason": refusal.reason,
+        "detail": refusal.detail,
+        "bytes": refusal.size_bytes,
+        "sha256": refusal.sha256,
+        "excerpt": refusal.excerpt,
+    }
+    values: dict[str, Any] = dict.fromkeys(CHECK_COLUMNS)
+    values.update(
+        received_order=received_order,
+        statement=json.dumps({k: v for k, v in stand_in.items() if v is not None}, ensure_ascii=False),
+        statement_id=refusal.statement_id or f"payload:{refusal.sha256}",
+        stored_at=stored_at,
+        is_stored_in_future=stored_at is not None and stored_at > future_limit,
+        reject_reason=refusal.reason,
+    )
+    return tuple(values[column] for column in CHECK_COLUMNS)
 
 
 class StatementChecker:
@@ -292,6 +338,8 @@ class StatementChecker:
         is_id_uuid = _UUID.fullmatch(declared_id) is not None
         is_verb_iri = verb_id is not None and _VERB_IRI.fullmatch(verb_id) is not None
         is_in_future = occurred_at is not None and occurred_at > self.future_limit
+        # the LRS sets stored: one ahead of our clock is its clock's error, and would carry the watermark
+        is_stored_in_future = stored_at is not None and stored_at > self.future_limit
         if occurred_at is None:
             timestamp_problem = "timestamp is not an ISO 8601 time"
         elif stored_at is None:
@@ -321,6 +369,7 @@ class StatementChecker:
             is_id_uuid
             and timestamp_problem is None
             and not is_in_future
+            and not is_stored_in_future
             and is_verb_iri
             and identifier_count == 1
             and is_scaled_in_range
@@ -332,6 +381,7 @@ class StatementChecker:
                 is_id_uuid,
                 timestamp_problem,
                 is_in_future,
+                is_stored_in_future,
                 is_verb_iri,
                 identifier_count,
                 is_scaled_in_range,
@@ -353,6 +403,7 @@ class StatementChecker:
             is_verb_iri,
             identifier_count,
             is_in_future,
+            is_stored_in_future,
             timestamp_problem,
             is_scaled_in_range,
             reject_reason,

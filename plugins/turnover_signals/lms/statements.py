@@ -15,6 +15,12 @@ order, so the watermark never moves ahead of the data it covers; a chunk whose r
 the threshold publishes nothing, stops the extraction and fails the task, leaving the chunks before
 it published and the watermark at their end. A rerun starts from that watermark (minus the
 overlap) and converges to the same tables.
+
+An extraction holds its advisory lock (`lms.staging`) while its staging tables exist: a second attempt of
+the same task instance waits for it or fails clearly instead of dropping them, and an extraction first drops
+the tables that interrupted ones left behind. A warehouse session lost mid-chunk (a server restart) fails
+the task with the batch and what was published (`warehouse.warehouse_lost`): the chunk's transaction was
+rolled back whole, and a rerun converges.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,9 +46,22 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
-from turnover_signals.errors import BadInputError, SourceRefusedError
+from turnover_signals.errors import BadInputError, SourceRefusedError, runbook_link
 from turnover_signals.lms.conformance import LrsProfile, extraction_window, profile_for_extraction
-from turnover_signals.lms.statement_checks import CHECK_COLUMNS, StatementChecker, split_page
+from turnover_signals.lms.staging import (
+    DEFAULT_LOCK_WAIT_SECONDS,
+    checks_table_name,
+    drop_orphan_staging_tables,
+    extraction_lock,
+)
+from turnover_signals.lms.statement_checks import (
+    CHECK_COLUMNS,
+    REFUSED_REASONS,
+    StatementChecker,
+    refused_row,
+    split_page,
+)
+from turnover_signals.notify import LogNotifier, configured_notifier
 from turnover_signals.quality.gate import (
     RunIdentity,
     SuiteDefinition,
@@ -53,9 +72,17 @@ from turnover_signals.quality.gate import (
     run_suite,
 )
 from turnover_signals.sources.http_base import RetryPolicy
-from turnover_signals.sources.xapi import StatementPage, XapiClient, parse_xapi_timestamp
+from turnover_signals.sources.xapi import (
+    DEFAULT_MAX_STATEMENT_BYTES,
+    DEFAULT_MAX_STATEMENT_DEPTH,
+    DEFAULT_REFUSED_EXCERPT_BYTES,
+    StatementBounds,
+    StatementPage,
+    XapiClient,
+    parse_xapi_timestamp,
+)
 from turnover_signals.sqlfiles import read_sql
-from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
+from turnover_signals.warehouse import connection_lost, sqlalchemy_url, warehouse_connection, warehouse_lost
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +117,8 @@ class BatchStats:
     kind: str = "incremental"
     since_field: str = "stored"
     late: int = 0
+    rejects_accepted_before: int = 0  # rejects re-read after a published chunk accepted them
+    orphan_tables_dropped: int = 0  # staging tables of interrupted extractions dropped at the start
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,14 +137,18 @@ class Chunk:
     consistent_through: datetime | None = None  # the smallest seen up to the end of this chunk
     late: int = 0  # new statements a plain `since = watermark` query would have missed
     max_lateness_seconds: int | None = None  # the longest stored - timestamp among its accepted statements
+    committing: bool = False  # its publishing transaction reached its commit
+    rejects_accepted_before: int = 0  # rejects an earlier published chunk accepted: not gated again
 
 
 @dataclass
 class ChunkCounts:
     distinct: int
     rejected: int
-    max_stored: datetime | None
+    max_stored: datetime | None  # the newest stored time short of the future limit: the watermark's candidate
     top_reasons: str
+    stored_in_future: int = 0  # statements stored beyond now + lms.future_timestamp_tolerance_minutes
+    newest_stored: datetime | None = None  # the newest stored time of all, those included
 
 
 def batch_id_for(run: RunIdentity) -> str:
@@ -134,8 +167,11 @@ def page_statement_texts(page: StatementPage) -> list[bytes]:
     """Each statement of a page as the JSON text received (UTF-8), for raw.lms_statement as received.
 
     JSON is UTF-8 on the wire (RFC 8259); a body in another encoding that the client could still
-    read is re-serialised from what it parsed.
+    read is re-serialised from what it parsed. The client split the page already (`statement_texts`); a
+    page built from parsed statements (the voided ones fetched one by one) is split here.
     """
+    if page.statement_texts is not None:
+        return page.statement_texts
     body = page.raw_body.removeprefix(b"\xef\xbb\xbf")
     try:
         body.decode("utf-8")  # the slices below are then valid UTF-8 too
@@ -206,7 +242,7 @@ class StatementExtraction:
         )
 
     def new_chunk(self, number: int) -> Chunk:
-        name = f"lms_batch_{self.batch_id}_{number}__checks"
+        name = checks_table_name(self.batch_id, number)
         tolerance = timedelta(minutes=float(self.lms["future_timestamp_tolerance_minutes"]))
         return Chunk(
             number,
@@ -225,38 +261,22 @@ class StatementExtraction:
         source = f"xapi:{self.client.conn_id or self.client.base_url}"
         conn_id = self.config["connections"]["warehouse"]
         with warehouse_connection(conn_id, self.dsn) as conn:
-            watermark = read_watermark(conn, source)
-            self.profile = profile_for_extraction(conn, self.client, source, self.lms)
-            window = extraction_window(
-                conn, source, self.profile, watermark, self.lms, _initial_since(self.lms)
-            )
-            stats = BatchStats(
-                self.batch_id, source, self.client.statements_url, window.since, watermark, datetime.now(UTC)
-            )
-            stats.watermark = watermark
-            stats.strategy, stats.kind = window.strategy, window.kind
-            stats.since_field = "stored" if window.strategy == "stored_overlap" else "timestamp"
-            log.info(
-                "xAPI batch %s: %s extraction from %s (strategy %s, look-back %s)",
-                self.batch_id,
-                window.kind,
-                window.since.isoformat(),
-                window.strategy,
-                window.lookback,
-            )
-            publisher = ChunkPublisher(self, stats)
-            staged: list[Chunk] = []
             try:
-                publisher.start()
-                self._stage(conn, stats, publisher, staged)
-            finally:
-                # Chunks already handed over are complete and are published even if fetching
-                # failed after them: the watermark then covers exactly what was published.
-                publisher.finish()
-                _drop_scratch(conn, staged)
-            if publisher.error is not None:
-                raise publisher.error
-            self._recover_voided_targets(conn, stats, staged)
+                with self.extraction_lock(conn, rerun="clear the task"):
+                    stats = self._extract(conn, source, orphans=drop_orphan_staging_tables(conn))
+            except psycopg.OperationalError as exc:
+                if not connection_lost(exc, conn):
+                    raise
+                raise warehouse_lost(
+                    subject=f"xAPI batch {self.batch_id}",
+                    exc=exc,
+                    next_step=(
+                        "rerun the task once the warehouse is back (Airflow retries it): chunks published "
+                        "before stay published, nothing of the chunk being staged was, and the rerun resumes "
+                        "from the watermark; the next extraction drops the staging tables left behind"
+                    ),
+                    runbook_section="lms-publish-interrupted",
+                ) from exc
         summary = {
             "batch_id": self.batch_id,
             "chunks": stats.chunks_published,
@@ -265,6 +285,7 @@ class StatementExtraction:
             "distinct": stats.distinct,
             "new": stats.new,
             "rejected": stats.rejected,
+            "rejects_accepted_before": stats.rejects_accepted_before,  # re-read, not gated again
             "voids_applied": stats.voids,
             "late": stats.late,
             "strategy": stats.strategy,
@@ -272,10 +293,63 @@ class StatementExtraction:
             "reject_rate": round(stats.rejected / stats.distinct, 6) if stats.distinct else 0.0,
             "watermark_before": _iso(stats.watermark_before),
             "watermark_after": _iso(stats.watermark),
+            "orphan_staging_tables_dropped": stats.orphan_tables_dropped,
+            "clock_warning": stats.extra.get("clock_warning"),  # the LRS's clock ahead of ours, if it was
             "status": "published",
         }
         log.info("xAPI batch summary: %s", summary)
         return summary
+
+    def extraction_lock(
+        self, conn: psycopg.Connection, rerun: str, subject: str | None = None
+    ) -> AbstractContextManager[None]:
+        """Hold this extraction's lock (its staging tables are this session's), or wait for the attempt that
+        holds it (`lms.staging`)."""
+        return extraction_lock(
+            conn,
+            self.batch_id,
+            subject=subject or f"xAPI batch {self.batch_id}",
+            wait_seconds=float(self.lms.get("extraction_lock_wait_seconds", DEFAULT_LOCK_WAIT_SECONDS)),
+            rerun=rerun,
+        )
+
+    def _extract(self, conn: psycopg.Connection, source: str, orphans: int) -> BatchStats:
+        """Stage, gate and publish everything from the watermark on (under the extraction's lock); `orphans`:
+        the staging tables of interrupted extractions dropped before, for the first chunk's audit row."""
+        watermark = read_watermark(conn, source)
+        self.profile = profile_for_extraction(conn, self.client, source, self.lms)
+        window = extraction_window(conn, source, self.profile, watermark, self.lms, _initial_since(self.lms))
+        stats = BatchStats(
+            self.batch_id, source, self.client.statements_url, window.since, watermark, datetime.now(UTC)
+        )
+        stats.watermark = watermark
+        stats.orphan_tables_dropped = orphans
+        stats.strategy, stats.kind = window.strategy, window.kind
+        stats.since_field = "stored" if window.strategy == "stored_overlap" else "timestamp"
+        log.info(
+            "xAPI batch %s: %s extraction from %s (strategy %s, look-back %s)",
+            self.batch_id,
+            window.kind,
+            window.since.isoformat(),
+            window.strategy,
+            window.lookback,
+        )
+        publisher = ChunkPublisher(self, stats)
+        staged: list[Chunk] = []
+        try:
+            publisher.start()
+            self._stage(conn, stats, publisher, staged)
+        finally:
+            # Chunks already handed over are complete and are published even if fetching
+            # failed after them: the watermark then covers exactly what was published.
+            publisher.finish()
+            _drop_scratch(conn, staged)
+            if publisher.error is not None:
+                # The first failure, and the one that names its chunk: fetching stopped because of it, or
+                # failed after it (the warehouse lost by both threads at once).
+                raise publisher.error
+        self._recover_voided_targets(conn, stats, staged)
+        return stats
 
     # -- staging (main thread) ---------------------------------------------------------------
 
@@ -290,13 +364,13 @@ class StatementExtraction:
                 if publisher.error is not None:
                     break  # a chunk failed its gate: fetching more would publish nothing
                 note_page(stats, page)
-                if not page.statements:
+                if not page.received:
                     continue
                 if writer is None:
                     writer = ChunkWriter(conn, self.new_chunk(len(staged) + 1))
                     staged.append(writer.chunk)
                 writer.write(page)
-                stats.received += len(page.statements)
+                stats.received += page.received
                 if writer.chunk.received >= self.chunk_statements:
                     publisher.submit(writer.close(stats))
                     writer = None
@@ -423,8 +497,35 @@ class StatementExtraction:
             self._finish_checks(conn, chunk)
             counts = _check_counts(conn, chunk.checks)
             self._gate_and_publish(conn, chunk, counts, stats)
+        except psycopg.OperationalError as exc:
+            if not connection_lost(exc, conn):
+                raise
+            raise self._publish_interrupted(chunk, stats, exc) from exc
         finally:
             _drop_scratch(conn, [chunk])
+
+    def _publish_interrupted(self, chunk: Chunk, stats: BatchStats, exc: BaseException) -> Exception:
+        """The error for a chunk whose warehouse session ended while it was checked, gated or published.
+
+        Everything a chunk publishes is one transaction, which the server rolls back when the session ends
+        before its commit; only a session lost during the commit itself leaves the outcome unknown.
+        """
+        if chunk.committing:
+            outcome = (
+                f"the session ended during the commit of chunk {chunk.number}: it may or may not be published"
+            )
+        else:
+            outcome = f"nothing was published from the interrupted chunk {chunk.number} (rolled back whole)"
+        return warehouse_lost(
+            subject=f"xAPI batch {chunk.batch_id} from {stats.endpoint} (chunk {chunk.number})",
+            exc=exc,
+            next_step=(
+                f"rerun the task once the warehouse is back (Airflow retries it); {outcome}, "
+                f"{stats.chunks_published} earlier chunk(s) of this run are, and the rerun resumes from the "
+                "watermark, inserting each statement once"
+            ),
+            runbook_section="lms-publish-interrupted",
+        )
 
     def _finish_checks(self, conn: psycopg.Connection, chunk: Chunk) -> None:
         """Check in SQL the statements the fetching thread left to the definition, then drop repeats."""
@@ -442,6 +543,12 @@ class StatementExtraction:
                         "repeated.first_order"
                     ).format(checks=chunk.checks)
                 )
+            chunk.rejects_accepted_before = conn.execute(
+                sql.SQL(DROP_ACCEPTED_REJECTS_SQL).format(
+                    checks=chunk.checks, reject_sha256=sql.SQL(_REJECT_SHA256)
+                ),
+                {"refused": list(REFUSED_REASONS)},
+            ).rowcount
             # A table this fresh has no statistics: the planner guesses a few hundred rows and joins the
             # chunk's 100,000 ids to the raw voids in a nested loop (13-23 s a chunk in the demo, 54 ms with
             # statistics), so analyze it before anything joins it: the columns joins and filters read, not the
@@ -511,9 +618,13 @@ class StatementExtraction:
                 reason,
                 outcome,
             )
+            warning = clock_warning(chunk.consistent_through, counts, datetime.now(UTC), self.lms)
+            _record_clock_warning(conn, chunk.batch_id, warning)
+            chunk.committing = True
         # Only once committed: the totals describe what is durably in the warehouse.
         stats.distinct += counts.distinct
         stats.rejected += counts.rejected
+        self._alert_clock(chunk, stats, warning)
         if not passed:
             raise BadInputError(
                 f"xAPI batch {chunk.batch_id} from {stats.endpoint} (chunk {chunk.number}, stored after "
@@ -528,6 +639,7 @@ class StatementExtraction:
             )
         stats.new += new
         stats.late += chunk.late
+        stats.rejects_accepted_before += chunk.rejects_accepted_before
         stats.voids += voids
         stats.chunks_published += 1
         stats.watermark = watermark_after
@@ -536,20 +648,42 @@ class StatementExtraction:
         ):
             stats.max_stored = counts.max_stored
 
+    def _alert_clock(self, chunk: Chunk, stats: BatchStats, warning: str | None) -> None:
+        """The standard alert (once per batch) when the LRS's clock runs ahead of ours; never raises."""
+        if warning is None or stats.extra.get("clock_warning"):
+            return
+        stats.extra["clock_warning"] = warning
+        message = (
+            f"TURNOVER-SIGNALS ALERT {self.run.dag_id or 'lms_api_ingest'} run {self.run.run_id or '?'}: "
+            f"xAPI batch {chunk.batch_id} from {stats.endpoint}: {warning}. Next step: ask the LMS vendor to "
+            "correct the LRS's clock (NTP) and to void the statements it stored in the future (listed in "
+            "raw.lms_statement_rejected); the extraction goes on without them "
+            f"(runbook: {runbook_link('lms-clock-skew')})"
+        )
+        try:
+            notifier = configured_notifier(self.config, message)
+            if not isinstance(notifier, LogNotifier):  # which logs it itself
+                log.warning("%s", message)
+            notifier.notify({})
+        except Exception:  # noqa: BLE001 - a broken notifier must not fail a published batch
+            log.exception("the configured notifier failed; the alert was: %s", message)
+
     def _record_rejects(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
         conn.execute(
-            sql.SQL(
-                "insert into raw.lms_statement_rejected"
-                " (payload_sha256, reason, statement_id, raw, source, batch_id, rejected_at)"
-                " select encode(sha256(convert_to(statement::text, 'UTF8')), 'hex'), reject_reason,"
-                " nullif(statement ->> 'id', ''), statement::text, %(source)s, %(batch)s, now()"
-                " from {} where reject_reason is not null"
-                " on conflict (payload_sha256, reason) do nothing"
-            ).format(chunk.checks),
-            {"source": stats.source, "batch": chunk.batch_id},
+            sql.SQL(RECORD_REJECTS_SQL).format(checks=chunk.checks),
+            {"source": stats.source, "batch": chunk.batch_id, "refused": list(REFUSED_REASONS)},
+        )
+
+    def _accept_rejects(self, conn: psycopg.Connection, chunk: Chunk) -> None:
+        conn.execute(
+            sql.SQL(ACCEPT_REJECTS_SQL).format(checks=chunk.checks, reject_sha256=sql.SQL(_REJECT_SHA256)),
+            {"batch": chunk.batch_id, "refused": list(REFUSED_REASONS)},
         )
 
     def _publish(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> tuple[int, int]:
+        """Publish a chunk that passed its gate (after its rejects were recorded): its rejects are accepted,
+        its new statements inserted and its voids applied."""
+        self._accept_rejects(conn, chunk)
         inserted = conn.execute(
             sql.SQL(
                 "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, "
@@ -580,6 +714,11 @@ class StatementExtraction:
         if candidate is not None and chunk.consistent_through is not None:
             # Statements stored after the LRS's consistency point may still be incomplete.
             candidate = min(candidate, chunk.consistent_through)
+        if candidate is not None:
+            # Never beyond our own clock (+ the tolerance): a watermark in the future asks every later run for
+            # statements stored after it, and the LRS has none to give (counts.max_stored leaves out the
+            # statements stored in the future already; this holds whatever else the candidate came from).
+            candidate = min(candidate, datetime.now(UTC) + _future_tolerance(self.lms))
         if candidate is None or (stats.watermark is not None and candidate <= stats.watermark):
             return stats.watermark
         advance_watermark(conn, stats.source, candidate, chunk.batch_id)
@@ -626,12 +765,21 @@ class ChunkWriter:
 
     def write(self, page: StatementPage) -> None:
         self.chunk.pages += 1
-        self.chunk.received += len(page.statements)
+        self.chunk.received += page.received
         check = self.chunk.checker.check
         write_row = self._stream.write_row
         seen = self._seen
         first_order = page.page_number * 4294967296
-        for position, statement in enumerate(page_statement_texts(page), start=1):
+        # Statements refused for their size or depth keep their place on the page (received_order)
+        refused_at = {refusal.position for refusal in page.refused}
+        positions = (n for n in range(1, page.received + 1) if n not in refused_at)
+        for refusal in page.refused:
+            row = refused_row(first_order + refusal.position, refusal, self.chunk.checker.future_limit)
+            if row[2] in seen:
+                continue
+            seen.add(row[2])
+            write_row((*row, False))
+        for position, statement in zip(positions, page_statement_texts(page), strict=False):
             row = check(first_order + position, statement)
             if row is None:
                 self.chunk.checked_in_sql += 1
@@ -741,6 +889,52 @@ class ChunkPublisher:
                     self.error = exc
 
 
+# The chunk's rejects; a statement refused for its size or depth (REFUSED_REASONS) is kept as the excerpt its
+# stand-in carries, with the sha256 and the size of what was received (statement_checks.refused_row).
+RECORD_REJECTS_SQL = """
+insert into raw.lms_statement_rejected
+    (payload_sha256, reason, statement_id, raw, source, batch_id, rejected_at, payload_bytes,
+    is_raw_truncated)
+select
+    case when is_refused then refused ->> 'sha256'
+        else encode(sha256(convert_to(statement::text, 'UTF8')), 'hex') end,
+    reject_reason,
+    nullif(statement ->> 'id', ''),
+    case when is_refused then refused ->> 'excerpt' else statement::text end,
+    %(source)s, %(batch)s, now(),
+    case when is_refused then (refused ->> 'bytes')::bigint else octet_length(statement::text) end,
+    is_refused and (refused ->> 'bytes')::bigint > octet_length(refused ->> 'excerpt')
+from (
+    select statement, reject_reason, reject_reason = any(%(refused)s) as is_refused,
+        statement -> 'refused_statement' as refused
+    from {checks} where reject_reason is not null
+) as rejected
+on conflict (payload_sha256, reason) do nothing
+"""
+
+
+# The sha256 a reject is recorded under (RECORD_REJECTS_SQL): of what was received for a refused statement,
+# of its JSON otherwise.
+_REJECT_SHA256 = (
+    "case when c.reject_reason = any(%(refused)s) then c.statement #>> '{refused_statement,sha256}'"
+    " else encode(sha256(convert_to(c.statement::text, 'UTF8')), 'hex') end"
+)
+# Before the gate: rejects an earlier published chunk accepted leave the chunk (counted, not gated again).
+DROP_ACCEPTED_REJECTS_SQL = """
+delete from {checks} as c
+using raw.lms_statement_rejected as r
+where c.reject_reason is not null and r.accepted_in_batch is not null
+    and r.reason = c.reject_reason and r.payload_sha256 = {reject_sha256}
+"""
+# A passed chunk accepts its rejects (first acceptance kept).
+ACCEPT_REJECTS_SQL = """
+update raw.lms_statement_rejected as r set accepted_in_batch = %(batch)s
+from {checks} as c
+where c.reject_reason is not null and r.accepted_in_batch is null
+    and r.reason = c.reject_reason and r.payload_sha256 = {reject_sha256}
+"""
+
+
 LMS_ACTIVITY_COLUMNS = (
     "statement_id",
     "learner_identifier",
@@ -820,8 +1014,12 @@ def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str)
 
 
 def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCounts:
-    distinct, rejected, max_stored = conn.execute(
-        sql.SQL("select count(*), count(reject_reason), max(stored_at) from {}").format(checks)
+    # Statements stored in the future (rejected) do not count towards the watermark: it would pass our clock.
+    distinct, rejected, max_stored, stored_in_future, newest_stored = conn.execute(
+        sql.SQL(
+            "select count(*), count(reject_reason), max(stored_at) filter (where not is_stored_in_future),"
+            " count(*) filter (where is_stored_in_future), max(stored_at) from {}"
+        ).format(checks)
     ).fetchone()
     reasons = conn.execute(
         sql.SQL(
@@ -830,7 +1028,7 @@ def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCoun
         ).format(checks)
     ).fetchall()
     top = "; ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
-    return ChunkCounts(distinct, rejected, max_stored, top)
+    return ChunkCounts(distinct, rejected, max_stored, top, stored_in_future, newest_stored)
 
 
 def note_page(stats: BatchStats, page: StatementPage) -> None:
@@ -873,9 +1071,22 @@ def lock_statement_publishing(conn: psycopg.Connection) -> None:
 
 
 def _drop_scratch(conn: psycopg.Connection, chunks: list[Chunk]) -> None:
-    with conn.transaction():
-        for chunk in chunks:
-            conn.execute(sql.SQL("drop table if exists {}").format(chunk.checks))
+    """Drop the chunks' checks tables; on a lost session, leave them to the next extraction (`lms.staging`)
+    rather than hide the error being raised."""
+    if not chunks:
+        return
+    try:
+        with conn.transaction():
+            for chunk in chunks:
+                conn.execute(sql.SQL("drop table if exists {}").format(chunk.checks))
+    except psycopg.OperationalError as exc:
+        if not connection_lost(exc, conn):
+            raise
+        log.warning(
+            "warehouse session lost: %d staging table(s) of batch %s left for the next extraction to drop",
+            len(chunks),
+            chunks[0].batch_id,
+        )
 
 
 def _record_batch(
@@ -899,10 +1110,10 @@ def _record_batch(
             consistent_through, pages, statements_received, statements_new, statements_already_loaded,
             statements_rejected, voids_applied, reject_rate, status, reason, validation_id, dag_id, run_id,
             task_id, try_number, started_at, finished_at, strategy, extraction_kind, statements_late,
-            max_lateness_seconds
+            max_lateness_seconds, orphan_tables_dropped
         ) values (
             %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-            now(), %s, %s, %s, %s
+            now(), %s, %s, %s, %s, %s
         )
         on conflict (batch_id) do update set
             requested_since = excluded.requested_since, watermark_before = excluded.watermark_before,
@@ -915,7 +1126,8 @@ def _record_batch(
             validation_id = excluded.validation_id, try_number = excluded.try_number,
             started_at = excluded.started_at, finished_at = excluded.finished_at,
             strategy = excluded.strategy, extraction_kind = excluded.extraction_kind,
-            statements_late = excluded.statements_late, max_lateness_seconds = excluded.max_lateness_seconds
+            statements_late = excluded.statements_late, max_lateness_seconds = excluded.max_lateness_seconds,
+            orphan_tables_dropped = excluded.orphan_tables_dropped
         """,
         (
             chunk.batch_id,
@@ -944,7 +1156,45 @@ def _record_batch(
             stats.kind,
             chunk.late,
             chunk.max_lateness_seconds,
+            # counted once, on the first chunk's row (the task's batch id)
+            stats.orphan_tables_dropped if chunk.number == 1 else 0,
         ),
+    )
+
+
+def _future_tolerance(lms: Mapping[str, Any]) -> timedelta:
+    return timedelta(minutes=float(lms["future_timestamp_tolerance_minutes"]))
+
+
+def clock_warning(
+    consistent_through: datetime | None, counts: ChunkCounts, now: datetime, lms: Mapping[str, Any]
+) -> str | None:
+    """What says the LRS's clock runs ahead of ours by more than the tolerance, or None.
+
+    Its stored times (rejected, and kept out of the watermark) or its X-Experience-API-Consistent-Through
+    header beyond now + lms.future_timestamp_tolerance_minutes.
+    """
+    limit = now + _future_tolerance(lms)
+    signs = []
+    if counts.stored_in_future:
+        signs.append(
+            f"{counts.stored_in_future} statement(s) stored as late as {_iso(counts.newest_stored)} "
+            "(rejected: 'stored is in the future beyond the tolerance')"
+        )
+    if consistent_through is not None and consistent_through > limit:
+        signs.append(f"X-Experience-API-Consistent-Through {_iso(consistent_through)}")
+    if not signs:
+        return None
+    return (
+        f"the LRS's clock is ahead of ours ({_iso(now)}) by more than "
+        f"lms.future_timestamp_tolerance_minutes ({lms['future_timestamp_tolerance_minutes']}): "
+        f"{'; '.join(signs)}; the watermark stays at or before our clock"
+    )
+
+
+def _record_clock_warning(conn: psycopg.Connection, batch_id: str, warning: str | None) -> None:
+    conn.execute(
+        "update audit.lms_extract_batch set clock_warning = %s where batch_id = %s", (warning, batch_id)
     )
 
 
@@ -994,6 +1244,16 @@ def xapi_client(config: Mapping[str, Any]) -> XapiClient:
         config["connections"]["lms_api"],
         timeout=float(lms["request_timeout_seconds"]),
         retry=retry_policy(lms),
+        statement_bounds=statement_bounds(lms),
+    )
+
+
+def statement_bounds(lms: Mapping[str, Any]) -> StatementBounds:
+    """The largest statement the client parses, from the `lms` config section."""
+    return StatementBounds(
+        max_depth=int(lms.get("max_statement_depth", DEFAULT_MAX_STATEMENT_DEPTH)),
+        max_bytes=int(lms.get("max_statement_bytes", DEFAULT_MAX_STATEMENT_BYTES)),
+        excerpt_bytes=int(lms.get("rejected_excerpt_bytes", DEFAULT_REFUSED_EXCERPT_BYTES)),
     )
 
 

@@ -4,6 +4,12 @@ A version is identified by (SCIM id, meta.lastModified): pulling the same direct
 nothing, and the identity layer can ask what the directory said on any date through
 `last_modified_at` <= d < `valid_to`. Incremental with `meta.lastModified gt` when the server
 supports filtering, a full pull otherwise.
+
+Some directories serve users without `meta.lastModified`. Those are versioned by content: a pull adds
+a version only when the user differs from their latest version (the resource without `meta`, compared
+as canonical JSON), and the version's time is when that content was first seen: `meta.created` for a
+user's first version when the directory gives it, otherwise the start of the pull that first saw it.
+Only `meta.lastModified` moves the watermark, so such users never move it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from turnover_signals.quality.gate import (
 )
 from turnover_signals.sources.scim import ScimClient
 from turnover_signals.sources.xapi import XapiTimestampError, parse_xapi_timestamp
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -56,14 +63,15 @@ def _timestamp(value: Any) -> datetime | None:
         return None
 
 
-def user_row(resource: Mapping[str, Any], extracted_at: datetime) -> tuple:
-    """The row of one SCIM User; a missing lastModified falls back to created, then to now."""
+def user_row(resource: Mapping[str, Any]) -> tuple:
+    """The staging row of one SCIM User; `last_modified_at` is None when the directory gives none (the
+    version's time is then decided by content when publishing)."""
     meta = resource.get("meta") or {}
     emails = [e for e in resource.get("emails") or [] if isinstance(e, Mapping) and e.get("value")]
     work = next((e["value"] for e in emails if str(e.get("type", "")).lower() == "work"), None)
     primary = next((e["value"] for e in emails if e.get("primary") is True), None)
     created = _timestamp(meta.get("created"))
-    last_modified = _timestamp(meta.get("lastModified")) or created or extracted_at
+    last_modified = _timestamp(meta.get("lastModified"))
     active = resource.get("active")
     return (
         str(resource.get("id") or ""),
@@ -157,14 +165,18 @@ def extract_users(
             with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as stream:
                 for resource in listing:
                     if isinstance(resource, Mapping):
-                        stream.write_row(user_row(resource, started_at))
+                        stream.write_row(user_row(resource))
                         received += 1
             mode = listing.mode
             outcome = None
+            without_last_modified = 0
             if received:
-                newest = conn.execute(
-                    sql.SQL("select max(last_modified_at) from {}").format(staging)
-                ).fetchone()[0]
+                newest, without_last_modified = conn.execute(
+                    sql.SQL(
+                        "select max(last_modified_at), count(*) filter (where last_modified_at is null) "
+                        "from {}"
+                    ).format(staging)
+                ).fetchone()
                 outcome = run_suite(
                     sqlalchemy_url(config["connections"]["warehouse"], dsn),
                     users_suite(),
@@ -178,7 +190,9 @@ def extract_users(
             with conn.transaction():
                 new_versions, watermark_after = 0, watermark
                 if passed and received:
-                    new_versions, watermark_after = _publish(conn, staging, batch_id, source, watermark)
+                    new_versions, watermark_after = _publish(
+                        conn, staging, batch_id, source, watermark, first_seen_at=started_at
+                    )
                 if outcome is not None:
                     record_validation(conn, outcome, run)
                 _record_batch(
@@ -202,6 +216,8 @@ def extract_users(
         "batch_id": batch_id,
         "mode": mode,
         "users_received": received,
+        # versioned by content: a new version only when such a user changed; they never move the watermark
+        "users_without_last_modified": without_last_modified,
         "versions_new": new_versions,
         "status": "published" if passed else "failed",
     }
@@ -218,15 +234,27 @@ def extract_users(
 
 
 def _publish(
-    conn: psycopg.Connection, staging: sql.Identifier, batch_id: str, source: str, watermark: datetime | None
+    conn: psycopg.Connection,
+    staging: sql.Identifier,
+    batch_id: str,
+    source: str,
+    watermark: datetime | None,
+    *,
+    first_seen_at: datetime,
 ) -> tuple[int, datetime | None]:
     columns = sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS))
+    # include/sql/staging/lms_user_new_version.sql decides which users are new versions and when (users
+    # without meta.lastModified: by content); raw.lms_user keeps the first copy of a version.
     new_versions = conn.execute(
         sql.SQL(
-            "insert into raw.lms_user ({cols}, batch_id, extracted_at) select {cols}, %s, now() from "
-            "{staging} on conflict (lms_user_id, last_modified_at) do nothing"
-        ).format(cols=columns, staging=staging),
-        (batch_id,),
+            "with scim_pull_users as (select * from {staging}) "
+            "insert into raw.lms_user ({cols}, batch_id, extracted_at) "
+            "select {cols}, %(batch_id)s, now() from ({new_versions}) as new_version "
+            "on conflict (lms_user_id, last_modified_at) do nothing"
+        ).format(
+            staging=staging, cols=columns, new_versions=sql.SQL(read_sql("staging", "lms_user_new_version"))
+        ),
+        {"batch_id": batch_id, "first_seen_at": first_seen_at},
     ).rowcount
     # Close the previous version of every user that got a new one.
     conn.execute(

@@ -117,8 +117,8 @@ def watch_settings(
 ) -> WatchSettings:
     """The settings of one poll: explicit kwargs first, else the configuration.
 
-    The warehouse is read as the loader (`connections.warehouse_loader`, falling back to the owner's
-    connection as every loader task does): it owns the watermark.
+    The warehouse is read as the loader (`connections.warehouse_loader`; refused when it is not defined,
+    unless `security.allow_owner_fallback`, as for every loader task): it owns the watermark.
     """
     from turnover_signals.airflow_tasks import config_for_stage
 
@@ -167,7 +167,9 @@ def newest_stored_after(client: Any, since: datetime | None) -> datetime | None:
     params: dict[str, Any] = {"limit": 1, "ascending": "false"}
     if since is not None:
         params["since"] = format_xapi_timestamp(since)
-    document = client.get_json(client.statements_url, "newest statement", params=params).document
+    document = client.get_json(
+        client.statements_url, "newest statement", params=params, decode=client.decode_document
+    ).document
     statements = document.get("statements") if isinstance(document, dict) else None
     if not isinstance(statements, list) or not statements:
         return None

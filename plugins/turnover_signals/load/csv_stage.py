@@ -81,15 +81,29 @@ class ByteStream:
             self._tee.write(chunk)
         return chunk
 
-    def first_record(self) -> tuple[bytes, bool]:
-        """Bytes holding at least the first CSV record (the header), and whether that is all."""
+    def first_record(self, subject: str = "the file") -> tuple[bytes, bool]:
+        """The bytes of the first CSV record (the header, with its line end), and whether the file ends there.
+
+        A file with no line end outside quotes within its first `MAX_HEADER_BYTES` (one 50 MB line, say) is
+        bad input, never a parser error: it is quarantined like any other bad file.
+        """
+        position, quoted = 0, False
         while True:
             data = b"".join(self._peeked)
-            if self.exhausted or len(data) > MAX_HEADER_BYTES:
-                return data, self.exhausted
-            complete_lines = data[: data.rfind(b"\n") + 1]
-            if complete_lines and _holds_a_whole_record(complete_lines):
-                return complete_lines, False
+            end, position, quoted = _scan_for_header_end(data, position, quoted)
+            if end is not None:
+                return data[:end], self.exhausted and end == len(data)
+            if self.exhausted:
+                return data, True
+            if len(data) > MAX_HEADER_BYTES:
+                raise BadInputError(
+                    subject,
+                    f"line 1 (the header) has no line end within its first {MAX_HEADER_BYTES // 2**20} MiB: "
+                    "the file is not a CSV export with a header line, or was written without line ends",
+                    "ask the HRIS team to re-export the report as CSV (one header line, one line per row) "
+                    "and deliver it again; the last good data stays served",
+                    "hris-quarantined-file",
+                )
             chunk = self._pull()
             if chunk is not None:
                 self._peeked.append(chunk)
@@ -113,11 +127,33 @@ class ByteStream:
         return self._digest.hexdigest()
 
 
-def _holds_a_whole_record(lines: bytes) -> bool:
-    # Latin-1 keeps byte offsets; quotes, commas and newlines are ASCII in every supported encoding.
-    reader = csv.reader(io.StringIO(lines.decode("latin-1"), newline=""))
-    next(reader, None)
-    return reader.line_num < lines.count(b"\n")
+def header_end(data: bytes) -> int | None:
+    """The offset just past the first line end outside double quotes (the end of the header record), or None.
+
+    Quotes, commas and newlines are ASCII in every supported encoding, and an escaped quote (`""`) closes
+    and reopens the field, so tracking quotes byte-wise finds the record's end without decoding.
+    """
+    return _scan_for_header_end(data, 0, False)[0]
+
+
+def _scan_for_header_end(data: bytes, position: int, quoted: bool) -> tuple[int | None, int, bool]:
+    """`header_end` resumable: scan `data` from `position` (inside quotes when `quoted`); returns the end, or
+    None with where to resume once more bytes arrive. Linear in the bytes scanned, whatever the quotes."""
+    newline = data.find(b"\n", position)
+    while True:
+        quote = data.find(b'"', position)
+        if quoted:
+            if quote < 0:
+                return None, len(data), True
+            quoted, position = False, quote + 1
+            continue
+        if 0 <= newline < position:
+            newline = data.find(b"\n", position)  # the one found was inside quotes
+        if newline >= 0 and (quote < 0 or newline < quote):
+            return newline + 1, position, False
+        if quote < 0:
+            return None, len(data), False
+        quoted, position = True, quote + 1
 
 
 def file_chunks(path: Path, chunk_bytes: int = COPY_CHUNK_BYTES) -> Iterator[bytes]:
@@ -127,19 +163,33 @@ def file_chunks(path: Path, chunk_bytes: int = COPY_CHUNK_BYTES) -> Iterator[byt
 
 
 def header_from_bytes(data: bytes, encoding: str, subject: str) -> list[str]:
-    """The first CSV record in `data` (a UTF-8 BOM is tolerated)."""
+    """The first CSV record in `data` (a UTF-8 BOM is tolerated).
+
+    Only the header's own bytes are decoded: a bad byte in a data row is reported by COPY with its line.
+    """
+    end = header_end(data)
+    header_bytes = data if end is None else data[:end]
     codec = "utf-8-sig" if postgres_encoding(encoding) == "UTF8" else encoding
     try:
-        text = data.decode(codec)
+        text = header_bytes.decode(codec)
     except UnicodeDecodeError as exc:
         raise BadInputError(
             subject,
-            f"the header is not valid {encoding} ({exc.reason} at byte {exc.start})",
+            f"line 1 (the header) is not valid {encoding} ({exc.reason} at byte {exc.start} of the header)",
             "if the vendor exports Windows-1252, set hris.encoding to cp1252 in the turnover_signals "
             "Variable; otherwise ask for a UTF-8 export",
             "hris-quarantined-file",
         ) from exc
-    header = next(csv.reader(io.StringIO(text, newline="")), None)
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")), None)
+    except csv.Error as exc:
+        raise BadInputError(
+            subject,
+            f"line 1 (the header) cannot be read as CSV ({exc}): it is not a header line of column names",
+            "ask the HRIS team to re-export the report as CSV with one header line of column names and "
+            "deliver it again; the last good data stays served",
+            "hris-quarantined-file",
+        ) from exc
     if not header or not any(name.strip() for name in header):
         raise BadInputError(
             subject,
@@ -181,10 +231,15 @@ def staging_table_name(feed: Feed, sha256: str) -> str:
     return f"{feed.raw_table}_{sha256[:16]}"
 
 
+def _copy_error_line_number(exc: psycopg.Error) -> str | None:
+    """The file's line COPY stopped at (physical lines, the header being line 1), from the error's context."""
+    match = re.search(r"line (\d+)", getattr(exc.diag, "context", None) or "")
+    return match.group(1) if match else None
+
+
 def _copy_error_line(exc: psycopg.Error) -> str:
-    context = getattr(exc.diag, "context", None) or ""
-    match = re.search(r"line (\d+)", context)
-    return f" (at line {match.group(1)})" if match else ""
+    line = _copy_error_line_number(exc)
+    return f" (at line {line})" if line else ""
 
 
 def stage_csv_stream(
@@ -261,9 +316,11 @@ def stage_csv_stream(
                 "hris-quarantined-file",
             ) from exc
         except (psycopg.errors.CharacterNotInRepertoire, psycopg.errors.UntranslatableCharacter) as exc:
+            line = _copy_error_line_number(exc)
+            where = f"line {line} (a data row)" if line else "the file"
             raise BadInputError(
                 subject,
-                f"the file is not valid {encoding}{_copy_error_line(exc)}: {exc.diag.message_primary}",
+                f"{where} is not valid {encoding}: {exc.diag.message_primary}",
                 "if the vendor exports Windows-1252, set hris.encoding to cp1252 in the turnover_signals "
                 "Variable; otherwise ask for a UTF-8 export",
                 "hris-quarantined-file",

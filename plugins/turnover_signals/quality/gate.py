@@ -3,7 +3,7 @@
 GX's own Python API is used directly (an ephemeral context with a PostgreSQL data source),
 so the expectations run as SQL inside the warehouse: a million-row file is never pulled into
 Python memory. Every run becomes one row of `audit.validation_result`; unexpected values from
-PII columns are replaced by a short keyed-free hash before they are stored or shown.
+PII columns are replaced by a keyed mask before they are stored or shown (`mask_value`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -129,7 +130,7 @@ class ValidationOutcome:
         """One line per failed expectation, for error messages and logs (PII already masked)."""
         lines = []
         for item in self.failed[:limit]:
-            detail = item.get("exception") or item.get("observed")
+            detail = shortened_value(str(item.get("exception") or item.get("observed")), 1000)
             lines.append(f"{item['description']} [{item['expectation']}]: {detail}")
         more = len(self.failed) - limit
         if more > 0:
@@ -137,14 +138,63 @@ class ValidationOutcome:
         return "; ".join(lines)
 
 
-def mask_value(value: Any) -> str:
-    """A stable, non-reversible stand-in for a PII value: enough to spot repeats, not to read it."""
-    return "pii:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:10]
+# What a sample of a PII column shows when no mask key is configured: the value is left out.
+PII_WITHHELD = "pii:withheld"
 
 
-def _masked_list(values: Iterable[Any], is_pii: bool, limit: int = 10) -> list[Any]:
+def mask_value(value: Any, mask_key: bytes | None = None) -> str:
+    """A stand-in for a PII value: `pii:` + HMAC-SHA256 under `mask_key`, truncated, stable within a key
+    (enough to spot repeats, not to read the value); `pii:withheld` without a key.
+
+    An unkeyed hash would not do: salaries and ids are few enough to hash every candidate and look the
+    mask up. The key is derived from the pseudonym key (`governance.pseudonyms.pii_mask_key`), which only
+    the pipeline holds.
+    """
+    if mask_key is None:
+        return PII_WITHHELD
+    return "pii:" + hmac.new(mask_key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()[:10]
+
+
+def resolve_pii_mask_key() -> bytes | None:
+    """The mask key of this run, read at call time from the pseudonym connection named by
+    `analytics.pseudonym_connection`; None (values withheld) when there is none."""
+    from turnover_signals.governance.pseudonyms import PSEUDONYM_CONN_ID, pii_mask_key_from_connection
+
+    try:
+        from turnover_signals.config import load_config
+
+        conn_id = (load_config().get("analytics") or {}).get("pseudonym_connection") or PSEUDONYM_CONN_ID
+    except Exception:  # noqa: BLE001 - an unreadable Variable must not stop a validation; the default applies
+        log.warning(
+            "the configuration could not be read: the PII mask key comes from '%s'", PSEUDONYM_CONN_ID
+        )
+        conn_id = PSEUDONYM_CONN_ID
+    try:
+        return pii_mask_key_from_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - a secrets backend that fails costs the samples, not the verdict
+        log.warning(
+            "PII sample values are withheld: the key of '%s' could not be read (%s)",
+            conn_id,
+            type(exc).__name__,
+        )
+        return None
+
+
+# A value read from the data is shown (error messages, logs, audit rows, Data Docs) up to this many
+# characters: one 50 MB field must not make a 50 MB quarantine reason, log line or alert.
+SAMPLE_VALUE_CHARS = 200
+
+
+def shortened_value(value: Any, limit: int = SAMPLE_VALUE_CHARS) -> Any:
+    """`value` itself, or a string longer than `limit` cut to its start and its length."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… ({len(value):,} characters)"
+    return value
+
+
+def _masked_list(values: Iterable[Any], is_pii: bool, mask_key: bytes | None, limit: int = 10) -> list[Any]:
     values = list(values or [])[:limit]
-    return [mask_value(v) for v in values] if is_pii else values
+    return [mask_value(v, mask_key) for v in values] if is_pii else [shortened_value(v) for v in values]
 
 
 def is_pii_result(result: Any, pii_columns: Iterable[str]) -> bool:
@@ -161,8 +211,10 @@ def is_pii_result(result: Any, pii_columns: Iterable[str]) -> bool:
     return any(c in pii or any(c.startswith(f"{p}_") for p in pii) for c in columns - {None})
 
 
-def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dict[str, Any]:
-    """A JSON-safe, PII-masked summary of one GX expectation result."""
+def summarize_expectation_result(
+    result: Any, pii_columns: Iterable[str], mask_key: bytes | None = None
+) -> dict[str, Any]:
+    """A JSON-safe, PII-masked summary of one GX expectation result (`mask_value` under `mask_key`)."""
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
     is_pii = is_pii_result(result, pii_columns)
@@ -173,10 +225,10 @@ def summarize_expectation_result(result: Any, pii_columns: Iterable[str]) -> dic
             "unexpected_count": raw.get("unexpected_count"),
             "unexpected_percent": raw.get("unexpected_percent"),
             "element_count": raw.get("element_count"),
-            "sample": _masked_list(raw.get("partial_unexpected_list"), is_pii),
+            "sample": _masked_list(raw.get("partial_unexpected_list"), is_pii, mask_key),
         }
     else:
-        observed = {"observed_value": raw.get("observed_value")}
+        observed = {"observed_value": shortened_value(raw.get("observed_value"))}
     exception = (result.exception_info or {}).get("exception_message") if result.exception_info else None
     return {
         "expectation": config.type,
@@ -199,22 +251,33 @@ VALUE_KEYS = (
 )
 
 
-def mask_validation_result(result: Any, pii_columns: Iterable[str]) -> Any:
-    """Replace, in place, every value a PII expectation read from the data by its mask (for Data Docs)."""
+def mask_validation_result(result: Any, pii_columns: Iterable[str], mask_key: bytes | None = None) -> Any:
+    """Replace, in place, every value a PII expectation read from the data by its mask, and cut long values
+    of the others (`shortened_value`), for Data Docs."""
     pii = tuple(pii_columns)
     for item in result.results:
-        if not item.result or not is_pii_result(item, pii):
+        if not item.result:
+            continue
+        if not is_pii_result(item, pii):
+            for key in VALUE_KEYS:
+                value = item.result.get(key)
+                if isinstance(value, list):
+                    item.result[key] = [shortened_value(v) for v in value]
+                elif isinstance(value, str):
+                    item.result[key] = shortened_value(value)
+            for count in item.result.get("partial_unexpected_counts") or []:
+                count["value"] = shortened_value(count.get("value"))
             continue
         for key in VALUE_KEYS:
             value = item.result.get(key)
             if isinstance(value, list):
-                item.result[key] = [mask_value(v) for v in value]
+                item.result[key] = [mask_value(v, mask_key) for v in value]
             elif value is not None:
-                item.result[key] = mask_value(value)
+                item.result[key] = mask_value(value, mask_key)
         counts = item.result.get("partial_unexpected_counts")
         if counts:
             item.result["partial_unexpected_counts"] = [
-                {"value": mask_value(c.get("value")), "count": c.get("count")} for c in counts
+                {"value": mask_value(c.get("value"), mask_key), "count": c.get("count")} for c in counts
             ]
     return result
 
@@ -252,7 +315,11 @@ def _data_docs_page_view() -> Any:
 
 
 def write_data_docs(
-    result: Any, outcome: ValidationOutcome, pii_columns: Iterable[str], data_docs_dir: Any = None
+    result: Any,
+    outcome: ValidationOutcome,
+    pii_columns: Iterable[str],
+    data_docs_dir: Any = None,
+    mask_key: bytes | None = None,
 ) -> str:
     """Render the (PII-masked) validation result as a GX Data Docs page and write it to storage; one new
     object per validation run. Returns the object's URL.
@@ -262,7 +329,7 @@ def write_data_docs(
     """
     from great_expectations.render.renderer import ValidationResultsPageRenderer
 
-    document = ValidationResultsPageRenderer().render(mask_validation_result(result, pii_columns))
+    document = ValidationResultsPageRenderer().render(mask_validation_result(result, pii_columns, mask_key))
     html = _data_docs_page_view().render(document)
     folder = _data_docs_root(data_docs_dir) / outcome.suite_name / outcome.validated_at.strftime("%Y-%m-%d")
     target = folder / f"{outcome.validated_at:%Y%m%dT%H%M%SZ}__{outcome.validation_id}.html"
@@ -340,7 +407,10 @@ def run_suite(
         # runs the warehouse out of connections.
         source.get_execution_engine().close()
         source.get_engine().dispose()
-    summaries = [summarize_expectation_result(r, pii_columns) for r in result.results]
+    pii_columns = tuple(pii_columns)
+    # Read once per validation, at call time: a rotated key applies from the next validation on.
+    mask_key = resolve_pii_mask_key() if pii_columns else None
+    summaries = [summarize_expectation_result(r, pii_columns, mask_key) for r in result.results]
     stats = dict(result.statistics)
     outcome = ValidationOutcome(
         validation_id=str(uuid.uuid4()),
@@ -354,7 +424,7 @@ def run_suite(
         validated_at=validated_at,
         failed=[s for s in summaries if not s["success"]],
     )
-    outcome.data_docs_path = write_data_docs(result, outcome, pii_columns, data_docs_dir)
+    outcome.data_docs_path = write_data_docs(result, outcome, pii_columns, data_docs_dir, mask_key)
     log.info(
         "validation %s on %s: %s (%s of %s expectations met); Data Docs: %s",
         suite.name,

@@ -13,6 +13,7 @@ objects under the configured base (or the configured Data Docs and report folder
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -136,8 +137,8 @@ def readable_dag_ids(user: Any, dag_ids: Iterable[str | None]) -> set[str | None
 
 
 def _warehouse() -> AbstractContextManager[psycopg.Connection]:
-    """The read-only `warehouse_quality_reader` login (the owner's, with a WARNING, when it is not
-    defined)."""
+    """The read-only `warehouse_quality_reader` login; refused (`ConfigError`) when it is not defined, unless
+    `security.allow_owner_fallback` (the file's) allows the owner's."""
     from turnover_signals.airflow_tasks import config_for_stage
     from turnover_signals.config import load_config
     from turnover_signals.warehouse import warehouse_connection
@@ -425,7 +426,8 @@ def stored_page(recorded: str | None, what: str) -> Response:
     """A recorded page (object URL, or a local path from before object storage), read from storage.
 
     Only objects under the storage base or the configured Data Docs / report folders are served: a row
-    pointing anywhere else (a tampered or mistyped path) gets a 404, not that file.
+    pointing anywhere else (a tampered or mistyped path, a `..` segment, a symbolic link leading out of
+    storage) gets a 404, not that file. A page retention purged (`retention.data_docs_days`) is a 404 too.
     """
     from turnover_signals import storage
     from turnover_signals.config import load_config
@@ -436,13 +438,23 @@ def stored_page(recorded: str | None, what: str) -> Response:
         page = storage.readable_object(config, recorded, folders) if recorded else None
     except storage.StorageNotSharedError as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
-    if page is None or not page.name.endswith(".html"):
+    if page is None or not _served_name(page).endswith(".html"):
         raise HTTPException(status_code=404, detail=f"the {what} is not under the configured storage")
     try:
         with page.open("rb") as handle:
             return sandboxed_page(handle.read())
     except (FileNotFoundError, IsADirectoryError) as exc:
-        raise HTTPException(status_code=404, detail=f"the {what} is no longer in storage") from exc
+        raise HTTPException(
+            status_code=404, detail=f"the {what} is no longer in storage (retention may have purged it)"
+        ) from exc
+
+
+def _served_name(page: Any) -> str:
+    """The name of what would be read: for a local file, where a symbolic link leads (a `page.html` link
+    to some other kind of file is not an HTML page)."""
+    if (page.protocol or "file") in ("file", "local"):
+        return os.path.basename(os.path.realpath(page.path))
+    return page.name
 
 
 def create_app() -> FastAPI:

@@ -16,19 +16,31 @@ What goes, each step in its own transaction together with its `audit.retention_p
   what the history builds need from those files, so a rebuild yields the same rows.
 - Landed copies of HRIS files (`audit.file_manifest.landed_path`) received more than `raw_days`
   ago, and of quarantined files more than `quarantined_file_days` ago. (The ingest lands only
-  published files; a quarantined file stays on the SFTP server, its reason in the manifest.)
+  published files; a quarantined file stays on the SFTP server, its reason in the manifest.) The
+  manifest is only a pointer, and the loader login writes it: a file goes only when its recorded path,
+  symbolic links resolved, lies under `hris.landing_dir` and its bytes still have the manifest's
+  sha256. Any other file is kept, counted and named (file name and hash, never the path) in a WARNING,
+  the run's summary (`files_kept`) and the purge record (`details.kept`).
+- Data Docs pages (`quality.data_docs_dir`) and steward review samples (`identity.review_sample_dir`)
+  last written more than `retention.data_docs_days` / `review_sample_days` ago, under the same rule:
+  only objects that lie in their folder (a symbolic link counts where it leads) go.
+- The unexpected-value samples kept in `audit.validation_result` (`observed.sample` of each expectation
+  in `failed_expectations` and `results`) of validations older than `validation_sample_days`: the
+  row, its verdict and its counts stay; only the sample values go.
 
-Nothing in `audit` is ever deleted; in `core` and `mart` only the seal's own tables change. With
-`retention.mode: archive` the purged rows are written as gzip CSV (and the files copied) to objects
-under `retention.archive_dir` in storage (`storage.base_url`), and each object is read back (size and
-sha256 equal to what was written) before any row or file it holds is deleted, in the same transaction:
-a failed or unverified archive purges nothing.
+Nothing in `audit` is ever deleted (validation samples are cut out of their rows); in `core` and `mart`
+only the seal's own tables change. With `retention.mode: archive` the purged rows are written as gzip
+CSV (and the files copied) to objects under `retention.archive_dir` in storage (`storage.base_url`), and
+each object is read back (size and sha256 equal to what was written) before any row or file it holds is
+deleted, in the same transaction: a failed or unverified archive purges nothing.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,7 +53,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from turnover_signals import storage
-from turnover_signals.errors import BadInputError
+from turnover_signals.errors import BadInputError, StorageNotSharedError
+from turnover_signals.paths import data_path
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.retention.seal import seal_hris_files
 from turnover_signals.warehouse import warehouse_connection
@@ -53,6 +66,10 @@ HRIS_RAW_TABLES = ("hris_employee_snapshot", "hris_compensation_change")
 MODES = ("purge", "archive")
 
 
+# Retention classes of what the pipeline writes for people (pages, samples); defaults in the config file.
+STORED_OBJECT_DAYS = ("data_docs_days", "review_sample_days", "validation_sample_days")
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     raw_days: int
@@ -60,6 +77,9 @@ class RetentionPolicy:
     mode: str
     archive_dir: Any  # an ObjectStoragePath in archive mode, else None
     now: datetime
+    data_docs_days: int
+    review_sample_days: int
+    validation_sample_days: int
 
     @property
     def raw_cutoff(self) -> datetime:
@@ -75,17 +95,22 @@ class RetentionPolicy:
         try:
             raw_days = int(settings["raw_days"])
             quarantined_days = int(settings["quarantined_file_days"])
+            object_days = {key: int(settings[key]) for key in STORED_OBJECT_DAYS}
         except (KeyError, TypeError, ValueError) as exc:
             raise _config_error(
-                f"raw_days and quarantined_file_days must be whole numbers of days ({exc})"
+                f"raw_days, quarantined_file_days, {', '.join(STORED_OBJECT_DAYS)} must be whole numbers of"
+                f" days ({exc})"
             ) from exc
         mode = settings.get("mode", "purge")
-        if mode not in MODES or raw_days < 1 or quarantined_days < 1:
+        if mode not in MODES or min(raw_days, quarantined_days, *object_days.values()) < 1:
             raise _config_error(f"mode must be one of {MODES} and the day counts at least 1")
         archive_dir = None
         if mode == "archive":
             archive_dir = storage.location(config, settings.get("archive_dir") or "retention_archive")
-        return cls(raw_days, quarantined_days, mode, archive_dir, now or datetime.now(UTC))
+        return cls(raw_days, quarantined_days, mode, archive_dir, now or datetime.now(UTC), **object_days)
+
+    def cutoff(self, days: int) -> datetime:
+        return self.now - timedelta(days=days)
 
 
 @dataclass
@@ -98,6 +123,19 @@ class PurgeRecord:
     bytes: int = 0
     archive_path: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    kept: list[dict[str, Any]] = field(default_factory=list)  # files past retention left in place, and why
+
+    def keep(self, reason: str, **subject: Any) -> None:
+        """Leave a file past retention in place: logged (names and hashes only, no path), counted and
+        recorded."""
+        self.kept.append({**subject, "reason": reason})
+        log.warning(
+            "retention: %s past retention kept, not deleted: %s: %s (docs/runbook/retention.md"
+            "#runbook-retention-file-kept)",
+            self.target,
+            ", ".join(f"{key} {value!r}" for key, value in subject.items()),
+            reason,
+        )
 
 
 def _config_error(problem: str) -> BadInputError:
@@ -155,12 +193,30 @@ def apply_retention(
             ),
             lambda: _purge_superseded_partitions(conn, policy, run),
             lambda: _purge_loaded_partitions(conn, config, policy, run),
-            lambda: _purge_landed_files(conn, policy, run, quarantined=False),
-            lambda: _purge_landed_files(conn, policy, run, quarantined=True),
+            lambda: _purge_landed_files(conn, config, policy, run, quarantined=False),
+            lambda: _purge_landed_files(conn, config, policy, run, quarantined=True),
+            lambda: _purge_stored_objects(
+                conn, config, policy, run, "data_docs_pages", ("quality", "data_docs_dir"), ".html"
+            ),
+            lambda: _purge_stored_objects(
+                conn,
+                config,
+                policy,
+                run,
+                "identity_review_samples",
+                ("identity", "review_sample_dir"),
+                ".csv",
+            ),
+            lambda: _purge_validation_samples(conn, policy, run),
         )
+        kept: dict[str, int] = {}
         for step in steps:
             record = step()
             summary["purges"][record.target] = {"rows": record.rows, "files": record.files}
+            if record.kept:
+                kept[record.target] = len(record.kept)
+        # files past retention that failed the safety checks: nothing deleted them, someone must look
+        summary["files_kept"] = kept
     log.info("retention applied: %s", summary)
     return summary
 
@@ -186,7 +242,7 @@ def _record(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity,
             record.files,
             record.bytes,
             record.archive_path,
-            Jsonb(record.details),
+            Jsonb({**record.details, "kept": record.kept} if record.kept else record.details),
             run.dag_id,
             run.run_id,
             run.task_id,
@@ -371,8 +427,8 @@ def _purge_loaded_partitions(
     with conn.transaction():
         sealed = seal_hris_files(conn, config, policy.raw_cutoff, policy.now)
         sealed_period = sql.SQL(
-            "manifest.status = 'loaded' and exists (select 1 from core.hris_sealed_file as sealed"
-            " where sealed.feed = manifest.feed and sealed.file_date >= manifest.file_date)"
+            "manifest.status = 'loaded' and exists (select 1 from core.hris_sealed_through as seal"
+            " where seal.feed = manifest.feed and seal.sealed_through_date >= manifest.file_date)"
         )
         partitions = _partitions_of_files(conn, sealed_period, policy.raw_cutoff)
         sealed_now = {f["sha256"] for files in sealed.values() for f in files}
@@ -384,7 +440,7 @@ def _purge_loaded_partitions(
             "files": files,
             "sealed_through": dict(
                 conn.execute(
-                    "select feed, max(file_date)::text from core.hris_sealed_file group by feed"
+                    "select feed, sealed_through_date::text from core.hris_sealed_through"
                 ).fetchall()
             ),
             "files_sealed": {
@@ -395,8 +451,57 @@ def _purge_loaded_partitions(
     return record
 
 
+def landing_base(config: Mapping[str, Any]) -> Path | None:
+    """The landing directory HRIS files are copied to (`hris.landing_dir`), symlinks resolved; None when
+    unset."""
+    configured = (config.get("hris") or {}).get("landing_dir")
+    return Path(os.path.realpath(data_path(configured))) if configured else None
+
+
+def _sha256_no_follow(path: Path) -> str:
+    """The sha256 of a regular file, opened without following a symbolic link in its last component."""
+    digest = hashlib.sha256()
+    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as handle:
+        for chunk in iter(lambda: handle.read(storage.CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def deletable_landed_file(recorded: str, sha256: str, base: Path | None) -> tuple[Path | None, str | None]:
+    """(the file to delete, None), or (None, why it must stay) for a manifest's `landed_path`.
+
+    The manifest is only a pointer, and the loader login writes it: only a regular file that lies under
+    the landing base once symbolic links are resolved, and whose bytes have the manifest's sha256, is the
+    landed copy this retention may delete. The reasons name no path.
+    """
+    if base is None:
+        return None, "hris.landing_dir is not set, so no file is known to be a landed copy"
+    recorded_path = Path(recorded)
+    if not recorded_path.is_absolute():
+        return None, "the recorded path is not absolute"
+    resolved = Path(os.path.realpath(recorded_path))
+    if resolved == base or not resolved.is_relative_to(base):
+        return None, "the recorded path lies outside hris.landing_dir (symbolic links resolved)"
+    if recorded_path.is_symlink():
+        # even one leading inside: deleting it would leave the file, deleting its target another's file
+        return None, "the recorded path is a symbolic link"
+    if not resolved.is_file():
+        return None, "the recorded path is not a regular file"
+    try:
+        actual = _sha256_no_follow(resolved)
+    except OSError as exc:
+        return None, f"the file could not be read ({exc.strerror or type(exc).__name__})"
+    if actual != sha256:
+        return None, f"its content changed: sha256 {actual[:12]}…, the manifest says {sha256[:12]}…"
+    return resolved, None
+
+
 def _purge_landed_files(
-    conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity, quarantined: bool
+    conn: psycopg.Connection,
+    config: Mapping[str, Any],
+    policy: RetentionPolicy,
+    run: RunIdentity,
+    quarantined: bool,
 ) -> PurgeRecord:
     if quarantined:
         target, days, cutoff = (
@@ -414,11 +519,15 @@ def _purge_landed_files(
         " order by received_at, file_name",
         (cutoff,),
     ).fetchall()
+    base = landing_base(config)
     files = []
     with conn.transaction():
         for file_name, sha256, landed_path in candidates:
-            path = Path(landed_path)
-            if not path.is_file():
+            if not os.path.lexists(landed_path):
+                continue  # gone already (an earlier run, or by hand)
+            path, refusal = deletable_landed_file(landed_path, sha256, base)
+            if path is None:
+                record.keep(refusal, file_name=file_name, sha256=sha256[:12])
                 continue
             size = path.stat().st_size
             if policy.archive_dir is not None:
@@ -435,19 +544,151 @@ def _purge_landed_files(
     return record
 
 
+def _archive_object(source: Any, target: Any) -> None:
+    """Copy a stored object to the archive, read back and verified (through a local scratch copy)."""
+    with tempfile.TemporaryDirectory(prefix="retention-archive-") as scratch:
+        local = Path(scratch) / "object"
+        with source.open("rb") as handle, open(local, "wb") as copy:
+            for chunk in iter(lambda: handle.read(storage.CHUNK_BYTES), b""):
+                copy.write(chunk)
+        storage.publish_verified(local, target)
+
+
+def _purge_stored_objects(
+    conn: psycopg.Connection,
+    config: Mapping[str, Any],
+    policy: RetentionPolicy,
+    run: RunIdentity,
+    target: str,
+    setting: tuple[str, str],
+    suffix: str,
+) -> PurgeRecord:
+    """Delete (or archive, then delete) the `suffix` objects in a configured folder last written before
+    the class's cutoff. An object that leads out of the folder (a symbolic link) is kept and reported;
+    the retention archive is never touched, even when it lies inside the folder."""
+    days = {
+        "data_docs_pages": policy.data_docs_days,
+        "identity_review_samples": policy.review_sample_days,
+    }[target]
+    section, key = setting
+    record = PurgeRecord(
+        target,
+        f"{suffix} objects under {section}.{key} last written more than {days} days ago",
+        policy.cutoff(days),
+    )
+    try:
+        folder = storage.location(config, config[section][key])
+    except StorageNotSharedError:
+        # no shared store, so no task could have written one: nothing to purge
+        folder = None
+    archive_roots = [policy.archive_dir] if policy.archive_dir is not None else []
+    files = []
+    with conn.transaction():
+        for path, relative, info in storage.objects_under(folder) if folder is not None else ():
+            if not path.name.endswith(suffix) or (archive_roots and storage.contained(path, archive_roots)):
+                continue
+            written = storage.modified_at(info)
+            if written is not None and written >= record.cutoff_at:
+                continue
+            if written is None:
+                record.keep("the store gives no time it was written", object=relative)
+                continue
+            if not storage.contained(path, [folder]):
+                record.keep(f"it leads out of {section}.{key} (symbolic links resolved)", object=relative)
+                continue
+            if policy.archive_dir is not None:
+                _archive_object(path, policy.archive_dir.joinpath(target, *relative.split("/")))
+            path.unlink()
+            record.files += 1
+            record.bytes += int(info.get("size") or 0)
+            files.append(relative)
+        record.details = {"files": files}
+        if files and policy.archive_dir is not None:
+            record.archive_path = storage.object_url(policy.archive_dir / target)
+        _record(conn, policy, run, record)
+    return record
+
+
+def _without_samples(column: str) -> sql.Composable:
+    """The jsonb array `column` with `observed.sample` removed from each expectation summary."""
+    return sql.SQL(
+        """case when jsonb_typeof({column}) = 'array' then (
+            select coalesce(jsonb_agg(
+                case when jsonb_typeof(item -> 'observed') = 'object'
+                     then jsonb_set(item, '{{observed}}', (item -> 'observed') - 'sample')
+                     else item end
+                order by position), '[]'::jsonb)
+            from jsonb_array_elements({column}) with ordinality as element (item, position)
+        ) else {column} end"""
+    ).format(column=sql.Identifier("validation", column))
+
+
+def _purge_validation_samples(
+    conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity
+) -> PurgeRecord:
+    """Cut the unexpected-value samples out of validation runs older than `validation_sample_days`; the
+    rows, verdicts and counts stay (audit rows are never deleted). Archive mode archives the rows as they
+    were first."""
+    days = policy.validation_sample_days
+    record = PurgeRecord(
+        "audit.validation_result.samples",
+        f"unexpected-value samples of validations more than {days} days old",
+        policy.cutoff(days),
+    )
+    purged = sql.Identifier("retention_validation_sample")
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "create temporary table {purged} on commit drop as"
+                " select validation_id, suite_name, validated_at, failed_expectations, results"
+                " from audit.validation_result"
+                " where validated_at < %(cutoff)s"
+                " and (jsonb_path_exists(failed_expectations, '$[*].observed.sample')"
+                " or jsonb_path_exists(results, '$[*].observed.sample'))"
+            ).format(purged=purged),
+            {"cutoff": record.cutoff_at},
+        )
+        validations = [
+            validation_id
+            for (validation_id,) in conn.execute(
+                sql.SQL("select validation_id from {} order by validated_at, validation_id").format(purged)
+            ).fetchall()
+        ]
+        record.rows = len(validations)
+        record.details = {"validations": validations}
+        if record.rows and policy.archive_dir is not None:
+            archived = _copy_out(conn, purged, _archive_file(policy, "validation_samples"))
+            record.archive_path = archived.url
+            record.details["archive"] = {"sha256": archived.sha256, "size_bytes": archived.size_bytes}
+        conn.execute(
+            sql.SQL(
+                "update audit.validation_result as validation"
+                " set failed_expectations = {failed}, results = {results}"
+                " from {purged} as purged where validation.validation_id = purged.validation_id"
+            ).format(
+                failed=_without_samples("failed_expectations"),
+                results=_without_samples("results"),
+                purged=purged,
+            )
+        )
+        _record(conn, policy, run, record)
+    return record
+
+
 def retention_lines(conn: psycopg.Connection) -> list[str]:
     """What the latest retention run purged, per target, and whether the analytics key is installed."""
     rows = conn.execute(
         """
         select distinct on (purge_target) purge_target, retention_rule, mode, rows_purged,
-            files_purged, cutoff_at
+            files_purged, cutoff_at, jsonb_array_length(coalesce(details -> 'kept', '[]'::jsonb))
         from audit.retention_purge order by purge_target, purged_at desc, purge_id desc
         """
     ).fetchall()
     lines = [
         f"  {target:<32} {rows_purged:>9,} rows {files:>4} "
         f"files purged ({mode}; {rule}; cutoff {cutoff:%Y-%m-%d})"
-        for target, rule, mode, rows_purged, files, cutoff in rows
+        + (f"; {kept} KEPT, failing the safety checks (audit.retention_purge.details)" if kept else "")
+        for target, rule, mode, rows_purged, files, cutoff, kept in rows
     ]
     key = conn.execute("select key_fingerprint from governance.pseudonym_key").fetchone()
     lines.append(

@@ -42,8 +42,9 @@ def files_to_seal(conn: psycopg.Connection, feed: str, cutoff: datetime) -> list
         cur.execute(
             """
             with seal as (
-                select coalesce(max(file_date), '-infinity'::date) as sealed_through
-                from core.hris_sealed_file where feed = %(feed)s
+                -- max: one row also while nothing of the feed is sealed
+                select coalesce(max(sealed_through_date), '-infinity'::date) as sealed_through
+                from core.hris_sealed_through where feed = %(feed)s
             ),
             unsealed as (
                 select manifest.file_name, manifest.sha256, manifest.file_date, manifest.received_at,

@@ -12,9 +12,11 @@
   given, else back off like any other transient fault. 503 with Retry-After honours it too.
   Exhausted retries raise `SourceUnavailableError`.
 - Everything else is refused at once, without a retry: 401 and other 403 (credentials), other
-  4xx, TLS verification failures, and documents of the wrong shape. They raise
-  `SourceRefusedError`. With OAuth2, a 401 first discards the cached token and retries once
-  with a fresh one.
+  4xx, TLS verification failures, documents of the wrong shape, and documents nested deeper than
+  `json.loads` can follow (a RecursionError would otherwise escape as is). They raise
+  `SourceRefusedError`. The xAPI client decodes statement pages itself (`get_json(decode=...)`), so that
+  one statement cannot refuse its whole page. With OAuth2, a 401 first discards the cached token and
+  retries once with a fresh one.
 
 Messages name the endpoint (URL without user info), the problem and the next step; they never
 carry a password, token or client secret (server texts are scrubbed of them too).
@@ -667,10 +669,13 @@ class HttpSourceClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         missing_ok: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> JsonResponse:
         """GET `url` (+ `params`) and parse the JSON body, with retries; raises the source errors.
 
-        With `missing_ok`, a 404 is returned (status 404, document None) instead of raised.
+        With `missing_ok`, a 404 is returned (status 404, document None) instead of raised. `decode` replaces
+        `json.loads` for a 2xx body (the xAPI client's bounded statement pages); a ValueError from it counts
+        as a truncated transfer (retried), a `SourceRefusedError` is raised as is.
         """
         full_url = with_query(url, params)
         retrying = Retrying(
@@ -684,7 +689,7 @@ class HttpSourceClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._get_once(full_url, what, headers, missing_ok)
+                    return self._get_once(full_url, what, headers, missing_ok, decode)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             reason = last.reason if isinstance(last, TransientFailure) else repr(last)
@@ -731,7 +736,12 @@ class HttpSourceClient:
         )
 
     def _get_once(
-        self, url: str, what: str, extra_headers: Mapping[str, str] | None, missing_ok: bool = False
+        self,
+        url: str,
+        what: str,
+        extra_headers: Mapping[str, str] | None,
+        missing_ok: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> JsonResponse:
         settings = self.settings
         refreshed = False
@@ -752,12 +762,23 @@ class HttpSourceClient:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                document = json.loads(response.content)
+                document = (decode or json.loads)(response.content)
             except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
                 raise TransientFailure(
                     f"HTTP {status} with a body that is not valid JSON ({len(response.content)} bytes; "
                     "truncated?)"
                 ) from exc
+            except RecursionError:
+                # json.loads recurses once per level: a document nested thousands deep cannot be read, and
+                # reading it again will not help.
+                raise SourceRefusedError(
+                    subject=f"{self.api_name} {display_url(url)}",
+                    problem=f"{what}: the answer ({len(response.content)} bytes) nests deeper than the JSON "
+                    "parser can follow; not retried",
+                    next_step="report the document to the vendor (it is not one a conforming server sends); "
+                    "nothing was loaded from it",
+                    runbook_section=RUNBOOK_REFUSED,
+                ) from None
             return JsonResponse(response.url or url, status, response.headers, document, response.content)
         if status == 404 and missing_ok:
             return JsonResponse(response.url or url, status, response.headers, None, response.content)

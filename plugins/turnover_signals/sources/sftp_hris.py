@@ -8,12 +8,15 @@ are retried with backoff; a host key that does not match is refused at once.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
 import os
 import posixpath
 import queue
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass
@@ -26,7 +29,12 @@ import paramiko
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from turnover_signals.errors import SourceRefusedError, SourceUnavailableError
-from turnover_signals.hris.contract import match_file_name
+from turnover_signals.hris.contract import (
+    escaped_name,
+    is_safe_remote_name,
+    match_file_name,
+    why_not_a_feed_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,31 @@ class RemoteHrisFile:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class IgnoredEntry:
+    """A directory entry that is not taken because of its name, and why."""
+
+    name: str
+    reason: str
+
+    def describe(self) -> str:
+        """The name escaped (repr-style: no raw control characters) and the reason, for logs and notes."""
+        return f"{escaped_name(self.name)} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class DirectoryListing:
+    """One listing of the drop directory: the feed files and the entries ignored for their names."""
+
+    directory: str
+    files: list[RemoteHrisFile]
+    ignored: list[IgnoredEntry]
+
+
+# Ignored names listed one by one in the WARNING; the rest are counted.
+MAX_IGNORED_NAMES_LOGGED = 20
+
+
 # A host key that does not match, or a key the server rejects, is refused at once (never retried).
 REFUSED = (
     paramiko.BadHostKeyException,
@@ -102,6 +135,105 @@ def _host_key_refused(conn_id: str, exc: BaseException) -> SourceRefusedError:
     )
 
 
+# The host key types the SSH provider can pin (its `host_key` extra, both the paramiko and asyncssh paths).
+PINNABLE_HOST_KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
+
+
+def _malformed_settings(conn_id: str, problem: str) -> SourceRefusedError:
+    return SourceRefusedError(
+        subject=f"SFTP connection '{conn_id}'",
+        problem=f"malformed connection settings: {problem}",
+        next_step=(
+            "correct the connection's extras (Admin > Connections); `host_key` is one line as the vendor's "
+            "`ssh-keyscan` prints it without the host name, e.g. `ssh-ed25519 AAAAC3Nza...`, its fingerprint "
+            "confirmed with the HRIS vendor out of band; then clear the task"
+        ),
+        runbook_section="sftp-host-key",
+    )
+
+
+def _key_type_in_blob(blob: bytes) -> str:
+    """The key type an SSH public key blob names first (RFC 4253 §6.6: a uint32 length, then the name)."""
+    length = int.from_bytes(blob[:4], "big")
+    if len(blob) < 4 + length or not 0 < length <= 64:
+        raise ValueError("no key type at the start of the key data")
+    return blob[4 : 4 + length].decode("ascii")
+
+
+def check_host_key(conn_id: str, host_key: Any) -> None:
+    """Refuse a `host_key` extra that is not one SSH public key the provider reads as written.
+
+    The provider reads a key without its type as ssh-rsa, so the base64 of an Ed25519 key alone fails
+    deep inside paramiko with an error that looks transient (and would be retried); here it is refused
+    at once, naming the problem. Accepted: `<type> <base64> [comment]` with a type the provider pins, and
+    a bare base64 ssh-rsa key (what the provider assumes).
+    """
+    if not isinstance(host_key, str) or not host_key.strip():
+        raise _malformed_settings(conn_id, "the `host_key` extra is empty or not text")
+    parts = host_key.split()
+    declared, data = (parts[0], parts[1]) if len(parts) >= 2 else (None, parts[0])
+    try:
+        blob = base64.b64decode(data, validate=True)
+        embedded = _key_type_in_blob(blob)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise _malformed_settings(
+            conn_id,
+            "the `host_key` extra is not an SSH public key (`<type> <base64 key data>`): its key data is not "
+            "the base64 of a key",
+        ) from None
+    if declared is None and embedded != "ssh-rsa":
+        raise _malformed_settings(
+            conn_id,
+            f"the `host_key` extra is the base64 of an {embedded} key without its key type, which the SSH "
+            f"provider would read as ssh-rsa; write it as `{embedded} <base64>`",
+        )
+    if declared is not None and declared != embedded:
+        raise _malformed_settings(
+            conn_id, f"the `host_key` extra says {declared}, but its key data is an {embedded} key"
+        )
+    if embedded not in PINNABLE_HOST_KEY_TYPES:
+        raise _malformed_settings(
+            conn_id,
+            f"the `host_key` extra is an {embedded} key; the SSH provider pins only "
+            + ", ".join(PINNABLE_HOST_KEY_TYPES),
+        )
+    try:
+        # both clients the provider uses must read it: paramiko (listing) and asyncssh (streaming)
+        paramiko.PKey.from_type_string(embedded, blob)
+        asyncssh.public_key.decode_ssh_public_key(blob)
+    except Exception:  # noqa: BLE001 - whatever they raise, the key cannot be pinned
+        raise _malformed_settings(conn_id, f"the `host_key` extra is not a valid {embedded} key") from None
+
+
+def check_connection_extras(conn_id: str, extra: Mapping[str, Any]) -> None:
+    """Refuse (`SourceRefusedError`, never retried) extras that cannot work whatever the server does: a
+    malformed `host_key` (`check_host_key`), `host_key` together with `no_host_key_check` true (the provider
+    refuses that pair), a `conn_timeout` that is not a positive number of seconds."""
+    host_key = extra.get("host_key")
+    if host_key is not None:
+        check_host_key(conn_id, host_key)
+        if str(extra.get("no_host_key_check", False)).lower() == "true":
+            raise _malformed_settings(
+                conn_id, "`host_key` is pinned but `no_host_key_check` is true; remove `no_host_key_check`"
+            )
+    timeout = extra.get("conn_timeout")
+    if timeout not in (None, ""):
+        try:
+            valid = float(timeout) > 0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise _malformed_settings(
+                conn_id, f"`conn_timeout` must be a positive number of seconds, not {str(timeout)[:40]!r}"
+            )
+
+
 class HrisSftpSource:
     """The HRIS drop directory on the vendor's SFTP server."""
 
@@ -124,6 +256,7 @@ class HrisSftpSource:
     def _hook(self):
         from airflow.providers.sftp.hooks.sftp import SFTPHook
 
+        self._extra()  # malformed settings are refused before the provider misreads them
         # Our own retry loop classifies faults; the hook's would also retry a bad host key.
         return SFTPHook(ssh_conn_id=self.conn_id, conn_retry_attempts=1)
 
@@ -163,9 +296,12 @@ class HrisSftpSource:
             ) from last
 
     def _extra(self) -> dict[str, Any]:
+        """The connection's extras; `SourceRefusedError` when malformed (`check_connection_extras`)."""
         from airflow.sdk import BaseHook
 
-        return BaseHook.get_connection(self.conn_id).extra_dejson
+        extra = BaseHook.get_connection(self.conn_id).extra_dejson
+        check_connection_extras(self.conn_id, extra)
+        return extra
 
     def remote_dir(self) -> str:
         """The connection's `remote_dir` extra when set, else the configured directory."""
@@ -188,21 +324,36 @@ class HrisSftpSource:
 
     def list_feed_files(self) -> list[RemoteHrisFile]:
         """Feed files in the remote directory, oldest file date first; others are ignored."""
+        return self.list_directory().files
+
+    def list_directory(self, warn_ignored: bool = True) -> DirectoryListing:
+        """Feed files (oldest file date first) and the entries ignored for their names.
+
+        Control files and sub-directories are expected and pass silently. Every other entry whose name is
+        not a feed file's (unsafe, matching no pattern, an impossible date) is a WARNING naming it escaped,
+        unless `warn_ignored` is false: a vendor's misnamed delivery must be noticed, not just skipped.
+        """
         directory = self.remote_dir()
 
         def list_once():
             hook = self._hook()
             try:
-                return hook.list_directory_with_attr(directory)
+                return listdir_attr_any_names(hook.get_conn(), directory)
             finally:
                 hook.close_conn()
 
         entries = self._run("listing", f"SFTP directory {directory}", list_once)
         names = {entry.filename for entry in entries}
         files: list[RemoteHrisFile] = []
+        ignored: list[IgnoredEntry] = []
         for entry in entries:
+            if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode):
+                continue
             recognised = match_file_name(entry.filename, self.file_patterns)
             if recognised is None:
+                if not self._is_control_file_name(entry.filename):
+                    reason = why_not_a_feed_file(entry.filename, self.file_patterns) or "not a feed file"
+                    ignored.append(IgnoredEntry(entry.filename, reason))
                 continue
             control = entry.filename + self.control_file_suffix
             files.append(
@@ -219,9 +370,31 @@ class HrisSftpSource:
                     control_file=posixpath.join(directory, control) if control in names else None,
                 )
             )
-        ignored = len(entries) - len(files)
-        log.info("SFTP %s: %d feed file(s), %d other entr(ies) ignored", directory, len(files), ignored)
-        return sorted(files, key=lambda f: (f.file_date, f.feed, f.name))
+        log.info(
+            "SFTP %s: %d feed file(s), %d other entr(ies) skipped",
+            directory,
+            len(files),
+            len(entries) - len(files),
+        )
+        ignored.sort(key=lambda item: item.name)
+        if ignored and warn_ignored:
+            shown = "; ".join(item.describe() for item in ignored[:MAX_IGNORED_NAMES_LOGGED])
+            more = len(ignored) - MAX_IGNORED_NAMES_LOGGED
+            log.warning(
+                "SFTP %s: %d entr(ies) ignored for their names, never loaded: %s%s. Next step: if one is a "
+                "delivery, ask the HRIS vendor to deliver it again under a name of hris.file_patterns "
+                "(docs/runbook/hris.md#runbook-hris-files-not-taken)",
+                directory,
+                len(ignored),
+                shown,
+                f"; and {more} more" if more > 0 else "",
+            )
+        return DirectoryListing(
+            directory, sorted(files, key=lambda f: (f.file_date, f.feed, f.name)), ignored
+        )
+
+    def _is_control_file_name(self, name: str) -> bool:
+        return is_safe_remote_name(name) and name.endswith(self.control_file_suffix)
 
     def download(self, remote: RemoteHrisFile, local_dir: Path) -> tuple[Path, dict[str, Any] | None]:
         """Download the file (and its control file, when present) into `local_dir`.
@@ -401,6 +574,39 @@ class _ChunkChannel:
             if isinstance(item, BaseException):
                 raise OSError("transfer interrupted") from item  # the loop re-raises the kill itself
             yield item
+
+
+def listdir_attr_any_names(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttributes]:
+    """`SFTPClient.listdir_attr`, except that a name that is not valid UTF-8 does not fail the listing.
+
+    paramiko decodes names strictly, so one file named in Latin-1 (`employ\\xe9s_20260105.csv`) made every
+    listing, and so every run, fail with a raw UnicodeDecodeError. Such a name is decoded with surrogate
+    escapes instead: it is then ignored as unsafe and reported like any other misnamed entry.
+    """
+    from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR, SFTPError
+
+    kind, msg = sftp._request(CMD_OPENDIR, sftp._adjust_cwd(path))
+    if kind != CMD_HANDLE:
+        raise SFTPError("Expected handle")
+    handle = msg.get_binary()
+    entries: list[paramiko.SFTPAttributes] = []
+    try:
+        while True:
+            try:
+                kind, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:  # the server's SSH_FX_EOF: the directory is read
+                break
+            if kind != CMD_NAME:
+                raise SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                filename = msg.get_string().decode("utf-8", "surrogateescape")
+                longname = msg.get_string().decode("utf-8", "replace")
+                attributes = paramiko.SFTPAttributes._from_msg(msg, filename, longname)
+                if filename not in (".", ".."):
+                    entries.append(attributes)
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return entries
 
 
 def parse_control(data: bytes) -> dict[str, Any]:

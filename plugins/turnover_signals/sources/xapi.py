@@ -25,6 +25,14 @@ Interoperability tolerances (real LRSs deviate from the standard):
   tolerated (logged once). The smallest Consistent-Through seen is kept in
   `StatementPages.consistent_through` so the caller can cap its watermark.
 
+Bounds on a statement (`StatementBounds`): a page is split into its statements as received (msgspec keeps each
+as raw bytes) before any is parsed, so one statement nested thousands of levels deep or megabytes long cannot
+stop a page, or every later run, from loading. A statement larger than `max_bytes` or nested deeper than
+`max_depth` is not parsed at all: it comes back in `StatementPage.refused` with its position, reason, size,
+sha256 and a short excerpt (and its `id`/`stored` when they can be read), for the loader to record as a
+reject; the page's other statements are passed on as usual. A page msgspec cannot split because of the depth
+is split by an iterative scanner instead.
+
 Timestamps: `parse_xapi_timestamp` accepts ISO 8601 with 'Z' or any offset and returns an aware
 UTC datetime; a value without a timezone raises `TimezoneMissingError` (a `XapiTimestampError`,
 itself a ValueError) rather than guessing one.
@@ -32,13 +40,18 @@ itself a ValueError) rather than guessing one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
+
+import msgspec
 
 from turnover_signals.errors import SourceRefusedError
 from turnover_signals.sources.http_base import (
@@ -61,6 +74,13 @@ CONSISTENT_THROUGH_HEADER = "X-Experience-API-Consistent-Through"
 DEFAULT_PAGE_LIMIT = 500
 DEFAULT_MAX_STALLED_PAGES = 3
 DEFAULT_SEEN_IDS_WINDOW = 100_000
+DEFAULT_MAX_STATEMENT_DEPTH = 64
+DEFAULT_MAX_STATEMENT_BYTES = 1_048_576
+DEFAULT_REFUSED_EXCERPT_BYTES = 4096
+# json.loads recurses once per level and shares Python's recursion limit (1000) with the caller's stack.
+MAX_STATEMENT_DEPTH_ALLOWED = 256
+STATEMENT_TOO_LARGE = "statement is larger than lms.max_statement_bytes"
+STATEMENT_TOO_DEEP = "statement nests deeper than lms.max_statement_depth"
 
 
 # -- timestamps ----------------------------------------------------------------------------------
@@ -111,12 +131,294 @@ def statement_stored_at(statement: Mapping[str, Any]) -> datetime:
         raise type(exc)(f"statement {statement_id}: stored {exc}") from None
 
 
+# -- bounded statement pages ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatementBounds:
+    """The largest statement a page may carry: bytes as received and nesting depth (``{}`` is depth 1).
+
+    `excerpt_bytes`: how much of a refused statement is kept (its sha256 and size are kept whole).
+    """
+
+    max_depth: int = DEFAULT_MAX_STATEMENT_DEPTH
+    max_bytes: int = DEFAULT_MAX_STATEMENT_BYTES
+    excerpt_bytes: int = DEFAULT_REFUSED_EXCERPT_BYTES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_depth <= MAX_STATEMENT_DEPTH_ALLOWED:
+            raise ValueError(f"max_depth must be between 1 and {MAX_STATEMENT_DEPTH_ALLOWED}")
+        if self.max_bytes < 1 or self.excerpt_bytes < 0:
+            raise ValueError("max_bytes must be positive and excerpt_bytes not negative")
+
+
+@dataclass(frozen=True)
+class RefusedStatement:
+    """A statement of a page refused whole for its size or depth: never parsed, never loaded."""
+
+    position: int  # 1-based, on its page
+    reason: str  # STATEMENT_TOO_LARGE or STATEMENT_TOO_DEEP
+    detail: str  # the measure against the bound, e.g. "10485931 bytes, over 1048576"
+    size_bytes: int
+    sha256: str  # of the statement's bytes as received
+    excerpt: str  # its first `excerpt_bytes` as received (UTF-8, cut at a character boundary)
+    statement_id: str | None  # its top-level `id`, when that is a string that could be read
+    stored: str | None  # likewise its `stored`
+
+    @property
+    def is_excerpt_truncated(self) -> bool:
+        return len(self.excerpt.encode("utf-8")) < self.size_bytes
+
+
+@dataclass(frozen=True)
+class DecodedStatementPage:
+    """A statements page split and bounded: what `XapiClient.decode_statement_page` returns."""
+
+    is_statement_result: bool  # a JSON object whose `statements` is an array
+    statements: list[Any]
+    texts: list[bytes] | None  # each of `statements` as received (None: re-serialise them)
+    refused: list[RefusedStatement]
+    more: Any
+    has_more_key: bool = False  # `more` present (even if null), for the conformance probe
+
+
+class _TopLevel(msgspec.Struct):
+    id: Any = None
+    stored: Any = None
+
+
+class _StatementResult(msgspec.Struct):
+    statements: list[msgspec.Raw] | None = None  # each statement's bytes, not parsed
+    more: Any = msgspec.UNSET
+
+
+_TOP_LEVEL = msgspec.json.Decoder(_TopLevel)
+_STATEMENT_RESULT = msgspec.json.Decoder(_StatementResult)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]', re.DOTALL)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_OPENERS = frozenset(b"[{")
+_WHITESPACE = b" \t\r\n"
+
+
+def nesting_depth(text: bytes) -> int:
+    """How deeply a JSON value nests (a scalar 0, ``{}`` 1, ``[{}]`` 2), without recursion."""
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for char in brackets:
+        if char in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _utf8_body(body: bytes) -> bytes:
+    """The body as UTF-8 without a BOM (JSON in UTF-16/32 is transcoded); ValueError if undecodable."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode(json.detect_encoding(body)).encode("utf-8")
+    return body
+
+
+def _top_level_strings(text: bytes) -> tuple[str | None, str | None]:
+    """The top-level `id` and `stored` of a statement when they are strings (read without recursion)."""
+    try:
+        found = _TOP_LEVEL.decode(text)
+        pairs = {"id": found.id, "stored": found.stored}
+    except RecursionError:
+        pairs = {}
+        depth, key, previous = 0, None, None
+        for match in _JSON_TOKEN.finditer(text):
+            token = match.group()
+            char = token[0]
+            if char in _OPENERS:
+                depth += 1
+            elif char in b"]}":
+                depth -= 1
+            elif depth == 1 and char == 0x22:  # a string directly in the statement: a key or a value
+                if previous == b":" and key in ("id", "stored") and key not in pairs:
+                    pairs[key] = json.loads(token)
+                key = json.loads(token) if previous != b":" else None
+            previous = token if len(token) == 1 else b'"'
+    except msgspec.DecodeError:
+        return None, None
+    values = [pairs.get(name) for name in ("id", "stored")]
+    return tuple(value if isinstance(value, str) else None for value in values)  # type: ignore[return-value]
+
+
+def _refusal(
+    text: bytes, position: int, bounds: StatementBounds, depth: int | None
+) -> RefusedStatement | None:
+    """The refusal of one statement beyond a bound, or None. `depth` when already measured."""
+    size = len(text)
+    if size > bounds.max_bytes:
+        reason, detail = STATEMENT_TOO_LARGE, f"{size} bytes, over {bounds.max_bytes}"
+    else:
+        if depth is None and text.count(b"{") + text.count(b"[") > bounds.max_depth:
+            depth = nesting_depth(text)
+        if depth is None or depth <= bounds.max_depth:
+            return None
+        reason, detail = STATEMENT_TOO_DEEP, f"nested {depth} levels deep, over {bounds.max_depth}"
+    statement_id, stored = _top_level_strings(text)
+    excerpt = text[: bounds.excerpt_bytes].decode("utf-8", "ignore").replace("\x00", "\ufffd")
+    return RefusedStatement(
+        position=position,
+        reason=reason,
+        detail=detail,
+        size_bytes=size,
+        sha256=hashlib.sha256(text).hexdigest(),
+        excerpt=excerpt,
+        statement_id=statement_id,
+        stored=stored,
+    )
+
+
+def _split_deep_result(body: bytes) -> tuple[bool, list[tuple[bytes, int]], bytes | None, bool]:
+    """A StatementResult split without recursion: (has a statements array, [(statement, depth)], more token,
+    whether `more` is there).
+
+    For the pages msgspec cannot split (a statement nested deeper than Python's recursion limit). Raises
+    ValueError when the brackets do not balance (a truncated body).
+    """
+    depth = 0
+    value_key: str | None = None
+    key_token: bytes | None = None
+    previous: bytes | None = None
+    found = in_statements = False
+    elements: list[tuple[bytes, int]] = []
+    element_start = element_depth = 0
+    more_token: bytes | None = None
+    has_more_key = False
+
+    def finish(end: int, closing: bool) -> None:
+        text = body[element_start:end].strip(_WHITESPACE)
+        if text:
+            elements.append((text, element_depth))
+        elif not (closing and previous == b"["):  # "[]" is empty; "[1,,2]" or "[1,]" is broken
+            raise ValueError("an empty element in the statements array")
+
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        char = token[0]
+        if char in _OPENERS:
+            if depth == 0 and char != 0x7B:
+                return False, [], None, False  # a document that is not an object
+            if depth == 1 and char == 0x5B and value_key == "statements" and not found:
+                found = in_statements = True
+                element_start, element_depth = match.end(), 0
+            depth += 1
+            if in_statements and depth > 2:
+                element_depth = max(element_depth, depth - 2)
+        elif char in b"]}":
+            if in_statements and depth == 2:
+                finish(match.start(), closing=True)
+                in_statements = False
+            depth -= 1
+            if depth < 0:
+                raise ValueError("unbalanced brackets")
+        elif char == 0x2C:  # ","
+            if in_statements and depth == 2:
+                finish(match.start(), closing=False)
+                element_start, element_depth = match.end(), 0
+            elif depth == 1:
+                value_key = None
+        elif char == 0x3A:  # ":"
+            if depth == 1 and key_token is not None:
+                value_key = json.loads(key_token)
+                has_more_key = has_more_key or value_key == "more"
+        elif depth == 1:  # a string directly in the document: a key, or the value of `more`
+            if previous == b":" and value_key == "more":
+                more_token = token
+            key_token = token if previous != b":" else None
+        previous = token if len(token) == 1 else b'"'
+    if depth != 0 or in_statements:
+        raise ValueError("unbalanced brackets")
+    return found, elements, more_token, has_more_key
+
+
+def decode_statement_page(body: bytes, bounds: StatementBounds) -> DecodedStatementPage:
+    """Split a statements page into its statements, refusing those beyond `bounds`, and parse the rest.
+
+    Raises ValueError for a body that is not JSON (the client retries it as a truncated transfer).
+    """
+    body = _utf8_body(body)
+    try:
+        document = _STATEMENT_RESULT.decode(body)
+    except msgspec.ValidationError:
+        return DecodedStatementPage(False, [], None, [], None)  # not an object, or statements not an array
+    except RecursionError:
+        found, elements, more_token, has_more_key = _split_deep_result(body)
+        if not found:
+            return DecodedStatementPage(False, [], None, [], None)
+        more = json.loads(more_token) if more_token is not None else None
+        return _bounded(elements, more, bounds, has_more_key)
+    except msgspec.DecodeError:
+        return _decoded_by_json(body, bounds)  # what only json reads (NaN, ...), else ValueError
+    if document.statements is None:
+        return DecodedStatementPage(False, [], None, [], None)
+    raws = [bytes(raw) for raw in document.statements]
+    has_more_key = document.more is not msgspec.UNSET
+    more = document.more if has_more_key else None
+    max_bytes, max_depth = bounds.max_bytes, bounds.max_depth
+    # Few brackets cannot nest deeply: most statements are cleared by three C-speed measures.
+    if any(len(raw) > max_bytes or raw.count(b"{") + raw.count(b"[") > max_depth for raw in raws):
+        return _bounded([(raw, None) for raw in raws], more, bounds, has_more_key)
+    # the usual page: one json.loads of the whole body is cheaper than one per statement
+    return DecodedStatementPage(True, json.loads(body)["statements"], raws, [], more, has_more_key)
+
+
+def _bounded(
+    elements: list[tuple[bytes, int | None]], more: Any, bounds: StatementBounds, has_more_key: bool
+) -> DecodedStatementPage:
+    statements: list[Any] = []
+    texts: list[bytes] = []
+    refused: list[RefusedStatement] = []
+    for position, (text, depth) in enumerate(elements, start=1):
+        refusal = _refusal(text, position, bounds, depth)
+        if refusal is not None:
+            refused.append(refusal)
+            continue
+        statements.append(json.loads(text))
+        texts.append(text)
+    return DecodedStatementPage(True, statements, texts, refused, more, has_more_key)
+
+
+def _decoded_by_json(body: bytes, bounds: StatementBounds) -> DecodedStatementPage:
+    """A body msgspec refuses but json.loads reads (non-standard literals such as NaN): bounded on the
+    re-serialised statements, which the loader stores (as before)."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise ValueError("not JSON that can be split") from None
+    statements = document.get("statements") if isinstance(document, dict) else None
+    if not isinstance(statements, list):
+        return DecodedStatementPage(False, [], None, [], None)
+    texts = [
+        json.dumps(statement, ensure_ascii=False).encode("utf-8", "surrogatepass") for statement in statements
+    ]
+    refused = [
+        r for n, text in enumerate(texts, start=1) if (r := _refusal(text, n, bounds, None)) is not None
+    ]
+    positions = {refusal.position for refusal in refused}
+    kept = [s for n, s in enumerate(statements, start=1) if n not in positions]
+    return DecodedStatementPage(True, kept, None, refused, document.get("more"), "more" in document)
+
+
 # -- pages ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class StatementPage:
-    """One StatementResult as received."""
+    """One StatementResult as received.
+
+    `statements` are those within the client's `StatementBounds` (parsed), `statement_texts` the same as
+    received (None when built from parsed statements), `refused` the others.
+    """
 
     page_number: int
     request_url: str
@@ -127,10 +429,17 @@ class StatementPage:
     xapi_version: str | None
     already_seen_ids: frozenset[str]  # ids this extraction had already received on earlier pages
     raw_body: bytes = field(repr=False)
+    statement_texts: list[bytes] | None = field(default=None, repr=False)
+    refused: tuple[RefusedStatement, ...] = ()
 
     @property
     def raw_body_bytes(self) -> int:
         return len(self.raw_body)
+
+    @property
+    def received(self) -> int:
+        """Statements on the page, refused ones included."""
+        return len(self.statements) + len(self.refused)
 
 
 class _RecentIds:
@@ -188,9 +497,12 @@ class StatementPages(Iterator[StatementPage]):
         advanced_urls: set[str] = set()
         url = self.first_url
         while True:
-            response = client.get_json(url, "statements page")
-            statements, more = self._statement_result(response)
+            response = client.get_json(url, "statements page", decode=client.decode_statement_page)
+            decoded, more = self._statement_result(response)
+            statements = decoded.statements
             ids = [s["id"] for s in statements if isinstance(s, dict) and isinstance(s.get("id"), str)]
+            # a refused statement still advances the listing (by its id, else its bytes' digest)
+            ids += [refusal.statement_id or f"sha256:{refusal.sha256}" for refusal in decoded.refused]
             new_count, seen_ids = recent.split(ids)
             next_url = client.resolve_more(more) if more else None
             page = StatementPage(
@@ -203,9 +515,22 @@ class StatementPages(Iterator[StatementPage]):
                 xapi_version=self._version(response),
                 already_seen_ids=seen_ids,
                 raw_body=response.raw_body,
+                statement_texts=decoded.texts,
+                refused=tuple(decoded.refused),
             )
+            for refusal in decoded.refused:
+                log.warning(
+                    "xAPI page %d: the statement at position %d (id %s, sha256 %s) is refused whole: %s "
+                    "(%s); it is recorded as a reject and the page's other statements load",
+                    page.page_number,
+                    refusal.position,
+                    refusal.statement_id or "unreadable",
+                    refusal.sha256[:16],
+                    refusal.reason,
+                    refusal.detail,
+                )
             self.pages += 1
-            self.statements += len(statements)
+            self.statements += page.received
             self.already_seen += len(seen_ids)
             if page.consistent_through is not None and (
                 self.consistent_through is None or page.consistent_through < self.consistent_through
@@ -223,11 +548,11 @@ class StatementPages(Iterator[StatementPage]):
                     page.page_number,
                     len(seen_ids),
                 )
-            if next_url and 0 < len(statements) < self.limit and new_count:
+            if next_url and 0 < page.received < self.limit and new_count:
                 self._once(
                     "capped",
                     "xAPI LRS returned %d statements for limit=%d with more to come: it caps the page size",
-                    len(statements),
+                    page.received,
                     self.limit,
                 )
             if next_url is None:
@@ -247,11 +572,10 @@ class StatementPages(Iterator[StatementPage]):
                 )
             url = next_url
 
-    def _statement_result(self, response: JsonResponse) -> tuple[list[dict[str, Any]], str]:
-        document = response.document
-        statements = document.get("statements") if isinstance(document, dict) else None
-        more = document.get("more") if isinstance(document, dict) else None
-        if not isinstance(statements, list) or not isinstance(more, str | None):
+    def _statement_result(self, response: JsonResponse) -> tuple[DecodedStatementPage, str]:
+        decoded: DecodedStatementPage = response.document
+        more = decoded.more
+        if not decoded.is_statement_result or not isinstance(more, str | None):
             raise SourceRefusedError(
                 f"xAPI LRS {display_url(response.url)}",
                 'the answer is JSON but not a StatementResult ({"statements": [...], "more": ...})',
@@ -259,7 +583,7 @@ class StatementPages(Iterator[StatementPage]):
                 "(the URL that /statements hangs off)",
                 RUNBOOK_REFUSED,
             )
-        return statements, (more or "").strip()
+        return decoded, (more or "").strip()
 
     def _consistent_through(self, response: JsonResponse) -> datetime | None:
         value = response.headers.get(CONSISTENT_THROUGH_HEADER)
@@ -318,8 +642,8 @@ class XapiClient(HttpSourceClient):
     """The Statements resource of an xAPI LRS.
 
     Extra settings: `max_stalled_pages` (consecutive pages without a new statement before the
-    listing counts as stuck) and `seen_ids_window` (how many recent ids are remembered to spot
-    repeats). Everything else as `HttpSourceClient`.
+    listing counts as stuck), `seen_ids_window` (how many recent ids are remembered to spot
+    repeats) and `statement_bounds` (the largest statement parsed). Everything else as `HttpSourceClient`.
     """
 
     api_name = "xAPI LRS"
@@ -333,6 +657,7 @@ class XapiClient(HttpSourceClient):
         *,
         max_stalled_pages: int = DEFAULT_MAX_STALLED_PAGES,
         seen_ids_window: int = DEFAULT_SEEN_IDS_WINDOW,
+        statement_bounds: StatementBounds | None = None,
         **kwargs: Any,
     ):
         super().__init__(conn_id, **kwargs)
@@ -340,6 +665,28 @@ class XapiClient(HttpSourceClient):
             raise ValueError("max_stalled_pages must be at least 1")
         self.max_stalled_pages = max_stalled_pages
         self.seen_ids_window = seen_ids_window
+        self.statement_bounds = statement_bounds or StatementBounds()
+
+    def decode_statement_page(self, body: bytes) -> DecodedStatementPage:
+        """A statements page body split and bounded by `statement_bounds` (see `decode_statement_page`)."""
+        return decode_statement_page(body, self.statement_bounds)
+
+    def _decode_single_statement(self, body: bytes) -> Any:
+        """One statement's document, or its `RefusedStatement` when it is beyond `statement_bounds`."""
+        body = _utf8_body(body)
+        refusal = _refusal(body.strip(_WHITESPACE), 1, self.statement_bounds, None)
+        return refusal if refusal is not None else json.loads(body)
+
+    def decode_document(self, body: bytes) -> Any:
+        """Any answer of the statements resource as plain JSON; a StatementResult without the statements
+        beyond `statement_bounds` (for the conformance probe and the watcher, which only look)."""
+        page = decode_statement_page(body, self.statement_bounds)
+        if not page.is_statement_result:
+            return json.loads(_utf8_body(body))
+        document: dict[str, Any] = {"statements": page.statements}
+        if page.has_more_key:
+            document["more"] = page.more
+        return document
 
     @property
     def statements_url(self) -> str:
@@ -398,14 +745,23 @@ class XapiClient(HttpSourceClient):
     def voided_statement(self, statement_id: str) -> dict[str, Any] | None:
         """``GET statements?voidedStatementId=...``: a statement the LRS has voided, which it leaves out of
         every listing (xAPI 1.0.3, 2.1.4); None when the LRS does not have it (404) or returns something
-        else."""
+        else, or when it is beyond `statement_bounds` (logged: it stays unknown, like one never returned)."""
         response = self.get_json(
             self.statements_url,
             "voided statement",
             params={"voidedStatementId": statement_id},
             missing_ok=True,
+            decode=self._decode_single_statement,
         )
         document = response.document
+        if isinstance(document, RefusedStatement):
+            log.warning(
+                "xAPI voided statement %s is refused whole: %s (%s); it stays unknown",
+                statement_id,
+                document.reason,
+                document.detail,
+            )
+            return None
         return document if isinstance(document, dict) and document.get("id") == statement_id else None
 
     def about(self) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 -- shows today's learning before any feature can: it changes with every load, a statement stored late or
 -- voided later moves in or out, and nothing here is reproducible. Published features
 -- (mart.employee_features) do not read it: a reference date is built from what was known by its cut-off
--- (end of the date + features.as_of_grace_hours). Created by migration 0028_create_lms_today_view.sql, which
--- carries this query verbatim (tests/unit/test_lms_watch.py checks that the two agree).
+-- (end of the date + features.as_of_grace_hours).
+create or replace view mart.lms_activity_today_provisional as
 with activity as (
     select * from core.lms_activity
 ),
@@ -49,4 +49,8 @@ final as (
     from todays_activity
 )
 
-select * from final
+select * from final;
+
+comment on view mart.lms_activity_today_provisional is
+'PROVISIONAL, NOT POINT-IN-TIME: today''s (UTC) learner statements as loaded so far (the LRS watcher loads '
+'within minutes). Changes with every load; not a feature input. Point-in-time data: mart.employee_features.';

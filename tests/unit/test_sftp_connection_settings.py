@@ -1,0 +1,87 @@
+"""Malformed `hris_sftp` connection settings are refused at once, naming the problem (issue 22, point 10):
+the provider would otherwise misread them and fail with errors that look transient."""
+
+from __future__ import annotations
+
+import base64
+
+import asyncssh
+import pytest
+
+from turnover_signals.errors import SourceRefusedError
+from turnover_signals.sources.sftp_hris import check_connection_extras, check_host_key
+
+
+def public_key(algorithm: str) -> str:
+    return asyncssh.generate_private_key(algorithm).export_public_key().decode("ascii").strip()
+
+
+@pytest.mark.parametrize("algorithm", ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"])
+def test_a_typed_public_key_line_is_accepted(algorithm):
+    check_host_key("hris_sftp", public_key(algorithm))  # with its trailing comment, as ssh-keyscan prints it
+
+
+def test_a_bare_rsa_key_is_accepted_as_the_provider_reads_it():
+    check_host_key("hris_sftp", public_key("ssh-rsa").split()[1])
+
+
+def test_an_ed25519_key_without_its_type_is_refused_naming_the_fix():
+    bare = public_key("ssh-ed25519").split()[1]
+    with pytest.raises(SourceRefusedError) as refused:
+        check_host_key("hris_sftp", bare)
+    message = str(refused.value)
+    assert message.startswith("SFTP connection 'hris_sftp': malformed connection settings:")
+    assert "ssh-ed25519 key without its key type" in message and "`ssh-ed25519 <base64>`" in message
+    assert "docs/runbook/hris.md#runbook-sftp-host-key" in message
+
+
+@pytest.mark.parametrize(
+    ("host_key", "problem"),
+    [
+        ("ssh-ed25519 not-base64!", "its key data is not the base64 of a key"),
+        ("ssh-ed25519", "its key data is not the base64 of a key"),
+        (
+            f"ssh-ed25519 {base64.b64encode(b'hello world').decode()}",
+            "its key data is not the base64 of a key",
+        ),
+        ("", "is empty or not text"),
+        (42, "is empty or not text"),
+    ],
+    ids=["not base64", "type only", "base64 of no key", "empty", "a number"],
+)
+def test_a_host_key_that_is_no_key_is_refused(host_key, problem):
+    with pytest.raises(SourceRefusedError, match=problem):
+        check_host_key("hris_sftp", host_key)
+
+
+def test_a_key_type_that_contradicts_the_key_data_is_refused():
+    key_data = public_key("ssh-ed25519").split()[1]
+    with pytest.raises(SourceRefusedError, match="says ssh-rsa, but its key data is an ssh-ed25519 key"):
+        check_host_key("hris_sftp", f"ssh-rsa {key_data}")
+
+
+def test_a_truncated_key_is_refused():
+    key_type, key_data = public_key("ssh-ed25519").split()[:2]
+    truncated = base64.b64encode(base64.b64decode(key_data)[:-8]).decode()
+    with pytest.raises(SourceRefusedError, match="is not a valid ssh-ed25519 key"):
+        check_host_key("hris_sftp", f"{key_type} {truncated}")
+
+
+def test_a_pinned_key_with_the_check_switched_off_is_refused():
+    with pytest.raises(SourceRefusedError, match="`no_host_key_check` is true"):
+        check_connection_extras(
+            "hris_sftp", {"host_key": public_key("ssh-ed25519"), "no_host_key_check": "true"}
+        )
+
+
+@pytest.mark.parametrize("timeout", ["ten", "0", -5])
+def test_a_connect_timeout_that_is_no_positive_number_is_refused(timeout):
+    with pytest.raises(SourceRefusedError, match="`conn_timeout` must be a positive number"):
+        check_connection_extras("hris_sftp", {"conn_timeout": timeout})
+
+
+def test_usual_extras_pass():
+    check_connection_extras(
+        "hris_sftp",
+        {"host_key": public_key("ssh-ed25519"), "no_host_key_check": False, "conn_timeout": "10"},
+    )
