@@ -12,7 +12,8 @@ from turnover_signals.paths import SQL_DIR
 
 
 def read_sql(layer: str, relation: str) -> str:
-    """The SELECT in `include/sql/<layer>/<relation>.sql` (the file builds `<layer>.<relation>`)."""
+    """The SELECT in `include/sql/<layer>/<relation>.sql` (the file builds `<layer>.<relation>`; under
+    `queries/`, a report that builds nothing)."""
     return (SQL_DIR / layer / f"{relation}.sql").read_text(encoding="utf-8").rstrip().rstrip(";")
 
 

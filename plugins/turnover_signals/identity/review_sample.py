@@ -43,7 +43,7 @@ def export_review_sample(
     per_method = per_method or int(config["identity"]["review_sample_per_method"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.cursor() as cur:
         cur.execute(
-            read_sql("audit", "identity_review_sample"), {"sample_seed": seed, "per_method": per_method}
+            read_sql("queries", "identity_review_sample"), {"sample_seed": seed, "per_method": per_method}
         )
         columns = [d.name for d in cur.description]
         rows = cur.fetchall()

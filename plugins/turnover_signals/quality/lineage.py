@@ -1,6 +1,6 @@
 """Lineage: trace a row of `mart.employee_features` back to the files, batches and validations behind it.
 
-The query is `include/sql/audit/feature_lineage.sql` (documented there and in docs/auditors/index.md); this
+The query is `include/sql/queries/feature_lineage.sql` (documented there and in docs/auditors/index.md); this
 helper runs it, and `python -m turnover_signals.quality.lineage EMPLOYEE_KEY REFERENCE_DATE
 [--feature-set-version N] [--dsn URL]` prints it.
 """
@@ -33,7 +33,7 @@ def trace_feature_row(
         conn.cursor(row_factory=dict_row) as cur,
     ):
         cur.execute(
-            read_sql("audit", "feature_lineage"),
+            read_sql("queries", "feature_lineage"),
             {"employee_key": employee_key, "reference_date": reference_date, "feature_set_version": version},
         )
         return cur.fetchall()
