@@ -12,8 +12,8 @@ from turnover_signals.paths import SQL_DIR
 
 
 def read_sql(layer: str, relation: str) -> str:
-    """The SELECT in `include/sql/<layer>/<relation>.sql` (the file builds `<layer>.<relation>`; under
-    `queries/`, a report that builds nothing)."""
+    """The statement in `include/sql/<layer>/<relation>.sql`: the SELECT that builds `<layer>.<relation>`, or
+    the INSERT that writes its rows; under `queries/`, a report that builds nothing."""
     return (SQL_DIR / layer / f"{relation}.sql").read_text(encoding="utf-8").rstrip().rstrip(";")
 
 

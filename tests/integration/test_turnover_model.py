@@ -410,7 +410,7 @@ def register_run(
 ) -> None:
     """Register a training run: per feature set, (pr_auc on the test window, pr_auc on the calibration dates),
     all with the model `artifact` (`signal`: learned the seeded rows; `noise`: learned nothing)."""
-    from turnover_signals.model.pipeline import REGISTER_SQL
+    from turnover_signals.sqlfiles import read_sql
 
     artifact_path, artifact_sha256 = registry.artifacts[artifact]
     with psycopg.connect(registry.dsn) as conn:
@@ -420,7 +420,7 @@ def register_run(
                 "selection_on_calibration": {"logistic_regression": calibration_value},
             }
             conn.execute(
-                REGISTER_SQL,
+                read_sql("audit", "model_registry"),
                 {
                     "model_version": f"tm-{run_id}-{feature_set}",
                     "training_run_id": run_id,

@@ -65,7 +65,11 @@ def test_migrate_twice_changes_nothing(empty_database_dsn):
     assert [m.version for m in first if isinstance(m, Migration)] == [
         m.version for m in discover_migrations()
     ]
-    assert [d for d in first if isinstance(d, RepeatableDefinition)] == discover_repeatables()
+    # each once; a view that reads one sorting after it (a dependency) waits for the next pass
+    applied = [d.name for d in first if isinstance(d, RepeatableDefinition)]
+    assert sorted(applied) == sorted(d.name for d in discover_repeatables()) and len(set(applied)) == len(
+        applied
+    )
     before = _catalog(empty_database_dsn)
     assert [s for (s,) in before[0]] == ["audit", "core", "mart", "raw"]
 

@@ -1,90 +1,25 @@
--- one row per HRIS employee_id in scope: the key it should hold, before new keys are issued
--- A steward's decision wins. Otherwise employments sharing an SSO GUID, one after another, are
--- one person (a rehire) and share the lowest key any of them already holds; the same GUID on
--- employments that overlap in time is two people (a collision, reported), never merged.
--- Scoped by %(employee_ids)s (null = every employee); the caller closes the scope over GUIDs.
-with scoped as (
+-- one row per HRIS employee_id: the employee_key it belongs to (stable across runs and rebuilds)
+-- A run's rows for the employees in its scope, from its key plan (include/sql/staging/identity_key_plan.sql,
+-- bound as the temporary identity_key_plan). The resolver upserts them and rewrites a row only when its key,
+-- method, rule version or link changed, so assigned_at says when the assignment last changed.
+with key_plan as (
     select
         hris_employee_id,
-        sso_guid,
-        employment_start_date,
-        employment_end_date
-    from core.identity_employment
-    where %(employee_ids)s::text[] is null or hris_employee_id = any(%(employee_ids)s::text[])
-),
-
-latest_override as (
-    select
-        identifier_value as hris_employee_id,
-        decision,
-        employee_key
-    from audit.identity_override_current
-    where identifier_type = 'hris_employee_id'
-),
-
-guid_members as (
-    select scoped.*
-    from scoped
-    left join latest_override on scoped.hris_employee_id = latest_override.hris_employee_id
-    where scoped.sso_guid is not null and latest_override.decision is null
-),
-
-colliding_guids as (
-    select distinct first_member.sso_guid
-    from guid_members as first_member
-    inner join guid_members as second_member
-        on
-            first_member.sso_guid = second_member.sso_guid
-            and first_member.hris_employee_id < second_member.hris_employee_id
-            and first_member.employment_start_date < coalesce(second_member.employment_end_date, 'infinity')
-            and second_member.employment_start_date < coalesce(first_member.employment_end_date, 'infinity')
-),
-
-linked_groups as (
-    select
-        guid_members.sso_guid,
-        count(*) as members,
-        min(prior_key.employee_key) as lowest_existing_key,
-        (
-            array_agg(
-                guid_members.hris_employee_id order by guid_members.employment_start_date, guid_members.hris_employee_id
-            )
-        )[1]
-            as first_employee_id
-    from guid_members
-    left join core.hris_employee_key as prior_key on guid_members.hris_employee_id = prior_key.hris_employee_id
-    where guid_members.sso_guid not in (select colliding_guids.sso_guid from colliding_guids)
-    group by guid_members.sso_guid
-    having count(*) > 1
+        employee_key,
+        match_method,
+        linked_to_hris_employee_id
+    from identity_key_plan
 ),
 
 final as (
     select
-        scoped.hris_employee_id,
-        scoped.employment_start_date,
-        prior_key.employee_key as existing_employee_key,
-        linked_groups.sso_guid as linked_sso_guid,
-        linked_groups.lowest_existing_key as group_employee_key,
-        case when latest_override.decision = 'match' then latest_override.employee_key end as override_employee_key,
-        -- "not a match": the employment keeps no key that was issued for another employment
-        coalesce(
-            latest_override.decision = 'not_a_match'
-            and prior_registry.issued_for_hris_employee_id <> scoped.hris_employee_id,
-            false
-        ) as needs_own_key,
-        case
-            when linked_groups.first_employee_id <> scoped.hris_employee_id then linked_groups.first_employee_id
-        end as linked_to_hris_employee_id,
-        case
-            when latest_override.decision in ('match', 'not_a_match') then 'steward_override'
-            when linked_groups.first_employee_id <> scoped.hris_employee_id then 'sso_guid'
-            else 'hris_record'
-        end as match_method
-    from scoped
-    left join core.hris_employee_key as prior_key on scoped.hris_employee_id = prior_key.hris_employee_id
-    left join core.employee_key_registry as prior_registry on prior_key.employee_key = prior_registry.employee_key
-    left join latest_override on scoped.hris_employee_id = latest_override.hris_employee_id
-    left join linked_groups on scoped.sso_guid = linked_groups.sso_guid and latest_override.decision is null
+        hris_employee_id,
+        employee_key,
+        match_method,
+        %(rule_version)s::integer as rule_version,
+        linked_to_hris_employee_id,
+        now() as assigned_at
+    from key_plan
 )
 
 select * from final

@@ -1,3 +1,7 @@
+-- original-sha256: e0b5bff28ecf8c24fd043002bf0787156d3d39936c9b7b64ad2cffadea0e4e74
+-- body-sha256: 1d81f7b83c7ddebe248bb8893e67a605329d64365357ca95a6825f83873a89e3
+-- Revised after release: audit.identity_override_current (views/) moved to include/sql/repeatable/ (one
+-- current definition, applied after the numbered migrations); a warehouse that applied the original keeps it.
 -- The canonical identity layer: stable employee keys, the identifier map, stewardship and KPIs.
 
 -- Work email as matched: the domain is always case-insensitive; the local part is lowercased and
@@ -180,21 +184,6 @@ create table if not exists audit.identity_override (
 
 create index if not exists identity_override_identifier_idx
 on audit.identity_override (identifier_type, identifier_value, decided_at);
-
--- one row per identifier with a steward decision: the latest active one, which every run applies
-create or replace view audit.identity_override_current as
-select distinct on (identifier_type, identifier_value)
-    override_id,
-    identifier_type,
-    identifier_value,
-    decision,
-    employee_key,
-    decided_by,
-    decided_at,
-    reason
-from audit.identity_override
-where is_active
-order by identifier_type asc, identifier_value asc, decided_at desc, override_id desc;
 
 -- one row per detected identity conflict, kept (and closed, never deleted) across runs
 create table if not exists audit.identity_exception (

@@ -1,8 +1,8 @@
 -- original-sha256: 82bf78348943359fb9a0295d9ab8ba303c91ebf5f531db119c21ea33cfa1356e
--- body-sha256: bbdff9545be19fbd8ba6ce19ec519916227cbd0b3f4ee464a520b42b1c90fafc
--- Revised after release: the analytics views (views/) and governance.apply_role_privileges() (grants/) moved
--- to include/sql/repeatable/ (one current definition, applied after the numbered migrations); a warehouse
--- that applied the original keeps it.
+-- body-sha256: 2cc2dc58ca7adb2854a010cc87b634e580a7cf995cd4f3369e6163a9872eaf03
+-- Revised after release: the analytics views and governance.person_pseudonym (views/) and
+-- governance.apply_role_privileges() (grants/) moved to include/sql/repeatable/ (one current definition, applied
+-- after the numbered migrations); a warehouse that applied the original keeps it.
 
 -- Least privilege: four group roles with their grants, a locked-down `governance` schema that holds
 -- the pseudonymization key, and the `analytics` schema of pseudonymized views for analysts.
@@ -53,20 +53,6 @@ create table if not exists governance.pseudonym_key (
     installed_at timestamptz not null,
     constraint pseudonym_key_single_slot_check check (key_slot = 'current')
 );
-
--- one row per employee_key ever issued: its pseudonym under the current key (none without a key)
-create or replace view governance.person_pseudonym as
-select
-    registry.employee_key,
-    encode(
-        sha256(
-            pseudonym_key.outer_pad
-            || sha256(pseudonym_key.inner_pad || convert_to(registry.employee_key::text, 'UTF8'))
-        ),
-        'hex'
-    ) as person_pseudonym
-from core.employee_key_registry as registry
-cross join governance.pseudonym_key;
 
 create schema if not exists analytics;
 comment on schema analytics is

@@ -46,7 +46,7 @@ from turnover_signals.features.gate import gate_staged_rows
 from turnover_signals.features.labels import refresh_labels
 from turnover_signals.identity.resolve import StepTimer
 from turnover_signals.quality.gate import RunIdentity, record_validation
-from turnover_signals.sqlfiles import read_sql
+from turnover_signals.sqlfiles import insert_from_select, read_sql
 from turnover_signals.warehouse import warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,11 @@ def publish_rows(
     version: int,
     build_id: str,
 ) -> list[tuple]:
-    """Insert the staged rows into `mart.<table>` (replacing those dates in the restated table); returns
-    per-date (date, rows, headcount, cut-off)."""
+    """Insert the staged rows into `mart.<table>` (replacing those dates in the restated table, whose rows
+    include/sql/mart/employee_features_restated.sql writes); returns per-date (date, rows, headcount,
+    cut-off)."""
     target = sql.Identifier("mart", table)
+    listed = sql.SQL(", ").join(map(sql.Identifier, staged_columns(conn)))
     if table == RESTATED_TABLE:
         conn.execute(
             sql.SQL("delete from {} where feature_set_version = %s and reference_date = any(%s)").format(
@@ -167,13 +169,18 @@ def publish_rows(
             ),
             (version, list(dates)),
         )
-    listed = sql.SQL(", ").join(map(sql.Identifier, staged_columns(conn)))
-    conn.execute(
-        sql.SQL("insert into {} ({}, built_at, build_id) select {}, now(), %s from {}").format(
-            target, listed, listed, staging
-        ),
-        (build_id,),
-    )
+        conn.execute(
+            sql.SQL("create temp view staged_feature_rows as select {} from {}").format(listed, staging)
+        )
+        insert_from_select(conn, target, read_sql("mart", RESTATED_TABLE), {"build_id": build_id})
+        conn.execute("drop view staged_feature_rows")
+    else:
+        conn.execute(
+            sql.SQL("insert into {} ({}, built_at, build_id) select {}, now(), %s from {}").format(
+                target, listed, listed, staging
+            ),
+            (build_id,),
+        )
     return conn.execute(
         sql.SQL(
             "select reference_date, count(*), max(date_active_headcount), max(cutoff_at) from {}"
@@ -193,32 +200,27 @@ def insert_audit_rows(
     validation_id: str | None,
 ) -> None:
     """One `audit.feature_build` row per reference date published."""
+    statement = read_sql("audit", "feature_build")
     for reference_date, rows, headcount, cutoff in counts:
         conn.execute(
-            """
-            insert into audit.feature_build (build_id, reference_date, feature_set_version, build_kind,
-                feature_rows,
-                active_headcount, lms_cutoff_date, cutoff_at, lms_stored_high_water, hris_known_at_high_water,
-                validation_id, dag_id, run_id, task_id, try_number, built_at)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-            """,
-            (
-                build_id,
-                reference_date,
-                version,
-                kind,
-                rows,
-                headcount,
-                cutoff.astimezone(UTC).date(),
-                cutoff,
-                marks["lms_stored_high_water"],
-                marks["hris_known_at_high_water"],
-                validation_id,
-                run.dag_id,
-                run.run_id,
-                run.task_id,
-                run.try_number,
-            ),
+            statement,
+            {
+                "build_id": build_id,
+                "reference_date": reference_date,
+                "feature_set_version": version,
+                "build_kind": kind,
+                "feature_rows": rows,
+                "active_headcount": headcount,
+                "lms_cutoff_date": cutoff.astimezone(UTC).date(),
+                "cutoff_at": cutoff,
+                "lms_stored_high_water": marks["lms_stored_high_water"],
+                "hris_known_at_high_water": marks["hris_known_at_high_water"],
+                "validation_id": validation_id,
+                "dag_id": run.dag_id,
+                "run_id": run.run_id,
+                "task_id": run.task_id,
+                "try_number": run.try_number,
+            },
         )
 
 

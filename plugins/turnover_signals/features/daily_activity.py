@@ -110,17 +110,5 @@ def refresh_learner_daily_activity(
             ),
             {**rules, "scope": "full" if is_full else "refresh"},
         ).rowcount
-        conn.execute(
-            """
-            insert into mart.learner_daily_activity_state
-                (singleton, as_of_grace, import_cutover, import_knowledge_lag, loaded_watermark)
-            values (true, %(as_of_grace)s, %(import_cutover)s, %(import_knowledge_lag)s, %(loaded)s)
-            on conflict (singleton) do update set
-                as_of_grace = excluded.as_of_grace, import_cutover = excluded.import_cutover,
-                import_knowledge_lag = excluded.import_knowledge_lag,
-                loaded_watermark = greatest(excluded.loaded_watermark,
-                    mart.learner_daily_activity_state.loaded_watermark)
-            """,
-            {**rules, "loaded": loaded_high},
-        )
+        conn.execute(read_sql("mart", "learner_daily_activity_state"), {**rules, "loaded": loaded_high})
     return {"daily_mode": "full" if is_full else "incremental", "daily_rows_written": rows}

@@ -26,6 +26,7 @@ import psycopg
 
 from turnover_signals.errors import BadInputError
 from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import DEFAULT_CONN_ID, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -88,19 +89,23 @@ def install_pseudonym_key(
             return {"installed": False, "key_fingerprint": fingerprint, "rotated": False}
         now = datetime.now(UTC)
         conn.execute(
-            """
-            insert into governance.pseudonym_key (key_slot, inner_pad, outer_pad, key_fingerprint,
-                installed_at)
-            values ('current', %s, %s, %s, %s)
-            on conflict (key_slot) do update set inner_pad = excluded.inner_pad,
-                outer_pad = excluded.outer_pad,
-                key_fingerprint = excluded.key_fingerprint, installed_at = excluded.installed_at
-            """,
-            (inner_pad, outer_pad, fingerprint, now),
+            read_sql("governance", "pseudonym_key"),
+            {
+                "inner_pad": inner_pad,
+                "outer_pad": outer_pad,
+                "key_fingerprint": fingerprint,
+                "installed_at": now,
+            },
         )
         conn.execute(
-            "insert into audit.pseudonym_key_rotation values (%s, %s, %s, %s, %s)",
-            (fingerprint, previous, now, run.dag_id, run.run_id),
+            read_sql("audit", "pseudonym_key_rotation"),
+            {
+                "key_fingerprint": fingerprint,
+                "previous_key_fingerprint": previous,
+                "installed_at": now,
+                "dag_id": run.dag_id,
+                "run_id": run.run_id,
+            },
         )
     if previous:
         log.warning(
@@ -126,15 +131,7 @@ def install_analytics_policy(conn: psycopg.Connection, min_group_size: int) -> d
         previous = row[0] if row else None
         if previous == min_group_size:
             return {"min_group_size": min_group_size, "changed": False}
-        conn.execute(
-            """
-            insert into governance.analytics_policy (policy_slot, min_group_size, updated_at)
-            values ('current', %s, now())
-            on conflict (policy_slot) do update set min_group_size = excluded.min_group_size,
-                updated_at = excluded.updated_at
-            """,
-            (min_group_size,),
-        )
+        conn.execute(read_sql("governance", "analytics_policy"), {"min_group_size": min_group_size})
     log.info("analytics views: smallest group shown changed from %s to %s people", previous, min_group_size)
     return {"min_group_size": min_group_size, "changed": True}
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,14 @@ def release_quarantined_file(
             )
         sha256, quarantine_reason = row
         conn.execute(
-            "insert into audit.file_release (file_name, sha256, quarantine_reason, released_by, reason)"
-            " values (%s, %s, %s, %s, %s)",
-            (file_name, sha256, quarantine_reason, released_by, reason),
+            read_sql("audit", "file_release"),
+            {
+                "file_name": file_name,
+                "sha256": sha256,
+                "quarantine_reason": quarantine_reason,
+                "released_by": released_by,
+                "reason": reason,
+            },
         )
         conn.execute(
             "update audit.file_manifest set status = 'released' where file_name = %s and sha256 = %s",

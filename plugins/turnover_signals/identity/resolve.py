@@ -2,10 +2,11 @@
 
 One run is one transaction. It rebuilds the normalized inputs (`core.identity_employment`,
 `core.identity_work_email`, `core.identity_lms_account`, `core.identity_learner`) for what
-changed, assigns keys (`core.hris_employee_key`), matches LMS users (`core.lms_account_match`),
-rebuilds `core.employee_identity` and the exceptions, then gates the result with Great
-Expectations. Only a passing result is committed; otherwise the previous identity layer stays
-served and the task fails naming the top reasons for misses.
+changed, assigns keys (`core.employee_key_registry`, `core.hris_employee_key`), matches LMS users
+(`core.lms_account_match`), rebuilds `core.employee_identity` and the exceptions
+(`audit.identity_exception`), then gates the result with Great Expectations; each relation is built by
+its file `include/sql/<schema>/<name>.sql`. Only a passing result is committed; otherwise the previous
+identity layer stays served and the task fails naming the top reasons for misses.
 
 A run is incremental when an earlier run succeeded with the same rule version: its scope is
 what changed since (HR rows known or closed later, employees gone from the HR history, directory
@@ -445,16 +446,18 @@ def assign_employee_keys(
 ) -> dict[str, int]:
     """Give every scoped HRIS employee its key: a steward's, its rehire group's, its own, or a new one.
 
-    New keys continue the registry's sequence in hire order, so a rerun of a failed run issues
-    the same numbers; a key nobody holds any more is marked merged, never reissued.
+    The run's key plan (`include/sql/staging/identity_key_plan.sql`) decides each key and numbers the new
+    ones; the registry gains the new keys, `core.hris_employee_key` the changed assignments, and a key
+    nobody holds any more is marked merged, never reissued.
     """
-    conn.execute("drop table if exists identity_key_plan, identity_group_new_key")
+    conn.execute("drop table if exists identity_key_plan")
     conn.execute(
         sql.SQL("create temp table identity_key_plan on commit drop as {}").format(
-            sql.SQL(read_sql("core", "hris_employee_key"))
+            sql.SQL(read_sql("staging", "identity_key_plan"))
         ),
         params,
     )
+    conn.execute("analyze identity_key_plan")
     unknown = conn.execute(
         """
         select count(*) from identity_key_plan as plan
@@ -465,100 +468,44 @@ def assign_employee_keys(
     ).fetchone()[0]
     if unknown:
         raise BadInputError(
-            "audit.identity_override",
-            f"{unknown} steward decision(s) name an employee_key that was never issued",
-            "correct the employee_key of those decisions (or deactivate them) and rerun resolve_identities",
-            "identity_resolution",
+            subject="audit.identity_override",
+            problem=f"{unknown} steward decision(s) name an employee_key that was never issued",
+            next_step=(
+                "correct the employee_key of those decisions (or deactivate them) "
+                "and rerun resolve_identities"
+            ),
+            runbook_section="identity_resolution",
         )
-    conn.execute(
-        "alter table identity_key_plan add column new_employee_key bigint, add column employee_key bigint"
-    )
-    issued = conn.execute(
-        """
-        with needing_new_key as (
-            select hris_employee_id, row_number() over (order by employment_start_date,
-                hris_employee_id) as ordinal
-            from identity_key_plan
-            where override_employee_key is null
-              and ((linked_sso_guid is null and existing_employee_key is null)
-                   or (linked_sso_guid is not null and group_employee_key is null
-                       and linked_to_hris_employee_id is null)
-                   or needs_own_key)
-        ),
-        base as (select coalesce(max(employee_key), 0) as last_key from core.employee_key_registry)
-        update identity_key_plan as plan set new_employee_key = base.last_key + needing_new_key.ordinal
-        from needing_new_key, base
-        where plan.hris_employee_id = needing_new_key.hris_employee_id
-        """
-    ).rowcount
-    conn.execute(
-        """
-        insert into core.employee_key_registry (employee_key, issued_for_hris_employee_id, issued_at,
-            issued_by_run_id)
-        select new_employee_key, hris_employee_id, now(), %s from identity_key_plan
-            where new_employee_key is not null
-        """,
-        (run_id,),
-    )
-    # A rehire group's new key is its first member's. It is joined from a small table of those keys
-    # (one per group: the primary key refuses a second), not looked up by a subquery on the plan
-    # being updated: on an empty layer (first or full run) that update took 45 s for 100,000
-    # employees and did not finish in 9 minutes for 500,000.
-    conn.execute(
-        """
-        create temp table identity_group_new_key (linked_sso_guid text primary key,
-            new_employee_key bigint not null)
-        on commit drop
-        """
-    )
-    conn.execute(
-        """
-        insert into identity_group_new_key
-        select linked_sso_guid, new_employee_key from identity_key_plan
-        where linked_sso_guid is not null and new_employee_key is not null
-        """
-    )
-    conn.execute("analyze identity_key_plan")
-    conn.execute("analyze identity_group_new_key")
-    conn.execute(
-        """
-        update identity_key_plan as plan set employee_key = coalesce(
-            plan.override_employee_key,
-            case when plan.linked_sso_guid is not null then coalesce(plan.group_employee_key,
-                member.group_new_key) end,
-            case when plan.needs_own_key then plan.new_employee_key end,
-            plan.existing_employee_key,
-            plan.new_employee_key)
-        from (
-            select identity_key_plan.hris_employee_id, group_key.new_employee_key as group_new_key
-            from identity_key_plan
-            left join identity_group_new_key as group_key
-                on identity_key_plan.linked_sso_guid = group_key.linked_sso_guid
-        ) as member
-        where member.hris_employee_id = plan.hris_employee_id
-        """
+    issued = insert_from_select(
+        conn,
+        sql.Identifier("core", "employee_key_registry"),
+        read_sql("core", "employee_key_registry"),
+        {"run_id": run_id},
     )
     changed = conn.execute(
-        """
-        insert into core.hris_employee_key as current (
-            hris_employee_id, employee_key, match_method, rule_version, linked_to_hris_employee_id,
+        sql.SQL(
+            """
+            insert into core.hris_employee_key as current (
+                hris_employee_id, employee_key, match_method, rule_version, linked_to_hris_employee_id,
                 assigned_at)
-        select hris_employee_id, employee_key, match_method, %(rule_version)s,
-            linked_to_hris_employee_id, now()
-        from identity_key_plan
-        on conflict (hris_employee_id) do update set
-            employee_key = excluded.employee_key,
-            match_method = excluded.match_method,
-            rule_version = excluded.rule_version,
-            linked_to_hris_employee_id = excluded.linked_to_hris_employee_id,
-            assigned_at = excluded.assigned_at
-        where (current.employee_key, current.match_method, current.rule_version,
-            current.linked_to_hris_employee_id)
-            is distinct from (excluded.employee_key, excluded.match_method, excluded.rule_version,
-                              excluded.linked_to_hris_employee_id)
-        """,
+            select hris_employee_id, employee_key, match_method, rule_version, linked_to_hris_employee_id,
+                assigned_at
+            from ({}) as built
+            on conflict (hris_employee_id) do update set
+                employee_key = excluded.employee_key,
+                match_method = excluded.match_method,
+                rule_version = excluded.rule_version,
+                linked_to_hris_employee_id = excluded.linked_to_hris_employee_id,
+                assigned_at = excluded.assigned_at
+            where (current.employee_key, current.match_method, current.rule_version,
+                current.linked_to_hris_employee_id)
+                is distinct from (excluded.employee_key, excluded.match_method, excluded.rule_version,
+                                  excluded.linked_to_hris_employee_id)
+            """
+        ).format(sql.SQL(read_sql("core", "hris_employee_key"))),
         params,
     ).rowcount
+    # Bookkeeping on the registry, which only ever grows: a key its holders left points on to their new one.
     merged = conn.execute(
         """
         update core.employee_key_registry as registry
@@ -605,23 +552,27 @@ def refresh_exceptions(conn: psycopg.Connection, scope: IdentityScope, run_id: s
         _scope_parameters(scope),
     )
     opened = conn.execute(
-        """
-        insert into audit.identity_exception as known (
-            exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys, evidence,
-            first_seen_at, first_seen_run_id)
-        select distinct on (exception_id)
-            exception_id, kind, 'open', hris_employee_ids, lms_user_ids, employee_keys, evidence, now(), %s
-        from identity_exception_detected
-        on conflict (exception_id) do update set
-            evidence = excluded.evidence,
-            status = case when known.resolution = 'no longer detected' then 'open' else known.status end,
-            resolved_at = case when known.resolution = 'no longer detected' then null
-                else known.resolved_at end,
-            resolution = case when known.resolution = 'no longer detected' then null else known.resolution end
-        where known.evidence is distinct from excluded.evidence or known.resolution = 'no longer detected'
-        """,
-        (run_id,),
+        sql.SQL(
+            """
+            insert into audit.identity_exception as known (
+                exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys, evidence,
+                first_seen_at, first_seen_run_id)
+            select exception_id, kind, status, hris_employee_ids, lms_user_ids, employee_keys, evidence,
+                first_seen_at, first_seen_run_id
+            from ({}) as built
+            on conflict (exception_id) do update set
+                evidence = excluded.evidence,
+                status = case when known.resolution = 'no longer detected' then 'open' else known.status end,
+                resolved_at = case when known.resolution = 'no longer detected' then null
+                    else known.resolved_at end,
+                resolution = case when known.resolution = 'no longer detected' then null
+                    else known.resolution end
+            where known.evidence is distinct from excluded.evidence or known.resolution = 'no longer detected'
+            """
+        ).format(sql.SQL(read_sql("audit", "identity_exception"))),
+        {"run_id": run_id},
     ).rowcount
+    # Bookkeeping: a conflict in scope that is no longer detected is closed, never deleted.
     closed = conn.execute(
         """
         update audit.identity_exception as known
@@ -883,13 +834,17 @@ def resolve_identities(
                 record_validation(conn, failed.outcome, run)
                 record_reconciliation(conn, failed.row)
             raise BadInputError(
-                f"identity resolution run {run_id}",
-                f"the identity gate failed ({failed.outcome.failure_summary()}); top reasons for unmatched "
-                f"LMS users: {top_unmatched_reasons(failed.row)}; nothing was published",
-                "review audit.identity_exception and core.lms_account_match for those reasons, fix the "
-                "source data or record steward decisions in audit.identity_override, then clear "
-                "resolve_identities",
-                "identity_resolution",
+                subject=f"identity resolution run {run_id}",
+                problem=(
+                    f"the identity gate failed ({failed.outcome.failure_summary()}); top reasons for "
+                    f"unmatched LMS users: {top_unmatched_reasons(failed.row)}; nothing was published"
+                ),
+                next_step=(
+                    "review audit.identity_exception and core.lms_account_match for those reasons, fix the "
+                    "source data or record steward decisions in audit.identity_override, then clear "
+                    "resolve_identities"
+                ),
+                runbook_section="identity_resolution",
             ) from None
     summary = {
         "mode": row["mode"],

@@ -59,6 +59,7 @@ from turnover_signals.lms.statements import (
 )
 from turnover_signals.quality.gate import RunIdentity, record_validation
 from turnover_signals.sources.xapi import StatementPage, XapiClient, parse_xapi_timestamp
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import connection_lost, warehouse_connection, warehouse_lost
 
 log = logging.getLogger(__name__)
@@ -328,35 +329,23 @@ class SliceExtraction:
         reason: str | None,
     ) -> dict[str, Any]:
         conn.execute(
-            """
-            insert into audit.lms_backfill_slice (
-                backfill_id, slice_number, source, since_at, until_at, status, chunk_tables, chunk_batch_ids,
-                statements_received, statements_rejected, max_stored_at, consistent_through, reason, staged_at
-            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            on conflict (backfill_id, slice_number) do update set
-                status = excluded.status, chunk_tables = excluded.chunk_tables,
-                chunk_batch_ids = excluded.chunk_batch_ids,
-                    statements_received = excluded.statements_received,
-                statements_rejected = excluded.statements_rejected, max_stored_at = excluded.max_stored_at,
-                consistent_through = excluded.consistent_through, reason = excluded.reason,
-                staged_at = excluded.staged_at, published_at = null
-            """,
-            (
-                self.backfill_id,
-                self.number,
-                self.source,
-                self.since,
-                self.until,
-                status,
-                [chunk.checks_name for chunk in chunks],
-                [chunk.batch_id for chunk in chunks],
-                stats.received,
-                stats.rejected,
-                stats.max_stored,
-                stats.consistent_through,
-                reason,
-                stats.started_at,
-            ),
+            read_sql("audit", "lms_backfill_slice"),
+            {
+                "backfill_id": self.backfill_id,
+                "slice_number": self.number,
+                "source": self.source,
+                "since_at": self.since,
+                "until_at": self.until,
+                "status": status,
+                "chunk_tables": [chunk.checks_name for chunk in chunks],
+                "chunk_batch_ids": [chunk.batch_id for chunk in chunks],
+                "statements_received": stats.received,
+                "statements_rejected": stats.rejected,
+                "max_stored_at": stats.max_stored,
+                "consistent_through": stats.consistent_through,
+                "reason": reason,
+                "staged_at": stats.started_at,
+            },
         )
         return _slice_row(conn, self.backfill_id, self.number) or {}
 

@@ -29,6 +29,7 @@ from turnover_signals.quality.gate import (
     record_validation,
     run_suite,
 )
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -117,13 +118,8 @@ def load_course_catalog(
                     conn.execute("delete from core.course_catalog")
                     retire_catalog_version(conn)
                     courses = conn.execute(
-                        sql.SQL(
-                            "insert into core.course_catalog select btrim(course_id), btrim(title), "
-                            "difficulty::integer, is_mandatory::boolean, nullif(due_within_days, "
-                            "'')::integer, array(select btrim(tag) from unnest(string_to_array(skill_tags, "
-                            "';')) as tag       where btrim(tag) <> ''), %s from {}"
-                        ).format(staging),
-                        (sha256,),
+                        sql.SQL(read_sql("core", "course_catalog")).format(staging=staging),
+                        {"catalog_sha256": sha256},
                     ).rowcount
                     keep_catalog_version(conn)
         finally:
@@ -149,13 +145,7 @@ def retire_catalog_version(conn: Any) -> None:
 def keep_catalog_version(conn: Any) -> None:
     """Keep the catalog just loaded as a version known from now on; the very first one counts for every
     earlier date too (nothing older is known)."""
-    conn.execute(
-        """
-        insert into core.course_catalog_version
-        select catalog.*, case when exists (select from core.course_catalog_version) then now() end, null
-        from core.course_catalog as catalog
-        """
-    )
+    conn.execute(read_sql("core", "course_catalog_version"))
 
 
 def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) -> list[dict[str, Any]]:
@@ -165,19 +155,7 @@ def report_unknown_courses(config: Mapping[str, Any], dsn: str | None = None) ->
         conn.execute(
             "delete from audit.unknown_course where course_id in (select course_id from core.course_catalog)"
         )
-        rows = conn.execute(
-            """
-            insert into audit.unknown_course (course_id, statements, first_seen_at)
-            select activity.course_id, count(*), now()
-            from core.lms_activity as activity
-            where activity.course_id is not null
-              and not exists (select 1 from core.course_catalog as catalog
-                  where catalog.course_id = activity.course_id)
-            group by activity.course_id
-            on conflict (course_id) do update set statements = excluded.statements
-            returning course_id, statements
-            """
-        ).fetchall()
+        rows = conn.execute(read_sql("audit", "unknown_course")).fetchall()
     unknown = [{"course_id": c, "statements": n} for c, n in sorted(rows, key=lambda r: (-r[1], r[0]))]
     if unknown:
         log.warning(

@@ -57,6 +57,7 @@ from turnover_signals.sources.xapi import (
     format_xapi_timestamp,
     parse_xapi_timestamp,
 )
+from turnover_signals.sqlfiles import read_sql
 
 log = logging.getLogger(__name__)
 
@@ -319,25 +320,20 @@ def probe_lrs(client: XapiClient) -> LrsProfile:
 
 def record_profile(conn: psycopg.Connection, source: str, endpoint: str, profile: LrsProfile) -> None:
     conn.execute(
-        """
-        insert into audit.lrs_conformance (
-            source, endpoint, since_field, page_cap, sends_version_header, sends_consistent_through,
-            voided_hidden, voided_query_supported, more_form, strategy, evidence
-        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        """,
-        (
-            source,
-            endpoint,
-            profile.since_field,
-            profile.page_cap,
-            profile.sends_version_header,
-            profile.sends_consistent_through,
-            profile.voided_hidden,
-            profile.voided_query_supported,
-            profile.more_form,
-            profile.strategy,
-            Jsonb(profile.evidence),
-        ),
+        read_sql("audit", "lrs_conformance"),
+        {
+            "source": source,
+            "endpoint": endpoint,
+            "since_field": profile.since_field,
+            "page_cap": profile.page_cap,
+            "sends_version_header": profile.sends_version_header,
+            "sends_consistent_through": profile.sends_consistent_through,
+            "voided_hidden": profile.voided_hidden,
+            "voided_query_supported": profile.voided_query_supported,
+            "more_form": profile.more_form,
+            "strategy": profile.strategy,
+            "evidence": Jsonb(profile.evidence),
+        },
     )
 
 

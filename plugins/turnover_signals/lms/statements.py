@@ -86,7 +86,6 @@ from turnover_signals.warehouse import connection_lost, sqlalchemy_url, warehous
 
 log = logging.getLogger(__name__)
 
-VOIDED_VERB = "http://adlnet.gov/expapi/verbs/voided"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SUITE_VERSION = "1"
 DEFAULT_PUBLISH_CHUNK_STATEMENTS = 100_000
@@ -670,7 +669,7 @@ class StatementExtraction:
 
     def _record_rejects(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
         conn.execute(
-            sql.SQL(RECORD_REJECTS_SQL).format(checks=chunk.checks),
+            sql.SQL(read_sql("raw", "lms_statement_rejected")).format(checks=chunk.checks),
             {"source": stats.source, "batch": chunk.batch_id, "refused": list(REFUSED_REASONS)},
         )
 
@@ -685,12 +684,7 @@ class StatementExtraction:
         its new statements inserted and its voids applied."""
         self._accept_rejects(conn, chunk)
         inserted = conn.execute(
-            sql.SQL(
-                "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source, "
-                "batch_id, loaded_at) select c.statement_id, c.stored_at, c.occurred_at, c.statement, "
-                "%(source)s, %(batch)s, now() from {} as c where c.reject_reason is null and not exists "
-                "(select from raw.lms_statement as r where r.statement_id = c.statement_id)"
-            ).format(chunk.checks),
+            sql.SQL(read_sql("raw", "lms_statement")).format(checks=chunk.checks),
             {"source": stats.source, "batch": chunk.batch_id},
         ).rowcount
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
@@ -889,32 +883,8 @@ class ChunkPublisher:
                     self.error = exc
 
 
-# The chunk's rejects; a statement refused for its size or depth (REFUSED_REASONS) is kept as the excerpt its
-# stand-in carries, with the sha256 and the size of what was received (statement_checks.refused_row).
-RECORD_REJECTS_SQL = """
-insert into raw.lms_statement_rejected
-    (payload_sha256, reason, statement_id, raw, source, batch_id, rejected_at, payload_bytes,
-    is_raw_truncated)
-select
-    case when is_refused then refused ->> 'sha256'
-        else encode(sha256(convert_to(statement::text, 'UTF8')), 'hex') end,
-    reject_reason,
-    nullif(statement ->> 'id', ''),
-    case when is_refused then refused ->> 'excerpt' else statement::text end,
-    %(source)s, %(batch)s, now(),
-    case when is_refused then (refused ->> 'bytes')::bigint else octet_length(statement::text) end,
-    is_refused and (refused ->> 'bytes')::bigint > octet_length(refused ->> 'excerpt')
-from (
-    select statement, reject_reason, reject_reason = any(%(refused)s) as is_refused,
-        statement -> 'refused_statement' as refused
-    from {checks} where reject_reason is not null
-) as rejected
-on conflict (payload_sha256, reason) do nothing
-"""
-
-
-# The sha256 a reject is recorded under (RECORD_REJECTS_SQL): of what was received for a refused statement,
-# of its JSON otherwise.
+# The sha256 a reject is recorded under (include/sql/raw/lms_statement_rejected.sql): of what was received for
+# a refused statement, of its JSON otherwise.
 _REJECT_SHA256 = (
     "case when c.reject_reason = any(%(refused)s) then c.statement #>> '{refused_statement,sha256}'"
     " else encode(sha256(convert_to(c.statement::text, 'UTF8')), 'hex') end"
@@ -975,41 +945,8 @@ def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str)
     The chunk's own voids come from its checks table; earlier voids of its statements are found
     through the partial index on voiding statements, so the cost does not grow with the raw history.
     """
-    voided = sql.Literal(VOIDED_VERB)
     return conn.execute(
-        sql.SQL(
-            """
-            with voids as (
-                select statement_id as voiding_id, object_id as target_id, stored_at
-                from {checks}
-                where reject_reason is null and verb_id = {voided} and object_type = 'StatementRef'
-                union all
-                select v.statement_id, v.statement #>> '{{object,id}}', v.stored_at
-                from raw.lms_statement as v
-                where v.statement #>> '{{verb,id}}' = {voided}
-                  and v.statement #>> '{{object,objectType}}' = 'StatementRef'
-                  and v.statement #>> '{{object,id}}' in (select statement_id from {checks}
-                      where reject_reason is null)
-            ),
-            marked as (
-                update raw.lms_statement as t
-                set is_voided = true, voided_by_statement_id = voids.voiding_id
-                from voids
-                where t.statement_id = voids.target_id and not t.is_voided
-                  and t.statement #>> '{{verb,id}}' <> {voided}
-                returning t.statement_id, t.occurred_at, voids.voiding_id, voids.stored_at
-            ),
-            recorded as (
-                insert into audit.lms_void_applied
-                    (voided_statement_id, voiding_statement_id, voided_occurred_at, void_stored_at, batch_id)
-                select statement_id, voiding_id, occurred_at, stored_at, %(batch)s from marked
-                on conflict (voided_statement_id) do nothing
-            )
-            update core.lms_activity as a set is_voided = true
-            from marked where a.statement_id = marked.statement_id
-            """
-        ).format(checks=checks, voided=voided),
-        {"batch": batch_id},
+        sql.SQL(read_sql("audit", "lms_void_applied")).format(checks=checks), {"batch": batch_id}
     ).rowcount
 
 
@@ -1104,61 +1041,37 @@ def _record_batch(
     outcome: ValidationOutcome | None,
 ) -> None:
     conn.execute(
-        """
-        insert into audit.lms_extract_batch (
-            batch_id, source, endpoint, requested_since, watermark_before, watermark_after,
-            consistent_through, pages, statements_received, statements_new, statements_already_loaded,
-            statements_rejected, voids_applied, reject_rate, status, reason, validation_id, dag_id, run_id,
-            task_id, try_number, started_at, finished_at, strategy, extraction_kind, statements_late,
-            max_lateness_seconds, orphan_tables_dropped
-        ) values (
-            %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-            now(), %s, %s, %s, %s, %s
-        )
-        on conflict (batch_id) do update set
-            requested_since = excluded.requested_since, watermark_before = excluded.watermark_before,
-            watermark_after = excluded.watermark_after, consistent_through = excluded.consistent_through,
-            pages = excluded.pages, statements_received = excluded.statements_received,
-            statements_new = excluded.statements_new,
-            statements_already_loaded = excluded.statements_already_loaded,
-            statements_rejected = excluded.statements_rejected, voids_applied = excluded.voids_applied,
-            reject_rate = excluded.reject_rate, status = excluded.status, reason = excluded.reason,
-            validation_id = excluded.validation_id, try_number = excluded.try_number,
-            started_at = excluded.started_at, finished_at = excluded.finished_at,
-            strategy = excluded.strategy, extraction_kind = excluded.extraction_kind,
-            statements_late = excluded.statements_late, max_lateness_seconds = excluded.max_lateness_seconds,
-            orphan_tables_dropped = excluded.orphan_tables_dropped
-        """,
-        (
-            chunk.batch_id,
-            stats.source,
-            stats.endpoint,
-            stats.requested_since,
-            watermark_before,
-            watermark_after,
-            chunk.consistent_through,
-            chunk.pages,
-            chunk.received,
-            new,
-            counts.distinct - counts.rejected - new,
-            counts.rejected,
-            voids,
-            reject_rate,
-            "published" if reason is None else "failed",
-            reason,
-            outcome.validation_id if outcome else None,
-            run.dag_id,
-            run.run_id,
-            run.task_id,
-            run.try_number,
-            stats.started_at,
-            stats.strategy,
-            stats.kind,
-            chunk.late,
-            chunk.max_lateness_seconds,
+        read_sql("audit", "lms_extract_batch"),
+        {
+            "batch_id": chunk.batch_id,
+            "source": stats.source,
+            "endpoint": stats.endpoint,
+            "requested_since": stats.requested_since,
+            "watermark_before": watermark_before,
+            "watermark_after": watermark_after,
+            "consistent_through": chunk.consistent_through,
+            "pages": chunk.pages,
+            "statements_received": chunk.received,
+            "statements_new": new,
+            "statements_already_loaded": counts.distinct - counts.rejected - new,
+            "statements_rejected": counts.rejected,
+            "voids_applied": voids,
+            "reject_rate": reject_rate,
+            "status": "published" if reason is None else "failed",
+            "reason": reason,
+            "validation_id": outcome.validation_id if outcome else None,
+            "dag_id": run.dag_id,
+            "run_id": run.run_id,
+            "task_id": run.task_id,
+            "try_number": run.try_number,
+            "started_at": stats.started_at,
+            "strategy": stats.strategy,
+            "extraction_kind": stats.kind,
+            "statements_late": chunk.late,
+            "max_lateness_seconds": chunk.max_lateness_seconds,
             # counted once, on the first chunk's row (the task's batch id)
-            stats.orphan_tables_dropped if chunk.number == 1 else 0,
-        ),
+            "orphan_tables_dropped": stats.orphan_tables_dropped if chunk.number == 1 else 0,
+        },
     )
 
 
@@ -1227,14 +1140,8 @@ def read_watermark(conn: psycopg.Connection, source: str) -> datetime | None:
 def advance_watermark(conn: psycopg.Connection, source: str, watermark: datetime, batch_id: str) -> None:
     """Move the source's watermark forward (never back), inside the caller's publishing transaction."""
     conn.execute(
-        """
-        insert into audit.extract_watermark (source, watermark, batch_id, updated_at)
-        values (%s, %s, %s, now())
-        on conflict (source) do update
-        set watermark = greatest(audit.extract_watermark.watermark, excluded.watermark),
-            batch_id = excluded.batch_id, updated_at = excluded.updated_at
-        """,
-        (source, watermark, batch_id),
+        read_sql("audit", "extract_watermark"),
+        {"source": source, "watermark": watermark, "batch_id": batch_id},
     )
 
 

@@ -242,17 +242,14 @@ def _publish(
     *,
     first_seen_at: datetime,
 ) -> tuple[int, datetime | None]:
-    columns = sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS))
     # include/sql/staging/lms_user_new_version.sql decides which users are new versions and when (users
-    # without meta.lastModified: by content); raw.lms_user keeps the first copy of a version.
+    # without meta.lastModified: by content), over the pull's users bound to the name scim_pull_users.
+    insert_new_versions = sql.SQL(read_sql("raw", "lms_user")).format(
+        new_versions=sql.SQL(read_sql("staging", "lms_user_new_version"))
+    )
     new_versions = conn.execute(
-        sql.SQL(
-            "with scim_pull_users as (select * from {staging}) "
-            "insert into raw.lms_user ({cols}, batch_id, extracted_at) "
-            "select {cols}, %(batch_id)s, now() from ({new_versions}) as new_version "
-            "on conflict (lms_user_id, last_modified_at) do nothing"
-        ).format(
-            staging=staging, cols=columns, new_versions=sql.SQL(read_sql("staging", "lms_user_new_version"))
+        sql.SQL("with scim_pull_users as (select * from {staging}) {insert}").format(
+            staging=staging, insert=insert_new_versions
         ),
         {"batch_id": batch_id, "first_seen_at": first_seen_at},
     ).rowcount
@@ -284,33 +281,22 @@ def _record_batch(
     conn, batch_id, source, mode, before, after, received, new_versions, passed, outcome, run, started_at
 ) -> None:
     conn.execute(
-        """
-        insert into audit.scim_extract_batch (batch_id, source, mode, watermark_before, watermark_after,
-            users_received, versions_new, status, reason, validation_id, dag_id, run_id, task_id, try_number,
-            started_at, finished_at)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-        on conflict (batch_id) do update set mode = excluded.mode,
-            watermark_before = excluded.watermark_before,
-            watermark_after = excluded.watermark_after, users_received = excluded.users_received,
-            versions_new = excluded.versions_new, status = excluded.status, reason = excluded.reason,
-            validation_id = excluded.validation_id, try_number = excluded.try_number,
-            started_at = excluded.started_at, finished_at = excluded.finished_at
-        """,
-        (
-            batch_id,
-            source,
-            mode,
-            before,
-            after,
-            received,
-            new_versions,
-            "published" if passed else "failed",
-            None if passed else outcome.failure_summary(),
-            outcome.validation_id if outcome else None,
-            run.dag_id,
-            run.run_id,
-            run.task_id,
-            run.try_number,
-            started_at,
-        ),
+        read_sql("audit", "scim_extract_batch"),
+        {
+            "batch_id": batch_id,
+            "source": source,
+            "mode": mode,
+            "watermark_before": before,
+            "watermark_after": after,
+            "users_received": received,
+            "versions_new": new_versions,
+            "status": "published" if passed else "failed",
+            "reason": None if passed else outcome.failure_summary(),
+            "validation_id": outcome.validation_id if outcome else None,
+            "dag_id": run.dag_id,
+            "run_id": run.run_id,
+            "task_id": run.task_id,
+            "try_number": run.try_number,
+            "started_at": started_at,
+        },
     )

@@ -1,4 +1,8 @@
-"""`audit.file_manifest`: one row per distinct (file_name, sha256) ever received, and its fate."""
+"""`audit.file_manifest`: one row per distinct (file_name, sha256) ever received, and its fate.
+
+A row is written by `include/sql/audit/file_manifest.sql`; its later status changes (superseded here,
+released by `turnover_signals.hris.release`) are small updates that stay in Python.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+from turnover_signals.sqlfiles import read_sql
 
 MANIFEST_COLUMNS = (
     "file_name",
@@ -97,20 +103,13 @@ def previous_good_rows(conn: psycopg.Connection, feed: str, file_date: str) -> i
 
 
 def insert(conn: psycopg.Connection, record: dict[str, Any]) -> None:
-    """Insert one manifest row; keys outside the manifest's columns are an error."""
+    """Insert one manifest row (`include/sql/audit/file_manifest.sql`), or rewrite the row of a released
+    file; keys outside the manifest's columns are an error, and the columns a record leaves out are null."""
     unknown = set(record) - set(MANIFEST_COLUMNS)
     if unknown:
         raise KeyError(f"not manifest columns: {sorted(unknown)}")
-    columns = [c for c in MANIFEST_COLUMNS if c in record]
-    placeholders = ", ".join(f"%({c})s" for c in columns)
-    # A released file's row is reused by its next attempt (the release itself is in audit.file_release).
-    # Every column is rewritten (unset ones to their default), so nothing of the failed attempt lingers.
-    updates = ", ".join(f"{c} = excluded.{c}" for c in MANIFEST_COLUMNS if c not in ("file_name", "sha256"))
     written = conn.execute(
-        f"insert into audit.file_manifest ({', '.join(columns)})"  # noqa: S608 - fixed names
-        f" values ({placeholders}) on conflict (file_name, sha256) do update set {updates}"
-        " where audit.file_manifest.status = 'released'",
-        record,
+        read_sql("audit", "file_manifest"), {column: record.get(column) for column in MANIFEST_COLUMNS}
     ).rowcount
     if written != 1:
         raise KeyError(f"a manifest row for {record.get('file_name')} with this sha256 already exists")

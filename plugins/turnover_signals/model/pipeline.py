@@ -36,26 +36,11 @@ from turnover_signals.model.metrics import decile_lift, evaluate_with_intervals
 from turnover_signals.model.report import write_report
 from turnover_signals.model.train import RANDOM_STATE, fit_feature_set, save_artifact
 from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import warehouse_connection
 
 log = logging.getLogger(__name__)
 
-REGISTER_SQL = """
-insert into audit.model_registry (
-    model_version, training_run_id, feature_set, feature_set_version, algorithm, horizon_days, features,
-    train_from_date, train_to_date, calibration_from_date, calibration_to_date, test_from_date, test_to_date,
-    train_rows, calibration_rows, test_rows, test_positives, metrics, lift_over_hr_only, artifact_path,
-    artifact_sha256, report_path, card_path, lineage, status, dag_id, run_id, task_id, try_number, trained_at
-) values (
-    %(model_version)s, %(training_run_id)s, %(feature_set)s, %(feature_set_version)s, %(algorithm)s,
-    %(horizon_days)s, %(features)s, %(train_from_date)s, %(train_to_date)s, %(calibration_from_date)s,
-    %(calibration_to_date)s, %(test_from_date)s, %(test_to_date)s, %(train_rows)s, %(calibration_rows)s,
-    %(test_rows)s, %(test_positives)s, %(metrics)s, %(lift_over_hr_only)s, %(artifact_path)s,
-    %(artifact_sha256)s, %(report_path)s, %(card_path)s, %(lineage)s, 'registered', %(dag_id)s, %(run_id)s,
-    %(task_id)s, %(try_number)s, %(trained_at)s
-)
-on conflict (model_version) do nothing
-"""
 # What decides a model besides its rows: settings that change the fit, the split or the registered metrics.
 # Not the risk bands, contributions per employee, threads, folders or the promotion margin: they act later.
 MODEL_DETERMINANTS = (
@@ -272,7 +257,7 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         )
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.transaction():
         for row in rows:
-            conn.execute(REGISTER_SQL, row)
+            conn.execute(read_sql("audit", "model_registry"), row)
     lift = evaluation["lift"]["hr_lms"][metric]
     log.info(
         "registered %s; lift of LMS signals on %s: %+.4f [%+.4f, %+.4f]; report %s",

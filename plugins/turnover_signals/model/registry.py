@@ -30,16 +30,17 @@ from turnover_signals.errors import BadInputError
 from turnover_signals.model.dataset import RUNBOOK_SECTION, load_training_set
 from turnover_signals.model.metrics import LOWER_IS_BETTER, evaluate_with_intervals, higher_is_better
 from turnover_signals.model.train import load_artifact
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import warehouse_connection
 
 log = logging.getLogger(__name__)
 
 PROMOTION_LOCK_ID = 74_207_318
-DECISION_SQL = """
-insert into audit.model_promotion (decision, challenger_version, champion_before, champion_after, metric,
-                                   challenger_value, champion_value, compared_on, reason, decided_by)
-values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
+
+
+def record_decision(conn: psycopg.Connection, decision: Mapping[str, Any]) -> None:
+    """Append a decision to `audit.model_promotion` (include/sql/audit/model_promotion.sql)."""
+    conn.execute(read_sql("audit", "model_promotion"), decision)
 
 
 def champion(conn: psycopg.Connection) -> dict[str, Any] | None:
@@ -209,20 +210,20 @@ def promote_challenger(
             if current
             else f"no champion yet; challenger {metric} {value:.4f}"
         )
-        conn.execute(
-            DECISION_SQL,
-            (
-                decision,
-                challenger["model_version"],
-                before,
-                after,
-                metric,
-                value,
-                champion_value,
-                compared_on,
-                reason,
-                decided_by,
-            ),
+        record_decision(
+            conn,
+            {
+                "decision": decision,
+                "challenger_version": challenger["model_version"],
+                "champion_before": before,
+                "champion_after": after,
+                "metric": metric,
+                "challenger_value": value,
+                "champion_value": champion_value,
+                "compared_on": compared_on,
+                "reason": reason,
+                "decided_by": decided_by,
+            },
         )
     log.info("promotion decision %s: %s (champion now %s)", decision, reason, after)
     return {
@@ -277,20 +278,20 @@ def rollback(
             "update audit.model_registry set status = 'champion', retired_at = null where model_version = %s",
             (target[0],),
         )
-        conn.execute(
-            DECISION_SQL,
-            (
-                "rolled_back",
-                None,
-                current["model_version"] if current else None,
-                target[0],
-                metric,
-                None,
-                None,
-                None,
-                reason or "rollback",
-                decided_by,
-            ),
+        record_decision(
+            conn,
+            {
+                "decision": "rolled_back",
+                "challenger_version": None,
+                "champion_before": current["model_version"] if current else None,
+                "champion_after": target[0],
+                "metric": metric,
+                "challenger_value": None,
+                "champion_value": None,
+                "compared_on": None,
+                "reason": reason or "rollback",
+                "decided_by": decided_by,
+            },
         )
     scored = score_latest_reference_date(config, dsn=dsn)
     log.info("rolled back to %s; %s", target[0], scored)

@@ -1,7 +1,8 @@
 """Scores for retention programs: the champion's risk for every employee at the latest reference date.
 
-`mart.turnover_risk_score` keeps one row per employee per reference date; scoring a date again
-(a new champion, a rollback) replaces that date's rows in one transaction.
+`mart.turnover_risk_score` (include/sql/mart/turnover_risk_score.sql) keeps one row per employee per
+reference date; scoring a date again (a new champion, a rollback) replaces that date's rows in one
+transaction.
 
 Each score carries its top contributing features, except for employees of a department with fewer than
 `model.card_min_group_size` scored employees at that date: in a group that small, "why this score" points
@@ -25,14 +26,9 @@ from turnover_signals.model.card import small_group_members
 from turnover_signals.model.dataset import RUNBOOK_SECTION, load_scoring_rows
 from turnover_signals.model.registry import champion
 from turnover_signals.model.train import load_artifact, top_contributions
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import warehouse_connection
 
-INSERT_SQL = """
-insert into mart.turnover_risk_score (employee_key, reference_date, feature_set_version, model_version, score,
-                                      risk_rank, risk_band, top_features, top_features_withheld_reason,
-                                      scored_at)
-values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
 DEPARTMENTS_SQL = """
 select employee_key, department from mart.employee_features
 where feature_set_version = %s and reference_date = %s
@@ -92,20 +88,20 @@ def _score_latest_reference_date(config: Mapping[str, Any], dsn: str | None) -> 
             conn.execute("delete from mart.turnover_risk_score where reference_date = %s", (reference_date,))
             with conn.cursor() as cur:
                 cur.executemany(
-                    INSERT_SQL,
+                    read_sql("mart", "turnover_risk_score"),
                     [
-                        (
-                            int(key),
-                            reference_date,
-                            version,
-                            current["model_version"],
-                            float(score),
-                            int(rank),
-                            band,
-                            json.dumps(top),
-                            reason if small else None,
-                            scored_at,
-                        )
+                        {
+                            "employee_key": int(key),
+                            "reference_date": reference_date,
+                            "feature_set_version": version,
+                            "model_version": current["model_version"],
+                            "score": float(score),
+                            "risk_rank": int(rank),
+                            "risk_band": band,
+                            "top_features": json.dumps(top),
+                            "top_features_withheld_reason": reason if small else None,
+                            "scored_at": scored_at,
+                        }
                         for key, score, rank, band, top, small in zip(
                             rows["employee_key"], scores, ranks, bands, contributions, withheld, strict=True
                         )

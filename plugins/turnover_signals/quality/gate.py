@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.pool import NullPool
 
 from turnover_signals import storage
+from turnover_signals.sqlfiles import read_sql
 
 log = logging.getLogger(__name__)
 
@@ -437,24 +438,11 @@ def run_suite(
     return outcome
 
 
-INSERT_VALIDATION_RESULT = """
-insert into audit.validation_result (
-    validation_id, suite_name, suite_version, data_asset, batch_identifier, success,
-    evaluated_expectations, failed_expectation_count, statistics, failed_expectations, results,
-    dag_id, run_id, task_id, map_index, try_number, data_docs_path, validated_at
-) values (
-    %(validation_id)s, %(suite_name)s, %(suite_version)s, %(data_asset)s, %(batch_identifier)s,
-    %(success)s, %(evaluated)s, %(failed_count)s, %(statistics)s, %(failed)s, %(results)s,
-    %(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s, %(data_docs_path)s,
-    %(validated_at)s
-)
-"""
-
-
 def record_validation(conn: psycopg.Connection, outcome: ValidationOutcome, run: RunIdentity) -> None:
-    """Insert the outcome into `audit.validation_result` (inside the caller's transaction)."""
+    """Insert the outcome into `audit.validation_result` (inside the caller's transaction; the statement is
+    include/sql/audit/validation_result.sql)."""
     conn.execute(
-        INSERT_VALIDATION_RESULT,
+        read_sql("audit", "validation_result"),
         {
             "validation_id": outcome.validation_id,
             "suite_name": outcome.suite_name,

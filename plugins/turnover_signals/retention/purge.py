@@ -57,6 +57,7 @@ from turnover_signals.errors import BadInputError, StorageNotSharedError
 from turnover_signals.paths import data_path
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.retention.seal import seal_hris_files
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -227,28 +228,23 @@ def _not_a_void() -> sql.Composable:
 
 def _record(conn: psycopg.Connection, policy: RetentionPolicy, run: RunIdentity, record: PurgeRecord) -> None:
     conn.execute(
-        """
-        insert into audit.retention_purge (purge_target, retention_rule, cutoff_at, mode, rows_purged,
-            files_purged,
-            bytes_purged, archive_path, details, dag_id, run_id, task_id, try_number, purged_at)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        """,
-        (
-            record.target,
-            record.rule,
-            record.cutoff_at,
-            policy.mode,
-            record.rows,
-            record.files,
-            record.bytes,
-            record.archive_path,
-            Jsonb({**record.details, "kept": record.kept} if record.kept else record.details),
-            run.dag_id,
-            run.run_id,
-            run.task_id,
-            run.try_number,
-            datetime.now(UTC),
-        ),
+        read_sql("audit", "retention_purge"),
+        {
+            "purge_target": record.target,
+            "retention_rule": record.rule,
+            "cutoff_at": record.cutoff_at,
+            "mode": policy.mode,
+            "rows_purged": record.rows,
+            "files_purged": record.files,
+            "bytes_purged": record.bytes,
+            "archive_path": record.archive_path,
+            "details": Jsonb({**record.details, "kept": record.kept} if record.kept else record.details),
+            "dag_id": run.dag_id,
+            "run_id": run.run_id,
+            "task_id": run.task_id,
+            "try_number": run.try_number,
+            "purged_at": datetime.now(UTC),
+        },
     )
 
 
@@ -512,12 +508,14 @@ def _purge_landed_files(
     else:
         target, days, cutoff = "landed_hris_files", policy.raw_days, policy.raw_cutoff
     record = PurgeRecord(target, f"landed copies received more than {days} days ago", cutoff)
-    status_test = "=" if quarantined else "<>"
     candidates = conn.execute(
-        f"select file_name, sha256, landed_path from audit.file_manifest"  # noqa: S608 - a fixed operator
-        f" where landed_path is not null and received_at < %s and status {status_test} 'quarantined'"
-        " order by received_at, file_name",
-        (cutoff,),
+        """
+        select file_name, sha256, landed_path from audit.file_manifest
+        where landed_path is not null and received_at < %(cutoff)s
+          and (status = 'quarantined') = %(quarantined)s
+        order by received_at, file_name
+        """,
+        {"cutoff": cutoff, "quarantined": quarantined},
     ).fetchall()
     base = landing_base(config)
     files = []
@@ -638,14 +636,9 @@ def _purge_validation_samples(
     purged = sql.Identifier("retention_validation_sample")
     with conn.transaction():
         conn.execute(
-            sql.SQL(
-                "create temporary table {purged} on commit drop as"
-                " select validation_id, suite_name, validated_at, failed_expectations, results"
-                " from audit.validation_result"
-                " where validated_at < %(cutoff)s"
-                " and (jsonb_path_exists(failed_expectations, '$[*].observed.sample')"
-                " or jsonb_path_exists(results, '$[*].observed.sample'))"
-            ).format(purged=purged),
+            sql.SQL("create temporary table {} on commit drop as select * from ({}) as sampled").format(
+                purged, sql.SQL(read_sql("staging", "retention_validation_sample"))
+            ),
             {"cutoff": record.cutoff_at},
         )
         validations = [

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from turnover_signals.hris.history import history_parameters
-from turnover_signals.sqlfiles import read_sql
+from turnover_signals.sqlfiles import read_sql, rebuild_relation
 
 SEALABLE_FEEDS = ("employees", "compensation")
 
@@ -82,64 +82,51 @@ def seal_hris_files(
         if feed == "employees":
             _seal_employee_snapshots(conn, config, files, sealed_at)
         else:
-            _record_sealed(conn, feed, files, sealed_at)
-            _replace_from_build(
-                conn,
-                "compensation_change_baseline",
-                "compensation_event_version",
-                history_parameters(config, True),
-            )
+            _seal_compensation_changes(conn, config, files, sealed_at)
     return sealed
 
 
 def _record_sealed(
     conn: psycopg.Connection, feed: str, files: list[dict[str, Any]], sealed_at: datetime
 ) -> None:
+    """One `core.hris_sealed_file` row per file (`include/sql/core/hris_sealed_file.sql`)."""
     with conn.cursor() as cur:
         cur.executemany(
-            """
-            insert into core.hris_sealed_file (feed, sha256, file_name, file_date, received_at,
-                rows_sealed, sealed_at)
-            values (%s, %s, %s, %s, %s, %s, %s)
-            """,
+            read_sql("core", "hris_sealed_file"),
             [
-                (
-                    feed,
-                    f["sha256"],
-                    f["file_name"],
-                    f["file_date"],
-                    f["received_at"],
-                    f["rows_loaded"],
-                    sealed_at,
-                )
+                {
+                    "feed": feed,
+                    "sha256": f["sha256"],
+                    "file_name": f["file_name"],
+                    "file_date": f["file_date"],
+                    "received_at": f["received_at"],
+                    "rows_sealed": f["rows_loaded"],
+                    "sealed_at": sealed_at,
+                }
                 for f in files
             ],
         )
 
 
-def _build_into_temporary_table(
-    conn: psycopg.Connection, build: str, params: Mapping[str, Any]
-) -> sql.Identifier:
-    """What the `core.<build>` SQL file yields now, as a temporary table dropped at commit."""
-    built = sql.Identifier(f"{build}_built")
+def _build_into_temporary_table(conn: psycopg.Connection, build: str, params: Mapping[str, Any]) -> None:
+    """What the `core.<build>` SQL file yields now, as the temporary table `<build>_built` (dropped at
+    commit), which the baseline's SQL file reads."""
     conn.execute(
         sql.SQL("create temporary table {} on commit drop as select * from ({}) as built").format(
-            built, sql.SQL(read_sql("core", build))
+            sql.Identifier(f"{build}_built"), sql.SQL(read_sql("core", build))
         ),
         params,
     )
-    return built
 
 
-def _replace_from_build(
-    conn: psycopg.Connection, baseline: str, build: str, params: Mapping[str, Any]
+def _seal_compensation_changes(
+    conn: psycopg.Connection, config: Mapping[str, Any], files: list[dict[str, Any]], sealed_at: datetime
 ) -> None:
-    """Replace `core.<baseline>` with what the `core.<build>` SQL file yields (same columns); the build
-    reads the old baseline, so it is computed in full before the old rows go."""
-    built = _build_into_temporary_table(conn, build, params)
-    target = sql.Identifier("core", baseline)
-    conn.execute(sql.SQL("delete from {}").format(target))
-    conn.execute(sql.SQL("insert into {} select * from {}").format(target, built))
+    """Record the newly sealed files, then replace the baseline with the versions built over the sealed
+    files alone. The build reads the old baseline, so it is computed in full before the old rows go."""
+    _record_sealed(conn, "compensation", files, sealed_at)
+    _build_into_temporary_table(conn, "compensation_event_version", history_parameters(config, True))
+    rebuild_relation(conn, "core", "compensation_change_baseline")
 
 
 def _seal_employee_snapshots(
@@ -147,38 +134,10 @@ def _seal_employee_snapshots(
 ) -> None:
     """Cut the history as built now (from the old baseline and the raw snapshots) at the new seal.
 
-    The history is computed here rather than read from `core.employee_history`, which may be stale and
-    stores numerics rounded; the baseline needs the values the build compares intervals by.
+    The history is computed before the newly sealed files are recorded, and here rather than read from
+    `core.employee_history`, which may be stale and stores numerics rounded; the baseline needs the values
+    the build compares intervals by.
     """
-    built = _build_into_temporary_table(conn, "employee_history", history_parameters(config))
+    _build_into_temporary_table(conn, "employee_history", history_parameters(config))
     _record_sealed(conn, "employees", files, sealed_at)
-    conn.execute("delete from core.employee_snapshot_baseline")
-    conn.execute(
-        sql.SQL(
-            """
-            insert into core.employee_snapshot_baseline (
-                employee_id, first_snapshot_date, last_snapshot_date, known_at, source_sha256, sso_guid,
-                    work_email,
-                first_name, last_name, hire_date, termination_date, termination_type, termination_reason,
-                employment_status, job_role, job_level, job_level_raw, department, location, manager_id,
-                base_salary, currency, fte, performance_rating, lms_user_id)
-            select
-                history.employee_id, history.valid_from, sealed_run.last_snapshot_date, history.known_at,
-                history.source_sha256, history.sso_guid, history.work_email, history.first_name,
-                    history.last_name,
-                history.hire_date, history.termination_date, history.termination_type,
-                    history.termination_reason,
-                history.employment_status, history.job_role, history.job_level, history.job_level_raw,
-                history.department, history.location, history.manager_id, history.base_salary,
-                history.currency, history.fte, history.performance_rating, history.lms_user_id
-            from {built} as history
-            cross join lateral (
-                select max(sealed.file_date) as last_snapshot_date
-                from core.hris_sealed_file as sealed
-                where sealed.feed = 'employees' and sealed.file_date >= history.valid_from
-                  and (history.valid_to is null or sealed.file_date < history.valid_to)
-            ) as sealed_run
-            where sealed_run.last_snapshot_date is not null
-            """
-        ).format(built=built)
-    )
+    rebuild_relation(conn, "core", "employee_snapshot_baseline")
