@@ -294,7 +294,7 @@ def test_an_lrs_refusing_voided_statement_queries_is_asked_once_and_the_voids_ar
     extraction = StatementExtraction(config, RunIdentity("d", "r1", "t"), warehouse_dsn, XapiClient())
     server.inject_fault("status", path_prefix="/xapi/statements", count=50, status=400)
     server.clear_requests()
-    assert extraction._fetch_voided_statements([str(uuid.UUID(int=n)) for n in range(10)]) == []
+    assert extraction.fetch_voided_statements([str(uuid.UUID(int=n)) for n in range(10)]) == []
     assert len(server.requests) == 1  # refused once: not asked nine more times
 
 

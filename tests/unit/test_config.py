@@ -97,7 +97,7 @@ def test_the_gates_url_carries_the_connections_tls_settings(monkeypatch):
 
 
 def test_a_relative_landing_dir_lives_under_the_data_directory(monkeypatch, tmp_path):
-    from turnover_signals.hris.ingest import _landing_path
+    from turnover_signals.hris.ingest import landing_path
     from turnover_signals.sources.sftp_hris import RemoteHrisFile
 
     monkeypatch.setenv("TURNOVER_DATA_DIR", str(tmp_path))
@@ -111,5 +111,5 @@ def test_a_relative_landing_dir_lives_under_the_data_directory(monkeypatch, tmp_
         False,
         None,
     )
-    path = _landing_path({"hris": {"landing_dir": "landing"}}, remote, "ab" * 32)
+    path = landing_path({"hris": {"landing_dir": "landing"}}, remote, "ab" * 32)
     assert path == tmp_path / "landing" / "employees" / "2026-01-05" / f"{'ab' * 32}__employees_20260105.csv"

@@ -344,7 +344,7 @@ def _quarantine_error(name: str, reason: str) -> BadInputError:
     )
 
 
-def _landing_path(config: Mapping[str, Any], remote: RemoteHrisFile, sha256: str) -> Path | None:
+def landing_path(config: Mapping[str, Any], remote: RemoteHrisFile, sha256: str) -> Path | None:
     landing_dir = config["hris"].get("landing_dir")
     if not landing_dir:
         return None
@@ -759,7 +759,7 @@ def _publish(
     moves and attaches the staging table as the owner, after checking it is this file's, so that a
     loader login owns no raw table. The partition then belongs to the owner too.
     """
-    landing = _landing_path(config, remote, record["sha256"])
+    landing = landing_path(config, remote, record["sha256"])
     with conn.transaction():
         for column in header.staging_columns:
             if column not in feed.columns:

@@ -540,7 +540,7 @@ def _recover_voided_targets(
     missing = [row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": batch_ids})]
     extraction = StatementExtraction(config, run, dsn, client)
     extraction.batch_id = f"bf{backfill_id}voided"
-    statements = extraction._fetch_voided_statements(missing)  # noqa: SLF001 - the loader's own fetch
+    statements = extraction.fetch_voided_statements(missing)
     if not statements:
         return 0
     page = StatementPage(

@@ -411,7 +411,7 @@ class StatementExtraction:
                 self.batch_id,
                 len(missing),
             )
-        statements = self._fetch_voided_statements(missing)
+        statements = self.fetch_voided_statements(missing)
         if missing:
             log.info(
                 "xAPI batch %s: %d of %d voided statement(s) fetched",
@@ -442,7 +442,7 @@ class StatementExtraction:
     def _batch_ids(self, staged: list[Chunk]) -> list[str]:
         return [chunk.batch_id for chunk in staged]
 
-    def _fetch_voided_statements(self, statement_ids: list[str]) -> list[dict[str, Any]]:
+    def fetch_voided_statements(self, statement_ids: list[str]) -> list[dict[str, Any]]:
         """The statements with these ids from the LRS's voided ones, in order, fetched a few at a time.
 
         Each is one request (xAPI has no bulk form), so a first install with thousands of voids would wait on
