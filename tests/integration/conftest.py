@@ -77,6 +77,26 @@ def sftp_server(
         yield server
 
 
+@pytest.fixture(scope="module")
+def sftp_drop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpSampleServer]:
+    """A sample SFTP server whose HRIS drop directory starts empty (the tests deliver their own files)."""
+    root = tmp_path_factory.mktemp("sftp-root")
+    (root / "outbound" / "hris").mkdir(parents=True)
+    with SftpSampleServer(root) as server:
+        yield server
+
+
+@pytest.fixture
+def hris_dir(sftp_drop: SftpSampleServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The drop directory of `sftp_drop`, emptied, with the Airflow connection pointing at it."""
+    directory = sftp_drop.root_dir / "outbound" / "hris"
+    for entry in directory.iterdir():
+        entry.unlink()
+    for key, value in sftp_drop.airflow_connection_env().items():
+        monkeypatch.setenv(key, value)
+    return directory
+
+
 @pytest.fixture
 def sftp_server_factory(make_sftp_root: Callable[..., Path]) -> Iterator[Callable[..., SftpSampleServer]]:
     """Factory for private, started SFTP servers: ``factory(files=None, backend="auto", root_dir=None)``."""

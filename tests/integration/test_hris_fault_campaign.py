@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.hris_helpers import csv_bytes, employee_row, query, table_snapshot, write_feed_file
-from turnover_demo.sample_servers.sftp_server import SftpSampleServer, _child_pids
+from turnover_demo.sample_servers.sftp_server import SftpSampleServer, child_pids
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, SourceUnavailableError
 from turnover_signals.hris.history import build_employee_history
@@ -43,24 +43,6 @@ run = RunIdentity(dag_id="hris_sftp_ingest", run_id="killed-run", task_id="inges
 for remote in list_pending_files(config, sys.argv[2]):
     ingest_file(remote, config, run, sys.argv[2])
 """
-
-
-@pytest.fixture(scope="module")
-def sftp_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sftp-root")
-    (root / "outbound" / "hris").mkdir(parents=True)
-    with SftpSampleServer(root) as server:
-        yield server
-
-
-@pytest.fixture
-def hris_dir(sftp_server, monkeypatch) -> Path:
-    directory = sftp_server.root_dir / "outbound" / "hris"
-    for entry in directory.iterdir():
-        entry.unlink()
-    for key, value in sftp_server.airflow_connection_env().items():
-        monkeypatch.setenv(key, value)
-    return directory
 
 
 @pytest.fixture
@@ -145,9 +127,9 @@ def backend_gone(dsn: str, pid: int) -> bool:
 
 @pytest.mark.slow
 def test_a_loader_killed_mid_copy_leaves_nothing_and_its_rerun_equals_a_clean_load(
-    sftp_server, hris_dir, overrides, config, warehouse_dsn, make_warehouse, big_file, tmp_path
+    sftp_drop, hris_dir, overrides, config, warehouse_dsn, make_warehouse, big_file, tmp_path
 ):
-    deliver(sftp_server, hris_dir, GOOD_FILE, big_file)
+    deliver(sftp_drop, hris_dir, GOOD_FILE, big_file)
     child_tmp = tmp_path / "child-tmp"
     child_tmp.mkdir()
     child = subprocess.Popen(
@@ -192,7 +174,7 @@ def kill_sshd_and_every_session(server: SftpSampleServer) -> None:
     """SIGKILL the real sshd listener and every session process under it, as `kill -9` would."""
     listener = server._process
     assert server.backend == "sshd" and listener is not None
-    for pid in [listener.pid, *_child_pids(listener.pid)]:
+    for pid in [listener.pid, *child_pids(listener.pid)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     listener.wait(timeout=10)
@@ -271,14 +253,14 @@ BAD_FILES = {
     ],
 )
 def test_a_bad_file_is_quarantined_with_its_reason_and_the_last_good_data_stays_served(
-    sftp_server, hris_dir, config, warehouse_dsn, case
+    sftp_drop, hris_dir, config, warehouse_dsn, case
 ):
     good = csv_bytes([employee_row(n) for n in range(1, 6)])
-    deliver(sftp_server, hris_dir, GOOD_FILE, good)
+    deliver(sftp_drop, hris_dir, GOOD_FILE, good)
     assert load_everything(config, warehouse_dsn) == []
     served = loaded_contents(warehouse_dsn)
     make, fragment = BAD_FILES[case]
-    deliver(sftp_server, hris_dir, BAD_FILE, make(good), control=False)
+    deliver(sftp_drop, hris_dir, BAD_FILE, make(good), control=False)
     errors = load_everything(config, warehouse_dsn)
     assert [type(error) for error in errors] == [BadInputError]
     message = str(errors[0])
@@ -293,11 +275,15 @@ def test_a_bad_file_is_quarantined_with_its_reason_and_the_last_good_data_stays_
 
 
 def test_a_quarantine_reason_stays_short_however_long_the_failing_value(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     good = csv_bytes([employee_row(n) for n in range(1, 6)])
     deliver(
-        sftp_server, hris_dir, GOOD_FILE, with_row_99(good, "hire_date", huge_quoted_date(2)), control=False
+        sftp_drop,
+        hris_dir,
+        GOOD_FILE,
+        with_row_99(good, "hire_date", huge_quoted_date(2)),
+        control=False,
     )
     [error] = load_everything(config, warehouse_dsn)
     [(reason,)] = query(

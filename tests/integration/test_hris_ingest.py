@@ -41,24 +41,6 @@ pytestmark = pytest.mark.integration
 RUN = RunIdentity(dag_id="hris_sftp_ingest", run_id="test-run", task_id="ingest_hris_files", try_number=1)
 
 
-@pytest.fixture(scope="module")
-def sftp_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sftp-root")
-    (root / "outbound" / "hris").mkdir(parents=True)
-    with SftpSampleServer(root) as server:
-        yield server
-
-
-@pytest.fixture
-def hris_dir(sftp_server, monkeypatch) -> Path:
-    directory = sftp_server.root_dir / "outbound" / "hris"
-    for entry in directory.iterdir():
-        entry.unlink()
-    for key, value in sftp_server.airflow_connection_env().items():
-        monkeypatch.setenv(key, value)
-    return directory
-
-
 @pytest.fixture
 def config(tmp_path):
     overrides = {
@@ -97,17 +79,17 @@ def five_employees(**changes):
 
 
 def test_snapshots_and_compensation_load_into_point_in_time_history(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     deliver(
-        sftp_server,
+        sftp_drop,
         hris_dir,
         "employees_20260112.csv",
         csv_bytes(five_employees(e3={"job_level": "4", "job_role": "Senior Analyst"})[:4]),
     )
     deliver(
-        sftp_server,
+        sftp_drop,
         hris_dir,
         "compensation_20260112.csv",
         compensation_bytes(
@@ -168,8 +150,8 @@ def test_snapshots_and_compensation_load_into_point_in_time_history(
     assert len(list(Path(config["hris"]["landing_dir"]).rglob("*employees_20260105.csv"))) == 1
 
 
-def test_rerunning_everything_changes_nothing(sftp_server, hris_dir, config, warehouse_dsn):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+def test_rerunning_everything_changes_nothing(sftp_drop, hris_dir, config, warehouse_dsn):
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     first_pending = list_pending_files(config, warehouse_dsn)
     for remote in first_pending:
         ingest_file(remote, config, RUN, warehouse_dsn)
@@ -184,26 +166,26 @@ def test_rerunning_everything_changes_nothing(sftp_server, hris_dir, config, war
     assert table_snapshot(warehouse_dsn) == before
 
 
-def test_same_bytes_under_another_name_is_a_recorded_duplicate(sftp_server, hris_dir, config, warehouse_dsn):
+def test_same_bytes_under_another_name_is_a_recorded_duplicate(sftp_drop, hris_dir, config, warehouse_dsn):
     data = csv_bytes(five_employees())
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data)
     run_pipeline(config, warehouse_dsn)
-    deliver(sftp_server, hris_dir, "employees_20260106.csv", data)
+    deliver(sftp_drop, hris_dir, "employees_20260106.csv", data)
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == []
     assert [(r["file_name"], r["status"]) for r in results] == [("employees_20260106.csv", "duplicate")]
     assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(5,)]
 
 
-def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_dir, config, warehouse_dsn):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_drop, hris_dir, config, warehouse_dsn):
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     run_pipeline(config, warehouse_dsn)
     first_sha = query(warehouse_dsn, "select sha256 from audit.file_manifest")[0][0]
     for entry in hris_dir.iterdir():
         entry.unlink()
     # the vendor re-exports the same date under another name with one salary fixed
     deliver(
-        sftp_server,
+        sftp_drop,
         hris_dir,
         "employees_20260105.csv",
         csv_bytes(five_employees(e2={"base_salary": "99000.00"})),
@@ -213,7 +195,7 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_di
     corrected = hris_dir / "employees_20260105.csv"
     later = corrected.stat().st_mtime + 60
     os.utime(corrected, (later, later))
-    sftp_server.sync()
+    sftp_drop.sync()
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["superseded"] == ["employees_20260105.csv"]
     statuses = dict(query(warehouse_dsn, "select sha256, status from audit.file_manifest"))
@@ -233,11 +215,15 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_server, hris_di
     ],
 )
 def test_bom_and_windows_1252_files_load(
-    sftp_server, hris_dir, config, warehouse_dsn, fixture_name, encoding, expected_names
+    sftp_drop, hris_dir, config, warehouse_dsn, fixture_name, encoding, expected_names
 ):
     config["hris"]["encoding"] = encoding
     deliver(
-        sftp_server, hris_dir, "employees_20260105.csv", (FIXTURES / fixture_name).read_bytes(), control=False
+        sftp_drop,
+        hris_dir,
+        "employees_20260105.csv",
+        (FIXTURES / fixture_name).read_bytes(),
+        control=False,
     )
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded"
@@ -250,10 +236,10 @@ def test_bom_and_windows_1252_files_load(
 
 
 def test_quoted_commas_quotes_newlines_and_sql_text_are_stored_verbatim(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     deliver(
-        sftp_server,
+        sftp_drop,
         hris_dir,
         "employees_20260105.csv",
         (FIXTURES / "employees_quoted.csv").read_bytes(),
@@ -268,18 +254,16 @@ def test_quoted_commas_quotes_newlines_and_sql_text_are_stored_verbatim(
     assert names["E000005"] == "Robert'); DROP TABLE raw.hris_employee_snapshot;--"
 
 
-def test_extra_columns_are_accepted_and_recorded(sftp_server, hris_dir, config, warehouse_dsn):
+def test_extra_columns_are_accepted_and_recorded(sftp_drop, hris_dir, config, warehouse_dsn):
     columns = [*csv_bytes([]).decode().strip().split(","), "Badge Colour"]
     rows = [employee_row(n) | {"Badge Colour": "blue"} for n in range(1, 4)]
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows, columns))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(rows, columns))
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["rows_loaded"] == 3
     assert query(warehouse_dsn, "select extra_columns from audit.file_manifest") == [(["Badge Colour"],)]
 
 
-def test_vendor_headers_map_onto_canonical_names_by_configuration(
-    sftp_server, hris_dir, config, warehouse_dsn
-):
+def test_vendor_headers_map_onto_canonical_names_by_configuration(sftp_drop, hris_dir, config, warehouse_dsn):
     workday = {
         "Employee_ID": "employee_id",
         "Worker SSO": "sso_guid",
@@ -299,7 +283,7 @@ def test_vendor_headers_map_onto_canonical_names_by_configuration(
         {reverse.get(k, k): v for k, v in employee_row(n, hire_date="01/06/2020").items() if k in reverse}
         for n in range(1, 4)
     ]
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows, list(workday)))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(rows, list(workday)))
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [], errors
     assert query(warehouse_dsn, "select distinct hire_date::text from core.employee_history") == [
@@ -424,13 +408,13 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_files_are_quarantined_and_last_good_data_stays_served(
-    sftp_server, hris_dir, config, warehouse_dsn, case
+    sftp_drop, hris_dir, config, warehouse_dsn, case
 ):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     run_pipeline(config, warehouse_dsn)
     good = table_snapshot(warehouse_dsn)
     make, control, fragment = BAD_FILES[case]
-    deliver(sftp_server, hris_dir, "employees_20260112.csv", make(), control=control)
+    deliver(sftp_drop, hris_dir, "employees_20260112.csv", make(), control=control)
     _results, errors = run_pipeline(config, warehouse_dsn)
     _assert_quarantined(warehouse_dsn, errors, "employees_20260112.csv", fragment)
     after = table_snapshot(warehouse_dsn)
@@ -444,14 +428,14 @@ def test_bad_files_are_quarantined_and_last_good_data_stays_served(
 
 
 def test_vendor_job_levels_land_as_ordinals_with_the_vendor_text_kept(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     levels = {"e1": "L3", "e2": "P4", "e3": "IC4", "e4": "M2", "e5": "Senior"}
     rows = [
         *five_employees(**{n: {"job_level": level} for n, level in levels.items()}),
         employee_row(6, job_level="3"),
     ]
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(rows))
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and [r["status"] for r in results] == ["loaded"]
     history = query(
@@ -469,10 +453,13 @@ def test_vendor_job_levels_land_as_ordinals_with_the_vendor_text_kept(
 
 
 def test_an_unmapped_job_level_quarantines_the_file_naming_the_value(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     deliver(
-        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e2={"job_level": "Wizard"}))
+        sftp_drop,
+        hris_dir,
+        "employees_20260105.csv",
+        csv_bytes(five_employees(e2={"job_level": "Wizard"})),
     )
     results, errors = run_pipeline(config, warehouse_dsn)
     assert results == []
@@ -485,10 +472,13 @@ def test_an_unmapped_job_level_quarantines_the_file_naming_the_value(
 
 
 def test_a_job_level_the_mapping_no_longer_maps_stops_the_history_build(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     deliver(
-        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees(e3={"job_level": "L3"}))
+        sftp_drop,
+        hris_dir,
+        "employees_20260105.csv",
+        csv_bytes(five_employees(e3={"job_level": "L3"})),
     )
     run_pipeline(config, warehouse_dsn)
     before = table_snapshot(warehouse_dsn)
@@ -499,32 +489,44 @@ def test_a_job_level_the_mapping_no_longer_maps_stops_the_history_build(
     assert table_snapshot(warehouse_dsn) == before
 
 
-def test_volume_guard_stops_a_snapshot_that_shrank(sftp_server, hris_dir, config, warehouse_dsn):
+def test_volume_guard_stops_a_snapshot_that_shrank(sftp_drop, hris_dir, config, warehouse_dsn):
     deliver(
-        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)])
+        sftp_drop,
+        hris_dir,
+        "employees_20260105.csv",
+        csv_bytes([employee_row(n) for n in range(1, 21)]),
     )
     deliver(
-        sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)])
+        sftp_drop,
+        hris_dir,
+        "employees_20260112.csv",
+        csv_bytes([employee_row(n) for n in range(1, 6)]),
     )
     _results, errors = run_pipeline(config, warehouse_dsn)
     _assert_quarantined(warehouse_dsn, errors, "employees_20260112.csv", "volume guard", "20 rows")
 
 
 def test_the_demo_summary_says_what_was_loaded_and_what_was_quarantined(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     import psycopg
 
     from turnover_demo.demo import summarize_hris
 
     deliver(
-        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 21)])
+        sftp_drop,
+        hris_dir,
+        "employees_20260105.csv",
+        csv_bytes([employee_row(n) for n in range(1, 21)]),
     )
     run_pipeline(config, warehouse_dsn)
     with psycopg.connect(warehouse_dsn) as conn:
         assert "  quarantined: none (every delivered file passed its gate)" in summarize_hris(conn)
     deliver(
-        sftp_server, hris_dir, "employees_20260112.csv", csv_bytes([employee_row(n) for n in range(1, 6)])
+        sftp_drop,
+        hris_dir,
+        "employees_20260112.csv",
+        csv_bytes([employee_row(n) for n in range(1, 6)]),
     )
     run_pipeline(config, warehouse_dsn)
     with psycopg.connect(warehouse_dsn) as conn:
@@ -538,10 +540,8 @@ def test_the_demo_summary_says_what_was_loaded_and_what_was_quarantined(
     assert not any("quarantined: none" in line for line in lines)
 
 
-def test_rerun_of_a_quarantined_file_fails_again_without_writing(
-    sftp_server, hris_dir, config, warehouse_dsn
-):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(1), employee_row(1)]))
+def test_rerun_of_a_quarantined_file_fails_again_without_writing(sftp_drop, hris_dir, config, warehouse_dsn):
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(1), employee_row(1)]))
     pending = list_pending_files(config, warehouse_dsn)
     with pytest.raises(BadInputError, match="employee_id is unique"):
         ingest_file(pending[0], config, RUN, warehouse_dsn)
@@ -551,39 +551,40 @@ def test_rerun_of_a_quarantined_file_fails_again_without_writing(
     assert table_snapshot(warehouse_dsn) == before
 
 
-def test_path_traversal_and_unknown_names_are_ignored(sftp_server, hris_dir, config, warehouse_dsn):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+def test_path_traversal_and_unknown_names_are_ignored(sftp_drop, hris_dir, config, warehouse_dsn):
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     for name in ("..employees_20260106.csv", ".employees_20260107.csv", "employees_2026010.csv", "notes.txt"):
         (hris_dir / name).write_bytes(b"x")
-    sftp_server.sync()
+    sftp_drop.sync()
     names = [f["name"] for f in list_pending_files(config, warehouse_dsn)]
     assert names == ["employees_20260105.csv"]
 
 
-def test_sftp_server_down_is_retried_then_fails_clearly(sftp_server, hris_dir, config, warehouse_dsn):
+def test_sftp_server_down_is_retried_then_fails_clearly(sftp_drop, hris_dir, config, warehouse_dsn):
     config["hris"]["download_attempts"] = 2
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     pending = list_pending_files(config, warehouse_dsn)
-    sftp_server.stop()
+    sftp_drop.stop()
     try:
         with pytest.raises(
             SourceUnavailableError, match=r"employees_20260105\.csv.*after 2 attempts.*Next step"
         ):
             ingest_file(pending[0], config, RUN, warehouse_dsn)
     finally:
-        sftp_server.start()
+        sftp_drop.start()
     assert query(warehouse_dsn, "select count(*) from audit.file_manifest") == [(0,)]
     # once the server is back the same task succeeds
     assert ingest_file(pending[0], config, RUN, warehouse_dsn)["status"] == "loaded"
 
 
-def test_connection_dropped_mid_transfer_is_retried(
-    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch
-):
+def test_connection_dropped_mid_transfer_is_retried(sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch):
     from turnover_signals.sources import sftp_hris
 
     deliver(
-        sftp_server, hris_dir, "employees_20260105.csv", csv_bytes([employee_row(n) for n in range(1, 2000)])
+        sftp_drop,
+        hris_dir,
+        "employees_20260105.csv",
+        csv_bytes([employee_row(n) for n in range(1, 2000)]),
     )
     pending = list_pending_files(config, warehouse_dsn)
     real_put, puts, drops = sftp_hris._ChunkChannel.put, {"n": 0}, {"n": 0}
@@ -594,7 +595,7 @@ def test_connection_dropped_mid_transfer_is_retried(
         puts["n"] += 1
         if puts["n"] == 2 and drops["n"] == 0:
             drops["n"] += 1
-            assert sftp_server.drop_connections() >= 1
+            assert sftp_drop.drop_connections() >= 1
 
     monkeypatch.setattr(sftp_hris._ChunkChannel, "put", put_then_drop)
     monkeypatch.setattr(sftp_hris, "STREAM_CHUNK_BYTES", 32 * 1024)
@@ -607,13 +608,13 @@ def test_connection_dropped_mid_transfer_is_retried(
 
 
 def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     # Well-formed but wrong: the file is COPYed under the control file's hash and only then found
     # to differ, so the staging transaction must roll back.
     data = csv_bytes([employee_row(n) for n in range(1, 3000)])
     wrong = "ab" * 32
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control={"rows": 2999, "sha256": wrong})
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data, control={"rows": 2999, "sha256": wrong})
     _results, errors = run_pipeline(config, warehouse_dsn)
     _assert_quarantined(warehouse_dsn, errors, "employees_20260105.csv", "differs from the control file")
     actual = hashlib.sha256(data).hexdigest()
@@ -628,10 +629,10 @@ def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(
 
 
 def test_file_without_control_file_is_keyed_by_its_streamed_sha256(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     data = csv_bytes(five_employees())
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data, control=False)
     results, errors = run_pipeline(config, warehouse_dsn)
     sha = hashlib.sha256(data).hexdigest()
     assert errors == [] and results[0]["status"] == "loaded" and results[0]["sha256"] == sha
@@ -648,11 +649,11 @@ def test_file_without_control_file_is_keyed_by_its_streamed_sha256(
 
 
 def test_a_host_key_that_does_not_match_is_refused(
-    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path
+    sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path
 ):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
-    impostor = SftpSampleServer(sftp_server.root_dir, state_dir=tmp_path / "impostor")
-    connection = json.loads(sftp_server.airflow_connection_json())
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    impostor = SftpSampleServer(sftp_drop.root_dir, state_dir=tmp_path / "impostor")
+    connection = json.loads(sftp_drop.airflow_connection_json())
     connection["extra"]["host_key"] = impostor.host_public_key
     monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
     with pytest.raises(SourceRefusedError, match="host key"):
@@ -660,10 +661,10 @@ def test_a_host_key_that_does_not_match_is_refused(
 
 
 def test_a_connection_that_switches_host_key_checking_off_is_warned_about(
-    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, caplog
+    sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, caplog
 ):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
-    connection = json.loads(sftp_server.airflow_connection_json())
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    connection = json.loads(sftp_drop.airflow_connection_json())
     del connection["extra"]["host_key"]
     connection["extra"]["no_host_key_check"] = True
     monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
@@ -674,15 +675,15 @@ def test_a_connection_that_switches_host_key_checking_off_is_warned_about(
 
 @pytest.mark.parametrize("host_key", ["impostor", "absent"])
 def test_the_streamed_download_verifies_the_host_key_too(
-    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key
+    sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key
 ):
     # The listing and the download use different clients (paramiko, asyncssh): each must refuse
     # a server whose key is not the pinned one, and without a pinned key or known_hosts entry.
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
     pending = list_pending_files(config, warehouse_dsn)
-    connection = json.loads(sftp_server.airflow_connection_json())
+    connection = json.loads(sftp_drop.airflow_connection_json())
     if host_key == "impostor":
-        impostor = SftpSampleServer(sftp_server.root_dir, state_dir=tmp_path / "impostor")
+        impostor = SftpSampleServer(sftp_drop.root_dir, state_dir=tmp_path / "impostor")
         connection["extra"]["host_key"] = impostor.host_public_key
     else:
         del connection["extra"]["host_key"]
@@ -700,14 +701,14 @@ def test_the_streamed_download_verifies_the_host_key_too(
     ("ciphers", "negotiated"), [(None, "aes128-gcm@openssh.com"), (["aes256-ctr"], "aes256-ctr")]
 )
 def test_the_streamed_download_prefers_aes_gcm_unless_the_connection_says_otherwise(
-    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, ciphers, negotiated
+    sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, ciphers, negotiated
 ):
     from turnover_signals.sources import sftp_hris
 
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()), control=False)
     pending = list_pending_files(config, warehouse_dsn)
     if ciphers:
-        connection = json.loads(sftp_server.airflow_connection_json())
+        connection = json.loads(sftp_drop.airflow_connection_json())
         connection["extra"]["ciphers"] = ciphers
         monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
     real_connect, seen = asyncssh.connect, []
@@ -723,7 +724,7 @@ def test_the_streamed_download_prefers_aes_gcm_unless_the_connection_says_otherw
 
 
 def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(
-    sftp_server, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path
+    sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path
 ):
     gnupg = pytest.importorskip("gnupg")
     if shutil.which("gpg") is None:
@@ -743,19 +744,19 @@ def test_encrypted_file_is_decrypted_with_the_key_from_a_connection(
         "AIRFLOW_CONN_HRIS_PGP",
         json.dumps({"conn_type": "generic", "password": armored_private, "extra": {"passphrase": "s3cret"}}),
     )
-    deliver(sftp_server, hris_dir, "employees_20260105.csv.pgp", encrypted.data, control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv.pgp", encrypted.data, control=False)
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded" and results[0]["rows_loaded"] == 5
 
 
 def test_a_bad_byte_in_a_data_row_names_its_line_and_never_blames_the_header(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     # the header (about 230 bytes) is fine; the first data row holds a Windows-1252 byte
     header = csv_bytes([])
     data = header + csv_bytes([employee_row(1, first_name="Jos\u00e9")], encoding="cp1252")[len(header) :]
     assert data.index(b"\xe9") > len(header)
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data, control=False)
     _results, errors = run_pipeline(config, warehouse_dsn)
     _assert_quarantined(
         warehouse_dsn, errors, "employees_20260105.csv", "line 2 (a data row) is not valid utf-8"
@@ -765,10 +766,10 @@ def test_a_bad_byte_in_a_data_row_names_its_line_and_never_blames_the_header(
 
 
 def test_a_50_mb_line_is_quarantined_with_its_hash_and_a_rerun_fails_the_same_way(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     data = b"employee_id,work_email," + b"z" * (50 * 1024 * 1024)
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data, control=False)
     pending = list_pending_files(config, warehouse_dsn)
     with pytest.raises(BadInputError, match=r"employees_20260105\.csv: quarantined: line 1 \(the header\)"):
         ingest_file(pending[0], config, RUN, warehouse_dsn)
@@ -785,12 +786,12 @@ def _rows(first: int, last: int) -> bytes:
 
 
 def test_a_file_still_being_uploaded_is_not_taken_until_two_listings_agree(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     config["hris"]["stable_listing_seconds"] = 1.0
     path = hris_dir / "employees_20260105.csv"
     path.write_bytes(csv_bytes([]) + _rows(1, 20))  # the vendor's upload has reached a row boundary
-    sftp_server.sync()
+    sftp_drop.sync()
     appended = []
 
     def vendor_keeps_writing(seconds):
@@ -806,7 +807,7 @@ def test_a_file_still_being_uploaded_is_not_taken_until_two_listings_agree(
     assert query(warehouse_dsn, "select count(*) from audit.file_manifest") == [(0,)]
     with open(path, "ab") as upload:
         upload.write(_rows(31, 40))  # the upload ends
-    sftp_server.sync()
+    sftp_drop.sync()
     pending = list_pending_files(config, warehouse_dsn)
     assert [(f["name"], f["size_bytes"]) for f in pending] == [
         ("employees_20260105.csv", path.stat().st_size)
@@ -815,13 +816,13 @@ def test_a_file_still_being_uploaded_is_not_taken_until_two_listings_agree(
     assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(40,)]
 
 
-def test_a_feed_that_requires_its_control_file_waits_for_it(sftp_server, hris_dir, config, warehouse_dsn):
+def test_a_feed_that_requires_its_control_file_waits_for_it(sftp_drop, hris_dir, config, warehouse_dsn):
     from airflow.sdk.exceptions import AirflowSkipException
 
     config["hris"]["require_control_file"] = {"employees": True, "compensation": False}
     config["hris"]["wait_for_files_minutes"] = 0
     data = csv_bytes(five_employees())
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=False)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data, control=False)
     survey = survey_remote_files(config, warehouse_dsn)
     assert survey.pending == []
     assert [w.reason for w in survey.waiting] == [
@@ -834,9 +835,9 @@ def test_a_feed_that_requires_its_control_file_waits_for_it(sftp_server, hris_di
         wait_for_pending_files(config, None, warehouse_dsn, note=notes.append)
     assert notes == [survey.note_lines()]
     # a compensation file (control file optional) is taken once stable; the employees file once its .ctl lands
-    deliver(sftp_server, hris_dir, "compensation_20260105.csv", compensation_bytes([]), control=False)
+    deliver(sftp_drop, hris_dir, "compensation_20260105.csv", compensation_bytes([]), control=False)
     assert [f["name"] for f in list_pending_files(config, warehouse_dsn)] == ["compensation_20260105.csv"]
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", data, control=True)
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", data, control=True)
     names = [f["name"] for f in list_pending_files(config, warehouse_dsn)]
     assert names == ["compensation_20260105.csv", "employees_20260105.csv"]
 
@@ -868,12 +869,12 @@ def records_of(logger_name: str):
 
 
 def test_files_ignored_for_their_names_are_warned_about_escaped_and_counted(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     for name in ODD_NAMES:
         (hris_dir / name).write_bytes(csv_bytes(five_employees()))
-    sftp_server.sync()
+    sftp_drop.sync()
     with records_of("turnover_signals.sources.sftp_hris") as records:
         survey = survey_remote_files(config, warehouse_dsn)
     assert [f.name for f in survey.pending] == ["employees_20260105.csv"]  # its .ctl is no ignored name
@@ -895,13 +896,13 @@ def test_files_ignored_for_their_names_are_warned_about_escaped_and_counted(
 
 
 def test_a_name_that_is_not_utf8_is_reported_instead_of_failing_every_listing(
-    sftp_server, hris_dir, config, warehouse_dsn
+    sftp_drop, hris_dir, config, warehouse_dsn
 ):
     # a Windows vendor's Latin-1 name: paramiko's own listing raised UnicodeDecodeError for the directory
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     with open(os.path.join(os.fsencode(hris_dir), b"employ\xe9s_20260106.csv"), "wb") as misnamed:
         misnamed.write(csv_bytes(five_employees()))
-    sftp_server.sync()
+    sftp_drop.sync()
     survey = survey_remote_files(config, warehouse_dsn)
     assert [f.name for f in survey.pending] == ["employees_20260105.csv"]
     assert survey.summary()["ignored"] == ["'employ\\udce9s_20260106.csv' (unsafe name: not valid UTF-8)"]

@@ -113,7 +113,7 @@ def wait_for_ssh_banner(host: str, port: int, timeout: float = START_TIMEOUT_SEC
     raise SftpServerError(f"no SSH banner on {host}:{port} after {timeout:.0f}s ({last_error})")
 
 
-def _child_pids(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Every descendant of `pid`, children before grandchildren (Linux /proc)."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -343,7 +343,7 @@ class SftpSampleServer:
                 return 0
             # Each connection is a child of the listener (its privsep monitor); the session
             # processes are grandchildren. Killing them all leaves only the listener.
-            sessions = _child_pids(self._process.pid)
+            sessions = child_pids(self._process.pid)
             for pid in sessions:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -544,7 +544,7 @@ class SftpSampleServer:
             if self._paused:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGCONT)
-            children = _child_pids(process.pid) if process.poll() is None else []
+            children = child_pids(process.pid) if process.poll() is None else []
             process.terminate()
             for pid in children:
                 with contextlib.suppress(ProcessLookupError):
