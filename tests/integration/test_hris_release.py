@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.hris_helpers import csv_bytes, employee_row, query
-from tests.integration.test_hris_ingest import config, deliver, hris_dir, run_pipeline, sftp_server  # noqa: F401
+from tests.integration.test_hris_ingest import config, deliver, run_pipeline  # noqa: F401
 from turnover_signals.errors import BadInputError
 from turnover_signals.hris.release import release_quarantined_file
 
@@ -21,14 +21,14 @@ WORKDAY = {
 
 
 def test_a_released_file_loads_after_the_fix_and_the_release_is_recorded(
-    sftp_server,  # noqa: F811
+    sftp_drop,  # noqa: F811
     hris_dir,  # noqa: F811
     config,  # noqa: F811
     warehouse_dsn,  # noqa: F811
 ):
     reverse = {v: k for k, v in WORKDAY.items()}
     rows = [{reverse[k]: v for k, v in employee_row(n).items() if k in reverse} for n in range(1, 4)]
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(rows, list(WORKDAY)))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(rows, list(WORKDAY)))
     _results, errors = run_pipeline(config, warehouse_dsn)
     assert len(errors) == 1  # the vendor's headers are not mapped yet: quarantined
     assert query(warehouse_dsn, "select status from audit.file_manifest") == [("quarantined",)]

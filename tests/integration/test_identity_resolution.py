@@ -19,7 +19,6 @@ import pytest
 
 from tests.integration.hris_helpers import query
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
-from tests.integration.test_hris_ingest import hris_dir, sftp_server  # noqa: F401 - fixtures
 from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
@@ -670,7 +669,7 @@ def test_an_lms_id_recorded_in_the_hris_matches_when_no_guid_does(warehouse_dsn,
 
 
 def test_the_hris_lms_user_id_column_travels_from_the_file_into_the_history(
-    sftp_server,  # noqa: F811
+    sftp_drop,  # noqa: F811
     hris_dir,  # noqa: F811
     hris_config,  # noqa: F811
     warehouse_dsn,  # noqa: F811
@@ -681,7 +680,7 @@ def test_the_hris_lms_user_id_column_travels_from_the_file_into_the_history(
 
     rows = [employee_row(n, lms_user_id=f"u-{n}" if n % 2 else "") for n in range(1, 5)]
     write_feed_file(hris_dir, "employees_20260105.csv", csv_bytes(rows, columns=EMPLOYEE_COLUMNS))
-    sftp_server.sync()
+    sftp_drop.sync()
     results, errors = run_pipeline(hris_config, warehouse_dsn)
     assert errors == []
     assert query(warehouse_dsn, "select employee_id, lms_user_id from core.employee_history order by 1") == [

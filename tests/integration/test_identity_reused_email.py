@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.hris_helpers import csv_bytes, employee_row, query
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
-from tests.integration.test_hris_ingest import deliver, hris_dir, run_pipeline, sftp_server  # noqa: F401
+from tests.integration.test_hris_ingest import deliver, run_pipeline
 from tests.integration.test_identity_resolution import (  # noqa: F401 - config is a fixture
     CORP,
     account_learner,
@@ -36,20 +36,20 @@ LEAVER, NEW_HIRE = "E000002", "E000009"
 
 
 @pytest.fixture
-def reissued_address(sftp_server, hris_dir, hris_config, warehouse_dsn, config):  # noqa: F811
+def reissued_address(sftp_drop, hris_dir, hris_config, warehouse_dsn, config):  # noqa: F811
     """The HR snapshots of 2026-03-02 and 2026-03-05, each resolved (the second run incremental), with
     three LMS accounts on the address and mbox activity around the handover."""
     config["identity"]["min_active_lms_match_rate"] = 0  # the account of the shared days is ambiguous
     staff = [employee_row(n) for n in range(1, 5)]
     staff[1]["work_email"] = ADDRESS
-    deliver(sftp_server, hris_dir, "employees_20260302.csv", csv_bytes(staff))
+    deliver(sftp_drop, hris_dir, "employees_20260302.csv", csv_bytes(staff))
     assert run_pipeline(hris_config, warehouse_dsn)[1] == []
     resolve_identities(config, dsn=warehouse_dsn)  # the run before the handover; the next is incremental
     staff[1].update(
         termination_date="2026-03-06", termination_type="resignation", employment_status="Terminated"
     )
     new_hire = employee_row(9, work_email=ADDRESS, hire_date="2026-03-09")
-    deliver(sftp_server, hris_dir, "employees_20260305.csv", csv_bytes([*staff, new_hire]))
+    deliver(sftp_drop, hris_dir, "employees_20260305.csv", csv_bytes([*staff, new_hire]))
     assert run_pipeline(hris_config, warehouse_dsn)[1] == []
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         # only the address links these accounts: no GUID, no LMS id in the HRIS

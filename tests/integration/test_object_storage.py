@@ -18,8 +18,6 @@ import pytest
 
 from tests.integration.hris_helpers import csv_bytes
 from tests.integration.test_hris_ingest import deliver, five_employees, run_pipeline
-from tests.integration.test_hris_ingest import hris_dir as hris_dir  # noqa: F401 - the module's fixtures
-from tests.integration.test_hris_ingest import sftp_server as sftp_server  # noqa: F401
 from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, StorageNotSharedError, StorageVerificationError
@@ -70,9 +68,9 @@ def test_a_gate_writes_its_data_docs_page_under_the_base(shared, warehouse_dsn):
 
 
 def test_an_hris_file_s_page_is_published_to_the_base_by_the_task_that_validated_it(
-    shared, sftp_server, hris_dir, warehouse_dsn
+    shared, sftp_drop, hris_dir, warehouse_dsn
 ):
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     results, errors = run_pipeline(shared.config, warehouse_dsn)
     assert not errors and [r["status"] for r in results] == ["loaded"]
     pages = [p for (p,) in query(warehouse_dsn, "select data_docs_path from audit.validation_result")]

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, insert_pay_changes, write_feed_file
 from tests.integration.test_hris_ingest import config as hris_config  # noqa: F401 - fixture
-from tests.integration.test_hris_ingest import hris_dir, run_pipeline, sftp_server  # noqa: F401 - fixtures
+from tests.integration.test_hris_ingest import run_pipeline
 from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
@@ -144,7 +144,7 @@ def leaked(strings: set[str], *texts: str | None) -> list[str]:
 
 def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
     generated,
-    sftp_server,  # noqa: F811
+    sftp_drop,  # noqa: F811
     hris_dir,  # noqa: F811
     hris_config,  # noqa: F811
     warehouse_dsn,
@@ -169,7 +169,7 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
     date = "20260105"
     write_feed_file(hris_dir, f"employees_{date}.csv", csv_bytes(employees))
     write_feed_file(hris_dir, f"compensation_{date}.csv", compensation_bytes(compensation))
-    sftp_server.sync()
+    sftp_drop.sync()
 
     results, errors = run_pipeline(hris_config, warehouse_dsn)
     assert len(errors) == 2  # both files quarantined
@@ -200,7 +200,7 @@ def test_failed_gates_write_one_data_docs_page_each_with_pii_masked(
 
 def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_directory(
     generated,
-    sftp_server,  # noqa: F811
+    sftp_drop,  # noqa: F811
     hris_dir,  # noqa: F811
     hris_config,  # noqa: F811
     warehouse_dsn,
@@ -211,7 +211,7 @@ def test_a_passed_hris_file_keeps_its_data_docs_page_under_the_configured_direct
     hris_config["quality"]["data_docs_dir"] = str(docs)
     employees = first_file(generated, "employees")
     write_feed_file(hris_dir, "employees_20260105.csv", csv_bytes(employees))
-    sftp_server.sync()
+    sftp_drop.sync()
     results, errors = run_pipeline(hris_config, warehouse_dsn)
     assert errors == [] and results[0]["status"] == "loaded"
     (row,) = validation_rows(warehouse_dsn, "hris_employees_file")

@@ -15,8 +15,6 @@ from psycopg import sql
 from tests.databases import admin_execute, dsn_for
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes
 from tests.integration.test_hris_ingest import deliver, five_employees, run_pipeline
-from tests.integration.test_hris_ingest import hris_dir as hris_dir  # noqa: F401 - the module's fixtures
-from tests.integration.test_hris_ingest import sftp_server as sftp_server  # noqa: F401
 from tests.integration.test_identity_resolution import lms_user, query
 from tests.integration.test_turnover_features import (
     AFTER_D,
@@ -148,25 +146,23 @@ def test_purge_leaves_features_and_reports_for_dates_in_retention_unchanged(ware
 
 
 def test_superseded_partitions_and_landed_files_go_quarantined_files_stay_longer_history_unchanged(
-    sftp_server, warehouse_dsn, tmp_path, monkeypatch
+    sftp_drop, warehouse_dsn, tmp_path, monkeypatch
 ):
-    for key, value in sftp_server.airflow_connection_env().items():
+    for key, value in sftp_drop.airflow_connection_env().items():
         monkeypatch.setenv(key, value)
-    hris_dir = sftp_server.root_dir / "outbound" / "hris"
+    hris_dir = sftp_drop.root_dir / "outbound" / "hris"
     config = retention_config(
         tmp_path, raw_days=30, quarantined_file_days=60, mode="archive", archive_dir=str(tmp_path / "archive")
     )
-    deliver(sftp_server, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
+    deliver(sftp_drop, hris_dir, "employees_20260105.csv", csv_bytes(five_employees()))
     run_pipeline(config, warehouse_dsn)
     corrected = hris_dir / "employees_20260105.csv"
     corrected.write_bytes(csv_bytes(five_employees(e2={"base_salary": "99000.00"})))
     (hris_dir / "employees_20260105.csv.ctl").unlink()
     later = corrected.stat().st_mtime + 60
     os.utime(corrected, (later, later))
-    deliver(
-        sftp_server, hris_dir, "employees_20260112.csv", b"not,a,valid\nfile", control=False
-    )  # quarantined
-    sftp_server.sync()
+    deliver(sftp_drop, hris_dir, "employees_20260112.csv", b"not,a,valid\nfile", control=False)  # quarantined
+    sftp_drop.sync()
     run_pipeline(config, warehouse_dsn)
     statuses = sorted(s for (s,) in query(warehouse_dsn, "select status from audit.file_manifest"))
     assert statuses == ["loaded", "quarantined", "superseded"]
@@ -366,12 +362,12 @@ def clone_warehouse():
 
 
 def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
-    sftp_server, hris_dir, warehouse_dsn, tmp_path, clone_warehouse
+    sftp_drop, hris_dir, warehouse_dsn, tmp_path, clone_warehouse
 ):
     config = retention_config(tmp_path, raw_days=30, quarantined_file_days=30)
     rows = five_employees
     deliver_and_load(
-        sftp_server,
+        sftp_drop,
         hris_dir,
         config,
         warehouse_dsn,
@@ -477,7 +473,7 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
         ),
     }
     for dsn in (warehouse_dsn, never_purged):
-        deliver_and_load(sftp_server, hris_dir, config, dsn, later)
+        deliver_and_load(sftp_drop, hris_dir, config, dsn, later)
     statuses = (
         "select status from audit.file_manifest "
         "where file_name = 'employees_20260119.csv' order by received_at"
@@ -491,7 +487,7 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
     # the next retention run drops its partition too.
     late = {"employees_20260112.csv": csv_bytes(rows(e3={"job_level": "5"})[:4])}
     built = deliver_and_load(
-        sftp_server, hris_dir, config, warehouse_dsn, late, SEALING_NOW + timedelta(days=1)
+        sftp_drop, hris_dir, config, warehouse_dsn, late, SEALING_NOW + timedelta(days=1)
     )
     assert built["files_in_sealed_periods_ignored"] == 1
     assert history_tables(warehouse_dsn) == history
@@ -502,14 +498,14 @@ def test_sealing_drops_loaded_hris_partitions_and_changes_nothing_derived(
 
 
 def test_sealed_snapshots_keep_the_vendor_job_level_and_map_it_like_live_ones(
-    sftp_server, hris_dir, warehouse_dsn, tmp_path
+    sftp_drop, hris_dir, warehouse_dsn, tmp_path
 ):
     config = retention_config(tmp_path, raw_days=30, quarantined_file_days=30)
     files = {
         f"employees_202601{day}.csv": csv_bytes(five_employees(e3={"job_level": "IC4"}))
         for day in ("05", "19")
     }
-    deliver_and_load(sftp_server, hris_dir, config, warehouse_dsn, files)
+    deliver_and_load(sftp_drop, hris_dir, config, warehouse_dsn, files)
     before = history_tables(warehouse_dsn)
 
     apply_retention(config, RUN, dsn=warehouse_dsn, now=SEALING_NOW)
