@@ -61,6 +61,8 @@ from _harness import (
     write_child_result,
 )
 
+from turnover_signals.hris.contract import EMPLOYEE_COLUMNS
+
 FILE_NAME = "employees_20260105.csv"
 REMOTE_DIR = "/outbound/hris"
 REMOTE_PATH = f"{REMOTE_DIR}/{FILE_NAME}"
@@ -72,27 +74,8 @@ GOAL_RATIO_BUNDLE_PSQL = 2.5
 GOAL_RATIO_HOOK_SFTP = 0.7
 GOAL_PEAK_RSS_MIB = 600
 
-HEADER = (
-    "employee_id",
-    "sso_guid",
-    "work_email",
-    "first_name",
-    "last_name",
-    "hire_date",
-    "termination_date",
-    "termination_type",
-    "termination_reason",
-    "employment_status",
-    "job_role",
-    "job_level",
-    "department",
-    "location",
-    "manager_id",
-    "base_salary",
-    "currency",
-    "fte",
-    "performance_rating",
-)
+# The employees file as the contract names its columns, without the optional LMS user id.
+HEADER = tuple(column for column in EMPLOYEE_COLUMNS if column != "lms_user_id")
 
 # -- the synthetic employees file --------------------------------------------------------------
 

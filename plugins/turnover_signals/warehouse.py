@@ -104,10 +104,9 @@ class MigrationError(TurnoverSignalsError):
     """The warehouse schema cannot be brought to the bundle's version."""
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
+class SqlFile:
+    """A file of SQL the runner applies: its text and the sha256 it records."""
+
     path: Path
 
     @property
@@ -117,6 +116,13 @@ class Migration:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Migration(SqlFile):
+    version: int
+    name: str
+    path: Path
 
     @property
     def original_sha256(self) -> str | None:
@@ -169,21 +175,13 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 @dataclass(frozen=True)
-class RepeatableDefinition:
+class RepeatableDefinition(SqlFile):
     """One current definition of a view, function or grant list, named `<schema>.<object>` after the object
     it defines (for grants: the function that applies them)."""
 
     kind: str
     name: str
     path: Path
-
-    @property
-    def sql(self) -> str:
-        return self.path.read_text(encoding="utf-8")
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
     @property
     def version(self) -> None:

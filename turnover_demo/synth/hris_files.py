@@ -21,39 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from turnover_demo.synth.clock import iso_date
+from turnover_signals.hris import contract
 
 if TYPE_CHECKING:
     from turnover_demo.synth.population import Employment
 
-EMPLOYEE_COLUMNS = (
-    "employee_id",
-    "sso_guid",
-    "work_email",
-    "first_name",
-    "last_name",
-    "hire_date",
-    "termination_date",
-    "termination_type",
-    "termination_reason",
-    "employment_status",
-    "job_role",
-    "job_level",
-    "department",
-    "location",
-    "manager_id",
-    "base_salary",
-    "currency",
-    "fte",
-    "performance_rating",
-)
-COMPENSATION_COLUMNS = (
-    "employee_id",
-    "effective_date",
-    "change_type",
-    "previous_base_salary",
-    "new_base_salary",
-    "currency",
-)
+# The file contract's columns (turnover_signals.hris.contract); the generated HRIS records no LMS user id.
+EMPLOYEE_COLUMNS = tuple(column for column in contract.EMPLOYEE_COLUMNS if column != "lms_user_id")
+COMPENSATION_COLUMNS = contract.COMPENSATION_COLUMNS
 CHANGE_TYPES = ("hire", "merit_increase", "promotion", "market_adjustment", "pay_freeze")
 SNAPSHOT_LOOKBACK_DAYS = 90
 
