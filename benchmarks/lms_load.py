@@ -511,7 +511,8 @@ def child_end_to_end(args: argparse.Namespace) -> None:
                 sql_log.append(
                     {
                         "phase": "/".join(current_stack()) or "other",
-                        "sql": re.sub(r"\s+", " ", text).strip()[:160],
+                        # the statement itself: the header comments of a file in include/sql dropped
+                        "sql": re.sub(r"\s+", " ", re.sub(r"(?m)^\s*--.*$", "", text)).strip()[:160],
                         "s": time.perf_counter() - started,
                         "rowcount": self.rowcount,
                     }

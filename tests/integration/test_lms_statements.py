@@ -687,3 +687,47 @@ def test_the_rejects_of_a_batch_that_failed_its_gate_are_gated_again_on_its_reru
         "select count(*) filter (where accepted_in_batch is not null) from raw.lms_statement_rejected",
     ) == [(0,)]
     assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(0,)]
+
+
+def published_statement_scans(conn, statement):
+    """How the plan of `statement` reads raw.lms_statement: the types of the nodes that scan it."""
+    (plan,) = conn.execute(sql.SQL("explain (format json) {}").format(statement)).fetchone()
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    return {
+        n["Node Type"]
+        for n in nodes(plan[0]["Plan"])
+        if n.get("Relation Name") == "lms_statement" and n["Node Type"] != "ModifyTable"
+    }
+
+
+def test_a_chunk_meets_the_published_statements_through_their_index_not_a_read_of_the_whole_table(
+    warehouse_dsn,
+):
+    from turnover_signals.lms.statements import probing_published_statements_by_index
+    from turnover_signals.sqlfiles import read_sql
+
+    with psycopg.connect(warehouse_dsn) as conn, conn.transaction(force_rollback=True):
+        # raw.lms_statement as it grows: many rows published, statistics not yet gathered (autovacuum lags)
+        conn.execute(
+            "insert into raw.lms_statement (statement_id, stored_at, statement, source, batch_id, loaded_at)"
+            " select gen_random_uuid()::text, now(), '{}'::jsonb, 'lrs', 'earlier', now()"
+            " from generate_series(1, 20000)"
+        )
+        conn.execute(
+            "create temp table chunk_checks as select gen_random_uuid()::text as statement_id,"
+            " now() as stored_at, now() as occurred_at, '{}'::jsonb as statement, null::text as reject_reason"
+            " from generate_series(1, 1000)"
+        )
+        conn.execute("analyze chunk_checks")
+        publish = sql.SQL(read_sql("raw", "lms_statement")).format(checks=sql.Identifier("chunk_checks"))
+        publish = sql.SQL(publish.as_string(conn).replace("%(source)s", "'lrs'").replace("%(batch)s", "'b'"))
+        # the planner's own choice: a hash join over a read of every published statement, per chunk
+        assert "Seq Scan" in published_statement_scans(conn, publish)
+        with probing_published_statements_by_index(conn):
+            assert published_statement_scans(conn, publish) <= {"Index Only Scan", "Index Scan"}
+        assert "Seq Scan" in published_statement_scans(conn, publish), "only inside the block"

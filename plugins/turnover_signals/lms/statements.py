@@ -32,9 +32,9 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ import psycopg
 import requests
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from turnover_signals.errors import BadInputError, SourceRefusedError, runbook_link
@@ -683,20 +684,21 @@ class StatementExtraction:
         """Publish a chunk that passed its gate (after its rejects were recorded): its rejects are accepted,
         its new statements inserted and its voids applied."""
         self._accept_rejects(conn, chunk)
-        inserted = conn.execute(
-            sql.SQL(read_sql("raw", "lms_statement")).format(checks=chunk.checks),
-            {"source": stats.source, "batch": chunk.batch_id},
-        ).rowcount
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
-        conn.execute(
-            sql.SQL(
-                "insert into core.lms_activity ({cols}) select {cols} from ({select}) as built where not "
-                "exists (select from core.lms_activity as a where a.statement_id = built.statement_id)"
-            ).format(
-                cols=sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS)),
-                select=sql.SQL(read_sql("core", "lms_activity")),
+        with probing_published_statements_by_index(conn):
+            inserted = conn.execute(
+                sql.SQL(read_sql("raw", "lms_statement")).format(checks=chunk.checks),
+                {"source": stats.source, "batch": chunk.batch_id},
+            ).rowcount
+            conn.execute(
+                sql.SQL(
+                    "insert into core.lms_activity ({cols}) select {cols} from ({select}) as built where not "
+                    "exists (select from core.lms_activity as a where a.statement_id = built.statement_id)"
+                ).format(
+                    cols=sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS)),
+                    select=sql.SQL(read_sql("core", "lms_activity")),
+                )
             )
-        )
         conn.execute("drop view checked_batch")
         voids = apply_voids(conn, chunk.checks, chunk.batch_id)
         return inserted, voids
@@ -981,15 +983,16 @@ def count_late(conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> Non
     the look-back or a sweep), and the longest stored - timestamp among its accepted statements (how far a
     timestamp look-back must reach)."""
     filtered = sql.Identifier("stored_at" if stats.since_field == "stored" else "occurred_at")
-    late, lateness = conn.execute(
-        sql.SQL(
-            "select count(*) filter (where c.{filtered} <= %(watermark)s and not exists ("
-            "   select from raw.lms_statement as r where r.statement_id = c.statement_id)),"
-            " extract(epoch from max(c.stored_at - c.occurred_at))::bigint"
-            " from {checks} as c where c.reject_reason is null"
-        ).format(filtered=filtered, checks=chunk.checks),
-        {"watermark": stats.watermark_before},
-    ).fetchone()
+    with probing_published_statements_by_index(conn):
+        late, lateness = conn.execute(
+            sql.SQL(
+                "select count(*) filter (where c.{filtered} <= %(watermark)s and not exists ("
+                "   select from raw.lms_statement as r where r.statement_id = c.statement_id)),"
+                " extract(epoch from max(c.stored_at - c.occurred_at))::bigint"
+                " from {checks} as c where c.reject_reason is null"
+            ).format(filtered=filtered, checks=chunk.checks),
+            {"watermark": stats.watermark_before},
+        ).fetchone()
     chunk.late = late if stats.watermark_before is not None else 0
     chunk.max_lateness_seconds = lateness
 
@@ -1005,6 +1008,27 @@ STATEMENT_PUBLISH_LOCK = "turnover-signals: publish xAPI statements"
 def lock_statement_publishing(conn: psycopg.Connection) -> None:
     """Wait for, and hold until the caller's transaction ends, the right to publish statements."""
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (STATEMENT_PUBLISH_LOCK,))
+
+
+@contextmanager
+def probing_published_statements_by_index(conn: psycopg.Connection) -> Iterator[None]:
+    """Inside the block, join a chunk to the published statements by index lookups only.
+
+    A chunk (about `lms.publish_chunk_statements`) is checked against raw.lms_statement and core.lms_activity,
+    which grow without bound. With a hash or merge join the planner reads the whole published table once per
+    chunk (it prices a sequential read below 100,000 random index probes, and with stale statistics it
+    thinks the table small): a 1,000,000-statement load turned quadratic, each chunk slower than the one
+    before. Index probes keep a chunk's cost proportional to the chunk. Only inside the block: elsewhere a
+    hash join of two chunk-sized sets is the right plan.
+    """
+    conn.execute("set local enable_hashjoin = off")
+    conn.execute("set local enable_mergejoin = off")
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status == TransactionStatus.INTRANS:
+            conn.execute("reset enable_hashjoin")
+            conn.execute("reset enable_mergejoin")
 
 
 def _drop_scratch(conn: psycopg.Connection, chunks: list[Chunk]) -> None:
