@@ -14,8 +14,9 @@ so an hourly LMS run does not rebuild identity and features for nothing → reso
 key with it; the `full_rebuild` param recomputes all) → Great Expectations gate (headcount reconciles, one key
 per employee, no identifier owned by two keys at once, active match rate at or above
 `identity.min_active_lms_match_rate`) → one transaction publishes `core.employee_identity`,
-`core.lms_account_match`, `audit.identity_exception` and the reconciliation row → steward review sample CSV
-and the readable reconciliation summary.
+`core.lms_account_match`, `audit.identity_exception` and the reconciliation row → ranked suggestions for the
+accounts the rules leave unmatched (`audit.identity_suggestion`, the steward's queue; never a link until a
+steward accepts one) → steward review sample CSV (after the suggestions); the readable reconciliation summary.
 
 **Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to
 migrate.
@@ -78,6 +79,13 @@ def identity_resolution():
         return run_for_stage("transformer", resolve, full=full)
 
     @task
+    def suggest_identity_matches() -> dict:
+        from turnover_signals.airflow_tasks import current_run_identity, run_for_stage
+        from turnover_signals.identity.suggest import suggest_matches
+
+        return run_for_stage("transformer", suggest_matches, with_run=False, run=current_run_identity())
+
+    @task
     def export_identity_review_sample() -> dict:
         from turnover_signals.airflow_tasks import current_run_identity, load_stage_config
         from turnover_signals.identity.review_sample import export_review_sample
@@ -91,8 +99,9 @@ def identity_resolution():
 
         return log_lines(report_reconciliation(load_stage_config("transformer")))
 
-    resolved = resolve_identities()
-    migrate_warehouse() >> resolved >> [export_identity_review_sample(), report_identity_reconciliation()]
+    resolved, suggested = resolve_identities(), suggest_identity_matches()
+    migrate_warehouse() >> resolved >> [suggested, report_identity_reconciliation()]
+    suggested >> export_identity_review_sample()
 
 
 identity_resolution()

@@ -16,7 +16,9 @@ the first build of a version also backfills month-ends and the days since the ne
 inputs are not complete through its cut-off (its employees file, the LMS extraction) is deferred, logged
 and built by a later run →
 stage → Great Expectations gate → one transaction publishes the rows, writes `audit.feature_build` and
-refreshes the labels → print the training set's shape and label balance.
+refreshes the labels → print the training set's shape and label balance; beside it, also when the build
+failed, record the integration KPIs of the day before the run in `mart.integration_kpi` (docs/reference/
+kpis.md), alerting on each that turned red.
 
 **Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to
 migrate.
@@ -112,7 +114,18 @@ def turnover_features():
 
         return log_lines(training_set_summary(load_stage_config("transformer")))
 
-    migrate_warehouse() >> build_features() >> report_training_set()
+    @task(trigger_rule="all_done")  # a failed build is one of the things the KPIs measure
+    def record_integration_kpis() -> dict:
+        from airflow.sdk import get_current_context
+
+        from turnover_signals.airflow_tasks import data_time, run_for_stage
+        from turnover_signals.kpi.build import kpi_date_of_run
+        from turnover_signals.kpi.build import record_integration_kpis as record
+
+        kpi_date = kpi_date_of_run(data_time(get_current_context()))
+        return run_for_stage("transformer", record, kpi_date=kpi_date)
+
+    migrate_warehouse() >> build_features() >> [report_training_set(), record_integration_kpis()]
 
 
 turnover_features()

@@ -8,13 +8,16 @@ learning signals; register both in `audit.model_registry`; promote the better on
 least as good as the champion on `model.promotion_metric`; score the latest reference date into
 `mart.turnover_risk_score`; write an HTML report with the plots.
 
-**Inputs:** `mart.training_set`, `mart.employee_features` (asset from `turnover_features`).
+**Inputs:** `mart.training_set`, `mart.employee_features` (asset from `turnover_features`),
+`mart.turnover_label` (monitoring).
 
 **Flow:** migrate → skip (reason in the log and the run's note) while the training set has too few
 settled reference dates to split in time, as on a new install → train and evaluate both models
 (artifacts and report in the object store, under `model.artifact_dir` and `model.report_dir`) → promotion
 decision (params: `allow_promotion`, `force_promotion`) →
-score employees with the champion → log the summary.
+score employees with the champion → monitor the champion (its performance on the dates whose labels have
+matured, the drift of its scores and top features at the latest date, into `mart.model_monitoring`; a
+threshold of `model.monitoring` crossed raises the standard alert: retrain or roll back) → log the summary.
 
 **Warehouse logins:** `warehouse_transformer` for every task, `warehouse_postgres` (the owner) only to
 migrate.
@@ -102,6 +105,13 @@ def turnover_model():
         return run_for_stage("transformer", score_latest_reference_date, with_run=False)
 
     @task
+    def monitor_champion(scored: dict) -> dict:
+        from turnover_signals.airflow_tasks import run_for_stage
+        from turnover_signals.model.monitoring import monitor_champion
+
+        return run_for_stage("transformer", monitor_champion)
+
+    @task
     def report_model_run(trained: dict, decision: dict, scored: dict) -> list:
         from turnover_signals.airflow_tasks import log_lines
         from turnover_signals.model.summary import model_run_lines
@@ -111,6 +121,7 @@ def turnover_model():
     trained = train_models()
     decision = promote_champion(trained)
     scored = score_employees(decision)
+    monitor_champion(scored)
     migrate_warehouse() >> trained
     report_model_run(trained, decision, scored)
 

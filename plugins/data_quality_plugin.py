@@ -1,4 +1,5 @@
-"""Airflow plugin: the "Data quality" page for auditors, and a link from each task instance to its results.
+"""Airflow plugin: the "Data quality" page for auditors, a link from each task instance to its results, and
+the "KPIs" page beside it (integration KPIs and model monitoring).
 
 Only registration lives here; the app is `turnover_signals.quality.report_app`, which enforces
 Airflow's authentication and authorization itself (plugin apps are mounted without them).
@@ -17,6 +18,14 @@ class DataQualityPlugin(AirflowPlugin):
     name = "turnover_signals_data_quality"
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Data quality"}]
     external_views = [
+        # integration KPIs and model monitoring, beside the validation runs (same app, same authorization)
+        {
+            "name": "KPIs",
+            "href": "data-quality/kpis",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "data-quality-kpis",
+        },
         {
             "name": "Data quality",
             "href": "data-quality/",

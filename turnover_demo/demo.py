@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -444,6 +444,37 @@ def report_lines(conn: psycopg.Connection) -> list[str]:
     return lines
 
 
+def kpi_lines(conn: psycopg.Connection, config: dict[str, Any] | None = None) -> list[str]:
+    """The integration KPIs: today's so far (measured now, beside the rows the DAG runs wrote for the day they
+    replayed), each KPI's latest value and status, red first, and where the KPI page is."""
+    from turnover_signals.config import load_config
+    from turnover_signals.kpi.build import latest_kpis, write_kpis
+    from turnover_signals.kpi.definitions import kpi_of
+
+    if conn.execute("select to_regclass('mart.integration_kpi') is null").fetchone()[0]:
+        return []
+    # The demo replays history today: what its runs recorded is dated today, so today is what to measure.
+    conn.commit()  # the summaries' reads: the measurement is a transaction of its own
+    write_kpis(conn, config or load_config(use_variable=False), datetime.now(UTC).date())
+    conn.commit()
+    rows = sorted(latest_kpis(conn), key=lambda r: ({"alert": 0, "no_data": 1}.get(r["status"], 2), r["kpi"]))
+    newest = max((row["kpi_date"] for row in rows), default=None)
+    lines = [f"Integration KPIs (mart.integration_kpi): {len(rows)} KPIs, latest day {newest}"]
+    for row in rows:
+        unit = kpi_of(row["kpi"]).unit
+        value, target = (
+            "—" if v is None else (f"{v:.1%}" if unit == "share" else f"{v:,.1f}")
+            for v in (row["kpi_value"], row["target_value"])
+        )
+        status = {"alert": "RED", "no_data": "no data"}.get(row["status"], row["status"])
+        lines.append(f"  {row['kpi']:<48} {row['kpi_date']}  {value:>10}  target {target:>8}  {status}")
+    lines.append(
+        "  KPI page: Browse > Data quality > KPIs in Airflow (the plugin's /data-quality/kpis), each KPI "
+        "plotted against its target and linked to its runbook entry (docs/runbook/kpis.md)"
+    )
+    return lines
+
+
 def _url_without_password(conn: psycopg.Connection) -> str:
     """The URL `conn` was opened with, minus its password: safe to print, usable with `--dsn`."""
     info = conn.info
@@ -627,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
             changed = sorted(t for t in after.keys() | before.keys() if before.get(t) != after.get(t))
             say(f"rerun: CHANGED — tables that differ from before this run: {', '.join(changed)}")
         for line in report_lines(conn):
+            say(line)
+        for line in kpi_lines(conn):  # after the rerun check: today's measurement changes as the day goes on
             say(line)
         say(f"Logs: {(DEMO_DIR / 'logs').relative_to(BUNDLE_ROOT)}/   Landed files: .demo/landing/")
         say(f"Total: {time.monotonic() - started:.0f} s")

@@ -60,6 +60,23 @@ RUNBOOK_PAGES = {
     "identity_resolution": "identity",
     "turnover_features": "features",
     "turnover_model": "model",
+    # one entry per integration KPI (turnover_signals.kpi.definitions: Kpi.runbook_section)
+    **dict.fromkeys(
+        [
+            "kpi-hris-headcount-reconciliation",
+            "kpi-identity-match-rate",
+            "kpi-attributable-statement-share",
+            "kpi-open-identity-exceptions",
+            "kpi-hris-file-age-hours",
+            "kpi-lms-watermark-lag-hours",
+            "kpi-validation-pass-rate",
+            "kpi-rejected-statement-rate",
+            "kpi-pipeline-success-rate",
+            "kpi-feature-null-rate",
+            "kpi-scored-headcount",
+        ],
+        "kpis",
+    ),
     **dict.fromkeys(["warehouse_retention", "pseudonym-key", "retention-file-kept"], "retention"),
 }
 

@@ -1,6 +1,7 @@
 """Command line: `python -m turnover_demo.synth --employees N --months M --seed S --out DIR`.
 
-Prints a one-line summary; everything else is in `DIR/manifest.json`.
+`--preset messiest` starts from a named set of settings (see `config.PRESETS`); options given
+explicitly override it. Prints a one-line summary; everything else is in `DIR/manifest.json`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import fields
 from datetime import date
 from pathlib import Path
 
-from turnover_demo.synth.config import SynthConfig, SynthConfigError
+from turnover_demo.synth.config import PRESETS, SynthConfig, SynthConfigError
 from turnover_demo.synth.generator import generate
 
 _DEFAULTS = {spec.name: spec.default for spec in fields(SynthConfig) if spec.name != "out_dir"}
@@ -27,6 +28,11 @@ _RATE_HELP = {
     "email_reuse_rate": "share of non-rehire hires who get a leaver's recycled work_email",
     "rehire_rate": "share of hires during the period that are rehires under a new employee_id",
     "mbox_rate": "share of learner statements identifying the actor by mbox instead of account",
+    "email_typo_rate": "share of primary LMS accounts with one edit (typo) in the email's local part",
+    "personal_domain_rate": "share of primary LMS accounts registered with a personal or unknown domain",
+    "dropped_guid_rate": "share of primary LMS accounts without externalId although the HRIS has the GUID",
+    "namesake_rate": "share of newly named hires who get the first and last name of an earlier employee",
+    "contractor_lookalike_rate": "share of contractor accounts with an employee's name and local part",
     "late_rate": "share of learner statements stored 1-10 days after their timestamp (not scaled)",
     "void_rate": "share of learner statements voided by a later statement (not scaled)",
 }
@@ -47,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "statements).",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="default",
+        help="start from named settings: default, mess_3x (3x identity mess), messiest (3x identity mess "
+        "plus typos, personal domains, dropped GUIDs, namesakes and lookalike contractors)",
+    )
     parser.add_argument("--employees", type=int, default=_DEFAULTS["employees"], help="starting headcount")
     parser.add_argument(
         "--months", type=int, default=_DEFAULTS["months"], help="length of the simulated period"
@@ -96,10 +109,17 @@ def config_from_arguments(arguments: argparse.Namespace) -> SynthConfig:
     return SynthConfig(out_dir=arguments.out, catalog_file=arguments.catalog, **values)
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse twice: the preset's settings become the defaults, so options given explicitly still win."""
+    preset = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(**PRESETS[preset])
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, generate, print a summary; exit status 2 for unusable settings."""
     parser = build_parser()
-    arguments = parser.parse_args(argv)
+    arguments = parse_arguments(parser, argv)
     try:
         manifest = generate(config_from_arguments(arguments))
     except SynthConfigError as exc:

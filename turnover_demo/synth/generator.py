@@ -155,11 +155,17 @@ def generate(config: SynthConfig) -> dict[str, object]:
     # Separate streams for HR-side and LMS-side mess, so LMS settings never change the HR world.
     hr_mess_rng = Random(f"turnover-synth:{config.seed}:hr-mess")
     lms_mess_rng = Random(f"turnover-synth:{config.seed}:lms-mess")
+    # The fuzzy kinds (issue 23) have streams of their own, so switching them on keeps the other mess.
+    hr_fuzzy_mess_rng = Random(f"turnover-synth:{config.seed}:hr-fuzzy-mess")
+    lms_fuzzy_mess_rng = Random(f"turnover-synth:{config.seed}:lms-fuzzy-mess")
 
     hris = HrisExportWriter(out_dir / HRIS_SUBDIR, snapshots)
     sink = StatementSink(out_dir / "lms" / "statements.jsonl")
-    lms = LearningSimulator(config, catalog, start_day, end_day, lms_rng, lms_mess_rng, ledger, sink)
-    company = Company(config, start_day, end_day, hr_rng, hr_mess_rng, ledger, hris, lms)
+    lms = LearningSimulator(
+        config, catalog, start_day, end_day, lms_rng, lms_mess_rng, ledger, sink, lms_fuzzy_mess_rng
+    )
+    company = Company(config, start_day, end_day, hr_rng, hr_mess_rng, ledger, hris, lms, hr_fuzzy_mess_rng)
+    lms.issued_corporate_emails = company.used_emails
     try:
         company.build_initial_population()
         initial_headcount = len(company.active)

@@ -6,9 +6,11 @@ counts both, so `manifest.json` can report realized rates next to the settings.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from random import Random
 
 from turnover_demo.synth.config import SynthConfig
+from turnover_demo.synth.names import ascii_email_part
 
 CORPORATE_DOMAIN = "northwind.example"
 CORPORATE_ALIAS_DOMAIN = "nw-corp.example"
@@ -29,6 +31,22 @@ USERNAME_RELEASED = (
     "username_released"  # an inactive account renamed so a new account could take its userName
 )
 USERNAME_SUFFIXED = "username_suffixed"  # a new account whose userName got a suffix because it was taken
+# The fuzzy kinds (issue 23): exact rules cannot resolve them, or a fuzzy matcher is easily fooled by them.
+EMAIL_TYPO = "email_typo"  # one edit (a letter inserted, deleted or replaced) in the local part
+PERSONAL_DOMAIN = "personal_domain"  # a personal or unknown domain instead of the corporate address
+DROPPED_GUID = "dropped_guid"  # no externalId although the HRIS has the person's sso_guid
+NAMESAKE = "namesake"  # the owner was given the first and last name of an earlier employee
+CONTRACTOR_LOOKALIKE = "contractor_lookalike"  # a contractor with an employee's name and local part
+
+# Personal mail providers and an unknown domain (an acquired company's, never configured as corporate).
+PERSONAL_EMAIL_DOMAINS = ("mail.example", "webmail.example", "inbox.example", "fabrikam.example")
+# Letters next to each other on a QWERTY keyboard: most one-letter typos hit a neighbour.
+_KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+KEYBOARD_NEIGHBOURS = {
+    row[index]: row[max(0, index - 1) : index] + row[index + 1 : index + 2]
+    for row in _KEYBOARD_ROWS
+    for index in range(len(row))
+}
 
 # Manifest entries: kind -> (config setting, what the rate is counted over).
 RATED_KINDS = {
@@ -43,6 +61,14 @@ RATED_KINDS = {
     "mbox_actor": ("mbox_rate", "learner statements in statements.jsonl (voiding statements excluded)"),
     "late_stored": ("late_rate", "learner statements in statements.jsonl (voiding statements excluded)"),
     "voided": ("void_rate", "learner statements in statements.jsonl (voiding statements excluded)"),
+}
+# The fuzzy kinds, reported apart (`fuzzy_rates`) so the manifest's `rates` keep their meaning.
+FUZZY_RATED_KINDS = {
+    EMAIL_TYPO: ("email_typo_rate", "primary LMS accounts of employments"),
+    PERSONAL_DOMAIN: ("personal_domain_rate", "primary LMS accounts of employments"),
+    DROPPED_GUID: ("dropped_guid_rate", "primary LMS accounts whose HRIS employment has an sso_guid"),
+    NAMESAKE: ("namesake_rate", "persons hired under a freshly drawn name"),
+    CONTRACTOR_LOOKALIKE: ("contractor_lookalike_rate", "contractor accounts"),
 }
 
 
@@ -75,6 +101,54 @@ def domain_alias(email: str) -> str:
     return email
 
 
+def corporate_canonical(email: str) -> str:
+    """The address as the corporate mail server delivers it: lower case, no +tag, the alias domain mapped."""
+    local, _, domain = email.lower().partition("@")
+    if domain == CORPORATE_ALIAS_DOMAIN:
+        domain = CORPORATE_DOMAIN
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+def email_typo(email: str, rng: Random, taken: Container[str] = ()) -> str:
+    """The address with one edit in the letters of its local part (before any +tag), as a person
+    typing it might make: a neighbouring key instead of the right one, a letter doubled or dropped.
+
+    The result never normalizes to an address in `taken` (another employee's: a typo landing on a
+    real address is a different problem, a wrong exact match) and never equals `email` in any case.
+    """
+    local, _, domain = email.partition("@")
+    base, plus, tag = local.partition("+")
+    letters = [index for index, char in enumerate(base) if char.isascii() and char.isalpha()]
+    for _ in range(20 if letters else 0):
+        index = rng.choice(letters)
+        char = base[index]
+        edit = rng.randrange(3) if len(letters) > 4 else rng.randrange(2)
+        if edit == 0:
+            replacement = rng.choice(KEYBOARD_NEIGHBOURS[char.lower()])
+            edited = (
+                base[:index] + (replacement.upper() if char.isupper() else replacement) + base[index + 1 :]
+            )
+        elif edit == 1:
+            edited = base[:index] + char + base[index:]
+        else:
+            edited = base[:index] + base[index + 1 :]
+        candidate = f"{edited}{plus}{tag}@{domain}"
+        if candidate.lower() != email.lower() and corporate_canonical(candidate) not in taken:
+            return candidate
+    return email  # no safe edit found (no letters, or every edit lands on an issued address): leave it
+
+
+def personal_address(first_name: str, last_name: str, rng: Random) -> str:
+    """A personal or unknown-domain address a person might register with: `jane.doe`, `janedoe`,
+    `jdoe` (sometimes with two digits) at a mail provider or an unconfigured domain."""
+    first, last = ascii_email_part(first_name), ascii_email_part(last_name)
+    style = rng.randrange(3)
+    local = f"{first}.{last}" if style == 0 else f"{first}{last}" if style == 1 else f"{first[0]}{last}"
+    if rng.random() < 0.4:
+        local += f"{rng.randrange(10, 100)}"
+    return f"{local}@{rng.choice(PERSONAL_EMAIL_DOMAINS)}"
+
+
 class DeferredDraws:
     """Bernoulli draws that may have to wait for a candidate (a leaver to rehire, an address to reuse).
 
@@ -102,8 +176,8 @@ class MessLedger:
 
     def __init__(self, config: SynthConfig) -> None:
         self.config = config
-        self.counts: dict[str, int] = {kind: 0 for kind in RATED_KINDS}
-        self.denominators: dict[str, int] = {kind: 0 for kind in RATED_KINDS}
+        self.counts: dict[str, int] = {kind: 0 for kind in (*RATED_KINDS, *FUZZY_RATED_KINDS)}
+        self.denominators: dict[str, int] = {kind: 0 for kind in (*RATED_KINDS, *FUZZY_RATED_KINDS)}
         self.other_counts: dict[str, int] = {}
 
     def record(self, kind: str, happened: bool, opportunities: int = 1) -> None:
@@ -121,10 +195,9 @@ class MessLedger:
         """Count an unrated event (e.g. a released userName)."""
         self.other_counts[kind] = self.other_counts.get(kind, 0) + count
 
-    def report(self) -> dict[str, object]:
-        """The manifest's `identity_mess` section."""
+    def _rated(self, kinds: dict[str, tuple[str, str]]) -> dict[str, object]:
         rated: dict[str, object] = {}
-        for kind, (setting, denominator_name) in RATED_KINDS.items():
+        for kind, (setting, denominator_name) in kinds.items():
             denominator = self.denominators[kind]
             rated[kind] = {
                 "setting": setting,
@@ -134,4 +207,12 @@ class MessLedger:
                 "count": self.counts[kind],
                 "realized_rate": round(self.counts[kind] / denominator, 6) if denominator else None,
             }
-        return {"rates": rated, "other_counts": dict(sorted(self.other_counts.items()))}
+        return rated
+
+    def report(self) -> dict[str, object]:
+        """The manifest's `identity_mess` section."""
+        return {
+            "rates": self._rated(RATED_KINDS),
+            "fuzzy_rates": self._rated(FUZZY_RATED_KINDS),
+            "other_counts": dict(sorted(self.other_counts.items())),
+        }

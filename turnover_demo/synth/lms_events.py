@@ -35,7 +35,7 @@ import hashlib
 import heapq
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from datetime import date
 from itertools import accumulate
 from pathlib import Path
@@ -57,11 +57,16 @@ from turnover_demo.synth.config import SynthConfig
 from turnover_demo.synth.identity_mess import (
     CONTRACTOR,
     CONTRACTOR_DOMAIN,
+    CONTRACTOR_LOOKALIKE,
     DOMAIN_ALIAS,
+    DROPPED_GUID,
     DUPLICATE_ACCOUNT,
     EMAIL_CASE,
     EMAIL_LATER_REASSIGNED,
+    EMAIL_TYPO,
     MISSING_SSO_GUID,
+    NAMESAKE,
+    PERSONAL_DOMAIN,
     PLUS_ALIAS,
     REASSIGNED_EMAIL,
     REHIRE,
@@ -70,6 +75,8 @@ from turnover_demo.synth.identity_mess import (
     MessLedger,
     domain_alias,
     email_case_variant,
+    email_typo,
+    personal_address,
     plus_alias,
 )
 from turnover_demo.synth.names import draw_name, email_local_part
@@ -308,8 +315,16 @@ class LearningSimulator:
         mess_rng: Random,
         ledger: MessLedger,
         sink: StatementSink,
+        fuzzy_mess_rng: Random,
     ) -> None:
         self.config = config
+        self.fuzzy_mess_rng = fuzzy_mess_rng
+        self.email_typo_rate = config.effective_rate("email_typo_rate")
+        self.personal_domain_rate = config.effective_rate("personal_domain_rate")
+        self.dropped_guid_rate = config.effective_rate("dropped_guid_rate")
+        self.contractor_lookalike_rate = config.effective_rate("contractor_lookalike_rate")
+        # Every corporate address ever issued (the HR side fills it): a typo must not land on one.
+        self.issued_corporate_emails: Container[str] = ()
         self.start_day = start_day
         self.end_day = end_day
         self.start_ms = day_start_ms(start_day)
@@ -452,13 +467,22 @@ class LearningSimulator:
         self.ledger.record(CONTRACTOR, spawns_contractor)
         if spawns_contractor:
             first_ms = self.start_ms - 180 * DAY_MS if initial else day_start_ms(employment.hire_day)
-            self._plan_contractor(self.mess_rng.randint(first_ms, self.end_exclusive_ms - 1))
+            self._plan_contractor(self.mess_rng.randint(first_ms, self.end_exclusive_ms - 1), employment)
 
-    def _plan_contractor(self, created_ms: int) -> None:
+    def _plan_contractor(self, created_ms: int, employment: Employment) -> None:
+        """An LMS-only contractor account; now and then (contractor_lookalike_rate) one who shares the
+        name and the address's local part of `employment`'s holder, the trap for a name-based matcher."""
         account = LmsAccount()
         account.is_contractor = True
         account.given_name, account.family_name = draw_name(self.mess_rng)
         local = email_local_part(account.given_name, account.family_name)
+        wants_lookalike = self.fuzzy_mess_rng.random() < self.contractor_lookalike_rate
+        if wants_lookalike:
+            account.given_name, account.family_name = (
+                employment.person.first_name,
+                employment.person.last_name,
+            )
+            local = employment.work_email.partition("@")[0]
         suffix = 1
         while True:
             email = f"{local}@{CONTRACTOR_DOMAIN}" if suffix == 1 else f"{local}{suffix}@{CONTRACTOR_DOMAIN}"
@@ -466,6 +490,11 @@ class LearningSimulator:
             if email not in self._contractor_emails:
                 break
         self._contractor_emails.add(email)
+        # Only a contractor who really got the employee's local part counts (another lookalike may hold it).
+        is_lookalike = wants_lookalike and suffix == 2
+        self.ledger.record(CONTRACTOR_LOOKALIKE, is_lookalike)
+        if is_lookalike:
+            account.mess_kinds.append(CONTRACTOR_LOOKALIKE)
         account.email = email
         account.created_ms = created_ms - created_ms % 1000
         account.contractor_end_ms = account.created_ms + self.mess_rng.randint(60, 540) * DAY_MS
@@ -535,9 +564,17 @@ class LearningSimulator:
             kinds.append(DOMAIN_ALIAS)
         for kind in (EMAIL_CASE, PLUS_ALIAS, DOMAIN_ALIAS):
             self.ledger.record(kind, kind in kinds)
-        account.email = email
+        account.email = self._apply_fuzzy_email_mess(account, email)
         if not employment.sso_guid:
             kinds.append(MISSING_SSO_GUID)
+        else:
+            dropped = self.fuzzy_mess_rng.random() < self.dropped_guid_rate
+            self.ledger.record(DROPPED_GUID, dropped)
+            if dropped:
+                account.external_id = None
+                kinds.append(DROPPED_GUID)
+        if employment.person.is_namesake:
+            kinds.append(NAMESAKE)
         if employment.is_rehire:
             kinds.append(REHIRE)
         if employment.email_reused_from is not None:
@@ -551,6 +588,24 @@ class LearningSimulator:
         self.ledger.record(DUPLICATE_ACCOUNT, has_duplicate)
         if has_duplicate:
             self._plan_duplicate(account, employment)
+
+    def _apply_fuzzy_email_mess(self, account: LmsAccount, email: str) -> str:
+        """A typo in the address, or a personal or unknown-domain address instead (which replaces any
+        corporate variant drawn before: the account no longer carries one)."""
+        draw = self.fuzzy_mess_rng.random()
+        kinds = account.mess_kinds
+        if draw < self.email_typo_rate:
+            typo = email_typo(email, self.fuzzy_mess_rng, self.issued_corporate_emails)
+            if typo != email:
+                email = typo
+                kinds.append(EMAIL_TYPO)
+        elif draw < self.email_typo_rate + self.personal_domain_rate:
+            email = personal_address(account.given_name, account.family_name, self.fuzzy_mess_rng)
+            kinds[:] = [kind for kind in kinds if kind not in (EMAIL_CASE, PLUS_ALIAS, DOMAIN_ALIAS)]
+            kinds.append(PERSONAL_DOMAIN)
+        self.ledger.record(EMAIL_TYPO, EMAIL_TYPO in kinds)
+        self.ledger.record(PERSONAL_DOMAIN, PERSONAL_DOMAIN in kinds)
+        return email
 
     def _plan_duplicate(self, primary: LmsAccount, employment: Employment) -> None:
         """A second account of the same person, typically self-registered with an alias address."""
@@ -571,6 +626,8 @@ class LearningSimulator:
         else:
             duplicate.email = plus_alias(base, self.mess_rng)
             duplicate.mess_kinds.extend((DUPLICATE_ACCOUNT, PLUS_ALIAS))
+        if employment.person.is_namesake:
+            duplicate.mess_kinds.append(NAMESAKE)
         # Usually created by hand, so no SSO link; now and then an admin copies the externalId.
         duplicate.external_id = (employment.sso_guid or None) if self.mess_rng.random() < 0.05 else None
         created = primary.created_ms + self.mess_rng.randint(2 * DAY_MS, 120 * DAY_MS)

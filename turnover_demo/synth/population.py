@@ -30,6 +30,7 @@ from turnover_demo.synth.hris_files import SNAPSHOT_LOOKBACK_DAYS, HrisExportWri
 from turnover_demo.synth.identity_mess import (
     CORPORATE_DOMAIN,
     MISSING_SSO_GUID,
+    NAMESAKE,
     REASSIGNED_EMAIL,
     REHIRE,
     DeferredDraws,
@@ -167,6 +168,7 @@ class Person:
         "latent_risk",
         "learning_engagement",
         "employments",
+        "is_namesake",
     )
 
     def __init__(
@@ -179,6 +181,7 @@ class Person:
         self.latent_risk = latent_risk
         self.learning_engagement: float | None = None  # drawn by the LMS side, independent of risk
         self.employments: list[Employment] = []
+        self.is_namesake = False  # given an earlier employee's name by the namesake_rate draw
 
     def is_employed(self) -> bool:
         """Whether the person's latest employment is still running."""
@@ -305,12 +308,15 @@ class Company:
         ledger: MessLedger,
         hris: HrisExportWriter,
         lms: LearningSimulator,
+        fuzzy_mess_rng: Random,
     ) -> None:
         self.config = config
         self.start_day = start_day
         self.end_day = end_day
         self.rng = rng
         self.mess_rng = mess_rng
+        self.fuzzy_mess_rng = fuzzy_mess_rng
+        self._namesake_rate = config.effective_rate("namesake_rate")
         self.ledger = ledger
         self.hris = hris
         self.lms = lms
@@ -369,6 +375,18 @@ class Company:
             self.rng.betavariate(2.0, 4.0),
         )
         self.persons.append(person)
+        return person
+
+    def _new_person_with_fresh_name(self) -> Person:
+        """A newcomer under a drawn name, or (namesake_rate) under the name of an earlier employee."""
+        first_name, last_name = draw_name(self.rng)  # drawn either way: the HR stream must not depend on it
+        is_namesake = bool(self.employments) and self.fuzzy_mess_rng.random() < self._namesake_rate
+        self.ledger.record(NAMESAKE, is_namesake)
+        if is_namesake:
+            namesake_of = self.employments[self.fuzzy_mess_rng.randrange(len(self.employments))].person
+            first_name, last_name = namesake_of.first_name, namesake_of.last_name
+        person = self._new_person(first_name, last_name)
+        person.is_namesake = is_namesake
         return person
 
     def _allocate_email(self, person: Person) -> str:
@@ -526,7 +544,7 @@ class Company:
 
         last_review = self._review_day_on_or_before(self.start_day - 1)
         for hire_day, _, department, level, role in dated:
-            person = self._new_person(*draw_name(self.rng))
+            person = self._new_person_with_fresh_name()
             employment = Employment(f"E{len(self.employments) + 1:06d}", person, hire_day)
             employment.sso_guid = self._draw_hris_sso_guid(person.sso_guid)
             employment.work_email = self._allocate_email(person)
@@ -861,7 +879,7 @@ class Company:
                 self._email_reuse_draws.paid()
                 person = self._new_person(email_donor.person.first_name, email_donor.person.last_name)
             else:
-                person = self._new_person(*draw_name(self.rng))
+                person = self._new_person_with_fresh_name()
 
         employment = Employment(f"E{len(self.employments) + 1:06d}", person, day)
         if returning is not None:

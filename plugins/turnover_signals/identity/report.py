@@ -45,6 +45,16 @@ def reconciliation_lines(row: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def suggestion_queue_line(conn: psycopg.Connection) -> str:
+    """The steward's queue at a glance (docs/concepts/identity.md: suggestions)."""
+    open_count, accounts = conn.execute(
+        "select count(*), count(distinct lms_user_id) from audit.identity_suggestion where status = 'open'"
+    ).fetchone()
+    return f"  suggestions for the steward: {open_count} open for {accounts} unmatched LMS account(s)"
+
+
 def report_reconciliation(config: Mapping[str, Any], dsn: str | None = None) -> list[str]:
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        return reconciliation_lines(latest_reconciliation(conn))
+        row = latest_reconciliation(conn)
+        lines = reconciliation_lines(row)
+        return lines if row is None else [*lines, suggestion_queue_line(conn)]

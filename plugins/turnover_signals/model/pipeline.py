@@ -33,7 +33,7 @@ from turnover_signals.model.dataset import (
     time_split,
 )
 from turnover_signals.model.metrics import decile_lift, evaluate_with_intervals
-from turnover_signals.model.report import write_report
+from turnover_signals.model.report import feature_importances, write_report
 from turnover_signals.model.train import RANDOM_STATE, fit_feature_set, save_artifact
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.sqlfiles import read_sql
@@ -200,7 +200,11 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
         float(model_config["confidence_level"]),
     )
     report_target = report_dir / f"turnover_model_report__{run_key}.html"
-    report_path = write_report(report_target, models, predictions, test, evaluation, split, versions, metric)
+    # computed once: plotted in the report, registered for monitoring (the champion's top features)
+    importances = feature_importances(models, test)
+    report_path = write_report(
+        report_target, models, predictions, test, evaluation, split, versions, metric, importances
+    )
     card_path = write_model_card(
         report_dir / f"turnover_model_card__{run_key}.html",
         run_key=run_key,
@@ -240,6 +244,7 @@ def _train_and_register(config: Mapping[str, Any], run: RunIdentity, dsn: str | 
                         **evaluation["models"][fs],
                         "selection_on_calibration": model.selection,
                         "decile_lift": decile_lift(predictions[fs], labels),
+                        "feature_importance": importances[fs],
                     }
                 ),
                 "lift_over_hr_only": json.dumps(evaluation["lift"].get(fs)) if fs != "hr_only" else None,

@@ -91,10 +91,15 @@ def lift_and_distribution_figure(predictions: Mapping[str, np.ndarray], labels: 
     return png(figure)
 
 
-def importance_figure(models: Mapping[str, Any], test: pd.DataFrame) -> str:
+def feature_importances(models: Mapping[str, Any], test: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per model, each feature's permutation importance on (a sample of) the test window: the drop in PR AUC.
+
+    Plotted in the report and registered with the model's metrics (`feature_importance`), where monitoring
+    reads the champion's most important features (model/monitoring.py).
+    """
     sample = test.sample(min(len(test), IMPORTANCE_SAMPLE_ROWS), random_state=0)
-    figure, axes = plt.subplots(1, len(models), figsize=(14, 7))
-    for ax, (name, model) in zip(np.atleast_1d(axes), models.items(), strict=True):
+    importances = {}
+    for name, model in models.items():
         result = permutation_importance(
             model.estimator,
             as_numeric_frame(sample, model.features),
@@ -103,8 +108,23 @@ def importance_figure(models: Mapping[str, Any], test: pd.DataFrame) -> str:
             n_repeats=2,
             random_state=0,
         )
-        order = np.argsort(result.importances_mean)[-15:]
-        ax.barh([model.features[i] for i in order], result.importances_mean[order], color=COLOURS[name])
+        importances[name] = {
+            f: float(v) for f, v in zip(model.features, result.importances_mean, strict=True)
+        }
+    return importances
+
+
+def importance_figure(
+    models: Mapping[str, Any],
+    test: pd.DataFrame,
+    importances: Mapping[str, Mapping[str, float]] | None = None,
+) -> str:
+    importances = importances or feature_importances(models, test)
+    figure, axes = plt.subplots(1, len(models), figsize=(14, 7))
+    for ax, (name, model) in zip(np.atleast_1d(axes), models.items(), strict=True):
+        values = np.array([importances[name][f] for f in model.features])
+        order = np.argsort(values)[-15:]
+        ax.barh([model.features[i] for i in order], values[order], color=COLOURS[name])
         ax.set(title=f"Permutation importance, {LABELS[name]} ({model.algorithm})", xlabel="drop in PR AUC")
     figure.tight_layout()
     return png(figure)
@@ -135,8 +155,11 @@ def write_report(
     split: Any,
     versions: Mapping[str, str],
     metric: str,
+    importances: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
-    """Render the report and write it to `target` (an `ObjectStoragePath`); returns the object's URL."""
+    """Render the report and write it to `target` (an `ObjectStoragePath`); returns the object's URL.
+
+    `importances`: `feature_importances(models, test)` when the caller has them already."""
     labels = test["label"].to_numpy().astype(int)
     split_rows = "".join(
         f"<tr><td>{part}</td><td>{a} .. {b}</td></tr>"
@@ -150,7 +173,7 @@ def write_report(
     images = [
         curves_figure(predictions, labels),
         lift_and_distribution_figure(predictions, labels),
-        importance_figure(models, test),
+        importance_figure(models, test, importances),
     ]
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Turnover model report</title>

@@ -8,6 +8,12 @@ validation runs of DAGs it may read; runs made outside a DAG need read access to
 page reads the warehouse as the read-only `warehouse_quality_reader` login (docs/security.md#least-privilege),
 and Data Docs pages, model reports and model cards from object storage (`turnover_signals.storage`): only
 objects under the configured base (or the configured Data Docs and report folders) are served.
+
+Beside it, the "KPIs" page (`kpis`): the integration KPIs of `mart.integration_kpi` (latest value and status
+first, then each one's history against its target, drawn on the server) and, once the model monitoring
+table exists, `mart.model_monitoring`; each KPI links to its runbook entry, served as `runbook/<page>`
+unless `alerts.runbook_url` points elsewhere. It needs read access to `turnover_features` (which writes the
+KPIs); a DAG's success rate also needs read access to that DAG, and model monitoring to `turnover_model`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from psycopg.rows import dict_row
+
+from turnover_signals.errors import RUNBOOK_URL
+from turnover_signals.identity.steward_page import register_steward_routes
 
 LIST_COLUMNS = (
     "validation_id",
@@ -387,6 +396,7 @@ tr.failed{{background:#fef3f2}}tr.late .late-count{{color:#b54708;font-weight:bo
 form{{display:flex;flex-wrap:wrap;gap:.4em .8em}}input{{max-width:12em}}abbr{{text-decoration:none}}</style>
 </head><body>
 <h1>Data quality</h1>
+<nav><a href="kpis">KPIs: integration health and model monitoring</a></nav>
 <p>Every Great Expectations validation run of the turnover-signals pipelines: what was checked, on which
 file, batch or reference date, with what outcome. Unexpected values from PII columns are masked.</p>
 <form method="get">
@@ -404,6 +414,273 @@ file, batch or reference date, with what outcome. Unexpected values from PII col
 <th>what was validated</th><th>outcome</th><th>failed / evaluated</th><th>DAG run</th><th>task</th>\
 <th>report</th></tr>
 </thead><tbody>{"".join(body)}</tbody></table>{lms_html}{models_html}</body></html>"""
+
+
+# -- the KPI page ----------------------------------------------------------------------------------------
+
+KPI_DAG = "turnover_features"  # writes mart.integration_kpi
+MONITORING_DAG = "turnover_model"  # its monitoring task writes mart.model_monitoring
+KPI_COLUMNS = ("kpi_date", "kpi", "kpi_value", "target_value", "status", "source")
+MONITORING_COLUMNS = (
+    "model_version",
+    "reference_date",
+    "metric",
+    "value",
+    "lower",
+    "upper",
+    "threshold",
+    "status",
+)
+
+
+def _page_config() -> dict[str, Any]:
+    """The configuration with the Variable (targets, page_days and runbook_url may be set there); the file's
+    alone when the Variable cannot be read."""
+    from turnover_signals.config import ConfigError, load_config
+
+    try:
+        return load_config()
+    except ConfigError:
+        return load_config(use_variable=False)
+
+
+def _readable_relation(cur: psycopg.Cursor[Any], name: str) -> bool:
+    # served before the migration that creates it has run, and by a login that may not be granted it yet
+    cur.execute(
+        "select to_regclass(%(name)s) is not null and has_table_privilege(to_regclass(%(name)s), 'select')"
+        " as readable",
+        {"name": name},
+    )
+    return bool(cur.fetchone()["readable"])
+
+
+def fetch_kpi_history(conn: psycopg.Connection, days: int = 90) -> list[dict[str, Any]]:
+    """Every KPI row of the `days` days up to the newest KPI date, per KPI oldest first (empty before the KPI
+    migration)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if not _readable_relation(cur, "mart.integration_kpi"):
+            return []
+        cur.execute(
+            f"select {', '.join(KPI_COLUMNS)} from mart.integration_kpi"  # noqa: S608 - fixed names
+            " where kpi_date > (select max(kpi_date) from mart.integration_kpi) - %s::integer"
+            " order by kpi, kpi_date",
+            (days,),
+        )
+        return cur.fetchall()
+
+
+def fetch_model_monitoring(conn: psycopg.Connection, days: int = 90) -> list[dict[str, Any]]:
+    """The model monitoring rows of the `days` days up to the newest reference date (empty while
+    `mart.model_monitoring` does not exist, cannot be read or holds nothing)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if not _readable_relation(cur, "mart.model_monitoring"):
+            return []
+        cur.execute(
+            f"select {', '.join(MONITORING_COLUMNS)} from mart.model_monitoring"  # noqa: S608 - fixed names
+            " where reference_date > (select max(reference_date) from mart.model_monitoring) - %s::integer"
+            " order by metric, model_version, reference_date",
+            (days,),
+        )
+        return cur.fetchall()
+
+
+def _per_dag(row: Mapping[str, Any]) -> bool:
+    return row["kpi"].startswith("pipeline_success_rate:")
+
+
+def kpi_visible(kpi: str, allowed: set[str | None]) -> bool:
+    """Whether a reader of the DAGs `allowed` may see KPI `kpi`: the KPI DAG's readers see every KPI but
+    another DAG's success rate, which needs read access to that DAG too."""
+    if KPI_DAG not in allowed:
+        return False
+    return not kpi.startswith("pipeline_success_rate:") or kpi.split(":", 1)[1] in allowed
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "share":
+        return f"{value:.1%}"
+    if unit == "hours":
+        return f"{value:.1f} h"
+    return f"{value:,.0f}"
+
+
+def _kpi_link(kpi_name: str, runbook_url: str) -> str:
+    from turnover_signals.kpi.definitions import kpi_of
+
+    definition = kpi_of(kpi_name)
+    if runbook_url == RUNBOOK_URL:  # the repository's path: served by this app instead
+        return f"runbook/kpis#runbook-{definition.runbook_section}"
+    return definition.runbook_link(runbook_url)
+
+
+def _slug(kpi: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", kpi)
+
+
+STATUS_LABELS = {"alert": "RED", "ok": "ok", "no_data": "no data"}
+
+
+def _kpi_summary_row(row: Mapping[str, Any], runbook_url: str) -> str:
+    """A KPI's latest value and status, linking to its plot and its runbook entry."""
+    from turnover_signals.kpi.definitions import kpi_of
+
+    definition = kpi_of(row["kpi"])
+    target = row["target_value"]
+    target_text = (
+        "—" if target is None else ("≤ " if definition.at_most else "≥ ") + _value(target, definition.unit)
+    )
+    return (
+        f"<tr class={_cell(row['status'])}>"
+        f'<td><a href="#kpi-{_slug(row["kpi"])}">{_cell(row["kpi"])}</a></td>'
+        f"<td>{_cell(row['kpi_date'])}</td><td>{_value(row['kpi_value'], definition.unit)}</td>"
+        f"<td>{target_text}</td>"
+        f"<td class=status>{_cell(STATUS_LABELS.get(row['status'], row['status']))}</td>"
+        f'<td><a href="{_cell(_kpi_link(row["kpi"], runbook_url))}">runbook</a></td></tr>'
+    )
+
+
+def render_kpi_page(
+    history: list[dict[str, Any]], monitoring: list[dict[str, Any]], runbook_url: str = "", plots: bool = True
+) -> str:
+    """The KPI page: each KPI's latest value and status (red first), then its history against its target,
+    then the model monitoring metrics. `history`: KPI rows, per KPI oldest first."""
+    from turnover_signals.kpi.charts import data_uri, kpi_plot, monitoring_plot
+    from turnover_signals.kpi.definitions import BY_NAME, kpi_of
+
+    runbook_url = runbook_url or RUNBOOK_URL
+    by_kpi: dict[str, list[dict[str, Any]]] = {}
+    for row in history:
+        if row["kpi"].split(":", 1)[0] in BY_NAME:
+            by_kpi.setdefault(row["kpi"], []).append(row)
+    order = {"alert": 0, "no_data": 1, "ok": 2}
+    latest = sorted(
+        (rows[-1] for rows in by_kpi.values()), key=lambda r: (order.get(r["status"], 3), r["kpi"])
+    )
+    summary = "".join(_kpi_summary_row(row, runbook_url) for row in latest)
+    figures = []
+    for kpi, rows in sorted(by_kpi.items()):
+        definition = kpi_of(kpi)
+        image = (
+            f'<img class=kpi-plot alt="{_cell(kpi)} over time, with its target" '
+            f'src="{data_uri(kpi_plot(kpi, definition.unit, rows))}">'
+            if plots
+            else ""
+        )
+        figures.append(
+            f'<figure id="kpi-{_slug(kpi)}">{image}<figcaption><b>{_cell(definition.title)}</b> '
+            f"({_cell(kpi)}): {_cell(definition.definition)}. "
+            f"Source: <code>{_cell(definition.source)}</code>. "
+            f'<a href="{_cell(_kpi_link(kpi, runbook_url))}">What to do when it is red</a>'
+            "</figcaption></figure>"
+        )
+    metrics: dict[str, list[dict[str, Any]]] = {}
+    for row in monitoring:
+        metrics.setdefault(row["metric"], []).append(row)
+    monitoring_html = ""
+    if metrics:
+        monitoring_figures = "".join(
+            f'<figure id="monitoring-{_slug(metric)}">'
+            + (
+                f'<img class=monitoring-plot alt="{_cell(metric)} per reference date" '
+                f'src="{data_uri(monitoring_plot(metric, rows))}">'
+                if plots
+                else ""
+            )
+            + f"<figcaption>{_cell(metric)}: newest {_cell(rows[-1]['value'])} "
+            f"({_cell(rows[-1]['model_version'])}, {_cell(rows[-1]['reference_date'])}, "
+            f"{_cell(rows[-1]['status'])})</figcaption></figure>"
+            for metric, rows in sorted(metrics.items())
+        )
+        monitoring_html = (
+            "<h2>Model monitoring</h2><p>From <code>mart.model_monitoring</code>: performance of the "
+            "champion once labels mature (with intervals, shaded), drift and calibration before; the dashed "
+            "line is the threshold, red points crossed it.</p>"
+            f'<div class=plots id="model-monitoring">{monitoring_figures}</div>'
+        )
+    empty = (
+        ""
+        if latest
+        else "<p>No KPI has been recorded yet (the record_integration_kpis task writes them).</p>"
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>KPIs</title>
+<style>body{{font-family:sans-serif;margin:1em;font-size:14px}}
+table{{border-collapse:collapse;width:100%;table-layout:fixed}}
+td,th{{border-bottom:1px solid #ddd;padding:.35em;text-align:left;vertical-align:top;overflow-wrap:anywhere}}
+tr.alert{{background:#fef3f2}}tr.alert .status{{color:#b42318;font-weight:bold}}tr.ok .status{{color:#16794c}}
+tr.no_data .status{{color:#667085}}.plots{{display:flex;flex-wrap:wrap;gap:1em}}
+figure{{margin:0;max-width:520px}}figure img{{max-width:100%;height:auto}}figcaption{{font-size:12px}}</style>
+</head><body>
+<nav><a href="./">Data quality</a></nav>
+<h1>KPIs</h1>
+<p>Integration health of the turnover-signals pipelines, one row per day in <code>mart.integration_kpi</code>,
+measured as of the end of each day (UTC). Latest first; red KPIs at the top.</p>
+{empty}<table id="kpi-latest"><thead><tr><th>KPI</th><th>day</th><th>latest value</th><th>target</th>
+<th>status</th><th>when red</th></tr></thead><tbody>{summary}</tbody></table>
+<h2>History</h2><div class=plots id="kpi-history">{"".join(figures)}</div>
+{monitoring_html}</body></html>"""
+
+
+_RUNBOOK_ANCHOR = re.compile(r'<a id="(runbook[A-Za-z0-9_-]*)"></a>')
+_LIST_MARK = re.compile(r"^(\d+\.|-) ")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def _inline(text: str) -> str:
+    """Escaped text with `code`, **bold** and links to other runbook pages (served here)."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
+
+    def link(match: re.Match[str]) -> str:
+        target = re.fullmatch(r"([a-z_-]+)\.md(#[A-Za-z0-9_-]+)?|(#[A-Za-z0-9_-]+)", match[2])
+        if target is None:
+            return match[1]
+        href = target[3] or target[1] + (target[2] or "")
+        return f'<a href="{href}">{match[1]}</a>'
+
+    return _MD_LINK.sub(link, escaped)
+
+
+def render_runbook_page(page: str) -> str:
+    """A page of docs/runbook/ as simple HTML with its entries' anchors (404 for anything else)."""
+    from turnover_signals.errors import RUNBOOK_PAGES
+    from turnover_signals.paths import BUNDLE_ROOT
+
+    if page not in set(RUNBOOK_PAGES.values()):
+        raise HTTPException(status_code=404, detail="no such runbook page")
+    path = BUNDLE_ROOT / "docs" / "runbook" / f"{page}.md"
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail="the runbook is not deployed with this bundle")
+    blocks, body = re.split(r"\n\s*\n", path.read_text(encoding="utf-8")), []
+    for block in blocks:
+        stripped = block.strip()
+        if anchor := _RUNBOOK_ANCHOR.fullmatch(stripped):
+            body.append(f'<a id="{anchor[1]}"></a>')
+        elif heading := re.fullmatch(r"(#{1,4}) (.+)", stripped):
+            level = len(heading[1])
+            body.append(f"<h{level}>{_inline(heading[2])}</h{level}>")
+        elif stripped.startswith("```"):
+            body.append(f"<pre>{html.escape(stripped.strip('`').removeprefix('text'))}</pre>")
+        elif re.match(r"(\d+\.|-) ", stripped):
+            items = [_LIST_MARK.sub("", item) for item in re.split(r"\n(?=\d+\. |- )", stripped)]
+            tag = "ol" if stripped[0].isdigit() else "ul"
+            body.append(f"<{tag}>" + "".join(f"<li>{_inline(item)}</li>" for item in items) + f"</{tag}>")
+        elif stripped.startswith("|"):
+            rows = [line.strip().strip("|").split(" | ") for line in stripped.splitlines()]
+            cells = "".join(
+                "<tr>" + "".join(f"<td>{_inline(cell.strip())}</td>" for cell in row) + "</tr>"
+                for row in rows
+                if not set("".join(row)) <= set("-| ")
+            )
+            body.append(f"<table>{cells}</table>")
+        elif stripped:
+            body.append(f"<p>{_inline(stripped)}</p>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Runbook: {html.escape(page)}</title>
+<style>body{{font-family:sans-serif;margin:1em;font-size:14px;max-width:60em}}code{{background:#f2f4f7}}
+td{{border-bottom:1px solid #ddd;padding:.3em;vertical-align:top}}</style></head><body>
+<nav><a href="../kpis">KPIs</a> · <a href="../">Data quality</a></nav>{"".join(body)}</body></html>"""
 
 
 # Data Docs pages and model reports are generated HTML that loads third-party scripts (Great Expectations'
@@ -510,6 +787,27 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=404, detail="no such model run")
         return stored_page(model["report_path"], "model report")
 
+    @app.get("/kpis", response_class=HTMLResponse)
+    def kpi_page(user: UserDep) -> str:
+        config = _page_config()
+        days = int((config.get("kpi") or {}).get("page_days") or 90)
+        with _warehouse() as conn:
+            history = fetch_kpi_history(conn, days)
+            monitoring = fetch_model_monitoring(conn, days)
+        dag_ids = [KPI_DAG, MONITORING_DAG] + [
+            row["kpi"].split(":", 1)[1] for row in history if _per_dag(row)
+        ]
+        allowed = readable_dag_ids(user, dag_ids)
+        return render_kpi_page(
+            [row for row in history if kpi_visible(row["kpi"], allowed)],
+            monitoring if MONITORING_DAG in allowed else [],
+            runbook_url=(config.get("alerts") or {}).get("runbook_url") or RUNBOOK_URL,
+        )
+
+    @app.get("/runbook/{page}", response_class=HTMLResponse)
+    def runbook_page(user: UserDep, page: str) -> str:
+        return render_runbook_page(page)
+
     @app.get("/model-cards/{model_version}")
     def model_card(user: UserDep, model_version: str) -> Response:
         with _warehouse() as conn:
@@ -518,4 +816,5 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=404, detail="no such model run")
         return stored_page(model["card_path"], "model card")
 
+    register_steward_routes(app)
     return app
