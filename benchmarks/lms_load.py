@@ -304,6 +304,34 @@ class ContentionWatch:
         self._thread.join()
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the local PostgreSQL server: its live processes, plus what the postmaster
+    collected from backends that have exited (cutime + cstime). None where /proc cannot tell (not Linux, or
+    the server runs elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, found_postmaster = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name != "postgres" and not name.startswith("postgres:"):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if fields[1] == "1" or Path(f"/proc/{fields[1]}/comm").read_text().strip() != "postgres":
+            found_postmaster = True  # the postmaster: its parent is not postgres
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime of the reaped backends
+    return total / ticks if found_postmaster else None
+
+
+def wal_position(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute("select pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+
 def measure_child(mode: str, args: list[str], log_dir: Path, env: dict[str, str]) -> dict[str, Any]:
     """This script as a child process (`--child mode`), with the contention seen while it ran."""
     watch = ContentionWatch.active
@@ -739,7 +767,16 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
 
             dsn, report["migrate_s"] = fresh_database("e2e")
             print(f"[{count:,}] end to end", flush=True)
+            # What the machine's two cores spent on the run: the loader (the child), PostgreSQL, and the
+            # sample LRS (this process's threads), against the wall time they had.
+            cpu_before = (postgres_cpu_seconds(), time.process_time(), wal_position(dsn))
             report["e2e"] = measure_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
+            cpu_after = (postgres_cpu_seconds(), time.process_time(), wal_position(dsn))
+            report["e2e_cpu"] = {
+                "postgres_s": None if None in (cpu_before[0], cpu_after[0]) else cpu_after[0] - cpu_before[0],
+                "lrs_s": cpu_after[1] - cpu_before[1],
+                "wal_mb": (cpu_after[2] - cpu_before[2]) / 1e6,
+            }
             with psycopg.connect(dsn, autocommit=True) as conn:
                 report["verify"] = dict(
                     zip(
@@ -1141,6 +1178,48 @@ def backfill_section(reports: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def cpu_budget_section(reports: list[dict[str, Any]]) -> list[str]:
+    """Where the two cores went during the end-to-end run (runs saved before this was measured have none)."""
+    measured = [r for r in reports if r.get("e2e_cpu", {}).get("postgres_s") is not None]
+    if not measured:
+        return []
+    header = [
+        "N",
+        "e2e wall s",
+        "loader CPU s (child, imports included)",
+        "PostgreSQL CPU s",
+        "sample LRS CPU s",
+        "total CPU s",
+        "cores busy (of 2)",
+        "WAL MB",
+    ]
+    rows = []
+    for r in measured:
+        loader = r["e2e"]["cpu_user_s"] + r["e2e"]["cpu_sys_s"]
+        total = loader + r["e2e_cpu"]["postgres_s"] + r["e2e_cpu"]["lrs_s"]
+        wall = r["e2e"]["process_wall_s"]
+        rows.append(
+            [
+                f"{r['statements']:,}",
+                fmt(wall),
+                fmt(loader),
+                fmt(r["e2e_cpu"]["postgres_s"]),
+                fmt(r["e2e_cpu"]["lrs_s"]),
+                fmt(total),
+                fmt(total / wall, 2),
+                fmt(r["e2e_cpu"]["wal_mb"], 0),
+            ]
+        )
+    return [
+        "CPU of the end-to-end run by process (the child's own rusage; PostgreSQL's from /proc: its live "
+        "processes plus the backends the postmaster reaped; the sample LRS is the parent's threads), over "
+        "the child's whole life, and the WAL it wrote:",
+        "",
+        markdown_table(header, rows),
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     reports = results["reports"]
     bare_runs = "; ".join(
@@ -1159,6 +1238,8 @@ def render(results: dict[str, Any]) -> str:
         "the child's own (`os.wait4`).",
         "",
         cost_table(reports),
+        "",
+        *cpu_budget_section(reports),
     ]
     for report in reports:
         lines += phase_section(report)

@@ -460,14 +460,25 @@ def kpi_lines(conn: psycopg.Connection, config: dict[str, Any] | None = None) ->
     rows = sorted(latest_kpis(conn), key=lambda r: ({"alert": 0, "no_data": 1}.get(r["status"], 2), r["kpi"]))
     newest = max((row["kpi_date"] for row in rows), default=None)
     lines = [f"Integration KPIs (mart.integration_kpi): {len(rows)} KPIs, latest day {newest}"]
+    # A KPI measured per feature, suite, feed or DAG (`family:member`) whose members are all green is one
+    # line: the red ones are what the reader needs to see.
+    families: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        unit = kpi_of(row["kpi"]).unit
-        value, target = (
-            "—" if v is None else (f"{v:.1%}" if unit == "share" else f"{v:,.1f}")
-            for v in (row["kpi_value"], row["target_value"])
-        )
-        status = {"alert": "RED", "no_data": "no data"}.get(row["status"], row["status"])
-        lines.append(f"  {row['kpi']:<48} {row['kpi_date']}  {value:>10}  target {target:>8}  {status}")
+        families.setdefault(row["kpi"].split(":")[0], []).append(row)
+    for family, members in families.items():
+        if len(members) > 1 and all(row["status"] == "ok" for row in members):
+            lines.append(
+                f"  {family + ':*':<48} {newest}  {len(members)} of {len(members)} within target  ok"
+            )
+            continue
+        for row in members:
+            unit = kpi_of(row["kpi"]).unit
+            value, target = (
+                "—" if v is None else (f"{v:.1%}" if unit == "share" else f"{v:,.1f}")
+                for v in (row["kpi_value"], row["target_value"])
+            )
+            status = {"alert": "RED", "no_data": "no data"}.get(row["status"], row["status"])
+            lines.append(f"  {row['kpi']:<48} {row['kpi_date']}  {value:>10}  target {target:>8}  {status}")
     lines.append(
         "  KPI page: Browse > Data quality > KPIs in Airflow (the plugin's /data-quality/kpis), each KPI "
         "plotted against its target and linked to its runbook entry (docs/runbook/kpis.md)"
