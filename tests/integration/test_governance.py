@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 
+from tests.databases import DatabaseCopies, as_airflow_warehouse
 from tests.integration.test_identity_resolution import CORP, employee, query
 from tests.integration.test_turnover_features import D, enterprise, hr_known_through, inputs_complete_through
 from turnover_signals.config import load_config
@@ -63,13 +65,18 @@ LEEDS = [f"P{n}" for n in range(1, 6)]
 SMALL_SITES = {"P6": "Oslo", "P7": "Porto", "P8": "Riga", "P9": "Turin", "P10": "Ghent"}
 
 
-@pytest.fixture
-def config():
+def small_enterprise_config():
+    """The small enterprise's configuration: no match-rate or null-fraction gate, no backfill."""
     config = load_config(use_variable=False)
     config["identity"]["min_active_lms_match_rate"] = 0
     config["features"]["initial_backfill_month_ends"] = 0
     config["features"]["max_null_fraction"] = dict.fromkeys(config["features"]["max_null_fraction"], 1.0)
     return config
+
+
+@pytest.fixture
+def config():
+    return small_enterprise_config()
 
 
 def populate(dsn, config, colleagues=()):
@@ -107,13 +114,18 @@ def populate(dsn, config, colleagues=()):
     return dsn
 
 
+def four_people_shown_with_k_1(dsn, config):
+    """Populate `dsn` as the `warehouse` fixture does; returns `dsn`."""
+    populate(dsn, config)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        install_analytics_policy(conn, 1)
+    return dsn
+
+
 @pytest.fixture
 def warehouse(warehouse_dsn, config):
     """Four people, each alone in some group: shown with k = 1, to check what the views hold."""
-    populate(warehouse_dsn, config)
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        install_analytics_policy(conn, 1)
-    return warehouse_dsn
+    return four_people_shown_with_k_1(warehouse_dsn, config)
 
 
 @pytest.fixture
@@ -289,27 +301,68 @@ def test_default_privileges_cover_tables_created_later(warehouse, login_as):
         assert not allowed(conn, "select * from core.later_table")
 
 
-def test_pseudonyms_are_the_hmac_of_the_employee_key_and_rotation_changes_every_one(warehouse):
-    keys = dict(query(warehouse, "select hris_employee_id, employee_key from core.hris_employee_key"))
-    expected = {person_pseudonym(KEY, key) for key in keys.values()}
-    shown = {p for (p,) in query(warehouse, "select distinct person_pseudonym from analytics.turnover_label")}
-    assert shown and shown <= expected
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        assert install_pseudonym_key(conn, KEY)["installed"] is False  # same key: nothing to do
-        rotated = install_pseudonym_key(conn, ROTATED_KEY)
-    assert rotated == {"installed": True, "key_fingerprint": key_fingerprint(ROTATED_KEY), "rotated": True}
-    after = {p for (p,) in query(warehouse, "select distinct person_pseudonym from analytics.turnover_label")}
-    assert len(after) == len(shown) and not after & shown
-    assert after <= {person_pseudonym(ROTATED_KEY, key) for key in keys.values()}
-    audit = query(
-        warehouse,
-        "select key_fingerprint, previous_key_fingerprint from audit.pseudonym_key_rotation"
-        " order by installed_at",
-    )
-    assert audit == [(key_fingerprint(KEY), None), (key_fingerprint(ROTATED_KEY), key_fingerprint(KEY))]
-    stored = query(warehouse, "select inner_pad, outer_pad from governance.pseudonym_key")
-    assert stored == [tuple(hmac_pads(ROTATED_KEY.encode()))]
-    assert ROTATED_KEY.encode() not in b"".join(bytes(v) for v in stored[0])
+def shown_pseudonyms(dsn) -> set[str]:
+    return {p for (p,) in query(dsn, "select distinct person_pseudonym from analytics.turnover_label")}
+
+
+@pytest.fixture(scope="module")
+def key_rotation(migrated_template_db):
+    """The `warehouse` of the tests above, its key installed again and then rotated; run once for the tests
+    below, which assert on the pseudonyms shown before and after, and on what the rotation stored."""
+    with DatabaseCopies() as databases, pytest.MonkeyPatch.context() as environment:
+        dsn = four_people_shown_with_k_1(
+            as_airflow_warehouse(databases.copy(migrated_template_db), environment), small_enterprise_config()
+        )
+        keys = dict(query(dsn, "select hris_employee_id, employee_key from core.hris_employee_key"))
+        shown_before = shown_pseudonyms(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            same_key = install_pseudonym_key(conn, KEY)
+            rotated = install_pseudonym_key(conn, ROTATED_KEY)
+        return SimpleNamespace(
+            employee_keys=list(keys.values()),
+            shown_before=shown_before,
+            same_key=same_key,
+            rotated=rotated,
+            shown_after=shown_pseudonyms(dsn),
+            audit=query(
+                dsn,
+                "select key_fingerprint, previous_key_fingerprint from audit.pseudonym_key_rotation"
+                " order by installed_at",
+            ),
+            stored=query(dsn, "select inner_pad, outer_pad from governance.pseudonym_key"),
+        )
+
+
+def test_pseudonyms_are_the_hmac_of_the_employee_key(key_rotation):
+    expected = {person_pseudonym(KEY, key) for key in key_rotation.employee_keys}
+    assert key_rotation.shown_before and key_rotation.shown_before <= expected
+
+
+def test_installing_the_installed_key_again_does_nothing(key_rotation):
+    assert key_rotation.same_key["installed"] is False
+
+
+def test_a_key_rotation_changes_every_pseudonym(key_rotation):
+    assert key_rotation.rotated == {
+        "installed": True,
+        "key_fingerprint": key_fingerprint(ROTATED_KEY),
+        "rotated": True,
+    }
+    before, after = key_rotation.shown_before, key_rotation.shown_after
+    assert len(after) == len(before) and not after & before
+    assert after <= {person_pseudonym(ROTATED_KEY, key) for key in key_rotation.employee_keys}
+
+
+def test_a_key_rotation_is_audited_with_the_previous_keys_fingerprint(key_rotation):
+    assert key_rotation.audit == [
+        (key_fingerprint(KEY), None),
+        (key_fingerprint(ROTATED_KEY), key_fingerprint(KEY)),
+    ]
+
+
+def test_only_the_hmac_pads_of_the_rotated_key_are_stored(key_rotation):
+    assert key_rotation.stored == [tuple(hmac_pads(ROTATED_KEY.encode()))]
+    assert ROTATED_KEY.encode() not in b"".join(bytes(v) for v in key_rotation.stored[0])
 
 
 def test_without_a_key_the_analytics_views_are_empty(warehouse):

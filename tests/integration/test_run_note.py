@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.databases import DatabaseCopies, as_airflow_warehouse
 from tests.integration.airflow_processes import api_server
 from tests.integration.test_identity_resolution import CORP, employee, lms_user
 from tests.integration.test_turnover_features import hr_known_through, lms_read_through
@@ -45,66 +47,109 @@ def test_without_the_connection_nothing_is_sent_and_the_log_says_why(airflow_met
     assert "Airflow connection 'no_such_api' is not defined" in logged(caplog, capsys)
 
 
-@pytest.fixture
-def airflow_api(airflow_metadata_db, tmp_path):
+@pytest.fixture(scope="module")
+def airflow_api(airflow_metadata_db, tmp_path_factory):
+    """One API server for the module's DAG runs (it only reads and writes run notes)."""
     with api_server(
-        tmp_path / "api-server", {"admin": "ADMIN", "turnover_bot": "USER", "reader": "VIEWER"}
+        tmp_path_factory.mktemp("api-server"), {"admin": "ADMIN", "turnover_bot": "USER", "reader": "VIEWER"}
     ) as server:
         yield server
 
 
-@pytest.mark.slow
-def test_a_deferred_date_is_written_on_the_run_and_a_rerun_keeps_peoples_lines(
-    airflow_api, warehouse_dsn, monkeypatch, caplog, capsys
-):
+@pytest.fixture(scope="module")
+def deferred_run(airflow_api, migrated_template_db):
+    """A `turnover_features` run whose reference date (two days ago) waits for its employees file, run once
+    for the tests below: its state, the API path of the run and the note the run wrote. The tests that write
+    the note again first set it to what they start from."""
     from airflow.dag_processing.dagbag import DagBag
 
     today = datetime.now(UTC).date()
     reference_date = today - timedelta(days=2)  # ended, its file not late yet (lateness 48 h after its end)
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        employee(conn, "E1", guid="g-e1", email=f"e1@{CORP}", hire=date(2022, 3, 1))
-        hr_known_through(conn, reference_date - timedelta(days=1))
-        lms_read_through(conn, datetime.now(UTC) - timedelta(minutes=5))
-    monkeypatch.setenv(
-        "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"features": {"initial_backfill_month_ends": 0}})
-    )
-    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+    with DatabaseCopies() as databases, pytest.MonkeyPatch.context() as environment:
+        dsn = as_airflow_warehouse(databases.copy(migrated_template_db), environment)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            employee(conn, "E1", guid="g-e1", email=f"e1@{CORP}", hire=date(2022, 3, 1))
+            hr_known_through(conn, reference_date - timedelta(days=1))
+            lms_read_through(conn, datetime.now(UTC) - timedelta(minutes=5))
+        environment.setenv(
+            "AIRFLOW_VAR_TURNOVER_SIGNALS", json.dumps({"features": {"initial_backfill_month_ends": 0}})
+        )
+        environment.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
 
-    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
-    logical_date = datetime.combine(reference_date + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    run = dag.test(logical_date=logical_date.replace(hour=7, minute=30))
-    assert run.state == "success"
+        dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
+        logical_date = datetime.combine(reference_date + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        run = dag.test(logical_date=logical_date.replace(hour=7, minute=30))
     path = f"api/v2/dags/{DAG_ID}/dagRuns/{run.run_id}"
-    note = airflow_api.get(path, "reader")["note"]
-    assert note.startswith(NOTE_PREFIX + "deferred (inputs not complete through the cut-off): ")
-    assert f"no employees file dated {reference_date} or later is loaded" in note
+    return SimpleNamespace(
+        state=run.state,
+        run_id=run.run_id,
+        path=path,
+        reference_date=reference_date,
+        note=airflow_api.get(path, "reader")["note"],
+    )
 
-    person = "on-call: HR says the file comes tomorrow"
-    airflow_api.patch(path, {"note": person + "\n" + note}, "admin", update_mask="note")
-    # a rerun of the task writes the same line: nothing is sent, the person's line stays
-    assert write_run_note(DAG_ID, run.run_id, [note.removeprefix(NOTE_PREFIX)]) == "unchanged"
-    assert airflow_api.get(path, "reader")["note"] == person + "\n" + note
 
-    # once the date is built its deferral line goes; the person's line stays
-    assert write_run_note(DAG_ID, run.run_id, []) == "written"
-    assert airflow_api.get(path, "reader")["note"] == person
-    assert write_run_note(DAG_ID, run.run_id, []) == "unchanged"
+PERSON = "on-call: HR says the file comes tomorrow"
 
-    # a user who may only read runs, or a wrong password: a warning naming the problem, no failed task
-    caplog.clear()
+
+def set_note(airflow_api, run, note: str) -> None:
+    airflow_api.patch(run.path, {"note": note}, "admin", update_mask="note")
+
+
+@pytest.mark.slow
+def test_a_deferred_date_is_written_on_the_run(deferred_run):
+    assert deferred_run.state == "success"
+    assert deferred_run.note.startswith(NOTE_PREFIX + "deferred (inputs not complete through the cut-off): ")
+    assert f"no employees file dated {deferred_run.reference_date} or later is loaded" in deferred_run.note
+
+
+@pytest.mark.slow
+def test_a_rerun_writing_the_same_lines_sends_nothing_and_keeps_peoples_lines(
+    airflow_api, deferred_run, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+    note = deferred_run.note
+    set_note(airflow_api, deferred_run, PERSON + "\n" + note)
+    assert write_run_note(DAG_ID, deferred_run.run_id, [note.removeprefix(NOTE_PREFIX)]) == "unchanged"
+    assert airflow_api.get(deferred_run.path, "reader")["note"] == PERSON + "\n" + note
+
+
+@pytest.mark.slow
+def test_once_the_date_is_built_its_deferral_line_goes_and_peoples_lines_stay(
+    airflow_api, deferred_run, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+    set_note(airflow_api, deferred_run, PERSON + "\n" + deferred_run.note)
+    assert write_run_note(DAG_ID, deferred_run.run_id, []) == "written"
+    assert airflow_api.get(deferred_run.path, "reader")["note"] == PERSON
+    assert write_run_note(DAG_ID, deferred_run.run_id, []) == "unchanged"
+
+
+@pytest.mark.slow
+def test_a_user_who_may_only_read_runs_gets_a_warning_naming_the_refusal_not_a_failed_task(
+    airflow_api, deferred_run, monkeypatch, caplog, capsys
+):
     capsys.readouterr()
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("reader"))
     with caplog.at_level(logging.WARNING):
-        assert write_run_note(DAG_ID, run.run_id, ["deferred"]) == "failed"
+        assert write_run_note(DAG_ID, deferred_run.run_id, ["deferred"]) == "failed"
     text = logged(caplog, capsys)
     assert "could not be written through Airflow connection 'airflow_api'" in text and "HTTP 403" in text
+
+
+@pytest.mark.slow
+def test_a_wrong_password_gets_a_warning_that_never_shows_a_password_and_leaves_the_note(
+    airflow_api, deferred_run, monkeypatch, caplog, capsys
+):
+    set_note(airflow_api, deferred_run, PERSON)
+    capsys.readouterr()
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("reader", "wrong-password"))
     with caplog.at_level(logging.WARNING):
-        assert write_run_note(DAG_ID, run.run_id, ["deferred"]) == "failed"
+        assert write_run_note(DAG_ID, deferred_run.run_id, ["deferred"]) == "failed"
     text = logged(caplog, capsys)
     assert "login of user 'reader' answered HTTP 401" in text
     assert "wrong-password" not in text and airflow_api.users["reader"] not in text
-    assert airflow_api.get(path, "reader")["note"] == person
+    assert airflow_api.get(deferred_run.path, "reader")["note"] == PERSON
 
 
 @pytest.mark.slow

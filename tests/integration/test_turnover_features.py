@@ -385,10 +385,13 @@ def test_a_leavers_later_activity_and_a_recycled_address_before_the_hire_never_c
     assert feature_row(warehouse_dsn, "E-OLD") is None  # not active at D
 
 
-def test_reruns_change_nothing_and_a_new_version_keeps_the_old_one(warehouse_dsn, config, built):
+def test_a_rerun_of_a_built_date_builds_nothing_and_changes_no_table(warehouse_dsn, config, built):
     tables = mart_tables(warehouse_dsn)
     assert build_features(config, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == []
     assert mart_tables(warehouse_dsn) == tables
+
+
+def test_a_new_feature_set_version_is_built_beside_the_old_one(warehouse_dsn, config, built):
     bumped = copy.deepcopy(config)
     bumped["features"]["feature_set_version"] = 3
     assert build_features(bumped, dsn=warehouse_dsn, reference_dates=[D])["reference_dates_built"] == [
