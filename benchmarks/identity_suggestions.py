@@ -518,9 +518,11 @@ def timing_notes(result: dict[str, Any]) -> list[str]:
         f"{timing['employees']:,} employees, {timing['suggest']['pairs_scored']:,} pairs; "
         + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items())
         + ". The generator draws names from "
-        f"{len(FIRST_NAMES)} first and {len(LAST_NAMES)} last names (common ones more often), so a "
-        "family-name block holds over a thousand employees at this size: more pairs, and more namesakes in "
-        "the queue, than a real directory's spread of names gives.",
+        f"{len(FIRST_NAMES)} first and {len(LAST_NAMES)} last names (common ones more often), so a family "
+        "name is held by over a thousand employees at this size, as Smith is in a real directory of this "
+        "size: blocking on the family name alone compared 3.2 million pairs here (163.5 s); with the first "
+        "initial, about a hundred employees per account. A full name has several holders too: an account "
+        "on a personal domain is then told apart from its namesakes only by its creation at a hire.",
     ]
 
 

@@ -339,9 +339,18 @@ def summarize_lms(conn: psycopg.Connection) -> list[str]:
 
 
 def summarize_identity(conn: psycopg.Connection) -> list[str]:
-    from turnover_signals.identity.report import latest_reconciliation, reconciliation_lines
+    from turnover_signals.identity.report import (
+        latest_reconciliation,
+        reconciliation_lines,
+        suggestion_queue_line,
+    )
 
-    lines = reconciliation_lines(latest_reconciliation(conn))
+    row = latest_reconciliation(conn)
+    lines = (
+        reconciliation_lines(row)
+        if row is None
+        else [*reconciliation_lines(row), suggestion_queue_line(conn)]
+    )
     return [
         "Identity resolution (identity_resolution):",
         *(line if line.startswith("  ") else f"  {line}" for line in lines),

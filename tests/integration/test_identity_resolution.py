@@ -1079,6 +1079,7 @@ def test_the_demo_prints_the_identity_reconciliation_summary_after_a_run(warehou
     )
     assert lines[2].startswith("  HRIS headcount 30 vs canonical 30: reconciles (")
     assert any(line.startswith("  LMS users 31: matched 30 (") for line in lines)
+    assert lines[-1].startswith("  suggestions for the steward: ")
 
 
 def test_a_run_with_no_hr_history_or_nothing_changed_is_skipped_with_the_reason(warehouse_dsn, config):

@@ -192,6 +192,19 @@ def test_accounts_on_a_contractor_domain_are_never_suggested(resolved, config):
     assert [row[0] for row in suggestions(resolved, "u-personal")] == [key_of(resolved, "E003")]
 
 
+def test_without_the_contrib_extensions_the_stage_says_what_is_missing_and_scores_nothing(
+    resolved, config, caplog
+):
+    with psycopg.connect(resolved, autocommit=True) as conn:
+        conn.execute("drop extension fuzzystrmatch cascade")
+    with caplog.at_level("WARNING", logger="turnover_signals.identity.suggest"):
+        summary = suggest_matches(config, dsn=resolved)
+    assert "fuzzystrmatch" in summary["skipped"] and "install PostgreSQL contrib" in summary["skipped"]
+    assert summary["suggestions_open"] == 0
+    assert table_contents(resolved) == []
+    assert any("identity suggestions skipped" in record.getMessage() for record in caplog.records)
+
+
 def test_a_typo_in_the_email_is_suggested_for_the_right_employee_and_not_for_the_namesake(resolved, config):
     summary = suggest_matches(config, dsn=resolved)
     rows = suggestions(resolved, "u-typo")
@@ -217,6 +230,52 @@ def test_an_account_created_outside_the_candidates_employment_scores_lower(resol
     )
     assert set(weights) == {"u-cyd-during", "u-cyd-after"}  # both suggested, the later one weaker
     assert weights["u-cyd-during"] > weights["u-cyd-after"] + 3
+
+
+def add_account_and_resolve(dsn, config, user_id, *, email, created, first, last):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        lms_user(conn, user_id, email=email, created=created, first=first, last=last)
+    resolve_identities(config, dsn=dsn, full=True)
+
+
+def test_a_personal_address_goes_to_the_namesake_hired_when_the_account_was_opened(resolved, config):
+    # `ann.lee` is E001's corporate local part, but on a personal domain it only repeats the name: the
+    # account opened two days after E002's hire is hers
+    add_account_and_resolve(
+        resolved,
+        config,
+        "u-ann-personal",
+        email="ann.lee@mail.example",
+        created=datetime(2025, 2, 3, tzinfo=UTC),
+        first="Ann",
+        last="Lee",
+    )
+    suggest_matches(config, dsn=resolved)
+    rows = suggestions(resolved, "u-ann-personal")
+    assert [(row[0], row[1]) for row in rows] == [(key_of(resolved, "E002"), 1)]
+    evidence = query(
+        resolved, "select evidence from audit.identity_suggestion where suggestion_id = %s", (rows[0][3],)
+    )[0][0]
+    assert evidence["employment"]["level"] == "created_at_hire"
+    assert evidence["email_local_part"]["weight"] < 3
+
+
+def test_a_typo_in_the_family_name_is_reached_through_the_email(resolved, config):
+    # neither the family name nor its sound meets Stone's; the address is one edit from his
+    add_account_and_resolve(
+        resolved,
+        config,
+        "u-stome",
+        email=f"bob.stome@{CORP}",
+        created=datetime(2025, 3, 1, tzinfo=UTC),
+        first="Bob",
+        last="Stome",
+    )
+    summary = suggest_matches(config, dsn=resolved)
+    rows = suggestions(resolved, "u-stome")
+    assert [(row[0], row[1]) for row in rows] == [(key_of(resolved, "E003"), 1)]
+    # blocking compares each account with a few employees, not with everyone
+    assert summary["pairs_scored"] < 3 * summary["accounts_scored"]
 
 
 def test_an_accepted_suggestion_is_applied_by_the_next_run_and_audited(resolved, config):

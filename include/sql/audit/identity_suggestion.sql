@@ -3,6 +3,7 @@
 -- identity_suggestion_candidate), less the pairs a steward rejected (they stay rejected), kept at or above
 -- the score min_score and to the top_n best per account. The stage upserts them into
 -- audit.identity_suggestion and removes the open rows no longer suggested; decided rows are never touched.
+-- The evidence (per comparison: level, weight, the values compared) is assembled here, for the few kept.
 with unsuppressed as (
     select *
     from identity_suggestion_candidate as candidate
@@ -46,9 +47,26 @@ final as (
         score,
         match_weight,
         rank,
-        evidence,
         'open' as status,
-        %(run_id)s::text as created_run_id
+        %(run_id)s::text as created_run_id,
+        jsonb_build_object(
+            'prior', jsonb_build_object('weight', round(prior_weight::numeric, 3)),
+            'name', jsonb_build_object(
+                'level', name_level, 'weight', round(name_weight::numeric, 3),
+                'similarity', round(name_similarity::numeric, 3), 'name_holders', name_holders
+            ),
+            'email_local_part', jsonb_build_object(
+                'level', email_level, 'weight', round(email_weight::numeric, 3), 'edits', local_part_edits
+            ),
+            'domain_class', jsonb_build_object('level', domain_class, 'weight', round(domain_weight::numeric, 3)),
+            'employment', jsonb_build_object(
+                'level', employment_level,
+                'weight', round(employment_weight::numeric, 3),
+                'account_created_date', created_date,
+                'employment_start_date', employment_start_date,
+                'employment_end_date', employment_end_date
+            )
+        ) as evidence
     from ranked
     where rank <= %(top_n)s::integer
 )

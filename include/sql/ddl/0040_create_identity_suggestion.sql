@@ -4,9 +4,16 @@
 -- which the next identity run applies; a rejected one stays here and suppresses its pair in later runs.
 
 -- Name similarity (trigrams) and edit distance on the email's local part. Both are trusted contrib
--- extensions: the warehouse owner creates them without superuser rights.
-create extension if not exists pg_trgm;
-create extension if not exists fuzzystrmatch;
+-- extensions: the warehouse owner creates them without superuser rights. A server without contrib (the demo's
+-- embedded PostgreSQL) still migrates: the suggestion stage then says what is missing and scores nothing.
+do $$
+begin
+    create extension if not exists pg_trgm;
+    create extension if not exists fuzzystrmatch;
+exception when feature_not_supported or undefined_file then
+    raise notice 'identity suggestions are off: % (install PostgreSQL contrib, then run the migrations)', sqlerrm;
+end
+$$;
 
 -- one row per (LMS account, candidate employee_key) ever suggested; open rows are the current queue
 create table if not exists audit.identity_suggestion (

@@ -3,10 +3,10 @@
 -- true pairs and u among random pairs; the match weight adds a prior of one in the number of employees. The
 -- m and u values are priors written into `weighed` below, except u of an exact name, which is that name's
 -- frequency among employees (a rare name weighs more, a namesake's less). Blocking brings together an
--- account and the employees sharing its family name (or its sound, with the same first name) or an email
--- local part within two edits. Accounts on a contractor domain are never scored: a contractor is not an
--- employee, however alike the names. Bound: the account reasons, domain lists and grace days (identity
--- settings).
+-- account and the employees sharing its family name and first initial (or its sound, with the same first
+-- name) or an email local part within one edit. Accounts on a contractor domain are never scored: a
+-- contractor is not an employee, however alike the names. Bound: the account reasons, domain lists and grace
+-- days (identity settings).
 with unmatched_accounts as (
     select
         account_match.lms_user_id,
@@ -138,16 +138,17 @@ employee_local_parts as (
 account_local_part_variants as (
     -- the deletion neighbourhood: the local part and each string one deleted character away from it; two
     -- local parts within one edit (a letter inserted, dropped or replaced) share a variant, so an equality
-    -- join finds them without comparing every account with every address
+    -- join finds them without comparing every account with every address (bytewise: a million variants
+    -- sort faster than under the database's collation)
     select
         lms_user_id,
-        local_part as variant
+        local_part collate "C" as variant
     from scored_accounts
     where local_part is not null
     union
     select
         scored_accounts.lms_user_id,
-        overlay(scored_accounts.local_part placing '' from deleted.position for 1) as variant
+        overlay(scored_accounts.local_part placing '' from deleted.position for 1) collate "C" as variant
     from scored_accounts
     cross join lateral generate_series(1, length(scored_accounts.local_part)) as deleted (position)
     where length(scored_accounts.local_part) > 1
@@ -155,13 +156,13 @@ account_local_part_variants as (
 
 held_local_part_variants as (
     select
-        held.local_part,
-        held.local_part as variant
+        local_part,
+        local_part collate "C" as variant
     from (select distinct local_part from employee_local_parts) as held
     union all
     select
         held.local_part,
-        overlay(held.local_part placing '' from deleted.position for 1) as variant
+        overlay(held.local_part placing '' from deleted.position for 1) collate "C" as variant
     from (select distinct local_part from employee_local_parts) as held
     cross join lateral generate_series(1, length(held.local_part)) as deleted (position)
     where length(held.local_part) > 1
@@ -279,12 +280,20 @@ weighed as (
             when 'different' then 0.05 / 0.99
             else 1
         end) / ln(2) as name_weight,
+        -- On a corporate domain the local part was issued to one person: a typo is one edit from it, while a
+        -- namesake's address (`jane.doe2` beside `jane.doe`) is often two. On a personal domain the person
+        -- chose it, mostly from the name (`jane.doe`, `jdoe42`): it says little beyond the name, and its
+        -- likeness to one namesake's corporate address rather than another's says nothing.
         ln((case
             when compared.local_part_edits is null then 1
-            when compared.local_part_edits = 0 then 0.55 / 0.0002
-            when compared.local_part_edits = 1 then 0.25 / 0.001
-            when compared.local_part_edits = 2 then 0.05 / 0.005
-            else 0.15 / 0.994
+            when compared.domain_class in ('corporate', 'alias') and compared.local_part_edits = 0 then 0.55 / 0.0002
+            when compared.domain_class in ('corporate', 'alias') and compared.local_part_edits = 1 then 0.35 / 0.001
+            when compared.domain_class in ('corporate', 'alias') and compared.local_part_edits = 2 then 0.02 / 0.02
+            when compared.domain_class in ('corporate', 'alias') then 0.08 / 0.979
+            when compared.local_part_edits = 0 then 0.40 / 0.05
+            when compared.local_part_edits = 1 then 0.25 / 0.05
+            when compared.local_part_edits = 2 then 0.15 / 0.10
+            else 0.20 / 0.80
         end)::float8) / ln(2) as email_weight,
         ln((case compared.domain_class
             when 'corporate' then 0.85 / 0.60
@@ -293,8 +302,8 @@ weighed as (
             else 1
         end)::float8) / ln(2) as domain_weight,
         ln((case compared.employment_level
-            when 'created_at_hire' then 0.55 / 0.01
-            when 'created_during' then 0.43 / 0.59
+            when 'created_at_hire' then 0.55 / 0.02
+            when 'created_during' then 0.43 / 0.58
             else 0.02 / 0.40
         end)::float8) / ln(2) as employment_weight,
         -ln(population.employee_keys) / ln(2) as prior_weight
@@ -310,31 +319,29 @@ summed as (
 ),
 
 final as (
-    -- one row per employee_key: the employment whose comparison weighs most (a rehire has several)
+    -- one row per employee_key: the employment whose comparison weighs most (a rehire has several); the
+    -- evidence of the few kept is assembled by the queue's query (audit/identity_suggestion.sql)
     select distinct on (lms_user_id, employee_key)
         lms_user_id,
         employee_key,
         hris_employee_id,
         unmatched_reason,
-        round(match_weight::numeric, 3) as match_weight,
-        jsonb_build_object(
-            'prior', jsonb_build_object('weight', round(prior_weight::numeric, 3)),
-            'name', jsonb_build_object(
-                'level', name_level, 'weight', round(name_weight::numeric, 3),
-                'similarity', round(name_similarity::numeric, 3), 'name_holders', name_holders
-            ),
-            'email_local_part', jsonb_build_object(
-                'level', email_level, 'weight', round(email_weight::numeric, 3), 'edits', local_part_edits
-            ),
-            'domain_class', jsonb_build_object('level', domain_class, 'weight', round(domain_weight::numeric, 3)),
-            'employment', jsonb_build_object(
-                'level', employment_level,
-                'weight', round(employment_weight::numeric, 3),
-                'account_created_date', created_date,
-                'employment_start_date', employment_start_date,
-                'employment_end_date', employment_end_date
-            )
-        ) as evidence
+        prior_weight,
+        name_level,
+        name_weight,
+        name_similarity,
+        name_holders,
+        email_level,
+        email_weight,
+        local_part_edits,
+        domain_class,
+        domain_weight,
+        employment_level,
+        employment_weight,
+        created_date,
+        employment_start_date,
+        employment_end_date,
+        round(match_weight::numeric, 3) as match_weight
     from summed
     order by lms_user_id asc, employee_key asc, match_weight desc, hris_employee_id asc
 )

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from turnover_signals.identity.suggest import missing_scoring_extensions
 from turnover_signals.warehouse import warehouse_connection
 
 
@@ -50,6 +51,9 @@ def suggestion_queue_line(conn: psycopg.Connection) -> str:
     open_count, accounts = conn.execute(
         "select count(*), count(distinct lms_user_id) from audit.identity_suggestion where status = 'open'"
     ).fetchone()
+    missing = missing_scoring_extensions(conn)
+    if missing:
+        return f"  suggestions for the steward: off (the warehouse lacks {', '.join(missing)})"
     return f"  suggestions for the steward: {open_count} open for {accounts} unmatched LMS account(s)"
 
 

@@ -135,6 +135,16 @@ def queue_counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(zip(names, row, strict=True))
 
 
+SCORING_EXTENSIONS = ("fuzzystrmatch", "pg_trgm")
+
+
+def missing_scoring_extensions(conn: psycopg.Connection) -> list[str]:
+    """The contrib extensions scoring needs that this warehouse lacks (migration 0040 creates them where the
+    server has them)."""
+    installed = {name for (name,) in conn.execute("select extname from pg_extension")}
+    return [name for name in SCORING_EXTENSIONS if name not in installed]
+
+
 def suggest_matches(
     config: Mapping[str, Any], *, dsn: str | None = None, run: RunIdentity | None = None
 ) -> dict[str, Any]:
@@ -144,8 +154,21 @@ def suggest_matches(
     params = suggestion_parameters(config, run.run_id if run else None)
     timer = StepTimer()
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn, conn.transaction():
+        missing = missing_scoring_extensions(conn)
+        if missing:
+            # Suggestions are an aid to the steward, not a link: the pipeline goes on without them.
+            reason = (
+                f"identity suggestions skipped: the warehouse lacks the PostgreSQL extension(s) "
+                f"{', '.join(missing)}; next step: install PostgreSQL contrib on the warehouse server, then "
+                "run the migrations (python -m turnover_signals.warehouse migrate), which create them"
+            )
+            log.warning("%s", reason)
+            return {"skipped": reason, **queue_counts(conn)}
         # after resolution and never beside it: the stage reads what a run published
         conn.execute("select pg_advisory_xact_lock(%s)", (IDENTITY_LOCK_ID,))
+        # the email blocking joins a million one-deletion variants of the held local parts: sorted or hashed
+        # in memory rather than spilled to disk (the setting ends with the transaction)
+        conn.execute("set local work_mem = '64MB'")
         with timer.step("score"):
             pairs = score_candidates(conn, params)
             accounts = conn.execute(
