@@ -31,6 +31,7 @@ import psycopg
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from turnover_signals.errors import RUNBOOK_URL
@@ -454,34 +455,51 @@ def _readable_relation(cur: psycopg.Cursor[Any], name: str) -> bool:
     return bool(cur.fetchone()["readable"])
 
 
-def fetch_kpi_history(conn: psycopg.Connection, days: int = 90) -> list[dict[str, Any]]:
-    """Every KPI row of the `days` days up to the newest KPI date, per KPI oldest first (empty before the KPI
-    migration)."""
+def _recent_rows(
+    conn: psycopg.Connection,
+    relation: tuple[str, str],
+    columns: Iterable[str],
+    date_column: str,
+    order_by: Iterable[str],
+    days: int,
+) -> list[dict[str, Any]]:
+    """The rows of `relation` dated in the `days` days up to its newest date, in `order_by` order (empty while
+    it does not exist, cannot be read or holds nothing)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        if not _readable_relation(cur, "mart.integration_kpi"):
+        if not _readable_relation(cur, ".".join(relation)):
             return []
         cur.execute(
-            f"select {', '.join(KPI_COLUMNS)} from mart.integration_kpi"  # noqa: S608 - fixed names
-            " where kpi_date > (select max(kpi_date) from mart.integration_kpi) - %s::integer"
-            " order by kpi, kpi_date",
+            sql.SQL(
+                "select {columns} from {relation} where {day} > (select max({day}) from {relation})"
+                " - %s::integer order by {order}"
+            ).format(
+                columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                relation=sql.Identifier(*relation),
+                day=sql.Identifier(date_column),
+                order=sql.SQL(", ").join(map(sql.Identifier, order_by)),
+            ),
             (days,),
         )
         return cur.fetchall()
+
+
+def fetch_kpi_history(conn: psycopg.Connection, days: int = 90) -> list[dict[str, Any]]:
+    """Every KPI row of the `days` days up to the newest KPI date, per KPI oldest first (empty before the KPI
+    migration)."""
+    return _recent_rows(conn, ("mart", "integration_kpi"), KPI_COLUMNS, "kpi_date", ("kpi", "kpi_date"), days)
 
 
 def fetch_model_monitoring(conn: psycopg.Connection, days: int = 90) -> list[dict[str, Any]]:
     """The model monitoring rows of the `days` days up to the newest reference date (empty while
     `mart.model_monitoring` does not exist, cannot be read or holds nothing)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        if not _readable_relation(cur, "mart.model_monitoring"):
-            return []
-        cur.execute(
-            f"select {', '.join(MONITORING_COLUMNS)} from mart.model_monitoring"  # noqa: S608 - fixed names
-            " where reference_date > (select max(reference_date) from mart.model_monitoring) - %s::integer"
-            " order by metric, model_version, reference_date",
-            (days,),
-        )
-        return cur.fetchall()
+    return _recent_rows(
+        conn,
+        ("mart", "model_monitoring"),
+        MONITORING_COLUMNS,
+        "reference_date",
+        ("metric", "model_version", "reference_date"),
+        days,
+    )
 
 
 def _per_dag(row: Mapping[str, Any]) -> bool:
