@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ NOTE_CONNECTION = "airflow_api"
 NOTE_PREFIX = "turnover-signals: "
 NOTE_MAX_CHARS = 1000  # the API's limit on a DAG run note
 TIMEOUT_SECONDS = 30
+PAGE_LIMIT = 100  # the API's default maximum page size
 
 
 def merged_note(existing: str | None, lines: Sequence[str]) -> str | None:
@@ -56,7 +58,8 @@ def merged_note(existing: str | None, lines: Sequence[str]) -> str | None:
 
 @dataclass
 class AirflowApi:
-    """The few calls of Airflow's public REST API (v2) this package makes."""
+    """The few calls of Airflow's public REST API (v2) this package makes: run notes, and the run states the
+    pipeline success rate KPI counts (kpi/dag_runs.py)."""
 
     base_url: str
     username: str | None = None
@@ -128,6 +131,30 @@ class AirflowApi:
         self._request(
             "PATCH", self.dag_run_path(dag_id, run_id), params={"update_mask": "note"}, json={"note": note}
         )
+
+    def _pages(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a paged list endpoint (`limit`/`offset`, ordered by id so pages do not overlap)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._request("GET", path, params={**params, "limit": PAGE_LIMIT, "offset": len(items)})
+            items.extend(page[key])
+            if not page[key] or len(items) >= int(page["total_entries"]):
+                return items
+
+    def dag_ids_tagged(self, tag: str) -> list[str]:
+        """The DAGs the API server knows with `tag`, paused or not."""
+        dags = self._pages("api/v2/dags", "dags", {"tags": tag, "order_by": "dag_id"})
+        return sorted(dag["dag_id"] for dag in dags)
+
+    def dag_run_states(self, dag_id: str, run_after_gte: datetime, run_after_lt: datetime) -> list[str]:
+        """The state of each run of `dag_id` whose run_after is in [run_after_gte, run_after_lt)."""
+        params = {
+            "run_after_gte": run_after_gte.isoformat(),
+            "run_after_lt": run_after_lt.isoformat(),
+            "order_by": "id",
+        }
+        runs = self._pages(f"api/v2/dags/{quote(dag_id, safe='')}/dagRuns", "dag_runs", params)
+        return [str(run["state"]) for run in runs]
 
 
 def write_run_note(

@@ -283,6 +283,82 @@ def test_pipeline_success_rate_is_per_dag_from_the_outcomes_its_tasks_recorded(c
     assert day["pipeline_success_rate:identity_resolution"] == (1.0, 0.95, "ok")
 
 
+def dag_run_count(conn, dag_id, succeeded, failed, unfinished=0, run_day=DAY):
+    conn.execute(
+        """
+        insert into audit.airflow_dag_run_count (run_day, dag_id, succeeded, failed, unfinished,
+            first_counted_at, counted_at)
+        values (%s, %s, %s, %s, %s, %s, %s)
+        """,
+        (run_day, dag_id, succeeded, failed, unfinished, at(30), at(30)),
+    )
+
+
+def test_pipeline_success_rate_comes_from_airflow_run_states_where_the_api_was_read(config, warehouse_dsn):
+    rows_of(
+        warehouse_dsn,
+        # the tasks of both DAGs recorded only successes; Airflow saw a failed run of the HRIS DAG
+        lambda c: manifest(c, "employees", at(6)),
+        lambda c: lms_batch(c, at(3), watermark_after=at(3)),
+        lambda c: reconciliation(c, at(5)),
+        lambda c: dag_run_count(c, "hris_sftp_ingest", succeeded=3, failed=1),
+        lambda c: dag_run_count(c, "lms_api_ingest", succeeded=24, failed=0, unfinished=1),
+        lambda c: dag_run_count(c, "turnover_model", succeeded=0, failed=0),  # no run due that day
+        lambda c: dag_run_count(c, "identity_resolution", 0, 5, run_day=DAY - timedelta(days=1)),
+    )
+    measure(config, warehouse_dsn)
+    day = kpis(warehouse_dsn)
+    assert day["pipeline_success_rate:hris_sftp_ingest"] == (0.75, 0.95, "alert")
+    assert day["pipeline_success_rate:lms_api_ingest"] == (1.0, 0.95, "ok")  # finished runs only
+    assert "pipeline_success_rate:turnover_model" not in day
+    # not counted for this day (the connection was missing then): the identity run's own outcome
+    assert day["pipeline_success_rate:identity_resolution"] == (1.0, 0.95, "ok")
+    with psycopg.connect(warehouse_dsn) as conn:
+        sources = dict(
+            conn.execute(
+                "select kpi, source from mart.integration_kpi where kpi like 'pipeline_success_rate:%%'"
+            ).fetchall()
+        )
+    assert sources["pipeline_success_rate:hris_sftp_ingest"].startswith("audit.airflow_dag_run_count")
+    assert sources["pipeline_success_rate:identity_resolution"].startswith("audit.validation_result")
+
+
+def test_without_the_api_connection_the_run_states_are_not_read_and_the_log_says_so(
+    config, warehouse_dsn, caplog
+):
+    with caplog.at_level(logging.INFO, logger="turnover_signals.kpi.dag_runs"):
+        summary = measure(config, warehouse_dsn)
+    assert summary["dag_run_states"] == "no connection"
+    assert (
+        "Airflow connection 'airflow_api' is not defined, so the DAG run states are not read" in caplog.text
+    )
+
+
+def test_an_api_that_cannot_be_read_is_a_warning_and_the_outcomes_recorded_by_tasks_are_used(
+    config, warehouse_dsn, caplog
+):
+    from turnover_signals.run_note import AirflowApi
+
+    rows_of(warehouse_dsn, lambda c: lms_batch(c, at(3), watermark_after=at(3)))
+    closed = AirflowApi("http://127.0.0.1:9", username="turnover_bot", password="secret-password")
+    with caplog.at_level(logging.WARNING, logger="turnover_signals.kpi.dag_runs"):
+        summary = record_integration_kpis(config, RUN, kpi_date=DAY, dsn=warehouse_dsn, airflow_api=closed)
+    assert summary["dag_run_states"] == "failed"
+    assert "the DAG run states of 2026-03-04 could not be read through Airflow connection" in caplog.text
+    assert "secret-password" not in caplog.text
+    assert kpis(warehouse_dsn)["pipeline_success_rate:lms_api_ingest"] == (1.0, 0.95, "ok")
+
+
+def test_a_day_whose_runs_had_all_finished_is_not_counted_again(config, warehouse_dsn):
+    from turnover_signals.run_note import AirflowApi
+
+    rows_of(warehouse_dsn, lambda c: dag_run_count(c, "hris_sftp_ingest", succeeded=3, failed=1))
+    never_asked = AirflowApi("http://127.0.0.1:9", token="unused")  # a request would fail the count
+    summary = record_integration_kpis(config, RUN, kpi_date=DAY, dsn=warehouse_dsn, airflow_api=never_asked)
+    assert summary["dag_run_states"] == "frozen"
+    assert kpis(warehouse_dsn)["pipeline_success_rate:hris_sftp_ingest"] == (0.75, 0.95, "alert")
+
+
 def test_feature_null_rates_are_per_feature_of_the_newest_date_built_by_the_end_of_the_day(
     config, warehouse_dsn
 ):

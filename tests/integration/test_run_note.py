@@ -1,5 +1,6 @@
-"""A deferral is written on the DAG run itself: the `turnover_features` DAG (through `dag.test()`) asks a
-real `airflow api-server`, on the same metadata DB, to set the run's note, keeping what people wrote."""
+"""Airflow's REST API as the tasks use it, against a real `airflow api-server` on the same metadata DB: a
+deferral is written on the DAG run itself (the `turnover_features` DAG through `dag.test()` sets the run's
+note, keeping what people wrote), and the KPI task counts the day's DAG run states."""
 
 from __future__ import annotations
 
@@ -79,6 +80,10 @@ def deferred_run(airflow_api, migrated_template_db):
         dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
         logical_date = datetime.combine(reference_date + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         run = dag.test(logical_date=logical_date.replace(hour=7, minute=30))
+        with psycopg.connect(dsn) as conn:
+            dag_run_counts = conn.execute(
+                "select run_day, dag_id from audit.airflow_dag_run_count order by dag_id"
+            ).fetchall()
     path = f"api/v2/dags/{DAG_ID}/dagRuns/{run.run_id}"
     return SimpleNamespace(
         state=run.state,
@@ -86,6 +91,7 @@ def deferred_run(airflow_api, migrated_template_db):
         path=path,
         reference_date=reference_date,
         note=airflow_api.get(path, "reader")["note"],
+        dag_run_counts=dag_run_counts,
     )
 
 
@@ -201,3 +207,78 @@ def test_a_new_installs_model_run_skips_training_with_the_reason_instead_of_fail
     assert note.startswith(
         NOTE_PREFIX + "skipped: not enough settled training dates yet (0 reference date(s)"
     )
+
+
+# -- the DAG run states of the pipeline success rate KPI ----------------------------------------------------
+
+COUNTED_DAY = date(2026, 1, 10)
+
+
+def add_dag_run(dag_id: str, run_id: str, run_after: datetime, state: str) -> None:
+    """A run in the metadata DB the API server reads, as the scheduler would have left it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    with create_session() as session:
+        session.add(
+            DagRun(
+                dag_id=dag_id,
+                run_id=run_id,
+                run_after=run_after,
+                state=state,
+                run_type=DagRunType.MANUAL,
+                triggered_by=DagRunTriggeredByType.TEST,
+            )
+        )
+
+
+def counted_runs(conn) -> dict[str, tuple[int, int, int]]:
+    rows = conn.execute(
+        "select dag_id, succeeded, failed, unfinished from audit.airflow_dag_run_count where run_day = %s",
+        (COUNTED_DAY,),
+    ).fetchall()
+    return {dag_id: (succeeded, failed, unfinished) for dag_id, succeeded, failed, unfinished in rows}
+
+
+@pytest.mark.slow
+def test_the_features_run_reads_the_days_run_states_of_the_bundles_dags_through_the_api(deferred_run):
+    # the run measured the day before its data time: every DAG tagged turnover-signals was counted
+    assert (deferred_run.reference_date, DAG_ID) in deferred_run.dag_run_counts
+
+
+@pytest.mark.slow
+def test_the_days_runs_are_counted_through_the_api_until_they_finish_then_frozen(
+    airflow_api, deferred_run, warehouse_dsn, monkeypatch
+):
+    from turnover_signals.config import load_config
+    from turnover_signals.kpi.build import write_kpis
+    from turnover_signals.kpi.dag_runs import record_dag_run_counts
+
+    start = datetime.combine(COUNTED_DAY, datetime.min.time(), tzinfo=UTC)
+    for n, state in enumerate(["success", "success", "success", "failed", "running"]):
+        add_dag_run(DAG_ID, f"kpi_count_{n}", start + timedelta(hours=2 * n, minutes=30), state)
+    add_dag_run(DAG_ID, "kpi_count_day_before", start - timedelta(seconds=1), "failed")
+    add_dag_run(DAG_ID, "kpi_count_day_after", start + timedelta(days=1), "failed")
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", airflow_api.connection("turnover_bot"))
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        assert record_dag_run_counts(conn, COUNTED_DAY) == "recorded"
+        counts = counted_runs(conn)
+        assert counts[DAG_ID] == (3, 1, 1)
+        assert all(other == (0, 0, 0) for dag_id, other in counts.items() if dag_id != DAG_ID)
+
+        airflow_api.patch(f"api/v2/dags/{DAG_ID}/dagRuns/kpi_count_4", {"state": "success"})
+        assert record_dag_run_counts(conn, COUNTED_DAY) == "recorded"
+        assert counted_runs(conn)[DAG_ID] == (4, 1, 0)
+
+        # cleared the week after and rerun with success: the day's rate stays as it was
+        airflow_api.patch(f"api/v2/dags/{DAG_ID}/dagRuns/kpi_count_3", {"state": "success"})
+        assert record_dag_run_counts(conn, COUNTED_DAY) == "frozen"
+        assert counted_runs(conn)[DAG_ID] == (4, 1, 0)
+
+        write_kpis(conn, load_config(use_variable=False), COUNTED_DAY)
+        rate = conn.execute(
+            "select kpi_value, status, source from mart.integration_kpi where kpi_date = %s and kpi = %s",
+            (COUNTED_DAY, f"pipeline_success_rate:{DAG_ID}"),
+        ).fetchone()
+    assert rate == (0.8, "alert", "audit.airflow_dag_run_count (Airflow REST API: DAG run states)")

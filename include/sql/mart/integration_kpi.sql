@@ -126,11 +126,37 @@ recorded_outcomes as (
         on reconciliation.finished_at >= measurement.day_start and reconciliation.finished_at < measurement.as_of
 ),
 
+airflow_dag_runs as (
+    -- the day's DAG run states from Airflow's REST API, where the KPI task could read them (kpi/dag_runs.py)
+    select
+        run_count.dag_id,
+        run_count.succeeded,
+        run_count.failed
+    from audit.airflow_dag_run_count as run_count
+    inner join measurement on run_count.run_day = measurement.kpi_date
+),
+
 pipeline_outcomes as (
+    -- the runs that finished, where Airflow's run states were read (a DAG without finished runs has no rate);
+    -- else what the DAG's tasks recorded
     select
         dag_id,
-        avg(is_success::integer) as success_rate
+        succeeded::numeric / (succeeded + failed) as success_rate,
+        'audit.airflow_dag_run_count (Airflow REST API: DAG run states)' as source
+    from airflow_dag_runs
+    where succeeded + failed > 0
+    union all
+    select
+        dag_id,
+        avg(is_success::integer) as success_rate,
+        'audit.validation_result, audit.file_manifest, audit.lms_extract_batch, '
+        || 'audit.identity_reconciliation' as source
     from recorded_outcomes
+    where
+        not exists (
+            select from airflow_dag_runs
+            where airflow_dag_runs.dag_id = recorded_outcomes.dag_id
+        )
     group by dag_id
 ),
 
@@ -270,8 +296,7 @@ measured as (
     select
         'pipeline_success_rate:' || dag_id as kpi,
         success_rate::double precision as measured_value,
-        'audit.validation_result, audit.file_manifest, audit.lms_extract_batch, '
-        || 'audit.identity_reconciliation' as source,
+        source,
         null as computed_target
     from pipeline_outcomes
     union all

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -24,6 +24,9 @@ from turnover_signals.kpi.definitions import kpi_of, sql_targets
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import warehouse_connection
+
+if TYPE_CHECKING:
+    from turnover_signals.run_note import AirflowApi
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +116,17 @@ def record_integration_kpis(
     run: RunIdentity | None = None,
     kpi_date: date | None = None,
     dsn: str | None = None,
+    airflow_api: AirflowApi | None = None,
 ) -> dict[str, Any]:
-    """Write `kpi_date`'s KPIs (default: yesterday, UTC) and alert on those that turned red; a summary."""
+    """Write `kpi_date`'s KPIs (default: yesterday, UTC) and alert on those that turned red; a summary. The
+    day's DAG run states are first copied from Airflow's REST API (`airflow_api`, else the `airflow_api`
+    connection when defined) for the pipeline success rate."""
+    from turnover_signals.kpi.dag_runs import record_dag_run_counts
+
     run = run or RunIdentity()
     kpi_date = kpi_date or kpi_date_of_run(datetime.now(UTC))
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        dag_runs = record_dag_run_counts(conn, kpi_date, api=airflow_api)
         rows = write_kpis(conn, config, kpi_date)
     lines = red_kpi_lines(kpi_date, rows)
     if lines:
@@ -129,6 +138,7 @@ def record_integration_kpis(
         "red": sorted(row["kpi"] for row in rows if row["status"] == "alert"),
         "no_data": sorted(row["kpi"] for row in rows if row["status"] == "no_data"),
         "alerted": len(lines),
+        "dag_run_states": dag_runs,
     }
 
 

@@ -144,13 +144,15 @@ KPIS: tuple[Kpi, ...] = (
         unit="share",
         at_most=False,
         member="DAG id",
-        definition="outcomes the DAG's tasks recorded during the day that succeeded / all of them: gate "
-        "verdicts (audit.validation_result.success), HRIS file fates (loaded vs quarantined), xAPI batches "
-        "(published vs failed), identity runs (audit.identity_reconciliation.success). Airflow's own run "
-        "states are not read (tasks have no metadata database access): a task that fails before it records "
-        "anything is caught by its failure alert and the SLO deadline, not here",
-        source="audit.validation_result, audit.file_manifest, audit.lms_extract_batch, "
-        "audit.identity_reconciliation",
+        definition="the DAG's runs due during the day (run_after, UTC) that succeeded / those that finished, "
+        "as Airflow's REST API reports them to the KPI task through the `airflow_api` connection "
+        "(audit.airflow_dag_run_count; a day's counts are frozen once none of its runs is unfinished). "
+        "Without that connection, or when the API cannot be read, the outcomes the DAG's tasks recorded "
+        "during the day: gate verdicts (audit.validation_result.success), HRIS file fates (loaded vs "
+        "quarantined), xAPI batches (published vs failed), identity runs "
+        "(audit.identity_reconciliation.success); the row's source says which was used",
+        source="audit.airflow_dag_run_count; without the API: audit.validation_result, audit.file_manifest, "
+        "audit.lms_extract_batch, audit.identity_reconciliation",
         next_step="open the DAG's failed runs in the grid and the failed validation runs on the Data "
         "quality page; follow the entry each failure names",
     ),
