@@ -117,11 +117,12 @@ def airflow_metadata_db() -> None:
     )
 
 
-# The modules that build whole synthetic enterprises (a minute or two each). `make test` runs the
-# suite on two pytest-xdist workers, one module at a time per worker (--dist loadfile), handing out
-# modules in collection order and alternating between workers: listed first, these start early on
-# different workers instead of one after the other at the end.
+# The modules that start an Airflow stack or build whole synthetic enterprises (two to four minutes each),
+# longest first. `make test` runs the suite on three pytest-xdist workers, one module at a time per worker
+# (--dist loadfile), handing out modules in collection order: listed first, these start early on different
+# workers instead of one after the other at the end.
 HEAVIEST_MODULES = (
+    "tests/integration/test_lms_watcher.py",
     "tests/integration/test_scheduler_e2e.py",
     "tests/integration/test_turnover_model.py",
     "tests/integration/test_identity_enterprise.py",
