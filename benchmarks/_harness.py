@@ -91,7 +91,8 @@ def machine_description(admin_dsn: str) -> dict[str, Any]:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         settings = dict(
             conn.execute(
-                "select name, setting || coalesce(unit, '') from pg_settings where name = any(%s)",
+                # current_setting: the value with its unit ('128MB'); setting || unit read '16384' || '8kB'
+                "select name, current_setting(name) from pg_settings where name = any(%s)",
                 (list(POSTGRES_SETTINGS),),
             ).fetchall()
         )

@@ -1,0 +1,324 @@
+"""What publishing a chunk of xAPI statements costs PostgreSQL, table by table (issue 18 point 5).
+
+    PYTHONPATH=plugins:. .venv/bin/python benchmarks/lms_publish_costs.py [--published 500000]
+        [--chunk 100000] [--repeats 3] [--readme] [--json-out FILE]
+
+`benchmarks/lms_load.py` shows that, end to end, the publisher's two `insert ... select` (into
+`raw.lms_statement` and `core.lms_activity`) are its largest phases. This measures, on a freshly migrated
+warehouse already holding `--published` statements, what one chunk of `--chunk` statements costs each way a
+publisher could write it, so a redesign is chosen on figures:
+
+- raw, today: binary COPY of the statements (jsonb as received) into an unlogged chunk table, then
+  `insert ... select ... where not exists` into `raw.lms_statement` probing its primary key
+  (`probing_published_statements_by_index`), as `lms.statements` does;
+- raw, direct: binary COPY straight into `raw.lms_statement` (what a publisher that gates the check columns
+  first and then streams the accepted statements again would pay);
+- core, as migrated: `insert ... select ... where not exists` of the chunk's normalised rows into
+  `core.lms_activity` with every index the migrations create;
+- core, primary key only: the same into a copy of the warehouse whose `core.lms_activity` keeps only its
+  primary key (what the secondary indexes cost).
+
+Each variant runs `--repeats` times after a warm-up round that is not counted, alternating, each after a
+checkpoint (so full-page images are paid as in a long load); the figure is the median wall time of the
+statement(s) on one session (PostgreSQL's work: the client only streams rows). Statements are shaped like
+`lms_load.py`'s (~670 bytes, uuid ids). Drops its databases; the server is the one of `LMS_BENCH_ADMIN_DSN`
+(default postgresql://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from _harness import (
+    Warehouse,
+    code_version,
+    json_default,
+    machine_description,
+    markdown_table,
+    on_path,
+    write_readme_section,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+on_path(REPO_ROOT / "plugins", REPO_ROOT)
+
+WAREHOUSE = Warehouse("LMS_BENCH_ADMIN_DSN")
+README_TITLE = "LMS publish costs (issue 18)"
+ACTIVITY_COLUMNS = (
+    "statement_id",
+    "learner_identifier",
+    "learner_identifier_type",
+    "event_type",
+    "verb_id",
+    "course_id",
+    "course_name",
+    "score_normalized",
+    "is_success",
+    "is_completion",
+    "duration_seconds",
+    "occurred_at",
+    "is_timestamp_assumed_utc",
+    "stored_at",
+    "is_voided",
+)
+
+
+def statements(count: int, start: datetime, rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    """(id, stored, occurred, JSON text, learner, course) of `count` statements stored a second apart."""
+    for n in range(count):
+        statement_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        stored = start + timedelta(seconds=n)
+        occurred = stored - timedelta(minutes=rng.randint(0, 3000))
+        learner = f"https://lms.example.com::{rng.randint(1, 20000)}"
+        course = f"https://lms.example.com/courses/{rng.randint(1, 400)}"
+        statement = {
+            "id": statement_id,
+            "actor": {
+                "objectType": "Agent",
+                "account": {"homePage": "https://lms.example.com", "name": learner},
+            },
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/completed", "display": {"en-US": "completed"}},
+            "object": {
+                "objectType": "Activity",
+                "id": course,
+                "definition": {
+                    "name": {"en-US": "Course"},
+                    "type": "http://adlnet.gov/expapi/activities/course",
+                },
+            },
+            "result": {"score": {"scaled": 0.8}, "success": True, "completion": True, "duration": "PT42M"},
+            "context": {"registration": str(uuid.UUID(int=rng.getrandbits(128), version=4))},
+            "timestamp": occurred.isoformat().replace("+00:00", "Z"),
+            "stored": stored.isoformat().replace("+00:00", "Z"),
+            "version": "1.0.3",
+        }
+        yield statement_id, stored, occurred, json.dumps(statement), learner, course
+
+
+def copy_statements(conn: Any, table: str, rows: list[tuple[Any, ...]], published: bool) -> None:
+    """Binary COPY of (id, stored, occurred, jsonb as the text received) rows, with raw's bookkeeping when
+    `published`."""
+    from psycopg import postgres, pq
+    from psycopg.adapt import Dumper
+
+    class JsonText(Dumper):
+        format = pq.Format.BINARY
+        oid = postgres.types["jsonb"].oid
+
+        def dump(self, obj: str) -> bytes:
+            return b"\x01" + obj.encode("utf-8")
+
+    extra = ", source, batch_id, loaded_at" if published else ""
+    types = ["text", "timestamptz", "timestamptz", "jsonb"] + (
+        ["text", "text", "timestamptz"] if published else []
+    )
+    now = datetime.now(UTC)
+    with conn.cursor() as cursor:
+        cursor.adapters.register_dumper(None, JsonText)
+        columns = f"statement_id, stored_at, occurred_at, statement{extra}"
+        with cursor.copy(f"copy {table} ({columns}) from stdin (format binary)") as copy:
+            copy.set_types(types)
+            for statement_id, stored, occurred, text, _, _ in rows:
+                copy.write_row(
+                    (
+                        statement_id,
+                        stored,
+                        occurred,
+                        text,
+                        *(("xapi:bench", "bench", now) if published else ()),
+                    )
+                )
+
+
+def copy_activity(conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+    with conn.cursor().copy(f"copy {table} ({', '.join(ACTIVITY_COLUMNS)}) from stdin") as copy:
+        for statement_id, stored, occurred, _, learner, course in rows:
+            copy.write_row(
+                (statement_id, learner, "account", "completion", "http://adlnet.gov/expapi/verbs/completed")
+                + (course, "Course", 0.8, True, True, 2520, occurred, False, stored, False)
+            )
+
+
+def insert_new(conn: Any, target: str, source: str, columns: str, values: str) -> None:
+    from turnover_signals.lms.statements import probing_published_statements_by_index
+
+    with probing_published_statements_by_index(conn):
+        # the benchmark's own table and column names: nothing from outside goes into the text
+        query = f"insert into {target} ({columns}) select {values} from {source} as c where not exists"  # noqa: S608
+        conn.execute(query + f" (select from {target} as p where p.statement_id = c.statement_id)")
+
+
+def raw_today(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    conn.execute(
+        "create unlogged table staging.bench_chunk (statement_id text, stored_at timestamptz,"
+        " occurred_at timestamptz, statement jsonb)"
+    )
+    copy_statements(conn, "staging.bench_chunk", rows, published=False)
+    conn.execute("analyze staging.bench_chunk (statement_id)")
+    insert_new(
+        conn,
+        "raw.lms_statement",
+        "staging.bench_chunk",
+        "statement_id, stored_at, occurred_at, statement, source, batch_id, loaded_at",
+        "statement_id, stored_at, occurred_at, statement, 'xapi:bench', 'bench', now()",
+    )
+    conn.execute("drop table staging.bench_chunk")
+
+
+def raw_direct(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    copy_statements(conn, "raw.lms_statement", rows, published=True)
+
+
+def core_insert(conn: Any, rows: list[tuple[Any, ...]]) -> float:
+    """The seconds of the insert alone (the rows' COPY into the chunk table is the fetching thread's)."""
+    columns = ", ".join(ACTIVITY_COLUMNS)
+    conn.execute("create unlogged table staging.bench_rows (like core.lms_activity including defaults)")
+    copy_activity(conn, "staging.bench_rows", rows)
+    conn.execute("analyze staging.bench_rows (statement_id)")
+    started = time.perf_counter()
+    insert_new(conn, "core.lms_activity", "staging.bench_rows", columns, columns)
+    seconds = time.perf_counter() - started
+    conn.execute("drop table staging.bench_rows")
+    return seconds
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg
+
+    from turnover_signals.warehouse import migrate
+
+    rng = random.Random(18)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    dsn = WAREHOUSE.create("bench_publish_costs")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrate(conn)
+        for first in range(0, args.published, args.chunk):
+            rows = list(
+                statements(min(args.chunk, args.published - first), base + timedelta(days=first), rng)
+            )
+            with conn.transaction():
+                copy_statements(conn, "raw.lms_statement", rows, published=True)
+                copy_activity(conn, "core.lms_activity", rows)
+        conn.execute("vacuum analyze raw.lms_statement")
+        conn.execute("vacuum analyze core.lms_activity")
+    pk_only_dsn = WAREHOUSE.create("bench_publish_costs_pk", template="bench_publish_costs")
+    with psycopg.connect(pk_only_dsn, autocommit=True) as conn:
+        secondary = conn.execute(
+            "select indexname from pg_indexes where schemaname = 'core' and tablename = 'lms_activity'"
+            " and indexname <> 'lms_activity_pkey'"
+        ).fetchall()
+        for (name,) in secondary:
+            conn.execute(f'drop index core."{name}"')
+    indexes = sorted(name for (name,) in secondary)
+    timings: dict[str, list[float]] = {
+        "raw_today": [],
+        "raw_direct": [],
+        "core_all_indexes": [],
+        "core_pk_only": [],
+    }
+    day = 1000
+    try:
+        for repeat in range(args.repeats + 1):  # the first round warms the caches up and is not counted
+            for variant in timings:
+                day += 1
+                rows = list(statements(args.chunk, base + timedelta(days=day), rng))
+                with psycopg.connect(
+                    pk_only_dsn if variant == "core_pk_only" else dsn, autocommit=True
+                ) as conn:
+                    conn.execute("checkpoint")
+                    started = time.perf_counter()
+                    with conn.transaction():
+                        if variant == "raw_today":
+                            raw_today(conn, rows)
+                        elif variant == "raw_direct":
+                            raw_direct(conn, rows)
+                        else:
+                            insert_seconds = core_insert(conn, rows)
+                    elapsed = insert_seconds if variant.startswith("core") else time.perf_counter() - started
+                if repeat:
+                    timings[variant].append(elapsed)
+                print(f"{variant}: {elapsed:.2f} s", file=sys.stderr, flush=True)
+    finally:
+        WAREHOUSE.drop("bench_publish_costs_pk")
+        WAREHOUSE.drop("bench_publish_costs")
+    return {
+        "code": code_version(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="minutes"),
+        "machine": machine_description(WAREHOUSE.admin_dsn),
+        "published": args.published,
+        "chunk": args.chunk,
+        "repeats": args.repeats,
+        "secondary_indexes_of_core": indexes,
+        "timings": timings,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    chunk = result["chunk"]
+    medians = {variant: statistics.median(values) for variant, values in result["timings"].items()}
+    labels = {
+        "raw_today": "raw: COPY into the chunk table, then insert ... where not exists (today)",
+        "raw_direct": "raw: COPY straight into raw.lms_statement",
+        "core_all_indexes": "core: insert ... where not exists, every index of the migrations",
+        "core_pk_only": "core: the same, primary key only",
+    }
+    rows = [
+        (
+            labels[variant],
+            f"{medians[variant]:.2f}",
+            ", ".join(f"{value:.2f}" for value in result["timings"][variant]),
+            f"{medians[variant] / chunk * 1e6:.1f}",
+        )
+        for variant in labels
+    ]
+    machine = result["machine"]
+    raw_saving = (medians["raw_today"] - medians["raw_direct"]) / chunk * 1e6
+    index_cost = (medians["core_all_indexes"] - medians["core_pk_only"]) / chunk * 1e6
+    return "\n".join(
+        [
+            "What one chunk costs PostgreSQL, per table and way of writing it "
+            "(`benchmarks/lms_publish_costs.py`; the method is in its docstring).",
+            "",
+            f"Measured {result['measured_at']} on `{result['code']}`: {machine['nproc']} cores, "
+            f"{machine['cpu']}, PostgreSQL settings {machine['postgres']}; {result['published']:,} "
+            f"statements published before, chunks of {chunk:,}, {result['repeats']} runs each (median).",
+            "",
+            markdown_table(("variant", "median s", "runs s", "µs per statement"), rows, "lrrr"),
+            "",
+            f"Secondary indexes of `core.lms_activity`: {', '.join(result['secondary_indexes_of_core'])}. "
+            f"Writing raw directly saves {raw_saving:.1f} µs a statement; the secondary indexes cost "
+            f"{index_cost:.1f} µs a statement.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--published", type=int, default=500_000)
+    parser.add_argument("--chunk", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--readme", action="store_true")
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args(argv)
+    result = measure(args)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2, default=json_default), encoding="utf-8")
+    body = render(result)
+    print(body)
+    if args.readme:
+        write_readme_section(README_TITLE, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
