@@ -54,23 +54,6 @@ on_path(REPO_ROOT / "plugins", REPO_ROOT)
 
 WAREHOUSE = Warehouse("LMS_BENCH_ADMIN_DSN")
 README_TITLE = "LMS publish costs (issue 18)"
-ACTIVITY_COLUMNS = (
-    "statement_id",
-    "learner_identifier",
-    "learner_identifier_type",
-    "event_type",
-    "verb_id",
-    "course_id",
-    "course_name",
-    "score_normalized",
-    "is_success",
-    "is_completion",
-    "duration_seconds",
-    "occurred_at",
-    "is_timestamp_assumed_utc",
-    "stored_at",
-    "is_voided",
-)
 
 
 def statements(count: int, start: datetime, rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -141,7 +124,9 @@ def copy_statements(conn: Any, table: str, rows: list[tuple[Any, ...]], publishe
 
 
 def copy_activity(conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
-    with conn.cursor().copy(f"copy {table} ({', '.join(ACTIVITY_COLUMNS)}) from stdin") as copy:
+    from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS
+
+    with conn.cursor().copy(f"copy {table} ({', '.join(LMS_ACTIVITY_COLUMNS)}) from stdin") as copy:
         for statement_id, stored, occurred, _, learner, course in rows:
             copy.write_row(
                 (statement_id, learner, "account", "completion", "http://adlnet.gov/expapi/verbs/completed")
@@ -181,7 +166,9 @@ def raw_direct(conn: Any, rows: list[tuple[Any, ...]]) -> None:
 
 def core_insert(conn: Any, rows: list[tuple[Any, ...]]) -> float:
     """The seconds of the insert alone (the rows' COPY into the chunk table is the fetching thread's)."""
-    columns = ", ".join(ACTIVITY_COLUMNS)
+    from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS
+
+    columns = ", ".join(LMS_ACTIVITY_COLUMNS)
     conn.execute("create unlogged table staging.bench_rows (like core.lms_activity including defaults)")
     copy_activity(conn, "staging.bench_rows", rows)
     conn.execute("analyze staging.bench_rows (statement_id)")
