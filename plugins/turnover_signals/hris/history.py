@@ -65,7 +65,6 @@ def rebuild_history_revisions(conn: psycopg.Connection, config: Mapping[str, Any
         """
     ).fetchall()
     with conn.transaction():
-        hash_the_date_lookups(conn)
         history_sql = sql.SQL(read_sql("core", "employee_history"))
         conn.execute("drop table if exists history_before_correction")
         # shaped like the history build's result, so each correction's rows go in as the build gives them
@@ -122,15 +121,6 @@ def files_in_sealed_periods(conn: psycopg.Connection) -> list[str]:
     return [name for (name,) in rows]
 
 
-def hash_the_date_lookups(conn: psycopg.Connection) -> None:
-    """Until the caller's transaction ends, no nested loops: the history build joins every snapshot row to
-    the parsed hire and termination dates (include/sql/core/employee_history.sql), and the planner, which
-    cannot estimate the files loaded so far, guesses a few rows on both sides and rescans the parsed dates
-    once per snapshot row. On the demo's 56,221 snapshot rows and 2,008 date texts that was 20.9 s; hashed,
-    1.7 s, the same rows."""
-    conn.execute("set local enable_nestloop = off")
-
-
 def build_employee_history(config: Mapping[str, Any], dsn: str | None = None) -> dict[str, int]:
     """Rebuild `core.employee_history` (SCD type 2) and `core.compensation_event`."""
     params = history_parameters(config)
@@ -138,7 +128,6 @@ def build_employee_history(config: Mapping[str, Any], dsn: str | None = None) ->
         rebuild_relation(conn, "core", "hris_file_knowledge", params)
         with conn.transaction():
             # one transaction: a job level the mapping no longer maps leaves the history as it was
-            hash_the_date_lookups(conn)
             history_rows = rebuild_relation(conn, "core", "employee_history", params)
             require_mapped_job_levels(conn)
         revision_rows = rebuild_history_revisions(conn, config)
