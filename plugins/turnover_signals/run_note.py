@@ -38,6 +38,8 @@ NOTE_PREFIX = "turnover-signals: "
 NOTE_MAX_CHARS = 1000  # the API's limit on a DAG run note
 TIMEOUT_SECONDS = 30
 PAGE_LIMIT = 100  # the API's default maximum page size
+# What a call through AirflowApi raises when the API cannot answer: a warning for callers, not a failed task
+API_ERRORS = (requests.RequestException, RuntimeError, ValueError, KeyError)
 
 
 def merged_note(existing: str | None, lines: Sequence[str]) -> str | None:
@@ -184,7 +186,7 @@ def write_run_note(
         if note == (existing or None):
             return "unchanged"
         api.set_dag_run_note(dag_id, run_id, note)
-    except (requests.RequestException, RuntimeError, ValueError, KeyError, TurnoverSignalsError) as exc:
+    except (*API_ERRORS, TurnoverSignalsError) as exc:
         log.warning(
             "the DAG run note of %s / %s could not be written through Airflow connection '%s': %s. "
             "Next step: check that the connection points at the API server and that its user may edit "

@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
-import requests
 
 from turnover_signals.kpi.build import day_start
-from turnover_signals.run_note import NOTE_CONNECTION, AirflowApi
+from turnover_signals.run_note import API_ERRORS, NOTE_CONNECTION, AirflowApi
 from turnover_signals.sqlfiles import read_sql
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def record_dag_run_counts(
     try:
         api = api or AirflowApi.from_connection(conn_id)
         counts = count_dag_runs(api, run_day)
-    except (requests.RequestException, RuntimeError, ValueError, KeyError, TurnoverSignalsError) as exc:
+    except (*API_ERRORS, TurnoverSignalsError) as exc:
         log.warning(
             "the DAG run states of %s could not be read through Airflow connection '%s': %s. The pipeline "
             "success rate falls back to the outcomes the tasks recorded. Next step: check that the "
@@ -123,7 +122,7 @@ def record_dag_run_counts(
             exc,
         )
         return "failed"
-    write_dag_run_counts(conn, run_day, counts, now or datetime.now(day_start(run_day).tzinfo))
+    write_dag_run_counts(conn, run_day, counts, now or datetime.now(UTC))
     log.info(
         "DAG run states of %s recorded for %d DAG(s): %s",
         run_day,
