@@ -3,13 +3,19 @@ the provider would otherwise misread them and fail with errors that look transie
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 
 import asyncssh
 import pytest
 
 from turnover_signals.errors import SourceRefusedError
-from turnover_signals.sources.sftp_hris import check_connection_extras, check_host_key
+from turnover_signals.sources.sftp_hris import (
+    check_connection_extras,
+    check_host_key,
+    run_with_bounded_cleanup,
+)
 
 
 def public_key(algorithm: str) -> str:
@@ -85,3 +91,47 @@ def test_usual_extras_pass():
         "hris_sftp",
         {"host_key": public_key("ssh-ed25519"), "no_host_key_check": False, "conn_timeout": "10"},
     )
+
+
+def test_a_stream_returns_even_when_a_library_task_ignores_its_cancellation(caplog):
+    async def keeps_running():
+        while True:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue  # what a misbehaving library task does; asyncio.run would wait for it forever
+
+    async def stream():
+        asyncio.get_running_loop().create_task(keeps_running())
+        await asyncio.sleep(0)
+        return "streamed"
+
+    outcome = {}
+    with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
+        runner = threading.Thread(
+            target=lambda: outcome.update(value=run_with_bounded_cleanup(stream(), 0.2)), daemon=True
+        )
+        runner.start()
+        runner.join(timeout=10)
+    assert not runner.is_alive() and outcome == {"value": "streamed"}
+    assert "1 asyncssh task(s) still running" in caplog.text and "keeps_running" in caplog.text
+
+
+def test_a_stream_raises_what_its_coroutine_raised_after_cancelling_its_tasks():
+    cancelled = []
+
+    async def background():
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def stream():
+        asyncio.get_running_loop().create_task(background())
+        await asyncio.sleep(0)
+        raise EOFError("received 10 of 20 bytes")
+
+    with pytest.raises(EOFError, match="10 of 20"):
+        run_with_bounded_cleanup(stream(), 5)
+    assert cancelled == [True]

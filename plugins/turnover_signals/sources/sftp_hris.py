@@ -43,6 +43,9 @@ STREAM_CHUNK_BYTES = 1024 * 1024  # asyncssh splits each read into parallel requ
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 MIN_READ_TIMEOUT_SECONDS = 60.0  # per 1 MiB chunk: generous for a slow vendor link
 CHANNEL_POLL_SECONDS = 0.002
+# After a stream, how long asyncssh's own tasks get to finish once cancelled; one that ignores the
+# cancellation is then left behind with a WARNING instead of holding the ingest (and its worker slot).
+STREAM_CLEANUP_SECONDS = 10.0
 PREFERRED_CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
@@ -340,7 +343,7 @@ class HrisSftpSource:
             try:
                 return listdir_attr_any_names(hook.get_conn(), directory)
             finally:
-                hook.close_conn()
+                _disconnect(hook)
 
         entries = self._run("listing", f"SFTP directory {directory}", list_once)
         names = {entry.filename for entry in entries}
@@ -414,7 +417,7 @@ class HrisSftpSource:
             except TimeoutError as exc:
                 raise OSError(f"timed out: {exc}") from exc
             finally:
-                hook.close_conn()
+                _disconnect(hook)
 
         self._run("download", f"HRIS file {remote.name}", download_once)
         return local_path, self.read_control(remote)
@@ -432,7 +435,7 @@ class HrisSftpSource:
             except TimeoutError as exc:
                 raise OSError(f"timed out: {exc}") from exc
             finally:
-                hook.close_conn()
+                _disconnect(hook)
 
         return parse_control(self._run("download", f"control file of {remote.name}", read_once))
 
@@ -450,7 +453,9 @@ class HrisSftpSource:
         timeouts = self._timeouts()
 
         def stream_once() -> T:
-            return asyncio.run(self._stream_async(remote, consume, timeouts))
+            return run_with_bounded_cleanup(
+                self._stream_async(remote, consume, timeouts), STREAM_CLEANUP_SECONDS
+            )
 
         return self._run("download", f"HRIS file {remote.name}", stream_once)
 
@@ -490,6 +495,49 @@ class HrisSftpSource:
                 if not isinstance(exc, Exception) or consumer.exception() is None:
                     raise
             return await consumer
+
+
+def _disconnect(hook: Any) -> None:
+    """Close the hook's SFTP session and its SSH connection.
+
+    The provider's `close_conn` closes only the session: paramiko's transport thread keeps the SSH
+    connection (and a session on the vendor's server, which may cap them per user) open until the
+    process ends; an ingest opens two per file.
+    """
+    hook.close_conn()
+    if hook.client is not None:
+        hook.client.close()
+        hook.client = None
+
+
+def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
+    """`asyncio.run(coroutine)`, except that the tasks still pending at its end get `cleanup_seconds` to
+    finish once cancelled; `asyncio.run` waits for them without end, so one library task that ignores
+    its cancellation would hang the task until Airflow's timeout."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=cleanup_seconds))
+                if stuck:
+                    log.warning(
+                        "SFTP stream: %d asyncssh task(s) still running %.0f s after being cancelled (%s); "
+                        "left behind; the stream's own outcome stands",
+                        len(stuck),
+                        cleanup_seconds,
+                        ", ".join(sorted({getattr(task.get_coro(), "__qualname__", "?") for task in stuck})),
+                    )
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def _async_hook_class() -> type:
