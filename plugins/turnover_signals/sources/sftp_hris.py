@@ -504,10 +504,12 @@ def _disconnect(hook: Any) -> None:
     connection (and a session on the vendor's server, which may cap them per user) open until the
     process ends; an ingest opens two per file.
     """
-    hook.close_conn()
-    if hook.client is not None:
-        hook.client.close()
-        hook.client = None
+    try:
+        hook.close_conn()
+    finally:
+        if hook.client is not None:
+            hook.client.close()
+            hook.client = None
 
 
 def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
