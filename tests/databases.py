@@ -1,4 +1,5 @@
-"""Throwaway databases on the test server that tests/postgres_service.py picked: create, copy, drop.
+"""Throwaway databases on the test server that tests/postgres_service.py picked: create, copy, drop; and
+the nodes of a statement's plan.
 
 Every test that needs a warehouse of its own takes a copy of a template (`create database … template`),
 which costs a fraction of migrating or loading one: the session's migrated template
@@ -9,6 +10,7 @@ scope; the `database_copy` fixture is its per-test form.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from psycopg import sql
@@ -87,3 +89,16 @@ class DatabaseCopies:
 
     def __exit__(self, *exc_info: object) -> None:
         self.drop_all()
+
+
+def plan_nodes(
+    conn: Any, statement: sql.Composable, params: Any = None, analyze: bool = False
+) -> Iterator[dict]:
+    """Every node of `statement`'s plan (EXPLAIN ... FORMAT JSON; executed when `analyze`), depth first."""
+    explain = sql.SQL("explain (analyze, format json) {}" if analyze else "explain (format json) {}")
+    [(plan,)] = conn.execute(explain.format(statement), params).fetchall()
+    pending = [plan[0]["Plan"]]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending.extend(node.get("Plans", []))

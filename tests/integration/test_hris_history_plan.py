@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.databases import DatabaseCopies
+from tests.databases import DatabaseCopies, plan_nodes
 from tests.integration.enterprise import generate, load_hris, source_servers
 from turnover_signals.config import load_config
 from turnover_signals.hris.history import history_parameters
@@ -50,18 +50,6 @@ def history_query() -> sql.Composed:
     )
 
 
-def executed_nodes(conn: psycopg.Connection) -> list[dict]:
-    """Every node of the history build's executed plan, depth first."""
-    query = sql.SQL("explain (analyze, format json) {}").format(history_query())
-    [[plan]] = conn.execute(query, history_parameters(load_config(use_variable=False))).fetchall()
-    nodes, pending = [], [plan[0]["Plan"]]
-    while pending:
-        node = pending.pop()
-        nodes.append(node)
-        pending.extend(node.get("Plans", []))
-    return nodes
-
-
 @pytest.mark.parametrize("plan", PLANS)
 def test_no_node_of_the_history_build_reads_more_than_a_few_rows_per_snapshot_row(loaded_dsn, plan):
     with psycopg.connect(loaded_dsn) as conn:
@@ -73,7 +61,9 @@ def test_no_node_of_the_history_build_reads_more_than_a_few_rows_per_snapshot_ro
         assert snapshot_rows > 400 and date_texts > 2 * ROWS_READ_PER_SNAPSHOT_ROW  # the shape that told
         for setting, value in PLANS[plan].items():
             conn.execute(sql.SQL("set local {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
-        heaviest = max(executed_nodes(conn), key=lambda node: node["Actual Rows"] * node["Actual Loops"])
+        params = history_parameters(load_config(use_variable=False))
+        nodes = plan_nodes(conn, history_query(), params, analyze=True)
+        heaviest = max(nodes, key=lambda node: node["Actual Rows"] * node["Actual Loops"])
     rows_read = heaviest["Actual Rows"] * heaviest["Actual Loops"]
     assert rows_read <= ROWS_READ_PER_SNAPSHOT_ROW * snapshot_rows, (
         f"{heaviest['Node Type']} {heaviest.get('CTE Name') or heaviest.get('Relation Name') or ''}: "

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.databases import plan_nodes
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, SourceUnavailableError
 from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS, extract_statements
@@ -691,16 +692,9 @@ def test_the_rejects_of_a_batch_that_failed_its_gate_are_gated_again_on_its_reru
 
 def published_statement_scans(conn, statement):
     """How the plan of `statement` reads raw.lms_statement: the types of the nodes that scan it."""
-    (plan,) = conn.execute(sql.SQL("explain (format json) {}").format(statement)).fetchone()
-
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
     return {
         n["Node Type"]
-        for n in nodes(plan[0]["Plan"])
+        for n in plan_nodes(conn, statement)
         if n.get("Relation Name") == "lms_statement" and n["Node Type"] != "ModifyTable"
     }
 
