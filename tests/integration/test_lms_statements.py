@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,12 @@ from psycopg import sql
 from tests.databases import plan_nodes
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, SourceUnavailableError
-from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS, extract_statements
+from turnover_signals.lms.statements import (
+    LMS_ACTIVITY_COLUMNS,
+    ChunkWriter,
+    StatementExtraction,
+    extract_statements,
+)
 from turnover_signals.quality.gate import RunIdentity
 from turnover_signals.sources.xapi import parse_xapi_timestamp
 
@@ -401,6 +407,75 @@ def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(
     one_batch = extract_statements(chunked(config, 10_000), RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert one_batch["chunks"] == 1
     assert data_tables(warehouse_dsn) == chunked_tables
+
+
+def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_gated_after_it(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    # Pages of 4, chunks of 4. The LRS serves the first page twice (a repeated page): the second chunk is the
+    # first one again, its reject included, which the first chunk accepts when it is published.
+    statements = [statement(n, minutes=n) for n in range(1, 13)]
+    statements[1] = statement(2, minutes=2, result={"score": {"scaled": 1.5}})
+    server = lms_server_factory(statements=statements)
+    connect(server, monkeypatch)
+    second_gated = threading.Event()
+    published_with_the_second_gated: list[bool] = []
+    gate_chunk, publish, write = (
+        StatementExtraction.gate_chunk,
+        StatementExtraction._publish,
+        ChunkWriter.write,
+    )
+
+    def write_then_repeat_the_first_page(self, page):
+        write(self, page)
+        if self.chunk.number == 1:
+            server.inject_fault("repeat_page", path_prefix="/xapi/statements")
+
+    def gate_and_tell(self, chunk, counts, stats):
+        outcome = gate_chunk(self, chunk, counts, stats)
+        if chunk.number == 2:
+            second_gated.set()
+        return outcome
+
+    def publish_once_the_second_is_gated(self, conn, chunk, stats):
+        if chunk.number == 1:
+            # The gate of chunk 2 runs on its own connection while chunk 1 waits here, in its publishing
+            # transaction; one publisher thread doing both in turn never gets there.
+            published_with_the_second_gated.append(second_gated.wait(timeout=20))
+        return publish(self, conn, chunk, stats)
+
+    monkeypatch.setattr(ChunkWriter, "write", write_then_repeat_the_first_page)
+    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_tell)
+    monkeypatch.setattr(StatementExtraction, "_publish", publish_once_the_second_is_gated)
+    summary = extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
+
+    assert published_with_the_second_gated == [True]
+    assert (summary["chunks"], summary["received"], summary["new"]) == (4, 16, 11)
+    # The second chunk's copy of the reject was counted by its gate before the first chunk accepted it; it is
+    # dropped before the second chunk is published, as if gated after the first: one reject, accepted once.
+    assert (summary["rejected"], summary["rejects_accepted_before"]) == (1, 1)
+    batches = rows(
+        warehouse_dsn,
+        "select statements_received, statements_new, statements_already_loaded, statements_rejected, status"
+        " from audit.lms_extract_batch order by started_at, batch_id",
+    )
+    assert sorted(batches) == sorted(
+        [
+            (4, 3, 0, 1, "published"),
+            (4, 0, 3, 0, "published"),
+            (4, 4, 0, 0, "published"),
+            (4, 4, 0, 0, "published"),
+        ]
+    )
+    first_batch = rows(
+        warehouse_dsn, "select batch_id from audit.lms_extract_batch where statements_rejected = 1"
+    )
+    assert rows(warehouse_dsn, "select count(*), min(accepted_in_batch) from raw.lms_statement_rejected") == [
+        (1, first_batch[0][0])
+    ]
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [
+        (11, 11)
+    ]
 
 
 def test_voids_reach_statements_published_by_earlier_chunks(
