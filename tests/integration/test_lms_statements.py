@@ -420,6 +420,7 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
     connect(server, monkeypatch)
     second_gated = threading.Event()
     published_with_the_second_gated: list[bool] = []
+    gated: list[int] = []
     gate_chunk, publish, write = (
         StatementExtraction.gate_chunk,
         StatementExtraction._publish,
@@ -433,6 +434,7 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
 
     def gate_and_tell(self, chunk, counts, stats):
         outcome = gate_chunk(self, chunk, counts, stats)
+        gated.append(chunk.number)
         if chunk.number == 2:
             second_gated.set()
         return outcome
@@ -450,6 +452,7 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
     summary = extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
 
     assert published_with_the_second_gated == [True]
+    assert sorted(gated) == [1, 2, 2, 3, 4]  # chunk 2 gated again, on what is left of it
     assert (summary["chunks"], summary["received"], summary["new"]) == (4, 16, 11)
     # The second chunk's copy of the reject was counted by its gate before the first chunk accepted it; it is
     # dropped before the second chunk is published, as if gated after the first: one reject, accepted once.
@@ -476,6 +479,43 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
     assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [
         (11, 11)
     ]
+
+
+def test_a_gate_that_loses_its_session_while_the_chunk_before_publishes_says_that_chunk_is_published(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 13)])
+    connect(server, monkeypatch)
+    second_check_failed = threading.Event()
+    finish_checks, publish = StatementExtraction._finish_checks, StatementExtraction._publish
+
+    def lose_the_session_at_chunk_2(self, conn, chunk):
+        if chunk.number == 2:
+            with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
+                admin.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            try:
+                return finish_checks(self, conn, chunk)
+            finally:
+                second_check_failed.set()
+        return finish_checks(self, conn, chunk)
+
+    def publish_once_the_second_check_failed(self, conn, chunk, stats):
+        if chunk.number == 1:
+            assert second_check_failed.wait(timeout=20)
+        return publish(self, conn, chunk, stats)
+
+    monkeypatch.setattr(StatementExtraction, "_finish_checks", lose_the_session_at_chunk_2)
+    monkeypatch.setattr(StatementExtraction, "_publish", publish_once_the_second_check_failed)
+    with pytest.raises(SourceUnavailableError) as raised:
+        extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
+
+    # Said once chunk 1 is published, though its session was lost before: what the message says is published
+    # is what is.
+    message = str(raised.value)
+    assert "(chunk 2)" in message and "nothing was published from the interrupted chunk 2" in message
+    assert "1 earlier chunk(s) of this run are" in message
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(4,)]
+    assert rows(warehouse_dsn, "select count(*) from audit.lms_extract_batch") == [(1,)]
 
 
 def test_voids_reach_statements_published_by_earlier_chunks(

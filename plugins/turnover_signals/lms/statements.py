@@ -495,10 +495,16 @@ class StatementExtraction:
 
     def check_chunk(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> CheckedChunk:
         """Finish a staged chunk's checks, count them and gate it (checking thread); nothing is published."""
-        with self._interruptible(conn, chunk, stats):
-            self._finish_checks(conn, chunk)
-            counts = _check_counts(conn, chunk.checks)
-            return CheckedChunk(chunk, counts, self.gate_chunk(chunk, counts, stats))
+        self._finish_checks(conn, chunk)
+        counts = _check_counts(conn, chunk.checks)
+        return CheckedChunk(chunk, counts, self.gate_chunk(chunk, counts, stats))
+
+    def check_failed(self, failed: CheckFailed, stats: BatchStats) -> BaseException:
+        """The error to raise, in chunk order, for a chunk whose checks or gate failed (publishing thread:
+        what it says was published is known only once the chunks before it are)."""
+        if failed.session_lost:
+            return self._publish_interrupted(failed.chunk, stats, failed.error)
+        return failed.error
 
     def publish_checked(self, conn: psycopg.Connection, checked: CheckedChunk, stats: BatchStats) -> None:
         """Publish a gated chunk (publishing thread, in chunk order); raise BadInputError if it failed its
@@ -519,7 +525,8 @@ class StatementExtraction:
     def publish_chunk(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
         """Check, gate and publish one chunk on this connection, in turn (the recovered voided targets)."""
         try:
-            checked = self.check_chunk(conn, chunk, stats)
+            with self._interruptible(conn, chunk, stats):
+                checked = self.check_chunk(conn, chunk, stats)
         except BaseException:
             _drop_scratch(conn, [chunk])
             raise
@@ -767,7 +774,7 @@ class ChunkWriter:
     Each statement is checked here, in the fetching thread, by the chunk's `StatementChecker`; PostgreSQL
     parses its JSON once, into the checks table's jsonb (on this connection's backend, beside the
     publisher's). Statements of unusual shape go in with only their JSON and `is_checked_in_sql`, and the
-    publisher checks them with lms_statement_checks.sql. Repeats of a statement id already in the chunk
+    checking thread checks them with lms_statement_checks.sql. Repeats of a statement id already in the chunk
     are dropped here: the first copy received wins.
     """
 
@@ -915,6 +922,15 @@ class CheckedChunk:
     outcome: ValidationOutcome | None
 
 
+@dataclass
+class CheckFailed:
+    """A chunk whose checks or gate raised, handed on to be raised in chunk order."""
+
+    chunk: Chunk
+    error: BaseException
+    session_lost: bool  # the checking thread's warehouse session ended under it
+
+
 class ChunkPublisher:
     """Two threads, each with its own warehouse connection: one finishes the checks of each staged chunk and
     gates it, the other publishes the gated chunks in order.
@@ -932,7 +948,7 @@ class ChunkPublisher:
         self.stats = stats
         self.error: BaseException | None = None
         self._staged: queue.Queue[Chunk | None] = queue.Queue(maxsize=1)
-        self._checked: queue.Queue[CheckedChunk | BaseException | None] = queue.Queue(maxsize=1)
+        self._checked: queue.Queue[CheckedChunk | CheckFailed | None] = queue.Queue(maxsize=1)
         name = extraction.batch_id
         self._threads = [
             threading.Thread(target=self._check_staged, name=f"xapi-check-{name}", daemon=True),
@@ -951,7 +967,8 @@ class ChunkPublisher:
         if self._threads[0].is_alive():
             self._staged.put(None)
         for thread in self._threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                thread.join()
 
     def _connection(self, stack: ExitStack) -> psycopg.Connection:
         extraction = self.extraction
@@ -969,11 +986,12 @@ class ChunkPublisher:
                         continue  # keep draining, so the fetching thread never blocks on a dead publisher
                     try:
                         conn = conn or self._connection(stack)
-                        checked: CheckedChunk | BaseException = self.extraction.check_chunk(
+                        checked: CheckedChunk | CheckFailed = self.extraction.check_chunk(
                             conn, chunk, self.stats
                         )
                     except BaseException as exc:  # noqa: BLE001 - raised in order by the publishing thread
-                        checked, failed = exc, True
+                        lost = isinstance(exc, psycopg.OperationalError) and connection_lost(exc, conn)
+                        checked, failed = CheckFailed(chunk, exc, lost), True
                     self._checked.put(checked)
         finally:
             self._checked.put(None)
@@ -984,8 +1002,8 @@ class ChunkPublisher:
             while (checked := self._checked.get()) is not None:
                 if self.error is not None:
                     continue
-                if isinstance(checked, BaseException):
-                    self.error = checked
+                if isinstance(checked, CheckFailed):
+                    self.error = self.extraction.check_failed(checked, self.stats)
                     continue
                 try:
                     conn = conn or self._connection(stack)
