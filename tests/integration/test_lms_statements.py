@@ -481,6 +481,96 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
     ]
 
 
+def test_after_a_chunk_fails_its_gate_no_later_chunk_is_gated(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    # Chunk 2 of 4 fails its gate. Its failure is raised once chunk 1 is published; chunk 3, staged meanwhile,
+    # would otherwise be gated for nothing, leaving a Data Docs page for a batch never published.
+    statements = [statement(n, minutes=n) for n in range(1, 17)]
+    for n in (5, 6, 7):
+        statements[n - 1] = statement(n, minutes=n, result={"score": {"scaled": 1.5}})
+    connect(lms_server_factory(statements=statements), monkeypatch)
+    third_gated = threading.Event()
+    gated: list[int] = []
+    gate_chunk, publish = StatementExtraction.gate_chunk, StatementExtraction._publish
+
+    def gate_and_tell(self, chunk, counts, stats):
+        gated.append(chunk.number)
+        if chunk.number == 3:
+            third_gated.set()
+        return gate_chunk(self, chunk, counts, stats)
+
+    def publish_when_the_third_is_gated_or_later(self, conn, chunk, stats):
+        if chunk.number == 1:
+            third_gated.wait(timeout=3)
+        return publish(self, conn, chunk, stats)
+
+    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_tell)
+    monkeypatch.setattr(StatementExtraction, "_publish", publish_when_the_third_is_gated_or_later)
+    with pytest.raises(BadInputError, match=r"\(chunk 2, "):
+        extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
+
+    assert gated == [1, 2]
+    assert rows(warehouse_dsn, "select status from audit.lms_extract_batch order by batch_id") == [
+        ("published",),
+        ("failed",),
+    ]
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(4,)]
+
+
+def test_a_chunk_failing_its_gate_only_by_rejects_the_chunk_before_accepted_is_gated_again_and_publishes(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    # Chunks of 8, pages of 4, 9 statements; the LRS serves page 2 (two rejects) twice. Chunk 1 (pages 1, 2):
+    # 2 of 8 rejected, passes at 30 %. Chunk 2 (page 2 again, page 3), gated before chunk 1 is published:
+    # 2 of 5, fails. One at a time it would have been gated after chunk 1 accepted those two, and passed.
+    config["lms"]["max_reject_rate"] = 0.3
+    statements = [statement(n, minutes=n) for n in range(1, 10)]
+    for n in (5, 6):
+        statements[n - 1] = statement(n, minutes=n, result={"score": {"scaled": 1.5}})
+    server = lms_server_factory(statements=statements)
+    connect(server, monkeypatch)
+    second_gated = threading.Event()
+    outcomes: list[tuple[int, bool]] = []
+    gate_chunk, publish, write = (
+        StatementExtraction.gate_chunk,
+        StatementExtraction._publish,
+        ChunkWriter.write,
+    )
+
+    def write_then_repeat_the_second_page(self, page):
+        write(self, page)
+        if (self.chunk.number, self.chunk.pages) == (1, 2):
+            server.inject_fault("repeat_page", path_prefix="/xapi/statements")
+
+    def gate_and_tell(self, chunk, counts, stats):
+        outcome = gate_chunk(self, chunk, counts, stats)
+        outcomes.append((chunk.number, outcome.success))
+        if chunk.number == 2:
+            second_gated.set()
+        return outcome
+
+    def publish_once_the_second_is_gated(self, conn, chunk, stats):
+        if chunk.number == 1:
+            assert second_gated.wait(timeout=20)
+        return publish(self, conn, chunk, stats)
+
+    monkeypatch.setattr(ChunkWriter, "write", write_then_repeat_the_second_page)
+    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_tell)
+    monkeypatch.setattr(StatementExtraction, "_publish", publish_once_the_second_is_gated)
+    summary = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+
+    assert outcomes == [(1, True), (2, False), (2, True)]
+    assert (summary["new"], summary["rejected"], summary["rejects_accepted_before"]) == (7, 2, 2)
+    assert rows(warehouse_dsn, "select status, count(*) from audit.lms_extract_batch group by 1") == [
+        ("published", 2)
+    ]
+    # the validation recorded for chunk 2 is its second gate's
+    assert rows(warehouse_dsn, "select success, count(*) from audit.validation_result group by 1") == [
+        (True, 2)
+    ]
+
+
 def test_a_gate_that_loses_its_session_while_the_chunk_before_publishes_says_that_chunk_is_published(
     lms_server_factory, monkeypatch, warehouse_dsn, config
 ):

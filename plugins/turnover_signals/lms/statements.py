@@ -920,6 +920,11 @@ class CheckedChunk:
     chunk: Chunk
     counts: ChunkCounts
     outcome: ValidationOutcome | None
+    handled: threading.Event = field(default_factory=threading.Event)  # by the publishing thread
+
+    @property
+    def failed_gate(self) -> bool:
+        return self.outcome is not None and not self.outcome.success
 
 
 @dataclass
@@ -993,6 +998,12 @@ class ChunkPublisher:
                         lost = isinstance(exc, psycopg.OperationalError) and connection_lost(exc, conn)
                         checked, failed = CheckFailed(chunk, exc, lost), True
                     self._checked.put(checked)
+                    if isinstance(checked, CheckedChunk) and checked.failed_gate:
+                        # Most likely the extraction stops here: gate nothing more (a Data Docs page for a
+                        # chunk never published) until the publishing thread has had it. Re-gated, with the
+                        # rejects the chunk before accepted dropped, it may still pass and publish.
+                        while not checked.handled.wait(1) and self._threads[1].is_alive():
+                            pass
         finally:
             self._checked.put(None)
 
@@ -1000,16 +1011,19 @@ class ChunkPublisher:
         with ExitStack() as stack:
             conn = None
             while (checked := self._checked.get()) is not None:
-                if self.error is not None:
-                    continue
-                if isinstance(checked, CheckFailed):
-                    self.error = self.extraction.check_failed(checked, self.stats)
-                    continue
                 try:
+                    if self.error is not None:
+                        continue
+                    if isinstance(checked, CheckFailed):
+                        self.error = self.extraction.check_failed(checked, self.stats)
+                        continue
                     conn = conn or self._connection(stack)
                     self.extraction.publish_checked(conn, checked, self.stats)
                 except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
                     self.error = exc
+                finally:
+                    if isinstance(checked, CheckedChunk):
+                        checked.handled.set()
 
 
 # The sha256 a reject is recorded under (include/sql/raw/lms_statement_rejected.sql): of what was received for
