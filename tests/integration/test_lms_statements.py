@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -409,6 +410,47 @@ def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(
     assert data_tables(warehouse_dsn) == chunked_tables
 
 
+def repeat_a_page_once(monkeypatch, server, chunk_number, pages):
+    """The LRS serves again the page it served last, once chunk `chunk_number` holds `pages` pages."""
+    write = ChunkWriter.write
+
+    def write_then_repeat(self, page):
+        write(self, page)
+        if (self.chunk.number, self.chunk.pages) == (chunk_number, pages):
+            server.inject_fault("repeat_page", path_prefix="/xapi/statements")
+
+    monkeypatch.setattr(ChunkWriter, "write", write_then_repeat)
+
+
+def note_gates(monkeypatch):
+    """(chunk number, passed) of every gate in order, and per chunk an event set once it is gated."""
+    gate_chunk = StatementExtraction.gate_chunk
+    gates, gated = [], defaultdict(threading.Event)
+
+    def gate_and_note(self, chunk, counts, stats):
+        outcome = gate_chunk(self, chunk, counts, stats)
+        gates.append((chunk.number, outcome.success))
+        gated[chunk.number].set()
+        return outcome
+
+    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_note)
+    return gates, gated
+
+
+def hold_the_first_chunks_publishing(monkeypatch, until, timeout):
+    """Chunk 1 publishes once `until` is set (or after `timeout` seconds): whether it was set, noted."""
+    publish = StatementExtraction._publish
+    waited = []
+
+    def publish_after(self, conn, chunk, stats):
+        if chunk.number == 1:
+            waited.append(until.wait(timeout=timeout))
+        return publish(self, conn, chunk, stats)
+
+    monkeypatch.setattr(StatementExtraction, "_publish", publish_after)
+    return waited
+
+
 def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_gated_after_it(
     lms_server_factory, monkeypatch, warehouse_dsn, config
 ):
@@ -418,41 +460,15 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
     statements[1] = statement(2, minutes=2, result={"score": {"scaled": 1.5}})
     server = lms_server_factory(statements=statements)
     connect(server, monkeypatch)
-    second_gated = threading.Event()
-    published_with_the_second_gated: list[bool] = []
-    gated: list[int] = []
-    gate_chunk, publish, write = (
-        StatementExtraction.gate_chunk,
-        StatementExtraction._publish,
-        ChunkWriter.write,
-    )
-
-    def write_then_repeat_the_first_page(self, page):
-        write(self, page)
-        if self.chunk.number == 1:
-            server.inject_fault("repeat_page", path_prefix="/xapi/statements")
-
-    def gate_and_tell(self, chunk, counts, stats):
-        outcome = gate_chunk(self, chunk, counts, stats)
-        gated.append(chunk.number)
-        if chunk.number == 2:
-            second_gated.set()
-        return outcome
-
-    def publish_once_the_second_is_gated(self, conn, chunk, stats):
-        if chunk.number == 1:
-            # The gate of chunk 2 runs on its own connection while chunk 1 waits here, in its publishing
-            # transaction; one publisher thread doing both in turn never gets there.
-            published_with_the_second_gated.append(second_gated.wait(timeout=20))
-        return publish(self, conn, chunk, stats)
-
-    monkeypatch.setattr(ChunkWriter, "write", write_then_repeat_the_first_page)
-    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_tell)
-    monkeypatch.setattr(StatementExtraction, "_publish", publish_once_the_second_is_gated)
+    repeat_a_page_once(monkeypatch, server, chunk_number=1, pages=1)
+    gates, gated = note_gates(monkeypatch)
+    # The gate of chunk 2 runs on its own connection while chunk 1 waits in its publishing transaction; one
+    # publisher thread doing both in turn never gets there.
+    waited = hold_the_first_chunks_publishing(monkeypatch, until=gated[2], timeout=20)
     summary = extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
 
-    assert published_with_the_second_gated == [True]
-    assert sorted(gated) == [1, 2, 2, 3, 4]  # chunk 2 gated again, on what is left of it
+    assert waited == [True]
+    assert sorted(number for number, _ in gates) == [1, 2, 2, 3, 4]  # chunk 2 gated again, on what is left
     assert (summary["chunks"], summary["received"], summary["new"]) == (4, 16, 11)
     # The second chunk's copy of the reject was counted by its gate before the first chunk accepted it; it is
     # dropped before the second chunk is published, as if gated after the first: one reject, accepted once.
@@ -460,7 +476,7 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
     batches = rows(
         warehouse_dsn,
         "select statements_received, statements_new, statements_already_loaded, statements_rejected, status"
-        " from audit.lms_extract_batch order by started_at, batch_id",
+        " from audit.lms_extract_batch",
     )
     assert sorted(batches) == sorted(
         [
@@ -490,27 +506,12 @@ def test_after_a_chunk_fails_its_gate_no_later_chunk_is_gated(
     for n in (5, 6, 7):
         statements[n - 1] = statement(n, minutes=n, result={"score": {"scaled": 1.5}})
     connect(lms_server_factory(statements=statements), monkeypatch)
-    third_gated = threading.Event()
-    gated: list[int] = []
-    gate_chunk, publish = StatementExtraction.gate_chunk, StatementExtraction._publish
-
-    def gate_and_tell(self, chunk, counts, stats):
-        gated.append(chunk.number)
-        if chunk.number == 3:
-            third_gated.set()
-        return gate_chunk(self, chunk, counts, stats)
-
-    def publish_when_the_third_is_gated_or_later(self, conn, chunk, stats):
-        if chunk.number == 1:
-            third_gated.wait(timeout=3)
-        return publish(self, conn, chunk, stats)
-
-    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_tell)
-    monkeypatch.setattr(StatementExtraction, "_publish", publish_when_the_third_is_gated_or_later)
+    gates, gated = note_gates(monkeypatch)
+    hold_the_first_chunks_publishing(monkeypatch, until=gated[3], timeout=3)
     with pytest.raises(BadInputError, match=r"\(chunk 2, "):
         extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
 
-    assert gated == [1, 2]
+    assert gates == [(1, True), (2, False)]
     assert rows(warehouse_dsn, "select status from audit.lms_extract_batch order by batch_id") == [
         ("published",),
         ("failed",),
@@ -530,37 +531,13 @@ def test_a_chunk_failing_its_gate_only_by_rejects_the_chunk_before_accepted_is_g
         statements[n - 1] = statement(n, minutes=n, result={"score": {"scaled": 1.5}})
     server = lms_server_factory(statements=statements)
     connect(server, monkeypatch)
-    second_gated = threading.Event()
-    outcomes: list[tuple[int, bool]] = []
-    gate_chunk, publish, write = (
-        StatementExtraction.gate_chunk,
-        StatementExtraction._publish,
-        ChunkWriter.write,
-    )
-
-    def write_then_repeat_the_second_page(self, page):
-        write(self, page)
-        if (self.chunk.number, self.chunk.pages) == (1, 2):
-            server.inject_fault("repeat_page", path_prefix="/xapi/statements")
-
-    def gate_and_tell(self, chunk, counts, stats):
-        outcome = gate_chunk(self, chunk, counts, stats)
-        outcomes.append((chunk.number, outcome.success))
-        if chunk.number == 2:
-            second_gated.set()
-        return outcome
-
-    def publish_once_the_second_is_gated(self, conn, chunk, stats):
-        if chunk.number == 1:
-            assert second_gated.wait(timeout=20)
-        return publish(self, conn, chunk, stats)
-
-    monkeypatch.setattr(ChunkWriter, "write", write_then_repeat_the_second_page)
-    monkeypatch.setattr(StatementExtraction, "gate_chunk", gate_and_tell)
-    monkeypatch.setattr(StatementExtraction, "_publish", publish_once_the_second_is_gated)
+    repeat_a_page_once(monkeypatch, server, chunk_number=1, pages=2)
+    gates, gated = note_gates(monkeypatch)
+    waited = hold_the_first_chunks_publishing(monkeypatch, until=gated[2], timeout=20)
     summary = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
 
-    assert outcomes == [(1, True), (2, False), (2, True)]
+    assert waited == [True]
+    assert gates == [(1, True), (2, False), (2, True)]
     assert (summary["new"], summary["rejected"], summary["rejects_accepted_before"]) == (7, 2, 2)
     assert rows(warehouse_dsn, "select status, count(*) from audit.lms_extract_batch group by 1") == [
         ("published", 2)
@@ -577,7 +554,7 @@ def test_a_gate_that_loses_its_session_while_the_chunk_before_publishes_says_tha
     server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 13)])
     connect(server, monkeypatch)
     second_check_failed = threading.Event()
-    finish_checks, publish = StatementExtraction._finish_checks, StatementExtraction._publish
+    finish_checks = StatementExtraction._finish_checks
 
     def lose_the_session_at_chunk_2(self, conn, chunk):
         if chunk.number == 2:
@@ -589,18 +566,14 @@ def test_a_gate_that_loses_its_session_while_the_chunk_before_publishes_says_tha
                 second_check_failed.set()
         return finish_checks(self, conn, chunk)
 
-    def publish_once_the_second_check_failed(self, conn, chunk, stats):
-        if chunk.number == 1:
-            assert second_check_failed.wait(timeout=20)
-        return publish(self, conn, chunk, stats)
-
     monkeypatch.setattr(StatementExtraction, "_finish_checks", lose_the_session_at_chunk_2)
-    monkeypatch.setattr(StatementExtraction, "_publish", publish_once_the_second_check_failed)
+    waited = hold_the_first_chunks_publishing(monkeypatch, until=second_check_failed, timeout=20)
     with pytest.raises(SourceUnavailableError) as raised:
         extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
 
     # Said once chunk 1 is published, though its session was lost before: what the message says is published
     # is what is.
+    assert waited == [True]
     message = str(raised.value)
     assert "(chunk 2)" in message and "nothing was published from the interrupted chunk 2" in message
     assert "1 earlier chunk(s) of this run are" in message
