@@ -410,8 +410,21 @@ def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(
     assert data_tables(warehouse_dsn) == chunked_tables
 
 
-def repeat_a_page_once(monkeypatch, server, chunk_number, pages):
-    """The LRS serves again the page it served last, once chunk `chunk_number` holds `pages` pages."""
+def statements_rejecting(count, rejected):
+    """Statements 1..count a minute apart; those numbered in `rejected` have a scaled score out of range."""
+    return [
+        statement(n, minutes=n, result={"score": {"scaled": 1.5}})
+        if n in rejected
+        else statement(n, minutes=n)
+        for n in range(1, count + 1)
+    ]
+
+
+def serve_repeating_a_page(lms_server_factory, monkeypatch, statements, chunk_number, pages):
+    """Serve `statements`; the LRS serves again the page it served last, once chunk `chunk_number` holds
+    `pages` pages."""
+    server = lms_server_factory(statements=statements)
+    connect(server, monkeypatch)
     write = ChunkWriter.write
 
     def write_then_repeat(self, page):
@@ -420,6 +433,7 @@ def repeat_a_page_once(monkeypatch, server, chunk_number, pages):
             server.inject_fault("repeat_page", path_prefix="/xapi/statements")
 
     monkeypatch.setattr(ChunkWriter, "write", write_then_repeat)
+    return server
 
 
 def note_gates(monkeypatch):
@@ -456,11 +470,8 @@ def test_a_chunk_is_gated_while_the_one_before_it_is_published_and_counts_as_if_
 ):
     # Pages of 4, chunks of 4. The LRS serves the first page twice (a repeated page): the second chunk is the
     # first one again, its reject included, which the first chunk accepts when it is published.
-    statements = [statement(n, minutes=n) for n in range(1, 13)]
-    statements[1] = statement(2, minutes=2, result={"score": {"scaled": 1.5}})
-    server = lms_server_factory(statements=statements)
-    connect(server, monkeypatch)
-    repeat_a_page_once(monkeypatch, server, chunk_number=1, pages=1)
+    statements = statements_rejecting(12, rejected={2})
+    serve_repeating_a_page(lms_server_factory, monkeypatch, statements, chunk_number=1, pages=1)
     gates, gated = note_gates(monkeypatch)
     # The gate of chunk 2 runs on its own connection while chunk 1 waits in its publishing transaction; one
     # publisher thread doing both in turn never gets there.
@@ -502,10 +513,7 @@ def test_after_a_chunk_fails_its_gate_no_later_chunk_is_gated(
 ):
     # Chunk 2 of 4 fails its gate. Its failure is raised once chunk 1 is published; chunk 3, staged meanwhile,
     # would otherwise be gated for nothing, leaving a Data Docs page for a batch never published.
-    statements = [statement(n, minutes=n) for n in range(1, 17)]
-    for n in (5, 6, 7):
-        statements[n - 1] = statement(n, minutes=n, result={"score": {"scaled": 1.5}})
-    connect(lms_server_factory(statements=statements), monkeypatch)
+    connect(lms_server_factory(statements=statements_rejecting(16, rejected={5, 6, 7})), monkeypatch)
     gates, gated = note_gates(monkeypatch)
     hold_the_first_chunks_publishing(monkeypatch, until=gated[3], timeout=3)
     with pytest.raises(BadInputError, match=r"\(chunk 2, "):
@@ -526,12 +534,8 @@ def test_a_chunk_failing_its_gate_only_by_rejects_the_chunk_before_accepted_is_g
     # 2 of 8 rejected, passes at 30 %. Chunk 2 (page 2 again, page 3), gated before chunk 1 is published:
     # 2 of 5, fails. One at a time it would have been gated after chunk 1 accepted those two, and passed.
     config["lms"]["max_reject_rate"] = 0.3
-    statements = [statement(n, minutes=n) for n in range(1, 10)]
-    for n in (5, 6):
-        statements[n - 1] = statement(n, minutes=n, result={"score": {"scaled": 1.5}})
-    server = lms_server_factory(statements=statements)
-    connect(server, monkeypatch)
-    repeat_a_page_once(monkeypatch, server, chunk_number=1, pages=2)
+    statements = statements_rejecting(9, rejected={5, 6})
+    serve_repeating_a_page(lms_server_factory, monkeypatch, statements, chunk_number=1, pages=2)
     gates, gated = note_gates(monkeypatch)
     waited = hold_the_first_chunks_publishing(monkeypatch, until=gated[2], timeout=20)
     summary = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
