@@ -45,6 +45,7 @@ from turnover_signals.features.dates import as_of_grace, check_knowledge_rules, 
 from turnover_signals.features.gate import gate_staged_rows
 from turnover_signals.features.labels import refresh_labels
 from turnover_signals.identity.resolve import StepTimer
+from turnover_signals.lms.activity import activity_high_water
 from turnover_signals.quality.gate import RunIdentity, record_validation
 from turnover_signals.sqlfiles import insert_from_select, read_sql
 from turnover_signals.warehouse import warehouse_connection
@@ -225,11 +226,13 @@ def insert_audit_rows(
 
 
 def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
-    """What the warehouse held when the build ran (for the audit; no row depends on it)."""
-    stored, known = conn.execute(
-        "select (select max(stored_at) from core.lms_activity), "
+    """What the warehouse held when the build ran (for the audit; no row depends on it). The LMS mark is read
+    above the last build's, so only the activity published since is scanned."""
+    last_stored, known = conn.execute(
+        "select (select max(lms_stored_high_water) from audit.feature_build), "
         "(select max(known_at) from core.employee_history)"
     ).fetchone()
+    stored = activity_high_water(conn, "stored_at", last_stored)
     return {"lms_stored_high_water": stored, "hris_known_at_high_water": known}
 
 

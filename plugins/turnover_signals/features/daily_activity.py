@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from turnover_signals.features.dates import as_of_grace
+from turnover_signals.lms.activity import activity_high_water
 from turnover_signals.sqlfiles import read_sql
 
 DAILY_COLUMNS = (
@@ -63,8 +64,8 @@ def refresh_learner_daily_activity(
             " from mart.learner_daily_activity_state"
         ).fetchone()
         loaded_high = conn.execute(
-            "select greatest((select max(loaded_at) from core.lms_activity),"
-            " (select max(loaded_at) from audit.lms_void_applied))"
+            "select greatest(%s::timestamptz, (select max(loaded_at) from audit.lms_void_applied))",
+            (activity_high_water(conn, "loaded_at", state[3] if state else None),),
         ).fetchone()[0]
         same_rules = state is not None and tuple(state[:3]) == (
             rules["as_of_grace"],

@@ -31,6 +31,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from turnover_signals.errors import BadInputError
+from turnover_signals.lms.activity import activity_high_water
 from turnover_signals.quality.gate import RunIdentity, record_validation, run_suite
 from turnover_signals.sqlfiles import insert_from_select, read_sql
 from turnover_signals.warehouse import analyze_table, sqlalchemy_url, warehouse_connection
@@ -96,7 +97,7 @@ def _ids(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None 
 # -- what a run covers ------------------------------------------------------------------------
 
 
-def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
+def high_water_marks(conn: psycopg.Connection, previous: Mapping[str, Any] | None) -> dict[str, Any]:
     """How far the inputs reach now; stored with the run so the next one starts from here.
 
     New xAPI actors are looked for in the activity loaded after this run's load-time mark, not stored
@@ -104,20 +105,25 @@ def high_water_marks(conn: psycopg.Connection) -> dict[str, Any]:
     lowered watermark re-reads a period), so a statement can arrive stored before activity this run saw.
     The mark is exact: a row's `loaded_at` is its publishing transaction's start, and publishing is
     serial (one extraction at a time, chunks one after another), so a chunk not yet committed when the
-    mark is read started after every committed one and is above the mark.
+    mark is read started after every committed one and is above the mark. The activity marks are read
+    above `previous` run's (any earlier run, whatever its rules): only what was published since is scanned.
     """
+    previous = previous or {}
+    stored = activity_high_water(conn, "stored_at", previous.get("lms_activity_stored_high_water"))
+    loaded = activity_high_water(conn, "loaded_at", previous.get("lms_activity_loaded_high_water"))
     row = conn.execute(
         """
         select
             (select max(known_at) from core.employee_history),
             (select max(file_date) from audit.file_manifest where feed = 'employees' and status = 'loaded'),
             (select max(extracted_at) from raw.lms_user),
-            (select max(stored_at) from core.lms_activity),
-            (select max(loaded_at) from core.lms_activity),
+            %(stored)s::timestamptz,
+            %(loaded)s::timestamptz,
             -- every decision and whether it is still active: a withdrawal changes no timestamp
             (select md5(coalesce(string_agg(override_id || ':' || is_active, ',' order by override_id), ''))
              from audit.identity_override)
-        """
+        """,
+        {"stored": stored, "loaded": loaded},
     ).fetchone()
     names = (
         "hris_known_at_high_water",
@@ -165,7 +171,7 @@ def reason_to_skip(config: Mapping[str, Any], dsn: str | None = None, full: bool
         params = matching_parameters(config)
         if previous is None or previous["rule_version"] != params["rule_version"]:
             return None
-        marks = high_water_marks(conn)
+        marks = high_water_marks(conn, previous)
         # statements from learners already known change no link: the activity marks are checked below
         inputs = (
             "hris_known_at_high_water",
@@ -772,8 +778,9 @@ def resolve_identities(
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (IDENTITY_LOCK_ID,))
                 timer = StepTimer()
-                marks = high_water_marks(conn)
-                previous = None if full else previous_run(conn)
+                last_run = previous_run(conn)
+                marks = high_water_marks(conn, last_run)
+                previous = None if full else last_run
                 if previous is not None and previous["rule_version"] != params["rule_version"]:
                     previous = None  # new matching rules: everything is matched again
                 with timer.step("inputs"):
