@@ -1,7 +1,7 @@
-"""The times of core.lms_activity behind block-range indexes: the high-water marks identity and the feature
-build read are the true latest times, and reading them above the previous mark, or the rows published since
-it, touches only the page ranges published since (not the whole table, as a maximum over a block-range index
-would)."""
+"""The times of core.lms_activity (and raw.lms_statement's stored time) have block-range indexes: the
+high-water marks identity and the feature build read are the true latest times, and reading them above the
+previous mark, or the rows published since it, touches only the page ranges published since (not the whole
+table, as a maximum over a block-range index would)."""
 
 from __future__ import annotations
 
@@ -90,20 +90,23 @@ def table_pages(conn: psycopg.Connection) -> int:
     ).fetchone()[0]
 
 
-def test_the_times_of_lms_activity_have_block_range_indexes_and_no_b_tree(warehouse_dsn: str) -> None:
+def test_the_times_of_the_lms_tables_have_block_range_indexes_and_no_b_tree(warehouse_dsn: str) -> None:
     with psycopg.connect(warehouse_dsn) as conn:
         indexes = dict(
             conn.execute(
-                "select indexname, indexdef from pg_indexes"
-                " where schemaname = 'core' and tablename = 'lms_activity'"
+                "select schemaname || '.' || indexname, indexdef from pg_indexes"
+                " where (schemaname, tablename) in (('core', 'lms_activity'), ('raw', 'lms_statement'))"
             ).fetchall()
         )
     assert {name: ("using brin" in definition.lower()) for name, definition in indexes.items()} == {
-        "lms_activity_pkey": False,
-        "lms_activity_learner_idx": False,
-        "lms_activity_loaded_brin": True,
-        "lms_activity_stored_brin": True,
-        "lms_activity_occurred_brin": True,
+        "core.lms_activity_pkey": False,
+        "core.lms_activity_learner_idx": False,
+        "core.lms_activity_loaded_brin": True,
+        "core.lms_activity_stored_brin": True,
+        "core.lms_activity_occurred_brin": True,
+        "raw.lms_statement_pkey": False,
+        "raw.lms_statement_void_target_idx": False,
+        "raw.lms_statement_stored_brin": True,
     }
 
 
