@@ -220,12 +220,14 @@ def test_malformed_json_is_retried(lms_server_factory: Any) -> None:
     assert len(all_ids(client)) == 120 and client.retries == 1
 
 
+# unparsed: the loader's pages, whose ids msgspec reads without parsing the statements
+@pytest.mark.parametrize("parse_statements", [True, False], ids=["parsed", "unparsed"])
 def test_a_repeated_page_is_tolerated_and_its_repeats_flagged(
-    lms_server_factory: Any, lms_data_dir: Path
+    lms_server_factory: Any, lms_data_dir: Path, parse_statements: bool
 ) -> None:
     server = lms_server_factory(data_dir=lms_data_dir)
     client = xapi_client(server)
-    listing = client.iter_statement_pages(EPOCH, limit=25)
+    listing = client.iter_statement_pages(EPOCH, limit=25, parse_statements=parse_statements)
     first = next(listing)
     server.inject_fault("repeat_page")
     rest = list(listing)

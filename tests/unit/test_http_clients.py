@@ -715,6 +715,27 @@ def test_statements_within_the_bounds_keep_their_bytes_as_received():
     assert decoded.statements == [json.loads(text) for text in texts]
 
 
+def test_an_unparsed_page_reads_only_the_ids_and_parses_its_statements_when_they_are_read(monkeypatch):
+    texts = [b'{"id": "a",  "n": [[1]]}', b'{"id": 7}', b'{"verb": {"id": "v"}}', '{"id":"é"}'.encode()]
+    parses: list[Any] = []
+    loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, **kw: parses.append(text) or loads(text, **kw))
+    decoded = decode_statement_page(
+        statements_body(texts, more="/next"), StatementBounds(), parse_statements=False
+    )
+    assert decoded.texts == texts and decoded.refused == [] and decoded.more == "/next"
+    assert decoded.statement_ids == ["a", "é"]  # string ids only, as the parsed page's
+    assert len(decoded.statements) == 4 and parses == []
+    assert list(decoded.statements) == [loads(text) for text in texts] and parses == texts
+
+
+def test_an_unparsed_page_with_a_statement_that_is_not_an_object_is_parsed_as_usual():
+    texts = [b'{"id": "a"}', b"[1, 2]", b"null"]
+    decoded = decode_statement_page(statements_body(texts), StatementBounds(), parse_statements=False)
+    assert decoded.statement_ids is None and decoded.texts == texts
+    assert decoded.statements == [{"id": "a"}, [1, 2], None]
+
+
 # msgspec splits a page as long as Python's recursion limit allows; the iterative scanner the deeper ones
 @pytest.mark.parametrize("depth", [62, 900, 10_000])
 def test_the_depth_bound_holds_however_the_page_is_split(depth):

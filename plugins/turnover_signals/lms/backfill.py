@@ -245,7 +245,9 @@ class SliceExtraction:
         chunks: list[Chunk] = []
         writer: ChunkWriter | None = None
         try:
-            for page in self.client.iter_statement_pages(self.since, self.until, limit=limit, ascending=True):
+            for page in self.client.iter_statement_pages(
+                self.since, self.until, limit=limit, ascending=True, parse_statements=False
+            ):
                 note_page(stats, page)
                 if not page.received:
                     continue

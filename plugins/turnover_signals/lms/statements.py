@@ -363,7 +363,9 @@ class StatementExtraction:
         limit = int(self.lms["statements_page_limit"])
         writer: ChunkWriter | None = None
         try:
-            for page in self.client.iter_statement_pages(stats.requested_since, limit=limit, ascending=True):
+            for page in self.client.iter_statement_pages(
+                stats.requested_since, limit=limit, ascending=True, parse_statements=False
+            ):
                 if publisher.error is not None:
                     break  # a chunk failed its gate: fetching more would publish nothing
                 note_page(stats, page)

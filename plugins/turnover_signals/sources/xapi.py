@@ -33,6 +33,10 @@ sha256 and a short excerpt (and its `id`/`stored` when they can be read), for th
 reject; the page's other statements are passed on as usual. A page msgspec cannot split because of the depth
 is split by an iterative scanner instead.
 
+Unparsed pages (`iter_statement_pages(..., parse_statements=False)`): for a caller that reads each statement's
+bytes itself (the loader checks and stores them as received), the usual page is split and its ids read by
+msgspec without building a Python object per statement; `StatementPage.statements` then parses on first use.
+
 Timestamps: `parse_xapi_timestamp` accepts ISO 8601 with 'Z' or any offset and returns an aware
 UTC datetime; a value without a timezone raises `TimezoneMissingError` (a `XapiTimestampError`,
 itself a ValueError) rather than guessing one.
@@ -45,7 +49,7 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -175,11 +179,12 @@ class DecodedStatementPage:
     """A statements page split and bounded: what `XapiClient.decode_statement_page` returns."""
 
     is_statement_result: bool  # a JSON object whose `statements` is an array
-    statements: list[Any]
+    statements: Sequence[Any]
     texts: list[bytes] | None  # each of `statements` as received (None: re-serialise them)
     refused: list[RefusedStatement]
     more: Any
     has_more_key: bool = False  # `more` present (even if null), for the conformance probe
+    statement_ids: list[str] | None = None  # the string ids of `statements`, when read without parsing them
 
 
 class _TopLevel(msgspec.Struct):
@@ -192,8 +197,31 @@ class _StatementResult(msgspec.Struct):
     more: Any = msgspec.UNSET
 
 
+class _StatementResultIds(msgspec.Struct):
+    statements: list[_TopLevel]
+
+
 _TOP_LEVEL = msgspec.json.Decoder(_TopLevel)
 _STATEMENT_RESULT = msgspec.json.Decoder(_StatementResult)
+_STATEMENT_RESULT_IDS = msgspec.json.Decoder(_StatementResultIds)
+
+
+class UnparsedStatements(Sequence[Any]):
+    """The statements of a page kept as the bytes received and parsed on first use (`len` needs no parse)."""
+
+    def __init__(self, texts: list[bytes]):
+        self._texts = texts
+        self._parsed: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._parsed is None:
+            self._parsed = [json.loads(text) for text in self._texts]
+        return self._parsed[index]
+
+
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]', re.DOTALL)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
@@ -341,8 +369,11 @@ def _split_deep_result(body: bytes) -> tuple[bool, list[tuple[bytes, int]], byte
     return found, elements, more_token, has_more_key
 
 
-def decode_statement_page(body: bytes, bounds: StatementBounds) -> DecodedStatementPage:
-    """Split a statements page into its statements, refusing those beyond `bounds`, and parse the rest.
+def decode_statement_page(
+    body: bytes, bounds: StatementBounds, parse_statements: bool = True
+) -> DecodedStatementPage:
+    """Split a statements page into its statements, refusing those beyond `bounds`, and parse the rest (when
+    not `parse_statements`, the usual page's statements are left unparsed and only their ids read).
 
     Raises ValueError for a body that is not JSON (the client retries it as a truncated transfer).
     """
@@ -368,6 +399,14 @@ def decode_statement_page(body: bytes, bounds: StatementBounds) -> DecodedStatem
     # Few brackets cannot nest deeply: most statements are cleared by three C-speed measures.
     if any(len(raw) > max_bytes or raw.count(b"{") + raw.count(b"[") > max_depth for raw in raws):
         return _bounded([(raw, None) for raw in raws], more, bounds, has_more_key)
+    if not parse_statements:
+        try:
+            tops = _STATEMENT_RESULT_IDS.decode(body).statements
+        except msgspec.ValidationError:
+            pass  # a statement that is not an object: parsed below, as for any caller
+        else:
+            ids = [top.id for top in tops if type(top.id) is str]
+            return DecodedStatementPage(True, UnparsedStatements(raws), raws, [], more, has_more_key, ids)
     # the usual page: one json.loads of the whole body is cheaper than one per statement
     return DecodedStatementPage(True, json.loads(body)["statements"], raws, [], more, has_more_key)
 
@@ -422,7 +461,7 @@ class StatementPage:
 
     page_number: int
     request_url: str
-    statements: list[dict[str, Any]]
+    statements: Sequence[dict[str, Any]]  # a list, or `UnparsedStatements` (parse_statements=False)
     more: str  # as sent by the server; "" on the last page
     next_url: str | None  # `more` resolved to an absolute URL; None on the last page
     consistent_through: datetime | None
@@ -472,10 +511,11 @@ class StatementPages(Iterator[StatementPage]):
     the server sent none); `complete` turns True once a page without `more` has been received.
     """
 
-    def __init__(self, client: XapiClient, first_url: str, limit: int):
+    def __init__(self, client: XapiClient, first_url: str, limit: int, parse_statements: bool = True):
         self.client = client
         self.first_url = first_url
         self.limit = limit
+        self.parse_statements = parse_statements
         self.pages = 0
         self.statements = 0
         self.already_seen = 0
@@ -496,11 +536,16 @@ class StatementPages(Iterator[StatementPage]):
         recent = _RecentIds(client.seen_ids_window)
         advanced_urls: set[str] = set()
         url = self.first_url
+        decode = (
+            client.decode_statement_page if self.parse_statements else client.decode_unparsed_statement_page
+        )
         while True:
-            response = client.get_json(url, "statements page", decode=client.decode_statement_page)
+            response = client.get_json(url, "statements page", decode=decode)
             decoded, more = self._statement_result(response)
             statements = decoded.statements
-            ids = [s["id"] for s in statements if isinstance(s, dict) and isinstance(s.get("id"), str)]
+            ids = decoded.statement_ids
+            if ids is None:
+                ids = [s["id"] for s in statements if isinstance(s, dict) and isinstance(s.get("id"), str)]
             # a refused statement still advances the listing (by its id, else its bytes' digest)
             ids += [refusal.statement_id or f"sha256:{refusal.sha256}" for refusal in decoded.refused]
             new_count, seen_ids = recent.split(ids)
@@ -671,6 +716,10 @@ class XapiClient(HttpSourceClient):
         """A statements page body split and bounded by `statement_bounds` (see `decode_statement_page`)."""
         return decode_statement_page(body, self.statement_bounds)
 
+    def decode_unparsed_statement_page(self, body: bytes) -> DecodedStatementPage:
+        """The same, the usual page's statements left as bytes (parsed on first use), only their ids read."""
+        return decode_statement_page(body, self.statement_bounds, parse_statements=False)
+
     def _decode_single_statement(self, body: bytes) -> Any:
         """One statement's document, or its `RefusedStatement` when it is beyond `statement_bounds`."""
         body = _utf8_body(body)
@@ -711,8 +760,12 @@ class XapiClient(HttpSourceClient):
         *,
         limit: int = DEFAULT_PAGE_LIMIT,
         ascending: bool = True,
+        parse_statements: bool = True,
     ) -> StatementPages:
         """The pages of statements stored after `since` (exclusive) and up to `until` (inclusive).
+
+        Without `parse_statements`, each page's `statements` are parsed only when read: for a caller that
+        reads `statement_texts` (see the module's "Unparsed pages").
 
         Raises ValueError for naive datetimes; `SourceUnavailableError` (after retries),
         `SourceRefusedError` (auth, 4xx, not an LRS) and `PaginationLoopError` while iterating.
@@ -728,7 +781,7 @@ class XapiClient(HttpSourceClient):
             raise ValueError(f"until ({params['until']}) is before since ({params['since']})")
         params["limit"] = limit
         params["ascending"] = "true" if ascending else "false"
-        return StatementPages(self, with_query(self.statements_url, params), limit)
+        return StatementPages(self, with_query(self.statements_url, params), limit, parse_statements)
 
     def iter_statements(
         self,
