@@ -20,6 +20,8 @@ For every N given, in one run:
    `iter_statement_pages(since=1970-01-01Z, limit=page_size)` over every page, counting
    statements. Run before and after the end-to-end run; the reference is their mean. A raw
    `http.client` loop that follows `more` without parsing JSON shows what the server alone allows.
+   Once more after the end-to-end run, the same client with `parse_statements=False` (pages split and
+   their ids read, statements left unparsed, as the loader reads them): reported beside the reference.
 4. End to end, in a child process with Airflow pointed at a throwaway home: a freshly created and
    migrated database, then `extract_statements(config, dsn=..., client=XapiClient(...))` with
    `statements_page_limit = page_size`. Phases are timed without changing the package: the
@@ -387,8 +389,10 @@ class RssSampler:
 # -- children ---------------------------------------------------------------------------------
 
 
-def child_bare(args: argparse.Namespace) -> None:
-    """The bare client: every page of the listing, counting statements, nothing else."""
+def child_bare(args: argparse.Namespace, parse_statements: bool = True) -> None:
+    """The bare client: every page of the listing, counting statements, nothing else (with
+    `parse_statements=False`: its pages split and their ids read, the statements left unparsed, as the loader
+    reads them)."""
     out: dict[str, Any] = {}
     t = time.perf_counter()
     from turnover_signals.sources.xapi import XapiClient  # noqa: F401
@@ -398,9 +402,11 @@ def child_bare(args: argparse.Namespace) -> None:
     statements = pages = 0
     started = time.perf_counter()
     with _make_client(args.base_url) as client:
-        for page in client.iter_statement_pages(since=EPOCH, limit=args.page_size):
+        for page in client.iter_statement_pages(
+            since=EPOCH, limit=args.page_size, parse_statements=parse_statements
+        ):
             pages += 1
-            statements += len(page.statements)
+            statements += page.received
         out["requests_sent"] = client.requests_sent
         out["retries"] = client.retries
     out["work_s"] = time.perf_counter() - started
@@ -408,6 +414,10 @@ def child_bare(args: argparse.Namespace) -> None:
     out["pages"] = pages
     out["self_peak_rss_mib"] = mib(proc_status_kib("VmHWM"))
     write_child_result(args.result_file, out)
+
+
+def child_bare_unparsed(args: argparse.Namespace) -> None:
+    child_bare(args, parse_statements=False)
 
 
 def child_raw_http(args: argparse.Namespace) -> None:
@@ -713,6 +723,7 @@ def child_backfill(args: argparse.Namespace) -> None:
 
 CHILDREN = {
     "bare": child_bare,
+    "bare_unparsed": child_bare_unparsed,
     "raw_http": child_raw_http,
     "end_to_end": child_end_to_end,
     "backfill": child_backfill,
@@ -807,6 +818,8 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
                 )
             print(f"[{count:,}] bare client (2)", flush=True)
             report["bare"].append(measure_child("bare", child_args, log_dir, env))
+            print(f"[{count:,}] bare client, statements unparsed", flush=True)
+            report["bare_unparsed"] = measure_child("bare_unparsed", child_args, log_dir, env)
             report["backfill"] = []
             for workers in args.backfill_workers:
                 backfill_dsn, _ = fresh_database(f"backfill{workers}")
@@ -998,8 +1011,9 @@ METHOD_TEXT = (
     "`DATA/lms/statements.jsonl`, starts `LmsSampleServer(DATA, max_page_size=500)` in the parent process "
     "(its JSONL→SQLite start-up is timed apart and is in no figure), and runs each measurement in its own "
     "child process: the bare client (`XapiClient.iter_statement_pages(since=1970-01-01Z, limit=500)` over "
-    "every page, before and after the end-to-end run; the reference is the mean), a raw `http.client` loop "
-    "(no JSON decoding: what the LRS alone serves), and `extract_statements(config, dsn=..., "
+    "every page, before and after the end-to-end run; the reference is the mean), the same client once with "
+    "`parse_statements=False` (statements left unparsed, as the loader reads its pages), a raw `http.client` "
+    "loop (no JSON decoding: what the LRS alone serves), and `extract_statements(config, dsn=..., "
     "client=XapiClient(...))` on a freshly created and migrated database with Airflow pointed at a throwaway "
     "home. Throughput is N / wall time of the measured call (imports excluded; listed apart); peak RSS is "
     "the child's own (`os.wait4`). Phases come from wrapping, outside the package, the "
@@ -1283,6 +1297,28 @@ def cpu_budget_section(reports: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def unparsed_reference_lines(reports: list[dict[str, Any]]) -> list[str]:
+    """The same client with its pages' statements left unparsed, as the loader reads them: the reference
+    without the per-statement Python objects that the bare client builds and the loader does not."""
+    figures = []
+    for r in reports:
+        if "bare_unparsed" in r:
+            rate = r["bare_unparsed"]["statements"] / r["bare_unparsed"]["work_s"]
+            e2e_rate = r["statements"] / r["e2e"]["work_s"]
+            figures.append(
+                f"N={r['statements']:,}: {fmt(rate, 0)} st/s, end to end {e2e_rate / rate:.2f}× that"
+            )
+    if not figures:
+        return []
+    return [
+        "",
+        "The loader reads its pages unparsed (`iter_statement_pages(..., parse_statements=False)`: each page "
+        "split and its ids read by msgspec, no Python object per statement; its checker then decodes each "
+        "statement once). The same client reading pages that way, once after the runs above: "
+        f"{'; '.join(figures)}. The goal's reference stays the bare client above.",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     reports = results["reports"]
     bare_runs = "; ".join(
@@ -1299,6 +1335,7 @@ def render(results: dict[str, Any]) -> str:
         f"the end-to-end run: {bare_runs}). End to end = `extract_statements(...)` call wall time, imports "
         "excluded. Raw HTTP = `http.client`, no JSON decoding (what the sample LRS alone serves). Peak RSS = "
         "the child's own (`os.wait4`).",
+        *unparsed_reference_lines(reports),
         "",
         cost_table(reports),
         "",
