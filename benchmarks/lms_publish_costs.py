@@ -16,7 +16,9 @@ publisher could write it, so a redesign is chosen on figures:
 - core, as migrated: `insert ... select ... where not exists` of the chunk's normalised rows into
   `core.lms_activity` with every index the migrations create;
 - core, primary key only: the same into a copy of the warehouse whose `core.lms_activity` keeps only its
-  primary key (what the secondary indexes cost).
+  primary key (what the secondary indexes cost);
+- core, b-trees on the times: the same into a copy whose loaded, stored and occurred times have the b-trees
+  they had before migration 0046 instead of its block-range indexes (what that migration saves).
 
 Each variant runs `--repeats` times after a warm-up round that is not counted, alternating, each after a
 checkpoint (so full-page images are paid as in a long load); the figure is the median wall time of the
@@ -53,6 +55,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 on_path(REPO_ROOT / "plugins", REPO_ROOT)
 
 WAREHOUSE = Warehouse("LMS_BENCH_ADMIN_DSN")
+BEFORE_0046_BTREES = ("loaded", "stored", "occurred")
 README_TITLE = "LMS publish costs (issue 18)"
 
 
@@ -207,11 +210,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for (name,) in secondary:
             conn.execute(f'drop index core."{name}"')
     indexes = sorted(name for (name,) in secondary)
+    btree_dsn = WAREHOUSE.create("bench_publish_costs_btree", template="bench_publish_costs")
+    with psycopg.connect(btree_dsn, autocommit=True) as conn:
+        for column in BEFORE_0046_BTREES:
+            conn.execute(f"drop index core.lms_activity_{column}_brin")
+            conn.execute(f"create index lms_activity_{column}_idx on core.lms_activity ({column}_at)")
     timings: dict[str, list[float]] = {
         "raw_today": [],
         "raw_direct": [],
         "core_all_indexes": [],
         "core_pk_only": [],
+        "core_time_btrees": [],
     }
     day = 1000
     try:
@@ -219,9 +228,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for variant in timings:
                 day += 1
                 rows = list(statements(args.chunk, base + timedelta(days=day), rng))
-                with psycopg.connect(
-                    pk_only_dsn if variant == "core_pk_only" else dsn, autocommit=True
-                ) as conn:
+                target = {"core_pk_only": pk_only_dsn, "core_time_btrees": btree_dsn}.get(variant, dsn)
+                with psycopg.connect(target, autocommit=True) as conn:
                     conn.execute("checkpoint")
                     started = time.perf_counter()
                     with conn.transaction():
@@ -236,6 +244,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     timings[variant].append(elapsed)
                 print(f"{variant}: {elapsed:.2f} s", file=sys.stderr, flush=True)
     finally:
+        WAREHOUSE.drop("bench_publish_costs_btree")
         WAREHOUSE.drop("bench_publish_costs_pk")
         WAREHOUSE.drop("bench_publish_costs")
     return {
@@ -258,7 +267,9 @@ def render(result: dict[str, Any]) -> str:
         "raw_direct": "raw: COPY straight into raw.lms_statement",
         "core_all_indexes": "core: insert ... where not exists, every index of the migrations",
         "core_pk_only": "core: the same, primary key only",
+        "core_time_btrees": "core: the same, b-trees on the times, not block-range indexes (before 0046)",
     }
+    labels = {variant: label for variant, label in labels.items() if variant in medians}  # older runs: 4
     rows = [
         (
             labels[variant],
@@ -271,6 +282,11 @@ def render(result: dict[str, Any]) -> str:
     machine = result["machine"]
     raw_saving = (medians["raw_today"] - medians["raw_direct"]) / chunk * 1e6
     index_cost = (medians["core_all_indexes"] - medians["core_pk_only"]) / chunk * 1e6
+    btree_cost = (
+        (medians["core_time_btrees"] - medians["core_all_indexes"]) / chunk * 1e6
+        if "core_time_btrees" in medians
+        else None
+    )
     return "\n".join(
         [
             "What one chunk costs PostgreSQL, per table and way of writing it "
@@ -284,7 +300,13 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"Secondary indexes of `core.lms_activity`: {', '.join(result['secondary_indexes_of_core'])}. "
             f"Writing raw directly saves {raw_saving:.1f} µs a statement; the secondary indexes cost "
-            f"{index_cost:.1f} µs a statement.",
+            f"{index_cost:.1f} µs a statement"
+            + (
+                f"; b-trees on the loaded, stored and occurred times would cost {btree_cost:.1f} µs a "
+                "statement more than their block-range indexes."
+                if btree_cost is not None
+                else "."
+            ),
         ]
     )
 
