@@ -2,9 +2,9 @@
 -- one load time, their stored times rising and occurred times close behind. So the tables' pages follow these
 -- times, and a block-range index per time finds the rows of a range (activity loaded since the last identity
 -- run or daily refresh, today's provisional view, statements older than the retention period) by reading only
--- the page ranges that can hold them. A b-tree per time did the same at a cost on every published statement:
--- with the b-trees the publisher's insert into core.lms_activity took 29 µs a statement, with these 22 µs
--- (chunks of 100,000 onto 500,000; raw.lms_statement's 1.4 µs less).
+-- the page ranges that can hold them. A b-tree per time did the same at a cost on every published statement,
+-- about a quarter of the publisher's insert into core.lms_activity (benchmarks/lms_publish_costs.py measures
+-- both).
 -- A block-range index cannot give a maximum: the high-water marks read only the rows above the previous
 -- mark (include/sql/queries/lms_activity_high_water.sql).
 drop index if exists core.lms_activity_loaded_idx;
