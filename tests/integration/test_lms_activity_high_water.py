@@ -12,8 +12,7 @@ import pytest
 from psycopg import sql
 
 from tests.databases import plan_nodes
-from turnover_signals.lms.activity import activity_high_water
-from turnover_signals.sqlfiles import read_sql
+from turnover_signals.lms.activity import activity_high_water, high_water_query
 
 PUBLISHES = 40
 ROWS_PER_PUBLISH = 2_000
@@ -61,12 +60,6 @@ def published_activity(warehouse_dsn: str) -> str:
         # what autosummarize does shortly after a publish, and the statistics the planner reads
         conn.execute("vacuum analyze core.lms_activity")
     return warehouse_dsn
-
-
-def high_water_query(time_column: str) -> sql.Composed:
-    return sql.SQL(read_sql("queries", "lms_activity_high_water")).format(
-        time_column=sql.Identifier(time_column)
-    )
 
 
 def heap_pages_read(
