@@ -369,10 +369,24 @@ def loading_run(stack: Any, statement_id: str) -> str | None:
     return row[0] if row else None
 
 
-def clear_of_the_hourly_run() -> None:
-    """Wait until the next :10 is minutes away, so the run that loads a statement is the watcher's."""
-    while 7 <= datetime.now(UTC).minute < 13:
-        time.sleep(5)
+HOURLY_TICK_SECOND = 10 * 60  # lms_api_ingest's safety net runs at :10 past each hour
+
+
+def clear_of_the_hourly_run(stack: Any) -> None:
+    """Wait until the hourly run is neither due within two minutes nor about to be created or running, so the
+    run that loads a statement is the watcher's. Waits about three minutes at worst, and only near :10."""
+    api = stack.api()
+
+    def clear() -> bool:
+        now = datetime.now(UTC)
+        since_tick = (now.minute * 60 + now.second - HOURLY_TICK_SECOND) % 3600
+        if since_tick < 60 or since_tick > 3600 - 120:
+            return False
+        return not any(
+            r["run_type"] == "scheduled" and r["state"] in ("queued", "running") for r in lms_runs(api)
+        )
+
+    wait_for(clear, 600, "moment clear of the hourly run", stack, interval=5)
 
 
 def catch_an_event_run_after_its_extraction(stack: Any, stored: dict[str, Any]) -> dict[str, Any] | None:
@@ -422,7 +436,7 @@ def test_under_the_triggerer_a_stored_statement_is_loaded_by_an_event_run_that_a
     watched_stack, live_lrs
 ):
     api = watched_stack.api()
-    clear_of_the_hourly_run()
+    clear_of_the_hourly_run(watched_stack)
     stored = store(live_lrs)
     started = time.monotonic()
     run_id = wait_for(
@@ -448,7 +462,7 @@ def test_under_the_triggerer_a_statement_stored_while_a_run_is_active_is_loaded_
 ):
     """apache/airflow#56050's situation: an event while the only allowed run is active."""
     api = watched_stack.api()
-    clear_of_the_hourly_run()
+    clear_of_the_hourly_run(watched_stack)
     active, during, stored_while_running = None, None, False
     for _attempt in range(3):  # the moment between an event run's extraction and its end lasts seconds
         active = catch_an_event_run_after_its_extraction(watched_stack, store(live_lrs))
