@@ -729,6 +729,18 @@ def test_an_unparsed_page_reads_only_the_ids_and_parses_its_statements_when_they
     assert list(decoded.statements) == [loads(text) for text in texts] and parses == texts
 
 
+def test_an_unparsed_page_compares_equal_to_the_parsed_page_of_the_same_body():
+    texts = [b'{"id": "a", "n": [1]}', '{"id":"é"}'.encode()]
+    body = statements_body(texts)
+    parsed = decode_statement_page(body, StatementBounds()).statements
+    unparsed = decode_statement_page(body, StatementBounds(), parse_statements=False).statements
+    assert unparsed == parsed and parsed == unparsed and unparsed != tuple(parsed)  # as a list would
+    assert unparsed == decode_statement_page(body, StatementBounds(), parse_statements=False).statements
+    assert unparsed != parsed[:1] and unparsed != [parsed[0], {"id": "b"}] and unparsed != "ab"
+    with pytest.raises(TypeError):
+        hash(unparsed)
+
+
 def test_an_unparsed_page_with_a_statement_that_is_not_an_object_is_parsed_as_usual():
     texts = [b'{"id": "a"}', b"[1, 2]", b"null"]
     decoded = decode_statement_page(statements_body(texts), StatementBounds(), parse_statements=False)

@@ -221,6 +221,16 @@ class UnparsedStatements(Sequence[Any]):
             self._parsed = [json.loads(text) for text in self._texts]
         return self._parsed[index]
 
+    def __eq__(self, other: object) -> bool:
+        # Equal to a list (or page) of the same statements, as the parsed page's list would be.
+        if isinstance(other, UnparsedStatements | list):
+            return len(self) == len(other) and all(
+                mine == theirs for mine, theirs in zip(self, other, strict=True)
+            )
+        return NotImplemented
+
+    __hash__ = None  # compared by content, so unhashable like the list it stands for
+
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]', re.DOTALL)
