@@ -224,9 +224,7 @@ class UnparsedStatements(Sequence[Any]):
     def __eq__(self, other: object) -> bool:
         # Equal to a list (or page) of the same statements, as the parsed page's list would be.
         if isinstance(other, UnparsedStatements | list):
-            return len(self) == len(other) and all(
-                mine == theirs for mine, theirs in zip(self, other, strict=True)
-            )
+            return list(self) == list(other)
         return NotImplemented
 
     __hash__ = None  # compared by content, so unhashable like the list it stands for
