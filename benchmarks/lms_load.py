@@ -533,6 +533,8 @@ def child_end_to_end(args: argparse.Namespace) -> None:
         wrap(st.ChunkWriter, "write", "ChunkWriter.write")
         wrap(st.ChunkWriter, "close", "ChunkWriter.close")
         wrap(st.ChunkPublisher, "submit", "ChunkPublisher.submit")
+        if hasattr(st.ChunkPublisher, "reserve"):  # the package before 2026-12-07 staged without it
+            wrap(st.ChunkPublisher, "reserve", "ChunkPublisher.reserve")
         wrap(st.ChunkPublisher, "finish", "ChunkPublisher.finish")
         for function in (
             "run_suite",
@@ -733,6 +735,62 @@ CHILDREN = {
 # -- the run ----------------------------------------------------------------------------------
 
 
+def end_to_end_round(
+    count: int,
+    number: int,
+    child_args: list[str],
+    log_dir: Path,
+    env: dict[str, str],
+    fresh_database: Callable[[str], tuple[str, float]],
+) -> dict[str, Any]:
+    """One end-to-end run on a fresh database: its measurements, CPU and WAL, and the rows it left."""
+    import psycopg
+
+    dsn, migrate_s = fresh_database(f"e2e{number}")
+    print(f"[{count:,}] end to end ({number})", flush=True)
+    # What the machine's two cores spent on the run: the loader (the child), PostgreSQL, and the
+    # sample LRS (this process's threads), against the wall time they had.
+    cpu_before = (postgres_cpu_seconds(), time.process_time(), wal_position(dsn))
+    e2e = measure_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
+    cpu_after = (postgres_cpu_seconds(), time.process_time(), wal_position(dsn))
+    result: dict[str, Any] = {
+        "database": dsn.rpartition("/")[2],
+        "migrate_s": migrate_s,
+        "e2e": e2e,
+        "e2e_cpu": {
+            "postgres_s": None if None in (cpu_before[0], cpu_after[0]) else cpu_after[0] - cpu_before[0],
+            "lrs_s": cpu_after[1] - cpu_before[1],
+            "wal_mb": (cpu_after[2] - cpu_before[2]) / 1e6,
+        },
+    }
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        result["verify"] = dict(
+            zip(
+                ("raw_lms_statement", "core_lms_activity", "rejected", "batch_status"),
+                conn.execute(
+                    "select (select count(*) from raw.lms_statement), (select count(*) from "
+                    "core.lms_activity), (select count(*) from raw.lms_statement_rejected), (select "
+                    "string_agg(status, ',') from audit.lms_extract_batch)"
+                ).fetchone(),
+                strict=True,
+            )
+        )
+        result["db_sizes_mb"] = dict(
+            conn.execute(
+                "select c.relname, (pg_total_relation_size(c.oid) / 1e6)::float8 from pg_class c "
+                "join pg_namespace n on n.oid = c.relnamespace where (n.nspname, c.relname) in "
+                "(('raw', 'lms_statement'), ('core', 'lms_activity'))"
+            ).fetchall()
+        )
+    return result
+
+
+def round_ratio(count: int, round_: dict[str, Any]) -> float:
+    """A round's end-to-end statements/s over the mean of the bare runs before and after it."""
+    bare = [b["statements"] / b["work_s"] for b in round_["bare_pair"]]
+    return count / round_["e2e"]["work_s"] / (sum(bare) / len(bare))
+
+
 def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     """Everything for one N: data, server, bare client, end to end, cleanup."""
     import psycopg
@@ -785,39 +843,26 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
             print(f"[{count:,}] bare client (1)", flush=True)
             report["bare"] = [measure_child("bare", child_args, log_dir, env)]
 
-            dsn, report["migrate_s"] = fresh_database("e2e")
-            print(f"[{count:,}] end to end", flush=True)
-            # What the machine's two cores spent on the run: the loader (the child), PostgreSQL, and the
-            # sample LRS (this process's threads), against the wall time they had.
-            cpu_before = (postgres_cpu_seconds(), time.process_time(), wal_position(dsn))
-            report["e2e"] = measure_child("end_to_end", [*child_args, "--dsn", dsn], log_dir, env)
-            cpu_after = (postgres_cpu_seconds(), time.process_time(), wal_position(dsn))
-            report["e2e_cpu"] = {
-                "postgres_s": None if None in (cpu_before[0], cpu_after[0]) else cpu_after[0] - cpu_before[0],
-                "lrs_s": cpu_after[1] - cpu_before[1],
-                "wal_mb": (cpu_after[2] - cpu_before[2]) / 1e6,
-            }
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                report["verify"] = dict(
-                    zip(
-                        ("raw_lms_statement", "core_lms_activity", "rejected", "batch_status"),
-                        conn.execute(
-                            "select (select count(*) from raw.lms_statement), (select count(*) from "
-                            "core.lms_activity), (select count(*) from raw.lms_statement_rejected), (select "
-                            "string_agg(status, ',') from audit.lms_extract_batch)"
-                        ).fetchone(),
-                        strict=True,
-                    )
-                )
-                report["db_sizes_mb"] = dict(
-                    conn.execute(
-                        "select c.relname, (pg_total_relation_size(c.oid) / 1e6)::float8 from pg_class c "
-                        "join pg_namespace n on n.oid = c.relnamespace where (n.nspname, c.relname) in "
-                        "(('raw', 'lms_statement'), ('core', 'lms_activity'))"
-                    ).fetchall()
-                )
-            print(f"[{count:,}] bare client (2)", flush=True)
-            report["bare"].append(measure_child("bare", child_args, log_dir, env))
+            # Rounds alternate with the bare client (bare, end to end, bare, end to end, ..., bare): each
+            # end-to-end run is set against the two bare runs beside it, and the median round is reported.
+            # One run's ratio moves by ±15% with the host's load alone.
+            rounds = []
+            for number in range(1, args.rounds + 1):
+                rounds.append(end_to_end_round(count, number, child_args, log_dir, env, fresh_database))
+                print(f"[{count:,}] bare client ({number + 1})", flush=True)
+                report["bare"].append(measure_child("bare", child_args, log_dir, env))
+                rounds[-1]["bare_pair"] = report["bare"][-2:]
+                WAREHOUSE.drop(rounds[-1].pop("database"))
+            report["rounds"] = [
+                {
+                    "ratio": round_ratio(count, r),
+                    "e2e_s": r["e2e"]["work_s"],
+                    "bare_st_s": [b["statements"] / b["work_s"] for b in r["bare_pair"]],
+                }
+                for r in rounds
+            ]
+            median = sorted(rounds, key=lambda r: round_ratio(count, r))[(len(rounds) - 1) // 2]
+            report.update(median)
             print(f"[{count:,}] bare client, statements unparsed", flush=True)
             report["bare_unparsed"] = measure_child("bare_unparsed", child_args, log_dir, env)
             report["backfill"] = []
@@ -876,8 +921,9 @@ def short_process(line: str) -> str:
 
 
 def bare_reference(report: dict[str, Any]) -> float:
-    """Mean bare-client throughput (statements/s) of the runs before and after end to end."""
-    rates = [b["statements"] / b["work_s"] for b in report["bare"]]
+    """Mean bare-client throughput (statements/s) of the runs before and after end to end (of the median
+    round, where there were rounds)."""
+    rates = [b["statements"] / b["work_s"] for b in report.get("bare_pair", report["bare"])]
     return sum(rates) / len(rates)
 
 
@@ -895,7 +941,7 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
     stage = t.get("_stage", 0.0)
     writes = t.get("ChunkWriter.write", 0.0)
     closes = t.get("ChunkWriter.close", 0.0)
-    submit = t.get("ChunkPublisher.submit", 0.0)
+    submit = t.get("ChunkPublisher.submit", 0.0) + t.get("ChunkPublisher.reserve", 0.0)
     finish = t.get("ChunkPublisher.finish", 0.0)
     # Runs before the gate of a chunk overlapped the publishing of the one before it had one publisher thread
     # (publish_chunk) that checked, gated and published each chunk.
@@ -932,7 +978,11 @@ def phase_rows(e2e: dict[str, Any]) -> list[tuple[str, float, str]]:
             "msgspec + Python checks, one row per statement",
         ),
         ("main: end of each chunk's COPY + commit", closes, f"{chunks} chunk(s)"),
-        ("main: wait for the publisher (queue full)", submit, "back-pressure while fetching"),
+        (
+            "main: wait for the publisher (chunk two before unpublished, or queue full)",
+            submit,
+            "back-pressure while fetching",
+        ),
         ("main: wait for the last chunk(s) after the last page", finish, "publishing not overlapped"),
         ("main: rest of staging loop (Python)", stage - fetch - writes - closes - submit, ""),
         ("main: connect, read watermark, other", e2e["work_s"] - stage - finish, ""),
@@ -1011,23 +1061,24 @@ METHOD_TEXT = (
     "`DATA/lms/statements.jsonl`, starts `LmsSampleServer(DATA, max_page_size=500)` in the parent process "
     "(its JSONL→SQLite start-up is timed apart and is in no figure), and runs each measurement in its own "
     "child process: the bare client (`XapiClient.iter_statement_pages(since=1970-01-01Z, limit=500)` over "
-    "every page, before and after the end-to-end run; the reference is the mean), the same client once with "
-    "`parse_statements=False` (statements left unparsed, as the loader reads its pages), a raw `http.client` "
-    "loop (no JSON decoding: what the LRS alone serves), and `extract_statements(config, dsn=..., "
-    "client=XapiClient(...))` on a freshly created and migrated database with Airflow pointed at a throwaway "
-    "home. Throughput is N / wall time of the measured call (imports excluded; listed apart); peak RSS is "
-    "the child's own (`os.wait4`). Phases come from wrapping, outside the package, the "
-    "`StatementExtraction`, `ChunkWriter` and `ChunkPublisher` methods, `run_suite`, `apply_voids`, "
-    "psycopg's `Cursor.execute`, `Copy.__exit__` and `Transaction.__exit__`, and the client's page iterator "
-    "(time inside `next()` = HTTP + JSON decoding). The loader runs three threads (fetch + check each "
-    "statement + COPY its row; the chunk checker, which gates a chunk while the one before it is published; "
-    "the chunk publisher): phases are kept per thread, and the checker's and publisher's rows overlap the "
-    "main thread's. Row counts of `raw.lms_statement` and `core.lms_activity` are checked. "
-    "Then the sliced backfill: `plan_backfill` (4 slices "
-    "of the whole range), `extract_slice` per slice in 1 or 2 worker processes forked after the imports (as "
-    "executor slots: `--backfill-workers`), then `publish_slices`, on a fresh database each; rows are "
-    "verified. The script waits for other benchmarks to finish and records any that ran beside a measured "
-    "step; it drops its databases and deletes the generated data."
+    "every page), and `extract_statements(config, dsn=..., client=XapiClient(...))` on a freshly created and "
+    "migrated database with Airflow pointed at a throwaway home, alternating in `--rounds` rounds (bare, end "
+    "to end, bare, end to end, ..., bare; default 3): each round's ratio is its end-to-end throughput over "
+    "the mean of the bare runs before and after it, and the tables show the median round. Then the same "
+    "client once with `parse_statements=False` (statements left unparsed, as the loader reads its pages) and "
+    "a raw `http.client` loop (no JSON decoding: what the LRS alone serves). Throughput is N / wall time of "
+    "the measured call (imports excluded; listed apart); peak RSS is the child's own (`os.wait4`). Phases "
+    "come from wrapping, outside the package, the `StatementExtraction`, `ChunkWriter` and `ChunkPublisher` "
+    "methods, `run_suite`, `apply_voids`, psycopg's `Cursor.execute`, `Copy.__exit__` and "
+    "`Transaction.__exit__`, and the client's page iterator (time inside `next()` = HTTP + JSON decoding). "
+    "The loader runs three threads (fetch + check each statement + COPY its row; the chunk checker, which "
+    "gates a chunk while the one before it is published; the chunk publisher): phases are kept per thread, "
+    "and the checker's and publisher's rows overlap the main thread's. Row counts of `raw.lms_statement` and "
+    "`core.lms_activity` are checked. Then the sliced backfill: `plan_backfill` (4 slices of the whole "
+    "range), `extract_slice` per slice in 1 or 2 worker processes forked after the imports (as executor "
+    "slots: `--backfill-workers`), then `publish_slices`, on a fresh database each; rows are verified. The "
+    "script waits for other benchmarks to finish and records any that ran beside a measured step; it drops "
+    "its databases and deletes the generated data."
 )
 
 
@@ -1302,6 +1353,23 @@ def cpu_budget_section(reports: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def rounds_lines(reports: list[dict[str, Any]]) -> list[str]:
+    """Every round's ratio, so the spread the median hides is on the page."""
+    figures = []
+    for r in reports:
+        rounds = r.get("rounds", [])
+        if len(rounds) > 1:
+            ratios = ", ".join(
+                f"{x['ratio']:.2f}× ({fmt(r['statements'] / x['e2e_s'], 0)} against "
+                f"{' / '.join(fmt(b, 0) for b in x['bare_st_s'])} st/s)"
+                for x in rounds
+            )
+            figures.append(f"N={r['statements']:,}: {ratios}")
+    if not figures:
+        return []
+    return ["", f"Rounds in the order run (the tables show the median round): {'; '.join(figures)}."]
+
+
 def unparsed_ratio(report: dict[str, Any]) -> float:
     """End-to-end statements/s over those of the client reading pages unparsed."""
     unparsed = report["bare_unparsed"]
@@ -1333,7 +1401,7 @@ def render(results: dict[str, Any]) -> str:
     reports = results["reports"]
     bare_runs = "; ".join(
         f"N={r['statements']:,}: "
-        + " / ".join(fmt(b["statements"] / b["work_s"], 0) for b in r["bare"])
+        + " / ".join(fmt(b["statements"] / b["work_s"], 0) for b in r.get("bare_pair", r["bare"]))
         + " st/s"
         for r in reports
     )
@@ -1341,10 +1409,11 @@ def render(results: dict[str, Any]) -> str:
         *run_header(results),
         throughput_table(reports),
         "",
-        "Bare client = `XapiClient.iter_statement_pages` over every page (mean of a run before and one after "
-        f"the end-to-end run: {bare_runs}). End to end = `extract_statements(...)` call wall time, imports "
-        "excluded. Raw HTTP = `http.client`, no JSON decoding (what the sample LRS alone serves). Peak RSS = "
-        "the child's own (`os.wait4`).",
+        "Bare client = `XapiClient.iter_statement_pages` over every page (mean of the runs just before and "
+        f"after the end-to-end run: {bare_runs}). End to end = `extract_statements(...)` call wall time, "
+        "imports excluded. Raw HTTP = `http.client`, no JSON decoding (what the sample LRS alone serves). "
+        "Peak RSS = the child's own (`os.wait4`).",
+        *rounds_lines(reports),
         *unparsed_reference_lines(reports),
         "",
         cost_table(reports),
@@ -1367,6 +1436,12 @@ def main(argv: list[str] | None = None) -> int:
         help="one or more N; each gets its own data, server and database",
     )
     parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="end-to-end runs, each between two bare-client runs; the median round is reported",
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks to finish")
     parser.add_argument("--readme", action="store_true", help=f"write the tables to README '{SECTION_TITLE}'")
     parser.add_argument("--keep", action="store_true", help="keep the generated JSONL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -408,6 +409,36 @@ def test_chunks_publish_as_they_go_and_converge_to_the_same_tables_as_one_batch(
     one_batch = extract_statements(chunked(config, 10_000), RunIdentity("d", "r2", "t"), warehouse_dsn)
     assert one_batch["chunks"] == 1
     assert data_tables(warehouse_dsn) == chunked_tables
+
+
+def test_fetching_runs_at_most_one_chunk_ahead_of_publishing(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    """A chunk is staged only once the chunk two before it is published: fetching further ahead would take
+    CPU from the publishing thread (the loader's critical path) and staging space from the warehouse."""
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 25)])
+    connect(server, monkeypatch)
+    events = []
+    new_chunk, publish_checked = StatementExtraction.new_chunk, StatementExtraction.publish_checked
+
+    def note_staged(self, number):
+        events.append(("staged", number))
+        return new_chunk(self, number)
+
+    def publish_slowly(self, conn, checked, stats):
+        time.sleep(0.3)  # publishing is the slow step, as in a large extraction
+        publish_checked(self, conn, checked, stats)
+        events.append(("published", checked.chunk.number))
+
+    monkeypatch.setattr(StatementExtraction, "new_chunk", note_staged)
+    monkeypatch.setattr(StatementExtraction, "publish_checked", publish_slowly)
+    summary = extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
+
+    assert (summary["chunks"], summary["new"]) == (6, 24)  # pages of 4: a chunk a page
+    for number in range(3, 7):
+        assert events.index(("published", number - 2)) < events.index(("staged", number)), events
+    # and no further behind than that: the next chunk is staged while one is published
+    assert events.index(("staged", 2)) < events.index(("published", 1)), events
 
 
 def statements_rejecting(count, rejected):

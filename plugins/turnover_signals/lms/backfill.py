@@ -292,7 +292,7 @@ class SliceExtraction:
             )
             with conn.transaction():
                 # As the hourly run does: the rejects keep their reasons, nothing else is published.
-                self.extraction._record_rejects(conn, chunk, stats)  # noqa: SLF001
+                self.extraction._record_rejects(conn, chunk, stats, counts)  # noqa: SLF001
                 record_validation(conn, outcome, self.run)
                 _record_batch(
                     conn,
@@ -374,8 +374,8 @@ class SliceExtraction:
             stats = self.stats(watermark, row["staged_at"])
             for chunk in chunks:
                 counts = _check_counts(conn, chunk.checks)
-                self.extraction._record_rejects(conn, chunk, stats)  # noqa: SLF001
-                chunk_new, chunk_voids = self.extraction._publish(conn, chunk, stats)  # noqa: SLF001
+                self.extraction._record_rejects(conn, chunk, stats, counts)  # noqa: SLF001
+                chunk_new, chunk_voids = self.extraction._publish(conn, chunk, stats, counts)  # noqa: SLF001
                 new, voids = new + chunk_new, voids + chunk_voids
                 reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0
                 _record_batch(
@@ -573,10 +573,10 @@ def _recover_voided_targets(
             with conn.transaction():
                 lock_statement_publishing(conn)
                 stats.watermark = stats.watermark_before = read_watermark(conn, stats.source)
-                extraction._record_rejects(conn, chunk, stats)  # noqa: SLF001
+                extraction._record_rejects(conn, chunk, stats, counts)  # noqa: SLF001
                 new = voids = 0
                 if passed:
-                    new, voids = extraction._publish(conn, chunk, stats)  # noqa: SLF001
+                    new, voids = extraction._publish(conn, chunk, stats, counts)  # noqa: SLF001
                 if outcome is not None:
                     record_validation(conn, outcome, run)
                 reject_rate = counts.rejected / counts.distinct if counts.distinct else 0.0

@@ -9,7 +9,7 @@ chunk is handed on while the next pages are being fetched, to two threads with a
 with Great Expectations; the publishing thread, meanwhile publishing the chunk before, then publishes it in
 ONE transaction under the publishing lock: the accepted statements (`raw.lms_statement`, idempotent on the
 statement id), the rejects with their reasons, `core.lms_activity`, the voids, the chunk's audit row and the
-advanced watermark.
+advanced watermark. Fetching stays at most one chunk ahead of publishing (`MAX_CHUNKS_IN_FLIGHT`).
 
 Each chunk is its own gated batch (audit row `batch_id`, `batch_id-2`, ...). Chunks publish in
 order, so the watermark never moves ahead of the data it covers; a chunk whose reject rate exceeds
@@ -152,6 +152,7 @@ class ChunkCounts:
     top_reasons: str
     stored_in_future: int = 0  # statements stored beyond now + lms.future_timestamp_tolerance_minutes
     newest_stored: datetime | None = None  # the newest stored time of all, those included
+    max_lateness_seconds: int | None = None  # the longest stored - timestamp among the accepted statements
 
 
 def batch_id_for(run: RunIdentity) -> str:
@@ -372,6 +373,8 @@ class StatementExtraction:
                 if not page.received:
                     continue
                 if writer is None:
+                    if not publisher.reserve():
+                        break  # a chunk failed: nothing after it is published
                     writer = ChunkWriter(conn, self.new_chunk(len(staged) + 1))
                     staged.append(writer.chunk)
                 writer.write(page)
@@ -380,7 +383,7 @@ class StatementExtraction:
                     publisher.submit(writer.close(stats))
                     writer = None
             else:
-                if writer is None and not staged:
+                if writer is None and not staged and publisher.reserve():
                     # Nothing received: an empty chunk still records the batch (and its audit row).
                     writer = ChunkWriter(conn, self.new_chunk(1))
                     staged.append(writer.chunk)
@@ -636,12 +639,12 @@ class StatementExtraction:
         watermark_before = stats.watermark
         with conn.transaction():
             lock_statement_publishing(conn)
-            self._record_rejects(conn, chunk, stats)
+            self._record_rejects(conn, chunk, stats, counts)
             new = voids = 0
             watermark_after = watermark_before
             if passed:
-                count_late(conn, chunk, stats)
-                new, voids = self._publish(conn, chunk, stats)
+                count_late(conn, chunk, stats, counts)
+                new, voids = self._publish(conn, chunk, stats, counts)
                 watermark_after = self._advance_watermark(conn, chunk, counts, stats)
             if outcome is not None:
                 record_validation(conn, outcome, self.run)
@@ -717,22 +720,31 @@ class StatementExtraction:
         except Exception:  # noqa: BLE001 - a broken notifier must not fail a published batch
             log.exception("the configured notifier failed; the alert was: %s", message)
 
-    def _record_rejects(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
+    # The reject steps scan the whole checks table (every statement's JSON with it): only where there are any.
+    def _record_rejects(
+        self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats, counts: ChunkCounts
+    ) -> None:
+        if not counts.rejected:
+            return
         conn.execute(
             sql.SQL(read_sql("raw", "lms_statement_rejected")).format(checks=chunk.checks),
             {"source": stats.source, "batch": chunk.batch_id, "refused": list(REFUSED_REASONS)},
         )
 
-    def _accept_rejects(self, conn: psycopg.Connection, chunk: Chunk) -> None:
+    def _accept_rejects(self, conn: psycopg.Connection, chunk: Chunk, counts: ChunkCounts) -> None:
+        if not counts.rejected:
+            return
         conn.execute(
             sql.SQL(ACCEPT_REJECTS_SQL).format(checks=chunk.checks, reject_sha256=sql.SQL(_REJECT_SHA256)),
             {"batch": chunk.batch_id, "refused": list(REFUSED_REASONS)},
         )
 
-    def _publish(self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> tuple[int, int]:
-        """Publish a chunk that passed its gate (after its rejects were recorded): its rejects are accepted,
-        its new statements inserted and its voids applied."""
-        self._accept_rejects(conn, chunk)
+    def _publish(
+        self, conn: psycopg.Connection, chunk: Chunk, stats: BatchStats, counts: ChunkCounts
+    ) -> tuple[int, int]:
+        """Publish a chunk that passed its gate (after its rejects were recorded; `counts` as of now): its
+        rejects are accepted, its new statements inserted and its voids applied."""
+        self._accept_rejects(conn, chunk, counts)
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
         with probing_published_statements_by_index(conn):
             inserted = conn.execute(
@@ -938,6 +950,12 @@ class CheckFailed:
     session_lost: bool  # the checking thread's warehouse session ended under it
 
 
+# Chunks staged and not yet published: the one being published and the next, fetched and gated meanwhile.
+# Fetching further ahead only takes CPU from the publishing thread, the loader's critical path: 1M
+# statements on 2 cores took 28.5 s with 2 against 32.5 s with no limit (benchmarks/HISTORY.md, 2026-12-07).
+MAX_CHUNKS_IN_FLIGHT = 2
+
+
 class ChunkPublisher:
     """Two threads, each with its own warehouse connection: one finishes the checks of each staged chunk and
     gates it, the other publishes the gated chunks in order.
@@ -945,9 +963,10 @@ class ChunkPublisher:
     The gate of a chunk (its SQL checks, counts and Great Expectations suite) runs while the chunk before it
     is published: publishing is the loader's longest step, and the two share nothing but the rejects a
     published chunk accepts, which the publishing thread drops again before it publishes (and re-gates the
-    chunk if there were any). At most one chunk waits for each thread, so fetching runs ahead of publishing by
-    a bounded amount (memory and staging space stay flat). After the first error no further chunk is gated or
-    published; the error is kept for the caller to raise.
+    chunk if there were any). Fetching a chunk waits until the chunk two before it is published
+    (`reserve`, MAX_CHUNKS_IN_FLIGHT), so it runs ahead of publishing by one chunk: memory and staging
+    space stay flat, and the publisher is not starved of CPU. After the first error no further chunk is gated
+    or published; the error is kept for the caller to raise.
     """
 
     def __init__(self, extraction: StatementExtraction, stats: BatchStats):
@@ -956,6 +975,7 @@ class ChunkPublisher:
         self.error: BaseException | None = None
         self._staged: queue.Queue[Chunk | None] = queue.Queue(maxsize=1)
         self._checked: queue.Queue[CheckedChunk | CheckFailed | None] = queue.Queue(maxsize=1)
+        self._in_flight = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)  # released as each is handled
         name = extraction.batch_id
         self._threads = [
             threading.Thread(target=self._check_staged, name=f"xapi-check-{name}", daemon=True),
@@ -965,6 +985,14 @@ class ChunkPublisher:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+
+    def reserve(self) -> bool:
+        """Wait until a new chunk may be staged (fewer than MAX_CHUNKS_IN_FLIGHT unpublished); False once a
+        chunk failed, since nothing after it is published."""
+        while not self._in_flight.acquire(timeout=0.5):
+            if self.error is not None or not self._threads[1].is_alive():
+                return False
+        return self.error is None
 
     def submit(self, chunk: Chunk) -> None:
         self._staged.put(chunk)
@@ -1026,6 +1054,7 @@ class ChunkPublisher:
                 finally:
                     if isinstance(checked, CheckedChunk):
                         checked.handled.set()
+                    self._in_flight.release()
 
 
 # The sha256 a reject is recorded under (include/sql/raw/lms_statement_rejected.sql): of what was received for
@@ -1106,20 +1135,26 @@ def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str)
 
 def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCounts:
     # Statements stored in the future (rejected) do not count towards the watermark: it would pass our clock.
-    distinct, rejected, max_stored, stored_in_future, newest_stored = conn.execute(
+    distinct, rejected, max_stored, stored_in_future, newest_stored, lateness = conn.execute(
         sql.SQL(
             "select count(*), count(reject_reason), max(stored_at) filter (where not is_stored_in_future),"
-            " count(*) filter (where is_stored_in_future), max(stored_at) from {}"
+            " count(*) filter (where is_stored_in_future), max(stored_at),"
+            " extract(epoch from max(stored_at - occurred_at) filter (where reject_reason is null))::bigint"
+            " from {}"
         ).format(checks)
     ).fetchone()
-    reasons = conn.execute(
-        sql.SQL(
-            "select reject_reason, count(*) from {} where reject_reason is not null"
-            " group by 1 order by 2 desc, 1 limit 3"
-        ).format(checks)
-    ).fetchall()
+    reasons = (
+        conn.execute(
+            sql.SQL(
+                "select reject_reason, count(*) from {} where reject_reason is not null"
+                " group by 1 order by 2 desc, 1 limit 3"
+            ).format(checks)
+        ).fetchall()
+        if rejected
+        else []
+    )
     top = "; ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
-    return ChunkCounts(distinct, rejected, max_stored, top, stored_in_future, newest_stored)
+    return ChunkCounts(distinct, rejected, max_stored, top, stored_in_future, newest_stored, lateness)
 
 
 def note_page(stats: BatchStats, page: StatementPage) -> None:
@@ -1129,33 +1164,25 @@ def note_page(stats: BatchStats, page: StatementPage) -> None:
         stats.consistent_through = min(filter(None, [stats.consistent_through, page.consistent_through]))
 
 
-def count_late(conn: psycopg.Connection, chunk: Chunk, stats: BatchStats) -> None:
+def count_late(conn: psycopg.Connection, chunk: Chunk, stats: BatchStats, counts: ChunkCounts) -> None:
     """Count, before publishing, the chunk's new statements that a plain `since = watermark` query would have
     missed (their filtered time at or before the watermark the batch started from: found by the overlap,
-    the look-back or a sweep), and the longest stored - timestamp among its accepted statements (how far a
-    timestamp look-back must reach)."""
+    the look-back or a sweep); note the longest stored - timestamp among its accepted statements (how far a
+    timestamp look-back must reach), counted with the chunk's checks."""
+    chunk.max_lateness_seconds = counts.max_lateness_seconds
+    if stats.watermark_before is None:
+        chunk.late = 0  # the first extraction: nothing is late, and no need to scan the chunk to say so
+        return
     filtered = sql.Identifier("stored_at" if stats.since_field == "stored" else "occurred_at")
-    # Without a watermark (the first extraction) nothing is late, and `null and not exists (...)` would still
-    # probe raw.lms_statement for every statement of the chunk (0.5 s a chunk of 100,000).
-    is_late = (
-        sql.SQL(
-            "c.{filtered} <= %(watermark)s and not exists ("
-            "select from raw.lms_statement as r where r.statement_id = c.statement_id)"
-        ).format(filtered=filtered)
-        if stats.watermark_before is not None
-        else sql.SQL("false")
-    )
     with probing_published_statements_by_index(conn):
-        late, lateness = conn.execute(
+        (chunk.late,) = conn.execute(
             sql.SQL(
-                "select count(*) filter (where {is_late}),"
-                " extract(epoch from max(c.stored_at - c.occurred_at))::bigint"
-                " from {checks} as c where c.reject_reason is null"
-            ).format(is_late=is_late, checks=chunk.checks),
-            {"watermark": stats.watermark_before} if stats.watermark_before is not None else None,
+                "select count(*) from {checks} as c where c.reject_reason is null and c.{filtered} <= "
+                "%(watermark)s and not exists (select from raw.lms_statement as r where r.statement_id = "
+                "c.statement_id)"
+            ).format(filtered=filtered, checks=chunk.checks),
+            {"watermark": stats.watermark_before},
         ).fetchone()
-    chunk.late = late
-    chunk.max_lateness_seconds = lateness
 
 
 # Every writer of raw.lms_statement and core.lms_activity publishes under this lock (the hourly extraction,
