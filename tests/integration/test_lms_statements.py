@@ -487,10 +487,10 @@ def hold_the_first_chunks_publishing(monkeypatch, until, timeout):
     publish = StatementExtraction._publish
     waited = []
 
-    def publish_after(self, conn, chunk, stats):
+    def publish_after(self, conn, chunk, stats, counts):
         if chunk.number == 1:
             waited.append(until.wait(timeout=timeout))
-        return publish(self, conn, chunk, stats)
+        return publish(self, conn, chunk, stats, counts)
 
     monkeypatch.setattr(StatementExtraction, "_publish", publish_after)
     return waited
