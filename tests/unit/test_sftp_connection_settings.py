@@ -12,6 +12,7 @@ import pytest
 
 from turnover_signals.errors import SourceRefusedError
 from turnover_signals.sources.sftp_hris import (
+    _ChunkChannel,
     check_connection_extras,
     check_host_key,
     run_with_bounded_cleanup,
@@ -135,3 +136,33 @@ def test_a_stream_raises_what_its_coroutine_raised_after_cancelling_its_tasks():
     with pytest.raises(EOFError, match="10 of 20"):
         run_with_bounded_cleanup(stream(), 5)
     assert cancelled == [True]
+
+
+def test_the_end_of_a_stream_reaches_a_consumer_slower_than_the_transfer():
+    """The transfer ends while the channel is full (the consumer, COPYing, is behind): the end of the file
+    must wait for room like a chunk. Dropped, it left the consumer waiting for it and the task hung."""
+    channel = _ChunkChannel(max_chunks=2)
+    reading = threading.Event()
+    received = []
+
+    def consume():
+        reading.wait(5)  # behind the transfer: the channel is full before the first read
+        received.extend(channel)
+        return len(received)
+
+    async def transfer():
+        consumer = asyncio.get_running_loop().run_in_executor(None, consume)
+        for number in range(2):
+            await channel.put(b"chunk %d" % number, consumer)
+        closing = asyncio.ensure_future(channel.close(consumer))
+        await asyncio.sleep(0.1)  # the last chunk is in and the channel is still full
+        reading.set()
+        await closing
+        return await asyncio.wait_for(consumer, 5)
+
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(value=asyncio.run(transfer())), daemon=True)
+    runner.start()
+    runner.join(timeout=10)
+    assert not runner.is_alive(), "the consumer is still waiting for the end of the file"
+    assert outcome == {"value": 2} and received == [b"chunk 0", b"chunk 1"]

@@ -485,7 +485,7 @@ class HrisSftpSource:
                     await channel.put(chunk, consumer)
                 if received < remote.size_bytes and not consumer.done():
                     raise EOFError(f"received {received} of {remote.size_bytes} bytes")
-                channel.close()
+                await channel.close(consumer)
             except BaseException as exc:
                 # `consume` sees the fault where it reads and unwinds (its transaction rolls back);
                 # what it raises is what the retry loop classifies. A kill or a cancellation is
@@ -590,20 +590,22 @@ class _ChunkChannel:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
 
     async def put(self, chunk: bytes, consumer: asyncio.Future[Any]) -> None:
+        await self._put_while_reading(chunk, consumer)
+
+    async def close(self, consumer: asyncio.Future[Any]) -> None:
+        """The end of the file, after the last chunk: it waits for room as a chunk does. Dropped on a full
+        queue, it left a consumer slower than the transfer waiting for it forever (and the task with it)."""
+        await self._put_while_reading(self._END, consumer)
+
+    async def _put_while_reading(self, item: Any, consumer: asyncio.Future[Any]) -> None:
+        # Never block the loop on a full queue: wait for room while the consumer reads; once it has stopped,
+        # nothing more is needed.
         while not consumer.done():
             try:
-                self._queue.put_nowait(chunk)
+                self._queue.put_nowait(item)
                 return
             except queue.Full:
                 await asyncio.sleep(CHANNEL_POLL_SECONDS)
-
-    def _offer(self, item: Any) -> None:
-        # The consumer may have stopped reading: never block the loop on a full queue.
-        with suppress(queue.Full):
-            self._queue.put_nowait(item)
-
-    def close(self) -> None:
-        self._offer(self._END)
 
     def fail(self, exc: BaseException) -> None:
         while True:
