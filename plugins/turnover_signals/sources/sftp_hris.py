@@ -593,8 +593,8 @@ class _ChunkChannel:
         await self._put_while_reading(chunk, consumer)
 
     async def close(self, consumer: asyncio.Future[Any]) -> None:
-        """The end of the file, after the last chunk: it waits for room as a chunk does. Dropped on a full
-        queue, it left a consumer slower than the transfer waiting for it forever (and the task with it)."""
+        """The end of the file, after the last chunk. It waits for room as a chunk does: a consumer behind the
+        transfer reads until it sees it, and would otherwise wait for it forever (and the task with it)."""
         await self._put_while_reading(self._END, consumer)
 
     async def _put_while_reading(self, item: Any, consumer: asyncio.Future[Any]) -> None:
