@@ -34,6 +34,7 @@ from lms_load import (  # noqa: E402 - after the package is on the path
     WAREHOUSE,
     airflow_child_env,
     measure_child,
+    round_ratio,
     wait_until_quiet,
     write_statements,
 )
@@ -100,9 +101,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         server.start()
         child_args = ["--base-url", server.base_url, "--page-size", str(args.page_size)]
 
-        def bare() -> float:
-            result = measure_child("bare", child_args, logs, base_env)
-            return result["statements"] / result["work_s"]
+        def bare() -> dict[str, Any]:
+            return measure_child("bare", child_args, logs, base_env)
 
         before = bare()
         for number in range(1, args.rounds + 1):
@@ -122,13 +122,12 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     WAREHOUSE.drop(name)
                 after = bare()
-                rate = args.statements / e2e["work_s"]
                 runs[commit].append(
                     {
                         "round": number,
                         "e2e_s": e2e["work_s"],
-                        "bare_st_s": (before, after),
-                        "ratio": rate / ((before + after) / 2),
+                        "bare_st_s": [b["statements"] / b["work_s"] for b in (before, after)],
+                        "ratio": round_ratio(args.statements, {"e2e": e2e, "bare_pair": [before, after]}),
                         "rows": rows,
                     }
                 )
