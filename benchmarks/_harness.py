@@ -36,6 +36,7 @@ POSTGRES_SETTINGS = (
     "wal_level",
     "max_parallel_workers_per_gather",
     "jit",
+    "lc_collate",
 )
 
 

@@ -21,11 +21,20 @@ publisher could write it, so a redesign is chosen on figures:
   they had before migration 0046 instead of its block-range indexes (what that migration saves);
 - raw and core, uuid ids: today's raw and core steps on a copy whose `statement_id` columns of both tables are
   `uuid` instead of `text` (16-byte keys compared bytewise, no collation; its views are dropped): what the
-  text primary keys cost the publisher.
+  text primary keys cost the publisher;
+- raw and core, unprobed: today's inserts without their `not exists` probe, the primary key alone meeting
+  each id (what a publisher that inserts optimistically and falls back to probing on a unique violation would
+  pay for a chunk of new statements);
+- raw and core, collation "C": today's steps on a copy whose text keys (`statement_id` of both tables and
+  core's `learner_identifier`) compare byte by byte instead of by the database's collation.
 
+Each variant writes to a database of its own (a copy of one warehouse holding `--published` statements), so
+each table grows by one chunk a round whatever the variant, and every copy has its two tables' indexes rebuilt
+before the first round (a change of column type rebuilds them compact, which alone makes inserts cheaper).
 Each variant runs `--repeats` times after a warm-up round that is not counted, alternating, each after a
 checkpoint (so full-page images are paid as in a long load); the figure is the median wall time of the
-statement(s) on one session (PostgreSQL's work: the client only streams rows). Statements are shaped like
+statement(s) on one session (PostgreSQL's work: the client only streams rows), and the WAL its transaction
+wrote (the chunk tables are unlogged). `--variants` runs only the named ones. Statements are shaped like
 `lms_load.py`'s (~670 bytes, uuid ids). Drops its databases; the server is the one of `LMS_BENCH_ADMIN_DSN`
 (default postgresql://postgres@127.0.0.1:5432/postgres).
 """
@@ -60,6 +69,12 @@ on_path(REPO_ROOT / "plugins", REPO_ROOT)
 WAREHOUSE = Warehouse("LMS_BENCH_ADMIN_DSN")
 BEFORE_0046_BTREES = ("loaded", "stored", "occurred")
 README_TITLE = "LMS publish costs (issue 18)"
+# compared byte by byte (collation "C") in the c_collation variants: the two tables' text keys
+C_COLLATED_COLUMNS = (
+    ("raw.lms_statement", "statement_id"),
+    ("core.lms_activity", "statement_id"),
+    ("core.lms_activity", "learner_identifier"),
+)
 
 
 def statements(count: int, start: datetime, rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -142,16 +157,19 @@ def copy_activity(conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
             )
 
 
-def insert_new(conn: Any, target: str, source: str, columns: str, values: str) -> None:
+def insert_new(conn: Any, target: str, source: str, columns: str, values: str, probe: bool = True) -> None:
+    """Insert the chunk's rows, leaving out (`probe`) those whose id the target has already."""
     from turnover_signals.lms.statements import probing_published_statements_by_index
 
     with probing_published_statements_by_index(conn):
         # the benchmark's own table and column names: nothing from outside goes into the text
-        query = f"insert into {target} ({columns}) select {values} from {source} as c where not exists"  # noqa: S608
-        conn.execute(query + f" (select from {target} as p where p.statement_id = c.statement_id)")
+        query = f"insert into {target} ({columns}) select {values} from {source} as c"  # noqa: S608
+        if probe:
+            query += f" where not exists (select from {target} as p where p.statement_id = c.statement_id)"
+        conn.execute(query)
 
 
-def raw_today(conn: Any, rows: list[tuple[Any, ...]], id_type: str = "text") -> None:
+def raw_today(conn: Any, rows: list[tuple[Any, ...]], id_type: str = "text", probe: bool = True) -> None:
     conn.execute(
         f"create unlogged table staging.bench_chunk (statement_id {id_type}, stored_at timestamptz,"
         " occurred_at timestamptz, statement jsonb)"
@@ -164,6 +182,7 @@ def raw_today(conn: Any, rows: list[tuple[Any, ...]], id_type: str = "text") -> 
         "staging.bench_chunk",
         "statement_id, stored_at, occurred_at, statement, source, batch_id, loaded_at",
         "statement_id, stored_at, occurred_at, statement, 'xapi:bench', 'bench', now()",
+        probe,
     )
     conn.execute("drop table staging.bench_chunk")
 
@@ -172,7 +191,7 @@ def raw_direct(conn: Any, rows: list[tuple[Any, ...]]) -> None:
     copy_statements(conn, "raw.lms_statement", rows, published=True)
 
 
-def core_insert(conn: Any, rows: list[tuple[Any, ...]]) -> float:
+def core_insert(conn: Any, rows: list[tuple[Any, ...]], probe: bool = True) -> float:
     """The seconds of the insert alone (the rows' COPY into the chunk table is the fetching thread's)."""
     from turnover_signals.lms.statements import LMS_ACTIVITY_COLUMNS
 
@@ -181,10 +200,23 @@ def core_insert(conn: Any, rows: list[tuple[Any, ...]]) -> float:
     copy_activity(conn, "staging.bench_rows", rows)
     conn.execute("analyze staging.bench_rows (statement_id)")
     started = time.perf_counter()
-    insert_new(conn, "core.lms_activity", "staging.bench_rows", columns, columns)
+    insert_new(conn, "core.lms_activity", "staging.bench_rows", columns, columns, probe)
     seconds = time.perf_counter() - started
     conn.execute("drop table staging.bench_rows")
     return seconds
+
+
+def drop_dependent_views(conn: Any) -> None:
+    """Drop the views over raw.lms_statement and core.lms_activity (a column's type cannot change under
+    them)."""
+    dependent_views = conn.execute(
+        "select distinct view.oid::regclass::text from pg_depend as d"
+        " join pg_rewrite as r on r.oid = d.objid join pg_class as view on view.oid = r.ev_class"
+        " where d.refobjid in"
+        " ('raw.lms_statement'::regclass, 'core.lms_activity'::regclass) and view.oid <> d.refobjid"
+    ).fetchall()
+    for (view,) in dependent_views:  # names read from the catalogue, already quoted by regclass
+        conn.execute(f"drop view if exists {view} cascade")
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -222,18 +254,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             conn.execute(f"create index lms_activity_{column}_idx on core.lms_activity ({column}_at)")
     uuid_dsn = WAREHOUSE.create("bench_publish_costs_uuid", template="bench_publish_costs")
     with psycopg.connect(uuid_dsn, autocommit=True) as conn:
-        dependent_views = conn.execute(
-            "select distinct view.oid::regclass::text from pg_depend as d"
-            " join pg_rewrite as r on r.oid = d.objid join pg_class as view on view.oid = r.ev_class"
-            " where d.refobjid in"
-            " ('raw.lms_statement'::regclass, 'core.lms_activity'::regclass) and view.oid <> d.refobjid"
-        ).fetchall()
-        for (view,) in dependent_views:  # names read from the catalogue, already quoted by regclass
-            conn.execute(f"drop view if exists {view} cascade")
+        drop_dependent_views(conn)
         for table in ("raw.lms_statement", "core.lms_activity"):
             conn.execute(f"alter table {table} alter column statement_id type uuid using statement_id::uuid")
-        conn.execute("vacuum analyze raw.lms_statement")
-        conn.execute("vacuum analyze core.lms_activity")
+    c_collation_dsn = WAREHOUSE.create("bench_publish_costs_c", template="bench_publish_costs")
+    with psycopg.connect(c_collation_dsn, autocommit=True) as conn:
+        drop_dependent_views(conn)
+        for table, column in C_COLLATED_COLUMNS:
+            conn.execute(f'alter table {table} alter column {column} type text collate "C"')
+    # Variants writing the same table go to databases of their own, so each table grows by one chunk a round
+    unprobed_dsn = WAREHOUSE.create("bench_publish_costs_unprobed", template="bench_publish_costs")
+    direct_dsn = WAREHOUSE.create("bench_publish_costs_direct", template="bench_publish_costs")
+    # Every copy starts from freshly built indexes: a change of column type rebuilds them compact, which alone
+    # makes later inserts cheaper (a smaller tree, fewer pages touched) and would be credited to the type.
+    for variant_dsn in (dsn, pk_only_dsn, btree_dsn, uuid_dsn, c_collation_dsn, unprobed_dsn, direct_dsn):
+        with psycopg.connect(variant_dsn, autocommit=True) as conn:
+            for table in ("raw.lms_statement", "core.lms_activity"):
+                conn.execute(f"reindex table {table}")
+                conn.execute(f"vacuum analyze {table}")
     timings: dict[str, list[float]] = {
         "raw_today": [],
         "raw_direct": [],
@@ -242,7 +280,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "core_time_btrees": [],
         "raw_uuid_ids": [],
         "core_uuid_ids": [],
+        "raw_unprobed": [],
+        "core_unprobed": [],
+        "raw_c_collation": [],
+        "core_c_collation": [],
     }
+    if args.variants:
+        timings = {variant: timings[variant] for variant in args.variants}
+    # WAL written by the variant's transaction (the chunk tables are unlogged: none of theirs)
+    wal: dict[str, list[int]] = {variant: [] for variant in timings}
     day = 1000
     try:
         for repeat in range(args.repeats + 1):  # the first round warms the caches up and is not counted
@@ -254,24 +300,41 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "core_time_btrees": btree_dsn,
                     "raw_uuid_ids": uuid_dsn,
                     "core_uuid_ids": uuid_dsn,
+                    "raw_c_collation": c_collation_dsn,
+                    "raw_unprobed": unprobed_dsn,
+                    "core_unprobed": unprobed_dsn,
+                    "raw_direct": direct_dsn,
+                    "core_c_collation": c_collation_dsn,
                 }.get(variant, dsn)
                 with psycopg.connect(target, autocommit=True) as conn:
                     conn.execute("checkpoint")
+                    (wal_before,) = conn.execute("select pg_current_wal_insert_lsn()").fetchone()
                     started = time.perf_counter()
                     with conn.transaction():
                         if variant == "raw_today":
                             raw_today(conn, rows)
                         elif variant == "raw_uuid_ids":
                             raw_today(conn, rows, id_type="uuid")
+                        elif variant == "raw_c_collation":
+                            raw_today(conn, rows)
+                        elif variant == "raw_unprobed":
+                            raw_today(conn, rows, probe=False)
                         elif variant == "raw_direct":
                             raw_direct(conn, rows)
                         else:
-                            insert_seconds = core_insert(conn, rows)
+                            insert_seconds = core_insert(conn, rows, probe=variant != "core_unprobed")
                     elapsed = insert_seconds if variant.startswith("core") else time.perf_counter() - started
+                    (wal_bytes,) = conn.execute(
+                        "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (wal_before,)
+                    ).fetchone()
                 if repeat:
                     timings[variant].append(elapsed)
+                    wal[variant].append(int(wal_bytes))
                 print(f"{variant}: {elapsed:.2f} s", file=sys.stderr, flush=True)
     finally:
+        WAREHOUSE.drop("bench_publish_costs_direct")
+        WAREHOUSE.drop("bench_publish_costs_unprobed")
+        WAREHOUSE.drop("bench_publish_costs_c")
         WAREHOUSE.drop("bench_publish_costs_uuid")
         WAREHOUSE.drop("bench_publish_costs_btree")
         WAREHOUSE.drop("bench_publish_costs_pk")
@@ -285,6 +348,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": args.repeats,
         "secondary_indexes_of_core": indexes,
         "timings": timings,
+        "wal_bytes": wal,
     }
 
 
@@ -299,6 +363,10 @@ def render(result: dict[str, Any]) -> str:
         "core_time_btrees": "core: the same, b-trees on the times, not block-range indexes (before 0046)",
         "raw_uuid_ids": "raw: today's, with uuid statement ids instead of text",
         "core_uuid_ids": "core: today's, with uuid statement ids instead of text",
+        "raw_unprobed": "raw: today's without the `not exists` probe (the primary key alone)",
+        "core_unprobed": "core: today's without the `not exists` probe (the primary key alone)",
+        "raw_c_collation": 'raw: today\'s, statement ids compared bytewise (collation "C")',
+        "core_c_collation": 'core: today\'s, statement ids and learners compared bytewise (collation "C")',
     }
     labels = {variant: label for variant, label in labels.items() if variant in medians}  # older runs: 4
     rows = [
@@ -307,29 +375,60 @@ def render(result: dict[str, Any]) -> str:
             f"{medians[variant]:.2f}",
             ", ".join(f"{value:.2f}" for value in result["timings"][variant]),
             f"{medians[variant] / chunk * 1e6:.1f}",
+            (
+                f"{statistics.median(result['wal_bytes'][variant]) / chunk:,.0f}"
+                if result.get("wal_bytes")
+                else "–"
+            ),
         )
         for variant in labels
     ]
     machine = result["machine"]
-    raw_saving = (medians["raw_today"] - medians["raw_direct"]) / chunk * 1e6
-    index_cost = (medians["core_all_indexes"] - medians["core_pk_only"]) / chunk * 1e6
-    btree_cost = (
-        (medians["core_time_btrees"] - medians["core_all_indexes"]) / chunk * 1e6
-        if "core_time_btrees" in medians
-        else None
-    )
-    uuid_saving = (
+
+    def per_statement(*terms: tuple[int, str]) -> float | None:
+        """µs a statement of a signed sum of variants' medians; None where a variant was not run."""
+        if any(variant not in medians for _, variant in terms):
+            return None
+        return sum(sign * medians[variant] for sign, variant in terms) / chunk * 1e6
+
+    findings = [
         (
-            medians["raw_today"]
-            - medians["raw_uuid_ids"]
-            + medians["core_all_indexes"]
-            - medians["core_uuid_ids"]
-        )
-        / chunk
-        * 1e6
-        if "raw_uuid_ids" in medians
-        else None
-    )
+            "writing raw directly saves {:.1f} µs a statement",
+            per_statement((1, "raw_today"), (-1, "raw_direct")),
+        ),
+        (
+            "the secondary indexes of core cost {:.1f} µs a statement",
+            per_statement((1, "core_all_indexes"), (-1, "core_pk_only")),
+        ),
+        (
+            "b-trees on the loaded, stored and occurred times would cost {:.1f} µs a statement more than "
+            "their block-range indexes",
+            per_statement((1, "core_time_btrees"), (-1, "core_all_indexes")),
+        ),
+        (
+            "statement ids as uuid instead of text would save {:.1f} µs a statement (raw and core together)",
+            per_statement(
+                (1, "raw_today"), (-1, "raw_uuid_ids"), (1, "core_all_indexes"), (-1, "core_uuid_ids")
+            ),
+        ),
+        (
+            "leaving out the `not exists` probes would save {:.1f} µs a statement (raw and core together)",
+            per_statement(
+                (1, "raw_today"), (-1, "raw_unprobed"), (1, "core_all_indexes"), (-1, "core_unprobed")
+            ),
+        ),
+        (
+            'comparing the text keys byte by byte (collation "C") would save {:.1f} µs a statement (raw and '
+            f"core together; the database's collation: {machine['postgres'].get('lc_collate', '?')})",
+            per_statement(
+                (1, "raw_today"),
+                (-1, "raw_c_collation"),
+                (1, "core_all_indexes"),
+                (-1, "core_c_collation"),
+            ),
+        ),
+    ]
+    summary = "; ".join(text.format(value) for text, value in findings if value is not None)
     return "\n".join(
         [
             "What one chunk costs PostgreSQL, per table and way of writing it "
@@ -339,23 +438,14 @@ def render(result: dict[str, Any]) -> str:
             f"{machine['cpu']}, PostgreSQL settings {machine['postgres']}; {result['published']:,} "
             f"statements published before, chunks of {chunk:,}, {result['repeats']} runs each (median).",
             "",
-            markdown_table(("variant", "median s", "runs s", "µs per statement"), rows, "lrrr"),
+            markdown_table(
+                ("variant", "median s", "runs s", "µs per statement", "WAL bytes per statement"),
+                rows,
+                "lrrrr",
+            ),
             "",
             f"Secondary indexes of `core.lms_activity`: {', '.join(result['secondary_indexes_of_core'])}. "
-            f"Writing raw directly saves {raw_saving:.1f} µs a statement; the secondary indexes cost "
-            f"{index_cost:.1f} µs a statement"
-            + (
-                f"; b-trees on the loaded, stored and occurred times would cost {btree_cost:.1f} µs a "
-                "statement more than their block-range indexes."
-                if btree_cost is not None
-                else "."
-            )
-            + (
-                f" Statement ids as uuid instead of text would save {uuid_saving:.1f} µs a statement "
-                "(raw and core together)."
-                if uuid_saving is not None
-                else ""
-            ),
+            + (summary[0].upper() + summary[1:] + "." if summary else ""),
         ]
     )
 
@@ -365,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--published", type=int, default=500_000)
     parser.add_argument("--chunk", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", help="only these variants (default: all)")
     parser.add_argument("--readme", action="store_true")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
