@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import threading
 
 import asyncssh
@@ -94,6 +95,19 @@ def test_usual_extras_pass():
     )
 
 
+def run_within_ten_seconds(coroutine):
+    """What run_with_bounded_cleanup(coroutine, 0.2) returned, run in a thread given ten seconds (a hang
+    fails the test instead of stopping the suite)."""
+    outcome = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(value=run_with_bounded_cleanup(coroutine, 0.2)), daemon=True
+    )
+    runner.start()
+    runner.join(timeout=10)
+    assert not runner.is_alive(), "still running after 10 s"
+    return outcome["value"]
+
+
 def test_a_stream_returns_even_when_a_library_task_ignores_its_cancellation(caplog):
     async def keeps_running():
         while True:
@@ -107,15 +121,29 @@ def test_a_stream_returns_even_when_a_library_task_ignores_its_cancellation(capl
         await asyncio.sleep(0)
         return "streamed"
 
-    outcome = {}
     with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
-        runner = threading.Thread(
-            target=lambda: outcome.update(value=run_with_bounded_cleanup(stream(), 0.2)), daemon=True
-        )
-        runner.start()
-        runner.join(timeout=10)
-    assert not runner.is_alive() and outcome == {"value": "streamed"}
+        assert run_within_ten_seconds(stream()) == "streamed"
     assert "1 asyncssh task(s) still running" in caplog.text and "keeps_running" in caplog.text
+
+
+def test_a_stream_returns_even_when_a_call_in_its_executor_blocks(caplog):
+    """A blocking call left running in the loop's executor (a host name lookup, a key read): Python 3.11's
+    loop.shutdown_default_executor would join its thread without end."""
+    release = threading.Event()
+
+    async def stream():
+        loop = asyncio.get_running_loop()
+        blocked = loop.run_in_executor(None, release.wait, 30)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(blocked), 0.05)
+        return "streamed"
+
+    try:
+        with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
+            assert run_within_ten_seconds(stream()) == "streamed"
+        assert "a call in the stream's executor still running" in caplog.text
+    finally:
+        release.set()
 
 
 def test_a_stream_raises_what_its_coroutine_raised_after_cancelling_its_tasks():

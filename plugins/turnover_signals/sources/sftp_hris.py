@@ -17,7 +17,9 @@ import os
 import posixpath
 import queue
 import stat
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -517,6 +519,11 @@ def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
     finish once cancelled; `asyncio.run` waits for them without end, so one library task that ignores
     its cancellation would hang the task until Airflow's timeout."""
     loop = asyncio.new_event_loop()
+    # The loop's own executor (asyncssh resolves host names and reads keys in it): shut down below with a
+    # bound, where `loop.shutdown_default_executor()` joins its threads without end on Python 3.11 (3.12
+    # gave it a timeout), so one blocked call would hang the task just the same.
+    executor = ThreadPoolExecutor(thread_name_prefix="sftp-stream")
+    loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(coroutine)
@@ -536,10 +543,24 @@ def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
                         ", ".join(sorted({getattr(task.get_coro(), "__qualname__", "?") for task in stuck})),
                     )
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            _shut_down_within(executor, cleanup_seconds)
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+def _shut_down_within(executor: ThreadPoolExecutor, seconds: float) -> None:
+    """Shut the executor down, waiting at most `seconds` for the calls still running in it."""
+    executor.shutdown(wait=False, cancel_futures=True)
+    waiting = threading.Thread(target=executor.shutdown, name="sftp-stream-shutdown", daemon=True)
+    waiting.start()
+    waiting.join(seconds)
+    if waiting.is_alive():
+        log.warning(
+            "SFTP stream: a call in the stream's executor still running %.0f s after the stream ended; "
+            "left behind; the stream's own outcome stands",
+            seconds,
+        )
 
 
 def _async_hook_class() -> type:
