@@ -932,9 +932,81 @@ def test_a_chunk_meets_the_published_statements_through_their_index_not_a_read_o
         )
         conn.execute("analyze chunk_checks")
         publish = sql.SQL(read_sql("raw", "lms_statement")).format(checks=sql.Identifier("chunk_checks"))
-        publish = sql.SQL(publish.as_string(conn).replace("%(source)s", "'lrs'").replace("%(batch)s", "'b'"))
+        text = publish.as_string(conn).replace("%(source)s", "'lrs'").replace("%(batch)s", "'b'")
+        publish = sql.SQL(text.replace("%(probe_published)s", "true"))
         # the planner's own choice: a hash join over a read of every published statement, per chunk
         assert "Seq Scan" in published_statement_scans(conn, publish)
         with probing_published_statements_by_index(conn):
             assert published_statement_scans(conn, publish) <= {"Index Only Scan", "Index Scan"}
         assert "Seq Scan" in published_statement_scans(conn, publish), "only inside the block"
+        # a chunk expected to be all new: the planner drops the probe, only the primary key meets each id
+        unprobed = sql.SQL(text.replace("%(probe_published)s", "false"))
+        assert published_statement_scans(conn, unprobed) == set()
+
+
+def probe_flags(monkeypatch):
+    """Whether each insert of a chunk's new statements probed the published ids (`probe_published`), in
+    the order the loader ran them."""
+    flags = []
+    execute = psycopg.Connection.execute
+
+    def recording(self, query, params=None, **kwargs):
+        if isinstance(params, dict) and "probe_published" in params:
+            flags.append(params["probe_published"])
+        return execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recording)
+    return flags
+
+
+def test_chunks_stored_after_the_watermark_are_inserted_without_probing_and_a_rerun_probes(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 9)])
+    connect(server, monkeypatch)
+    flags = probe_flags(monkeypatch)
+    first = extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (first["chunks"], first["new"]) == (2, 8)
+    assert flags == [False] * 4  # raw and core of each chunk
+    published = data_tables(warehouse_dsn)
+    flags.clear()
+    server.add_statements([statement(9, minutes=9)])
+    again = extract_statements(chunked(config, 4), RunIdentity("d", "r2", "t"), warehouse_dsn)
+    assert again["new"] == 1
+    # raw and core of each chunk: the two re-fetched (stored at or before the watermark) probed, the one
+    # holding only the new statement not
+    assert flags == [True, True, True, True, False, False]
+    assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [
+        (9, 9)
+    ]
+    assert data_tables(warehouse_dsn)["activity"][:8] == published["activity"]
+
+
+def test_a_statement_published_already_in_a_chunk_expected_new_is_left_out_and_the_rest_inserted(
+    warehouse_dsn,
+):
+    """The LRS served again, stored after the watermark, a statement published already (the watermark
+    was held back by the LRS's consistency point, or the LRS stored it anew): the primary key refuses the
+    unprobed insert, which is undone and run again with the probe."""
+    from turnover_signals.lms.statements import insert_new_statements
+    from turnover_signals.sqlfiles import read_sql
+
+    ids = [str(uuid.UUID(int=n)) for n in (1, 2, 3)]
+    with psycopg.connect(warehouse_dsn) as conn, conn.transaction(force_rollback=True):
+        conn.execute(
+            "insert into raw.lms_statement (statement_id, stored_at, statement, source, batch_id, loaded_at)"
+            " values (%s, now(), '{\"copy\": \"first\"}', 'lrs', 'earlier', now())",
+            (ids[1],),
+        )
+        conn.execute(
+            "create temp table chunk_checks as select id as statement_id, now() as stored_at,"
+            ' now() as occurred_at, \'{"copy": "second"}\'::jsonb as statement, null::text as reject_reason'
+            " from unnest(%s::text[]) as id",
+            (ids,),
+        )
+        publish = sql.SQL(read_sql("raw", "lms_statement")).format(checks=sql.Identifier("chunk_checks"))
+        inserted = insert_new_statements(conn, publish, {"source": "lrs", "batch": "b"}, True, "raw")
+        assert inserted == 2
+        assert conn.execute(
+            "select statement_id, batch_id, statement ->> 'copy' from raw.lms_statement order by 1"
+        ).fetchall() == [(ids[0], "b", "second"), (ids[1], "earlier", "first"), (ids[2], "b", "second")]

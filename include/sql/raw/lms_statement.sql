@@ -16,6 +16,10 @@ from {checks} as c
 where
     c.reject_reason is null
     and not exists (
+        -- probe_published is false for a chunk expected to be all new: the planner then knows the probe
+        -- empty and the primary key alone meets each id (the loader runs the insert again with the probe
+        -- if the key refuses one). The flag is in this subquery, not beside it: a `not exists` under an
+        -- `or` would no longer be planned as an anti-join.
         select from raw.lms_statement as r
-        where r.statement_id = c.statement_id
+        where %(probe_published)s and r.statement_id = c.statement_id
     )

@@ -153,6 +153,7 @@ class ChunkCounts:
     stored_in_future: int = 0  # statements stored beyond now + lms.future_timestamp_tolerance_minutes
     newest_stored: datetime | None = None  # the newest stored time of all, those included
     max_lateness_seconds: int | None = None  # the longest stored - timestamp among the accepted statements
+    min_accepted_stored: datetime | None = None  # the oldest stored time among the accepted statements
 
 
 def batch_id_for(run: RunIdentity) -> str:
@@ -746,19 +747,28 @@ class StatementExtraction:
         rejects are accepted, its new statements inserted and its voids applied."""
         self._accept_rejects(conn, chunk, counts)
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
+        expect_all_new = is_after_watermark(counts, stats)
         with probing_published_statements_by_index(conn):
-            inserted = conn.execute(
+            inserted = insert_new_statements(
+                conn,
                 sql.SQL(read_sql("raw", "lms_statement")).format(checks=chunk.checks),
                 {"source": stats.source, "batch": chunk.batch_id},
-            ).rowcount
-            conn.execute(
+                expect_all_new,
+                f"raw.lms_statement, chunk {chunk.batch_id}",
+            )
+            insert_new_statements(
+                conn,
                 sql.SQL(
                     "insert into core.lms_activity ({cols}) select {cols} from ({select}) as built where not "
-                    "exists (select from core.lms_activity as a where a.statement_id = built.statement_id)"
+                    "exists (select from core.lms_activity as a where %(probe_published)s and a.statement_id "
+                    "= built.statement_id)"
                 ).format(
                     cols=sql.SQL(", ").join(map(sql.Identifier, LMS_ACTIVITY_COLUMNS)),
                     select=sql.SQL(read_sql("core", "lms_activity")),
-                )
+                ),
+                {},
+                expect_all_new,
+                f"core.lms_activity, chunk {chunk.batch_id}",
             )
         conn.execute("drop view checked_batch")
         voids = apply_voids(conn, chunk.checks, chunk.batch_id)
@@ -1135,14 +1145,18 @@ def apply_voids(conn: psycopg.Connection, checks: sql.Identifier, batch_id: str)
 
 def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCounts:
     # Statements stored in the future (rejected) do not count towards the watermark: it would pass our clock.
-    distinct, rejected, max_stored, stored_in_future, newest_stored, lateness = conn.execute(
-        sql.SQL(
-            "select count(*), count(reject_reason), max(stored_at) filter (where not is_stored_in_future),"
-            " count(*) filter (where is_stored_in_future), max(stored_at),"
-            " extract(epoch from max(stored_at - occurred_at) filter (where reject_reason is null))::bigint"
-            " from {}"
-        ).format(checks)
-    ).fetchone()
+    distinct, rejected, max_stored, stored_in_future, newest_stored, lateness, min_accepted_stored = (
+        conn.execute(
+            sql.SQL(
+                "select count(*), count(reject_reason),"
+                " max(stored_at) filter (where not is_stored_in_future),"
+                " count(*) filter (where is_stored_in_future), max(stored_at),"
+                " extract(epoch from max(stored_at - occurred_at) filter (where reject_reason is null))"
+                "::bigint, min(stored_at) filter (where reject_reason is null)"
+                " from {}"
+            ).format(checks)
+        ).fetchone()
+    )
     reasons = (
         conn.execute(
             sql.SQL(
@@ -1154,7 +1168,9 @@ def _check_counts(conn: psycopg.Connection, checks: sql.Identifier) -> ChunkCoun
         else []
     )
     top = "; ".join(f"{reason} ({count})" for reason, count in reasons) or "none"
-    return ChunkCounts(distinct, rejected, max_stored, top, stored_in_future, newest_stored, lateness)
+    return ChunkCounts(
+        distinct, rejected, max_stored, top, stored_in_future, newest_stored, lateness, min_accepted_stored
+    )
 
 
 def note_page(stats: BatchStats, page: StatementPage) -> None:
@@ -1196,6 +1212,44 @@ STATEMENT_PUBLISH_LOCK = "turnover-signals: publish xAPI statements"
 def lock_statement_publishing(conn: psycopg.Connection) -> None:
     """Wait for, and hold until the caller's transaction ends, the right to publish statements."""
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (STATEMENT_PUBLISH_LOCK,))
+
+
+def is_after_watermark(counts: ChunkCounts, stats: BatchStats) -> bool:
+    """Whether every accepted statement of the chunk was stored after the watermark: statements the
+    warehouse cannot have yet, unless the LRS serves one again under a later stored time or the watermark
+    was held back (the LRS's consistency point); `insert_new_statements` falls back to probing then."""
+    return counts.min_accepted_stored is not None and (
+        stats.watermark is None or counts.min_accepted_stored > stats.watermark
+    )
+
+
+def insert_new_statements(
+    conn: psycopg.Connection,
+    statement: sql.Composable,
+    params: dict[str, Any],
+    expect_all_new: bool,
+    target: str,
+) -> int:
+    """Run an insert of a chunk's statements not published yet (`statement`, with the parameter
+    `probe_published`); how many rows it inserted.
+
+    Probing the target's primary key for every id before inserting it is a second descent of that index
+    per statement (benchmarks/lms_publish_costs.py: 2.5 µs a statement for raw and core together). A
+    chunk expected to be all new is inserted without the probe, the primary key alone meeting each id, in
+    a savepoint: should a statement be there already after all, the key refuses it, the attempt is undone
+    and the insert runs again with the probe. Under the publish lock no one else inserts meanwhile.
+    """
+    if expect_all_new:
+        try:
+            with conn.transaction():
+                return conn.execute(statement, {**params, "probe_published": False}).rowcount
+        except psycopg.errors.UniqueViolation:
+            log.info(
+                "%s: a statement stored after the watermark was published already; inserting again, "
+                "leaving out those published",
+                target,
+            )
+    return conn.execute(statement, {**params, "probe_published": True}).rowcount
 
 
 @contextmanager
