@@ -8,9 +8,10 @@
 warehouse already holding `--published` statements, what one chunk of `--chunk` statements costs each way a
 publisher could write it, so a redesign is chosen on figures:
 
-- raw, today: binary COPY of the statements (jsonb as received) into an unlogged chunk table, then
-  `insert ... select ... where not exists` into `raw.lms_statement` probing its primary key
-  (`probing_published_statements_by_index`), as `lms.statements` does;
+- raw, probing ("today" in the JSON): binary COPY of the statements (jsonb as received) into an unlogged
+  chunk table, then `insert ... select ... where not exists` into `raw.lms_statement` probing its primary key
+  (`probing_published_statements_by_index`), as `lms.statements` does for a chunk holding statements
+  stored at or before the watermark;
 - raw, direct: binary COPY straight into `raw.lms_statement` (what a publisher that gates the check columns
   first and then streams the accepted statements again would pay);
 - core, as migrated: `insert ... select ... where not exists` of the chunk's normalised rows into
@@ -19,13 +20,13 @@ publisher could write it, so a redesign is chosen on figures:
   primary key (what the secondary indexes cost);
 - core, b-trees on the times: the same into a copy whose loaded, stored and occurred times have the b-trees
   they had before migration 0046 instead of its block-range indexes (what that migration saves);
-- raw and core, uuid ids: today's raw and core steps on a copy whose `statement_id` columns of both tables are
-  `uuid` instead of `text` (16-byte keys compared bytewise, no collation; its views are dropped): what the
-  text primary keys cost the publisher;
-- raw and core, unprobed: today's inserts without their `not exists` probe, the primary key alone meeting
-  each id (what a publisher that inserts optimistically and falls back to probing on a unique violation would
-  pay for a chunk of new statements);
-- raw and core, collation "C": today's steps on a copy whose text keys (`statement_id` of both tables and
+- raw and core, uuid ids: the probing raw and core steps on a copy whose `statement_id` columns of both
+  tables are `uuid` instead of `text` (16-byte keys compared bytewise, no collation; its views are dropped):
+  what the text primary keys cost the publisher;
+- raw and core, unprobed: the same inserts without their `not exists` probe, the primary key alone meeting
+  each id (what `lms.statements` pays for a chunk stored after the watermark: it falls back to probing only
+  when the key refuses an id);
+- raw and core, collation "C": the probing steps on a copy whose text keys (`statement_id` of both tables and
   core's `learner_identifier`) compare byte by byte instead of by the database's collation.
 
 Each variant writes to a database of its own (a copy of one warehouse holding `--published` statements), so
@@ -356,17 +357,19 @@ def render(result: dict[str, Any]) -> str:
     chunk = result["chunk"]
     medians = {variant: statistics.median(values) for variant, values in result["timings"].items()}
     labels = {
-        "raw_today": "raw: COPY into the chunk table, then insert ... where not exists (today)",
+        "raw_today": "raw: COPY into the chunk table, then insert ... where not exists (the probing insert)",
         "raw_direct": "raw: COPY straight into raw.lms_statement",
         "core_all_indexes": "core: insert ... where not exists, every index of the migrations",
         "core_pk_only": "core: the same, primary key only",
         "core_time_btrees": "core: the same, b-trees on the times, not block-range indexes (before 0046)",
-        "raw_uuid_ids": "raw: today's, with uuid statement ids instead of text",
-        "core_uuid_ids": "core: today's, with uuid statement ids instead of text",
-        "raw_unprobed": "raw: today's without the `not exists` probe (the primary key alone)",
-        "core_unprobed": "core: today's without the `not exists` probe (the primary key alone)",
-        "raw_c_collation": 'raw: today\'s, statement ids compared bytewise (collation "C")',
-        "core_c_collation": 'core: today\'s, statement ids and learners compared bytewise (collation "C")',
+        "raw_uuid_ids": "raw: the probing insert, with uuid statement ids instead of text",
+        "core_uuid_ids": "core: the probing insert, with uuid statement ids instead of text",
+        "raw_unprobed": "raw: the same without the probe (the loader's when stored after the watermark)",
+        "core_unprobed": "core: the same without the probe (the loader's when stored after the watermark)",
+        "raw_c_collation": 'raw: the probing insert, statement ids compared bytewise (collation "C")',
+        "core_c_collation": (
+            'core: the probing insert, statement ids and learners compared bytewise (collation "C")'
+        ),
     }
     labels = {variant: label for variant, label in labels.items() if variant in medians}  # older runs: 4
     rows = [
