@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from tests.databases import plan_nodes
+from turnover_signals import storage
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError, SourceUnavailableError
 from turnover_signals.lms.statements import (
@@ -23,7 +24,7 @@ from turnover_signals.lms.statements import (
     StatementExtraction,
     extract_statements,
 )
-from turnover_signals.quality.gate import RunIdentity
+from turnover_signals.quality.gate import RunIdentity, data_docs_location
 from turnover_signals.sources.xapi import parse_xapi_timestamp
 
 pytestmark = pytest.mark.integration
@@ -558,6 +559,15 @@ def test_after_a_chunk_fails_its_gate_no_later_chunk_is_gated(
     assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(4,)]
 
 
+def data_docs_pages(config):
+    """The URLs of the Data Docs pages in storage (shared by the tests of one worker)."""
+    return {
+        storage.object_url(path)
+        for path, _, _ in storage.objects_under(data_docs_location(config))
+        if path.name.endswith(".html")
+    }
+
+
 def test_a_chunk_failing_its_gate_only_by_rejects_the_chunk_before_accepted_is_gated_again_and_publishes(
     lms_server_factory, monkeypatch, warehouse_dsn, config
 ):
@@ -569,6 +579,7 @@ def test_a_chunk_failing_its_gate_only_by_rejects_the_chunk_before_accepted_is_g
     serve_repeating_a_page(lms_server_factory, monkeypatch, statements, chunk_number=1, pages=2)
     gates, gated = note_gates(monkeypatch)
     waited = hold_the_first_chunks_publishing(monkeypatch, until=gated[2], timeout=20)
+    pages_before = data_docs_pages(config)
     summary = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
 
     assert waited == [True]
@@ -581,6 +592,9 @@ def test_a_chunk_failing_its_gate_only_by_rejects_the_chunk_before_accepted_is_g
     assert rows(warehouse_dsn, "select success, count(*) from audit.validation_result group by 1") == [
         (True, 2)
     ]
+    # and the run left the Data Docs pages of the validations recorded: the first gate's of chunk 2 is gone
+    recorded = {path for (path,) in rows(warehouse_dsn, "select data_docs_path from audit.validation_result")}
+    assert data_docs_pages(config) - pages_before == recorded
 
 
 def test_a_gate_that_loses_its_session_while_the_chunk_before_publishes_says_that_chunk_is_published(

@@ -71,6 +71,7 @@ from turnover_signals.quality.gate import (
     ValidationOutcome,
     data_docs_location,
     described,
+    discard_data_docs_page,
     record_validation,
     run_suite,
 )
@@ -523,7 +524,8 @@ class StatementExtraction:
                     # Only now exact: the chunk before was published after this one was checked. Gated again
                     # on what is left, so the gate's report and the batch row describe the same statements.
                     counts = _check_counts(conn, chunk.checks)
-                    outcome = self.gate_chunk(chunk, counts, stats)
+                    superseded, outcome = outcome, self.gate_chunk(chunk, counts, stats)
+                    discard_data_docs_page(self.config, superseded)
                 self._gate_and_publish(conn, chunk, counts, outcome, stats)
         finally:
             _drop_scratch(conn, [chunk])

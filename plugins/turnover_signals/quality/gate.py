@@ -337,6 +337,13 @@ def write_data_docs(
     return storage.write_bytes(target, html.encode("utf-8"), overwrite=False)  # a page is never overwritten
 
 
+def discard_data_docs_page(config: Mapping[str, Any], outcome: ValidationOutcome | None) -> None:
+    """Delete the Data Docs page of a validation superseded before it was recorded (a chunk gated again on
+    fewer statements): no audit row points to it, and it would show a verdict that decided nothing."""
+    if outcome is not None and outcome.data_docs_path is not None:
+        storage.stored_path(config, outcome.data_docs_path).unlink(missing_ok=True)
+
+
 def run_suite(
     sqlalchemy_url: str,
     suite: SuiteDefinition,
