@@ -1,5 +1,6 @@
 import hashlib
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -138,3 +139,24 @@ def test_identifiers_of_people_are_pii_in_the_configuration():
     assert identifiers <= pii, identifiers - pii
     summary = summarize_expectation_result(_result("lms_user_id", ["u-0001"]), pii, MASK_KEY)
     assert summary["observed"]["sample"] == [mask_value("u-0001", MASK_KEY)]
+
+
+def superseded_outcome(page):
+    return gate.ValidationOutcome(
+        "v-1", "lms_statement_batch", "1", "lms", "batch", True, {}, [], datetime.now(UTC), page.as_uri()
+    )
+
+
+def test_a_superseded_data_docs_page_is_deleted(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html/>")
+    gate.discard_data_docs_page({}, superseded_outcome(page))
+    assert not page.exists()
+
+
+def test_a_superseded_page_that_cannot_be_deleted_is_left_with_a_warning(tmp_path, caplog):
+    page = tmp_path / "page.html"
+    page.mkdir()  # what the storage refuses to delete as an object
+    with caplog.at_level("WARNING", logger="turnover_signals.quality.gate"):
+        gate.discard_data_docs_page({}, superseded_outcome(page))
+    assert page.exists() and "could not delete the superseded Data Docs page of validation v-1" in caplog.text

@@ -339,9 +339,18 @@ def write_data_docs(
 
 def discard_data_docs_page(config: Mapping[str, Any], outcome: ValidationOutcome | None) -> None:
     """Delete the Data Docs page of a validation superseded before it was recorded (a chunk gated again on
-    fewer statements): no audit row points to it, and it would show a verdict that decided nothing."""
-    if outcome is not None and outcome.data_docs_path is not None:
+    fewer statements): no audit row points to it, and it would show a verdict that decided nothing. Never
+    raises: a page left behind (storage that refuses deletes, say) must not fail the publish."""
+    if outcome is None or outcome.data_docs_path is None:
+        return
+    try:
         storage.stored_path(config, outcome.data_docs_path).unlink(missing_ok=True)
+    except Exception:  # noqa: BLE001 - the page is clutter, the publish is what matters
+        log.warning(
+            "could not delete the superseded Data Docs page of validation %s; retention removes it by age",
+            outcome.validation_id,
+            exc_info=True,
+        )
 
 
 def run_suite(
