@@ -610,15 +610,7 @@ class _ChunkChannel:
     def __init__(self, max_chunks: int = 8):
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
 
-    async def put(self, chunk: bytes, consumer: asyncio.Future[Any]) -> None:
-        await self._put_while_reading(chunk, consumer)
-
-    async def close(self, consumer: asyncio.Future[Any]) -> None:
-        """The end of the file, after the last chunk. It waits for room as a chunk does: a consumer behind the
-        transfer reads until it sees it, and would otherwise wait for it forever (and the task with it)."""
-        await self._put_while_reading(self._END, consumer)
-
-    async def _put_while_reading(self, item: Any, consumer: asyncio.Future[Any]) -> None:
+    async def put(self, item: Any, consumer: asyncio.Future[Any]) -> None:
         # Never block the loop on a full queue: wait for room while the consumer reads; once it has stopped,
         # nothing more is needed.
         while not consumer.done():
@@ -627,6 +619,11 @@ class _ChunkChannel:
                 return
             except queue.Full:
                 await asyncio.sleep(CHANNEL_POLL_SECONDS)
+
+    async def close(self, consumer: asyncio.Future[Any]) -> None:
+        """The end of the file, after the last chunk. It waits for room as a chunk does: a consumer behind the
+        transfer reads until it sees it, and would otherwise wait for it forever (and the task with it)."""
+        await self.put(self._END, consumer)
 
     def fail(self, exc: BaseException) -> None:
         while True:
