@@ -34,6 +34,7 @@ from lms_load import (  # noqa: E402 - after the package is on the path
     WAREHOUSE,
     airflow_child_env,
     measure_child,
+    published_counts,
     round_ratio,
     wait_until_quiet,
     write_statements,
@@ -75,15 +76,6 @@ def migrate_with(tree: Path, env: dict[str, str], dsn: str) -> None:
     )
 
 
-def verify(dsn: str) -> tuple[int, int]:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(
-            "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity)"
-        ).fetchone()
-
-
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     from turnover_demo.sample_servers.lms_server import LmsSampleServer
 
@@ -118,7 +110,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                         logs,
                         tree_env(base_env, tree),
                     )
-                    rows = verify(dsn)
+                    rows = published_counts(dsn)
                 finally:
                     WAREHOUSE.drop(name)
                 after = bare()

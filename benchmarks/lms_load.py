@@ -785,6 +785,16 @@ def end_to_end_round(
     return result
 
 
+def published_counts(dsn: str) -> tuple[int, int]:
+    """How many rows raw.lms_statement and core.lms_activity hold."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "select (select count(*) from raw.lms_statement), (select count(*) from core.lms_activity)"
+        ).fetchone()
+
+
 def round_ratio(count: int, round_: dict[str, Any]) -> float:
     """A round's end-to-end statements/s over the mean of the bare runs before and after it."""
     bare = [b["statements"] / b["work_s"] for b in round_["bare_pair"]]
@@ -793,7 +803,6 @@ def round_ratio(count: int, round_: dict[str, Any]) -> float:
 
 def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     """Everything for one N: data, server, bare client, end to end, cleanup."""
-    import psycopg
 
     from turnover_demo.sample_servers.lms_server import LmsSampleServer
     from turnover_signals.warehouse import migrate, warehouse_connection
@@ -883,11 +892,7 @@ def run_size(count: int, args: argparse.Namespace, work_dir: Path) -> dict[str, 
                     log_dir,
                     env,
                 )
-                with psycopg.connect(backfill_dsn, autocommit=True) as conn:
-                    result["verify"] = conn.execute(
-                        "select (select count(*) from raw.lms_statement), "
-                        "(select count(*) from core.lms_activity)"
-                    ).fetchone()
+                result["verify"] = published_counts(backfill_dsn)
                 report["backfill"].append(result)
 
         report["ran_beside"] = sorted(watch.others)
