@@ -210,3 +210,68 @@ def test_a_migrations_warning_reaches_the_operators_log(empty_database_dsn, tmp_
         _migrate(empty_database_dsn, migrations_dir)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("ask a DBA to create role turnover_probe" in message for message in warnings)
+
+
+# Statement ids and learner identifiers, wherever a table or view holds them (migration 0047)
+IDENTIFIER_COLUMNS_SQL = """
+    select table_schema || '.' || table_name || '.' || column_name, collation_name
+    from information_schema.columns
+    where table_schema in ('raw', 'core', 'mart', 'audit', 'analytics')
+        and (column_name ~ '(^|_)statement_id$' or column_name = 'learner_identifier')
+    order by 1
+"""
+
+
+def test_statement_ids_and_learner_identifiers_compare_bytewise_everywhere(empty_database_dsn):
+    """Byte order (collation "C") in every column holding one: the publisher's b-tree descents compare bytes,
+    not the locale's rules, and a join between two such columns keeps one collation, so either side's index
+    serves it. A new table holding either must declare `collate "C"`."""
+    _migrate(empty_database_dsn)
+    with psycopg.connect(empty_database_dsn) as conn:
+        columns = dict(conn.execute(IDENTIFIER_COLUMNS_SQL).fetchall())
+    assert {"raw.lms_statement.statement_id", "core.lms_activity.learner_identifier"} <= set(columns)
+    assert {column: collation for column, collation in columns.items() if collation != "C"} == {}
+
+
+def test_a_warehouse_holding_statements_keeps_them_when_its_identifiers_become_bytewise(
+    empty_database_dsn, sql_dir
+):
+    for later in sorted(sql_dir.glob("*.sql")):
+        if int(later.name[:4]) >= 47:
+            later.unlink()
+    _migrate(empty_database_dsn, sql_dir)
+    statement_ids = ["b-1", "B-1", "a-2", "é-3"]  # ids differing only in case stay two statements
+    with psycopg.connect(empty_database_dsn) as conn:
+        for statement_id in statement_ids:
+            conn.execute(
+                "insert into raw.lms_statement (statement_id, stored_at, occurred_at, statement, source,"
+                " batch_id, loaded_at) values (%s, now(), now(), %s, 'xapi:test', 'batch-1', now())",
+                (statement_id, psycopg.types.json.Jsonb({"id": statement_id})),
+            )
+            conn.execute(
+                "insert into core.lms_activity (statement_id, learner_identifier, learner_identifier_type,"
+                " event_type, verb_id, occurred_at, is_timestamp_assumed_utc, stored_at, is_voided)"
+                " values (%s, 'account:https://lms.example.com|Learner', 'account', 'completion', 'v', now(),"
+                " false, now(), false)",
+                (statement_id,),
+            )
+        before = conn.execute("select statement_id from core.lms_activity order by statement_id").fetchall()
+        assert conn.execute("select to_regclass('mart.lms_activity_today_provisional')").fetchone() != (None,)
+
+    applied = _migrate(empty_database_dsn)
+
+    assert "compare_lms_identifiers_bytewise" in _names(applied)
+    with psycopg.connect(empty_database_dsn) as conn:
+        assert conn.execute("select count(*) from raw.lms_statement").fetchone() == (4,)
+        assert sorted(conn.execute("select statement_id from core.lms_activity").fetchall()) == sorted(before)
+        # byte order: upper case before lower case, and 'é' (0xc3 0xa9) after both
+        assert conn.execute(
+            "select statement_id from core.lms_activity order by statement_id"
+        ).fetchall() == [
+            ("B-1",),
+            ("a-2",),
+            ("b-1",),
+            ("é-3",),
+        ]
+        # the view the migration dropped to change its table is back, with today's rows
+        assert conn.execute("select count(*) from mart.lms_activity_today_provisional").fetchone() == (4,)

@@ -25,11 +25,13 @@ RELEASED_COMMIT = "f8ee96b748849fb0c116ab02bb87212bdddfb99b"
 # Versions before each revised migration, and the whole release: a warehouse may be at any of them.
 UPGRADED_FROM = sorted({m.version - 1 for m in discover_migrations() if m.original_sha256} | {32})
 
-# What a schema is: relations and their columns in order, constraints, indexes, views' and functions' text,
-# triggers, comments, privileges and default privileges of the project's schemas.
+# What a schema is: relations and their columns in order (with their collations), constraints, indexes, views'
+# and functions' text, triggers, comments, privileges and default privileges of the project's schemas.
 CATALOG_QUERIES = {
     "columns": """
-        select table_schema, table_name, ordinal_position, column_name, data_type, is_nullable, column_default
+        select
+            table_schema, table_name, ordinal_position, column_name, data_type, collation_name, is_nullable,
+            column_default
         from information_schema.columns where table_schema = any(%(schemas)s)
     """,
     "constraints": """
