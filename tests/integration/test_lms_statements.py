@@ -973,12 +973,28 @@ def probe_flags(monkeypatch):
     return flags
 
 
+def late_scans(monkeypatch):
+    """The chunks' checks tables `count_late` scanned for statements stored at or before the watermark."""
+    scanned = []
+    execute = psycopg.Connection.execute
+
+    def recording(self, query, params=None, **kwargs):
+        text = query.as_string(self) if isinstance(query, sql.Composable) else str(query)
+        if text.startswith("select count(*) from") and "<= %(watermark)s" in text:
+            scanned.append(text.split()[3])
+        return execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recording)
+    return scanned
+
+
 def test_chunks_stored_after_the_watermark_are_inserted_without_probing_and_a_rerun_probes(
     lms_server_factory, monkeypatch, warehouse_dsn, config
 ):
     server = lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 9)])
     connect(server, monkeypatch)
     flags = probe_flags(monkeypatch)
+    scanned = late_scans(monkeypatch)
     first = extract_statements(chunked(config, 4), RunIdentity("d", "r1", "t"), warehouse_dsn)
     assert (first["chunks"], first["new"]) == (2, 8)
     assert flags == [False] * 4  # raw and core of each chunk
@@ -990,6 +1006,8 @@ def test_chunks_stored_after_the_watermark_are_inserted_without_probing_and_a_re
     # raw and core of each chunk: the two re-fetched (stored at or before the watermark) probed, the one
     # holding only the new statement not
     assert flags == [True, True, True, True, False, False]
+    # and only those two are scanned for late statements: the last holds nothing stored at or before it
+    assert len(scanned) == 2
     assert rows(warehouse_dsn, "select count(*), count(distinct statement_id) from raw.lms_statement") == [
         (9, 9)
     ]

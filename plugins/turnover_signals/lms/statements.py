@@ -1191,6 +1191,11 @@ def count_late(conn: psycopg.Connection, chunk: Chunk, stats: BatchStats, counts
     if stats.watermark_before is None:
         chunk.late = 0  # the first extraction: nothing is late, and no need to scan the chunk to say so
         return
+    if stats.since_field == "stored" and (
+        counts.min_accepted_stored is None or counts.min_accepted_stored > stats.watermark_before
+    ):
+        chunk.late = 0  # every accepted statement was stored after the watermark: none can be late
+        return
     filtered = sql.Identifier("stored_at" if stats.since_field == "stored" else "occurred_at")
     with probing_published_statements_by_index(conn):
         (chunk.late,) = conn.execute(
