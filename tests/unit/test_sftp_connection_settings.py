@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import threading
+import time
 
 import asyncssh
 import pytest
@@ -142,6 +143,38 @@ def test_a_stream_returns_even_when_a_call_in_its_executor_blocks(caplog):
         with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
             assert run_within_ten_seconds(stream()) == "streamed"
         assert "a call in the stream's executor still running" in caplog.text
+    finally:
+        release.set()
+
+
+def test_the_cleanup_bound_holds_for_stuck_tasks_and_blocked_executor_calls_together(caplog):
+    """One bound for the whole cleanup: the executor's calls get what the pending tasks left of it, not a
+    bound of their own (which made the cleanup last up to twice as long)."""
+    release = threading.Event()
+
+    async def keeps_running():
+        while True:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue
+
+    async def stream():
+        loop = asyncio.get_running_loop()
+        loop.create_task(keeps_running())
+        blocked = loop.run_in_executor(None, release.wait, 30)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(blocked), 0.05)
+        return "streamed"
+
+    try:
+        with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
+            started = time.monotonic()
+            assert run_with_bounded_cleanup(stream(), 2.0) == "streamed"
+            elapsed = time.monotonic() - started
+        assert "1 asyncssh task(s) still running" in caplog.text
+        assert "a call in the stream's executor still running" in caplog.text
+        assert 2.0 <= elapsed < 3.0  # two bounds in a row would be 4 s
     finally:
         release.set()
 

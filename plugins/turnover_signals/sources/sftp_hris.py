@@ -18,6 +18,7 @@ import posixpath
 import queue
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, suppress
@@ -515,9 +516,10 @@ def _disconnect(hook: Any) -> None:
 
 
 def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
-    """`asyncio.run(coroutine)`, except that the tasks still pending at its end get `cleanup_seconds` to
-    finish once cancelled; `asyncio.run` waits for them without end, so one library task that ignores
-    its cancellation would hang the task until Airflow's timeout."""
+    """`asyncio.run(coroutine)`, except that the tasks still pending at its end, and the calls still running
+    in the loop's executor, get `cleanup_seconds` in all to finish once cancelled; `asyncio.run` waits for
+    them without end, so one library task that ignores its cancellation would hang the task until Airflow's
+    timeout."""
     loop = asyncio.new_event_loop()
     # The loop's own executor (asyncssh resolves host names and reads keys in it): shut down below with a
     # bound, where `loop.shutdown_default_executor()` joins its threads without end on Python 3.11 (3.12
@@ -528,6 +530,7 @@ def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
     try:
         return loop.run_until_complete(coroutine)
     finally:
+        deadline = time.monotonic() + cleanup_seconds
         try:
             pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
             for task in pending:
@@ -543,7 +546,7 @@ def run_with_bounded_cleanup(coroutine: Any, cleanup_seconds: float) -> Any:
                         ", ".join(sorted({getattr(task.get_coro(), "__qualname__", "?") for task in stuck})),
                     )
             loop.run_until_complete(loop.shutdown_asyncgens())
-            _shut_down_within(executor, cleanup_seconds)
+            _shut_down_within(executor, max(0.0, deadline - time.monotonic()))
         finally:
             asyncio.set_event_loop(None)
             loop.close()
@@ -557,9 +560,8 @@ def _shut_down_within(executor: ThreadPoolExecutor, seconds: float) -> None:
     waiting.join(seconds)
     if waiting.is_alive():
         log.warning(
-            "SFTP stream: a call in the stream's executor still running %.0f s after the stream ended; "
+            "SFTP stream: a call in the stream's executor still running at the end of the cleanup bound; "
             "left behind; the stream's own outcome stands",
-            seconds,
         )
 
 
