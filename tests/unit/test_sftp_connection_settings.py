@@ -109,14 +109,22 @@ def run_within_ten_seconds(coroutine):
     return outcome["value"]
 
 
-def test_a_stream_returns_even_when_a_library_task_ignores_its_cancellation(caplog):
-    async def keeps_running():
-        while True:
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                continue  # what a misbehaving library task does; asyncio.run would wait for it forever
+async def keeps_running():
+    while True:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            continue  # what a misbehaving library task does; asyncio.run would wait for it forever
 
+
+async def block_in_the_executor(release: threading.Event) -> None:
+    """Leave a call running in the loop's executor until `release` (a host name lookup, a key read)."""
+    blocked = asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(blocked), 0.05)
+
+
+def test_a_stream_returns_even_when_a_library_task_ignores_its_cancellation(caplog):
     async def stream():
         asyncio.get_running_loop().create_task(keeps_running())
         await asyncio.sleep(0)
@@ -128,15 +136,11 @@ def test_a_stream_returns_even_when_a_library_task_ignores_its_cancellation(capl
 
 
 def test_a_stream_returns_even_when_a_call_in_its_executor_blocks(caplog):
-    """A blocking call left running in the loop's executor (a host name lookup, a key read): Python 3.11's
-    loop.shutdown_default_executor would join its thread without end."""
+    """Python 3.11's loop.shutdown_default_executor would join the blocked call's thread without end."""
     release = threading.Event()
 
     async def stream():
-        loop = asyncio.get_running_loop()
-        blocked = loop.run_in_executor(None, release.wait, 30)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(blocked), 0.05)
+        await block_in_the_executor(release)
         return "streamed"
 
     try:
@@ -152,19 +156,9 @@ def test_the_cleanup_bound_holds_for_stuck_tasks_and_blocked_executor_calls_toge
     bound of their own (which made the cleanup last up to twice as long)."""
     release = threading.Event()
 
-    async def keeps_running():
-        while True:
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                continue
-
     async def stream():
-        loop = asyncio.get_running_loop()
-        loop.create_task(keeps_running())
-        blocked = loop.run_in_executor(None, release.wait, 30)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(blocked), 0.05)
+        asyncio.get_running_loop().create_task(keeps_running())
+        await block_in_the_executor(release)
         return "streamed"
 
     try:
