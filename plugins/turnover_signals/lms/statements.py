@@ -749,7 +749,9 @@ class StatementExtraction:
         rejects are accepted, its new statements inserted and its voids applied."""
         self._accept_rejects(conn, chunk, counts)
         conn.execute(sql.SQL("create temp view checked_batch as select * from {}").format(chunk.checks))
-        expect_all_new = is_after_watermark(counts, stats)
+        # New to the warehouse unless the LRS serves a statement again under a later stored time or the
+        # watermark was held back (the LRS's consistency point): `insert_new_statements` probes then.
+        expect_all_new = is_stored_after(counts, stats.watermark)
         with probing_published_statements_by_index(conn):
             inserted = insert_new_statements(
                 conn,
@@ -1191,9 +1193,7 @@ def count_late(conn: psycopg.Connection, chunk: Chunk, stats: BatchStats, counts
     if stats.watermark_before is None:
         chunk.late = 0  # the first extraction: nothing is late, and no need to scan the chunk to say so
         return
-    if stats.since_field == "stored" and (
-        counts.min_accepted_stored is None or counts.min_accepted_stored > stats.watermark_before
-    ):
+    if stats.since_field == "stored" and is_stored_after(counts, stats.watermark_before):
         chunk.late = 0  # every accepted statement was stored after the watermark: none can be late
         return
     filtered = sql.Identifier("stored_at" if stats.since_field == "stored" else "occurred_at")
@@ -1221,12 +1221,11 @@ def lock_statement_publishing(conn: psycopg.Connection) -> None:
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (STATEMENT_PUBLISH_LOCK,))
 
 
-def is_after_watermark(counts: ChunkCounts, stats: BatchStats) -> bool:
-    """Whether every accepted statement of the chunk was stored after the watermark: statements the
-    warehouse cannot have yet, unless the LRS serves one again under a later stored time or the watermark
-    was held back (the LRS's consistency point); `insert_new_statements` falls back to probing then."""
+def is_stored_after(counts: ChunkCounts, watermark: datetime | None) -> bool:
+    """Whether the chunk has accepted statements and every one was stored after `watermark` (None: there
+    is no watermark yet)."""
     return counts.min_accepted_stored is not None and (
-        stats.watermark is None or counts.min_accepted_stored > stats.watermark
+        watermark is None or counts.min_accepted_stored > watermark
     )
 
 
