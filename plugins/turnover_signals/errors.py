@@ -20,7 +20,15 @@ RUNBOOK_PAGES = {
     "": "index",
     **dict.fromkeys(["rerun-one-date", "backfill", "rerun-hris-file", "identity-exceptions"], "procedures"),
     **dict.fromkeys(
-        ["migrations", "warehouse-unavailable", "stage-connection", "storage", "configuration"], "warehouse"
+        [
+            "migrations",
+            "warehouse-unavailable",
+            "gate-not-evaluated",
+            "stage-connection",
+            "storage",
+            "configuration",
+        ],
+        "warehouse",
     ),
     **dict.fromkeys(["alerts", "slo", "deadlines", "freshness"], "alerts"),
     **dict.fromkeys(
@@ -125,6 +133,11 @@ class SourceRefusedError(TurnoverSignalsError):
 
 class BadInputError(TurnoverSignalsError):
     """The input itself is wrong: it is quarantined and must be corrected at the source."""
+
+
+class GateNotEvaluatedError(TurnoverSignalsError):
+    """A gate could not evaluate its expectations (a query of it failed: the warehouse went away, a timeout):
+    nothing was judged, so nothing is quarantined or published; retrying may help."""
 
 
 class FreshnessError(TurnoverSignalsError):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests.integration.hris_helpers import compensation_bytes, csv_bytes, employee_row, write_feed_file
@@ -229,3 +230,58 @@ def test_a_backfill_of_hris_files_equals_their_day_by_day_replay(
     assert current == [(DAYS[0], 3), (CORRECTED_DAY, 4)]
     # and rebuilding any date gives the same rows
     assert rebuild_matches(config, DAYS, dsn=backfill)["matched"]
+
+
+HISTORY_TABLES = (
+    ("core", "hris_file_knowledge"),
+    ("core", "employee_history"),
+    ("core", "employee_history_revision"),
+    ("core", "compensation_event_version"),
+    ("core", "compensation_event"),
+)
+
+
+def history_contents(dsn) -> dict[str, tuple[int, str]]:
+    """Each history table's row count and an order-independent digest of its rows."""
+    query = "select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {} as t"
+    with psycopg.connect(dsn) as conn:
+        return {
+            name: conn.execute(sql.SQL(query).format(sql.Identifier(schema, name))).fetchone()
+            for schema, name in HISTORY_TABLES
+        }
+
+
+def test_a_history_rebuild_that_fails_part_way_leaves_every_history_table_as_it_was(
+    sftp_dir, config, warehouse_dsn
+):
+    """A correction's history committed without its revisions would show corrected data to cut-offs before
+    the correction was known: the rebuild is one transaction."""
+    server, directory = sftp_dir
+    for _, name, data, mtime in deliveries()[:3]:  # the employees files of the first three days
+        deliver(server, directory, name, data, mtime)
+    load_pending(config, warehouse_dsn)
+    before = history_contents(warehouse_dsn)
+    correction = next(d for d in deliveries() if is_correction(d) and d[1].startswith("employees_"))
+    deliver(server, directory, *correction[1:])
+    for remote in list_pending_files(config, warehouse_dsn):
+        ingest_file(remote, config, RUN, warehouse_dsn)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # the last step fails (a lost session, a timeout, a full disk would), after the history was rebuilt
+        conn.execute(
+            "create function pg_temp_fail() returns trigger language plpgsql as "
+            "$$ begin raise exception 'injected fault'; end $$"
+        )
+        conn.execute(
+            "create trigger fail_compensation before insert on core.compensation_event "
+            "for each statement execute function pg_temp_fail()"
+        )
+    with pytest.raises(psycopg.errors.RaiseException, match="injected fault"):
+        build_employee_history(config, warehouse_dsn)
+    assert history_contents(warehouse_dsn) == before
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("drop trigger fail_compensation on core.compensation_event")
+        conn.execute("drop function pg_temp_fail()")
+    build_employee_history(config, warehouse_dsn)
+    after = history_contents(warehouse_dsn)
+    assert after["employee_history"] != before["employee_history"]
+    assert after["employee_history_revision"][0] > 0  # the correction's revisions, with its history

@@ -151,6 +151,38 @@ def test_a_slice_failing_its_gate_publishes_nothing_and_later_slices_do_not_publ
     assert rows(warehouse_dsn, "select watermark from audit.extract_watermark") == [(stored(20),)]
 
 
+def test_voided_statements_recovered_by_id_that_fail_their_gate_fail_the_publish_and_are_not_published(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    statements = history()
+    # the void's target, which the LRS lists nowhere and serves by voidedStatementId, is out of range
+    statements[1] = statement(2, minutes=2, result={"score": {"scaled": 2}})
+    serve(lms_server_factory, monkeypatch, statements)
+    slices = backfill_slices(config)
+    for item in slices:
+        extract_slice(config, RUN, item, warehouse_dsn)
+    with pytest.raises(
+        BadInputError, match=r"voided statement.*1 of 1 statements rejected.*slices are published"
+    ):
+        publish_slices(config, RUN, slices, warehouse_dsn)
+    assert rows(
+        warehouse_dsn, "select count(*) from audit.lms_backfill_slice where status = 'published'"
+    ) == [(4,)]
+    assert rows(
+        warehouse_dsn,
+        "select count(*) from raw.lms_statement where statement_id = %s",
+        (str(uuid.UUID(int=2)),),
+    ) == [(0,)]
+    assert rows(
+        warehouse_dsn,
+        "select reason from raw.lms_statement_rejected where statement_id = %s",
+        (str(uuid.UUID(int=2)),),
+    ) == [("result.score.scaled outside [-1, 1]",)]
+    with pytest.raises(BadInputError, match="voided statement"):  # a rerun: the same answer, no duplicate
+        publish_slices(config, RUN, slices, warehouse_dsn)
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(2,)]
+
+
 def test_clearing_and_rerunning_any_task_leaves_the_same_tables(
     lms_server_factory, monkeypatch, warehouse_dsn, make_warehouse, config
 ):

@@ -839,6 +839,52 @@ def test_a_10_mb_statement_is_rejected_and_kept_as_an_excerpt_with_its_size_and_
     ) == [(True,)]
 
 
+def test_a_chunk_whose_staging_table_cannot_be_created_fails_with_that_error_and_drops_the_others(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    config["lms"]["publish_chunk_statements"] = 4
+    connect(lms_server_factory(statements=[statement(n, minutes=n) for n in range(1, 11)]), monkeypatch)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # the warehouse refuses the second chunk's table, as a full disk or a statement timeout would
+        conn.execute(
+            "create function refuse_second_chunk() returns event_trigger language plpgsql as $$ begin "
+            "if exists (select from pg_event_trigger_ddl_commands() "
+            "where object_identity like '%\\_2\\_\\_checks') "
+            "then raise exception 'injected: no room for the second chunk'; end if; end $$"
+        )
+        conn.execute(
+            "create event trigger refuse_second_chunk on ddl_command_end when tag in ('CREATE TABLE AS') "
+            "execute function refuse_second_chunk()"
+        )
+    try:
+        with pytest.raises(psycopg.errors.RaiseException, match="no room for the second chunk"):
+            extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    finally:
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+            conn.execute("drop event trigger refuse_second_chunk")
+    # the first chunk was complete and is published; nothing is left in staging
+    assert rows(warehouse_dsn, "select count(*) from raw.lms_statement") == [(4,)]
+    assert rows(warehouse_dsn, "select count(*) from pg_tables where schemaname = 'staging'") == [(0,)]
+    assert extract_statements(config, RunIdentity("d", "r2", "t"), warehouse_dsn)["new"] == 6
+
+
+def test_a_statement_postgresql_cannot_store_is_rejected_and_every_other_one_loads(
+    lms_server_factory, monkeypatch, warehouse_dsn, config, tmp_path
+):
+    # JSON allows "\u0000"; jsonb refuses it, which once failed the COPY of the chunk, and every later run's
+    nul = display_stored(statement(4, minutes=4, result={"response": "a\u0000b"}))
+    nul_line = json.dumps(nul, separators=(",", ":")).encode()
+    others = [statement(n, minutes=n) for n in (1, 2, 3, 5, 6)]
+    connect(lrs_with_lines(lms_server_factory, tmp_path, others, [nul_line]), monkeypatch)
+    summary = extract_statements(config, RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert (summary["new"], summary["rejected"]) == (5, 1)
+    ((reason, digest, size, is_truncated, _, raw),) = rejected_row(warehouse_dsn, nul["id"])
+    assert reason == "statement holds JSON that PostgreSQL cannot store"
+    assert (digest, size, is_truncated) == (hashlib.sha256(nul_line).hexdigest(), len(nul_line), False)
+    assert raw == nul_line.decode()  # the excerpt is the whole statement, as text
+    assert rows(warehouse_dsn, "select count(*) from core.lms_activity") == [(5,)]
+
+
 def test_a_statement_stored_in_the_future_is_rejected_and_the_watermark_stays_by_our_clock(
     lms_server_factory, monkeypatch, warehouse_dsn, config, caplog
 ):

@@ -771,6 +771,54 @@ def test_a_statement_over_the_size_bound_is_refused_with_an_excerpt_its_size_and
     assert decoded.statements == [statement(2)]
 
 
+@pytest.mark.parametrize("parse_statements", [True, False])
+def test_a_statement_postgresql_cannot_store_is_refused_and_the_others_of_its_page_kept(parse_statements):
+    nul = json.dumps({**statement(1), "result": {"response": "a\u0000b"}}).encode()  # "\u0000" on the wire
+    kept = [
+        b'{"id": "c", "result": {"response": "\\\\u0000 is text here"}}',  # an escaped backslash, then u0000
+        b'{"id": "d", "result": {"response": "\\ud83d\\ude00"}}',  # a surrogate pair: one character
+        b'{"id": "e", "result": {"response": "\\u00e9\\uD7FF"}}',
+    ]
+    decoded = decode_statement_page(
+        statements_body([kept[0], nul, *kept[1:]]), StatementBounds(), parse_statements=parse_statements
+    )
+    (refusal,) = decoded.refused
+    assert (refusal.position, refusal.reason, refusal.detail, refusal.statement_id) == (
+        2,
+        "statement holds JSON that PostgreSQL cannot store",
+        "a \\u0000 (NUL) in a string",
+        statement(1)["id"],
+    )
+    assert "\x00" not in refusal.excerpt and refusal.sha256 == hashlib.sha256(nul).hexdigest()
+    assert decoded.texts == kept and list(decoded.statements) == [json.loads(text) for text in kept]
+
+
+def test_a_statement_with_an_unpaired_surrogate_is_refused_and_the_others_of_its_page_kept():
+    lone = b'{"id": "' + statement(2)["id"].encode() + b'", "result": {"response": "\\ud800 alone"}}'
+    decoded = decode_statement_page(statements_body([lone, b'{"id": "b"}']), StatementBounds())
+    (refusal,) = decoded.refused
+    assert (refusal.position, refusal.reason, refusal.detail, refusal.statement_id) == (
+        1,
+        "statement holds JSON that PostgreSQL cannot store",
+        "an unpaired UTF-16 surrogate escape in a string",
+        statement(2)["id"],
+    )
+    assert decoded.statements == [{"id": "b"}]
+
+
+def test_a_page_only_json_reads_refuses_its_statements_that_json_has_no_number_for():
+    body = b'{"statements": [{"id": "a", "result": {"score": {"raw": NaN}}}, {"id": "b"}]}'
+    decoded = decode_statement_page(body, StatementBounds())
+    (refusal,) = decoded.refused
+    assert (refusal.position, refusal.reason, refusal.detail, refusal.statement_id) == (
+        1,
+        "statement holds JSON that PostgreSQL cannot store",
+        "NaN or Infinity, which JSON has no number for",
+        "a",
+    )
+    assert decoded.statements == [{"id": "b"}]
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -37,7 +37,10 @@ timed as (
         extracted.*,
         stored_time.stored_at,
         occurred_time.occurred_at,
-        iso_duration.duration_parts,
+        coalesce(iso_duration.duration_parts[1]::numeric, 0) * 86400
+        + coalesce(iso_duration.duration_parts[2]::numeric, 0) * 3600
+        + coalesce(iso_duration.duration_parts[3]::numeric, 0) * 60
+        + coalesce(iso_duration.duration_parts[4]::numeric, 0) as duration_total,
         coalesce(extracted.actor ? 'mbox', false) as has_mbox,
         coalesce(extracted.actor ? 'mbox_sha1sum', false) as has_mbox_sha1sum,
         coalesce(extracted.actor ? 'openid', false) as has_openid,
@@ -61,8 +64,10 @@ timed as (
     from extracted
     cross join lateral core.parse_xapi_timestamp_text(extracted.statement ->> 'stored', true) as stored_time (stored_at)
     cross join lateral core.parse_xapi_timestamp_text(extracted.occurred_text, false) as occurred_time (occurred_at)
+    -- each part a number as numeric reads it ("1.2.3" is none: the duration is then not of the pattern)
     cross join lateral regexp_match(
-        extracted.result ->> 'duration', '^P(?:([0-9.]+)D)?(?:T(?:([0-9.]+)H)?(?:([0-9.]+)M)?(?:([0-9.]+)S)?)?$'
+        extracted.result ->> 'duration',
+        replace('^P(?:(N)D)?(?:T(?:(N)H)?(?:(N)M)?(?:(N)S)?)?$', 'N', '[0-9]+\.?[0-9]*|\.[0-9]+')
     ) as iso_duration (duration_parts)
 ),
 
@@ -125,12 +130,8 @@ checked as (
         case
             when jsonb_typeof(result -> 'completion') = 'boolean' then (result ->> 'completion')::boolean
         end as is_completion,
-        round(
-            coalesce(duration_parts[1]::numeric, 0) * 86400
-            + coalesce(duration_parts[2]::numeric, 0) * 3600
-            + coalesce(duration_parts[3]::numeric, 0) * 60
-            + coalesce(duration_parts[4]::numeric, 0)
-        )::integer as duration_seconds
+        -- beyond an integer's range a duration is not credible: unknown, not a cast error that stops the chunk
+        case when duration_total < 2147483647.5 then round(duration_total)::integer end as duration_seconds
     from timed
 ),
 

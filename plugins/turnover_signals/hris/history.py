@@ -125,13 +125,14 @@ def build_employee_history(config: Mapping[str, Any], dsn: str | None = None) ->
     """Rebuild `core.employee_history` (SCD type 2) and `core.compensation_event`."""
     params = history_parameters(config)
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        rebuild_relation(conn, "core", "hris_file_knowledge", params)
+        # One transaction: readers see the history, its revisions and the pay events of one set of files, or
+        # the previous ones. A history committed without its revisions would show a correction to cut-offs
+        # from before it was known; a job level the mapping no longer maps leaves everything as it was.
         with conn.transaction():
-            # one transaction: a job level the mapping no longer maps leaves the history as it was
+            rebuild_relation(conn, "core", "hris_file_knowledge", params)
             history_rows = rebuild_relation(conn, "core", "employee_history", params)
             require_mapped_job_levels(conn)
-        revision_rows = rebuild_history_revisions(conn, config)
-        with conn.transaction():
+            revision_rows = rebuild_history_revisions(conn, config)
             compensation_versions = rebuild_relation(conn, "core", "compensation_event_version", params)
             compensation_rows = rebuild_relation(conn, "core", "compensation_event", params)
         ignored = files_in_sealed_periods(conn)

@@ -594,6 +594,18 @@ def _recover_voided_targets(
                     reason=None if passed else f"reject rate {reject_rate:.1%}: {counts.top_reasons}",
                     outcome=outcome,
                 )
+            if not passed:
+                max_reject_rate = float(extraction.lms["max_reject_rate"])
+                raise BadInputError(
+                    f"xAPI backfill {backfill_id}: the {len(statements)} voided statement(s) fetched by "
+                    f"voidedStatementId (batch {chunk.batch_id})",
+                    f"{counts.rejected} of {counts.distinct} statements rejected ({reject_rate:.1%} > "
+                    f"{max_reject_rate:.1%}): {counts.top_reasons}",
+                    "the slices are published, these statements are not; inspect "
+                    "raw.lms_statement_rejected for this batch, get the LMS vendor to fix them (or raise "
+                    "lms.max_reject_rate if they are acceptable), then clear publish_statement_slices",
+                    RUNBOOK,
+                )
         finally:
             _drop_scratch(conn, [chunk])
     log.info("xAPI backfill: %d of %d voided statement(s) never received recovered", new, len(missing))

@@ -24,7 +24,12 @@ from typing import Any
 
 import msgspec
 
-from turnover_signals.sources.xapi import STATEMENT_TOO_DEEP, STATEMENT_TOO_LARGE, RefusedStatement
+from turnover_signals.sources.xapi import (
+    STATEMENT_NOT_STORABLE,
+    STATEMENT_TOO_DEEP,
+    STATEMENT_TOO_LARGE,
+    RefusedStatement,
+)
 
 VOIDED_VERB = "http://adlnet.gov/expapi/verbs/voided"
 
@@ -68,7 +73,10 @@ _TIME = re.compile(
     r"(?:[T ]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,6})[0-9]*)?)?)?)?"
     r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?"
 )
-_DURATION = re.compile(r"P(?:([0-9.]+)D)?(?:T(?:([0-9.]+)H)?(?:([0-9.]+)M)?(?:([0-9.]+)S)?)?")
+_DURATION_PART = r"([0-9]+\.?[0-9]*|\.[0-9]+)"  # a number as numeric reads it: "1.2.3" is none
+_DURATION = re.compile(
+    rf"P(?:{_DURATION_PART}D)?(?:T(?:{_DURATION_PART}H)?(?:{_DURATION_PART}M)?(?:{_DURATION_PART}S)?)?"
+)
 _SIX_PLACES = Decimal("0.000001")
 _INT4_MAX = 2**31 - 1
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -192,22 +200,18 @@ def parse_time(value: str | None, is_zone_required: bool) -> tuple[datetime | No
         raise InSql from None
 
 
-def _duration_seconds(duration: Any) -> int:
-    """The definition's duration: no parts (no duration, or not of the pattern) add up to 0 seconds."""
+def _duration_seconds(duration: Any) -> int | None:
+    """The definition's duration: no parts (no duration, or not of the pattern) add up to 0 seconds; beyond an
+    integer's range it is unknown (None)."""
     if type(duration) is not str:
         return 0  # ->> of a number, boolean or object never matches the pattern
     match = _DURATION.fullmatch(duration)
     if match is None:
         return 0
-    try:
-        parts = [Decimal(part) if part is not None else 0 for part in match.groups()]
-    except InvalidOperation:
-        raise InSql from None  # "1.2.3" matches [0-9.]+ but is no number: the SQL definition says what then
+    parts = [Decimal(part) if part is not None else 0 for part in match.groups()]
     total = parts[0] * 86400 + parts[1] * 3600 + parts[2] * 60 + parts[3]
     seconds = int(Decimal(total).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    if seconds > _INT4_MAX:
-        raise InSql
-    return seconds
+    return seconds if seconds <= _INT4_MAX else None
 
 
 def _round6(value: Decimal | int | None) -> Decimal | None:
@@ -258,7 +262,7 @@ def _reject_reason(
 
 # The reasons of statements the xAPI client refused whole (sources.xapi.StatementBounds): never parsed, so the
 # checks table holds a stand-in for them (`refused_row`) and the rejects table an excerpt, not the statement.
-REFUSED_REASONS = (STATEMENT_TOO_LARGE, STATEMENT_TOO_DEEP)
+REFUSED_REASONS = (STATEMENT_TOO_LARGE, STATEMENT_TOO_DEEP, STATEMENT_NOT_STORABLE)
 REFUSED_KEY = "refused_statement"
 
 

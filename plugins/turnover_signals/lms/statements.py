@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import queue
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -811,6 +812,16 @@ class ChunkWriter:
         self._seen: set[str] = set()
         self._stack = ExitStack()
         self._stack.enter_context(conn.transaction())
+        try:
+            self._stream = self._start(conn, chunk)
+        except BaseException:
+            # Roll back now: a session left inside the failed transaction would fail the caller's cleanup
+            # (dropping the chunks staged before this one) and hide this error behind its own.
+            self._stack.__exit__(*sys.exc_info())
+            raise
+
+    def _start(self, conn: psycopg.Connection, chunk: Chunk) -> Any:
+        """Create the chunk's checks table and open the COPY into it (inside the chunk's transaction)."""
         conn.execute(sql.SQL("drop table if exists {}").format(chunk.checks))
         # The definition's own columns and types: nothing to keep in step by hand.
         conn.execute(_RECEIVED_STATEMENTS_NONE)
@@ -833,7 +844,7 @@ class ChunkWriter:
         cursor = self._stack.enter_context(conn.cursor())
         # The statement's JSON goes as the text received (jsonb's binary form is a version byte and the text)
         cursor.adapters.register_dumper(None, _JsonTextBinaryDumper)
-        self._stream = self._stack.enter_context(
+        stream = self._stack.enter_context(
             cursor.copy(
                 # Binary: the times, numbers and booleans the checker computed go as values, not as text for
                 # PostgreSQL to parse again (half its CPU for the COPY of a chunk, and a third of ours).
@@ -845,7 +856,8 @@ class ChunkWriter:
                 writer=QueuedLibpqWriter(cursor),
             )
         )
-        self._stream.set_types(column_types)
+        stream.set_types(column_types)
+        return stream
 
     def write(self, page: StatementPage) -> None:
         self.chunk.pages += 1

@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.pool import NullPool
 
 from turnover_signals import storage
+from turnover_signals.errors import GateNotEvaluatedError
 from turnover_signals.sqlfiles import read_sql
 
 log = logging.getLogger(__name__)
@@ -415,6 +417,11 @@ def run_suite(
         result = definition.run(
             expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY", run_id=run_id
         )
+        not_evaluated = [r for r in result.results if expectation_errors(r)]
+        if not_evaluated:
+            raise gate_not_evaluated(
+                suite.name, data_asset, batch_identifier, not_evaluated, len(result.results)
+            )
         if not result.success:
             result = definition.run(
                 expectation_parameters=dict(parameters or {}), result_format="SUMMARY", run_id=run_id
@@ -452,6 +459,41 @@ def run_suite(
         outcome.data_docs_path,
     )
     return outcome
+
+
+def expectation_errors(result: Any) -> list[str]:
+    """The messages of the errors that kept GX from evaluating an expectation: GX reports them as a failed
+    expectation, in `exception_info` (flat, or keyed by each metric that raised)."""
+    info = result.exception_info or {}
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    return [entry.get("exception_message") or "" for entry in entries if entry.get("raised_exception")]
+
+
+def gate_not_evaluated(
+    suite_name: str, data_asset: str, batch_identifier: str, results: list[Any], evaluated: int
+) -> GateNotEvaluatedError:
+    """The error for a gate some of whose expectations raised: named by their types and the errors' classes
+    only, as a message may quote the query and the values it read."""
+    kinds = sorted({_error_class(message) for r in results for message in expectation_errors(r)})
+    types = sorted({r.expectation_config.type for r in results})
+    return GateNotEvaluatedError(
+        subject=f"validation {suite_name} of {data_asset} ({batch_identifier})",
+        problem=(
+            f"{len(results)} of {evaluated} expectations could not be evaluated ({', '.join(types)}) because "
+            f"their queries failed ({', '.join(kinds)}); nothing was judged, quarantined or published"
+        ),
+        next_step=(
+            "the task retries by itself; if it keeps failing, read the traceback in the task log and check "
+            "the warehouse (connections, statement_timeout, disk), then clear the task"
+        ),
+        runbook_section="gate-not-evaluated",
+    )
+
+
+def _error_class(message: str) -> str:
+    """`psycopg.errors.QueryCanceled` of SQLAlchemy's "(psycopg.errors.QueryCanceled) canceling ..."."""
+    match = re.match(r"\(([\w.]+)\)", message)
+    return match[1] if match else "an error"
 
 
 def record_validation(conn: psycopg.Connection, outcome: ValidationOutcome, run: RunIdentity) -> None:

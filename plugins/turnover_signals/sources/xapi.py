@@ -85,6 +85,11 @@ DEFAULT_REFUSED_EXCERPT_BYTES = 4096
 MAX_STATEMENT_DEPTH_ALLOWED = 256
 STATEMENT_TOO_LARGE = "statement is larger than lms.max_statement_bytes"
 STATEMENT_TOO_DEEP = "statement nests deeper than lms.max_statement_depth"
+STATEMENT_NOT_STORABLE = "statement holds JSON that PostgreSQL cannot store"
+# The escapes PostgreSQL's json and jsonb refuse, though JSON allows them: NUL, and surrogates (paired ones
+# are read, an unpaired one refused). A statement holding none of these byte strings holds neither.
+_REFUSED_ESCAPE_MARKS = (b"\\u0000", b"\\ud", b"\\uD")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # -- timestamps ----------------------------------------------------------------------------------
@@ -158,11 +163,13 @@ class StatementBounds:
 
 @dataclass(frozen=True)
 class RefusedStatement:
-    """A statement of a page refused whole for its size or depth: never parsed, never loaded."""
+    """A statement of a page refused whole for its size, its depth or what it holds (JSON PostgreSQL cannot
+    store): never parsed, never loaded."""
 
     position: int  # 1-based, on its page
-    reason: str  # STATEMENT_TOO_LARGE or STATEMENT_TOO_DEEP
-    detail: str  # the measure against the bound, e.g. "10485931 bytes, over 1048576"
+    reason: str  # STATEMENT_TOO_LARGE, STATEMENT_TOO_DEEP or STATEMENT_NOT_STORABLE
+    # the measure against the bound, e.g. "10485931 bytes, over 1048576", or what cannot be stored
+    detail: str
     size_bytes: int
     sha256: str  # of the statement's bytes as received
     excerpt: str  # its first `excerpt_bytes` as received (UTF-8, cut at a character boundary)
@@ -282,24 +289,33 @@ def _top_level_strings(text: bytes) -> tuple[str | None, str | None]:
                 key = json.loads(token) if previous != b":" else None
             previous = token if len(token) == 1 else b'"'
     except msgspec.DecodeError:
-        return None, None
+        try:
+            document = json.loads(text)  # what only json reads: an unpaired surrogate, NaN
+        except (ValueError, RecursionError):
+            return None, None
+        pairs = document if isinstance(document, dict) else {}
     values = [pairs.get(name) for name in ("id", "stored")]
     return tuple(value if isinstance(value, str) else None for value in values)  # type: ignore[return-value]
 
 
 def _refusal(
-    text: bytes, position: int, bounds: StatementBounds, depth: int | None
+    text: bytes, position: int, bounds: StatementBounds, depth: int | None, unstorable: str | None = None
 ) -> RefusedStatement | None:
-    """The refusal of one statement beyond a bound, or None. `depth` when already measured."""
+    """The refusal of one statement beyond a bound or that PostgreSQL cannot store, or None. `depth` when
+    already measured; `unstorable` when the caller found already what cannot be stored."""
     size = len(text)
     if size > bounds.max_bytes:
         reason, detail = STATEMENT_TOO_LARGE, f"{size} bytes, over {bounds.max_bytes}"
     else:
         if depth is None and text.count(b"{") + text.count(b"[") > bounds.max_depth:
             depth = nesting_depth(text)
-        if depth is None or depth <= bounds.max_depth:
-            return None
-        reason, detail = STATEMENT_TOO_DEEP, f"nested {depth} levels deep, over {bounds.max_depth}"
+        if depth is not None and depth > bounds.max_depth:
+            reason, detail = STATEMENT_TOO_DEEP, f"nested {depth} levels deep, over {bounds.max_depth}"
+        else:
+            unstorable = unstorable or unstorable_json(text)
+            if unstorable is None:
+                return None
+            reason, detail = STATEMENT_NOT_STORABLE, unstorable
     statement_id, stored = _top_level_strings(text)
     excerpt = text[: bounds.excerpt_bytes].decode("utf-8", "ignore").replace("\x00", "\ufffd")
     return RefusedStatement(
@@ -312,6 +328,49 @@ def _refusal(
         statement_id=statement_id,
         stored=stored,
     )
+
+
+def unstorable_json(text: bytes) -> str | None:
+    """What a statement (valid JSON within the bounds) holds that PostgreSQL's json and jsonb refuse, or None.
+
+    Such a statement would fail the COPY of its whole chunk, and every later run that fetched it again.
+    """
+    if not any(mark in text for mark in _REFUSED_ESCAPE_MARKS):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None  # not readable here: the checks say what it is
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+            strings: Any = item.keys()
+        elif isinstance(item, list):
+            pending.extend(item)
+            continue
+        elif isinstance(item, str):
+            strings = (item,)
+        else:
+            continue
+        for string in strings:
+            if "\x00" in string:
+                return "a \\u0000 (NUL) in a string"
+            if _SURROGATE.search(string):
+                return "an unpaired UTF-16 surrogate escape in a string"
+    return None
+
+
+def _reserialised(statement: Any) -> tuple[bytes, str | None]:
+    """A statement parsed by json.loads as JSON text again, and what in it JSON or PostgreSQL cannot hold."""
+    try:
+        return json.dumps(statement, ensure_ascii=False, allow_nan=False).encode("utf-8"), None
+    except UnicodeEncodeError:
+        problem = "an unpaired UTF-16 surrogate escape in a string"
+    except ValueError:
+        problem = "NaN or Infinity, which JSON has no number for"
+    return json.dumps(statement).encode("ascii"), problem  # ASCII escapes: an excerpt that can be stored
 
 
 def _split_deep_result(body: bytes) -> tuple[bool, list[tuple[bytes, int]], bytes | None, bool]:
@@ -405,7 +464,12 @@ def decode_statement_page(
     more = document.more if has_more_key else None
     max_bytes, max_depth = bounds.max_bytes, bounds.max_depth
     # Few brackets cannot nest deeply: most statements are cleared by three C-speed measures.
-    if any(len(raw) > max_bytes or raw.count(b"{") + raw.count(b"[") > max_depth for raw in raws):
+    if any(
+        len(raw) > max_bytes
+        or raw.count(b"{") + raw.count(b"[") > max_depth
+        or (b"\\u" in raw and any(mark in raw for mark in _REFUSED_ESCAPE_MARKS))
+        for raw in raws
+    ):
         return _bounded([(raw, None) for raw in raws], more, bounds, has_more_key)
     if not parse_statements:
         try:
@@ -445,12 +509,12 @@ def _decoded_by_json(body: bytes, bounds: StatementBounds) -> DecodedStatementPa
     statements = document.get("statements") if isinstance(document, dict) else None
     if not isinstance(statements, list):
         return DecodedStatementPage(False, [], None, [], None)
-    texts = [
-        json.dumps(statement, ensure_ascii=False).encode("utf-8", "surrogatepass") for statement in statements
-    ]
-    refused = [
-        r for n, text in enumerate(texts, start=1) if (r := _refusal(text, n, bounds, None)) is not None
-    ]
+    refused = []
+    for n, statement in enumerate(statements, start=1):
+        text, problem = _reserialised(statement)
+        refusal = _refusal(text, n, bounds, None, problem)
+        if refusal is not None:
+            refused.append(refusal)
     positions = {refusal.position for refusal in refused}
     kept = [s for n, s in enumerate(statements, start=1) if n not in positions]
     return DecodedStatementPage(True, kept, None, refused, document.get("more"), "more" in document)
