@@ -106,7 +106,10 @@ def set_note(airflow_api, run, note: str) -> None:
 def test_a_deferred_date_is_written_on_the_run(deferred_run):
     assert deferred_run.state == "success"
     assert deferred_run.note.startswith(NOTE_PREFIX + "deferred (inputs not complete through the cut-off): ")
-    assert f"no employees file dated {deferred_run.reference_date} or later is loaded" in deferred_run.note
+    assert (
+        f"no employees file dated {deferred_run.reference_date} or later is in the HR history"
+        in deferred_run.note
+    )
 
 
 @pytest.mark.slow

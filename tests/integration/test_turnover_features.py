@@ -184,13 +184,27 @@ def void(conn, statement_id, batch_id="b-void", stored=AFTER_D):
         )
 
 
-def hr_known_through(conn, file_date):
-    """A loaded employees file dated `file_date`: HR is known through that day (label horizons close)."""
+def hr_known_through(conn, file_date, *, in_history=True):
+    """A loaded employees file dated `file_date`: HR is known through that day (label horizons close), once
+    the HR history build took it in (`in_history`: its row in core.hris_file_knowledge, which that build
+    writes with the history)."""
+    name, sha256 = f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0")
     conn.execute(
         "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, "
         "status) values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
-        (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date),
+        (name, sha256, file_date),
     )
+    if in_history:
+        conn.execute(
+            "insert into core.hris_file_knowledge (file_name, sha256, feed, file_date, status, "
+            "is_correction, known_at) values (%s, %s, 'employees', %s, 'loaded', false, %s)",
+            (
+                name,
+                sha256,
+                file_date,
+                datetime.combine(file_date + timedelta(days=1), datetime.min.time(), UTC),
+            ),
+        )
 
 
 def lms_read_through(conn, moment, batch_id=None):
@@ -741,7 +755,7 @@ def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(
     assert summary["reference_dates_built"] == []
     reasons = summary["reference_dates_deferred"][D.isoformat()]
     assert reasons == [
-        "no employees file dated 2026-06-30 or later is loaded (newest: 2026-06-29)",
+        "no employees file dated 2026-06-30 or later is in the HR history (newest: 2026-06-29)",
         "the LMS extraction has not read past the cut-off "
         "2026-07-01 12:00 UTC (read through 2026-07-01 09:00 UTC)",
     ]
@@ -752,6 +766,13 @@ def test_a_date_waits_for_its_employees_file_and_the_lms_extraction_and_says_so(
     assert query(warehouse_dsn, "select count(*) from mart.employee_features") == [(0,)]
 
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        # D's file is loaded, but the HR history build has not taken it in (still running, or failed)
+        hr_known_through(conn, D, in_history=False)
+    assert build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)[
+        "reference_dates_deferred"
+    ] == {D.isoformat(): reasons}
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("delete from audit.file_manifest where file_date = %s", (D,))
         hr_known_through(conn, D)
     assert build_features(config, dsn=warehouse_dsn, reference_dates=[D], now=just_after)[
         "reference_dates_deferred"
@@ -901,3 +922,13 @@ def test_a_build_waits_for_the_build_before_it(warehouse_dsn, config):
         other_build.execute("select pg_advisory_unlock(%s)", (FEATURES_LOCK_ID,))
     worker.join(timeout=120)
     assert results["reference_dates_built"] == [D.isoformat()]
+
+
+def test_labels_know_hr_only_through_the_files_the_hr_history_holds(warehouse_dsn, config):
+    from turnover_signals.features.labels import label_parameters
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        hr_known_through(conn, D - timedelta(days=1))
+        # loaded, but the history build has not taken it in: a leaver of that file would still look employed
+        hr_known_through(conn, D, in_history=False)
+        assert label_parameters(conn, config)["hr_known_through"] == D - timedelta(days=1)

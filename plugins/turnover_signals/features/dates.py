@@ -2,8 +2,9 @@
 
 A feature row for reference date D is a pure function of the facts known by `cutoff(D)` = the end of
 D (UTC) + `features.as_of_grace_hours`. D is built only once every input is complete through that
-cut-off: an employees file dated D or later is loaded, and the LMS extraction has read the LRS past
-it. Until then a run defers D, and the next run builds it; it is never built from older data.
+cut-off: an employees file dated D or later is loaded and built into the HR history, and the LMS
+extraction has read the LRS past it. Until then a run defers D, and the next run builds it; it is never
+built from older data.
 """
 
 from __future__ import annotations
@@ -106,9 +107,14 @@ class InputHorizon:
         employees_file_date, first_snapshot_date = conn.execute(
             """
             select
-                (select max(file_date) from audit.file_manifest
+                (select max(manifest.file_date) from audit.file_manifest as manifest
                  -- a duplicate (the same bytes as an earlier day's) delivers its date too: nothing changed
-                 where feed = 'employees' and status in ('loaded', 'superseded', 'duplicate')),
+                 where manifest.feed = 'employees'
+                   and manifest.status in ('loaded', 'superseded', 'duplicate')
+                   -- and the HR history holds its bytes: a file loaded after the last history build, or
+                   -- while it failed, is not in what a feature row would read
+                   and exists (select from core.hris_file_knowledge as knowledge
+                               where knowledge.sha256 = manifest.sha256)),
                 (select min(valid_from) from core.employee_history)
             """
         ).fetchone()
@@ -129,7 +135,7 @@ class InputHorizon:
         missing = []
         if self.employees_file_date is None or self.employees_file_date < reference_date:
             missing.append(
-                f"no employees file dated {reference_date} or later is loaded "
+                f"no employees file dated {reference_date} or later is in the HR history "
                 f"(newest: {self.employees_file_date or 'none'})"
             )
         if self.lms_read_through is None or self.lms_read_through < cutoff:

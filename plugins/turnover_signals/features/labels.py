@@ -39,7 +39,11 @@ def label_parameters(conn: psycopg.Connection, config: Mapping[str, Any]) -> dic
     hr_known_through = conn.execute(
         """
         select coalesce(
-            (select max(file_date) from audit.file_manifest where feed = 'employees' and status = 'loaded'),
+            (select max(manifest.file_date) from audit.file_manifest as manifest
+             where manifest.feed = 'employees' and manifest.status = 'loaded'
+               -- that the HR history holds: a leaver of a file not built into it yet would look employed
+               and exists (select from core.hris_file_knowledge as knowledge
+                           where knowledge.sha256 = manifest.sha256)),
             (select max(valid_from) from core.employee_history))
         """
     ).fetchone()[0]
