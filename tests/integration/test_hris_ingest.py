@@ -215,7 +215,8 @@ def test_a_different_file_for_a_loaded_date_is_a_correction(sftp_drop, hris_dir,
     # it is a new delivery, and a fast first run can finish within the same second.
     corrected = hris_dir / "employees_20260105.csv"
     later = corrected.stat().st_mtime + 60
-    os.utime(corrected, (later, later))
+    for written in (corrected, hris_dir / "employees_20260105.csv.ctl"):  # the control file written last
+        os.utime(written, (later, later))
     sftp_drop.sync()
     results, errors = run_pipeline(config, warehouse_dsn)
     assert errors == [] and results[0]["superseded"] == ["employees_20260105.csv"]
@@ -647,6 +648,65 @@ def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(
         warehouse_dsn, "select count(*) from pg_class where relname like 'hris_employee_snapshot_%'"
     ) == [(0,)]
     assert list((Path(config["hris"]["landing_dir"])).rglob("*")) == []
+
+
+def write_control(server: SftpSampleServer, directory: Path, name: str, data: bytes, mtime: float) -> None:
+    """Write only the control file of `name` (declaring `data`), modified at `mtime`."""
+    control = directory / (name + ".ctl")
+    rows = len(data.decode("utf-8").splitlines()) - 1
+    control.write_text(json.dumps({"rows": rows, "sha256": hashlib.sha256(data).hexdigest()}))
+    os.utime(control, (mtime, mtime))
+    server.sync()
+
+
+def test_a_file_quarantined_for_its_control_file_loads_once_the_control_file_declares_it(
+    sftp_drop, hris_dir, config, warehouse_dsn
+):
+    name, data = "employees_20260105.csv", csv_bytes(five_employees())
+    # the control file of another delivery (caught before the vendor rewrote it, or simply wrong)
+    deliver(sftp_drop, hris_dir, name, data, control={"rows": 5, "sha256": "ab" * 32})
+    _results, errors = run_pipeline(config, warehouse_dsn)
+    _assert_quarantined(warehouse_dsn, errors, name, "differs from the control file")
+    assert list_pending_files(config, warehouse_dsn) == []  # the same control file: the quarantine stands
+
+    write_control(sftp_drop, hris_dir, name, data, time.time() + 5)  # the data file itself is untouched
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and [r["status"] for r in results] == ["loaded"]
+    assert query(warehouse_dsn, "select status from audit.file_manifest") == [("loaded",)]
+    assert query(warehouse_dsn, "select released_by, reason from audit.file_release") == [
+        ("turnover_signals", "its control file now declares the file's sha256")
+    ]
+    assert query(warehouse_dsn, "select count(*) from raw.hris_employee_snapshot") == [(5,)]
+    assert run_pipeline(config, warehouse_dsn) == ([], [])
+
+
+def test_a_file_rewritten_after_its_control_file_waits_for_its_new_control_file(
+    sftp_drop, hris_dir, config, warehouse_dsn
+):
+    name = "employees_20260105.csv"
+    first, corrected = csv_bytes(five_employees()), csv_bytes(five_employees(e3={"first_name": "Renamed"}))
+    deliver(sftp_drop, hris_dir, name, first)
+    assert [r["status"] for r in run_pipeline(config, warehouse_dsn)[0]] == ["loaded"]
+    # the vendor re-delivers: the data file is rewritten, its control file not yet
+    (hris_dir / name).write_bytes(corrected)
+    os.utime(hris_dir / (name + ".ctl"), (time.time() - 60, time.time() - 60))
+    sftp_drop.sync()
+    survey = survey_remote_files(config, warehouse_dsn)
+    assert survey.pending == []
+    ((waiting_name, why),) = [(w.name, w.reason) for w in survey.waiting]
+    assert waiting_name == name and "is older than the file" in why and "a delivery in progress" in why
+    assert run_pipeline(config, warehouse_dsn) == ([], [])  # nothing quarantined meanwhile
+    assert query(warehouse_dsn, "select count(*) from audit.file_manifest where status = 'quarantined'") == [
+        (0,)
+    ]
+
+    write_control(sftp_drop, hris_dir, name, corrected, time.time() + 5)
+    results, errors = run_pipeline(config, warehouse_dsn)
+    assert errors == [] and [r["status"] for r in results] == ["loaded"]
+    assert query(warehouse_dsn, "select status from audit.file_manifest order by received_at") == [
+        ("superseded",),
+        ("loaded",),
+    ]
 
 
 def test_file_without_control_file_is_keyed_by_its_streamed_sha256(

@@ -55,9 +55,12 @@ from turnover_signals.quality.gate import (
     run_suite,
 )
 from turnover_signals.sources.sftp_hris import HrisSftpSource, IgnoredEntry, RemoteHrisFile, sha256_of_file
+from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
+
+CONTROL_UNREADABLE = "control file is unreadable"
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NEXT_STEP_BAD_FILE = (
@@ -166,17 +169,23 @@ def survey_remote_files(
     source = hris_source(config)
     listing = source.list_directory()
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
-        new = [
-            f
-            for f in listing.files
-            if manifest.find_by_listing(conn, f.name, f.size_bytes, f.remote_mtime) is None
-        ]
+        new = []
+        for remote in listing.files:
+            known = manifest.find_by_listing(conn, remote.name, remote.size_bytes, remote.remote_mtime)
+            if known is None or (
+                is_control_quarantine(known)
+                and remote.control_file is not None
+                and control_agrees(source.read_control(remote), known["sha256"])
+            ):
+                new.append(remote)
     required = hris.get("require_control_file") or {}
     ready: list[RemoteHrisFile] = []
     unsettled: list[RemoteHrisFile] = []
     waiting: list[WaitingFile] = []
     for remote in new:
-        if remote.control_file is not None:
+        if remote.control_file is not None and _control_behind(remote):
+            waiting.append(WaitingFile(remote.name, _control_behind_reason(remote, source)))
+        elif remote.control_file is not None:
             ready.append(remote)
         elif required.get(remote.feed):
             waiting.append(WaitingFile(remote.name, _no_control_file_yet(remote, source)))
@@ -190,6 +199,8 @@ def survey_remote_files(
             after = relisted.get(before.name)
             if after is None:
                 waiting.append(WaitingFile(before.name, "gone from the second listing (renamed or deleted)"))
+            elif after.control_file is not None and _control_behind(after):
+                waiting.append(WaitingFile(after.name, _control_behind_reason(after, source)))
             elif after.control_file is not None or _same_listing(before, after):
                 ready.append(after)
             else:
@@ -219,6 +230,38 @@ def _still_changing(before: RemoteHrisFile, after: RemoteHrisFile, seconds: floa
         f"still being written: {before.size_bytes:,} then {after.size_bytes:,} bytes, modified "
         f"{before.remote_mtime} then {after.remote_mtime}, in two listings {seconds:g} s apart"
     )
+
+
+def _control_behind(remote: RemoteHrisFile) -> bool:
+    """The control file is older than its file: the vendor writes the control file last, so the file was
+    written again after it (a re-delivery in progress, its new control file not written yet)."""
+    if remote.control_mtime is None or remote.remote_mtime is None:
+        return False
+    return datetime.fromisoformat(remote.control_mtime) < datetime.fromisoformat(remote.remote_mtime)
+
+
+def _control_behind_reason(remote: RemoteHrisFile, source: HrisSftpSource) -> str:
+    return (
+        f"its control file {remote.name}{source.control_file_suffix} (modified {remote.control_mtime}) is "
+        f"older than the file (modified {remote.remote_mtime}): a delivery in progress, taken once its "
+        "control file is written"
+    )
+
+
+def is_control_quarantine(row: Mapping[str, Any]) -> bool:
+    """A manifest row quarantined for its control file alone (unreadable, or a sha256 the bytes do not have),
+    not for anything in the file."""
+    if row["status"] != "quarantined":
+        return False
+    if (row.get("reason") or "").startswith(CONTROL_UNREADABLE):
+        return True
+    declared = str(row.get("control_sha256") or "").lower()
+    return bool(declared) and declared != row["sha256"]
+
+
+def control_agrees(control: Mapping[str, Any] | None, sha256: str) -> bool:
+    """A readable control file that declares exactly these bytes."""
+    return control is not None and not _control_unreadable(control) and _control_sha256(control) == sha256
 
 
 def _no_control_file_yet(remote: RemoteHrisFile, source: HrisSftpSource) -> str:
@@ -378,7 +421,7 @@ def ingest_file(
     conn_id = config["connections"]["warehouse"]
     with warehouse_connection(conn_id, dsn) as conn:
         known = manifest.find_by_listing(conn, remote.name, remote.size_bytes, remote.remote_mtime)
-        if known is not None:
+        if known is not None and not is_control_quarantine(known):
             return _already_recorded(remote, known)
 
     source = hris_source(config)
@@ -541,7 +584,9 @@ def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) 
         "try_number": run.try_number,
     }
     known = manifest.find(conn, remote.name, sha256)
-    if known is not None:
+    if known is not None and is_control_quarantine(known) and control_agrees(control, sha256):
+        _release_for_corrected_control(conn, known)
+    elif known is not None:
         return _already_recorded(remote, known)
     copy = manifest.find_published_copy(conn, remote.feed, sha256)
     if copy is not None:
@@ -579,7 +624,7 @@ def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) 
             raise _quarantine(
                 conn,
                 record,
-                f"control file is unreadable or has no integer 'rows' ({control.get('unreadable', '')})",
+                f"{CONTROL_UNREADABLE} or has no integer 'rows' ({control.get('unreadable', '')})",
                 None,
                 run,
                 None,
@@ -595,6 +640,29 @@ def _decide(task: FileTask, delivery: Delivery, control: dict[str, Any] | None) 
         raise _quarantine(conn, record, delivery.problem.problem, None, run, delivery.rows_read)
     assert delivery.staged is not None and delivery.header is not None
     return _validate_and_publish(task, delivery, record, date_format)
+
+
+def _release_for_corrected_control(conn: psycopg.Connection, known: Mapping[str, Any]) -> None:
+    """Release a file quarantined for its control file alone, now that its control file declares its bytes
+    (re-delivered, or caught half-written before): recorded in audit.file_release like a person's release."""
+    with conn.transaction():
+        conn.execute(
+            read_sql("audit", "file_release"),
+            {
+                "file_name": known["file_name"],
+                "sha256": known["sha256"],
+                "quarantine_reason": known["reason"],
+                "released_by": "turnover_signals",
+                "reason": "its control file now declares the file's sha256",
+            },
+        )
+        conn.execute(
+            "update audit.file_manifest set status = 'released' where file_name = %s and sha256 = %s",
+            (known["file_name"], known["sha256"]),
+        )
+    log.info(
+        "HRIS file %s: its control file now agrees with it; released from quarantine", known["file_name"]
+    )
 
 
 def _already_recorded(remote: RemoteHrisFile, known: Mapping[str, Any]) -> dict[str, Any]:

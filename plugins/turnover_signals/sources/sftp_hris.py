@@ -72,6 +72,7 @@ class RemoteHrisFile:
     remote_mtime: str | None
     is_encrypted: bool
     control_file: str | None
+    control_mtime: str | None = None  # the control file's modification time, as listed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -349,7 +350,7 @@ class HrisSftpSource:
                 _disconnect(hook)
 
         entries = self._run("listing", f"SFTP directory {directory}", list_once)
-        names = {entry.filename for entry in entries}
+        by_name = {entry.filename: entry for entry in entries}
         files: list[RemoteHrisFile] = []
         ignored: list[IgnoredEntry] = []
         for entry in entries:
@@ -361,7 +362,7 @@ class HrisSftpSource:
                     reason = why_not_a_feed_file(entry.filename, self.file_patterns) or "not a feed file"
                     ignored.append(IgnoredEntry(entry.filename, reason))
                 continue
-            control = entry.filename + self.control_file_suffix
+            control = by_name.get(entry.filename + self.control_file_suffix)
             files.append(
                 RemoteHrisFile(
                     name=entry.filename,
@@ -369,11 +370,10 @@ class HrisSftpSource:
                     feed=recognised.feed,
                     file_date=recognised.file_date.isoformat(),
                     size_bytes=int(entry.st_size or 0),
-                    remote_mtime=(
-                        datetime.fromtimestamp(entry.st_mtime, UTC).isoformat() if entry.st_mtime else None
-                    ),
+                    remote_mtime=_listed_mtime(entry),
                     is_encrypted=recognised.is_encrypted,
-                    control_file=posixpath.join(directory, control) if control in names else None,
+                    control_file=posixpath.join(directory, control.filename) if control else None,
+                    control_mtime=_listed_mtime(control) if control else None,
                 )
             )
         log.info(
@@ -498,6 +498,10 @@ class HrisSftpSource:
                 if not isinstance(exc, Exception) or consumer.exception() is None:
                     raise
             return await consumer
+
+
+def _listed_mtime(entry: paramiko.SFTPAttributes) -> str | None:
+    return datetime.fromtimestamp(entry.st_mtime, UTC).isoformat() if entry.st_mtime else None
 
 
 def _disconnect(hook: Any) -> None:
