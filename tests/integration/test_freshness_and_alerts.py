@@ -29,12 +29,12 @@ def config():
     return copy.deepcopy(load_config(use_variable=False))
 
 
-def loaded_snapshot(dsn, file_date: date):
+def loaded_snapshot(dsn, file_date: date, status="loaded"):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "insert into audit.file_manifest (file_name, sha256, feed, file_date, size_bytes, received_at, "
-            "status) values (%s, %s, 'employees', %s, 10, now(), 'loaded')",
-            (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date),
+            "status) values (%s, %s, 'employees', %s, 10, now(), %s)",
+            (f"employees_{file_date:%Y%m%d}.csv", f"{file_date:%Y%m%d}".ljust(64, "0"), file_date, status),
         )
 
 
@@ -70,6 +70,14 @@ def test_hr_data_is_fresh_for_a_day_after_its_snapshot_date_then_alerts(warehous
     assert (
         check_hris_freshness(config, datetime(2026, 3, 3, 6, tzinfo=UTC), warehouse_dsn)["age_hours"] == 30.0
     )
+
+
+def test_a_snapshot_with_the_bytes_of_the_day_before_keeps_hr_data_fresh(warehouse_dsn, config):
+    loaded_snapshot(warehouse_dsn, date(2026, 3, 6))  # Friday
+    # nothing changed over the weekend: Saturday's file has Friday's bytes and is recorded as a duplicate
+    loaded_snapshot(warehouse_dsn, date(2026, 3, 7), status="duplicate")
+    fresh = check_hris_freshness(config, datetime(2026, 3, 8, 6, tzinfo=UTC), warehouse_dsn)
+    assert (fresh["latest_file"], fresh["age_hours"]) == ("employees_20260307.csv", 6.0)
 
 
 def test_lms_data_is_stale_when_no_batch_was_published_within_the_slo(warehouse_dsn, config):

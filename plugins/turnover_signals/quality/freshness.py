@@ -1,6 +1,7 @@
 """Freshness guards: is the published HR and LMS data within its SLO (`slo` in the config)?
 
-HR data is as fresh as its latest loaded snapshot: a file dated D describes the end of day D, so its
+HR data is as fresh as its latest snapshot (loaded, or a duplicate of an earlier day's bytes): a file dated D
+describes the end of day D, so its
 age at moment T is T - (D + 1 day). The run's own data time is T (its logical date, or `run_after`
 for triggered runs), so a backfill or a demo judges data by the date it is about. LMS data is as
 fresh as the last published extraction batch (the moment the LRS was last read completely), judged
@@ -27,9 +28,11 @@ def check_hris_freshness(
     """Fail with a `FreshnessError` when the latest loaded employees snapshot is older than the SLO."""
     limit = float(config["slo"]["hris_max_age_hours"])
     with warehouse_connection(config["connections"]["warehouse"], dsn) as conn:
+        # A duplicate (the same bytes as an earlier day's file: nothing changed, as over a quiet weekend) is
+        # that day's snapshot too, as for the features' input horizon.
         row = conn.execute(
-            "select file_name, file_date from audit.file_manifest where feed = 'employees' and status = "
-            "'loaded' order by file_date desc limit 1"
+            "select file_name, file_date from audit.file_manifest where feed = 'employees' and status in "
+            "('loaded', 'duplicate') order by file_date desc, received_at desc limit 1"
         ).fetchone()
     if row is None:
         raise FreshnessError(
