@@ -183,6 +183,33 @@ def test_voided_statements_recovered_by_id_that_fail_their_gate_fail_the_publish
     assert rows(warehouse_dsn, "select count(*) from raw.lms_statement_rejected") == [(2,)]
 
 
+def test_a_slice_extracted_again_that_fails_is_not_extracted_for_the_publish_until_it_succeeds(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    server = serve(lms_server_factory, monkeypatch, history())
+    slices = backfill_slices(config)
+    for item in slices:
+        extract_slice(config, RUN, item, warehouse_dsn)
+    # slice 2's task is cleared and runs again while the LRS fails: its first attempt's tables are dropped
+    server.inject_fault("status", path_prefix="/xapi/statements", count=100, status=503)
+    with pytest.raises(SourceUnavailableError):
+        extract_slice(config, RUN, slices[1], warehouse_dsn)
+    server.clear_faults()
+    with pytest.raises(BadInputError, match=r"slice 2 of 4: the slice was not extracted .*2..4 are not"):
+        publish_slices(config, RUN, slices, warehouse_dsn)
+    assert rows(warehouse_dsn, "select slice_number, status from audit.lms_backfill_slice order by 1") == [
+        (1, "published"),
+        (3, "staged"),
+        (4, "staged"),
+    ]
+    extract_slice(config, RUN, slices[1], warehouse_dsn)
+    assert publish_slices(config, RUN, slices, warehouse_dsn)["published"] == 4
+    # the loader login (least privilege) may do the same (migration 0048)
+    assert rows(
+        warehouse_dsn, "select has_table_privilege('turnover_loader', 'audit.lms_backfill_slice', 'delete')"
+    ) == [(True,)]
+
+
 def test_clearing_and_rerunning_any_task_leaves_the_same_tables(
     lms_server_factory, monkeypatch, warehouse_dsn, make_warehouse, config
 ):

@@ -219,7 +219,7 @@ class SliceExtraction:
             log.info("xAPI backfill slice %d was published already: nothing to do", self.number)
             return self._summary(previous)
         if previous is not None:  # a rerun: its earlier checks tables are replaced
-            _drop_tables(conn, previous["chunk_tables"])
+            _forget_extraction(conn, self.backfill_id, self.number, previous["chunk_tables"])
         stats = self.stats(read_watermark(conn, self.source), datetime.now(UTC))
         chunks = self._stage(conn, stats, int(lms["statements_page_limit"]))
         try:
@@ -442,10 +442,17 @@ class SliceExtraction:
         }
 
 
-def _drop_tables(conn: psycopg.Connection, names: list[str]) -> None:
+def _forget_extraction(conn: psycopg.Connection, backfill_id: str, number: int, tables: list[str]) -> None:
+    """Drop an earlier attempt's checks tables and the row that handed them over, together: until this
+    attempt is gated and recorded, the publish finds the slice not extracted, never a row naming tables that
+    are gone, or that this attempt has re-created and not gated yet (its worker killed in between)."""
     with conn.transaction():
-        for name in names:
+        for name in tables:
             conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier("staging", name)))
+        conn.execute(
+            "delete from audit.lms_backfill_slice where backfill_id = %s and slice_number = %s",
+            (backfill_id, number),
+        )
 
 
 def extract_slice(
