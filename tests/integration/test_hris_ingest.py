@@ -754,6 +754,19 @@ def test_a_connection_that_switches_host_key_checking_off_is_warned_about(
     assert any("switches host key checking off (no_host_key_check)" in r.getMessage() for r in caplog.records)
 
 
+def test_a_connection_that_sets_known_hosts_none_is_warned_about(
+    sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, caplog
+):
+    connection = json.loads(sftp_drop.airflow_connection_json())
+    del connection["extra"]["host_key"]
+    connection["extra"]["known_hosts"] = "none"  # the provider's async hook then checks no host key
+    monkeypatch.setenv("AIRFLOW_CONN_HRIS_SFTP", json.dumps(connection))
+    with caplog.at_level("WARNING", logger="turnover_signals.sources.sftp_hris"):
+        with pytest.raises(SourceRefusedError, match="host key"):  # the listing still knows no key for it
+            list_pending_files(config, warehouse_dsn)
+    assert any("switches host key checking off (known_hosts none)" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("host_key", ["impostor", "absent"])
 def test_the_streamed_download_verifies_the_host_key_too(
     sftp_drop, hris_dir, config, warehouse_dsn, monkeypatch, tmp_path, host_key

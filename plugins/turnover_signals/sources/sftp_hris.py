@@ -318,6 +318,8 @@ class HrisSftpSource:
             for flag in ("no_host_key_check", "allow_host_key_change")
             if str(extra.get(flag, False)).lower() == "true"
         ]
+        if extra.get("host_key") is None and str(extra.get("known_hosts", "")).strip().lower() == "none":
+            unchecked.append("known_hosts none")  # the async hook's stream then verifies no host key at all
         if unchecked:
             # Allowed, because the provider allows it, but never silently: nobody would notice a
             # server in the middle handing out altered HR files.
