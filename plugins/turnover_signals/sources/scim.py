@@ -132,8 +132,9 @@ class ScimUserPages(Iterator[ScimUserPage]):
             if ids and ids[0] in first_ids:
                 raise self._loop_error(
                     start_index,
-                    f"the page at startIndex={start_index} starts with the same user ({ids[0]}) as the "
-                    f"page at startIndex={first_ids[ids[0]]}: the server ignores startIndex",
+                    # the user is not named: an LMS user id is personal data (quality.pii_columns)
+                    f"the page at startIndex={start_index} starts with the same user as the page at "
+                    f"startIndex={first_ids[ids[0]]}: the server ignores startIndex",
                 )
             if ids:
                 first_ids[ids[0]] = start_index
