@@ -685,6 +685,34 @@ def test_a_chunk_over_the_reject_threshold_keeps_earlier_chunks_and_their_waterm
     assert rows(warehouse_dsn, "select watermark from audit.extract_watermark") == [(last_stored,)]
 
 
+def test_a_cleared_run_recovers_the_voided_statements_of_chunks_its_failed_attempt_published(
+    lms_server_factory, monkeypatch, warehouse_dsn, config
+):
+    config["lms"]["max_reject_rate"] = 0.1
+    # no overlap, as when the failed attempt published more than lms.since_overlap_days: the cleared task
+    # stages only the chunk that failed, under the first chunk's batch id
+    config["lms"]["since_overlap_days"] = 0
+    void = statement(99, verb="voided", minutes=20)  # in chunk 3; its target the LRS lists nowhere
+    void["object"] = {"objectType": "StatementRef", "id": str(uuid.UUID(int=50))}
+    published = [statement(n, minutes=n) for n in range(1, 25) if n != 20]  # chunks 1-3, the void among them
+    bad = [statement(n, minutes=n, result={"score": {"scaled": 2}}) for n in range(30, 34)]  # half of chunk 4
+    later = [statement(n, minutes=n) for n in range(40, 44)]
+    server = lms_server_factory(statements=[statement(50), *published, void, *bad, *later])
+    connect(server, monkeypatch)
+    with pytest.raises(BadInputError, match="chunk 4"):
+        extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    target = str(uuid.UUID(int=50))
+    assert rows(
+        warehouse_dsn, "select count(*) from raw.lms_statement where statement_id = %s", (target,)
+    ) == [(0,)]
+    config["lms"]["max_reject_rate"] = 0.6  # the vendor's answer: acceptable; the task is cleared
+    rerun = extract_statements(chunked(config, 8), RunIdentity("d", "r1", "t"), warehouse_dsn)
+    assert rerun["status"] == "published"
+    assert rows(
+        warehouse_dsn, "select is_voided from core.lms_activity where statement_id = %s", (target,)
+    ) == [(True,)]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -414,9 +414,14 @@ class StatementExtraction:
         `voidedStatementId`, the target is loaded with its own stored time and marked voided: dates whose
         cut-off came between the two count it, as the day-by-day run did.
         """
-        missing = [
-            row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": self._batch_ids(staged)})
-        ]
+        # This attempt's chunks, and those an earlier attempt of the same task published before it failed (a
+        # cleared task starts at the watermark they carried, so it may stage fewer chunks than they were).
+        earlier = conn.execute(
+            "select batch_id from audit.lms_extract_batch where batch_id like %s and status = 'published'",
+            (f"{self.batch_id}-%",),
+        ).fetchall()
+        batch_ids = sorted({*self._batch_ids(staged), *(row[0] for row in earlier)})
+        missing = [row[0] for row in conn.execute(MISSING_VOID_TARGETS_SQL, {"batch_ids": batch_ids})]
         if missing:
             log.info(
                 "xAPI batch %s: %d voided statement(s) never received, fetching them by voidedStatementId",
