@@ -699,6 +699,9 @@ def test_a_file_rewritten_after_its_control_file_waits_for_its_new_control_file(
     assert query(warehouse_dsn, "select count(*) from audit.file_manifest where status = 'quarantined'") == [
         (0,)
     ]
+    # past hris.control_file_grace_minutes it is taken, and its control file judges it
+    impatient = {**config, "hris": {**config["hris"], "control_file_grace_minutes": 0}}
+    assert [remote["name"] for remote in list_pending_files(impatient, warehouse_dsn)] == [name]
 
     write_control(sftp_drop, hris_dir, name, corrected, time.time() + 5)
     results, errors = run_pipeline(config, warehouse_dsn)

@@ -106,6 +106,10 @@ def unusual():
         {**base, "verb": {"id": "http://example.com/vérb"}},
         {**base, "object": {"id": 9}},
         {**base, "result": {"score": {"raw": 0.1234567890123456789}}},
+        # parts beyond 15 characters: Decimal's 28 digits could round where numeric is exact
+        {**base, "result": {"duration": "PT0.49999999999999999999999999999S"}},
+        {**base, "result": {"duration": "PT2147483647.4999999999999999999999S"}},
+        {**base, "result": {"duration": "P10000000000000000000000000D"}},
     ]
     return [*shapes, [1, 2, 3], "a string"]
 

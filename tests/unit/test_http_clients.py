@@ -40,6 +40,7 @@ from turnover_signals.sources.http_base import (
 )
 from turnover_signals.sources.scim import ScimClient, last_modified_filter
 from turnover_signals.sources.xapi import (
+    RefusedStatement,
     StatementBounds,
     TimezoneMissingError,
     XapiClient,
@@ -805,6 +806,20 @@ def test_a_statement_with_an_unpaired_surrogate_is_refused_and_the_others_of_its
         statement(2)["id"],
     )
     assert decoded.statements == [{"id": "b"}]
+
+
+def test_a_refused_statement_keeps_no_id_the_warehouse_cannot_store():
+    odd_id = json.dumps({"id": "a\u0000b", "stored": "2026-03-02T09:04:00\ud800Z", "verb": {}}).encode()
+    (refusal,) = decode_statement_page(statements_body([odd_id]), StatementBounds()).refused
+    assert refusal.reason == "statement holds JSON that PostgreSQL cannot store"
+    assert (refusal.statement_id, refusal.stored) == (None, None)  # named by its sha256 instead
+
+
+def test_a_voided_statement_fetched_alone_with_a_nan_is_refused():
+    client = XapiClient(base_url="http://127.0.0.1:1/xapi")  # decoding only: nothing is requested
+    refusal = client._decode_single_statement(b'{"id": "v", "result": {"score": {"raw": NaN}}}')  # noqa: SLF001
+    assert isinstance(refusal, RefusedStatement) and refusal.statement_id == "v"
+    assert refusal.detail == "NaN or Infinity, which JSON has no number for"
 
 
 def test_a_page_only_json_reads_refuses_its_statements_that_json_has_no_number_for():

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from turnover_signals import storage
-from turnover_signals.errors import BadInputError, runbook_link
+from turnover_signals.errors import BadInputError, SourceUnavailableError, runbook_link
 from turnover_signals.hris.contract import (
     FEEDS,
     Feed,
@@ -70,6 +70,7 @@ NEXT_STEP_BAD_FILE = (
 )
 # Without a control file, a file is taken once two listings this far apart see the same size and mtime.
 DEFAULT_STABLE_LISTING_SECONDS = 30.0
+DEFAULT_CONTROL_FILE_GRACE_MINUTES = 60.0
 
 
 @dataclass
@@ -173,18 +174,19 @@ def survey_remote_files(
         for remote in listing.files:
             known = manifest.find_by_listing(conn, remote.name, remote.size_bytes, remote.remote_mtime)
             if known is None or (
-                is_control_quarantine(known)
-                and remote.control_file is not None
-                and control_agrees(source.read_control(remote), known["sha256"])
+                is_control_quarantine(known) and _control_now_agrees(source, remote, known["sha256"])
             ):
                 new.append(remote)
     required = hris.get("require_control_file") or {}
+    grace = timedelta(
+        minutes=float(hris.get("control_file_grace_minutes", DEFAULT_CONTROL_FILE_GRACE_MINUTES))
+    )
     ready: list[RemoteHrisFile] = []
     unsettled: list[RemoteHrisFile] = []
     waiting: list[WaitingFile] = []
     for remote in new:
-        if remote.control_file is not None and _control_behind(remote):
-            waiting.append(WaitingFile(remote.name, _control_behind_reason(remote, source)))
+        if remote.control_file is not None and _control_behind(remote, grace):
+            waiting.append(WaitingFile(remote.name, _control_behind_reason(remote, source, grace)))
         elif remote.control_file is not None:
             ready.append(remote)
         elif required.get(remote.feed):
@@ -199,8 +201,8 @@ def survey_remote_files(
             after = relisted.get(before.name)
             if after is None:
                 waiting.append(WaitingFile(before.name, "gone from the second listing (renamed or deleted)"))
-            elif after.control_file is not None and _control_behind(after):
-                waiting.append(WaitingFile(after.name, _control_behind_reason(after, source)))
+            elif after.control_file is not None and _control_behind(after, grace):
+                waiting.append(WaitingFile(after.name, _control_behind_reason(after, source, grace)))
             elif after.control_file is not None or _same_listing(before, after):
                 ready.append(after)
             else:
@@ -232,20 +234,36 @@ def _still_changing(before: RemoteHrisFile, after: RemoteHrisFile, seconds: floa
     )
 
 
-def _control_behind(remote: RemoteHrisFile) -> bool:
-    """The control file is older than its file: the vendor writes the control file last, so the file was
-    written again after it (a re-delivery in progress, its new control file not written yet)."""
+def _control_behind(remote: RemoteHrisFile, grace: timedelta) -> bool:
+    """The control file is older than its file, modified less than `grace` ago: the vendor writes the control
+    file last, so the file was written again after it (a re-delivery in progress, its new control file not
+    written yet). After `grace` the file is taken, and quarantined if its control file still disagrees."""
     if remote.control_mtime is None or remote.remote_mtime is None:
         return False
-    return datetime.fromisoformat(remote.control_mtime) < datetime.fromisoformat(remote.remote_mtime)
+    modified = datetime.fromisoformat(remote.remote_mtime)
+    return datetime.fromisoformat(remote.control_mtime) < modified and datetime.now(UTC) - modified < grace
 
 
-def _control_behind_reason(remote: RemoteHrisFile, source: HrisSftpSource) -> str:
+def _control_behind_reason(remote: RemoteHrisFile, source: HrisSftpSource, grace: timedelta) -> str:
     return (
         f"its control file {remote.name}{source.control_file_suffix} (modified {remote.control_mtime}) is "
         f"older than the file (modified {remote.remote_mtime}): a delivery in progress, taken once its "
-        "control file is written"
+        f"control file is written, or {grace.total_seconds() / 60:g} min after the file was"
     )
+
+
+def _control_now_agrees(source: HrisSftpSource, remote: RemoteHrisFile, sha256: str) -> bool:
+    """Whether the control file of a file quarantined for its control file now declares its bytes; a control
+    file that cannot be read now is looked at again next time (the listing goes on)."""
+    if remote.control_file is None:
+        return False
+    try:
+        return control_agrees(source.read_control(remote), sha256)
+    except SourceUnavailableError as exc:
+        log.warning(
+            "HRIS file %s: its control file could not be read again (%s); next time", remote.name, exc
+        )
+        return False
 
 
 def is_control_quarantine(row: Mapping[str, Any]) -> bool:

@@ -208,6 +208,9 @@ def _duration_seconds(duration: Any) -> int | None:
     match = _DURATION.fullmatch(duration)
     if match is None:
         return 0
+    if any(part is not None and len(part) > 15 for part in match.groups()):
+        # beyond 15 characters a part could round in Decimal's 28 digits where numeric is exact: SQL decides
+        raise InSql
     parts = [Decimal(part) if part is not None else 0 for part in match.groups()]
     total = parts[0] * 86400 + parts[1] * 3600 + parts[2] * 60 + parts[3]
     seconds = int(Decimal(total).quantize(Decimal(1), rounding=ROUND_HALF_UP))

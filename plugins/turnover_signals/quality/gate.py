@@ -426,6 +426,11 @@ def run_suite(
             result = definition.run(
                 expectation_parameters=dict(parameters or {}), result_format="SUMMARY", run_id=run_id
             )
+            not_evaluated = [r for r in result.results if expectation_errors(r)]
+            if not_evaluated:  # a query of the fuller run failed (a timeout on the larger result, say)
+                raise gate_not_evaluated(
+                    suite.name, data_asset, batch_identifier, not_evaluated, len(result.results)
+                )
     finally:
         # Without this, a process that validates many batches (dag.test, a long-lived worker)
         # runs the warehouse out of connections.

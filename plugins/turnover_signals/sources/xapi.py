@@ -316,7 +316,7 @@ def _refusal(
             if unstorable is None:
                 return None
             reason, detail = STATEMENT_NOT_STORABLE, unstorable
-    statement_id, stored = _top_level_strings(text)
+    statement_id, stored = (_storable(value) for value in _top_level_strings(text))
     excerpt = text[: bounds.excerpt_bytes].decode("utf-8", "ignore").replace("\x00", "\ufffd")
     return RefusedStatement(
         position=position,
@@ -360,6 +360,14 @@ def unstorable_json(text: bytes) -> str | None:
             if _SURROGATE.search(string):
                 return "an unpaired UTF-16 surrogate escape in a string"
     return None
+
+
+def _storable(value: str | None) -> str | None:
+    """A refused statement's id or stored time as the warehouse can keep it: None when it holds a NUL or an
+    unpaired surrogate (the refusal is then named by the statement's sha256)."""
+    if value is None or "\x00" in value or _SURROGATE.search(value):
+        return None
+    return value
 
 
 def _reserialised(statement: Any) -> tuple[bytes, str | None]:
@@ -795,8 +803,13 @@ class XapiClient(HttpSourceClient):
     def _decode_single_statement(self, body: bytes) -> Any:
         """One statement's document, or its `RefusedStatement` when it is beyond `statement_bounds`."""
         body = _utf8_body(body)
-        refusal = _refusal(body.strip(_WHITESPACE), 1, self.statement_bounds, None)
-        return refusal if refusal is not None else json.loads(body)
+        text = body.strip(_WHITESPACE)
+        refusal = _refusal(text, 1, self.statement_bounds, None)
+        if refusal is not None:
+            return refusal
+        document = json.loads(body)
+        _, problem = _reserialised(document)  # NaN or Infinity, which json.loads reads and JSON has not
+        return _refusal(text, 1, self.statement_bounds, None, problem) if problem else document
 
     def decode_document(self, body: bytes) -> Any:
         """Any answer of the statements resource as plain JSON; a StatementResult without the statements
