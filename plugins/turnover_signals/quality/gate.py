@@ -417,20 +417,12 @@ def run_suite(
         result = definition.run(
             expectation_parameters=dict(parameters or {}), result_format="BOOLEAN_ONLY", run_id=run_id
         )
-        not_evaluated = [r for r in result.results if expectation_errors(r)]
-        if not_evaluated:
-            raise gate_not_evaluated(
-                suite.name, data_asset, batch_identifier, not_evaluated, len(result.results)
-            )
+        require_evaluated(result, suite.name, data_asset, batch_identifier)
         if not result.success:
             result = definition.run(
                 expectation_parameters=dict(parameters or {}), result_format="SUMMARY", run_id=run_id
             )
-            not_evaluated = [r for r in result.results if expectation_errors(r)]
-            if not_evaluated:  # a query of the fuller run failed (a timeout on the larger result, say)
-                raise gate_not_evaluated(
-                    suite.name, data_asset, batch_identifier, not_evaluated, len(result.results)
-                )
+            require_evaluated(result, suite.name, data_asset, batch_identifier)  # its fuller queries too
     finally:
         # Without this, a process that validates many batches (dag.test, a long-lived worker)
         # runs the warehouse out of connections.
@@ -474,14 +466,16 @@ def expectation_errors(result: Any) -> list[str]:
     return [entry.get("exception_message") or "" for entry in entries if entry.get("raised_exception")]
 
 
-def gate_not_evaluated(
-    suite_name: str, data_asset: str, batch_identifier: str, results: list[Any], evaluated: int
-) -> GateNotEvaluatedError:
-    """The error for a gate some of whose expectations raised: named by their types and the errors' classes
-    only, as a message may quote the query and the values it read."""
+def require_evaluated(result: Any, suite_name: str, data_asset: str, batch_identifier: str) -> None:
+    """Raise `GateNotEvaluatedError` when some expectations of a validation run raised, named by their types
+    and the errors' classes only, as a message may quote the query and the values it read."""
+    results = [r for r in result.results if expectation_errors(r)]
+    if not results:
+        return
+    evaluated = len(result.results)
     kinds = sorted({_error_class(message) for r in results for message in expectation_errors(r)})
     types = sorted({r.expectation_config.type for r in results})
-    return GateNotEvaluatedError(
+    raise GateNotEvaluatedError(
         subject=f"validation {suite_name} of {data_asset} ({batch_identifier})",
         problem=(
             f"{len(results)} of {evaluated} expectations could not be evaluated ({', '.join(types)}) because "
