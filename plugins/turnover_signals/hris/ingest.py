@@ -36,6 +36,7 @@ from turnover_signals.hris.contract import (
     map_header,
 )
 from turnover_signals.hris.job_levels import job_level_mapping
+from turnover_signals.hris.release import record_release
 from turnover_signals.load import manifest
 from turnover_signals.load.csv_stage import (
     ByteStream,
@@ -55,7 +56,6 @@ from turnover_signals.quality.gate import (
     run_suite,
 )
 from turnover_signals.sources.sftp_hris import HrisSftpSource, IgnoredEntry, RemoteHrisFile, sha256_of_file
-from turnover_signals.sqlfiles import read_sql
 from turnover_signals.warehouse import sqlalchemy_url, warehouse_connection
 
 log = logging.getLogger(__name__)
@@ -664,19 +664,13 @@ def _release_for_corrected_control(conn: psycopg.Connection, known: Mapping[str,
     """Release a file quarantined for its control file alone, now that its control file declares its bytes
     (re-delivered, or caught half-written before): recorded in audit.file_release like a person's release."""
     with conn.transaction():
-        conn.execute(
-            read_sql("audit", "file_release"),
-            {
-                "file_name": known["file_name"],
-                "sha256": known["sha256"],
-                "quarantine_reason": known["reason"],
-                "released_by": "turnover_signals",
-                "reason": "its control file now declares the file's sha256",
-            },
-        )
-        conn.execute(
-            "update audit.file_manifest set status = 'released' where file_name = %s and sha256 = %s",
-            (known["file_name"], known["sha256"]),
+        record_release(
+            conn,
+            known["file_name"],
+            known["sha256"],
+            known["reason"],
+            released_by="turnover_signals",
+            reason="its control file now declares the file's sha256",
         )
     log.info(
         "HRIS file %s: its control file now agrees with it; released from quarantine", known["file_name"]

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
+
 from turnover_signals.config import load_config
 from turnover_signals.errors import BadInputError
 from turnover_signals.sqlfiles import read_sql
@@ -44,22 +46,35 @@ def release_quarantined_file(
                 "rerun-hris-file",
             )
         sha256, quarantine_reason = row
-        conn.execute(
-            read_sql("audit", "file_release"),
-            {
-                "file_name": file_name,
-                "sha256": sha256,
-                "quarantine_reason": quarantine_reason,
-                "released_by": released_by,
-                "reason": reason,
-            },
-        )
-        conn.execute(
-            "update audit.file_manifest set status = 'released' where file_name = %s and sha256 = %s",
-            (file_name, sha256),
-        )
+        record_release(conn, file_name, sha256, quarantine_reason, released_by, reason)
     log.info("HRIS file %s (sha256 %s…) released for another attempt", file_name, sha256[:12])
     return {"file_name": file_name, "sha256": sha256, "status": "released"}
+
+
+def record_release(
+    conn: psycopg.Connection,
+    file_name: str,
+    sha256: str,
+    quarantine_reason: str | None,
+    released_by: str,
+    reason: str,
+) -> None:
+    """Record who released a quarantined delivery and why (audit.file_release), and mark its manifest row
+    `released`, in the caller's transaction: its next attempt rewrites that row."""
+    conn.execute(
+        read_sql("audit", "file_release"),
+        {
+            "file_name": file_name,
+            "sha256": sha256,
+            "quarantine_reason": quarantine_reason,
+            "released_by": released_by,
+            "reason": reason,
+        },
+    )
+    conn.execute(
+        "update audit.file_manifest set status = 'released' where file_name = %s and sha256 = %s",
+        (file_name, sha256),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
