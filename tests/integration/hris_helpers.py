@@ -74,11 +74,14 @@ def write_feed_file(directory: Path, name: str, data: bytes, control: bool | dic
     path = directory / name
     path.write_bytes(data)
     if control:
-        if control is True:
-            rows = max(len(list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))) - 1, 0) if data else 0
-            control = {"rows": rows, "sha256": hashlib.sha256(data).hexdigest()}
-        (directory / (name + ".ctl")).write_text(json.dumps(control))
+        (directory / (name + ".ctl")).write_text(json.dumps(control_of(data) if control is True else control))
     return path
+
+
+def control_of(data: bytes) -> dict:
+    """The correct control file of a data file: its rows and sha256."""
+    rows = max(len(list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))) - 1, 0) if data else 0
+    return {"rows": rows, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def table_snapshot(dsn: str) -> dict[str, list[tuple]]:

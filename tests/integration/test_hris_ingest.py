@@ -19,6 +19,7 @@ import pytest
 from tests.integration.hris_helpers import (
     FIXTURES,
     compensation_bytes,
+    control_of,
     csv_bytes,
     employee_row,
     query,
@@ -653,8 +654,7 @@ def test_streamed_file_whose_sha256_differs_from_the_control_file_loads_nothing(
 def write_control(server: SftpSampleServer, directory: Path, name: str, data: bytes, mtime: float) -> None:
     """Write only the control file of `name` (declaring `data`), modified at `mtime`."""
     control = directory / (name + ".ctl")
-    rows = len(data.decode("utf-8").splitlines()) - 1
-    control.write_text(json.dumps({"rows": rows, "sha256": hashlib.sha256(data).hexdigest()}))
+    control.write_text(json.dumps(control_of(data)))
     os.utime(control, (mtime, mtime))
     server.sync()
 
